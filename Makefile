@@ -1,0 +1,63 @@
+# Two commands: `make run` (set up and start the embedded service) and
+# `make test` (set up and run lint, generated-code check and the whole suite).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test deps system-deps ffmpeg postgres gen check-gen lint fmt unit bench-ladder
+
+run: deps
+	$(BIN)/kiln up
+
+test: deps postgres lint check-gen
+	$(PY) -m pytest -q
+
+deps: system-deps $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# FFmpeg from Debian (libx264, libx265, libvpx, libaom/svt-av1, opus, lame).
+system-deps: ffmpeg
+
+ffmpeg:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; }
+
+# The real PostgreSQL on this machine; started when it is down.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+	  { pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start && \
+	    for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; } || \
+	  echo "warning: PostgreSQL is not reachable; the Postgres half of the suite will fail under CI"
+
+gen: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf generate
+	touch gen/kiln/__init__.py gen/kiln/v1/__init__.py gen/kiln/worker/__init__.py gen/kiln/worker/v1/__init__.py
+
+check-gen: gen
+	@git diff --exit-code --stat -- gen || { echo "gen/ is stale: run 'make gen' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- gen)" || \
+	  { git status --porcelain -- gen; echo "gen/ has uncommitted files: run 'make gen' and commit"; exit 1; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf lint
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf format --diff --exit-code
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf format -w
+
+unit: deps
+	$(PY) -m pytest -q tests/unit
+
+bench-ladder: deps
+	$(PY) bench/ladder.py

@@ -1,0 +1,438 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATUS_UNSPECIFIED: _ClassVar[JobStatus]
+    JOB_STATUS_PENDING: _ClassVar[JobStatus]
+    JOB_STATUS_PROBING: _ClassVar[JobStatus]
+    JOB_STATUS_AWAITING_CONFIRMATION: _ClassVar[JobStatus]
+    JOB_STATUS_PROCESSING: _ClassVar[JobStatus]
+    JOB_STATUS_COMPLETED: _ClassVar[JobStatus]
+    JOB_STATUS_PARTIAL: _ClassVar[JobStatus]
+    JOB_STATUS_FAILED: _ClassVar[JobStatus]
+    JOB_STATUS_REJECTED: _ClassVar[JobStatus]
+    JOB_STATUS_CANCELED: _ClassVar[JobStatus]
+
+class JobStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STAGE_UNSPECIFIED: _ClassVar[JobStage]
+    JOB_STAGE_PROBING: _ClassVar[JobStage]
+    JOB_STAGE_PLANNING: _ClassVar[JobStage]
+    JOB_STAGE_TRANSCODING: _ClassVar[JobStage]
+    JOB_STAGE_MERGING: _ClassVar[JobStage]
+    JOB_STAGE_PACKAGING: _ClassVar[JobStage]
+    JOB_STAGE_UPLOADING: _ClassVar[JobStage]
+
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIORITY_UNSPECIFIED: _ClassVar[Priority]
+    PRIORITY_ECONOMY: _ClassVar[Priority]
+    PRIORITY_STANDARD: _ClassVar[Priority]
+    PRIORITY_PREMIUM: _ClassVar[Priority]
+
+class OutputStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_STATUS_UNSPECIFIED: _ClassVar[OutputStatus]
+    OUTPUT_STATUS_PENDING: _ClassVar[OutputStatus]
+    OUTPUT_STATUS_PROCESSING: _ClassVar[OutputStatus]
+    OUTPUT_STATUS_COMPLETED: _ClassVar[OutputStatus]
+    OUTPUT_STATUS_FAILED: _ClassVar[OutputStatus]
+    OUTPUT_STATUS_CANCELED: _ClassVar[OutputStatus]
+
+class OutputType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_TYPE_UNSPECIFIED: _ClassVar[OutputType]
+    OUTPUT_TYPE_MP4: _ClassVar[OutputType]
+    OUTPUT_TYPE_WEBM: _ClassVar[OutputType]
+    OUTPUT_TYPE_MOV: _ClassVar[OutputType]
+    OUTPUT_TYPE_MKV: _ClassVar[OutputType]
+    OUTPUT_TYPE_HLS: _ClassVar[OutputType]
+    OUTPUT_TYPE_DASH: _ClassVar[OutputType]
+    OUTPUT_TYPE_CMAF: _ClassVar[OutputType]
+    OUTPUT_TYPE_MP3: _ClassVar[OutputType]
+    OUTPUT_TYPE_M4A: _ClassVar[OutputType]
+    OUTPUT_TYPE_OPUS: _ClassVar[OutputType]
+    OUTPUT_TYPE_WAV: _ClassVar[OutputType]
+    OUTPUT_TYPE_JPG: _ClassVar[OutputType]
+    OUTPUT_TYPE_PNG: _ClassVar[OutputType]
+    OUTPUT_TYPE_WEBP: _ClassVar[OutputType]
+    OUTPUT_TYPE_GIF: _ClassVar[OutputType]
+
+class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
+    VIDEO_CODEC_H264: _ClassVar[VideoCodec]
+    VIDEO_CODEC_H265: _ClassVar[VideoCodec]
+    VIDEO_CODEC_VP9: _ClassVar[VideoCodec]
+    VIDEO_CODEC_AV1: _ClassVar[VideoCodec]
+
+class AudioCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_CODEC_UNSPECIFIED: _ClassVar[AudioCodec]
+    AUDIO_CODEC_AAC: _ClassVar[AudioCodec]
+    AUDIO_CODEC_OPUS: _ClassVar[AudioCodec]
+    AUDIO_CODEC_MP3: _ClassVar[AudioCodec]
+    AUDIO_CODEC_PCM: _ClassVar[AudioCodec]
+
+class Quality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUALITY_UNSPECIFIED: _ClassVar[Quality]
+    QUALITY_ECONOMY: _ClassVar[Quality]
+    QUALITY_STANDARD: _ClassVar[Quality]
+    QUALITY_PREMIUM: _ClassVar[Quality]
+
+class HlsSegmentFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HLS_SEGMENT_FORMAT_UNSPECIFIED: _ClassVar[HlsSegmentFormat]
+    HLS_SEGMENT_FORMAT_TS: _ClassVar[HlsSegmentFormat]
+    HLS_SEGMENT_FORMAT_FMP4: _ClassVar[HlsSegmentFormat]
+
+class ThumbnailMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    THUMBNAIL_MODE_UNSPECIFIED: _ClassVar[ThumbnailMode]
+    THUMBNAIL_MODE_SINGLE: _ClassVar[ThumbnailMode]
+    THUMBNAIL_MODE_INTERVAL: _ClassVar[ThumbnailMode]
+    THUMBNAIL_MODE_TIMESTAMPS: _ClassVar[ThumbnailMode]
+    THUMBNAIL_MODE_SPRITE: _ClassVar[ThumbnailMode]
+JOB_STATUS_UNSPECIFIED: JobStatus
+JOB_STATUS_PENDING: JobStatus
+JOB_STATUS_PROBING: JobStatus
+JOB_STATUS_AWAITING_CONFIRMATION: JobStatus
+JOB_STATUS_PROCESSING: JobStatus
+JOB_STATUS_COMPLETED: JobStatus
+JOB_STATUS_PARTIAL: JobStatus
+JOB_STATUS_FAILED: JobStatus
+JOB_STATUS_REJECTED: JobStatus
+JOB_STATUS_CANCELED: JobStatus
+JOB_STAGE_UNSPECIFIED: JobStage
+JOB_STAGE_PROBING: JobStage
+JOB_STAGE_PLANNING: JobStage
+JOB_STAGE_TRANSCODING: JobStage
+JOB_STAGE_MERGING: JobStage
+JOB_STAGE_PACKAGING: JobStage
+JOB_STAGE_UPLOADING: JobStage
+PRIORITY_UNSPECIFIED: Priority
+PRIORITY_ECONOMY: Priority
+PRIORITY_STANDARD: Priority
+PRIORITY_PREMIUM: Priority
+OUTPUT_STATUS_UNSPECIFIED: OutputStatus
+OUTPUT_STATUS_PENDING: OutputStatus
+OUTPUT_STATUS_PROCESSING: OutputStatus
+OUTPUT_STATUS_COMPLETED: OutputStatus
+OUTPUT_STATUS_FAILED: OutputStatus
+OUTPUT_STATUS_CANCELED: OutputStatus
+OUTPUT_TYPE_UNSPECIFIED: OutputType
+OUTPUT_TYPE_MP4: OutputType
+OUTPUT_TYPE_WEBM: OutputType
+OUTPUT_TYPE_MOV: OutputType
+OUTPUT_TYPE_MKV: OutputType
+OUTPUT_TYPE_HLS: OutputType
+OUTPUT_TYPE_DASH: OutputType
+OUTPUT_TYPE_CMAF: OutputType
+OUTPUT_TYPE_MP3: OutputType
+OUTPUT_TYPE_M4A: OutputType
+OUTPUT_TYPE_OPUS: OutputType
+OUTPUT_TYPE_WAV: OutputType
+OUTPUT_TYPE_JPG: OutputType
+OUTPUT_TYPE_PNG: OutputType
+OUTPUT_TYPE_WEBP: OutputType
+OUTPUT_TYPE_GIF: OutputType
+VIDEO_CODEC_UNSPECIFIED: VideoCodec
+VIDEO_CODEC_H264: VideoCodec
+VIDEO_CODEC_H265: VideoCodec
+VIDEO_CODEC_VP9: VideoCodec
+VIDEO_CODEC_AV1: VideoCodec
+AUDIO_CODEC_UNSPECIFIED: AudioCodec
+AUDIO_CODEC_AAC: AudioCodec
+AUDIO_CODEC_OPUS: AudioCodec
+AUDIO_CODEC_MP3: AudioCodec
+AUDIO_CODEC_PCM: AudioCodec
+QUALITY_UNSPECIFIED: Quality
+QUALITY_ECONOMY: Quality
+QUALITY_STANDARD: Quality
+QUALITY_PREMIUM: Quality
+HLS_SEGMENT_FORMAT_UNSPECIFIED: HlsSegmentFormat
+HLS_SEGMENT_FORMAT_TS: HlsSegmentFormat
+HLS_SEGMENT_FORMAT_FMP4: HlsSegmentFormat
+THUMBNAIL_MODE_UNSPECIFIED: ThumbnailMode
+THUMBNAIL_MODE_SINGLE: ThumbnailMode
+THUMBNAIL_MODE_INTERVAL: ThumbnailMode
+THUMBNAIL_MODE_TIMESTAMPS: ThumbnailMode
+THUMBNAIL_MODE_SPRITE: ThumbnailMode
+
+class Money(_message.Message):
+    __slots__ = ("micros", "currency")
+    MICROS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    micros: int
+    currency: str
+    def __init__(self, micros: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class VideoVariant(_message.Message):
+    __slots__ = ("codec", "resolution", "quality", "bitrate_kbps", "fps", "gop_frames", "allow_upscale")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_KBPS_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    GOP_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_UPSCALE_FIELD_NUMBER: _ClassVar[int]
+    codec: VideoCodec
+    resolution: str
+    quality: Quality
+    bitrate_kbps: int
+    fps: float
+    gop_frames: int
+    allow_upscale: bool
+    def __init__(self, codec: _Optional[_Union[VideoCodec, str]] = ..., resolution: _Optional[str] = ..., quality: _Optional[_Union[Quality, str]] = ..., bitrate_kbps: _Optional[int] = ..., fps: _Optional[float] = ..., gop_frames: _Optional[int] = ..., allow_upscale: _Optional[bool] = ...) -> None: ...
+
+class AudioSpec(_message.Message):
+    __slots__ = ("codec", "bitrate_kbps", "channels", "sample_rate", "disabled")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_KBPS_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    codec: AudioCodec
+    bitrate_kbps: int
+    channels: int
+    sample_rate: int
+    disabled: bool
+    def __init__(self, codec: _Optional[_Union[AudioCodec, str]] = ..., bitrate_kbps: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., disabled: _Optional[bool] = ...) -> None: ...
+
+class SegmentSpec(_message.Message):
+    __slots__ = ("duration_seconds",)
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    duration_seconds: float
+    def __init__(self, duration_seconds: _Optional[float] = ...) -> None: ...
+
+class HlsSpec(_message.Message):
+    __slots__ = ("segment_format",)
+    SEGMENT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    segment_format: HlsSegmentFormat
+    def __init__(self, segment_format: _Optional[_Union[HlsSegmentFormat, str]] = ...) -> None: ...
+
+class ClipSpec(_message.Message):
+    __slots__ = ("start_seconds", "duration_seconds")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    duration_seconds: float
+    def __init__(self, start_seconds: _Optional[float] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+
+class ThumbnailSpec(_message.Message):
+    __slots__ = ("mode", "time_seconds", "interval_seconds", "timestamps_seconds", "width", "columns")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    mode: ThumbnailMode
+    time_seconds: float
+    interval_seconds: float
+    timestamps_seconds: _containers.RepeatedScalarFieldContainer[float]
+    width: int
+    columns: int
+    def __init__(self, mode: _Optional[_Union[ThumbnailMode, str]] = ..., time_seconds: _Optional[float] = ..., interval_seconds: _Optional[float] = ..., timestamps_seconds: _Optional[_Iterable[float]] = ..., width: _Optional[int] = ..., columns: _Optional[int] = ...) -> None: ...
+
+class CustomCommand(_message.Message):
+    __slots__ = ("args",)
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, args: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OutputSpec(_message.Message):
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom")
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    HLS_FIELD_NUMBER: _ClassVar[int]
+    CLIP_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    preset: str
+    type: OutputType
+    video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
+    audio: AudioSpec
+    segments: SegmentSpec
+    hls: HlsSpec
+    clip: ClipSpec
+    thumbnail: ThumbnailSpec
+    custom: CustomCommand
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ...) -> None: ...
+
+class OutputFile(_message.Message):
+    __slots__ = ("path", "size_bytes", "mime_type", "container", "codec", "width", "height", "duration_seconds", "bitrate", "url", "url_expire_time")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    URL_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    mime_type: str
+    container: str
+    codec: str
+    width: int
+    height: int
+    duration_seconds: float
+    bitrate: int
+    url: str
+    url_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., mime_type: _Optional[str] = ..., container: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bitrate: _Optional[int] = ..., url: _Optional[str] = ..., url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class JobError(_message.Message):
+    __slots__ = ("stage", "code", "message", "retryable")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    stage: JobStage
+    code: str
+    message: str
+    retryable: bool
+    def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+
+class Output(_message.Message):
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_COST_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    spec: OutputSpec
+    status: OutputStatus
+    progress: float
+    estimated_cost: Money
+    actual_cost: Money
+    error: JobError
+    files: _containers.RepeatedCompositeFieldContainer[OutputFile]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StreamInfo(_message.Message):
+    __slots__ = ("index", "kind", "codec", "width", "height", "frame_rate", "rotation", "channels", "sample_rate", "bitrate", "pixel_format", "is_default")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    kind: str
+    codec: str
+    width: int
+    height: int
+    frame_rate: float
+    rotation: int
+    channels: int
+    sample_rate: int
+    bitrate: int
+    pixel_format: str
+    is_default: bool
+    def __init__(self, index: _Optional[int] = ..., kind: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., rotation: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., bitrate: _Optional[int] = ..., pixel_format: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
+
+class InputInfo(_message.Message):
+    __slots__ = ("container", "duration_seconds", "size_bytes", "bitrate", "streams", "supports_byte_ranges")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTS_BYTE_RANGES_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    duration_seconds: float
+    size_bytes: int
+    bitrate: int
+    streams: _containers.RepeatedCompositeFieldContainer[StreamInfo]
+    supports_byte_ranges: bool
+    def __init__(self, container: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., size_bytes: _Optional[int] = ..., bitrate: _Optional[int] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., supports_byte_ranges: _Optional[bool] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "status", "stage", "progress", "priority", "delayed_start", "input_url", "concat_input_urls", "outputs", "input_info", "estimated_cost", "actual_cost", "metadata", "webhook_url", "error", "attempt", "idempotency_key", "output_origin", "create_time", "probe_time", "confirm_time", "start_time", "complete_time", "update_time")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    DELAYED_START_FIELD_NUMBER: _ClassVar[int]
+    INPUT_URL_FIELD_NUMBER: _ClassVar[int]
+    CONCAT_INPUT_URLS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_INFO_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_COST_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROBE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: JobStatus
+    stage: JobStage
+    progress: float
+    priority: Priority
+    delayed_start: bool
+    input_url: str
+    concat_input_urls: _containers.RepeatedScalarFieldContainer[str]
+    outputs: _containers.RepeatedCompositeFieldContainer[Output]
+    input_info: InputInfo
+    estimated_cost: Money
+    actual_cost: Money
+    metadata: _containers.ScalarMap[str, str]
+    webhook_url: str
+    error: JobError
+    attempt: int
+    idempotency_key: str
+    output_origin: str
+    create_time: _timestamp_pb2.Timestamp
+    probe_time: _timestamp_pb2.Timestamp
+    confirm_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    complete_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[float] = ..., priority: _Optional[_Union[Priority, str]] = ..., delayed_start: _Optional[bool] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., input_info: _Optional[_Union[InputInfo, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirm_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The edge: Connect (ASGI) and gRPC (grpc.aio) adapters over one JobService."""

@@ -1,0 +1,86 @@
+"""Connect (JSON and binary) and gRPC-web: each RPC translates and calls the JobService."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+from kiln.v1 import job_service_pb2 as pb
+from kiln.v1.job_service_connect import JobServiceASGIApplication
+
+from ..jobs.service import JobService
+from .auth import Authenticator
+from .errors import connect_error
+
+
+class ConnectJobService:
+    def __init__(self, jobs: JobService, auth: Authenticator) -> None:
+        self.jobs = jobs
+        self.auth = auth
+
+    async def _organization(self, ctx: RequestContext) -> str:
+        headers = ctx.request_headers
+        return await self.auth.organization(headers.get)
+
+    async def create(self, request: pb.CreateRequest, ctx: RequestContext) -> pb.CreateResponse:
+        try:
+            organization = await self._organization(ctx)
+            key = ctx.request_headers.get("x-idempotency-key") or ""
+            return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
+        except Exception as error:
+            raise connect_error(error) from None
+
+    async def get(self, request: pb.GetRequest, ctx: RequestContext) -> pb.GetResponse:
+        try:
+            organization = await self._organization(ctx)
+            return pb.GetResponse(job=await self.jobs.get(organization, request.id))
+        except Exception as error:
+            raise connect_error(error) from None
+
+    async def list(self, request: pb.ListRequest, ctx: RequestContext) -> pb.ListResponse:
+        try:
+            return await self.jobs.list(await self._organization(ctx), request)
+        except Exception as error:
+            raise connect_error(error) from None
+
+    async def cancel(self, request: pb.CancelRequest, ctx: RequestContext) -> pb.CancelResponse:
+        try:
+            organization = await self._organization(ctx)
+            return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
+        except Exception as error:
+            raise connect_error(error) from None
+
+    async def confirm(self, request: pb.ConfirmRequest, ctx: RequestContext) -> pb.ConfirmResponse:
+        await self._unimplemented(ctx, "Confirm")
+
+    async def retry(self, request: pb.RetryRequest, ctx: RequestContext) -> pb.RetryResponse:
+        await self._unimplemented(ctx, "Retry")
+
+    async def delete_outputs(
+        self, request: pb.DeleteOutputsRequest, ctx: RequestContext
+    ) -> pb.DeleteOutputsResponse:
+        await self._unimplemented(ctx, "DeleteOutputs")
+
+    async def _unimplemented(self, ctx: RequestContext, name: str) -> None:
+        try:
+            await self._organization(ctx)
+        except Exception as error:
+            raise connect_error(error) from None
+        raise ConnectError(Code.UNIMPLEMENTED, f"{name} is not implemented yet")
+
+    async def watch(
+        self, request: pb.WatchRequest, ctx: RequestContext
+    ) -> AsyncIterator[pb.WatchResponse]:
+        try:
+            organization = await self._organization(ctx)
+            stream = await self.jobs.watch(organization, request)
+        except Exception as error:
+            raise connect_error(error) from None
+        async for event in stream:
+            yield event
+
+
+def connect_app(jobs: JobService, auth: Authenticator) -> JobServiceASGIApplication:
+    return JobServiceASGIApplication(ConnectJobService(jobs, auth))

@@ -1,0 +1,118 @@
+"""Native gRPC on grpc.aio: the same JobService, the same error boundary."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from kiln.v1 import job_service_pb2 as pb
+from kiln.v1 import job_service_pb2_grpc
+from kiln.worker.v1 import worker_service_pb2 as wpb
+from kiln.worker.v1 import worker_service_pb2_grpc
+
+from ..jobs.service import JobService
+from .auth import Authenticator, header_reader
+from .errors import abort_grpc
+
+
+class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
+    def __init__(self, jobs: JobService, auth: Authenticator) -> None:
+        self.jobs = jobs
+        self.auth = auth
+
+    async def _organization(self, context: grpc.aio.ServicerContext) -> str:
+        return await self.auth.organization(header_reader(list(context.invocation_metadata())))
+
+    async def Create(self, request: pb.CreateRequest, context) -> pb.CreateResponse:  # noqa: N802
+        try:
+            organization = await self._organization(context)
+            key = header_reader(list(context.invocation_metadata()))("x-idempotency-key") or ""
+            return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def Get(self, request: pb.GetRequest, context) -> pb.GetResponse:  # noqa: N802
+        try:
+            organization = await self._organization(context)
+            return pb.GetResponse(job=await self.jobs.get(organization, request.id))
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def List(self, request: pb.ListRequest, context) -> pb.ListResponse:  # noqa: N802
+        try:
+            return await self.jobs.list(await self._organization(context), request)
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def Cancel(self, request: pb.CancelRequest, context) -> pb.CancelResponse:  # noqa: N802
+        try:
+            organization = await self._organization(context)
+            return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def Confirm(self, request, context):  # noqa: N802
+        await self._unimplemented(context, "Confirm")
+
+    async def Retry(self, request, context):  # noqa: N802
+        await self._unimplemented(context, "Retry")
+
+    async def DeleteOutputs(self, request, context):  # noqa: N802
+        await self._unimplemented(context, "DeleteOutputs")
+
+    async def _unimplemented(self, context, name: str) -> None:
+        try:
+            await self._organization(context)
+        except Exception as error:
+            await abort_grpc(context, error)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not implemented yet")
+
+    async def Watch(  # noqa: N802
+        self, request: pb.WatchRequest, context
+    ) -> AsyncIterator[pb.WatchResponse]:
+        try:
+            organization = await self._organization(context)
+            stream = await self.jobs.watch(organization, request)
+        except Exception as error:
+            await abort_grpc(context, error)
+            return
+        async for event in stream:
+            yield event
+
+
+class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
+    """Internal API for workers. It listens on the gRPC port only."""
+
+    def __init__(self, jobs: JobService) -> None:
+        self.jobs = jobs
+
+    async def ClaimTask(self, request: wpb.ClaimTaskRequest, context) -> wpb.ClaimTaskResponse:  # noqa: N802
+        try:
+            wait = request.wait_seconds if request.wait_seconds > 0 else 20.0
+            task = await self.jobs.claim(request.worker_id or "anonymous", min(wait, 60.0))
+            return wpb.ClaimTaskResponse(task=task) if task else wpb.ClaimTaskResponse()
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def ReportProgress(  # noqa: N802
+        self, request: wpb.ReportProgressRequest, context
+    ) -> wpb.ReportProgressResponse:
+        try:
+            canceled = await self.jobs.report_progress(request)
+            return wpb.ReportProgressResponse(canceled=canceled)
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def CompleteTask(  # noqa: N802
+        self, request: wpb.CompleteTaskRequest, context
+    ) -> wpb.CompleteTaskResponse:
+        try:
+            await self.jobs.complete_task(request)
+            return wpb.CompleteTaskResponse()
+        except Exception as error:
+            await abort_grpc(context, error)
+
+
+def add_services(server: grpc.aio.Server, jobs: JobService, auth: Authenticator) -> None:
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(GrpcWorkerService(jobs), server)

@@ -1,0 +1,81 @@
+"""The HTTP listener: /healthz, signed /files/..., and everything else to Connect."""
+
+from __future__ import annotations
+
+import mimetypes
+from urllib.parse import parse_qs, unquote
+
+from ..storage.local import LocalStorage, UnsafeKey
+from ..storage.signing import UrlSigner
+
+CHUNK = 256 * 1024
+
+
+class HttpApp:
+    """A tiny ASGI router in front of the Connect application."""
+
+    def __init__(self, connect_app, signer: UrlSigner, storage: LocalStorage) -> None:
+        self.connect_app = connect_app
+        self.signer = signer
+        self.storage = storage
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/healthz":
+                await _respond(send, 200, b'{"status":"ok"}', "application/json")
+                return
+            if path.startswith("/files/") and scope["method"] in ("GET", "HEAD"):
+                await self._file(scope, send)
+                return
+        await self.connect_app(scope, receive, send)
+
+    async def _file(self, scope, send) -> None:
+        key = unquote(scope["path"].removeprefix("/files/"))
+        query = parse_qs(scope.get("query_string", b"").decode())
+        expires = query.get("expires", [""])[0]
+        signature = query.get("sig", [""])[0]
+        if not self.signer.verify(key, expires, signature):
+            await _respond(send, 403, b"signature invalid or expired\n", "text/plain")
+            return
+        try:
+            path = self.storage.path_for(key)
+        except UnsafeKey:
+            await _respond(send, 403, b"forbidden\n", "text/plain")
+            return
+        if not path.is_file():
+            await _respond(send, 404, b"not found\n", "text/plain")
+            return
+        size = path.stat().st_size
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(size).encode()),
+                ],
+            }
+        )
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _respond(send, status: int, body: bytes, content_type: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

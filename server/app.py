@@ -1,0 +1,148 @@
+"""Assembles one server process: store, hub, JobService, both listeners, background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+
+from .api.auth import Authenticator
+from .api.connect_adapter import connect_app
+from .api.grpc_adapter import add_services
+from .api.http_routes import HttpApp
+from .config import Settings
+from .domain.input_policy import InputPolicy
+from .events.hub import EventHub
+from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
+from .jobs.service import JobService
+from .storage.local import LocalStorage
+from .storage.signing import UrlSigner
+from .store.migrate import migrate
+from .store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def signing_secret(settings: Settings) -> bytes:
+    """The configured secret, or one generated once and kept in the data dir."""
+    if settings.signing_key:
+        return settings.signing_key.encode()
+    path = settings.data_dir / "signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+@dataclass
+class Server:
+    settings: Settings
+    store: Store
+    hub: EventHub
+    jobs: JobService
+    grpc_server: grpc.aio.Server
+    http_server: uvicorn.Server
+    listener: PostgresListener | None
+
+    async def serve(self, ready: asyncio.Event | None = None) -> None:
+        self.hub.start()
+        if self.listener:
+            await self.listener.start()
+        await self.grpc_server.start()
+        reaper = asyncio.create_task(self._reap_leases(), name="lease-reaper")
+        # Start uvicorn in steps (not serve()) so the socket is bound before we say
+        # ready, and so signals stay with the CLI's handlers.
+        config = self.http_server.config
+        if not config.loaded:
+            config.load()
+        self.http_server.lifespan = config.lifespan_class(config)
+        await self.http_server.startup()
+        http = asyncio.create_task(self._serve_http(), name="http")
+        log.info(
+            "kiln server ready: http=%s:%s grpc=%s:%s",
+            self.settings.http_host,
+            self.settings.http_port,
+            self.settings.grpc_host,
+            self.settings.grpc_port,
+        )
+        if ready:
+            ready.set()
+        try:
+            await http
+        finally:
+            reaper.cancel()
+            await self.grpc_server.stop(grace=1)
+            await self.hub.stop()
+            if self.listener:
+                await self.listener.stop()
+            await self.store.close()
+
+    async def _serve_http(self) -> None:
+        await self.http_server.main_loop()
+        await self.http_server.shutdown()
+
+    def request_stop(self) -> None:
+        self.http_server.should_exit = True
+
+    async def _reap_leases(self) -> None:
+        interval = max(self.settings.lease_seconds / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await self.jobs.reap_expired_leases()
+
+
+def build_server(settings: Settings) -> Server:
+    migrate(settings.effective_database_url)
+    store = Store(settings.effective_database_url)
+    storage = LocalStorage(settings.storage_dir)
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    signer = UrlSigner(
+        signing_secret(settings), settings.effective_public_url, settings.download_url_ttl_seconds
+    )
+
+    async def read_events(job_id: str, after: int):
+        async with store.transaction() as tx:
+            return await tx.events_after(job_id, after)
+
+    hub = EventHub(read_events, settings.heartbeat_seconds)
+    jobs = JobService(
+        store,
+        hub,
+        InputPolicy.from_lists(settings.input_roots, settings.input_allow_hosts),
+        file_url=signer.sign,
+        lease_seconds=settings.lease_seconds,
+        max_task_attempts=settings.max_task_attempts,
+        remove_output_files=storage.delete_prefix,
+    )
+    auth = Authenticator(store)
+
+    grpc_server = grpc.aio.server()
+    add_services(grpc_server, jobs, auth)
+    grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+
+    http_app = HttpApp(connect_app(jobs, auth), signer, storage)
+    http_server = uvicorn.Server(
+        uvicorn.Config(
+            http_app,
+            host=settings.http_host,
+            port=settings.http_port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    listener = None
+    if store.is_postgres:
+        dsn = settings.effective_database_url.replace("postgresql+psycopg://", "postgresql://")
+        listener = PostgresListener(
+            dsn,
+            {EVENTS_CHANNEL: jobs.on_events_notification, TASKS_CHANNEL: jobs.on_task_notification},
+        )
+    return Server(settings, store, hub, jobs, grpc_server, http_server, listener)

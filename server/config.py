@@ -1,0 +1,94 @@
+"""Settings, read once from the environment.
+
+Every knob is an environment variable (KILN_*) so that Postgres, GCS and Pub/Sub
+are switched on by configuration, never by code changes. The README lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration of the server and the worker."""
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    # Base URL used in signed download links; derived from the HTTP listener when empty.
+    public_url: str = ""
+    storage_dir: Path = Path("var/storage")
+    # Secret for signed download URLs; generated into data_dir when empty.
+    signing_key: str = ""
+    download_url_ttl_seconds: int = 3600
+    heartbeat_seconds: float = 30.0
+    # Roots under which file:// inputs are allowed.
+    input_roots: list[str] = field(default_factory=list)
+    # Hosts or CIDR ranges that http(s) inputs may reach although they are private.
+    input_allow_hosts: list[str] = field(default_factory=list)
+    lease_seconds: float = 30.0
+    max_task_attempts: int = 3
+    # The worker: which server to claim tasks from, and how many tasks at once.
+    server_address: str = ""
+    worker_concurrency: int = 1
+    worker_id: str = ""
+    progress_interval_seconds: float = 0.25
+    # Shared secret workers present to the WorkerService; open when empty (loopback default).
+    worker_token: str = ""
+    scratch_dir: Path = Path("var/scratch")
+    log_level: str = "INFO"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'kiln.db'}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def effective_server_address(self) -> str:
+        return self.server_address or f"{self.grpc_host}:{self.grpc_port}"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read KILN_* variables; anything unset keeps the embedded default."""
+    env = dict(os.environ if env is None else env)
+    data_dir = Path(env.get("KILN_DATA_DIR", "var"))
+    return Settings(
+        data_dir=data_dir,
+        database_url=env.get("KILN_DATABASE_URL", ""),
+        http_host=env.get("KILN_HTTP_HOST", "127.0.0.1"),
+        http_port=int(env.get("KILN_HTTP_PORT", "8080")),
+        grpc_host=env.get("KILN_GRPC_HOST", "127.0.0.1"),
+        grpc_port=int(env.get("KILN_GRPC_PORT", "50051")),
+        public_url=env.get("KILN_PUBLIC_URL", ""),
+        storage_dir=Path(env.get("KILN_STORAGE_DIR", str(data_dir / "storage"))),
+        signing_key=env.get("KILN_SIGNING_KEY", ""),
+        download_url_ttl_seconds=int(env.get("KILN_DOWNLOAD_URL_TTL_SECONDS", "3600")),
+        heartbeat_seconds=float(env.get("KILN_HEARTBEAT_SECONDS", "30")),
+        input_roots=_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),
+        input_allow_hosts=_list(env.get("KILN_INPUT_ALLOW_HOSTS", "")),
+        lease_seconds=float(env.get("KILN_LEASE_SECONDS", "30")),
+        max_task_attempts=int(env.get("KILN_MAX_TASK_ATTEMPTS", "3")),
+        server_address=env.get("KILN_SERVER_ADDRESS", ""),
+        worker_concurrency=int(env.get("KILN_WORKER_CONCURRENCY", "1")),
+        worker_id=env.get("KILN_WORKER_ID", ""),
+        progress_interval_seconds=float(env.get("KILN_PROGRESS_INTERVAL_SECONDS", "0.25")),
+        worker_token=env.get("KILN_WORKER_TOKEN", ""),
+        scratch_dir=Path(env.get("KILN_SCRATCH_DIR", str(data_dir / "scratch"))),
+        log_level=env.get("KILN_LOG_LEVEL", "INFO"),
+    )
+
+
+__all__ = ["Settings", "load_settings"]

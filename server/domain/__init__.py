@@ -1,0 +1,1 @@
+"""The domain core: state machine, validation, pricing. Imports no infrastructure."""

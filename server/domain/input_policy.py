@@ -1,0 +1,122 @@
+"""Which input URLs a job may read.
+
+file:// only under configured roots (after resolving symlinks and `..`), http(s)://
+only to public addresses unless the host is allowlisted, gs:// as given. Refusing
+private, loopback, link-local and metadata addresses keeps a job from being used
+to read the service's own network (SSRF).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+ALLOWED_SCHEMES = ("file", "http", "https", "gs")
+
+
+class InputRefused(Exception):
+    """The URL may not be read; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    roots: tuple[Path, ...]
+    allow_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_lists(cls, roots: list[str], allow_hosts: list[str]) -> InputPolicy:
+        return cls(
+            roots=tuple(Path(os.path.realpath(root)) for root in roots),
+            allow_hosts=tuple(host.lower() for host in allow_hosts),
+        )
+
+    def check_syntax(self, url: str) -> None:
+        """Checks that need no network: scheme, file roots, literal addresses."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ALLOWED_SCHEMES:
+            raise InputRefused(
+                f"scheme {scheme or '(none)'!r} is not supported; use one of "
+                + ", ".join(f"{s}://" for s in ALLOWED_SCHEMES)
+            )
+        if scheme == "file":
+            self.local_path(url)
+        elif scheme in ("http", "https"):
+            if not parts.hostname:
+                raise InputRefused("URL has no host")
+            literal = _as_ip(parts.hostname)
+            if literal is not None:
+                self._check_address(parts.hostname, literal)
+        elif not parts.netloc:
+            raise InputRefused("gs:// URL has no bucket")
+
+    def check_resolved(self, url: str) -> None:
+        """Full check: resolves http(s) hosts and refuses private destinations."""
+        self.check_syntax(url)
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or parts.hostname is None:
+            return
+        host = parts.hostname
+        if _as_ip(host) is not None:
+            return
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except socket.gaierror as exc:
+            raise InputRefused(f"host {host!r} does not resolve") from exc
+        for info in infos:
+            self._check_address(host, ipaddress.ip_address(info[4][0]))
+
+    def local_path(self, url: str) -> Path:
+        """The filesystem path of a file:// URL, refused unless under a root."""
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise InputRefused("file:// URLs must not name a host")
+        path = Path(os.path.realpath(unquote(parts.path)))
+        if not self.roots:
+            raise InputRefused("file:// inputs are disabled (no KILN_INPUT_ROOTS configured)")
+        if not any(path == root or root in path.parents for root in self.roots):
+            raise InputRefused("file:// path is outside the allowed input roots")
+        return path
+
+    def _check_address(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address):
+        if _is_public(address) or self._allowlisted(host, address):
+            return
+        raise InputRefused(
+            f"host {host!r} resolves to a private or loopback address; "
+            "allowlist it with KILN_INPUT_ALLOW_HOSTS"
+        )
+
+    def _allowlisted(self, host: str, address) -> bool:
+        for entry in self.allow_hosts:
+            if entry == host.lower():
+                return True
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+
+def _as_ip(host: str):
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _is_public(address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )

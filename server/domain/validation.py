@@ -1,0 +1,233 @@
+"""Validation of CreateRequest: every field violation at once, with proto-style paths.
+
+Returns the list of violations instead of raising on the first one, so a client
+fixes its whole request in one round trip.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kiln.v1 import job_pb2, job_service_pb2
+
+from .errors import FieldViolation, InvalidArgument
+from .input_policy import InputPolicy, InputRefused
+
+MAX_OUTPUTS = 10
+MAX_CONCAT_INPUTS = 10
+MAX_METADATA_PAIRS = 20
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 1024
+MAX_IDEMPOTENCY_KEY = 128
+MAX_DIMENSION = 8192
+
+T = job_pb2.OutputType
+V = job_pb2.VideoCodec
+A = job_pb2.AudioCodec
+
+PROGRESSIVE = {T.OUTPUT_TYPE_MP4, T.OUTPUT_TYPE_WEBM, T.OUTPUT_TYPE_MOV, T.OUTPUT_TYPE_MKV}
+ADAPTIVE = {T.OUTPUT_TYPE_HLS, T.OUTPUT_TYPE_DASH, T.OUTPUT_TYPE_CMAF}
+AUDIO_ONLY = {T.OUTPUT_TYPE_MP3, T.OUTPUT_TYPE_M4A, T.OUTPUT_TYPE_OPUS, T.OUTPUT_TYPE_WAV}
+IMAGES = {T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP, T.OUTPUT_TYPE_GIF}
+
+# Which video codecs each container can carry.
+VIDEO_CODECS_BY_TYPE: dict[int, set[int]] = {
+    T.OUTPUT_TYPE_MP4: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+    T.OUTPUT_TYPE_MOV: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+    T.OUTPUT_TYPE_MKV: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+    T.OUTPUT_TYPE_WEBM: {V.VIDEO_CODEC_VP9, V.VIDEO_CODEC_AV1},
+    T.OUTPUT_TYPE_HLS: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+    T.OUTPUT_TYPE_DASH: {
+        V.VIDEO_CODEC_H264,
+        V.VIDEO_CODEC_H265,
+        V.VIDEO_CODEC_VP9,
+        V.VIDEO_CODEC_AV1,
+    },
+    T.OUTPUT_TYPE_CMAF: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+}
+
+AUDIO_CODECS_BY_TYPE: dict[int, set[int]] = {
+    T.OUTPUT_TYPE_MP4: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_MP3},
+    T.OUTPUT_TYPE_MOV: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_PCM},
+    T.OUTPUT_TYPE_MKV: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_OPUS, A.AUDIO_CODEC_MP3},
+    T.OUTPUT_TYPE_WEBM: {A.AUDIO_CODEC_OPUS},
+    T.OUTPUT_TYPE_HLS: {A.AUDIO_CODEC_AAC},
+    T.OUTPUT_TYPE_DASH: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_OPUS},
+    T.OUTPUT_TYPE_CMAF: {A.AUDIO_CODEC_AAC},
+    T.OUTPUT_TYPE_MP3: {A.AUDIO_CODEC_MP3},
+    T.OUTPUT_TYPE_M4A: {A.AUDIO_CODEC_AAC},
+    T.OUTPUT_TYPE_OPUS: {A.AUDIO_CODEC_OPUS},
+    T.OUTPUT_TYPE_WAV: {A.AUDIO_CODEC_PCM},
+}
+
+# What the workers of this release can produce. The API defines more; asking
+# for the rest fails at Create rather than after a wasted probe.
+SUPPORTED_OUTPUT_TYPES: set[int] = {T.OUTPUT_TYPE_MP4}
+SUPPORTED_VIDEO_CODECS: set[int] = {V.VIDEO_CODEC_H264}
+
+NAMED_RESOLUTIONS = {"2160p", "1440p", "1080p", "720p", "480p", "360p", "240p"}
+_EXPLICIT_RESOLUTION = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+_SAMPLE_RATES = {8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000}
+
+
+def validate_create(
+    request: job_service_pb2.CreateRequest,
+    policy: InputPolicy,
+    known_presets: set[str],
+) -> None:
+    """Raise InvalidArgument listing every problem of `request`, or return."""
+    violations: list[FieldViolation] = []
+
+    def bad(path: str, description: str) -> None:
+        violations.append(FieldViolation(path, description))
+
+    _check_input("input_url", request.input_url, policy, bad, required=True)
+    if len(request.concat_input_urls) > MAX_CONCAT_INPUTS:
+        bad("concat_input_urls", f"at most {MAX_CONCAT_INPUTS} inputs")
+    for index, url in enumerate(request.concat_input_urls):
+        _check_input(f"concat_input_urls[{index}]", url, policy, bad, required=True)
+
+    if not request.outputs:
+        bad("outputs", "at least one output is required")
+    elif len(request.outputs) > MAX_OUTPUTS:
+        bad("outputs", f"at most {MAX_OUTPUTS} outputs, got {len(request.outputs)}")
+    else:
+        for index, output in enumerate(request.outputs):
+            _check_output(f"outputs[{index}]", output, known_presets, bad)
+
+    if request.priority not in job_pb2.Priority.values():
+        bad("priority", f"unknown priority {request.priority}")
+    _check_metadata(request.metadata, bad)
+    if request.webhook_url and not re.match(r"^https?://[^/\s]+", request.webhook_url):
+        bad("webhook_url", "must be an http:// or https:// URL")
+    if len(request.idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        bad("idempotency_key", f"at most {MAX_IDEMPOTENCY_KEY} characters")
+    if request.output_origin:
+        bad("output_origin", "output origins other than the server's storage are not supported yet")
+
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def _check_input(path, url, policy: InputPolicy, bad, *, required: bool) -> None:
+    if not url:
+        if required:
+            bad(path, "is required")
+        return
+    try:
+        policy.check_syntax(url)
+    except InputRefused as refused:
+        bad(path, str(refused))
+
+
+def _check_output(path: str, output: job_pb2.OutputSpec, known_presets: set[str], bad) -> None:
+    if output.preset:
+        inline = job_pb2.OutputSpec()
+        inline.CopyFrom(output)
+        inline.ClearField("preset")
+        if inline.ByteSize():
+            bad(path, "set either preset or an inline spec, not both")
+        if output.preset not in known_presets:
+            bad(f"{path}.preset", f"unknown preset {output.preset!r}")
+        return
+    kind = output.type
+    if kind == T.OUTPUT_TYPE_UNSPECIFIED:
+        bad(f"{path}.type", "is required")
+        return
+    if kind not in T.values():
+        bad(f"{path}.type", f"unknown output type {kind}")
+        return
+    type_name = T.Name(kind).removeprefix("OUTPUT_TYPE_")
+    if kind not in SUPPORTED_OUTPUT_TYPES:
+        bad(f"{path}.type", f"{type_name} outputs are not supported by this server yet")
+
+    variants = output.video
+    if kind in PROGRESSIVE and len(variants) != 1:
+        bad(f"{path}.video", f"{type_name} takes exactly one video variant")
+    elif kind in ADAPTIVE and not 1 <= len(variants) <= 8:
+        bad(f"{path}.video", f"{type_name} takes 1 to 8 video variants")
+    elif (kind in AUDIO_ONLY or kind in IMAGES) and variants:
+        bad(f"{path}.video", f"{type_name} outputs take no video variants")
+    for index, variant in enumerate(variants):
+        _check_variant(f"{path}.video[{index}]", kind, variant, bad)
+
+    if output.HasField("audio"):
+        _check_audio(f"{path}.audio", kind, output.audio, bad)
+    if output.HasField("segments"):
+        seconds = output.segments.duration_seconds
+        if seconds and not 1 <= seconds <= 60:
+            bad(f"{path}.segments.duration_seconds", "must be between 1 and 60")
+    if output.HasField("clip"):
+        if output.clip.start_seconds < 0:
+            bad(f"{path}.clip.start_seconds", "must not be negative")
+        if output.clip.duration_seconds < 0:
+            bad(f"{path}.clip.duration_seconds", "must not be negative")
+
+
+def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> None:
+    if variant.codec == V.VIDEO_CODEC_UNSPECIFIED:
+        bad(f"{path}.codec", "is required")
+    elif variant.codec not in V.values():
+        bad(f"{path}.codec", f"unknown codec {variant.codec}")
+    elif variant.codec not in VIDEO_CODECS_BY_TYPE.get(kind, set()):
+        codec = V.Name(variant.codec).removeprefix("VIDEO_CODEC_")
+        bad(
+            f"{path}.codec",
+            f"{codec} cannot be used in {T.Name(kind).removeprefix('OUTPUT_TYPE_')}",
+        )
+    elif variant.codec not in SUPPORTED_VIDEO_CODECS:
+        codec = V.Name(variant.codec).removeprefix("VIDEO_CODEC_")
+        bad(f"{path}.codec", f"{codec} is not supported by this server yet")
+    if variant.resolution:
+        problem = resolution_problem(variant.resolution)
+        if problem:
+            bad(f"{path}.resolution", problem)
+    if variant.quality not in job_pb2.Quality.values():
+        bad(f"{path}.quality", f"unknown quality {variant.quality}")
+    if not 0 <= variant.bitrate_kbps <= 200_000:
+        bad(f"{path}.bitrate_kbps", "must be between 0 and 200000")
+    if variant.fps and not 1 <= variant.fps <= 120:
+        bad(f"{path}.fps", "must be between 1 and 120")
+    if not 0 <= variant.gop_frames <= 1000:
+        bad(f"{path}.gop_frames", "must be between 0 and 1000")
+
+
+def resolution_problem(resolution: str) -> str | None:
+    if resolution in NAMED_RESOLUTIONS:
+        return None
+    match = _EXPLICIT_RESOLUTION.match(resolution)
+    if not match:
+        return f"{resolution!r} is not one of {sorted(NAMED_RESOLUTIONS)} or WxH"
+    width, height = int(match[1]), int(match[2])
+    if not (16 <= width <= MAX_DIMENSION and 16 <= height <= MAX_DIMENSION):
+        return f"dimensions must be between 16 and {MAX_DIMENSION}"
+    if width % 2 or height % 2:
+        return "width and height must be even"
+    return None
+
+
+def _check_audio(path: str, kind: int, audio: job_pb2.AudioSpec, bad) -> None:
+    if audio.codec not in A.values():
+        bad(f"{path}.codec", f"unknown codec {audio.codec}")
+    elif audio.codec and audio.codec not in AUDIO_CODECS_BY_TYPE.get(kind, set()):
+        codec = A.Name(audio.codec).removeprefix("AUDIO_CODEC_")
+        bad(
+            f"{path}.codec",
+            f"{codec} cannot be used in {T.Name(kind).removeprefix('OUTPUT_TYPE_')}",
+        )
+    if audio.bitrate_kbps and not 8 <= audio.bitrate_kbps <= 640:
+        bad(f"{path}.bitrate_kbps", "must be between 8 and 640")
+    if not 0 <= audio.channels <= 2:
+        bad(f"{path}.channels", "must be 1 or 2")
+    if audio.sample_rate and audio.sample_rate not in _SAMPLE_RATES:
+        bad(f"{path}.sample_rate", f"must be one of {sorted(_SAMPLE_RATES)}")
+
+
+def _check_metadata(metadata, bad) -> None:
+    if len(metadata) > MAX_METADATA_PAIRS:
+        bad("metadata", f"at most {MAX_METADATA_PAIRS} pairs")
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY:
+            bad(f"metadata[{key!r}]", f"key must be 1 to {MAX_METADATA_KEY} characters")
+        if len(value) > MAX_METADATA_VALUE:
+            bad(f"metadata[{key!r}]", f"value must be at most {MAX_METADATA_VALUE} characters")

@@ -1,0 +1,158 @@
+"""In-process fan-out of job events to Watch streams.
+
+The event log in the database is the truth; the hub only tells streams that
+something new is there. A poke for a job (from this process after a commit on
+SQLite, or from Postgres LISTEN/NOTIFY for any process) makes the hub read the
+new events of that job once and wake the streams watching it: work is
+O(watchers of that job), never O(all watchers). Each job keeps a short tail in
+memory; a stream that fell behind the tail reads the gap from the database
+instead of buffering, so memory stays bounded however slow a client is. One
+timer drives the heartbeats of every stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from kiln.v1 import job_service_pb2
+
+log = logging.getLogger(__name__)
+
+TAIL_LENGTH = 256
+
+# Reads (sequence, payload) pairs of a job after a sequence, oldest first.
+EventReader = Callable[[str, int], Awaitable[list[tuple[int, bytes]]]]
+
+
+class _Channel:
+    """The streams of one job and the recent events they share."""
+
+    def __init__(self, fetched_through: int) -> None:
+        self.subscriptions: set[Subscription] = set()
+        self.tail: deque[tuple[int, job_service_pb2.WatchResponse]] = deque(maxlen=TAIL_LENGTH)
+        self.fetched_through = fetched_through
+        self.dirty = False
+        self.fetching: asyncio.Task | None = None
+
+
+class Subscription:
+    """One Watch stream's place in a job's event log."""
+
+    def __init__(self, hub: EventHub, job_id: str, channel: _Channel, cursor: int) -> None:
+        self.hub = hub
+        self.job_id = job_id
+        self.channel = channel
+        self.cursor = cursor
+        self.wake = asyncio.Event()
+        self.heartbeat_due = False
+
+    async def next_batch(self) -> list[job_service_pb2.WatchResponse] | None:
+        """Events after the cursor, waiting for some; None means a heartbeat is due."""
+        while True:
+            events = await self._available()
+            if events:
+                self.cursor = events[-1].sequence
+                return events
+            if self.heartbeat_due:
+                self.heartbeat_due = False
+                return None
+            self.wake.clear()
+            # Re-check after clearing so a poke between the two is not lost.
+            if self.channel.fetched_through > self.cursor or self.heartbeat_due:
+                continue
+            await self.wake.wait()
+
+    async def _available(self) -> list[job_service_pb2.WatchResponse]:
+        channel = self.channel
+        if channel.fetched_through <= self.cursor:
+            return []
+        tail = channel.tail
+        if tail and tail[0][0] <= self.cursor + 1:
+            return [event for sequence, event in tail if sequence > self.cursor]
+        # Behind the in-memory tail: read the gap from the log itself.
+        rows = await self.hub.read_events(self.job_id, self.cursor)
+        return [job_service_pb2.WatchResponse.FromString(payload) for _, payload in rows]
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class EventHub:
+    def __init__(self, read_events: EventReader, heartbeat_seconds: float) -> None:
+        self.read_events = read_events
+        self.heartbeat_seconds = heartbeat_seconds
+        self._channels: dict[str, _Channel] = {}
+        self._heartbeat_task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="watch-heartbeats")
+
+    async def stop(self) -> None:
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        for channel in self._channels.values():
+            if channel.fetching:
+                channel.fetching.cancel()
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(channel.subscriptions) for channel in self._channels.values())
+
+    def subscribe(self, job_id: str, cursor: int) -> Subscription:
+        channel = self._channels.get(job_id)
+        if channel is None:
+            channel = self._channels[job_id] = _Channel(fetched_through=cursor)
+        subscription = Subscription(self, job_id, channel, cursor)
+        channel.subscriptions.add(subscription)
+        # Catch up on anything written between the caller's read and now.
+        self.poke(job_id)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        channel = self._channels.get(subscription.job_id)
+        if channel is None:
+            return
+        channel.subscriptions.discard(subscription)
+        if not channel.subscriptions:
+            if channel.fetching:
+                channel.fetching.cancel()
+            del self._channels[subscription.job_id]
+
+    def poke(self, job_id: str) -> None:
+        """New events may exist for `job_id`; cheap when nobody watches it."""
+        channel = self._channels.get(job_id)
+        if channel is None:
+            return
+        channel.dirty = True
+        if channel.fetching is None or channel.fetching.done():
+            channel.fetching = asyncio.create_task(self._fetch(job_id, channel))
+
+    async def _fetch(self, job_id: str, channel: _Channel) -> None:
+        while channel.dirty:
+            channel.dirty = False
+            try:
+                rows = await self.read_events(job_id, channel.fetched_through)
+            except Exception:
+                log.exception("reading events of %s failed", job_id)
+                return
+            for sequence, payload in rows:
+                channel.tail.append((sequence, job_service_pb2.WatchResponse.FromString(payload)))
+            if rows:
+                channel.fetched_through = rows[-1][0]
+                channel.dirty = True  # there may be more than one page
+                for subscription in channel.subscriptions:
+                    subscription.wake.set()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            for channel in self._channels.values():
+                for subscription in channel.subscriptions:
+                    subscription.heartbeat_due = True
+                    subscription.wake.set()

@@ -1,0 +1,55 @@
+"""Postgres LISTEN: carries "job X has new events" and "a task is queued" across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "kiln_events"
+TASKS_CHANNEL = "kiln_tasks"
+
+
+class PostgresListener:
+    def __init__(self, dsn: str, handlers: dict[str, Callable[[str], None]]) -> None:
+        self.dsn = dsn
+        self.handlers = handlers
+        self._task: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pg-listener")
+        await asyncio.wait_for(self.ready.wait(), timeout=30)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+                    for channel in self.handlers:
+                        await conn.execute(f"LISTEN {channel}")
+                    self.ready.set()
+                    async for notification in conn.notifies():
+                        handler = self.handlers.get(notification.channel)
+                        if handler:
+                            handler(notification.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A dropped connection loses notifications, not events: streams
+                # re-read the log on the next poke or heartbeat.
+                log.exception("postgres listener failed; reconnecting")
+                for handler_channel, handler in self.handlers.items():
+                    if handler_channel == EVENTS_CHANNEL:
+                        handler("*")
+                await asyncio.sleep(1)

@@ -1,0 +1,106 @@
+"""Rows to kiln.v1 messages. The only place that knows both shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2
+
+from ..store.models import Job, Output
+from ..store.store import JobRecord
+
+STATUS_PREFIX = "JOB_STATUS_"
+OUTPUT_STATUS_PREFIX = "OUTPUT_STATUS_"
+
+
+def job_status_enum(status: str) -> int:
+    return job_pb2.JobStatus.Value(STATUS_PREFIX + status)
+
+
+def job_status_name(value: int) -> str:
+    return job_pb2.JobStatus.Name(value).removeprefix(STATUS_PREFIX)
+
+
+def output_status_enum(status: str) -> int:
+    return job_pb2.OutputStatus.Value(OUTPUT_STATUS_PREFIX + status)
+
+
+def timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def money(micros: int | None, currency: str) -> job_pb2.Money | None:
+    if micros is None:
+        return None
+    return job_pb2.Money(micros=micros, currency=currency)
+
+
+def output_message(output: Output, currency: str, file_url=None) -> job_pb2.Output:
+    message = job_pb2.Output(
+        id=output.id,
+        spec=job_pb2.OutputSpec.FromString(output.spec),
+        status=output_status_enum(output.status),
+        progress=output.progress,
+    )
+    if (estimated := money(output.estimated_cost_micros, currency)) is not None:
+        message.estimated_cost.CopyFrom(estimated)
+    if (actual := money(output.actual_cost_micros, currency)) is not None:
+        message.actual_cost.CopyFrom(actual)
+    if output.error:
+        message.error.ParseFromString(output.error)
+    if output.result:
+        result = worker_service_pb2.TranscodeResult.FromString(output.result)
+        message.notes.extend(result.notes)
+        for stored in result.files:
+            file = message.files.add()
+            file.CopyFrom(stored)
+            if file_url is not None:
+                url, expires = file_url(output.job_id, output.id, stored.path)
+                file.url = url
+                file.url_expire_time.FromDatetime(expires)
+    return message
+
+
+def job_message(record: JobRecord, file_url=None) -> job_pb2.Job:
+    job: Job = record.job
+    message = job_pb2.Job(
+        id=job.id,
+        status=job_status_enum(job.status),
+        stage=job.stage,
+        progress=job.progress,
+        priority=job.priority,
+        delayed_start=job.delayed_start,
+        input_url=job.input_url,
+        concat_input_urls=job.concat_input_urls,
+        outputs=[output_message(output, job.currency, file_url) for output in record.outputs],
+        metadata=job.job_metadata,
+        webhook_url=job.webhook_url,
+        attempt=job.attempt,
+        idempotency_key=job.idempotency_key or "",
+        output_origin=job.output_origin,
+    )
+    if job.input_info:
+        message.input_info.ParseFromString(job.input_info)
+    if job.error:
+        message.error.ParseFromString(job.error)
+    if (estimated := money(job.estimated_cost_micros, job.currency)) is not None:
+        message.estimated_cost.CopyFrom(estimated)
+    if (actual := money(job.actual_cost_micros, job.currency)) is not None:
+        message.actual_cost.CopyFrom(actual)
+    for field, moment in (
+        ("create_time", job.created_at),
+        ("probe_time", job.probed_at),
+        ("confirm_time", job.confirmed_at),
+        ("start_time", job.started_at),
+        ("complete_time", job.completed_at),
+        ("update_time", job.updated_at),
+    ):
+        if (stamp := timestamp(moment)) is not None:
+            getattr(message, field).CopyFrom(stamp)
+    return message

@@ -1,0 +1,1 @@
+"""Where output files live and how clients download them."""

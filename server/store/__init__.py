@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models and the only module that issues SQL (store.py)."""

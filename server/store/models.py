@@ -1,0 +1,131 @@
+"""SQLAlchemy 2.0 typed models. Statuses are stored as text mirroring domain.states."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    # sha256 of the whole key: a leaked database does not leak usable keys.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # NULL keys never collide, so jobs without a key are unconstrained.
+        UniqueConstraint("organization_id", "idempotency_key", name="uq_jobs_idempotency"),
+        Index("ix_jobs_org_created", "organization_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    status: Mapped[str] = mapped_column(String(32))
+    stage: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    priority: Mapped[int] = mapped_column(Integer)
+    delayed_start: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_url: Mapped[str] = mapped_column(Text)
+    concat_input_urls: Mapped[list] = mapped_column(JSON, default=list)
+    job_metadata: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    webhook_url: Mapped[str] = mapped_column(Text, default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    output_origin: Mapped[str] = mapped_column(Text, default="")
+    # kiln.v1.InputInfo, serialized: it is only ever read whole.
+    input_info: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # kiln.v1.JobError, serialized; NULL unless FAILED or REJECTED.
+    error: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    estimated_cost_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    actual_cost_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Last Watch event sequence written for this job; bumped in the same transaction.
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    probed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Output(Base):
+    __tablename__ = "outputs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    # kiln.v1.OutputSpec as requested (preset reference kept) and as resolved.
+    spec: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(32))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # kiln.worker.v1.TranscodeResult, serialized: files and notes.
+    result: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    estimated_cost_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    actual_cost_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_claim", "status", "priority", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    output_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # PROBE | TRANSCODE
+    status: Mapped[str] = mapped_column(String(16))  # QUEUED | LEASED | DONE | CANCELED
+    priority: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Fencing token: bumped on every claim, so a report from an old lease is refused.
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # kiln.v1.WatchResponse, serialized once here and replayed as is.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,396 @@
+"""The only module that issues SQL.
+
+`Store.transaction()` yields a `Tx` whose methods are the statements the
+application needs. Status writes are guarded in the statement itself
+(`... WHERE status IN (allowed sources)`, the sources coming from the one
+transition table in domain.states); no row changed means the transition lost a
+race or was never allowed, and the caller gets a domain error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import event, func, or_, select, update
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from ..domain import states
+from ..domain.errors import FailedPrecondition, NotFound, StaleLease
+from ..domain.states import JobStatus, OutputStatus
+from .models import ApiKey, Job, JobEvent, Organization, Output, Task
+
+API_KEY_PREFIX = "kiln_sk_"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def async_url(url: str) -> str:
+    """Map a user-facing database URL to the async driver SQLAlchemy needs."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def sync_url(url: str) -> str:
+    """The same database for synchronous tools (Alembic)."""
+    if url.startswith("sqlite+aiosqlite:///"):
+        return "sqlite:///" + url.removeprefix("sqlite+aiosqlite:///")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@dataclass
+class JobRecord:
+    job: Job
+    outputs: list[Output]
+
+
+class Store:
+    """Owns the engine; every read and write goes through a transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self.is_postgres = self.url.startswith("postgresql")
+        if self.is_postgres:
+            self.engine: AsyncEngine = create_async_engine(self.url, pool_size=10, max_overflow=10)
+        else:
+            # One connection: SQLite has one writer anyway, and queueing here is
+            # kinder than "database is locked" errors.
+            self.engine = create_async_engine(
+                self.url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
+            )
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._sessions() as session, session.begin():
+            yield Tx(session, self.is_postgres)
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Tx:
+    """The statements of one transaction."""
+
+    def __init__(self, session: AsyncSession, is_postgres: bool) -> None:
+        self.session = session
+        self.is_postgres = is_postgres
+
+    # -- organizations and keys ---------------------------------------------------
+
+    async def ensure_organization(self, organization_id: str, name: str = "") -> None:
+        if await self.session.get(Organization, organization_id) is None:
+            self.session.add(
+                Organization(id=organization_id, name=name or organization_id, created_at=now())
+            )
+            await self.session.flush()
+
+    async def create_api_key(self, organization_id: str, name: str = "") -> str:
+        """Store a new key's hash and return the key itself (shown once)."""
+        key = API_KEY_PREFIX + secrets.token_urlsafe(24)
+        self.session.add(
+            ApiKey(
+                id="key_" + secrets.token_hex(8),
+                organization_id=organization_id,
+                key_hash=hash_key(key),
+                name=name,
+                created_at=now(),
+            )
+        )
+        await self.session.flush()
+        return key
+
+    async def organization_for_key(self, key: str) -> str | None:
+        row = await self.session.scalar(
+            select(ApiKey.organization_id).where(ApiKey.key_hash == hash_key(key))
+        )
+        return row
+
+    async def organization_currency(self, organization_id: str) -> str:
+        org = await self.session.get(Organization, organization_id)
+        return org.currency if org else "USD"
+
+    # -- jobs ---------------------------------------------------------------------
+
+    async def job_by_idempotency_key(self, organization_id: str, key: str) -> JobRecord | None:
+        job = await self.session.scalar(
+            select(Job).where(Job.organization_id == organization_id, Job.idempotency_key == key)
+        )
+        return await self._record(job) if job else None
+
+    async def insert_job(self, job: Job, outputs: Sequence[Output]) -> None:
+        self.session.add(job)
+        await self.session.flush()
+        self.session.add_all(outputs)
+        await self.session.flush()
+
+    async def get_job(
+        self, organization_id: str | None, job_id: str, *, lock: bool = False
+    ) -> JobRecord:
+        """The job with its outputs; NotFound also for another organization's job."""
+        # populate_existing: guarded UPDATEs in this transaction may have changed the row.
+        query = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+        if organization_id is not None:
+            query = query.where(Job.organization_id == organization_id)
+        if lock and self.is_postgres:
+            query = query.with_for_update()
+        job = await self.session.scalar(query)
+        if job is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return await self._record(job)
+
+    async def list_jobs(
+        self,
+        organization_id: str,
+        statuses: Sequence[JobStatus],
+        limit: int,
+        offset: int,
+        before: tuple[datetime, str] | None,
+    ) -> list[JobRecord]:
+        query = select(Job).where(Job.organization_id == organization_id)
+        if statuses:
+            query = query.where(Job.status.in_([str(s) for s in statuses]))
+        if before is not None:
+            created, job_id = before
+            query = query.where(
+                or_(Job.created_at < created, (Job.created_at == created) & (Job.id < job_id))
+            )
+        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        if before is None and offset:
+            query = query.offset(offset)
+        jobs = (await self.session.scalars(query)).all()
+        return [await self._record(job) for job in jobs]
+
+    async def _record(self, job: Job) -> JobRecord:
+        outputs = (
+            await self.session.scalars(
+                select(Output)
+                .where(Output.job_id == job.id)
+                .order_by(Output.position)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        for moment in (
+            "created_at",
+            "updated_at",
+            "probed_at",
+            "confirmed_at",
+            "started_at",
+            "completed_at",
+        ):
+            setattr(job, moment, _aware(getattr(job, moment)))
+        return JobRecord(job, list(outputs))
+
+    async def transition_job(self, job_id: str, target: JobStatus, **values) -> JobStatus:
+        """Move a job to `target` if the transition table allows it; returns the old status.
+
+        The UPDATE names the status it read, so a writer that raced us and won
+        leaves this one with no row changed and a FailedPrecondition.
+        """
+        current = await self.session.scalar(select(Job.status).where(Job.id == job_id))
+        if current is None:
+            raise NotFound(f"job {job_id!r} not found")
+        if not states.can_transition(JobStatus(current), target):
+            raise FailedPrecondition(f"job {job_id} is {current}; it cannot become {target}")
+        result = await self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == current)
+            .values(status=str(target), updated_at=now(), **values)
+        )
+        if result.rowcount != 1:
+            raise FailedPrecondition(
+                f"job {job_id} changed concurrently; it cannot become {target}"
+            )
+        return JobStatus(current)
+
+    async def update_job(self, job_id: str, **values) -> None:
+        await self.session.execute(
+            update(Job).where(Job.id == job_id).values(updated_at=now(), **values)
+        )
+
+    async def update_output(
+        self, output_id: str, *, only_from: Sequence[OutputStatus] = (), **values
+    ) -> bool:
+        query = update(Output).where(Output.id == output_id)
+        if only_from:
+            query = query.where(Output.status.in_([str(s) for s in only_from]))
+        result = await self.session.execute(query.values(**values))
+        return result.rowcount == 1
+
+    async def cancel_open_outputs(self, job_id: str) -> list[str]:
+        open_statuses = [str(OutputStatus.PENDING), str(OutputStatus.PROCESSING)]
+        ids = (
+            await self.session.scalars(
+                select(Output.id).where(Output.job_id == job_id, Output.status.in_(open_statuses))
+            )
+        ).all()
+        await self.session.execute(
+            update(Output)
+            .where(Output.job_id == job_id, Output.status.in_(open_statuses))
+            .values(status=str(OutputStatus.CANCELED))
+        )
+        return list(ids)
+
+    # -- events -------------------------------------------------------------------
+
+    async def append_event(self, job_id: str, build_payload) -> int:
+        """Write the job's next event. `build_payload(sequence)` returns its bytes.
+
+        The sequence comes from bumping jobs.last_sequence in this transaction,
+        which also locks the job row on Postgres: sequences have no gaps and no
+        duplicates however many writers race.
+        """
+        result = await self.session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(last_sequence=Job.last_sequence + 1)
+            .returning(Job.last_sequence)
+        )
+        sequence = result.scalar_one()
+        self.session.add(
+            JobEvent(
+                job_id=job_id, sequence=sequence, payload=build_payload(sequence), created_at=now()
+            )
+        )
+        await self.session.flush()
+        return sequence
+
+    async def events_after(
+        self, job_id: str, after: int, limit: int = 500
+    ) -> list[tuple[int, bytes]]:
+        rows = await self.session.execute(
+            select(JobEvent.sequence, JobEvent.payload)
+            .where(JobEvent.job_id == job_id, JobEvent.sequence > after)
+            .order_by(JobEvent.sequence)
+            .limit(limit)
+        )
+        return [(sequence, payload) for sequence, payload in rows.all()]
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Postgres NOTIFY, delivered to listeners when this transaction commits."""
+        if self.is_postgres:
+            await self.session.execute(select(func.pg_notify(channel, payload)))
+
+    # -- tasks --------------------------------------------------------------------
+
+    async def insert_tasks(self, tasks: Sequence[Task]) -> None:
+        self.session.add_all(tasks)
+        await self.session.flush()
+
+    async def claim_task(self, worker_id: str, lease_seconds: float) -> Task | None:
+        """Lease the most urgent queued task: FOR UPDATE SKIP LOCKED on Postgres."""
+        candidate = (
+            select(Task.id)
+            .where(Task.status == "QUEUED")
+            .order_by(Task.priority.desc(), Task.created_at, Task.id)
+            .limit(1)
+        )
+        if self.is_postgres:
+            candidate = candidate.with_for_update(skip_locked=True)
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id == candidate.scalar_subquery(), Task.status == "QUEUED")
+            .values(
+                status="LEASED",
+                worker_id=worker_id,
+                attempts=Task.attempts + 1,
+                lease_token=Task.lease_token + 1,
+                lease_expires_at=now() + timedelta(seconds=lease_seconds),
+            )
+            .returning(Task.id)
+        )
+        task_id = result.scalar_one_or_none()
+        if task_id is None:
+            return None
+        return await self.session.get(Task, task_id, populate_existing=True)
+
+    async def leased_task(self, task_id: str, token: int, *, lock: bool = False) -> Task:
+        """The task if `token` is its current lease; StaleLease otherwise."""
+        query = select(Task).where(Task.id == task_id)
+        if lock and self.is_postgres:
+            query = query.with_for_update()
+        task = await self.session.scalar(query)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        if task.lease_token != token:
+            raise StaleLease(f"task {task_id} lease {token} is stale")
+        return task
+
+    async def extend_lease(self, task_id: str, lease_seconds: float) -> None:
+        await self.session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.status == "LEASED")
+            .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+        )
+
+    async def finish_task(self, task_id: str, status: str = "DONE") -> None:
+        await self.session.execute(update(Task).where(Task.id == task_id).values(status=status))
+
+    async def cancel_tasks(self, job_id: str) -> None:
+        await self.session.execute(
+            update(Task)
+            .where(Task.job_id == job_id, Task.status.in_(["QUEUED", "LEASED"]))
+            .values(status="CANCELED")
+        )
+
+    async def expired_leases(self) -> list[Task]:
+        return list(
+            (
+                await self.session.scalars(
+                    select(Task).where(Task.status == "LEASED", Task.lease_expires_at < now())
+                )
+            ).all()
+        )
+
+    async def requeue(self, task_id: str) -> None:
+        await self.session.execute(
+            update(Task).where(Task.id == task_id, Task.status == "LEASED").values(status="QUEUED")
+        )
+
+    async def open_task_count(self, job_id: str) -> int:
+        return (
+            await self.session.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(Task.job_id == job_id, Task.status.in_(["QUEUED", "LEASED"]))
+            )
+            or 0
+        )

@@ -1,0 +1,86 @@
+"""Fixtures shared by every layer: databases (SQLite and the real PostgreSQL) and media."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+POSTGRES_ADMIN = os.environ.get(
+    "KILN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_base() -> str:
+    return POSTGRES_ADMIN.rsplit("/", 1)[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> None:
+    """The PostgreSQL half of the suite fails, never skips, when the server is unreachable."""
+    try:
+        with psycopg.connect(POSTGRES_ADMIN, connect_timeout=5):
+            pass
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN} is unreachable: {error}")
+
+
+def create_postgres_database() -> str:
+    name = f"kiln_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{_postgres_base()}/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path_factory):
+    """A fresh, empty database of each kind; one per test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'kiln.db'}"
+        return
+    request.getfixturevalue("postgres_available")
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+def make_clip(
+    path: Path,
+    *,
+    seconds: float,
+    size: str = "640x360",
+    rate: int = 30,
+    audio: bool = True,
+    preset: str = "ultrafast",
+) -> Path:
+    """A synthetic test clip made by FFmpeg's lavfi sources."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    command += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    if audio:
+        command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    command += ["-t", str(seconds), "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p"]
+    command += ["-c:a", "aac"] if audio else []
+    command += [str(path)]
+    subprocess.run(command, check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def media_root(tmp_path_factory) -> Path:
+    """The input root the e2e servers allow; holds the shared synthetic clips."""
+    root = tmp_path_factory.mktemp("media")
+    make_clip(root / "clip2s.mp4", seconds=2)
+    return root

@@ -1,0 +1,168 @@
+"""Real kiln server and worker processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from kiln.v1 import job_service_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+SIGNING_KEY = "e2e-signing-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kiln_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "server.cli", *args]
+
+
+def base_env(database_url: str, data_dir: Path, media_root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'gen'}",
+            "KILN_DATABASE_URL": database_url,
+            "KILN_DATA_DIR": str(data_dir),
+            "KILN_STORAGE_DIR": str(data_dir.parent / "storage"),
+            "KILN_INPUT_ROOTS": str(media_root),
+            "KILN_SIGNING_KEY": SIGNING_KEY,
+            "KILN_HEARTBEAT_SECONDS": "1",
+            "KILN_LEASE_SECONDS": "10",
+            "KILN_LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    log: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def job_stub(self) -> job_service_pb2_grpc.JobServiceStub:
+        return job_service_pb2_grpc.JobServiceStub(grpc.insecure_channel(self.grpc_target))
+
+
+@dataclass
+class Cluster:
+    """Servers and workers sharing one database; stopped together."""
+
+    database_url: str
+    root: Path
+    media_root: Path
+    servers: list[ServerProcess] = field(default_factory=list)
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.root / "storage"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = base_env(self.database_url, self.data_dir, self.media_root)
+        env.update(extra)
+        return env
+
+    def create_key(self, organization: str) -> str:
+        result = subprocess.run(
+            kiln_command("create-key", "--org", organization),
+            env=self.env(),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip().splitlines()[-1]
+
+    def start_server(self) -> ServerProcess:
+        http_port, grpc_port = free_port(), free_port()
+        log = self.root / f"server-{len(self.servers)}.log"
+        process = subprocess.Popen(
+            kiln_command("serve"),
+            env=self.env(KILN_HTTP_PORT=str(http_port), KILN_GRPC_PORT=str(grpc_port)),
+            cwd=self.root,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        server = ServerProcess(process, http_port, grpc_port, log)
+        self.servers.append(server)
+        _wait_healthy(server)
+        return server
+
+    def start_worker(self, server: ServerProcess, concurrency: int = 1) -> subprocess.Popen:
+        log = self.root / f"worker-{len(self.workers)}.log"
+        process = subprocess.Popen(
+            kiln_command("worker"),
+            env=self.env(
+                KILN_SERVER_ADDRESS=server.grpc_target,
+                KILN_WORKER_CONCURRENCY=str(concurrency),
+                KILN_SCRATCH_DIR=str(self.scratch_dir),
+            ),
+            cwd=self.root,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        self.workers.append(process)
+        return process
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.root / "scratch"
+
+    def stop(self) -> None:
+        for process in [*self.workers, *(s.process for s in self.servers)]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*self.workers, *(s.process for s in self.servers)]:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text()[-3000:]}"
+            for path in sorted(self.root.glob("*.log"))
+        )
+
+
+def _wait_healthy(server: ServerProcess, timeout: float = 30.0) -> None:
+    """Readiness: poll /healthz until it answers (the process has no other signal)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log.read_text()}")
+        try:
+            if httpx.get(f"{server.http_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not healthy in {timeout}s:\n{server.log.read_text()}")

@@ -1,0 +1,52 @@
+"""One running cluster (server + worker processes) per backend per module."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import create_postgres_database, drop_postgres_database
+
+from .cluster import Cluster
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kiln.db'}"
+        return
+    request.getfixturevalue("postgres_available")
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture(scope="module")
+def cluster(backend_url, tmp_path_factory, media_root):
+    root = tmp_path_factory.mktemp("cluster")
+    cluster = Cluster(backend_url, root, media_root)
+    server = cluster.start_server()
+    cluster.start_worker(server, concurrency=2)
+    try:
+        yield cluster
+    except Exception:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def server(cluster):
+    return cluster.servers[0]
+
+
+@pytest.fixture(scope="module")
+def api_key(cluster):
+    return cluster.create_key("org_alpha")
+
+
+@pytest.fixture(scope="module")
+def other_api_key(cluster):
+    return cluster.create_key("org_beta")

@@ -1,0 +1,1 @@
+"""kiln worker: claims tasks from the server and runs FFmpeg on them."""

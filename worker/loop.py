@@ -1,0 +1,211 @@
+"""The worker: claim a task from the server, run it with plain media functions, report.
+
+The worker holds no state and no database credentials. While a task runs, one
+reporter sends progress every `progress_interval_seconds`; its answer doubles
+as the lease heartbeat and as the cancel signal, so a Cancel reaches FFmpeg
+within one interval plus the time to stop the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+from kiln.worker.v1 import worker_service_pb2_grpc
+
+from server.config import Settings
+from server.domain.input_policy import InputPolicy, InputRefused
+from server.storage.local import LocalStorage
+
+from .media.commands import build_command
+from .media.describe import describe_output_file
+from .media.errors import MediaError
+from .media.ffmpeg import run_ffmpeg
+from .media.probe import probe
+
+log = logging.getLogger(__name__)
+
+S = job_pb2.JobStage
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.policy = InputPolicy.from_lists(settings.input_roots, settings.input_allow_hosts)
+        self.storage = LocalStorage(settings.storage_dir)
+        self.metadata = (
+            (("authorization", f"Bearer {settings.worker_token}"),) if settings.worker_token else ()
+        )
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: worker_service_pb2_grpc.WorkerServiceStub | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._channel = grpc.aio.insecure_channel(self.settings.effective_server_address)
+        self._stub = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
+        slots = [
+            asyncio.create_task(self._slot(stop, index), name=f"worker-slot-{index}")
+            for index in range(max(self.settings.worker_concurrency, 1))
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for slot in slots:
+                slot.cancel()
+            await asyncio.gather(*slots, return_exceptions=True)
+            await self._channel.close()
+
+    async def _slot(self, stop: asyncio.Event, index: int) -> None:
+        assert self._stub is not None
+        while not stop.is_set():
+            try:
+                response = await self._stub.ClaimTask(
+                    wpb.ClaimTaskRequest(worker_id=f"{self.worker_id}/{index}", wait_seconds=10),
+                    metadata=self.metadata,
+                    timeout=30,
+                )
+            except grpc.aio.AioRpcError as error:
+                log.warning("claiming a task failed: %s", error.code().name)
+                await asyncio.sleep(1)  # server down or restarting: back off, then retry
+                continue
+            if response.HasField("task"):
+                await self.run_task(response.task)
+
+    async def run_task(self, task: wpb.Task) -> None:
+        log.info("task %s (%s) for job %s", task.id, wpb.TaskKind.Name(task.kind), task.job_id)
+        try:
+            if task.kind == wpb.TASK_KIND_PROBE:
+                info = await probe(self._input_location(task.input_url))
+                await self._complete(task, input_info=info)
+            else:
+                await self._transcode(task)
+        except MediaError as error:
+            if error.code == "CANCELED":
+                return
+            await self._complete(
+                task,
+                error=job_pb2.JobError(
+                    code=error.code,
+                    message=error.message,
+                    retryable=error.retryable,
+                    stage=S.JOB_STAGE_PROBING
+                    if task.kind == wpb.TASK_KIND_PROBE
+                    else S.JOB_STAGE_TRANSCODING,
+                ),
+            )
+        except grpc.aio.AioRpcError as error:
+            # ABORTED: our lease is stale and another worker owns the task now.
+            log.warning("task %s: report refused: %s", task.id, error.details())
+        except Exception:
+            log.exception("task %s failed unexpectedly", task.id)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self._complete(
+                    task,
+                    error=job_pb2.JobError(
+                        code="WORKER_ERROR",
+                        message="the worker failed unexpectedly",
+                        retryable=True,
+                    ),
+                )
+
+    def _input_location(self, url: str) -> str:
+        """A path or URL FFmpeg can open; the worker re-checks the policy itself."""
+        try:
+            self.policy.check_resolved(url)
+            scheme = urlsplit(url).scheme.lower()
+            if scheme == "file":
+                return str(self.policy.local_path(url))
+            if scheme in ("http", "https"):
+                return url
+        except InputRefused as refused:
+            raise MediaError("INPUT_REFUSED", str(refused)) from None
+        raise MediaError(
+            "INPUT_UNREADABLE", f"{scheme}:// inputs are not supported by this worker yet"
+        )
+
+    async def _transcode(self, task: wpb.Task) -> None:
+        scratch = Path(self.settings.scratch_dir) / task.id
+        out_dir = scratch / "out"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cancel = asyncio.Event()
+        latest = [0.0]
+
+        async def on_progress(percent: float) -> None:
+            latest[0] = percent
+
+        reporter = asyncio.create_task(self._report_loop(task, latest, cancel))
+        try:
+            plan = build_command(
+                input_path=self._input_location(task.input_url),
+                spec=task.output_spec,
+                info=task.input_info,
+                out_dir=out_dir,
+            )
+            await run_ffmpeg(
+                plan.argv,
+                duration=plan.expected_duration,
+                on_progress=on_progress,
+                cancel_event=cancel,
+                min_report_interval=self.settings.progress_interval_seconds,
+            )
+            reporter.cancel()
+            files = [
+                await describe_output_file(path, out_dir)
+                for path in sorted(out_dir.rglob("*"))
+                if path.is_file()
+            ]
+            self.storage.put_directory(out_dir, task.output_prefix)
+            await self._complete(
+                task,
+                transcode=wpb.TranscodeResult(
+                    files=files, notes=plan.notes, encoded_seconds=plan.expected_duration
+                ),
+            )
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await reporter
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _report_loop(
+        self, task: wpb.Task, latest: list[float], cancel: asyncio.Event
+    ) -> None:
+        assert self._stub is not None
+        while True:
+            try:
+                response = await self._stub.ReportProgress(
+                    wpb.ReportProgressRequest(
+                        task_id=task.id,
+                        lease_token=task.lease_token,
+                        progress=latest[0],
+                        stage=S.JOB_STAGE_TRANSCODING,
+                    ),
+                    metadata=self.metadata,
+                    timeout=10,
+                )
+                if response.canceled:
+                    cancel.set()
+                    return
+            except grpc.aio.AioRpcError as error:
+                if error.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND):
+                    cancel.set()  # the lease is gone: stop encoding for nobody
+                    return
+                log.warning("progress report failed: %s", error.code().name)
+            await asyncio.sleep(self.settings.progress_interval_seconds)
+
+    async def _complete(self, task: wpb.Task, **result) -> None:
+        assert self._stub is not None
+        await self._stub.CompleteTask(
+            wpb.CompleteTaskRequest(task_id=task.id, lease_token=task.lease_token, **result),
+            metadata=self.metadata,
+            timeout=30,
+        )

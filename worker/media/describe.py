@@ -1,0 +1,75 @@
+"""Reading a produced file back with ffprobe into an OutputFile."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from kiln.v1 import job_pb2
+
+from worker.media.errors import ENCODE_FAILED, MediaError, public_message
+from worker.media.probe import ffprobe_float, ffprobe_int, run_ffprobe_json
+
+MIME_TYPES: dict[str, str] = {
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mov": "video/quicktime",
+    ".mkv": "video/x-matroska",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".mpd": "application/dash+xml",
+    ".ts": "video/mp2t",
+    ".m4s": "video/iso.segment",
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".opus": "audio/ogg",
+    ".wav": "audio/wav",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".vtt": "text/vtt",
+}
+
+# Playlists and captions are text that ffprobe either cannot read or would answer by opening
+# every segment they reference; their size and MIME type are all an OutputFile needs.
+_NOT_PROBED = frozenset({".m3u8", ".mpd", ".vtt"})
+
+
+async def describe_output_file(
+    path: Path, relative_to: Path, *, timeout: float = 60
+) -> job_pb2.OutputFile:
+    """Describes a file an ffmpeg run wrote. A file ffprobe cannot read is an encode failure."""
+    suffix = path.suffix.lower()
+    described = job_pb2.OutputFile(
+        path=path.relative_to(relative_to).as_posix(),
+        size_bytes=(await asyncio.to_thread(path.stat)).st_size,
+        mime_type=MIME_TYPES.get(suffix, "application/octet-stream"),
+    )
+    if suffix in _NOT_PROBED:
+        return described
+
+    returncode, parsed, stderr = await run_ffprobe_json(str(path), timeout=timeout)
+    if returncode != 0:
+        last_line = next((line for line in reversed(stderr.splitlines()) if line.strip()), "")
+        raise MediaError(
+            ENCODE_FAILED,
+            public_message(last_line) or f"{path.name}: the output cannot be read back",
+        )
+    format_section: dict[str, Any] = parsed.get("format") or {}
+    streams: list[dict[str, Any]] = parsed.get("streams") or []
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    first = video or audio or {}
+
+    described.container = str(format_section.get("format_name", ""))
+    described.codec = str(first.get("codec_name", ""))
+    if video is not None:
+        described.width = ffprobe_int(video.get("width"))
+        described.height = ffprobe_int(video.get("height"))
+    described.duration_seconds = ffprobe_float(format_section.get("duration")) or ffprobe_float(
+        first.get("duration")
+    )
+    described.bitrate = ffprobe_int(format_section.get("bit_rate"))
+    return described

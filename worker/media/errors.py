@@ -1,0 +1,77 @@
+"""The single exception type of the media layer, carrying a stable code for JobError."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+INPUT_UNREADABLE: Final = "INPUT_UNREADABLE"
+INPUT_EMPTY: Final = "INPUT_EMPTY"
+INPUT_NOT_MEDIA: Final = "INPUT_NOT_MEDIA"
+INPUT_CORRUPT: Final = "INPUT_CORRUPT"
+INPUT_NO_VIDEO: Final = "INPUT_NO_VIDEO"
+# Not in the original list: an audio-only output (MP3/M4A/OPUS/WAV) of an input without audio.
+INPUT_NO_AUDIO: Final = "INPUT_NO_AUDIO"
+INPUT_ZERO_DURATION: Final = "INPUT_ZERO_DURATION"
+INPUT_DIMENSIONS_TOO_LARGE: Final = "INPUT_DIMENSIONS_TOO_LARGE"
+INPUT_UNSUPPORTED_CODEC: Final = "INPUT_UNSUPPORTED_CODEC"
+ENCODE_FAILED: Final = "ENCODE_FAILED"
+CANCELED: Final = "CANCELED"
+# Not in the original list: a spec the command builders cannot make (H.264 in WEBM, a bad
+# resolution string). The server should have refused it; failing the output beats retrying it.
+OUTPUT_SPEC_UNSUPPORTED: Final = "OUTPUT_SPEC_UNSUPPORTED"
+
+# The codes this package raises. Callers may raise MediaError with codes of their own (input
+# policy, storage), so this documents rather than restricts.
+ALL_CODES: Final = frozenset(
+    {
+        INPUT_UNREADABLE,
+        INPUT_EMPTY,
+        INPUT_NOT_MEDIA,
+        INPUT_CORRUPT,
+        INPUT_NO_VIDEO,
+        INPUT_NO_AUDIO,
+        INPUT_ZERO_DURATION,
+        INPUT_DIMENSIONS_TOO_LARGE,
+        INPUT_UNSUPPORTED_CODEC,
+        ENCODE_FAILED,
+        CANCELED,
+        OUTPUT_SPEC_UNSUPPORTED,
+    }
+)
+
+
+class MediaError(Exception):
+    """A failure with a stable machine-readable code, safe to show to the job's owner.
+
+    `retryable` says whether running the same thing again may succeed without changing the
+    input (a network blip, a killed worker), which is what JobError.retryable promises.
+    """
+
+    code: str
+    message: str
+    retryable: bool
+
+    def __init__(self, code: str, message: str = "", *, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message or code
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return f"MediaError({self.code!r}, {self.message!r}, retryable={self.retryable})"
+
+
+_FFMPEG_CONTEXT_POINTER = re.compile(r"\[([^\]@]+?) @ 0x[0-9a-fA-F]+\]\s*")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+def public_message(stderr_line: str) -> str:
+    """Makes an ffmpeg/ffprobe stderr line fit for a job's owner to read.
+
+    Server paths (work directories, storage roots) are reduced to their file name, and the
+    `@ 0x55d...` context pointers, which only mean something inside one process, are dropped.
+    """
+    line = _FFMPEG_CONTEXT_POINTER.sub(lambda match: f"[{match.group(1).strip()}] ", stderr_line)
+    line = _ABSOLUTE_PATH.sub(lambda match: match.group(1), line)
+    return line.strip()
