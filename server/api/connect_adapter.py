@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from kiln.v1 import job_service_pb2 as pb
 from kiln.v1.job_service_connect import JobServiceASGIApplication
@@ -53,22 +51,28 @@ class ConnectJobService:
             raise connect_error(error) from None
 
     async def confirm(self, request: pb.ConfirmRequest, ctx: RequestContext) -> pb.ConfirmResponse:
-        await self._unimplemented(ctx, "Confirm")
+        try:
+            organization = await self._organization(ctx)
+            return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
+        except Exception as error:
+            raise connect_error(error) from None
 
     async def retry(self, request: pb.RetryRequest, ctx: RequestContext) -> pb.RetryResponse:
-        await self._unimplemented(ctx, "Retry")
+        try:
+            organization = await self._organization(ctx)
+            return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
+        except Exception as error:
+            raise connect_error(error) from None
 
     async def delete_outputs(
         self, request: pb.DeleteOutputsRequest, ctx: RequestContext
     ) -> pb.DeleteOutputsResponse:
-        await self._unimplemented(ctx, "DeleteOutputs")
-
-    async def _unimplemented(self, ctx: RequestContext, name: str) -> None:
         try:
-            await self._organization(ctx)
+            organization = await self._organization(ctx)
+            job, deleted = await self.jobs.delete_outputs(organization, request.id)
+            return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
         except Exception as error:
             raise connect_error(error) from None
-        raise ConnectError(Code.UNIMPLEMENTED, f"{name} is not implemented yet")
 
     async def watch(
         self, request: pb.WatchRequest, ctx: RequestContext

@@ -51,21 +51,29 @@ class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
         except Exception as error:
             await abort_grpc(context, error)
 
-    async def Confirm(self, request, context):  # noqa: N802
-        await self._unimplemented(context, "Confirm")
-
-    async def Retry(self, request, context):  # noqa: N802
-        await self._unimplemented(context, "Retry")
-
-    async def DeleteOutputs(self, request, context):  # noqa: N802
-        await self._unimplemented(context, "DeleteOutputs")
-
-    async def _unimplemented(self, context, name: str) -> None:
+    async def Confirm(self, request: pb.ConfirmRequest, context) -> pb.ConfirmResponse:  # noqa: N802
         try:
-            await self._organization(context)
+            organization = await self._organization(context)
+            return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
         except Exception as error:
             await abort_grpc(context, error)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not implemented yet")
+
+    async def Retry(self, request: pb.RetryRequest, context) -> pb.RetryResponse:  # noqa: N802
+        try:
+            organization = await self._organization(context)
+            return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def DeleteOutputs(  # noqa: N802
+        self, request: pb.DeleteOutputsRequest, context
+    ) -> pb.DeleteOutputsResponse:
+        try:
+            organization = await self._organization(context)
+            job, deleted = await self.jobs.delete_outputs(organization, request.id)
+            return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
+        except Exception as error:
+            await abort_grpc(context, error)
 
     async def Watch(  # noqa: N802
         self, request: pb.WatchRequest, context

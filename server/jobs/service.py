@@ -50,7 +50,7 @@ class JobService:
         file_url: FileUrl,
         lease_seconds: float,
         max_task_attempts: int,
-        remove_output_files: Callable[[str, str], int] | None = None,
+        remove_output_files: Callable[[str], int] | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -283,6 +283,89 @@ class JobService:
         await self._settle_actual_cost(tx, job.id)
         await self._move(tx, job.id, JobStatus.CANCELED, completed_at=now())
         await self._emit_completed(tx, job.id)
+
+    async def confirm(self, organization_id: str, job_id: str) -> job_pb2.Job:
+        """Start a delayed_start job after its owner reviewed the estimate."""
+        async with self.store.transaction() as tx:
+            record = await tx.get_job(organization_id, job_id, lock=True)
+            if record.job.status != JobStatus.AWAITING_CONFIRMATION:
+                raise FailedPrecondition(
+                    f"job {job_id} is {record.job.status}; only a job awaiting confirmation "
+                    "can be confirmed"
+                )
+            moment = now()
+            await self._move(
+                tx,
+                job_id,
+                JobStatus.PROCESSING,
+                stage=S.JOB_STAGE_TRANSCODING,
+                confirmed_at=moment,
+                started_at=moment,
+            )
+            await self._queue_transcodes(tx, record)
+            record = await tx.get_job(organization_id, job_id)
+        self._tasks_committed()
+        self._published(job_id)
+        return self.job_message(record)
+
+    async def retry(self, organization_id: str, job_id: str) -> job_pb2.Job:
+        """Run a FAILED, REJECTED, CANCELED or PARTIAL job again; COMPLETED outputs are kept."""
+        async with self.store.transaction() as tx:
+            record = await tx.get_job(organization_id, job_id, lock=True)
+            job = record.job
+            if job.status == JobStatus.COMPLETED or JobStatus(job.status) not in TERMINAL:
+                raise FailedPrecondition(
+                    f"job {job_id} is {job.status}; only a FAILED, REJECTED, CANCELED or "
+                    "PARTIAL job can be retried"
+                )
+            for output in record.outputs:
+                if output.status != OutputStatus.COMPLETED:
+                    await tx.update_output(
+                        output.id,
+                        status=str(OutputStatus.PENDING),
+                        progress=0.0,
+                        error=None,
+                        result=None,
+                        actual_cost_micros=None,
+                    )
+                    await self._emit_output(tx, job, output.id)
+            await self._move(
+                tx,
+                job_id,
+                JobStatus.PENDING,
+                attempt=job.attempt + 1,
+                progress=0.0,
+                error=None,
+                completed_at=None,
+                started_at=None,
+                actual_cost_micros=None,
+            )
+            await self._queue_tasks(tx, [self._probe_task(job)])
+            record = await tx.get_job(organization_id, job_id)
+        self._tasks_committed()
+        self._published(job_id)
+        return self.job_message(record)
+
+    async def delete_outputs(self, organization_id: str, job_id: str) -> tuple[job_pb2.Job, int]:
+        """Remove a terminal job's stored files for good; the job record stays."""
+        async with self.store.transaction() as tx:
+            record = await tx.get_job(organization_id, job_id, lock=True)
+            if JobStatus(record.job.status) not in TERMINAL:
+                raise FailedPrecondition(
+                    f"job {job_id} is {record.job.status}; cancel it or wait for it to end "
+                    "before deleting its outputs"
+                )
+            deleted = 0
+            if self.remove_output_files is not None:
+                deleted = await asyncio.to_thread(self.remove_output_files, job_id)
+            for output in record.outputs:
+                if output.result:
+                    result = worker_service_pb2.TranscodeResult.FromString(output.result)
+                    del result.files[:]
+                    result.notes.append("output files deleted")
+                    await tx.update_output(output.id, result=result.SerializeToString())
+            record = await tx.get_job(organization_id, job_id)
+        return self.job_message(record), deleted
 
     async def watch(
         self, organization_id: str, request: job_service_pb2.WatchRequest
@@ -534,6 +617,8 @@ class JobService:
                 created_at=now(),
             )
             for output in record.outputs
+            if output.status
+            == OutputStatus.PENDING  # a retried PARTIAL job keeps its completed ones
         ]
         await self._queue_tasks(tx, tasks)
 

@@ -1,0 +1,195 @@
+"""Confirm, Retry, DeleteOutputs and probe rejections, through the real server and worker."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from kiln.v1 import job_pb2, job_service_pb2
+
+from tests.conftest import make_clip
+
+
+def mp4_output(resolution: str = "240p") -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_MP4,
+        video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution=resolution)],
+    )
+
+
+@pytest.fixture(scope="module")
+def auth(api_key):
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+def run_to_end(stub, job_id: str, auth) -> job_pb2.Job:
+    events = list(stub.Watch(job_service_pb2.WatchRequest(id=job_id), metadata=auth, timeout=60))
+    return events[-1].completed.job
+
+
+def wait_for_status(stub, job_id, auth, status) -> job_pb2.Job:
+    for event in stub.Watch(job_service_pb2.WatchRequest(id=job_id), metadata=auth, timeout=60):
+        kind = event.WhichOneof("event")
+        if kind == "snapshot" and event.snapshot.job.status == status:
+            return event.snapshot.job
+        if kind == "status_change" and event.status_change.to_status == status:
+            return stub.Get(job_service_pb2.GetRequest(id=job_id), metadata=auth).job
+    raise AssertionError(f"job ended without reaching {job_pb2.JobStatus.Name(status)}")
+
+
+def test_delayed_start_waits_for_confirm(server, auth, media_root):
+    stub = server.job_stub()
+    job = stub.Create(
+        job_service_pb2.CreateRequest(
+            input_url=f"file://{media_root / 'clip2s.mp4'}",
+            outputs=[mp4_output()],
+            delayed_start=True,
+        ),
+        metadata=auth,
+    ).job
+    waiting = wait_for_status(stub, job.id, auth, job_pb2.JOB_STATUS_AWAITING_CONFIRMATION)
+    assert waiting.estimated_cost.micros > 0
+    assert waiting.estimated_cost.currency == "USD"
+    assert waiting.input_info.duration_seconds == pytest.approx(2.0, abs=0.1)
+    confirmed = stub.Confirm(job_service_pb2.ConfirmRequest(id=job.id), metadata=auth).job
+    assert confirmed.status == job_pb2.JOB_STATUS_PROCESSING
+    assert confirmed.HasField("confirm_time")
+    final = run_to_end(stub, job.id, auth)
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED
+    assert final.actual_cost.micros > 0
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Confirm(job_service_pb2.ConfirmRequest(id=job.id), metadata=auth)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_retry_of_canceled_job_runs_again(server, auth, media_root):
+    stub = server.job_stub()
+    job = stub.Create(
+        job_service_pb2.CreateRequest(
+            input_url=f"file://{media_root / 'clip2s.mp4'}",
+            outputs=[mp4_output()],
+            delayed_start=True,
+        ),
+        metadata=auth,
+    ).job
+    stub.Cancel(job_service_pb2.CancelRequest(id=job.id), metadata=auth)
+    retried = stub.Retry(job_service_pb2.RetryRequest(id=job.id), metadata=auth).job
+    assert retried.status == job_pb2.JOB_STATUS_PENDING
+    assert retried.attempt == 2
+    assert retried.outputs[0].status == job_pb2.OUTPUT_STATUS_PENDING
+    waiting = wait_for_status(stub, job.id, auth, job_pb2.JOB_STATUS_AWAITING_CONFIRMATION)
+    assert waiting.attempt == 2
+    stub.Confirm(job_service_pb2.ConfirmRequest(id=job.id), metadata=auth)
+    assert run_to_end(stub, job.id, auth).status == job_pb2.JOB_STATUS_COMPLETED
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Retry(job_service_pb2.RetryRequest(id=job.id), metadata=auth)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_delete_outputs_removes_files_keeps_record(server, auth, media_root, cluster):
+    stub = server.job_stub()
+    job = stub.Create(
+        job_service_pb2.CreateRequest(
+            input_url=f"file://{media_root / 'clip2s.mp4'}", outputs=[mp4_output()]
+        ),
+        metadata=auth,
+    ).job
+    final = run_to_end(stub, job.id, auth)
+    url = final.outputs[0].files[0].url
+    assert httpx.get(url, timeout=30).status_code == 200
+    response = stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
+    assert response.deleted_files == 1
+    assert list(response.job.outputs[0].files) == []
+    assert response.job.status == job_pb2.JOB_STATUS_COMPLETED
+    assert httpx.get(url, timeout=30).status_code == 404
+    assert not (cluster.storage_dir / job.id).exists()
+
+
+def test_delete_outputs_of_running_job_is_refused(server, auth, media_root):
+    stub = server.job_stub()
+    job = stub.Create(
+        job_service_pb2.CreateRequest(
+            input_url=f"file://{media_root / 'clip2s.mp4'}",
+            outputs=[mp4_output()],
+            delayed_start=True,
+        ),
+        metadata=auth,
+    ).job
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.fixture(scope="module")
+def malformed(media_root) -> dict[str, Path]:
+    folder = media_root / "malformed"
+    folder.mkdir(exist_ok=True)
+    files = {
+        "empty": folder / "empty.mp4",
+        "text": folder / "notes.mp4",
+        "truncated": folder / "truncated.mp4",
+        "audio_only": folder / "audio.m4a",
+    }
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not a video\n" * 50)
+    whole = make_clip(folder / "whole.mp4", seconds=2)
+    data = whole.read_bytes()
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "2",
+            "-c:a",
+            "aac",
+            str(files["audio_only"]),
+        ],
+        check=True,
+    )
+    return files
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("empty", "INPUT_EMPTY"),
+        ("text", "INPUT_NOT_MEDIA"),
+        ("truncated", "INPUT_CORRUPT"),
+        ("audio_only", "INPUT_NO_VIDEO"),
+        ("missing", "INPUT_UNREADABLE"),
+    ],
+)
+def test_bad_input_is_rejected_and_service_keeps_serving(
+    server, auth, media_root, malformed, name, code
+):
+    stub = server.job_stub()
+    path = malformed.get(name, media_root / "malformed" / "does-not-exist.mp4")
+    job = stub.Create(
+        job_service_pb2.CreateRequest(input_url=f"file://{path}", outputs=[mp4_output()]),
+        metadata=auth,
+    ).job
+    final = run_to_end(stub, job.id, auth)
+    assert final.status == job_pb2.JOB_STATUS_REJECTED
+    assert final.error.code == code
+    assert final.error.message
+    assert str(media_root) not in final.error.message  # no server paths leak
+    assert final.outputs[0].status == job_pb2.OUTPUT_STATUS_CANCELED
+    # The next good job still runs.
+    good = stub.Create(
+        job_service_pb2.CreateRequest(
+            input_url=f"file://{media_root / 'clip2s.mp4'}", outputs=[mp4_output()]
+        ),
+        metadata=auth,
+    ).job
+    assert run_to_end(stub, good.id, auth).status == job_pb2.JOB_STATUS_COMPLETED
