@@ -124,7 +124,7 @@ def build_server(settings: Settings) -> Server:
     auth = Authenticator(store)
 
     grpc_server = grpc.aio.server()
-    add_services(grpc_server, jobs, auth)
+    add_services(grpc_server, jobs, auth, settings.worker_token)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
 
     http_app = HttpApp(connect_app(jobs, auth), signer, storage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 
 import grpc
@@ -10,6 +11,7 @@ from kiln.v1 import job_service_pb2_grpc
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
+from ..domain.errors import Unauthenticated
 from ..jobs.service import JobService
 from .auth import Authenticator, header_reader
 from .errors import abort_grpc
@@ -89,13 +91,26 @@ class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
 
 
 class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
-    """Internal API for workers. It listens on the gRPC port only."""
+    """Internal API for workers. It listens on the gRPC port only.
 
-    def __init__(self, jobs: JobService) -> None:
+    With a worker token configured, every call must present it; without one the
+    API is open, which suits the embedded default that listens on loopback.
+    """
+
+    def __init__(self, jobs: JobService, worker_token: str = "") -> None:
         self.jobs = jobs
+        self.expected = f"Bearer {worker_token}" if worker_token else ""
+
+    def _check_token(self, context) -> None:
+        if not self.expected:
+            return
+        presented = header_reader(list(context.invocation_metadata()))("authorization") or ""
+        if not hmac.compare_digest(presented.encode(), self.expected.encode()):
+            raise Unauthenticated("worker token missing or wrong")
 
     async def ClaimTask(self, request: wpb.ClaimTaskRequest, context) -> wpb.ClaimTaskResponse:  # noqa: N802
         try:
+            self._check_token(context)
             wait = request.wait_seconds if request.wait_seconds > 0 else 20.0
             task = await self.jobs.claim(request.worker_id or "anonymous", min(wait, 60.0))
             return wpb.ClaimTaskResponse(task=task) if task else wpb.ClaimTaskResponse()
@@ -106,6 +121,7 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         self, request: wpb.ReportProgressRequest, context
     ) -> wpb.ReportProgressResponse:
         try:
+            self._check_token(context)
             canceled = await self.jobs.report_progress(request)
             return wpb.ReportProgressResponse(canceled=canceled)
         except Exception as error:
@@ -115,12 +131,17 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         self, request: wpb.CompleteTaskRequest, context
     ) -> wpb.CompleteTaskResponse:
         try:
+            self._check_token(context)
             await self.jobs.complete_task(request)
             return wpb.CompleteTaskResponse()
         except Exception as error:
             await abort_grpc(context, error)
 
 
-def add_services(server: grpc.aio.Server, jobs: JobService, auth: Authenticator) -> None:
+def add_services(
+    server: grpc.aio.Server, jobs: JobService, auth: Authenticator, worker_token: str
+) -> None:
     job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(GrpcWorkerService(jobs), server)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
+        GrpcWorkerService(jobs, worker_token), server
+    )

@@ -112,8 +112,11 @@ def _as_ip(host: str):
 def _is_public(address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
+    # is_global also refuses shared address space (100.64.0.0/10, where some clouds keep
+    # their metadata service); multicast counts as global, hence the explicit checks too.
     return not (
-        address.is_private
+        not address.is_global
+        or address.is_private
         or address.is_loopback
         or address.is_link_local
         or address.is_multicast

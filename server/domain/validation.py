@@ -195,7 +195,7 @@ def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> 
 def resolution_problem(resolution: str) -> str | None:
     if resolution in NAMED_RESOLUTIONS:
         return None
-    match = _EXPLICIT_RESOLUTION.match(resolution)
+    match = _EXPLICIT_RESOLUTION.fullmatch(resolution)
     if not match:
         return f"{resolution!r} is not one of {sorted(NAMED_RESOLUTIONS)} or WxH"
     width, height = int(match[1]), int(match[2])

@@ -27,6 +27,8 @@ class UrlSigner:
 
     def verify(self, key: str, expires: str, signature: str) -> bool:
         """True only for an untampered signature that has not expired."""
-        if not expires.isdigit() or int(expires) < time.time():
+        # isdigit() alone admits "²", which int() refuses: check ASCII first.
+        if not (expires.isascii() and expires.isdigit()) or int(expires) < time.time():
             return False
-        return hmac.compare_digest(self._signature(key, int(expires)), signature)
+        # Bytes, because compare_digest raises on non-ASCII str.
+        return hmac.compare_digest(self._signature(key, int(expires)).encode(), signature.encode())

@@ -1,0 +1,494 @@
+"""The store against real databases: SQLite and PostgreSQL (the `database_url` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kiln.v1 import job_pb2
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from server.domain import ids
+from server.domain.errors import FailedPrecondition, NotFound, StaleLease
+from server.domain.states import JobStatus, OutputStatus
+from server.store.migrate import migrate
+from server.store.models import ApiKey, Job, Output, Task
+from server.store.store import API_KEY_PREFIX, Store
+
+ORG = "org_one"
+OTHER_ORG = "org_two"
+TIMEOUT = 20.0
+POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+BASE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    migrate(database_url)
+    store = Store(database_url)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def second_store(store: Store, database_url: str) -> AsyncIterator[Store]:
+    """Another Store (engine, pool) on the same database, as a second server process has."""
+    other = Store(database_url)
+    yield other
+    await other.close()
+
+
+def make_job(
+    organization_id: str = ORG,
+    *,
+    status: JobStatus = JobStatus.PENDING,
+    idempotency_key: str | None = None,
+    priority: int = job_pb2.PRIORITY_STANDARD,
+) -> Job:
+    moment = datetime.now(UTC)
+    return Job(
+        id=ids.job_id(),
+        organization_id=organization_id,
+        status=str(status),
+        stage=0,
+        progress=0.0,
+        priority=priority,
+        delayed_start=False,
+        input_url="file:///media/in.mp4",
+        concat_input_urls=[],
+        job_metadata={"team": "video"},
+        webhook_url="",
+        idempotency_key=idempotency_key,
+        output_origin="",
+        currency="USD",
+        attempt=1,
+        last_sequence=0,
+        created_at=moment,
+        updated_at=moment,
+    )
+
+
+def make_outputs(job: Job, count: int) -> list[Output]:
+    return [
+        Output(
+            id=ids.output_id(),
+            job_id=job.id,
+            position=position,
+            spec=job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP4).SerializeToString(),
+            status=str(OutputStatus.PENDING),
+            progress=0.0,
+        )
+        for position in range(count)
+    ]
+
+
+def make_task(job: Job, priority: int, created_at: datetime) -> Task:
+    return Task(
+        id=ids.task_id(),
+        job_id=job.id,
+        output_id=None,
+        kind="PROBE",
+        status="QUEUED",
+        priority=priority,
+        attempts=0,
+        lease_token=0,
+        worker_id="",
+        created_at=created_at,
+    )
+
+
+async def add_job(store: Store, job: Job | None = None, outputs: int = 1) -> Job:
+    job = job or make_job()
+    async with store.transaction() as tx:
+        await tx.ensure_organization(job.organization_id)
+        await tx.insert_job(job, make_outputs(job, outputs))
+    return job
+
+
+async def status_of(store: Store, job_id: str) -> str:
+    async with store.transaction() as tx:
+        return (await tx.get_job(None, job_id)).job.status
+
+
+# -- jobs -----------------------------------------------------------------------------
+
+
+async def test_insert_job_with_outputs(store):
+    job = make_job()
+    async with store.transaction() as tx:
+        await tx.ensure_organization(ORG, "Org One")
+        await tx.ensure_organization(ORG)  # idempotent
+        outputs = make_outputs(job, 3)
+        await tx.insert_job(job, list(reversed(outputs)))
+
+    async with store.transaction() as tx:
+        record = await tx.get_job(ORG, job.id)
+        assert record.job.status == JobStatus.PENDING
+        assert record.job.job_metadata == {"team": "video"}
+        assert record.job.created_at.tzinfo is not None
+        assert [o.id for o in record.outputs] == [o.id for o in outputs]  # by position
+        assert [o.position for o in record.outputs] == [0, 1, 2]
+        assert await tx.organization_currency(ORG) == "USD"
+        with pytest.raises(NotFound):
+            await tx.get_job(OTHER_ORG, job.id)
+        with pytest.raises(NotFound):
+            await tx.get_job(ORG, "job_missing")
+
+
+async def test_job_needs_an_existing_organization(store):
+    with pytest.raises(IntegrityError):
+        async with store.transaction() as tx:
+            await tx.insert_job(make_job("org_never_created"), [])
+
+
+# -- guarded transitions --------------------------------------------------------------
+
+
+async def test_allowed_transition_writes_status_and_values(store):
+    job = await add_job(store)
+    async with store.transaction() as tx:
+        previous = await tx.transition_job(
+            job.id, JobStatus.PROBING, stage=job_pb2.JOB_STAGE_PROBING
+        )
+    assert previous == JobStatus.PENDING
+    async with store.transaction() as tx:
+        record = await tx.get_job(ORG, job.id)
+    assert record.job.status == JobStatus.PROBING
+    assert record.job.stage == job_pb2.JOB_STAGE_PROBING
+    assert record.job.updated_at >= job.updated_at
+
+
+async def test_forbidden_transition_fails_and_leaves_status(store):
+    job = await add_job(store)
+    async with store.transaction() as tx:
+        await tx.transition_job(job.id, JobStatus.PROBING)
+
+    with pytest.raises(FailedPrecondition) as raised:
+        async with store.transaction() as tx:
+            await tx.transition_job(job.id, JobStatus.COMPLETED)
+    assert "PROBING" in raised.value.message
+    assert "COMPLETED" in raised.value.message
+    assert await status_of(store, job.id) == JobStatus.PROBING
+
+
+async def test_forbidden_transition_rolls_back_the_whole_transaction(store):
+    job = await add_job(store)
+    with pytest.raises(FailedPrecondition):
+        async with store.transaction() as tx:
+            await tx.transition_job(job.id, JobStatus.PROBING)  # allowed
+            await tx.transition_job(job.id, JobStatus.PROBING)  # PROBING -> PROBING is not
+    assert await status_of(store, job.id) == JobStatus.PENDING
+
+
+async def test_walk_to_completed_then_no_retry(store):
+    job = await add_job(store)
+    for target in (JobStatus.PROBING, JobStatus.PROCESSING, JobStatus.COMPLETED):
+        async with store.transaction() as tx:
+            await tx.transition_job(job.id, target)
+        assert await status_of(store, job.id) == target
+    for target in (JobStatus.PENDING, JobStatus.CANCELED, JobStatus.FAILED):
+        with pytest.raises(FailedPrecondition):
+            async with store.transaction() as tx:
+                await tx.transition_job(job.id, target)
+    assert await status_of(store, job.id) == JobStatus.COMPLETED
+
+
+async def test_retry_from_failed(store):
+    job = await add_job(store, make_job(status=JobStatus.FAILED))
+    async with store.transaction() as tx:
+        await tx.transition_job(job.id, JobStatus.PENDING, attempt=2)
+    async with store.transaction() as tx:
+        record = await tx.get_job(ORG, job.id)
+    assert (record.job.status, record.job.attempt) == (JobStatus.PENDING, 2)
+
+
+async def test_transition_of_missing_job_is_not_found(store):
+    with pytest.raises(NotFound):
+        async with store.transaction() as tx:
+            await tx.transition_job("job_missing", JobStatus.CANCELED)
+
+
+async def _attempt(store: Store, job_id: str, target: JobStatus) -> JobStatus | None:
+    try:
+        async with store.transaction() as tx:
+            await tx.transition_job(job_id, target)
+    except FailedPrecondition:
+        return None
+    return target
+
+
+@POSTGRES_ONLY
+async def test_racing_transitions_exactly_one_wins(store, second_store):
+    jobs = [await add_job(store, make_job(status=JobStatus.PROCESSING)) for _ in range(8)]
+    for job in jobs:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                _attempt(store, job.id, JobStatus.COMPLETED),
+                _attempt(second_store, job.id, JobStatus.CANCELED),
+            ),
+            TIMEOUT,
+        )
+        winners = [result for result in results if result is not None]
+        assert len(winners) == 1, results
+        assert await status_of(store, job.id) == winners[0]
+
+
+async def _wait_for_lock_waiter(store: Store) -> None:
+    """Poll until some backend of this database waits on a row lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+
+    async def poll() -> None:
+        while True:
+            async with store.transaction() as tx:
+                if await tx.session.scalar(query):
+                    return
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), TIMEOUT)
+
+
+@POSTGRES_ONLY
+async def test_blocked_transition_loses_after_the_winner_commits(store, second_store):
+    """The loser really waits on the winner's row lock, then re-checks the guard."""
+    job = await add_job(store, make_job(status=JobStatus.PROCESSING))
+    updated = asyncio.Event()
+    release = asyncio.Event()
+
+    async def winner() -> None:
+        async with store.transaction() as tx:
+            await tx.transition_job(job.id, JobStatus.COMPLETED)
+            updated.set()
+            await release.wait()
+
+    async def loser() -> FailedPrecondition | None:
+        await updated.wait()
+        try:
+            async with second_store.transaction() as tx:
+                await tx.transition_job(job.id, JobStatus.CANCELED)
+        except FailedPrecondition as error:
+            return error
+        return None
+
+    async def referee() -> None:
+        await updated.wait()
+        await _wait_for_lock_waiter(store)
+        release.set()
+
+    _, error, _ = await asyncio.wait_for(asyncio.gather(winner(), loser(), referee()), TIMEOUT)
+    assert isinstance(error, FailedPrecondition)
+    assert "CANCELED" in error.message
+    assert await status_of(store, job.id) == JobStatus.COMPLETED
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+def payload_for(sequence: int) -> bytes:
+    return f"event {sequence}".encode()
+
+
+async def _append(store: Store, job_id: str) -> int:
+    async with store.transaction() as tx:
+        return await tx.append_event(job_id, payload_for)
+
+
+async def test_append_event_sequences_and_read_back(store):
+    job = await add_job(store)
+    assert [await _append(store, job.id) for _ in range(5)] == [1, 2, 3, 4, 5]
+
+    # A rolled-back append does not burn a sequence.
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            assert await tx.append_event(job.id, payload_for) == 6
+            raise RuntimeError("abort")
+    assert await _append(store, job.id) == 6
+
+    async with store.transaction() as tx:
+        assert await tx.events_after(job.id, 3) == [(s, payload_for(s)) for s in (4, 5, 6)]
+        assert await tx.events_after(job.id, 0, limit=2) == [(1, b"event 1"), (2, b"event 2")]
+        assert await tx.events_after(job.id, 6) == []
+        assert (await tx.get_job(ORG, job.id)).job.last_sequence == 6
+
+
+async def test_sequences_are_per_job(store):
+    first, second = await add_job(store), await add_job(store)
+    assert [await _append(store, first.id) for _ in range(3)] == [1, 2, 3]
+    assert [await _append(store, second.id) for _ in range(2)] == [1, 2]
+
+
+@POSTGRES_ONLY
+async def test_concurrent_appenders_from_two_stores_leave_no_gaps(store, second_store):
+    job = await add_job(store)
+    per_store = 15
+    appends = [_append(s, job.id) for _ in range(per_store) for s in (store, second_store)]
+    sequences = await asyncio.wait_for(asyncio.gather(*appends), TIMEOUT)
+    total = 2 * per_store
+    assert sorted(sequences) == list(range(1, total + 1))
+    async with store.transaction() as tx:
+        rows = await tx.events_after(job.id, 0)
+        assert rows == [(s, payload_for(s)) for s in range(1, total + 1)]
+        assert (await tx.get_job(ORG, job.id)).job.last_sequence == total
+
+
+# -- tasks ----------------------------------------------------------------------------
+
+
+async def _claim(store: Store, worker: str) -> Task | None:
+    async with store.transaction() as tx:
+        return await tx.claim_task(worker, lease_seconds=60)
+
+
+async def test_claim_in_priority_then_age_order(store):
+    job = await add_job(store)
+    standard_old = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME)
+    economy = make_task(job, job_pb2.PRIORITY_ECONOMY, BASE_TIME - timedelta(hours=1))
+    standard_new = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME + timedelta(seconds=1))
+    premium = make_task(job, job_pb2.PRIORITY_PREMIUM, BASE_TIME + timedelta(seconds=2))
+    async with store.transaction() as tx:
+        await tx.insert_tasks([standard_old, economy, standard_new, premium])
+
+    claimed = [await _claim(store, "w1") for _ in range(4)]
+    assert [task.id for task in claimed] == [
+        premium.id,
+        standard_old.id,
+        standard_new.id,
+        economy.id,
+    ]
+    assert all(task.status == "LEASED" and task.worker_id == "w1" for task in claimed)
+    assert await _claim(store, "w1") is None
+
+
+async def test_claim_sets_lease_and_token_increments_on_every_claim(store):
+    job = await add_job(store)
+    task = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME)
+    async with store.transaction() as tx:
+        await tx.insert_tasks([task])
+
+    before = datetime.now(UTC)
+    first = await _claim(store, "w1")
+    assert (first.id, first.lease_token, first.attempts) == (task.id, 1, 1)
+    expires = first.lease_expires_at
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    assert before + timedelta(seconds=59) <= expires <= datetime.now(UTC) + timedelta(seconds=61)
+    assert await _claim(store, "w2") is None  # leased: not claimable
+
+    async with store.transaction() as tx:
+        await tx.requeue(task.id)
+    second = await _claim(store, "w2")
+    assert (second.id, second.lease_token, second.attempts, second.worker_id) == (
+        task.id,
+        2,
+        2,
+        "w2",
+    )
+
+    async with store.transaction() as tx:
+        assert (await tx.leased_task(task.id, 2)).worker_id == "w2"
+        with pytest.raises(StaleLease):
+            await tx.leased_task(task.id, 1)
+        with pytest.raises(StaleLease):
+            await tx.leased_task(task.id, 3)
+        with pytest.raises(NotFound):
+            await tx.leased_task("tsk_missing", 1)
+
+
+@POSTGRES_ONLY
+async def test_concurrent_claimers_never_share_a_task(store, second_store):
+    job = await add_job(store)
+    count = 24
+    async with store.transaction() as tx:
+        await tx.insert_tasks(
+            [
+                make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME + timedelta(seconds=i))
+                for i in range(count)
+            ]
+        )
+
+    async def drain(source: Store, worker: str) -> list[str]:
+        taken = []
+        while (task := await _claim(source, worker)) is not None:
+            taken.append(task.id)
+        return taken
+
+    claimers = [
+        drain(s, f"{name}-{i}") for i in range(4) for s, name in ((store, "a"), (second_store, "b"))
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*claimers), TIMEOUT)
+    taken = [task_id for result in results for task_id in result]
+    assert len(taken) == len(set(taken)) == count
+    async with store.transaction() as tx:
+        leased = await tx.session.scalar(
+            select(func.count())
+            .select_from(Task)
+            .where(Task.status == "LEASED", Task.lease_token == 1)
+        )
+    assert leased == count
+
+
+@POSTGRES_ONLY
+async def test_claim_skips_a_task_locked_by_an_open_claim(store, second_store):
+    """While one claim's transaction is open, another store gets the next task at once."""
+    job = await add_job(store)
+    first, second = (
+        make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME + timedelta(seconds=i))
+        for i in range(2)
+    )
+    async with store.transaction() as tx:
+        await tx.insert_tasks([first, second])
+
+    async with store.transaction() as tx:
+        held = await tx.claim_task("a", 60)
+        assert held.id == first.id
+        # Without SKIP LOCKED this would wait for the open transaction forever.
+        other = await asyncio.wait_for(_claim(second_store, "b"), TIMEOUT)
+        assert other is not None
+        assert other.id == second.id
+    assert await _claim(store, "c") is None
+
+
+# -- idempotency and keys -------------------------------------------------------------
+
+
+async def test_idempotency_key_unique_per_organization(store):
+    first = await add_job(store, make_job(ORG, idempotency_key="key-1"))
+    with pytest.raises(IntegrityError):
+        await add_job(store, make_job(ORG, idempotency_key="key-1"))
+    other = await add_job(store, make_job(OTHER_ORG, idempotency_key="key-1"))
+    # Jobs without a key never collide.
+    await add_job(store, make_job(ORG))
+    await add_job(store, make_job(ORG))
+
+    async with store.transaction() as tx:
+        assert (await tx.job_by_idempotency_key(ORG, "key-1")).job.id == first.id
+        assert (await tx.job_by_idempotency_key(OTHER_ORG, "key-1")).job.id == other.id
+        assert await tx.job_by_idempotency_key(ORG, "key-2") is None
+        jobs = await tx.session.scalar(select(func.count()).select_from(Job))
+    assert jobs == 4
+
+
+async def test_api_key_round_trip(store):
+    async with store.transaction() as tx:
+        await tx.ensure_organization(ORG)
+        await tx.ensure_organization(OTHER_ORG)
+        key = await tx.create_api_key(ORG, "ci")
+        other_key = await tx.create_api_key(OTHER_ORG)
+    assert key.startswith(API_KEY_PREFIX)
+    assert key != other_key
+
+    async with store.transaction() as tx:
+        assert await tx.organization_for_key(key) == ORG
+        assert await tx.organization_for_key(other_key) == OTHER_ORG
+        assert await tx.organization_for_key(API_KEY_PREFIX + "unknown") is None
+        assert await tx.organization_for_key(key[:-1]) is None
+        assert await tx.organization_for_key("") is None
+        stored = (await tx.session.scalars(select(ApiKey.key_hash))).all()
+    # Only hashes are stored.
+    assert hashlib.sha256(key.encode()).hexdigest() in stored
+    assert key not in stored
