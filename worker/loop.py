@@ -26,6 +26,7 @@ from server.config import Settings
 from server.domain.input_policy import InputPolicy, InputRefused
 from server.storage.local import LocalStorage
 
+from . import remote
 from .media.commands import build_command
 from .media.describe import describe_output_file
 from .media.errors import MediaError
@@ -84,8 +85,7 @@ class Worker:
         log.info("task %s (%s) for job %s", task.id, wpb.TaskKind.Name(task.kind), task.job_id)
         try:
             if task.kind == wpb.TASK_KIND_PROBE:
-                info = await probe(self._input_location(task.input_url))
-                await self._complete(task, input_info=info)
+                await self._probe(task)
             else:
                 await self._transcode(task)
         except MediaError as error:
@@ -117,20 +117,43 @@ class Worker:
                     ),
                 )
 
-    def _input_location(self, url: str) -> str:
-        """A path or URL FFmpeg can open; the worker re-checks the policy itself."""
+    async def _probe(self, task: wpb.Task) -> None:
+        scratch = Path(self.settings.scratch_dir) / task.id
         try:
-            self.policy.check_resolved(url)
+            location, ranges = await self._input_location(
+                task.input_url, scratch, known_ranges=None
+            )
+            info = await probe(location)
+            info.supports_byte_ranges = ranges
+            await self._complete(task, input_info=info)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _input_location(
+        self, url: str, scratch: Path, *, known_ranges: bool | None
+    ) -> tuple[str, bool]:
+        """A path or URL FFmpeg can open, and whether an http(s) origin serves byte ranges.
+
+        The worker re-checks the input policy itself (DNS may answer differently
+        than it did at Create). An http(s) origin that honours ranges is read in
+        place, so FFmpeg seeks instead of downloading; one that does not is
+        staged to scratch once for this task.
+        """
+        try:
+            await asyncio.to_thread(self.policy.check_resolved, url)
             scheme = urlsplit(url).scheme.lower()
             if scheme == "file":
-                return str(self.policy.local_path(url))
-            if scheme in ("http", "https"):
-                return url
+                return str(self.policy.local_path(url)), False
         except InputRefused as refused:
             raise MediaError("INPUT_REFUSED", str(refused)) from None
-        raise MediaError(
-            "INPUT_UNREADABLE", f"{scheme}:// inputs are not supported by this worker yet"
-        )
+        if scheme not in ("http", "https"):
+            raise MediaError(
+                "INPUT_UNREADABLE", f"{scheme}:// inputs are not supported by this worker yet"
+            )
+        ranges = known_ranges if known_ranges is not None else await remote.supports_ranges(url)
+        if ranges:
+            return url, True
+        return str(await remote.stage(url, scratch / "input")), False
 
     async def _transcode(self, task: wpb.Task) -> None:
         scratch = Path(self.settings.scratch_dir) / task.id
@@ -144,8 +167,11 @@ class Worker:
 
         reporter = asyncio.create_task(self._report_loop(task, latest, cancel))
         try:
+            location, _ = await self._input_location(
+                task.input_url, scratch, known_ranges=task.input_info.supports_byte_ranges or None
+            )
             plan = build_command(
-                input_path=self._input_location(task.input_url),
+                input_path=location,
                 spec=task.output_spec,
                 info=task.input_info,
                 out_dir=out_dir,

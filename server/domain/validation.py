@@ -62,12 +62,34 @@ AUDIO_CODECS_BY_TYPE: dict[int, set[int]] = {
 
 # What the workers of this release can produce. The API defines more; asking
 # for the rest fails at Create rather than after a wasted probe.
-SUPPORTED_OUTPUT_TYPES: set[int] = {T.OUTPUT_TYPE_MP4}
-SUPPORTED_VIDEO_CODECS: set[int] = {V.VIDEO_CODEC_H264}
+SUPPORTED_OUTPUT_TYPES: set[int] = (
+    PROGRESSIVE
+    | AUDIO_ONLY
+    | {
+        T.OUTPUT_TYPE_JPG,
+        T.OUTPUT_TYPE_PNG,
+        T.OUTPUT_TYPE_WEBP,
+    }
+)
+SUPPORTED_VIDEO_CODECS: set[int] = {
+    V.VIDEO_CODEC_H264,
+    V.VIDEO_CODEC_H265,
+    V.VIDEO_CODEC_VP9,
+    V.VIDEO_CODEC_AV1,
+}
+SUPPORTED_THUMBNAIL_MODES: set[int] = {
+    job_pb2.THUMBNAIL_MODE_UNSPECIFIED,
+    job_pb2.THUMBNAIL_MODE_SINGLE,
+}
+# SVT-AV1 refuses pictures smaller than 64 pixels on a side.
+MIN_AV1_DIMENSION = 64
+MAX_THUMBNAIL_TIMESTAMPS = 100
 
 NAMED_RESOLUTIONS = {"2160p", "1440p", "1080p", "720p", "480p", "360p", "240p"}
 _EXPLICIT_RESOLUTION = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 _SAMPLE_RATES = {8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000}
+# libopus encodes only these rates; FFmpeg fails on any other explicit -ar.
+_OPUS_SAMPLE_RATES = {8000, 12000, 16000, 24000, 48000}
 
 
 def validate_create(
@@ -157,6 +179,8 @@ def _check_output(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
         seconds = output.segments.duration_seconds
         if seconds and not 1 <= seconds <= 60:
             bad(f"{path}.segments.duration_seconds", "must be between 1 and 60")
+    if output.HasField("thumbnail"):
+        _check_thumbnail(f"{path}.thumbnail", kind, output.thumbnail, bad)
     if output.HasField("clip"):
         if output.clip.start_seconds < 0:
             bad(f"{path}.clip.start_seconds", "must not be negative")
@@ -182,6 +206,11 @@ def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> 
         problem = resolution_problem(variant.resolution)
         if problem:
             bad(f"{path}.resolution", problem)
+        elif (
+            variant.codec == V.VIDEO_CODEC_AV1
+            and _smallest_side(variant.resolution) < MIN_AV1_DIMENSION
+        ):
+            bad(f"{path}.resolution", f"AV1 needs at least {MIN_AV1_DIMENSION} pixels on each side")
     if variant.quality not in job_pb2.Quality.values():
         bad(f"{path}.quality", f"unknown quality {variant.quality}")
     if not 0 <= variant.bitrate_kbps <= 200_000:
@@ -219,8 +248,47 @@ def _check_audio(path: str, kind: int, audio: job_pb2.AudioSpec, bad) -> None:
         bad(f"{path}.bitrate_kbps", "must be between 8 and 640")
     if not 0 <= audio.channels <= 2:
         bad(f"{path}.channels", "must be 1 or 2")
-    if audio.sample_rate and audio.sample_rate not in _SAMPLE_RATES:
-        bad(f"{path}.sample_rate", f"must be one of {sorted(_SAMPLE_RATES)}")
+    opus = audio.codec == A.AUDIO_CODEC_OPUS or (
+        not audio.codec and kind in (T.OUTPUT_TYPE_WEBM, T.OUTPUT_TYPE_OPUS)
+    )
+    rates = _OPUS_SAMPLE_RATES if opus else _SAMPLE_RATES
+    if audio.sample_rate and audio.sample_rate not in rates:
+        bad(f"{path}.sample_rate", f"must be one of {sorted(rates)}")
+
+
+def _smallest_side(resolution: str) -> int:
+    match = _EXPLICIT_RESOLUTION.fullmatch(resolution)
+    if match:
+        return min(int(match[1]), int(match[2]))
+    return int(resolution.removesuffix("p"))
+
+
+def _check_thumbnail(path: str, kind: int, thumbnail: job_pb2.ThumbnailSpec, bad) -> None:
+    if kind not in IMAGES:
+        bad(path, "thumbnail settings apply to image outputs only")
+        return
+    if thumbnail.mode not in job_pb2.ThumbnailMode.values():
+        bad(f"{path}.mode", f"unknown mode {thumbnail.mode}")
+    elif thumbnail.mode not in SUPPORTED_THUMBNAIL_MODES:
+        mode = job_pb2.ThumbnailMode.Name(thumbnail.mode).removeprefix("THUMBNAIL_MODE_")
+        bad(f"{path}.mode", f"{mode} is not supported by this server yet")
+    if thumbnail.time_seconds < 0:
+        bad(f"{path}.time_seconds", "must not be negative")
+    if thumbnail.interval_seconds < 0:
+        bad(f"{path}.interval_seconds", "must not be negative")
+    needs_interval = (job_pb2.THUMBNAIL_MODE_INTERVAL, job_pb2.THUMBNAIL_MODE_SPRITE)
+    if thumbnail.mode in needs_interval and thumbnail.interval_seconds == 0:
+        bad(f"{path}.interval_seconds", "is required for INTERVAL and SPRITE")
+    if thumbnail.mode == job_pb2.THUMBNAIL_MODE_TIMESTAMPS and not thumbnail.timestamps_seconds:
+        bad(f"{path}.timestamps_seconds", "is required for TIMESTAMPS")
+    if len(thumbnail.timestamps_seconds) > MAX_THUMBNAIL_TIMESTAMPS:
+        bad(f"{path}.timestamps_seconds", f"at most {MAX_THUMBNAIL_TIMESTAMPS} timestamps")
+    if any(t < 0 for t in thumbnail.timestamps_seconds):
+        bad(f"{path}.timestamps_seconds", "must not be negative")
+    if thumbnail.width and not 16 <= thumbnail.width <= 4096:
+        bad(f"{path}.width", "must be between 16 and 4096")
+    if not 0 <= thumbnail.columns <= 20:
+        bad(f"{path}.columns", "must be between 1 and 20")
 
 
 def _check_metadata(metadata, bad) -> None:
