@@ -21,6 +21,7 @@ from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from .jobs.service import JobService
 from .storage.local import LocalStorage
+from .storage.origins import Origins
 from .storage.signing import UrlSigner
 from .store.migrate import migrate
 from .store.store import Store
@@ -112,14 +113,22 @@ def build_server(settings: Settings) -> Server:
             return await tx.events_after(job_id, after)
 
     hub = EventHub(read_events, settings.heartbeat_seconds)
+    origins = Origins(
+        storage,
+        signer,
+        allowed_buckets=settings.allowed_output_buckets,
+        ttl_seconds=settings.download_url_ttl_seconds,
+    )
     jobs = JobService(
         store,
         hub,
         InputPolicy.from_lists(settings.input_roots, settings.input_allow_hosts),
-        file_url=signer.sign,
+        file_url=origins.url,
         lease_seconds=settings.lease_seconds,
         max_task_attempts=settings.max_task_attempts,
-        remove_output_files=storage.delete_prefix,
+        remove_output_files=origins.delete_job_files,
+        origins=origins,
+        default_origin=settings.default_origin,
     )
     auth = Authenticator(store)
 

