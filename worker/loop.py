@@ -34,6 +34,7 @@ from .media.commands import build_command
 from .media.describe import describe_output_file
 from .media.errors import MediaError
 from .media.ffmpeg import run_ffmpeg
+from .media.packaging import finalize_output
 from .media.probe import probe
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class Worker:
             shutil.rmtree(scratch, ignore_errors=True)
 
     async def _input_location(
-        self, url: str, scratch: Path, *, known_ranges: bool | None
+        self, url: str, staging_dir: Path, *, known_ranges: bool | None
     ) -> tuple[str, bool]:
         """A path or URL FFmpeg can open, and whether an http(s) origin serves byte ranges.
 
@@ -158,7 +159,7 @@ class Worker:
         except InputRefused as refused:
             raise MediaError("INPUT_REFUSED", str(refused)) from None
         if scheme == "gs":
-            return str(await self._stage_gs(url, scratch / "input")), False
+            return str(await self._stage_gs(url, staging_dir / "input")), False
         if scheme not in ("http", "https"):
             raise MediaError(
                 "INPUT_UNREADABLE", f"{scheme}:// inputs are not supported by this worker yet"
@@ -166,7 +167,19 @@ class Worker:
         ranges = known_ranges if known_ranges is not None else await remote.supports_ranges(url)
         if ranges:
             return url, True
-        return str(await remote.stage(url, scratch / "input")), False
+        return str(await remote.stage(url, staging_dir / "input")), False
+
+    async def _concat_inputs(
+        self, task: wpb.Task, scratch: Path
+    ) -> list[tuple[str, job_pb2.InputInfo]]:
+        """Inputs joined after the first; each is probed here (the server probed only the first)."""
+        extra = []
+        for index, url in enumerate(task.concat_input_urls, start=1):
+            location, _ = await self._input_location(
+                url, scratch / f"input-{index}", known_ranges=None
+            )
+            extra.append((location, await probe(location)))
+        return extra
 
     async def _stage_gs(self, url: str, target: Path) -> Path:
         """gs:// inputs are staged once per task: FFmpeg cannot read GCS itself."""
@@ -192,13 +205,16 @@ class Worker:
         reporter = asyncio.create_task(self._report_loop(task, progress, cancel))
         try:
             location, _ = await self._input_location(
-                task.input_url, scratch, known_ranges=task.input_info.supports_byte_ranges or None
+                task.input_url,
+                scratch / "input-0",
+                known_ranges=task.input_info.supports_byte_ranges or None,
             )
             plan = build_command(
                 input_path=location,
                 spec=task.output_spec,
                 info=task.input_info,
                 out_dir=out_dir,
+                extra_inputs=await self._concat_inputs(task, scratch),
             )
             await run_ffmpeg(
                 plan.argv,
@@ -207,6 +223,10 @@ class Worker:
                 cancel_event=cancel,
                 min_report_interval=self.settings.progress_interval_seconds,
             )
+            # Playlists are rewritten from the produced segments and sprite maps written
+            # before anything is described.
+            progress.stage = S.JOB_STAGE_PACKAGING
+            plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
             files = [
                 await describe_output_file(path, out_dir)
                 for path in sorted(out_dir.rglob("*"))

@@ -62,15 +62,7 @@ AUDIO_CODECS_BY_TYPE: dict[int, set[int]] = {
 
 # What the workers of this release can produce. The API defines more; asking
 # for the rest fails at Create rather than after a wasted probe.
-SUPPORTED_OUTPUT_TYPES: set[int] = (
-    PROGRESSIVE
-    | AUDIO_ONLY
-    | {
-        T.OUTPUT_TYPE_JPG,
-        T.OUTPUT_TYPE_PNG,
-        T.OUTPUT_TYPE_WEBP,
-    }
-)
+SUPPORTED_OUTPUT_TYPES: set[int] = PROGRESSIVE | ADAPTIVE | AUDIO_ONLY | IMAGES
 SUPPORTED_VIDEO_CODECS: set[int] = {
     V.VIDEO_CODEC_H264,
     V.VIDEO_CODEC_H265,
@@ -117,6 +109,13 @@ def validate_create(
         for index, output in enumerate(request.outputs):
             _check_output(f"outputs[{index}]", output, known_presets, bad)
 
+    if request.concat_input_urls:
+        for index, output in enumerate(request.outputs):
+            if output.type and output.type not in PROGRESSIVE | AUDIO_ONLY:
+                bad(
+                    f"outputs[{index}].type",
+                    "concatenated inputs make progressive or audio outputs only",
+                )
     if request.priority not in job_pb2.Priority.values():
         bad("priority", f"unknown priority {request.priority}")
     _check_metadata(request.metadata, bad)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,15 +51,54 @@ class OutputSpecError(MediaError):
         super().__init__(OUTPUT_SPEC_UNSUPPORTED, message)
 
 
+@dataclass(frozen=True)
+class LadderPackaging:
+    """Where a ladder's manifests are, for worker.media.packaging.finalize_output.
+
+    ffmpeg writes the HLS master playlist before any segment exists, so its BANDWIDTH and CODECS
+    are estimates (and CODECS is wrong or missing for HEVC); finalize rewrites them from the
+    produced segments.
+    """
+
+    # master.m3u8 of an HLS or CMAF output.
+    hls_master: Path | None = None
+    # manifest.mpd of a DASH or CMAF output.
+    dash_manifest: Path | None = None
+
+
+@dataclass(frozen=True)
+class SpriteSheet:
+    """A sprite's geometry, from which finalize writes the WebVTT map next to the image."""
+
+    image: Path
+    vtt: Path
+    tile_width: int
+    tile_height: int
+    columns: int
+    tile_count: int
+    interval_seconds: float
+    # Length of the covered clip: the last cue ends here rather than a whole interval later.
+    duration_seconds: float
+
+
+# What has to happen after ffmpeg exits for the output to be complete.
+FinalizeStep = LadderPackaging | SpriteSheet
+
+
 @dataclass
 class CommandPlan:
     argv: list[str]
     # Every file the command writes, so a failed or canceled run can clean up after itself.
+    # Ladders write segments whose number is only known afterwards: they list their manifests,
+    # and the segments are under the same out_dir.
     outputs: list[Path]
     # Adjustments made to the spec, shown to the user as Output.notes.
     notes: list[str] = field(default_factory=list)
     # Seconds of media the command produces; the denominator of progress.
     expected_duration: float = 0.0
+    # Work for worker.media.packaging.finalize_output once ffmpeg succeeded; None when the files
+    # ffmpeg wrote are already the output.
+    finalize: FinalizeStep | None = None
 
 
 # --- Video quality -------------------------------------------------------------------------------
@@ -145,18 +184,46 @@ class VideoEncoder:
     caps_crf_with_target_bitrate: bool = False
     # SVT-AV1 refuses a peak equal to the target bitrate, so a fixed bitrate is plain -b:v (VBR).
     takes_peak_with_target_bitrate: bool = True
+    # What a ladder adds so that keyframes fall only where it puts them (segment boundaries):
+    # the option for the minimum keyframe distance (set equal to -g), flags that stop the
+    # encoder from adding keyframes of its own (scene cuts) or making non-IDR ones, and entries
+    # for its own parameter option (merged into fixed_args, as a second -x265-params would
+    # replace the first).
+    min_keyint_flag: str = ""
+    aligned_keyframe_args: tuple[str, ...] = ()
+    params_flag: str = ""
+    aligned_keyframe_params: tuple[str, ...] = ()
+    # SVT-AV1 in FFmpeg 5.1 ignores -force_key_frames, so only an exact GOP keeps it aligned.
+    honours_forced_keyframes: bool = True
 
 
 VIDEO_ENCODERS: Mapping[int, VideoEncoder] = {
-    VideoCodec.VIDEO_CODEC_H264: VideoEncoder("libx264", fixed_args=("-profile:v", "high")),
+    VideoCodec.VIDEO_CODEC_H264: VideoEncoder(
+        "libx264",
+        fixed_args=("-profile:v", "high"),
+        min_keyint_flag="-keyint_min",
+        aligned_keyframe_args=("-sc_threshold", "0", "-forced-idr", "1"),
+    ),
     VideoCodec.VIDEO_CODEC_H265: VideoEncoder(
         "libx265",
         # x265 logs every encode's settings to stderr otherwise, burying real errors.
         fixed_args=("-x265-params", "log-level=error"),
         iso_bmff_args=("-tag:v", "hvc1"),
+        min_keyint_flag="-keyint_min",
+        # libx265 ignores -sc_threshold (x265 still logs "scenecut 40" with it); scene cuts and
+        # open GOPs (on by default: CRA keyframes whose leading pictures need the previous
+        # segment) are switched off through x265's own parameters instead.
+        aligned_keyframe_args=("-forced-idr", "1"),
+        params_flag="-x265-params",
+        aligned_keyframe_params=("scenecut=0", "open-gop=0"),
     ),
-    VideoCodec.VIDEO_CODEC_VP9: VideoEncoder("libvpx-vp9", caps_crf_with_target_bitrate=True),
-    VideoCodec.VIDEO_CODEC_AV1: VideoEncoder("libsvtav1", takes_peak_with_target_bitrate=False),
+    VideoCodec.VIDEO_CODEC_VP9: VideoEncoder(
+        "libvpx-vp9", caps_crf_with_target_bitrate=True, min_keyint_flag="-keyint_min"
+    ),
+    # SVT-AV1 detects no scene cuts unless asked to and has no minimum keyframe distance.
+    VideoCodec.VIDEO_CODEC_AV1: VideoEncoder(
+        "libsvtav1", takes_peak_with_target_bitrate=False, honours_forced_keyframes=False
+    ),
 }
 
 
@@ -259,6 +326,11 @@ IMAGE_FORMATS: Mapping[int, ImageFormat] = {
 # --- Builders ------------------------------------------------------------------------------------
 
 
+LADDER_TYPES = frozenset(
+    {OutputType.OUTPUT_TYPE_HLS, OutputType.OUTPUT_TYPE_DASH, OutputType.OUTPUT_TYPE_CMAF}
+)
+
+
 def build_command(
     *,
     input_path: str,
@@ -266,8 +338,19 @@ def build_command(
     info: job_pb2.InputInfo,
     out_dir: Path,
     ffmpeg: str = "ffmpeg",
+    extra_inputs: Sequence[tuple[str, job_pb2.InputInfo]] = (),
 ) -> CommandPlan:
-    """Picks the builder for spec.type."""
+    """Picks the builder for spec.type.
+
+    extra_inputs are (path, probed info) of inputs concatenated after input_path, in order;
+    only progressive and audio outputs can be made of several inputs.
+    """
+    # The builders in other modules import the tables and helpers of this one, so they are
+    # imported here rather than at the top (which would be circular).
+    from worker.media.concat import build_concat_command
+    from worker.media.images import build_gif_command
+    from worker.media.ladder import build_ladder_command
+
     arguments = {
         "input_path": input_path,
         "spec": spec,
@@ -275,12 +358,20 @@ def build_command(
         "out_dir": out_dir,
         "ffmpeg": ffmpeg,
     }
+    if extra_inputs:
+        return build_concat_command(
+            inputs=[(input_path, info), *extra_inputs], spec=spec, out_dir=out_dir, ffmpeg=ffmpeg
+        )
     if spec.type in PROGRESSIVE_CONTAINERS:
         return build_progressive_command(**arguments)
     if spec.type in AUDIO_CONTAINERS:
         return build_audio_command(**arguments)
     if spec.type in IMAGE_FORMATS:
         return build_thumbnail_command(**arguments)
+    if spec.type == OutputType.OUTPUT_TYPE_GIF:
+        return build_gif_command(**arguments)
+    if spec.type in LADDER_TYPES:
+        return build_ladder_command(**arguments)
     raise OutputSpecError(f"output type {OutputType.Name(spec.type)} is not built by build_command")
 
 
@@ -311,24 +402,24 @@ def build_progressive_command(
         raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
 
     notes: list[str] = []
-    start, duration = _clip_window(spec.clip, info.duration_seconds)
+    start, duration = clip_window(spec.clip, info.duration_seconds)
     width, height = output_dimensions(variant, video, index=0, notes=notes)
     output = out_dir / container.file_name
 
-    argv = [ffmpeg, *COMMON_FLAGS, *_input_args(input_path, start), "-map", f"0:{video.index}"]
+    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), "-map", f"0:{video.index}"]
     audio = None if spec.audio.disabled else default_stream(info, "audio")
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]
     if spec.clip.duration_seconds > 0:
-        argv += ["-t", _seconds(duration)]
+        argv += ["-t", seconds_arg(duration)]
     argv += [
         "-vf",
         _video_filter(variant.fps, width, height),
-        *_video_encoder_args(codec, variant, width, height, container),
+        *video_encoder_args(codec, variant, width, height, container),
         "-pix_fmt",
         "yuv420p",
     ]
-    argv += _audio_args(spec.audio, audio, container, notes) if audio is not None else ["-an"]
+    argv += audio_args(spec.audio, audio, container, notes) if audio is not None else ["-an"]
     argv += [*container.muxer_args, "-f", container.muxer, str(output)]
     return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
 
@@ -352,12 +443,12 @@ def build_audio_command(
         raise MediaError(INPUT_NO_AUDIO, "the input has no audio stream")
 
     notes: list[str] = []
-    start, duration = _clip_window(spec.clip, info.duration_seconds)
+    start, duration = clip_window(spec.clip, info.duration_seconds)
     output = out_dir / container.file_name
-    argv = [ffmpeg, *COMMON_FLAGS, *_input_args(input_path, start), "-map", f"0:{audio.index}"]
+    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), "-map", f"0:{audio.index}"]
     if spec.clip.duration_seconds > 0:
-        argv += ["-t", _seconds(duration)]
-    argv += _audio_args(spec.audio, audio, container, notes)
+        argv += ["-t", seconds_arg(duration)]
+    argv += audio_args(spec.audio, audio, container, notes)
     argv += [*container.muxer_args, "-f", container.muxer, str(output)]
     return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
 
@@ -370,39 +461,40 @@ def build_thumbnail_command(
     out_dir: Path,
     ffmpeg: str = "ffmpeg",
 ) -> CommandPlan:
-    """One still image (JPG, PNG or WEBP) at spec.thumbnail.time_seconds into the clip."""
+    """Still images (JPG, PNG or WEBP) as spec.thumbnail.mode says.
+
+    SINGLE (the default) is one image at spec.thumbnail.time_seconds into the clip; INTERVAL,
+    TIMESTAMPS and SPRITE are built in worker.media.images.
+    """
     image = IMAGE_FORMATS.get(spec.type)
     if image is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not a still image type")
     mode = spec.thumbnail.mode or job_pb2.ThumbnailMode.THUMBNAIL_MODE_SINGLE
     if mode != job_pb2.ThumbnailMode.THUMBNAIL_MODE_SINGLE:
-        raise OutputSpecError(
-            f"thumbnail mode {job_pb2.ThumbnailMode.Name(mode)} is not built here yet"
+        from worker.media.images import build_image_series_command  # circular at the top
+
+        return build_image_series_command(
+            input_path=input_path, spec=spec, info=info, out_dir=out_dir, ffmpeg=ffmpeg
         )
     video = default_stream(info, "video")
     if video is None:
         raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
 
     notes: list[str] = []
-    clip_start, clip_duration = _clip_window(spec.clip, info.duration_seconds)
-    frame_duration = 1 / video.frame_rate if video.frame_rate > 0 else 0.04
-    # Seeking to (or past) the very end yields no frame at all, so the last frame is the limit.
-    latest = max(0.0, clip_duration - frame_duration)
+    clip_start, clip_duration = clip_window(spec.clip, info.duration_seconds)
+    frame_duration = frame_duration_of(video)
+    latest = last_frame_seek(clip_duration, frame_duration)
     at = spec.thumbnail.time_seconds
     if at > latest:
         notes.append(f"thumbnail at {at:g} s moved to {latest:g} s, the last frame")
         at = latest
 
-    display_width, display_height = display_size(video)
-    width = spec.thumbnail.width or display_width
-    height = _even(width * display_height / display_width)
-    width = _even(width)
-
+    width, height = scaled_to_width(video, spec.thumbnail.width)
     output = out_dir / image.file_name
     argv = [
         ffmpeg,
         *COMMON_FLAGS,
-        *_input_args(input_path, clip_start + at),
+        *input_args(input_path, clip_start + at),
         "-map",
         f"0:{video.index}",
         "-frames:v",
@@ -438,6 +530,27 @@ def display_size(video: job_pb2.StreamInfo) -> tuple[int, int]:
     return video.width, video.height
 
 
+def frame_duration_of(video: job_pb2.StreamInfo) -> float:
+    return 1 / video.frame_rate if video.frame_rate > 0 else 0.04
+
+
+def last_frame_seek(clip_duration: float, frame_duration: float) -> float:
+    """The latest -ss (seconds into the clip) that still yields a frame.
+
+    Seeking to or past the last frame's timestamp yields nothing at all (and ffmpeg still exits
+    0), so this aims half a frame before the last one, rounded down to the millisecond that
+    seconds_arg writes.
+    """
+    return max(0.0, math.floor((clip_duration - 1.5 * frame_duration) * 1000) / 1000)
+
+
+def scaled_to_width(video: job_pb2.StreamInfo, width: int) -> tuple[int, int]:
+    """Even (width, height) of an image `width` wide (the source's when 0), aspect kept."""
+    display_width, display_height = _checked_display_size(video)
+    width = width or display_width
+    return nearest_even(width), nearest_even(width * display_height / display_width)
+
+
 _HEIGHT_RESOLUTION = re.compile(r"^(\d+)p$")
 _EXPLICIT_RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 
@@ -455,31 +568,24 @@ def output_dimensions(
     otherwise stretch it). Unless allow_upscale, nothing grows beyond the source; every change
     to what was asked is recorded in `notes` with the variant's index.
     """
-    source_width, source_height = display_size(video)
-    if source_width <= 0 or source_height <= 0:
-        raise MediaError(INPUT_NO_VIDEO, "the input's video stream has no dimensions")
-    requested = variant.resolution.strip().lower()
-    if not requested:
-        return _even_floor(source_width), _even_floor(source_height)
-
-    if match := _HEIGHT_RESOLUTION.match(requested):
-        box_width, box_height = math.inf, int(match.group(1))
-    elif match := _EXPLICIT_RESOLUTION.match(requested):
-        box_width, box_height = int(match.group(1)), int(match.group(2))
-    else:
-        raise OutputSpecError(f"resolution {variant.resolution!r} is not 'NNNp' or 'WxH'")
-    if box_height <= 0 or box_width <= 0:
-        raise OutputSpecError(f"resolution {variant.resolution!r} is empty")
+    source_width, source_height = _checked_display_size(video)
+    box = _requested_box(variant)
+    if box is None:
+        return even_floor(source_width), even_floor(source_height)
+    box_width, box_height = box
 
     scale = min(box_width / source_width, box_height / source_height)
     if scale > 1 and not variant.allow_upscale:
         notes.append(
             f"variant {index}: {variant.resolution} capped to source {source_width}x{source_height}"
         )
-        return _even_floor(source_width), _even_floor(source_height)
+        return even_floor(source_width), even_floor(source_height)
 
-    width, height = _even(source_width * scale), _even(source_height * scale)
-    if box_width != math.inf and (width, height) != (_even(box_width), _even(box_height)):
+    width, height = nearest_even(source_width * scale), nearest_even(source_height * scale)
+    if box_width != math.inf and (width, height) != (
+        nearest_even(box_width),
+        nearest_even(box_height),
+    ):
         notes.append(
             f"variant {index}: {variant.resolution} fitted to {width}x{height} "
             "to keep the source aspect ratio"
@@ -487,13 +593,46 @@ def output_dimensions(
     return width, height
 
 
-def _even(value: float) -> int:
+def exceeds_source(variant: job_pb2.VideoVariant, video: job_pb2.StreamInfo) -> bool:
+    """Whether output_dimensions would cap this variant to the source size."""
+    source_width, source_height = _checked_display_size(video)
+    box = _requested_box(variant)
+    if box is None or variant.allow_upscale:
+        return False
+    box_width, box_height = box
+    return min(box_width / source_width, box_height / source_height) > 1
+
+
+def _checked_display_size(video: job_pb2.StreamInfo) -> tuple[int, int]:
+    source_width, source_height = display_size(video)
+    if source_width <= 0 or source_height <= 0:
+        raise MediaError(INPUT_NO_VIDEO, "the input's video stream has no dimensions")
+    return source_width, source_height
+
+
+def _requested_box(variant: job_pb2.VideoVariant) -> tuple[float, float] | None:
+    """The (width, height) box a resolution string asks for; width is infinite for "NNNp"."""
+    requested = variant.resolution.strip().lower()
+    if not requested:
+        return None
+    if match := _HEIGHT_RESOLUTION.match(requested):
+        box_width, box_height = math.inf, float(match.group(1))
+    elif match := _EXPLICIT_RESOLUTION.match(requested):
+        box_width, box_height = float(match.group(1)), float(match.group(2))
+    else:
+        raise OutputSpecError(f"resolution {variant.resolution!r} is not 'NNNp' or 'WxH'")
+    if box_height <= 0 or box_width <= 0:
+        raise OutputSpecError(f"resolution {variant.resolution!r} is empty")
+    return box_width, box_height
+
+
+def nearest_even(value: float) -> int:
     # The nearest even number (as 4:2:0 chroma needs), halves rounded up rather than to even so
     # that 405 → 406 like 403 → 404, and never below 2.
     return max(2, math.floor(value / 2 + 0.5) * 2)
 
 
-def _even_floor(value: int) -> int:
+def even_floor(value: int) -> int:
     # For the source size itself: rounding up would be an upscale by one pixel.
     return max(2, value - value % 2)
 
@@ -501,14 +640,14 @@ def _even_floor(value: int) -> int:
 # --- Argument pieces -----------------------------------------------------------------------------
 
 
-def _input_args(input_path: str, start: float) -> list[str]:
+def input_args(input_path: str, start: float) -> list[str]:
     # -ss before -i seeks the demuxer (fast, keyframe then exact decode), and timestamps start at
     # zero, so -t and progress both count from the clip start.
-    seek = ["-ss", _seconds(start)] if start > 0 else []
+    seek = ["-ss", seconds_arg(start)] if start > 0 else []
     return [*seek, "-i", input_path]
 
 
-def _clip_window(clip: job_pb2.ClipSpec, source_duration: float) -> tuple[float, float]:
+def clip_window(clip: job_pb2.ClipSpec, source_duration: float) -> tuple[float, float]:
     """(start, length) of the part of the input an output covers."""
     start = max(0.0, clip.start_seconds)
     remaining = source_duration - start
@@ -530,13 +669,19 @@ def _video_filter(fps: float, width: int, height: int) -> str:
     return ",".join(steps)
 
 
-def _video_encoder_args(
+def video_encoder_args(
     codec: int,
     variant: job_pb2.VideoVariant,
     width: int,
     height: int,
     container: Container,
+    *,
+    gop_frames: int | None = None,
 ) -> list[str]:
+    """Encoder, rate control and GOP options as (flag, value) pairs for one video stream.
+
+    gop_frames replaces the variant's own keyframe interval (ladders compute theirs).
+    """
     encoder = VIDEO_ENCODERS[codec]
     row = VIDEO_QUALITY[codec][variant.quality or Quality.QUALITY_STANDARD]
     args = ["-c:v", encoder.name, *row.speed_args, *encoder.fixed_args]
@@ -550,14 +695,15 @@ def _video_encoder_args(
         target = ["-b:v", f"{maxrate}k"] if encoder.caps_crf_with_target_bitrate else []
         args += ["-crf", str(row.crf), *target]
         args += ["-maxrate", f"{maxrate}k", "-bufsize", f"{2 * maxrate}k"]
-    if variant.gop_frames > 0:
-        args += ["-g", str(variant.gop_frames)]
+    gop = variant.gop_frames if gop_frames is None else gop_frames
+    if gop > 0:
+        args += ["-g", str(gop)]
     if container.is_iso_bmff:
         args += list(encoder.iso_bmff_args)
     return args
 
 
-def _audio_args(
+def audio_args(
     audio: job_pb2.AudioSpec,
     source: job_pb2.StreamInfo,
     container: Container,
@@ -583,6 +729,6 @@ def _audio_args(
     return [*args, "-ac", str(channels), "-ar", str(sample_rate)]
 
 
-def _seconds(value: float) -> str:
+def seconds_arg(value: float) -> str:
     # Millisecond precision is finer than any frame; fixed notation avoids "1e-05".
     return f"{value:.3f}".rstrip("0").rstrip(".") or "0"

@@ -33,8 +33,11 @@ MIME_TYPES: dict[str, str] = {
 }
 
 # Playlists and captions are text that ffprobe either cannot read or would answer by opening
-# every segment they reference; their size and MIME type are all an OutputFile needs.
-_NOT_PROBED = frozenset({".m3u8", ".mpd", ".vtt"})
+# every segment they reference; their size and MIME type are all an OutputFile needs. Fragmented
+# MP4 segments (.m4s) cannot be read without their init segment at all.
+# MPEG-TS segments could be probed, but at ~0.2 s each a long ladder would spend minutes on
+# them; like .m4s they are described by size and MIME type only.
+_NOT_PROBED = frozenset({".m3u8", ".mpd", ".vtt", ".m4s", ".ts"})
 
 
 async def describe_output_file(

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,9 +82,11 @@ def _display_name(url: str) -> str:
 
 
 async def run_ffprobe_json(
-    target: str, *, timeout: float, ffprobe: str = "ffprobe"
+    target: str, *, timeout: float, ffprobe: str = "ffprobe", extra_args: Sequence[str] = ()
 ) -> tuple[int, dict[str, Any], str]:
     """Runs ffprobe on `target` and returns (exit code, parsed JSON, stderr text).
+
+    extra_args go before the target, e.g. ("-show_data",) for codec extradata.
 
     The process runs in its own session so that a timeout or a cancelled caller can kill it
     (and anything it spawned) without leaving it behind.
@@ -96,6 +99,7 @@ async def run_ffprobe_json(
         "json",
         "-show_format",
         "-show_streams",
+        *extra_args,
         "--",
         target,
         stdin=asyncio.subprocess.DEVNULL,

@@ -1,0 +1,142 @@
+"""Several outputs of one job run as separate tasks; one failing output makes the job PARTIAL."""
+
+from __future__ import annotations
+
+import httpx
+import m3u8
+from kiln.v1 import job_pb2, job_service_pb2
+
+from .probe_media import ffprobe, streams
+
+
+def variant(codec, resolution: str) -> job_pb2.VideoVariant:
+    return job_pb2.VideoVariant(codec=codec, resolution=resolution)
+
+
+def run(server, api_key, request) -> job_pb2.Job:
+    auth = (("authorization", f"Bearer {api_key}"),)
+    stub = server.job_stub()
+    job = stub.Create(request, metadata=auth).job
+    events = list(stub.Watch(job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=120))
+    return events[-1].completed.job
+
+
+def test_mixed_outputs_each_checked_with_ffprobe(server, api_key, media_root, tmp_path):
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{media_root / 'clip2s.mp4'}",
+        outputs=[
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_WEBM, video=[variant(job_pb2.VIDEO_CODEC_VP9, "240p")]
+            ),
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_MOV, video=[variant(job_pb2.VIDEO_CODEC_H265, "240p")]
+            ),
+            job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_M4A),
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_PNG,
+                thumbnail=job_pb2.ThumbnailSpec(time_seconds=1, width=160),
+            ),
+        ],
+    )
+    job = run(server, api_key, request)
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+    expected = [
+        ("video/webm", "vp9", (426, 240), "opus"),
+        ("video/quicktime", "hevc", (426, 240), "aac"),
+        ("audio/mp4", "aac", (0, 0), "aac"),
+        ("image/png", "png", (160, 90), None),
+    ]
+    for output, (mime, codec, size, audio_codec) in zip(job.outputs, expected, strict=True):
+        assert output.status == job_pb2.OUTPUT_STATUS_COMPLETED
+        (file,) = output.files
+        assert (file.mime_type, file.codec, (file.width, file.height)) == (mime, codec, size)
+        target = tmp_path / file.path
+        target.write_bytes(httpx.get(file.url, timeout=30).content)
+        info = ffprobe(target)
+        audio = streams(info, "audio")
+        assert [s["codec_name"] for s in audio] == ([audio_codec] if audio_codec else [])
+        if audio_codec:
+            assert abs(float(info["format"]["duration"]) - 2.0) <= 0.1
+    # Job progress is the average of outputs and ends at 100; actual cost is their sum.
+    assert job.progress == 100.0
+    assert job.actual_cost.micros == sum(o.actual_cost.micros for o in job.outputs)
+
+
+def test_one_failing_output_makes_the_job_partial(server, api_key, media_root):
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{media_root / 'clip2s.mp4'}",
+        outputs=[
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_MP4, video=[variant(job_pb2.VIDEO_CODEC_H264, "240p")]
+            ),
+            # Valid on its face, impossible for this input: the clip starts after its end.
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_MP4,
+                video=[variant(job_pb2.VIDEO_CODEC_H264, "240p")],
+                clip=job_pb2.ClipSpec(start_seconds=30),
+            ),
+        ],
+    )
+    job = run(server, api_key, request)
+    assert job.status == job_pb2.JOB_STATUS_PARTIAL
+    good, bad = job.outputs
+    assert good.status == job_pb2.OUTPUT_STATUS_COMPLETED
+    assert httpx.get(good.files[0].url, timeout=30).status_code == 200
+    assert bad.status == job_pb2.OUTPUT_STATUS_FAILED
+    assert "after the end" in bad.error.message
+    assert list(bad.files) == []
+    assert job.progress < 100.0
+    assert bad.actual_cost.micros == 0
+
+
+def test_hls_ladder_through_the_service(server, api_key, media_root, tmp_path):
+    """A 3-rung fMP4 HLS ladder: every file the master playlist references is downloadable."""
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{media_root / 'clip2s.mp4'}",
+        outputs=[
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_HLS,
+                video=[
+                    variant(job_pb2.VIDEO_CODEC_H264, "360p"),
+                    variant(job_pb2.VIDEO_CODEC_H264, "240p"),
+                    variant(job_pb2.VIDEO_CODEC_H264, "320x180"),
+                ],
+                segments=job_pb2.SegmentSpec(duration_seconds=1),
+                hls=job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4),
+            )
+        ],
+    )
+    job = run(server, api_key, request)
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+    files = {file.path: file for file in job.outputs[0].files}
+    master = m3u8.loads(httpx.get(files["master.m3u8"].url, timeout=30).text)
+    assert sorted(p.stream_info.resolution for p in master.playlists) == [
+        (320, 180),
+        (426, 240),
+        (640, 360),
+    ]
+    for playlist in master.playlists:
+        assert playlist.stream_info.codecs.startswith("avc1.")
+        assert playlist.stream_info.bandwidth >= playlist.stream_info.average_bandwidth > 0
+        media_path = playlist.uri
+        media = m3u8.loads(httpx.get(files[media_path].url, timeout=30).text)
+        folder = media_path.rsplit("/", 1)[0]
+        segments = [f"{folder}/{segment.uri}" for segment in media.segments]
+        assert segments and all(path in files for path in segments)
+        assert httpx.get(files[segments[0]].url, timeout=30).status_code == 200
+
+
+def test_concat_of_two_inputs(server, api_key, media_root, tmp_path):
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{media_root / 'clip2s.mp4'}",
+        concat_input_urls=[f"file://{media_root / 'clip2s.mp4'}"],
+        outputs=[
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_MP4, video=[variant(job_pb2.VIDEO_CODEC_H264, "240p")]
+            )
+        ],
+    )
+    job = run(server, api_key, request)
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+    (file,) = job.outputs[0].files
+    assert abs(file.duration_seconds - 4.0) <= 0.1

@@ -1,0 +1,416 @@
+"""Adaptive ladders (HLS, DASH, CMAF) as one ffmpeg process per output, as pure argv builders.
+
+One process, because the source is then decoded once and `split` feeds every variant's scaler
+and encoder (DESIGN.md §3: 81.5 s against 116.6 s for one process per variant). Audio is encoded
+once and shared by all variants as its own rendition.
+
+A player switches variants only at segment boundaries, so every variant must cut its segments at
+the same instants. Each encoder therefore gets a fixed GOP of segment duration x frame rate with
+its own extra keyframes (scene cuts, open GOPs) turned off, and -force_key_frames puts a keyframe
+at every boundary by time, which also holds when variants have different frame rates or the
+product is not a whole number of frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from kiln.v1 import job_pb2
+
+from worker.media.commands import (
+    COMMON_FLAGS,
+    VIDEO_ENCODERS,
+    CommandPlan,
+    Container,
+    LadderPackaging,
+    OutputSpecError,
+    audio_args,
+    clip_window,
+    default_stream,
+    display_size,
+    even_floor,
+    exceeds_source,
+    input_args,
+    output_dimensions,
+    seconds_arg,
+    video_encoder_args,
+)
+from worker.media.errors import INPUT_NO_VIDEO, MediaError
+
+VideoCodec = job_pb2.VideoCodec
+AudioCodec = job_pb2.AudioCodec
+OutputType = job_pb2.OutputType
+
+DEFAULT_SEGMENT_SECONDS = 6.0
+MAX_VARIANTS = 8
+
+HLS_MASTER_NAME = "master.m3u8"
+DASH_MANIFEST_NAME = "manifest.mpd"
+# HLS media playlists and segments go to one folder per rendition: v0/, v1/, ... and audio/.
+AUDIO_RENDITION_NAME = "audio"
+# ffmpeg prefixes the HLS rendition group id with "group_".
+AUDIO_GROUP = "audio"
+
+_H264, _H265, _VP9, _AV1 = (
+    VideoCodec.VIDEO_CODEC_H264,
+    VideoCodec.VIDEO_CODEC_H265,
+    VideoCodec.VIDEO_CODEC_VP9,
+    VideoCodec.VIDEO_CODEC_AV1,
+)
+_AAC, _OPUS = AudioCodec.AUDIO_CODEC_AAC, AudioCodec.AUDIO_CODEC_OPUS
+
+# The codecs each package may carry (the first is the default). HLS and CMAF are for Apple
+# devices and hls.js as much as for DASH players, so they stay with H.264/H.265 and AAC.
+LADDER_CONTAINERS: Mapping[int, Container] = {
+    OutputType.OUTPUT_TYPE_HLS: Container("hls", HLS_MASTER_NAME, (_H264, _H265), (_AAC,)),
+    OutputType.OUTPUT_TYPE_DASH: Container(
+        "dash", DASH_MANIFEST_NAME, (_H264, _H265, _VP9, _AV1), (_AAC, _OPUS), is_iso_bmff=True
+    ),
+    OutputType.OUTPUT_TYPE_CMAF: Container(
+        "dash", DASH_MANIFEST_NAME, (_H264, _H265), (_AAC,), is_iso_bmff=True
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LadderRung:
+    """One video variant as it will be encoded."""
+
+    # Position in spec.video, which notes refer to.
+    spec_index: int
+    variant: job_pb2.VideoVariant
+    codec: int
+    width: int
+    height: int
+    frame_rate: float
+    gop_frames: int
+
+
+def build_ladder_command(
+    *,
+    input_path: str,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    out_dir: Path,
+    ffmpeg: str = "ffmpeg",
+) -> CommandPlan:
+    """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process."""
+    container = LADDER_CONTAINERS.get(spec.type)
+    if container is None:
+        raise OutputSpecError(f"{OutputType.Name(spec.type)} is not an adaptive streaming type")
+    fmp4_hls = spec.hls.segment_format == job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    if spec.type == OutputType.OUTPUT_TYPE_HLS and fmp4_hls:
+        container = dataclasses.replace(container, is_iso_bmff=True)
+    if not 1 <= len(spec.video) <= MAX_VARIANTS:
+        raise OutputSpecError(
+            f"an adaptive output takes 1 to {MAX_VARIANTS} video variants, got {len(spec.video)}"
+        )
+    segment_seconds = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
+    if segment_seconds <= 0:
+        raise OutputSpecError(f"segment duration {segment_seconds:g} s is not positive")
+    video = default_stream(info, "video")
+    if video is None:
+        raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
+
+    notes: list[str] = []
+    start, duration = clip_window(spec.clip, info.duration_seconds)
+    rungs = plan_rungs(spec, video, container, segment_seconds, notes)
+    audio = None if spec.audio.disabled else default_stream(info, "audio")
+
+    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start)]
+    if spec.clip.duration_seconds > 0:
+        argv += ["-t", seconds_arg(duration)]
+    argv += ["-filter_complex", ladder_filter_graph(video.index, rungs, display_aspect(video))]
+    for position in range(len(rungs)):
+        argv += ["-map", f"[v{position}]"]
+    if audio is not None:
+        argv += ["-map", f"0:{audio.index}"]
+    for position, rung in enumerate(rungs):
+        argv += rung_encoder_args(rung, position, container)
+    argv += [
+        "-pix_fmt",
+        "yuv420p",
+        # By time rather than by frame count, so it holds for every frame rate in the ladder.
+        "-force_key_frames:v",
+        f"expr:gte(t,n_forced*{seconds_arg(segment_seconds)})",
+    ]
+    if audio is not None:
+        # Mapped once, encoded once: every variant refers to this one rendition.
+        argv += audio_args(spec.audio, audio, container, notes)
+
+    if spec.type == OutputType.OUTPUT_TYPE_HLS:
+        argv += hls_muxer_args(
+            out_dir,
+            len(rungs),
+            has_audio=audio is not None,
+            segment_seconds=segment_seconds,
+            fmp4=fmp4_hls,
+        )
+        argv.append(str(out_dir / "%v" / "index.m3u8"))
+        master = out_dir / HLS_MASTER_NAME
+        outputs = [master, *(out_dir / f"v{i}" / "index.m3u8" for i in range(len(rungs)))]
+        if audio is not None:
+            outputs.append(out_dir / AUDIO_RENDITION_NAME / "index.m3u8")
+        packaging = LadderPackaging(hls_master=master)
+    else:
+        cmaf = spec.type == OutputType.OUTPUT_TYPE_CMAF
+        argv += dash_muxer_args(has_audio=audio is not None, segment_seconds=segment_seconds)
+        if cmaf:
+            argv += cmaf_muxer_args()
+        manifest = out_dir / DASH_MANIFEST_NAME
+        argv.append(str(manifest))
+        outputs = [manifest]
+        packaging = LadderPackaging(dash_manifest=manifest)
+        if cmaf:
+            stream_count = len(rungs) + (audio is not None)
+            outputs += [out_dir / HLS_MASTER_NAME]
+            outputs += [out_dir / f"media_{i}.m3u8" for i in range(stream_count)]
+            packaging = LadderPackaging(
+                hls_master=out_dir / HLS_MASTER_NAME, dash_manifest=manifest
+            )
+    return CommandPlan(
+        argv=argv,
+        outputs=outputs,
+        notes=notes,
+        expected_duration=duration,
+        finalize=packaging,
+    )
+
+
+def plan_rungs(
+    spec: job_pb2.OutputSpec,
+    video: job_pb2.StreamInfo,
+    container: Container,
+    segment_seconds: float,
+    notes: list[str],
+) -> list[LadderRung]:
+    """The variants to encode, in spec order, with sizes and GOPs.
+
+    A variant above the source (without allow_upscale) adds nothing a player could use: it is
+    dropped when another variant already has the source size, and otherwise the first such
+    variant is capped to the source and later ones, which would duplicate it, are dropped.
+    """
+    source_width, source_height = display_size(video)
+    source_size = (even_floor(source_width), even_floor(source_height))
+    above = [exceeds_source(variant, video) for variant in spec.video]
+    fitting_sizes = {
+        output_dimensions(variant, video, index=index, notes=[])
+        for index, variant in enumerate(spec.video)
+        if not above[index]
+    }
+    source_covered = source_size in fitting_sizes
+
+    rungs: list[LadderRung] = []
+    for index, variant in enumerate(spec.video):
+        codec = variant.codec or container.video_codecs[0]
+        if codec not in container.video_codecs:
+            package = OutputType.Name(spec.type)
+            raise OutputSpecError(
+                f"variant {index}: {VideoCodec.Name(codec)} cannot go into {package}"
+            )
+        if above[index]:
+            if source_covered:
+                notes.append(
+                    f"variant {index}: {variant.resolution} above source "
+                    f"{source_width}x{source_height}, dropped"
+                )
+                continue
+            source_covered = True
+        width, height = output_dimensions(variant, video, index=index, notes=notes)
+        frame_rate = variant.fps or video.frame_rate
+        if frame_rate <= 0:
+            raise MediaError(INPUT_NO_VIDEO, "the input's video stream has no frame rate")
+        gop = ladder_gop(variant, codec, frame_rate, segment_seconds, index, notes)
+        rungs.append(LadderRung(index, variant, codec, width, height, frame_rate, gop))
+    return rungs
+
+
+def ladder_gop(
+    variant: job_pb2.VideoVariant,
+    codec: int,
+    frame_rate: float,
+    segment_seconds: float,
+    index: int,
+    notes: list[str],
+) -> int:
+    """Keyframe interval in frames: one segment's worth.
+
+    Rounded up, so the encoder's own keyframe never comes before the forced one at the segment
+    boundary (at 29.97 fps the boundaries are 59 or 60 frames apart). A requested gop_frames is
+    kept when a segment is a whole number of such GOPs, as boundaries then stay keyframes.
+    """
+    frames_per_segment = segment_seconds * frame_rate
+    gop = max(1, math.ceil(frames_per_segment - 1e-6))
+    whole_segment = abs(frames_per_segment - round(frames_per_segment)) < 1e-6
+    if variant.gop_frames > 0:
+        if whole_segment and round(frames_per_segment) % variant.gop_frames == 0:
+            return variant.gop_frames
+        notes.append(
+            f"variant {index}: gop_frames {variant.gop_frames} ignored; keyframes every "
+            f"{gop} frames keep the {segment_seconds:g} s segments aligned"
+        )
+    if not VIDEO_ENCODERS[codec].honours_forced_keyframes and not whole_segment:
+        notes.append(
+            f"variant {index}: {segment_seconds:g} s at {frame_rate:g} fps is not a whole number "
+            f"of frames, so {VideoCodec.Name(codec)} segments may not align with other variants"
+        )
+    return gop
+
+
+def display_aspect(video: job_pb2.StreamInfo) -> str:
+    """The source's displayed aspect ratio as "16/9"."""
+    ratio = Fraction(*display_size(video))
+    return f"{ratio.numerator}/{ratio.denominator}"
+
+
+def ladder_filter_graph(video_index: int, rungs: list[LadderRung], aspect: str) -> str:
+    """Decode once, split into one branch per rung, and scale each to [v0], [v1], ...
+
+    setdar instead of setsar=1: even sizes cannot always keep the source aspect exactly (240p of
+    16:9 is 426.67 wide), and the DASH muxer refuses an adaptation set whose representations
+    differ in aspect; a sample aspect a hair off square makes every variant display alike.
+    """
+    source = f"[0:{video_index}]"
+    branches = []
+    if len(rungs) > 1:
+        outlets = "".join(f"[split{i}]" for i in range(len(rungs)))
+        branches.append(f"{source}split={len(rungs)}{outlets}")
+    for position, rung in enumerate(rungs):
+        inlet = f"[split{position}]" if len(rungs) > 1 else source
+        steps = [f"fps={rung.variant.fps:g}"] if rung.variant.fps > 0 else []
+        steps += [f"scale={rung.width}:{rung.height}", f"setdar={aspect}"]
+        branches.append(f"{inlet}{','.join(steps)}[v{position}]")
+    return ";".join(branches)
+
+
+def rung_encoder_args(rung: LadderRung, position: int, container: Container) -> list[str]:
+    """The encoder options of one rung, each bound to output video stream `position`."""
+    encoder = VIDEO_ENCODERS[rung.codec]
+    args = video_encoder_args(
+        rung.codec, rung.variant, rung.width, rung.height, container, gop_frames=rung.gop_frames
+    )
+    if encoder.min_keyint_flag:
+        args += [encoder.min_keyint_flag, str(rung.gop_frames)]
+    args += encoder.aligned_keyframe_args
+    if encoder.aligned_keyframe_params:
+        args = _merge_encoder_params(args, encoder.params_flag, encoder.aligned_keyframe_params)
+    return for_video_stream(args, position)
+
+
+def _merge_encoder_params(args: list[str], flag: str, params: tuple[str, ...]) -> list[str]:
+    # A second -x265-params would replace the first, so the entries join the existing one.
+    merged = list(args)
+    if flag in merged:
+        position = merged.index(flag) + 1
+        merged[position] = ":".join([merged[position], *params])
+    else:
+        merged += [flag, ":".join(params)]
+    return merged
+
+
+def for_video_stream(args: list[str], position: int) -> list[str]:
+    """Binds (flag, value) pairs to one output video stream: -crf → -crf:v:1, -c:v → -c:v:1.
+
+    Without the specifier an option applies to every video stream and the last one given wins.
+    """
+    if len(args) % 2:
+        raise ValueError(f"encoder options must come in (flag, value) pairs: {args}")
+    bound: list[str] = []
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if not flag.startswith("-"):
+            raise ValueError(f"expected a flag, got {flag!r}")
+        stream_flag = flag if flag.endswith(":v") else f"{flag}:v"
+        bound += [f"{stream_flag}:{position}", value]
+    return bound
+
+
+def hls_muxer_args(
+    out_dir: Path, variant_count: int, *, has_audio: bool, segment_seconds: float, fmp4: bool
+) -> list[str]:
+    """hls muxer options; the output path to append is out_dir/%v/index.m3u8."""
+    extension = "m4s" if fmp4 else "ts"
+    args = [
+        "-f",
+        "hls",
+        "-hls_time",
+        seconds_arg(segment_seconds),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_segment_type",
+        "fmp4" if fmp4 else "mpegts",
+        # Every segment starts with an IDR frame, which lets players switch at any segment.
+        "-hls_flags",
+        "independent_segments",
+        "-master_pl_name",
+        HLS_MASTER_NAME,
+        # %v puts each rendition's segments in its own folder, next to its playlist.
+        "-hls_segment_filename",
+        str(out_dir / "%v" / f"seg_%05d.{extension}"),
+    ]
+    if fmp4:
+        # ffmpeg appends the stream number: v0/init_0.mp4, v1/init_1.mp4, ...
+        args += ["-hls_fmp4_init_filename", "init.mp4"]
+    return [*args, "-var_stream_map", var_stream_map(variant_count, has_audio=has_audio)]
+
+
+def var_stream_map(variant_count: int, *, has_audio: bool) -> str:
+    """One entry per video variant (v0, v1, ...) referring to one audio rendition group.
+
+    The audio is an entry of its own (EXT-X-MEDIA TYPE=AUDIO) rather than muxed into each
+    variant, so it is stored once and every variant's segments hold video only.
+    """
+    group = f",agroup:{AUDIO_GROUP}" if has_audio else ""
+    entries = [f"v:{i}{group},name:v{i}" for i in range(variant_count)]
+    if has_audio:
+        entries.append(f"a:0,agroup:{AUDIO_GROUP},name:{AUDIO_RENDITION_NAME},default:yes")
+    return " ".join(entries)
+
+
+def dash_muxer_args(*, has_audio: bool, segment_seconds: float) -> list[str]:
+    """dash muxer options for fMP4 segments; the manifest path is appended after them.
+
+    SegmentTimeline rather than a fixed @duration: the timeline states each segment's real
+    length, so boundaries stay exact when a segment is not exactly seg_duration long (29.97 fps,
+    the last segment). The boundaries are the same for every video representation either way.
+    """
+    adaptation_sets = "id=0,streams=v id=1,streams=a" if has_audio else "id=0,streams=v"
+    return [
+        "-f",
+        "dash",
+        "-seg_duration",
+        seconds_arg(segment_seconds),
+        "-use_template",
+        "1",
+        "-use_timeline",
+        "1",
+        "-dash_segment_type",
+        "mp4",
+        "-adaptation_sets",
+        adaptation_sets,
+        "-init_seg_name",
+        "init-$RepresentationID$.mp4",
+        "-media_seg_name",
+        "seg-$RepresentationID$-$Number%05d$.m4s",
+    ]
+
+
+def cmaf_muxer_args() -> list[str]:
+    """Makes the dash muxer also write HLS playlists for the same segments (CMAF).
+
+    master.m3u8 and media_<n>.m3u8 refer to the very init and segment files of manifest.mpd, so
+    the output is stored once and played by both HLS and DASH players.
+    """
+    return [
+        "-hls_playlist",
+        "1",
+        "-hls_master_name",
+        HLS_MASTER_NAME,
+        # Brands the fragments as CMAF (cmfc) on top of the dash muxer's own flags.
+        "-format_options",
+        "movflags=+cmaf",
+    ]
