@@ -148,6 +148,7 @@ class Kiln:
             KILN_GRPC_PORT=str(self.grpc_port),
             KILN_LOG_LEVEL="WARNING",
         )
+        root.mkdir(parents=True, exist_ok=True)
         self.log = (root / "kiln.log").open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "up", "--workers", "1"],

@@ -12,7 +12,7 @@ import grpc
 import uvicorn
 
 from .api.auth import Authenticator
-from .api.connect_adapter import connect_app
+from .api.connect_adapter import connect_apps
 from .api.grpc_adapter import add_services
 from .api.http_routes import HttpApp
 from .config import Settings
@@ -136,7 +136,7 @@ def build_server(settings: Settings) -> Server:
     add_services(grpc_server, jobs, auth, settings.worker_token)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
 
-    http_app = HttpApp(connect_app(jobs, auth), signer, storage)
+    http_app = HttpApp(connect_apps(jobs, auth), signer, storage)
     http_server = uvicorn.Server(
         uvicorn.Config(
             http_app,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from connectrpc.request import RequestContext
 from kiln.v1 import job_service_pb2 as pb
 from kiln.v1.job_service_connect import JobServiceASGIApplication
+from kiln.v1.preset_service_connect import PresetService, PresetServiceASGIApplication
 
 from ..jobs.service import JobService
 from .auth import Authenticator
@@ -86,5 +87,12 @@ class ConnectJobService:
             yield event
 
 
-def connect_app(jobs: JobService, auth: Authenticator) -> JobServiceASGIApplication:
-    return JobServiceASGIApplication(ConnectJobService(jobs, auth))
+class UnbuiltPresetService(PresetService):
+    """PresetService is defined in the API but not built yet: every RPC answers UNIMPLEMENTED."""
+
+
+def connect_apps(jobs: JobService, auth: Authenticator) -> list:
+    return [
+        JobServiceASGIApplication(ConnectJobService(jobs, auth)),
+        PresetServiceASGIApplication(UnbuiltPresetService()),
+    ]

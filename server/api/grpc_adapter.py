@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 from kiln.v1 import job_service_pb2 as pb
-from kiln.v1 import job_service_pb2_grpc
+from kiln.v1 import job_service_pb2_grpc, preset_service_pb2_grpc
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
@@ -142,6 +142,10 @@ def add_services(
     server: grpc.aio.Server, jobs: JobService, auth: Authenticator, worker_token: str
 ) -> None:
     job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
+    # Not built yet: the generated base servicer answers UNIMPLEMENTED for every RPC.
+    preset_service_pb2_grpc.add_PresetServiceServicer_to_server(
+        preset_service_pb2_grpc.PresetServiceServicer(), server
+    )
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
         GrpcWorkerService(jobs, worker_token), server
     )

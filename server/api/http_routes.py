@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import mimetypes
 from urllib.parse import parse_qs, unquote
 
 from ..storage.local import LocalStorage, UnsafeKey
+from ..storage.media_types import mime_type_for
 from ..storage.signing import UrlSigner
 
 CHUNK = 256 * 1024
@@ -14,8 +14,9 @@ CHUNK = 256 * 1024
 class HttpApp:
     """A tiny ASGI router in front of the Connect application."""
 
-    def __init__(self, connect_app, signer: UrlSigner, storage: LocalStorage) -> None:
-        self.connect_app = connect_app
+    def __init__(self, connect_apps, signer: UrlSigner, storage: LocalStorage) -> None:
+        # Each Connect application serves the paths under its service name ("/kiln.v1.JobService").
+        self.connect_apps = {app.path: app for app in connect_apps}
         self.signer = signer
         self.storage = storage
 
@@ -28,7 +29,13 @@ class HttpApp:
             if path.startswith("/files/") and scope["method"] in ("GET", "HEAD"):
                 await self._file(scope, send)
                 return
-        await self.connect_app(scope, receive, send)
+        if scope["type"] == "http":
+            service = "/" + scope["path"].lstrip("/").split("/", 1)[0]
+            app = self.connect_apps.get(service)
+            if app is None:
+                await _respond(send, 404, b"not found\n", "text/plain")
+                return
+            await app(scope, receive, send)
 
     async def _file(self, scope, send) -> None:
         key = unquote(scope["path"].removeprefix("/files/"))
@@ -47,7 +54,7 @@ class HttpApp:
             await _respond(send, 404, b"not found\n", "text/plain")
             return
         size = path.stat().st_size
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        content_type = mime_type_for(path)
         await send(
             {
                 "type": "http.response.start",

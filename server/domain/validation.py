@@ -176,6 +176,8 @@ def _check_output(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
         seconds = output.segments.duration_seconds
         if seconds and not 1 <= seconds <= 60:
             bad(f"{path}.segments.duration_seconds", "must be between 1 and 60")
+    if output.HasField("custom"):
+        bad(f"{path}.custom", "custom FFmpeg commands are not supported by this server yet")
     if output.HasField("thumbnail"):
         _check_thumbnail(f"{path}.thumbnail", kind, output.thumbnail, bad)
     if output.HasField("clip"):

@@ -23,6 +23,8 @@ from kiln.v1 import job_service_pb2
 log = logging.getLogger(__name__)
 
 TAIL_LENGTH = 256
+# A batch longer than this means the stream is behind: superseded progress is dropped.
+COALESCE_AFTER = 32
 
 # Reads (sequence, payload) pairs of a job after a sequence, oldest first.
 EventReader = Callable[[str, int], Awaitable[list[tuple[int, bytes]]]]
@@ -81,6 +83,36 @@ class Subscription:
         self.hub.unsubscribe(self)
 
 
+def coalesce(events: list[job_service_pb2.WatchResponse]) -> list[job_service_pb2.WatchResponse]:
+    """Drop progress a later event in the same batch supersedes, once a stream is behind.
+
+    A watcher that keeps up gets every event. One that fell behind (a slow client, a
+    resync from the log) needs the latest progress, not a backlog of stale values, so a
+    `progress` event is dropped when a later one follows, and an `output` event when a later
+    one for the same output has the same status. Status changes and `completed` always pass;
+    the sequence numbers of what is sent still increase, so resuming works as before.
+    """
+    if len(events) <= COALESCE_AFTER:
+        return events
+    kept: list[job_service_pb2.WatchResponse] = []
+    later_progress = False
+    later_outputs: set[tuple[str, int]] = set()
+    for event in reversed(events):
+        kind = event.WhichOneof("event")
+        if kind == "progress":
+            if later_progress:
+                continue
+            later_progress = True
+        elif kind == "output":
+            key = (event.output.output.id, event.output.output.status)
+            if key in later_outputs:
+                continue
+            later_outputs.add(key)
+        kept.append(event)
+    kept.reverse()
+    return kept
+
+
 class EventHub:
     def __init__(self, read_events: EventReader, heartbeat_seconds: float) -> None:
         self.read_events = read_events
@@ -123,6 +155,11 @@ class EventHub:
             if channel.fetching:
                 channel.fetching.cancel()
             del self._channels[subscription.job_id]
+
+    def poke_all(self) -> None:
+        """After notifications may have been lost (a dropped LISTEN connection)."""
+        for job_id in list(self._channels):
+            self.poke(job_id)
 
     def poke(self, job_id: str) -> None:
         """New events may exist for `job_id`; cheap when nobody watches it."""

@@ -22,7 +22,7 @@ from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from ..domain.input_policy import InputPolicy, InputRefused
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import OUTPUT_TERMINAL, TERMINAL, JobStatus, OutputStatus, final_status
-from ..events.hub import EventHub
+from ..events.hub import EventHub, coalesce
 from ..events.listener import EVENTS_CHANNEL, TASKS_CHANNEL
 from ..storage.origins import OriginRefused, Origins
 from ..store.models import Job, Output, Task
@@ -78,8 +78,7 @@ class JobService:
 
     def on_events_notification(self, payload: str) -> None:
         if payload == "*":
-            for job_id in list(self.hub._channels):
-                self.hub.poke(job_id)
+            self.hub.poke_all()
         else:
             self.hub.poke(payload)
 
@@ -437,7 +436,7 @@ class JobService:
                     heartbeat.time.GetCurrentTime()
                     yield heartbeat
                     continue
-                for event in batch:
+                for event in coalesce(batch):
                     if event.HasField("completed"):
                         yield self._with_urls(event)
                         return

@@ -22,6 +22,7 @@ from google.auth.credentials import AnonymousCredentials, Signing
 from google.cloud import storage
 
 from server.storage.local import UnsafeKey
+from server.storage.media_types import mime_type_for
 
 GS_SCHEME = "gs://"
 
@@ -49,37 +50,9 @@ DEFAULT_UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024
 # waiting on round trips. requests keeps 10 connections per host, so stay below that.
 DEFAULT_TRANSFER_CONCURRENCY = 8
 
-CONTENT_TYPES: dict[str, str] = {
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".mov": "video/quicktime",
-    ".mkv": "video/x-matroska",
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".mpd": "application/dash+xml",
-    ".ts": "video/mp2t",
-    ".m4s": "video/iso.segment",
-    ".mp3": "audio/mpeg",
-    ".m4a": "audio/mp4",
-    ".opus": "audio/ogg",
-    ".wav": "audio/wav",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-    ".vtt": "text/vtt",
-}
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
-
-
-def content_type_for(path: Path) -> str:
-    # Players pick a demuxer from Content-Type (hls.js refuses a playlist served as
-    # octet-stream from some CDNs), so the table is explicit instead of mimetypes, whose
-    # answers depend on the host's /etc/mime.types.
-    return CONTENT_TYPES.get(path.suffix.lower(), DEFAULT_CONTENT_TYPE)
 
 
 def parse_gs_url(url: str) -> tuple[str, str]:
@@ -254,7 +227,7 @@ class GcsStorage:
     def _upload_file(self, item: tuple[Path, str]) -> None:
         path, name = item
         blob = self.bucket.blob(name, chunk_size=self.upload_chunk_bytes)
-        blob.upload_from_filename(str(path), content_type=content_type_for(path))
+        blob.upload_from_filename(str(path), content_type=mime_type_for(path))
 
     @staticmethod
     def _delete_blob(blob: storage.Blob) -> bool:

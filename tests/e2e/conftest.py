@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
 
 from .cluster import Cluster
 
@@ -50,3 +50,9 @@ def api_key(cluster):
 @pytest.fixture(scope="module")
 def other_api_key(cluster):
     return cluster.create_key("org_beta")
+
+
+@pytest.fixture(scope="session")
+def long_clip(media_root):
+    """20 s of 720p: long enough that an encode is still running when a test interrupts it."""
+    return make_clip(media_root / "clip20s_720p.mp4", seconds=20, size="1280x720")

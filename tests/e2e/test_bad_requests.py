@@ -11,7 +11,7 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from kiln.v1 import job_pb2, job_service_pb2
+from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
 
 from .cluster import SIGNING_KEY
 from .connect_json import ConnectJsonClient, ConnectStreamError
@@ -242,3 +242,38 @@ def test_server_still_serving_after_bad_input(server, api_key):
     )
     assert response.status_code == 400
     assert "Traceback" not in response.text
+
+
+def test_preset_service_is_unimplemented_on_both_protocols(server, api_key):
+    response = httpx.post(
+        f"{server.http_url}/kiln.v1.PresetService/ListPresets",
+        json={},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 501
+    assert response.json()["code"] == "unimplemented"
+    stub = preset_service_pb2_grpc.PresetServiceStub(grpc.insecure_channel(server.grpc_target))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListPresets(preset_service_pb2.ListPresetsRequest())
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert httpx.post(f"{server.http_url}/kiln.v1.Nope/Do", json={}, timeout=10).status_code == 404
+
+
+def test_custom_command_is_refused_until_built(server, api_key, media_root):
+    client = ConnectJsonClient(server.http_url, api_key)
+    status, error = client.call(
+        "Create",
+        {
+            "input_url": good_input(media_root),
+            "outputs": [
+                {
+                    "type": "OUTPUT_TYPE_MP4",
+                    "video": [{"codec": "VIDEO_CODEC_H264"}],
+                    "custom": {"args": ["-i", "{{input}}", "{{output}}"]},
+                }
+            ],
+        },
+    )
+    assert status == 400
+    assert "outputs[0].custom" in violations_from_connect(error)

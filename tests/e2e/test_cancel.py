@@ -9,16 +9,6 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
-from tests.conftest import make_clip
-
-
-@pytest.fixture(scope="module")
-def long_clip(media_root) -> Path:
-    path = media_root / "clip20s_720p.mp4"
-    if not path.exists():
-        make_clip(path, seconds=20, size="1280x720")
-    return path
-
 
 def ffmpeg_pids_writing_to(directory: Path) -> list[int]:
     pids = []
@@ -66,6 +56,7 @@ def test_cancel_running_job_stops_ffmpeg_and_removes_partial_files(
     job = stub.Create(request, metadata=auth).job
     stream = stub.Watch(job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=120)
     for event in stream:
+        assert not event.HasField("completed"), event.completed.job.error
         if event.WhichOneof("event") == "progress" and event.progress.progress > 0:
             break
     assert ffmpeg_pids_writing_to(cluster.scratch_dir), "ffmpeg should be running now"

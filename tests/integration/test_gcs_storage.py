@@ -22,7 +22,6 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from server.storage.gcs import (
-    CONTENT_TYPES,
     GcsStorage,
     client_from_environment,
     download_to,
@@ -30,7 +29,6 @@ from server.storage.gcs import (
 )
 from server.storage.local import UnsafeKey
 from tests.gcs_emulator import EmulatorLog
-from worker.media.describe import MIME_TYPES
 
 BUCKET = "kiln-test-outputs"
 MiB = 1024 * 1024
@@ -118,11 +116,6 @@ def test_put_directory_uploads_nested_files_with_names_and_content_types(
         assert blob.download_as_bytes() == HLS_TREE[name], name
     assert gcs.exists("job1/out1/v0/seg_000.ts")
     assert not gcs.exists("job1/out1/v0/seg_999.ts")
-
-
-def test_content_types_agree_with_what_output_files_report() -> None:
-    # OutputFile.mime_type (worker) and the object's Content-Type (here) must not drift apart.
-    assert CONTENT_TYPES == MIME_TYPES
 
 
 def test_put_directory_twice_replaces_the_previous_upload(

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from kiln.v1 import job_service_pb2
+from kiln.v1 import job_pb2, job_service_pb2
 
-from server.events.hub import TAIL_LENGTH, EventHub, Subscription
+from server.events.hub import COALESCE_AFTER, TAIL_LENGTH, EventHub, Subscription, coalesce
 
 JOB = "job_a"
 TIMEOUT = 5.0
@@ -217,3 +217,42 @@ async def test_waiting_stream_is_woken_by_a_poke(log):
     assert batch is not None
     assert sequences(batch) == [1]
     await hub.stop()
+
+
+def progress_event(sequence: int, value: float) -> job_service_pb2.WatchResponse:
+    return job_service_pb2.WatchResponse(
+        sequence=sequence, progress=job_service_pb2.ProgressEvent(progress=value)
+    )
+
+
+def output_event(sequence: int, output_id: str, status: int, value: float):
+    return job_service_pb2.WatchResponse(
+        sequence=sequence,
+        output=job_service_pb2.OutputEvent(
+            output=job_pb2.Output(id=output_id, status=status, progress=value)
+        ),
+    )
+
+
+def test_coalesce_leaves_a_short_batch_alone():
+    batch = [progress_event(n, n) for n in range(1, COALESCE_AFTER + 1)]
+    assert coalesce(batch) == batch
+
+
+def test_coalesce_keeps_latest_progress_and_every_status_change():
+    processing, completed = job_pb2.OUTPUT_STATUS_PROCESSING, job_pb2.OUTPUT_STATUS_COMPLETED
+    batch = [progress_event(n, n / 2) for n in range(1, 40)]
+    batch += [output_event(40 + n, "out_a", processing, n) for n in range(10)]
+    batch.append(
+        job_service_pb2.WatchResponse(
+            sequence=50,
+            status_change=job_service_pb2.StatusChangeEvent(to_status=job_pb2.JOB_STATUS_COMPLETED),
+        )
+    )
+    batch.append(output_event(51, "out_a", completed, 100))
+    batch.append(progress_event(52, 100))
+    kept = coalesce(batch)
+    assert [e.sequence for e in kept] == [49, 50, 51, 52]
+    assert kept[0].output.output.progress == 9
+    assert kept[-1].progress.progress == 100
+    assert [e.sequence for e in kept] == sorted(e.sequence for e in kept)

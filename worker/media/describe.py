@@ -8,29 +8,9 @@ from typing import Any
 
 from kiln.v1 import job_pb2
 
+from server.storage.media_types import mime_type_for
 from worker.media.errors import ENCODE_FAILED, MediaError, public_message
 from worker.media.probe import ffprobe_float, ffprobe_int, run_ffprobe_json
-
-MIME_TYPES: dict[str, str] = {
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".mov": "video/quicktime",
-    ".mkv": "video/x-matroska",
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".mpd": "application/dash+xml",
-    ".ts": "video/mp2t",
-    ".m4s": "video/iso.segment",
-    ".mp3": "audio/mpeg",
-    ".m4a": "audio/mp4",
-    ".opus": "audio/ogg",
-    ".wav": "audio/wav",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-    ".vtt": "text/vtt",
-}
 
 # Playlists and captions are text that ffprobe either cannot read or would answer by opening
 # every segment they reference; their size and MIME type are all an OutputFile needs. Fragmented
@@ -48,7 +28,7 @@ async def describe_output_file(
     described = job_pb2.OutputFile(
         path=path.relative_to(relative_to).as_posix(),
         size_bytes=(await asyncio.to_thread(path.stat)).st_size,
-        mime_type=MIME_TYPES.get(suffix, "application/octet-stream"),
+        mime_type=mime_type_for(path),
     )
     if suffix in _NOT_PROBED:
         return described

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import time
 from collections import deque
@@ -31,6 +32,25 @@ _UNINFORMATIVE_STDERR = re.compile(
 )
 
 
+# util-linux's setpriv sets the parent-death signal and then execs FFmpeg in place (same pid).
+_SETPRIV = shutil.which("setpriv")
+
+
+def _dies_with_worker(argv: Sequence[str]) -> list[str]:
+    """Prefix argv so FFmpeg gets SIGKILL when the worker process dies.
+
+    FFmpeg runs in its own session (so a cancel can signal its whole group), which also
+    shields it from a signal aimed at the worker's group: a worker killed with SIGKILL would
+    leave an orphan FFmpeg encoding into scratch while the server hands the task to another
+    worker. A preexec_fn calling prctl would do the same but is unsafe in a process with
+    gRPC's threads (the forked child can crash before exec), so the exec'd setpriv does it.
+    Without setpriv the lease expiry still recovers the task; only the orphan lingers.
+    """
+    if _SETPRIV is None:
+        return list(argv)
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+
+
 async def run_ffmpeg(
     argv: Sequence[str],
     *,
@@ -53,7 +73,7 @@ async def run_ffmpeg(
     including when the calling task itself is cancelled.
     """
     process = await asyncio.create_subprocess_exec(
-        *argv,
+        *_dies_with_worker(argv),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
