@@ -19,6 +19,7 @@ from kiln.worker.v1 import worker_service_pb2
 
 from ..domain import ids, pricing, validation
 from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from ..domain.input_fit import input_problem
 from ..domain.input_policy import InputPolicy, InputRefused
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import OUTPUT_TERMINAL, TERMINAL, JobStatus, OutputStatus, final_status
@@ -573,17 +574,9 @@ class JobService:
     async def _probed(self, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
         job = record.job
         video = next((s for s in info.streams if s.kind == "video"), None)
-        if video is None and any(
-            job_pb2.OutputSpec.FromString(output.spec).video for output in record.outputs
-        ):
-            await self._probe_failed(
-                tx,
-                record,
-                job_pb2.JobError(
-                    code="INPUT_NO_VIDEO",
-                    message="the input has no video stream, but an output asks for video",
-                ),
-            )
+        specs = [job_pb2.OutputSpec.FromString(output.spec) for output in record.outputs]
+        if (problem := input_problem(info, specs)) is not None:
+            await self._probe_failed(tx, record, problem)
             return False
         height = video.height if video else 0
         fps = video.frame_rate if video else 30.0

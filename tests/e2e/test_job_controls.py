@@ -133,11 +133,39 @@ def malformed(media_root) -> dict[str, Path]:
         "truncated": folder / "truncated.mp4",
         "audio_only": folder / "audio.m4a",
     }
+    files["still"] = folder / "still.png"
+    files["huge"] = folder / "huge.mkv"
+    files["unknown_codec"] = folder / "unknown.mp4"
+    files["silent"] = folder / "silent.mp4"
     files["empty"].write_bytes(b"")
+    ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run(
+        [*ffmpeg, "-f", "lavfi", "-i", "color=size=64x64", "-frames:v", "1", str(files["still"])],
+        check=True,
+    )
+    subprocess.run(
+        [
+            *ffmpeg,
+            "-f",
+            "lavfi",
+            "-i",
+            "color=size=8200x16:rate=1",
+            "-frames:v",
+            "1",
+            "-c:v",
+            "ffv1",
+            str(files["huge"]),
+        ],
+        check=True,
+    )
+    make_clip(files["silent"], seconds=1, audio=False)
     files["text"].write_text("this is not a video\n" * 50)
     whole = make_clip(folder / "whole.mp4", seconds=2)
     data = whole.read_bytes()
     files["truncated"].write_bytes(data[: len(data) // 2])
+    # The sample entry's fourcc renamed to one no decoder knows (past the ftyp brands).
+    entry = data.find(b"avc1", 64)
+    files["unknown_codec"].write_bytes(data[:entry] + b"qqqq" + data[entry + 4 :])
     subprocess.run(
         [
             "ffmpeg",
@@ -168,6 +196,9 @@ def malformed(media_root) -> dict[str, Path]:
         ("truncated", "INPUT_CORRUPT"),
         ("audio_only", "INPUT_NO_VIDEO"),
         ("missing", "INPUT_UNREADABLE"),
+        ("still", "INPUT_ZERO_DURATION"),
+        ("huge", "INPUT_DIMENSIONS_TOO_LARGE"),
+        ("unknown_codec", "INPUT_UNSUPPORTED_CODEC"),
     ],
 )
 def test_bad_input_is_rejected_and_service_keeps_serving(
@@ -193,3 +224,17 @@ def test_bad_input_is_rejected_and_service_keeps_serving(
         metadata=auth,
     ).job
     assert run_to_end(stub, good.id, auth).status == job_pb2.JOB_STATUS_COMPLETED
+
+
+def test_audio_output_of_silent_input_is_rejected(server, auth, malformed):
+    stub = server.job_stub()
+    job = stub.Create(
+        job_service_pb2.CreateRequest(
+            input_url=f"file://{malformed['silent']}",
+            outputs=[job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)],
+        ),
+        metadata=auth,
+    ).job
+    final = run_to_end(stub, job.id, auth)
+    assert final.status == job_pb2.JOB_STATUS_REJECTED
+    assert final.error.code == "INPUT_NO_AUDIO"
