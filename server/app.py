@@ -19,7 +19,9 @@ from .config import Settings
 from .domain.input_policy import InputPolicy
 from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
+from .jobs.lifecycle import Lifecycle
 from .jobs.service import JobService
+from .jobs.tasks import TaskService
 from .storage.local import LocalStorage
 from .storage.origins import Origins
 from .storage.signing import UrlSigner
@@ -46,7 +48,7 @@ class Server:
     settings: Settings
     store: Store
     hub: EventHub
-    jobs: JobService
+    tasks: TaskService
     grpc_server: grpc.aio.Server
     http_server: uvicorn.Server
     listener: PostgresListener | None
@@ -96,7 +98,7 @@ class Server:
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
-                await self.jobs.reap_expired_leases()
+                await self.tasks.reap_expired_leases()
 
 
 def build_server(settings: Settings) -> Server:
@@ -119,21 +121,22 @@ def build_server(settings: Settings) -> Server:
         allowed_buckets=settings.allowed_output_buckets,
         ttl_seconds=settings.download_url_ttl_seconds,
     )
+    life = Lifecycle(store, hub)
     jobs = JobService(
-        store,
-        hub,
+        life,
         InputPolicy.from_lists(settings.input_roots, settings.input_allow_hosts),
         file_url=origins.url,
-        lease_seconds=settings.lease_seconds,
-        max_task_attempts=settings.max_task_attempts,
         remove_output_files=origins.delete_job_files,
         origins=origins,
         default_origin=settings.default_origin,
     )
+    tasks = TaskService(
+        life, lease_seconds=settings.lease_seconds, max_task_attempts=settings.max_task_attempts
+    )
     auth = Authenticator(store)
 
     grpc_server = grpc.aio.server()
-    add_services(grpc_server, jobs, auth, settings.worker_token)
+    add_services(grpc_server, jobs, tasks, auth, settings.worker_token)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
 
     http_app = HttpApp(connect_apps(jobs, auth), signer, storage)
@@ -152,6 +155,6 @@ def build_server(settings: Settings) -> Server:
         dsn = settings.effective_database_url.replace("postgresql+psycopg://", "postgresql://")
         listener = PostgresListener(
             dsn,
-            {EVENTS_CHANNEL: jobs.on_events_notification, TASKS_CHANNEL: jobs.on_task_notification},
+            {EVENTS_CHANNEL: life.on_events_notification, TASKS_CHANNEL: life.on_task_notification},
         )
-    return Server(settings, store, hub, jobs, grpc_server, http_server, listener)
+    return Server(settings, store, hub, tasks, grpc_server, http_server, listener)

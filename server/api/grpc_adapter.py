@@ -13,6 +13,7 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 
 from ..domain.errors import Unauthenticated
 from ..jobs.service import JobService
+from ..jobs.tasks import TaskService
 from .auth import Authenticator, header_reader
 from .errors import abort_grpc
 
@@ -97,8 +98,8 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     API is open, which suits the embedded default that listens on loopback.
     """
 
-    def __init__(self, jobs: JobService, worker_token: str = "") -> None:
-        self.jobs = jobs
+    def __init__(self, tasks: TaskService, worker_token: str = "") -> None:
+        self.tasks = tasks
         self.expected = f"Bearer {worker_token}" if worker_token else ""
 
     def _check_token(self, context) -> None:
@@ -112,7 +113,7 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         try:
             self._check_token(context)
             wait = request.wait_seconds if request.wait_seconds > 0 else 20.0
-            task = await self.jobs.claim(request.worker_id or "anonymous", min(wait, 60.0))
+            task = await self.tasks.claim(request.worker_id or "anonymous", min(wait, 60.0))
             return wpb.ClaimTaskResponse(task=task) if task else wpb.ClaimTaskResponse()
         except Exception as error:
             await abort_grpc(context, error)
@@ -122,7 +123,7 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     ) -> wpb.ReportProgressResponse:
         try:
             self._check_token(context)
-            canceled = await self.jobs.report_progress(request)
+            canceled = await self.tasks.report_progress(request)
             return wpb.ReportProgressResponse(canceled=canceled)
         except Exception as error:
             await abort_grpc(context, error)
@@ -132,14 +133,18 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     ) -> wpb.CompleteTaskResponse:
         try:
             self._check_token(context)
-            await self.jobs.complete_task(request)
+            await self.tasks.complete_task(request)
             return wpb.CompleteTaskResponse()
         except Exception as error:
             await abort_grpc(context, error)
 
 
 def add_services(
-    server: grpc.aio.Server, jobs: JobService, auth: Authenticator, worker_token: str
+    server: grpc.aio.Server,
+    jobs: JobService,
+    tasks: TaskService,
+    auth: Authenticator,
+    worker_token: str,
 ) -> None:
     job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
     # Not built yet: the generated base servicer answers UNIMPLEMENTED for every RPC.
@@ -147,5 +152,5 @@ def add_services(
         preset_service_pb2_grpc.PresetServiceServicer(), server
     )
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-        GrpcWorkerService(jobs, worker_token), server
+        GrpcWorkerService(tasks, worker_token), server
     )

@@ -1,0 +1,158 @@
+"""The shared steps of a job's life: guarded transitions with their events, task queueing.
+
+Every change of a job happens in one store transaction that also appends its Watch
+events, so the event log and the job never disagree. After the commit the hub (this
+process, SQLite) or NOTIFY (every process, Postgres) wakes the watchers. Both the public
+API (service.py) and the worker API (tasks.py) change jobs only through these steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kiln.v1 import job_pb2, job_service_pb2
+
+from ..domain import ids
+from ..domain.states import JobStatus, OutputStatus
+from ..events.hub import EventHub
+from ..events.listener import EVENTS_CHANNEL, TASKS_CHANNEL
+from ..store.models import Job, Task
+from ..store.store import JobRecord, Store, Tx, now
+from . import views
+
+S = job_pb2.JobStage
+
+
+class Lifecycle:
+    def __init__(self, store: Store, hub: EventHub) -> None:
+        self.store = store
+        self.hub = hub
+        # Set when tasks may be claimable: wakes long-polling ClaimTask calls.
+        self.task_queued = asyncio.Event()
+
+    def published(self, job_id: str) -> None:
+        """Call after a commit that logged events. On Postgres NOTIFY wakes every process."""
+        if not self.store.is_postgres:
+            self.hub.poke(job_id)
+
+    def on_events_notification(self, payload: str) -> None:
+        if payload == "*":
+            self.hub.poke_all()
+        else:
+            self.hub.poke(payload)
+
+    def on_task_notification(self, _payload: str) -> None:
+        self.task_queued.set()
+
+    async def queue_tasks(self, tx: Tx, tasks: list[Task]) -> None:
+        await tx.insert_tasks(tasks)
+        await tx.notify(TASKS_CHANNEL, "")
+
+    def tasks_committed(self) -> None:
+        """Call after a commit that queued tasks, so waiting claims look again."""
+        self.task_queued.set()
+
+    async def emit(self, tx: Tx, job_id: str, **event: Any) -> int:
+        moment = now()
+
+        def payload(sequence: int) -> bytes:
+            response = job_service_pb2.WatchResponse(sequence=sequence, **event)
+            response.time.FromDatetime(moment)
+            return response.SerializeToString()
+
+        sequence = await tx.append_event(job_id, payload)
+        await tx.notify(EVENTS_CHANNEL, job_id)
+        return sequence
+
+    async def move(
+        self,
+        tx: Tx,
+        job_id: str,
+        target: JobStatus,
+        *,
+        stage: int = 0,
+        error: job_pb2.JobError | None = None,
+        **values: Any,
+    ) -> None:
+        """One guarded transition and its status_change event, in the caller's transaction."""
+        if error is not None:
+            values["error"] = error.SerializeToString()
+        source = await tx.transition_job(job_id, target, stage=stage, **values)
+        await self.emit_status(tx, job_id, source, target, stage, error)
+
+    async def emit_status(
+        self, tx: Tx, job_id: str, source: str, target: JobStatus, stage: int = 0, error=None
+    ) -> None:
+        change = job_service_pb2.StatusChangeEvent(
+            from_status=views.job_status_enum(source),
+            to_status=views.job_status_enum(target),
+            stage=stage,
+        )
+        if error is not None:
+            change.error.CopyFrom(error)
+        await self.emit(tx, job_id, status_change=change)
+
+    async def emit_completed(self, tx: Tx, job_id: str) -> None:
+        record = await tx.get_job(None, job_id)
+        await self.emit(
+            tx, job_id, completed=job_service_pb2.CompletedEvent(job=views.job_message(record))
+        )
+
+    async def emit_output(self, tx: Tx, job: Job, output_id: str) -> None:
+        record = await tx.get_job(None, job.id)
+        output = next(o for o in record.outputs if o.id == output_id)
+        await self.emit(
+            tx,
+            job.id,
+            output=job_service_pb2.OutputEvent(output=views.output_message(output, job.currency)),
+        )
+
+    def probe_task(self, job: Job) -> Task:
+        return Task(
+            id=ids.task_id(),
+            job_id=job.id,
+            output_id=None,
+            kind="PROBE",
+            status="QUEUED",
+            priority=job.priority,
+            attempts=0,
+            lease_token=0,
+            worker_id="",
+            created_at=now(),
+        )
+
+    async def queue_transcodes(self, tx: Tx, record: JobRecord) -> None:
+        tasks = [
+            Task(
+                id=ids.task_id(),
+                job_id=record.job.id,
+                output_id=output.id,
+                kind="TRANSCODE",
+                status="QUEUED",
+                priority=record.job.priority,
+                attempts=0,
+                lease_token=0,
+                worker_id="",
+                created_at=now(),
+            )
+            for output in record.outputs
+            if output.status
+            == OutputStatus.PENDING  # a retried PARTIAL job keeps its completed ones
+        ]
+        await self.queue_tasks(tx, tasks)
+
+    async def probe_failed(self, tx: Tx, record: JobRecord, error: job_pb2.JobError) -> None:
+        """Bad input makes the job REJECTED; anything else (a worker fault) FAILED."""
+        job = record.job
+        error.stage = error.stage or S.JOB_STAGE_PROBING
+        target = JobStatus.REJECTED if error.code.startswith("INPUT_") else JobStatus.FAILED
+        for output_id in await tx.cancel_open_outputs(job.id):
+            await self.emit_output(tx, job, output_id)
+        await self.move(tx, job.id, target, error=error, completed_at=now())
+        await self.emit_completed(tx, job.id)
+
+    async def settle_actual_cost(self, tx: Tx, job_id: str) -> None:
+        record = await tx.get_job(None, job_id)
+        total = sum(o.actual_cost_micros or 0 for o in record.outputs)
+        await tx.update_job(job_id, actual_cost_micros=total)
