@@ -27,6 +27,7 @@ from .storage.origins import Origins
 from .storage.signing import UrlSigner
 from .store.migrate import migrate
 from .store.store import Store
+from .webhooks.sender import WebhookSender, webhook_secret
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Server:
     store: Store
     hub: EventHub
     tasks: TaskService
+    webhooks: WebhookSender
     grpc_server: grpc.aio.Server
     http_server: uvicorn.Server
     listener: PostgresListener | None
@@ -59,6 +61,7 @@ class Server:
             await self.listener.start()
         await self.grpc_server.start()
         reaper = asyncio.create_task(self._reap_leases(), name="lease-reaper")
+        self.webhooks.start()
         # Start uvicorn in steps (not serve()) so the socket is bound before we say
         # ready, and so signals stay with the CLI's handlers.
         config = self.http_server.config
@@ -80,6 +83,7 @@ class Server:
             await http
         finally:
             reaper.cancel()
+            await self.webhooks.stop()
             await self.grpc_server.stop(grace=1)
             await self.hub.stop()
             if self.listener:
@@ -129,7 +133,16 @@ def build_server(settings: Settings) -> Server:
         remove_output_files=origins.delete_job_files,
         origins=origins,
         default_origin=settings.default_origin,
+        webhook_policy=InputPolicy.from_lists([], settings.webhook_allow_hosts),
     )
+    webhooks = WebhookSender(
+        store,
+        webhook_secret(settings.webhook_secret, settings.data_dir),
+        InputPolicy.from_lists([], settings.webhook_allow_hosts),
+        max_attempts=settings.webhook_max_attempts,
+        timeout_seconds=settings.webhook_timeout_seconds,
+    )
+    life.webhook_queued = webhooks.queued
     tasks = TaskService(
         life, lease_seconds=settings.lease_seconds, max_task_attempts=settings.max_task_attempts
     )
@@ -157,4 +170,4 @@ def build_server(settings: Settings) -> Server:
             dsn,
             {EVENTS_CHANNEL: life.on_events_notification, TASKS_CHANNEL: life.on_task_notification},
         )
-    return Server(settings, store, hub, tasks, grpc_server, http_server, listener)
+    return Server(settings, store, hub, tasks, webhooks, grpc_server, http_server, listener)

@@ -47,6 +47,12 @@ class Settings:
     worker_token: str = ""
     scratch_dir: Path = Path("var/scratch")
     log_level: str = "INFO"
+    # Standard Webhooks secret ("whsec_" + base64); generated into data_dir when empty.
+    webhook_secret: str = ""
+    # Hosts or CIDR ranges webhook URLs may reach although they are private.
+    webhook_allow_hosts: list[str] = field(default_factory=list)
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 10.0
     # Google Cloud Storage: when a bucket is set, outputs go there by default.
     gcs_bucket: str = ""
     gcs_prefix: str = ""
@@ -103,6 +109,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         worker_token=env.get("KILN_WORKER_TOKEN", ""),
         scratch_dir=Path(env.get("KILN_SCRATCH_DIR", str(data_dir / "scratch"))),
         log_level=env.get("KILN_LOG_LEVEL", "INFO"),
+        webhook_secret=env.get("KILN_WEBHOOK_SECRET", ""),
+        webhook_allow_hosts=_list(env.get("KILN_WEBHOOK_ALLOW_HOSTS", "")),
+        webhook_max_attempts=int(env.get("KILN_WEBHOOK_MAX_ATTEMPTS", "8")),
+        webhook_timeout_seconds=float(env.get("KILN_WEBHOOK_TIMEOUT_SECONDS", "10")),
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
         gcs_output_buckets=_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),

@@ -9,15 +9,17 @@ API (service.py) and the worker API (tasks.py) change jobs only through these st
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+from google.protobuf import json_format
 from kiln.v1 import job_pb2, job_service_pb2
 
 from ..domain import ids
 from ..domain.states import JobStatus, OutputStatus
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL, TASKS_CHANNEL
-from ..store.models import Job, Task
+from ..store.models import Job, Task, WebhookDelivery
 from ..store.store import JobRecord, Store, Tx, now
 from . import views
 
@@ -30,11 +32,15 @@ class Lifecycle:
         self.hub = hub
         # Set when tasks may be claimable: wakes long-polling ClaimTask calls.
         self.task_queued = asyncio.Event()
+        # The webhook sender's wake-up, when this process runs one.
+        self.webhook_queued: asyncio.Event | None = None
 
     def published(self, job_id: str) -> None:
         """Call after a commit that logged events. On Postgres NOTIFY wakes every process."""
         if not self.store.is_postgres:
             self.hub.poke(job_id)
+        if self.webhook_queued is not None:
+            self.webhook_queued.set()
 
     def on_events_notification(self, payload: str) -> None:
         if payload == "*":
@@ -94,10 +100,24 @@ class Lifecycle:
         await self.emit(tx, job_id, status_change=change)
 
     async def emit_completed(self, tx: Tx, job_id: str) -> None:
+        """The terminal event; also queues the job's webhook in the same transaction."""
         record = await tx.get_job(None, job_id)
-        await self.emit(
-            tx, job_id, completed=job_service_pb2.CompletedEvent(job=views.job_message(record))
-        )
+        job = views.job_message(record)
+        await self.emit(tx, job_id, completed=job_service_pb2.CompletedEvent(job=job))
+        if record.job.webhook_url:
+            await tx.insert_delivery(
+                WebhookDelivery(
+                    id=ids.new_id("msg"),
+                    job_id=job_id,
+                    url=record.job.webhook_url,
+                    payload=webhook_payload(job),
+                    status="PENDING",
+                    attempts=0,
+                    next_attempt_at=now(),
+                    last_error="",
+                    created_at=now(),
+                )
+            )
 
     async def emit_output(self, tx: Tx, job: Job, output_id: str) -> None:
         record = await tx.get_job(None, job.id)
@@ -156,3 +176,20 @@ class Lifecycle:
         record = await tx.get_job(None, job_id)
         total = sum(o.actual_cost_micros or 0 for o in record.outputs)
         await tx.update_job(job_id, actual_cost_micros=total)
+
+
+def webhook_payload(job: job_pb2.Job) -> str:
+    """The body receivers get: the event type and the terminal job in Connect JSON form.
+
+    Download URLs are left out (they expire, and a retry may come hours later): the
+    receiver calls Get for fresh ones.
+    """
+    status = job_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_").lower()
+    return json.dumps(
+        {
+            "type": f"job.{status}",
+            "timestamp": now().isoformat(),
+            "data": {"job": json_format.MessageToDict(job)},
+        },
+        separators=(",", ":"),
+    )

@@ -40,8 +40,11 @@ class JobService:
         remove_output_files: Callable[[str, str], int] | None = None,
         origins: Origins | None = None,
         default_origin: str = "",
+        webhook_policy: InputPolicy | None = None,
     ) -> None:
         self.life = life
+        # Webhook destinations: public hosts only, unless allowlisted (no file roots).
+        self.webhook_policy = webhook_policy or InputPolicy.from_lists([], [])
         self.store = life.store
         self.hub = life.hub
         self.policy = policy
@@ -112,12 +115,15 @@ class JobService:
     async def _check_hosts(self, request: job_service_pb2.CreateRequest) -> None:
         """Resolve http(s) hosts off the event loop; refuse private destinations."""
         violations = []
-        urls = [("input_url", request.input_url)] + [
-            (f"concat_input_urls[{i}]", url) for i, url in enumerate(request.concat_input_urls)
+        checks = [("input_url", request.input_url, self.policy)] + [
+            (f"concat_input_urls[{i}]", url, self.policy)
+            for i, url in enumerate(request.concat_input_urls)
         ]
-        for path, url in urls:
+        if request.webhook_url:
+            checks.append(("webhook_url", request.webhook_url, self.webhook_policy))
+        for path, url, policy in checks:
             try:
-                await asyncio.to_thread(self.policy.check_resolved, url)
+                await asyncio.to_thread(policy.check_resolved, url)
             except InputRefused as refused:
                 violations.append(FieldViolation(path, str(refused)))
         if violations:

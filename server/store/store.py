@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from ..domain import states
 from ..domain.errors import FailedPrecondition, NotFound, StaleLease
 from ..domain.states import JobStatus, OutputStatus
-from .models import ApiKey, Job, JobEvent, Organization, Output, Task
+from .models import ApiKey, Job, JobEvent, Organization, Output, Task, WebhookDelivery
 
 API_KEY_PREFIX = "kiln_sk_"
 
@@ -393,4 +393,50 @@ class Tx:
                 .where(Task.job_id == job_id, Task.status.in_(["QUEUED", "LEASED"]))
             )
             or 0
+        )
+
+    # -- webhooks -----------------------------------------------------------------
+
+    async def insert_delivery(self, delivery: WebhookDelivery) -> None:
+        self.session.add(delivery)
+        await self.session.flush()
+
+    async def claim_due_deliveries(self, limit: int, hold_seconds: float) -> list[WebhookDelivery]:
+        """Due deliveries, pushed `hold_seconds` into the future so no other replica sends them.
+
+        SKIP LOCKED on Postgres lets replicas share the queue without waiting on each other.
+        """
+        query = (
+            select(WebhookDelivery)
+            .where(WebhookDelivery.status == "PENDING", WebhookDelivery.next_attempt_at <= now())
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        deliveries = list((await self.session.scalars(query)).all())
+        hold = now() + timedelta(seconds=hold_seconds)
+        for delivery in deliveries:
+            delivery.next_attempt_at = hold
+        await self.session.flush()
+        return deliveries
+
+    async def finish_delivery(
+        self, delivery_id: str, *, status: str, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None:
+        await self.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(
+                status=status, attempts=attempts, next_attempt_at=next_attempt_at, last_error=error
+            )
+        )
+
+    async def deliveries_for(self, job_id: str) -> list[WebhookDelivery]:
+        return list(
+            (
+                await self.session.scalars(
+                    select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                )
+            ).all()
         )

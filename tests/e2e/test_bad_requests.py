@@ -90,6 +90,12 @@ def job_count(server, api_key) -> int:
             "metadata",
             "at most 20",
         ),
+        (
+            {"webhook_url": "http://127.0.0.1:9/hook", "outputs": [MP4]},
+            "webhook_url",
+            "private or loopback",
+        ),
+        ({"webhook_url": "ftp://hooks.example.com/x", "outputs": [MP4]}, "webhook_url", "http"),
     ],
 )
 def test_create_rejects_bad_request_over_connect(

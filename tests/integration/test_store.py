@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from server.domain import ids
 from server.domain.errors import FailedPrecondition, NotFound, StaleLease
 from server.domain.states import JobStatus, OutputStatus
-from server.store.migrate import migrate
 from server.store.models import ApiKey, Job, Output, Task
 from server.store.store import API_KEY_PREFIX, Store
 
@@ -24,14 +23,6 @@ OTHER_ORG = "org_two"
 TIMEOUT = 20.0
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 BASE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    migrate(database_url)
-    store = Store(database_url)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

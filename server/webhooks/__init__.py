@@ -1,0 +1,1 @@
+"""Signed notifications of terminal jobs (Standard Webhooks), retried with backoff."""

@@ -1,0 +1,143 @@
+"""The webhook sender against a real database and a real loopback receiver."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import threading
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from server.domain.input_policy import InputPolicy
+from server.store.models import WebhookDelivery
+from server.webhooks.sender import WebhookSender, backoff
+
+from .test_store import ORG, make_job
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+class AlwaysFailing(http.server.BaseHTTPRequestHandler):
+    hits = 0
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        type(self).hits += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def failing_receiver():
+    AlwaysFailing.hits = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AlwaysFailing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+async def queue_delivery(store, url: str) -> str:
+    job = make_job()
+    async with store.transaction() as tx:
+        await tx.ensure_organization(ORG)
+        await tx.insert_job(job, [])
+        await tx.insert_delivery(
+            WebhookDelivery(
+                id="msg_test_" + job.id,
+                job_id=job.id,
+                url=url,
+                payload='{"type":"job.completed"}',
+                status="PENDING",
+                attempts=0,
+                next_attempt_at=datetime.now(UTC),
+                last_error="",
+                created_at=datetime.now(UTC),
+            )
+        )
+    return job.id
+
+
+async def deliveries(store, job_id):
+    async with store.transaction() as tx:
+        return await tx.deliveries_for(job_id)
+
+
+async def make_due(store, delivery) -> None:
+    async with store.transaction() as tx:
+        await tx.finish_delivery(
+            delivery.id,
+            status="PENDING",
+            attempts=delivery.attempts,
+            next_attempt_at=datetime.now(UTC),
+            error=delivery.last_error,
+        )
+
+
+def sender(store, allow: list[str], max_attempts: int = 2) -> WebhookSender:
+    return WebhookSender(
+        store,
+        SECRET,
+        InputPolicy.from_lists([], allow),
+        max_attempts=max_attempts,
+        timeout_seconds=5,
+    )
+
+
+async def test_failing_receiver_is_retried_with_backoff_then_given_up(store, failing_receiver):
+    job_id = await queue_delivery(store, failing_receiver)
+    webhooks = sender(store, ["127.0.0.1"])
+    async with httpx.AsyncClient() as client:
+        assert await webhooks.send_due(client) == 1
+        (delivery,) = await deliveries(store, job_id)
+        assert (delivery.status, delivery.attempts, delivery.last_error) == (
+            "PENDING",
+            1,
+            "HTTP 503",
+        )
+        next_at = delivery.next_attempt_at.replace(tzinfo=UTC)
+        assert next_at > datetime.now(UTC)  # backing off, not due yet
+        assert await webhooks.send_due(client) == 0
+
+        await make_due(store, delivery)
+        assert await webhooks.send_due(client) == 1
+        (delivery,) = await deliveries(store, job_id)
+        assert (delivery.status, delivery.attempts) == ("FAILED", 2)
+        assert await webhooks.send_due(client) == 0
+    assert AlwaysFailing.hits == 2
+
+
+async def test_private_destination_is_refused_at_delivery(store, failing_receiver):
+    job_id = await queue_delivery(store, failing_receiver)
+    webhooks = sender(store, [], max_attempts=1)  # loopback not allowlisted
+    async with httpx.AsyncClient() as client:
+        await webhooks.send_due(client)
+    (delivery,) = await deliveries(store, job_id)
+    assert delivery.status == "FAILED"
+    assert delivery.last_error.startswith("refused:")
+    assert AlwaysFailing.hits == 0
+
+
+def test_backoff_doubles_and_is_capped():
+    assert [backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert backoff(30).total_seconds() == 300
+
+
+def test_signature_verifies_with_the_shared_secret():
+    moment = datetime.now(UTC)
+    webhooks = WebhookSender(
+        None, SECRET, InputPolicy.from_lists([], []), max_attempts=1, timeout_seconds=1
+    )
+    signature = webhooks.signer.sign("msg_1", moment, '{"a":1}')
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": signature,
+    }
+    assert Webhook(SECRET).verify('{"a":1}', headers) == {"a": 1}
