@@ -495,8 +495,18 @@ def build_thumbnail_command(
         ffmpeg,
         *COMMON_FLAGS,
         *input_args(input_path, clip_start + at),
+        *one_image_args(f"0:{video.index}", width, height, image, output),
+    ]
+    return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=frame_duration)
+
+
+def one_image_args(
+    stream: str, width: int, height: int, image: ImageFormat, output: Path
+) -> list[str]:
+    """Output options writing one frame of `stream` as one image file."""
+    return [
         "-map",
-        f"0:{video.index}",
+        stream,
         "-frames:v",
         "1",
         "-vf",
@@ -509,7 +519,6 @@ def build_thumbnail_command(
         "image2",
         str(output),
     ]
-    return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=frame_duration)
 
 
 # --- Stream choice and geometry ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from worker.media.commands import (
     frame_duration_of,
     input_args,
     last_frame_seek,
+    one_image_args,
     scaled_to_width,
     seconds_arg,
 )
@@ -151,21 +152,7 @@ def build_timestamps_command(
     for number in range(1, len(times) + 1):
         output = out_dir / f"thumb_{number:04d}{extension}"
         outputs.append(output)
-        argv += [
-            "-map",
-            f"{number - 1}:{video.index}",
-            "-frames:v",
-            "1",
-            "-vf",
-            f"scale={width}:{height},setsar=1",
-            *image.encoder_args,
-            # -update writes one fixed file name instead of treating it as a numbered pattern.
-            "-update",
-            "1",
-            "-f",
-            "image2",
-            str(output),
-        ]
+        argv += one_image_args(f"{number - 1}:{video.index}", width, height, image, output)
     return CommandPlan(argv=argv, outputs=outputs, notes=notes, expected_duration=frame_duration)
 
 
