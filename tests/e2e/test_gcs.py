@@ -12,6 +12,7 @@ from server.storage.gcs import client_from_environment
 from tests.gcs_emulator import EmulatorLog
 
 from .cluster import Cluster
+from .jobs import create_job, run_to_end
 from .probe_media import ffprobe, streams
 
 INPUTS, OUTPUTS = "kiln-inputs", "kiln-outputs"
@@ -47,33 +48,14 @@ def gcs_cluster(backend_url, tmp_path_factory, media_root, emulator):
         cluster.stop()
 
 
-def mp4() -> job_pb2.OutputSpec:
-    return job_pb2.OutputSpec(
-        type=job_pb2.OUTPUT_TYPE_MP4,
-        video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
-    )
-
-
-def run(server, auth, request) -> job_pb2.Job:
-    stub = server.job_stub()
-    job = stub.Create(request, metadata=auth).job
-    events = list(stub.Watch(job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=60))
-    return events[-1].completed.job
-
-
 def test_gcs_round_trip(gcs_cluster, emulator, tmp_path):
     cluster, server = gcs_cluster
     _, client = emulator
     auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
-    job = run(
-        server,
-        auth,
-        job_service_pb2.CreateRequest(
-            input_url=f"gs://{INPUTS}/uploads/clip.mp4",
-            output_origin=f"gs://{OUTPUTS}/renditions",
-            outputs=[mp4()],
-        ),
+    created = create_job(
+        server, auth, f"gs://{INPUTS}/uploads/clip.mp4", output_origin=f"gs://{OUTPUTS}/renditions"
     )
+    job = run_to_end(server, auth, created.id)
     assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
     assert job.output_origin == f"gs://{OUTPUTS}/renditions"
     output = job.outputs[0]
@@ -102,13 +84,11 @@ def test_output_origin_outside_allowed_buckets_is_refused(gcs_cluster):
     cluster, server = gcs_cluster
     auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
     with pytest.raises(grpc.RpcError) as caught:
-        server.job_stub().Create(
-            job_service_pb2.CreateRequest(
-                input_url=f"gs://{INPUTS}/uploads/clip.mp4",
-                output_origin="gs://someone-elses-bucket/x",
-                outputs=[mp4()],
-            ),
-            metadata=auth,
+        create_job(
+            server,
+            auth,
+            f"gs://{INPUTS}/uploads/clip.mp4",
+            output_origin="gs://someone-elses-bucket/x",
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "output_origin" in caught.value.details()
@@ -117,12 +97,8 @@ def test_output_origin_outside_allowed_buckets_is_refused(gcs_cluster):
 def test_missing_gcs_input_is_rejected(gcs_cluster):
     cluster, server = gcs_cluster
     auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
-    job = run(
-        server,
-        auth,
-        job_service_pb2.CreateRequest(
-            input_url=f"gs://{INPUTS}/uploads/missing.mp4", outputs=[mp4()]
-        ),
+    job = run_to_end(
+        server, auth, create_job(server, auth, f"gs://{INPUTS}/uploads/missing.mp4").id
     )
     assert job.status == job_pb2.JOB_STATUS_REJECTED
     assert job.error.code == "INPUT_UNREADABLE"

@@ -9,9 +9,10 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from kiln.v1 import job_pb2, job_service_pb2
+from kiln.v1 import job_pb2
 
 from .cluster import Cluster
+from .jobs import create_job, run_to_end
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -93,23 +94,8 @@ def open_cluster(backend_url, tmp_path_factory, media_root):
 
 
 def run_http_job(cluster, server, url: str) -> job_pb2.Job:
-    key = cluster.create_key("org_http")
-    auth = (("authorization", f"Bearer {key}"),)
-    stub = server.job_stub()
-    job = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=url,
-            outputs=[
-                job_pb2.OutputSpec(
-                    type=job_pb2.OUTPUT_TYPE_MP4,
-                    video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
-                )
-            ],
-        ),
-        metadata=auth,
-    ).job
-    events = list(stub.Watch(job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=60))
-    return events[-1].completed.job
+    auth = (("authorization", f"Bearer {cluster.create_key('org_http')}"),)
+    return run_to_end(server, auth, create_job(server, auth, url).id)
 
 
 def test_range_origin_is_read_in_place(open_cluster, origins):

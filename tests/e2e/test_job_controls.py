@@ -12,22 +12,12 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
 
-
-def mp4_output(resolution: str = "240p") -> job_pb2.OutputSpec:
-    return job_pb2.OutputSpec(
-        type=job_pb2.OUTPUT_TYPE_MP4,
-        video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution=resolution)],
-    )
+from .jobs import create_job, run_to_end
 
 
 @pytest.fixture(scope="module")
 def auth(api_key):
     return (("authorization", f"Bearer {api_key}"),)
-
-
-def run_to_end(stub, job_id: str, auth) -> job_pb2.Job:
-    events = list(stub.Watch(job_service_pb2.WatchRequest(id=job_id), metadata=auth, timeout=60))
-    return events[-1].completed.job
 
 
 def wait_for_status(stub, job_id, auth, status) -> job_pb2.Job:
@@ -42,14 +32,7 @@ def wait_for_status(stub, job_id, auth, status) -> job_pb2.Job:
 
 def test_delayed_start_waits_for_confirm(server, auth, media_root):
     stub = server.job_stub()
-    job = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=f"file://{media_root / 'clip2s.mp4'}",
-            outputs=[mp4_output()],
-            delayed_start=True,
-        ),
-        metadata=auth,
-    ).job
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}", delayed_start=True)
     waiting = wait_for_status(stub, job.id, auth, job_pb2.JOB_STATUS_AWAITING_CONFIRMATION)
     assert waiting.estimated_cost.micros > 0
     assert waiting.estimated_cost.currency == "USD"
@@ -57,7 +40,7 @@ def test_delayed_start_waits_for_confirm(server, auth, media_root):
     confirmed = stub.Confirm(job_service_pb2.ConfirmRequest(id=job.id), metadata=auth).job
     assert confirmed.status == job_pb2.JOB_STATUS_PROCESSING
     assert confirmed.HasField("confirm_time")
-    final = run_to_end(stub, job.id, auth)
+    final = run_to_end(server, auth, job.id)
     assert final.status == job_pb2.JOB_STATUS_COMPLETED
     assert final.actual_cost.micros > 0
     with pytest.raises(grpc.RpcError) as caught:
@@ -67,14 +50,7 @@ def test_delayed_start_waits_for_confirm(server, auth, media_root):
 
 def test_retry_of_canceled_job_runs_again(server, auth, media_root):
     stub = server.job_stub()
-    job = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=f"file://{media_root / 'clip2s.mp4'}",
-            outputs=[mp4_output()],
-            delayed_start=True,
-        ),
-        metadata=auth,
-    ).job
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}", delayed_start=True)
     stub.Cancel(job_service_pb2.CancelRequest(id=job.id), metadata=auth)
     retried = stub.Retry(job_service_pb2.RetryRequest(id=job.id), metadata=auth).job
     assert retried.status == job_pb2.JOB_STATUS_PENDING
@@ -83,7 +59,7 @@ def test_retry_of_canceled_job_runs_again(server, auth, media_root):
     waiting = wait_for_status(stub, job.id, auth, job_pb2.JOB_STATUS_AWAITING_CONFIRMATION)
     assert waiting.attempt == 2
     stub.Confirm(job_service_pb2.ConfirmRequest(id=job.id), metadata=auth)
-    assert run_to_end(stub, job.id, auth).status == job_pb2.JOB_STATUS_COMPLETED
+    assert run_to_end(server, auth, job.id).status == job_pb2.JOB_STATUS_COMPLETED
     with pytest.raises(grpc.RpcError) as caught:
         stub.Retry(job_service_pb2.RetryRequest(id=job.id), metadata=auth)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -91,13 +67,8 @@ def test_retry_of_canceled_job_runs_again(server, auth, media_root):
 
 def test_delete_outputs_removes_files_keeps_record(server, auth, media_root, cluster):
     stub = server.job_stub()
-    job = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=f"file://{media_root / 'clip2s.mp4'}", outputs=[mp4_output()]
-        ),
-        metadata=auth,
-    ).job
-    final = run_to_end(stub, job.id, auth)
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}")
+    final = run_to_end(server, auth, job.id)
     url = final.outputs[0].files[0].url
     assert httpx.get(url, timeout=30).status_code == 200
     response = stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
@@ -110,14 +81,7 @@ def test_delete_outputs_removes_files_keeps_record(server, auth, media_root, clu
 
 def test_delete_outputs_of_running_job_is_refused(server, auth, media_root):
     stub = server.job_stub()
-    job = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=f"file://{media_root / 'clip2s.mp4'}",
-            outputs=[mp4_output()],
-            delayed_start=True,
-        ),
-        metadata=auth,
-    ).job
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}", delayed_start=True)
     with pytest.raises(grpc.RpcError) as caught:
         stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -204,37 +168,26 @@ def malformed(media_root) -> dict[str, Path]:
 def test_bad_input_is_rejected_and_service_keeps_serving(
     server, auth, media_root, malformed, name, code
 ):
-    stub = server.job_stub()
     path = malformed.get(name, media_root / "malformed" / "does-not-exist.mp4")
-    job = stub.Create(
-        job_service_pb2.CreateRequest(input_url=f"file://{path}", outputs=[mp4_output()]),
-        metadata=auth,
-    ).job
-    final = run_to_end(stub, job.id, auth)
+    job = create_job(server, auth, f"file://{path}")
+    final = run_to_end(server, auth, job.id)
     assert final.status == job_pb2.JOB_STATUS_REJECTED
     assert final.error.code == code
     assert final.error.message
     assert str(media_root) not in final.error.message  # no server paths leak
     assert final.outputs[0].status == job_pb2.OUTPUT_STATUS_CANCELED
     # The next good job still runs.
-    good = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=f"file://{media_root / 'clip2s.mp4'}", outputs=[mp4_output()]
-        ),
-        metadata=auth,
-    ).job
-    assert run_to_end(stub, good.id, auth).status == job_pb2.JOB_STATUS_COMPLETED
+    good = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}")
+    assert run_to_end(server, auth, good.id).status == job_pb2.JOB_STATUS_COMPLETED
 
 
 def test_audio_output_of_silent_input_is_rejected(server, auth, malformed):
-    stub = server.job_stub()
-    job = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=f"file://{malformed['silent']}",
-            outputs=[job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)],
-        ),
-        metadata=auth,
-    ).job
-    final = run_to_end(stub, job.id, auth)
+    job = create_job(
+        server,
+        auth,
+        f"file://{malformed['silent']}",
+        outputs=[job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)],
+    )
+    final = run_to_end(server, auth, job.id)
     assert final.status == job_pb2.JOB_STATUS_REJECTED
     assert final.error.code == "INPUT_NO_AUDIO"

@@ -8,6 +8,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from tests.conftest import create_postgres_database, drop_postgres_database
 
 from .cluster import Cluster
+from .jobs import create_job
 
 
 @pytest.fixture
@@ -27,24 +28,7 @@ def test_watcher_on_other_replica_sees_every_event(replicas, media_root):
     cluster, first, second = replicas
     key = cluster.create_key("org_replicas")
     auth = (("authorization", f"Bearer {key}"),)
-    job = (
-        first.job_stub()
-        .Create(
-            job_service_pb2.CreateRequest(
-                input_url=f"file://{media_root / 'clip2s.mp4'}",
-                outputs=[
-                    job_pb2.OutputSpec(
-                        type=job_pb2.OUTPUT_TYPE_MP4,
-                        video=[
-                            job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")
-                        ],
-                    )
-                ],
-            ),
-            metadata=auth,
-        )
-        .job
-    )
+    job = create_job(first, auth, f"file://{media_root / 'clip2s.mp4'}")
     # No worker yet: the watcher on the replica that will not run the job opens
     # its stream first, so everything after the snapshot arrives live via NOTIFY.
     stream = second.job_stub().Watch(

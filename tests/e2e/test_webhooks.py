@@ -12,6 +12,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from standardwebhooks.webhooks import Webhook
 
 from .cluster import Cluster
+from .jobs import create_job
 
 SECRET = "whsec_" + base64.b64encode(b"kiln-e2e-webhook-secret-32-bytes").decode()
 
@@ -72,25 +73,8 @@ def hook_cluster(backend_url, tmp_path_factory, media_root):
 
 
 def create(server, auth, media_root, url: str, **fields) -> job_pb2.Job:
-    return (
-        server.job_stub()
-        .Create(
-            job_service_pb2.CreateRequest(
-                input_url=f"file://{media_root / 'clip2s.mp4'}",
-                webhook_url=url,
-                outputs=[
-                    job_pb2.OutputSpec(
-                        type=job_pb2.OUTPUT_TYPE_MP4,
-                        video=[
-                            job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")
-                        ],
-                    )
-                ],
-                **fields,
-            ),
-            metadata=auth,
-        )
-        .job
+    return create_job(
+        server, auth, f"file://{media_root / 'clip2s.mp4'}", webhook_url=url, **fields
     )
 
 

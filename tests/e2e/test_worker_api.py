@@ -11,6 +11,7 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 from tests.conftest import create_postgres_database, drop_postgres_database
 
 from .cluster import Cluster
+from .jobs import create_job
 
 TOKEN = "worker-secret"
 
@@ -44,27 +45,8 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 
 def make_job(cluster, server, media_root) -> tuple[str, tuple]:
-    key = cluster.create_key("org_worker_api")
-    auth = (("authorization", f"Bearer {key}"),)
-    job = (
-        server.job_stub()
-        .Create(
-            job_service_pb2.CreateRequest(
-                input_url=f"file://{media_root / 'clip2s.mp4'}",
-                outputs=[
-                    job_pb2.OutputSpec(
-                        type=job_pb2.OUTPUT_TYPE_MP4,
-                        video=[
-                            job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")
-                        ],
-                    )
-                ],
-            ),
-            metadata=auth,
-        )
-        .job
-    )
-    return job.id, auth
+    auth = (("authorization", f"Bearer {cluster.create_key('org_worker_api')}"),)
+    return create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}").id, auth
 
 
 def test_claim_without_token_is_unauthenticated(lone_server):
