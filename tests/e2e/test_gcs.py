@@ -10,10 +10,10 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from server.storage.gcs import client_from_environment
 from tests.gcs_emulator import EmulatorLog
+from tests.media_probe import ffprobe, streams
 
 from .cluster import Cluster
 from .jobs import create_job, run_to_end
-from .probe_media import ffprobe, streams
 
 INPUTS, OUTPUTS = "kiln-inputs", "kiln-outputs"
 

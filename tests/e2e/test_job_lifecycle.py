@@ -10,8 +10,9 @@ import httpx
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
+from tests.media_probe import ffprobe, streams
+
 from .connect_json import ConnectJsonClient
-from .probe_media import ffprobe, streams
 
 ORDER = [
     "JOB_STATUS_PENDING",

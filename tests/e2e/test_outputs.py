@@ -6,7 +6,7 @@ import httpx
 import m3u8
 from kiln.v1 import job_pb2, job_service_pb2
 
-from .probe_media import ffprobe, streams
+from tests.media_probe import ffprobe, streams
 
 
 def variant(codec, resolution: str) -> job_pb2.VideoVariant:

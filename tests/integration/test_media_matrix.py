@@ -9,7 +9,6 @@ from __future__ import annotations
 import array
 import asyncio
 import itertools
-import json
 import subprocess
 import wave
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2
 
+from tests.media_probe import ffprobe
 from worker.media.commands import build_command
 from worker.media.ffmpeg import run_ffmpeg
 from worker.media.probe import probe
@@ -32,25 +32,6 @@ def ffmpeg(*args: str) -> None:
         check=True,
         timeout=120,
     )
-
-
-def ffprobe(path: Path) -> dict:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out)
 
 
 @pytest.fixture(scope="module")

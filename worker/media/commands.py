@@ -656,14 +656,16 @@ def input_args(input_path: str, start: float) -> list[str]:
     return [*seek, "-i", input_path]
 
 
-def clip_window(clip: job_pb2.ClipSpec, source_duration: float) -> tuple[float, float]:
-    """(start, length) of the part of the input an output covers."""
+def clip_window(
+    clip: job_pb2.ClipSpec, source_duration: float, what: str = "input"
+) -> tuple[float, float]:
+    """(start, length) of the part of the input (`what`, for the message) an output covers."""
     start = max(0.0, clip.start_seconds)
     remaining = source_duration - start
     if remaining <= 0:
         raise MediaError(
             INPUT_ZERO_DURATION,
-            f"the clip starts at {start:g} s, after the end of the {source_duration:g} s input",
+            f"the clip starts at {start:g} s, after the end of the {source_duration:g} s {what}",
         )
     if clip.duration_seconds > 0:
         return start, min(clip.duration_seconds, remaining)

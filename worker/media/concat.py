@@ -23,12 +23,13 @@ from worker.media.commands import (
     CommandPlan,
     OutputSpecError,
     audio_args,
+    clip_window,
     default_stream,
     output_dimensions,
     seconds_arg,
     video_encoder_args,
 )
-from worker.media.errors import INPUT_NO_AUDIO, INPUT_NO_VIDEO, INPUT_ZERO_DURATION, MediaError
+from worker.media.errors import INPUT_NO_AUDIO, INPUT_NO_VIDEO, MediaError
 
 VideoCodec = job_pb2.VideoCodec
 OutputType = job_pb2.OutputType
@@ -190,16 +191,7 @@ def _inputs_args(inputs: Inputs) -> list[str]:
 
 def _joined_window(clip: job_pb2.ClipSpec, inputs: Inputs) -> tuple[float, float]:
     total = sum(info.duration_seconds for _, info in inputs)
-    start = max(0.0, clip.start_seconds)
-    remaining = total - start
-    if remaining <= 0:
-        raise MediaError(
-            INPUT_ZERO_DURATION,
-            f"the clip starts at {start:g} s, after the end of the {total:g} s joined inputs",
-        )
-    if clip.duration_seconds > 0:
-        return start, min(clip.duration_seconds, remaining)
-    return start, remaining
+    return clip_window(clip, total, "joined inputs")
 
 
 def _trim_args(clip: job_pb2.ClipSpec, start: float, duration: float) -> list[str]:
