@@ -40,6 +40,7 @@ from .media.probe import probe
 log = logging.getLogger(__name__)
 
 S = job_pb2.JobStage
+COMPLETE_ATTEMPTS = 4
 
 
 @dataclass
@@ -276,9 +277,24 @@ class Worker:
             await asyncio.sleep(self.settings.progress_interval_seconds)
 
     async def _complete(self, task: wpb.Task, **result) -> None:
+        """Report the result, retrying a slow or unreachable server.
+
+        A finished encode is worth a few tries: giving up would let the lease expire and
+        the whole task run again. A repeat is harmless, since the server ignores a result
+        for a task that is no longer leased.
+        """
         assert self._stub is not None
-        await self._stub.CompleteTask(
-            wpb.CompleteTaskRequest(task_id=task.id, lease_token=task.lease_token, **result),
-            metadata=self.metadata,
-            timeout=30,
-        )
+        request = wpb.CompleteTaskRequest(task_id=task.id, lease_token=task.lease_token, **result)
+        for attempt in range(1, COMPLETE_ATTEMPTS + 1):
+            try:
+                await self._stub.CompleteTask(request, metadata=self.metadata, timeout=30)
+                return
+            except grpc.aio.AioRpcError as error:
+                retriable = error.code() in (
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.UNAVAILABLE,
+                )
+                if not retriable or attempt == COMPLETE_ATTEMPTS:
+                    raise
+                log.warning("reporting task %s failed (%s); retrying", task.id, error.code().name)
+                await asyncio.sleep(attempt)

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 
 from connectrpc.request import RequestContext
 from kiln.v1 import job_service_pb2 as pb
+from kiln.v1 import preset_service_pb2 as ppb
 from kiln.v1.job_service_connect import JobServiceASGIApplication
-from kiln.v1.preset_service_connect import PresetService, PresetServiceASGIApplication
+from kiln.v1.preset_service_connect import PresetServiceASGIApplication
 
+from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from .auth import Authenticator
 from .errors import connect_error
@@ -87,12 +89,54 @@ class ConnectJobService:
             yield event
 
 
-class UnbuiltPresetService(PresetService):
-    """PresetService is defined in the API but not built yet: every RPC answers UNIMPLEMENTED."""
+class ConnectPresetService:
+    def __init__(self, presets: PresetCatalog, auth: Authenticator) -> None:
+        self.presets = presets
+        self.auth = auth
+
+    async def _organization(self, ctx: RequestContext) -> str:
+        return await self.auth.organization(ctx.request_headers.get)
+
+    async def create_preset(
+        self, request: ppb.CreatePresetRequest, ctx: RequestContext
+    ) -> ppb.CreatePresetResponse:
+        try:
+            organization = await self._organization(ctx)
+            return ppb.CreatePresetResponse(
+                preset=await self.presets.create(organization, request.preset)
+            )
+        except Exception as error:
+            raise connect_error(error) from None
+
+    async def get_preset(
+        self, request: ppb.GetPresetRequest, ctx: RequestContext
+    ) -> ppb.GetPresetResponse:
+        try:
+            organization = await self._organization(ctx)
+            return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
+        except Exception as error:
+            raise connect_error(error) from None
+
+    async def list_presets(
+        self, request: ppb.ListPresetsRequest, ctx: RequestContext
+    ) -> ppb.ListPresetsResponse:
+        try:
+            return await self.presets.list(await self._organization(ctx), request)
+        except Exception as error:
+            raise connect_error(error) from None
+
+    async def delete_preset(
+        self, request: ppb.DeletePresetRequest, ctx: RequestContext
+    ) -> ppb.DeletePresetResponse:
+        try:
+            await self.presets.delete(await self._organization(ctx), request.id)
+            return ppb.DeletePresetResponse()
+        except Exception as error:
+            raise connect_error(error) from None
 
 
 def connect_apps(jobs: JobService, auth: Authenticator) -> list:
     return [
         JobServiceASGIApplication(ConnectJobService(jobs, auth)),
-        PresetServiceASGIApplication(UnbuiltPresetService()),
+        PresetServiceASGIApplication(ConnectPresetService(jobs.presets, auth)),
     ]

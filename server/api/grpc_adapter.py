@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 import grpc
 from kiln.v1 import job_service_pb2 as pb
 from kiln.v1 import job_service_pb2_grpc, preset_service_pb2_grpc
+from kiln.v1 import preset_service_pb2 as ppb
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
 from ..domain.errors import Unauthenticated
+from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from ..jobs.tasks import TaskService
 from .auth import Authenticator, header_reader
@@ -91,6 +93,44 @@ class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
             yield event
 
 
+class GrpcPresetService(preset_service_pb2_grpc.PresetServiceServicer):
+    def __init__(self, presets: PresetCatalog, auth: Authenticator) -> None:
+        self.presets = presets
+        self.auth = auth
+
+    async def _organization(self, context) -> str:
+        return await self.auth.organization(header_reader(list(context.invocation_metadata())))
+
+    async def CreatePreset(self, request, context) -> ppb.CreatePresetResponse:  # noqa: N802
+        try:
+            organization = await self._organization(context)
+            return ppb.CreatePresetResponse(
+                preset=await self.presets.create(organization, request.preset)
+            )
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def GetPreset(self, request, context) -> ppb.GetPresetResponse:  # noqa: N802
+        try:
+            organization = await self._organization(context)
+            return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def ListPresets(self, request, context) -> ppb.ListPresetsResponse:  # noqa: N802
+        try:
+            return await self.presets.list(await self._organization(context), request)
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    async def DeletePreset(self, request, context) -> ppb.DeletePresetResponse:  # noqa: N802
+        try:
+            await self.presets.delete(await self._organization(context), request.id)
+            return ppb.DeletePresetResponse()
+        except Exception as error:
+            await abort_grpc(context, error)
+
+
 class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     """Internal API for workers. It listens on the gRPC port only.
 
@@ -147,9 +187,8 @@ def add_services(
     worker_token: str,
 ) -> None:
     job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
-    # Not built yet: the generated base servicer answers UNIMPLEMENTED for every RPC.
     preset_service_pb2_grpc.add_PresetServiceServicer_to_server(
-        preset_service_pb2_grpc.PresetServiceServicer(), server
+        GrpcPresetService(jobs.presets, auth), server
     )
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
         GrpcWorkerService(tasks, worker_token), server

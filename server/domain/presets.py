@@ -1,12 +1,25 @@
-"""System presets: read-only output specs with stable slugs, shared by every organization."""
+"""System presets: read-only output specs with stable slugs, shared by every organization.
+
+Saved presets ("pst_…") belong to one organization and live in the store; both kinds are
+referenced the same way from an output (`{"preset": "<id or slug>"}`).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from kiln.v1 import job_pb2
 
 T = job_pb2.OutputType
 V = job_pb2.VideoCodec
 Q = job_pb2.Quality
+
+
+@dataclass(frozen=True)
+class SystemPreset:
+    name: str
+    description: str
+    spec: job_pb2.OutputSpec
 
 
 def _mp4(resolution: str, quality: int) -> job_pb2.OutputSpec:
@@ -18,17 +31,56 @@ def _mp4(resolution: str, quality: int) -> job_pb2.OutputSpec:
     )
 
 
-SYSTEM_PRESETS: dict[str, job_pb2.OutputSpec] = {
-    "h264_1080p_standard": _mp4("1080p", Q.QUALITY_STANDARD),
-    "h264_720p_standard": _mp4("720p", Q.QUALITY_STANDARD),
-    "h264_480p_economy": _mp4("480p", Q.QUALITY_ECONOMY),
+def _ladder(kind: int) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=kind,
+        video=[
+            job_pb2.VideoVariant(codec=V.VIDEO_CODEC_H264, resolution=rung)
+            for rung in ("1080p", "720p", "480p", "360p")
+        ],
+        segments=job_pb2.SegmentSpec(duration_seconds=6),
+        hls=job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)
+        if kind == T.OUTPUT_TYPE_HLS
+        else None,
+    )
+
+
+SYSTEM_PRESETS: dict[str, SystemPreset] = {
+    "h264_1080p_standard": SystemPreset(
+        "H.264 1080p", "Progressive MP4, H.264 STANDARD, AAC", _mp4("1080p", Q.QUALITY_STANDARD)
+    ),
+    "h264_720p_standard": SystemPreset(
+        "H.264 720p", "Progressive MP4, H.264 STANDARD, AAC", _mp4("720p", Q.QUALITY_STANDARD)
+    ),
+    "h264_480p_economy": SystemPreset(
+        "H.264 480p economy", "Progressive MP4, H.264 ECONOMY, AAC", _mp4("480p", Q.QUALITY_ECONOMY)
+    ),
+    "hls_h264_ladder": SystemPreset(
+        "HLS ladder",
+        "fMP4 HLS, H.264 1080p/720p/480p/360p, 6 s segments",
+        _ladder(T.OUTPUT_TYPE_HLS),
+    ),
+    "dash_h264_ladder": SystemPreset(
+        "DASH ladder", "DASH, H.264 1080p/720p/480p/360p, 6 s segments", _ladder(T.OUTPUT_TYPE_DASH)
+    ),
+    "thumbnail": SystemPreset(
+        "Thumbnail",
+        "One 640-pixel-wide JPEG at 1 s",
+        job_pb2.OutputSpec(
+            type=T.OUTPUT_TYPE_JPG, thumbnail=job_pb2.ThumbnailSpec(time_seconds=1, width=640)
+        ),
+    ),
+    "audio_aac": SystemPreset(
+        "AAC audio", "Audio only, M4A AAC 128 kbit/s", job_pb2.OutputSpec(type=T.OUTPUT_TYPE_M4A)
+    ),
 }
 
 
-def resolve(spec: job_pb2.OutputSpec) -> job_pb2.OutputSpec:
-    """The inline spec a (validated) output refers to."""
+def resolve(spec: job_pb2.OutputSpec, saved: dict[str, job_pb2.OutputSpec]) -> job_pb2.OutputSpec:
+    """The inline spec a (validated) output refers to: a system slug or a saved preset."""
     if not spec.preset:
         return spec
     resolved = job_pb2.OutputSpec()
-    resolved.CopyFrom(SYSTEM_PRESETS[spec.preset])
+    system = SYSTEM_PRESETS.get(spec.preset)
+    resolved.CopyFrom(system.spec if system else saved[spec.preset])
     return resolved

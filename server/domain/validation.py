@@ -298,3 +298,30 @@ def _check_metadata(metadata, bad) -> None:
             bad(f"metadata[{key!r}]", f"key must be 1 to {MAX_METADATA_KEY} characters")
         if len(value) > MAX_METADATA_VALUE:
             bad(f"metadata[{key!r}]", f"value must be at most {MAX_METADATA_VALUE} characters")
+
+
+MAX_PRESET_NAME = 200
+MAX_PRESET_DESCRIPTION = 1000
+
+
+def validate_preset(name: str, description: str, spec: job_pb2.OutputSpec, has_spec: bool) -> None:
+    """A preset to save: a name and a complete inline output spec (no preset reference)."""
+    violations: list[FieldViolation] = []
+
+    def bad(path: str, description: str) -> None:
+        violations.append(FieldViolation(path, description))
+
+    if not name.strip():
+        bad("preset.name", "is required")
+    elif len(name) > MAX_PRESET_NAME:
+        bad("preset.name", f"at most {MAX_PRESET_NAME} characters")
+    if len(description) > MAX_PRESET_DESCRIPTION:
+        bad("preset.description", f"at most {MAX_PRESET_DESCRIPTION} characters")
+    if not has_spec:
+        bad("preset.spec", "is required")
+    elif spec.preset:
+        bad("preset.spec.preset", "a preset cannot refer to another preset")
+    else:
+        _check_output("preset.spec", spec, set(), bad)
+    if violations:
+        raise InvalidArgument(violations)

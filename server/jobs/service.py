@@ -21,6 +21,7 @@ from ..store.models import Job, Output
 from ..store.store import JobRecord, Tx, now
 from . import views
 from .lifecycle import Lifecycle
+from .presets import PresetCatalog
 
 S = job_pb2.JobStage
 MAX_PAGE_SIZE = 100
@@ -41,8 +42,10 @@ class JobService:
         origins: Origins | None = None,
         default_origin: str = "",
         webhook_policy: InputPolicy | None = None,
+        presets: PresetCatalog | None = None,
     ) -> None:
         self.life = life
+        self.presets = presets or PresetCatalog(life.store)
         # Webhook destinations: public hosts only, unless allowlisted (no file roots).
         self.webhook_policy = webhook_policy or InputPolicy.from_lists([], [])
         self.store = life.store
@@ -59,7 +62,10 @@ class JobService:
     async def create(
         self, organization_id: str, request: job_service_pb2.CreateRequest, header_key: str
     ) -> job_pb2.Job:
-        validation.validate_create(request, self.policy, set(SYSTEM_PRESETS))
+        saved = await self.presets.saved_specs(
+            organization_id, [output.preset for output in request.outputs if output.preset]
+        )
+        validation.validate_create(request, self.policy, set(SYSTEM_PRESETS) | set(saved))
         origin = request.output_origin or self.default_origin
         if self.origins is not None:
             try:
@@ -100,7 +106,7 @@ class JobService:
                     id=ids.output_id(),
                     job_id=job.id,
                     position=position,
-                    spec=resolve(spec).SerializeToString(),
+                    spec=resolve(spec, saved).SerializeToString(),
                     status=str(OutputStatus.PENDING),
                     progress=0.0,
                 )

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import event, func, or_, select, update
+from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from ..domain import states
 from ..domain.errors import FailedPrecondition, NotFound, StaleLease
 from ..domain.states import JobStatus, OutputStatus
-from .models import ApiKey, Job, JobEvent, Organization, Output, Task, WebhookDelivery
+from .models import ApiKey, Job, JobEvent, Organization, Output, Preset, Task, WebhookDelivery
 
 API_KEY_PREFIX = "kiln_sk_"
 
@@ -440,3 +440,45 @@ class Tx:
                 )
             ).all()
         )
+
+    # -- presets ------------------------------------------------------------------
+
+    async def insert_preset(self, preset: Preset) -> None:
+        self.session.add(preset)
+        await self.session.flush()
+
+    async def presets_by_id(self, organization_id: str, preset_ids: Sequence[str]) -> list[Preset]:
+        if not preset_ids:
+            return []
+        return list(
+            (
+                await self.session.scalars(
+                    select(Preset).where(
+                        Preset.organization_id == organization_id, Preset.id.in_(preset_ids)
+                    )
+                )
+            ).all()
+        )
+
+    async def list_presets(self, organization_id: str, limit: int, offset: int) -> list[Preset]:
+        for preset in (
+            presets := list(
+                (
+                    await self.session.scalars(
+                        select(Preset)
+                        .where(Preset.organization_id == organization_id)
+                        .order_by(Preset.created_at, Preset.id)
+                        .limit(limit)
+                        .offset(offset)
+                    )
+                ).all()
+            )
+        ):
+            preset.created_at = _aware(preset.created_at)
+        return presets
+
+    async def delete_preset(self, organization_id: str, preset_id: str) -> bool:
+        result = await self.session.execute(
+            delete(Preset).where(Preset.organization_id == organization_id, Preset.id == preset_id)
+        )
+        return result.rowcount == 1

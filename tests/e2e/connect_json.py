@@ -18,6 +18,17 @@ class ConnectJsonClient:
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
 
+    def call_service(self, service: str, method: str, body: dict) -> dict:
+        """A unary call that must succeed; returns the JSON answer."""
+        response = httpx.post(
+            f"{self.base_url}/{service}/{method}",
+            json=body,
+            headers={**self.headers, "Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
     def call(self, method: str, body: dict) -> tuple[int, dict]:
         response = httpx.post(
             f"{self.base_url}/kiln.v1.JobService/{method}",

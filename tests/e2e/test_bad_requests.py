@@ -11,7 +11,7 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
+from kiln.v1 import job_pb2, job_service_pb2
 
 from .cluster import SIGNING_KEY
 from .connect_json import ConnectJsonClient, ConnectStreamError
@@ -250,19 +250,7 @@ def test_server_still_serving_after_bad_input(server, api_key):
     assert "Traceback" not in response.text
 
 
-def test_preset_service_is_unimplemented_on_both_protocols(server, api_key):
-    response = httpx.post(
-        f"{server.http_url}/kiln.v1.PresetService/ListPresets",
-        json={},
-        headers={"Authorization": f"Bearer {api_key}"},
-        timeout=10,
-    )
-    assert response.status_code == 501
-    assert response.json()["code"] == "unimplemented"
-    stub = preset_service_pb2_grpc.PresetServiceStub(grpc.insecure_channel(server.grpc_target))
-    with pytest.raises(grpc.RpcError) as caught:
-        stub.ListPresets(preset_service_pb2.ListPresetsRequest())
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_unknown_service_path_is_404(server):
     assert httpx.post(f"{server.http_url}/kiln.v1.Nope/Do", json={}, timeout=10).status_code == 404
 
 
