@@ -412,3 +412,19 @@ def test_every_ladder_file_can_be_described(cmaf: Ladder, hls_ts: Ladder) -> Non
     assert described["v0/seg_00000.ts"].size_bytes > 0
     assert described["v0/seg_00000.ts"].codec == ""
     assert described["master.m3u8"].size_bytes > 0
+
+
+def test_dash_bandwidth_is_the_measured_peak_segment_rate(dash: Ladder) -> None:
+    manifest = dash.out_dir / "manifest.mpd"
+    mpd = MPEGDASHParser.parse(str(manifest))
+    files = dash_files(manifest)
+    for adaptation_set in mpd.periods[0].adaptation_sets:
+        for representation in adaptation_set.representations:
+            durations = timeline_durations(representation)
+            segments = files[representation.id][1:]  # the init segment is not media
+            assert len(segments) == len(durations)
+            peak = max(
+                path.stat().st_size * 8 / seconds
+                for path, seconds in zip(segments, durations, strict=True)
+            )
+            assert representation.bandwidth == round(peak), representation.id

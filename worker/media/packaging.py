@@ -56,6 +56,7 @@ async def _finalize_ladder(step: LadderPackaging) -> list[str]:
     notes: list[str] = []
     if step.dash_manifest is not None:
         notes += await correct_mpd_codecs(step.dash_manifest)
+        await asyncio.to_thread(measure_mpd_bandwidth, step.dash_manifest)
     if step.hls_master is not None:
         if step.dash_manifest is not None:
             # CMAF: the dash muxer's HLS playlists lack what a VOD playlist says about itself.
@@ -290,16 +291,70 @@ async def correct_mpd_codecs(manifest: Path) -> list[str]:
     return []
 
 
+def measure_mpd_bandwidth(manifest: Path) -> None:
+    """Sets each representation's bandwidth to its peak segment bitrate, measured.
+
+    The dash muxer writes the encoder's target rate, which a capped-CRF encode does not
+    keep to; players pick renditions by this number, so it has to be what the segments
+    actually need. Representations without a SegmentTimeline are left as they are.
+    """
+    text = manifest.read_text("utf-8")
+    root = ElementTree.fromstring(text)
+    for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
+        shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+        for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
+            template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+            template = template if template is not None else shared_template
+            if template is None:
+                continue
+            representation_id = representation.get("id", "")
+            peak = peak_segment_bitrate(manifest.parent, template, representation_id)
+            if peak:
+                text = re.sub(
+                    rf'(<Representation id="{re.escape(representation_id)}"'
+                    r'[^>]*?bandwidth=")[^"]*"',
+                    rf'\g<1>{peak}"',
+                    text,
+                )
+    _replace_text(manifest, text)
+
+
+def peak_segment_bitrate(
+    folder: Path, template: ElementTree.Element, representation_id: str
+) -> int:
+    """Highest bits per second over the representation's media segments; 0 if unknown."""
+    timeline = template.find("mpd:SegmentTimeline", _MPD_NAMESPACE)
+    if timeline is None:
+        return 0
+    timescale = int(template.get("timescale", "1"))
+    durations: list[float] = []
+    for entry in timeline.iterfind("mpd:S", _MPD_NAMESPACE):
+        durations += [int(entry.get("d", "0")) / timescale] * (int(entry.get("r", "0")) + 1)
+    number = int(template.get("startNumber", "1"))
+    media = template.get("media", "")
+    peak = 0.0
+    for offset, seconds in enumerate(durations):
+        path = folder / _expand_template(media, representation_id, number + offset)
+        if seconds > 0 and path.is_file():
+            peak = max(peak, path.stat().st_size * 8 / seconds)
+    return round(peak)
+
+
+def _expand_template(pattern: str, representation_id: str, number: int) -> str:
+    named = pattern.replace("$RepresentationID$", representation_id)
+    return _NUMBER_TEMPLATE.sub(lambda match: f"{number:0{int(match.group(1) or 1)}d}", named)
+
+
 def _first_dash_segment(
     folder: Path, template: ElementTree.Element, representation_id: str
 ) -> tuple[Path, Path]:
-    def expand(pattern: str, number: int) -> str:
-        named = pattern.replace("$RepresentationID$", representation_id)
-        return _NUMBER_TEMPLATE.sub(lambda match: f"{number:0{int(match.group(1) or 1)}d}", named)
-
     start_number = int(template.get("startNumber", "1"))
-    init_segment = folder / expand(template.get("initialization", ""), start_number)
-    first_segment = folder / expand(template.get("media", ""), start_number)
+    init_segment = folder / _expand_template(
+        template.get("initialization", ""), representation_id, start_number
+    )
+    first_segment = folder / _expand_template(
+        template.get("media", ""), representation_id, start_number
+    )
     return init_segment, first_segment
 
 
