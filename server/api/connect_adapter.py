@@ -1,4 +1,4 @@
-"""Connect (JSON and binary) and gRPC-web: each RPC translates and calls the JobService."""
+"""Connect (JSON and binary) and gRPC-web: each RPC translates and calls the use cases."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from kiln.v1.preset_service_connect import PresetServiceASGIApplication
 from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from .auth import Authenticator
-from .errors import connect_error
+from .errors import connect_boundary, connect_error
 
 
 class ConnectJobService:
@@ -22,64 +22,50 @@ class ConnectJobService:
         self.auth = auth
 
     async def _organization(self, ctx: RequestContext) -> str:
-        headers = ctx.request_headers
-        return await self.auth.organization(headers.get)
+        return await self.auth.organization(ctx.request_headers.get)
 
+    @connect_boundary
     async def create(self, request: pb.CreateRequest, ctx: RequestContext) -> pb.CreateResponse:
-        try:
-            organization = await self._organization(ctx)
-            key = ctx.request_headers.get("x-idempotency-key") or ""
-            return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        key = ctx.request_headers.get("x-idempotency-key") or ""
+        return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
 
+    @connect_boundary
     async def get(self, request: pb.GetRequest, ctx: RequestContext) -> pb.GetResponse:
-        try:
-            organization = await self._organization(ctx)
-            return pb.GetResponse(job=await self.jobs.get(organization, request.id))
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        return pb.GetResponse(job=await self.jobs.get(organization, request.id))
 
+    @connect_boundary
     async def list(self, request: pb.ListRequest, ctx: RequestContext) -> pb.ListResponse:
-        try:
-            return await self.jobs.list(await self._organization(ctx), request)
-        except Exception as error:
-            raise connect_error(error) from None
+        return await self.jobs.list(await self._organization(ctx), request)
 
+    @connect_boundary
     async def cancel(self, request: pb.CancelRequest, ctx: RequestContext) -> pb.CancelResponse:
-        try:
-            organization = await self._organization(ctx)
-            return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
 
+    @connect_boundary
     async def confirm(self, request: pb.ConfirmRequest, ctx: RequestContext) -> pb.ConfirmResponse:
-        try:
-            organization = await self._organization(ctx)
-            return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
 
+    @connect_boundary
     async def retry(self, request: pb.RetryRequest, ctx: RequestContext) -> pb.RetryResponse:
-        try:
-            organization = await self._organization(ctx)
-            return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
 
+    @connect_boundary
     async def delete_outputs(
         self, request: pb.DeleteOutputsRequest, ctx: RequestContext
     ) -> pb.DeleteOutputsResponse:
-        try:
-            organization = await self._organization(ctx)
-            job, deleted = await self.jobs.delete_outputs(organization, request.id)
-            return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        job, deleted = await self.jobs.delete_outputs(organization, request.id)
+        return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
 
     async def watch(
         self, request: pb.WatchRequest, ctx: RequestContext
     ) -> AsyncIterator[pb.WatchResponse]:
+        # A stream's errors can only be raised before its first message: open it here.
         try:
             organization = await self._organization(ctx)
             stream = await self.jobs.watch(organization, request)
@@ -97,42 +83,34 @@ class ConnectPresetService:
     async def _organization(self, ctx: RequestContext) -> str:
         return await self.auth.organization(ctx.request_headers.get)
 
+    @connect_boundary
     async def create_preset(
         self, request: ppb.CreatePresetRequest, ctx: RequestContext
     ) -> ppb.CreatePresetResponse:
-        try:
-            organization = await self._organization(ctx)
-            return ppb.CreatePresetResponse(
-                preset=await self.presets.create(organization, request.preset)
-            )
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        return ppb.CreatePresetResponse(
+            preset=await self.presets.create(organization, request.preset)
+        )
 
+    @connect_boundary
     async def get_preset(
         self, request: ppb.GetPresetRequest, ctx: RequestContext
     ) -> ppb.GetPresetResponse:
-        try:
-            organization = await self._organization(ctx)
-            return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
-        except Exception as error:
-            raise connect_error(error) from None
+        organization = await self._organization(ctx)
+        return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
 
+    @connect_boundary
     async def list_presets(
         self, request: ppb.ListPresetsRequest, ctx: RequestContext
     ) -> ppb.ListPresetsResponse:
-        try:
-            return await self.presets.list(await self._organization(ctx), request)
-        except Exception as error:
-            raise connect_error(error) from None
+        return await self.presets.list(await self._organization(ctx), request)
 
+    @connect_boundary
     async def delete_preset(
         self, request: ppb.DeletePresetRequest, ctx: RequestContext
     ) -> ppb.DeletePresetResponse:
-        try:
-            await self.presets.delete(await self._organization(ctx), request.id)
-            return ppb.DeletePresetResponse()
-        except Exception as error:
-            raise connect_error(error) from None
+        await self.presets.delete(await self._organization(ctx), request.id)
+        return ppb.DeletePresetResponse()
 
 
 def connect_apps(jobs: JobService, auth: Authenticator) -> list:

@@ -7,7 +7,9 @@ the client as INTERNAL with no detail: never a stack trace.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -91,3 +93,29 @@ async def abort_grpc(context: grpc.aio.ServicerContext, error: BaseException) ->
         status.message,
         trailing_metadata=(("grpc-status-details-bin", rich.SerializeToString()),),
     )
+
+
+def connect_boundary(handler: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
+    """Decorates a unary Connect handler: any error leaves it as the mapped ConnectError."""
+
+    @functools.wraps(handler)
+    async def guarded(*args, **kwargs):
+        try:
+            return await handler(*args, **kwargs)
+        except Exception as error:
+            raise connect_error(error) from None
+
+    return guarded
+
+
+def grpc_boundary(handler: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
+    """Decorates a unary grpc.aio handler `(self, request, context)`: errors abort the call."""
+
+    @functools.wraps(handler)
+    async def guarded(self, request, context):
+        try:
+            return await handler(self, request, context)
+        except Exception as error:
+            await abort_grpc(context, error)
+
+    return guarded

@@ -17,7 +17,7 @@ from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from ..jobs.tasks import TaskService
 from .auth import Authenticator, header_reader
-from .errors import abort_grpc
+from .errors import abort_grpc, grpc_boundary
 
 
 class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
@@ -28,57 +28,43 @@ class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
     async def _organization(self, context: grpc.aio.ServicerContext) -> str:
         return await self.auth.organization(header_reader(list(context.invocation_metadata())))
 
+    @grpc_boundary
     async def Create(self, request: pb.CreateRequest, context) -> pb.CreateResponse:  # noqa: N802
-        try:
-            organization = await self._organization(context)
-            key = header_reader(list(context.invocation_metadata()))("x-idempotency-key") or ""
-            return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        key = header_reader(list(context.invocation_metadata()))("x-idempotency-key") or ""
+        return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
 
+    @grpc_boundary
     async def Get(self, request: pb.GetRequest, context) -> pb.GetResponse:  # noqa: N802
-        try:
-            organization = await self._organization(context)
-            return pb.GetResponse(job=await self.jobs.get(organization, request.id))
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        return pb.GetResponse(job=await self.jobs.get(organization, request.id))
 
+    @grpc_boundary
     async def List(self, request: pb.ListRequest, context) -> pb.ListResponse:  # noqa: N802
-        try:
-            return await self.jobs.list(await self._organization(context), request)
-        except Exception as error:
-            await abort_grpc(context, error)
+        return await self.jobs.list(await self._organization(context), request)
 
+    @grpc_boundary
     async def Cancel(self, request: pb.CancelRequest, context) -> pb.CancelResponse:  # noqa: N802
-        try:
-            organization = await self._organization(context)
-            return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
 
+    @grpc_boundary
     async def Confirm(self, request: pb.ConfirmRequest, context) -> pb.ConfirmResponse:  # noqa: N802
-        try:
-            organization = await self._organization(context)
-            return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
 
+    @grpc_boundary
     async def Retry(self, request: pb.RetryRequest, context) -> pb.RetryResponse:  # noqa: N802
-        try:
-            organization = await self._organization(context)
-            return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
 
+    @grpc_boundary
     async def DeleteOutputs(  # noqa: N802
         self, request: pb.DeleteOutputsRequest, context
     ) -> pb.DeleteOutputsResponse:
-        try:
-            organization = await self._organization(context)
-            job, deleted = await self.jobs.delete_outputs(organization, request.id)
-            return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        job, deleted = await self.jobs.delete_outputs(organization, request.id)
+        return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
 
     async def Watch(  # noqa: N802
         self, request: pb.WatchRequest, context
@@ -101,34 +87,26 @@ class GrpcPresetService(preset_service_pb2_grpc.PresetServiceServicer):
     async def _organization(self, context) -> str:
         return await self.auth.organization(header_reader(list(context.invocation_metadata())))
 
+    @grpc_boundary
     async def CreatePreset(self, request, context) -> ppb.CreatePresetResponse:  # noqa: N802
-        try:
-            organization = await self._organization(context)
-            return ppb.CreatePresetResponse(
-                preset=await self.presets.create(organization, request.preset)
-            )
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        return ppb.CreatePresetResponse(
+            preset=await self.presets.create(organization, request.preset)
+        )
 
+    @grpc_boundary
     async def GetPreset(self, request, context) -> ppb.GetPresetResponse:  # noqa: N802
-        try:
-            organization = await self._organization(context)
-            return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
-        except Exception as error:
-            await abort_grpc(context, error)
+        organization = await self._organization(context)
+        return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
 
+    @grpc_boundary
     async def ListPresets(self, request, context) -> ppb.ListPresetsResponse:  # noqa: N802
-        try:
-            return await self.presets.list(await self._organization(context), request)
-        except Exception as error:
-            await abort_grpc(context, error)
+        return await self.presets.list(await self._organization(context), request)
 
+    @grpc_boundary
     async def DeletePreset(self, request, context) -> ppb.DeletePresetResponse:  # noqa: N802
-        try:
-            await self.presets.delete(await self._organization(context), request.id)
-            return ppb.DeletePresetResponse()
-        except Exception as error:
-            await abort_grpc(context, error)
+        await self.presets.delete(await self._organization(context), request.id)
+        return ppb.DeletePresetResponse()
 
 
 class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
@@ -149,34 +127,28 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         if not hmac.compare_digest(presented.encode(), self.expected.encode()):
             raise Unauthenticated("worker token missing or wrong")
 
+    @grpc_boundary
     async def ClaimTask(self, request: wpb.ClaimTaskRequest, context) -> wpb.ClaimTaskResponse:  # noqa: N802
-        try:
-            self._check_token(context)
-            wait = request.wait_seconds if request.wait_seconds > 0 else 20.0
-            task = await self.tasks.claim(request.worker_id or "anonymous", min(wait, 60.0))
-            return wpb.ClaimTaskResponse(task=task) if task else wpb.ClaimTaskResponse()
-        except Exception as error:
-            await abort_grpc(context, error)
+        self._check_token(context)
+        wait = request.wait_seconds if request.wait_seconds > 0 else 20.0
+        task = await self.tasks.claim(request.worker_id or "anonymous", min(wait, 60.0))
+        return wpb.ClaimTaskResponse(task=task) if task else wpb.ClaimTaskResponse()
 
+    @grpc_boundary
     async def ReportProgress(  # noqa: N802
         self, request: wpb.ReportProgressRequest, context
     ) -> wpb.ReportProgressResponse:
-        try:
-            self._check_token(context)
-            canceled = await self.tasks.report_progress(request)
-            return wpb.ReportProgressResponse(canceled=canceled)
-        except Exception as error:
-            await abort_grpc(context, error)
+        self._check_token(context)
+        canceled = await self.tasks.report_progress(request)
+        return wpb.ReportProgressResponse(canceled=canceled)
 
+    @grpc_boundary
     async def CompleteTask(  # noqa: N802
         self, request: wpb.CompleteTaskRequest, context
     ) -> wpb.CompleteTaskResponse:
-        try:
-            self._check_token(context)
-            await self.tasks.complete_task(request)
-            return wpb.CompleteTaskResponse()
-        except Exception as error:
-            await abort_grpc(context, error)
+        self._check_token(context)
+        await self.tasks.complete_task(request)
+        return wpb.CompleteTaskResponse()
 
 
 def add_services(
