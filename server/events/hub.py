@@ -38,6 +38,7 @@ class _Channel:
         self.tail: deque[tuple[int, job_service_pb2.WatchResponse]] = deque(maxlen=TAIL_LENGTH)
         self.fetched_through = fetched_through
         self.dirty = False
+        self.closed = False
         self.fetching: asyncio.Task | None = None
 
 
@@ -152,8 +153,10 @@ class EventHub:
             return
         channel.subscriptions.discard(subscription)
         if not channel.subscriptions:
-            if channel.fetching:
-                channel.fetching.cancel()
+            # A read in flight is left to finish rather than cancelled: cancelling a task
+            # inside a database call can strand the connection (on SQLite, the only one)
+            # while its cleanup waits for the query, stalling every other request.
+            channel.closed = True
             del self._channels[subscription.job_id]
 
     def poke_all(self) -> None:
@@ -171,7 +174,7 @@ class EventHub:
             channel.fetching = asyncio.create_task(self._fetch(job_id, channel))
 
     async def _fetch(self, job_id: str, channel: _Channel) -> None:
-        while channel.dirty:
+        while channel.dirty and not channel.closed:
             channel.dirty = False
             try:
                 rows = await self.read_events(job_id, channel.fetched_through)

@@ -256,3 +256,29 @@ def test_coalesce_keeps_latest_progress_and_every_status_change():
     assert kept[0].output.output.progress == 9
     assert kept[-1].progress.progress == 100
     assert [e.sequence for e in kept] == sorted(e.sequence for e in kept)
+
+
+async def test_closing_the_last_stream_lets_an_inflight_read_finish():
+    """A read in flight is never cancelled: on SQLite that would strand the only connection."""
+    started, release = asyncio.Event(), asyncio.Event()
+    finished: list[str] = []
+
+    async def slow_read(job_id: str, after: int) -> list[tuple[int, bytes]]:
+        started.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            finished.append("cancelled")
+            raise
+        finished.append("done")
+        return []
+
+    hub = EventHub(slow_read, heartbeat_seconds=3600)
+    subscription = hub.subscribe(JOB, 0)  # starts a read that now waits
+    fetch = subscription.channel.fetching
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    subscription.close()
+    release.set()
+    await asyncio.wait_for(fetch, TIMEOUT)
+    assert finished == ["done"]
+    await hub.stop()
