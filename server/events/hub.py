@@ -75,7 +75,10 @@ class Subscription:
             return []
         tail = channel.tail
         if tail and tail[0][0] <= self.cursor + 1:
-            return [event for sequence, event in tail if sequence > self.cursor]
+            # The log has no gaps, so what this stream lacks is the tail's last `missing`
+            # entries: index from the end instead of scanning the whole tail per stream.
+            missing = tail[-1][0] - self.cursor
+            return [tail[index][1] for index in range(len(tail) - missing, len(tail))]
         # Behind the in-memory tail: read the gap from the log itself.
         rows = await self.hub.read_events(self.job_id, self.cursor)
         return [job_service_pb2.WatchResponse.FromString(payload) for _, payload in rows]
