@@ -162,6 +162,23 @@ class EventHub:
             channel.closed = True
             del self._channels[subscription.job_id]
 
+    def offer(self, job_id: str, event: job_service_pb2.WatchResponse) -> None:
+        """An event this process just committed: deliver it without reading the log.
+
+        Only the next event in sequence is taken; anything else (another writer got in
+        between) falls back to reading the gap from the log.
+        """
+        channel = self._channels.get(job_id)
+        if channel is None or event.sequence <= channel.fetched_through:
+            return
+        if event.sequence != channel.fetched_through + 1:
+            self.poke(job_id)
+            return
+        channel.tail.append((event.sequence, event))
+        channel.fetched_through = event.sequence
+        for subscription in channel.subscriptions:
+            subscription.wake.set()
+
     def poke_all(self) -> None:
         """After notifications may have been lost (a dropped LISTEN connection)."""
         for job_id in list(self._channels):
@@ -184,10 +201,12 @@ class EventHub:
             except Exception:
                 log.exception("reading events of %s failed", job_id)
                 return
-            for sequence, payload in rows:
+            # Offers may have moved the channel on while the read was in flight.
+            fresh = [(seq, payload) for seq, payload in rows if seq > channel.fetched_through]
+            for sequence, payload in fresh:
                 channel.tail.append((sequence, job_service_pb2.WatchResponse.FromString(payload)))
-            if rows:
-                channel.fetched_through = rows[-1][0]
+            if fresh:
+                channel.fetched_through = fresh[-1][0]
                 channel.dirty = True  # there may be more than one page
                 for subscription in channel.subscriptions:
                     subscription.wake.set()

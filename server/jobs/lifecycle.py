@@ -9,6 +9,7 @@ API (service.py) and the worker API (tasks.py) change jobs only through these st
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -36,9 +37,11 @@ class Lifecycle:
         self.webhook_queued: asyncio.Event | None = None
 
     def published(self, job_id: str) -> None:
-        """Call after a commit that logged events. On Postgres NOTIFY wakes every process."""
-        if not self.store.is_postgres:
-            self.hub.poke(job_id)
+        """Call after a commit that logged events.
+
+        This process's watchers already have them (offered at commit); other processes learn
+        through NOTIFY on Postgres. What is left is waking the webhook sender.
+        """
         if self.webhook_queued is not None:
             self.webhook_queued.set()
 
@@ -60,15 +63,20 @@ class Lifecycle:
         self.task_queued.set()
 
     async def emit(self, tx: Tx, job_id: str, **event: Any) -> int:
+        """Log one Watch event; once committed, this process's watchers get it directly."""
         moment = now()
+        built: list[job_service_pb2.WatchResponse] = []
 
         def payload(sequence: int) -> bytes:
             response = job_service_pb2.WatchResponse(sequence=sequence, **event)
             response.time.FromDatetime(moment)
+            built.append(response)
             return response.SerializeToString()
 
         sequence = await tx.append_event(job_id, payload)
         await tx.notify(EVENTS_CHANNEL, job_id)
+        # No read back from the log for events this process wrote: the hub takes them as is.
+        tx.after_commit(functools.partial(self.hub.offer, job_id, built[0]))
         return sequence
 
     async def move(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,8 +95,12 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
+        """A unit of work; its after-commit callbacks run once it committed, never on rollback."""
         async with self._sessions() as session, session.begin():
-            yield Tx(session, self.is_postgres)
+            tx = Tx(session, self.is_postgres)
+            yield tx
+        for callback in tx.committed_callbacks:
+            callback()
 
 
 def _sqlite_pragmas(connection, _record) -> None:
@@ -113,6 +117,10 @@ class Tx:
     def __init__(self, session: AsyncSession, is_postgres: bool) -> None:
         self.session = session
         self.is_postgres = is_postgres
+        self.committed_callbacks: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed_callbacks.append(callback)
 
     # -- organizations and keys ---------------------------------------------------
 

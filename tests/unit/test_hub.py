@@ -282,3 +282,20 @@ async def test_closing_the_last_stream_lets_an_inflight_read_finish():
     await asyncio.wait_for(fetch, TIMEOUT)
     assert finished == ["done"]
     await hub.stop()
+
+
+async def test_offered_events_are_delivered_without_reading_the_log(hub, log):
+    subscription = hub.subscribe(JOB, 0)
+    await asyncio.wait_for(subscription.channel.fetching, TIMEOUT)  # the catch-up read
+    reads_before = len(log.reads)
+    log.append(JOB, 2)  # what this process just committed
+    for _sequence, payload in log.events[JOB]:
+        hub.offer(JOB, job_service_pb2.WatchResponse.FromString(payload))
+    assert sequences(await collect(subscription, 2)) == [1, 2]
+    assert len(log.reads) == reads_before
+    # A stale offer changes nothing; one after a gap makes the hub read the gap.
+    hub.offer(JOB, job_service_pb2.WatchResponse.FromString(log.events[JOB][0][1]))
+    log.append(JOB, 2)
+    hub.offer(JOB, job_service_pb2.WatchResponse.FromString(log.events[JOB][3][1]))
+    assert sequences(await collect(subscription, 2)) == [3, 4]
+    assert len(log.reads) > reads_before
