@@ -20,7 +20,7 @@ from ..domain import ids
 from ..domain.states import JobStatus, OutputStatus
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL, TASKS_CHANNEL
-from ..store.models import Job, Task, WebhookDelivery
+from ..store.models import Job, Output, Task, WebhookDelivery
 from ..store.store import JobRecord, Store, Tx, now
 from . import views
 
@@ -128,8 +128,13 @@ class Lifecycle:
             )
 
     async def emit_output(self, tx: Tx, job: Job, output_id: str) -> None:
+        """The output's event, re-read first: guarded UPDATEs may have changed the row."""
         record = await tx.get_job(None, job.id)
         output = next(o for o in record.outputs if o.id == output_id)
+        await self.emit_output_row(tx, job, output)
+
+    async def emit_output_row(self, tx: Tx, job: Job, output: Output) -> None:
+        """The output's event from a row the caller holds current (the progress hot path)."""
         await self.emit(
             tx,
             job.id,

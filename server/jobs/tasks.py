@@ -104,7 +104,7 @@ class TaskService:
                 return False
             await tx.update_output(output.id, progress=progress)
             output.progress = progress
-            await self.life.emit_output(tx, record.job, output.id)
+            await self.life.emit_output_row(tx, record.job, output)
             job_progress = min(
                 sum(o.progress for o in record.outputs) / len(record.outputs), RUNNING_PROGRESS_CAP
             )

@@ -73,6 +73,8 @@ class Cluster:
     database_url: str
     root: Path
     media_root: Path
+    # Settings every process of this cluster gets on top of the test defaults.
+    settings: dict[str, str] = field(default_factory=dict)
     servers: list[ServerProcess] = field(default_factory=list)
     workers: list[subprocess.Popen] = field(default_factory=list)
 
@@ -86,6 +88,7 @@ class Cluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = base_env(self.database_url, self.data_dir, self.media_root)
+        env.update(self.settings)
         env.update(extra)
         return env
 

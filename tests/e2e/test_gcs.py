@@ -35,10 +35,11 @@ def emulator(media_root):
 @pytest.fixture(scope="module")
 def gcs_cluster(backend_url, tmp_path_factory, media_root, emulator):
     url, _ = emulator
-    cluster = Cluster(backend_url, tmp_path_factory.mktemp("gcs-cluster"), media_root)
-    original_env = cluster.env
-    cluster.env = lambda **extra: original_env(
-        STORAGE_EMULATOR_HOST=url, KILN_GCS_OUTPUT_BUCKETS=OUTPUTS, **extra
+    cluster = Cluster(
+        backend_url,
+        tmp_path_factory.mktemp("gcs-cluster"),
+        media_root,
+        settings=dict(STORAGE_EMULATOR_HOST=url, KILN_GCS_OUTPUT_BUCKETS=OUTPUTS),
     )
     try:
         server = cluster.start_server()

@@ -82,9 +82,9 @@ def origins(media_root):
 def open_cluster(backend_url, tmp_path_factory, media_root):
     """A cluster that allowlists loopback, as a self-hoster would for an internal origin."""
     root = tmp_path_factory.mktemp("http-cluster")
-    cluster = Cluster(backend_url, root, media_root)
-    original_env = cluster.env
-    cluster.env = lambda **extra: original_env(KILN_INPUT_ALLOW_HOSTS="127.0.0.1", **extra)
+    cluster = Cluster(
+        backend_url, root, media_root, settings=dict(KILN_INPUT_ALLOW_HOSTS="127.0.0.1")
+    )
     try:
         server = cluster.start_server()
         cluster.start_worker(server)

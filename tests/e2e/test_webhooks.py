@@ -59,10 +59,11 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def hook_cluster(backend_url, tmp_path_factory, media_root):
-    cluster = Cluster(backend_url, tmp_path_factory.mktemp("hooks"), media_root)
-    original_env = cluster.env
-    cluster.env = lambda **extra: original_env(
-        KILN_WEBHOOK_ALLOW_HOSTS="127.0.0.1", KILN_WEBHOOK_SECRET=SECRET, **extra
+    cluster = Cluster(
+        backend_url,
+        tmp_path_factory.mktemp("hooks"),
+        media_root,
+        settings=dict(KILN_WEBHOOK_ALLOW_HOSTS="127.0.0.1", KILN_WEBHOOK_SECRET=SECRET),
     )
     try:
         server = cluster.start_server()

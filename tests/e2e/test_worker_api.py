@@ -25,9 +25,7 @@ def lone_server(request, tmp_path_factory, media_root):
     else:
         request.getfixturevalue("postgres_available")
         url = create_postgres_database()
-    cluster = Cluster(url, root, media_root)
-    original_env = cluster.env
-    cluster.env = lambda **extra: original_env(KILN_WORKER_TOKEN=TOKEN, **extra)
+    cluster = Cluster(url, root, media_root, settings=dict(KILN_WORKER_TOKEN=TOKEN))
     try:
         server = cluster.start_server()
         yield cluster, server

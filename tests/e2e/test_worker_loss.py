@@ -13,9 +13,7 @@ from .test_cancel import ffmpeg_pids_writing_to, wait_until
 
 @pytest.fixture
 def short_lease_cluster(backend_url, tmp_path, media_root):
-    cluster = Cluster(backend_url, tmp_path, media_root)
-    original_env = cluster.env
-    cluster.env = lambda **extra: original_env(KILN_LEASE_SECONDS="2", **extra)
+    cluster = Cluster(backend_url, tmp_path, media_root, settings=dict(KILN_LEASE_SECONDS="2"))
     try:
         yield cluster, cluster.start_server()
     finally:

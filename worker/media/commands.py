@@ -375,6 +375,23 @@ def build_command(
     raise OutputSpecError(f"output type {OutputType.Name(spec.type)} is not built by build_command")
 
 
+def progressive_variant(
+    spec: job_pb2.OutputSpec, container: Container
+) -> tuple[job_pb2.VideoVariant, int]:
+    """The single video variant of a progressive output and the codec it resolves to."""
+    if len(spec.video) != 1:
+        raise OutputSpecError(
+            f"a progressive output takes exactly one video variant, got {len(spec.video)}"
+        )
+    variant = spec.video[0]
+    codec = variant.codec or container.video_codecs[0]
+    if codec not in container.video_codecs:
+        raise OutputSpecError(
+            f"{VideoCodec.Name(codec)} cannot go into {OutputType.Name(spec.type)}"
+        )
+    return variant, codec
+
+
 def build_progressive_command(
     *,
     input_path: str,
@@ -387,16 +404,7 @@ def build_progressive_command(
     container = PROGRESSIVE_CONTAINERS.get(spec.type)
     if container is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not a progressive type")
-    if len(spec.video) != 1:
-        raise OutputSpecError(
-            f"a progressive output takes exactly one video variant, got {len(spec.video)}"
-        )
-    variant = spec.video[0]
-    codec = variant.codec or container.video_codecs[0]
-    if codec not in container.video_codecs:
-        raise OutputSpecError(
-            f"{VideoCodec.Name(codec)} cannot go into {OutputType.Name(spec.type)}"
-        )
+    variant, codec = progressive_variant(spec, container)
     video = default_stream(info, "video")
     if video is None:
         raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")

@@ -26,6 +26,7 @@ from worker.media.commands import (
     clip_window,
     default_stream,
     output_dimensions,
+    progressive_variant,
     seconds_arg,
     video_encoder_args,
 )
@@ -62,16 +63,7 @@ def _build_video_concat(
     inputs: Inputs, spec: job_pb2.OutputSpec, out_dir: Path, ffmpeg: str
 ) -> CommandPlan:
     container = PROGRESSIVE_CONTAINERS[spec.type]
-    if len(spec.video) != 1:
-        raise OutputSpecError(
-            f"a progressive output takes exactly one video variant, got {len(spec.video)}"
-        )
-    variant = spec.video[0]
-    codec = variant.codec or container.video_codecs[0]
-    if codec not in container.video_codecs:
-        raise OutputSpecError(
-            f"{VideoCodec.Name(codec)} cannot go into {OutputType.Name(spec.type)}"
-        )
+    variant, codec = progressive_variant(spec, container)
     videos = []
     for number, (_, info) in enumerate(inputs):
         video = default_stream(info, "video")
