@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import grpc
 import uvicorn
 
+from common.input_policy import InputPolicy
+
 from .api.auth import Authenticator
 from .api.connect_adapter import connect_apps
 from .api.grpc_adapter import add_services
 from .api.http_routes import HttpApp
 from .config import Settings
-from .domain.input_policy import InputPolicy
 from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from .jobs.lifecycle import Lifecycle

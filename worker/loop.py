@@ -23,8 +23,8 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
+from common.input_policy import InputPolicy, InputRefused
 from server.config import Settings
-from server.domain.input_policy import InputPolicy, InputRefused
 from server.storage.gcs import download_to
 from server.storage.local import LocalStorage
 from server.storage.origins import Origins, gcs_client

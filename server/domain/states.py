@@ -1,8 +1,9 @@
-"""The job state machine: one transition table, used by the store's guarded updates.
+"""Every lifecycle as one transition table: jobs, outputs, tasks, webhook deliveries.
 
 The store never writes a status without naming the statuses it may come from
-(`UPDATE ... WHERE status IN (...)`), and those come from this table, so two
-racing writers cannot both win and no code path can invent a transition.
+(`UPDATE ... WHERE status IN (...)`), and those come from these tables, so two
+racing writers cannot both win and no code path can invent a transition. CHECK
+constraints on the status columns (migration 0004) hold the same sets of values.
 """
 
 from __future__ import annotations
@@ -32,6 +33,28 @@ class OutputStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
+
+
+class TaskStatus(StrEnum):
+    """A unit of work in the queue: waiting, held under a lease, or ended."""
+
+    QUEUED = "QUEUED"
+    LEASED = "LEASED"
+    DONE = "DONE"
+    CANCELED = "CANCELED"
+
+
+class TaskKind(StrEnum):
+    PROBE = "PROBE"
+    TRANSCODE = "TRANSCODE"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook notification: still to be sent (or retried), received, or given up."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
 
 
 TERMINAL: frozenset[JobStatus] = frozenset(
@@ -64,9 +87,52 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+# target -> sources, for outputs. Retry puts every output that did not complete back to
+# PENDING (a job that failed while probing still has PENDING outputs: a no-op reset).
+OUTPUT_TRANSITIONS: dict[OutputStatus, frozenset[OutputStatus]] = {
+    OutputStatus.PENDING: frozenset(
+        {OutputStatus.PENDING, OutputStatus.FAILED, OutputStatus.CANCELED}
+    ),
+    OutputStatus.PROCESSING: frozenset({OutputStatus.PENDING}),
+    OutputStatus.COMPLETED: frozenset({OutputStatus.PROCESSING}),
+    OutputStatus.FAILED: frozenset({OutputStatus.PENDING, OutputStatus.PROCESSING}),
+    OutputStatus.CANCELED: frozenset({OutputStatus.PENDING, OutputStatus.PROCESSING}),
+}
+
+# target -> sources, for tasks. A task is inserted QUEUED; QUEUED from LEASED is the
+# reaper taking back an expired lease.
+TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset({TaskStatus.LEASED}),
+    TaskStatus.LEASED: frozenset({TaskStatus.QUEUED}),
+    TaskStatus.DONE: frozenset({TaskStatus.LEASED}),
+    TaskStatus.CANCELED: frozenset({TaskStatus.QUEUED, TaskStatus.LEASED}),
+}
+
+# target -> sources, for webhook deliveries. PENDING from PENDING is a failed attempt
+# scheduled again.
+DELIVERY_TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
+    DeliveryStatus.PENDING: frozenset({DeliveryStatus.PENDING}),
+    DeliveryStatus.DELIVERED: frozenset({DeliveryStatus.PENDING}),
+    DeliveryStatus.FAILED: frozenset({DeliveryStatus.PENDING}),
+}
+
+
 def allowed_sources(target: JobStatus) -> frozenset[JobStatus]:
     """The statuses from which a job may move to `target`."""
     return TRANSITIONS[target]
+
+
+def output_sources(target: OutputStatus) -> list[str]:
+    """The stored statuses an output may move to `target` from (for the guarded UPDATE)."""
+    return sorted(OUTPUT_TRANSITIONS[target])
+
+
+def task_sources(target: TaskStatus) -> list[str]:
+    return sorted(TASK_TRANSITIONS[target])
+
+
+def delivery_sources(target: DeliveryStatus) -> list[str]:
+    return sorted(DELIVERY_TRANSITIONS[target])
 
 
 def can_transition(source: JobStatus, target: JobStatus) -> bool:

@@ -10,8 +10,9 @@ import re
 
 from kiln.v1 import job_pb2, job_service_pb2
 
+from common.input_policy import InputPolicy, InputRefused
+
 from .errors import FieldViolation, InvalidArgument
-from .input_policy import InputPolicy, InputRefused
 
 MAX_OUTPUTS = 10
 MAX_CONCAT_INPUTS = 10

@@ -10,9 +10,10 @@ from datetime import datetime
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
+from common.input_policy import InputPolicy, InputRefused
+
 from ..domain import ids, validation
 from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
-from ..domain.input_policy import InputPolicy, InputRefused
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import coalesce

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -20,9 +22,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..domain.states import DeliveryStatus, JobStatus, OutputStatus, TaskKind, TaskStatus
+
 
 class Base(DeclarativeBase):
     pass
+
+
+def _one_of(column: str, statuses: type[StrEnum]) -> str:
+    """A CHECK clause naming every member of a domain status enum."""
+    return f"{column} IN ({', '.join(repr(str(status)) for status in statuses)})"
 
 
 class Organization(Base):
@@ -51,6 +60,7 @@ class Job(Base):
         # NULL keys never collide, so jobs without a key are unconstrained.
         UniqueConstraint("organization_id", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_org_created", "organization_id", "created_at"),
+        CheckConstraint(_one_of("status", JobStatus), name="ck_jobs_status"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -65,6 +75,8 @@ class Job(Base):
     job_metadata: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     webhook_url: Mapped[str] = mapped_column(Text, default="")
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # sha256 of the canonical request: the same key with another request is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     output_origin: Mapped[str] = mapped_column(Text, default="")
     # kiln.v1.InputInfo, serialized: it is only ever read whole.
     input_info: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -86,6 +98,7 @@ class Job(Base):
 
 class Output(Base):
     __tablename__ = "outputs"
+    __table_args__ = (CheckConstraint(_one_of("status", OutputStatus), name="ck_outputs_status"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -103,7 +116,11 @@ class Output(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_claim", "status", "priority", "created_at"),)
+    __table_args__ = (
+        Index("ix_tasks_claim", "status", "priority", "created_at"),
+        CheckConstraint(_one_of("status", TaskStatus), name="ck_tasks_status"),
+        CheckConstraint(_one_of("kind", TaskKind), name="ck_tasks_kind"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -135,7 +152,10 @@ class WebhookDelivery(Base):
     """A signed notification of a terminal job, retried until the receiver takes it."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_due", "status", "next_attempt_at"),
+        CheckConstraint(_one_of("status", DeliveryStatus), name="ck_webhook_deliveries_status"),
+    )
 
     # Also the webhook-id header: receivers deduplicate retries by it.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

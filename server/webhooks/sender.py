@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from ..domain.input_policy import InputPolicy, InputRefused
+from common.input_policy import InputPolicy, InputRefused
+
 from ..store.store import Store
 
 log = logging.getLogger(__name__)

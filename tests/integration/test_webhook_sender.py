@@ -11,7 +11,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from server.domain.input_policy import InputPolicy
+from common.input_policy import InputPolicy
 from server.store.models import WebhookDelivery
 from server.webhooks.sender import WebhookSender, backoff
 

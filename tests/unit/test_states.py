@@ -144,3 +144,48 @@ def test_final_status(outputs, expected):
 def test_final_status_is_always_reachable_from_processing():
     for outputs in itertools.product([C, F, X], repeat=3):
         assert can_transition(JobStatus.PROCESSING, final_status(list(outputs)))
+
+
+def test_status_check_constraints_of_migration_0004_name_every_domain_status():
+    """The CHECK constraints and the transition tables must list the same statuses."""
+    import importlib.util
+    from pathlib import Path
+
+    from server.domain.states import (
+        DELIVERY_TRANSITIONS,
+        OUTPUT_TRANSITIONS,
+        TASK_TRANSITIONS,
+        TRANSITIONS,
+        TaskKind,
+    )
+
+    path = next(Path("server/store/migrations/versions").glob("0004_*.py"))
+    spec = importlib.util.spec_from_file_location("migration_0004", path)
+    assert spec and spec.loader
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    assert set(migration.JOB_STATUSES) == {str(s) for s in TRANSITIONS}
+    assert set(migration.OUTPUT_STATUSES) == {str(s) for s in OUTPUT_TRANSITIONS}
+    assert set(migration.TASK_STATUSES) == {str(s) for s in TASK_TRANSITIONS}
+    assert set(migration.DELIVERY_STATUSES) == {str(s) for s in DELIVERY_TRANSITIONS}
+    assert set(migration.TASK_KINDS) == {str(k) for k in TaskKind}
+
+
+def test_every_lifecycle_table_names_only_its_own_statuses():
+    from server.domain.states import (
+        DELIVERY_TRANSITIONS,
+        OUTPUT_TRANSITIONS,
+        TASK_TRANSITIONS,
+        DeliveryStatus,
+        OutputStatus,
+        TaskStatus,
+    )
+
+    for table, kind in (
+        (OUTPUT_TRANSITIONS, OutputStatus),
+        (TASK_TRANSITIONS, TaskStatus),
+        (DELIVERY_TRANSITIONS, DeliveryStatus),
+    ):
+        assert set(table) == set(kind)
+        for sources in table.values():
+            assert all(isinstance(source, kind) for source in sources)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
+from common.input_policy import InputPolicy, InputRefused
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.input_policy import InputPolicy, InputRefused
 from server.domain.presets import SYSTEM_PRESETS
 from server.domain.validation import validate_create
 
