@@ -146,6 +146,7 @@ class Kiln:
             KILN_INPUT_ROOTS=str(media),
             KILN_HTTP_PORT=str(self.http_port),
             KILN_GRPC_PORT=str(self.grpc_port),
+            KILN_WORKER_PORT=str(free_port()),
             KILN_LOG_LEVEL="WARNING",
         )
         root.mkdir(parents=True, exist_ok=True)

@@ -127,13 +127,14 @@ async def consume(
 async def measure_kiln(streams: int, reports: int, interval: float) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="kiln-fanout-") as tmp:
         root = Path(tmp)
-        http_port, grpc_port = free_port(), free_port()
+        http_port, grpc_port, worker_port = free_port(), free_port(), free_port()
         env = dict(os.environ)
         env.update(
             PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'gen'}",
             KILN_DATA_DIR=str(root / "var"),
             KILN_HTTP_PORT=str(http_port),
             KILN_GRPC_PORT=str(grpc_port),
+            KILN_WORKER_PORT=str(worker_port),
             KILN_LOG_LEVEL="WARNING",
             KILN_INPUT_ROOTS=str(root),
         )
@@ -170,7 +171,9 @@ async def measure_kiln(streams: int, reports: int, interval: float) -> list[floa
             auth = (("authorization", f"Bearer {key}"),)
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
             jobs = job_service_pb2_grpc.JobServiceStub(channel)
-            worker = worker_service_pb2_grpc.WorkerServiceStub(channel)
+            worker = worker_service_pb2_grpc.WorkerServiceStub(
+                grpc.aio.insecure_channel(f"127.0.0.1:{worker_port}")
+            )
             job = (
                 await jobs.Create(
                     job_service_pb2.CreateRequest(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from common.input_policy import InputPolicy
 
 from .api.auth import Authenticator
 from .api.connect_adapter import connect_apps
-from .api.grpc_adapter import add_services
+from .api.grpc_adapter import add_public_services, add_worker_service
 from .api.http_routes import HttpApp
-from .config import Settings
+from .config import Settings, check_worker_listener
 from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from .jobs.lifecycle import Lifecycle
@@ -53,6 +52,7 @@ class Server:
     tasks: TaskService
     webhooks: WebhookSender
     grpc_server: grpc.aio.Server
+    worker_server: grpc.aio.Server
     http_server: uvicorn.Server
     listener: PostgresListener | None
 
@@ -61,6 +61,7 @@ class Server:
         if self.listener:
             await self.listener.start()
         await self.grpc_server.start()
+        await self.worker_server.start()
         reaper = asyncio.create_task(self._reap_leases(), name="lease-reaper")
         self.webhooks.start()
         # Start uvicorn in steps (not serve()) so the socket is bound before we say
@@ -72,11 +73,13 @@ class Server:
         await self.http_server.startup()
         http = asyncio.create_task(self._serve_http(), name="http")
         log.info(
-            "kiln server ready: http=%s:%s grpc=%s:%s",
+            "kiln server ready: http=%s:%s grpc=%s:%s workers=%s:%s",
             self.settings.http_host,
             self.settings.http_port,
             self.settings.grpc_host,
             self.settings.grpc_port,
+            self.settings.worker_host,
+            self.settings.worker_port,
         )
         if ready:
             ready.set()
@@ -86,6 +89,7 @@ class Server:
             reaper.cancel()
             await self.webhooks.stop()
             await self.grpc_server.stop(grace=1)
+            await self.worker_server.stop(grace=1)
             await self.hub.stop()
             if self.listener:
                 await self.listener.stop()
@@ -102,11 +106,15 @@ class Server:
         interval = max(self.settings.lease_seconds / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
+            try:
                 await self.tasks.reap_expired_leases()
+            except Exception:
+                # Logged, never swallowed silently: a reaper that stops reaping strands jobs.
+                log.exception("lease reaper round failed")
 
 
 def build_server(settings: Settings) -> Server:
+    check_worker_listener(settings)
     migrate(settings.effective_database_url)
     store = Store(settings.effective_database_url)
     storage = LocalStorage(settings.storage_dir)
@@ -145,13 +153,20 @@ def build_server(settings: Settings) -> Server:
     )
     life.webhook_queued = webhooks.queued
     tasks = TaskService(
-        life, lease_seconds=settings.lease_seconds, max_task_attempts=settings.max_task_attempts
+        life,
+        lease_seconds=settings.lease_seconds,
+        max_task_attempts=settings.max_task_attempts,
+        stored_sizes=origins.stored_sizes,
     )
     auth = Authenticator(store)
 
     grpc_server = grpc.aio.server()
-    add_services(grpc_server, jobs, tasks, auth, settings.worker_token)
+    add_public_services(grpc_server, jobs, auth)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    # Workers get their own listener: the public port never serves the WorkerService.
+    worker_server = grpc.aio.server()
+    add_worker_service(worker_server, tasks, settings.worker_token)
+    worker_server.add_insecure_port(f"{settings.worker_host}:{settings.worker_port}")
 
     http_app = HttpApp(connect_apps(jobs, auth), signer, storage)
     http_server = uvicorn.Server(
@@ -171,4 +186,6 @@ def build_server(settings: Settings) -> Server:
             dsn,
             {EVENTS_CHANNEL: life.on_events_notification, TASKS_CHANNEL: life.on_task_notification},
         )
-    return Server(settings, store, hub, tasks, webhooks, grpc_server, http_server, listener)
+    return Server(
+        settings, store, hub, tasks, webhooks, grpc_server, worker_server, http_server, listener
+    )

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import Settings, load_settings
+from .config import Settings, UnsafeConfiguration, load_settings
 
 DEFAULT_ORGANIZATION = "org_default"
 
@@ -215,7 +215,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load_settings()
     _setup_logging(settings)
-    args.run(settings, args)
+    try:
+        args.run(settings, args)
+    except UnsafeConfiguration as refused:
+        print(f"kiln: refusing to start: {refused}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

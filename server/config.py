@@ -6,6 +6,7 @@ are switched on by configuration, never by code changes. The README lists them a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ class Settings:
     input_roots: list[str] = field(default_factory=list)
     # Hosts or CIDR ranges that http(s) inputs may reach although they are private.
     input_allow_hosts: list[str] = field(default_factory=list)
+    # The WorkerService's own listener: workers only, never the public gRPC port.
+    worker_host: str = "127.0.0.1"
+    worker_port: int = 50052
+    # Gcs buckets gs:// inputs may be read from (none: gs:// inputs are refused).
+    gcs_input_buckets: list[str] = field(default_factory=list)
     lease_seconds: float = 30.0
     max_task_attempts: int = 3
     # The worker: which server to claim tasks from, and how many tasks at once.
@@ -43,7 +49,8 @@ class Settings:
     worker_concurrency: int = 1
     worker_id: str = ""
     progress_interval_seconds: float = 0.25
-    # Shared secret workers present to the WorkerService; open when empty (loopback default).
+    # Shared secret workers present to the WorkerService; required unless it listens on
+    # loopback only (the embedded default).
     worker_token: str = ""
     scratch_dir: Path = Path("var/scratch")
     log_level: str = "INFO"
@@ -79,7 +86,32 @@ class Settings:
 
     @property
     def effective_server_address(self) -> str:
-        return self.server_address or f"{self.grpc_host}:{self.grpc_port}"
+        """Where a worker reaches the server's WorkerService listener."""
+        return self.server_address or f"{self.worker_host}:{self.worker_port}"
+
+
+class UnsafeConfiguration(Exception):
+    """A setting combination that would expose the service; the server refuses to start."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a listener address no other machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_worker_listener(settings: Settings) -> None:
+    """The WorkerService hands out tasks (input URLs included) and takes results: anywhere
+    but loopback it must demand a token."""
+    if not is_loopback_host(settings.worker_host) and not settings.worker_token:
+        raise UnsafeConfiguration(
+            f"KILN_WORKER_HOST={settings.worker_host} is reachable from other machines: "
+            "set KILN_WORKER_TOKEN (workers send it as a bearer token) or listen on loopback"
+        )
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -100,6 +132,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         heartbeat_seconds=float(env.get("KILN_HEARTBEAT_SECONDS", "30")),
         input_roots=_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),
         input_allow_hosts=_list(env.get("KILN_INPUT_ALLOW_HOSTS", "")),
+        worker_host=env.get("KILN_WORKER_HOST", "127.0.0.1"),
+        worker_port=int(env.get("KILN_WORKER_PORT", "50052")),
+        gcs_input_buckets=_list(env.get("KILN_GCS_INPUT_BUCKETS", "")),
         lease_seconds=float(env.get("KILN_LEASE_SECONDS", "30")),
         max_task_attempts=int(env.get("KILN_MAX_TASK_ATTEMPTS", "3")),
         server_address=env.get("KILN_SERVER_ADDRESS", ""),
@@ -119,4 +154,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     )
 
 
-__all__ = ["Settings", "load_settings"]
+__all__ = [
+    "Settings",
+    "UnsafeConfiguration",
+    "check_worker_listener",
+    "is_loopback_host",
+    "load_settings",
+]

@@ -110,10 +110,10 @@ class GrpcPresetService(preset_service_pb2_grpc.PresetServiceServicer):
 
 
 class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
-    """Internal API for workers. It listens on the gRPC port only.
+    """Internal API for workers, served on its own listener (never the public gRPC port).
 
-    With a worker token configured, every call must present it; without one the
-    API is open, which suits the embedded default that listens on loopback.
+    With a worker token configured, every call must present it (compared in constant
+    time); without one the listener must be loopback-only (config.check_worker_listener).
     """
 
     def __init__(self, tasks: TaskService, worker_token: str = "") -> None:
@@ -151,17 +151,16 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         return wpb.CompleteTaskResponse()
 
 
-def add_services(
-    server: grpc.aio.Server,
-    jobs: JobService,
-    tasks: TaskService,
-    auth: Authenticator,
-    worker_token: str,
-) -> None:
+def add_public_services(server: grpc.aio.Server, jobs: JobService, auth: Authenticator) -> None:
+    """What clients reach on the public gRPC port: JobService and PresetService only."""
     job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
     preset_service_pb2_grpc.add_PresetServiceServicer_to_server(
         GrpcPresetService(jobs.presets, auth), server
     )
+
+
+def add_worker_service(server: grpc.aio.Server, tasks: TaskService, worker_token: str) -> None:
+    """The worker listener: WorkerService only."""
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
         GrpcWorkerService(tasks, worker_token), server
     )

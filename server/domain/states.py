@@ -94,7 +94,9 @@ OUTPUT_TRANSITIONS: dict[OutputStatus, frozenset[OutputStatus]] = {
         {OutputStatus.PENDING, OutputStatus.FAILED, OutputStatus.CANCELED}
     ),
     OutputStatus.PROCESSING: frozenset({OutputStatus.PENDING}),
-    OutputStatus.COMPLETED: frozenset({OutputStatus.PROCESSING}),
+    # PENDING too: a claim marks its output PROCESSING in a second transaction after the
+    # lease, and a server that died between the two must not strand the result.
+    OutputStatus.COMPLETED: frozenset({OutputStatus.PENDING, OutputStatus.PROCESSING}),
     OutputStatus.FAILED: frozenset({OutputStatus.PENDING, OutputStatus.PROCESSING}),
     OutputStatus.CANCELED: frozenset({OutputStatus.PENDING, OutputStatus.PROCESSING}),
 }

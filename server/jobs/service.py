@@ -231,9 +231,9 @@ class JobService:
                 )
             for output in record.outputs:
                 if output.status != OutputStatus.COMPLETED:
-                    await tx.update_output(
+                    await tx.move_output(
                         output.id,
-                        status=str(OutputStatus.PENDING),
+                        OutputStatus.PENDING,
                         progress=0.0,
                         error=None,
                         result=None,

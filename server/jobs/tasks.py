@@ -8,16 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
-from ..domain import pricing
+from ..domain import pricing, worker_reports
+from ..domain.errors import FieldViolation, InvalidArgument, StaleLease
 from ..domain.input_fit import input_problem
-from ..domain.states import OUTPUT_TERMINAL, TERMINAL, JobStatus, OutputStatus, final_status
+from ..domain.states import (
+    OUTPUT_TERMINAL,
+    TERMINAL,
+    JobStatus,
+    OutputStatus,
+    TaskKind,
+    TaskStatus,
+    final_status,
+)
+from ..store.models import Task
 from ..store.store import JobRecord, Tx, now
 from .lifecycle import Lifecycle
+
+log = logging.getLogger(__name__)
+
+# (output origin, key prefix) -> {relative path: size in bytes} of what storage holds.
+StoredSizes = Callable[[str, str], dict[str, int]]
 
 S = job_pb2.JobStage
 # Output progress stays below 100 until the output is recorded COMPLETED, and
@@ -26,11 +43,21 @@ RUNNING_PROGRESS_CAP = 99.0
 
 
 class TaskService:
-    def __init__(self, life: Lifecycle, *, lease_seconds: float, max_task_attempts: int) -> None:
+    def __init__(
+        self,
+        life: Lifecycle,
+        *,
+        lease_seconds: float,
+        max_task_attempts: int,
+        stored_sizes: StoredSizes | None = None,
+    ) -> None:
         self.life = life
         self.store = life.store
         self.lease_seconds = lease_seconds
         self.max_task_attempts = max_task_attempts
+        # Reads what a finished output really left in storage; None only in unit wiring
+        # that never completes a transcode.
+        self.stored_sizes = stored_sizes
 
     async def claim(self, worker_id: str, wait_seconds: float) -> worker_service_pb2.Task | None:
         loop = asyncio.get_running_loop()
@@ -49,12 +76,19 @@ class TaskService:
                 await asyncio.wait_for(self.life.task_queued.wait(), timeout=min(remaining, 1.0))
 
     async def _claim_once(self, worker_id: str) -> worker_service_pb2.Task | None:
-        published = None
+        # 1: the lease alone, committed at once (the task row is the only lock taken).
         async with self.store.transaction() as tx:
             task = await tx.claim_task(worker_id, self.lease_seconds)
-            if task is None:
-                return None
+        if task is None:
+            return None
+        # 2: the job's side, in the one lock order (job, then task). A Cancel that got in
+        # between has canceled the task too: nothing to hand out then.
+        published = None
+        async with self.store.transaction() as tx:
             record = await tx.get_job(None, task.job_id, lock=True)
+            current = await tx.task(task.id)
+            if current.status != TaskStatus.LEASED or current.lease_token != task.lease_token:
+                return None
             job = record.job
             message = worker_service_pb2.Task(
                 id=task.id,
@@ -65,7 +99,7 @@ class TaskService:
                 lease_seconds=self.lease_seconds,
                 output_origin=job.output_origin,
             )
-            if task.kind == "PROBE":
+            if task.kind == TaskKind.PROBE:
                 message.kind = worker_service_pb2.TASK_KIND_PROBE
                 if job.status == JobStatus.PENDING:
                     await self.life.move(tx, job.id, JobStatus.PROBING, stage=S.JOB_STAGE_PROBING)
@@ -77,29 +111,55 @@ class TaskService:
                 message.output_spec.ParseFromString(output.spec)
                 if job.input_info:
                     message.input_info.ParseFromString(job.input_info)
-                message.output_prefix = f"{job.id}/{output.id}"
-                if await tx.update_output(
-                    output.id, only_from=[OutputStatus.PENDING], status=str(OutputStatus.PROCESSING)
-                ):
+                message.output_prefix = output_prefix(job.id, output.id)
+                if await tx.move_output(output.id, OutputStatus.PROCESSING):
                     await self.life.emit_output(tx, job, output.id)
                     published = job.id
+        log.info(
+            "task %s (%s) of job %s leased to worker %s (attempt %d)",
+            task.id,
+            task.kind,
+            task.job_id,
+            worker_id,
+            task.attempts,
+        )
         if published:
             self.life.published(published)
         return message
 
+    async def _lock_leased(self, tx: Tx, task_id: str, token: int) -> tuple[Task, JobRecord]:
+        """The one lock order: the job first, then the task (Cancel locks the job too)."""
+        task = await tx.task(task_id)
+        record = await tx.get_job(None, task.job_id, lock=True)
+        try:
+            task = await tx.leased_task(task_id, token, lock=True)
+        except StaleLease:
+            log.warning(
+                "late report for task %s of job %s discarded: lease %s is not current "
+                "(now held by worker %r)",
+                task_id,
+                task.job_id,
+                token,
+                task.worker_id,
+            )
+            raise
+        return task, record
+
     async def report_progress(self, request: worker_service_pb2.ReportProgressRequest) -> bool:
-        """Record progress; True when the worker must stop (the task was canceled)."""
+        """Renew the lease and record progress; True when the worker must stop (canceled)."""
+        if problem := worker_reports.progress_problem(request):
+            log.warning("progress report for task %s refused: %s", request.task_id, problem)
+            raise InvalidArgument([FieldViolation("progress", problem)])
         published = None
         async with self.store.transaction() as tx:
-            task = await tx.leased_task(request.task_id, request.lease_token, lock=True)
-            if task.status != "LEASED":
+            task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
+            if task.status != TaskStatus.LEASED:
                 return True
-            await tx.extend_lease(task.id, self.lease_seconds)
-            if task.kind != "TRANSCODE":
+            await tx.extend_lease(task.id, task.lease_token, self.lease_seconds)
+            if task.kind != TaskKind.TRANSCODE:
                 return False
-            record = await tx.get_job(None, task.job_id, lock=True)
             output = next(o for o in record.outputs if o.id == task.output_id)
-            progress = min(max(request.progress, 0.0), RUNNING_PROGRESS_CAP)
+            progress = min(request.progress, RUNNING_PROGRESS_CAP)
             if progress <= output.progress + 0.05:
                 return False
             await tx.update_output(output.id, progress=progress)
@@ -122,16 +182,25 @@ class TaskService:
         return False
 
     async def complete_task(self, request: worker_service_pb2.CompleteTaskRequest) -> None:
+        """Record a result, but only one that passes every check (worker_reports).
+
+        A refused result ends this attempt: the task runs again while attempts remain (an
+        honest worker may take it), else its output (or a probe's job) fails with
+        WORKER_REPORT_REFUSED. The worker is answered INVALID_ARGUMENT either way.
+        """
+        problems = await self._result_problems(request)
+        if problems:
+            await self._refuse(request, problems)
+            raise InvalidArgument([FieldViolation("result", "; ".join(problems))])
         tasks_queued = False
         async with self.store.transaction() as tx:
-            task = await tx.leased_task(request.task_id, request.lease_token, lock=True)
-            if task.status != "LEASED":
-                # Canceled meanwhile: the result is dropped, nothing else changes.
+            task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
+            if task.status != TaskStatus.LEASED:
+                log.info("result for task %s dropped: the task is %s", task.id, task.status)
                 return
-            await tx.finish_task(task.id)
-            record = await tx.get_job(None, task.job_id, lock=True)
+            await tx.end_lease(task.id, task.lease_token, TaskStatus.DONE)
             kind = request.WhichOneof("result")
-            if task.kind == "PROBE":
+            if task.kind == TaskKind.PROBE:
                 if kind == "input_info":
                     tasks_queued = await self._probed(tx, record, request.input_info)
                 else:
@@ -143,6 +212,85 @@ class TaskService:
         if tasks_queued:
             self.life.tasks_committed()
         self.life.published(task.job_id)
+
+    async def _result_problems(self, request: worker_service_pb2.CompleteTaskRequest) -> list[str]:
+        """What is wrong with a result; storage is read outside any transaction."""
+        async with self.store.transaction() as tx:
+            task = await tx.leased_task(request.task_id, request.lease_token)
+            record = await tx.get_job(None, task.job_id)
+        kind = request.WhichOneof("result")
+        if kind == "error":
+            return worker_reports.error_problems(request.error)
+        if task.kind == TaskKind.PROBE:
+            if kind != "input_info":
+                return ["a probe task must report input_info or an error"]
+            return worker_reports.input_info_problems(request.input_info)
+        if kind != "transcode":
+            return ["a transcode task must report its files or an error"]
+        output = next(o for o in record.outputs if o.id == task.output_id)
+        spec = job_pb2.OutputSpec.FromString(output.spec)
+        info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
+        expected = (
+            None if record.job.concat_input_urls else _output_seconds(spec, info.duration_seconds)
+        )
+        problems = worker_reports.transcode_problems(
+            request.transcode, spec, expected_seconds=expected
+        )
+        if problems or self.stored_sizes is None:
+            return problems
+        sizes = await asyncio.to_thread(
+            self.stored_sizes,
+            record.job.output_origin,
+            output_prefix(record.job.id, output.id),
+        )
+        return worker_reports.stored_file_problems(request.transcode, sizes)
+
+    async def _refuse(
+        self, request: worker_service_pb2.CompleteTaskRequest, problems: list[str]
+    ) -> None:
+        tasks_changed = False
+        async with self.store.transaction() as tx:
+            task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
+            log.warning(
+                "result of task %s (job %s, worker %r, attempt %d) refused: %s",
+                task.id,
+                task.job_id,
+                task.worker_id,
+                task.attempts,
+                "; ".join(problems),
+            )
+            if task.status != TaskStatus.LEASED:
+                return
+            if task.attempts < self.max_task_attempts:
+                tasks_changed = await tx.end_lease(task.id, task.lease_token, TaskStatus.QUEUED)
+            else:
+                await tx.end_lease(task.id, task.lease_token, TaskStatus.DONE)
+                error = job_pb2.JobError(
+                    code="WORKER_REPORT_REFUSED",
+                    message=f"workers reported impossible results {task.attempts} times: "
+                    + problems[0],
+                    retryable=True,
+                )
+                await self._task_failed(tx, task, record, error)
+        if tasks_changed:
+            self.life.tasks_committed()
+        self.life.published(task.job_id)
+
+    async def _task_failed(
+        self, tx: Tx, task: Task, record: JobRecord, error: job_pb2.JobError
+    ) -> None:
+        """A task given up on: its output fails, or for a probe the whole job."""
+        if task.kind == TaskKind.PROBE:
+            if JobStatus(record.job.status) not in TERMINAL:
+                error.stage = S.JOB_STAGE_PROBING
+                for output_id in await tx.cancel_open_outputs(task.job_id):
+                    await self.life.emit_output(tx, record.job, output_id)
+                await self.life.move(
+                    tx, task.job_id, JobStatus.FAILED, error=error, completed_at=now()
+                )
+                await self.life.emit_completed(tx, task.job_id)
+        else:
+            await self._output_failed(tx, record, task.output_id, error)
 
     async def _probed(self, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
         job = record.job
@@ -196,10 +344,9 @@ class TaskService:
             source_fps=video.frame_rate if video else 30.0,
             priority=job.priority,
         )
-        await tx.update_output(
+        await tx.move_output(
             output_id,
-            only_from=[OutputStatus.PROCESSING, OutputStatus.PENDING],
-            status=str(OutputStatus.COMPLETED),
+            OutputStatus.COMPLETED,
             progress=100.0,
             result=result.SerializeToString(),
             actual_cost_micros=cost,
@@ -212,10 +359,9 @@ class TaskService:
     ) -> None:
         job = record.job
         error.stage = error.stage or S.JOB_STAGE_TRANSCODING
-        await tx.update_output(
+        await tx.move_output(
             output_id,
-            only_from=[OutputStatus.PROCESSING, OutputStatus.PENDING],
-            status=str(OutputStatus.FAILED),
+            OutputStatus.FAILED,
             error=error.SerializeToString(),
             actual_cost_micros=0,
         )
@@ -246,36 +392,65 @@ class TaskService:
             await self.life.emit(tx, job_id, progress=job_service_pb2.ProgressEvent(progress=100.0))
         await self.life.emit_completed(tx, job_id)
 
-    async def reap_expired_leases(self) -> None:
-        """Requeue tasks whose worker went silent; fail them after too many attempts."""
+    async def reap_expired_leases(self) -> int:
+        """Requeue tasks whose worker went silent; fail them after too many attempts.
+
+        Each candidate is handled in its own transaction, under the job's lock, by an UPDATE
+        that still requires the same token and an expired lease: a lease renewed after the
+        candidates were read is never taken. Returns how many leases were taken back.
+        """
         async with self.store.transaction() as tx:
-            expired = await tx.expired_leases()
-            touched = []
-            for task in expired:
-                if task.attempts < self.max_task_attempts:
-                    await tx.requeue(task.id)
-                    continue
-                await tx.finish_task(task.id, "DONE")
-                record = await tx.get_job(None, task.job_id, lock=True)
+            candidates = await tx.expired_leases()
+        taken = 0
+        for candidate in candidates:
+            try:
+                taken += await self.reap(candidate)
+            except Exception:
+                log.exception("reaping task %s of job %s failed", candidate.id, candidate.job_id)
+        return taken
+
+    async def reap(self, candidate: Task) -> bool:
+        """Take back one expired lease, if it is still expired under the same token."""
+        requeue = candidate.attempts < self.max_task_attempts
+        target = TaskStatus.QUEUED if requeue else TaskStatus.DONE
+        async with self.store.transaction() as tx:
+            record = await tx.get_job(None, candidate.job_id, lock=True)
+            if not await tx.take_back_expired(candidate.id, candidate.lease_token, target):
+                log.info("lease of task %s was renewed or ended meanwhile: kept", candidate.id)
+                return False
+            if requeue:
+                log.warning(
+                    "lease of task %s (job %s) expired: worker %r went silent; requeued "
+                    "(attempt %d of %d)",
+                    candidate.id,
+                    candidate.job_id,
+                    candidate.worker_id,
+                    candidate.attempts,
+                    self.max_task_attempts,
+                )
+            else:
+                log.error(
+                    "lease of task %s (job %s) expired on attempt %d (worker %r): attempts "
+                    "exhausted, failing it",
+                    candidate.id,
+                    candidate.job_id,
+                    candidate.attempts,
+                    candidate.worker_id,
+                )
                 error = job_pb2.JobError(
                     code="WORKER_LOST",
-                    message=f"no worker finished this task in {task.attempts} attempts",
+                    message=f"no worker finished this task in {candidate.attempts} attempts",
                     retryable=True,
                 )
-                if task.kind == "PROBE":
-                    if JobStatus(record.job.status) not in TERMINAL:
-                        error.stage = S.JOB_STAGE_PROBING
-                        await self.life.move(
-                            tx, task.job_id, JobStatus.FAILED, error=error, completed_at=now()
-                        )
-                        await self.life.emit_completed(tx, task.job_id)
-                else:
-                    await self._output_failed(tx, record, task.output_id, error)
-                touched.append(task.job_id)
-        if expired:
-            self.life.tasks_committed()
-        for job_id in touched:
-            self.life.published(job_id)
+                await self._task_failed(tx, candidate, record, error)
+        self.life.tasks_committed()
+        self.life.published(candidate.job_id)
+        return True
+
+
+def output_prefix(job_id: str, output_id: str) -> str:
+    """Where an output's files live in storage; a worker may write nowhere else."""
+    return f"{job_id}/{output_id}"
 
 
 def _output_seconds(spec: job_pb2.OutputSpec, source_seconds: float) -> float:

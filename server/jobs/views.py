@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,6 +14,8 @@ from ..store.store import JobRecord
 
 STATUS_PREFIX = "JOB_STATUS_"
 OUTPUT_STATUS_PREFIX = "OUTPUT_STATUS_"
+
+log = logging.getLogger(__name__)
 
 
 def job_status_enum(status: str) -> int:
@@ -63,7 +66,13 @@ def output_message(
             file = message.files.add()
             file.CopyFrom(stored)
             if file_url is not None:
-                url, expires = file_url(origin, output.job_id, output.id, stored.path)
+                try:
+                    url, expires = file_url(origin, output.job_id, output.id, stored.path)
+                except ValueError:
+                    # Never sign a key outside this output's prefix (results are checked
+                    # when recorded; this guards rows written before that check existed).
+                    log.error("not signing unsafe path %r of %s", stored.path, output.id)
+                    continue
                 file.url = url
                 file.url_expire_time.FromDatetime(expires)
     return message

@@ -178,6 +178,17 @@ class GcsStorage:
         deleted = self._in_parallel(self._delete_blob, self._list(self.object_name(key_prefix)))
         return sum(deleted)
 
+    def stored_sizes(self, key_prefix: str) -> dict[str, int]:
+        """Size of every object under `key_prefix`, by its name relative to the prefix (one
+        listing, not a request per file)."""
+        name = self.object_name(key_prefix).rstrip("/")
+        base = name + "/"
+        return {
+            blob.name[len(base) :]: int(blob.size or 0)
+            for blob in self._list(name)
+            if blob.name.startswith(base)
+        }
+
     def exists(self, key: str) -> bool:
         return self.bucket.blob(self.object_name(key)).exists()
 

@@ -29,6 +29,17 @@ class LocalStorage:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(source), str(target))
 
+    def stored_sizes(self, prefix: str) -> dict[str, int]:
+        """Size of every file under `prefix`, by its path relative to the prefix."""
+        target = self.path_for(prefix)
+        if not target.is_dir():
+            return {}
+        return {
+            path.relative_to(target).as_posix(): path.stat().st_size
+            for path in target.rglob("*")
+            if path.is_file() and not path.is_symlink()
+        }
+
     def delete_prefix(self, prefix: str) -> int:
         target = self.path_for(prefix)
         if not target.exists():

@@ -12,13 +12,15 @@ from datetime import datetime
 from functools import cache
 from typing import Protocol
 
-from .local import LocalStorage
+from ..domain.worker_reports import safe_relative_path
+from .local import LocalStorage, UnsafeKey
 from .signing import UrlSigner
 
 
 class Backend(Protocol):
     def put_directory(self, source, key_prefix: str) -> None: ...
     def delete_prefix(self, key_prefix: str) -> int: ...
+    def stored_sizes(self, key_prefix: str) -> dict[str, int]: ...
 
 
 class OriginRefused(ValueError):
@@ -71,11 +73,17 @@ class Origins:
         return _gcs_storage(bucket, prefix)
 
     def url(self, origin: str, job_id: str, output_id: str, path: str) -> tuple[str, datetime]:
+        """A download URL for one file of one output; only ever inside that output's prefix."""
+        if not safe_relative_path(path):
+            raise UnsafeKey(f"{job_id}/{output_id}/{path}")
         if not origin:
             assert self.signer is not None
             return self.signer.sign(job_id, output_id, path)
         storage = self.backend(origin)
         return storage.signed_url(f"{job_id}/{output_id}/{path}", self.ttl_seconds)
+
+    def stored_sizes(self, origin: str, key_prefix: str) -> dict[str, int]:
+        return self.backend(origin).stored_sizes(key_prefix)
 
     def delete_job_files(self, origin: str, job_id: str) -> int:
         return self.backend(origin).delete_prefix(job_id)

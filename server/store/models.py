@@ -130,7 +130,7 @@ class Task(Base):
     priority: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Fencing token: bumped on every claim, so a report from an old lease is refused.
-    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )

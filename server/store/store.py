@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
 
 from ..domain import states
 from ..domain.errors import FailedPrecondition, NotFound, StaleLease
-from ..domain.states import JobStatus, OutputStatus
+from ..domain.states import DeliveryStatus, JobStatus, OutputStatus, TaskStatus
 from .models import ApiKey, Job, JobEvent, Organization, Output, Preset, Task, WebhookDelivery
 
 API_KEY_PREFIX = "kiln_sk_"
@@ -54,6 +54,11 @@ def sync_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
+
+
+def new_lease_token() -> int:
+    """A fencing token nobody can guess: a worker that lost a lease cannot forge the next."""
+    return secrets.randbits(62) + 1
 
 
 def hash_key(key: str) -> str:
@@ -254,25 +259,29 @@ class Tx:
             update(Job).where(Job.id == job_id).values(updated_at=now(), **values)
         )
 
-    async def update_output(
-        self, output_id: str, *, only_from: Sequence[OutputStatus] = (), **values
-    ) -> bool:
-        query = update(Output).where(Output.id == output_id)
-        if only_from:
-            query = query.where(Output.status.in_([str(s) for s in only_from]))
-        result = await self.session.execute(query.values(**values))
+    async def update_output(self, output_id: str, **values) -> None:
+        """Values that are not the status (progress, costs, result)."""
+        await self.session.execute(update(Output).where(Output.id == output_id).values(**values))
+
+    async def move_output(self, output_id: str, target: OutputStatus, **values) -> bool:
+        """Guarded status change: False when the output was not in an allowed source status."""
+        result = await self.session.execute(
+            update(Output)
+            .where(Output.id == output_id, Output.status.in_(states.output_sources(target)))
+            .values(status=str(target), **values)
+        )
         return result.rowcount == 1
 
     async def cancel_open_outputs(self, job_id: str) -> list[str]:
-        open_statuses = [str(OutputStatus.PENDING), str(OutputStatus.PROCESSING)]
+        sources = states.output_sources(OutputStatus.CANCELED)
         ids = (
             await self.session.scalars(
-                select(Output.id).where(Output.job_id == job_id, Output.status.in_(open_statuses))
+                select(Output.id).where(Output.job_id == job_id, Output.status.in_(sources))
             )
         ).all()
         await self.session.execute(
             update(Output)
-            .where(Output.job_id == job_id, Output.status.in_(open_statuses))
+            .where(Output.job_id == job_id, Output.status.in_(sources))
             .values(status=str(OutputStatus.CANCELED))
         )
         return list(ids)
@@ -324,10 +333,16 @@ class Tx:
         await self.session.flush()
 
     async def claim_task(self, worker_id: str, lease_seconds: float) -> Task | None:
-        """Lease the most urgent queued task: FOR UPDATE SKIP LOCKED on Postgres."""
+        """Lease the most urgent queued task under a fresh, unguessable fencing token.
+
+        Only the task row is touched (SKIP LOCKED on Postgres, so claimers never wait on
+        each other). The caller must commit before locking the job: everything else locks
+        the job first, then its tasks, and a claim holding a task while waiting for its job
+        would deadlock against a Cancel.
+        """
         candidate = (
             select(Task.id)
-            .where(Task.status == "QUEUED")
+            .where(Task.status.in_(states.task_sources(TaskStatus.LEASED)))
             .order_by(Task.priority.desc(), Task.created_at, Task.id)
             .limit(1)
         )
@@ -335,12 +350,15 @@ class Tx:
             candidate = candidate.with_for_update(skip_locked=True)
         result = await self.session.execute(
             update(Task)
-            .where(Task.id == candidate.scalar_subquery(), Task.status == "QUEUED")
+            .where(
+                Task.id == candidate.scalar_subquery(),
+                Task.status.in_(states.task_sources(TaskStatus.LEASED)),
+            )
             .values(
-                status="LEASED",
+                status=str(TaskStatus.LEASED),
                 worker_id=worker_id,
                 attempts=Task.attempts + 1,
-                lease_token=Task.lease_token + 1,
+                lease_token=new_lease_token(),
                 lease_expires_at=now() + timedelta(seconds=lease_seconds),
             )
             .returning(Task.id)
@@ -350,48 +368,89 @@ class Tx:
             return None
         return await self.session.get(Task, task_id, populate_existing=True)
 
+    async def task(self, task_id: str) -> Task:
+        """A task as it is now, unlocked (to learn its job before locking job, then task)."""
+        task = await self.session.get(Task, task_id, populate_existing=True)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        return task
+
     async def leased_task(self, task_id: str, token: int, *, lock: bool = False) -> Task:
         """The task if `token` is its current lease; StaleLease otherwise."""
-        query = select(Task).where(Task.id == task_id)
+        query = select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
         if lock and self.is_postgres:
             query = query.with_for_update()
         task = await self.session.scalar(query)
         if task is None:
             raise NotFound(f"task {task_id!r} not found")
         if task.lease_token != token:
-            raise StaleLease(f"task {task_id} lease {token} is stale")
+            raise StaleLease(f"task {task_id}: lease {token} is not the current lease")
         return task
 
-    async def extend_lease(self, task_id: str, lease_seconds: float) -> None:
-        await self.session.execute(
+    async def extend_lease(self, task_id: str, token: int, lease_seconds: float) -> bool:
+        result = await self.session.execute(
             update(Task)
-            .where(Task.id == task_id, Task.status == "LEASED")
+            .where(
+                Task.id == task_id,
+                Task.status == str(TaskStatus.LEASED),
+                Task.lease_token == token,
+            )
             .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
         )
+        return result.rowcount == 1
 
-    async def finish_task(self, task_id: str, status: str = "DONE") -> None:
-        await self.session.execute(update(Task).where(Task.id == task_id).values(status=status))
+    async def end_lease(self, task_id: str, token: int, target: TaskStatus) -> bool:
+        """Leased task -> DONE (result recorded) or QUEUED (run it again), only under `token`."""
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status.in_(states.task_sources(target)),
+                Task.lease_token == token,
+            )
+            .values(status=str(target))
+        )
+        return result.rowcount == 1
 
     async def cancel_tasks(self, job_id: str) -> None:
         await self.session.execute(
             update(Task)
-            .where(Task.job_id == job_id, Task.status.in_(["QUEUED", "LEASED"]))
-            .values(status="CANCELED")
+            .where(
+                Task.job_id == job_id,
+                Task.status.in_(states.task_sources(TaskStatus.CANCELED)),
+            )
+            .values(status=str(TaskStatus.CANCELED))
         )
 
     async def expired_leases(self) -> list[Task]:
+        """Candidates only: each is taken back by `take_back_expired` under its token."""
         return list(
             (
                 await self.session.scalars(
-                    select(Task).where(Task.status == "LEASED", Task.lease_expires_at < now())
+                    select(Task).where(
+                        Task.status == str(TaskStatus.LEASED), Task.lease_expires_at < now()
+                    )
                 )
             ).all()
         )
 
-    async def requeue(self, task_id: str) -> None:
-        await self.session.execute(
-            update(Task).where(Task.id == task_id, Task.status == "LEASED").values(status="QUEUED")
+    async def take_back_expired(self, task_id: str, token: int, target: TaskStatus) -> bool:
+        """End a lease that is *still* expired under the same token at this very statement.
+
+        A worker that renewed its lease a moment ago (new expiry) or a new claim (new token)
+        leaves no row matching, so the reaper never takes a live lease.
+        """
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status.in_(states.task_sources(target)),
+                Task.lease_token == token,
+                Task.lease_expires_at < now(),
+            )
+            .values(status=str(target))
         )
+        return result.rowcount == 1
 
     async def open_task_count(self, job_id: str) -> int:
         return (
@@ -416,7 +475,10 @@ class Tx:
         """
         query = (
             select(WebhookDelivery)
-            .where(WebhookDelivery.status == "PENDING", WebhookDelivery.next_attempt_at <= now())
+            .where(
+                WebhookDelivery.status == str(DeliveryStatus.PENDING),
+                WebhookDelivery.next_attempt_at <= now(),
+            )
             .order_by(WebhookDelivery.next_attempt_at)
             .limit(limit)
         )
@@ -430,15 +492,28 @@ class Tx:
         return deliveries
 
     async def finish_delivery(
-        self, delivery_id: str, *, status: str, attempts: int, next_attempt_at: datetime, error: str
-    ) -> None:
-        await self.session.execute(
+        self,
+        delivery_id: str,
+        *,
+        status: DeliveryStatus,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str,
+    ) -> bool:
+        result = await self.session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.status.in_(states.delivery_sources(status)),
+            )
             .values(
-                status=status, attempts=attempts, next_attempt_at=next_attempt_at, last_error=error
+                status=str(status),
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                last_error=error,
             )
         )
+        return result.rowcount == 1
 
     async def deliveries_for(self, job_id: str) -> list[WebhookDelivery]:
         return list(

@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook
 
 from common.input_policy import InputPolicy, InputRefused
 
+from ..domain.states import DeliveryStatus
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
@@ -102,14 +103,14 @@ class WebhookSender:
             attempts = delivery.attempts + 1
             moment = datetime.now(UTC)
             if error is None:
-                status, next_at = "DELIVERED", moment
+                status, next_at = DeliveryStatus.DELIVERED, moment
             elif attempts >= self.max_attempts:
-                status, next_at = "FAILED", moment
+                status, next_at = DeliveryStatus.FAILED, moment
                 log.warning(
                     "webhook %s gave up after %d attempts: %s", delivery.id, attempts, error
                 )
             else:
-                status, next_at = "PENDING", moment + backoff(attempts)
+                status, next_at = DeliveryStatus.PENDING, moment + backoff(attempts)
             async with self.store.transaction() as tx:
                 await tx.finish_delivery(
                     delivery.id,

@@ -52,6 +52,7 @@ class ServerProcess:
     process: subprocess.Popen
     http_port: int
     grpc_port: int
+    worker_port: int
     log: Path
 
     @property
@@ -61,6 +62,11 @@ class ServerProcess:
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def worker_target(self) -> str:
+        """The WorkerService listener (workers only; not the public gRPC port)."""
+        return f"127.0.0.1:{self.worker_port}"
 
     def job_stub(self) -> job_service_pb2_grpc.JobServiceStub:
         return job_service_pb2_grpc.JobServiceStub(grpc.insecure_channel(self.grpc_target))
@@ -104,16 +110,20 @@ class Cluster:
         return result.stdout.strip().splitlines()[-1]
 
     def start_server(self) -> ServerProcess:
-        http_port, grpc_port = free_port(), free_port()
+        http_port, grpc_port, worker_port = free_port(), free_port(), free_port()
         log = self.root / f"server-{len(self.servers)}.log"
         process = subprocess.Popen(
             kiln_command("serve"),
-            env=self.env(KILN_HTTP_PORT=str(http_port), KILN_GRPC_PORT=str(grpc_port)),
+            env=self.env(
+                KILN_HTTP_PORT=str(http_port),
+                KILN_GRPC_PORT=str(grpc_port),
+                KILN_WORKER_PORT=str(worker_port),
+            ),
             cwd=self.root,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
         )
-        server = ServerProcess(process, http_port, grpc_port, log)
+        server = ServerProcess(process, http_port, grpc_port, worker_port, log)
         self.servers.append(server)
         _wait_healthy(server)
         return server
@@ -123,7 +133,7 @@ class Cluster:
         process = subprocess.Popen(
             kiln_command("worker"),
             env=self.env(
-                KILN_SERVER_ADDRESS=server.grpc_target,
+                KILN_SERVER_ADDRESS=server.worker_target,
                 KILN_WORKER_CONCURRENCY=str(concurrency),
                 KILN_SCRATCH_DIR=str(self.scratch_dir),
             ),

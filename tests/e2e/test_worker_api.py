@@ -36,7 +36,7 @@ def lone_server(request, tmp_path_factory, media_root):
 
 
 def worker_stub(server) -> worker_service_pb2_grpc.WorkerServiceStub:
-    return worker_service_pb2_grpc.WorkerServiceStub(grpc.insecure_channel(server.grpc_target))
+    return worker_service_pb2_grpc.WorkerServiceStub(grpc.insecure_channel(server.worker_target))
 
 
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

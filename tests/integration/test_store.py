@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from server.domain import ids
 from server.domain.errors import FailedPrecondition, NotFound, StaleLease
-from server.domain.states import JobStatus, OutputStatus
+from server.domain.states import JobStatus, OutputStatus, TaskStatus
 from server.store.models import ApiKey, Job, Output, Task
 from server.store.store import API_KEY_PREFIX, Store
 
@@ -77,13 +77,13 @@ def make_outputs(job: Job, count: int) -> list[Output]:
     ]
 
 
-def make_task(job: Job, priority: int, created_at: datetime) -> Task:
+def make_task(job: Job, priority: int, created_at: datetime, status: str = "QUEUED") -> Task:
     return Task(
         id=ids.task_id(),
         job_id=job.id,
         output_id=None,
         kind="PROBE",
-        status="QUEUED",
+        status=status,
         priority=priority,
         attempts=0,
         lease_token=0,
@@ -356,7 +356,7 @@ async def test_claim_in_priority_then_age_order(store):
     assert await _claim(store, "w1") is None
 
 
-async def test_claim_sets_lease_and_token_increments_on_every_claim(store):
+async def test_claim_sets_lease_and_a_fresh_unguessable_token_on_every_claim(store):
     job = await add_job(store)
     task = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME)
     async with store.transaction() as tx:
@@ -364,30 +364,65 @@ async def test_claim_sets_lease_and_token_increments_on_every_claim(store):
 
     before = datetime.now(UTC)
     first = await _claim(store, "w1")
-    assert (first.id, first.lease_token, first.attempts) == (task.id, 1, 1)
+    assert (first.id, first.attempts) == (task.id, 1)
+    # Random 62-bit tokens: a worker that lost its lease cannot guess the next one.
+    assert first.lease_token > 2**20
     expires = first.lease_expires_at
     expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
     assert before + timedelta(seconds=59) <= expires <= datetime.now(UTC) + timedelta(seconds=61)
     assert await _claim(store, "w2") is None  # leased: not claimable
 
     async with store.transaction() as tx:
-        await tx.requeue(task.id)
+        # Ending a lease needs its token: a stale one changes nothing.
+        assert not await tx.end_lease(task.id, first.lease_token + 1, TaskStatus.QUEUED)
+        assert await tx.end_lease(task.id, first.lease_token, TaskStatus.QUEUED)
+        # QUEUED -> QUEUED is not a transition the table allows.
+        assert not await tx.end_lease(task.id, first.lease_token, TaskStatus.QUEUED)
     second = await _claim(store, "w2")
-    assert (second.id, second.lease_token, second.attempts, second.worker_id) == (
-        task.id,
-        2,
-        2,
-        "w2",
-    )
+    assert (second.id, second.attempts, second.worker_id) == (task.id, 2, "w2")
+    assert second.lease_token != first.lease_token
 
     async with store.transaction() as tx:
-        assert (await tx.leased_task(task.id, 2)).worker_id == "w2"
+        assert (await tx.leased_task(task.id, second.lease_token)).worker_id == "w2"
         with pytest.raises(StaleLease):
-            await tx.leased_task(task.id, 1)
+            await tx.leased_task(task.id, first.lease_token)
         with pytest.raises(StaleLease):
-            await tx.leased_task(task.id, 3)
+            await tx.leased_task(task.id, second.lease_token + 1)
         with pytest.raises(NotFound):
             await tx.leased_task("tsk_missing", 1)
+
+
+async def test_reaper_update_takes_only_a_lease_still_expired_under_the_same_token(store):
+    """The guarded UPDATE itself refuses a renewed lease, whatever the caller read before."""
+    job = await add_job(store)
+    task = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME)
+    async with store.transaction() as tx:
+        await tx.insert_tasks([task])
+        expired = await tx.claim_task("w1", lease_seconds=-5)
+    async with store.transaction() as tx:
+        [candidate] = await tx.expired_leases()
+        assert candidate.id == task.id
+        # The worker renews before the reaper acts on what it read.
+        assert await tx.extend_lease(task.id, expired.lease_token, 60)
+        assert not await tx.take_back_expired(task.id, expired.lease_token, TaskStatus.QUEUED)
+        assert await tx.expired_leases() == []
+    async with store.transaction() as tx:
+        assert not await tx.extend_lease(task.id, expired.lease_token + 1, -5)  # stale token
+        assert await tx.extend_lease(task.id, expired.lease_token, -5)
+        assert not await tx.take_back_expired(task.id, expired.lease_token + 1, TaskStatus.QUEUED)
+        assert await tx.take_back_expired(task.id, expired.lease_token, TaskStatus.QUEUED)
+        assert (await tx.task(task.id)).status == TaskStatus.QUEUED
+
+
+async def test_status_columns_refuse_values_outside_the_transition_tables(store):
+    """The CHECK constraints from migration 0004 stand behind the guarded updates."""
+    job = await add_job(store)
+    with pytest.raises(IntegrityError):
+        async with store.transaction() as tx:
+            await tx.update_job(job.id, status="DONE-ISH")
+    with pytest.raises(IntegrityError):
+        async with store.transaction() as tx:
+            await tx.insert_tasks([make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME, "LOST")])
 
 
 @POSTGRES_ONLY
@@ -418,7 +453,7 @@ async def test_concurrent_claimers_never_share_a_task(store, second_store):
         leased = await tx.session.scalar(
             select(func.count())
             .select_from(Task)
-            .where(Task.status == "LEASED", Task.lease_token == 1)
+            .where(Task.status == "LEASED", Task.attempts == 1)
         )
     assert leased == count
 

@@ -52,6 +52,9 @@ def upgrade() -> None:
         # sha256 of the request a job was created from: the same idempotency key with a
         # different request is refused instead of silently answered with the first job.
         batch_op.add_column(sa.Column("request_hash", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        # Lease tokens become random 62-bit numbers (unguessable fencing tokens).
+        batch_op.alter_column("lease_token", type_=sa.BigInteger(), existing_type=sa.Integer())
     for table, name, column, values in CHECKS:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.create_check_constraint(name, _in_list(column, values))
@@ -61,5 +64,7 @@ def downgrade() -> None:
     for table, name, _column, _values in reversed(CHECKS):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_constraint(name, type_="check")
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.alter_column("lease_token", type_=sa.Integer(), existing_type=sa.BigInteger())
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("request_hash")

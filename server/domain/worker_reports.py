@@ -1,0 +1,211 @@
+"""What the server accepts from a worker. No I/O: the use cases add the storage check.
+
+The server trusts no worker: a compromised or buggy one holding a valid token and lease
+could otherwise point a job at another job's files, zero its cost, or fill `input_info` with
+nonsense that later code divides by. Every result is checked here before anything is
+recorded; a problem is described in words that go to the log and to the job's error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2
+
+T = job_pb2.OutputType
+S = job_pb2.JobStage
+
+# Error codes a worker may report. Anything else would let a worker invent user-facing
+# outcomes (a made-up INPUT_* code makes a job REJECTED).
+WORKER_ERROR_CODES = frozenset(
+    {
+        "INPUT_UNREADABLE",
+        "INPUT_REFUSED",
+        "INPUT_EMPTY",
+        "INPUT_NOT_MEDIA",
+        "INPUT_CORRUPT",
+        "INPUT_NO_VIDEO",
+        "INPUT_NO_AUDIO",
+        "INPUT_ZERO_DURATION",
+        "INPUT_DIMENSIONS_TOO_LARGE",
+        "INPUT_UNSUPPORTED_CODEC",
+        "ENCODE_FAILED",
+        "WORKER_ERROR",
+        "UNSUPPORTED_COMMAND",
+    }
+)
+# Stages a running task may report.
+RUNNING_STAGES = frozenset(
+    {
+        S.JOB_STAGE_UNSPECIFIED,
+        S.JOB_STAGE_PROBING,
+        S.JOB_STAGE_PLANNING,
+        S.JOB_STAGE_TRANSCODING,
+        S.JOB_STAGE_MERGING,
+        S.JOB_STAGE_PACKAGING,
+        S.JOB_STAGE_UPLOADING,
+    }
+)
+
+MAX_FILES = 50_000  # an 8-rung, two-hour ladder in 2 s segments is ~29,000 files
+MAX_PATH_LENGTH = 512
+MAX_NOTES = 50
+MAX_TEXT = 2_000
+MAX_DIMENSION = 8192
+MAX_STREAMS = 64
+MAX_INPUT_SECONDS = 7 * 24 * 3600.0
+# Generous: odd files report 1000 fps time bases; forged values beyond this inflate costs.
+MAX_FRAME_RATE = 10_000.0
+# Encoded duration may differ from the plan by container rounding (a frame, a segment tail).
+DURATION_TOLERANCE_SECONDS = 1.0
+DURATION_TOLERANCE_FRACTION = 0.02
+
+IMAGE_TYPES = frozenset(
+    {T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP, T.OUTPUT_TYPE_GIF}
+)
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def safe_relative_path(path: str) -> bool:
+    """A file path inside an output's own prefix: relative, normalised, plain characters.
+
+    No leading slash, no '.', '..' or empty segments, no backslashes or control characters:
+    exactly the names the worker's packagers write (`v0/seg_00001.m4s`, `master.m3u8`).
+    """
+    if not path or len(path) > MAX_PATH_LENGTH:
+        return False
+    return all(
+        segment not in (".", "..") and _PATH_SEGMENT.match(segment) is not None
+        for segment in path.split("/")
+    )
+
+
+def _finite(value: float, low: float, high: float) -> bool:
+    return math.isfinite(value) and low <= value <= high
+
+
+def _text_problem(what: str, text: str) -> str | None:
+    if len(text) > MAX_TEXT:
+        return f"{what} is longer than {MAX_TEXT} characters"
+    if any(ord(char) < 32 and char not in "\t\n" for char in text):
+        return f"{what} contains control characters"
+    return None
+
+
+def progress_problem(request: worker_service_pb2.ReportProgressRequest) -> str | None:
+    if not _finite(request.progress, 0.0, 100.0):
+        return f"progress {request.progress!r} is not a number from 0 to 100"
+    if request.stage not in RUNNING_STAGES:
+        return f"stage {request.stage} is not a stage a running task can be in"
+    return None
+
+
+def error_problems(error: job_pb2.JobError) -> list[str]:
+    problems = []
+    if error.code not in WORKER_ERROR_CODES:
+        problems.append(f"error code {error.code[:64]!r} is not one a worker may report")
+    if problem := _text_problem("the error message", error.message):
+        problems.append(problem)
+    return problems
+
+
+def input_info_problems(info: job_pb2.InputInfo) -> list[str]:
+    """Probe results within physical bounds (the input's own faults are the worker's to
+    report as INPUT_* errors, not to smuggle through as numbers)."""
+    problems = []
+    if not _finite(info.duration_seconds, 0.0, MAX_INPUT_SECONDS):
+        problems.append(f"duration {info.duration_seconds!r} s is out of range")
+    if info.size_bytes < 0 or info.bitrate < 0:
+        problems.append("size and bitrate must not be negative")
+    if len(info.streams) > MAX_STREAMS:
+        problems.append(f"{len(info.streams)} streams is more than {MAX_STREAMS}")
+    for index, stream in enumerate(info.streams[:MAX_STREAMS]):
+        where = f"stream {index}"
+        if not (0 <= stream.width <= MAX_DIMENSION and 0 <= stream.height <= MAX_DIMENSION):
+            problems.append(f"{where} is {stream.width}x{stream.height}, beyond {MAX_DIMENSION}")
+        if not _finite(stream.frame_rate, 0.0, MAX_FRAME_RATE):
+            problems.append(f"{where} frame rate {stream.frame_rate!r} is out of range")
+        if stream.rotation not in (0, 90, 180, 270):
+            problems.append(f"{where} rotation {stream.rotation} is not 0, 90, 180 or 270")
+        if stream.channels < 0 or stream.channels > 64 or stream.sample_rate < 0:
+            problems.append(f"{where} has impossible audio parameters")
+    texts = [info.container] + [t for s in info.streams[:MAX_STREAMS] for t in (s.kind, s.codec)]
+    if any(_text_problem("", text) for text in texts):
+        problems.append("container or stream names are too long or contain control characters")
+    return problems
+
+
+def transcode_problems(
+    result: worker_service_pb2.TranscodeResult,
+    spec: job_pb2.OutputSpec,
+    *,
+    expected_seconds: float | None,
+) -> list[str]:
+    """Everything about a TRANSCODE result that can be judged without reading storage.
+
+    `expected_seconds` is the output's duration from the spec and the probed input, or None
+    when the server cannot know it (concatenated inputs it never probed): then only a
+    ceiling applies.
+    """
+    problems = []
+    if not result.files:
+        problems.append("no files were reported")
+    if len(result.files) > MAX_FILES:
+        problems.append(f"{len(result.files)} files is more than {MAX_FILES}")
+    seen: set[str] = set()
+    for file in result.files[:MAX_FILES]:
+        if not safe_relative_path(file.path):
+            problems.append(
+                f"file {file.path[:100]!r} is not a plain relative path inside the output"
+            )
+        elif file.path in seen:
+            problems.append(f"file {file.path!r} is reported twice")
+        seen.add(file.path)
+        if file.size_bytes <= 0:
+            problems.append(f"file {file.path[:100]!r} has size {file.size_bytes}")
+        if not (0 <= file.width <= MAX_DIMENSION and 0 <= file.height <= MAX_DIMENSION):
+            problems.append(f"file {file.path[:100]!r} has impossible dimensions")
+    if len(result.notes) > MAX_NOTES:
+        problems.append(f"{len(result.notes)} notes is more than {MAX_NOTES}")
+    for note in result.notes[:MAX_NOTES]:
+        if problem := _text_problem("a note", note):
+            problems.append(problem)
+            break
+    problems += _encoded_seconds_problems(result.encoded_seconds, spec, expected_seconds)
+    return problems
+
+
+def _encoded_seconds_problems(
+    encoded: float, spec: job_pb2.OutputSpec, expected: float | None
+) -> list[str]:
+    if not _finite(encoded, 0.0, MAX_INPUT_SECONDS):
+        return [f"encoded_seconds {encoded!r} is out of range"]
+    if expected is None:
+        return []
+    slack = max(DURATION_TOLERANCE_SECONDS, expected * DURATION_TOLERANCE_FRACTION)
+    if encoded > expected + slack:
+        return [f"encoded_seconds {encoded:g} exceeds the output's {expected:g} s"]
+    # Images cost per picture; their encoded time is a frame or a span, so no floor.
+    if spec.type not in IMAGE_TYPES and encoded < expected - slack:
+        return [f"encoded_seconds {encoded:g} is far below the output's {expected:g} s"]
+    return []
+
+
+def stored_file_problems(
+    result: worker_service_pb2.TranscodeResult, stored_sizes: dict[str, int]
+) -> list[str]:
+    """Each reported file exists under the output's prefix with the reported size."""
+    problems = []
+    for file in result.files:
+        size = stored_sizes.get(file.path)
+        if size is None:
+            problems.append(f"file {file.path!r} is not in the output's storage")
+        elif size != file.size_bytes:
+            problems.append(
+                f"file {file.path!r} is {size} bytes in storage, reported {file.size_bytes}"
+            )
+        if len(problems) >= 5:
+            break
+    return problems
