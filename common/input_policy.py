@@ -1,7 +1,8 @@
 """Which input URLs a job may read.
 
 file:// only under configured roots (after resolving symlinks and `..`), http(s)://
-only to public addresses unless the host is allowlisted, gs:// as given. Refusing
+only to public addresses unless the host is allowlisted, gs:// only from buckets
+configured for inputs. Refusing
 private, loopback, link-local and metadata addresses keeps a job from being used
 to read the service's own network (SSRF).
 """
@@ -26,12 +27,17 @@ class InputRefused(Exception):
 class InputPolicy:
     roots: tuple[Path, ...]
     allow_hosts: tuple[str, ...] = ()
+    # Buckets gs:// inputs may come from; none configured means gs:// inputs are refused.
+    gcs_buckets: tuple[str, ...] = ()
 
     @classmethod
-    def from_lists(cls, roots: list[str], allow_hosts: list[str]) -> InputPolicy:
+    def from_lists(
+        cls, roots: list[str], allow_hosts: list[str], gcs_buckets: list[str] = ()
+    ) -> InputPolicy:
         return cls(
             roots=tuple(Path(os.path.realpath(root)) for root in roots),
             allow_hosts=tuple(host.lower() for host in allow_hosts),
+            gcs_buckets=tuple(gcs_buckets),
         )
 
     def check_syntax(self, url: str) -> None:
@@ -53,6 +59,11 @@ class InputPolicy:
                 self._check_address(parts.hostname, literal)
         elif not parts.netloc:
             raise InputRefused("gs:// URL has no bucket")
+        elif parts.netloc not in self.gcs_buckets:
+            raise InputRefused(
+                f"bucket {parts.netloc!r} is not an input bucket; allow it with "
+                "KILN_GCS_INPUT_BUCKETS"
+            )
 
     def check_resolved(self, url: str) -> None:
         """Full check: resolves http(s) hosts and refuses private destinations."""

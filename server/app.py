@@ -137,7 +137,9 @@ def build_server(settings: Settings) -> Server:
     life = Lifecycle(store, hub)
     jobs = JobService(
         life,
-        InputPolicy.from_lists(settings.input_roots, settings.input_allow_hosts),
+        InputPolicy.from_lists(
+            settings.input_roots, settings.input_allow_hosts, settings.gcs_input_buckets
+        ),
         file_url=origins.url,
         remove_output_files=origins.delete_job_files,
         origins=origins,

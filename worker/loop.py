@@ -55,7 +55,9 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.policy = InputPolicy.from_lists(settings.input_roots, settings.input_allow_hosts)
+        self.policy = InputPolicy.from_lists(
+            settings.input_roots, settings.input_allow_hosts, settings.gcs_input_buckets
+        )
         self.origins = Origins(LocalStorage(settings.storage_dir))
         self.metadata = (
             (("authorization", f"Bearer {settings.worker_token}"),) if settings.worker_token else ()

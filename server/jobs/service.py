@@ -74,6 +74,7 @@ class JobService:
             except OriginRefused as refused:
                 raise InvalidArgument([FieldViolation("output_origin", str(refused))]) from None
         await self._check_hosts(request)
+        await self._check_not_foreign_outputs(organization_id, request)
         key = request.idempotency_key or header_key or None
         if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
             raise InvalidArgument([FieldViolation("idempotency_key", "at most 128 characters")])
@@ -133,6 +134,30 @@ class JobService:
                 await asyncio.to_thread(policy.check_resolved, url)
             except InputRefused as refused:
                 violations.append(FieldViolation(path, str(refused)))
+        if violations:
+            raise InvalidArgument(violations)
+
+    async def _check_not_foreign_outputs(
+        self, organization_id: str, request: job_service_pb2.CreateRequest
+    ) -> None:
+        """An input inside kiln's own output storage must belong to one of the caller's jobs:
+        one organization never reads another's renditions by naming them as input."""
+        if self.origins is None:
+            return
+        inputs = [("input_url", request.input_url)] + [
+            (f"concat_input_urls[{i}]", url) for i, url in enumerate(request.concat_input_urls)
+        ]
+        owners = {path: self.origins.output_job_ids(url) for path, url in inputs}
+        named = {job_id for job_ids in owners.values() for job_id in job_ids}
+        if not named:
+            return
+        async with self.store.transaction() as tx:
+            own = await tx.jobs_of_organization(organization_id, sorted(named))
+        violations = [
+            FieldViolation(path, "names output storage of a job that is not one of yours")
+            for path, job_ids in owners.items()
+            if not job_ids <= own
+        ]
         if violations:
             raise InvalidArgument(violations)
 

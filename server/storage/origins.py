@@ -8,9 +8,13 @@ download URL and DeleteOutputs agree on it even if configuration changes later.
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Protocol
+from urllib.parse import unquote, urlsplit
 
 from ..domain.worker_reports import safe_relative_path
 from .local import LocalStorage, UnsafeKey
@@ -21,6 +25,9 @@ class Backend(Protocol):
     def put_directory(self, source, key_prefix: str) -> None: ...
     def delete_prefix(self, key_prefix: str) -> int: ...
     def stored_sizes(self, key_prefix: str) -> dict[str, int]: ...
+
+
+_JOB_ID = re.compile(r"job_[0-9a-z]{26}")
 
 
 class OriginRefused(ValueError):
@@ -81,6 +88,26 @@ class Origins:
             return self.signer.sign(job_id, output_id, path)
         storage = self.backend(origin)
         return storage.signed_url(f"{job_id}/{output_id}/{path}", self.ttl_seconds)
+
+    def output_job_ids(self, url: str) -> set[str]:
+        """The jobs whose output storage `url` points into (empty when it points elsewhere).
+
+        Any job-id-shaped segment counts, whatever prefix a job's origin used: refusing a
+        look-alike name costs a user a rename, missing a real one leaks another's file.
+        """
+        if url.startswith("gs://"):
+            bucket, _, name = url.removeprefix("gs://").partition("/")
+            if bucket not in self.allowed_buckets:
+                return set()
+            segments = name.split("/")
+        elif url.startswith("file://"):
+            path = Path(os.path.realpath(unquote(urlsplit(url).path)))
+            if self.local.root not in path.parents:
+                return set()
+            segments = [path.relative_to(self.local.root).parts[0]]
+        else:
+            return set()
+        return {segment for segment in segments if _JOB_ID.fullmatch(segment)}
 
     def stored_sizes(self, origin: str, key_prefix: str) -> dict[str, int]:
         return self.backend(origin).stored_sizes(key_prefix)

@@ -169,6 +169,13 @@ class Tx:
         )
         return await self._record(job) if job else None
 
+    async def jobs_of_organization(self, organization_id: str, job_ids: Sequence[str]) -> set[str]:
+        """Which of `job_ids` belong to the organization."""
+        rows = await self.session.scalars(
+            select(Job.id).where(Job.organization_id == organization_id, Job.id.in_(job_ids))
+        )
+        return set(rows.all())
+
     async def insert_job(self, job: Job, outputs: Sequence[Output]) -> None:
         self.session.add(job)
         await self.session.flush()

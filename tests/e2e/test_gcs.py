@@ -39,7 +39,12 @@ def gcs_cluster(backend_url, tmp_path_factory, media_root, emulator):
         backend_url,
         tmp_path_factory.mktemp("gcs-cluster"),
         media_root,
-        settings=dict(STORAGE_EMULATOR_HOST=url, KILN_GCS_OUTPUT_BUCKETS=OUTPUTS),
+        settings=dict(
+            STORAGE_EMULATOR_HOST=url,
+            KILN_GCS_OUTPUT_BUCKETS=OUTPUTS,
+            # The outputs bucket is an input bucket too: jobs may re-encode their own outputs.
+            KILN_GCS_INPUT_BUCKETS=f"{INPUTS},{OUTPUTS}",
+        ),
     )
     try:
         server = cluster.start_server()
@@ -74,6 +79,15 @@ def test_gcs_round_trip(gcs_cluster, emulator, tmp_path):
     # Nothing was written to local storage for a GCS origin.
     assert not (cluster.storage_dir / job.id).exists()
 
+    # Another organization may not read this job's outputs as its input; the owner may.
+    other = (("authorization", f"Bearer {cluster.create_key('org_gcs_other')}"),)
+    own_output = f"gs://{OUTPUTS}/{name}"
+    with pytest.raises(grpc.RpcError) as caught:
+        create_job(server, other, own_output)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input_url" in caught.value.details()
+    assert create_job(server, auth, own_output).status == job_pb2.JOB_STATUS_PENDING
+
     deleted = server.job_stub().DeleteOutputs(
         job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth
     )
@@ -93,6 +107,15 @@ def test_output_origin_outside_allowed_buckets_is_refused(gcs_cluster):
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "output_origin" in caught.value.details()
+
+
+def test_gcs_input_outside_the_input_buckets_is_refused_at_create(gcs_cluster):
+    cluster, server = gcs_cluster
+    auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
+    with pytest.raises(grpc.RpcError) as caught:
+        create_job(server, auth, "gs://someone-elses-bucket/private/clip.mp4")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "KILN_GCS_INPUT_BUCKETS" in caught.value.details()
 
 
 def test_missing_gcs_input_is_rejected(gcs_cluster):

@@ -157,3 +157,29 @@ def test_put_directory_and_delete_prefix(storage, tmp_path):
     assert storage.delete_prefix("job_1/out_2") == 0
     with pytest.raises(UnsafeKey):
         storage.delete_prefix("..")
+
+
+def test_output_job_ids_finds_jobs_whose_storage_an_input_names(tmp_path):
+    from server.storage.origins import Origins
+
+    job = "job_01m8409tydwnp24y56db6khqne"
+    origins = Origins(LocalStorage(tmp_path / "storage"), allowed_buckets=["renditions"])
+    (tmp_path / "storage" / job / "out_x").mkdir(parents=True)
+    assert origins.output_job_ids(f"gs://renditions/any/prefix/{job}/out_x/a.mp4") == {job}
+    assert origins.output_job_ids(f"gs://uploads/{job}/a.mp4") == set()
+    assert origins.output_job_ids(f"file://{tmp_path}/storage/{job}/out_x/a.mp4") == {job}
+    # `..` is resolved before deciding: a path that leaves storage names no job.
+    assert origins.output_job_ids(f"file://{tmp_path}/storage/../{job}.mp4") == set()
+    assert origins.output_job_ids(f"https://cdn.example.com/{job}/a.mp4") == set()
+
+
+def test_urls_are_never_signed_outside_the_outputs_prefix(tmp_path):
+    from server.storage.origins import Origins
+
+    signer = UrlSigner(b"secret", "http://kiln.test", 60)
+    origins = Origins(LocalStorage(tmp_path), signer)
+    url, _ = origins.url("", "job_a", "out_a", "v0/seg_001.m4s")
+    assert "/files/job_a/out_a/v0/seg_001.m4s?" in url
+    for path in ("../../job_b/out_b/output.mp4", "/etc/passwd", "a//b", "./x", "a\\b", ""):
+        with pytest.raises(ValueError):
+            origins.url("", "job_a", "out_a", path)

@@ -35,7 +35,7 @@ def outside(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def policy(root: Path) -> InputPolicy:
-    return InputPolicy.from_lists([str(root)], [])
+    return InputPolicy.from_lists([str(root)], [], ["bucket"])
 
 
 def mp4(codec: int = V.VIDEO_CODEC_H264, resolution: str = "") -> job_pb2.OutputSpec:
@@ -325,6 +325,15 @@ def test_allowlist_does_not_open_other_addresses(root):
 )
 def test_public_inputs_pass(root, policy, url):
     validate_create(request_for(root, input_url=url), policy, PRESETS)
+
+
+def test_gs_inputs_only_from_configured_input_buckets(root, policy):
+    violation = only_violation(request_for(root, input_url="gs://other-bucket/in.mp4"), policy)
+    assert violation.field == "input_url"
+    assert "KILN_GCS_INPUT_BUCKETS" in violation.description
+    closed = InputPolicy.from_lists([str(root)], [])
+    with pytest.raises(InputRefused):
+        closed.check_syntax("gs://bucket/in.mp4")
 
 
 # -- many at once ---------------------------------------------------------------------

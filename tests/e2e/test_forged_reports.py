@@ -1,0 +1,246 @@
+"""A worker holding the token is still not trusted: the server checks every result it reports.
+
+The test plays the worker against a real server process (token set, no worker running):
+forged results are refused with INVALID_ARGUMENT, the task goes back to the queue, the job
+is unaffected and later completes from honest results, and no other job changes.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+
+import grpc
+import pytest
+from kiln.v1 import job_pb2, job_service_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+from kiln.worker.v1 import worker_service_pb2_grpc
+
+from tests.conftest import create_postgres_database, drop_postgres_database
+
+from .cluster import Cluster, kiln_command
+from .jobs import create_job, mp4_output
+
+TOKEN = "forgery-test-token"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
+CLIP_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def lone(request, tmp_path_factory, media_root):
+    root = tmp_path_factory.mktemp("forged")
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'kiln.db'}"
+    else:
+        request.getfixturevalue("postgres_available")
+        url = create_postgres_database()
+    cluster = Cluster(
+        url, root, media_root, settings=dict(KILN_WORKER_TOKEN=TOKEN, KILN_MAX_TASK_ATTEMPTS="20")
+    )
+    try:
+        server = cluster.start_server()
+        yield cluster, server
+    finally:
+        cluster.stop()
+        if request.param == "postgres":
+            drop_postgres_database(url)
+
+
+def probe_info() -> job_pb2.InputInfo:
+    return job_pb2.InputInfo(
+        container="mov,mp4,m4a,3gp,3g2,mj2",
+        duration_seconds=CLIP_SECONDS,
+        size_bytes=100_000,
+        bitrate=400_000,
+        streams=[
+            job_pb2.StreamInfo(index=0, kind="video", codec="h264", width=640, height=360,
+                               frame_rate=30.0, is_default=True),
+            job_pb2.StreamInfo(index=1, kind="audio", codec="aac", channels=1,
+                               sample_rate=48000, is_default=True),
+        ],
+    )  # fmt: skip
+
+
+class PlayedWorker:
+    """The test's side of the WorkerService."""
+
+    def __init__(self, server) -> None:
+        self.stub = worker_service_pb2_grpc.WorkerServiceStub(
+            grpc.insecure_channel(server.worker_target)
+        )
+
+    def claim(self) -> wpb.Task:
+        task = self.stub.ClaimTask(
+            wpb.ClaimTaskRequest(worker_id="played", wait_seconds=5), metadata=AUTH
+        ).task
+        assert task.id, "no task was handed out"
+        return task
+
+    def complete(self, task: wpb.Task, **result) -> None:
+        self.stub.CompleteTask(
+            wpb.CompleteTaskRequest(task_id=task.id, lease_token=task.lease_token, **result),
+            metadata=AUTH,
+        )
+
+    def refused(self, task: wpb.Task, **result) -> str:
+        """Report a forged result; it must be refused. Returns the refusal message."""
+        with pytest.raises(grpc.RpcError) as caught:
+            self.complete(task, **result)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        return caught.value.details()
+
+
+def store_file(cluster, job_id: str, output_id: str, name: str, size: int) -> None:
+    path = cluster.storage_dir / job_id / output_id / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+
+
+def transcode(name: str, size: int, seconds: float = CLIP_SECONDS) -> wpb.TranscodeResult:
+    return wpb.TranscodeResult(
+        files=[job_pb2.OutputFile(path=name, size_bytes=size, mime_type="video/mp4")],
+        encoded_seconds=seconds,
+    )
+
+
+def get(server, auth, job_id: str) -> job_pb2.Job:
+    return server.job_stub().Get(job_service_pb2.GetRequest(id=job_id), metadata=auth).job
+
+
+def run_honestly(cluster, server, worker: PlayedWorker, auth, clip) -> job_pb2.Job:
+    job = create_job(server, auth, clip)
+    probe = worker.claim()
+    assert probe.job_id == job.id
+    worker.complete(probe, input_info=probe_info())
+    task = worker.claim()
+    store_file(cluster, job.id, task.output_id, "output.mp4", 4096)
+    worker.complete(task, transcode=transcode("output.mp4", 4096))
+    done = get(server, auth, job.id)
+    assert done.status == job_pb2.JOB_STATUS_COMPLETED
+    return done
+
+
+def test_forged_results_are_refused_and_the_job_still_completes(lone, media_root):
+    cluster, server = lone
+    clip = f"file://{media_root / 'clip2s.mp4'}"
+    worker = PlayedWorker(server)
+    victim_auth = (("authorization", f"Bearer {cluster.create_key('org_victim')}"),)
+    victim = run_honestly(cluster, server, worker, victim_auth, clip)
+    victim_output = victim.outputs[0]
+
+    auth = (("authorization", f"Bearer {cluster.create_key('org_attacker')}"),)
+    job = create_job(server, auth, clip, outputs=[mp4_output("240p"), mp4_output("144x144")])
+
+    # Probe results out of physical bounds, and made-up error codes.
+    probe = worker.claim()
+    assert probe.kind == wpb.TASK_KIND_PROBE and probe.job_id == job.id
+    bad_duration = probe_info()
+    bad_duration.duration_seconds = math.nan
+    assert "duration" in worker.refused(probe, input_info=bad_duration)
+    probe = worker.claim()
+    huge = probe_info()
+    huge.streams[0].width = 100_000
+    assert "8192" in worker.refused(probe, input_info=huge)
+    probe = worker.claim()
+    invented = job_pb2.JobError(code="INPUT_INVENTED", message="forged rejection")
+    assert "INPUT_INVENTED" in worker.refused(probe, error=invented)
+    assert get(server, auth, job.id).status == job_pb2.JOB_STATUS_PROBING
+
+    probe = worker.claim()
+    worker.complete(probe, input_info=probe_info())
+    assert get(server, auth, job.id).status == job_pb2.JOB_STATUS_PROCESSING
+
+    first, second = worker.claim(), worker.claim()
+    assert {first.output_id, second.output_id} == {o.id for o in job.outputs}
+    assert first.output_prefix == f"{job.id}/{first.output_id}"
+
+    # Another job's file, reached by a path outside the output's prefix (right size, too).
+    stolen = f"../../{victim.id}/{victim_output.id}/output.mp4"
+    assert "not a plain relative path" in worker.refused(first, transcode=transcode(stolen, 4096))
+    first = worker.claim()
+    absolute = f"/{victim.id}/{victim_output.id}/output.mp4"
+    assert "not a plain relative path" in worker.refused(first, transcode=transcode(absolute, 4096))
+    # A file that is not in storage at all.
+    first = worker.claim()
+    assert "not in the output's storage" in worker.refused(
+        first, transcode=transcode("output.mp4", 4096)
+    )
+    # A file whose size is not what storage holds.
+    store_file(cluster, job.id, first.output_id, "output.mp4", 2048)
+    first = worker.claim()
+    assert "2048 bytes in storage" in worker.refused(first, transcode=transcode("output.mp4", 4096))
+    # Encoded seconds that would zero or inflate the cost.
+    for seconds in (0.001, 1e9, math.inf):
+        first = worker.claim()
+        assert "encoded_seconds" in worker.refused(
+            first, transcode=transcode("output.mp4", 2048, seconds=seconds)
+        )
+    # Nothing of that reached the job: still running, no output failed.
+    running = get(server, auth, job.id)
+    assert running.status == job_pb2.JOB_STATUS_PROCESSING
+    assert all(o.status != job_pb2.OUTPUT_STATUS_FAILED for o in running.outputs)
+
+    # The other output completes while the forged one is retried; then honest results win.
+    store_file(cluster, job.id, second.output_id, "output.mp4", 1024)
+    worker.complete(second, transcode=transcode("output.mp4", 1024))
+    first = worker.claim()
+    worker.complete(first, transcode=transcode("output.mp4", 2048))
+
+    done = get(server, auth, job.id)
+    assert done.status == job_pb2.JOB_STATUS_COMPLETED
+    for output in done.outputs:
+        assert [f.path for f in output.files] == ["output.mp4"]
+        for file in output.files:
+            assert f"/files/{job.id}/{output.id}/output.mp4?" in file.url
+    # Price from honest durations only.
+    assert done.actual_cost.micros > 0
+    # The victim's job and files are untouched.
+    again = get(server, victim_auth, victim.id)
+    assert again.status == job_pb2.JOB_STATUS_COMPLETED
+    assert again.outputs[0].files[0].size_bytes == 4096
+    assert (
+        cluster.storage_dir / victim.id / victim_output.id / "output.mp4"
+    ).stat().st_size == 4096
+
+
+def test_worker_service_is_not_on_the_public_port(lone):
+    _, server = lone
+    public = worker_service_pb2_grpc.WorkerServiceStub(grpc.insecure_channel(server.grpc_target))
+    with pytest.raises(grpc.RpcError) as caught:
+        public.ClaimTask(wpb.ClaimTaskRequest(worker_id="rogue", wait_seconds=0.1), metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_progress_reports_out_of_range_are_refused(lone, media_root):
+    cluster, server = lone
+    auth = (("authorization", f"Bearer {cluster.create_key('org_progress')}"),)
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}")
+    worker = PlayedWorker(server)
+    probe = worker.claim()
+    assert probe.job_id == job.id
+    for progress, stage in ((math.nan, 0), (-1.0, 0), (101.0, 0), (50.0, 999)):
+        with pytest.raises(grpc.RpcError) as caught:
+            worker.stub.ReportProgress(
+                wpb.ReportProgressRequest(
+                    task_id=probe.id, lease_token=probe.lease_token, progress=progress, stage=stage
+                ),
+                metadata=AUTH,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    worker.complete(probe, error=job_pb2.JobError(code="INPUT_CORRUPT", message="cut short"))
+    assert get(server, auth, job.id).status == job_pb2.JOB_STATUS_REJECTED
+
+
+def test_server_refuses_to_start_an_open_worker_listener_off_loopback(tmp_path, media_root):
+    cluster = Cluster(f"sqlite:///{tmp_path / 'kiln.db'}", tmp_path, media_root)
+    result = subprocess.run(
+        kiln_command("serve"),
+        env=cluster.env(KILN_WORKER_HOST="0.0.0.0", KILN_WORKER_TOKEN=""),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "KILN_WORKER_TOKEN" in result.stderr

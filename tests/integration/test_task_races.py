@@ -1,0 +1,202 @@
+"""The worker-facing use cases against real databases: lease reaping and racing writers.
+
+No server process here: the use cases (JobService, TaskService) run on a real Store, so the
+races are driven deterministically, step by step, instead of by timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from kiln.v1 import job_pb2, job_service_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from common.input_policy import InputPolicy
+from server.domain.errors import FailedPrecondition
+from server.domain.states import OutputStatus, TaskStatus
+from server.events.hub import EventHub
+from server.jobs.lifecycle import Lifecycle
+from server.jobs.service import JobService
+from server.jobs.tasks import TaskService
+from server.storage.local import LocalStorage
+from server.storage.origins import Origins
+from server.store.store import Store
+
+ORG = "org_races"
+POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+CANCEL_RACE_ROUNDS = 30
+
+
+class Services:
+    def __init__(self, store: Store, root: Path, *, lease_seconds: float, attempts: int = 3):
+        async def read_events(job_id: str, after: int):
+            async with store.transaction() as tx:
+                return await tx.events_after(job_id, after)
+
+        self.life = Lifecycle(store, EventHub(read_events, heartbeat_seconds=30))
+        self.storage = LocalStorage(root / "storage")
+        origins = Origins(self.storage)
+        self.jobs = JobService(
+            self.life,
+            InputPolicy.from_lists([str(root)], []),
+            file_url=lambda *_: ("http://files.invalid/x", datetime.now(UTC)),
+        )
+        self.tasks = TaskService(
+            self.life,
+            lease_seconds=lease_seconds,
+            max_task_attempts=attempts,
+            stored_sizes=origins.stored_sizes,
+        )
+        self.root = root
+
+    async def create(self) -> job_pb2.Job:
+        async with self.life.store.transaction() as tx:
+            await tx.ensure_organization(ORG)
+        request = job_service_pb2.CreateRequest(
+            input_url=f"file://{self.root}/in.mp4",
+            outputs=[
+                job_pb2.OutputSpec(
+                    type=job_pb2.OUTPUT_TYPE_MP4,
+                    video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
+                )
+            ],
+        )
+        return await self.jobs.create(ORG, request, "")
+
+    async def claim(self) -> wpb.Task:
+        task = await self.tasks.claim("w", wait_seconds=0)
+        assert task is not None
+        return task
+
+    async def probed_transcode(self) -> tuple[job_pb2.Job, wpb.Task]:
+        """A job through its probe, with its one transcode task leased."""
+        job = await self.create()
+        probe = await self.claim()
+        info = job_pb2.InputInfo(
+            duration_seconds=2.0,
+            streams=[job_pb2.StreamInfo(kind="video", codec="h264", width=640, height=360,
+                                        frame_rate=30.0)],
+        )  # fmt: skip
+        await self.tasks.complete_task(
+            wpb.CompleteTaskRequest(
+                task_id=probe.id, lease_token=probe.lease_token, input_info=info
+            )
+        )
+        task = await self.claim()
+        assert task.kind == wpb.TASK_KIND_TRANSCODE and task.job_id == job.id
+        return job, task
+
+    def finished(self, task: wpb.Task) -> wpb.CompleteTaskRequest:
+        path = self.storage.path_for(f"{task.output_prefix}/output.mp4")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * 512)
+        return wpb.CompleteTaskRequest(
+            task_id=task.id,
+            lease_token=task.lease_token,
+            transcode=wpb.TranscodeResult(
+                files=[job_pb2.OutputFile(path="output.mp4", size_bytes=512)], encoded_seconds=2.0
+            ),
+        )
+
+
+async def task_row(store: Store, task_id: str):
+    async with store.transaction() as tx:
+        return await tx.task(task_id)
+
+
+async def test_reaper_never_takes_a_lease_renewed_after_it_looked(store, tmp_path):
+    # Leases granted by this instance are expired the moment they are granted.
+    expiring = Services(store, tmp_path, lease_seconds=-1)
+    renewing = Services(store, tmp_path, lease_seconds=60)
+    await expiring.create()
+    probe = await expiring.claim()
+    async with store.transaction() as tx:
+        [candidate] = await tx.expired_leases()
+
+    # The worker's heartbeat lands between the reaper's read and its update.
+    stop = await renewing.tasks.report_progress(
+        wpb.ReportProgressRequest(task_id=probe.id, lease_token=probe.lease_token)
+    )
+    assert stop is False
+    assert await expiring.tasks.reap(candidate) is False
+    assert (await task_row(store, probe.id)).status == TaskStatus.LEASED
+    assert await expiring.tasks.reap_expired_leases() == 0
+
+    # Silent from now on: the next heartbeat-free lease is taken back and requeued.
+    await expiring.tasks.report_progress(
+        wpb.ReportProgressRequest(task_id=probe.id, lease_token=probe.lease_token)
+    )
+    assert await expiring.tasks.reap_expired_leases() == 1
+    row = await task_row(store, probe.id)
+    assert (row.status, row.attempts) == (TaskStatus.QUEUED, 1)
+    again = await expiring.claim()
+    assert again.id == probe.id and again.lease_token != probe.lease_token
+
+
+async def test_exhausted_attempts_fail_the_output_with_worker_lost(store, tmp_path):
+    services = Services(store, tmp_path, lease_seconds=60, attempts=1)
+    expiring = Services(store, tmp_path, lease_seconds=-1, attempts=1)
+    job, task = await services.probed_transcode()
+    await expiring.tasks.report_progress(
+        wpb.ReportProgressRequest(task_id=task.id, lease_token=task.lease_token, progress=5)
+    )
+    assert await expiring.tasks.reap_expired_leases() == 1
+    done = await services.jobs.get(ORG, job.id)
+    assert done.status == job_pb2.JOB_STATUS_FAILED
+    assert done.outputs[0].error.code == "WORKER_LOST"
+    # A result arriving after the task was given up is dropped, not recorded.
+    await services.tasks.complete_task(services.finished(task))
+    assert (await services.jobs.get(ORG, job.id)).status == job_pb2.JOB_STATUS_FAILED
+
+
+@POSTGRES_ONLY
+async def test_cancel_racing_complete_task_ends_in_one_consistent_state(store, tmp_path):
+    services = Services(store, tmp_path, lease_seconds=60)
+    outcomes = {"completed": 0, "canceled": 0}
+
+    async def cancel_after(job_id: str, delay: float) -> job_pb2.Job:
+        # Not synchronisation: a sweep of head starts so the two transactions overlap at
+        # every point of CompleteTask (its checks, its locked write), not only at the start.
+        await asyncio.sleep(delay)
+        return await services.jobs.cancel(ORG, job_id)
+
+    for round_number in range(CANCEL_RACE_ROUNDS):
+        job, task = await services.probed_transcode()
+        cancel, complete = await asyncio.gather(
+            cancel_after(job.id, round_number * 0.001),
+            services.tasks.complete_task(services.finished(task)),
+            return_exceptions=True,
+        )
+        # The only error either side may see is the domain's answer to losing the race.
+        assert complete is None, complete
+        if isinstance(cancel, BaseException):
+            assert isinstance(cancel, FailedPrecondition), cancel
+        final = await services.jobs.get(ORG, job.id)
+        row = await task_row(store, task.id)
+        if final.status == job_pb2.JOB_STATUS_COMPLETED:
+            assert isinstance(cancel, FailedPrecondition)
+            assert final.outputs[0].status == job_pb2.OUTPUT_STATUS_COMPLETED
+            assert row.status == TaskStatus.DONE
+            outcomes["completed"] += 1
+        else:
+            assert final.status == job_pb2.JOB_STATUS_CANCELED
+            assert final.outputs[0].status == job_pb2.OUTPUT_STATUS_CANCELED
+            assert row.status == TaskStatus.CANCELED
+            outcomes["canceled"] += 1
+    print("cancel race outcomes", outcomes)
+    assert sum(outcomes.values()) == CANCEL_RACE_ROUNDS
+
+
+async def test_guarded_statuses_refuse_moves_the_tables_do_not_allow(store, tmp_path):
+    services = Services(store, tmp_path, lease_seconds=60)
+    job, _task = await services.probed_transcode()
+    output_id = job.outputs[0].id
+    async with store.transaction() as tx:
+        assert not await tx.move_output(output_id, OutputStatus.PENDING)  # PROCESSING -> PENDING
+        assert await tx.move_output(output_id, OutputStatus.CANCELED)
+        assert not await tx.move_output(output_id, OutputStatus.COMPLETED)  # CANCELED is final
+    record = await services.jobs.get(ORG, job.id)
+    assert record.status == job_pb2.JOB_STATUS_PROCESSING
