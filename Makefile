@@ -48,6 +48,7 @@ check-gen: gen
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf format --diff --exit-code
 

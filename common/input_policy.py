@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -32,7 +33,7 @@ class InputPolicy:
 
     @classmethod
     def from_lists(
-        cls, roots: list[str], allow_hosts: list[str], gcs_buckets: list[str] = ()
+        cls, roots: Sequence[str], allow_hosts: Sequence[str], gcs_buckets: Sequence[str] = ()
     ) -> InputPolicy:
         return cls(
             roots=tuple(Path(os.path.realpath(root)) for root in roots),

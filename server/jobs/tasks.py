@@ -206,9 +206,9 @@ class TaskService:
                 else:
                     await self.life.probe_failed(tx, record, request.error)
             elif kind == "transcode":
-                await self._output_done(tx, record, task.output_id, request.transcode)
+                await self._output_done(tx, record, _output_id(task), request.transcode)
             else:
-                await self._output_failed(tx, record, task.output_id, request.error)
+                await self._output_failed(tx, record, _output_id(task), request.error)
         if tasks_queued:
             self.life.tasks_committed()
         self.life.published(task.job_id)
@@ -290,7 +290,7 @@ class TaskService:
                 )
                 await self.life.emit_completed(tx, task.job_id)
         else:
-            await self._output_failed(tx, record, task.output_id, error)
+            await self._output_failed(tx, record, _output_id(task), error)
 
     async def _probed(self, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
         job = record.job
@@ -446,6 +446,12 @@ class TaskService:
         self.life.tasks_committed()
         self.life.published(candidate.job_id)
         return True
+
+
+def _output_id(task: Task) -> str:
+    if task.output_id is None:
+        raise ValueError(f"task {task.id} ({task.kind}) belongs to no output")
+    return task.output_id
 
 
 def output_prefix(job_id: str, output_id: str) -> str:

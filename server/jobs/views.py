@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from kiln.v1 import job_pb2
@@ -18,7 +19,7 @@ OUTPUT_STATUS_PREFIX = "OUTPUT_STATUS_"
 log = logging.getLogger(__name__)
 
 
-def job_status_enum(status: str) -> int:
+def job_status_enum(status: str) -> job_pb2.JobStatus:
     return job_pb2.JobStatus.Value(STATUS_PREFIX + status)
 
 
@@ -26,7 +27,7 @@ def job_status_name(value: int) -> str:
     return job_pb2.JobStatus.Name(value).removeprefix(STATUS_PREFIX)
 
 
-def output_status_enum(status: str) -> int:
+def output_status_enum(status: str) -> job_pb2.OutputStatus:
     return job_pb2.OutputStatus.Value(OUTPUT_STATUS_PREFIX + status)
 
 
@@ -83,9 +84,9 @@ def job_message(record: JobRecord, file_url=None) -> job_pb2.Job:
     message = job_pb2.Job(
         id=job.id,
         status=job_status_enum(job.status),
-        stage=job.stage,
+        stage=cast(job_pb2.JobStage, job.stage),
         progress=job.progress,
-        priority=job.priority,
+        priority=cast(job_pb2.Priority, job.priority),
         delayed_start=job.delayed_start,
         input_url=job.input_url,
         concat_input_urls=job.concat_input_urls,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -53,7 +54,7 @@ class Origins:
         local: LocalStorage,
         signer: UrlSigner | None = None,
         *,
-        allowed_buckets: list[str] = (),
+        allowed_buckets: Sequence[str] = (),
         ttl_seconds: int = 3600,
     ) -> None:
         self.local = local
@@ -86,8 +87,10 @@ class Origins:
         if not origin:
             assert self.signer is not None
             return self.signer.sign(job_id, output_id, path)
-        storage = self.backend(origin)
-        return storage.signed_url(f"{job_id}/{output_id}/{path}", self.ttl_seconds)
+        bucket, prefix = split_origin(origin)
+        return _gcs_storage(bucket, prefix).signed_url(
+            f"{job_id}/{output_id}/{path}", self.ttl_seconds
+        )
 
     def output_job_ids(self, url: str) -> set[str]:
         """The jobs whose output storage `url` points into (empty when it points elsewhere).

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, event, func, or_, select, update
+from sqlalchemy import CursorResult, Result, delete, event, func, or_, select, update
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -63,6 +64,11 @@ def new_lease_token() -> int:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _rows_changed(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed (what every guarded status change is judged by)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -255,7 +261,7 @@ class Tx:
             .where(Job.id == job_id, Job.status == current)
             .values(status=str(target), updated_at=now(), **values)
         )
-        if result.rowcount != 1:
+        if _rows_changed(result) != 1:
             raise FailedPrecondition(
                 f"job {job_id} changed concurrently; it cannot become {target}"
             )
@@ -277,7 +283,7 @@ class Tx:
             .where(Output.id == output_id, Output.status.in_(states.output_sources(target)))
             .values(status=str(target), **values)
         )
-        return result.rowcount == 1
+        return _rows_changed(result) == 1
 
     async def cancel_open_outputs(self, job_id: str) -> list[str]:
         sources = states.output_sources(OutputStatus.CANCELED)
@@ -404,7 +410,7 @@ class Tx:
             )
             .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
         )
-        return result.rowcount == 1
+        return _rows_changed(result) == 1
 
     async def end_lease(self, task_id: str, token: int, target: TaskStatus) -> bool:
         """Leased task -> DONE (result recorded) or QUEUED (run it again), only under `token`."""
@@ -417,7 +423,7 @@ class Tx:
             )
             .values(status=str(target))
         )
-        return result.rowcount == 1
+        return _rows_changed(result) == 1
 
     async def cancel_tasks(self, job_id: str) -> None:
         await self.session.execute(
@@ -457,7 +463,7 @@ class Tx:
             )
             .values(status=str(target))
         )
-        return result.rowcount == 1
+        return _rows_changed(result) == 1
 
     async def open_task_count(self, job_id: str) -> int:
         return (
@@ -520,7 +526,7 @@ class Tx:
                 last_error=error,
             )
         )
-        return result.rowcount == 1
+        return _rows_changed(result) == 1
 
     async def deliveries_for(self, job_id: str) -> list[WebhookDelivery]:
         return list(
@@ -564,11 +570,11 @@ class Tx:
                 ).all()
             )
         ):
-            preset.created_at = _aware(preset.created_at)
+            preset.created_at = cast(datetime, _aware(preset.created_at))
         return presets
 
     async def delete_preset(self, organization_id: str, preset_id: str) -> bool:
         result = await self.session.execute(
             delete(Preset).where(Preset.organization_id == organization_id, Preset.id == preset_id)
         )
-        return result.rowcount == 1
+        return _rows_changed(result) == 1
