@@ -19,6 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 from protobuf.wkt import Any as ConnectAny
 
 from ..domain.errors import (
+    AlreadyExists,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
@@ -44,6 +45,7 @@ class ErrorStatus:
 _CODES: list[tuple[type[DomainError], Code, grpc.StatusCode]] = [
     (InvalidArgument, Code.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, Code.NOT_FOUND, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, Code.ALREADY_EXISTS, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, Code.FAILED_PRECONDITION, grpc.StatusCode.FAILED_PRECONDITION),
     (Unauthenticated, Code.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, Code.PERMISSION_DENIED, grpc.StatusCode.PERMISSION_DENIED),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, event, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,6 +31,15 @@ from ..domain.states import JobStatus, OutputStatus
 from .models import ApiKey, Job, JobEvent, Organization, Output, Preset, Task, WebhookDelivery
 
 API_KEY_PREFIX = "kiln_sk_"
+IDEMPOTENCY_CONSTRAINT = "uq_jobs_idempotency"
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another transaction committed a job with this organization and idempotency key first.
+
+    The transaction that raised it is lost (PostgreSQL aborts it): read the winner in a
+    new one.
+    """
 
 
 def now() -> datetime:
@@ -58,6 +68,14 @@ def sync_url(url: str) -> str:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _violates_idempotency_key(error: IntegrityError) -> bool:
+    # psycopg names the constraint; SQLite only names its columns.
+    constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+    if constraint is not None:
+        return constraint == IDEMPOTENCY_CONSTRAINT
+    return "jobs.organization_id, jobs.idempotency_key" in str(error.orig)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -165,8 +183,14 @@ class Tx:
         return await self._record(job) if job else None
 
     async def insert_job(self, job: Job, outputs: Sequence[Output]) -> None:
+        """Insert a job and its outputs; IdempotencyKeyTaken when a racing Create won the key."""
         self.session.add(job)
-        await self.session.flush()
+        try:
+            await self.session.flush()
+        except IntegrityError as error:
+            if job.idempotency_key is not None and _violates_idempotency_key(error):
+                raise IdempotencyKeyTaken(job.idempotency_key) from error
+            raise
         self.session.add_all(outputs)
         await self.session.flush()
 
