@@ -341,10 +341,12 @@ class JobService:
         job_id = record.job.id
         subscription = self.hub.subscribe(job_id, cursor)
         try:
+            # Re-read after subscribing: whatever happens next is above this sequence, and
+            # everything up to it is the replay the client asked for (never coalesced).
+            async with self.store.transaction() as tx:
+                record = await tx.get_job(None, job_id)
+            replay_through = record.job.last_sequence
             if fresh:
-                # Re-read after subscribing: whatever happens next is above this sequence.
-                async with self.store.transaction() as tx:
-                    record = await tx.get_job(None, job_id)
                 subscription.cursor = record.job.last_sequence
                 snapshot = job_service_pb2.WatchResponse(
                     sequence=record.job.last_sequence,
@@ -371,7 +373,7 @@ class JobService:
                     heartbeat.time.GetCurrentTime()
                     yield heartbeat
                     continue
-                for event in coalesce(batch):
+                for event in coalesce(batch, replay_through):
                     if event.HasField("completed"):
                         yield self._with_urls(event)
                         return
