@@ -85,10 +85,10 @@ class JobService:
         await self._check_hosts(request)
         try:
             record = await self._insert(organization_id, request, key, fingerprint, origin, saved)
-        except IdempotencyKeyTaken:
+        except IdempotencyKeyTaken as taken:
             # A Create with the same key committed between our look-up and our insert, and
             # ours rolled back: answer as if we had arrived after it.
-            first = await self._job_for_key(organization_id, key or "", fingerprint)
+            first = await self._job_for_key(organization_id, taken.key, fingerprint)
             if first is None:
                 raise  # jobs are never deleted, so the winner cannot have vanished
             return first

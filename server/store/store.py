@@ -41,6 +41,10 @@ class IdempotencyKeyTaken(Exception):
     new one.
     """
 
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
 
 def now() -> datetime:
     return datetime.now(UTC)
