@@ -13,7 +13,7 @@ from kiln.v1.preset_service_connect import PresetServiceASGIApplication
 from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from .auth import Authenticator
-from .errors import connect_boundary, connect_error
+from .errors import connect_stream, connect_unary
 
 
 class ConnectJobService:
@@ -24,37 +24,37 @@ class ConnectJobService:
     async def _organization(self, ctx: RequestContext) -> str:
         return await self.auth.organization(ctx.request_headers.get)
 
-    @connect_boundary
+    @connect_unary
     async def create(self, request: pb.CreateRequest, ctx: RequestContext) -> pb.CreateResponse:
         organization = await self._organization(ctx)
         key = ctx.request_headers.get("x-idempotency-key") or ""
         return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
 
-    @connect_boundary
+    @connect_unary
     async def get(self, request: pb.GetRequest, ctx: RequestContext) -> pb.GetResponse:
         organization = await self._organization(ctx)
         return pb.GetResponse(job=await self.jobs.get(organization, request.id))
 
-    @connect_boundary
+    @connect_unary
     async def list(self, request: pb.ListRequest, ctx: RequestContext) -> pb.ListResponse:
         return await self.jobs.list(await self._organization(ctx), request)
 
-    @connect_boundary
+    @connect_unary
     async def cancel(self, request: pb.CancelRequest, ctx: RequestContext) -> pb.CancelResponse:
         organization = await self._organization(ctx)
         return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
 
-    @connect_boundary
+    @connect_unary
     async def confirm(self, request: pb.ConfirmRequest, ctx: RequestContext) -> pb.ConfirmResponse:
         organization = await self._organization(ctx)
         return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
 
-    @connect_boundary
+    @connect_unary
     async def retry(self, request: pb.RetryRequest, ctx: RequestContext) -> pb.RetryResponse:
         organization = await self._organization(ctx)
         return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
 
-    @connect_boundary
+    @connect_unary
     async def delete_outputs(
         self, request: pb.DeleteOutputsRequest, ctx: RequestContext
     ) -> pb.DeleteOutputsResponse:
@@ -62,16 +62,12 @@ class ConnectJobService:
         job, deleted = await self.jobs.delete_outputs(organization, request.id)
         return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
 
+    @connect_stream
     async def watch(
         self, request: pb.WatchRequest, ctx: RequestContext
     ) -> AsyncIterator[pb.WatchResponse]:
-        # A stream's errors can only be raised before its first message: open it here.
-        try:
-            organization = await self._organization(ctx)
-            stream = await self.jobs.watch(organization, request)
-        except Exception as error:
-            raise connect_error(error) from None
-        async for event in stream:
+        organization = await self._organization(ctx)
+        async for event in await self.jobs.watch(organization, request):
             yield event
 
 
@@ -83,7 +79,7 @@ class ConnectPresetService:
     async def _organization(self, ctx: RequestContext) -> str:
         return await self.auth.organization(ctx.request_headers.get)
 
-    @connect_boundary
+    @connect_unary
     async def create_preset(
         self, request: ppb.CreatePresetRequest, ctx: RequestContext
     ) -> ppb.CreatePresetResponse:
@@ -92,20 +88,20 @@ class ConnectPresetService:
             preset=await self.presets.create(organization, request.preset)
         )
 
-    @connect_boundary
+    @connect_unary
     async def get_preset(
         self, request: ppb.GetPresetRequest, ctx: RequestContext
     ) -> ppb.GetPresetResponse:
         organization = await self._organization(ctx)
         return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
 
-    @connect_boundary
+    @connect_unary
     async def list_presets(
         self, request: ppb.ListPresetsRequest, ctx: RequestContext
     ) -> ppb.ListPresetsResponse:
         return await self.presets.list(await self._organization(ctx), request)
 
-    @connect_boundary
+    @connect_unary
     async def delete_preset(
         self, request: ppb.DeletePresetRequest, ctx: RequestContext
     ) -> ppb.DeletePresetResponse:

@@ -17,10 +17,12 @@ from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from ..jobs.tasks import TaskService
 from .auth import Authenticator, header_reader
-from .errors import abort_grpc, grpc_boundary
+from .errors import grpc_internal, grpc_stream, grpc_unary
 
 
 class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
+    service_name = pb.DESCRIPTOR.services_by_name["JobService"].full_name
+
     def __init__(self, jobs: JobService, auth: Authenticator) -> None:
         self.jobs = jobs
         self.auth = auth
@@ -28,37 +30,37 @@ class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
     async def _organization(self, context: grpc.aio.ServicerContext) -> str:
         return await self.auth.organization(header_reader(list(context.invocation_metadata())))
 
-    @grpc_boundary
+    @grpc_unary
     async def Create(self, request: pb.CreateRequest, context) -> pb.CreateResponse:  # noqa: N802
         organization = await self._organization(context)
         key = header_reader(list(context.invocation_metadata()))("x-idempotency-key") or ""
         return pb.CreateResponse(job=await self.jobs.create(organization, request, key))
 
-    @grpc_boundary
+    @grpc_unary
     async def Get(self, request: pb.GetRequest, context) -> pb.GetResponse:  # noqa: N802
         organization = await self._organization(context)
         return pb.GetResponse(job=await self.jobs.get(organization, request.id))
 
-    @grpc_boundary
+    @grpc_unary
     async def List(self, request: pb.ListRequest, context) -> pb.ListResponse:  # noqa: N802
         return await self.jobs.list(await self._organization(context), request)
 
-    @grpc_boundary
+    @grpc_unary
     async def Cancel(self, request: pb.CancelRequest, context) -> pb.CancelResponse:  # noqa: N802
         organization = await self._organization(context)
         return pb.CancelResponse(job=await self.jobs.cancel(organization, request.id))
 
-    @grpc_boundary
+    @grpc_unary
     async def Confirm(self, request: pb.ConfirmRequest, context) -> pb.ConfirmResponse:  # noqa: N802
         organization = await self._organization(context)
         return pb.ConfirmResponse(job=await self.jobs.confirm(organization, request.id))
 
-    @grpc_boundary
+    @grpc_unary
     async def Retry(self, request: pb.RetryRequest, context) -> pb.RetryResponse:  # noqa: N802
         organization = await self._organization(context)
         return pb.RetryResponse(job=await self.jobs.retry(organization, request.id))
 
-    @grpc_boundary
+    @grpc_unary
     async def DeleteOutputs(  # noqa: N802
         self, request: pb.DeleteOutputsRequest, context
     ) -> pb.DeleteOutputsResponse:
@@ -66,20 +68,18 @@ class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
         job, deleted = await self.jobs.delete_outputs(organization, request.id)
         return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
 
+    @grpc_stream
     async def Watch(  # noqa: N802
         self, request: pb.WatchRequest, context
     ) -> AsyncIterator[pb.WatchResponse]:
-        try:
-            organization = await self._organization(context)
-            stream = await self.jobs.watch(organization, request)
-        except Exception as error:
-            await abort_grpc(context, error)
-            return
-        async for event in stream:
+        organization = await self._organization(context)
+        async for event in await self.jobs.watch(organization, request):
             yield event
 
 
 class GrpcPresetService(preset_service_pb2_grpc.PresetServiceServicer):
+    service_name = ppb.DESCRIPTOR.services_by_name["PresetService"].full_name
+
     def __init__(self, presets: PresetCatalog, auth: Authenticator) -> None:
         self.presets = presets
         self.auth = auth
@@ -87,23 +87,23 @@ class GrpcPresetService(preset_service_pb2_grpc.PresetServiceServicer):
     async def _organization(self, context) -> str:
         return await self.auth.organization(header_reader(list(context.invocation_metadata())))
 
-    @grpc_boundary
+    @grpc_unary
     async def CreatePreset(self, request, context) -> ppb.CreatePresetResponse:  # noqa: N802
         organization = await self._organization(context)
         return ppb.CreatePresetResponse(
             preset=await self.presets.create(organization, request.preset)
         )
 
-    @grpc_boundary
+    @grpc_unary
     async def GetPreset(self, request, context) -> ppb.GetPresetResponse:  # noqa: N802
         organization = await self._organization(context)
         return ppb.GetPresetResponse(preset=await self.presets.get(organization, request.id))
 
-    @grpc_boundary
+    @grpc_unary
     async def ListPresets(self, request, context) -> ppb.ListPresetsResponse:  # noqa: N802
         return await self.presets.list(await self._organization(context), request)
 
-    @grpc_boundary
+    @grpc_unary
     async def DeletePreset(self, request, context) -> ppb.DeletePresetResponse:  # noqa: N802
         await self.presets.delete(await self._organization(context), request.id)
         return ppb.DeletePresetResponse()
@@ -116,6 +116,8 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     time); without one the listener must be loopback-only (config.check_worker_listener).
     """
 
+    service_name = wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name
+
     def __init__(self, tasks: TaskService, worker_token: str = "") -> None:
         self.tasks = tasks
         self.expected = f"Bearer {worker_token}" if worker_token else ""
@@ -127,14 +129,14 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         if not hmac.compare_digest(presented.encode(), self.expected.encode()):
             raise Unauthenticated("worker token missing or wrong")
 
-    @grpc_boundary
+    @grpc_internal
     async def ClaimTask(self, request: wpb.ClaimTaskRequest, context) -> wpb.ClaimTaskResponse:  # noqa: N802
         self._check_token(context)
         wait = request.wait_seconds if request.wait_seconds > 0 else 20.0
         task = await self.tasks.claim(request.worker_id or "anonymous", min(wait, 60.0))
         return wpb.ClaimTaskResponse(task=task) if task else wpb.ClaimTaskResponse()
 
-    @grpc_boundary
+    @grpc_internal
     async def ReportProgress(  # noqa: N802
         self, request: wpb.ReportProgressRequest, context
     ) -> wpb.ReportProgressResponse:
@@ -142,7 +144,7 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         canceled = await self.tasks.report_progress(request)
         return wpb.ReportProgressResponse(canceled=canceled)
 
-    @grpc_boundary
+    @grpc_internal
     async def CompleteTask(  # noqa: N802
         self, request: wpb.CompleteTaskRequest, context
     ) -> wpb.CompleteTaskResponse:

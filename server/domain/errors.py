@@ -34,6 +34,10 @@ class NotFound(DomainError):
     """No such resource in the caller's organization (also for another org's ids)."""
 
 
+class AlreadyExists(DomainError):
+    """The resource the request names exists already, and not as this request would make it."""
+
+
 class FailedPrecondition(DomainError):
     """The state machine forbids this transition now."""
 

@@ -87,21 +87,28 @@ class Subscription:
         self.hub.unsubscribe(self)
 
 
-def coalesce(events: list[job_service_pb2.WatchResponse]) -> list[job_service_pb2.WatchResponse]:
-    """Drop progress a later event in the same batch supersedes, once a stream is behind.
+def coalesce(
+    events: list[job_service_pb2.WatchResponse], replay_through: int = 0
+) -> list[job_service_pb2.WatchResponse]:
+    """Drop progress a later event in the same batch supersedes, once a live stream is behind.
 
-    A watcher that keeps up gets every event. One that fell behind (a slow client, a
-    resync from the log) needs the latest progress, not a backlog of stale values, so a
-    `progress` event is dropped when a later one follows, and an `output` event when a later
-    one for the same output has the same status. Status changes and `completed` always pass;
-    the sequence numbers of what is sent still increase, so resuming works as before.
+    Events up to `replay_through` (what was logged before the stream opened) are a replay:
+    the client asked for them by sequence and gets every one. After that, a watcher that
+    keeps up gets every event. One that fell behind the live events (a slow client) needs
+    the latest progress, not a backlog of stale values: when more than COALESCE_AFTER live
+    events wait, a `progress` event is dropped when a later one follows, and an `output`
+    event when a later one for the same output has the same status. Status changes and
+    `completed` always pass; the sequences of what is sent still increase, so resuming
+    works as before.
     """
-    if len(events) <= COALESCE_AFTER:
+    replayed = [event for event in events if event.sequence <= replay_through]
+    live = events[len(replayed) :]
+    if len(live) <= COALESCE_AFTER:
         return events
     kept: list[job_service_pb2.WatchResponse] = []
     later_progress = False
     later_outputs: set[tuple[str, int]] = set()
-    for event in reversed(events):
+    for event in reversed(live):
         kind = event.WhichOneof("event")
         if kind == "progress":
             if later_progress:
@@ -114,7 +121,7 @@ def coalesce(events: list[job_service_pb2.WatchResponse]) -> list[job_service_pb
             later_outputs.add(key)
         kept.append(event)
     kept.reverse()
-    return kept
+    return replayed + kept
 
 
 class EventHub:

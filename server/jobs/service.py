@@ -14,12 +14,13 @@ from common.input_policy import InputPolicy, InputRefused
 
 from ..domain import ids, validation
 from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from ..domain.idempotency import check_replay, request_fingerprint
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import coalesce
 from ..storage.origins import OriginRefused, Origins
 from ..store.models import Job, Output
-from ..store.store import JobRecord, Tx, now
+from ..store.store import IdempotencyKeyTaken, JobRecord, Tx, now
 from . import views
 from .lifecycle import Lifecycle
 from .presets import PresetCatalog
@@ -63,6 +64,14 @@ class JobService:
     async def create(
         self, organization_id: str, request: job_service_pb2.CreateRequest, header_key: str
     ) -> job_pb2.Job:
+        key = request.idempotency_key or header_key or None
+        if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument([FieldViolation("idempotency_key", "at most 128 characters")])
+        fingerprint = request_fingerprint(request)
+        # A repeat is answered from what was stored, before validation: its answer must not
+        # change because a preset was deleted or a host's address moved since.
+        if key and (first := await self._job_for_key(organization_id, key, fingerprint)):
+            return first
         saved = await self.presets.saved_specs(
             organization_id, [output.preset for output in request.outputs if output.preset]
         )
@@ -75,12 +84,39 @@ class JobService:
                 raise InvalidArgument([FieldViolation("output_origin", str(refused))]) from None
         await self._check_hosts(request)
         await self._check_not_foreign_outputs(organization_id, request)
-        key = request.idempotency_key or header_key or None
-        if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgument([FieldViolation("idempotency_key", "at most 128 characters")])
+        try:
+            record = await self._insert(organization_id, request, key, fingerprint, origin, saved)
+        except IdempotencyKeyTaken as taken:
+            # A Create with the same key committed between our look-up and our insert, and
+            # ours rolled back: answer as if we had arrived after it.
+            first = await self._job_for_key(organization_id, taken.key, fingerprint)
+            if first is None:
+                raise  # jobs are never deleted, so the winner cannot have vanished
+            return first
+        self.life.tasks_committed()
+        return self.job_message(record)
+
+    async def _job_for_key(
+        self, organization_id: str, key: str, fingerprint: str
+    ) -> job_pb2.Job | None:
+        """The job this key already made, if any; AlreadyExists if made from another request."""
         async with self.store.transaction() as tx:
-            if key and (existing := await tx.job_by_idempotency_key(organization_id, key)):
-                return self.job_message(existing)
+            existing = await tx.job_by_idempotency_key(organization_id, key)
+        if existing is None:
+            return None
+        check_replay(key, existing.job.id, existing.job.request_hash, fingerprint)
+        return self.job_message(existing)
+
+    async def _insert(
+        self,
+        organization_id: str,
+        request: job_service_pb2.CreateRequest,
+        key: str | None,
+        fingerprint: str,
+        origin: str,
+        saved: dict[str, job_pb2.OutputSpec],
+    ) -> JobRecord:
+        async with self.store.transaction() as tx:
             moment = now()
             priority = request.priority or job_pb2.PRIORITY_STANDARD
             job = Job(
@@ -96,6 +132,7 @@ class JobService:
                 job_metadata=dict(request.metadata),
                 webhook_url=request.webhook_url,
                 idempotency_key=key,
+                request_hash=fingerprint,
                 output_origin=origin,
                 currency=await tx.organization_currency(organization_id),
                 attempt=1,
@@ -116,9 +153,7 @@ class JobService:
             ]
             await tx.insert_job(job, outputs)
             await self.life.queue_tasks(tx, [self.life.probe_task(job)])
-            record = JobRecord(job, outputs)
-        self.life.tasks_committed()
-        return self.job_message(record)
+        return JobRecord(job, outputs)
 
     async def _check_hosts(self, request: job_service_pb2.CreateRequest) -> None:
         """Resolve http(s) hosts off the event loop; refuse private destinations."""
@@ -331,10 +366,12 @@ class JobService:
         job_id = record.job.id
         subscription = self.hub.subscribe(job_id, cursor)
         try:
+            # Re-read after subscribing: whatever happens next is above this sequence, and
+            # everything up to it is the replay the client asked for (never coalesced).
+            async with self.store.transaction() as tx:
+                record = await tx.get_job(None, job_id)
+            replay_through = record.job.last_sequence
             if fresh:
-                # Re-read after subscribing: whatever happens next is above this sequence.
-                async with self.store.transaction() as tx:
-                    record = await tx.get_job(None, job_id)
                 subscription.cursor = record.job.last_sequence
                 snapshot = job_service_pb2.WatchResponse(
                     sequence=record.job.last_sequence,
@@ -361,7 +398,7 @@ class JobService:
                     heartbeat.time.GetCurrentTime()
                     yield heartbeat
                     continue
-                for event in coalesce(batch):
+                for event in coalesce(batch, replay_through):
                     if event.HasField("completed"):
                         yield self._with_urls(event)
                         return

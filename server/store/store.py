@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, delete, event, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,6 +32,19 @@ from ..domain.states import DeliveryStatus, JobStatus, OutputStatus, TaskStatus
 from .models import ApiKey, Job, JobEvent, Organization, Output, Preset, Task, WebhookDelivery
 
 API_KEY_PREFIX = "kiln_sk_"
+IDEMPOTENCY_CONSTRAINT = "uq_jobs_idempotency"
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another transaction committed a job with this organization and idempotency key first.
+
+    The transaction that raised it is lost (PostgreSQL aborts it): read the winner in a
+    new one.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 def now() -> datetime:
@@ -69,6 +83,14 @@ def hash_key(key: str) -> str:
 def _rows_changed(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE changed (what every guarded status change is judged by)."""
     return cast(CursorResult[Any], result).rowcount
+
+
+def _violates_idempotency_key(error: IntegrityError) -> bool:
+    # psycopg names the constraint; SQLite only names its columns.
+    constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+    if constraint is not None:
+        return constraint == IDEMPOTENCY_CONSTRAINT
+    return "jobs.organization_id, jobs.idempotency_key" in str(error.orig)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -183,8 +205,14 @@ class Tx:
         return set(rows.all())
 
     async def insert_job(self, job: Job, outputs: Sequence[Output]) -> None:
+        """Insert a job and its outputs; IdempotencyKeyTaken when a racing Create won the key."""
         self.session.add(job)
-        await self.session.flush()
+        try:
+            await self.session.flush()
+        except IntegrityError as error:
+            if job.idempotency_key is not None and _violates_idempotency_key(error):
+                raise IdempotencyKeyTaken(job.idempotency_key) from error
+            raise
         self.session.add_all(outputs)
         await self.session.flush()
 

@@ -16,7 +16,7 @@ from server.domain import ids
 from server.domain.errors import FailedPrecondition, NotFound, StaleLease
 from server.domain.states import JobStatus, OutputStatus, TaskStatus
 from server.store.models import ApiKey, Job, Output, Task
-from server.store.store import API_KEY_PREFIX, Store
+from server.store.store import API_KEY_PREFIX, IdempotencyKeyTaken, Store
 
 ORG = "org_one"
 OTHER_ORG = "org_two"
@@ -484,7 +484,8 @@ async def test_claim_skips_a_task_locked_by_an_open_claim(store, second_store):
 
 async def test_idempotency_key_unique_per_organization(store):
     first = await add_job(store, make_job(ORG, idempotency_key="key-1"))
-    with pytest.raises(IntegrityError):
+    # The unique violation arrives named, so Create can answer with the first job.
+    with pytest.raises(IdempotencyKeyTaken):
         await add_job(store, make_job(ORG, idempotency_key="key-1"))
     other = await add_job(store, make_job(OTHER_ORG, idempotency_key="key-1"))
     # Jobs without a key never collide.

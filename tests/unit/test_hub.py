@@ -258,6 +258,17 @@ def test_coalesce_keeps_latest_progress_and_every_status_change():
     assert [e.sequence for e in kept] == sorted(e.sequence for e in kept)
 
 
+def test_coalesce_never_drops_the_replay_a_resume_asked_for():
+    batch = [progress_event(n, n) for n in range(1, 101)]
+    assert coalesce(batch, replay_through=100) == batch
+    # Live events after the replay are coalesced only when they alone exceed the threshold.
+    live_few = [progress_event(n, n) for n in range(101, 101 + COALESCE_AFTER)]
+    assert coalesce(batch + live_few, replay_through=100) == batch + live_few
+    live_many = [progress_event(n, n) for n in range(101, 102 + COALESCE_AFTER)]
+    kept = coalesce(batch + live_many, replay_through=100)
+    assert [e.sequence for e in kept] == [*range(1, 101), 101 + COALESCE_AFTER]
+
+
 async def test_closing_the_last_stream_lets_an_inflight_read_finish():
     """A read in flight is never cancelled: on SQLite that would strand the only connection."""
     started, release = asyncio.Event(), asyncio.Event()
