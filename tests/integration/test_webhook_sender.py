@@ -7,7 +7,6 @@ import http.server
 import threading
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -93,31 +92,29 @@ def sender(store, allow: list[str], max_attempts: int = 2) -> WebhookSender:
 async def test_failing_receiver_is_retried_with_backoff_then_given_up(store, failing_receiver):
     job_id = await queue_delivery(store, failing_receiver)
     webhooks = sender(store, ["127.0.0.1"])
-    async with httpx.AsyncClient() as client:
-        assert await webhooks.send_due(client) == 1
-        (delivery,) = await deliveries(store, job_id)
-        assert (delivery.status, delivery.attempts, delivery.last_error) == (
-            "PENDING",
-            1,
-            "HTTP 503",
-        )
-        next_at = delivery.next_attempt_at.replace(tzinfo=UTC)
-        assert next_at > datetime.now(UTC)  # backing off, not due yet
-        assert await webhooks.send_due(client) == 0
+    assert await webhooks.send_due() == 1
+    (delivery,) = await deliveries(store, job_id)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (
+        "PENDING",
+        1,
+        "HTTP 503",
+    )
+    next_at = delivery.next_attempt_at.replace(tzinfo=UTC)
+    assert next_at > datetime.now(UTC)  # backing off, not due yet
+    assert await webhooks.send_due() == 0
 
-        await make_due(store, delivery)
-        assert await webhooks.send_due(client) == 1
-        (delivery,) = await deliveries(store, job_id)
-        assert (delivery.status, delivery.attempts) == ("FAILED", 2)
-        assert await webhooks.send_due(client) == 0
+    await make_due(store, delivery)
+    assert await webhooks.send_due() == 1
+    (delivery,) = await deliveries(store, job_id)
+    assert (delivery.status, delivery.attempts) == ("FAILED", 2)
+    assert await webhooks.send_due() == 0
     assert AlwaysFailing.hits == 2
 
 
 async def test_private_destination_is_refused_at_delivery(store, failing_receiver):
     job_id = await queue_delivery(store, failing_receiver)
     webhooks = sender(store, [], max_attempts=1)  # loopback not allowlisted
-    async with httpx.AsyncClient() as client:
-        await webhooks.send_due(client)
+    await webhooks.send_due()
     (delivery,) = await deliveries(store, job_id)
     assert delivery.status == "FAILED"
     assert delivery.last_error.startswith("refused:")
