@@ -85,6 +85,10 @@ class EgressSession:
         self._clients.add(current)
         try:
             await serve_client(self, reader, writer)
+        except asyncio.CancelledError:
+            # Closed with its session. Ending normally: asyncio's stream callback (3.11) would
+            # log a cancelled connection task as an error.
+            writer.close()
         finally:
             self._clients.discard(current)
 

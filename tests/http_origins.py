@@ -30,6 +30,7 @@ class Origin:
     port: int = 0
     routes: dict[str, Route] = field(default_factory=dict)
     log: list[LoggedRequest] = field(default_factory=list)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
         origin = self
@@ -42,7 +43,9 @@ class Origin:
 
             def _any(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                origin.log.append(LoggedRequest(self.command, self.path, headers))
+                with origin.arrived:
+                    origin.log.append(LoggedRequest(self.command, self.path, headers))
+                    origin.arrived.notify_all()
                 length = int(headers.get("content-length", "0") or 0)
                 if length:
                     self.rfile.read(length)
@@ -71,6 +74,12 @@ class Origin:
 
     def requests_for(self, path: str) -> list[LoggedRequest]:
         return [request for request in self.log if request.path.split("?")[0] == path]
+
+    def wait_for(self, path: str, count: int, timeout: float) -> list[LoggedRequest]:
+        """Blocks until `count` requests for `path` arrived."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.requests_for(path)) >= count, timeout)
+            return self.requests_for(path)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -122,19 +131,18 @@ def redirect(location: str, status: int = 302) -> Route:
     return route
 
 
-def trickle(data: bytes, seconds: float, content_type: str = "video/mp4") -> Route:
-    """Sends the whole of `data` (200, no ranges) spread evenly over `seconds`: a slow origin."""
+def slow_for_ffmpeg(route: Route, seconds: float, requests: int) -> Route:
+    """The first `requests` requests from FFmpeg (User-Agent Lavf/…) wait `seconds` before
+    the answer starts: an origin slow to respond, which makes the probe slow."""
+    remaining = [requests]
+    lock = threading.Lock()
 
-    def route(handler: http.server.BaseHTTPRequestHandler, origin: Origin) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        pieces = 40
-        step = -(-len(data) // pieces)
-        for offset in range(0, len(data), step):
-            handler.wfile.write(data[offset : offset + step])
-            handler.wfile.flush()
-            time.sleep(seconds / pieces)  # the slowness under test, not synchronisation
+    def slow(handler: http.server.BaseHTTPRequestHandler, origin: Origin) -> None:
+        with lock:
+            delay = remaining[0] > 0 and handler.headers.get("User-Agent", "").startswith("Lavf")
+            remaining[0] -= delay
+        if delay:
+            time.sleep(seconds)  # the slowness under test, not synchronisation
+        route(handler, origin)
 
-    return route
+    return slow
