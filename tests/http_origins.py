@@ -86,6 +86,18 @@ class Origin:
         self.server.server_close()
 
 
+def twin_origins(first: str, second: str) -> tuple[Origin, Origin]:
+    """Two origins on the same port at two addresses: what one name would reach at either
+    address (DNS rebinding)."""
+    for _ in range(20):
+        one = Origin(first)
+        try:
+            return one, Origin(second, one.port)
+        except OSError:
+            one.close()  # that port is taken on the second address; try another
+    raise RuntimeError(f"no port free on both {first} and {second}")
+
+
 def send(
     handler: http.server.BaseHTTPRequestHandler,
     status: int,

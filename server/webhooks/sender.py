@@ -60,8 +60,10 @@ class WebhookSender:
         *,
         max_attempts: int,
         timeout_seconds: float,
+        resolver: egress.Resolver | None = None,
     ) -> None:
         self.store = store
+        self.resolver = resolver
         self.signer = Webhook(secret)
         self.policy = policy
         self.max_attempts = max_attempts
@@ -130,7 +132,9 @@ class WebhookSender:
             self.policy.check_syntax(url)
         except InputRefused as refused:
             return f"refused: {refused}"
-        async with egress.session(self.policy, inspect_bodies=False) as session:
+        async with egress.session(
+            self.policy, resolver=self.resolver, inspect_bodies=False
+        ) as session:
             error = await self._post_through(session.proxy_url, message_id, url, body)
             if session.refusals:
                 return f"refused: {session.refusals[0].describe()}"

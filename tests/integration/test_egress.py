@@ -14,7 +14,7 @@ import pytest
 from common import egress
 from common.input_policy import InputPolicy
 from tests.conftest import make_clip
-from tests.http_origins import Origin, redirect, send, static
+from tests.http_origins import Origin, redirect, send, static, twin_origins
 from worker.media.errors import MediaError
 from worker.media.ffmpeg import run_ffmpeg
 from worker.media.input_access import InputAccess
@@ -43,24 +43,12 @@ def forbidden():
     server.close()
 
 
-def twin_origins() -> tuple[Origin, Origin]:
-    """An allowed and a forbidden origin on the same port: what a rebinding name would
-    reach at either address."""
-    for _ in range(20):
-        allowed = Origin(ALLOWED)
-        try:
-            return allowed, Origin("127.0.0.1", allowed.port)
-        except OSError:
-            allowed.close()  # that port is taken on 127.0.0.1; try another
-    raise RuntimeError("no port free on both addresses")
-
-
 def client(session: egress.EgressSession, **options) -> httpx.AsyncClient:
     return httpx.AsyncClient(proxy=session.proxy_url, trust_env=False, timeout=10, **options)
 
 
 async def test_rebinding_name_reaches_only_the_checked_address(clip_bytes):
-    allowed, forbidden = twin_origins()
+    allowed, forbidden = twin_origins(ALLOWED, "127.0.0.1")
     allowed.routes["/clip.mp4"] = forbidden.routes["/clip.mp4"] = static(clip_bytes)
     answers = iter([["127.0.0.2"]])
     lookups = []

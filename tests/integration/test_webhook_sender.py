@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import Webhook
 from common.input_policy import InputPolicy
 from server.store.models import WebhookDelivery
 from server.webhooks.sender import WebhookSender, backoff
+from tests.http_origins import send, twin_origins
 
 from .test_store import ORG, make_job
 
@@ -119,6 +120,37 @@ async def test_private_destination_is_refused_at_delivery(store, failing_receive
     assert delivery.status == "FAILED"
     assert delivery.last_error.startswith("refused:")
     assert AlwaysFailing.hits == 0
+
+
+async def test_delivery_connects_only_to_the_address_it_checked(store):
+    """A name that answers an allowlisted address first and an internal one afterwards
+    (rebinding): the POST goes to the checked address, with the name as Host."""
+    allowed, internal = twin_origins("127.0.0.2", "127.0.0.1")
+    for origin in (allowed, internal):
+        origin.routes["/hook"] = lambda handler, _: send(handler, 204, b"")
+    answers = iter([["127.0.0.2"]])
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers, ["127.0.0.1"])
+
+    try:
+        job_id = await queue_delivery(store, f"http://hooks.test:{allowed.port}/hook")
+        webhooks = WebhookSender(
+            store,
+            SECRET,
+            InputPolicy.from_lists([], ["127.0.0.2"]),
+            max_attempts=1,
+            timeout_seconds=5,
+            resolver=rebinding,
+        )
+        assert await webhooks.send_due() == 1
+        (delivery,) = await deliveries(store, job_id)
+        assert delivery.status == "DELIVERED"
+        assert [r.headers["host"] for r in allowed.log] == [f"hooks.test:{allowed.port}"]
+        assert internal.log == []
+    finally:
+        allowed.close()
+        internal.close()
 
 
 def test_backoff_doubles_and_is_capped():
