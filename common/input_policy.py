@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 ALLOWED_SCHEMES = ("file", "http", "https", "gs")
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class InputRefused(Exception):
     """The URL may not be read; the message says why in plain words."""
@@ -94,13 +96,21 @@ class InputPolicy:
             raise InputRefused("file:// path is outside the allowed input roots")
         return path
 
-    def _check_address(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    def address_refusal(self, host: str, address: IPAddress) -> str | None:
+        """Why `host`, resolved to `address`, may not be reached ("127.0.0.1, a loopback
+        address"); None when it may. One address at a time, so a caller that resolves once can
+        check exactly the address it will connect to."""
         if _is_public(address) or self._allowlisted(host, address):
-            return
-        raise InputRefused(
-            f"host {host!r} resolves to a private or loopback address; "
-            "allowlist it with KILN_INPUT_ALLOW_HOSTS"
-        )
+            return None
+        return f"{address}, {_address_kind(address)}"
+
+    def _check_address(self, host: str, address: IPAddress) -> None:
+        refusal = self.address_refusal(host, address)
+        if refusal is not None:
+            raise InputRefused(
+                f"host {host!r} resolves to {refusal}; private or loopback addresses "
+                "must be allowlisted (KILN_INPUT_ALLOW_HOSTS)"
+            )
 
     def _allowlisted(self, host: str, address) -> bool:
         for entry in self.allow_hosts:
@@ -119,6 +129,16 @@ def _as_ip(host: str):
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def _address_kind(address: IPAddress) -> str:
+    """The plain name of the class an address belongs to, for refusal messages."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    for kind in ("loopback", "link-local", "private", "multicast", "unspecified", "reserved"):
+        if getattr(address, f"is_{kind.replace('-', '_')}"):
+            return f"a {kind} address"
+    return "a non-public address"
 
 
 def _is_public(address) -> bool:

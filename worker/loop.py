@@ -1,9 +1,10 @@
 """The worker: claim a task from the server, run it with plain media functions, report.
 
-The worker holds no state and no database credentials. While a task runs, one
-reporter sends progress every `progress_interval_seconds`; its answer doubles
-as the lease heartbeat and as the cancel signal, so a Cancel reaches FFmpeg
-within one interval plus the time to stop the process.
+The worker holds no state and no database credentials. While a task of any kind
+runs, one heartbeat renews its lease (at least three times a lease) and, while
+encoding, carries progress every `progress_interval_seconds`; its answer is also
+the cancel signal, so a Cancel reaches FFmpeg within one interval plus the time
+to stop the process.
 """
 
 from __future__ import annotations
@@ -16,31 +17,32 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import grpc
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
-from common.input_policy import InputPolicy, InputRefused
+from common import egress
+from common.input_policy import InputPolicy
 from server.config import Settings
 from server.storage.gcs import download_to
 from server.storage.local import LocalStorage
 from server.storage.origins import Origins, gcs_client
 
-from . import remote
-from .media.commands import build_command
+from .inputs import TaskInputs
+from .media.commands import CommandPlan, build_command
 from .media.describe import describe_output_file
 from .media.errors import MediaError
 from .media.ffmpeg import run_ffmpeg
 from .media.packaging import finalize_output
-from .media.probe import probe
 
 log = logging.getLogger(__name__)
 
 S = job_pb2.JobStage
 COMPLETE_ATTEMPTS = 4
+# Heartbeats per lease: two may be lost (a slow server, a GC pause) before the lease lapses.
+LEASE_RENEWALS = 3
 
 
 @dataclass
@@ -97,13 +99,26 @@ class Worker:
                 await self.run_task(response.task)
 
     async def run_task(self, task: wpb.Task) -> None:
+        """Runs one task to its report. A heartbeat renews the lease for the whole run
+        (probe and staging included), and every input byte goes through an egress proxy
+        of this task's own."""
         log.info("task %s (%s) for job %s", task.id, wpb.TaskKind.Name(task.kind), task.job_id)
+        probing = task.kind == wpb.TASK_KIND_PROBE
+        stop = asyncio.Event()
+        progress = TaskProgress(stage=S.JOB_STAGE_PROBING if probing else S.JOB_STAGE_TRANSCODING)
+        heartbeat = asyncio.create_task(self._heartbeat(task, progress, stop))
+        scratch = Path(self.settings.scratch_dir) / task.id
         try:
-            if task.kind == wpb.TASK_KIND_PROBE:
-                await self._probe(task)
-            else:
-                await self._transcode(task)
+            async with egress.session(self.policy) as session:
+                inputs = TaskInputs(self.policy, session, stop, self._stage_gs)
+                if probing:
+                    result = await self._probe(task, inputs, scratch)
+                else:
+                    result = await self._transcode(task, inputs, scratch, progress, stop)
+            await _stopped(heartbeat)
+            await self._complete(task, **result)
         except MediaError as error:
+            await _stopped(heartbeat)
             if error.code == "CANCELED":
                 return
             await self._complete(
@@ -112,9 +127,7 @@ class Worker:
                     code=error.code,
                     message=error.message,
                     retryable=error.retryable,
-                    stage=S.JOB_STAGE_PROBING
-                    if task.kind == wpb.TASK_KIND_PROBE
-                    else S.JOB_STAGE_TRANSCODING,
+                    stage=S.JOB_STAGE_PROBING if probing else S.JOB_STAGE_TRANSCODING,
                 ),
             )
         except grpc.aio.AioRpcError as error:
@@ -122,6 +135,7 @@ class Worker:
             log.warning("task %s: report refused: %s", task.id, error.details())
         except Exception:
             log.exception("task %s failed unexpectedly", task.id)
+            await _stopped(heartbeat)
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await self._complete(
                     task,
@@ -131,57 +145,27 @@ class Worker:
                         retryable=True,
                     ),
                 )
-
-    async def _probe(self, task: wpb.Task) -> None:
-        scratch = Path(self.settings.scratch_dir) / task.id
-        try:
-            location, ranges = await self._input_location(
-                task.input_url, scratch, known_ranges=None
-            )
-            info = await probe(location)
-            info.supports_byte_ranges = ranges
-            await self._complete(task, input_info=info)
         finally:
+            await _stopped(heartbeat)
             shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _input_location(
-        self, url: str, staging_dir: Path, *, known_ranges: bool | None
-    ) -> tuple[str, bool]:
-        """A path or URL FFmpeg can open, and whether an http(s) origin serves byte ranges.
+    async def _probe(self, task: wpb.Task, inputs: TaskInputs, scratch: Path) -> dict:
+        async def read() -> job_pb2.InputInfo:
+            location, ranges = await inputs.locate(task.input_url, scratch, known_ranges=None)
+            info = await inputs.probe(location)
+            info.supports_byte_ranges = ranges
+            return info
 
-        The worker re-checks the input policy itself (DNS may answer differently
-        than it did at Create). An http(s) origin that honours ranges is read in
-        place, so FFmpeg seeks instead of downloading; one that does not is
-        staged to scratch once for this task.
-        """
-        try:
-            await asyncio.to_thread(self.policy.check_resolved, url)
-            scheme = urlsplit(url).scheme.lower()
-            if scheme == "file":
-                return str(self.policy.local_path(url)), False
-        except InputRefused as refused:
-            raise MediaError("INPUT_REFUSED", str(refused)) from None
-        if scheme == "gs":
-            return str(await self._stage_gs(url, staging_dir / "input")), False
-        if scheme not in ("http", "https"):
-            raise MediaError(
-                "INPUT_UNREADABLE", f"{scheme}:// inputs are not supported by this worker yet"
-            )
-        ranges = known_ranges if known_ranges is not None else await remote.supports_ranges(url)
-        if ranges:
-            return url, True
-        return str(await remote.stage(url, staging_dir / "input")), False
+        return {"input_info": await inputs.guarded(read())}
 
     async def _concat_inputs(
-        self, task: wpb.Task, scratch: Path
+        self, task: wpb.Task, inputs: TaskInputs, scratch: Path
     ) -> list[tuple[str, job_pb2.InputInfo]]:
         """Inputs joined after the first; each is probed here (the server probed only the first)."""
         extra = []
         for index, url in enumerate(task.concat_input_urls, start=1):
-            location, _ = await self._input_location(
-                url, scratch / f"input-{index}", known_ranges=None
-            )
-            extra.append((location, await probe(location)))
+            location, _ = await inputs.locate(url, scratch / f"input-{index}", known_ranges=None)
+            extra.append((location, await inputs.probe(location)))
         return extra
 
     async def _stage_gs(self, url: str, target: Path) -> Path:
@@ -195,19 +179,22 @@ class Worker:
         except ValueError as error:
             raise MediaError("INPUT_REFUSED", str(error)) from None
 
-    async def _transcode(self, task: wpb.Task) -> None:
-        scratch = Path(self.settings.scratch_dir) / task.id
+    async def _transcode(
+        self,
+        task: wpb.Task,
+        inputs: TaskInputs,
+        scratch: Path,
+        progress: TaskProgress,
+        stop: asyncio.Event,
+    ) -> dict:
         out_dir = scratch / "out"
         out_dir.mkdir(parents=True, exist_ok=True)
-        cancel = asyncio.Event()
-        progress = TaskProgress()
 
         async def on_progress(percent: float) -> None:
             progress.percent = percent
 
-        reporter = asyncio.create_task(self._report_loop(task, progress, cancel))
-        try:
-            location, _ = await self._input_location(
+        async def read_and_encode() -> CommandPlan:
+            location, _ = await inputs.locate(
                 task.input_url,
                 scratch / "input-0",
                 known_ranges=task.input_info.supports_byte_ranges or None,
@@ -217,45 +204,47 @@ class Worker:
                 spec=task.output_spec,
                 info=task.input_info,
                 out_dir=out_dir,
-                extra_inputs=await self._concat_inputs(task, scratch),
+                extra_inputs=await self._concat_inputs(task, inputs, scratch),
             )
             await run_ffmpeg(
-                plan.argv,
+                inputs.access.apply(plan.argv),
+                env=inputs.access.environment(),
                 duration=plan.expected_duration,
                 on_progress=on_progress,
-                cancel_event=cancel,
+                cancel_event=stop,
                 min_report_interval=self.settings.progress_interval_seconds,
             )
-            # Playlists are rewritten from the produced segments and sprite maps written
-            # before anything is described.
-            progress.stage = S.JOB_STAGE_PACKAGING
-            plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
-            files = [
-                await describe_output_file(path, out_dir)
-                for path in sorted(out_dir.rglob("*"))
-                if path.is_file()
-            ]
-            # The reporter keeps running: a long upload still extends the lease.
-            progress.stage = S.JOB_STAGE_UPLOADING
-            backend = self.origins.backend(task.output_origin)
-            await asyncio.to_thread(backend.put_directory, out_dir, task.output_prefix)
-            reporter.cancel()
-            await self._complete(
-                task,
-                transcode=wpb.TranscodeResult(
-                    files=files, notes=plan.notes, encoded_seconds=plan.expected_duration
-                ),
-            )
-        finally:
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                await reporter
-            shutil.rmtree(scratch, ignore_errors=True)
+            return plan
 
-    async def _report_loop(
-        self, task: wpb.Task, progress: TaskProgress, cancel: asyncio.Event
-    ) -> None:
+        plan = await inputs.guarded(read_and_encode())
+        # Playlists are rewritten from the produced segments and sprite maps written
+        # before anything is described.
+        progress.stage = S.JOB_STAGE_PACKAGING
+        plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
+        files = [
+            await describe_output_file(path, out_dir)
+            for path in sorted(out_dir.rglob("*"))
+            if path.is_file()
+        ]
+        # The heartbeat keeps running: a long upload still extends the lease.
+        progress.stage = S.JOB_STAGE_UPLOADING
+        backend = self.origins.backend(task.output_origin)
+        await asyncio.to_thread(backend.put_directory, out_dir, task.output_prefix)
+        return {
+            "transcode": wpb.TranscodeResult(
+                files=files, notes=plan.notes, encoded_seconds=plan.expected_duration
+            )
+        }
+
+    async def _heartbeat(self, task: wpb.Task, progress: TaskProgress, stop: asyncio.Event) -> None:
+        """Renews the lease while the task runs; its answer is also the cancel signal.
+
+        It reports at least three times per lease, whatever the task is doing (a probe or a
+        download reports no progress but must not lose its lease), and as often as progress
+        reports are configured while encoding.
+        """
         assert self._stub is not None
+        interval = self._heartbeat_interval(task)
         while True:
             try:
                 response = await self._stub.ReportProgress(
@@ -269,14 +258,27 @@ class Worker:
                     timeout=10,
                 )
                 if response.canceled:
-                    cancel.set()
+                    stop.set()
                     return
             except grpc.aio.AioRpcError as error:
                 if error.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND):
-                    cancel.set()  # the lease is gone: stop encoding for nobody
+                    log.warning(
+                        "task %s of job %s: lease lost (%s); worker %s stops working on it",
+                        task.id,
+                        task.job_id,
+                        error.code().name,
+                        self.worker_id,
+                    )
+                    stop.set()  # stop working for nobody
                     return
-                log.warning("progress report failed: %s", error.code().name)
-            await asyncio.sleep(self.settings.progress_interval_seconds)
+                log.warning("heartbeat for task %s failed: %s", task.id, error.code().name)
+            await asyncio.sleep(interval)
+
+    def _heartbeat_interval(self, task: wpb.Task) -> float:
+        renew = (task.lease_seconds or self.settings.lease_seconds) / LEASE_RENEWALS
+        if task.kind == wpb.TASK_KIND_PROBE:
+            return renew
+        return min(self.settings.progress_interval_seconds, renew)
 
     async def _complete(self, task: wpb.Task, **result) -> None:
         """Report the result, retrying a slow or unreachable server.
@@ -300,3 +302,9 @@ class Worker:
                     raise
                 log.warning("reporting task %s failed (%s); retrying", task.id, error.code().name)
                 await asyncio.sleep(attempt)
+
+
+async def _stopped(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+        await task

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from common import egress
 from common.input_policy import InputPolicy, InputRefused
 
 from ..domain.states import DeliveryStatus
@@ -60,8 +61,10 @@ class WebhookSender:
         *,
         max_attempts: int,
         timeout_seconds: float,
+        resolver: egress.Resolver | None = None,
     ) -> None:
         self.store = store
+        self.resolver = resolver
         self.signer = Webhook(secret)
         self.policy = policy
         self.max_attempts = max_attempts
@@ -79,27 +82,24 @@ class WebhookSender:
                 await self._task
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(
-            timeout=self.timeout_seconds, follow_redirects=False
-        ) as client:
-            while True:
-                try:
-                    sent = await self.send_due(client)
-                except Exception:
-                    log.exception("webhook delivery round failed")
-                    sent = 0
-                if sent:
-                    continue
-                # Woken at once by a local commit; retries and other replicas' rows by the poll.
-                self.queued.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.queued.wait(), timeout=1.0)
+        while True:
+            try:
+                sent = await self.send_due()
+            except Exception:
+                log.exception("webhook delivery round failed")
+                sent = 0
+            if sent:
+                continue
+            # Woken at once by a local commit; retries and other replicas' rows by the poll.
+            self.queued.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queued.wait(), timeout=1.0)
 
-    async def send_due(self, client: httpx.AsyncClient) -> int:
+    async def send_due(self) -> int:
         async with self.store.transaction() as tx:
             due = await tx.claim_due_deliveries(BATCH, HOLD_SECONDS)
         for delivery in due:
-            error = await self._post(client, delivery.id, delivery.url, delivery.payload)
+            error = await self._post(delivery.id, delivery.url, delivery.payload)
             attempts = delivery.attempts + 1
             moment = datetime.now(UTC)
             if error is None:
@@ -121,15 +121,29 @@ class WebhookSender:
                 )
         return len(due)
 
-    async def _post(
-        self, client: httpx.AsyncClient, message_id: str, url: str, body: str
-    ) -> str | None:
-        """None when the receiver took it (2xx); otherwise why not."""
+    async def _post(self, message_id: str, url: str, body: str) -> str | None:
+        """None when the receiver took it (2xx); otherwise why not.
+
+        The POST goes through an egress proxy of its own: the destination is resolved once,
+        checked, and connected to at exactly the checked address (DNS may answer otherwise
+        now than at Create, or between a check and a connect). A 3xx is a failed attempt,
+        never followed.
+        """
         try:
-            # DNS may answer differently now than at Create: check the destination again.
-            await asyncio.to_thread(self.policy.check_resolved, url)
+            self.policy.check_syntax(url)
         except InputRefused as refused:
             return f"refused: {refused}"
+        async with egress.session(
+            self.policy, resolver=self.resolver, inspect_bodies=False
+        ) as session:
+            error = await self._post_through(session.proxy_url, message_id, url, body)
+            if session.refusals:
+                return f"refused: {session.refusals[0].describe()}"
+        return error
+
+    async def _post_through(
+        self, proxy_url: str, message_id: str, url: str, body: str
+    ) -> str | None:
         moment = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
@@ -138,7 +152,13 @@ class WebhookSender:
             "webhook-signature": self.signer.sign(message_id, moment, body),
         }
         try:
-            response = await client.post(url, content=body.encode(), headers=headers)
+            async with httpx.AsyncClient(
+                timeout=self.timeout_seconds,
+                follow_redirects=False,
+                proxy=proxy_url,
+                trust_env=False,  # no NO_PROXY may route around the proxy
+            ) as client:
+                response = await client.post(url, content=body.encode(), headers=headers)
         except httpx.HTTPError as error:
             return f"{type(error).__name__}"
         if 200 <= response.status_code < 300:

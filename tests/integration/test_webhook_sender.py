@@ -7,13 +7,13 @@ import http.server
 import threading
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from common.input_policy import InputPolicy
 from server.store.models import WebhookDelivery
 from server.webhooks.sender import WebhookSender, backoff
+from tests.http_origins import send, twin_origins
 
 from .test_store import ORG, make_job
 
@@ -93,35 +93,64 @@ def sender(store, allow: list[str], max_attempts: int = 2) -> WebhookSender:
 async def test_failing_receiver_is_retried_with_backoff_then_given_up(store, failing_receiver):
     job_id = await queue_delivery(store, failing_receiver)
     webhooks = sender(store, ["127.0.0.1"])
-    async with httpx.AsyncClient() as client:
-        assert await webhooks.send_due(client) == 1
-        (delivery,) = await deliveries(store, job_id)
-        assert (delivery.status, delivery.attempts, delivery.last_error) == (
-            "PENDING",
-            1,
-            "HTTP 503",
-        )
-        next_at = delivery.next_attempt_at.replace(tzinfo=UTC)
-        assert next_at > datetime.now(UTC)  # backing off, not due yet
-        assert await webhooks.send_due(client) == 0
+    assert await webhooks.send_due() == 1
+    (delivery,) = await deliveries(store, job_id)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (
+        "PENDING",
+        1,
+        "HTTP 503",
+    )
+    next_at = delivery.next_attempt_at.replace(tzinfo=UTC)
+    assert next_at > datetime.now(UTC)  # backing off, not due yet
+    assert await webhooks.send_due() == 0
 
-        await make_due(store, delivery)
-        assert await webhooks.send_due(client) == 1
-        (delivery,) = await deliveries(store, job_id)
-        assert (delivery.status, delivery.attempts) == ("FAILED", 2)
-        assert await webhooks.send_due(client) == 0
+    await make_due(store, delivery)
+    assert await webhooks.send_due() == 1
+    (delivery,) = await deliveries(store, job_id)
+    assert (delivery.status, delivery.attempts) == ("FAILED", 2)
+    assert await webhooks.send_due() == 0
     assert AlwaysFailing.hits == 2
 
 
 async def test_private_destination_is_refused_at_delivery(store, failing_receiver):
     job_id = await queue_delivery(store, failing_receiver)
     webhooks = sender(store, [], max_attempts=1)  # loopback not allowlisted
-    async with httpx.AsyncClient() as client:
-        await webhooks.send_due(client)
+    await webhooks.send_due()
     (delivery,) = await deliveries(store, job_id)
     assert delivery.status == "FAILED"
     assert delivery.last_error.startswith("refused:")
     assert AlwaysFailing.hits == 0
+
+
+async def test_delivery_connects_only_to_the_address_it_checked(store):
+    """A name that answers an allowlisted address first and an internal one afterwards
+    (rebinding): the POST goes to the checked address, with the name as Host."""
+    allowed, internal = twin_origins("127.0.0.2", "127.0.0.1")
+    for origin in (allowed, internal):
+        origin.routes["/hook"] = lambda handler, _: send(handler, 204, b"")
+    answers = iter([["127.0.0.2"]])
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers, ["127.0.0.1"])
+
+    try:
+        job_id = await queue_delivery(store, f"http://hooks.test:{allowed.port}/hook")
+        webhooks = WebhookSender(
+            store,
+            SECRET,
+            InputPolicy.from_lists([], ["127.0.0.2"]),
+            max_attempts=1,
+            timeout_seconds=5,
+            resolver=rebinding,
+        )
+        assert await webhooks.send_due() == 1
+        (delivery,) = await deliveries(store, job_id)
+        assert delivery.status == "DELIVERED"
+        assert [r.headers["host"] for r in allowed.log] == [f"hooks.test:{allowed.port}"]
+        assert internal.log == []
+    finally:
+        allowed.close()
+        internal.close()
 
 
 def test_backoff_doubles_and_is_capped():

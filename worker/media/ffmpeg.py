@@ -10,7 +10,7 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from worker.media.errors import CANCELED, ENCODE_FAILED, MediaError, public_message
@@ -59,6 +59,7 @@ async def run_ffmpeg(
     cancel_event: asyncio.Event,
     min_report_interval: float = 0.25,
     remove_on_failure: Sequence[Path] = (),
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Runs ffmpeg (argv as built in worker.media.commands, with `-progress pipe:1`) to the end.
 
@@ -67,7 +68,8 @@ async def run_ffmpeg(
     Setting cancel_event stops ffmpeg (SIGTERM, SIGKILL after TERMINATE_GRACE_SECONDS) and
     raises MediaError(CANCELED). A non-zero exit raises MediaError(ENCODE_FAILED) with the last
     informative stderr line. Files in `remove_on_failure` are deleted whenever the run does not
-    succeed, so a canceled or failed output leaves no partial files.
+    succeed, so a canceled or failed output leaves no partial files. `env` replaces the
+    environment (the worker passes its InputAccess environment, which names the proxy).
 
     The process runs in its own session and is always reaped before this returns or raises,
     including when the calling task itself is cancelled.
@@ -78,6 +80,7 @@ async def run_ffmpeg(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        env=env,
     )
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     reporter = _ThrottledReporter(on_progress, min_report_interval)

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,8 +28,12 @@ from worker.media.errors import (
     MediaError,
     public_message,
 )
+from worker.media.input_access import InputAccess
 
 MAX_DIMENSION = 8192
+# Without a proxy, http(s) inputs are still limited to the network protocols, but reach the
+# origin directly: only for tests and tools that read local files.
+LOCAL_ONLY = InputAccess()
 
 # Top-level ISO BMFF (MP4/MOV/M4A/3GP) box types that can open a file. Used to tell a cut-off
 # MP4 from a file that merely carries an .mp4 name.
@@ -82,11 +86,17 @@ def _display_name(url: str) -> str:
 
 
 async def run_ffprobe_json(
-    target: str, *, timeout: float, ffprobe: str = "ffprobe", extra_args: Sequence[str] = ()
+    target: str,
+    *,
+    timeout: float,
+    ffprobe: str = "ffprobe",
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, Any], str]:
     """Runs ffprobe on `target` and returns (exit code, parsed JSON, stderr text).
 
-    extra_args go before the target, e.g. ("-show_data",) for codec extradata.
+    extra_args go before the target, e.g. ("-show_data",) for codec extradata, or the input
+    options of an InputAccess.
 
     The process runs in its own session so that a timeout or a cancelled caller can kill it
     (and anything it spawned) without leaving it behind.
@@ -106,6 +116,7 @@ async def run_ffprobe_json(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        env=env,
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
@@ -134,8 +145,10 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
     await asyncio.shield(process.wait())
 
 
-async def probe(url: str, *, timeout: float = 60) -> job_pb2.InputInfo:
-    """Probes a local path or an http(s) URL.
+async def probe(
+    url: str, *, timeout: float = 60, access: InputAccess = LOCAL_ONLY
+) -> job_pb2.InputInfo:
+    """Probes a local path or an http(s) URL, reached the way `access` allows.
 
     Raises MediaError with INPUT_UNREADABLE, INPUT_EMPTY, INPUT_NOT_MEDIA, INPUT_CORRUPT,
     INPUT_ZERO_DURATION or INPUT_DIMENSIONS_TOO_LARGE. Whether the input has the streams an
@@ -145,7 +158,9 @@ async def probe(url: str, *, timeout: float = 60) -> job_pb2.InputInfo:
     local = not is_remote(url)
     local_size = await asyncio.to_thread(_check_local_file, url, name) if local else 0
 
-    returncode, parsed, stderr = await run_ffprobe_json(url, timeout=timeout)
+    returncode, parsed, stderr = await run_ffprobe_json(
+        url, timeout=timeout, extra_args=access.options_for(url), env=access.environment()
+    )
     if returncode != 0:
         raise _classify_failure(stderr, url, name)
 
