@@ -50,7 +50,7 @@ class TaskProgress:
     """What the reporter sends next: the latest FFmpeg percent and the stage."""
 
     percent: float = 0.0
-    stage: int = S.JOB_STAGE_TRANSCODING
+    stage: job_pb2.JobStage = S.JOB_STAGE_TRANSCODING
 
 
 class Worker:
