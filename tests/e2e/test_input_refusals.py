@@ -186,13 +186,13 @@ def short_lease_cluster(backend_url, tmp_path, media_root):
 
 
 def probe_claims(database_url: str, job_id: str) -> int:
-    """How often the job's probe task was claimed (each claim bumps its fencing token)."""
+    """How often the job's probe task was claimed (each claim counts one attempt)."""
     if database_url.startswith("sqlite:///"):
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
-            query = "SELECT lease_token FROM tasks WHERE job_id = ? AND kind = 'PROBE'"
+            query = "SELECT attempts FROM tasks WHERE job_id = ? AND kind = 'PROBE'"
             return connection.execute(query, (job_id,)).fetchone()[0]
     with psycopg.connect(database_url) as connection:
-        query = "SELECT lease_token FROM tasks WHERE job_id = %s AND kind = 'PROBE'"
+        query = "SELECT attempts FROM tasks WHERE job_id = %s AND kind = 'PROBE'"
         return connection.execute(query, (job_id,)).fetchone()[0]
 
 
