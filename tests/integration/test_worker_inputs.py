@@ -89,3 +89,33 @@ async def test_staged_copy_that_turns_out_a_playlist_is_refused(tmp_path):
         assert "an HLS playlist" in raised.value.message
     finally:
         origin.close()
+
+
+async def test_allowed_hls_input_is_encoded_through_the_proxy(hls_dir, tmp_path):
+    origin = Origin("127.0.0.2")
+    try:
+        for name in ("list.m3u8", "seg0.ts", "seg1.ts", "seg2.ts"):
+            origin.routes[f"/{name}"] = static((hls_dir / name).read_bytes())
+        async with egress.session(POLICY) as session:
+            inputs = TaskInputs(POLICY, session, asyncio.Event(), no_gcs)
+            location, _ = await inputs.locate(
+                origin.url("/list.m3u8"), tmp_path / "in", known_ranges=None
+            )
+            info = await inputs.probe(location)
+            argv = ["ffmpeg", "-v", "error", "-i", location, "-c", "copy"]
+            argv += ["-progress", "pipe:1", "-nostats", str(tmp_path / "out.ts")]
+            await inputs.guarded(
+                run_ffmpeg(
+                    inputs.access.apply(argv),
+                    env=inputs.access.environment(),
+                    duration=3,
+                    on_progress=None,
+                    cancel_event=asyncio.Event(),
+                )
+            )
+        assert session.refusals == []
+        assert info.duration_seconds == pytest.approx(3, abs=0.2)
+        assert {"/seg0.ts", "/seg1.ts", "/seg2.ts"} <= {r.path for r in origin.log}
+        assert (tmp_path / "out.ts").stat().st_size > 0
+    finally:
+        origin.close()
