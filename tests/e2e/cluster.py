@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +166,30 @@ class Cluster:
             f"--- {path.name}\n{path.read_text()[-3000:]}"
             for path in sorted(self.root.glob("*.log"))
         )
+
+
+@contextmanager
+def running_cluster(
+    database_url: str,
+    root: Path,
+    media_root: Path,
+    *,
+    settings: dict[str, str] | None = None,
+    workers: int = 0,
+) -> Iterator[tuple[Cluster, ServerProcess]]:
+    """One server (and `workers` worker processes) on `database_url`, stopped afterwards;
+    the processes' logs are printed when the body fails."""
+    cluster = Cluster(database_url, root, media_root, settings=dict(settings or {}))
+    try:
+        server = cluster.start_server()
+        for _ in range(workers):
+            cluster.start_worker(server)
+        yield cluster, server
+    except Exception:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
 
 
 def _wait_healthy(server: ServerProcess, timeout: float = 30.0) -> None:

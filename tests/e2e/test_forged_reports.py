@@ -18,7 +18,7 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 
 from tests.conftest import create_postgres_database, drop_postgres_database
 
-from .cluster import Cluster, kiln_command
+from .cluster import Cluster, kiln_command, running_cluster
 from .jobs import create_job, mp4_output
 
 TOKEN = "forgery-test-token"
@@ -34,14 +34,11 @@ def lone(request, tmp_path_factory, media_root):
     else:
         request.getfixturevalue("postgres_available")
         url = create_postgres_database()
-    cluster = Cluster(
-        url, root, media_root, settings=dict(KILN_WORKER_TOKEN=TOKEN, KILN_MAX_TASK_ATTEMPTS="20")
-    )
+    settings = dict(KILN_WORKER_TOKEN=TOKEN, KILN_MAX_TASK_ATTEMPTS="20")
     try:
-        server = cluster.start_server()
-        yield cluster, server
+        with running_cluster(url, root, media_root, settings=settings) as running:
+            yield running
     finally:
-        cluster.stop()
         if request.param == "postgres":
             drop_postgres_database(url)
 

@@ -17,7 +17,7 @@ from kiln.v1 import job_pb2
 
 from tests.http_origins import Origin, redirect, send, slow_for_ffmpeg, static
 
-from .cluster import Cluster
+from .cluster import running_cluster
 from .jobs import create_job, run_to_end
 
 ALLOWED = "127.0.0.2"
@@ -25,25 +25,14 @@ ALLOWED = "127.0.0.2"
 
 @pytest.fixture(scope="module")
 def refusal_cluster(backend_url, tmp_path_factory, media_root):
-    cluster = Cluster(
-        backend_url,
-        tmp_path_factory.mktemp("refusals"),
-        media_root,
-        settings=dict(
-            KILN_INPUT_ALLOW_HOSTS=ALLOWED,
-            KILN_WEBHOOK_ALLOW_HOSTS=ALLOWED,
-            KILN_WEBHOOK_MAX_ATTEMPTS="2",
-        ),
+    settings = dict(
+        KILN_INPUT_ALLOW_HOSTS=ALLOWED,
+        KILN_WEBHOOK_ALLOW_HOSTS=ALLOWED,
+        KILN_WEBHOOK_MAX_ATTEMPTS="2",
     )
-    try:
-        server = cluster.start_server()
-        cluster.start_worker(server)
-        yield cluster, server
-    except Exception:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
+    root = tmp_path_factory.mktemp("refusals")
+    with running_cluster(backend_url, root, media_root, settings=settings, workers=1) as running:
+        yield running
 
 
 @pytest.fixture
@@ -168,21 +157,11 @@ def test_webhook_redirect_inward_is_not_followed(refusal_cluster, media_root, or
 
 @pytest.fixture
 def short_lease_cluster(backend_url, tmp_path, media_root):
-    cluster = Cluster(
-        backend_url,
-        tmp_path,
-        media_root,
-        settings=dict(KILN_LEASE_SECONDS="2", KILN_INPUT_ALLOW_HOSTS=ALLOWED),
-    )
-    try:
-        server = cluster.start_server()
-        cluster.start_worker(server)
-        yield cluster, server
-    except Exception:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
+    settings = dict(KILN_LEASE_SECONDS="2", KILN_INPUT_ALLOW_HOSTS=ALLOWED)
+    with running_cluster(
+        backend_url, tmp_path, media_root, settings=settings, workers=1
+    ) as running:
+        yield running
 
 
 def probe_claims(database_url: str, job_id: str) -> int:

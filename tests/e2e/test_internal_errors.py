@@ -14,19 +14,15 @@ from sqlalchemy import create_engine, text
 
 from server.store.store import sync_url
 
-from .cluster import Cluster
+from .cluster import running_cluster
 from .connect_json import ConnectJsonClient, ConnectStreamError
 from .jobs import create_job
 
 
 @pytest.fixture
 def lone_server(database_url, tmp_path, media_root):
-    cluster = Cluster(database_url, tmp_path, media_root)
-    server = cluster.start_server()
-    try:
-        yield cluster, server
-    finally:
-        cluster.stop()
+    with running_cluster(database_url, tmp_path, media_root) as running:
+        yield running
 
 
 def rename_table(database_url: str, old: str, new: str) -> None:

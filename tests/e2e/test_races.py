@@ -10,7 +10,7 @@ import grpc
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
-from .cluster import Cluster
+from .cluster import running_cluster
 from .connect_json import ConnectJsonClient
 from .jobs import mp4_output
 
@@ -20,15 +20,8 @@ CONCURRENT_CREATES = 50
 @pytest.fixture
 def lone_server(database_url, tmp_path, media_root):
     """A server of its own on a fresh database (no worker: the jobs only need to exist)."""
-    cluster = Cluster(database_url, tmp_path, media_root)
-    server = cluster.start_server()
-    try:
-        yield cluster, server
-    except Exception:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
+    with running_cluster(database_url, tmp_path, media_root) as running:
+        yield running
 
 
 def create_request(media_root, **fields) -> job_service_pb2.CreateRequest:

@@ -15,7 +15,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from server.events.hub import COALESCE_AFTER
 from server.store.store import Store
 
-from .cluster import Cluster
+from .cluster import running_cluster
 from .connect_json import ConnectJsonClient
 from .jobs import create_job
 
@@ -24,15 +24,8 @@ PROGRESS_EVENTS = 60
 
 @pytest.fixture
 def lone_server(database_url, tmp_path, media_root):
-    cluster = Cluster(database_url, tmp_path, media_root)
-    server = cluster.start_server()
-    try:
-        yield cluster, server
-    except Exception:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
+    with running_cluster(database_url, tmp_path, media_root) as running:
+        yield running
 
 
 async def log_progress(database_url: str, job_id: str, count: int) -> None:
