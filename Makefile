@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test deps system-deps ffmpeg postgres gen check-gen lint fmt unit bench-ladder
+.PHONY: run test deps system-deps ffmpeg postgres gen check-gen lint fmt unit bench-ladder \
+	bench-dispatch soak dashboard-deps dashboard-modules chromium
 
-run: deps
+run: deps dashboard-modules
 	$(BIN)/kiln up
 
-test: deps postgres lint check-gen
+test: deps postgres dashboard-deps lint check-gen
 	$(PY) -m pytest -q
 
 deps: system-deps $(STAMP)
@@ -29,6 +30,22 @@ ffmpeg:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; }
 
+# The dashboard's players (hls.js, dash.js) and its browser-test driver (playwright-core) come
+# from the committed lock file; the browser is Debian's chromium (no downloaded browser builds).
+dashboard-deps: chromium dashboard-modules
+
+dashboard-modules: dashboard/node_modules/.installed-stamp
+
+dashboard/node_modules/.installed-stamp: dashboard/package.json dashboard/package-lock.json
+	@command -v npm >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 # The real PostgreSQL on this machine; started when it is down.
 postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || \
@@ -45,10 +62,12 @@ check-gen: gen
 	@test -z "$$(git status --porcelain --untracked-files=all -- gen)" || \
 	  { git status --porcelain -- gen; echo "gen/ has uncommitted files: run 'make gen' and commit"; exit 1; }
 
+# lint-imports checks the three-package rule ([tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=.:gen $(BIN)/lint-imports --no-logo
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf format --diff --exit-code
 
@@ -62,3 +81,11 @@ unit: deps
 
 bench-ladder: deps
 	$(PY) bench/ladder.py
+
+# Create → worker starts the probe, per dispatch backend, against raw NOTIFY and Pub/Sub.
+bench-dispatch: deps postgres
+	$(PY) bench/dispatch_latency.py
+
+# 1,000 jobs through 2 servers and 3 workers per backend, with a worker kill and a server restart.
+soak: deps postgres
+	$(PY) bench/soak.py

@@ -152,7 +152,7 @@ class Kiln:
         root.mkdir(parents=True, exist_ok=True)
         self.log = (root / "kiln.log").open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "up", "--workers", "1"],
+            [sys.executable, "-m", "kiln_cli", "up", "--workers", "1"],
             cwd=root,
             env=env,
             stdout=self.log,

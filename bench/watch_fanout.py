@@ -141,7 +141,7 @@ async def measure_kiln(streams: int, reports: int, interval: float) -> list[floa
         (root / "in.mp4").write_bytes(b"not probed: the benchmark plays the worker")
         key = (
             subprocess.run(
-                [sys.executable, "-m", "server.cli", "create-key", "--org", "org_bench"],
+                [sys.executable, "-m", "kiln_cli", "create-key", "--org", "org_bench"],
                 env=env,
                 cwd=root,
                 capture_output=True,
@@ -152,7 +152,7 @@ async def measure_kiln(streams: int, reports: int, interval: float) -> list[floa
             .splitlines()[-1]
         )
         server = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve"],
+            [sys.executable, "-m", "kiln_cli", "serve"],
             env=env,
             cwd=root,
             stdout=subprocess.DEVNULL,

@@ -95,18 +95,15 @@ async def _forward(
         return
     try:
         port = parts.port or 80
-        addresses = await session.pinned_addresses(parts.hostname, port, url)
-    except Refused as refused:
-        await _answer(client, writer, 403, f"refused: {refused}")
-        return
     except ValueError:
         await _answer(client, writer, 400, "invalid port")
         return
-    try:
-        up_reader, up_writer = await _connect(addresses, port)
-    except OSError:
-        await _answer(client, writer, 502, "the origin cannot be reached")
+    upstream_streams = await _open_upstream(
+        session, client, writer, parts.hostname, port, url, "request for"
+    )
+    if upstream_streams is None:
         return
+    up_reader, up_writer = upstream_streams
     try:
         upstream = h11.Connection(h11.CLIENT)
         path = parts.path or "/"
@@ -265,21 +262,16 @@ async def _tunnel(
     try:
         if not parts.hostname or not parts.port:
             raise ValueError(authority)
-        port = parts.port
-        addresses = await session.pinned_addresses(
-            parts.hostname, port, authority, context="connection to"
-        )
-    except Refused as refused:
-        await _answer(client, writer, 403, f"refused: {refused}")
-        return
+        host, port = parts.hostname, parts.port
     except ValueError:
         await _answer(client, writer, 400, "CONNECT needs host:port")
         return
-    try:
-        up_reader, up_writer = await _connect(addresses, port)
-    except OSError:
-        await _answer(client, writer, 502, "the origin cannot be reached")
+    upstream_streams = await _open_upstream(
+        session, client, writer, host, port, authority, "connection to"
+    )
+    if upstream_streams is None:
         return
+    up_reader, up_writer = upstream_streams
     try:
         await _send(client, writer, h11.Response(status_code=200, headers=[]))
         leftover, _ = client.trailing_data
@@ -301,6 +293,29 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 
 
 # --- Plumbing ----------------------------------------------------------------------------------
+
+
+async def _open_upstream(
+    session: EgressSession,
+    client: h11.Connection,
+    writer: asyncio.StreamWriter,
+    host: str,
+    port: int,
+    target: str,
+    context: str,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """Checks `host` against the policy and connects to an address it pinned; on a refusal
+    or a dead origin the client gets its answer (403, 502) and this returns None."""
+    try:
+        addresses = await session.pinned_addresses(host, port, target, context=context)
+    except Refused as refused:
+        await _answer(client, writer, 403, f"refused: {refused}")
+        return None
+    try:
+        return await _connect(addresses, port)
+    except OSError:
+        await _answer(client, writer, 502, "the origin cannot be reached")
+        return None
 
 
 async def _connect(

@@ -5,28 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
 
 from common.input_policy import InputPolicy
+from common.storage.local import LocalStorage
+from common.storage.origins import Origins
+from common.storage.signing import UrlSigner
 
 from .api.auth import Authenticator
 from .api.connect_adapter import connect_apps
 from .api.grpc_adapter import add_public_services, add_worker_service
 from .api.http_routes import HttpApp
-from .config import Settings, check_worker_listener
+from .config import Settings, check_dispatch, check_worker_listener
+from .dispatch import Dispatch
+from .dispatch.pubsub import PubSubDispatch
+from .dispatch.queue import QueueDispatch
 from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from .jobs.lifecycle import Lifecycle
 from .jobs.service import JobService
 from .jobs.tasks import TaskService
-from .storage.local import LocalStorage
-from .storage.origins import Origins
-from .storage.signing import UrlSigner
+from .metrics import ServerMetrics
 from .store.migrate import migrate
 from .store.store import Store
+from .tracing import connect_interceptors, grpc_interceptors, setup_tracing
 from .webhooks.sender import WebhookSender, webhook_secret
 
 log = logging.getLogger(__name__)
@@ -55,11 +60,17 @@ class Server:
     worker_server: grpc.aio.Server
     http_server: uvicorn.Server
     listener: PostgresListener | None
+    dispatch: Dispatch
+    # The public gRPC listener's stop, begun by request_stop().
+    _grpc_stopping: asyncio.Future | None = None
+    # What GET /metrics shows; `kiln up` includes its embedded worker's registry.
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         self.hub.start()
         if self.listener:
             await self.listener.start()
+        await self.dispatch.start(self.tasks.dead_lettered)
         await self.grpc_server.start()
         await self.worker_server.start()
         reaper = asyncio.create_task(self._reap_leases(), name="lease-reaper")
@@ -73,23 +84,28 @@ class Server:
         await self.http_server.startup()
         http = asyncio.create_task(self._serve_http(), name="http")
         log.info(
-            "kiln server ready: http=%s:%s grpc=%s:%s workers=%s:%s",
+            "kiln server ready: http=%s:%s grpc=%s:%s workers=%s:%s dispatch=%s",
             self.settings.http_host,
             self.settings.http_port,
             self.settings.grpc_host,
             self.settings.grpc_port,
             self.settings.worker_host,
             self.settings.worker_port,
+            self.dispatch.name,
         )
         if ready:
             ready.set()
         try:
             await http
         finally:
+            # Watch streams have ended (request_stop); unary calls get the grace period.
+            # Workers' reports are taken until last, so a finishing task is not redone.
+            grace = self.settings.shutdown_grace_seconds
             reaper.cancel()
             await self.webhooks.stop()
-            await self.grpc_server.stop(grace=1)
-            await self.worker_server.stop(grace=1)
+            await (self._grpc_stopping or self.grpc_server.stop(grace=grace))
+            await self.worker_server.stop(grace=grace)
+            await self.dispatch.stop()
             await self.hub.stop()
             if self.listener:
                 await self.listener.stop()
@@ -100,7 +116,14 @@ class Server:
         await self.http_server.shutdown()
 
     def request_stop(self) -> None:
+        """SIGTERM: Watch streams end now with UNAVAILABLE and the sequence to resume
+        after; the listeners stop taking calls and finish the ones in flight."""
+        self.hub.close_all()
         self.http_server.should_exit = True
+        # New gRPC calls are refused from now on; calls in flight get the grace period.
+        self._grpc_stopping = asyncio.ensure_future(
+            self.grpc_server.stop(grace=self.settings.shutdown_grace_seconds)
+        )
 
     async def _reap_leases(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.5)
@@ -115,8 +138,10 @@ class Server:
 
 def build_server(settings: Settings) -> Server:
     check_worker_listener(settings)
+    check_dispatch(settings)
     migrate(settings.effective_database_url)
     store = Store(settings.effective_database_url)
+    traced = setup_tracing(store.engine)
     storage = LocalStorage(settings.storage_dir)
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     signer = UrlSigner(
@@ -128,13 +153,18 @@ def build_server(settings: Settings) -> Server:
             return await tx.events_after(job_id, after)
 
     hub = EventHub(read_events, settings.heartbeat_seconds)
+    metrics = ServerMetrics()
+    metrics.count_watch_streams(lambda: hub.subscription_count)
     origins = Origins(
         storage,
         signer,
         allowed_buckets=settings.allowed_output_buckets,
         ttl_seconds=settings.download_url_ttl_seconds,
     )
-    life = Lifecycle(store, hub)
+    dispatch: Dispatch = (
+        PubSubDispatch(store, settings.pubsub) if settings.dispatch == "pubsub" else QueueDispatch()
+    )
+    life = Lifecycle(store, hub, dispatch, metrics)
     jobs = JobService(
         life,
         InputPolicy.from_lists(
@@ -152,6 +182,7 @@ def build_server(settings: Settings) -> Server:
         InputPolicy.from_lists([], settings.webhook_allow_hosts),
         max_attempts=settings.webhook_max_attempts,
         timeout_seconds=settings.webhook_timeout_seconds,
+        metrics=metrics,
     )
     life.webhook_queued = webhooks.queued
     tasks = TaskService(
@@ -162,15 +193,20 @@ def build_server(settings: Settings) -> Server:
     )
     auth = Authenticator(store)
 
-    grpc_server = grpc.aio.server()
+    grpc_server = grpc.aio.server(interceptors=grpc_interceptors(traced))
     add_public_services(grpc_server, jobs, auth)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     # Workers get their own listener: the public port never serves the WorkerService.
-    worker_server = grpc.aio.server()
+    worker_server = grpc.aio.server(interceptors=grpc_interceptors(traced))
     add_worker_service(worker_server, tasks, settings.worker_token)
     worker_server.add_insecure_port(f"{settings.worker_host}:{settings.worker_port}")
 
-    http_app = HttpApp(connect_apps(jobs, auth), signer, storage)
+    http_app = HttpApp(
+        connect_apps(jobs, auth, connect_interceptors(traced)),
+        signer,
+        storage,
+        metrics=lambda: metrics.render(store),
+    )
     http_server = uvicorn.Server(
         uvicorn.Config(
             http_app,
@@ -179,6 +215,7 @@ def build_server(settings: Settings) -> Server:
             lifespan="off",
             log_level="warning",
             access_log=False,
+            timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds), 1),
         )
     )
     listener = None
@@ -186,8 +223,18 @@ def build_server(settings: Settings) -> Server:
         dsn = settings.effective_database_url.replace("postgresql+psycopg://", "postgresql://")
         listener = PostgresListener(
             dsn,
-            {EVENTS_CHANNEL: life.on_events_notification, TASKS_CHANNEL: life.on_task_notification},
+            {EVENTS_CHANNEL: life.on_events_notification, TASKS_CHANNEL: dispatch.on_notification},
         )
     return Server(
-        settings, store, hub, tasks, webhooks, grpc_server, worker_server, http_server, listener
+        settings,
+        store,
+        hub,
+        tasks,
+        webhooks,
+        grpc_server,
+        worker_server,
+        http_server,
+        listener,
+        dispatch,
+        metrics=metrics,
     )

@@ -2,23 +2,22 @@
 
 Every knob is an environment variable (KILN_*) so that Postgres, GCS and Pub/Sub
 are switched on by configuration, never by code changes. The README lists them all.
+The worker reads its own (worker/settings.py); `kiln up` builds both from one environment.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def _list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+from common.pubsub import PubSubSettings
+from common.settings_env import comma_list, is_loopback_host
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Runtime configuration of the server and the worker."""
+    """Runtime configuration of the server."""
 
     data_dir: Path = Path("var")
     database_url: str = ""
@@ -44,15 +43,14 @@ class Settings:
     gcs_input_buckets: list[str] = field(default_factory=list)
     lease_seconds: float = 30.0
     max_task_attempts: int = 3
-    # The worker: which server to claim tasks from, and how many tasks at once.
-    server_address: str = ""
-    worker_concurrency: int = 1
-    worker_id: str = ""
-    progress_interval_seconds: float = 0.25
+    # How ready tasks reach workers: "db" (the tasks table, long-polled) or "pubsub".
+    dispatch: str = "db"
+    pubsub: PubSubSettings = field(default_factory=PubSubSettings)
+    # SIGTERM: Watch streams end at once (UNAVAILABLE, resumable); other calls get this long.
+    shutdown_grace_seconds: float = 10.0
     # Shared secret workers present to the WorkerService; required unless it listens on
     # loopback only (the embedded default).
     worker_token: str = ""
-    scratch_dir: Path = Path("var/scratch")
     log_level: str = "INFO"
     # Standard Webhooks secret ("whsec_" + base64); generated into data_dir when empty.
     webhook_secret: str = ""
@@ -84,24 +82,10 @@ class Settings:
     def effective_public_url(self) -> str:
         return self.public_url or f"http://{self.http_host}:{self.http_port}"
 
-    @property
-    def effective_server_address(self) -> str:
-        """Where a worker reaches the server's WorkerService listener."""
-        return self.server_address or f"{self.worker_host}:{self.worker_port}"
-
 
 class UnsafeConfiguration(Exception):
-    """A setting combination that would expose the service; the server refuses to start."""
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for a listener address no other machine can reach."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    """A setting (or combination) the server refuses to start with: it would expose the
+    service, or it names something that does not exist."""
 
 
 def check_worker_listener(settings: Settings) -> None:
@@ -111,6 +95,13 @@ def check_worker_listener(settings: Settings) -> None:
         raise UnsafeConfiguration(
             f"KILN_WORKER_HOST={settings.worker_host} is reachable from other machines: "
             "set KILN_WORKER_TOKEN (workers send it as a bearer token) or listen on loopback"
+        )
+
+
+def check_dispatch(settings: Settings) -> None:
+    if settings.dispatch not in ("db", "pubsub"):
+        raise UnsafeConfiguration(
+            f"KILN_DISPATCH={settings.dispatch!r} is not a dispatch backend: use db or pubsub"
         )
 
 
@@ -130,34 +121,32 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         signing_key=env.get("KILN_SIGNING_KEY", ""),
         download_url_ttl_seconds=int(env.get("KILN_DOWNLOAD_URL_TTL_SECONDS", "3600")),
         heartbeat_seconds=float(env.get("KILN_HEARTBEAT_SECONDS", "30")),
-        input_roots=_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),
-        input_allow_hosts=_list(env.get("KILN_INPUT_ALLOW_HOSTS", "")),
+        input_roots=comma_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),
+        input_allow_hosts=comma_list(env.get("KILN_INPUT_ALLOW_HOSTS", "")),
         worker_host=env.get("KILN_WORKER_HOST", "127.0.0.1"),
         worker_port=int(env.get("KILN_WORKER_PORT", "50052")),
-        gcs_input_buckets=_list(env.get("KILN_GCS_INPUT_BUCKETS", "")),
+        gcs_input_buckets=comma_list(env.get("KILN_GCS_INPUT_BUCKETS", "")),
         lease_seconds=float(env.get("KILN_LEASE_SECONDS", "30")),
         max_task_attempts=int(env.get("KILN_MAX_TASK_ATTEMPTS", "3")),
-        server_address=env.get("KILN_SERVER_ADDRESS", ""),
-        worker_concurrency=int(env.get("KILN_WORKER_CONCURRENCY", "1")),
-        worker_id=env.get("KILN_WORKER_ID", ""),
-        progress_interval_seconds=float(env.get("KILN_PROGRESS_INTERVAL_SECONDS", "0.25")),
+        dispatch=env.get("KILN_DISPATCH", "db").strip().lower() or "db",
+        pubsub=PubSubSettings.from_env(env),
+        shutdown_grace_seconds=float(env.get("KILN_SHUTDOWN_GRACE_SECONDS", "10")),
         worker_token=env.get("KILN_WORKER_TOKEN", ""),
-        scratch_dir=Path(env.get("KILN_SCRATCH_DIR", str(data_dir / "scratch"))),
         log_level=env.get("KILN_LOG_LEVEL", "INFO"),
         webhook_secret=env.get("KILN_WEBHOOK_SECRET", ""),
-        webhook_allow_hosts=_list(env.get("KILN_WEBHOOK_ALLOW_HOSTS", "")),
+        webhook_allow_hosts=comma_list(env.get("KILN_WEBHOOK_ALLOW_HOSTS", "")),
         webhook_max_attempts=int(env.get("KILN_WEBHOOK_MAX_ATTEMPTS", "8")),
         webhook_timeout_seconds=float(env.get("KILN_WEBHOOK_TIMEOUT_SECONDS", "10")),
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
-        gcs_output_buckets=_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
+        gcs_output_buckets=comma_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
     )
 
 
 __all__ = [
     "Settings",
     "UnsafeConfiguration",
+    "check_dispatch",
     "check_worker_listener",
-    "is_loopback_host",
     "load_settings",
 ]

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +26,10 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 
 from common import egress
 from common.input_policy import InputPolicy
-from server.config import Settings
-from server.storage.gcs import download_to
-from server.storage.local import LocalStorage
-from server.storage.origins import Origins, gcs_client
+from common.pubsub import subscriber_client
+from common.storage.gcs import download_to
+from common.storage.local import LocalStorage
+from common.storage.origins import Origins, gcs_client
 
 from .inputs import TaskInputs
 from .media.commands import CommandPlan, build_command
@@ -36,6 +37,22 @@ from .media.describe import describe_output_file
 from .media.errors import MediaError
 from .media.ffmpeg import run_ffmpeg
 from .media.packaging import finalize_output
+from .metrics import WorkerMetrics
+from .settings import WorkerSettings, local_storage_warning
+from .sources import Claimed, PubSubQueue, ServerQueue, TaskSource, keep_extended
+from .tracing import (
+    encode_span,
+    located,
+    mark_failed,
+    package_span,
+    probe_span,
+    probed,
+    rpc_metadata,
+    setup_tracing,
+    stage_in_span,
+    task_span,
+    upload_span,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +60,8 @@ S = job_pb2.JobStage
 COMPLETE_ATTEMPTS = 4
 # Heartbeats per lease: two may be lost (a slow server, a GC pause) before the lease lapses.
 LEASE_RENEWALS = 3
+# Longest a running task goes without asking the server whether it was canceled.
+CANCEL_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -54,60 +73,119 @@ class TaskProgress:
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.policy = InputPolicy.from_lists(
             settings.input_roots, settings.input_allow_hosts, settings.gcs_input_buckets
         )
         self.origins = Origins(LocalStorage(settings.storage_dir))
-        self.metadata = (
-            (("authorization", f"Bearer {settings.worker_token}"),) if settings.worker_token else ()
-        )
+        self.metadata = (("authorization", f"Bearer {settings.token}"),) if settings.token else ()
         self._channel: grpc.aio.Channel | None = None
         self._stub: worker_service_pb2_grpc.WorkerServiceStub | None = None
+        self._source: TaskSource | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._channel = grpc.aio.insecure_channel(self.settings.effective_server_address)
+        """Works until `stop`, then drains: no new work is taken, running tasks get
+        `drain_seconds` to finish and are given back to the server after that (queued again
+        at once, not after a lease expiry). Returns when every slot is idle."""
+        warning = local_storage_warning(self.settings)
+        if warning:
+            log.warning(warning)
+        self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
+        setup_tracing()
+        self._channel = grpc.aio.insecure_channel(self.settings.server_address)
         self._stub = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
+        self._source = self._task_source(self._stub)
         slots = [
             asyncio.create_task(self._slot(stop, index), name=f"worker-slot-{index}")
-            for index in range(max(self.settings.worker_concurrency, 1))
+            for index in range(max(self.settings.concurrency, 1))
         ]
         try:
-            await stop.wait()
+            await asyncio.gather(*slots)
         finally:
             for slot in slots:
                 slot.cancel()
             await asyncio.gather(*slots, return_exceptions=True)
+            if self._source is not None:
+                await self._source.close()
             await self._channel.close()
+            self.metrics.stop()
+
+    def _task_source(self, stub: worker_service_pb2_grpc.WorkerServiceStub) -> TaskSource:
+        if self.settings.dispatch == "pubsub":
+            pubsub = self.settings.pubsub
+            return PubSubQueue(pubsub, subscriber_client(pubsub), stub, self.metadata)
+        return ServerQueue(stub, self.metadata)
 
     async def _slot(self, stop: asyncio.Event, index: int) -> None:
-        assert self._stub is not None
-        while not stop.is_set():
-            try:
-                response = await self._stub.ClaimTask(
-                    wpb.ClaimTaskRequest(worker_id=f"{self.worker_id}/{index}", wait_seconds=10),
-                    metadata=self.metadata,
-                    timeout=30,
-                )
-            except grpc.aio.AioRpcError as error:
-                log.warning("claiming a task failed: %s", error.code().name)
-                await asyncio.sleep(1)  # server down or restarting: back off, then retry
-                continue
-            if response.HasField("task"):
-                await self.run_task(response.task)
+        """One task at a time: wait for a claim (abandoned at once on stop), then run it
+        (given `drain_seconds` on stop)."""
+        assert self._source is not None
+        worker_id = f"{self.worker_id}/{index}"
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                claiming = asyncio.create_task(self._source.next(worker_id))
+                await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not claiming.done():
+                    # Stopping while idle: a claim not yet answered is simply abandoned.
+                    await _stopped(claiming)
+                    break
+                claimed = claiming.result()
+                if claimed is not None:
+                    await self._run_claimed(claimed, stopping)
+        finally:
+            stopping.cancel()
 
-    async def run_task(self, task: wpb.Task) -> None:
+    async def _run_claimed(self, claimed: Claimed, stopping: asyncio.Task) -> None:
+        abandon = asyncio.Event()
+        keeper = (
+            asyncio.create_task(keep_extended(claimed.delivery))
+            if claimed.delivery is not None
+            else None
+        )
+        running = asyncio.create_task(self.run_task(claimed.task, abandon))
+        try:
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                # Draining: finish if it can within the drain time, else give it back.
+                await asyncio.wait({running}, timeout=self.settings.drain_seconds)
+                if not running.done():
+                    log.warning("task %s: drain time is up; giving it back", claimed.task.id)
+                    abandon.set()
+            await running
+        finally:
+            if keeper is not None:
+                await _stopped(keeper)
+            if claimed.delivery is not None:
+                # Done, failed, canceled or given back (a release publishes anew): the
+                # message has served its purpose either way.
+                await claimed.delivery.ack()
+
+    async def run_task(self, task: wpb.Task, abandon: asyncio.Event | None = None) -> None:
+        """Runs one task to its report, in the task's span (see worker.tracing)."""
+        with task_span(task, self.worker_id):
+            await self._run_task(task, abandon)
+
+    async def _run_task(self, task: wpb.Task, abandon: asyncio.Event | None = None) -> None:
         """Runs one task to its report. A heartbeat renews the lease for the whole run
         (probe and staging included), and every input byte goes through an egress proxy
-        of this task's own."""
+        of this task's own. `abandon` (a drain running out of time) stops FFmpeg and gives
+        the task back to the server unfinished."""
         log.info("task %s (%s) for job %s", task.id, wpb.TaskKind.Name(task.kind), task.job_id)
         probing = task.kind == wpb.TASK_KIND_PROBE
         stop = asyncio.Event()
         progress = TaskProgress(stage=S.JOB_STAGE_PROBING if probing else S.JOB_STAGE_TRANSCODING)
         heartbeat = asyncio.create_task(self._heartbeat(task, progress, stop))
-        scratch = Path(self.settings.scratch_dir) / task.id
+        abandoning = asyncio.create_task(_relay(abandon, stop)) if abandon else None
+        # One folder per lease: a rerun of the task (its lease taken back while this run
+        # was cut off from the server) never shares files with this one.
+        scratch = Path(self.settings.scratch_dir) / f"{task.id}-{task.lease_token:x}"
+        kind = "probe" if probing else "transcode"
+        outcome = "error"
+        self.metrics.task_started(kind)
         try:
             async with egress.session(self.policy) as session:
                 inputs = TaskInputs(self.policy, session, stop, self._stage_gs)
@@ -117,10 +195,17 @@ class Worker:
                     result = await self._transcode(task, inputs, scratch, progress, stop)
             await _stopped(heartbeat)
             await self._complete(task, **result)
+            outcome = "completed"
         except MediaError as error:
             await _stopped(heartbeat)
+            mark_failed(error.code)
             if error.code == "CANCELED":
+                outcome = "canceled"
+                if abandon is not None and abandon.is_set():
+                    outcome = "released"
+                    await self._release(task, "the worker is draining")
                 return
+            outcome = "refused"  # until the server took the report
             await self._complete(
                 task,
                 error=job_pb2.JobError(
@@ -130,11 +215,14 @@ class Worker:
                     stage=S.JOB_STAGE_PROBING if probing else S.JOB_STAGE_TRANSCODING,
                 ),
             )
+            outcome = "failed"
         except grpc.aio.AioRpcError as error:
             # ABORTED: our lease is stale and another worker owns the task now.
+            outcome = "refused"
             log.warning("task %s: report refused: %s", task.id, error.details())
         except Exception:
             log.exception("task %s failed unexpectedly", task.id)
+            mark_failed("WORKER_ERROR")
             await _stopped(heartbeat)
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await self._complete(
@@ -146,13 +234,35 @@ class Worker:
                     ),
                 )
         finally:
+            self.metrics.task_ended(kind, outcome)
             await _stopped(heartbeat)
+            if abandoning is not None:
+                await _stopped(abandoning)
             shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _release(self, task: wpb.Task, reason: str) -> None:
+        assert self._stub is not None
+        try:
+            await self._stub.ReleaseTask(
+                wpb.ReleaseTaskRequest(
+                    task_id=task.id, lease_token=task.lease_token, reason=reason
+                ),
+                metadata=rpc_metadata(self.metadata, task),
+                timeout=10,
+            )
+            log.info("task %s given back to the server (%s)", task.id, reason)
+        except grpc.aio.AioRpcError as error:
+            # The lease then expires and the reaper requeues it: slower, nothing lost.
+            log.warning("giving back task %s failed: %s", task.id, error.code().name)
 
     async def _probe(self, task: wpb.Task, inputs: TaskInputs, scratch: Path) -> dict:
         async def read() -> job_pb2.InputInfo:
-            location, ranges = await inputs.locate(task.input_url, scratch, known_ranges=None)
-            info = await inputs.probe(location)
+            with stage_in_span(task.input_url) as span:
+                location, ranges = await inputs.locate(task.input_url, scratch, known_ranges=None)
+                located(span, task.input_url, location)
+            with probe_span() as span:
+                info = await inputs.probe(location)
+                probed(span, info)
             info.supports_byte_ranges = ranges
             return info
 
@@ -164,8 +274,15 @@ class Worker:
         """Inputs joined after the first; each is probed here (the server probed only the first)."""
         extra = []
         for index, url in enumerate(task.concat_input_urls, start=1):
-            location, _ = await inputs.locate(url, scratch / f"input-{index}", known_ranges=None)
-            extra.append((location, await inputs.probe(location)))
+            with stage_in_span(url) as span:
+                location, _ = await inputs.locate(
+                    url, scratch / f"input-{index}", known_ranges=None
+                )
+                located(span, url, location)
+            with probe_span() as span:
+                info = await inputs.probe(location)
+                probed(span, info)
+            extra.append((location, info))
         return extra
 
     async def _stage_gs(self, url: str, target: Path) -> Path:
@@ -194,11 +311,13 @@ class Worker:
             progress.percent = percent
 
         async def read_and_encode() -> CommandPlan:
-            location, _ = await inputs.locate(
-                task.input_url,
-                scratch / "input-0",
-                known_ranges=task.input_info.supports_byte_ranges or None,
-            )
+            with stage_in_span(task.input_url) as span:
+                location, _ = await inputs.locate(
+                    task.input_url,
+                    scratch / "input-0",
+                    known_ranges=task.input_info.supports_byte_ranges or None,
+                )
+                located(span, task.input_url, location)
             plan = build_command(
                 input_path=location,
                 spec=task.output_spec,
@@ -206,30 +325,37 @@ class Worker:
                 out_dir=out_dir,
                 extra_inputs=await self._concat_inputs(task, inputs, scratch),
             )
-            await run_ffmpeg(
-                inputs.access.apply(plan.argv),
-                env=inputs.access.environment(),
-                duration=plan.expected_duration,
-                on_progress=on_progress,
-                cancel_event=stop,
-                min_report_interval=self.settings.progress_interval_seconds,
-            )
+            started = time.monotonic()
+            with encode_span(task.output_spec, plan.expected_duration):
+                await run_ffmpeg(
+                    inputs.access.apply(plan.argv),
+                    env=inputs.access.environment(),
+                    duration=plan.expected_duration,
+                    on_progress=on_progress,
+                    cancel_event=stop,
+                    min_report_interval=self.settings.progress_interval_seconds,
+                    cwd=plan.cwd,
+                    cpu_seconds=self.settings.custom_cpu_seconds if plan.cpu_limited else None,
+                )
+            self.metrics.encoded(plan.expected_duration, time.monotonic() - started)
             return plan
 
         plan = await inputs.guarded(read_and_encode())
         # Playlists are rewritten from the produced segments and sprite maps written
         # before anything is described.
         progress.stage = S.JOB_STAGE_PACKAGING
-        plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
-        files = [
-            await describe_output_file(path, out_dir)
-            for path in sorted(out_dir.rglob("*"))
-            if path.is_file()
-        ]
+        with package_span(task.output_spec):
+            plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
+            files = [
+                await describe_output_file(path, out_dir)
+                for path in sorted(out_dir.rglob("*"))
+                if path.is_file()
+            ]
         # The heartbeat keeps running: a long upload still extends the lease.
         progress.stage = S.JOB_STAGE_UPLOADING
         backend = self.origins.backend(task.output_origin)
-        await asyncio.to_thread(backend.put_directory, out_dir, task.output_prefix)
+        with upload_span(task.output_origin, files):
+            await asyncio.to_thread(backend.put_directory, out_dir, task.output_prefix)
         return {
             "transcode": wpb.TranscodeResult(
                 files=files, notes=plan.notes, encoded_seconds=plan.expected_duration
@@ -254,7 +380,7 @@ class Worker:
                         progress=progress.percent,
                         stage=progress.stage,
                     ),
-                    metadata=self.metadata,
+                    metadata=rpc_metadata(self.metadata, task),
                     timeout=10,
                 )
                 if response.canceled:
@@ -277,7 +403,8 @@ class Worker:
     def _heartbeat_interval(self, task: wpb.Task) -> float:
         renew = (task.lease_seconds or self.settings.lease_seconds) / LEASE_RENEWALS
         if task.kind == wpb.TASK_KIND_PROBE:
-            return renew
+            # No progress to carry, but a Cancel must still reach the probe within a second.
+            return min(CANCEL_CHECK_SECONDS, renew)
         return min(self.settings.progress_interval_seconds, renew)
 
     async def _complete(self, task: wpb.Task, **result) -> None:
@@ -291,7 +418,9 @@ class Worker:
         request = wpb.CompleteTaskRequest(task_id=task.id, lease_token=task.lease_token, **result)
         for attempt in range(1, COMPLETE_ATTEMPTS + 1):
             try:
-                await self._stub.CompleteTask(request, metadata=self.metadata, timeout=30)
+                await self._stub.CompleteTask(
+                    request, metadata=rpc_metadata(self.metadata, task), timeout=30
+                )
                 return
             except grpc.aio.AioRpcError as error:
                 retriable = error.code() in (
@@ -302,6 +431,11 @@ class Worker:
                     raise
                 log.warning("reporting task %s failed (%s); retrying", task.id, error.code().name)
                 await asyncio.sleep(attempt)
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 async def _stopped(task: asyncio.Task) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from connectrpc.request import RequestContext
 from kiln.v1 import job_service_pb2 as pb
@@ -109,8 +110,12 @@ class ConnectPresetService:
         return ppb.DeletePresetResponse()
 
 
-def connect_apps(jobs: JobService, auth: Authenticator) -> list:
+def connect_apps(jobs: JobService, auth: Authenticator, interceptors: Sequence = ()) -> list:
+    # The error-boundary decorators (errors.connect_unary) erase the handlers' signatures,
+    # so the generated service protocols cannot be checked against these classes.
+    job_service: Any = ConnectJobService(jobs, auth)
+    preset_service: Any = ConnectPresetService(jobs.presets, auth)
     return [
-        JobServiceASGIApplication(ConnectJobService(jobs, auth)),
-        PresetServiceASGIApplication(ConnectPresetService(jobs.presets, auth)),
+        JobServiceASGIApplication(job_service, interceptors=interceptors),
+        PresetServiceASGIApplication(preset_service, interceptors=interceptors),
     ]

@@ -25,6 +25,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from protobuf.wkt import Any as ConnectAny
 
+from common.log_setup import job_log_context
+
 from ..domain.errors import (
     AlreadyExists,
     DomainError,
@@ -34,6 +36,7 @@ from ..domain.errors import (
     PermissionDenied,
     StaleLease,
     Unauthenticated,
+    Unavailable,
 )
 from ..domain.request_text import control_character_violations, text_violation
 from .auth import header_reader
@@ -60,6 +63,8 @@ _CODES: list[tuple[type[DomainError], Code, grpc.StatusCode]] = [
     (PermissionDenied, Code.PERMISSION_DENIED, grpc.StatusCode.PERMISSION_DENIED),
     # A stale lease means another worker owns the task now: that worker must stop.
     (StaleLease, Code.ABORTED, grpc.StatusCode.ABORTED),
+    # Retryable by definition: a Watch ended by a shutdown resumes with after_sequence.
+    (Unavailable, Code.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE),
 ]
 
 
@@ -219,7 +224,9 @@ def grpc_internal(handler: Callable[..., Awaitable]) -> Callable[..., Awaitable]
     @functools.wraps(handler)
     async def guarded(self, request, context):
         try:
-            return await handler(self, request, context)
+            # Log lines about this call name its task (and, once looked up, its job).
+            with job_log_context(task_id=getattr(request, "task_id", "")):
+                return await handler(self, request, context)
         except Exception as error:
             await abort_grpc(context, error, _grpc_rpc(self, handler), request)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,12 +13,15 @@ from kiln.v1 import preset_service_pb2 as ppb
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
-from ..domain.errors import Unauthenticated
+from ..domain.errors import FieldViolation, InvalidArgument, Unauthenticated
 from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from ..jobs.tasks import TaskService
 from .auth import Authenticator, header_reader
 from .errors import grpc_internal, grpc_stream, grpc_unary
+
+# "tsk_" + a ULID (26 Crockford base32 characters).
+TASK_ID = re.compile(r"tsk_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
 
 
 class GrpcJobService(job_service_pb2_grpc.JobServiceServicer):
@@ -132,8 +136,12 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     @grpc_internal
     async def ClaimTask(self, request: wpb.ClaimTaskRequest, context) -> wpb.ClaimTaskResponse:  # noqa: N802
         self._check_token(context)
+        if request.task_id and not TASK_ID.fullmatch(request.task_id):
+            raise InvalidArgument([FieldViolation("task_id", "not a task id (tsk_ + ULID)")])
         wait = request.wait_seconds if request.wait_seconds > 0 else 20.0
-        task = await self.tasks.claim(request.worker_id or "anonymous", min(wait, 60.0))
+        task = await self.tasks.claim(
+            request.worker_id or "anonymous", min(wait, 60.0), request.task_id
+        )
         return wpb.ClaimTaskResponse(task=task) if task else wpb.ClaimTaskResponse()
 
     @grpc_internal
@@ -151,6 +159,14 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         self._check_token(context)
         await self.tasks.complete_task(request)
         return wpb.CompleteTaskResponse()
+
+    @grpc_internal
+    async def ReleaseTask(  # noqa: N802
+        self, request: wpb.ReleaseTaskRequest, context
+    ) -> wpb.ReleaseTaskResponse:
+        self._check_token(context)
+        await self.tasks.release(request)
+        return wpb.ReleaseTaskResponse()
 
 
 def add_public_services(server: grpc.aio.Server, jobs: JobService, auth: Authenticator) -> None:

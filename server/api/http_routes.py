@@ -1,24 +1,41 @@
-"""The HTTP listener: /healthz, signed /files/..., and everything else to Connect."""
+"""The HTTP listener: /healthz, /metrics, signed /files/..., the dashboard (/ui/), the rest
+to Connect."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
-from ..storage.local import LocalStorage, UnsafeKey
-from ..storage.media_types import mime_type_for
-from ..storage.signing import UrlSigner
+from common.storage.local import LocalStorage, UnsafeKey
+from common.storage.media_types import mime_type_for
+from common.storage.signing import UrlSigner
+
+from .dashboard_files import PREFIX as DASHBOARD_PREFIX
+from .dashboard_files import DashboardFiles
 
 CHUNK = 256 * 1024
+# The Prometheus text format this listener answers /metrics in.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HttpApp:
     """A tiny ASGI router in front of the Connect application."""
 
-    def __init__(self, connect_apps, signer: UrlSigner, storage: LocalStorage) -> None:
+    def __init__(
+        self,
+        connect_apps,
+        signer: UrlSigner,
+        storage: LocalStorage,
+        *,
+        metrics: Callable[[], Awaitable[bytes]] | None = None,
+    ) -> None:
         # Each Connect application serves the paths under its service name ("/kiln.v1.JobService").
         self.connect_apps = {app.path: app for app in connect_apps}
         self.signer = signer
         self.storage = storage
+        # Renders the Prometheus text (server/metrics.py); None: no /metrics route.
+        self.metrics = metrics
+        self.dashboard = DashboardFiles()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -26,8 +43,16 @@ class HttpApp:
             if path == "/healthz":
                 await _respond(send, 200, b'{"status":"ok"}', "application/json")
                 return
+            if path == "/metrics" and self.metrics is not None and scope["method"] == "GET":
+                await _respond(send, 200, await self.metrics(), METRICS_CONTENT_TYPE)
+                return
             if path.startswith("/files/") and scope["method"] in ("GET", "HEAD"):
                 await self._file(scope, send)
+                return
+            if scope["method"] in ("GET", "HEAD") and (
+                path == "/" or path.startswith(DASHBOARD_PREFIX)
+            ):
+                await self._dashboard(scope, send)
                 return
         if scope["type"] == "http":
             service = "/" + scope["path"].lstrip("/").split("/", 1)[0]
@@ -72,6 +97,41 @@ class HttpApp:
             while chunk := handle.read(CHUNK):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+    async def _dashboard(self, scope, send) -> None:
+        if scope["path"] == "/":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 302,
+                    "headers": [
+                        (b"location", DASHBOARD_PREFIX.encode()),
+                        (b"content-length", b"0"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        found = self.dashboard.find(scope["path"])
+        if found is None:
+            await _respond(send, 404, b"not found\n", "text/plain")
+            return
+        body = found.path.read_bytes()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", found.content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-content-type-options", b"nosniff"),
+                ],
+            }
+        )
+        if scope["method"] == "HEAD":
+            body = b""
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _respond(send, status: int, body: bytes, content_type: str) -> None:

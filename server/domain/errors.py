@@ -52,3 +52,7 @@ class PermissionDenied(DomainError):
 
 class StaleLease(DomainError):
     """A worker report carried a lease token that is no longer current."""
+
+
+class Unavailable(DomainError):
+    """The server is going away (a shutdown): retry, on this or another replica."""

@@ -21,8 +21,16 @@ VIDEO_RATE_PER_MINUTE: dict[int, list[tuple[int, int]]] = {
 }
 AUDIO_ONLY_RATE_PER_MINUTE = 1_000
 IMAGE_RATE = 500
-QUALITY_FACTOR = {Q.QUALITY_ECONOMY: 0.8, Q.QUALITY_STANDARD: 1.0, Q.QUALITY_PREMIUM: 1.5}
-PRIORITY_FACTOR = {P.PRIORITY_ECONOMY: 0.75, P.PRIORITY_STANDARD: 1.0, P.PRIORITY_PREMIUM: 2.0}
+QUALITY_FACTOR: dict[int, float] = {
+    Q.QUALITY_ECONOMY: 0.8,
+    Q.QUALITY_STANDARD: 1.0,
+    Q.QUALITY_PREMIUM: 1.5,
+}
+PRIORITY_FACTOR: dict[int, float] = {
+    P.PRIORITY_ECONOMY: 0.75,
+    P.PRIORITY_STANDARD: 1.0,
+    P.PRIORITY_PREMIUM: 2.0,
+}
 
 
 def _tier_rate(codec: int, height: int) -> int:
@@ -31,6 +39,16 @@ def _tier_rate(codec: int, height: int) -> int:
         if height <= max_height:
             return rate
     return table[-1][1]
+
+
+CUSTOM_VIDEO_TYPES = frozenset(
+    {
+        job_pb2.OUTPUT_TYPE_MP4,
+        job_pb2.OUTPUT_TYPE_MOV,
+        job_pb2.OUTPUT_TYPE_MKV,
+        job_pb2.OUTPUT_TYPE_WEBM,
+    }
+)
 
 
 def output_cost(
@@ -44,6 +62,9 @@ def output_cost(
     """Micros for `seconds` of this output."""
     minutes = max(seconds, 0.0) / 60.0
     priority_factor = PRIORITY_FACTOR.get(priority, 1.0)
+    if spec.HasField("custom") and spec.type in CUSTOM_VIDEO_TYPES:
+        # Priced as what it most often is: one H.264 rendition at the source's size.
+        spec = job_pb2.OutputSpec(video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264)])
     if not spec.video:
         if spec.type in (
             job_pb2.OUTPUT_TYPE_JPG,

@@ -106,7 +106,8 @@ OUTPUT_TRANSITIONS: dict[OutputStatus, frozenset[OutputStatus]] = {
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.QUEUED: frozenset({TaskStatus.LEASED}),
     TaskStatus.LEASED: frozenset({TaskStatus.QUEUED}),
-    TaskStatus.DONE: frozenset({TaskStatus.LEASED}),
+    # From QUEUED only when its dispatch gave up (a dead-lettered message).
+    TaskStatus.DONE: frozenset({TaskStatus.LEASED, TaskStatus.QUEUED}),
     TaskStatus.CANCELED: frozenset({TaskStatus.QUEUED, TaskStatus.LEASED}),
 }
 

@@ -6,10 +6,12 @@ fixes its whole request in one round trip.
 
 from __future__ import annotations
 
+import math
 import re
 
 from kiln.v1 import job_pb2, job_service_pb2
 
+from common.custom_command import check_custom_args
 from common.input_policy import InputPolicy, InputRefused
 
 from .errors import FieldViolation, InvalidArgument
@@ -73,7 +75,13 @@ SUPPORTED_VIDEO_CODECS: set[int] = {
 SUPPORTED_THUMBNAIL_MODES: set[int] = {
     job_pb2.THUMBNAIL_MODE_UNSPECIFIED,
     job_pb2.THUMBNAIL_MODE_SINGLE,
+    job_pb2.THUMBNAIL_MODE_INTERVAL,
+    job_pb2.THUMBNAIL_MODE_TIMESTAMPS,
+    job_pb2.THUMBNAIL_MODE_SPRITE,
 }
+# Image series sample at most ten frames a second; how many that makes is checked against
+# the probed duration (input_fit.MAX_SERIES_IMAGES).
+MIN_IMAGE_INTERVAL_SECONDS = 0.1
 # SVT-AV1 refuses pictures smaller than 64 pixels on a side.
 MIN_AV1_DIMENSION = 64
 MAX_THUMBNAIL_TIMESTAMPS = 100
@@ -112,6 +120,8 @@ def validate_create(
 
     if request.concat_input_urls:
         for index, output in enumerate(request.outputs):
+            if output.HasField("custom"):
+                bad(f"outputs[{index}].custom", "custom commands read the job's one input")
             if output.type and output.type not in PROGRESSIVE | AUDIO_ONLY:
                 bad(
                     f"outputs[{index}].type",
@@ -161,6 +171,9 @@ def _check_output(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
     if kind not in SUPPORTED_OUTPUT_TYPES:
         bad(f"{path}.type", f"{type_name} outputs are not supported by this server yet")
 
+    if output.HasField("custom"):
+        _check_custom(path, type_name, output, bad)
+        return
     variants = output.video
     if kind in PROGRESSIVE and len(variants) != 1:
         bad(f"{path}.video", f"{type_name} takes exactly one video variant")
@@ -177,8 +190,6 @@ def _check_output(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
         seconds = output.segments.duration_seconds
         if seconds and not 1 <= seconds <= 60:
             bad(f"{path}.segments.duration_seconds", "must be between 1 and 60")
-    if output.HasField("custom"):
-        bad(f"{path}.custom", "custom FFmpeg commands are not supported by this server yet")
     if output.HasField("thumbnail"):
         _check_thumbnail(f"{path}.thumbnail", kind, output.thumbnail, bad)
     if output.HasField("clip"):
@@ -186,6 +197,19 @@ def _check_output(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
             bad(f"{path}.clip.start_seconds", "must not be negative")
         if output.clip.duration_seconds < 0:
             bad(f"{path}.clip.duration_seconds", "must not be negative")
+
+
+def _check_custom(path: str, type_name: str, output: job_pb2.OutputSpec, bad) -> None:
+    """A custom command says everything itself: the spec has its type and nothing else."""
+    if output.type not in PROGRESSIVE | AUDIO_ONLY:
+        bad(f"{path}.type", "custom commands make MP4, MOV, MKV, WEBM, MP3, M4A, OPUS or WAV")
+        return
+    for name in ("video", "audio", "segments", "hls", "clip", "thumbnail"):
+        if (name == "video" and output.video) or (name != "video" and output.HasField(name)):
+            bad(f"{path}.{name}", "must be empty with custom: the command says it")
+    for violation in check_custom_args(list(output.custom.args), type_name):
+        where = "" if violation.index is None else f"[{violation.index}]"
+        bad(f"{path}.custom.args{where}", violation.message)
 
 
 def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> None:
@@ -272,10 +296,18 @@ def _check_thumbnail(path: str, kind: int, thumbnail: job_pb2.ThumbnailSpec, bad
     elif thumbnail.mode not in SUPPORTED_THUMBNAIL_MODES:
         mode = job_pb2.ThumbnailMode.Name(thumbnail.mode).removeprefix("THUMBNAIL_MODE_")
         bad(f"{path}.mode", f"{mode} is not supported by this server yet")
-    if thumbnail.time_seconds < 0:
-        bad(f"{path}.time_seconds", "must not be negative")
-    if thumbnail.interval_seconds < 0:
-        bad(f"{path}.interval_seconds", "must not be negative")
+    series = thumbnail.mode not in (
+        job_pb2.THUMBNAIL_MODE_UNSPECIFIED,
+        job_pb2.THUMBNAIL_MODE_SINGLE,
+    )
+    if series and kind == T.OUTPUT_TYPE_GIF:
+        bad(f"{path}.mode", "a GIF is one animated image; image series are JPG, PNG or WEBP")
+    if not math.isfinite(thumbnail.time_seconds) or thumbnail.time_seconds < 0:
+        bad(f"{path}.time_seconds", "must be a finite number, not negative")
+    if not math.isfinite(thumbnail.interval_seconds) or thumbnail.interval_seconds < 0:
+        bad(f"{path}.interval_seconds", "must be a finite number, not negative")
+    elif 0 < thumbnail.interval_seconds < MIN_IMAGE_INTERVAL_SECONDS:
+        bad(f"{path}.interval_seconds", f"must be at least {MIN_IMAGE_INTERVAL_SECONDS:g} s")
     needs_interval = (job_pb2.THUMBNAIL_MODE_INTERVAL, job_pb2.THUMBNAIL_MODE_SPRITE)
     if thumbnail.mode in needs_interval and thumbnail.interval_seconds == 0:
         bad(f"{path}.interval_seconds", "is required for INTERVAL and SPRITE")
@@ -283,8 +315,8 @@ def _check_thumbnail(path: str, kind: int, thumbnail: job_pb2.ThumbnailSpec, bad
         bad(f"{path}.timestamps_seconds", "is required for TIMESTAMPS")
     if len(thumbnail.timestamps_seconds) > MAX_THUMBNAIL_TIMESTAMPS:
         bad(f"{path}.timestamps_seconds", f"at most {MAX_THUMBNAIL_TIMESTAMPS} timestamps")
-    if any(t < 0 for t in thumbnail.timestamps_seconds):
-        bad(f"{path}.timestamps_seconds", "must not be negative")
+    if any(not math.isfinite(t) or t < 0 for t in thumbnail.timestamps_seconds):
+        bad(f"{path}.timestamps_seconds", "must be finite numbers, not negative")
     if thumbnail.width and not 16 <= thumbnail.width <= 4096:
         bad(f"{path}.width", "must be between 16 and 4096")
     if not 0 <= thumbnail.columns <= 20:

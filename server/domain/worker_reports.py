@@ -9,10 +9,11 @@ recorded; a problem is described in words that go to the log and to the job's er
 from __future__ import annotations
 
 import math
-import re
 
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
+
+from common.storage.keys import safe_relative_path
 
 T = job_pb2.OutputType
 S = job_pb2.JobStage
@@ -50,7 +51,6 @@ RUNNING_STAGES = frozenset(
 )
 
 MAX_FILES = 50_000  # an 8-rung, two-hour ladder in 2 s segments is ~29,000 files
-MAX_PATH_LENGTH = 512
 MAX_NOTES = 50
 MAX_TEXT = 2_000
 MAX_DIMENSION = 8192
@@ -65,21 +65,6 @@ DURATION_TOLERANCE_FRACTION = 0.02
 IMAGE_TYPES = frozenset(
     {T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP, T.OUTPUT_TYPE_GIF}
 )
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-def safe_relative_path(path: str) -> bool:
-    """A file path inside an output's own prefix: relative, normalised, plain characters.
-
-    No leading slash, no '.', '..' or empty segments, no backslashes or control characters:
-    exactly the names the worker's packagers write (`v0/seg_00001.m4s`, `master.m3u8`).
-    """
-    if not path or len(path) > MAX_PATH_LENGTH:
-        return False
-    return all(
-        segment not in (".", "..") and _PATH_SEGMENT.match(segment) is not None
-        for segment in path.split("/")
-    )
 
 
 def _finite(value: float, low: float, high: float) -> bool:

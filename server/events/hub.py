@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 from kiln.v1 import job_service_pb2
 
+from ..domain.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 TAIL_LENGTH = 256
@@ -60,6 +62,11 @@ class Subscription:
             if events:
                 self.cursor = events[-1].sequence
                 return events
+            if self.hub.closing:
+                raise Unavailable(
+                    "the server is shutting down: watch again with "
+                    f"after_sequence={self.cursor} to resume"
+                )
             if self.heartbeat_due:
                 self.heartbeat_due = False
                 return None
@@ -130,6 +137,8 @@ class EventHub:
         self.heartbeat_seconds = heartbeat_seconds
         self._channels: dict[str, _Channel] = {}
         self._heartbeat_task: asyncio.Task | None = None
+        # Set by close_all(): every stream ends once it has what was logged so far.
+        self.closing = False
 
     def start(self) -> None:
         self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="watch-heartbeats")
@@ -142,6 +151,14 @@ class EventHub:
         for channel in self._channels.values():
             if channel.fetching:
                 channel.fetching.cancel()
+
+    def close_all(self) -> None:
+        """Shutdown: each stream delivers what it has, then ends with UNAVAILABLE and the
+        sequence to resume after, so its client carries on at another replica."""
+        self.closing = True
+        for channel in self._channels.values():
+            for subscription in channel.subscriptions:
+                subscription.wake.set()
 
     @property
     def subscription_count(self) -> int:

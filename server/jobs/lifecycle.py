@@ -16,23 +16,33 @@ from typing import Any
 from google.protobuf import json_format
 from kiln.v1 import job_pb2, job_service_pb2
 
+from ..dispatch import Dispatch
 from ..domain import ids
-from ..domain.states import JobStatus, OutputStatus
+from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import EventHub
-from ..events.listener import EVENTS_CHANNEL, TASKS_CHANNEL
+from ..events.listener import EVENTS_CHANNEL
+from ..metrics import ServerMetrics
 from ..store.models import Job, Output, Task, WebhookDelivery
 from ..store.store import JobRecord, Store, Tx, now
+from ..tracing import stamp_tasks
 from . import views
 
 S = job_pb2.JobStage
 
 
 class Lifecycle:
-    def __init__(self, store: Store, hub: EventHub) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: EventHub,
+        dispatch: Dispatch,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self.store = store
+        self.metrics = metrics or ServerMetrics()
         self.hub = hub
-        # Set when tasks may be claimable: wakes long-polling ClaimTask calls.
-        self.task_queued = asyncio.Event()
+        # Carries "these tasks are ready" to workers (the db queue's wake-up, or Pub/Sub).
+        self.dispatch = dispatch
         # The webhook sender's wake-up, when this process runs one.
         self.webhook_queued: asyncio.Event | None = None
 
@@ -51,16 +61,11 @@ class Lifecycle:
         else:
             self.hub.poke(payload)
 
-    def on_task_notification(self, _payload: str) -> None:
-        self.task_queued.set()
-
     async def queue_tasks(self, tx: Tx, tasks: list[Task]) -> None:
+        """New tasks, dispatched once the caller's transaction commits."""
+        stamp_tasks(tasks)
         await tx.insert_tasks(tasks)
-        await tx.notify(TASKS_CHANNEL, "")
-
-    def tasks_committed(self) -> None:
-        """Call after a commit that queued tasks, so waiting claims look again."""
-        self.task_queued.set()
+        await self.dispatch.tasks_ready(tx, tasks)
 
     async def emit(self, tx: Tx, job_id: str, **event: Any) -> int:
         """Log one Watch event; once committed, this process's watchers get it directly."""
@@ -82,21 +87,34 @@ class Lifecycle:
     async def move(
         self,
         tx: Tx,
-        job_id: str,
+        job: Job | str,
         target: JobStatus,
         *,
-        stage: int = 0,
+        stage: job_pb2.JobStage = S.JOB_STAGE_UNSPECIFIED,
         error: job_pb2.JobError | None = None,
         **values: Any,
     ) -> None:
-        """One guarded transition and its status_change event, in the caller's transaction."""
+        """One guarded transition and its status_change event, in the caller's transaction.
+
+        `job` is the row when the caller read it under its lock (its status is then known
+        without another read), or the job's id."""
         if error is not None:
             values["error"] = error.SerializeToString()
-        source = await tx.transition_job(job_id, target, stage=stage, **values)
+        if isinstance(job, Job):
+            source = await tx.transition_held_job(job, target, stage=stage, **values)
+        else:
+            source = await tx.transition_job(job, target, stage=stage, **values)
+        job_id = job.id if isinstance(job, Job) else job
         await self.emit_status(tx, job_id, source, target, stage, error)
 
     async def emit_status(
-        self, tx: Tx, job_id: str, source: str, target: JobStatus, stage: int = 0, error=None
+        self,
+        tx: Tx,
+        job_id: str,
+        source: str,
+        target: JobStatus,
+        stage: job_pb2.JobStage = S.JOB_STAGE_UNSPECIFIED,
+        error: job_pb2.JobError | None = None,
     ) -> None:
         change = job_service_pb2.StatusChangeEvent(
             from_status=views.job_status_enum(source),
@@ -106,10 +124,16 @@ class Lifecycle:
         if error is not None:
             change.error.CopyFrom(error)
         await self.emit(tx, job_id, status_change=change)
+        if target in TERMINAL:
+            # Counted once the transition is committed: a rolled-back one never happened.
+            tx.after_commit(functools.partial(self.metrics.job_finished, target))
 
-    async def emit_completed(self, tx: Tx, job_id: str) -> None:
-        """The terminal event; also queues the job's webhook in the same transaction."""
-        record = await tx.get_job(None, job_id)
+    async def emit_completed(self, tx: Tx, record: JobRecord) -> None:
+        """The terminal event; also queues the job's webhook in the same transaction.
+
+        `record` must be current: read under the job's lock in this transaction.
+        """
+        job_id = record.job.id
         job = views.job_message(record)
         await self.emit(tx, job_id, completed=job_service_pb2.CompletedEvent(job=job))
         if record.job.webhook_url:
@@ -176,19 +200,28 @@ class Lifecycle:
         await self.queue_tasks(tx, tasks)
 
     async def probe_failed(self, tx: Tx, record: JobRecord, error: job_pb2.JobError) -> None:
-        """Bad input makes the job REJECTED; anything else (a worker fault) FAILED."""
+        """Bad input makes the job REJECTED; anything else (a worker fault) FAILED.
+
+        `record` is read under the job's lock and kept current here.
+        """
         job = record.job
         error.stage = error.stage or S.JOB_STAGE_PROBING
         target = JobStatus.REJECTED if error.code.startswith("INPUT_") else JobStatus.FAILED
-        for output_id in await tx.cancel_open_outputs(job.id):
-            await self.emit_output(tx, job, output_id)
-        await self.move(tx, job.id, target, error=error, completed_at=now())
-        await self.emit_completed(tx, job.id)
+        await self.cancel_open_outputs(tx, record)
+        await self.move(tx, job, target, error=error, completed_at=now())
+        await self.emit_completed(tx, record)
 
-    async def settle_actual_cost(self, tx: Tx, job_id: str) -> None:
-        record = await tx.get_job(None, job_id)
+    async def cancel_open_outputs(self, tx: Tx, record: JobRecord) -> None:
+        """Cancel every output still open, with an event each, from the held record."""
+        canceled = set(await tx.cancel_open_outputs(record.job.id))
+        for output in record.outputs:
+            if output.id in canceled:
+                await self.emit_output_row(tx, record.job, output)
+
+    async def settle_actual_cost(self, tx: Tx, record: JobRecord) -> None:
+        """The job's cost is what its outputs cost, once none of them runs any more."""
         total = sum(o.actual_cost_micros or 0 for o in record.outputs)
-        await tx.update_job(job_id, actual_cost_micros=total)
+        await tx.update_job(record.job.id, actual_cost_micros=total)
 
 
 def webhook_payload(job: job_pb2.Job) -> str:

@@ -11,6 +11,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
 from common.input_policy import InputPolicy, InputRefused
+from common.storage.origins import OriginRefused, Origins
 
 from ..domain import ids, validation
 from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
@@ -18,7 +19,6 @@ from ..domain.idempotency import check_replay, request_fingerprint
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import coalesce
-from ..storage.origins import OriginRefused, Origins
 from ..store.models import Job, Output
 from ..store.store import IdempotencyKeyTaken, JobRecord, Tx, now
 from . import views
@@ -93,7 +93,6 @@ class JobService:
             if first is None:
                 raise  # jobs are never deleted, so the winner cannot have vanished
             return first
-        self.life.tasks_committed()
         return self.job_message(record)
 
     async def _job_for_key(
@@ -247,13 +246,11 @@ class JobService:
         return self.job_message(record)
 
     async def _cancel_in(self, tx: Tx, record: JobRecord) -> None:
-        job = record.job
-        await tx.cancel_tasks(job.id)
-        for output_id in await tx.cancel_open_outputs(job.id):
-            await self.life.emit_output(tx, job, output_id)
-        await self.life.settle_actual_cost(tx, job.id)
-        await self.life.move(tx, job.id, JobStatus.CANCELED, completed_at=now())
-        await self.life.emit_completed(tx, job.id)
+        await tx.cancel_tasks(record.job.id)
+        await self.life.cancel_open_outputs(tx, record)
+        await self.life.settle_actual_cost(tx, record)
+        await self.life.move(tx, record.job, JobStatus.CANCELED, completed_at=now())
+        await self.life.emit_completed(tx, record)
 
     async def confirm(self, organization_id: str, job_id: str) -> job_pb2.Job:
         """Start a delayed_start job after its owner reviewed the estimate."""
@@ -275,7 +272,6 @@ class JobService:
             )
             await self.life.queue_transcodes(tx, record)
             record = await tx.get_job(organization_id, job_id)
-        self.life.tasks_committed()
         self.life.published(job_id)
         return self.job_message(record)
 
@@ -313,7 +309,6 @@ class JobService:
             )
             await self.life.queue_tasks(tx, [self.life.probe_task(job)])
             record = await tx.get_job(organization_id, job_id)
-        self.life.tasks_committed()
         self.life.published(job_id)
         return self.job_message(record)
 

@@ -1,1 +1,1 @@
-"""Persistence: SQLAlchemy models and the only module that issues SQL (store.py)."""
+"""Persistence: SQLAlchemy models and the only package that issues SQL (store.py assembles it)."""

@@ -136,6 +136,9 @@ class Task(Base):
     )
     worker_id: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # W3C traceparent of the request that made the task (Create, Confirm, Retry, or the
+    # probe's result); kept across requeues so every attempt joins the same trace.
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class JobEvent(Base):
@@ -181,4 +184,23 @@ class Preset(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     # kiln.v1.OutputSpec, serialized.
     spec: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TaskOutbox(Base):
+    """A ready task not yet published to Pub/Sub (KILN_DISPATCH=pubsub).
+
+    Written in the transaction that made the task ready and deleted by the transaction
+    that published it, so a crash between commit and publish loses nothing: the next
+    drain (of any server replica) publishes it.
+    """
+
+    __tablename__ = "task_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer)
+    # W3C trace context of the request that made the task ready ("" when not traced).
+    traceparent: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -25,6 +25,7 @@ from common import egress
 from common.input_policy import InputPolicy, InputRefused
 
 from ..domain.states import DeliveryStatus
+from ..metrics import ServerMetrics
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,12 @@ BATCH = 20
 # A delivery in flight is hidden this long; longer than any one attempt takes.
 HOLD_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 300.0
+# kiln_webhook_deliveries_total{outcome}: what became of one attempt.
+DELIVERY_OUTCOMES = {
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.PENDING: "retried",
+    DeliveryStatus.FAILED: "failed",
+}
 
 
 def webhook_secret(configured: str, data_dir: Path) -> str:
@@ -62,8 +69,10 @@ class WebhookSender:
         max_attempts: int,
         timeout_seconds: float,
         resolver: egress.Resolver | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or ServerMetrics()
         self.resolver = resolver
         self.signer = Webhook(secret)
         self.policy = policy
@@ -119,6 +128,7 @@ class WebhookSender:
                     next_attempt_at=next_at,
                     error=error or "",
                 )
+            self.metrics.webhook_attempted(DELIVERY_OUTCOMES[status])
         return len(due)
 
     async def _post(self, message_id: str, url: str, body: str) -> str | None:

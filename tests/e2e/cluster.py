@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def kiln_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "server.cli", *args]
+    return [sys.executable, "-m", "kiln_cli", *args]
 
 
 def base_env(database_url: str, data_dir: Path, media_root: Path) -> dict[str, str]:
@@ -130,7 +130,34 @@ class Cluster:
         _wait_healthy(server)
         return server
 
-    def start_worker(self, server: ServerProcess, concurrency: int = 1) -> subprocess.Popen:
+    def restart_server(self, server: ServerProcess) -> ServerProcess:
+        """A new server process on the stopped one's ports (its workers reconnect)."""
+        assert server.process.poll() is not None, "stop the server first"
+        log = self.root / f"server-{len(self.servers)}.log"
+        process = subprocess.Popen(
+            kiln_command("serve"),
+            env=self.env(
+                KILN_HTTP_PORT=str(server.http_port),
+                KILN_GRPC_PORT=str(server.grpc_port),
+                KILN_WORKER_PORT=str(server.worker_port),
+            ),
+            cwd=self.root,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        restarted = ServerProcess(
+            process, server.http_port, server.grpc_port, server.worker_port, log
+        )
+        self.servers.append(restarted)
+        _wait_healthy(restarted)
+        return restarted
+
+    def start_worker(
+        self,
+        server: ServerProcess,
+        concurrency: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
         log = self.root / f"worker-{len(self.workers)}.log"
         process = subprocess.Popen(
             kiln_command("worker"),
@@ -138,6 +165,7 @@ class Cluster:
                 KILN_SERVER_ADDRESS=server.worker_target,
                 KILN_WORKER_CONCURRENCY=str(concurrency),
                 KILN_SCRATCH_DIR=str(self.scratch_dir),
+                **(extra_env or {}),
             ),
             cwd=self.root,
             stdout=log.open("w"),

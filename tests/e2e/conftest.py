@@ -23,6 +23,14 @@ def backend_url(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def sqlite_backend_url(tmp_path_factory):
+    """For modules whose checks do not depend on the database kind (request screening at the
+    edge, the worker's input policy, media output): they override `backend_url` with this
+    one, which keeps `make test` under its time budget."""
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kiln.db'}"
+
+
+@pytest.fixture(scope="module")
 def cluster(backend_url, tmp_path_factory, media_root):
     root = tmp_path_factory.mktemp("cluster")
     cluster = Cluster(backend_url, root, media_root)

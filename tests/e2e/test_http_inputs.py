@@ -15,6 +15,12 @@ from .cluster import Cluster
 from .jobs import create_job, run_to_end
 
 
+# Inputs are read by the worker: one database kind is enough.
+@pytest.fixture(scope="module")
+def backend_url(sqlite_backend_url):
+    return sqlite_backend_url
+
+
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files with single byte-range support, and counts requests per path."""
 

@@ -20,6 +20,13 @@ from tests.http_origins import Origin, redirect, send, slow_for_ffmpeg, static
 from .cluster import running_cluster
 from .jobs import create_job, run_to_end
 
+
+# The input policy is enforced by the worker and its egress proxy: one database kind is enough.
+@pytest.fixture(scope="module")
+def backend_url(sqlite_backend_url):
+    return sqlite_backend_url
+
+
 ALLOWED = "127.0.0.2"
 
 

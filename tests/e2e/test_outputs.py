@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import httpx
 import m3u8
+import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.media_probe import ffprobe, streams
+
+
+# What FFmpeg produces does not depend on the database: one database kind is enough.
+@pytest.fixture(scope="module")
+def backend_url(sqlite_backend_url):
+    return sqlite_backend_url
 
 
 def variant(codec, resolution: str) -> job_pb2.VideoVariant:
@@ -140,3 +147,51 @@ def test_concat_of_two_inputs(server, api_key, media_root, tmp_path):
     assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
     (file,) = job.outputs[0].files
     assert abs(file.duration_seconds - 4.0) <= 0.1
+
+
+def test_image_series_and_sprite_with_its_map_through_the_service(server, api_key, media_root):
+    """INTERVAL, TIMESTAMPS and SPRITE are accepted at Create, built by the worker, described,
+    and downloadable; the sprite's WebVTT map names the sheet and a tile per interval."""
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{media_root / 'clip2s.mp4'}",
+        outputs=[
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_JPG,
+                thumbnail=job_pb2.ThumbnailSpec(
+                    mode=job_pb2.THUMBNAIL_MODE_INTERVAL, interval_seconds=0.5, width=160
+                ),
+            ),
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_PNG,
+                thumbnail=job_pb2.ThumbnailSpec(
+                    mode=job_pb2.THUMBNAIL_MODE_TIMESTAMPS, timestamps_seconds=[1.5, 0.25]
+                ),
+            ),
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_WEBP,
+                thumbnail=job_pb2.ThumbnailSpec(
+                    mode=job_pb2.THUMBNAIL_MODE_SPRITE, interval_seconds=0.5, width=96, columns=2
+                ),
+            ),
+        ],
+    )
+    job = run(server, api_key, request)
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+    interval, timestamps, sprite = job.outputs
+    assert [f.path for f in interval.files] == [f"thumb_000{n}.jpg" for n in range(1, 5)]
+    assert {(f.width, f.mime_type) for f in interval.files} == {(160, "image/jpeg")}
+    assert [f.path for f in timestamps.files] == ["thumb_0001.png", "thumb_0002.png"]
+    by_path = {f.path: f for f in sprite.files}
+    assert set(by_path) == {"sprite.webp", "sprite.vtt"}
+    # Four tiles of 96 px, two per row: a 192 px wide sheet of two rows.
+    assert by_path["sprite.webp"].width == 192
+    vtt = httpx.get(by_path["sprite.vtt"].url, timeout=10)
+    assert vtt.status_code == 200
+    lines = vtt.text.splitlines()
+    assert lines[0] == "WEBVTT"
+    tiles = [line for line in lines if line.startswith("sprite.webp#xywh=")]
+    assert len(tiles) == 4
+    assert tiles[1].startswith("sprite.webp#xywh=96,0,96,")
+    image = httpx.get(by_path["sprite.webp"].url, timeout=10)
+    assert image.status_code == 200
+    assert image.content[:4] == b"RIFF"

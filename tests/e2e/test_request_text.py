@@ -14,6 +14,13 @@ from .connect_json import ConnectJsonClient, ConnectStreamError
 from .jobs import mp4_output
 from .test_bad_requests import violations_from_connect, violations_from_grpc
 
+
+# Request text is screened at the edge, before the store: one database kind is enough.
+@pytest.fixture(scope="module")
+def backend_url(sqlite_backend_url):
+    return sqlite_backend_url
+
+
 MP4 = {"type": "OUTPUT_TYPE_MP4", "video": [{"codec": "VIDEO_CODEC_H264", "resolution": "240p"}]}
 
 

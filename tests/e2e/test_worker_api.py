@@ -135,3 +135,93 @@ def test_report_after_cancel_tells_worker_to_stop(lone_server, media_root):
     )
     job = server.job_stub().Get(job_service_pb2.GetRequest(id=job_id), metadata=auth).job
     assert job.status == job_pb2.JOB_STATUS_CANCELED
+
+
+def probe_task_id(stub, job_id: str) -> wpb.Task:
+    """Lease the job's probe by a claim-by-id, the way a Pub/Sub delivery does; the task id
+    comes from a first lease, given back at once."""
+    for _ in range(20):
+        task = stub.ClaimTask(
+            wpb.ClaimTaskRequest(worker_id="finder", wait_seconds=2), metadata=AUTH
+        ).task
+        if task.job_id == job_id:
+            stub.ReleaseTask(
+                wpb.ReleaseTaskRequest(task_id=task.id, lease_token=task.lease_token),
+                metadata=AUTH,
+            )
+            return task
+        # Another test's leftover: give it back too.
+        stub.ReleaseTask(
+            wpb.ReleaseTaskRequest(task_id=task.id, lease_token=task.lease_token), metadata=AUTH
+        )
+    raise AssertionError(f"no task of {job_id} to claim")
+
+
+def test_claim_by_id_leases_a_queued_task_once(lone_server, media_root):
+    cluster, server = lone_server
+    job_id, _ = make_job(cluster, server, media_root)
+    stub = worker_stub(server)
+    known = probe_task_id(stub, job_id)
+
+    first = stub.ClaimTask(wpb.ClaimTaskRequest(worker_id="w1", task_id=known.id), metadata=AUTH)
+    assert first.task.id == known.id and first.task.lease_token != known.lease_token
+    # A duplicate delivery: the task is leased, nothing is handed out, the lease stands.
+    again = stub.ClaimTask(wpb.ClaimTaskRequest(worker_id="w2", task_id=known.id), metadata=AUTH)
+    assert not again.HasField("task")
+    stub.ReportProgress(
+        wpb.ReportProgressRequest(task_id=known.id, lease_token=first.task.lease_token),
+        metadata=AUTH,
+    )
+    # An id that names no task, and text that is no task id.
+    unknown = stub.ClaimTask(
+        wpb.ClaimTaskRequest(worker_id="w2", task_id="tsk_" + "0" * 26), metadata=AUTH
+    )
+    assert not unknown.HasField("task")
+    for bad in ("job_" + "0" * 26, "tsk_../../etc", "tsk_" + "x" * 500):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ClaimTask(wpb.ClaimTaskRequest(worker_id="w2", task_id=bad), metadata=AUTH)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "task_id" in caught.value.details()
+
+
+def test_release_requeues_at_once_and_only_under_the_current_lease(lone_server, media_root):
+    cluster, server = lone_server
+    job_id, _ = make_job(cluster, server, media_root)
+    stub = worker_stub(server)
+    known = probe_task_id(stub, job_id)
+    held = stub.ClaimTask(
+        wpb.ClaimTaskRequest(worker_id="drainer", task_id=known.id), metadata=AUTH
+    ).task
+
+    for token, code in ((held.lease_token + 1, grpc.StatusCode.ABORTED),):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ReleaseTask(
+                wpb.ReleaseTaskRequest(task_id=held.id, lease_token=token), metadata=AUTH
+            )
+        assert caught.value.code() == code
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ReleaseTask(
+            wpb.ReleaseTaskRequest(task_id="tsk_" + "0" * 26, lease_token=1), metadata=AUTH
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ReleaseTask(wpb.ReleaseTaskRequest(task_id=held.id, lease_token=held.lease_token))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # The stale release changed nothing: the holder's lease still works.
+    stub.ReportProgress(
+        wpb.ReportProgressRequest(task_id=held.id, lease_token=held.lease_token), metadata=AUTH
+    )
+    stub.ReleaseTask(
+        wpb.ReleaseTaskRequest(task_id=held.id, lease_token=held.lease_token, reason="draining"),
+        metadata=AUTH,
+    )
+    # Given back: the old holder is told to stop, and another worker takes the task at once.
+    late = stub.ReportProgress(
+        wpb.ReportProgressRequest(task_id=held.id, lease_token=held.lease_token), metadata=AUTH
+    )
+    assert late.canceled
+    taken = stub.ClaimTask(
+        wpb.ClaimTaskRequest(worker_id="next", task_id=held.id), metadata=AUTH
+    ).task
+    assert taken.id == held.id

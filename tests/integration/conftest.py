@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import pytest
 
 from common.input_policy import InputPolicy
+from common.storage.local import LocalStorage
+from common.storage.origins import Origins
+from common.storage.signing import UrlSigner
+from server.dispatch.queue import QueueDispatch
 from server.events.hub import EventHub
 from server.jobs.lifecycle import Lifecycle
 from server.jobs.service import JobService
-from server.storage.local import LocalStorage
-from server.storage.origins import Origins
-from server.storage.signing import UrlSigner
 from server.store.migrate import migrate
 from server.store.store import Store
 
@@ -49,7 +50,7 @@ async def service(store: Store, tmp_path) -> AsyncIterator[Service]:
     hub.start()
     storage = LocalStorage(tmp_path / "storage")
     origins = Origins(storage, UrlSigner(b"secret", "http://127.0.0.1:1", 60), ttl_seconds=60)
-    life = Lifecycle(store, hub)
+    life = Lifecycle(store, hub, QueueDispatch())
     roots = tmp_path / "inputs"
     roots.mkdir()
     (roots / "in.mp4").write_bytes(b"not needed: nothing probes it")

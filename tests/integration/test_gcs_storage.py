@@ -21,13 +21,13 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from server.storage.gcs import (
+from common.storage.gcs import (
     GcsStorage,
     client_from_environment,
     download_to,
     parse_gs_url,
 )
-from server.storage.local import UnsafeKey
+from common.storage.local import UnsafeKey
 from tests.gcs_emulator import EmulatorLog
 
 BUCKET = "kiln-test-outputs"

@@ -15,14 +15,15 @@ from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.input_policy import InputPolicy
+from common.storage.local import LocalStorage
+from common.storage.origins import Origins
+from server.dispatch.queue import QueueDispatch
 from server.domain.errors import FailedPrecondition
 from server.domain.states import OutputStatus, TaskStatus
 from server.events.hub import EventHub
 from server.jobs.lifecycle import Lifecycle
 from server.jobs.service import JobService
 from server.jobs.tasks import TaskService
-from server.storage.local import LocalStorage
-from server.storage.origins import Origins
 from server.store.store import Store
 
 ORG = "org_races"
@@ -36,7 +37,7 @@ class Services:
             async with store.transaction() as tx:
                 return await tx.events_after(job_id, after)
 
-        self.life = Lifecycle(store, EventHub(read_events, heartbeat_seconds=30))
+        self.life = Lifecycle(store, EventHub(read_events, heartbeat_seconds=30), QueueDispatch())
         self.storage = LocalStorage(root / "storage")
         origins = Origins(self.storage)
         self.jobs = JobService(

@@ -39,3 +39,35 @@ def test_video_streams_nobody_can_decode_are_unsupported():
 
 def test_audio_only_outputs_need_an_audio_stream():
     assert code([VIDEO], [MP3]) == "INPUT_NO_AUDIO"
+
+
+def series(mode: int, interval: float, **clip) -> job_pb2.OutputSpec:
+    spec = job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_JPG,
+        thumbnail=job_pb2.ThumbnailSpec(mode=mode, interval_seconds=interval),
+    )
+    if clip:
+        spec.clip.CopyFrom(job_pb2.ClipSpec(**clip))
+    return spec
+
+
+def test_an_image_series_may_make_at_most_a_thousand_images():
+    film = job_pb2.InputInfo(streams=[VIDEO, AUDIO], duration_seconds=7200)
+    for mode in (job_pb2.THUMBNAIL_MODE_INTERVAL, job_pb2.THUMBNAIL_MODE_SPRITE):
+        problem = input_problem(film, [MP4, series(mode, 1.0)])
+        assert problem is not None and problem.code == "INPUT_TOO_LONG"
+        assert "outputs[1]: 7200 images" in problem.message
+        # Exactly the limit passes; so does the same interval over a clip of the film.
+        assert input_problem(film, [series(mode, 7.2)]) is None
+        assert (
+            input_problem(film, [series(mode, 1.0, start_seconds=60, duration_seconds=600)]) is None
+        )
+    # No interval: the worker's default of one image every 10 s.
+    assert input_problem(film, [series(job_pb2.THUMBNAIL_MODE_INTERVAL, 0)]) is None
+    assert (
+        input_problem(
+            job_pb2.InputInfo(streams=[VIDEO], duration_seconds=20000),
+            [series(job_pb2.THUMBNAIL_MODE_INTERVAL, 0)],
+        ).code
+        == "INPUT_TOO_LONG"
+    )

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from server.storage.local import LocalStorage, UnsafeKey
-from server.storage.signing import UrlSigner
+from common.storage.local import LocalStorage, UnsafeKey
+from common.storage.signing import UrlSigner
 
 BASE = "https://kiln.example.com/"
 
@@ -160,7 +160,7 @@ def test_put_directory_and_delete_prefix(storage, tmp_path):
 
 
 def test_output_job_ids_finds_jobs_whose_storage_an_input_names(tmp_path):
-    from server.storage.origins import Origins
+    from common.storage.origins import Origins
 
     job = "job_01m8409tydwnp24y56db6khqne"
     origins = Origins(LocalStorage(tmp_path / "storage"), allowed_buckets=["renditions"])
@@ -174,7 +174,7 @@ def test_output_job_ids_finds_jobs_whose_storage_an_input_names(tmp_path):
 
 
 def test_urls_are_never_signed_outside_the_outputs_prefix(tmp_path):
-    from server.storage.origins import Origins
+    from common.storage.origins import Origins
 
     signer = UrlSigner(b"secret", "http://kiln.test", 60)
     origins = Origins(LocalStorage(tmp_path), signer)

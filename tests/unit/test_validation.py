@@ -371,3 +371,76 @@ def test_message_summarises_every_violation(root, policy):
     ]
     assert "input_url: is required" in raised.value.message
     assert "outputs: at least one output is required" in raised.value.message
+
+
+# -- image series ----------------------------------------------------------------------
+
+
+def image(kind: int, **thumbnail) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(type=kind, thumbnail=job_pb2.ThumbnailSpec(**thumbnail))
+
+
+def test_image_series_pass(root, policy):
+    outputs = [
+        image(T.OUTPUT_TYPE_JPG, mode=job_pb2.THUMBNAIL_MODE_INTERVAL, interval_seconds=2),
+        image(
+            T.OUTPUT_TYPE_PNG, mode=job_pb2.THUMBNAIL_MODE_TIMESTAMPS, timestamps_seconds=[0, 1.5]
+        ),
+        image(
+            T.OUTPUT_TYPE_WEBP, mode=job_pb2.THUMBNAIL_MODE_SPRITE, interval_seconds=1, columns=4
+        ),
+    ]
+    validate_create(request_for(root, outputs=outputs), policy, PRESETS)
+
+
+@pytest.mark.parametrize(
+    ("output", "field", "reason"),
+    [
+        (
+            image(T.OUTPUT_TYPE_GIF, mode=job_pb2.THUMBNAIL_MODE_SPRITE, interval_seconds=1),
+            "mode",
+            "GIF",
+        ),
+        (
+            image(T.OUTPUT_TYPE_JPG, mode=job_pb2.THUMBNAIL_MODE_INTERVAL, interval_seconds=0.01),
+            "interval_seconds",
+            "at least 0.1",
+        ),
+        (
+            image(
+                T.OUTPUT_TYPE_JPG, mode=job_pb2.THUMBNAIL_MODE_SPRITE, interval_seconds=float("inf")
+            ),
+            "interval_seconds",
+            "finite",
+        ),
+        (
+            image(T.OUTPUT_TYPE_JPG, mode=job_pb2.THUMBNAIL_MODE_SPRITE),
+            "interval_seconds",
+            "required",
+        ),
+        (
+            image(
+                T.OUTPUT_TYPE_JPG,
+                mode=job_pb2.THUMBNAIL_MODE_TIMESTAMPS,
+                timestamps_seconds=[1, float("nan")],
+            ),
+            "timestamps_seconds",
+            "finite",
+        ),
+        (image(T.OUTPUT_TYPE_JPG, time_seconds=float("nan")), "time_seconds", "finite"),
+        (
+            image(
+                T.OUTPUT_TYPE_JPG,
+                mode=job_pb2.THUMBNAIL_MODE_SPRITE,
+                interval_seconds=1,
+                columns=21,
+            ),
+            "columns",
+            "between 1 and 20",
+        ),
+    ],
+)
+def test_bad_image_series_are_refused(root, policy, output, field, reason):
+    violation = only_violation(request_for(root, outputs=[output]), policy)
+    assert violation.field == f"outputs[0].thumbnail.{field}"
+    assert reason in violation.description

@@ -99,6 +99,10 @@ class CommandPlan:
     # Work for worker.media.packaging.finalize_output once ffmpeg succeeded; None when the files
     # ffmpeg wrote are already the output.
     finalize: FinalizeStep | None = None
+    # Working directory of the run (custom commands run in their scratch output folder).
+    cwd: Path | None = None
+    # Whether the run gets the worker's CPU-time limit (custom commands do).
+    cpu_limited: bool = False
 
 
 # --- Video quality -------------------------------------------------------------------------------
@@ -348,6 +352,7 @@ def build_command(
     # The builders in other modules import the tables and helpers of this one, so they are
     # imported here rather than at the top (which would be circular).
     from worker.media.concat import build_concat_command
+    from worker.media.custom import build_custom_command
     from worker.media.images import build_gif_command
     from worker.media.ladder import build_ladder_command
 
@@ -358,6 +363,8 @@ def build_command(
         "out_dir": out_dir,
         "ffmpeg": ffmpeg,
     }
+    if spec.HasField("custom"):
+        return build_custom_command(**arguments, extra_inputs=extra_inputs)
     if extra_inputs:
         return build_concat_command(
             inputs=[(input_path, info), *extra_inputs], spec=spec, out_dir=out_dir, ffmpeg=ffmpeg

@@ -8,7 +8,7 @@ from typing import Any
 
 from kiln.v1 import job_pb2
 
-from server.storage.media_types import mime_type_for
+from common.storage.media_types import mime_type_for
 from worker.media.errors import ENCODE_FAILED, MediaError, public_message
 from worker.media.probe import ffprobe_float, ffprobe_int, run_ffprobe_json
 

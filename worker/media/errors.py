@@ -20,6 +20,9 @@ CANCELED: Final = "CANCELED"
 # Not in the original list: a spec the command builders cannot make (H.264 in WEBM, a bad
 # resolution string). The server should have refused it; failing the output beats retrying it.
 OUTPUT_SPEC_UNSUPPORTED: Final = "OUTPUT_SPEC_UNSUPPORTED"
+# A custom FFmpeg command outside the allowlist (common/custom_command.py), found by the
+# worker's own check right before running it.
+UNSUPPORTED_COMMAND: Final = "UNSUPPORTED_COMMAND"
 
 # The codes this package raises. Callers may raise MediaError with codes of their own (input
 # policy, storage), so this documents rather than restricts.
@@ -37,6 +40,7 @@ ALL_CODES: Final = frozenset(
         ENCODE_FAILED,
         CANCELED,
         OUTPUT_SPEC_UNSUPPORTED,
+        UNSUPPORTED_COMMAND,
     }
 )
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import time
@@ -60,6 +61,8 @@ async def run_ffmpeg(
     min_report_interval: float = 0.25,
     remove_on_failure: Sequence[Path] = (),
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    cpu_seconds: int | None = None,
 ) -> None:
     """Runs ffmpeg (argv as built in worker.media.commands, with `-progress pipe:1`) to the end.
 
@@ -70,6 +73,8 @@ async def run_ffmpeg(
     informative stderr line. Files in `remove_on_failure` are deleted whenever the run does not
     succeed, so a canceled or failed output leaves no partial files. `env` replaces the
     environment (the worker passes its InputAccess environment, which names the proxy).
+    `cwd` is the working directory; `cpu_seconds` caps the CPU time FFmpeg may use (SIGKILL
+    when reached, reported as ENCODE_FAILED naming the limit).
 
     The process runs in its own session and is always reaped before this returns or raises,
     including when the calling task itself is cancelled.
@@ -81,7 +86,10 @@ async def run_ffmpeg(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
         env=env,
+        cwd=cwd,
     )
+    if cpu_seconds is not None:
+        _limit_cpu(process.pid, cpu_seconds)
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     reporter = _ThrottledReporter(on_progress, min_report_interval)
     succeeded = False
@@ -94,6 +102,10 @@ async def run_ffmpeg(
             raise MediaError(CANCELED, "canceled")
         returncode = run.result()
         if returncode != 0:
+            if cpu_seconds is not None and returncode == -signal.SIGKILL:
+                raise MediaError(
+                    ENCODE_FAILED, f"ffmpeg was stopped at its CPU-time limit ({cpu_seconds} s)"
+                )
             raise _encode_failure(returncode, stderr_tail)
         await reporter.finish()
         succeeded = True
@@ -112,6 +124,16 @@ async def run_ffmpeg(
             for path in remove_on_failure:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def _limit_cpu(pid: int, seconds: int) -> None:
+    """RLIMIT_CPU on the started child, soft = hard so the kernel sends SIGKILL (FFmpeg treats
+    SIGXCPU as a polite stop and would finish the file). Set from outside with prlimit(2)
+    rather than in a preexec_fn, which is unsafe in a process with gRPC's threads; setpriv
+    execs FFmpeg in the same process, so the limit carries over. The child has run for
+    microseconds when it is set."""
+    with contextlib.suppress(ProcessLookupError):
+        resource.prlimit(pid, resource.RLIMIT_CPU, (seconds, seconds))
 
 
 async def _run_to_exit(

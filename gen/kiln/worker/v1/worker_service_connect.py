@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .worker_service_pb2 import ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, CompleteTaskResponse, ReportProgressRequest, ReportProgressResponse
+from .worker_service_pb2 import ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, CompleteTaskResponse, ReleaseTaskRequest, ReleaseTaskResponse, ReportProgressRequest, ReportProgressResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -48,6 +48,8 @@ class WorkerService(Protocol):
     async def claim_task(self, request: ClaimTaskRequest, ctx: RequestContext[ClaimTaskRequest, ClaimTaskResponse], /) -> ClaimTaskResponse:
         """
         ClaimTask long-polls for the next task; an empty task means none arrived in time.
+        With task_id (a Pub/Sub delivery) it leases that task only, or answers empty
+        when the task is not waiting to run (leased elsewhere, done, canceled).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -61,6 +63,13 @@ class WorkerService(Protocol):
     async def complete_task(self, request: CompleteTaskRequest, ctx: RequestContext[CompleteTaskRequest, CompleteTaskResponse], /) -> CompleteTaskResponse:
         """
         CompleteTask records the result of a task and releases it.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def release_task(self, request: ReleaseTaskRequest, ctx: RequestContext[ReleaseTaskRequest, ReleaseTaskResponse], /) -> ReleaseTaskResponse:
+        """
+        ReleaseTask gives a leased task back unfinished (a draining worker): it is
+        queued again at once, and the attempt does not count against the task.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -110,6 +119,17 @@ class WorkerServiceASGIApplication(ConnectASGIApplication[WorkerService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.complete_task,
+                ),
+                "/kiln.worker.v1.WorkerService/ReleaseTask": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ReleaseTask",
+                        service_name="kiln.worker.v1.WorkerService",
+                        input=ReleaseTaskRequest,
+                        output=ReleaseTaskResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.release_task,
                 ),
             },
             interceptors=interceptors,
@@ -165,6 +185,8 @@ class WorkerServiceClient(ConnectClient):
     ) -> ClaimTaskResponse:
         """
         ClaimTask long-polls for the next task; an empty task means none arrived in time.
+        With task_id (a Pub/Sub delivery) it leases that task only, or answers empty
+        when the task is not waiting to run (leased elsewhere, done, canceled).
         """
         return await self.execute_unary(
             request=request,
@@ -226,6 +248,30 @@ class WorkerServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def release_task(
+        self,
+        request: ReleaseTaskRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ReleaseTaskResponse:
+        """
+        ReleaseTask gives a leased task back unfinished (a draining worker): it is
+        queued again at once, and the attempt does not count against the task.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ReleaseTask",
+                service_name="kiln.worker.v1.WorkerService",
+                input=ReleaseTaskRequest,
+                output=ReleaseTaskResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class WorkerServiceSync(Protocol):
     """
@@ -238,6 +284,8 @@ class WorkerServiceSync(Protocol):
     def claim_task(self, request: ClaimTaskRequest, ctx: RequestContext[ClaimTaskRequest, ClaimTaskResponse], /) -> ClaimTaskResponse:
         """
         ClaimTask long-polls for the next task; an empty task means none arrived in time.
+        With task_id (a Pub/Sub delivery) it leases that task only, or answers empty
+        when the task is not waiting to run (leased elsewhere, done, canceled).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -251,6 +299,13 @@ class WorkerServiceSync(Protocol):
     def complete_task(self, request: CompleteTaskRequest, ctx: RequestContext[CompleteTaskRequest, CompleteTaskResponse], /) -> CompleteTaskResponse:
         """
         CompleteTask records the result of a task and releases it.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def release_task(self, request: ReleaseTaskRequest, ctx: RequestContext[ReleaseTaskRequest, ReleaseTaskResponse], /) -> ReleaseTaskResponse:
+        """
+        ReleaseTask gives a leased task back unfinished (a draining worker): it is
+        queued again at once, and the attempt does not count against the task.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -298,6 +353,17 @@ class WorkerServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.complete_task,
+                ),
+                "/kiln.worker.v1.WorkerService/ReleaseTask": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ReleaseTask",
+                        service_name="kiln.worker.v1.WorkerService",
+                        input=ReleaseTaskRequest,
+                        output=ReleaseTaskResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.release_task,
                 ),
             },
             interceptors=interceptors,
@@ -353,6 +419,8 @@ class WorkerServiceClientSync(ConnectClientSync):
     ) -> ClaimTaskResponse:
         """
         ClaimTask long-polls for the next task; an empty task means none arrived in time.
+        With task_id (a Pub/Sub delivery) it leases that task only, or answers empty
+        when the task is not waiting to run (leased elsewhere, done, canceled).
         """
         return self.execute_unary(
             request=request,
@@ -408,6 +476,30 @@ class WorkerServiceClientSync(ConnectClientSync):
                 service_name="kiln.worker.v1.WorkerService",
                 input=CompleteTaskRequest,
                 output=CompleteTaskResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def release_task(
+        self,
+        request: ReleaseTaskRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ReleaseTaskResponse:
+        """
+        ReleaseTask gives a leased task back unfinished (a draining worker): it is
+        queued again at once, and the attempt does not count against the task.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ReleaseTask",
+                service_name="kiln.worker.v1.WorkerService",
+                input=ReleaseTaskRequest,
+                output=ReleaseTaskResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -18,7 +18,7 @@ TASK_KIND_PROBE: TaskKind
 TASK_KIND_TRANSCODE: TaskKind
 
 class Task(_message.Message):
-    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin")
+    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class Task(_message.Message):
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PREFIX_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: TaskKind
     job_id: str
@@ -43,15 +44,18 @@ class Task(_message.Message):
     lease_seconds: float
     output_prefix: str
     output_origin: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class ClaimTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "wait_seconds")
+    __slots__ = ("worker_id", "wait_seconds", "task_id")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     wait_seconds: float
-    def __init__(self, worker_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+    task_id: str
+    def __init__(self, worker_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class ClaimTaskResponse(_message.Message):
     __slots__ = ("task",)
@@ -102,5 +106,19 @@ class TranscodeResult(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., encoded_seconds: _Optional[float] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReleaseTaskRequest(_message.Message):
+    __slots__ = ("task_id", "lease_token", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease_token: int
+    reason: str
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseTaskResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

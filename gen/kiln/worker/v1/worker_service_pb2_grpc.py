@@ -54,6 +54,11 @@ class WorkerServiceStub:
                 request_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.CompleteTaskResponse.FromString,
                 _registered_method=True)
+        self.ReleaseTask = channel.unary_unary(
+                '/kiln.worker.v1.WorkerService/ReleaseTask',
+                request_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.SerializeToString,
+                response_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -66,6 +71,8 @@ class WorkerServiceServicer:
 
     def ClaimTask(self, request, context):
         """ClaimTask long-polls for the next task; an empty task means none arrived in time.
+        With task_id (a Pub/Sub delivery) it leases that task only, or answers empty
+        when the task is not waiting to run (leased elsewhere, done, canceled).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +88,14 @@ class WorkerServiceServicer:
 
     def CompleteTask(self, request, context):
         """CompleteTask records the result of a task and releases it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseTask(self, request, context):
+        """ReleaseTask gives a leased task back unfinished (a draining worker): it is
+        queued again at once, and the attempt does not count against the task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +118,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.CompleteTaskRequest.FromString,
                     response_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.CompleteTaskResponse.SerializeToString,
+            ),
+            'ReleaseTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseTask,
+                    request_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.FromString,
+                    response_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -191,6 +211,33 @@ class WorkerService:
             '/kiln.worker.v1.WorkerService/CompleteTask',
             kiln_dot_worker_dot_v1_dot_worker__service__pb2.CompleteTaskRequest.SerializeToString,
             kiln_dot_worker_dot_v1_dot_worker__service__pb2.CompleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kiln.worker.v1.WorkerService/ReleaseTask',
+            kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.SerializeToString,
+            kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

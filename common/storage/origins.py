@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from ..domain.worker_reports import safe_relative_path
+from .keys import safe_relative_path
 from .local import LocalStorage, UnsafeKey
 from .signing import UrlSigner
 

@@ -21,8 +21,8 @@ from google.api_core import exceptions as google_exceptions
 from google.auth.credentials import AnonymousCredentials, Signing
 from google.cloud import storage
 
-from server.storage.local import UnsafeKey
-from server.storage.media_types import mime_type_for
+from common.storage.local import UnsafeKey
+from common.storage.media_types import mime_type_for
 
 GS_SCHEME = "gs://"
 

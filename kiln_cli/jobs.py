@@ -1,0 +1,374 @@
+"""`kiln jobs ...`: create, get, list, watch, cancel, retry, confirm, delete-outputs, download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from kiln.v1 import job_pb2, job_service_pb2
+from rich.table import Table
+
+from . import download as downloads
+from .client import JOB_SERVICE, ApiError, Client, parse
+from .common import (
+    DEFAULT_URL,
+    EXIT_CODES_HELP,
+    EXIT_JOB_NOT_COMPLETED,
+    ApiKeyOption,
+    JsonOption,
+    UrlOption,
+    client_command,
+    connect,
+    json_line,
+    print_json,
+    stderr,
+    stdout,
+)
+from .specs import SHORTHAND_HELP, SpecError, load_spec, parse_metadata, parse_output
+from .specs import parse_priority as priority_value
+from .watching import JsonLines, LiveBoard, follow, short_enum, stage_name, status_name
+
+app = typer.Typer(
+    help=f"Create, inspect, steer, watch and download jobs. {EXIT_CODES_HELP}",
+    no_args_is_help=True,
+)
+
+JobId = Annotated[str, typer.Argument(help="The job id (job_...).")]
+
+
+def _money(money: job_pb2.Money) -> str:
+    if not money.currency:
+        return "-"
+    return f"{money.micros / 1_000_000:.4f} {money.currency}"
+
+
+def _time(stamp: Any) -> str:
+    if not stamp.seconds:
+        return "-"
+    return str(stamp.ToDatetime().replace(microsecond=0)) + "Z"
+
+
+def show_job(job: job_pb2.Job) -> None:
+    status = status_name(job.status).upper()
+    stage = f" ({stage_name(job.stage)})" if job.stage else ""
+    stdout.print(f"[bold]{job.id}[/]  {status}{stage}  {job.progress:.1f}%  attempt {job.attempt}")
+    stdout.print(f"  input     {job.input_url}", markup=False)
+    if job.input_info.duration_seconds:
+        info = job.input_info
+        videos = [s for s in info.streams if s.kind == "video"]
+        size = f" {videos[0].width}x{videos[0].height}" if videos else ""
+        stdout.print(f"  probed    {info.container} {info.duration_seconds:.2f}s{size}")
+    stdout.print(
+        f"  cost      estimated {_money(job.estimated_cost)}, actual {_money(job.actual_cost)}"
+    )
+    stdout.print(f"  created   {_time(job.create_time)}  completed {_time(job.complete_time)}")
+    for key, value in sorted(job.metadata.items()):
+        stdout.print(f"  metadata  {key}={value}", markup=False)
+    if job.error.code:
+        stdout.print(f"  [red]error[/]     {job.error.code}: {job.error.message}")
+    for output in job.outputs:
+        spec = output.spec
+        what = spec.preset or short_enum(job_pb2.OutputType, spec.type, "OUTPUT_TYPE_")
+        variants = ",".join(v.resolution for v in spec.video)
+        state = short_enum(job_pb2.OutputStatus, output.status, "OUTPUT_STATUS_")
+        stdout.print(
+            f"  output    {output.id} {what} {variants}  {state} {output.progress:.1f}%".rstrip()
+        )
+        if output.error.code:
+            stdout.print(f"            [red]{output.error.code}[/]: {output.error.message}")
+        for note in output.notes:
+            stdout.print(f"            note: {note}", markup=False)
+        for file in output.files:
+            stdout.print(
+                f"            {file.path}  {file.size_bytes} bytes  {file.mime_type}", markup=False
+            )
+
+
+def _job_call(
+    url: str, api_key: str | None, method: str, request: Any, answer: Any, as_json: bool
+) -> Any:
+    with connect(url, api_key) as client:
+        payload = client.call(JOB_SERVICE, method, request)
+    if as_json:
+        print_json(payload)
+    response = parse(payload, answer)
+    if not as_json and response.HasField("job"):
+        show_job(response.job)
+    return response
+
+
+def watch_job(client: Client, job_id: str, as_json: bool) -> None:
+    """Follow a job to its end; exits 3 unless it COMPLETED."""
+    if as_json:
+
+        def retrying(reason: str, last: int | None, attempt: int) -> None:
+            stderr.print(
+                f"kiln: watch interrupted ({reason}); resuming after sequence {last} "
+                f"(attempt {attempt})",
+                markup=False,
+            )
+
+        job = follow(client, job_id, JsonLines(), on_retry=retrying)
+    else:
+        with LiveBoard(stdout) as board:
+
+            def note_retry(reason: str, last: int | None, attempt: int) -> None:
+                board.note(f"watch interrupted ({reason}); resuming (attempt {attempt})")
+
+            job = follow(client, job_id, board, on_retry=note_retry)
+        show_job(job)
+    if job.status != job_pb2.JOB_STATUS_COMPLETED:
+        reason = f": {job.error.code}: {job.error.message}" if job.error.code else ""
+        stderr.print(
+            f"kiln: job {job.id} ended {status_name(job.status).upper()}{reason}", markup=False
+        )
+        raise typer.Exit(EXIT_JOB_NOT_COMPLETED)
+
+
+@app.command()
+@client_command
+def create(
+    input_url: Annotated[
+        str | None, typer.Option("--input", help="file://, http(s):// or gs:// URL of the input.")
+    ] = None,
+    output: Annotated[
+        list[str] | None, typer.Option("--output", "-o", help=f"An output: {SHORTHAND_HELP}.")
+    ] = None,
+    preset: Annotated[
+        list[str] | None,
+        typer.Option("--preset", "-p", help="An output from a preset (pst_... or a system slug)."),
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="economy, standard (the default) or premium.")
+    ] = None,
+    delayed_start: Annotated[
+        bool, typer.Option("--delayed-start", help="Wait for `kiln jobs confirm` after probing.")
+    ] = False,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE (repeatable).")
+    ] = None,
+    webhook_url: Annotated[
+        str | None, typer.Option("--webhook-url", help="Receives terminal-state webhooks.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Repeating it returns the first job.")
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="A CreateRequest as JSON or YAML (Connect JSON field names); "
+            "flags given as well are added to it.",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the job like `jobs watch` until it ends.")
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a job from flags or a spec file.
+
+    kiln jobs create --input file:///videos/in.mp4 -o mp4:h264:720p -o hls:h264:1080p,720p --wait
+    """
+    request = (
+        load_spec(spec, job_service_pb2.CreateRequest) if spec else job_service_pb2.CreateRequest()
+    )
+    if input_url:
+        request.input_url = input_url
+    for shorthand in output or []:
+        request.outputs.append(parse_output(shorthand))
+    for reference in preset or []:
+        request.outputs.append(job_pb2.OutputSpec(preset=reference))
+    if priority:
+        request.priority = priority_value(priority)
+    if delayed_start:
+        request.delayed_start = True
+    request.metadata.update(parse_metadata(metadata or []))
+    if webhook_url:
+        request.webhook_url = webhook_url
+    if idempotency_key:
+        request.idempotency_key = idempotency_key
+    if not request.input_url:
+        raise SpecError("no input: pass --input URL (or input_url in --spec)")
+    if not request.outputs:
+        raise SpecError("no outputs: pass --output, --preset or a --spec with outputs")
+    with connect(url, api_key) as client:
+        payload = client.call(JOB_SERVICE, "Create", request)
+        job = parse(payload, job_service_pb2.CreateResponse).job
+        if as_json and wait:
+            # With --wait the answer is the first of the JSON lines the events follow.
+            json_line(payload)
+        elif as_json:
+            print_json(payload)
+        elif wait:
+            stdout.print(f"created {job.id}")
+        else:
+            show_job(job)
+        if wait:
+            watch_job(client, job.id, as_json)
+
+
+@app.command()
+@client_command
+def get(
+    job_id: JobId,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one job, its outputs and their files."""
+    _job_call(
+        url,
+        api_key,
+        "Get",
+        job_service_pb2.GetRequest(id=job_id),
+        job_service_pb2.GetResponse,
+        as_json,
+    )
+
+
+@app.command("list")
+@client_command
+def list_jobs(
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", "-s", help="Only jobs in this status (repeatable): completed, failed, ..."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100, help="Page size.")] = 20,
+    page_token: Annotated[
+        str | None, typer.Option("--page-token", help="next_page_token of a previous page.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the organization's jobs, newest first."""
+    request = job_service_pb2.ListRequest(page_size=limit, page_token=page_token or "")
+    for name in status or []:
+        key = "JOB_STATUS_" + name.upper().replace("-", "_")
+        if key not in job_pb2.JobStatus.keys()[1:]:
+            names = ", ".join(
+                n.removeprefix("JOB_STATUS_").lower() for n in job_pb2.JobStatus.keys()[1:]
+            )
+            raise SpecError(f"--status {name!r}: one of {names}")
+        request.statuses.append(job_pb2.JobStatus.Value(key))
+    with connect(url, api_key) as client:
+        payload = client.call(JOB_SERVICE, "List", request)
+    if as_json:
+        print_json(payload)
+        return
+    response = parse(payload, job_service_pb2.ListResponse)
+    table = Table(box=None, header_style="bold")
+    table.add_column("ID", no_wrap=True, min_width=30)
+    for column in ("STATUS", "PROGRESS", "OUTPUTS", "CREATED"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("INPUT", overflow="fold")
+    for job in response.jobs:
+        table.add_row(
+            job.id,
+            status_name(job.status),
+            f"{job.progress:.0f}%",
+            str(len(job.outputs)),
+            _time(job.create_time).removesuffix("Z"),
+            job.input_url,
+        )
+    stdout.print(table)
+    if response.next_page_token:
+        stdout.print(f"more: kiln jobs list --page-token {response.next_page_token}")
+
+
+@app.command()
+@client_command
+def watch(
+    job_id: JobId,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a job live (progress per output, stage, speed, ETA) until it ends; resumes
+    after a dropped connection or a server restart. Exits 0 only when it COMPLETED."""
+    with connect(url, api_key) as client:
+        watch_job(client, job_id, as_json)
+
+
+def _simple(method: str, request_type: Any, response_type: Any, doc: str) -> None:
+    def command(
+        job_id: JobId,
+        url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        response = _job_call(url, api_key, method, request_type(id=job_id), response_type, as_json)
+        if method == "DeleteOutputs" and not as_json:
+            stdout.print(f"deleted {response.deleted_files} files")
+
+    command.__doc__ = doc
+    name = "delete-outputs" if method == "DeleteOutputs" else method.lower()
+    app.command(name)(client_command(command))
+
+
+_simple(
+    "Cancel",
+    job_service_pb2.CancelRequest,
+    job_service_pb2.CancelResponse,
+    "Cancel a job that has not ended; completed outputs stay.",
+)
+_simple(
+    "Retry",
+    job_service_pb2.RetryRequest,
+    job_service_pb2.RetryResponse,
+    "Run a FAILED, REJECTED, CANCELED or PARTIAL job again.",
+)
+_simple(
+    "Confirm",
+    job_service_pb2.ConfirmRequest,
+    job_service_pb2.ConfirmResponse,
+    "Start a --delayed-start job waiting in AWAITING_CONFIRMATION.",
+)
+_simple(
+    "DeleteOutputs",
+    job_service_pb2.DeleteOutputsRequest,
+    job_service_pb2.DeleteOutputsResponse,
+    "Delete a job's stored output files (the job record stays).",
+)
+
+
+@app.command("download")
+@client_command
+def download_outputs(
+    job_id: JobId,
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", help="Folder to write DIR/<output_id>/<path> into.")
+    ] = Path("."),
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download every file of every output into DIR/<output_id>/<path>."""
+    with connect(url, api_key) as client:
+        job = parse(
+            client.call(JOB_SERVICE, "Get", job_service_pb2.GetRequest(id=job_id)),
+            job_service_pb2.GetResponse,
+        ).job
+        planned = downloads.plan(job, directory)
+        written: list[dict[str, Any]] = []
+        for file, destination, output_id in planned:
+            try:
+                size = downloads.fetch(client.http, client.base_url, file, destination)
+            except httpx.HTTPError as error:
+                raise ApiError("unavailable", f"downloading {file.path}: {error}") from error
+            written.append(
+                {"output_id": output_id, "path": file.path, "file": str(destination), "size": size}
+            )
+            if not as_json:
+                stdout.print(f"{destination}  {size} bytes", markup=False)
+    if as_json:
+        print_json({"job_id": job.id, "files": written})
+    elif not written:
+        stdout.print(f"{job.id} has no output files ({status_name(job.status)})")

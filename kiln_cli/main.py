@@ -1,0 +1,440 @@
+"""`kiln` command: the server side (migrate, serve, worker, up, create-key, keys) and the
+client side (jobs, presets) on typer + rich.
+
+The one composition root: the server commands read the server's settings, `kiln worker`
+reads only the worker's (no database settings), and `kiln up` reads both from the same
+environment and points its embedded worker at its own WorkerService listener. The client
+commands speak Connect JSON over HTTP to KILN_URL (see kiln_cli/client.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from . import jobs, presets
+from .common import EXIT_API, EXIT_CODES_HELP, EXIT_USAGE, json_line, print_json, stderr, stdout
+
+if TYPE_CHECKING:
+    # Imported where used: the client commands (jobs, presets) never load the server's
+    # settings, whose Pub/Sub backend alone costs a third of a second per invocation.
+    from server.config import Settings
+    from worker.settings import WorkerSettings
+
+DEFAULT_ORGANIZATION = "org_default"
+
+app = typer.Typer(
+    name="kiln",
+    help=(
+        "kiln video transcoding service. Client commands (jobs, presets) take the server "
+        "from --url or KILN_URL (HTTP base URL, e.g. http://127.0.0.1:8080) and the key "
+        f"from --api-key or KILN_API_KEY. {EXIT_CODES_HELP}"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(presets.app, name="presets")
+keys_app = typer.Typer(
+    help="API keys: an admin operation on the database (KILN_DATABASE_URL), not over the network.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _setup_logging(log_level: str) -> None:
+    from common.log_setup import configure_logging
+
+    configure_logging(log_level)
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+
+def _server_settings() -> Settings:
+    from server.config import load_settings
+
+    settings = load_settings()
+    _setup_logging(settings.log_level)
+    return settings
+
+
+def _worker_settings() -> WorkerSettings:
+    from server.config import UnsafeConfiguration
+    from worker.settings import load_worker_settings
+
+    settings = load_worker_settings()
+    _setup_logging(settings.log_level)
+    if settings.dispatch not in ("db", "pubsub"):
+        raise UnsafeConfiguration(
+            f"KILN_DISPATCH={settings.dispatch!r} is not a dispatch backend: use db or pubsub"
+        )
+    return settings
+
+
+def worker_listener_address(settings: Settings) -> str:
+    """Where a worker in this process reaches the server's WorkerService listener (a
+    wildcard listener is reached on loopback)."""
+    host = settings.worker_host.strip("[]")
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{settings.worker_port}"
+
+
+def embedded_worker_settings(
+    settings: Settings, worker_settings: WorkerSettings, workers: int
+) -> WorkerSettings:
+    """The worker of `kiln up`: this server's listener, and at least `workers` slots."""
+    return replace(
+        worker_settings,
+        server_address=worker_listener_address(settings),
+        concurrency=max(worker_settings.concurrency, workers),
+    )
+
+
+def _refusing(run: Callable[[], None]) -> None:
+    """A server-side command: an unsafe configuration exits 2 with why, before anything runs."""
+    from server.config import UnsafeConfiguration
+
+    try:
+        run()
+    except UnsafeConfiguration as refused:
+        stderr.print(f"kiln: refusing to start: {refused}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    _refusing(_migrate)
+
+
+def _migrate() -> None:
+    from server.store.migrate import migrate
+
+    settings = _server_settings()
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.effective_database_url)
+    print("migrations applied")
+
+
+OrgOption = Annotated[str, typer.Option("--org", help="Organization id (created if new).")]
+NameOption = Annotated[str, typer.Option("--name", help="What the key is for.")]
+
+
+@app.command("create-key")
+def create_key(org: OrgOption = DEFAULT_ORGANIZATION, name: NameOption = "") -> None:
+    """Create an API key for an organization (the key is the last line of stdout)."""
+    keys_create(org, name)
+
+
+@keys_app.command("create")
+def keys_create(org: OrgOption = DEFAULT_ORGANIZATION, name: NameOption = "") -> None:
+    """Create an API key; the key is shown once, as the last line of stdout."""
+
+    def run() -> None:
+        settings = _server_settings()
+        key, key_id = asyncio.run(_create_key_with_id(settings, org, name))
+        stderr.print(f"created {key_id} for organization {org}", markup=False)
+        print(key, flush=True)
+
+    _refusing(run)
+
+
+async def _create_key(settings: Settings, organization: str, name: str) -> str:
+    return (await _create_key_with_id(settings, organization, name))[0]
+
+
+async def _create_key_with_id(settings: Settings, organization: str, name: str) -> tuple[str, str]:
+    from server.store.migrate import migrate
+    from server.store.store import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.effective_database_url)
+    store = Store(settings.effective_database_url)
+    try:
+        async with store.transaction() as tx:
+            await tx.ensure_organization(organization)
+            key = await tx.create_api_key(organization, name)
+            return key, await tx.api_key_id(key) or ""
+    finally:
+        await store.close()
+
+
+async def _with_store(settings: Settings, work: Callable[[Any], Any]) -> Any:
+    from server.store.migrate import migrate
+    from server.store.store import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.effective_database_url)
+    store = Store(settings.effective_database_url)
+    try:
+        async with store.transaction() as tx:
+            return await work(tx)
+    finally:
+        await store.close()
+
+
+@keys_app.command("list")
+def keys_list(
+    org: Annotated[str | None, typer.Option("--org", help="Only this organization's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list.")] = False,
+) -> None:
+    """List API keys: organization, key id, name, created (never the keys themselves)."""
+
+    def run() -> None:
+        settings = _server_settings()
+        rows = asyncio.run(_with_store(settings, lambda tx: tx.list_api_keys(org)))
+        if as_json:
+            print_json(
+                [
+                    {
+                        "organization_id": row.organization_id,
+                        "id": row.id,
+                        "name": row.name,
+                        "create_time": row.created_at.isoformat(),
+                    }
+                    for row in rows
+                ]
+            )
+            return
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for column in ("ORGANIZATION", "KEY ID", "NAME", "CREATED"):
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            table.add_row(
+                row.organization_id,
+                row.id,
+                row.name,
+                row.created_at.replace(microsecond=0).isoformat(),
+            )
+        stdout.print(table)
+
+    _refusing(run)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (key_...) from `kiln keys list`.")],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"revoked": ...}.')] = False,
+) -> None:
+    """Revoke a key: it stops authenticating on every server within seconds."""
+
+    def run() -> None:
+        settings = _server_settings()
+        revoked = asyncio.run(_with_store(settings, lambda tx: tx.revoke_api_key(key_id)))
+        if as_json:
+            json_line({"id": key_id, "revoked": revoked})
+        if not revoked:
+            stderr.print(f"kiln: error: not_found: no API key {key_id}", markup=False)
+            raise typer.Exit(EXIT_API)
+        if not as_json:
+            stdout.print(f"revoked {key_id}")
+
+    _refusing(run)
+
+
+async def _serve(
+    settings: Settings,
+    *,
+    with_workers: int,
+    worker_settings: WorkerSettings | None = None,
+    on_ready=None,
+) -> None:
+    from server.app import build_server
+    from worker.settings import load_worker_settings
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server = build_server(settings)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    ready = asyncio.Event()
+    serving = asyncio.create_task(server.serve(ready))
+    worker_task = None
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait(
+        {serving, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    if serving.done():
+        serving.result()
+        return
+    if with_workers:
+        from worker.loop import Worker
+        from worker.metrics import WorkerMetrics
+
+        embedded = embedded_worker_settings(
+            settings, worker_settings or load_worker_settings(), with_workers
+        )
+        # The embedded worker's metrics show on the server's /metrics (and on its own port
+        # only when KILN_WORKER_METRICS_PORT is set).
+        worker_metrics = WorkerMetrics()
+        server.metrics.include(worker_metrics.registry)
+        worker_task = asyncio.create_task(Worker(embedded, worker_metrics).run(stop))
+    if on_ready:
+        on_ready()
+    await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    if worker_task:
+        await worker_task
+    server.request_stop()
+    await serving
+
+
+@app.command()
+def serve() -> None:
+    """Run the API server (gRPC and HTTP listeners)."""
+    _refusing(lambda: asyncio.run(_serve(_server_settings(), with_workers=0)))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker that claims tasks from the server."""
+    _refusing(_run_worker)
+
+
+def _run_worker() -> None:
+    from worker.loop import Worker
+
+    settings = _worker_settings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        _install_stop(stop)
+        await Worker(settings).run(stop)
+
+    asyncio.run(run())
+
+
+def _sample_input(settings: Settings) -> Path | None:
+    """A 4-second test clip in the first input root, so the first curl has something to read."""
+    if not settings.input_roots or shutil.which("ffmpeg") is None:
+        return None
+    sample = Path(settings.input_roots[0]) / "sample.mp4"
+    if not sample.exists():
+        sample.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "4",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(sample),
+            ],
+            check=True,
+        )
+    return sample.resolve()
+
+
+@app.command()
+def up(
+    workers: Annotated[
+        int, typer.Option("--workers", help="Concurrent tasks of the embedded worker.")
+    ] = 2,
+) -> None:
+    """Migrate, serve and run workers in one process."""
+    _refusing(lambda: _up(workers))
+
+
+def _up(workers: int) -> None:
+    from worker.settings import load_worker_settings
+
+    settings = _server_settings()
+    worker_settings = load_worker_settings()
+    key_file = settings.data_dir / "dev_api_key"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if key_file.exists():
+        key = key_file.read_text().strip()
+    else:
+        key = asyncio.run(_create_key(settings, DEFAULT_ORGANIZATION, "development"))
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+    sample = _sample_input(settings)
+
+    def announce() -> None:
+        body = {
+            "input_url": f"file://{sample}" if sample else "https://example.com/video.mp4",
+            "outputs": [
+                {
+                    "type": "OUTPUT_TYPE_MP4",
+                    "video": [{"codec": "VIDEO_CODEC_H264", "resolution": "480p"}],
+                }
+            ],
+        }
+        base = settings.effective_public_url
+        print(
+            f"""
+kiln is up.
+  Connect/HTTP: {base}    gRPC: {settings.grpc_host}:{settings.grpc_port}
+  API key (development, organization {DEFAULT_ORGANIZATION}): {key}
+
+Use the kiln command (paste these into another shell):
+  export KILN_URL={base} KILN_API_KEY={key}
+  kiln jobs create --input {body["input_url"]} --output mp4:h264:480p --wait
+
+Or curl, Connect JSON:
+  curl -s {base}/kiln.v1.JobService/Create \\
+    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+    -d '{json.dumps(body)}'
+Then get it (put the id from the answer in):
+  curl -s {base}/kiln.v1.JobService/Get \\
+    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{"id": "JOB_ID"}}'
+""",
+            flush=True,
+        )
+
+    asyncio.run(
+        _serve(
+            settings,
+            with_workers=workers,
+            worker_settings=worker_settings,
+            on_ready=announce,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="kiln")
+
+
+if __name__ == "__main__":
+    main()

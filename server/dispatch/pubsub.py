@@ -1,0 +1,190 @@
+"""KILN_DISPATCH=pubsub: ready tasks go through an outbox to one topic per priority.
+
+The transaction that makes a task ready writes an outbox row; after the commit this
+process drains the outbox: one Publish per priority topic, then the rows are deleted in
+the same transaction that read them (a crash before that commit publishes them again:
+a duplicate, which the claim by task id makes harmless). A sweep every few seconds
+drains rows a crashed replica left behind.
+
+Messages a worker could not take (nacked, or never acked) `max_deliveries` times land in
+the dead-letter topic; this server pulls its subscription and fails the task's output
+(or the job, for a probe) with a retryable error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+from google.api_core import exceptions as api_exceptions
+from google.pubsub_v1 import types
+from google.pubsub_v1.services.publisher import PublisherAsyncClient
+from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
+
+from common.log_setup import job_log_context
+from common.pubsub import (
+    PubSubSettings,
+    TaskMessage,
+    ensure_topology,
+    publisher_client,
+    subscriber_client,
+)
+
+from ..store.models import Task
+from ..store.store import Store, Tx
+from ..tracing import publish_spans
+from . import DeadLetterHandler
+
+log = logging.getLogger(__name__)
+
+# Rows published per transaction.
+DRAIN_BATCH = 500
+# How often the outbox is swept for rows nobody kicked (a replica that died after commit).
+SWEEP_SECONDS = 5.0
+# Pub/Sub's attribute on a dead-lettered message: deliveries before it was given up.
+DELIVERY_COUNT_ATTRIBUTE = "CloudPubSubDeadLetterSourceDeliveryCount"
+
+
+class PubSubDispatch:
+    name = "pubsub"
+
+    def __init__(self, store: Store, settings: PubSubSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._kick = asyncio.Event()
+        # Long-polling ClaimTask calls of this process still work (a db-mode worker).
+        self._ready = asyncio.Event()
+        self._loops: list[asyncio.Task] = []
+        self.publisher: PublisherAsyncClient | None = None
+        self.subscriber: SubscriberAsyncClient | None = None
+
+    async def tasks_ready(self, tx: Tx, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        await tx.add_to_outbox(tasks)
+        tx.after_commit(self._committed)
+
+    def _committed(self) -> None:
+        self._kick.set()
+        self._ready.set()
+
+    def arm(self) -> None:
+        self._ready.clear()
+
+    def on_notification(self, _payload: str) -> None:
+        self._ready.set()
+
+    async def wait_for_ready(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=timeout)
+
+    async def connect(self) -> None:
+        """Opens the clients (and creates the topology when configured) without starting the
+        background drain and dead-letter loops; `start` does both."""
+        self.publisher = publisher_client(self.settings)
+        self.subscriber = subscriber_client(self.settings)
+        if self.settings.create_topology:
+            await ensure_topology(self.settings, self.publisher, self.subscriber)
+
+    async def start(self, on_dead_letter: DeadLetterHandler) -> None:
+        await self.connect()
+        self._kick.set()  # rows left by an earlier run go out first
+        self._loops = [
+            asyncio.create_task(self._drain_loop(), name="outbox-drain"),
+            asyncio.create_task(self._dead_letter_loop(on_dead_letter), name="dead-letters"),
+        ]
+
+    async def stop(self) -> None:
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        # One last drain: what this replica committed should not wait for another's sweep.
+        with contextlib.suppress(Exception):
+            await self.drain()
+        for client in (self.publisher, self.subscriber):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.transport.close()
+
+    async def drain(self) -> int:
+        """Publishes everything in the outbox; returns how many messages went out."""
+        published = 0
+        while count := await self._publish_batch():
+            published += count
+        return published
+
+    async def _publish_batch(self) -> int:
+        assert self.publisher is not None
+        async with self.store.transaction() as tx:
+            entries = await tx.take_from_outbox(DRAIN_BATCH)
+            topics = [self.settings.topic(entry.priority) for entry in entries]
+            by_topic: dict[str, list[types.PubsubMessage]] = defaultdict(list)
+            with publish_spans(entries, topics) as traceparents:
+                for entry, topic, traceparent in zip(entries, topics, traceparents, strict=True):
+                    message = TaskMessage(entry.task_id, entry.job_id, entry.priority, traceparent)
+                    by_topic[topic].append(message.encode())
+                # Published before the rows' deletion commits: a failure keeps them for a retry.
+                await asyncio.gather(
+                    *(
+                        self.publisher.publish(topic=topic, messages=messages, timeout=30)
+                        for topic, messages in by_topic.items()
+                    )
+                )
+        return len(entries)
+
+    async def _drain_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=SWEEP_SECONDS)
+            self._kick.clear()
+            try:
+                await self.drain()
+                backoff = 0.1
+            except Exception:
+                log.exception("publishing ready tasks failed; retrying in %.1f s", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self._kick.set()
+
+    async def _dead_letter_loop(self, handle: DeadLetterHandler) -> None:
+        assert self.subscriber is not None
+        subscription = self.settings.dead_letter_subscription
+        while True:
+            try:
+                response = await self.subscriber.pull(
+                    subscription=subscription, max_messages=50, timeout=60
+                )
+            except (api_exceptions.DeadlineExceeded, api_exceptions.ServiceUnavailable):
+                continue
+            except Exception:
+                log.exception("reading the dead-letter subscription failed")
+                await asyncio.sleep(1.0)
+                continue
+            done: list[str] = []
+            for received in response.received_messages:
+                if await self._dead_lettered(received, handle):
+                    done.append(received.ack_id)
+            if done:
+                await self.subscriber.acknowledge(subscription=subscription, ack_ids=done)
+
+    async def _dead_lettered(
+        self, received: types.ReceivedMessage, handle: DeadLetterHandler
+    ) -> bool:
+        try:
+            message = TaskMessage.decode(received.message)
+        except ValueError as error:
+            log.error("dropping a dead-lettered message that is not kiln's: %s", error)
+            return True
+        attributes = received.message.attributes
+        deliveries = int(attributes.get(DELIVERY_COUNT_ATTRIBUTE, self.settings.max_deliveries))
+        try:
+            with job_log_context(message.job_id, message.task_id):
+                await handle(message.task_id, deliveries)
+        except Exception:
+            log.exception("failing dead-lettered task %s did not work", message.task_id)
+            return False
+        return True

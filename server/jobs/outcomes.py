@@ -1,0 +1,170 @@
+"""What a task's outcome does to its job: probed, output done or failed, job finished.
+
+Each step takes the JobRecord its caller read under the job's lock and keeps it current
+(the store mirrors every guarded UPDATE onto it), so a result reads the job once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kiln.v1 import job_pb2, job_service_pb2
+from kiln.worker.v1 import worker_service_pb2
+
+from common.custom_command import covered_seconds
+
+from ..domain import pricing
+from ..domain.input_fit import input_problem
+from ..domain.states import (
+    OUTPUT_TERMINAL,
+    TERMINAL,
+    JobStatus,
+    OutputStatus,
+    TaskKind,
+    final_status,
+)
+from ..store.models import Output, Task
+from ..store.store import JobRecord, Tx, now
+from .lifecycle import Lifecycle
+
+S = job_pb2.JobStage
+
+
+async def probed(life: Lifecycle, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
+    """Record the input's facts and estimate; True when transcode tasks were queued."""
+    job = record.job
+    video = next((s for s in info.streams if s.kind == "video"), None)
+    specs = [job_pb2.OutputSpec.FromString(output.spec) for output in record.outputs]
+    if (problem := input_problem(info, specs)) is not None:
+        await life.probe_failed(tx, record, problem)
+        return False
+    height = video.height if video else 0
+    fps = video.frame_rate if video else 30.0
+    total = 0
+    for output, spec in zip(record.outputs, specs, strict=True):
+        seconds = output_seconds(spec, info.duration_seconds)
+        cost = pricing.output_cost(
+            spec, seconds=seconds, source_height=height, source_fps=fps, priority=job.priority
+        )
+        await tx.update_output(output.id, estimated_cost_micros=cost)
+        total += cost
+    values = {
+        "input_info": info.SerializeToString(),
+        "probed_at": now(),
+        "estimated_cost_micros": total,
+    }
+    if job.delayed_start:
+        await life.move(tx, job, JobStatus.AWAITING_CONFIRMATION, **values)
+        return False
+    await life.move(
+        tx,
+        job,
+        JobStatus.PROCESSING,
+        stage=S.JOB_STAGE_TRANSCODING,
+        started_at=now(),
+        **values,
+    )
+    await life.queue_transcodes(tx, record)
+    return True
+
+
+async def output_done(
+    life: Lifecycle,
+    tx: Tx,
+    record: JobRecord,
+    output_id: str,
+    result: worker_service_pb2.TranscodeResult,
+) -> None:
+    job = record.job
+    output = _output(record, output_id)
+    spec = job_pb2.OutputSpec.FromString(output.spec)
+    info = job_pb2.InputInfo.FromString(job.input_info or b"")
+    video = next((s for s in info.streams if s.kind == "video"), None)
+    cost = pricing.output_cost(
+        spec,
+        seconds=result.encoded_seconds,
+        source_height=video.height if video else 0,
+        source_fps=video.frame_rate if video else 30.0,
+        priority=job.priority,
+    )
+    await tx.move_output(
+        output_id,
+        OutputStatus.COMPLETED,
+        progress=100.0,
+        result=result.SerializeToString(),
+        actual_cost_micros=cost,
+    )
+    await life.emit_output_row(tx, job, output)
+    await finish_if_done(life, tx, record)
+
+
+async def output_failed(
+    life: Lifecycle, tx: Tx, record: JobRecord, output_id: str, error: job_pb2.JobError
+) -> None:
+    error.stage = error.stage or S.JOB_STAGE_TRANSCODING
+    await tx.move_output(
+        output_id,
+        OutputStatus.FAILED,
+        error=error.SerializeToString(),
+        actual_cost_micros=0,
+    )
+    await life.emit_output_row(tx, record.job, _output(record, output_id))
+    await finish_if_done(life, tx, record, error)
+
+
+async def task_failed(
+    life: Lifecycle, tx: Tx, task: Task, record: JobRecord, error: job_pb2.JobError
+) -> None:
+    """A task given up on: its output fails, or for a probe the whole job."""
+    if task.kind == TaskKind.PROBE:
+        if JobStatus(record.job.status) not in TERMINAL:
+            error.stage = S.JOB_STAGE_PROBING
+            await life.cancel_open_outputs(tx, record)
+            await life.move(tx, record.job, JobStatus.FAILED, error=error, completed_at=now())
+            await life.emit_completed(tx, record)
+    else:
+        await output_failed(life, tx, record, task_output_id(task), error)
+
+
+async def finish_if_done(
+    life: Lifecycle, tx: Tx, record: JobRecord, error: job_pb2.JobError | None = None
+) -> None:
+    """End a PROCESSING job once none of its outputs runs any more."""
+    job = record.job
+    statuses = [OutputStatus(o.status) for o in record.outputs]
+    if job.status != JobStatus.PROCESSING or any(s not in OUTPUT_TERMINAL for s in statuses):
+        return
+    target = final_status(statuses)
+    values: dict[str, Any] = {"completed_at": now()}
+    failure = None
+    if target == JobStatus.COMPLETED:
+        values["progress"] = 100.0
+    if target == JobStatus.FAILED:
+        failure = error or job_pb2.JobError(code="OUTPUTS_FAILED", message="every output failed")
+    await life.settle_actual_cost(tx, record)
+    await life.move(tx, job, target, error=failure, **values)
+    if target == JobStatus.COMPLETED:
+        # 100 is reported only once the job is COMPLETED.
+        await life.emit(tx, job.id, progress=job_service_pb2.ProgressEvent(progress=100.0))
+    await life.emit_completed(tx, record)
+
+
+def task_output_id(task: Task) -> str:
+    if task.output_id is None:
+        raise ValueError(f"task {task.id} ({task.kind}) belongs to no output")
+    return task.output_id
+
+
+def output_seconds(spec: job_pb2.OutputSpec, source_seconds: float) -> float:
+    """How much of the source an output covers (its clip, if any)."""
+    if spec.HasField("custom"):
+        return covered_seconds(list(spec.custom.args), source_seconds)
+    start = spec.clip.start_seconds if spec.HasField("clip") else 0.0
+    remaining = max(source_seconds - start, 0.0)
+    if spec.HasField("clip") and spec.clip.duration_seconds:
+        return min(spec.clip.duration_seconds, remaining)
+    return remaining
+
+
+def _output(record: JobRecord, output_id: str) -> Output:
+    return next(o for o in record.outputs if o.id == output_id)

@@ -1,0 +1,154 @@
+"""The server's Prometheus metrics, on a registry of this process's own (never the global one).
+
+Counters and histograms move where things happen (a job's terminal transition, once its
+transaction committed; a claim; a lease taken back; a webhook attempt). The queue depth is
+read from the database when scraped: `render` runs the one COUNT … GROUP BY in the event loop
+and only then generates the text, so no collector ever blocks on the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+
+from kiln.v1 import job_pb2
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .domain.states import TERMINAL, TaskKind
+from .store.database import aware, now
+from .store.store import Store
+
+# Seconds a task waited for a worker: dispatch takes milliseconds, a busy fleet minutes.
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+WEBHOOK_OUTCOMES = ("delivered", "retried", "failed")
+LEASE_OUTCOMES = ("requeued", "failed")
+
+
+def priority_label(priority: int) -> str:
+    """`premium`, `standard`, `economy` (the stored number is the kiln.v1.Priority value)."""
+    try:
+        return job_pb2.Priority.Name(priority).removeprefix("PRIORITY_").lower()
+    except ValueError:
+        return str(priority)
+
+
+PRIORITIES = tuple(
+    priority_label(value)
+    for value in job_pb2.Priority.values()
+    if value != job_pb2.PRIORITY_UNSPECIFIED
+)
+
+
+class QueueDepthCollector(Collector):
+    """`kiln_queue_depth{priority}` from the counts the scrape handler read just before."""
+
+    def __init__(self) -> None:
+        self.depth: dict[str, int] = {}
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family(self.depth)]
+
+    @staticmethod
+    def _family(depth: Mapping[str, int]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "kiln_queue_depth",
+            "Tasks queued (ready, not leased) by job priority, read when scraped.",
+            labels=["priority"],
+        )
+        for priority in PRIORITIES:
+            family.add_metric([priority], depth.get(priority, 0))
+        for priority in sorted(set(depth) - set(PRIORITIES)):
+            family.add_metric([priority], depth[priority])
+        return family
+
+
+class ServerMetrics:
+    """Every metric of one server process, and the text of `GET /metrics`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        # Registries of others in this process (`kiln up`: its embedded worker) shown too.
+        self.included: list[CollectorRegistry] = []
+        self.jobs_finished = Counter(
+            "kiln_jobs_finished",
+            "Jobs that reached a terminal status, counted once per terminal transition.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.task_wait = Histogram(
+            "kiln_task_wait_seconds",
+            "Time a task waited between being queued (created or requeued) and its lease.",
+            ["kind"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.watch_streams = Gauge(
+            "kiln_watch_streams",
+            "Watch streams open on this server.",
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "kiln_webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered (2xx), retried (will be sent "
+            "again), failed (given up).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.lease_expiries = Counter(
+            "kiln_lease_expiries",
+            "Leases the reaper took back from silent workers: requeued, or failed after the "
+            "last attempt.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.queue_depth = QueueDepthCollector()
+        self.registry.register(self.queue_depth)
+        # Every label value present from the start, so rate() sees the first increment.
+        for status in sorted(TERMINAL):
+            self.jobs_finished.labels(status=str(status))
+        for kind in TaskKind:
+            self.task_wait.labels(kind=str(kind))
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_deliveries.labels(outcome=outcome)
+        for outcome in LEASE_OUTCOMES:
+            self.lease_expiries.labels(outcome=outcome)
+
+    def count_watch_streams(self, count: Callable[[], int]) -> None:
+        self.watch_streams.set_function(lambda: float(count()))
+
+    def job_finished(self, status: str) -> None:
+        self.jobs_finished.labels(status=str(status)).inc()
+
+    def task_leased(self, kind: str, ready_since: datetime | None) -> None:
+        if ready_since is None:
+            return
+        waited = (now() - (aware(ready_since) or now())).total_seconds()
+        self.task_wait.labels(kind=str(kind)).observe(max(waited, 0.0))
+
+    def webhook_attempted(self, outcome: str) -> None:
+        self.webhook_deliveries.labels(outcome=outcome).inc()
+
+    def lease_expired(self, outcome: str) -> None:
+        self.lease_expiries.labels(outcome=outcome).inc()
+
+    def include(self, registry: CollectorRegistry) -> None:
+        self.included.append(registry)
+
+    async def render(self, store: Store) -> bytes:
+        """The exposition text; the queue depth is read first, in this event loop."""
+        async with store.transaction() as tx:
+            counts = await tx.queued_by_priority()
+        self.queue_depth.depth = {
+            priority_label(priority): count for priority, count in counts.items()
+        }
+        return b"".join(generate_latest(registry) for registry in self._registries())
+
+    def _registries(self) -> Iterator[CollectorRegistry]:
+        yield self.registry
+        yield from self.included

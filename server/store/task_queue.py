@@ -1,0 +1,227 @@
+"""The task queue: claims under fencing tokens, leases, and taking back lost leases.
+
+A lease is held under a random token; every later write names that token, so a worker
+whose lease was taken back (or reclaimed by another) changes no row.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import func, select, update
+
+from ..domain import states
+from ..domain.errors import NotFound, StaleLease
+from ..domain.states import TaskStatus
+from .database import TxBase, aware, now, rows_changed
+from .models import Task
+
+
+def new_lease_token() -> int:
+    """A fencing token nobody can guess: a worker that lost a lease cannot forge the next."""
+    return secrets.randbits(62) + 1
+
+
+class Claim(NamedTuple):
+    task: Task
+    # When the task became ready: created, or queued again after a lease ended.
+    ready_since: datetime | None
+
+
+class TaskQueue(TxBase):
+    async def insert_tasks(self, tasks: Sequence[Task]) -> None:
+        self.session.add_all(tasks)
+        await self.session.flush()
+
+    async def claim_task(
+        self, worker_id: str, lease_seconds: float, task_id: str = ""
+    ) -> Task | None:
+        """`claim_ready_task`, the task alone."""
+        claim = await self.claim_ready_task(worker_id, lease_seconds, task_id)
+        return None if claim is None else claim.task
+
+    async def claim_ready_task(
+        self, worker_id: str, lease_seconds: float, task_id: str = ""
+    ) -> Claim | None:
+        """Lease the most urgent queued task (or exactly `task_id`, for a Pub/Sub delivery)
+        under a fresh, unguessable fencing token.
+
+        Only the task row is touched (SKIP LOCKED on Postgres, so claimers never wait on
+        each other). The caller must commit before locking the job: everything else locks
+        the job first, then its tasks, and a claim holding a task while waiting for its job
+        would deadlock against a Cancel. A task that is not QUEUED is not claimed: two
+        deliveries of one message lease it once.
+        """
+        claimable = Task.status.in_(states.task_sources(TaskStatus.LEASED))
+        # The candidate is read first for when it became ready (metrics: the wait); on
+        # Postgres its row stays locked (SKIP LOCKED) until this transaction ends.
+        candidate = select(Task.id, Task.created_at, Task.lease_expires_at).where(claimable)
+        if task_id:
+            candidate = candidate.where(Task.id == task_id)
+        else:
+            candidate = candidate.order_by(Task.priority.desc(), Task.created_at, Task.id)
+            if self.is_postgres:
+                candidate = candidate.with_for_update(skip_locked=True)
+        picked = (await self.session.execute(candidate.limit(1))).first()
+        if picked is None:
+            return None
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id == picked.id, claimable)
+            .values(
+                status=str(TaskStatus.LEASED),
+                worker_id=worker_id,
+                attempts=Task.attempts + 1,
+                lease_token=new_lease_token(),
+                lease_expires_at=now() + timedelta(seconds=lease_seconds),
+            )
+            .returning(Task.id)
+        )
+        leased_id = result.scalar_one_or_none()
+        if leased_id is None:
+            return None
+        task = await self.session.get(Task, leased_id, populate_existing=True)
+        if task is None:
+            return None
+        # A task given back or refused was stamped when it was queued again, an expired
+        # lease holds when it expired; a task never leased became ready when created.
+        return Claim(task, aware(picked.lease_expires_at or picked.created_at))
+
+    async def task(self, task_id: str) -> Task:
+        """A task as it is now, unlocked (to learn its job before locking job, then task)."""
+        task = await self.session.get(Task, task_id, populate_existing=True)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        return task
+
+    async def leased_task(self, task_id: str, token: int, *, lock: bool = False) -> Task:
+        """The task if `token` is its current lease; StaleLease otherwise."""
+        query = select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
+        if lock and self.is_postgres:
+            query = query.with_for_update()
+        task = await self.session.scalar(query)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        if task.lease_token != token:
+            raise StaleLease(f"task {task_id}: lease {token} is not the current lease")
+        return task
+
+    async def extend_lease(self, task_id: str, token: int, lease_seconds: float) -> bool:
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status == str(TaskStatus.LEASED),
+                Task.lease_token == token,
+            )
+            .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+        )
+        return rows_changed(result) == 1
+
+    async def end_lease(self, task_id: str, token: int, target: TaskStatus) -> bool:
+        """Leased task -> DONE (result recorded) or QUEUED (run it again), only under `token`."""
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status.in_(states.task_sources(target)),
+                Task.lease_token == token,
+            )
+            # A task queued again is stamped with when (what its next claim's wait counts from).
+            .values(status=str(target), **_requeue_stamp(target))
+        )
+        return rows_changed(result) == 1
+
+    async def give_back_lease(self, task_id: str, token: int) -> bool:
+        """Leased task -> QUEUED, its attempt not counted: the worker let go unfinished
+        (draining), which says nothing about the task."""
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status.in_(states.task_sources(TaskStatus.QUEUED)),
+                Task.lease_token == token,
+            )
+            .values(
+                status=str(TaskStatus.QUEUED),
+                attempts=Task.attempts - 1,
+                worker_id="",
+                lease_expires_at=now(),
+            )
+        )
+        return rows_changed(result) == 1
+
+    async def give_up_queued(self, task_id: str) -> bool:
+        """Queued task -> DONE without running: its dispatch gave up on it."""
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.status == str(TaskStatus.QUEUED))
+            .values(status=str(TaskStatus.DONE))
+        )
+        return rows_changed(result) == 1
+
+    async def cancel_tasks(self, job_id: str) -> None:
+        await self.session.execute(
+            update(Task)
+            .where(
+                Task.job_id == job_id,
+                Task.status.in_(states.task_sources(TaskStatus.CANCELED)),
+            )
+            .values(status=str(TaskStatus.CANCELED))
+        )
+
+    async def expired_leases(self) -> list[Task]:
+        """Candidates only: each is taken back by `take_back_expired` under its token."""
+        return list(
+            (
+                await self.session.scalars(
+                    select(Task).where(
+                        Task.status == str(TaskStatus.LEASED), Task.lease_expires_at < now()
+                    )
+                )
+            ).all()
+        )
+
+    async def take_back_expired(self, task_id: str, token: int, target: TaskStatus) -> bool:
+        """End a lease that is *still* expired under the same token at this very statement.
+
+        A worker that renewed its lease a moment ago (new expiry) or a new claim (new token)
+        leaves no row matching, so the reaper never takes a live lease.
+        """
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status.in_(states.task_sources(target)),
+                Task.lease_token == token,
+                Task.lease_expires_at < now(),
+            )
+            .values(status=str(target))
+        )
+        return rows_changed(result) == 1
+
+    async def queued_by_priority(self) -> dict[int, int]:
+        """{priority: tasks QUEUED}, one indexed COUNT … GROUP BY (the metrics scrape)."""
+        rows = await self.session.execute(
+            select(Task.priority, func.count())
+            .where(Task.status == str(TaskStatus.QUEUED))
+            .group_by(Task.priority)
+        )
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    async def open_task_count(self, job_id: str) -> int:
+        return (
+            await self.session.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(Task.job_id == job_id, Task.status.in_(["QUEUED", "LEASED"]))
+            )
+            or 0
+        )
+
+
+def _requeue_stamp(target: TaskStatus) -> dict[str, datetime]:
+    return {"lease_expires_at": now()} if target == TaskStatus.QUEUED else {}

@@ -1,0 +1,74 @@
+"""Webhook deliveries waiting to be sent, shared by replicas without double sends."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from ..domain import states
+from ..domain.states import DeliveryStatus
+from .database import TxBase, now, rows_changed
+from .models import WebhookDelivery
+
+
+class WebhookOutbox(TxBase):
+    async def insert_delivery(self, delivery: WebhookDelivery) -> None:
+        self.session.add(delivery)
+        await self.session.flush()
+
+    async def claim_due_deliveries(self, limit: int, hold_seconds: float) -> list[WebhookDelivery]:
+        """Due deliveries, pushed `hold_seconds` into the future so no other replica sends them.
+
+        SKIP LOCKED on Postgres lets replicas share the queue without waiting on each other.
+        """
+        query = (
+            select(WebhookDelivery)
+            .where(
+                WebhookDelivery.status == str(DeliveryStatus.PENDING),
+                WebhookDelivery.next_attempt_at <= now(),
+            )
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        deliveries = list((await self.session.scalars(query)).all())
+        hold = now() + timedelta(seconds=hold_seconds)
+        for delivery in deliveries:
+            delivery.next_attempt_at = hold
+        await self.session.flush()
+        return deliveries
+
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        status: DeliveryStatus,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str,
+    ) -> bool:
+        result = await self.session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.status.in_(states.delivery_sources(status)),
+            )
+            .values(
+                status=str(status),
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                last_error=error,
+            )
+        )
+        return rows_changed(result) == 1
+
+    async def deliveries_for(self, job_id: str) -> list[WebhookDelivery]:
+        return list(
+            (
+                await self.session.scalars(
+                    select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                )
+            ).all()
+        )

@@ -1,0 +1,215 @@
+// Drives the dashboard in Debian's chromium through playwright-core (no downloaded browser).
+// Usage: node dashboard_e2e.mjs BASE_URL API_KEY SHORT_CLIP LONG_CLIP OUT_DIR
+// Prints one JSON line of step timings; exits non-zero with a message on the first failure.
+
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const require = createRequire(new URL("../../../dashboard/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+
+const [baseUrl, apiKey, shortClip, longClip, outDir] = process.argv.slice(2);
+if (!outDir) {
+  console.error("usage: dashboard_e2e.mjs BASE_URL API_KEY SHORT_CLIP LONG_CLIP OUT_DIR");
+  process.exit(2);
+}
+
+const started = Date.now();
+const timings = {};
+const step = (name) => (timings[name] = Date.now() - started);
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+// Creates a job from the list page's JSON form; returns the id of the row that appears.
+async function createFromForm(page, request) {
+  const before = await page.$$eval("#job-rows tr[data-job-id]", (rows) => rows.map((r) => r.dataset.jobId));
+  await page.click("#create-panel summary");
+  await page.check("#mode-json");
+  await page.fill("#create-json", JSON.stringify(request, null, 2));
+  await page.click("#create-submit");
+  const handle = await page.waitForFunction(
+    (known) => [...document.querySelectorAll("#job-rows tr[data-job-id]")].map((r) => r.dataset.jobId).find((id) => !known.includes(id)),
+    before,
+  );
+  return handle.jsonValue();
+}
+
+const ladder = [
+  { codec: "VIDEO_CODEC_H264", resolution: "360p" },
+  { codec: "VIDEO_CODEC_H264", resolution: "240p" },
+];
+const mainRequest = {
+  input_url: `file://${shortClip}`,
+  outputs: [
+    { type: "OUTPUT_TYPE_HLS", video: ladder, segments: { duration_seconds: 1 }, hls: { segment_format: "HLS_SEGMENT_FORMAT_FMP4" } },
+    { type: "OUTPUT_TYPE_DASH", video: ladder, segments: { duration_seconds: 1 } },
+    { type: "OUTPUT_TYPE_MP4", video: [{ codec: "VIDEO_CODEC_H264", resolution: "360p" }] },
+    { type: "OUTPUT_TYPE_JPG", thumbnail: { mode: "THUMBNAIL_MODE_SPRITE", interval_seconds: 0.5, width: 160, columns: 4 } },
+  ],
+  metadata: { suite: "dashboard" },
+};
+const longRequest = {
+  input_url: `file://${longClip}`,
+  outputs: [{ type: "OUTPUT_TYPE_HLS", video: [{ codec: "VIDEO_CODEC_H264", resolution: "720p", quality: "QUALITY_PREMIUM" }, { codec: "VIDEO_CODEC_H264", resolution: "480p" }] }],
+  metadata: { suite: "dashboard-cancel" },
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.KILN_CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
+});
+const pageErrors = [];
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(String(err.stack || err).slice(0, 600)));
+  page.on("dialog", (dialog) => dialog.accept());
+  page.setDefaultTimeout(20000);
+
+  // Sign in: a wrong key is refused, the right one opens the job list.
+  await page.goto(`${baseUrl}/`);
+  check(page.url().endsWith("/ui/"), `/ should redirect to /ui/, got ${page.url()}`);
+  await page.fill("#api-key", "kiln_sk_wrong");
+  await page.click("#signin-form button[type=submit]");
+  await page.waitForSelector("#signin-form .error:not([hidden])");
+  await page.fill("#api-key", apiKey);
+  await page.click("#signin-form button[type=submit]");
+  await page.waitForSelector("#job-rows");
+  check((await page.evaluate(() => sessionStorage.getItem("kiln.apiKey"))) === apiKey, "the key is not in sessionStorage");
+  step("signed_in");
+
+  // Create from the JSON form; record every state the row shows, without reloading.
+  await page.evaluate(() => {
+    window.__sameDocument = true;
+    window.__rowHistory = [];
+    const record = () => {
+      for (const row of document.querySelectorAll("#job-rows tr[data-job-id]")) {
+        const last = window.__rowHistory.findLast((e) => e.id === row.dataset.jobId);
+        if (!last || last.status !== row.dataset.status || last.progress !== row.dataset.progress) {
+          window.__rowHistory.push({ id: row.dataset.jobId, status: row.dataset.status, progress: row.dataset.progress });
+        }
+      }
+    };
+    new MutationObserver(record).observe(document.getElementById("view"), { childList: true, subtree: true, attributes: true });
+  });
+  const jobId = await createFromForm(page, mainRequest);
+  const row = page.locator(`#job-rows tr[data-job-id="${jobId}"]`);
+  step("created");
+  await page.waitForSelector(`#job-rows tr[data-job-id="${jobId}"][data-status="COMPLETED"]`, { timeout: 45000 });
+  step("completed_in_list");
+  const live = await page.evaluate((id) => ({ same: window.__sameDocument === true, history: window.__rowHistory.filter((e) => e.id === id), watchEvents: window.kiln.watchEvents }), jobId);
+  check(live.same, "the page reloaded");
+  check(live.watchEvents > 0, "no Watch event reached the list");
+  const statuses = [...new Set(live.history.map((e) => e.status))];
+  const between = live.history.filter((e) => Number(e.progress) > 0 && Number(e.progress) < 100);
+  check(statuses.some((s) => ["PENDING", "PROBING", "PROCESSING"].includes(s)), `no live non-terminal state seen: ${statuses}`);
+  check(between.length > 0, `no intermediate progress seen: ${JSON.stringify(live.history)}`);
+
+  // The job page: players, rendition pickers, chart, sprite.
+  await row.click();
+  await page.waitForSelector(`#view[data-status="COMPLETED"]`);
+  const hlsPlayer = page.locator('.player[data-player="hls"]');
+  const dashPlayer = page.locator('.player[data-player="dash"]');
+  await hlsPlayer.locator("select.rendition option").nth(2).waitFor({ state: "attached" });
+  await dashPlayer.locator("select.rendition option").nth(2).waitFor({ state: "attached" });
+  // Pin each player to the rendition its ABR does not start with (HLS: 240p, DASH: 360p),
+  // once the HLS player has buffered the clip: a switch while a fragment loads makes hls.js
+  // abort it and report ERROR "aborted" (non-fatal), and this test wants no ERROR at all.
+  await page.waitForFunction(() => {
+    const v = document.querySelector('.player[data-player="hls"] video');
+    return v.duration > 0 && v.buffered.length > 0 && v.buffered.end(v.buffered.length - 1) >= v.duration - 0.25;
+  });
+  const optionFor = (player, label) => player.locator("select.rendition option").evaluateAll((options, text) => options.find((o) => o.textContent.startsWith(text)).value, label);
+  const pinnedLevel = await optionFor(hlsPlayer, "240p");
+  await hlsPlayer.locator("select.rendition").selectOption(pinnedLevel);
+  const pinnedRep = await optionFor(dashPlayer, "360p");
+  await dashPlayer.locator("select.rendition").selectOption(pinnedRep);
+  await page.evaluate(() => Promise.all([...document.querySelectorAll(".player video")].map((v) => v.play())));
+  await page.waitForFunction(() => [...document.querySelectorAll(".player video")].every((v) => v.currentTime >= 2), null, { timeout: 20000 });
+  step("played");
+  const players = await page.evaluate(() =>
+    [...document.querySelectorAll(".player")].map((p) => ({ kind: p.dataset.player, level: p.dataset.level, cues: p.dataset.spriteCues, time: p.querySelector("video").currentTime })),
+  );
+  const errors = await page.evaluate(() => window.kiln.playerErrors);
+  check(errors.length === 0, `player errors: ${JSON.stringify(errors)}`);
+  check(players.some((p) => p.kind === "hls") && players.some((p) => p.kind === "dash") && players.some((p) => p.kind === "file"), `players: ${JSON.stringify(players)}`);
+  check(players.find((p) => p.kind === "hls").level === pinnedLevel, `HLS rendition not pinned: ${JSON.stringify(players)}`);
+  check(players.find((p) => p.kind === "dash").level === pinnedRep, `DASH rendition not pinned: ${JSON.stringify(players)}`);
+  check(players.every((p) => Number(p.cues) === 8), `sprite scrub preview missing (8 tiles of 0.5 s): ${JSON.stringify(players)}`);
+  // Bitrate per segment of both ladders (HLS playlists, DASH segment timeline): 2 variants each.
+  await page.waitForFunction(() => Object.values(window.kiln.charts || {}).filter((s) => s.length === 2 && s.every((v) => v.points.length >= 3)).length === 2);
+  const chart = await page.evaluate(() => Object.values(window.kiln.charts).map((series) => series.map((s) => ({ label: s.label, kbps: s.points.map((p) => Math.round(p.kbps)) }))));
+  check(await page.locator("#timeline li[data-kind=completed]").count() === 1, "the timeline has no completed event");
+  check((await page.locator("#cost-actual").textContent()).trim() !== "—", "no actual cost shown");
+  // Hover the scrub bar under the HLS player: the sprite tile of that time shows.
+  const scrub = hlsPlayer.locator(".scrub");
+  await scrub.scrollIntoViewIfNeeded();
+  const box = await scrub.boundingBox();
+  await scrub.hover({ position: { x: box.width * 0.6, y: box.height / 2 } });
+  await page.waitForSelector('.player[data-player="hls"] .scrub-preview:not([hidden])');
+  await page.screenshot({ path: path.join(outDir, "dashboard-job.png"), fullPage: true });
+  step("job_page_checked");
+
+  // Cancel a running job from its page.
+  await page.click("a[href='#/jobs']");
+  await page.waitForSelector("#job-rows");
+  const longId = await createFromForm(page, longRequest);
+  await page.click(`#job-rows tr[data-job-id="${longId}"]`);
+  await page.waitForSelector(`#view[data-status="PROCESSING"]`, { timeout: 30000 });
+  await page.click("#action-cancel");
+  await page.waitForSelector(`#view[data-status="CANCELED"]`, { timeout: 15000 });
+  await page.waitForSelector("#timeline li[data-kind=statusChange]:has-text('→ CANCELED')");
+  step("canceled");
+  await page.screenshot({ path: path.join(outDir, "dashboard-canceled.png"), fullPage: true });
+
+  // Retry the canceled job, then cancel it again (the worker is needed below).
+  await page.click("#action-retry");
+  await page.waitForSelector("#action-cancel");
+  await page.click("#action-cancel");
+  await page.waitForSelector(`#view[data-status="CANCELED"]`, { timeout: 15000 });
+  step("retried");
+
+  // A delayed start stops for Confirm, which shows the estimate.
+  await page.click("a[href='#/jobs']");
+  await page.waitForSelector("#job-rows");
+  const delayedId = await createFromForm(page, { ...mainRequest, outputs: [mainRequest.outputs[2]], delayed_start: true });
+  await page.click(`#job-rows tr[data-job-id="${delayedId}"]`);
+  await page.waitForSelector(`#view[data-status="AWAITING_CONFIRMATION"]`);
+  await page.waitForFunction(() => /Estimated cost \d+\.\d+ USD/.test(document.querySelector("#job-actions .estimate")?.textContent), null, { timeout: 5000 });
+  const estimate = await page.locator("#job-actions .estimate").textContent();
+  await page.click("#action-confirm");
+  await page.waitForSelector(`#view[data-status="COMPLETED"]`, { timeout: 20000 });
+  step("confirmed");
+
+  // Delete the first job's outputs: the players and the button go away, the record stays.
+  await page.goto(`${baseUrl}/ui/#/jobs/${jobId}`);
+  await page.click("#action-delete");
+  await page.waitForSelector("#toast:has-text('files removed')");
+  await page.waitForFunction(() => !document.querySelector("#action-delete") && !document.querySelector(".player"));
+  step("outputs_deleted");
+
+  // Operations view.
+  await page.click("a[data-nav=ops]");
+  await page.waitForSelector("#queue-depth");
+  await page.waitForSelector("#job-counts, #queue-depth");
+  const opsSource = await page.locator("#ops-source").textContent();
+  check(opsSource.includes("/metrics"), `operations view: ${opsSource}`);
+  check((await page.locator("#queue-depth tr").count()) === 3, "queue depth is not shown per priority");
+  step("ops");
+  check(pageErrors.length === 0, `page errors: ${pageErrors}`);
+  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource }));
+} catch (err) {
+  console.error(`dashboard e2e failed after ${Date.now() - started} ms: ${err.stack || err}`);
+  console.error(`steps: ${JSON.stringify(timings)} page errors: ${JSON.stringify(pageErrors)}`);
+  if (page) {
+    const state = await page.evaluate(() => ({ url: location.href, text: document.getElementById("view").innerText.slice(0, 3000), errors: window.kiln.playerErrors, watchEvents: window.kiln.watchEvents })).catch(() => null);
+    console.error(`page state: ${JSON.stringify(state)}`);
+    await page.screenshot({ path: path.join(outDir, "failure.png"), fullPage: true }).catch(() => {});
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,290 @@
+"""Where a worker's next task comes from: the server's queue, or Pub/Sub.
+
+Each free slot of a worker asks its source for one task at a time, so a worker never
+holds more work than it has free slots. Whatever the source, the task is leased from the
+server over the WorkerService (the server owns every lease and fencing token).
+
+Pub/Sub is read with synchronous Pull, not the streaming subscriber: a streaming pull
+buffers messages ahead of the callbacks (even `max_messages=1` lets one worker hoard
+while another idles), and its lease management stops extending after
+`max_lease_duration` (an hour by default), which a long encode outlives. Here a free slot
+pulls at most one message, and extends that message's ack deadline itself for as long as
+its task runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+from google.api_core import exceptions as api_exceptions
+from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
+from kiln.worker.v1 import worker_service_pb2 as wpb
+from kiln.worker.v1 import worker_service_pb2_grpc
+
+from common.pubsub import DRAIN_ORDER, MAX_ACK_DEADLINE, PubSubSettings, TaskMessage
+from common.telemetry import valid_traceparent
+
+log = logging.getLogger(__name__)
+
+# Longest wait of one long-poll (a server restart or a new message ends it sooner).
+LONG_POLL_SECONDS = 10.0
+# How long a worker holds a message while the server does not answer its claim.
+UNREACHABLE_SERVER_PATIENCE_SECONDS = 60.0
+# Pause after a claim the server refused (wrong token, bad request) before pulling again.
+REFUSED_CLAIM_PAUSE_SECONDS = 1.0
+# Errors that say the message service is briefly unreachable.
+TRANSIENT = (api_exceptions.DeadlineExceeded, api_exceptions.ServiceUnavailable)
+
+
+class Delivery(Protocol):
+    """The message a task came with, if any: kept leased while the task runs."""
+
+    async def extend(self) -> None: ...
+    async def ack(self) -> None: ...
+    async def nack(self) -> None: ...
+
+    @property
+    def extend_every(self) -> float: ...
+
+
+@dataclass
+class Claimed:
+    task: wpb.Task
+    delivery: Delivery | None = None
+
+
+class TaskSource(Protocol):
+    async def next(self, worker_id: str) -> Claimed | None:
+        """The next task leased to `worker_id`, or None when none came in time."""
+
+    async def close(self) -> None: ...
+
+
+class ServerQueue:
+    """KILN_DISPATCH=db: long-poll ClaimTask; the server wakes the call when a task is ready."""
+
+    def __init__(self, stub: worker_service_pb2_grpc.WorkerServiceStub, metadata: tuple) -> None:
+        self.stub = stub
+        self.metadata = metadata
+
+    async def next(self, worker_id: str) -> Claimed | None:
+        try:
+            response = await self.stub.ClaimTask(
+                wpb.ClaimTaskRequest(worker_id=worker_id, wait_seconds=LONG_POLL_SECONDS),
+                metadata=self.metadata,
+                timeout=LONG_POLL_SECONDS + 20,
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning("claiming a task failed: %s", error.code().name)
+            await asyncio.sleep(1)  # server down or restarting: back off, then retry
+            return None
+        return Claimed(response.task) if response.HasField("task") else None
+
+    async def close(self) -> None:
+        return None
+
+
+async def keep_extended(delivery: Delivery) -> None:
+    """Extends the message's ack deadline for as long as this runs (while its claim is
+    retried, and while its task runs, however long): a message must not be redelivered to
+    another worker meanwhile. A failed extension is logged; the next one may succeed."""
+    while True:
+        await asyncio.sleep(delivery.extend_every)
+        try:
+            await delivery.extend()
+        except Exception as error:
+            log.warning("extending a message's ack deadline failed: %s", error)
+
+
+@dataclass
+class PubSubDelivery:
+    client: SubscriberAsyncClient
+    subscription: str
+    ack_id: str
+    message: TaskMessage
+    deadline_seconds: int
+    priority: int
+
+    @property
+    def extend_every(self) -> float:
+        # Three extensions per deadline: two may fail before the message is redelivered.
+        return max(self.deadline_seconds / 3, 0.2)
+
+    async def extend(self) -> None:
+        await self.client.modify_ack_deadline(
+            subscription=self.subscription,
+            ack_ids=[self.ack_id],
+            ack_deadline_seconds=self.deadline_seconds,
+            timeout=10,
+        )
+
+    async def ack(self) -> None:
+        with contextlib.suppress(api_exceptions.GoogleAPICallError):
+            await self.client.acknowledge(
+                subscription=self.subscription, ack_ids=[self.ack_id], timeout=10
+            )
+
+    async def nack(self) -> None:
+        # A zero deadline hands the message back at once (it counts as a delivery).
+        with contextlib.suppress(api_exceptions.GoogleAPICallError):
+            await self.client.modify_ack_deadline(
+                subscription=self.subscription,
+                ack_ids=[self.ack_id],
+                ack_deadline_seconds=0,
+                timeout=10,
+            )
+
+
+class PubSubQueue:
+    """KILN_DISPATCH=pubsub: pull one message, claim its task id, keep it leased meanwhile.
+
+    Pub/Sub has no priorities: a slot first looks into the PREMIUM, STANDARD and ECONOMY
+    subscriptions in that order without waiting, and only when all are empty waits on all
+    three at once (the first message wins; the other waits are cancelled, and a message
+    that raced in anyway is handed back).
+    """
+
+    def __init__(
+        self,
+        settings: PubSubSettings,
+        client: SubscriberAsyncClient,
+        stub: worker_service_pb2_grpc.WorkerServiceStub,
+        metadata: tuple,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.stub = stub
+        self.metadata = metadata
+        self.deadline = min(settings.ack_deadline_seconds, MAX_ACK_DEADLINE)
+
+    async def next(self, worker_id: str) -> Claimed | None:
+        delivery = await self._receive()
+        if delivery is None:
+            return None
+        keeper = asyncio.create_task(keep_extended(delivery))
+        try:
+            response = await self._claim(worker_id, delivery)
+        except asyncio.CancelledError:
+            # Draining before the task started: hand the message back for another worker.
+            await asyncio.shield(delivery.nack())
+            raise
+        except grpc.aio.AioRpcError as error:
+            # Not ours to drop: the message comes back (and, if this keeps happening, goes
+            # to the dead-letter topic, where the server fails the task visibly). The pause
+            # keeps a misconfigured worker from burning through deliveries in a tight loop.
+            log.warning(
+                "claiming task %s failed (%s: %s); message handed back",
+                delivery.message.task_id,
+                error.code().name,
+                error.details(),
+            )
+            await delivery.nack()
+            await asyncio.sleep(REFUSED_CLAIM_PAUSE_SECONDS)
+            return None
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        if not response.HasField("task"):
+            # Leased elsewhere, done or canceled: a duplicate or stale delivery.
+            log.info("task %s is not waiting to run: message dropped", delivery.message.task_id)
+            await delivery.ack()
+            return None
+        return Claimed(response.task, delivery)
+
+    async def _claim(self, worker_id: str, delivery: PubSubDelivery) -> wpb.ClaimTaskResponse:
+        """Claims the message's task. While the server is unreachable (a restart) the
+        worker holds the message and tries again, rather than handing it back at once:
+        each hand-back is a delivery, and a few seconds of restart would otherwise send
+        every waiting message to the dead-letter topic."""
+        request = wpb.ClaimTaskRequest(worker_id=worker_id, task_id=delivery.message.task_id)
+        # The message's trace context: the server's claim call joins the task's trace.
+        traceparent = valid_traceparent(delivery.message.traceparent)
+        metadata = (*self.metadata, ("traceparent", traceparent)) if traceparent else self.metadata
+        pause = 0.25
+        waited = 0.0
+        while True:
+            try:
+                return await self.stub.ClaimTask(request, metadata=metadata, timeout=30)
+            except grpc.aio.AioRpcError as error:
+                unreachable = error.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
+                if not unreachable or waited >= UNREACHABLE_SERVER_PATIENCE_SECONDS:
+                    raise
+                log.warning(
+                    "server unreachable (%s); holding task %s's message and retrying",
+                    error.code().name,
+                    delivery.message.task_id,
+                )
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 4.0)
+
+    async def _receive(self) -> PubSubDelivery | None:
+        for priority in DRAIN_ORDER:
+            found = await self._pull(priority, wait=False)
+            if found:
+                return await self._keep_first(found)
+        waits = [asyncio.create_task(self._pull(priority, wait=True)) for priority in DRAIN_ORDER]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        found = []
+        for wait in waits:
+            with contextlib.suppress(asyncio.CancelledError):
+                found += await wait
+        return await self._keep_first(found)
+
+    async def _keep_first(self, found: list[PubSubDelivery]) -> PubSubDelivery | None:
+        if not found:
+            return None
+        found.sort(key=lambda delivery: DRAIN_ORDER.index(delivery.priority))
+        for extra in found[1:]:
+            await extra.nack()
+        return found[0]
+
+    async def _pull(self, priority: int, *, wait: bool) -> list[PubSubDelivery]:
+        subscription = self.settings.subscription(priority)
+        try:
+            response = await self.client.pull(
+                subscription=subscription,
+                max_messages=1,
+                return_immediately=not wait,
+                timeout=LONG_POLL_SECONDS + 5 if wait else 10,
+            )
+        except TRANSIENT:
+            return []
+        except api_exceptions.GoogleAPICallError as error:
+            log.warning("pulling %s failed: %s", subscription, error)
+            await asyncio.sleep(1)  # Pub/Sub unreachable: back off, then retry
+            return []
+        deliveries = []
+        for received in response.received_messages:
+            try:
+                message = TaskMessage.decode(received.message)
+            except ValueError as error:
+                # Hand it back: after max deliveries it rests in the dead-letter topic.
+                log.error("message on %s is not a kiln task: %s", subscription, error)
+                await self.client.modify_ack_deadline(
+                    subscription=subscription, ack_ids=[received.ack_id], ack_deadline_seconds=0
+                )
+                continue
+            deliveries.append(
+                PubSubDelivery(
+                    self.client, subscription, received.ack_id, message, self.deadline, priority
+                )
+            )
+        return deliveries
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.transport.close()
