@@ -32,11 +32,12 @@ from common.storage.local import LocalStorage
 from common.storage.origins import Origins, gcs_client
 
 from .inputs import TaskInputs
-from .media.commands import CommandPlan, build_command
+from .media.commands import build_command
 from .media.describe import describe_output_file
 from .media.errors import MediaError
 from .media.ffmpeg import run_ffmpeg
 from .media.packaging import finalize_output
+from .media.plan import CommandPlan
 from .metrics import WorkerMetrics
 from .settings import WorkerSettings, local_storage_warning
 from .sources import Claimed, PubSubQueue, ServerQueue, TaskSource, keep_extended

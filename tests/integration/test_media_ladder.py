@@ -17,10 +17,11 @@ import pytest
 from kiln.v1 import job_pb2
 from mpegdash.parser import MPEGDASHParser
 
-from worker.media.commands import CommandPlan, build_command
+from worker.media.commands import build_command
 from worker.media.describe import describe_output_file
 from worker.media.ffmpeg import run_ffmpeg
 from worker.media.packaging import finalize_output
+from worker.media.plan import CommandPlan
 from worker.media.probe import probe
 
 SOURCE_SECONDS = 7.0

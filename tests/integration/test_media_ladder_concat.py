@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from kiln.v1 import job_pb2
 
-from worker.media.commands import CommandPlan, build_command
+from worker.media.commands import build_command
 from worker.media.ffmpeg import run_ffmpeg
+from worker.media.plan import CommandPlan
 from worker.media.probe import probe
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2
 
-from worker.media.commands import CommandPlan, build_command, build_progressive_command
+from worker.media.commands import build_command
 from worker.media.describe import describe_output_file
 from worker.media.errors import MediaError
 from worker.media.ffmpeg import run_ffmpeg
+from worker.media.plan import CommandPlan
 from worker.media.probe import check_input_for_outputs, probe
+from worker.media.progressive import build_progressive_command
 
 SOURCE_SECONDS = 2.0
 

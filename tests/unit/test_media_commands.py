@@ -3,16 +3,13 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2
 
-from worker.media.commands import (
-    VIDEO_QUALITY,
-    CommandPlan,
-    OutputSpecError,
-    build_audio_command,
-    build_command,
-    build_progressive_command,
-    build_thumbnail_command,
-)
-from worker.media.errors import MediaError
+from worker.media.audio import build_audio_command
+from worker.media.commands import build_command
+from worker.media.encoders import VIDEO_QUALITY
+from worker.media.errors import MediaError, OutputSpecError
+from worker.media.images import build_thumbnail_command
+from worker.media.plan import CommandPlan
+from worker.media.progressive import build_progressive_command
 
 OUT_DIR = Path("/work/out")
 

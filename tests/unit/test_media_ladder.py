@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2
 
-from worker.media.commands import (
-    CommandPlan,
-    LadderPackaging,
-    OutputSpecError,
-    SpriteSheet,
-    build_command,
-)
-from worker.media.errors import INPUT_NO_AUDIO, MediaError
+from worker.media.commands import build_command
+from worker.media.errors import INPUT_NO_AUDIO, MediaError, OutputSpecError
 from worker.media.ladder import for_video_stream, var_stream_map
 from worker.media.packaging import (
     codec_string,
@@ -25,6 +19,7 @@ from worker.media.packaging import (
     tidy_cmaf_media_playlist,
     vtt_timestamp,
 )
+from worker.media.plan import CommandPlan, LadderPackaging, SpriteSheet
 
 OUT_DIR = Path("/work/out")
 H264, H265, VP9, AV1 = (

@@ -14,23 +14,14 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
-from worker.media.commands import (
-    AUDIO_CONTAINERS,
-    COMMON_FLAGS,
-    DEFAULT_SAMPLE_RATE,
-    MAX_AUDIO_CHANNELS,
-    PROGRESSIVE_CONTAINERS,
-    CommandPlan,
-    OutputSpecError,
-    audio_args,
-    clip_window,
-    default_stream,
-    output_dimensions,
-    progressive_variant,
-    seconds_arg,
-    video_encoder_args,
-)
-from worker.media.errors import INPUT_NO_AUDIO, INPUT_NO_VIDEO, MediaError
+from worker.media.codec_args import audio_args, video_encoder_args
+from worker.media.containers import AUDIO_CONTAINERS, PROGRESSIVE_CONTAINERS
+from worker.media.encoders import DEFAULT_SAMPLE_RATE, MAX_AUDIO_CHANNELS
+from worker.media.errors import INPUT_NO_AUDIO, INPUT_NO_VIDEO, MediaError, OutputSpecError
+from worker.media.geometry import default_stream, output_dimensions
+from worker.media.plan import COMMON_FLAGS, CommandPlan
+from worker.media.progressive import progressive_variant
+from worker.media.timing import clip_window, seconds_arg
 
 VideoCodec = job_pb2.VideoCodec
 OutputType = job_pb2.OutputType

@@ -22,13 +22,9 @@ from common.custom_command import (
     covered_seconds,
     describe,
 )
-from worker.media.commands import (
-    AUDIO_CONTAINERS,
-    COMMON_FLAGS,
-    PROGRESSIVE_CONTAINERS,
-    CommandPlan,
-)
+from worker.media.containers import AUDIO_CONTAINERS, PROGRESSIVE_CONTAINERS
 from worker.media.errors import INPUT_ZERO_DURATION, UNSUPPORTED_COMMAND, MediaError
+from worker.media.plan import COMMON_FLAGS, CommandPlan
 
 OutputType = job_pb2.OutputType
 

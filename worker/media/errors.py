@@ -66,6 +66,17 @@ class MediaError(Exception):
         return f"MediaError({self.code!r}, {self.message!r}, retryable={self.retryable})"
 
 
+class OutputSpecError(MediaError):
+    """The spec asks for a combination this builder cannot make (e.g. H.264 in WEBM).
+
+    The server validates specs before accepting a job, so reaching this is a gap in that
+    validation rather than a property of the input; it is never retryable.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(OUTPUT_SPEC_UNSUPPORTED, message)
+
+
 _FFMPEG_CONTEXT_POINTER = re.compile(r"\[([^\]@]+?) @ 0x[0-9a-fA-F]+\]\s*")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
 

@@ -1,7 +1,9 @@
-"""Image series (INTERVAL, TIMESTAMPS, SPRITE thumbnails) and animated GIFs, as pure builders.
+"""Thumbnails: a single still image, or a series (INTERVAL, TIMESTAMPS, SPRITE), as pure builders.
 
-SINGLE thumbnails stay in worker.media.commands.build_thumbnail_command, which hands the other
-modes to build_image_series_command.
+Owns build_thumbnail_command, which makes SINGLE images itself and hands the other modes to
+build_image_series_command, the series builders and their sampling helpers (frames_every,
+sampling_filter). Formats and the one-frame output options are worker.media.image_formats;
+a sprite's WebVTT map is written afterwards from its SpriteSheet by worker.media.packaging.
 """
 
 from __future__ import annotations
@@ -12,23 +14,17 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
-from worker.media.commands import (
-    COMMON_FLAGS,
-    IMAGE_FORMATS,
-    CommandPlan,
-    ImageFormat,
-    OutputSpecError,
-    SpriteSheet,
+from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
+from worker.media.geometry import default_stream, scaled_to_width
+from worker.media.image_formats import IMAGE_FORMATS, ImageFormat, one_image_args
+from worker.media.plan import COMMON_FLAGS, CommandPlan, SpriteSheet
+from worker.media.timing import (
     clip_window,
-    default_stream,
     frame_duration_of,
     input_args,
     last_frame_seek,
-    one_image_args,
-    scaled_to_width,
     seconds_arg,
 )
-from worker.media.errors import INPUT_NO_VIDEO, MediaError
 
 ThumbnailMode = job_pb2.ThumbnailMode
 OutputType = job_pb2.OutputType
@@ -39,10 +35,50 @@ DEFAULT_SPRITE_COLUMNS = 5
 # WebP's limit on either side (JPEG allows 65535); one limit keeps sprites format-independent.
 MAX_SPRITE_SIDE = 16383
 
-GIF_FRAME_RATE = 10
-DEFAULT_GIF_WIDTH = 320
-# A GIF stores every frame as a full palette image; a long one is many megabytes for a preview.
-MAX_GIF_SECONDS = 60.0
+
+def build_thumbnail_command(
+    *,
+    input_path: str,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    out_dir: Path,
+    ffmpeg: str = "ffmpeg",
+) -> CommandPlan:
+    """Still images (JPG, PNG or WEBP) as spec.thumbnail.mode says.
+
+    SINGLE (the default) is one image at spec.thumbnail.time_seconds into the clip; INTERVAL,
+    TIMESTAMPS and SPRITE are built by build_image_series_command.
+    """
+    image = IMAGE_FORMATS.get(spec.type)
+    if image is None:
+        raise OutputSpecError(f"{OutputType.Name(spec.type)} is not a still image type")
+    mode = spec.thumbnail.mode or job_pb2.ThumbnailMode.THUMBNAIL_MODE_SINGLE
+    if mode != job_pb2.ThumbnailMode.THUMBNAIL_MODE_SINGLE:
+        return build_image_series_command(
+            input_path=input_path, spec=spec, info=info, out_dir=out_dir, ffmpeg=ffmpeg
+        )
+    video = default_stream(info, "video")
+    if video is None:
+        raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
+
+    notes: list[str] = []
+    clip_start, clip_duration = clip_window(spec.clip, info.duration_seconds)
+    frame_duration = frame_duration_of(video)
+    latest = last_frame_seek(clip_duration, frame_duration)
+    at = spec.thumbnail.time_seconds
+    if at > latest:
+        notes.append(f"thumbnail at {at:g} s moved to {latest:g} s, the last frame")
+        at = latest
+
+    width, height = scaled_to_width(video, spec.thumbnail.width)
+    output = out_dir / image.file_name
+    argv = [
+        ffmpeg,
+        *COMMON_FLAGS,
+        *input_args(input_path, clip_start + at),
+        *one_image_args(f"0:{video.index}", width, height, image, output),
+    ]
+    return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=frame_duration)
 
 
 def build_image_series_command(
@@ -60,22 +96,22 @@ def build_image_series_command(
     video = default_stream(info, "video")
     if video is None:
         raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
-    arguments = {
-        "input_path": input_path,
-        "spec": spec,
-        "info": info,
-        "video": video,
-        "image": image,
-        "out_dir": out_dir,
-        "ffmpeg": ffmpeg,
+    builders = {
+        ThumbnailMode.THUMBNAIL_MODE_INTERVAL: build_interval_command,
+        ThumbnailMode.THUMBNAIL_MODE_TIMESTAMPS: build_timestamps_command,
+        ThumbnailMode.THUMBNAIL_MODE_SPRITE: build_sprite_command,
     }
     mode = spec.thumbnail.mode
-    if mode == ThumbnailMode.THUMBNAIL_MODE_INTERVAL:
-        return build_interval_command(**arguments)
-    if mode == ThumbnailMode.THUMBNAIL_MODE_TIMESTAMPS:
-        return build_timestamps_command(**arguments)
-    if mode == ThumbnailMode.THUMBNAIL_MODE_SPRITE:
-        return build_sprite_command(**arguments)
+    if builder := builders.get(mode):
+        return builder(
+            input_path=input_path,
+            spec=spec,
+            info=info,
+            video=video,
+            image=image,
+            out_dir=out_dir,
+            ffmpeg=ffmpeg,
+        )
     raise OutputSpecError(f"thumbnail mode {ThumbnailMode.Name(mode)} is not an image series")
 
 
@@ -229,48 +265,6 @@ def build_sprite_command(
         expected_duration=duration,
         finalize=sheet,
     )
-
-
-def build_gif_command(
-    *,
-    input_path: str,
-    spec: job_pb2.OutputSpec,
-    info: job_pb2.InputInfo,
-    out_dir: Path,
-    ffmpeg: str = "ffmpeg",
-) -> CommandPlan:
-    """An animated GIF of the clip: 10 fps, thumbnail.width wide (320 when unset), looping.
-
-    GIF has 256 colours per frame: palettegen picks them from the clip itself and paletteuse
-    maps every frame to them, which looks far better than ffmpeg's fixed default palette.
-    """
-    if spec.type != OutputType.OUTPUT_TYPE_GIF:
-        raise OutputSpecError(f"{OutputType.Name(spec.type)} is not GIF")
-    video = default_stream(info, "video")
-    if video is None:
-        raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
-    notes: list[str] = []
-    start, duration = clip_window(spec.clip, info.duration_seconds)
-    if duration > MAX_GIF_SECONDS:
-        notes.append(f"gif: {duration:g} s shortened to {MAX_GIF_SECONDS:g} s")
-        duration = MAX_GIF_SECONDS
-    width, height = scaled_to_width(video, spec.thumbnail.width or DEFAULT_GIF_WIDTH)
-    output = out_dir / "output.gif"
-    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), "-map", f"0:{video.index}"]
-    if spec.clip.duration_seconds > 0 or duration < info.duration_seconds - start:
-        argv += ["-t", seconds_arg(duration)]
-    argv += [
-        "-vf",
-        f"fps={GIF_FRAME_RATE},scale={width}:{height}:flags=lanczos,setsar=1,"
-        "split[frames][analysed];[analysed]palettegen[palette];[frames][palette]paletteuse",
-        # 0 loops forever, as GIF previews are expected to.
-        "-loop",
-        "0",
-        "-f",
-        "gif",
-        str(output),
-    ]
-    return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
 
 
 def frames_every(interval: float, duration: float) -> int:

@@ -22,25 +22,19 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
-from worker.media.commands import (
-    COMMON_FLAGS,
-    VIDEO_ENCODERS,
-    CommandPlan,
-    Container,
-    LadderPackaging,
-    OutputSpecError,
-    audio_args,
-    clip_window,
+from worker.media.codec_args import audio_args, video_encoder_args
+from worker.media.containers import Container
+from worker.media.encoders import VIDEO_ENCODERS
+from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
+from worker.media.geometry import (
     default_stream,
     display_size,
     even_floor,
     exceeds_source,
-    input_args,
     output_dimensions,
-    seconds_arg,
-    video_encoder_args,
 )
-from worker.media.errors import INPUT_NO_VIDEO, MediaError
+from worker.media.plan import COMMON_FLAGS, CommandPlan, LadderPackaging
+from worker.media.timing import clip_window, input_args, seconds_arg
 
 VideoCodec = job_pb2.VideoCodec
 AudioCodec = job_pb2.AudioCodec

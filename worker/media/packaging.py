@@ -23,8 +23,8 @@ from xml.etree import ElementTree
 
 from kiln.v1 import job_pb2
 
-from worker.media.commands import CommandPlan, LadderPackaging, SpriteSheet
 from worker.media.errors import ENCODE_FAILED, MediaError
+from worker.media.plan import CommandPlan, LadderPackaging, SpriteSheet
 from worker.media.probe import ffprobe_float, ffprobe_int, run_ffprobe_json
 
 PROBE_TIMEOUT_SECONDS = 60

@@ -1,0 +1,77 @@
+"""What a command builder hands the runner: the argv, the files it writes and what follows.
+
+Owns CommandPlan (argv, outputs, notes, expected duration, working directory, CPU limit), the
+finalize steps that complete an output after ffmpeg exits (LadderPackaging, SpriteSheet) and
+COMMON_FLAGS, the options every managed ffmpeg run starts with. Every builder returns a plan;
+worker.media.packaging and the worker loop read one. Nothing here knows about codecs or specs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+COMMON_FLAGS: tuple[str, ...] = (
+    "-hide_banner",
+    "-nostdin",
+    "-y",
+    "-progress",
+    "pipe:1",
+    "-nostats",
+    "-loglevel",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class LadderPackaging:
+    """Where a ladder's manifests are, for worker.media.packaging.finalize_output.
+
+    ffmpeg writes the HLS master playlist before any segment exists, so its BANDWIDTH and CODECS
+    are estimates (and CODECS is wrong or missing for HEVC); finalize rewrites them from the
+    produced segments.
+    """
+
+    # master.m3u8 of an HLS or CMAF output.
+    hls_master: Path | None = None
+    # manifest.mpd of a DASH or CMAF output.
+    dash_manifest: Path | None = None
+
+
+@dataclass(frozen=True)
+class SpriteSheet:
+    """A sprite's geometry, from which finalize writes the WebVTT map next to the image."""
+
+    image: Path
+    vtt: Path
+    tile_width: int
+    tile_height: int
+    columns: int
+    tile_count: int
+    interval_seconds: float
+    # Length of the covered clip: the last cue ends here rather than a whole interval later.
+    duration_seconds: float
+
+
+# What has to happen after ffmpeg exits for the output to be complete.
+FinalizeStep = LadderPackaging | SpriteSheet
+
+
+@dataclass
+class CommandPlan:
+    argv: list[str]
+    # Every file the command writes, so a failed or canceled run can clean up after itself.
+    # Ladders write segments whose number is only known afterwards: they list their manifests,
+    # and the segments are under the same out_dir.
+    outputs: list[Path]
+    # Adjustments made to the spec, shown to the user as Output.notes.
+    notes: list[str] = field(default_factory=list)
+    # Seconds of media the command produces; the denominator of progress.
+    expected_duration: float = 0.0
+    # Work for worker.media.packaging.finalize_output once ffmpeg succeeded; None when the files
+    # ffmpeg wrote are already the output.
+    finalize: FinalizeStep | None = None
+    # Working directory of the run (custom commands run in their scratch output folder).
+    cwd: Path | None = None
+    # Whether the run gets the worker's CPU-time limit (custom commands do).
+    cpu_limited: bool = False

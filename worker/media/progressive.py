@@ -1,0 +1,87 @@
+"""Progressive outputs: one video variant and at most one audio track in MP4, MOV, MKV or WEBM.
+
+Owns build_progressive_command and progressive_variant (the single variant and the codec it
+resolves to in a container, also used by worker.media.concat), plus the video filter chain of a
+single-file encode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kiln.v1 import job_pb2
+
+from worker.media.codec_args import audio_args, video_encoder_args
+from worker.media.containers import PROGRESSIVE_CONTAINERS, Container
+from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
+from worker.media.geometry import default_stream, output_dimensions
+from worker.media.plan import COMMON_FLAGS, CommandPlan
+from worker.media.timing import clip_window, input_args, seconds_arg
+
+VideoCodec = job_pb2.VideoCodec
+OutputType = job_pb2.OutputType
+
+
+def progressive_variant(
+    spec: job_pb2.OutputSpec, container: Container
+) -> tuple[job_pb2.VideoVariant, int]:
+    """The single video variant of a progressive output and the codec it resolves to."""
+    if len(spec.video) != 1:
+        raise OutputSpecError(
+            f"a progressive output takes exactly one video variant, got {len(spec.video)}"
+        )
+    variant = spec.video[0]
+    codec = variant.codec or container.video_codecs[0]
+    if codec not in container.video_codecs:
+        raise OutputSpecError(
+            f"{VideoCodec.Name(codec)} cannot go into {OutputType.Name(spec.type)}"
+        )
+    return variant, codec
+
+
+def build_progressive_command(
+    *,
+    input_path: str,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    out_dir: Path,
+    ffmpeg: str = "ffmpeg",
+) -> CommandPlan:
+    """One video variant and (optionally) one audio track in MP4, MOV, MKV or WEBM."""
+    container = PROGRESSIVE_CONTAINERS.get(spec.type)
+    if container is None:
+        raise OutputSpecError(f"{OutputType.Name(spec.type)} is not a progressive type")
+    variant, codec = progressive_variant(spec, container)
+    video = default_stream(info, "video")
+    if video is None:
+        raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
+
+    notes: list[str] = []
+    start, duration = clip_window(spec.clip, info.duration_seconds)
+    width, height = output_dimensions(variant, video, index=0, notes=notes)
+    output = out_dir / container.file_name
+
+    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), "-map", f"0:{video.index}"]
+    audio = None if spec.audio.disabled else default_stream(info, "audio")
+    if audio is not None:
+        argv += ["-map", f"0:{audio.index}"]
+    if spec.clip.duration_seconds > 0:
+        argv += ["-t", seconds_arg(duration)]
+    argv += [
+        "-vf",
+        _video_filter(variant.fps, width, height),
+        *video_encoder_args(codec, variant, width, height, container),
+        "-pix_fmt",
+        "yuv420p",
+    ]
+    argv += audio_args(spec.audio, audio, container, notes) if audio is not None else ["-an"]
+    argv += [*container.muxer_args, "-f", container.muxer, str(output)]
+    return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
+
+
+def _video_filter(fps: float, width: int, height: int) -> str:
+    # fps first so frames that will be dropped are never scaled; setsar=1 makes anamorphic
+    # sources square-pixel, which is what the computed display size assumes.
+    steps = [f"fps={fps:g}"] if fps > 0 else []
+    steps += [f"scale={width}:{height}", "setsar=1"]
+    return ",".join(steps)
