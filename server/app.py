@@ -164,7 +164,7 @@ def build_server(settings: Settings) -> Server:
     dispatch: Dispatch = (
         PubSubDispatch(store, settings.pubsub) if settings.dispatch == "pubsub" else QueueDispatch()
     )
-    life = Lifecycle(store, hub, dispatch, metrics)
+    life = Lifecycle(store, hub, dispatch, metrics, pricing=settings.pricing)
     jobs = JobService(
         life,
         InputPolicy.from_lists(

@@ -14,6 +14,9 @@ from pathlib import Path
 from common.pubsub import PubSubSettings
 from common.settings_env import comma_list, is_loopback_host
 
+from .domain.pricing_table import PricingTable, PricingTableError, load_pricing_table
+from .domain.pricing_table import default_pricing_table as _default_pricing_table
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -63,6 +66,9 @@ class Settings:
     gcs_prefix: str = ""
     # Buckets a job's output_origin may name (the default bucket is always allowed).
     gcs_output_buckets: list[str] = field(default_factory=list)
+    # KILN_PRICING_FILE laid over the built-in table (server/domain/pricing_table.toml).
+    pricing_file: str = ""
+    pricing: PricingTable = field(default_factory=_default_pricing_table)
 
     @property
     def default_origin(self) -> str:
@@ -105,10 +111,19 @@ def check_dispatch(settings: Settings) -> None:
         )
 
 
+def load_pricing(pricing_file: str) -> PricingTable:
+    """The pricing table, checked now: a bad file refuses the start, naming the entry."""
+    try:
+        return load_pricing_table(pricing_file or None)
+    except PricingTableError as bad:
+        raise UnsafeConfiguration(f"KILN_PRICING_FILE: {bad}") from None
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read KILN_* variables; anything unset keeps the embedded default."""
     env = dict(os.environ if env is None else env)
     data_dir = Path(env.get("KILN_DATA_DIR", "var"))
+    pricing_file = env.get("KILN_PRICING_FILE", "").strip()
     return Settings(
         data_dir=data_dir,
         database_url=env.get("KILN_DATABASE_URL", ""),
@@ -140,6 +155,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
         gcs_output_buckets=comma_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
+        pricing_file=pricing_file,
+        pricing=load_pricing(pricing_file),
     )
 
 
@@ -148,5 +165,6 @@ __all__ = [
     "UnsafeConfiguration",
     "check_dispatch",
     "check_worker_listener",
+    "load_pricing",
     "load_settings",
 ]

@@ -109,7 +109,35 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
   function renderCosts() {
     const rows = [h("tr", {}, h("th", {}, ""), h("th", {}, "estimate"), h("th", {}, "actual")), h("tr", {}, h("th", {}, "Job"), h("td", { id: "cost-estimate" }, fmt.money(job.estimatedCost)), h("td", { id: "cost-actual" }, fmt.money(job.actualCost)))];
     (job.outputs || []).forEach((o, i) => rows.push(h("tr", {}, h("th", {}, `#${i + 1} ${fmt.outputType(o.spec?.type)}`), h("td", {}, fmt.money(o.estimatedCost)), h("td", {}, fmt.money(o.actualCost)))));
-    return h("div", { class: "card" }, h("h2", {}, "Cost"), h("table", { class: "kv" }, rows));
+    return h("div", { class: "card" }, h("h2", {}, "Cost"), h("table", { class: "kv" }, rows), variantCosts());
+  }
+
+  // Adaptive outputs price each video variant; the variants add up to the output's figures.
+  function variantCosts() {
+    const ladders = (job.outputs || []).map((o, i) => [o, i]).filter(([o]) => (o.variantPricing || []).length);
+    if (!ladders.length) return null;
+    const head = h("tr", {}, ...["output", "variant", "codec", "priced at", "rate / min", "estimate", "actual", "billed"].map((t) => h("th", {}, t)));
+    const rows = [];
+    for (const [o, i] of ladders) {
+      for (const v of o.variantPricing) {
+        const name = v.dropped ? "dropped" : v.name;
+        rows.push(
+          h(
+            "tr",
+            { class: "variant-cost", "data-output-id": o.id, "data-variant": String(v.index || 0), "data-estimate-micros": v.estimatedCost ? String(v.estimatedCost.micros || 0) : "", "data-actual-micros": v.actualCost ? String(v.actualCost.micros || 0) : "" },
+            h("td", {}, `#${i + 1} ${fmt.outputType(o.spec?.type)}`),
+            h("td", {}, `${name} (${v.resolution || "source"})`),
+            h("td", {}, `${fmt.short(v.codec, "VIDEO_CODEC_")} ${fmt.short(v.quality, "QUALITY_").toLowerCase()}`),
+            h("td", {}, `${v.pricedHeight || 0}p @ ${Number(v.fps || 0).toFixed(2)} fps`),
+            h("td", {}, fmt.money(v.ratePerMinute)),
+            h("td", {}, fmt.money(v.estimatedCost)),
+            h("td", {}, fmt.money(v.actualCost)),
+            h("td", {}, v.actualCost ? fmt.seconds(v.billedSeconds || 0) : "—"),
+          ),
+        );
+      }
+    }
+    return h("details", { id: "variant-costs", open: "" }, h("summary", {}, "Per variant"), h("table", { class: "variant-costs" }, head, rows));
   }
 
   function renderRequest() {

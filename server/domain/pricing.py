@@ -1,45 +1,21 @@
-"""Cost: one pricing table, applied after probing (estimate) and after encoding (actual).
+"""Cost: one pricing table (pricing_table.py), applied after probing (estimate) and after
+encoding (actual).
 
-cost = minutes x rate(codec, resolution tier) x fps/30 x quality x priority, in
-integer micros so sums never drift.
+A video variant costs minutes x rate(codec, height tier) x fps/30 x quality x priority. Each
+variant is computed exactly (Decimal) and rounded once, half to even, to integer micros; an
+output's cost is the sum of its variants' micros. So the per-variant figures of an adaptive
+output add up to the output's figure exactly, with no remainder to hand to anyone, and the
+job's cost is the sum of its outputs'.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
 from kiln.v1 import job_pb2
 
-V = job_pb2.VideoCodec
-Q = job_pb2.Quality
-P = job_pb2.Priority
-
-# Micros per minute of output for one variant, by codec and resolution tier (height).
-VIDEO_RATE_PER_MINUTE: dict[int, list[tuple[int, int]]] = {
-    V.VIDEO_CODEC_H264: [(480, 4_000), (720, 6_000), (1080, 9_000), (2160, 18_000)],
-    V.VIDEO_CODEC_H265: [(480, 8_000), (720, 12_000), (1080, 18_000), (2160, 36_000)],
-    V.VIDEO_CODEC_VP9: [(480, 8_000), (720, 12_000), (1080, 18_000), (2160, 36_000)],
-    V.VIDEO_CODEC_AV1: [(480, 16_000), (720, 24_000), (1080, 36_000), (2160, 72_000)],
-}
-AUDIO_ONLY_RATE_PER_MINUTE = 1_000
-IMAGE_RATE = 500
-QUALITY_FACTOR: dict[int, float] = {
-    Q.QUALITY_ECONOMY: 0.8,
-    Q.QUALITY_STANDARD: 1.0,
-    Q.QUALITY_PREMIUM: 1.5,
-}
-PRIORITY_FACTOR: dict[int, float] = {
-    P.PRIORITY_ECONOMY: 0.75,
-    P.PRIORITY_STANDARD: 1.0,
-    P.PRIORITY_PREMIUM: 2.0,
-}
-
-
-def _tier_rate(codec: int, height: int) -> int:
-    table = VIDEO_RATE_PER_MINUTE.get(codec, VIDEO_RATE_PER_MINUTE[V.VIDEO_CODEC_H264])
-    for max_height, rate in table:
-        if height <= max_height:
-            return rate
-    return table[-1][1]
-
+from .pricing_table import PricingTable, default_pricing_table
 
 CUSTOM_VIDEO_TYPES = frozenset(
     {
@@ -49,6 +25,96 @@ CUSTOM_VIDEO_TYPES = frozenset(
         job_pb2.OUTPUT_TYPE_WEBM,
     }
 )
+IMAGE_TYPES = frozenset(
+    {
+        job_pb2.OUTPUT_TYPE_JPG,
+        job_pb2.OUTPUT_TYPE_PNG,
+        job_pb2.OUTPUT_TYPE_WEBP,
+        job_pb2.OUTPUT_TYPE_GIF,
+    }
+)
+# Outputs whose variants are priced and shown one by one (Transcodely's variant_pricing[]).
+ADAPTIVE_TYPES = frozenset(
+    {job_pb2.OUTPUT_TYPE_HLS, job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF}
+)
+
+SECONDS_PER_MINUTE = Decimal(60)
+REFERENCE_FPS = Decimal(30)
+
+
+@dataclass(frozen=True)
+class VariantPrice:
+    """One video variant's share of an output's cost."""
+
+    index: int
+    # The rendition's name in the package (v0, v1, ... as the worker numbers encoded
+    # variants); empty when the variant is not encoded.
+    name: str
+    priced_height: int
+    fps: float
+    rate_micros_per_minute: int
+    # Above the source and duplicating a variant that has the source's size: the worker
+    # drops it, so it costs nothing.
+    dropped: bool
+    micros: int
+
+
+def variant_prices(
+    spec: job_pb2.OutputSpec,
+    *,
+    seconds: float,
+    source_height: int,
+    source_fps: float,
+    priority: int,
+    table: PricingTable | None = None,
+) -> list[VariantPrice]:
+    """Each video variant of `spec` priced for `seconds`; empty for audio and image outputs.
+
+    `source_height` is the source's displayed height (after rotation). A variant above it is
+    priced as the worker encodes it: never upscaled unless asked, so the first such variant
+    costs what a source-sized one does, and it is dropped (free) when another variant already
+    has the source's height.
+    """
+    table = table or default_pricing_table()
+    if spec.HasField("custom") and spec.type in CUSTOM_VIDEO_TYPES:
+        # Priced as what it most often is: one H.264 rendition at the source's size.
+        spec = job_pb2.OutputSpec(video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264)])
+    heights = [variant_height(v.resolution, source_height) for v in spec.video]
+    above = [
+        source_height > 0 and not v.allow_upscale and height > source_height
+        for v, height in zip(spec.video, heights, strict=True)
+    ]
+    source_covered = any(
+        height == source_height and not is_above
+        for height, is_above in zip(heights, above, strict=True)
+    )
+    priority_factor = table.priority_factor(priority)
+    prices = []
+    encoded = 0
+    for index, variant in enumerate(spec.video):
+        height = heights[index]
+        if above[index]:
+            if source_covered:
+                prices.append(VariantPrice(index, "", source_height, 0.0, 0, True, 0))
+                continue
+            source_covered = True
+            height = source_height
+        fps = variant.fps or source_fps or 30.0
+        rate = table.video_rate(variant.codec, height)
+        exact = (
+            Decimal(rate)
+            * _decimal(max(seconds, 0.0))
+            / SECONDS_PER_MINUTE
+            * _decimal(fps)
+            / REFERENCE_FPS
+            * table.quality_factor(variant.quality)
+            * priority_factor
+        )
+        prices.append(
+            VariantPrice(index, f"v{encoded}", height, fps, rate, False, _round_micros(exact))
+        )
+        encoded += 1
+    return prices
 
 
 def output_cost(
@@ -58,38 +124,56 @@ def output_cost(
     source_height: int,
     source_fps: float,
     priority: int,
+    table: PricingTable | None = None,
 ) -> int:
-    """Micros for `seconds` of this output."""
-    minutes = max(seconds, 0.0) / 60.0
-    priority_factor = PRIORITY_FACTOR.get(priority, 1.0)
-    if spec.HasField("custom") and spec.type in CUSTOM_VIDEO_TYPES:
-        # Priced as what it most often is: one H.264 rendition at the source's size.
-        spec = job_pb2.OutputSpec(video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264)])
-    if not spec.video:
-        if spec.type in (
-            job_pb2.OUTPUT_TYPE_JPG,
-            job_pb2.OUTPUT_TYPE_PNG,
-            job_pb2.OUTPUT_TYPE_WEBP,
-            job_pb2.OUTPUT_TYPE_GIF,
-        ):
-            return round(IMAGE_RATE * priority_factor)
-        return round(minutes * AUDIO_ONLY_RATE_PER_MINUTE * priority_factor)
-    total = 0.0
-    for variant in spec.video:
-        height = variant_height(variant.resolution, source_height)
-        fps = variant.fps or source_fps or 30.0
-        total += (
-            minutes
-            * _tier_rate(variant.codec, height)
-            * (fps / 30.0)
-            * QUALITY_FACTOR.get(variant.quality, 1.0)
-        )
-    return round(total * priority_factor)
+    """Micros for `seconds` of this output: the sum of its variants for video outputs."""
+    table = table or default_pricing_table()
+    variants = variant_prices(
+        spec,
+        seconds=seconds,
+        source_height=source_height,
+        source_fps=source_fps,
+        priority=priority,
+        table=table,
+    )
+    if variants:
+        return sum(v.micros for v in variants)
+    priority_factor = table.priority_factor(priority)
+    if spec.type in IMAGE_TYPES:
+        return _round_micros(Decimal(table.image_micros_per_output) * priority_factor)
+    return _round_micros(
+        Decimal(table.audio_only_micros_per_minute)
+        * _decimal(max(seconds, 0.0))
+        / SECONDS_PER_MINUTE
+        * priority_factor
+    )
+
+
+def shows_variants(spec: job_pb2.OutputSpec) -> bool:
+    """Whether an output carries a per-variant breakdown: adaptive ladders do."""
+    return spec.type in ADAPTIVE_TYPES and bool(spec.video) and not spec.HasField("custom")
+
+
+def source_display_height(video: job_pb2.StreamInfo | None) -> int:
+    """The source's height as shown: a 90/270 rotation swaps width and height on decode."""
+    if video is None:
+        return 0
+    return video.width if video.rotation in (90, 270) else video.height
 
 
 def variant_height(resolution: str, source_height: int) -> int:
+    resolution = resolution.strip().lower()
     if resolution.endswith("p") and resolution[:-1].isdigit():
         return int(resolution[:-1])
     if "x" in resolution:
         return int(resolution.split("x", 1)[1])
     return source_height
+
+
+def _decimal(value: float) -> Decimal:
+    # Through repr: 2.002 s is the decimal 2.002 a person checking by hand would use.
+    return Decimal(repr(float(value)))
+
+
+def _round_micros(exact: Decimal) -> int:
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))

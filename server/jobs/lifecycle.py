@@ -18,6 +18,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from ..dispatch import Dispatch
 from ..domain import ids
+from ..domain.pricing_table import PricingTable, default_pricing_table
 from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL
@@ -37,8 +38,11 @@ class Lifecycle:
         hub: EventHub,
         dispatch: Dispatch,
         metrics: ServerMetrics | None = None,
+        pricing: PricingTable | None = None,
     ) -> None:
         self.store = store
+        # The table estimates and actual costs are priced with (checked at start).
+        self.pricing = pricing or default_pricing_table()
         self.metrics = metrics or ServerMetrics()
         self.hub = hub
         # Carries "these tasks are ready" to workers (the db queue's wake-up, or Pub/Sub).

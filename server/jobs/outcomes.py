@@ -25,6 +25,7 @@ from ..domain.states import (
 )
 from ..store.models import Output, Task
 from ..store.store import JobRecord, Tx, now
+from . import variant_costs
 from .lifecycle import Lifecycle
 
 S = job_pb2.JobStage
@@ -33,20 +34,20 @@ S = job_pb2.JobStage
 async def probed(life: Lifecycle, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
     """Record the input's facts and estimate; True when transcode tasks were queued."""
     job = record.job
-    video = next((s for s in info.streams if s.kind == "video"), None)
     specs = [job_pb2.OutputSpec.FromString(output.spec) for output in record.outputs]
     if (problem := input_problem(info, specs)) is not None:
         await life.probe_failed(tx, record, problem)
         return False
-    height = video.height if video else 0
-    fps = video.frame_rate if video else 30.0
     total = 0
     for output, spec in zip(record.outputs, specs, strict=True):
         seconds = output_seconds(spec, info.duration_seconds)
-        cost = pricing.output_cost(
-            spec, seconds=seconds, source_height=height, source_fps=fps, priority=job.priority
-        )
-        await tx.update_output(output.id, estimated_cost_micros=cost)
+        cost, variants = _priced(life, spec, info, seconds, job.priority)
+        estimate: dict[str, Any] = {"estimated_cost_micros": cost}
+        if pricing.shows_variants(spec):
+            # A completed output of a retried job keeps what its variants were billed.
+            billed = output.variant_pricing if output.status == OutputStatus.COMPLETED else None
+            estimate["variant_pricing"] = variant_costs.estimated_entries(variants, seconds, billed)
+        await tx.update_output(output.id, **estimate)
         total += cost
     values = {
         "input_info": info.SerializeToString(),
@@ -79,20 +80,18 @@ async def output_done(
     output = _output(record, output_id)
     spec = job_pb2.OutputSpec.FromString(output.spec)
     info = job_pb2.InputInfo.FromString(job.input_info or b"")
-    video = next((s for s in info.streams if s.kind == "video"), None)
-    cost = pricing.output_cost(
-        spec,
-        seconds=result.encoded_seconds,
-        source_height=video.height if video else 0,
-        source_fps=video.frame_rate if video else 30.0,
-        priority=job.priority,
-    )
+    cost, variants = _priced(life, spec, info, result.encoded_seconds, job.priority)
+    actual: dict[str, Any] = {"actual_cost_micros": cost}
+    if pricing.shows_variants(spec):
+        actual["variant_pricing"] = variant_costs.billed_entries(
+            output.variant_pricing, variants, result.encoded_seconds
+        )
     await tx.move_output(
         output_id,
         OutputStatus.COMPLETED,
         progress=100.0,
         result=result.SerializeToString(),
-        actual_cost_micros=cost,
+        **actual,
     )
     await life.emit_output_row(tx, job, output)
     await finish_if_done(life, tx, record)
@@ -102,13 +101,15 @@ async def output_failed(
     life: Lifecycle, tx: Tx, record: JobRecord, output_id: str, error: job_pb2.JobError
 ) -> None:
     error.stage = error.stage or S.JOB_STAGE_TRANSCODING
+    output = _output(record, output_id)
     await tx.move_output(
         output_id,
         OutputStatus.FAILED,
         error=error.SerializeToString(),
         actual_cost_micros=0,
+        variant_pricing=variant_costs.failed_entries(output.variant_pricing),
     )
-    await life.emit_output_row(tx, record.job, _output(record, output_id))
+    await life.emit_output_row(tx, record.job, output)
     await finish_if_done(life, tx, record, error)
 
 
@@ -147,6 +148,36 @@ async def finish_if_done(
         # 100 is reported only once the job is COMPLETED.
         await life.emit(tx, job.id, progress=job_service_pb2.ProgressEvent(progress=100.0))
     await life.emit_completed(tx, record)
+
+
+def _priced(
+    life: Lifecycle,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    seconds: float,
+    priority: int,
+) -> tuple[int, list[pricing.VariantPrice]]:
+    """The output's micros for `seconds` and, for video outputs, each variant's share."""
+    video = next((s for s in info.streams if s.kind == "video"), None)
+    height = pricing.source_display_height(video)
+    fps = video.frame_rate if video else 30.0
+    cost = pricing.output_cost(
+        spec,
+        seconds=seconds,
+        source_height=height,
+        source_fps=fps,
+        priority=priority,
+        table=life.pricing,
+    )
+    variants = pricing.variant_prices(
+        spec,
+        seconds=seconds,
+        source_height=height,
+        source_fps=fps,
+        priority=priority,
+        table=life.pricing,
+    )
+    return cost, variants
 
 
 def task_output_id(task: Task) -> str:

@@ -21,7 +21,7 @@ from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import coalesce
 from ..store.models import Job, Output
 from ..store.store import IdempotencyKeyTaken, JobRecord, Tx, now
-from . import views
+from . import variant_costs, views
 from .lifecycle import Lifecycle
 from .presets import PresetCatalog
 
@@ -294,6 +294,7 @@ class JobService:
                         error=None,
                         result=None,
                         actual_cost_micros=None,
+                        variant_pricing=variant_costs.unbilled_entries(output.variant_pricing),
                     )
                     await self.life.emit_output(tx, job, output.id)
             await self.life.move(

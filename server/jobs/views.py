@@ -12,6 +12,7 @@ from kiln.worker.v1 import worker_service_pb2
 
 from ..store.models import Job, Output
 from ..store.store import JobRecord
+from . import variant_costs
 
 STATUS_PREFIX = "JOB_STATUS_"
 OUTPUT_STATUS_PREFIX = "OUTPUT_STATUS_"
@@ -58,6 +59,9 @@ def output_message(
         message.estimated_cost.CopyFrom(estimated)
     if (actual := money(output.actual_cost_micros, currency)) is not None:
         message.actual_cost.CopyFrom(actual)
+    message.variant_pricing.extend(
+        variant_costs.variant_messages(output.variant_pricing, message.spec, currency)
+    )
     if output.error:
         message.error.ParseFromString(output.error)
     if output.result:

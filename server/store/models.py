@@ -112,6 +112,9 @@ class Output(Base):
     result: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     estimated_cost_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     actual_cost_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # HLS/DASH/CMAF: one entry per video variant (priced height, fps, rate, estimated and
+    # actual micros and seconds); the view adds what the spec says (codec, resolution).
+    variant_pricing: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class Task(Base):

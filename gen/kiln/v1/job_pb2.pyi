@@ -313,7 +313,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes")
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "variant_pricing")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +323,7 @@ class Output(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_PRICING_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OutputSpec
     status: OutputStatus
@@ -332,7 +333,38 @@ class Output(_message.Message):
     error: JobError
     files: _containers.RepeatedCompositeFieldContainer[OutputFile]
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    variant_pricing: _containers.RepeatedCompositeFieldContainer[VariantPricing]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ...) -> None: ...
+
+class VariantPricing(_message.Message):
+    __slots__ = ("index", "name", "resolution", "codec", "quality", "priced_height", "fps", "rate_per_minute", "estimated_cost", "actual_cost", "estimated_seconds", "billed_seconds", "dropped")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    PRICED_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_COST_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BILLED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    resolution: str
+    codec: VideoCodec
+    quality: Quality
+    priced_height: int
+    fps: float
+    rate_per_minute: Money
+    estimated_cost: Money
+    actual_cost: Money
+    estimated_seconds: float
+    billed_seconds: float
+    dropped: bool
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., resolution: _Optional[str] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., quality: _Optional[_Union[Quality, str]] = ..., priced_height: _Optional[int] = ..., fps: _Optional[float] = ..., rate_per_minute: _Optional[_Union[Money, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., estimated_seconds: _Optional[float] = ..., billed_seconds: _Optional[float] = ..., dropped: _Optional[bool] = ...) -> None: ...
 
 class StreamInfo(_message.Message):
     __slots__ = ("index", "kind", "codec", "width", "height", "frame_rate", "rotation", "channels", "sample_rate", "bitrate", "pixel_format", "is_default")

@@ -144,6 +144,9 @@ try {
   const chart = await page.evaluate(() => Object.values(window.kiln.charts).map((series) => series.map((s) => ({ label: s.label, kbps: s.points.map((p) => Math.round(p.kbps)) }))));
   check(await page.locator("#timeline li[data-kind=completed]").count() === 1, "the timeline has no completed event");
   check((await page.locator("#cost-actual").textContent()).trim() !== "—", "no actual cost shown");
+  // Per-variant costs of both ladders (2 variants each), every one with its actual figure.
+  const variantActuals = await page.locator("#variant-costs tr.variant-cost").evaluateAll((rows) => rows.map((r) => r.dataset.actualMicros));
+  check(variantActuals.length === 4 && variantActuals.every((m) => m !== ""), `per-variant costs: ${JSON.stringify(variantActuals)}`);
   // Hover the scrub bar under the HLS player: the sprite tile of that time shows.
   const scrub = hlsPlayer.locator(".scrub");
   await scrub.scrollIntoViewIfNeeded();
