@@ -25,7 +25,7 @@ class SystemPreset:
     spec: job_pb2.OutputSpec
 
 
-def _mp4(resolution: str, quality: int) -> job_pb2.OutputSpec:
+def _mp4(resolution: str, quality: job_pb2.Quality) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=T.OUTPUT_TYPE_MP4,
         video=[
@@ -34,7 +34,7 @@ def _mp4(resolution: str, quality: int) -> job_pb2.OutputSpec:
     )
 
 
-def _ladder(kind: int) -> job_pb2.OutputSpec:
+def _ladder(kind: job_pb2.OutputType) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=kind,
         video=[

@@ -95,8 +95,8 @@ def _boolean(text: str) -> bool:
     raise ValueError(f"{text!r} is not true or false")
 
 
-def _choice(choices: Mapping[str, int]) -> Callable[[str], Any]:
-    def parse(text: str) -> int:
+def _choice(choices: Mapping[str, Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         value = choices.get(text.strip().lower())
         if value is None:
             raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
@@ -131,24 +131,24 @@ Params = dict[str, Any]
 class RecipeDefinition:
     doc: str
     # Output types it makes; the first is the default when the spec leaves type unset.
-    types: tuple[int, ...]
+    types: tuple[job_pb2.OutputType, ...]
     params: Mapping[str, Param]
     # (output type, parameters with defaults filled in) -> the spec it makes.
-    build: Callable[[int, Params], job_pb2.OutputSpec]
+    build: Callable[[job_pb2.OutputType, Params], job_pb2.OutputSpec]
     # Inline fields the recipe decides: an override must equal what it makes.
     fixed: tuple[str, ...] = ()
     # Checks between parameters: (parameter, message) pairs.
     relations: Callable[[Params], list[tuple[str, str]]] = field(default=lambda _: [])
 
 
-def _video_codec(kind: int, params: Params) -> int:
-    chosen = params.get("codec")
+def _video_codec(kind: job_pb2.OutputType, params: Params) -> job_pb2.VideoCodec:
+    chosen: job_pb2.VideoCodec | None = params.get("codec")
     if chosen:
-        return int(chosen)
+        return chosen
     return V.VIDEO_CODEC_VP9 if kind == T.OUTPUT_TYPE_WEBM else V.VIDEO_CODEC_H264
 
 
-def _variant(kind: int, params: Params, **fields: Any) -> job_pb2.VideoVariant:
+def _variant(kind: job_pb2.OutputType, params: Params, **fields: Any) -> job_pb2.VideoVariant:
     variant = job_pb2.VideoVariant(codec=_video_codec(kind, params), **fields)
     for name in ("resolution", "crf", "bitrate_kbps", "fps", "quality", "allow_upscale"):
         if params.get(name) is not None:
@@ -156,14 +156,14 @@ def _variant(kind: int, params: Params, **fields: Any) -> job_pb2.VideoVariant:
     return variant
 
 
-def _video_or_audio(kind: int, params: Params, **fields: Any) -> job_pb2.OutputSpec:
+def _video_or_audio(kind: job_pb2.OutputType, params: Params, **fields: Any) -> job_pb2.OutputSpec:
     """A progressive file (one variant) or, for an audio type, the audio alone."""
     if kind in AUDIO_TYPES:
         return job_pb2.OutputSpec(type=kind)
     return job_pb2.OutputSpec(type=kind, video=[_variant(kind, params, **fields)])
 
 
-def _thumbnail(kind: int, params: Params) -> job_pb2.OutputSpec:
+def _thumbnail(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
     thumbnail = job_pb2.ThumbnailSpec(
         mode=job_pb2.THUMBNAIL_MODE_SINGLE, time_seconds=params["seek_seconds"]
     )
@@ -172,12 +172,12 @@ def _thumbnail(kind: int, params: Params) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(type=kind, thumbnail=thumbnail)
 
 
-def _compress(kind: int, params: Params) -> job_pb2.OutputSpec:
+def _compress(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
     # ECONOMY: the tier's CRF (28 for H.264) unless crf is given, and its lower bitrate cap.
     return _video_or_audio(kind, params, quality=Q.QUALITY_ECONOMY)
 
 
-def _web_ready(kind: int, params: Params) -> job_pb2.OutputSpec:
+def _web_ready(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=kind,
         video=[job_pb2.VideoVariant(codec=V.VIDEO_CODEC_H264, quality=Q.QUALITY_STANDARD)],
@@ -185,12 +185,12 @@ def _web_ready(kind: int, params: Params) -> job_pb2.OutputSpec:
     )
 
 
-def _proxy(kind: int, params: Params) -> job_pb2.OutputSpec:
+def _proxy(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
     gop = 1 if params["all_intra"] else 0
     return _video_or_audio(kind, params, quality=Q.QUALITY_ECONOMY, gop_frames=gop)
 
 
-def _trim(kind: int, params: Params) -> job_pb2.OutputSpec:
+def _trim(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
     spec = _video_or_audio(kind, params)
     spec.clip.start_seconds = params["start_seconds"]
     if params.get("duration_seconds") is not None:
@@ -216,7 +216,7 @@ def _trim_relations(params: Params) -> list[tuple[str, str]]:
     return problems
 
 
-def _extract_audio(kind: int, params: Params) -> job_pb2.OutputSpec:
+def _extract_audio(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
     spec = job_pb2.OutputSpec(type=kind)
     if params.get("bitrate_kbps"):
         spec.audio.bitrate_kbps = params["bitrate_kbps"]

@@ -22,7 +22,7 @@ from .connect_json import ConnectJsonClient
 from .test_bad_requests import violations_from_connect
 
 
-def recipe(name: str, type: int = 0, **params: str) -> job_pb2.OutputSpec:
+def recipe(name: str, type: job_pb2.OutputType | None = None, **params: str) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(type=type, recipe=job_pb2.Recipe(name=name, params=params))
 
 

@@ -76,7 +76,7 @@ def infos(sources: dict[str, Path]) -> dict[str, job_pb2.InputInfo]:
     return {name: asyncio.run(probe(str(path))) for name, path in sources.items()}
 
 
-def recipe(name: str, type: int = 0, **params: str) -> job_pb2.OutputSpec:
+def recipe(name: str, type: job_pb2.OutputType | None = None, **params: str) -> job_pb2.OutputSpec:
     expansion = recipes.expand(
         job_pb2.OutputSpec(type=type, recipe=job_pb2.Recipe(name=name, params=params))
     )

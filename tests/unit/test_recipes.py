@@ -28,7 +28,7 @@ def policy(root: Path) -> InputPolicy:
     return InputPolicy.from_lists([str(root)], [], [])
 
 
-def recipe(name: str, type: int = 0, **params: str) -> job_pb2.OutputSpec:
+def recipe(name: str, type: job_pb2.OutputType | None = None, **params: str) -> job_pb2.OutputSpec:
     spec = job_pb2.OutputSpec(recipe=job_pb2.Recipe(name=name, params=params))
     if type:
         spec.type = type
@@ -178,8 +178,9 @@ def test_a_recipe_with_thumbnail_output_in_a_concat_job_is_refused(root, policy)
             root, policy, recipe("thumbnail"), concat_input_urls=[(root / "in.mp4").as_uri()]
         )
     )
-    assert "concatenated inputs make progressive or audio outputs only" in (
-        found["outputs[0].recipe.name"]
+    assert (
+        "concatenated inputs make progressive or audio outputs only"
+        in (found["outputs[0].recipe.name"])
     )
 
 
