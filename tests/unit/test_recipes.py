@@ -12,6 +12,8 @@ from server.domain import recipes
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.presets import SYSTEM_PRESETS, resolve
 from server.domain.validation import validate_create, validate_preset
+from worker.media.commands import build_command
+from worker.media.stream_copy import extract_audio_copies, web_ready_copies_video
 
 T = job_pb2.OutputType
 V = job_pb2.VideoCodec
@@ -258,3 +260,76 @@ def test_recipe_system_presets_resolve():
         out = resolve(job_pb2.OutputSpec(preset=slug), {})
         assert out.recipe.name == slug.removeprefix("recipe_")
         assert out.type
+
+
+def probed(container: str, *streams: job_pb2.StreamInfo) -> job_pb2.InputInfo:
+    return job_pb2.InputInfo(container=container, duration_seconds=2, streams=streams)
+
+
+H264 = job_pb2.StreamInfo(
+    index=0,
+    kind="video",
+    codec="h264",
+    pixel_format="yuv420p",
+    width=320,
+    height=180,
+    frame_rate=25,
+)
+AAC = job_pb2.StreamInfo(index=1, kind="audio", codec="aac", channels=2)
+MP4_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"
+
+
+@pytest.mark.parametrize(
+    ("info", "copies"),
+    [
+        (probed(MP4_FORMAT, H264, AAC), True),
+        (probed("matroska,webm", H264), True),
+        (probed(MP4_FORMAT, job_pb2.StreamInfo(kind="video", codec="hevc")), False),
+        (
+            probed(
+                MP4_FORMAT,
+                job_pb2.StreamInfo(kind="video", codec="h264", pixel_format="yuv420p10le"),
+            ),
+            False,
+        ),
+        (probed("avi", H264), False),
+        (probed(MP4_FORMAT, AAC), False),
+    ],
+)
+def test_web_ready_copies_only_browser_ready_h264(info, copies):
+    assert web_ready_copies_video(info) is copies
+
+
+def test_web_ready_remux_argv_copies_video_and_aac_and_encodes_other_audio(tmp_path):
+    spec = expanded(recipe("web_ready"))
+    plan = build_command(
+        input_path="in.mp4", spec=spec, info=probed(MP4_FORMAT, H264, AAC), out_dir=tmp_path
+    )
+    assert plan.argv[plan.argv.index("-c:v") + 1] == "copy"
+    assert plan.argv[plan.argv.index("-c:a") + 1] == "copy"
+    assert "+faststart" in plan.argv
+    opus = job_pb2.StreamInfo(index=1, kind="audio", codec="opus", channels=2)
+    plan = build_command(
+        input_path="in.mkv",
+        spec=spec,
+        info=probed("matroska,webm", H264, opus),
+        out_dir=tmp_path,
+    )
+    assert plan.argv[plan.argv.index("-c:v") + 1] == "copy"
+    assert plan.argv[plan.argv.index("-c:a") + 1] == "aac"
+    # Several inputs are concatenated, never copied.
+    plan = build_command(
+        input_path="in.mp4",
+        spec=spec,
+        info=probed(MP4_FORMAT, H264, AAC),
+        out_dir=tmp_path,
+        extra_inputs=[("b.mp4", probed(MP4_FORMAT, H264, AAC))],
+    )
+    assert "copy" not in plan.argv
+
+
+def test_extract_audio_copies_only_into_its_own_codec_and_without_reshaping():
+    info = probed(MP4_FORMAT, H264, AAC)
+    assert extract_audio_copies(expanded(recipe("extract_audio")), info)
+    assert not extract_audio_copies(expanded(recipe("extract_audio", T.OUTPUT_TYPE_MP3)), info)
+    assert not extract_audio_copies(expanded(recipe("extract_audio", bitrate_kbps="96")), info)
