@@ -263,7 +263,7 @@ def test_compress_proxy_resize_trim_transcode(sources, infos, tmp_path):
     assert abs(duration(info) - 1.0) < 0.1
 
     _, _, info = make(
-        recipe("transcode", T.OUTPUT_TYPE_WEBM, quality="economy"),
+        recipe("transcode", T.OUTPUT_TYPE_WEBM, quality="economy", resolution="160x90"),
         "h264",
         sources,
         infos,
