@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from kiln.v1 import job_pb2
 
+from . import recipes
+from .errors import FieldViolation, InvalidArgument
+
 T = job_pb2.OutputType
 V = job_pb2.VideoCodec
 Q = job_pb2.Quality
@@ -22,7 +25,7 @@ class SystemPreset:
     spec: job_pb2.OutputSpec
 
 
-def _mp4(resolution: str, quality: int) -> job_pb2.OutputSpec:
+def _mp4(resolution: str, quality: job_pb2.Quality) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=T.OUTPUT_TYPE_MP4,
         video=[
@@ -31,7 +34,7 @@ def _mp4(resolution: str, quality: int) -> job_pb2.OutputSpec:
     )
 
 
-def _ladder(kind: int) -> job_pb2.OutputSpec:
+def _ladder(kind: job_pb2.OutputType) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=kind,
         video=[
@@ -73,14 +76,35 @@ SYSTEM_PRESETS: dict[str, SystemPreset] = {
     "audio_aac": SystemPreset(
         "AAC audio", "Audio only, M4A AAC 128 kbit/s", job_pb2.OutputSpec(type=T.OUTPUT_TYPE_M4A)
     ),
+    # Xora's recipes that need no parameter, at their defaults (the others take parameters:
+    # use them as {"recipe": {...}} outputs, or save a preset with your parameters).
+    **{
+        f"recipe_{name}": SystemPreset(
+            f"Recipe {name}", recipes.RECIPES[name].doc, recipes.system_spec(name)
+        )
+        for name in ("web_ready", "compress", "proxy", "extract_audio", "transcode")
+    },
 }
 
 
 def resolve(spec: job_pb2.OutputSpec, saved: dict[str, job_pb2.OutputSpec]) -> job_pb2.OutputSpec:
-    """The inline spec a (validated) output refers to: a system slug or a saved preset."""
-    if not spec.preset:
-        return spec
+    """The inline spec a (validated) output refers to: a system slug or a saved preset, with
+    any recipe expanded (the recipe kept on the spec, for the worker)."""
     resolved = job_pb2.OutputSpec()
-    system = SYSTEM_PRESETS.get(spec.preset)
-    resolved.CopyFrom(system.spec if system else saved[spec.preset])
-    return resolved
+    if spec.preset:
+        system = SYSTEM_PRESETS.get(spec.preset)
+        resolved.CopyFrom(system.spec if system else saved[spec.preset])
+    else:
+        resolved.CopyFrom(spec)
+    if not resolved.HasField("recipe"):
+        return resolved
+    expansion = recipes.expand(resolved)
+    if expansion.spec is None:
+        # Only a preset saved under older recipe rules can get here (requests are validated).
+        raise InvalidArgument(
+            [
+                FieldViolation(f"preset {spec.preset}.{where}", text)
+                for where, text in expansion.problems
+            ]
+        )
+    return expansion.spec

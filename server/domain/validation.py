@@ -14,6 +14,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from common.custom_command import check_custom_args
 from common.input_policy import InputPolicy, InputRefused
 
+from . import recipes
 from .errors import FieldViolation, InvalidArgument
 
 MAX_OUTPUTS = 10
@@ -86,6 +87,14 @@ MIN_IMAGE_INTERVAL_SECONDS = 0.1
 MIN_AV1_DIMENSION = 64
 MAX_THUMBNAIL_TIMESTAMPS = 100
 
+# CRF scales: x264/x265 0-51, libvpx-vp9 and SVT-AV1 0-63 (0, lossless, is not offered).
+MAX_CRF = {
+    V.VIDEO_CODEC_H264: 51,
+    V.VIDEO_CODEC_H265: 51,
+    V.VIDEO_CODEC_VP9: 63,
+    V.VIDEO_CODEC_AV1: 63,
+}
+
 NAMED_RESOLUTIONS = {"2160p", "1440p", "1080p", "720p", "480p", "360p", "240p"}
 _EXPLICIT_RESOLUTION = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 _SAMPLE_RATES = {8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000}
@@ -116,7 +125,20 @@ def validate_create(
         bad("outputs", f"at most {MAX_OUTPUTS} outputs, got {len(request.outputs)}")
     else:
         for index, output in enumerate(request.outputs):
-            _check_output(f"outputs[{index}]", output, known_presets, bad)
+            checked = _check_output(f"outputs[{index}]", output, known_presets, bad)
+            if output.recipe.name == "concat" and not request.concat_input_urls:
+                bad(
+                    f"outputs[{index}].recipe.name",
+                    "concat joins the job's inputs: set concat_input_urls (read after input_url)",
+                )
+            recipe_type = checked.type if output.HasField("recipe") and not output.type else 0
+            if request.concat_input_urls and recipe_type not in PROGRESSIVE | AUDIO_ONLY | {0}:
+                bad(
+                    f"outputs[{index}].recipe.name",
+                    f"{output.recipe.name} makes "
+                    f"{T.Name(checked.type).removeprefix('OUTPUT_TYPE_')}, and concatenated "
+                    "inputs make progressive or audio outputs only",
+                )
 
     if request.concat_input_urls:
         for index, output in enumerate(request.outputs):
@@ -150,7 +172,37 @@ def _check_input(path, url, policy: InputPolicy, bad, *, required: bool) -> None
         bad(path, str(refused))
 
 
-def _check_output(path: str, output: job_pb2.OutputSpec, known_presets: set[str], bad) -> None:
+def _check_output(
+    path: str, output: job_pb2.OutputSpec, known_presets: set[str], bad
+) -> job_pb2.OutputSpec:
+    """Report the problems of one output; return the spec it means (a recipe expanded)."""
+    if output.HasField("recipe"):
+        return _check_recipe(path, output, bad)
+    _check_inline(path, output, known_presets, bad)
+    return output
+
+
+def _check_recipe(path: str, output: job_pb2.OutputSpec, bad) -> job_pb2.OutputSpec:
+    """A recipe's own problems, then the expanded spec's, each at the path that caused it:
+    a field a parameter set is reported at the parameter."""
+    expansion = recipes.expand(output)
+    for where, description in expansion.problems:
+        bad(f"{path}.{where}", description)
+    if expansion.spec is None:
+        return output
+
+    def bad_expanded(where: str, description: str) -> None:
+        relative = where.removeprefix(f"{path}.")
+        bad(f"{path}.{expansion.sources.get(relative, relative)}", description)
+
+    inline = job_pb2.OutputSpec()
+    inline.CopyFrom(expansion.spec)
+    inline.ClearField("recipe")
+    _check_inline(path, inline, set(), bad_expanded)
+    return expansion.spec
+
+
+def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str], bad) -> None:
     if output.preset:
         inline = job_pb2.OutputSpec()
         inline.CopyFrom(output)
@@ -243,6 +295,10 @@ def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> 
         bad(f"{path}.fps", "must be between 1 and 120")
     if not 0 <= variant.gop_frames <= 1000:
         bad(f"{path}.gop_frames", "must be between 0 and 1000")
+    highest_crf = MAX_CRF.get(variant.codec, 51)
+    if variant.crf and not 1 <= variant.crf <= highest_crf:
+        codec = V.Name(variant.codec).removeprefix("VIDEO_CODEC_") if variant.codec else "it"
+        bad(f"{path}.crf", f"must be between 1 and {highest_crf} for {codec}")
 
 
 def resolution_problem(resolution: str) -> str | None:

@@ -9,6 +9,13 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.media_probe import ffprobe, streams
 
+# Recipes end to end, on this module's cluster.
+from .recipe_flows import (  # noqa: F401
+    test_bad_recipes_are_refused_over_connect_json_naming_the_field,
+    test_cli_spec_file_with_concat_recipes,
+    test_several_recipes_and_a_recipe_preset_in_one_job,
+)
+
 
 # What FFmpeg produces does not depend on the database: one database kind is enough.
 @pytest.fixture(scope="module")

@@ -49,7 +49,8 @@ def video_encoder_args(
     else:
         maxrate = row.maxrate_kbps(width, height)
         target = ["-b:v", f"{maxrate}k"] if encoder.caps_crf_with_target_bitrate else []
-        args += ["-crf", str(row.crf), *target]
+        # A variant's own CRF (compress, proxy) replaces the tier's; the tier's cap stays.
+        args += ["-crf", str(variant.crf or row.crf), *target]
         args += ["-maxrate", f"{maxrate}k", "-bufsize", f"{2 * maxrate}k"]
     gop = variant.gop_frames if gop_frames is None else gop_frames
     if gop > 0:

@@ -1,7 +1,8 @@
 """The entry point of command building: picks the builder for an output spec.
 
 Owns build_command only, the top of the worker.media layering: it imports every builder
-(progressive, audio, images, gif, ladder, concat, custom) and none of them imports it. Each
+(progressive, audio, images, gif, ladder, concat, custom, stream_copy) and none of them
+imports it. Each
 builder is a pure function of (spec, probed input, paths) returning a CommandPlan, so every
 decision can be tested by looking at the argv.
 """
@@ -24,6 +25,7 @@ from worker.media.images import build_thumbnail_command
 from worker.media.ladder import build_ladder_command
 from worker.media.plan import CommandPlan
 from worker.media.progressive import build_progressive_command
+from worker.media.stream_copy import build_stream_copy_command
 
 OutputType = job_pb2.OutputType
 
@@ -55,6 +57,14 @@ def build_command(
             ffmpeg=ffmpeg,
             extra_inputs=extra_inputs,
         )
+    if spec.recipe.name and not extra_inputs:
+        # web_ready and extract_audio remux when the input allows; else the expanded spec is
+        # encoded like any other.
+        copied = build_stream_copy_command(
+            input_path=input_path, spec=spec, info=info, out_dir=out_dir, ffmpeg=ffmpeg
+        )
+        if copied is not None:
+            return copied
     if extra_inputs:
         return build_concat_command(
             inputs=[(input_path, info), *extra_inputs], spec=spec, out_dir=out_dir, ffmpeg=ffmpeg

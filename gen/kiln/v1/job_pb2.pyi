@@ -179,7 +179,7 @@ class Money(_message.Message):
     def __init__(self, micros: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class VideoVariant(_message.Message):
-    __slots__ = ("codec", "resolution", "quality", "bitrate_kbps", "fps", "gop_frames", "allow_upscale")
+    __slots__ = ("codec", "resolution", "quality", "bitrate_kbps", "fps", "gop_frames", "allow_upscale", "crf")
     CODEC_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,7 @@ class VideoVariant(_message.Message):
     FPS_FIELD_NUMBER: _ClassVar[int]
     GOP_FRAMES_FIELD_NUMBER: _ClassVar[int]
     ALLOW_UPSCALE_FIELD_NUMBER: _ClassVar[int]
+    CRF_FIELD_NUMBER: _ClassVar[int]
     codec: VideoCodec
     resolution: str
     quality: Quality
@@ -194,7 +195,8 @@ class VideoVariant(_message.Message):
     fps: float
     gop_frames: int
     allow_upscale: bool
-    def __init__(self, codec: _Optional[_Union[VideoCodec, str]] = ..., resolution: _Optional[str] = ..., quality: _Optional[_Union[Quality, str]] = ..., bitrate_kbps: _Optional[int] = ..., fps: _Optional[float] = ..., gop_frames: _Optional[int] = ..., allow_upscale: _Optional[bool] = ...) -> None: ...
+    crf: int
+    def __init__(self, codec: _Optional[_Union[VideoCodec, str]] = ..., resolution: _Optional[str] = ..., quality: _Optional[_Union[Quality, str]] = ..., bitrate_kbps: _Optional[int] = ..., fps: _Optional[float] = ..., gop_frames: _Optional[int] = ..., allow_upscale: _Optional[bool] = ..., crf: _Optional[int] = ...) -> None: ...
 
 class AudioSpec(_message.Message):
     __slots__ = ("codec", "bitrate_kbps", "channels", "sample_rate", "disabled")
@@ -252,8 +254,23 @@ class CustomCommand(_message.Message):
     args: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, args: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Recipe(_message.Message):
+    __slots__ = ("name", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    params: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class OutputSpec(_message.Message):
-    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom")
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +280,7 @@ class OutputSpec(_message.Message):
     CLIP_FIELD_NUMBER: _ClassVar[int]
     THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
     preset: str
     type: OutputType
     video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
@@ -272,7 +290,8 @@ class OutputSpec(_message.Message):
     clip: ClipSpec
     thumbnail: ThumbnailSpec
     custom: CustomCommand
-    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ...) -> None: ...
+    recipe: Recipe
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ...) -> None: ...
 
 class OutputFile(_message.Message):
     __slots__ = ("path", "size_bytes", "mime_type", "container", "codec", "width", "height", "duration_seconds", "bitrate", "url", "url_expire_time")

@@ -1,0 +1,473 @@
+"""Recipes: Xora's named outputs (thumbnail, compress, web_ready, …) as parameterised specs.
+
+A recipe expands into the inline fields of an OutputSpec that every other part already
+understands (validation, pricing, input fit, worker reports, the worker's builders); the
+recipe stays on the expanded spec so that the worker can see the two recipes that need more
+than an encode: web_ready and extract_audio copy streams when the probed input allows
+(worker/media/stream_copy.py decides, from the probe the task carries).
+
+Inline fields set beside a recipe override what it makes (field by field for audio, clip,
+thumbnail and the one video variant); a recipe refuses overrides of the fields it decides
+itself unless they equal what it would make, so an expanded spec expands to itself.
+
+Parameters are a map of text (`params {"crf": "28"}`) rather than typed messages: every
+mistake — an unknown recipe, a misspelt parameter, a bad value — then reaches this one
+checker on every protocol and is answered with a path naming it, where a typed field would be
+silently dropped as an unknown field by binary clients and be a bare JSON parse error on
+Connect JSON. Values parsed here are checked for their form and range; checks that depend on
+the output (a codec in a container, a CRF range per codec, a resolution) are validation's,
+on the expanded spec, and reported at the parameter's path through `sources`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiln.v1 import job_pb2
+
+T = job_pb2.OutputType
+V = job_pb2.VideoCodec
+Q = job_pb2.Quality
+
+VIDEO_TYPES = (T.OUTPUT_TYPE_MP4, T.OUTPUT_TYPE_MOV, T.OUTPUT_TYPE_MKV, T.OUTPUT_TYPE_WEBM)
+AUDIO_TYPES = (T.OUTPUT_TYPE_M4A, T.OUTPUT_TYPE_MP3, T.OUTPUT_TYPE_OPUS, T.OUTPUT_TYPE_WAV)
+IMAGE_TYPES = (T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP)
+
+# Fields a recipe never takes beside it: recipes make single files, and a preset or a custom
+# command says everything itself.
+NOT_WITH_RECIPE = ("preset", "segments", "hls", "custom")
+
+_CODEC_NAMES = {
+    "h264": V.VIDEO_CODEC_H264,
+    "h265": V.VIDEO_CODEC_H265,
+    "vp9": V.VIDEO_CODEC_VP9,
+    "av1": V.VIDEO_CODEC_AV1,
+}
+_QUALITY_NAMES = {
+    "economy": Q.QUALITY_ECONOMY,
+    "standard": Q.QUALITY_STANDARD,
+    "premium": Q.QUALITY_PREMIUM,
+}
+
+
+# --- parameter parsers: text in, value out, ValueError with a plain message otherwise ---
+
+
+def _number(low: float, high: float | None = None, *, above: bool = False) -> Callable[[str], Any]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if (above and value <= low) or value < low:
+            raise ValueError(f"must be {'above' if above else 'at least'} {low:g}")
+        if high is not None and value > high:
+            raise ValueError(f"must be at most {high:g}")
+        return value
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], Any]:
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?\d{1,9}", text.strip()):
+            raise ValueError(f"{text!r} is not a whole number")
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+def _choice(choices: Mapping[str, Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = choices.get(text.strip().lower())
+        if value is None:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _text(text: str) -> str:
+    # Resolutions are checked by validation on the expanded variant, as inline ones are.
+    if not text or len(text) > 32:
+        raise ValueError("must be 1 to 32 characters")
+    return text
+
+
+@dataclass(frozen=True)
+class Param:
+    parse: Callable[[str], Any]
+    # What the README says about it: meaning and default.
+    doc: str
+    default: Any = None
+    required: bool = False
+    # The expanded field this parameter sets, relative to the output ("video[0].crf"):
+    # validation's complaints about that field are reported at the parameter instead.
+    sets: str = ""
+
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecipeDefinition:
+    doc: str
+    # Output types it makes; the first is the default when the spec leaves type unset.
+    types: tuple[job_pb2.OutputType, ...]
+    params: Mapping[str, Param]
+    # (output type, parameters with defaults filled in) -> the spec it makes.
+    build: Callable[[job_pb2.OutputType, Params], job_pb2.OutputSpec]
+    # Inline fields the recipe decides: an override must equal what it makes.
+    fixed: tuple[str, ...] = ()
+    # Checks between parameters: (parameter, message) pairs.
+    relations: Callable[[Params], list[tuple[str, str]]] = field(default=lambda _: [])
+
+
+def _video_codec(kind: job_pb2.OutputType, params: Params) -> job_pb2.VideoCodec:
+    chosen: job_pb2.VideoCodec | None = params.get("codec")
+    if chosen:
+        return chosen
+    return V.VIDEO_CODEC_VP9 if kind == T.OUTPUT_TYPE_WEBM else V.VIDEO_CODEC_H264
+
+
+def _variant(kind: job_pb2.OutputType, params: Params, **fields: Any) -> job_pb2.VideoVariant:
+    variant = job_pb2.VideoVariant(codec=_video_codec(kind, params), **fields)
+    for name in ("resolution", "crf", "bitrate_kbps", "fps", "quality", "allow_upscale"):
+        if params.get(name) is not None:
+            setattr(variant, name, params[name])
+    return variant
+
+
+def _video_or_audio(kind: job_pb2.OutputType, params: Params, **fields: Any) -> job_pb2.OutputSpec:
+    """A progressive file (one variant) or, for an audio type, the audio alone."""
+    if kind in AUDIO_TYPES:
+        return job_pb2.OutputSpec(type=kind)
+    return job_pb2.OutputSpec(type=kind, video=[_variant(kind, params, **fields)])
+
+
+def _thumbnail(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
+    thumbnail = job_pb2.ThumbnailSpec(
+        mode=job_pb2.THUMBNAIL_MODE_SINGLE, time_seconds=params["seek_seconds"]
+    )
+    if params.get("width"):
+        thumbnail.width = params["width"]
+    return job_pb2.OutputSpec(type=kind, thumbnail=thumbnail)
+
+
+def _compress(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
+    # ECONOMY: the tier's CRF (28 for H.264) unless crf is given, and its lower bitrate cap.
+    return _video_or_audio(kind, params, quality=Q.QUALITY_ECONOMY)
+
+
+def _web_ready(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=kind,
+        video=[job_pb2.VideoVariant(codec=V.VIDEO_CODEC_H264, quality=Q.QUALITY_STANDARD)],
+        audio=job_pb2.AudioSpec(codec=job_pb2.AUDIO_CODEC_AAC),
+    )
+
+
+def _proxy(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
+    gop = 1 if params["all_intra"] else 0
+    return _video_or_audio(kind, params, quality=Q.QUALITY_ECONOMY, gop_frames=gop)
+
+
+def _trim(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
+    spec = _video_or_audio(kind, params)
+    spec.clip.start_seconds = params["start_seconds"]
+    if params.get("duration_seconds") is not None:
+        spec.clip.duration_seconds = params["duration_seconds"]
+    elif params.get("end_seconds") is not None:
+        spec.clip.duration_seconds = params["end_seconds"] - params["start_seconds"]
+    return spec
+
+
+def _trim_relations(params: Params) -> list[tuple[str, str]]:
+    problems = []
+    given = [
+        name for name in ("start_seconds", "end_seconds", "duration_seconds") if name in params
+    ]
+    if not given:
+        problems.append(
+            ("end_seconds", "trim needs start_seconds, end_seconds or duration_seconds")
+        )
+    if "end_seconds" in params and "duration_seconds" in params:
+        problems.append(("duration_seconds", "give end_seconds or duration_seconds, not both"))
+    elif params.get("end_seconds", math.inf) <= params.get("start_seconds", 0.0):
+        problems.append(("end_seconds", "must be after start_seconds"))
+    return problems
+
+
+def _extract_audio(kind: job_pb2.OutputType, params: Params) -> job_pb2.OutputSpec:
+    spec = job_pb2.OutputSpec(type=kind)
+    if params.get("bitrate_kbps"):
+        spec.audio.bitrate_kbps = params["bitrate_kbps"]
+    return spec
+
+
+_CRF = Param(
+    _integer(1, 63),
+    "constant rate factor: 1-51 for H.264/H.265, 1-63 for VP9/AV1",
+    sets="video[0].crf",
+)
+_RESOLUTION = Param(_text, '"720p"-style height or "WxH" box', sets="video[0].resolution")
+
+RECIPES: Mapping[str, RecipeDefinition] = {
+    "thumbnail": RecipeDefinition(
+        "one still image",
+        IMAGE_TYPES,
+        {
+            "seek_seconds": Param(
+                _number(0), "time of the frame in seconds", 1.0, sets="thumbnail.time_seconds"
+            ),
+            "width": Param(
+                _integer(16, 4096), "image width; the source's when unset", sets="thumbnail.width"
+            ),
+        },
+        _thumbnail,
+    ),
+    "compress": RecipeDefinition(
+        "a smaller file at the source's size: the ECONOMY tier at a chosen CRF",
+        VIDEO_TYPES,
+        {
+            "crf": Param(
+                _CRF.parse,
+                "constant rate factor; the ECONOMY tier's when unset (28 for H.264, 38 VP9)",
+                sets=_CRF.sets,
+            )
+        },
+        _compress,
+    ),
+    "web_ready": RecipeDefinition(
+        "an MP4 that starts playing at once in any browser: H.264/AAC with the index in front; "
+        "an input already H.264 in MP4/MOV/MKV keeps its video bitstream (stream copy)",
+        (T.OUTPUT_TYPE_MP4,),
+        {},
+        _web_ready,
+        fixed=("video", "clip"),
+    ),
+    "proxy": RecipeDefinition(
+        "a light editing proxy: scaled down, fast to decode",
+        (T.OUTPUT_TYPE_MP4, T.OUTPUT_TYPE_MOV),
+        {
+            "resolution": Param(_text, _RESOLUTION.doc, "720p", sets=_RESOLUTION.sets),
+            "crf": Param(
+                _CRF.parse, "constant rate factor; 28 (ECONOMY) when unset", sets=_CRF.sets
+            ),
+            "all_intra": Param(
+                _boolean,
+                "every frame a keyframe, for frame-exact scrubbing",
+                False,
+                sets="video[0].gop_frames",
+            ),
+        },
+        _proxy,
+    ),
+    "resize": RecipeDefinition(
+        "the video at another size (never above the source unless allow_upscale)",
+        VIDEO_TYPES,
+        {
+            "resolution": Param(_text, _RESOLUTION.doc, required=True, sets=_RESOLUTION.sets),
+            "allow_upscale": Param(
+                _boolean, "allow a size above the source", False, sets="video[0].allow_upscale"
+            ),
+            "crf": _CRF,
+        },
+        _video_or_audio,
+    ),
+    "trim": RecipeDefinition(
+        "a part of the input, cut frame-exactly (re-encoded)",
+        VIDEO_TYPES + AUDIO_TYPES,
+        {
+            "start_seconds": Param(
+                _number(0), "where the part starts", 0.0, sets="clip.start_seconds"
+            ),
+            "end_seconds": Param(
+                _number(0, above=True),
+                "where it ends; the input's end when unset",
+                sets="clip.duration_seconds",
+            ),
+            "duration_seconds": Param(
+                _number(0, above=True),
+                "its length, instead of end_seconds",
+                sets="clip.duration_seconds",
+            ),
+        },
+        _trim,
+        relations=_trim_relations,
+    ),
+    "extract_audio": RecipeDefinition(
+        "the audio alone; the source's stream copied when it is already the output's codec "
+        "(AAC to M4A, MP3 to MP3, Opus to OPUS, 16-bit PCM to WAV) and no bitrate is asked",
+        AUDIO_TYPES,
+        {
+            "bitrate_kbps": Param(
+                _integer(8, 640),
+                "encode at this bitrate (no stream copy); 128 when encoding",
+                sets="audio.bitrate_kbps",
+            )
+        },
+        _extract_audio,
+    ),
+    "concat": RecipeDefinition(
+        "the job's inputs (input_url, then concat_input_urls) one after the other",
+        VIDEO_TYPES + AUDIO_TYPES,
+        {
+            "resolution": Param(
+                _text, _RESOLUTION.doc + "; the first input's when unset", sets=_RESOLUTION.sets
+            )
+        },
+        _video_or_audio,
+    ),
+    "transcode": RecipeDefinition(
+        "the input in another codec or container",
+        VIDEO_TYPES,
+        {
+            "codec": Param(
+                _choice(_CODEC_NAMES),
+                "h264, h265, vp9 or av1; h264 (vp9 for WEBM) when unset",
+                sets="video[0].codec",
+            ),
+            "resolution": Param(
+                _text, _RESOLUTION.doc + "; the source's when unset", sets=_RESOLUTION.sets
+            ),
+            "quality": Param(
+                _choice(_QUALITY_NAMES),
+                "economy, standard or premium; standard when unset",
+                sets="video[0].quality",
+            ),
+            "crf": _CRF,
+            "bitrate_kbps": Param(
+                _integer(1, 200_000),
+                "target video bitrate instead of CRF",
+                sets="video[0].bitrate_kbps",
+            ),
+            "fps": Param(
+                _number(1, 120), "frame rate; the source's when unset", sets="video[0].fps"
+            ),
+        },
+        _video_or_audio,
+    ),
+}
+
+
+@dataclass
+class Expansion:
+    # The expanded spec (the recipe kept on it), or None when there were problems.
+    spec: job_pb2.OutputSpec | None
+    # (path relative to the output, message) for each problem.
+    problems: list[tuple[str, str]]
+    # Expanded field path -> the parameter's path that set it, for validation's messages.
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _snake(name: str) -> str:
+    """Xora writes seekSeconds; kiln's parameters are seek_seconds. Both are accepted."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m[1].lower(), name)
+
+
+def type_name(kind: int) -> str:
+    return T.Name(kind).removeprefix("OUTPUT_TYPE_") if kind in T.values() else str(kind)
+
+
+def expand(spec: job_pb2.OutputSpec) -> Expansion:
+    """The spec a recipe output means, or the problems that stop it. Pure and idempotent."""
+    recipe = spec.recipe
+    definition = RECIPES.get(recipe.name)
+    if definition is None:
+        wanted = "is required" if not recipe.name else f"unknown recipe {recipe.name[:64]!r}"
+        return Expansion(None, [("recipe.name", f"{wanted}; one of {', '.join(RECIPES)}")])
+    problems: list[tuple[str, str]] = []
+    values: Params = {}
+    where: dict[str, str] = {}
+    for raw_name in sorted(recipe.params):
+        path = f"recipe.params[{raw_name[:64]!r}]"
+        name = _snake(raw_name)
+        param = definition.params.get(name)
+        if param is None:
+            known = ", ".join(definition.params) or "none"
+            problems.append(
+                (path, f"{recipe.name} has no parameter {raw_name[:64]!r}; known: {known}")
+            )
+        elif name in where:
+            problems.append((path, f"{name} is given twice"))
+        else:
+            where[name] = path
+            try:
+                values[name] = param.parse(recipe.params[raw_name])
+            except ValueError as error:
+                problems.append((path, str(error)))
+    for name, param in definition.params.items():
+        if param.required and name not in where:
+            problems.append((f"recipe.params[{name!r}]", f"is required by {recipe.name}"))
+    for name, message in definition.relations(values):
+        problems.append((where.get(name, f"recipe.params[{name!r}]"), message))
+    if spec.type and spec.type not in definition.types:
+        makes = ", ".join(type_name(kind) for kind in definition.types)
+        problems.append(("type", f"{recipe.name} makes {makes}, not {type_name(spec.type)}"))
+    for name in NOT_WITH_RECIPE:
+        if spec.HasField(name) if name != "preset" else spec.preset:
+            problems.append((name, "cannot be combined with a recipe"))
+    if problems:
+        return Expansion(None, problems)
+
+    kind = spec.type or definition.types[0]
+    filled = {name: param.default for name, param in definition.params.items()} | values
+    expanded = definition.build(kind, {k: v for k, v in filled.items() if v is not None})
+    problems += _apply_overrides(recipe.name, definition, spec, expanded)
+    if problems:
+        return Expansion(None, problems)
+    expanded.recipe.CopyFrom(recipe)
+    sources = {definition.params[name].sets: path for name, path in where.items()}
+    return Expansion(expanded, [], sources)
+
+
+def _apply_overrides(
+    name: str, definition: RecipeDefinition, spec: job_pb2.OutputSpec, expanded: job_pb2.OutputSpec
+) -> list[tuple[str, str]]:
+    problems = []
+    for fixed in definition.fixed:
+        differs = (
+            list(spec.video) not in ([], list(expanded.video))
+            if fixed == "video"
+            else spec.HasField(fixed) and getattr(spec, fixed) != getattr(expanded, fixed)
+        )
+        if differs:
+            problems.append((fixed, f"{name} decides {fixed} itself; it cannot be overridden"))
+    if len(spec.video) > 1:
+        problems.append(("video", f"{name} makes one video variant: override at most one"))
+    elif spec.video and "video" not in definition.fixed:
+        if not expanded.video:
+            problems.append(("video", f"{name} makes no video as {type_name(expanded.type)}"))
+        else:
+            expanded.video[0].MergeFrom(spec.video[0])
+    for message in ("audio", "clip", "thumbnail"):
+        if spec.HasField(message) and message not in definition.fixed:
+            getattr(expanded, message).MergeFrom(getattr(spec, message))
+    return problems
+
+
+def system_spec(name: str) -> job_pb2.OutputSpec:
+    """A recipe with its defaults, expanded: what its system preset shows."""
+    expansion = expand(job_pb2.OutputSpec(recipe=job_pb2.Recipe(name=name)))
+    if expansion.spec is None:
+        raise ValueError(f"recipe {name} needs parameters: {expansion.problems}")
+    return expansion.spec
