@@ -55,6 +55,7 @@ async def probed(life: Lifecycle, tx: Tx, record: JobRecord, info: job_pb2.Input
     }
     if job.delayed_start:
         await life.move(tx, job, JobStatus.AWAITING_CONFIRMATION, **values)
+        await life.notify_status(tx, record)
         return False
     await life.move(
         tx,
@@ -95,6 +96,7 @@ async def output_done(
         actual_cost_micros=cost,
     )
     await life.emit_output_row(tx, job, output)
+    await life.notify_output(tx, job, output)
     await finish_if_done(life, tx, record)
 
 
@@ -108,7 +110,9 @@ async def output_failed(
         error=error.SerializeToString(),
         actual_cost_micros=0,
     )
-    await life.emit_output_row(tx, record.job, _output(record, output_id))
+    output = _output(record, output_id)
+    await life.emit_output_row(tx, record.job, output)
+    await life.notify_output(tx, record.job, output)
     await finish_if_done(life, tx, record, error)
 
 
