@@ -71,7 +71,8 @@ class WebhookSettingsStatements(TxBase):
         return [row.secret for row in await self._live_secrets(organization_id, at)] or [None]
 
     async def rotate_webhook_secret(self, organization_id: str, overlap: timedelta) -> str:
-        """A new current secret; those signing until now sign on until `overlap` has passed.
+        """A new current secret; those signing until now sign on until `overlap` has passed
+        (or until they were to stop anyway, if sooner).
 
         The organization's row is locked first, so two rotations at once make one current
         secret each in turn, never two current secrets.
@@ -101,11 +102,13 @@ class WebhookSettingsStatements(TxBase):
                     expires_at=until,
                 )
             )
+        # Every secret signing now stops at the overlap's end at the latest: a rotation with
+        # a short overlap (a leaked secret) retires the older ones as well.
         await self.session.execute(
             update(WebhookSecret)
             .where(
                 WebhookSecret.organization_id == organization_id,
-                WebhookSecret.expires_at.is_(None),
+                or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > until),
             )
             .values(expires_at=until)
         )
@@ -136,8 +139,12 @@ class WebhookSettingsStatements(TxBase):
                 WebhookSecret.organization_id == organization_id,
                 or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > at),
             )
-            # The current secret (no expiry) first, then the latest-expiring.
-            .order_by(WebhookSecret.expires_at.is_not(None), WebhookSecret.created_at.desc())
+            # The current secret (no expiry) first, then the newest; the server-wide one last.
+            .order_by(
+                WebhookSecret.expires_at.is_not(None),
+                WebhookSecret.secret.is_(None),
+                WebhookSecret.created_at.desc(),
+            )
         )
         return list(await self.session.scalars(query))
 
