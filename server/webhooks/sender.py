@@ -21,10 +21,12 @@ import base64
 import contextlib
 import logging
 import secrets
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import certifi
 import httpx
 from standardwebhooks.webhooks import Webhook
 
@@ -114,6 +116,8 @@ class WebhookSender:
         self.policy = policy
         self.retry = retry
         self.timeout_seconds = timeout_seconds
+        # Built once: loading the CA bundle for every POST's client cost 0.2-0.4 s a delivery.
+        self.tls = ssl.create_default_context(cafile=certifi.where())
         self.queued = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -239,6 +243,7 @@ class WebhookSender:
                 timeout=self.timeout_seconds,
                 follow_redirects=False,
                 proxy=proxy_url,
+                verify=self.tls,
                 trust_env=False,  # no NO_PROXY may route around the proxy
             ) as client:
                 response = await client.post(url, content=body.encode(), headers=headers)
