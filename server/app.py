@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 import uvicorn
@@ -19,7 +20,7 @@ from .api.auth import Authenticator
 from .api.connect_adapter import connect_apps
 from .api.grpc_adapter import add_public_services, add_worker_service
 from .api.http_routes import HttpApp
-from .config import Settings, check_dispatch, check_worker_listener
+from .config import Settings, check_dispatch, check_webhooks, check_worker_listener
 from .dispatch import Dispatch
 from .dispatch.pubsub import PubSubDispatch
 from .dispatch.queue import QueueDispatch
@@ -32,7 +33,8 @@ from .metrics import ServerMetrics
 from .store.migrate import migrate
 from .store.store import Store
 from .tracing import connect_interceptors, grpc_interceptors, setup_tracing
-from .webhooks.sender import WebhookSender, webhook_secret
+from .webhooks.sender import RetryPolicy, WebhookSender, webhook_secret
+from .webhooks.settings import WebhookSettingsService
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,7 @@ class Server:
 def build_server(settings: Settings) -> Server:
     check_worker_listener(settings)
     check_dispatch(settings)
+    check_webhooks(settings)
     migrate(settings.effective_database_url)
     store = Store(settings.effective_database_url)
     traced = setup_tracing(store.engine)
@@ -176,13 +179,22 @@ def build_server(settings: Settings) -> Server:
         default_origin=settings.default_origin,
         webhook_policy=InputPolicy.from_lists([], settings.webhook_allow_hosts),
     )
+    webhook_policy = InputPolicy.from_lists([], settings.webhook_allow_hosts)
     webhooks = WebhookSender(
         store,
         webhook_secret(settings.webhook_secret, settings.data_dir),
-        InputPolicy.from_lists([], settings.webhook_allow_hosts),
-        max_attempts=settings.webhook_max_attempts,
+        webhook_policy,
+        retry=RetryPolicy(
+            first_backoff=timedelta(seconds=settings.webhook_backoff_seconds),
+            max_backoff=timedelta(seconds=settings.webhook_max_backoff_seconds),
+            window=timedelta(hours=settings.webhook_retry_hours),
+            max_attempts=settings.webhook_max_attempts,
+        ),
         timeout_seconds=settings.webhook_timeout_seconds,
         metrics=metrics,
+    )
+    webhook_settings = WebhookSettingsService(
+        store, webhook_policy, overlap_seconds=settings.webhook_secret_overlap_seconds
     )
     life.webhook_queued = webhooks.queued
     tasks = TaskService(
@@ -194,7 +206,7 @@ def build_server(settings: Settings) -> Server:
     auth = Authenticator(store)
 
     grpc_server = grpc.aio.server(interceptors=grpc_interceptors(traced))
-    add_public_services(grpc_server, jobs, auth)
+    add_public_services(grpc_server, jobs, auth, webhook_settings)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     # Workers get their own listener: the public port never serves the WorkerService.
     worker_server = grpc.aio.server(interceptors=grpc_interceptors(traced))
@@ -202,7 +214,7 @@ def build_server(settings: Settings) -> Server:
     worker_server.add_insecure_port(f"{settings.worker_host}:{settings.worker_port}")
 
     http_app = HttpApp(
-        connect_apps(jobs, auth, connect_interceptors(traced)),
+        connect_apps(jobs, auth, connect_interceptors(traced), webhook_settings),
         signer,
         storage,
         metrics=lambda: metrics.render(store),

@@ -59,8 +59,15 @@ class Settings:
     webhook_secret: str = ""
     # Hosts or CIDR ranges webhook URLs may reach although they are private.
     webhook_allow_hosts: list[str] = field(default_factory=list)
-    webhook_max_attempts: int = 8
+    # A failed delivery is retried after 1 s, 2 s, 4 s … (capped) until this long after its
+    # event; KILN_WEBHOOK_MAX_ATTEMPTS caps the attempts too (0: no cap but the window).
+    webhook_retry_hours: float = 24.0
+    webhook_backoff_seconds: float = 1.0
+    webhook_max_backoff_seconds: float = 3600.0
+    webhook_max_attempts: int = 0
     webhook_timeout_seconds: float = 10.0
+    # How long an organization's old secrets keep signing after RotateWebhookSecret.
+    webhook_secret_overlap_seconds: float = 86400.0
     # Google Cloud Storage: when a bucket is set, outputs go there by default.
     gcs_bucket: str = ""
     gcs_prefix: str = ""
@@ -118,6 +125,17 @@ def load_pricing(pricing_file: str) -> PricingTable:
     except PricingTableError as bad:
         raise UnsafeConfiguration(f"KILN_PRICING_FILE: {bad}") from None
 
+def check_webhooks(settings: Settings) -> None:
+    """Retry timings that would make the sender spin, or never retry, are refused."""
+    if settings.webhook_backoff_seconds <= 0 or settings.webhook_max_backoff_seconds <= 0:
+        raise UnsafeConfiguration(
+            "KILN_WEBHOOK_BACKOFF_SECONDS and KILN_WEBHOOK_MAX_BACKOFF_SECONDS must be positive"
+        )
+    if settings.webhook_retry_hours < 0 or settings.webhook_secret_overlap_seconds < 0:
+        raise UnsafeConfiguration(
+            "KILN_WEBHOOK_RETRY_HOURS and KILN_WEBHOOK_SECRET_OVERLAP_SECONDS must not be negative"
+        )
+
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read KILN_* variables; anything unset keeps the embedded default."""
@@ -150,8 +168,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         log_level=env.get("KILN_LOG_LEVEL", "INFO"),
         webhook_secret=env.get("KILN_WEBHOOK_SECRET", ""),
         webhook_allow_hosts=comma_list(env.get("KILN_WEBHOOK_ALLOW_HOSTS", "")),
-        webhook_max_attempts=int(env.get("KILN_WEBHOOK_MAX_ATTEMPTS", "8")),
+        webhook_retry_hours=float(env.get("KILN_WEBHOOK_RETRY_HOURS", "24")),
+        webhook_backoff_seconds=float(env.get("KILN_WEBHOOK_BACKOFF_SECONDS", "1")),
+        webhook_max_backoff_seconds=float(env.get("KILN_WEBHOOK_MAX_BACKOFF_SECONDS", "3600")),
+        webhook_max_attempts=int(env.get("KILN_WEBHOOK_MAX_ATTEMPTS", "0")),
         webhook_timeout_seconds=float(env.get("KILN_WEBHOOK_TIMEOUT_SECONDS", "10")),
+        webhook_secret_overlap_seconds=float(
+            env.get("KILN_WEBHOOK_SECRET_OVERLAP_SECONDS", "86400")
+        ),
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
         gcs_output_buckets=comma_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
@@ -164,6 +188,7 @@ __all__ = [
     "Settings",
     "UnsafeConfiguration",
     "check_dispatch",
+    "check_webhooks",
     "check_worker_listener",
     "load_pricing",
     "load_settings",

@@ -8,11 +8,14 @@ from typing import Any
 from connectrpc.request import RequestContext
 from kiln.v1 import job_service_pb2 as pb
 from kiln.v1 import preset_service_pb2 as ppb
+from kiln.v1 import webhook_service_pb2 as wpb
 from kiln.v1.job_service_connect import JobServiceASGIApplication
 from kiln.v1.preset_service_connect import PresetServiceASGIApplication
+from kiln.v1.webhook_service_connect import WebhookServiceASGIApplication
 
 from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
+from ..webhooks.settings import WebhookSettingsService
 from .auth import Authenticator
 from .errors import connect_stream, connect_unary
 
@@ -110,12 +113,51 @@ class ConnectPresetService:
         return ppb.DeletePresetResponse()
 
 
-def connect_apps(jobs: JobService, auth: Authenticator, interceptors: Sequence = ()) -> list:
+class ConnectWebhookService:
+    def __init__(self, webhooks: WebhookSettingsService, auth: Authenticator) -> None:
+        self.webhooks = webhooks
+        self.auth = auth
+
+    async def _organization(self, ctx: RequestContext) -> str:
+        return await self.auth.organization(ctx.request_headers.get)
+
+    @connect_unary
+    async def get_webhook_settings(
+        self, request: wpb.GetWebhookSettingsRequest, ctx: RequestContext
+    ) -> wpb.GetWebhookSettingsResponse:
+        organization = await self._organization(ctx)
+        return wpb.GetWebhookSettingsResponse(settings=await self.webhooks.get(organization))
+
+    @connect_unary
+    async def update_webhook_settings(
+        self, request: wpb.UpdateWebhookSettingsRequest, ctx: RequestContext
+    ) -> wpb.UpdateWebhookSettingsResponse:
+        organization = await self._organization(ctx)
+        settings = await self.webhooks.update(organization, request)
+        return wpb.UpdateWebhookSettingsResponse(settings=settings)
+
+    @connect_unary
+    async def rotate_webhook_secret(
+        self, request: wpb.RotateWebhookSecretRequest, ctx: RequestContext
+    ) -> wpb.RotateWebhookSecretResponse:
+        return await self.webhooks.rotate(await self._organization(ctx), request)
+
+
+def connect_apps(
+    jobs: JobService,
+    auth: Authenticator,
+    interceptors: Sequence = (),
+    webhooks: WebhookSettingsService | None = None,
+) -> list:
     # The error-boundary decorators (errors.connect_unary) erase the handlers' signatures,
     # so the generated service protocols cannot be checked against these classes.
     job_service: Any = ConnectJobService(jobs, auth)
     preset_service: Any = ConnectPresetService(jobs.presets, auth)
-    return [
+    apps = [
         JobServiceASGIApplication(job_service, interceptors=interceptors),
         PresetServiceASGIApplication(preset_service, interceptors=interceptors),
     ]
+    if webhooks is not None:
+        webhook_service: Any = ConnectWebhookService(webhooks, auth)
+        apps.append(WebhookServiceASGIApplication(webhook_service, interceptors=interceptors))
+    return apps

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 from kiln.v1 import job_service_pb2 as pb
-from kiln.v1 import job_service_pb2_grpc, preset_service_pb2_grpc
+from kiln.v1 import job_service_pb2_grpc, preset_service_pb2_grpc, webhook_service_pb2_grpc
 from kiln.v1 import preset_service_pb2 as ppb
+from kiln.v1 import webhook_service_pb2 as hpb
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
@@ -17,6 +18,7 @@ from ..domain.errors import FieldViolation, InvalidArgument, Unauthenticated
 from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from ..jobs.tasks import TaskService
+from ..webhooks.settings import WebhookSettingsService
 from .auth import Authenticator, header_reader
 from .errors import grpc_internal, grpc_stream, grpc_unary
 
@@ -113,6 +115,36 @@ class GrpcPresetService(preset_service_pb2_grpc.PresetServiceServicer):
         return ppb.DeletePresetResponse()
 
 
+class GrpcWebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
+    service_name = hpb.DESCRIPTOR.services_by_name["WebhookService"].full_name
+
+    def __init__(self, webhooks: WebhookSettingsService, auth: Authenticator) -> None:
+        self.webhooks = webhooks
+        self.auth = auth
+
+    async def _organization(self, context) -> str:
+        return await self.auth.organization(header_reader(list(context.invocation_metadata())))
+
+    @grpc_unary
+    async def GetWebhookSettings(self, request, context) -> hpb.GetWebhookSettingsResponse:  # noqa: N802
+        organization = await self._organization(context)
+        return hpb.GetWebhookSettingsResponse(settings=await self.webhooks.get(organization))
+
+    @grpc_unary
+    async def UpdateWebhookSettings(  # noqa: N802
+        self, request: hpb.UpdateWebhookSettingsRequest, context
+    ) -> hpb.UpdateWebhookSettingsResponse:
+        organization = await self._organization(context)
+        settings = await self.webhooks.update(organization, request)
+        return hpb.UpdateWebhookSettingsResponse(settings=settings)
+
+    @grpc_unary
+    async def RotateWebhookSecret(  # noqa: N802
+        self, request: hpb.RotateWebhookSecretRequest, context
+    ) -> hpb.RotateWebhookSecretResponse:
+        return await self.webhooks.rotate(await self._organization(context), request)
+
+
 class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     """Internal API for workers, served on its own listener (never the public gRPC port).
 
@@ -169,12 +201,21 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         return wpb.ReleaseTaskResponse()
 
 
-def add_public_services(server: grpc.aio.Server, jobs: JobService, auth: Authenticator) -> None:
-    """What clients reach on the public gRPC port: JobService and PresetService only."""
+def add_public_services(
+    server: grpc.aio.Server,
+    jobs: JobService,
+    auth: Authenticator,
+    webhooks: WebhookSettingsService | None = None,
+) -> None:
+    """What clients reach on the public gRPC port: JobService, PresetService, WebhookService."""
     job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
     preset_service_pb2_grpc.add_PresetServiceServicer_to_server(
         GrpcPresetService(jobs.presets, auth), server
     )
+    if webhooks is not None:
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
+            GrpcWebhookService(webhooks, auth), server
+        )
 
 
 def add_worker_service(server: grpc.aio.Server, tasks: TaskService, worker_token: str) -> None:

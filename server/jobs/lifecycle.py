@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from typing import Any
 
-from google.protobuf import json_format
 from kiln.v1 import job_pb2, job_service_pb2
 
 from ..dispatch import Dispatch
@@ -23,12 +21,18 @@ from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL
 from ..metrics import ServerMetrics
-from ..store.models import Job, Output, Task, WebhookDelivery
+from ..store.models import Job, Output, Task
 from ..store.store import JobRecord, Store, Tx, now
 from ..tracing import stamp_tasks
+from ..webhooks import events as webhook_events
+from ..webhooks.events import EventType
 from . import views
 
 S = job_pb2.JobStage
+OUTPUT_EVENTS = {
+    OutputStatus.COMPLETED: EventType.OUTPUT_COMPLETED,
+    OutputStatus.FAILED: EventType.OUTPUT_FAILED,
+}
 
 
 class Lifecycle:
@@ -137,23 +141,35 @@ class Lifecycle:
 
         `record` must be current: read under the job's lock in this transaction.
         """
-        job_id = record.job.id
         job = views.job_message(record)
-        await self.emit(tx, job_id, completed=job_service_pb2.CompletedEvent(job=job))
-        if record.job.webhook_url:
-            await tx.insert_delivery(
-                WebhookDelivery(
-                    id=ids.new_id("msg"),
-                    job_id=job_id,
-                    url=record.job.webhook_url,
-                    payload=webhook_payload(job),
-                    status="PENDING",
-                    attempts=0,
-                    next_attempt_at=now(),
-                    last_error="",
-                    created_at=now(),
-                )
-            )
+        await self.emit(tx, record.job.id, completed=job_service_pb2.CompletedEvent(job=job))
+        await self.notify_status(tx, record, job)
+
+    async def notify_status(
+        self, tx: Tx, record: JobRecord, job: job_pb2.Job | None = None
+    ) -> None:
+        """Queue the webhook event of the job's (current) status, if it has one."""
+        event = webhook_events.STATUS_EVENTS.get(JobStatus(record.job.status))
+        if event is not None:
+            data = webhook_events.job_data(job or views.job_message(record))
+            await webhook_events.queue_event(tx, record.job, event, data)
+
+    async def notify_output(self, tx: Tx, job: Job, output: Output) -> None:
+        """Queue output.completed or output.failed for an output that just ended so."""
+        event = OUTPUT_EVENTS.get(OutputStatus(output.status))
+        if event is not None:
+            data = webhook_events.output_data(job, views.output_message(output, job.currency))
+            await webhook_events.queue_event(tx, job, event, data)
+
+    async def notify_progress(self, tx: Tx, record: JobRecord, before: float) -> None:
+        """Queue job.progress for each threshold the job's progress just reached."""
+        crossed = webhook_events.crossed_thresholds(before, record.job.progress)
+        if not crossed:
+            return
+        job = views.job_message(record)
+        for threshold in crossed:
+            data = webhook_events.progress_data(job, threshold)
+            await webhook_events.queue_event(tx, record.job, EventType.JOB_PROGRESS, data)
 
     async def emit_output(self, tx: Tx, job: Job, output_id: str) -> None:
         """The output's event, re-read first: guarded UPDATEs may have changed the row."""
@@ -226,20 +242,3 @@ class Lifecycle:
         """The job's cost is what its outputs cost, once none of them runs any more."""
         total = sum(o.actual_cost_micros or 0 for o in record.outputs)
         await tx.update_job(record.job.id, actual_cost_micros=total)
-
-
-def webhook_payload(job: job_pb2.Job) -> str:
-    """The body receivers get: the event type and the terminal job in Connect JSON form.
-
-    Download URLs are left out (they expire, and a retry may come hours later): the
-    receiver calls Get for fresh ones.
-    """
-    status = job_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_").lower()
-    return json.dumps(
-        {
-            "type": f"job.{status}",
-            "timestamp": now().isoformat(),
-            "data": {"job": json_format.MessageToDict(job)},
-        },
-        separators=(",", ":"),
-    )

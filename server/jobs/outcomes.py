@@ -56,6 +56,7 @@ async def probed(life: Lifecycle, tx: Tx, record: JobRecord, info: job_pb2.Input
     }
     if job.delayed_start:
         await life.move(tx, job, JobStatus.AWAITING_CONFIRMATION, **values)
+        await life.notify_status(tx, record)
         return False
     await life.move(
         tx,
@@ -94,6 +95,7 @@ async def output_done(
         **actual,
     )
     await life.emit_output_row(tx, job, output)
+    await life.notify_output(tx, job, output)
     await finish_if_done(life, tx, record)
 
 
@@ -110,6 +112,7 @@ async def output_failed(
         variant_pricing=variant_costs.failed_entries(output.variant_pricing),
     )
     await life.emit_output_row(tx, record.job, output)
+    await life.notify_output(tx, record.job, output)
     await finish_if_done(life, tx, record, error)
 
 

@@ -176,8 +176,10 @@ class TaskService:
                 sum(o.progress for o in record.outputs) / len(record.outputs), RUNNING_PROGRESS_CAP
             )
             if job_progress > record.job.progress:
+                before = record.job.progress
                 stage = request.stage or S.JOB_STAGE_TRANSCODING
                 await tx.update_job(record.job.id, progress=job_progress, stage=stage)
+                await self.life.notify_progress(tx, record, before)
                 await self.life.emit(
                     tx,
                     record.job.id,

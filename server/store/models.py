@@ -155,7 +155,7 @@ class JobEvent(Base):
 
 
 class WebhookDelivery(Base):
-    """A signed notification of a terminal job, retried until the receiver takes it."""
+    """A signed notification of a job event, retried until the receiver takes it."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
@@ -166,6 +166,10 @@ class WebhookDelivery(Base):
     # Also the webhook-id header: receivers deduplicate retries by it.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    # Whose secrets sign it (read at each attempt, so a rotation applies to retries).
+    organization_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # "job.completed", "output.failed", "job.progress", ... (also in the payload).
+    event_type: Mapped[str] = mapped_column(String(64), default="")
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # PENDING | DELIVERED | FAILED
@@ -173,6 +177,35 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookSettings(Base):
+    """An organization's default webhook URL (for jobs that name none)."""
+
+    __tablename__ = "webhook_settings"
+
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    default_url: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookSecret(Base):
+    """A Standard Webhooks secret of one organization ("whk_" id).
+
+    Stored as is, unlike API keys: signing needs the secret itself. The current secret has
+    no expiry; a rotation gives the ones before it an expiry (the overlap) during which they
+    sign too.
+    """
+
+    __tablename__ = "webhook_secrets"
+    __table_args__ = (Index("ix_webhook_secrets_org", "organization_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    # None: the server-wide secret, signing on through the overlap of a first rotation.
+    secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Preset(Base):

@@ -1,8 +1,8 @@
 """The store: one transaction type assembled from each aggregate's statements.
 
 SQL is issued only in this package, one module per aggregate (jobs, events, task_queue,
-webhook_outbox, presets, keys) over the unit of work in database.py. Status writes are
-guarded in the statement itself (`... WHERE status IN (allowed sources)`, the sources
+webhook_outbox, webhook_settings, presets, keys) over the unit of work in database.py. Status
+writes are guarded in the statement itself (`... WHERE status IN (allowed sources)`, the sources
 coming from the one transition table in domain.states); no row changed means the
 transition lost a race or was never allowed, and the caller gets a domain error.
 """
@@ -19,6 +19,7 @@ from .presets import PresetStatements
 from .task_outbox import TaskOutboxQueries
 from .task_queue import TaskQueue
 from .webhook_outbox import WebhookOutbox
+from .webhook_settings import WebhookSettingsStatements
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -38,6 +39,7 @@ class Tx(
     TaskQueue,
     TaskOutboxQueries,
     WebhookOutbox,
+    WebhookSettingsStatements,
     PresetStatements,
     KeyStatements,
 ):

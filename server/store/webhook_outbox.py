@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from ..domain import states
 from ..domain.states import DeliveryStatus
-from .database import TxBase, now, rows_changed
+from .database import TxBase, aware, now, rows_changed
 from .models import WebhookDelivery
 
 
@@ -39,6 +39,15 @@ class WebhookOutbox(TxBase):
             delivery.next_attempt_at = hold
         await self.session.flush()
         return deliveries
+
+    async def next_delivery_due(self) -> datetime | None:
+        """When the earliest pending delivery (a retry, or one held by a sender) is due."""
+        due = await self.session.scalar(
+            select(func.min(WebhookDelivery.next_attempt_at)).where(
+                WebhookDelivery.status == str(DeliveryStatus.PENDING)
+            )
+        )
+        return aware(due)
 
     async def finish_delivery(
         self,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import http.server
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from common.input_policy import InputPolicy
 from server.store.models import WebhookDelivery
-from server.webhooks.sender import WebhookSender, backoff
+from server.webhooks.sender import RetryPolicy, WebhookSender
 from tests.http_origins import send, twin_origins
 
 from .test_store import ORG, make_job
@@ -85,7 +85,7 @@ def sender(store, allow: list[str], max_attempts: int = 2) -> WebhookSender:
         store,
         SECRET,
         InputPolicy.from_lists([], allow),
-        max_attempts=max_attempts,
+        retry=RetryPolicy(max_attempts=max_attempts),
         timeout_seconds=5,
     )
 
@@ -139,7 +139,7 @@ async def test_delivery_connects_only_to_the_address_it_checked(store):
             store,
             SECRET,
             InputPolicy.from_lists([], ["127.0.0.2"]),
-            max_attempts=1,
+            retry=RetryPolicy(max_attempts=1),
             timeout_seconds=5,
             resolver=rebinding,
         )
@@ -154,16 +154,33 @@ async def test_delivery_connects_only_to_the_address_it_checked(store):
 
 
 def test_backoff_doubles_and_is_capped():
-    assert [backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
-    assert backoff(30).total_seconds() == 300
+    retry = RetryPolicy()
+    assert [retry.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert retry.backoff(30).total_seconds() == 3600
+    assert retry.backoff(10_000).total_seconds() == 3600
+
+
+def test_retries_go_on_for_the_window_then_give_up():
+    """24 h by default: the last retry is the last one due inside the window."""
+    retry = RetryPolicy()
+    created = datetime(2030, 1, 1, tzinfo=UTC)
+    moment, attempts = created, 0
+    while (next_at := retry.next_attempt(attempts + 1, created, moment)) is not None:
+        attempts, moment = attempts + 1, next_at
+    assert moment <= created + timedelta(hours=24) < moment + retry.backoff(attempts + 1)
+    # 1 s doubling to the 1 h cap: 12 retries to reach it, then hourly.
+    assert 30 <= attempts <= 40
+    capped = RetryPolicy(max_attempts=3)
+    assert capped.next_attempt(2, created, created) is not None
+    assert capped.next_attempt(3, created, created) is None
 
 
 def test_signature_verifies_with_the_shared_secret():
     moment = datetime.now(UTC)
     webhooks = WebhookSender(
-        None, SECRET, InputPolicy.from_lists([], []), max_attempts=1, timeout_seconds=1
+        None, SECRET, InputPolicy.from_lists([], []), retry=RetryPolicy(), timeout_seconds=1
     )
-    signature = webhooks.signer.sign("msg_1", moment, '{"a":1}')
+    signature = webhooks.server_signer.sign("msg_1", moment, '{"a":1}')
     headers = {
         "webhook-id": "msg_1",
         "webhook-timestamp": str(int(moment.timestamp())),
