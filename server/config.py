@@ -125,6 +125,7 @@ def load_pricing(pricing_file: str) -> PricingTable:
     except PricingTableError as bad:
         raise UnsafeConfiguration(f"KILN_PRICING_FILE: {bad}") from None
 
+
 def check_webhooks(settings: Settings) -> None:
     """Retry timings that would make the sender spin, or never retry, are refused."""
     if settings.webhook_backoff_seconds <= 0 or settings.webhook_max_backoff_seconds <= 0:
