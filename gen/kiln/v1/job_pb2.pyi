@@ -253,7 +253,7 @@ class CustomCommand(_message.Message):
     def __init__(self, args: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
-    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom")
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "measure_quality")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +263,7 @@ class OutputSpec(_message.Message):
     CLIP_FIELD_NUMBER: _ClassVar[int]
     THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    MEASURE_QUALITY_FIELD_NUMBER: _ClassVar[int]
     preset: str
     type: OutputType
     video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
@@ -272,7 +273,22 @@ class OutputSpec(_message.Message):
     clip: ClipSpec
     thumbnail: ThumbnailSpec
     custom: CustomCommand
-    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ...) -> None: ...
+    measure_quality: bool
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., measure_quality: _Optional[bool] = ...) -> None: ...
+
+class VariantQuality(_message.Message):
+    __slots__ = ("variant_index", "width", "height", "ssim", "psnr_db")
+    VARIANT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SSIM_FIELD_NUMBER: _ClassVar[int]
+    PSNR_DB_FIELD_NUMBER: _ClassVar[int]
+    variant_index: int
+    width: int
+    height: int
+    ssim: float
+    psnr_db: float
+    def __init__(self, variant_index: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., ssim: _Optional[float] = ..., psnr_db: _Optional[float] = ...) -> None: ...
 
 class OutputFile(_message.Message):
     __slots__ = ("path", "size_bytes", "mime_type", "container", "codec", "width", "height", "duration_seconds", "bitrate", "url", "url_expire_time")
@@ -313,7 +329,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes")
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +339,7 @@ class Output(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OutputSpec
     status: OutputStatus
@@ -332,7 +349,8 @@ class Output(_message.Message):
     error: JobError
     files: _containers.RepeatedCompositeFieldContainer[OutputFile]
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    quality: _containers.RepeatedCompositeFieldContainer[VariantQuality]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ...) -> None: ...
 
 class StreamInfo(_message.Message):
     __slots__ = ("index", "kind", "codec", "width", "height", "frame_rate", "rotation", "channels", "sample_rate", "bitrate", "pixel_format", "is_default")
