@@ -65,7 +65,7 @@ def encode_and_measure(
     return asyncio.run(run())
 
 
-def progressive(quality: int) -> job_pb2.OutputSpec:
+def progressive(quality: job_pb2.Quality) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,
         video=[job_pb2.VideoVariant(codec=H264, resolution="180p", quality=quality)],
