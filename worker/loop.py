@@ -38,6 +38,7 @@ from .media.errors import MediaError
 from .media.ffmpeg import run_ffmpeg
 from .media.packaging import finalize_output
 from .media.plan import CommandPlan
+from .media.quality import measure_quality
 from .metrics import WorkerMetrics
 from .settings import WorkerSettings, local_storage_warning
 from .sources import Claimed, PubSubQueue, ServerQueue, TaskSource, keep_extended
@@ -311,7 +312,7 @@ class Worker:
         async def on_progress(percent: float) -> None:
             progress.percent = percent
 
-        async def read_and_encode() -> CommandPlan:
+        async def read_and_encode() -> tuple[CommandPlan, str]:
             with stage_in_span(task.input_url) as span:
                 location, _ = await inputs.locate(
                     task.input_url,
@@ -339,9 +340,9 @@ class Worker:
                     cpu_seconds=self.settings.custom_cpu_seconds if plan.cpu_limited else None,
                 )
             self.metrics.encoded(plan.expected_duration, time.monotonic() - started)
-            return plan
+            return plan, location
 
-        plan = await inputs.guarded(read_and_encode())
+        plan, location = await inputs.guarded(read_and_encode())
         # Playlists are rewritten from the produced segments and sprite maps written
         # before anything is described.
         progress.stage = S.JOB_STAGE_PACKAGING
@@ -352,6 +353,21 @@ class Worker:
                 for path in sorted(out_dir.rglob("*"))
                 if path.is_file()
             ]
+            quality: list[job_pb2.VariantQuality] = []
+            if task.output_spec.measure_quality:
+                # A second pass over the source and the written output (worker.media.quality).
+                quality, quality_file = await inputs.guarded(
+                    measure_quality(
+                        input_path=location,
+                        spec=task.output_spec,
+                        info=task.input_info,
+                        out_dir=out_dir,
+                        work_dir=scratch / "quality",
+                        access=inputs.access,
+                        cancel_event=stop,
+                    )
+                )
+                files.append(quality_file)
         # The heartbeat keeps running: a long upload still extends the lease.
         progress.stage = S.JOB_STAGE_UPLOADING
         backend = self.origins.backend(task.output_origin)
@@ -359,7 +375,10 @@ class Worker:
             await asyncio.to_thread(backend.put_directory, out_dir, task.output_prefix)
         return {
             "transcode": wpb.TranscodeResult(
-                files=files, notes=plan.notes, encoded_seconds=plan.expected_duration
+                files=files,
+                notes=plan.notes,
+                encoded_seconds=plan.expected_duration,
+                quality=quality,
             )
         }
 

@@ -28,6 +28,7 @@ MIME_TYPES: dict[str, str] = {
     ".webp": "image/webp",
     ".gif": "image/gif",
     ".vtt": "text/vtt",
+    ".json": "application/json",
 }
 
 DEFAULT_MIME_TYPE = "application/octet-stream"

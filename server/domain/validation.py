@@ -149,6 +149,11 @@ def validate_create(
                     f"outputs[{index}].type",
                     "concatenated inputs make progressive or audio outputs only",
                 )
+            if output.measure_quality:
+                bad(
+                    f"outputs[{index}].measure_quality",
+                    "quality is measured against one input, not concatenated inputs",
+                )
     if request.priority not in job_pb2.Priority.values():
         bad("priority", f"unknown priority {request.priority}")
     _check_metadata(request.metadata, bad)
@@ -222,6 +227,12 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
     type_name = T.Name(kind).removeprefix("OUTPUT_TYPE_")
     if kind not in SUPPORTED_OUTPUT_TYPES:
         bad(f"{path}.type", f"{type_name} outputs are not supported by this server yet")
+    if output.measure_quality and (output.HasField("custom") or kind not in PROGRESSIVE | ADAPTIVE):
+        what = "custom commands" if output.HasField("custom") else f"{type_name} outputs"
+        bad(
+            f"{path}.measure_quality",
+            f"quality is measured for MP4, WEBM, MOV, MKV, HLS, DASH and CMAF outputs, not {what}",
+        )
 
     if output.HasField("custom"):
         _check_custom(path, type_name, output, bad)

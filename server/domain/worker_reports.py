@@ -62,6 +62,13 @@ MAX_FRAME_RATE = 10_000.0
 DURATION_TOLERANCE_SECONDS = 1.0
 DURATION_TOLERANCE_FRACTION = 0.02
 
+# Identical pictures have an infinite PSNR; workers report them as this (worker.media.quality).
+MAX_PSNR_DB = 100.0
+MAX_VARIANTS = 8
+# Written beside a measured output's files (the worker's worker.media.quality.QUALITY_FILE_NAME;
+# server and worker share no module for one name).
+QUALITY_FILE_NAME = "quality.json"
+
 IMAGE_TYPES = frozenset(
     {T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP, T.OUTPUT_TYPE_GIF}
 )
@@ -159,6 +166,42 @@ def transcode_problems(
             problems.append(problem)
             break
     problems += _encoded_seconds_problems(result.encoded_seconds, spec, expected_seconds)
+    problems += quality_problems(result, spec)
+    return problems
+
+
+def quality_problems(
+    result: worker_service_pb2.TranscodeResult, spec: job_pb2.OutputSpec
+) -> list[str]:
+    """Quality figures exactly when asked for: one per variant at most, each within what
+    SSIM (0 to 1) and PSNR (0 to MAX_PSNR_DB dB) can be, with quality.json among the files."""
+    if not spec.measure_quality:
+        if result.quality:
+            return ["quality figures were reported for an output that did not ask for them"]
+        return []
+    if not result.quality:
+        return ["the output asked for quality measurement and no figures were reported"]
+    problems = []
+    if len(result.quality) > min(len(spec.video), MAX_VARIANTS):
+        problems.append(f"{len(result.quality)} quality figures for {len(spec.video)} variants")
+    seen: set[int] = set()
+    for figure in result.quality[:MAX_VARIANTS]:
+        where = f"quality of variant {figure.variant_index}"
+        if not 0 <= figure.variant_index < len(spec.video):
+            problems.append(f"{where}: the spec has no such variant")
+        elif figure.variant_index in seen:
+            problems.append(f"{where} is reported twice")
+        seen.add(figure.variant_index)
+        if not _finite(figure.ssim, 0.0, 1.0):
+            problems.append(f"{where}: SSIM {figure.ssim!r} is not a number from 0 to 1")
+        if not _finite(figure.psnr_db, 0.0, MAX_PSNR_DB):
+            problems.append(
+                f"{where}: PSNR {figure.psnr_db!r} dB is not a number from 0 to {MAX_PSNR_DB:g}"
+            )
+        if not (0 < figure.width <= MAX_DIMENSION and 0 < figure.height <= MAX_DIMENSION):
+            problems.append(f"{where}: {figure.width}x{figure.height} is impossible")
+    if all(file.path != QUALITY_FILE_NAME for file in result.files):
+        problems.append(f"{QUALITY_FILE_NAME} is not among the reported files")
     return problems
 
 

@@ -67,6 +67,7 @@ def output_message(
     if output.result:
         result = worker_service_pb2.TranscodeResult.FromString(output.result)
         message.notes.extend(result.notes)
+        message.quality.extend(result.quality)
         for stored in result.files:
             file = message.files.add()
             file.CopyFrom(stored)

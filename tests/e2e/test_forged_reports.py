@@ -241,3 +241,47 @@ def test_server_refuses_to_start_an_open_worker_listener_off_loopback(tmp_path, 
     )
     assert result.returncode == 2
     assert "KILN_WORKER_TOKEN" in result.stderr
+
+
+def test_forged_quality_figures_are_refused(lone, media_root):
+    cluster, server = lone
+    if not cluster.database_url.startswith("sqlite"):
+        pytest.skip("the figures' checks do not touch the database; SQLite covers them")
+    auth = (("authorization", f"Bearer {cluster.create_key('org_quality')}"),)
+    measured = mp4_output("240p")
+    measured.measure_quality = True
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}", outputs=[measured])
+    worker = PlayedWorker(server)
+    probe = worker.claim()
+    assert probe.job_id == job.id
+    worker.complete(probe, input_info=probe_info())
+    task = worker.claim()
+    store_file(cluster, job.id, task.output_id, "output.mp4", 4096)
+    store_file(cluster, job.id, task.output_id, "quality.json", 100)
+
+    def result(ssim: float, psnr_db: float) -> wpb.TranscodeResult:
+        report = transcode("output.mp4", 4096)
+        report.files.add(path="quality.json", size_bytes=100, mime_type="application/json")
+        report.quality.add(variant_index=0, width=426, height=240, ssim=ssim, psnr_db=psnr_db)
+        return report
+
+    assert "SSIM nan" in worker.refused(task, transcode=result(math.nan, 40.0))
+    task = worker.claim()
+    assert "SSIM 1.2 is not a number from 0 to 1" in worker.refused(
+        task, transcode=result(1.2, 40.0)
+    )
+    task = worker.claim()
+    assert "PSNR inf dB" in worker.refused(task, transcode=result(0.95, math.inf))
+    task = worker.claim()
+    # Asked for, so a result without figures is refused too.
+    assert "no figures were reported" in worker.refused(
+        task, transcode=transcode("output.mp4", 4096)
+    )
+    assert get(server, auth, job.id).status == job_pb2.JOB_STATUS_PROCESSING
+
+    task = worker.claim()
+    worker.complete(task, transcode=result(0.95, 38.5))
+    done = get(server, auth, job.id)
+    assert done.status == job_pb2.JOB_STATUS_COMPLETED
+    [figure] = done.outputs[0].quality
+    assert (figure.variant_index, figure.ssim, figure.psnr_db) == (0, 0.95, 38.5)

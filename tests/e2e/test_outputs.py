@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import m3u8
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.media_probe import ffprobe, streams
+
+from .connect_json import ConnectJsonClient
+from .jobs import run_to_end
 
 # Recipes end to end, on this module's cluster.
 from .recipe_flows import (  # noqa: F401
@@ -202,3 +207,79 @@ def test_image_series_and_sprite_with_its_map_through_the_service(server, api_ke
     image = httpx.get(by_path["sprite.webp"].url, timeout=10)
     assert image.status_code == 200
     assert image.content[:4] == b"RIFF"
+
+
+# Measured quality (README "Quality measurement"): asked for over Connect JSON as the README's
+# curl does; figures on Get, quality.json in storage and among the files; an output that did
+# not ask has neither.
+
+
+def test_measured_outputs_report_figures_and_a_quality_file(cluster, server, api_key, media_root):
+    client = ConnectJsonClient(server.http_url, api_key)
+    h264 = "VIDEO_CODEC_H264"
+    created = client.call_service(
+        "kiln.v1.JobService",
+        "Create",
+        {
+            "inputUrl": f"file://{media_root / 'clip2s.mp4'}",
+            "outputs": [
+                {
+                    "type": "OUTPUT_TYPE_MP4",
+                    "video": [{"codec": h264, "resolution": "240p"}],
+                    "measureQuality": True,
+                },
+                {
+                    "type": "OUTPUT_TYPE_HLS",
+                    "video": [
+                        {"codec": h264, "resolution": "360p"},
+                        {"codec": h264, "resolution": "240p", "quality": "QUALITY_ECONOMY"},
+                    ],
+                    "segments": {"durationSeconds": 1},
+                    "measureQuality": True,
+                },
+                {"type": "OUTPUT_TYPE_MP4", "video": [{"codec": h264, "resolution": "240p"}]},
+            ],
+        },
+    )
+    job_id = created["job"]["id"]
+    auth = (("authorization", f"Bearer {api_key}"),)
+    assert run_to_end(server, auth, job_id, timeout=120).status == job_pb2.JOB_STATUS_COMPLETED
+
+    job = client.call_service("kiln.v1.JobService", "Get", {"id": job_id})["job"]
+    progressive, ladder, unmeasured = job["outputs"]
+    assert [(q["width"], q["height"]) for q in progressive["quality"]] == [(426, 240)]
+    assert [(q.get("variantIndex", 0), q["width"]) for q in ladder["quality"]] == [
+        (0, 640),
+        (1, 426),
+    ]
+    for figure in progressive["quality"] + ladder["quality"]:
+        assert 0.5 < figure["ssim"] <= 1.0, figure
+        assert 20.0 < figure["psnrDb"] < 100.0, figure
+
+    for output in (progressive, ladder):
+        [listed] = [f for f in output["files"] if f["path"] == "quality.json"]
+        assert listed["mimeType"] == "application/json"
+        stored = cluster.storage_dir / job_id / output["id"] / "quality.json"
+        written = json.loads(stored.read_text())
+        assert [v["ssim"] for v in written["variants"]] == [q["ssim"] for q in output["quality"]]
+        downloaded = httpx.get(listed["url"], timeout=30)
+        assert downloaded.status_code == 200
+        assert downloaded.json() == written
+
+    assert "quality" not in unmeasured
+    assert [f["path"] for f in unmeasured["files"]] == ["output.mp4"]
+    assert not (cluster.storage_dir / job_id / unmeasured["id"] / "quality.json").exists()
+
+
+def test_measurement_of_an_output_without_video_is_refused_at_create(server, api_key, media_root):
+    client = ConnectJsonClient(server.http_url, api_key)
+    status, body = client.call(
+        "Create",
+        {
+            "inputUrl": f"file://{media_root / 'clip2s.mp4'}",
+            "outputs": [{"type": "OUTPUT_TYPE_M4A", "measureQuality": True}],
+        },
+    )
+    assert status == 400
+    assert body["code"] == "invalid_argument"
+    assert "outputs[0].measure_quality: quality is measured for MP4" in body["message"]
