@@ -35,6 +35,8 @@ WORKER_ERROR_CODES = frozenset(
         "ENCODE_FAILED",
         "WORKER_ERROR",
         "UNSUPPORTED_COMMAND",
+        # The worker's builders could not make the spec (the server should have refused it).
+        "OUTPUT_SPEC_UNSUPPORTED",
     }
 )
 # Stages a running task may report.

@@ -245,8 +245,6 @@ def test_server_refuses_to_start_an_open_worker_listener_off_loopback(tmp_path, 
 
 def test_forged_quality_figures_are_refused(lone, media_root):
     cluster, server = lone
-    if not cluster.database_url.startswith("sqlite"):
-        pytest.skip("the figures' checks do not touch the database; SQLite covers them")
     auth = (("authorization", f"Bearer {cluster.create_key('org_quality')}"),)
     measured = mp4_output("240p")
     measured.measure_quality = True

@@ -9,6 +9,7 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from server.domain import worker_reports as reports
+from worker.media.errors import ALL_CODES, CANCELED
 
 MP4 = job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP4)
 JPG = job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_JPG)
@@ -93,3 +94,9 @@ def test_progress_reports_in_range():
     for progress in (math.nan, -0.5, 100.5, math.inf):
         assert reports.progress_problem(wpb.ReportProgressRequest(progress=progress))
     assert reports.progress_problem(wpb.ReportProgressRequest(progress=1, stage=77))
+
+
+def test_every_code_the_media_layer_raises_is_one_a_worker_may_report():
+    # A code the server refuses turns a plain failure into a refused report and a rerun.
+    for code in ALL_CODES - {CANCELED}:
+        assert reports.error_problems(job_pb2.JobError(code=code, message="m")) == [], code
