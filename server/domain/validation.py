@@ -34,20 +34,23 @@ ADAPTIVE = {T.OUTPUT_TYPE_HLS, T.OUTPUT_TYPE_DASH, T.OUTPUT_TYPE_CMAF}
 AUDIO_ONLY = {T.OUTPUT_TYPE_MP3, T.OUTPUT_TYPE_M4A, T.OUTPUT_TYPE_OPUS, T.OUTPUT_TYPE_WAV}
 IMAGES = {T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP, T.OUTPUT_TYPE_GIF}
 
-# Which video codecs each container can carry.
+# Which video codecs each container can carry, limited to what players take: AV1 plays from MP4
+# in <video> and from fMP4 HLS, DASH and CMAF through MSE (hls.js, dash.js; Chromium checked),
+# never from MPEG-TS segments (see _check_av1_hls). H.265 is for Apple players (Chromium on
+# Linux has no HEVC).
 VIDEO_CODECS_BY_TYPE: dict[int, set[int]] = {
-    T.OUTPUT_TYPE_MP4: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+    T.OUTPUT_TYPE_MP4: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265, V.VIDEO_CODEC_AV1},
     T.OUTPUT_TYPE_MOV: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
     T.OUTPUT_TYPE_MKV: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
     T.OUTPUT_TYPE_WEBM: {V.VIDEO_CODEC_VP9, V.VIDEO_CODEC_AV1},
-    T.OUTPUT_TYPE_HLS: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+    T.OUTPUT_TYPE_HLS: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265, V.VIDEO_CODEC_AV1},
     T.OUTPUT_TYPE_DASH: {
         V.VIDEO_CODEC_H264,
         V.VIDEO_CODEC_H265,
         V.VIDEO_CODEC_VP9,
         V.VIDEO_CODEC_AV1,
     },
-    T.OUTPUT_TYPE_CMAF: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265},
+    T.OUTPUT_TYPE_CMAF: {V.VIDEO_CODEC_H264, V.VIDEO_CODEC_H265, V.VIDEO_CODEC_AV1},
 }
 
 AUDIO_CODECS_BY_TYPE: dict[int, set[int]] = {
@@ -246,6 +249,8 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
         bad(f"{path}.video", f"{type_name} outputs take no video variants")
     for index, variant in enumerate(variants):
         _check_variant(f"{path}.video[{index}]", kind, variant, bad)
+    if kind == T.OUTPUT_TYPE_HLS:
+        _check_av1_hls(path, output, bad)
 
     if output.HasField("audio"):
         _check_audio(f"{path}.audio", kind, output.audio, bad)
@@ -310,6 +315,18 @@ def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> 
     if variant.crf and not 1 <= variant.crf <= highest_crf:
         codec = V.Name(variant.codec).removeprefix("VIDEO_CODEC_") if variant.codec else "it"
         bad(f"{path}.crf", f"must be between 1 and {highest_crf} for {codec}")
+
+
+def _check_av1_hls(path: str, output: job_pb2.OutputSpec, bad) -> None:
+    """AV1 has no MPEG-TS mapping that players read: an AV1 HLS ladder needs fMP4 segments."""
+    if output.hls.segment_format == job_pb2.HLS_SEGMENT_FORMAT_FMP4:
+        return
+    for index, variant in enumerate(output.video):
+        if variant.codec == V.VIDEO_CODEC_AV1:
+            bad(
+                f"{path}.video[{index}].codec",
+                "AV1 in HLS needs fMP4 segments: set hls.segment_format to HLS_SEGMENT_FORMAT_FMP4",
+            )
 
 
 def resolution_problem(resolution: str) -> str | None:

@@ -7,7 +7,9 @@ rendition has three full segments and a 1 s last one) and then examined by sever
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,11 +239,8 @@ def test_hls_master_lists_every_variant_with_measured_attributes(
         assert variant.stream_info.bandwidth >= variant.stream_info.average_bandwidth > 0
 
 
-@pytest.mark.parametrize("ladder_name", ["hls_ts", "hls_fmp4"])
-def test_hls_audio_is_one_rendition_shared_by_every_variant(
-    ladder_name: str, request: pytest.FixtureRequest
-) -> None:
-    ladder: Ladder = request.getfixturevalue(ladder_name)
+def test_fmp4_hls_audio_is_one_rendition_shared_by_every_variant(hls_fmp4: Ladder) -> None:
+    ladder = hls_fmp4
     master = m3u8.load(str(ladder.out_dir / "master.m3u8"))
 
     audio = [media for media in master.media if media.type == "AUDIO"]
@@ -262,6 +261,144 @@ def test_hls_variants_cut_segments_at_the_same_times(
 
     assert durations[0] == durations[1] == durations[2]
     assert_segments_of_target_length(durations[0])
+
+
+def test_ts_hls_variants_carry_their_own_audio(hls_ts: Ladder) -> None:
+    master = m3u8.load(str(hls_ts.out_dir / "master.m3u8"))
+
+    assert not [media for media in master.media if media.type == "AUDIO"]
+    assert not (hls_ts.out_dir / "audio").exists()
+    for variant in master.playlists:
+        first_segment = hls_ts.out_dir / variant.uri.replace("index.m3u8", "seg_00000.ts")
+        assert set(first_packet_times(first_segment)) == {"video", "audio"}
+
+
+# --- Where audio and video start -----------------------------------------------------------------
+# hls.js and dash.js report a gap (bufferSeekOverHole, injected silent frames) when a rendition
+# starts later than another. Every rendition must start at the same instant: 0 in fMP4, the TS
+# muxer's fixed 1.4 s offset in MPEG-TS (hls.js subtracts it).
+
+
+def first_packet_times(path: Path) -> dict[str, float]:
+    """ffprobe: codec type → presentation time of its first packet in a file or TS segment."""
+    result = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-show_entries", "packet=stream_index,pts_time"),
+            *("-show_entries", "stream=index,codec_type", "-of", "json", path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    parsed = json.loads(result.stdout)
+    kinds = {stream["index"]: stream["codec_type"] for stream in parsed["streams"]}
+    firsts: dict[str, float] = {}
+    for packet in parsed["packets"]:
+        firsts.setdefault(kinds[packet["stream_index"]], float(packet["pts_time"]))
+    return firsts
+
+
+def fmp4_first_presentation(init: Path, segment: Path) -> float:
+    """Seconds at which an fMP4 rendition's first sample is shown, as MSE computes it.
+
+    tfdt (first decode time) plus the first sample's composition offset from trun, which may be
+    negative in a version 1 trun. ffprobe cannot say this: its mov demuxer adds the largest
+    negative offset to every pts. hls.js ignores edit lists, so none may shift the start.
+    """
+    init_boxes = mp4_boxes(init.read_bytes())
+    assert all(media_time == 0 for media_time in edit_media_times(init_boxes[b"elst"]))
+    mdhd = init_boxes[b"mdhd"]
+    timescale = struct.unpack(">I", mdhd[12:16] if mdhd[0] == 0 else mdhd[20:24])[0]
+    boxes = mp4_boxes(segment.read_bytes())
+    tfdt = boxes[b"tfdt"]
+    decode_time = (
+        struct.unpack(">Q", tfdt[4:12])[0] if tfdt[0] else struct.unpack(">I", tfdt[4:8])[0]
+    )
+    return (decode_time + first_composition_offset(boxes[b"trun"])) / timescale
+
+
+_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"edts", b"moof", b"traf"}
+
+
+def mp4_boxes(data: bytes) -> dict[bytes, bytes]:
+    """The body of the first box of each type, descending into the containers that matter."""
+    found: dict[bytes, bytes] = {}
+    stack = [(0, len(data))]
+    while stack:
+        offset, end = stack.pop()
+        while offset + 8 <= end:
+            size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+            header = 8
+            if size == 1:
+                size, header = struct.unpack(">Q", data[offset + 8 : offset + 16])[0], 16
+            size = size or end - offset
+            if kind in _CONTAINER_BOXES:
+                stack.append((offset + header, offset + size))
+            found.setdefault(kind, data[offset + header : offset + size])
+            offset += size
+    found.setdefault(b"elst", b"")
+    return found
+
+
+def edit_media_times(elst: bytes) -> list[int]:
+    """media_time of each edit: where in the track the edit starts showing it (-1 = empty)."""
+    if not elst:
+        return []
+    version, count = elst[0], struct.unpack(">I", elst[4:8])[0]
+    # version 0: duration u32, media_time i32, rate; version 1: u64, i64, rate.
+    entry_size, duration_size, media_format = (20, 8, ">q") if version == 1 else (12, 4, ">i")
+    media_size = struct.calcsize(media_format)
+    times = []
+    for index in range(count):
+        at = 8 + index * entry_size + duration_size
+        times.append(struct.unpack(media_format, elst[at : at + media_size])[0])
+    return times
+
+
+def first_composition_offset(trun: bytes) -> int:
+    version, flags = trun[0], int.from_bytes(trun[1:4], "big")
+    position = 8 + 4 * bool(flags & 0x1) + 4 * bool(flags & 0x4)
+    position += 4 * sum(bool(flags & bit) for bit in (0x100, 0x200, 0x400))
+    if not flags & 0x800:
+        return 0
+    return struct.unpack(">i" if version else ">I", trun[position : position + 4])[0]
+
+
+def hls_fmp4_renditions(out_dir: Path) -> dict[str, tuple[Path, Path]]:
+    return {
+        folder.name: (next(folder.glob("init_*.mp4")), folder / "seg_00000.m4s")
+        for folder in sorted(out_dir.iterdir())
+        if folder.is_dir()
+    }
+
+
+def test_ts_audio_and_video_start_together(hls_ts: Ladder) -> None:
+    starts = [
+        first_packet_times(hls_ts.out_dir / f"v{index}" / "seg_00000.ts") for index in range(3)
+    ]
+
+    for start in starts:
+        # No B-frames in TS: the first picture's decode and presentation times are one.
+        assert start["audio"] == pytest.approx(start["video"], abs=1e-6)
+    assert len({round(start["video"], 6) for start in starts}) == 1
+
+
+@pytest.mark.parametrize("ladder_name", ["hls_fmp4", "dash", "cmaf"])
+def test_fmp4_renditions_all_start_at_zero(
+    ladder_name: str, request: pytest.FixtureRequest
+) -> None:
+    ladder: Ladder = request.getfixturevalue(ladder_name)
+    if ladder_name == "hls_fmp4":
+        renditions = hls_fmp4_renditions(ladder.out_dir)
+    else:
+        files = dash_files(ladder.out_dir / "manifest.mpd")
+        renditions = {name: (paths[0], paths[1]) for name, paths in files.items()}
+
+    starts = {name: fmp4_first_presentation(*pair) for name, pair in renditions.items()}
+
+    assert len(starts) == 4  # three video renditions (H.264, H.265/VP9, AV1) and the audio
+    assert all(start == pytest.approx(0, abs=1e-9) for start in starts.values()), starts
 
 
 def test_ts_segments_of_every_variant_start_at_the_same_timestamp(hls_ts: Ladder) -> None:

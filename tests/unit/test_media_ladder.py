@@ -107,10 +107,10 @@ def test_hls_ladder_is_one_process_that_decodes_once_and_splits() -> None:
     graph = value_after(plan.argv, "-filter_complex")
     assert plan.argv.count("-i") == 1
     assert graph.startswith("[0:0]split=3[split0][split1][split2];")
-    assert "[split0]scale=640:360,setdar=16/9[v0]" in graph
-    assert "[split1]scale=426:240,setdar=16/9[v1]" in graph
-    assert "[split2]scale=320:180,setdar=16/9[v2]" in graph
-    assert values_after(plan.argv, "-map") == ["[v0]", "[v1]", "[v2]", "0:1"]
+    assert "[split0]fps=30:start_time=0,scale=640:360,setdar=16/9[v0]" in graph
+    assert "[split1]fps=30:start_time=0,scale=426:240,setdar=16/9[v1]" in graph
+    assert "[split2]fps=30:start_time=0,scale=320:180,setdar=16/9[v2]" in graph
+    assert values_after(plan.argv, "-map") == ["[v0]", "[v1]", "[v2]", "0:1", "0:1", "0:1"]
     assert plan.notes == []
 
 
@@ -150,24 +150,74 @@ def test_x265_keyframe_parameters_join_its_existing_parameter_list() -> None:
     assert value_after(plan.argv, "-x265-params:v:1") == "log-level=error:scenecut=0:open-gop=0"
 
 
-def test_audio_is_encoded_once_for_the_whole_ladder() -> None:
-    plan = build(ladder_spec())
+def test_audio_is_encoded_once_for_the_whole_fmp4_ladder() -> None:
+    plan = build(ladder_spec(hls=job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)))
 
     assert flags_starting(plan.argv, "-c:a") == ["-c:a"]
     assert value_after(plan.argv, "-c:a") == "aac"
     assert values_after(plan.argv, "-map").count("0:1") == 1
 
 
-def test_hls_muxer_writes_a_master_and_one_folder_per_rendition() -> None:
+def test_audio_and_video_of_a_ladder_start_at_zero() -> None:
+    plan = build(ladder_spec(job_pb2.OUTPUT_TYPE_DASH))
+
+    # The AAC encoder stamps its first packet 1024 samples early (priming): the source is
+    # trimmed by as much, so that packet is at 0; the video is padded or trimmed to start at 0.
+    assert value_after(plan.argv, "-af") == "aresample=48000:first_pts=1024"
+    assert "[split0]fps=30:start_time=0," in value_after(plan.argv, "-filter_complex")
+    # Negative composition offsets put the first picture at 0 despite the B-frame delay.
+    assert value_after(plan.argv, "-format_options") == "movflags=+negative_cts_offsets"
+
+
+def test_opus_priming_is_counted_at_48_khz() -> None:
+    spec = ladder_spec(
+        job_pb2.OUTPUT_TYPE_DASH,
+        audio=job_pb2.AudioSpec(codec=job_pb2.AUDIO_CODEC_OPUS, sample_rate=24000),
+    )
+
+    assert value_after(build(spec).argv, "-af") == "aresample=24000:first_pts=156"
+
+
+def test_ts_hls_muxes_audio_into_every_variant_and_encodes_without_b_frames() -> None:
     plan = build(ladder_spec())
+
+    # hls.js starts a TS timeline at the video's first decode time: no reordering delay.
+    for stream in range(3):
+        assert value_after(plan.argv, f"-bf:v:{stream}") == "0"
+    assert values_after(plan.argv, "-map").count("0:1") == 3
+    assert value_after(plan.argv, "-var_stream_map") == (
+        "v:0,a:0,name:v0 v:1,a:1,name:v1 v:2,a:2,name:v2"
+    )
+    assert OUT_DIR / "audio" / "index.m3u8" not in plan.outputs
+    assert "-avoid_negative_ts" not in plan.argv
+
+
+def test_av1_goes_into_fmp4_hls_but_not_into_ts() -> None:
+    variants = ((AV1, "360p"), (AV1, "240p"))
+    fmp4 = build(
+        ladder_spec(
+            variants=variants, hls=job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)
+        )
+    )
+
+    assert value_after(fmp4.argv, "-c:v:0") == "libsvtav1"
+    assert "-bf:v:0" not in fmp4.argv
+    with pytest.raises(OutputSpecError, match="AV1"):
+        build(ladder_spec(variants=variants))
+
+
+def test_hls_muxer_writes_a_master_and_one_folder_per_rendition() -> None:
+    plan = build(ladder_spec(hls=job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)))
 
     argv = plan.argv
     assert value_after(argv, "-f") == "hls"
     assert value_after(argv, "-hls_time") == "2"
     assert value_after(argv, "-hls_playlist_type") == "vod"
-    assert value_after(argv, "-hls_segment_type") == "mpegts"
+    assert value_after(argv, "-hls_segment_type") == "fmp4"
     assert value_after(argv, "-master_pl_name") == "master.m3u8"
-    assert value_after(argv, "-hls_segment_filename") == "/work/out/%v/seg_%05d.ts"
+    assert value_after(argv, "-hls_segment_filename") == "/work/out/%v/seg_%05d.m4s"
+    assert value_after(argv, "-hls_segment_options") == "movflags=+negative_cts_offsets"
+    assert value_after(argv, "-avoid_negative_ts") == "disabled"
     assert value_after(argv, "-var_stream_map") == (
         "v:0,agroup:audio,name:v0 v:1,agroup:audio,name:v1 v:2,agroup:audio,name:v2 "
         "a:0,agroup:audio,name:audio,default:yes"
@@ -238,7 +288,8 @@ def test_cmaf_is_a_dash_muxer_that_also_writes_hls_playlists() -> None:
     assert value_after(plan.argv, "-f") == "dash"
     assert value_after(plan.argv, "-hls_playlist") == "1"
     assert value_after(plan.argv, "-hls_master_name") == "master.m3u8"
-    assert value_after(plan.argv, "-format_options") == "movflags=+cmaf"
+    # The last -format_options wins: CMAF branding and negative composition offsets.
+    assert values_after(plan.argv, "-format_options")[-1] == "movflags=+cmaf+negative_cts_offsets"
     assert plan.finalize == LadderPackaging(
         hls_master=OUT_DIR / "master.m3u8", dash_manifest=OUT_DIR / "manifest.mpd"
     )
@@ -275,8 +326,8 @@ def test_first_variant_above_the_source_is_capped_when_nothing_covers_it() -> No
         "variant 1: 720p above source 640x360, dropped",
     ]
     graph = value_after(plan.argv, "-filter_complex")
-    assert "[split0]scale=640:360" in graph
-    assert "[split1]scale=426:240" in graph
+    assert "[split0]fps=30:start_time=0,scale=640:360" in graph
+    assert "[split1]fps=30:start_time=0,scale=426:240" in graph
 
 
 def test_gop_rounds_up_for_ntsc_rates_so_forced_keyframes_come_first() -> None:
@@ -292,7 +343,7 @@ def test_variant_frame_rate_sets_its_own_gop_and_filter() -> None:
     plan = build(spec)
 
     assert value_after(plan.argv, "-g:v:2") == "30"
-    assert "[split2]fps=15,scale=320:180" in value_after(plan.argv, "-filter_complex")
+    assert "[split2]fps=15:start_time=0,scale=320:180" in value_after(plan.argv, "-filter_complex")
 
 
 def test_av1_notes_when_segments_are_not_whole_frames() -> None:

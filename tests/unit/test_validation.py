@@ -133,11 +133,56 @@ def test_codec_not_allowed_in_container(root, policy):
 
 def test_second_variant_path_is_indexed(root, policy):
     output = mp4()
-    output.video.add(codec=V.VIDEO_CODEC_AV1)
+    output.video.add(codec=V.VIDEO_CODEC_VP9)
     violations = violations_of(request_for(root, outputs=[output]), policy)
     fields = {violation.field for violation in violations}
-    # MP4 takes one variant, and AV1 cannot go in MP4: both are reported.
+    # MP4 takes one variant, and VP9 cannot go in MP4: both are reported.
     assert fields == {"outputs[0].video", "outputs[0].video[1].codec"}
+
+
+def av1_ladder(output_type: int, **fields) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=output_type,
+        video=[
+            job_pb2.VideoVariant(codec=V.VIDEO_CODEC_AV1, resolution="360p"),
+            job_pb2.VideoVariant(codec=V.VIDEO_CODEC_H264, resolution="240p"),
+        ],
+        **fields,
+    )
+
+
+FMP4 = job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        mp4(codec=V.VIDEO_CODEC_AV1),
+        av1_ladder(job_pb2.OUTPUT_TYPE_HLS, hls=FMP4),
+        av1_ladder(job_pb2.OUTPUT_TYPE_CMAF),
+        av1_ladder(job_pb2.OUTPUT_TYPE_DASH),
+    ],
+    ids=["mp4", "hls-fmp4", "cmaf", "dash"],
+)
+def test_av1_is_accepted_where_players_take_it(root, policy, output):
+    validate_create(request_for(root, outputs=[output]), policy, PRESETS)
+
+
+def test_av1_in_ts_hls_is_refused_with_the_way_out(root, policy):
+    violation = only_violation(
+        request_for(root, outputs=[av1_ladder(job_pb2.OUTPUT_TYPE_HLS)]), policy
+    )
+    assert violation.field == "outputs[0].video[0].codec"
+    assert violation.description == (
+        "AV1 in HLS needs fMP4 segments: set hls.segment_format to HLS_SEGMENT_FORMAT_FMP4"
+    )
+
+
+def test_av1_stays_out_of_mov(root, policy):
+    output = mp4(codec=V.VIDEO_CODEC_AV1)
+    output.type = job_pb2.OUTPUT_TYPE_MOV
+    violation = only_violation(request_for(root, outputs=[output]), policy)
+    assert violation.description == "AV1 cannot be used in MOV"
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,17 @@ def audio_args(
     source: job_pb2.StreamInfo,
     container: Container,
     notes: list[str],
+    *,
+    start_at_zero: bool = False,
 ) -> list[str]:
+    """Encoder, bitrate, channels and rate of one audio stream.
+
+    start_at_zero makes the first encoded packet start at 0, where a ladder's video starts:
+    the source is padded with silence (audio starting late) or trimmed (the encoder's priming,
+    audio starting early) to start at the encoder delay, which the encoder then stamps as 0.
+    Without it the first packet comes 1024 samples (AAC) before the video and every muxer
+    shifts the streams apart, which players report as a gap at the start.
+    """
     codec = audio.codec or container.audio_codecs[0]
     if codec not in container.audio_codecs:
         raise OutputSpecError(
@@ -83,4 +93,7 @@ def audio_args(
     args = ["-c:a", encoder.name]
     if encoder.takes_bitrate:
         args += ["-b:a", f"{audio.bitrate_kbps or DEFAULT_AUDIO_BITRATE_KBPS}k"]
-    return [*args, "-ac", str(channels), "-ar", str(sample_rate)]
+    args += ["-ac", str(channels), "-ar", str(sample_rate)]
+    if start_at_zero:
+        args += ["-af", f"aresample={sample_rate}:first_pts={encoder.priming_at(sample_rate)}"]
+    return args

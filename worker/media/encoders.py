@@ -148,12 +148,28 @@ class AudioEncoder:
     takes_bitrate: bool = True
     # Sample rates the encoder accepts; empty means any.
     sample_rates: tuple[int, ...] = ()
+    # Encoder delay: the samples of priming the encoder puts before the first input sample, so
+    # that its first packet is stamped that much before the first frame's time (FFmpeg's aac:
+    # 1024 at any rate; libopus: 312 at 48 kHz, scaled with the rate). Ladders trim as much
+    # from the source so the first packet starts exactly where the video does.
+    priming_samples: int = 0
+    # The rate priming_samples are counted at; 0 means at the output sample rate.
+    priming_rate: int = 0
+
+    def priming_at(self, sample_rate: int) -> int:
+        """Samples of encoder delay at `sample_rate`."""
+        if not self.priming_rate:
+            return self.priming_samples
+        return self.priming_samples * sample_rate // self.priming_rate
 
 
 AUDIO_ENCODERS: Mapping[int, AudioEncoder] = {
-    AudioCodec.AUDIO_CODEC_AAC: AudioEncoder("aac"),
+    AudioCodec.AUDIO_CODEC_AAC: AudioEncoder("aac", priming_samples=1024),
     AudioCodec.AUDIO_CODEC_OPUS: AudioEncoder(
-        "libopus", sample_rates=(48000, 24000, 16000, 12000, 8000)
+        "libopus",
+        sample_rates=(48000, 24000, 16000, 12000, 8000),
+        priming_samples=312,
+        priming_rate=48000,
     ),
     AudioCodec.AUDIO_CODEC_MP3: AudioEncoder(
         "libmp3lame", sample_rates=(48000, 44100, 32000, 24000, 22050, 16000)

@@ -57,16 +57,20 @@ _H264, _H265, _VP9, _AV1 = (
     VideoCodec.VIDEO_CODEC_AV1,
 )
 _AAC, _OPUS = AudioCodec.AUDIO_CODEC_AAC, AudioCodec.AUDIO_CODEC_OPUS
+# fMP4 with trun version 1: a B-frame stream's first picture is shown at its first decode time.
+NEGATIVE_CTS_MOVFLAGS = "+negative_cts_offsets"
 
 # The codecs each package may carry (the first is the default). HLS and CMAF are for Apple
-# devices and hls.js as much as for DASH players, so they stay with H.264/H.265 and AAC.
+# devices and hls.js as much as for DASH players, so they stay with AAC; AV1 goes into fMP4
+# (hls.js and dash.js play it through MSE), never into MPEG-TS, which has no AV1 mapping
+# that players read — build_ladder_command refuses AV1 in TS HLS.
 LADDER_CONTAINERS: Mapping[int, Container] = {
-    OutputType.OUTPUT_TYPE_HLS: Container("hls", HLS_MASTER_NAME, (_H264, _H265), (_AAC,)),
+    OutputType.OUTPUT_TYPE_HLS: Container("hls", HLS_MASTER_NAME, (_H264, _H265, _AV1), (_AAC,)),
     OutputType.OUTPUT_TYPE_DASH: Container(
         "dash", DASH_MANIFEST_NAME, (_H264, _H265, _VP9, _AV1), (_AAC, _OPUS), is_iso_bmff=True
     ),
     OutputType.OUTPUT_TYPE_CMAF: Container(
-        "dash", DASH_MANIFEST_NAME, (_H264, _H265), (_AAC,), is_iso_bmff=True
+        "dash", DASH_MANIFEST_NAME, (_H264, _H265, _AV1), (_AAC,), is_iso_bmff=True
     ),
 }
 
@@ -100,6 +104,10 @@ def build_ladder_command(
     fmp4_hls = spec.hls.segment_format == job_pb2.HLS_SEGMENT_FORMAT_FMP4
     if spec.type == OutputType.OUTPUT_TYPE_HLS and fmp4_hls:
         container = dataclasses.replace(container, is_iso_bmff=True)
+    elif spec.type == OutputType.OUTPUT_TYPE_HLS:
+        container = dataclasses.replace(
+            container, video_codecs=tuple(c for c in container.video_codecs if c != _AV1)
+        )
     if not 1 <= len(spec.video) <= MAX_VARIANTS:
         raise OutputSpecError(
             f"an adaptive output takes 1 to {MAX_VARIANTS} video variants, got {len(spec.video)}"
@@ -115,6 +123,9 @@ def build_ladder_command(
     start, duration = clip_window(spec.clip, info.duration_seconds)
     rungs = plan_rungs(spec, video, container, segment_seconds, notes)
     audio = None if spec.audio.disabled else default_stream(info, "audio")
+    ts_hls = spec.type == OutputType.OUTPUT_TYPE_HLS and not fmp4_hls
+    # MPEG-TS HLS carries the audio in every variant's segments (see hls_muxer_args).
+    audio_copies = (len(rungs) if ts_hls else 1) if audio is not None else 0
 
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start)]
     if spec.clip.duration_seconds > 0:
@@ -122,10 +133,9 @@ def build_ladder_command(
     argv += ["-filter_complex", ladder_filter_graph(video.index, rungs, display_aspect(video))]
     for position in range(len(rungs)):
         argv += ["-map", f"[v{position}]"]
-    if audio is not None:
-        argv += ["-map", f"0:{audio.index}"]
+    argv += ["-map", f"0:{audio.index}"] * audio_copies if audio is not None else []
     for position, rung in enumerate(rungs):
-        argv += rung_encoder_args(rung, position, container)
+        argv += rung_encoder_args(rung, position, container, b_frames=not ts_hls)
     argv += [
         "-pix_fmt",
         "yuv420p",
@@ -134,8 +144,8 @@ def build_ladder_command(
         f"expr:gte(t,n_forced*{seconds_arg(segment_seconds)})",
     ]
     if audio is not None:
-        # Mapped once, encoded once: every variant refers to this one rendition.
-        argv += audio_args(spec.audio, audio, container, notes)
+        # Starting at 0 like the video: players see no gap between the two at the start.
+        argv += audio_args(spec.audio, audio, container, notes, start_at_zero=True)
 
     if spec.type == OutputType.OUTPUT_TYPE_HLS:
         argv += hls_muxer_args(
@@ -148,7 +158,7 @@ def build_ladder_command(
         argv.append(str(out_dir / "%v" / "index.m3u8"))
         master = out_dir / HLS_MASTER_NAME
         outputs = [master, *(out_dir / f"v{i}" / "index.m3u8" for i in range(len(rungs)))]
-        if audio is not None:
+        if audio is not None and fmp4_hls:
             outputs.append(out_dir / AUDIO_RENDITION_NAME / "index.m3u8")
         packaging = LadderPackaging(hls_master=master)
     else:
@@ -276,18 +286,38 @@ def ladder_filter_graph(video_index: int, rungs: list[LadderRung], aspect: str) 
         branches.append(f"{source}split={len(rungs)}{outlets}")
     for position, rung in enumerate(rungs):
         inlet = f"[split{position}]" if len(rungs) > 1 else source
-        steps = [f"fps={rung.variant.fps:g}"] if rung.variant.fps > 0 else []
+        # start_time=0 repeats the first picture when the source's video starts after its
+        # audio (and drops pictures before 0), so every rendition starts at 0 like the audio.
+        steps = [f"fps={frame_rate_arg(rung.frame_rate)}:start_time=0"]
         steps += [f"scale={rung.width}:{rung.height}", f"setdar={aspect}"]
         branches.append(f"{inlet}{','.join(steps)}[v{position}]")
     return ";".join(branches)
 
 
-def rung_encoder_args(rung: LadderRung, position: int, container: Container) -> list[str]:
-    """The encoder options of one rung, each bound to output video stream `position`."""
+def frame_rate_arg(frame_rate: float) -> str:
+    """A frame rate as the exact fraction FFmpeg knows it by: 29.97002997 → 30000/1001."""
+    ratio = Fraction(frame_rate).limit_denominator(1001)
+    if ratio.denominator == 1:
+        return str(ratio.numerator)
+    return f"{ratio.numerator}/{ratio.denominator}"
+
+
+def rung_encoder_args(
+    rung: LadderRung, position: int, container: Container, *, b_frames: bool = True
+) -> list[str]:
+    """The encoder options of one rung, each bound to output video stream `position`.
+
+    b_frames=False for MPEG-TS: a stream with B-frames decodes its first picture before it
+    shows it, so its first decode time is a frame or two before its first presentation time.
+    fMP4 hides that with negative composition offsets; TS cannot, and hls.js starts a TS
+    timeline at the first decode time, so the video would start after the audio.
+    """
     encoder = VIDEO_ENCODERS[rung.codec]
     args = video_encoder_args(
         rung.codec, rung.variant, rung.width, rung.height, container, gop_frames=rung.gop_frames
     )
+    if not b_frames:
+        args += ["-bf", "0"]
     if encoder.min_keyint_flag:
         args += [encoder.min_keyint_flag, str(rung.gop_frames)]
     args += encoder.aligned_keyframe_args
@@ -326,7 +356,12 @@ def for_video_stream(args: list[str], position: int) -> list[str]:
 def hls_muxer_args(
     out_dir: Path, variant_count: int, *, has_audio: bool, segment_seconds: float, fmp4: bool
 ) -> list[str]:
-    """hls muxer options; the output path to append is out_dir/%v/index.m3u8."""
+    """hls muxer options; the output path to append is out_dir/%v/index.m3u8.
+
+    fMP4 segments get negative composition offsets, so a variant's first picture is shown at
+    its first decode time (0) rather than after the B-frame reordering delay: hls.js ignores
+    the edit list that would otherwise say so, and would start the video after the audio.
+    """
     extension = "m4s" if fmp4 else "ts"
     args = [
         "-f",
@@ -349,15 +384,25 @@ def hls_muxer_args(
     if fmp4:
         # ffmpeg appends the stream number: v0/init_0.mp4, v1/init_1.mp4, ...
         args += ["-hls_fmp4_init_filename", "init.mp4"]
-    return [*args, "-var_stream_map", var_stream_map(variant_count, has_audio=has_audio)]
+        args += ["-hls_segment_options", f"movflags={NEGATIVE_CTS_MOVFLAGS}"]
+        # The hls muxer would otherwise shift every rendition by the video's (negative) first
+        # decode time and record it as an empty edit; the segments need no shift any more.
+        args += ["-avoid_negative_ts", "disabled"]
+    stream_map = var_stream_map(variant_count, has_audio=has_audio, muxed_audio=not fmp4)
+    return [*args, "-var_stream_map", stream_map]
 
 
-def var_stream_map(variant_count: int, *, has_audio: bool) -> str:
+def var_stream_map(variant_count: int, *, has_audio: bool, muxed_audio: bool = False) -> str:
     """One entry per video variant (v0, v1, ...) referring to one audio rendition group.
 
     The audio is an entry of its own (EXT-X-MEDIA TYPE=AUDIO) rather than muxed into each
-    variant, so it is stored once and every variant's segments hold video only.
+    variant, so it is stored once and every variant's segments hold video only. muxed_audio
+    (MPEG-TS) puts audio stream i into variant i instead: hls.js 1.7 reports a separate TS
+    audio rendition's first segment as appended "without buffered range growth"
+    (bufferAppendNoProgress) although it plays, and muxed TS is what players have always had.
     """
+    if has_audio and muxed_audio:
+        return " ".join(f"v:{i},a:{i},name:v{i}" for i in range(variant_count))
     group = f",agroup:{AUDIO_GROUP}" if has_audio else ""
     entries = [f"v:{i}{group},name:v{i}" for i in range(variant_count)]
     if has_audio:
@@ -373,6 +418,8 @@ def dash_muxer_args(*, has_audio: bool, segment_seconds: float) -> list[str]:
     the last segment). The boundaries are the same for every video representation either way.
     """
     adaptation_sets = "id=0,streams=v id=1,streams=a" if has_audio else "id=0,streams=v"
+    # Negative composition offsets: each representation's first picture is shown at its first
+    # decode time, 0, where the audio starts, instead of after the B-frame reordering delay.
     return [
         "-f",
         "dash",
@@ -390,6 +437,8 @@ def dash_muxer_args(*, has_audio: bool, segment_seconds: float) -> list[str]:
         "init-$RepresentationID$.mp4",
         "-media_seg_name",
         "seg-$RepresentationID$-$Number%05d$.m4s",
+        "-format_options",
+        f"movflags={NEGATIVE_CTS_MOVFLAGS}",
     ]
 
 
@@ -404,7 +453,8 @@ def cmaf_muxer_args() -> list[str]:
         "1",
         "-hls_master_name",
         HLS_MASTER_NAME,
-        # Brands the fragments as CMAF (cmfc) on top of the dash muxer's own flags.
+        # Brands the fragments as CMAF (cmfc) on top of the dash muxer's own flags (this
+        # replaces the -format_options of dash_muxer_args, so it repeats its flag).
         "-format_options",
-        "movflags=+cmaf",
+        f"movflags=+cmaf{NEGATIVE_CTS_MOVFLAGS}",
     ]

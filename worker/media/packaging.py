@@ -135,11 +135,15 @@ async def measure_rendition(playlist_path: Path) -> RenditionMeasure:
     total_duration = sum(durations)
     average = sum(sizes) * 8 / total_duration if total_duration > 0 else 0.0
 
-    stream = await probe_first_stream(playlist.init_segment, playlist.segments[0][0])
+    streams = await probe_streams(playlist.init_segment, playlist.segments[0][0])
+    # A TS variant carries its audio too: its CODECS names both, video first.
+    streams.sort(key=lambda each: each.get("codec_type") != "video")
+    codecs = [codec_string(each) for each in streams]
+    stream = streams[0]
     return RenditionMeasure(
         peak_bitrate=round(peak),
         average_bitrate=round(average),
-        codec=codec_string(stream),
+        codec=",".join(codecs) if all(codecs) else "",
         width=ffprobe_int(stream.get("width")),
         height=ffprobe_int(stream.get("height")),
         frame_rate=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
@@ -260,9 +264,10 @@ _NUMBER_TEMPLATE = re.compile(r"\$Number(?:%0(\d+)d)?\$")
 
 
 async def correct_mpd_codecs(manifest: Path) -> list[str]:
-    """Replaces the codecs attribute of H.264/H.265 representations with measured strings.
+    """Replaces the codecs attribute of H.264/H.265/AV1 representations with measured strings.
 
-    The dash muxer writes a bare "hvc1" for HEVC, which players cannot check support for.
+    The dash muxer writes a bare "hvc1" for HEVC, which players cannot check support for, and
+    AV1's level is only right when FFmpeg's guess matches what the encoder signalled.
     """
     text = await asyncio.to_thread(manifest.read_text, "utf-8")
     root = ElementTree.fromstring(text)
@@ -270,7 +275,7 @@ async def correct_mpd_codecs(manifest: Path) -> list[str]:
         shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
         for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
             codecs = representation.get("codecs", "")
-            if not codecs.startswith(("avc1", "avc3", "hvc1", "hev1")):
+            if not codecs.startswith(("avc1", "avc3", "hvc1", "hev1", "av01")):
                 continue
             template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
             template = template if template is not None else shared_template
@@ -362,7 +367,12 @@ def _first_dash_segment(
 
 
 async def probe_first_stream(init_segment: Path | None, segment: Path) -> dict[str, Any]:
-    """ffprobe's description (with extradata) of the first stream of a segment.
+    """ffprobe's description (with extradata) of the first stream of a segment."""
+    return (await probe_streams(init_segment, segment))[0]
+
+
+async def probe_streams(init_segment: Path | None, segment: Path) -> list[dict[str, Any]]:
+    """ffprobe's description (with extradata) of every stream of a segment.
 
     A fragmented-MP4 segment cannot be read without its init segment, and the init segment
     alone has no frames to give a frame rate, so the two are joined in a temporary file.
@@ -383,7 +393,7 @@ async def probe_first_stream(init_segment: Path | None, segment: Path) -> dict[s
     streams = parsed.get("streams") or []
     if returncode != 0 or not streams:
         raise MediaError(ENCODE_FAILED, f"{segment.name}: the segment cannot be read back")
-    return streams[0]
+    return list(streams)
 
 
 def _join_files(first: Path, second: Path) -> Path:
@@ -411,6 +421,10 @@ def codec_string(stream: dict[str, Any]) -> str:
         tag = str(stream.get("codec_tag_string", ""))
         # hev1 says parameter sets travel in the stream, as they must in MPEG-TS.
         return hevc_codec_string(tag if tag in ("hvc1", "hev1") else "hev1", tier_level)
+    if codec == "av1":
+        return av1_codec_string(extradata)
+    if codec == "opus":
+        return "opus"
     if codec == "aac":
         # The AudioSpecificConfig starts with the 5-bit object type; ADTS streams have none.
         object_type = extradata[0] >> 3 if extradata else None
@@ -473,6 +487,23 @@ def hevc_codec_string(tag: str, profile_tier_level: bytes) -> str:
         *(f"{byte:X}" for byte in constraint_bytes),
     ]
     return ".".join(parts)
+
+
+def av1_codec_string(av1c: bytes) -> str:
+    """AV1 codec string from an AV1CodecConfigurationRecord (av1C): av01.P.LLT.DD.
+
+    The record's second byte holds seq_profile (3 bits) and seq_level_idx_0 (5 bits), the third
+    seq_tier_0, high_bitdepth and twelve_bit (AV1 ISOBMFF binding §5). The optional fields after
+    the bit depth (monochrome, subsampling, colour) are left out: their defaults are what these
+    encodes are (4:2:0, BT.709-or-unspecified).
+    """
+    if len(av1c) < 3 or av1c[0] != 0x81:  # marker bit and version 1
+        return ""
+    profile, level = av1c[1] >> 5, av1c[1] & 0x1F
+    tier = "H" if av1c[2] & 0x80 else "M"
+    high_bitdepth, twelve_bit = av1c[2] & 0x40, av1c[2] & 0x20
+    depth = (12 if twelve_bit else 10) if high_bitdepth else 8
+    return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
 
 
 def _annex_b_units(data: bytes) -> list[bytes]:
