@@ -13,7 +13,7 @@ run: deps dashboard-modules
 	$(BIN)/kiln up
 
 test: deps postgres dashboard-deps lint check-gen
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 deps: system-deps $(STAMP)
 
