@@ -64,6 +64,10 @@ class Lifecycle:
     async def queue_tasks(self, tx: Tx, tasks: list[Task]) -> None:
         """New tasks, dispatched once the caller's transaction commits."""
         stamp_tasks(tasks)
+        await self.queue_stamped_tasks(tx, tasks)
+
+    async def queue_stamped_tasks(self, tx: Tx, tasks: list[Task]) -> None:
+        """`queue_tasks` for tasks that already carry the trace of the request making them."""
         await tx.insert_tasks(tasks)
         await self.dispatch.tasks_ready(tx, tasks)
 
