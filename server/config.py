@@ -63,6 +63,9 @@ class Settings:
     gcs_prefix: str = ""
     # Buckets a job's output_origin may name (the default bucket is always allowed).
     gcs_output_buckets: list[str] = field(default_factory=list)
+    # Progress events logged per job per second at most (0: every report); reports between
+    # them renew the lease only. Status changes are never held back.
+    progress_events_per_second: float = 2.0
 
     @property
     def default_origin(self) -> str:
@@ -140,6 +143,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
         gcs_output_buckets=comma_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
+        progress_events_per_second=float(env.get("KILN_PROGRESS_EVENTS_PER_SECOND", "2")),
     )
 
 

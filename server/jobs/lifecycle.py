@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import secrets
 from typing import Any
 
 from google.protobuf import json_format
@@ -45,21 +46,26 @@ class Lifecycle:
         self.dispatch = dispatch
         # The webhook sender's wake-up, when this process runs one.
         self.webhook_queued: asyncio.Event | None = None
+        # Names this process in the NOTIFYs it sends, so it knows its own echoes.
+        self.replica_id = secrets.token_hex(6)
+        self.echoes_skipped = 0
 
-    def published(self, job_id: str) -> None:
-        """Call after a commit that logged events.
-
-        This process's watchers already have them (offered at commit); other processes learn
-        through NOTIFY on Postgres. What is left is waking the webhook sender.
-        """
+    def _wake_webhook_sender(self) -> None:
+        """After a commit that queued a delivery (the sender also looks every second)."""
         if self.webhook_queued is not None:
             self.webhook_queued.set()
 
     def on_events_notification(self, payload: str) -> None:
         if payload == "*":
             self.hub.poke_all()
-        else:
-            self.hub.poke(payload)
+            return
+        job_id, through, replica = parse_events_notification(payload)
+        if replica == self.replica_id:
+            # Our own commit: the hub was offered these events after it (see emit), and
+            # re-reading them here would cost a query per event for nothing.
+            self.echoes_skipped += 1
+            return
+        self.hub.poke(job_id, through)
 
     async def queue_tasks(self, tx: Tx, tasks: list[Task]) -> None:
         """New tasks, dispatched once the caller's transaction commits."""
@@ -83,7 +89,10 @@ class Lifecycle:
             return response.SerializeToString()
 
         sequence = await tx.append_event(job_id, payload)
-        await tx.notify(EVENTS_CHANNEL, job_id)
+        # Other replicas learn the job's newest sequence; this one skips its own echo.
+        tx.notify_at_commit(
+            EVENTS_CHANNEL, job_id, events_notification(job_id, sequence, self.replica_id)
+        )
         # No read back from the log for events this process wrote: the hub takes them as is.
         tx.after_commit(functools.partial(self.hub.offer, job_id, built[0]))
         return sequence
@@ -154,6 +163,7 @@ class Lifecycle:
                     created_at=now(),
                 )
             )
+            tx.after_commit(self._wake_webhook_sender)
 
     async def emit_output(self, tx: Tx, job: Job, output_id: str) -> None:
         """The output's event, re-read first: guarded UPDATEs may have changed the row."""
@@ -226,6 +236,19 @@ class Lifecycle:
         """The job's cost is what its outputs cost, once none of them runs any more."""
         total = sum(o.actual_cost_micros or 0 for o in record.outputs)
         await tx.update_job(record.job.id, actual_cost_micros=total)
+
+
+def events_notification(job_id: str, sequence: int, replica_id: str) -> str:
+    """The payload on the events channel: the job, its newest sequence, who wrote it."""
+    return f"{job_id} {sequence} {replica_id}"
+
+
+def parse_events_notification(payload: str) -> tuple[str, int, str]:
+    """(job id, newest sequence, writer); a bare job id (older replicas) reads as
+    (job id, 0, ""): poke, whatever the hub holds."""
+    job_id, _, rest = payload.partition(" ")
+    sequence, _, replica = rest.partition(" ")
+    return job_id, int(sequence) if sequence.isdigit() else 0, replica
 
 
 def webhook_payload(job: job_pb2.Job) -> str:

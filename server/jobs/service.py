@@ -253,7 +253,6 @@ class JobService:
                 )
             await self._cancel_in(tx, record)
             record = await tx.get_job(organization_id, job_id)
-        self.life.published(job_id)
         return self.job_message(record)
 
     async def _cancel_in(self, tx: Tx, record: JobRecord) -> None:
@@ -283,7 +282,6 @@ class JobService:
             )
             await self.life.queue_transcodes(tx, record)
             record = await tx.get_job(organization_id, job_id)
-        self.life.published(job_id)
         return self.job_message(record)
 
     async def retry(self, organization_id: str, job_id: str) -> job_pb2.Job:
@@ -320,7 +318,6 @@ class JobService:
             )
             await self.life.queue_tasks(tx, [self.life.probe_task(job)])
             record = await tx.get_job(organization_id, job_id)
-        self.life.published(job_id)
         return self.job_message(record)
 
     async def delete_outputs(self, organization_id: str, job_id: str) -> tuple[job_pb2.Job, int]:
@@ -370,7 +367,9 @@ class JobService:
         self, record: JobRecord, cursor: int, *, fresh: bool
     ) -> AsyncIterator[job_service_pb2.WatchResponse]:
         job_id = record.job.id
-        subscription = self.hub.subscribe(job_id, cursor)
+        # A fresh stream starts from a snapshot: it needs nothing logged before the sequence
+        # just read, so the hub is not made to page through the job's whole log.
+        subscription = self.hub.subscribe(job_id, record.job.last_sequence if fresh else cursor)
         try:
             # Re-read after subscribing: whatever happens next is above this sequence, and
             # everything up to it is the replay the client asked for (never coalesced).

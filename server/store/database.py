@@ -89,6 +89,8 @@ class TxBase:
         self.session = session
         self.is_postgres = is_postgres
         self.committed_callbacks: list[Callable[[], None]] = []
+        # (channel, key) -> payload: NOTIFYs sent once, just before the commit.
+        self.pending_notifications: dict[tuple[str, str], str] = {}
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self.committed_callbacks.append(callback)
@@ -97,6 +99,17 @@ class TxBase:
         """Postgres NOTIFY, delivered to listeners when this transaction commits."""
         if self.is_postgres:
             await self.session.execute(select(func.pg_notify(channel, payload)))
+
+    def notify_at_commit(self, channel: str, key: str, payload: str) -> None:
+        """One NOTIFY per (channel, key) for the whole transaction, carrying the last
+        payload given: ten events of one job make one notification, not ten."""
+        if self.is_postgres:
+            self.pending_notifications[(channel, key)] = payload
+
+    async def send_pending_notifications(self) -> None:
+        pending, self.pending_notifications = self.pending_notifications, {}
+        for (channel, _), payload in pending.items():
+            await self.notify(channel, payload)
 
 
 AnyTx = TypeVar("AnyTx", bound=TxBase)
@@ -136,6 +149,8 @@ class Database:
         async with self._sessions() as session, session.begin():
             tx = statements(session, self.is_postgres)
             yield tx
+            # Inside the transaction: PostgreSQL delivers them only if it commits.
+            await tx.send_pending_notifications()
         for callback in tx.committed_callbacks:
             callback()
 
