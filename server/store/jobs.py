@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -136,9 +136,8 @@ class JobStatements(TxBase):
             query = query.where(Job.status.in_([str(s) for s in statuses]))
         if before is not None:
             created, job_id = before
-            query = query.where(
-                or_(Job.created_at < created, (Job.created_at == created) & (Job.id < job_id))
-            )
+            # A row comparison, which an index on (…, created_at, id) answers as one range.
+            query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
         if before is None and offset:
             query = query.offset(offset)
