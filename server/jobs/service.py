@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -31,6 +33,10 @@ from .presets import PresetCatalog
 
 S = job_pb2.JobStage
 MAX_PAGE_SIZE = 100
+# A completed event signed for one watcher is reused for others this long (links last an
+# hour or more); and so many signed events are kept.
+SIGNED_REUSE = 60.0
+SIGNED_EVENTS_KEPT = 256
 DEFAULT_PAGE_SIZE = 20
 
 # (origin, job_id, output_id, path) -> (url, expiry)
@@ -61,6 +67,11 @@ class JobService:
         self.remove_output_files = remove_output_files
         self.origins = origins
         self.default_origin = default_origin
+        # id(logged completed event) -> (event, when signed, signed copy): one signing per
+        # event for all its watchers.
+        self._signed_events: OrderedDict[
+            int, tuple[job_service_pb2.WatchResponse, float, job_service_pb2.WatchResponse]
+        ] = OrderedDict()
         # Concurrent Creates share a transaction (group commit).
         self.creates = CreateBatcher(life.store, life.queue_stamped_tasks)
 
@@ -412,7 +423,14 @@ class JobService:
             subscription.close()
 
     def _with_urls(self, event: job_service_pb2.WatchResponse) -> job_service_pb2.WatchResponse:
-        """Sign download URLs at delivery: a logged event must not carry expired links."""
+        """Sign download URLs at delivery: a logged event must not carry expired links. Every
+        watcher of the job gets the same logged event object; it is signed once for all
+        that receive it within SIGNED_EVENT_REUSE_SECONDS (and encoded once, on gRPC)."""
+        key = id(event)
+        moment = time.monotonic()
+        cached = self._signed_events.get(key)
+        if cached is not None and cached[0] is event and moment - cached[1] < SIGNED_REUSE:
+            return cached[2]
         signed = job_service_pb2.WatchResponse()
         signed.CopyFrom(event)
         job = signed.completed.job
@@ -421,6 +439,9 @@ class JobService:
                 url, expires = self.file_url(job.output_origin, job.id, output.id, file.path)
                 file.url = url
                 file.url_expire_time.FromDatetime(expires)
+        self._signed_events[key] = (event, moment, signed)
+        while len(self._signed_events) > SIGNED_EVENTS_KEPT:
+            self._signed_events.popitem(last=False)
         return signed
 
 
