@@ -34,7 +34,7 @@ class NewJob:
     job: Job
     outputs: list[Output]
     task: Task
-    answer: asyncio.Future[JobRecord] = field(repr=False, default=None)  # type: ignore[assignment]
+    answer: asyncio.Future[JobRecord] = field(init=False, repr=False)
 
 
 # Queues the batch's tasks in the caller's transaction (dispatch included).
