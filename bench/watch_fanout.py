@@ -110,8 +110,10 @@ async def watch_streams(args) -> None:
     arrivals: dict[str, list[float]] = {}
     opened = 0
     all_open = asyncio.Event()
+    # A local subchannel pool each: otherwise grpc shares one connection among channels
+    # to the same target, and every stream of the process lands on one HTTP/2 connection.
     channels = [
-        grpc.aio.insecure_channel(args.target)
+        grpc.aio.insecure_channel(args.target, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(math.ceil(args.streams / STREAMS_PER_CONNECTION))
     ]
 
