@@ -202,6 +202,7 @@ def build_server(settings: Settings) -> Server:
         lease_seconds=settings.lease_seconds,
         max_task_attempts=settings.max_task_attempts,
         stored_sizes=origins.stored_sizes,
+        progress_events_per_second=settings.progress_events_per_second,
     )
     auth = Authenticator(store)
 

@@ -77,6 +77,10 @@ class Settings:
     pricing_file: str = ""
     pricing: PricingTable = field(default_factory=_default_pricing_table)
 
+    # Progress events logged per job per second at most (0: every report); reports between
+    # them renew the lease only. Status changes are never held back.
+    progress_events_per_second: float = 2.0
+
     @property
     def default_origin(self) -> str:
         if not self.gcs_bucket:
@@ -182,6 +186,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         gcs_output_buckets=comma_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
         pricing_file=pricing_file,
         pricing=load_pricing(pricing_file),
+        progress_events_per_second=float(env.get("KILN_PROGRESS_EVENTS_PER_SECOND", "2")),
     )
 
 

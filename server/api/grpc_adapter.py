@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import grpc
@@ -201,6 +202,46 @@ class GrpcWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         return wpb.ReleaseTaskResponse()
 
 
+class SerializeOnce:
+    """Watch's response serializer: every stream watching a job is handed the same event
+    object by the hub, so it is encoded for the first stream and the bytes reused for the
+    rest (10,000 watchers: one encoding, not 10,000).
+
+    Keyed by identity; each entry holds its message, so an id cannot be reused while cached.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._encoded: OrderedDict[int, tuple[pb.WatchResponse, bytes]] = OrderedDict()
+
+    def __call__(self, message: pb.WatchResponse) -> bytes:
+        key = id(message)
+        hit = self._encoded.get(key)
+        if hit is not None and hit[0] is message:
+            return hit[1]
+        data = message.SerializeToString()
+        # Snapshots and heartbeats are built per stream: nothing to share.
+        if message.WhichOneof("event") not in ("heartbeat", "snapshot"):
+            self._encoded[key] = (message, data)
+            if len(self._encoded) > self.size:
+                self._encoded.popitem(last=False)
+        return data
+
+
+class _HandlerCapture:
+    """Stands in for a server to read the handlers a generated add_…_to_server registers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, _handlers) -> None:
+        return None
+
+    def add_registered_method_handlers(self, service: str, handlers) -> None:
+        self.service, self.handlers = service, handlers
+
+
 def add_public_services(
     server: grpc.aio.Server,
     jobs: JobService,
@@ -208,7 +249,18 @@ def add_public_services(
     webhooks: WebhookSettingsService | None = None,
 ) -> None:
     """What clients reach on the public gRPC port: JobService, PresetService, WebhookService."""
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(GrpcJobService(jobs, auth), server)
+    servicer = GrpcJobService(jobs, auth)
+    capture = _HandlerCapture()
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(servicer, capture)
+    capture.handlers["Watch"] = grpc.unary_stream_rpc_method_handler(
+        servicer.Watch,
+        request_deserializer=pb.WatchRequest.FromString,
+        response_serializer=SerializeOnce(),
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(capture.service, capture.handlers),)
+    )
+    server.add_registered_method_handlers(capture.service, capture.handlers)
     preset_service_pb2_grpc.add_PresetServiceServicer_to_server(
         GrpcPresetService(jobs.presets, auth), server
     )

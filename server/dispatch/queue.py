@@ -23,7 +23,7 @@ class QueueDispatch:
         if not tasks:
             return
         # Other replicas' waiting claims hear it through LISTEN (see on_notification).
-        await tx.notify(TASKS_CHANNEL, "")
+        tx.notify_at_commit(TASKS_CHANNEL, "", "")
         tx.after_commit(self._ready.set)
 
     def on_notification(self, _payload: str) -> None:

@@ -208,10 +208,13 @@ class EventHub:
         for job_id in list(self._channels):
             self.poke(job_id)
 
-    def poke(self, job_id: str) -> None:
-        """New events may exist for `job_id`; cheap when nobody watches it."""
+    def poke(self, job_id: str, through: int = 0) -> None:
+        """New events may exist for `job_id` (up to `through`, when known); cheap when
+        nobody watches it, and no read at all when the hub already holds `through`."""
         channel = self._channels.get(job_id)
         if channel is None:
+            return
+        if through and through <= channel.fetched_through:
             return
         channel.dirty = True
         if channel.fetching is None or channel.fetching.done():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 from typing import Any
 
 from kiln.v1 import job_pb2, job_service_pb2
@@ -53,25 +54,34 @@ class Lifecycle:
         self.dispatch = dispatch
         # The webhook sender's wake-up, when this process runs one.
         self.webhook_queued: asyncio.Event | None = None
+        # Names this process in the NOTIFYs it sends, so it knows its own echoes.
+        self.replica_id = secrets.token_hex(6)
+        self.echoes_skipped = 0
 
-    def published(self, job_id: str) -> None:
-        """Call after a commit that logged events.
-
-        This process's watchers already have them (offered at commit); other processes learn
-        through NOTIFY on Postgres. What is left is waking the webhook sender.
-        """
+    def _wake_webhook_sender(self) -> None:
+        """After a commit that queued a delivery (the sender also looks every second)."""
         if self.webhook_queued is not None:
             self.webhook_queued.set()
 
     def on_events_notification(self, payload: str) -> None:
         if payload == "*":
             self.hub.poke_all()
-        else:
-            self.hub.poke(payload)
+            return
+        job_id, through, replica = parse_events_notification(payload)
+        if replica == self.replica_id:
+            # Our own commit: the hub was offered these events after it (see emit), and
+            # re-reading them here would cost a query per event for nothing.
+            self.echoes_skipped += 1
+            return
+        self.hub.poke(job_id, through)
 
     async def queue_tasks(self, tx: Tx, tasks: list[Task]) -> None:
         """New tasks, dispatched once the caller's transaction commits."""
         stamp_tasks(tasks)
+        await self.queue_stamped_tasks(tx, tasks)
+
+    async def queue_stamped_tasks(self, tx: Tx, tasks: list[Task]) -> None:
+        """`queue_tasks` for tasks that already carry the trace of the request making them."""
         await tx.insert_tasks(tasks)
         await self.dispatch.tasks_ready(tx, tasks)
 
@@ -87,7 +97,10 @@ class Lifecycle:
             return response.SerializeToString()
 
         sequence = await tx.append_event(job_id, payload)
-        await tx.notify(EVENTS_CHANNEL, job_id)
+        # Other replicas learn the job's newest sequence; this one skips its own echo.
+        tx.notify_at_commit(
+            EVENTS_CHANNEL, job_id, events_notification(job_id, sequence, self.replica_id)
+        )
         # No read back from the log for events this process wrote: the hub takes them as is.
         tx.after_commit(functools.partial(self.hub.offer, job_id, built[0]))
         return sequence
@@ -152,14 +165,14 @@ class Lifecycle:
         event = webhook_events.STATUS_EVENTS.get(JobStatus(record.job.status))
         if event is not None:
             data = webhook_events.job_data(job or views.job_message(record))
-            await webhook_events.queue_event(tx, record.job, event, data)
+            await self._queue_webhook(tx, record.job, event, data)
 
     async def notify_output(self, tx: Tx, job: Job, output: Output) -> None:
         """Queue output.completed or output.failed for an output that just ended so."""
         event = OUTPUT_EVENTS.get(OutputStatus(output.status))
         if event is not None:
             data = webhook_events.output_data(job, views.output_message(output, job.currency))
-            await webhook_events.queue_event(tx, job, event, data)
+            await self._queue_webhook(tx, job, event, data)
 
     async def notify_progress(self, tx: Tx, record: JobRecord, before: float) -> None:
         """Queue job.progress for each threshold the job's progress just reached."""
@@ -169,7 +182,14 @@ class Lifecycle:
         job = views.job_message(record)
         for threshold in crossed:
             data = webhook_events.progress_data(job, threshold)
-            await webhook_events.queue_event(tx, record.job, EventType.JOB_PROGRESS, data)
+            await self._queue_webhook(tx, record.job, EventType.JOB_PROGRESS, data)
+
+    async def _queue_webhook(
+        self, tx: Tx, job: Job, event: EventType, data: dict[str, Any]
+    ) -> None:
+        """One delivery in the caller's transaction; the sender is woken once it commits."""
+        if await webhook_events.queue_event(tx, job, event, data):
+            tx.after_commit(self._wake_webhook_sender)
 
     async def emit_output(self, tx: Tx, job: Job, output_id: str) -> None:
         """The output's event, re-read first: guarded UPDATEs may have changed the row."""
@@ -242,3 +262,16 @@ class Lifecycle:
         """The job's cost is what its outputs cost, once none of them runs any more."""
         total = sum(o.actual_cost_micros or 0 for o in record.outputs)
         await tx.update_job(record.job.id, actual_cost_micros=total)
+
+
+def events_notification(job_id: str, sequence: int, replica_id: str) -> str:
+    """The payload on the events channel: the job, its newest sequence, who wrote it."""
+    return f"{job_id} {sequence} {replica_id}"
+
+
+def parse_events_notification(payload: str) -> tuple[str, int, str]:
+    """(job id, newest sequence, writer); a bare job id (older replicas) reads as
+    (job id, 0, ""): poke, whatever the hub holds."""
+    job_id, _, rest = payload.partition(" ")
+    sequence, _, replica = rest.partition(" ")
+    return job_id, int(sequence) if sequence.isdigit() else 0, replica

@@ -72,6 +72,8 @@ class PresetCatalog:
     ) -> dict[str, job_pb2.OutputSpec]:
         """The organization's saved presets among `preset_ids`, by id (unknown ones left out)."""
         wanted = [pid for pid in preset_ids if pid.startswith("pst_")]
+        if not wanted:
+            return {}  # system presets only: nothing to read
         async with self.store.transaction() as tx:
             rows = await tx.presets_by_id(organization_id, wanted)
         return {row.id: job_pb2.OutputSpec.FromString(row.spec) for row in rows}

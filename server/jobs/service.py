@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
@@ -21,12 +25,18 @@ from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import coalesce
 from ..store.models import Job, Output
 from ..store.store import IdempotencyKeyTaken, JobRecord, Tx, now
+from ..tracing import stamp_tasks
 from . import variant_costs, views
+from .create_batch import CreateBatcher, NewJob
 from .lifecycle import Lifecycle
 from .presets import PresetCatalog
 
 S = job_pb2.JobStage
 MAX_PAGE_SIZE = 100
+# A completed event signed for one watcher is reused for others this long (links last an
+# hour or more); and so many signed events are kept.
+SIGNED_REUSE = 60.0
+SIGNED_EVENTS_KEPT = 256
 DEFAULT_PAGE_SIZE = 20
 
 # (origin, job_id, output_id, path) -> (url, expiry)
@@ -57,6 +67,13 @@ class JobService:
         self.remove_output_files = remove_output_files
         self.origins = origins
         self.default_origin = default_origin
+        # id(logged completed event) -> (event, when signed, signed copy): one signing per
+        # event for all its watchers.
+        self._signed_events: OrderedDict[
+            int, tuple[job_service_pb2.WatchResponse, float, job_service_pb2.WatchResponse]
+        ] = OrderedDict()
+        # Concurrent Creates share a transaction (group commit).
+        self.creates = CreateBatcher(life.store, life.queue_stamped_tasks)
 
     def job_message(self, record: JobRecord) -> job_pb2.Job:
         return views.job_message(record, self.file_url)
@@ -115,44 +132,44 @@ class JobService:
         origin: str,
         saved: dict[str, job_pb2.OutputSpec],
     ) -> JobRecord:
-        async with self.store.transaction() as tx:
-            moment = now()
-            priority = request.priority or job_pb2.PRIORITY_STANDARD
-            job = Job(
-                id=ids.job_id(),
-                organization_id=organization_id,
-                status=str(JobStatus.PENDING),
-                stage=0,
+        moment = now()
+        priority = request.priority or job_pb2.PRIORITY_STANDARD
+        job = Job(
+            id=ids.job_id(),
+            organization_id=organization_id,
+            status=str(JobStatus.PENDING),
+            stage=0,
+            progress=0.0,
+            priority=priority,
+            delayed_start=request.delayed_start,
+            input_url=request.input_url,
+            concat_input_urls=list(request.concat_input_urls),
+            job_metadata=dict(request.metadata),
+            webhook_url=request.webhook_url,
+            idempotency_key=key,
+            request_hash=fingerprint,
+            output_origin=origin,
+            currency="USD",  # the organization's, set by the batch that inserts it
+            attempt=1,
+            last_sequence=0,
+            created_at=moment,
+            updated_at=moment,
+        )
+        outputs = [
+            Output(
+                id=ids.output_id(),
+                job_id=job.id,
+                position=position,
+                spec=resolve(spec, saved).SerializeToString(),
+                status=str(OutputStatus.PENDING),
                 progress=0.0,
-                priority=priority,
-                delayed_start=request.delayed_start,
-                input_url=request.input_url,
-                concat_input_urls=list(request.concat_input_urls),
-                job_metadata=dict(request.metadata),
-                webhook_url=request.webhook_url,
-                idempotency_key=key,
-                request_hash=fingerprint,
-                output_origin=origin,
-                currency=await tx.organization_currency(organization_id),
-                attempt=1,
-                last_sequence=0,
-                created_at=moment,
-                updated_at=moment,
             )
-            outputs = [
-                Output(
-                    id=ids.output_id(),
-                    job_id=job.id,
-                    position=position,
-                    spec=resolve(spec, saved).SerializeToString(),
-                    status=str(OutputStatus.PENDING),
-                    progress=0.0,
-                )
-                for position, spec in enumerate(request.outputs)
-            ]
-            await tx.insert_job(job, outputs)
-            await self.life.queue_tasks(tx, [self.life.probe_task(job)])
-        return JobRecord(job, outputs)
+            for position, spec in enumerate(request.outputs)
+        ]
+        task = self.life.probe_task(job)
+        # Stamped here, in the caller's trace: the batch is written from another task.
+        stamp_tasks([task])
+        return await self.creates.insert(NewJob(job, outputs, task))
 
     async def _check_hosts(self, request: job_service_pb2.CreateRequest) -> None:
         """Resolve http(s) hosts off the event loop; refuse private destinations."""
@@ -165,7 +182,12 @@ class JobService:
             checks.append(("webhook_url", request.webhook_url, self.webhook_policy))
         for path, url, policy in checks:
             try:
-                await asyncio.to_thread(policy.check_resolved, url)
+                if _resolves_a_name(url):
+                    await asyncio.to_thread(policy.check_resolved, url)
+                elif policy is not self.policy:
+                    # No DNS to wait for: checked here, without a thread hop. (An input's
+                    # syntax was checked by validate_create with this very policy.)
+                    policy.check_resolved(url)
             except InputRefused as refused:
                 violations.append(FieldViolation(path, str(refused)))
         if violations:
@@ -196,7 +218,7 @@ class JobService:
             raise InvalidArgument(violations)
 
     async def get(self, organization_id: str, job_id: str) -> job_pb2.Job:
-        async with self.store.transaction() as tx:
+        async with self.store.reading() as tx:
             return self.job_message(await tx.get_job(organization_id, job_id))
 
     async def list(
@@ -221,7 +243,7 @@ class JobService:
         if violations:
             raise InvalidArgument(violations)
         limit = request.page_size or DEFAULT_PAGE_SIZE
-        async with self.store.transaction() as tx:
+        async with self.store.reading() as tx:
             records = await tx.list_jobs(
                 organization_id, statuses, limit + 1, request.offset, before
             )
@@ -242,7 +264,6 @@ class JobService:
                 )
             await self._cancel_in(tx, record)
             record = await tx.get_job(organization_id, job_id)
-        self.life.published(job_id)
         return self.job_message(record)
 
     async def _cancel_in(self, tx: Tx, record: JobRecord) -> None:
@@ -272,7 +293,6 @@ class JobService:
             )
             await self.life.queue_transcodes(tx, record)
             record = await tx.get_job(organization_id, job_id)
-        self.life.published(job_id)
         return self.job_message(record)
 
     async def retry(self, organization_id: str, job_id: str) -> job_pb2.Job:
@@ -310,7 +330,6 @@ class JobService:
             )
             await self.life.queue_tasks(tx, [self.life.probe_task(job)])
             record = await tx.get_job(organization_id, job_id)
-        self.life.published(job_id)
         return self.job_message(record)
 
     async def delete_outputs(self, organization_id: str, job_id: str) -> tuple[job_pb2.Job, int]:
@@ -360,7 +379,9 @@ class JobService:
         self, record: JobRecord, cursor: int, *, fresh: bool
     ) -> AsyncIterator[job_service_pb2.WatchResponse]:
         job_id = record.job.id
-        subscription = self.hub.subscribe(job_id, cursor)
+        # A fresh stream starts from a snapshot: it needs nothing logged before the sequence
+        # just read, so the hub is not made to page through the job's whole log.
+        subscription = self.hub.subscribe(job_id, record.job.last_sequence if fresh else cursor)
         try:
             # Re-read after subscribing: whatever happens next is above this sequence, and
             # everything up to it is the replay the client asked for (never coalesced).
@@ -403,7 +424,14 @@ class JobService:
             subscription.close()
 
     def _with_urls(self, event: job_service_pb2.WatchResponse) -> job_service_pb2.WatchResponse:
-        """Sign download URLs at delivery: a logged event must not carry expired links."""
+        """Sign download URLs at delivery: a logged event must not carry expired links. Every
+        watcher of the job gets the same logged event object; it is signed once for all
+        that receive it within SIGNED_EVENT_REUSE_SECONDS (and encoded once, on gRPC)."""
+        key = id(event)
+        moment = time.monotonic()
+        cached = self._signed_events.get(key)
+        if cached is not None and cached[0] is event and moment - cached[1] < SIGNED_REUSE:
+            return cached[2]
         signed = job_service_pb2.WatchResponse()
         signed.CopyFrom(event)
         job = signed.completed.job
@@ -412,7 +440,26 @@ class JobService:
                 url, expires = self.file_url(job.output_origin, job.id, output.id, file.path)
                 file.url = url
                 file.url_expire_time.FromDatetime(expires)
+        self._signed_events[key] = (event, moment, signed)
+        while len(self._signed_events) > SIGNED_EVENTS_KEPT:
+            self._signed_events.popitem(last=False)
         return signed
+
+
+def _resolves_a_name(url: str) -> bool:
+    """Whether checking `url` looks a host name up (the one slow, blocking part)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False  # the check itself refuses it, quickly
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 def _encode_page_token(created: datetime, job_id: str) -> str:

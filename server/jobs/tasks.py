@@ -23,6 +23,7 @@ from ..store.store import JobRecord, Tx
 from ..tracing import claim_span
 from . import outcomes
 from .lifecycle import Lifecycle
+from .progress_gate import ProgressGate
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class TaskService:
         lease_seconds: float,
         max_task_attempts: int,
         stored_sizes: StoredSizes | None = None,
+        progress_events_per_second: float = 2.0,
     ) -> None:
         self.life = life
         self.store = life.store
@@ -51,6 +53,7 @@ class TaskService:
         # Reads what a finished output really left in storage; None only in unit wiring
         # that never completes a transcode.
         self.stored_sizes = stored_sizes
+        self.progress_gate = ProgressGate(progress_events_per_second)
 
     async def claim(
         self, worker_id: str, wait_seconds: float, task_id: str = ""
@@ -88,7 +91,6 @@ class TaskService:
         with claim_span(task, worker_id, self.life.dispatch.name) as traceparent:
             # 2: the job's side, in the one lock order (job, then task). A Cancel that got in
             # between has canceled the task too: nothing to hand out then.
-            published = None
             async with self.store.transaction() as tx:
                 record = await tx.get_job(None, task.job_id, lock=True)
                 current = await tx.task(task.id)
@@ -109,7 +111,6 @@ class TaskService:
                     message.kind = worker_service_pb2.TASK_KIND_PROBE
                     if job.status == JobStatus.PENDING:
                         await self.life.move(tx, job, JobStatus.PROBING, stage=S.JOB_STAGE_PROBING)
-                        published = job.id
                 else:
                     message.kind = worker_service_pb2.TASK_KIND_TRANSCODE
                     output = next(o for o in record.outputs if o.id == task.output_id)
@@ -120,7 +121,6 @@ class TaskService:
                     message.output_prefix = output_prefix(job.id, output.id)
                     if await tx.move_output(output.id, OutputStatus.PROCESSING):
                         await self.life.emit_output_row(tx, job, output)
-                        published = job.id
             log.info(
                 "task %s (%s) of job %s leased to worker %s (attempt %d)",
                 task.id,
@@ -129,8 +129,6 @@ class TaskService:
                 worker_id,
                 task.attempts,
             )
-        if published:
-            self.life.published(published)
         return message
 
     async def _lock_leased(self, tx: Tx, task_id: str, token: int) -> tuple[Task, JobRecord]:
@@ -157,7 +155,8 @@ class TaskService:
         if problem := worker_reports.progress_problem(request):
             log.warning("progress report for task %s refused: %s", request.task_id, problem)
             raise InvalidArgument([FieldViolation("progress", problem)])
-        published = None
+        if not self.progress_gate.due(request.task_id, request.stage):
+            return await self._heartbeat(request)
         async with self.store.transaction() as tx:
             task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
             if task.status != TaskStatus.LEASED:
@@ -169,6 +168,7 @@ class TaskService:
             progress = min(request.progress, RUNNING_PROGRESS_CAP)
             if progress <= output.progress + 0.05:
                 return False
+            self.progress_gate.logged(request.task_id, record.job.id, request.stage)
             await tx.update_output(output.id, progress=progress)
             output.progress = progress
             await self.life.emit_output_row(tx, record.job, output)
@@ -185,10 +185,26 @@ class TaskService:
                     record.job.id,
                     progress=job_service_pb2.ProgressEvent(progress=job_progress, stage=stage),
                 )
-            published = record.job.id
-        if published:
-            self.life.published(published)
         return False
+
+    async def _heartbeat(self, request: worker_service_pb2.ReportProgressRequest) -> bool:
+        """A report between two logged ones renews the lease only: one guarded UPDATE of the
+        task, no job lock, no event. True when the task ended under the worker (canceled)."""
+        async with self.store.transaction() as tx:
+            if await tx.extend_lease(request.task_id, request.lease_token, self.lease_seconds):
+                return False
+            task = await tx.task(request.task_id)
+            if task.lease_token != request.lease_token:
+                log.warning(
+                    "late heartbeat for task %s of job %s discarded: lease %s is not current "
+                    "(now held by worker %r)",
+                    task.id,
+                    task.job_id,
+                    request.lease_token,
+                    task.worker_id,
+                )
+                raise StaleLease(f"task {task.id}: lease {request.lease_token} is not current")
+            return True
 
     async def complete_task(self, request: worker_service_pb2.CompleteTaskRequest) -> None:
         """Record a result, but only one that passes every check (worker_reports).
@@ -221,7 +237,6 @@ class TaskService:
                 await outcomes.output_failed(
                     self.life, tx, record, outcomes.task_output_id(task), request.error
                 )
-        self.life.published(task.job_id)
 
     async def _result_problems(self, request: worker_service_pb2.CompleteTaskRequest) -> list[str]:
         """What is wrong with a result; storage is read outside any transaction."""
@@ -284,7 +299,6 @@ class TaskService:
                     retryable=True,
                 )
                 await outcomes.task_failed(self.life, tx, task, record, error)
-        self.life.published(task.job_id)
 
     async def reap_expired_leases(self) -> int:
         """Requeue tasks whose worker went silent; fail them after too many attempts.
@@ -341,7 +355,6 @@ class TaskService:
                 )
                 await outcomes.task_failed(self.life, tx, candidate, record, error)
         self.life.metrics.lease_expired("requeued" if requeue else "failed")
-        self.life.published(candidate.job_id)
         return True
 
     async def release(self, request: worker_service_pb2.ReleaseTaskRequest) -> None:
@@ -389,7 +402,6 @@ class TaskService:
                 retryable=True,
             )
             await outcomes.task_failed(self.life, tx, task, record, error)
-        self.life.published(task.job_id)
 
 
 def output_prefix(job_id: str, output_id: str) -> str:

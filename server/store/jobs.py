@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..domain import states
 from ..domain.errors import FailedPrecondition, NotFound
 from ..domain.states import JobStatus, OutputStatus
-from .database import TxBase, aware, now, rows_changed
+from .database import TxBase, aware, insert_rows, now, rows_changed
 from .models import Job, Output
 
 IDEMPOTENCY_CONSTRAINT = "uq_jobs_idempotency"
@@ -82,20 +83,45 @@ class JobStatements(TxBase):
         self.session.add_all(outputs)
         await self.session.flush()
 
+    async def insert_jobs(self, jobs: Sequence[tuple[Job, Sequence[Output]]]) -> None:
+        """Insert many jobs with their outputs: one multi-row INSERT per table. The objects
+        are not attached to the session. IdempotencyKeyTaken when the one job's key was
+        already taken; with several jobs, any refusal fails them all (retry them singly)."""
+        statement, rows = insert_rows([job for job, _ in jobs])
+        try:
+            await self.session.execute(statement, rows)
+        except IntegrityError as error:
+            if len(jobs) == 1 and jobs[0][0].idempotency_key and _violates_idempotency_key(error):
+                raise IdempotencyKeyTaken(jobs[0][0].idempotency_key) from error
+            raise
+        outputs = [output for _, outputs in jobs for output in outputs]
+        if outputs:
+            statement, rows = insert_rows(outputs)
+            await self.session.execute(statement, rows)
+
     async def get_job(
         self, organization_id: str | None, job_id: str, *, lock: bool = False
     ) -> JobRecord:
-        """The job with its outputs; NotFound also for another organization's job."""
-        # populate_existing: guarded UPDATEs in this transaction may have changed the row.
-        query = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+        """The job with its outputs, in one statement (one consistent read even outside a
+        transaction); NotFound also for another organization's job."""
+        # populate_existing: guarded UPDATEs in this transaction may have changed the rows.
+        query = (
+            select(Job, Output)
+            .outerjoin(Output, Output.job_id == Job.id)
+            .where(Job.id == job_id)
+            .order_by(Output.position)
+            .execution_options(populate_existing=True)
+        )
         if organization_id is not None:
             query = query.where(Job.organization_id == organization_id)
         if lock and self.is_postgres:
-            query = query.with_for_update()
-        job = await self.session.scalar(query)
-        if job is None:
+            query = query.with_for_update(of=Job)
+        rows = (await self.session.execute(query)).all()
+        if not rows:
             raise NotFound(f"job {job_id!r} not found")
-        return await self._record(job)
+        job = rows[0][0]
+        _make_times_aware(job)
+        return JobRecord(job, [output for _, output in rows if output is not None])
 
     async def list_jobs(
         self,
@@ -110,34 +136,34 @@ class JobStatements(TxBase):
             query = query.where(Job.status.in_([str(s) for s in statuses]))
         if before is not None:
             created, job_id = before
-            query = query.where(
-                or_(Job.created_at < created, (Job.created_at == created) & (Job.id < job_id))
-            )
+            # A row comparison, which an index on (…, created_at, id) answers as one range.
+            query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
         if before is None and offset:
             query = query.offset(offset)
-        jobs = (await self.session.scalars(query)).all()
-        return [await self._record(job) for job in jobs]
+        return await self._records((await self.session.scalars(query)).all())
 
     async def _record(self, job: Job) -> JobRecord:
-        outputs = (
+        return (await self._records([job]))[0]
+
+    async def _records(self, jobs: Sequence[Job]) -> list[JobRecord]:
+        """The jobs with their outputs, read in one query however many jobs there are."""
+        if not jobs:
+            return []
+        rows = (
             await self.session.scalars(
                 select(Output)
-                .where(Output.job_id == job.id)
-                .order_by(Output.position)
+                .where(Output.job_id.in_([job.id for job in jobs]))
+                .order_by(Output.job_id, Output.position)
                 .execution_options(populate_existing=True)
             )
         ).all()
-        for moment in (
-            "created_at",
-            "updated_at",
-            "probed_at",
-            "confirmed_at",
-            "started_at",
-            "completed_at",
-        ):
-            setattr(job, moment, aware(getattr(job, moment)))
-        return JobRecord(job, list(outputs))
+        outputs: dict[str, list[Output]] = {job.id: [] for job in jobs}
+        for output in rows:
+            outputs[output.job_id].append(output)
+        for job in jobs:
+            _make_times_aware(job)
+        return [JobRecord(job, outputs[job.id]) for job in jobs]
 
     async def transition_job(self, job_id: str, target: JobStatus, **values) -> JobStatus:
         """Move a job to `target` if the transition table allows it; returns the old status.
@@ -215,3 +241,15 @@ class JobStatements(TxBase):
             .execution_options(**KEEP_HELD_ROWS_CURRENT)
         )
         return list(ids)
+
+
+_MOMENTS = ("created_at", "updated_at", "probed_at", "confirmed_at", "started_at", "completed_at")
+
+
+def _make_times_aware(job: Job) -> None:
+    """SQLite hands back naive datetimes (all stored as UTC). Set as the loaded value, not as
+    a change: a plain setattr marks the row dirty and every read would commit an UPDATE."""
+    for moment in _MOMENTS:
+        value = getattr(job, moment)
+        if value is not None and value.tzinfo is None:
+            set_committed_value(job, moment, aware(value))

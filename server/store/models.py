@@ -59,7 +59,9 @@ class Job(Base):
     __table_args__ = (
         # NULL keys never collide, so jobs without a key are unconstrained.
         UniqueConstraint("organization_id", "idempotency_key", name="uq_jobs_idempotency"),
-        Index("ix_jobs_org_created", "organization_id", "created_at"),
+        # List: newest first (created_at, id) within an organization, optionally by status.
+        Index("ix_jobs_org_created_id", "organization_id", "created_at", "id"),
+        Index("ix_jobs_org_status_created_id", "organization_id", "status", "created_at", "id"),
         CheckConstraint(_one_of("status", JobStatus), name="ck_jobs_status"),
     )
 

@@ -52,3 +52,7 @@ class Store(Database):
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """A unit of work; its after-commit callbacks run once it committed, never on rollback."""
         return self.unit_of_work(Tx)
+
+    def reading(self) -> AbstractAsyncContextManager[Tx]:
+        """Reads only, without a transaction (see Database.read_only)."""
+        return self.read_only(Tx)

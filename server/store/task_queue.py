@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from ..domain import states
 from ..domain.errors import NotFound, StaleLease
 from ..domain.states import TaskStatus
-from .database import TxBase, aware, now, rows_changed
+from .database import TxBase, aware, insert_rows, now, rows_changed
 from .models import Task
 
 
@@ -33,8 +33,10 @@ class Claim(NamedTuple):
 
 class TaskQueue(TxBase):
     async def insert_tasks(self, tasks: Sequence[Task]) -> None:
-        self.session.add_all(tasks)
-        await self.session.flush()
+        """New tasks, in one multi-row INSERT (the objects stay detached, as built)."""
+        if tasks:
+            statement, rows = insert_rows(tasks)
+            await self.session.execute(statement, rows)
 
     async def claim_task(
         self, worker_id: str, lease_seconds: float, task_id: str = ""
