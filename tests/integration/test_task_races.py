@@ -32,7 +32,15 @@ CANCEL_RACE_ROUNDS = 30
 
 
 class Services:
-    def __init__(self, store: Store, root: Path, *, lease_seconds: float, attempts: int = 3):
+    def __init__(
+        self,
+        store: Store,
+        root: Path,
+        *,
+        lease_seconds: float,
+        attempts: int = 3,
+        progress_events_per_second: float = 2.0,
+    ):
         async def read_events(job_id: str, after: int):
             async with store.transaction() as tx:
                 return await tx.events_after(job_id, after)
@@ -50,6 +58,7 @@ class Services:
             lease_seconds=lease_seconds,
             max_task_attempts=attempts,
             stored_sizes=origins.stored_sizes,
+            progress_events_per_second=progress_events_per_second,
         )
         self.root = root
 
