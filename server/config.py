@@ -63,6 +63,10 @@ class Settings:
     gcs_prefix: str = ""
     # Buckets a job's output_origin may name (the default bucket is always allowed).
     gcs_output_buckets: list[str] = field(default_factory=list)
+    # Chunked encoding: outputs of inputs (clips) longer than this many seconds are cut into
+    # chunks of about chunk_seconds that workers encode in parallel (0: never).
+    chunk_threshold_seconds: float = 600.0
+    chunk_seconds: float = 60.0
 
     @property
     def default_origin(self) -> str:
@@ -140,6 +144,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
         gcs_output_buckets=comma_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
+        chunk_threshold_seconds=float(env.get("KILN_CHUNK_THRESHOLD_SECONDS", "600")),
+        chunk_seconds=float(env.get("KILN_CHUNK_SECONDS", "60")),
     )
 
 

@@ -461,7 +461,8 @@ class Worker:
         command = await inputs.guarded(read_and_encode())
         progress.stage = S.JOB_STAGE_PACKAGING
         renditions = await measure_chunk_renditions(out_dir, command.playlists)
-        frames = (await describe_chunk_file(command.file)).frames if command.file else 0
+        video_file = command.file if task.kind == wpb.TASK_KIND_CHUNK else None
+        frames = (await describe_chunk_file(video_file)).frames if video_file else 0
         files = [
             await describe_output_file(path, out_dir)
             for path in sorted(out_dir.rglob("*"))
