@@ -146,6 +146,11 @@ def build_video_chunk_command(
         *video_encoder_args(codec, variant, width, height, container),
         "-pix_fmt",
         "yuv420p",
+        # Frames keep their own timestamps. The MP4 muxer's default (constant frame rate)
+        # would fill the gap between a cut that falls between two frames (23.976 fps) and
+        # the first frame after it with a duplicate.
+        "-fps_mode:v",
+        "passthrough",
         "-an",
         "-f",
         "mp4",
