@@ -74,6 +74,7 @@ def chunked(
     source: Path, root: Path, cores: list[int], chunk_seconds: float
 ) -> tuple[float, float]:
     """(total seconds, seconds to the first playable segment) with one worker per core."""
+    root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
         f"sqlite:///{root / 'kiln.db'}",
         root,
@@ -143,7 +144,9 @@ def main() -> None:
         source.parent.mkdir()
         make_source(source, args.seconds)
         reference = single_pass(source, root / "single")
+        print(f"single pass: {reference:.1f} s", flush=True)
         one, one_first = chunked(source, root / "w1", [0], args.chunk_seconds)
+        print(f"W=1: {one:.1f} s", flush=True)
         two, two_first = chunked(source, root / "w2", [0, 1], args.chunk_seconds)
     load_after = os.getloadavg()
     lines = [
