@@ -26,6 +26,7 @@ from .dispatch.pubsub import PubSubDispatch
 from .dispatch.queue import QueueDispatch
 from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
+from .jobs.chunk_plan import ChunkSettings
 from .jobs.lifecycle import Lifecycle
 from .jobs.service import JobService
 from .jobs.tasks import TaskService
@@ -168,6 +169,7 @@ def build_server(settings: Settings) -> Server:
         PubSubDispatch(store, settings.pubsub) if settings.dispatch == "pubsub" else QueueDispatch()
     )
     life = Lifecycle(store, hub, dispatch, metrics, pricing=settings.pricing)
+    life.chunking = ChunkSettings(settings.chunk_threshold_seconds, settings.chunk_seconds)
     jobs = JobService(
         life,
         InputPolicy.from_lists(
@@ -203,6 +205,7 @@ def build_server(settings: Settings) -> Server:
         max_task_attempts=settings.max_task_attempts,
         stored_sizes=origins.stored_sizes,
         progress_events_per_second=settings.progress_events_per_second,
+        files=origins,
     )
     auth = Authenticator(store)
 

@@ -80,6 +80,10 @@ class Settings:
     # Progress events logged per job per second at most (0: every report); reports between
     # them renew the lease only. Status changes are never held back.
     progress_events_per_second: float = 2.0
+    # Chunked encoding: outputs of inputs (clips) longer than this many seconds are cut into
+    # chunks of about chunk_seconds that workers encode in parallel (0: never).
+    chunk_threshold_seconds: float = 600.0
+    chunk_seconds: float = 60.0
 
     @property
     def default_origin(self) -> str:
@@ -187,6 +191,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pricing_file=pricing_file,
         pricing=load_pricing(pricing_file),
         progress_events_per_second=float(env.get("KILN_PROGRESS_EVENTS_PER_SECOND", "2")),
+        chunk_threshold_seconds=float(env.get("KILN_CHUNK_THRESHOLD_SECONDS", "600")),
+        chunk_seconds=float(env.get("KILN_CHUNK_SECONDS", "60")),
     )
 
 

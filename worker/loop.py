@@ -25,6 +25,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
 from common import egress
+from common.hls_playlists import AUDIO_RENDITION, Rendition, SegmentEntry
 from common.input_policy import InputPolicy
 from common.pubsub import subscriber_client
 from common.storage.gcs import download_to
@@ -32,10 +33,23 @@ from common.storage.local import LocalStorage
 from common.storage.origins import Origins, gcs_client
 
 from .inputs import TaskInputs
+from .media.chunks import (
+    ChunkCommand,
+    ChunkWindow,
+    build_audio_command,
+    build_video_chunk_command,
+)
 from .media.commands import build_command
 from .media.describe import describe_output_file
 from .media.errors import MediaError
 from .media.ffmpeg import run_ffmpeg
+from .media.merge import (
+    build_concat_merge_command,
+    describe_chunk_file,
+    joined_renditions,
+    measure_chunk_renditions,
+    write_hls_playlists,
+)
 from .media.packaging import finalize_output
 from .media.plan import CommandPlan
 from .media.quality import measure_quality
@@ -59,6 +73,14 @@ from .tracing import (
 log = logging.getLogger(__name__)
 
 S = job_pb2.JobStage
+# What the metrics and logs call each kind of task.
+KIND_NAMES = {
+    wpb.TASK_KIND_PROBE: "probe",
+    wpb.TASK_KIND_TRANSCODE: "transcode",
+    wpb.TASK_KIND_CHUNK: "chunk",
+    wpb.TASK_KIND_AUDIO: "audio",
+    wpb.TASK_KIND_MERGE: "merge",
+}
 COMPLETE_ATTEMPTS = 4
 # Heartbeats per lease: two may be lost (a slow server, a GC pause) before the lease lapses.
 LEASE_RENEWALS = 3
@@ -179,13 +201,20 @@ class Worker:
         log.info("task %s (%s) for job %s", task.id, wpb.TaskKind.Name(task.kind), task.job_id)
         probing = task.kind == wpb.TASK_KIND_PROBE
         stop = asyncio.Event()
-        progress = TaskProgress(stage=S.JOB_STAGE_PROBING if probing else S.JOB_STAGE_TRANSCODING)
+        stage = (
+            S.JOB_STAGE_PROBING
+            if probing
+            else S.JOB_STAGE_MERGING
+            if task.kind == wpb.TASK_KIND_MERGE
+            else S.JOB_STAGE_TRANSCODING
+        )
+        progress = TaskProgress(stage=stage)
         heartbeat = asyncio.create_task(self._heartbeat(task, progress, stop))
         abandoning = asyncio.create_task(_relay(abandon, stop)) if abandon else None
         # One folder per lease: a rerun of the task (its lease taken back while this run
         # was cut off from the server) never shares files with this one.
         scratch = Path(self.settings.scratch_dir) / f"{task.id}-{task.lease_token:x}"
-        kind = "probe" if probing else "transcode"
+        kind = KIND_NAMES.get(task.kind, "transcode")
         outcome = "error"
         self.metrics.task_started(kind)
         try:
@@ -193,6 +222,10 @@ class Worker:
                 inputs = TaskInputs(self.policy, session, stop, self._stage_gs)
                 if probing:
                     result = await self._probe(task, inputs, scratch)
+                elif task.kind in (wpb.TASK_KIND_CHUNK, wpb.TASK_KIND_AUDIO):
+                    result = await self._chunk(task, inputs, scratch, progress, stop)
+                elif task.kind == wpb.TASK_KIND_MERGE:
+                    result = await self._merge(task, scratch, progress, stop)
                 else:
                     result = await self._transcode(task, inputs, scratch, progress, stop)
             await _stopped(heartbeat)
@@ -214,7 +247,7 @@ class Worker:
                     code=error.code,
                     message=error.message,
                     retryable=error.retryable,
-                    stage=S.JOB_STAGE_PROBING if probing else S.JOB_STAGE_TRANSCODING,
+                    stage=stage,
                 ),
             )
             outcome = "failed"
@@ -382,6 +415,169 @@ class Worker:
             )
         }
 
+    async def _chunk(
+        self,
+        task: wpb.Task,
+        inputs: TaskInputs,
+        scratch: Path,
+        progress: TaskProgress,
+        stop: asyncio.Event,
+    ) -> dict:
+        """One piece of a chunked output: a time range of its video (every variant), or its
+        whole audio. The files go next to those of the other pieces, never replacing them."""
+        out_dir = scratch / "out"
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        async def on_progress(percent: float) -> None:
+            progress.percent = percent
+
+        async def read_and_encode() -> ChunkCommand:
+            with stage_in_span(task.input_url) as span:
+                location, _ = await inputs.locate(
+                    task.input_url,
+                    scratch / "input-0",
+                    known_ranges=task.input_info.supports_byte_ranges or None,
+                )
+                located(span, task.input_url, location)
+            if task.kind == wpb.TASK_KIND_AUDIO:
+                command = build_audio_command(
+                    input_path=location,
+                    spec=task.output_spec,
+                    info=task.input_info,
+                    out_dir=out_dir,
+                    timestamp_offset=task.chunk.timestamp_offset_seconds,
+                )
+            else:
+                chunk = task.chunk
+                command = build_video_chunk_command(
+                    input_path=location,
+                    spec=task.output_spec,
+                    info=task.input_info,
+                    out_dir=out_dir,
+                    window=ChunkWindow(
+                        index=chunk.index,
+                        count=chunk.count,
+                        start=chunk.start_seconds,
+                        end=chunk.end_seconds,
+                        first_segment=chunk.first_segment,
+                        timestamp_offset=chunk.timestamp_offset_seconds,
+                    ),
+                )
+            plan = command.plan
+            started = time.monotonic()
+            with encode_span(task.output_spec, plan.expected_duration):
+                await run_ffmpeg(
+                    inputs.access.apply(plan.argv),
+                    env=inputs.access.environment(),
+                    duration=plan.expected_duration,
+                    on_progress=on_progress,
+                    cancel_event=stop,
+                    min_report_interval=self.settings.progress_interval_seconds,
+                )
+            self.metrics.encoded(plan.expected_duration, time.monotonic() - started)
+            return command
+
+        command = await inputs.guarded(read_and_encode())
+        progress.stage = S.JOB_STAGE_PACKAGING
+        renditions = await measure_chunk_renditions(out_dir, command.playlists)
+        video_file = command.file if task.kind == wpb.TASK_KIND_CHUNK else None
+        frames = (await describe_chunk_file(video_file)).frames if video_file else 0
+        files = [
+            await describe_output_file(path, out_dir)
+            for path in sorted(out_dir.rglob("*"))
+            if path.is_file()
+        ]
+        progress.stage = S.JOB_STAGE_UPLOADING
+        backend = self.origins.backend(task.output_origin)
+        with upload_span(task.output_origin, files):
+            await asyncio.to_thread(backend.add_files, out_dir, task.output_prefix)
+        return {
+            "chunk": wpb.ChunkResult(
+                files=files,
+                notes=command.plan.notes,
+                encoded_seconds=command.plan.expected_duration,
+                frame_count=frames,
+                renditions=[_rendition_message(r) for r in renditions],
+            )
+        }
+
+    async def _merge(
+        self, task: wpb.Task, scratch: Path, progress: TaskProgress, stop: asyncio.Event
+    ) -> dict:
+        """Joins a chunked output: playlists over its segments (HLS), or the chunks joined
+        by stream copy with the audio muxed in (MP4). Nothing is encoded again."""
+        out_dir = scratch / "out"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        merge = task.merge
+        backend = self.origins.backend(task.output_origin)
+        notes = list(dict.fromkeys(n for c in [*merge.chunks, merge.audio] for n in c.notes))
+        encoded = sum(chunk.encoded_seconds for chunk in merge.chunks)
+        pieces = [*merge.chunks, *([merge.audio] if merge.has_audio else [])]
+        if any(chunk.renditions for chunk in merge.chunks):
+            joined = joined_renditions(
+                [[_rendition(r) for r in chunk.renditions] for chunk in merge.chunks]
+            )
+            audio = (
+                _rendition(merge.audio.renditions[0])
+                if merge.has_audio and merge.audio.renditions
+                else None
+            )
+            segment_seconds = task.output_spec.segments.duration_seconds or 6.0
+            await asyncio.to_thread(
+                write_hls_playlists,
+                out_dir,
+                list(joined.values()),
+                audio,
+                segment_seconds=segment_seconds,
+            )
+            files = [
+                await describe_output_file(path, out_dir)
+                for path in sorted(out_dir.rglob("*"))
+                if path.is_file()
+            ]
+            # The segments are where the chunks stored them; the result lists them too.
+            files += [file for piece in pieces for file in piece.files]
+            with upload_span(task.output_origin, files):
+                await asyncio.to_thread(backend.add_files, out_dir, task.output_prefix)
+        else:
+            work = scratch / "pieces"
+            work.mkdir(parents=True, exist_ok=True)
+
+            def fetch(path: str) -> Path:
+                target = work / Path(path).name
+                backend.fetch_file(f"{task.output_prefix}/{path}", target)
+                return target
+
+            chunk_files = [
+                await describe_chunk_file(await asyncio.to_thread(fetch, chunk.files[0].path))
+                for chunk in merge.chunks
+            ]
+            audio_file = (
+                await asyncio.to_thread(fetch, merge.audio.files[0].path)
+                if merge.has_audio
+                else None
+            )
+            output = out_dir / "output.mp4"
+
+            async def on_progress(percent: float) -> None:
+                progress.percent = percent
+
+            plan = build_concat_merge_command(
+                chunks=chunk_files, audio=audio_file, work_dir=work, output=output
+            )
+            await run_ffmpeg(
+                plan.argv,
+                duration=plan.expected_duration,
+                on_progress=on_progress,
+                cancel_event=stop,
+                min_report_interval=self.settings.progress_interval_seconds,
+            )
+            files = [await describe_output_file(output, out_dir)]
+            # Replaces the prefix: the chunks' intermediate files go with it.
+            with upload_span(task.output_origin, files):
+                await asyncio.to_thread(backend.put_directory, out_dir, task.output_prefix)
+        return {"transcode": wpb.TranscodeResult(files=files, notes=notes, encoded_seconds=encoded)}
+
     async def _heartbeat(self, task: wpb.Task, progress: TaskProgress, stop: asyncio.Event) -> None:
         """Renews the lease while the task runs; its answer is also the cancel signal.
 
@@ -451,6 +647,31 @@ class Worker:
                     raise
                 log.warning("reporting task %s failed (%s); retrying", task.id, error.code().name)
                 await asyncio.sleep(attempt)
+
+
+def _rendition_message(rendition: Rendition) -> wpb.RenditionPart:
+    return wpb.RenditionPart(
+        name=rendition.name,
+        codec=rendition.codec,
+        width=rendition.width,
+        height=rendition.height,
+        frame_rate=rendition.frame_rate,
+        segments=[
+            wpb.Segment(path=s.path, duration_seconds=s.duration_seconds, size_bytes=s.size_bytes)
+            for s in rendition.segments
+        ],
+    )
+
+
+def _rendition(message: wpb.RenditionPart) -> Rendition:
+    return Rendition(
+        name=message.name or AUDIO_RENDITION,
+        codec=message.codec,
+        width=message.width,
+        height=message.height,
+        frame_rate=message.frame_rate,
+        segments=[SegmentEntry(s.path, s.duration_seconds, s.size_bytes) for s in message.segments],
+    )
 
 
 async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:

@@ -173,6 +173,24 @@ class GcsStorage:
         stale = [blob for blob in self._list(target) if blob.name not in fresh]
         self._in_parallel(self._delete_blob, stale)
 
+    def add_files(self, source: Path, key_prefix: str) -> None:
+        """Upload every file of `source` under `key_prefix`, keeping the objects already
+        there (chunks of one output arrive from several workers into the same folders)."""
+        target = self.object_name(key_prefix)
+        uploads: list[tuple[Path, str]] = [
+            (path, f"{target}/{path.relative_to(source).as_posix()}")
+            for path in sorted(source.rglob("*"))
+            if path.is_file() and not path.is_symlink()
+        ]
+        for _, name in uploads:
+            _check_key(name)
+        self._in_parallel(self._upload_file, uploads)
+
+    def fetch_file(self, key: str, target: Path) -> None:
+        """Download the stored object `key` to `target` (a merge reads the chunks back)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.bucket.blob(self.object_name(key)).download_to_filename(str(target))
+
     def delete_prefix(self, key_prefix: str) -> int:
         """Delete every object under `key_prefix`; the number actually deleted."""
         deleted = self._in_parallel(self._delete_blob, self._list(self.object_name(key_prefix)))

@@ -29,6 +29,27 @@ class LocalStorage:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(source), str(target))
 
+    def add_files(self, source: Path, prefix: str) -> None:
+        """Move every file of `source` under `prefix`, keeping the files already there
+        (chunks of one output arrive from several workers into the same folders)."""
+        target = self.path_for(prefix)
+        for path in sorted(source.rglob("*")):
+            if not path.is_file() or path.is_symlink():
+                continue
+            destination = self.path_for(f"{prefix}/{path.relative_to(source).as_posix()}")
+            if target not in destination.parents:
+                raise UnsafeKey(str(destination))
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            # Renamed into place: a reader never sees half a file.
+            temporary = destination.with_name(f".{destination.name}.part")
+            shutil.copyfile(path, temporary)
+            temporary.replace(destination)
+
+    def fetch_file(self, key: str, target: Path) -> None:
+        """Copy the stored file `key` to `target` (a merge reads the chunks back)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path_for(key), target)
+
     def stored_sizes(self, prefix: str) -> dict[str, int]:
         """Size of every file under `prefix`, by its path relative to the prefix."""
         target = self.path_for(prefix)

@@ -47,6 +47,19 @@ class TaskStatus(StrEnum):
 class TaskKind(StrEnum):
     PROBE = "PROBE"
     TRANSCODE = "TRANSCODE"
+    # A chunked output's pieces: a time range of its video, its whole audio, and the merge
+    # that joins them once every piece is done (the job's stage is MERGING while it runs).
+    CHUNK = "CHUNK"
+    AUDIO = "AUDIO"
+    MERGE = "MERGE"
+
+
+# Tasks that make one piece of a chunked output; the MERGE task follows them.
+PIECE_KINDS: frozenset[TaskKind] = frozenset({TaskKind.CHUNK, TaskKind.AUDIO})
+# Tasks that work on one output (everything but the probe).
+OUTPUT_TASK_KINDS: frozenset[TaskKind] = frozenset(
+    {TaskKind.TRANSCODE, TaskKind.CHUNK, TaskKind.AUDIO, TaskKind.MERGE}
+)
 
 
 class DeliveryStatus(StrEnum):

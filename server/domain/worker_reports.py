@@ -9,6 +9,8 @@ recorded; a problem is described in words that go to the log and to the job's er
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
@@ -224,11 +226,13 @@ def _encoded_seconds_problems(
 
 
 def stored_file_problems(
-    result: worker_service_pb2.TranscodeResult, stored_sizes: dict[str, int]
+    result: worker_service_pb2.TranscodeResult | Sequence[job_pb2.OutputFile],
+    stored_sizes: dict[str, int],
 ) -> list[str]:
     """Each reported file exists under the output's prefix with the reported size."""
     problems = []
-    for file in result.files:
+    files = result.files if isinstance(result, worker_service_pb2.TranscodeResult) else result
+    for file in files:
         size = stored_sizes.get(file.path)
         if size is None:
             problems.append(f"file {file.path!r} is not in the output's storage")
@@ -239,3 +243,113 @@ def stored_file_problems(
         if len(problems) >= 5:
             break
     return problems
+
+
+# --- Chunked outputs -----------------------------------------------------------------------------
+
+# What the pieces of a chunked output may write, relative to the output's folder: segments
+# in the rendition folders (HLS), or the one intermediate file of a progressive chunk.
+_VIDEO_SEGMENT = re.compile(r"v([0-7])/seg_(\d{5})\.ts")
+_AUDIO_SEGMENT = re.compile(r"audio/seg_(\d{5})\.ts")
+_CODEC_STRING = re.compile(r"[A-Za-z0-9.]{0,64}")
+_PROGRESSIVE_AUDIO = "chunks/audio.m4a"
+MAX_SEGMENT_SECONDS = 120.0
+
+
+def chunk_problems(
+    result: worker_service_pb2.ChunkResult,
+    spec: job_pb2.OutputSpec,
+    chunk: worker_service_pb2.ChunkRange,
+    *,
+    audio: bool,
+    output_seconds: float,
+) -> list[str]:
+    """A CHUNK or AUDIO result: its files are exactly where that piece may write (its own
+    segment numbers, or its own intermediate file), its segment lists name those files with
+    their sizes, and its encoded time is its range's."""
+    as_transcode = worker_service_pb2.TranscodeResult(
+        files=result.files, notes=result.notes, encoded_seconds=result.encoded_seconds
+    )
+    expected = output_seconds if audio else chunk.end_seconds - chunk.start_seconds
+    problems = transcode_problems(as_transcode, spec, expected_seconds=expected)
+    adaptive = spec.type == T.OUTPUT_TYPE_HLS
+    segment_seconds = spec.segments.duration_seconds or 6.0
+    for file in result.files[:MAX_FILES]:
+        if not _piece_may_write(file.path, spec, chunk, audio=audio, adaptive=adaptive):
+            problems.append(f"file {file.path[:100]!r} is not one this piece may write")
+            break
+    if not result.renditions and adaptive:
+        problems.append("an HLS piece must report its renditions' segments")
+    sizes = {file.path: file.size_bytes for file in result.files}
+    for rendition in result.renditions[: MAX_VARIANTS + 1]:
+        if not _CODEC_STRING.fullmatch(rendition.codec):
+            problems.append(f"codec string {rendition.codec[:80]!r} is not an RFC 6381 string")
+        if rendition.name != ("audio" if audio else rendition.name) or not re.fullmatch(
+            r"v[0-7]|audio", rendition.name
+        ):
+            problems.append(f"rendition {rendition.name[:20]!r} is not one this piece makes")
+        if not (0 <= rendition.width <= MAX_DIMENSION and 0 <= rendition.height <= MAX_DIMENSION):
+            problems.append(f"rendition {rendition.name!r} has impossible dimensions")
+        if not _finite(rendition.frame_rate, 0.0, MAX_FRAME_RATE):
+            problems.append(f"rendition {rendition.name!r} has an impossible frame rate")
+        for segment in rendition.segments:
+            if sizes.get(segment.path) != segment.size_bytes:
+                problems.append(f"segment {segment.path[:100]!r} is not a reported file")
+                break
+            if not _finite(
+                segment.duration_seconds, 0.0, max(MAX_SEGMENT_SECONDS, 2 * segment_seconds)
+            ):
+                problems.append(f"segment {segment.path!r} has an impossible duration")
+                break
+    if len(result.renditions) > MAX_VARIANTS + 1:
+        problems.append(f"{len(result.renditions)} renditions is more than {MAX_VARIANTS + 1}")
+    if result.frame_count < 0:
+        problems.append("frame_count must not be negative")
+    return problems
+
+
+MAX_VARIANTS = 8
+
+
+def _piece_may_write(
+    path: str,
+    spec: job_pb2.OutputSpec,
+    chunk: worker_service_pb2.ChunkRange,
+    *,
+    audio: bool,
+    adaptive: bool,
+) -> bool:
+    if not adaptive:
+        return path == (_PROGRESSIVE_AUDIO if audio else f"chunks/chunk_{chunk.index:05d}.mp4")
+    if audio:
+        return _AUDIO_SEGMENT.fullmatch(path) is not None
+    match = _VIDEO_SEGMENT.fullmatch(path)
+    if match is None or int(match.group(1)) >= len(spec.video):
+        return False
+    segment_seconds = spec.segments.duration_seconds or 6.0
+    last = chunk.first_segment + math.ceil(
+        (chunk.end_seconds - chunk.start_seconds) / segment_seconds + 1e-6
+    )
+    return chunk.first_segment <= int(match.group(2)) <= last
+
+
+def merge_problems(
+    result: worker_service_pb2.TranscodeResult,
+    spec: job_pb2.OutputSpec,
+    plan: worker_service_pb2.MergePlan,
+) -> list[str]:
+    """A MERGE result names the output's final files: for HLS every segment the pieces made
+    plus the playlists, for a progressive output the one joined file."""
+    reported = {file.path for file in result.files}
+    if spec.type == T.OUTPUT_TYPE_HLS:
+        pieces = [*plan.chunks, *([plan.audio] if plan.has_audio else [])]
+        made = {file.path for piece in pieces for file in piece.files}
+        if missing := sorted(made - reported):
+            return [f"the merge left out {len(missing)} segments, e.g. {missing[0]!r}"]
+        extra = reported - made
+        if any(not path.endswith(".m3u8") for path in extra):
+            return ["the merge reports media files no chunk made"]
+        return []
+    if any(path.startswith("chunks/") for path in reported):
+        return ["the merge reports the chunks' intermediate files"]
+    return []

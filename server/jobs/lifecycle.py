@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from kiln.v1 import job_pb2, job_service_pb2
@@ -28,6 +29,7 @@ from ..tracing import stamp_tasks
 from ..webhooks import events as webhook_events
 from ..webhooks.events import EventType
 from . import views
+from .chunk_plan import ChunkSettings, plan_chunks
 
 S = job_pb2.JobStage
 OUTPUT_EVENTS = {
@@ -57,6 +59,8 @@ class Lifecycle:
         # Names this process in the NOTIFYs it sends, so it knows its own echoes.
         self.replica_id = secrets.token_hex(6)
         self.echoes_skipped = 0
+        # When outputs are cut into chunks (KILN_CHUNK_*); the composition root sets it.
+        self.chunking = ChunkSettings()
 
     def _wake_webhook_sender(self) -> None:
         """After a commit that queued a delivery (the sender also looks every second)."""
@@ -220,24 +224,54 @@ class Lifecycle:
         )
 
     async def queue_transcodes(self, tx: Tx, record: JobRecord) -> None:
-        tasks = [
-            Task(
-                id=ids.task_id(),
-                job_id=record.job.id,
-                output_id=output.id,
-                kind="TRANSCODE",
-                status="QUEUED",
-                priority=record.job.priority,
-                attempts=0,
-                lease_token=0,
-                worker_id="",
-                created_at=now(),
+        """One TRANSCODE task per output, or for a chunked output its AUDIO task and its
+        CHUNK tasks (longest first, so the short last one does not end up alone at the end)."""
+        info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
+        tasks: list[Task] = []
+        for output in record.outputs:
+            if output.status != OutputStatus.PENDING:
+                continue  # a retried PARTIAL job keeps its completed ones
+            spec = job_pb2.OutputSpec.FromString(output.spec)
+            decision = plan_chunks(
+                spec, info, self.chunking, concatenated=bool(record.job.concat_input_urls)
             )
-            for output in record.outputs
-            if output.status
-            == OutputStatus.PENDING  # a retried PARTIAL job keeps its completed ones
-        ]
+            if not decision.chunks:
+                tasks.append(self.output_task(record.job, output.id, "TRANSCODE"))
+                continue
+            if decision.has_audio:
+                # First: it is quick, and until it is done no player can start (the master
+                # playlist names the audio rendition).
+                task = self.output_task(record.job, output.id, "AUDIO")
+                task.chunk = decision.chunks[0].SerializeToString()
+                tasks.append(task)
+            by_length = sorted(
+                decision.chunks, key=lambda c: c.end_seconds - c.start_seconds, reverse=True
+            )
+            for chunk in by_length:
+                task = self.output_task(record.job, output.id, "CHUNK")
+                task.chunk_index = chunk.index
+                task.chunk = chunk.SerializeToString()
+                tasks.append(task)
+        # Claimed in creation order within a priority: one microsecond apart keeps this order.
+        base = now()
+        for position, task in enumerate(tasks):
+            task.created_at = base + timedelta(microseconds=position)
         await self.queue_tasks(tx, tasks)
+
+    def output_task(self, job: Job, output_id: str, kind: str) -> Task:
+        return Task(
+            id=ids.task_id(),
+            job_id=job.id,
+            output_id=output_id,
+            kind=kind,
+            status="QUEUED",
+            priority=job.priority,
+            attempts=0,
+            lease_token=0,
+            worker_id="",
+            created_at=now(),
+            progress=0.0,
+        )
 
     async def probe_failed(self, tx: Tx, record: JobRecord, error: job_pb2.JobError) -> None:
         """Bad input makes the job REJECTED; anything else (a worker fault) FAILED.

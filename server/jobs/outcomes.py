@@ -11,22 +11,27 @@ from typing import Any
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
-from common.custom_command import covered_seconds
-
 from ..domain import pricing
 from ..domain.input_fit import input_problem
 from ..domain.states import (
     OUTPUT_TERMINAL,
+    PIECE_KINDS,
     TERMINAL,
     JobStatus,
     OutputStatus,
     TaskKind,
+    TaskStatus,
     final_status,
 )
+from ..store.database import aware
 from ..store.models import Output, Task
 from ..store.store import JobRecord, Tx, now
 from . import variant_costs
+from .chunk_plan import output_seconds, plan_chunks
 from .lifecycle import Lifecycle
+from .live_playlists import live_playlists
+
+__all__ = ["output_seconds"]
 
 S = job_pb2.JobStage
 
@@ -81,6 +86,10 @@ async def output_done(
     output = _output(record, output_id)
     spec = job_pb2.OutputSpec.FromString(output.spec)
     info = job_pb2.InputInfo.FromString(job.input_info or b"")
+    decision = plan_chunks(spec, info, life.chunking, concatenated=bool(job.concat_input_urls))
+    if decision.note and decision.note not in result.notes:
+        # Long enough to chunk, but encoded in one pass: say why.
+        result.notes.append(decision.note)
     cost, variants = _priced(life, spec, info, result.encoded_seconds, job.priority)
     actual: dict[str, Any] = {"actual_cost_micros": cost}
     if pricing.shows_variants(spec):
@@ -99,9 +108,93 @@ async def output_done(
     await finish_if_done(life, tx, record)
 
 
+async def current_output_tasks(tx: Tx, record: JobRecord, output_id: str) -> list[Task]:
+    """The output's tasks of this run of the job (a retried job keeps its old task rows)."""
+    started = aware(record.job.started_at)
+    return [
+        task
+        for task in await tx.output_tasks(output_id)
+        if started is None or (aware(task.created_at) or started) >= started
+    ]
+
+
+async def piece_done(
+    life: Lifecycle,
+    tx: Tx,
+    record: JobRecord,
+    task: Task,
+    result: worker_service_pb2.ChunkResult,
+) -> tuple[dict[str, str], worker_service_pb2.TranscodeResult] | None:
+    """A chunk or the audio of a chunked output is done: keep its result, queue the merge
+    once every piece is done, and for HLS return the playlists to publish now (play while
+    encoding) with the output's files so far."""
+    job = record.job
+    output_id = task_output_id(task)
+    await tx.record_task_result(task.id, result.SerializeToString())
+    tasks = await current_output_tasks(tx, record, output_id)
+    pieces = [t for t in tasks if t.kind in PIECE_KINDS]
+    output = _output(record, output_id)
+    if OutputStatus(output.status) in OUTPUT_TERMINAL:
+        return None
+    if all(t.status == TaskStatus.DONE for t in pieces) and not any(
+        t.kind == TaskKind.MERGE for t in tasks
+    ):
+        await life.queue_tasks(tx, [life.output_task(job, output_id, "MERGE")])
+        if job.stage != S.JOB_STAGE_MERGING:
+            await tx.update_job(job.id, stage=S.JOB_STAGE_MERGING)
+            await life.emit(
+                tx,
+                job.id,
+                progress=job_service_pb2.ProgressEvent(
+                    progress=job.progress, stage=S.JOB_STAGE_MERGING
+                ),
+            )
+    spec = job_pb2.OutputSpec.FromString(output.spec)
+    if spec.type != job_pb2.OUTPUT_TYPE_HLS:
+        return None
+    chunks = sorted((t for t in pieces if t.kind == TaskKind.CHUNK), key=_chunk_position)
+    audio_task = next((t for t in pieces if t.kind == TaskKind.AUDIO), None)
+    texts, files = live_playlists(
+        spec,
+        [_piece_result(t) for t in chunks],
+        _piece_result(audio_task) if audio_task is not None else None,
+        has_audio=audio_task is not None,
+    )
+    live = worker_service_pb2.TranscodeResult(files=files)
+    await tx.update_output(output_id, result=live.SerializeToString())
+    output.result = live.SerializeToString()
+    await life.emit_output_row(tx, job, output)
+    return texts, live
+
+
+def merge_plan(tasks: list[Task]) -> worker_service_pb2.MergePlan:
+    """What the merge joins: the pieces' accepted results, chunks in output order."""
+    plan = worker_service_pb2.MergePlan()
+    chunks = sorted((t for t in tasks if t.kind == TaskKind.CHUNK), key=_chunk_position)
+    for chunk in chunks:
+        plan.chunks.add().ParseFromString(chunk.result or b"")
+    audio = next((t for t in tasks if t.kind == TaskKind.AUDIO), None)
+    if audio is not None:
+        plan.has_audio = True
+        plan.audio.ParseFromString(audio.result or b"")
+    return plan
+
+
+def _chunk_position(task: Task) -> int:
+    return task.chunk_index if task.chunk_index is not None else 0
+
+
+def _piece_result(task: Task) -> worker_service_pb2.ChunkResult | None:
+    if task.status != TaskStatus.DONE or not task.result:
+        return None
+    return worker_service_pb2.ChunkResult.FromString(task.result)
+
+
 async def output_failed(
     life: Lifecycle, tx: Tx, record: JobRecord, output_id: str, error: job_pb2.JobError
 ) -> None:
+    # A chunked output has other tasks still open: they end with it.
+    await tx.cancel_output_tasks(output_id)
     error.stage = error.stage or S.JOB_STAGE_TRANSCODING
     output = _output(record, output_id)
     await tx.move_output(
@@ -187,17 +280,6 @@ def task_output_id(task: Task) -> str:
     if task.output_id is None:
         raise ValueError(f"task {task.id} ({task.kind}) belongs to no output")
     return task.output_id
-
-
-def output_seconds(spec: job_pb2.OutputSpec, source_seconds: float) -> float:
-    """How much of the source an output covers (its clip, if any)."""
-    if spec.HasField("custom"):
-        return covered_seconds(list(spec.custom.args), source_seconds)
-    start = spec.clip.start_seconds if spec.HasField("clip") else 0.0
-    remaining = max(source_seconds - start, 0.0)
-    if spec.HasField("clip") and spec.clip.duration_seconds:
-        return min(spec.clip.duration_seconds, remaining)
-    return remaining
 
 
 def _output(record: JobRecord, output_id: str) -> Output:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
 from common.log_setup import bind_job, job_log_context
+from common.storage.origins import Origins
 
 from ..domain import worker_reports
 from ..domain.errors import FieldViolation, InvalidArgument, NotFound, StaleLease
-from ..domain.states import JobStatus, OutputStatus, TaskKind, TaskStatus
+from ..domain.states import PIECE_KINDS, JobStatus, OutputStatus, TaskKind, TaskStatus
 from ..store.models import Task
 from ..store.store import JobRecord, Tx
 from ..tracing import claim_span
@@ -34,6 +37,12 @@ S = job_pb2.JobStage
 # Output progress stays below 100 until the output is recorded COMPLETED, and
 # job progress below 100 until the job is COMPLETED.
 RUNNING_PROGRESS_CAP = 99.0
+WORKER_KINDS = {
+    TaskKind.TRANSCODE: worker_service_pb2.TASK_KIND_TRANSCODE,
+    TaskKind.CHUNK: worker_service_pb2.TASK_KIND_CHUNK,
+    TaskKind.AUDIO: worker_service_pb2.TASK_KIND_AUDIO,
+    TaskKind.MERGE: worker_service_pb2.TASK_KIND_MERGE,
+}
 
 
 class TaskService:
@@ -45,6 +54,7 @@ class TaskService:
         max_task_attempts: int,
         stored_sizes: StoredSizes | None = None,
         progress_events_per_second: float = 2.0,
+        files: Origins | None = None,
     ) -> None:
         self.life = life
         self.store = life.store
@@ -54,6 +64,9 @@ class TaskService:
         # that never completes a transcode.
         self.stored_sizes = stored_sizes
         self.progress_gate = ProgressGate(progress_events_per_second)
+
+        # Where the server itself writes files: the live playlists of chunked HLS outputs.
+        self.files = files
 
     async def claim(
         self, worker_id: str, wait_seconds: float, task_id: str = ""
@@ -112,8 +125,16 @@ class TaskService:
                     if job.status == JobStatus.PENDING:
                         await self.life.move(tx, job, JobStatus.PROBING, stage=S.JOB_STAGE_PROBING)
                 else:
-                    message.kind = worker_service_pb2.TASK_KIND_TRANSCODE
+                    message.kind = WORKER_KINDS[TaskKind(task.kind)]
                     output = next(o for o in record.outputs if o.id == task.output_id)
+                    if task.chunk:
+                        message.chunk.ParseFromString(task.chunk)
+                    if task.kind == TaskKind.MERGE:
+                        message.merge.CopyFrom(
+                            outcomes.merge_plan(
+                                await outcomes.current_output_tasks(tx, record, output.id)
+                            )
+                        )
                     message.output_id = output.id
                     message.output_spec.ParseFromString(output.spec)
                     if job.input_info:
@@ -162,10 +183,19 @@ class TaskService:
             if task.status != TaskStatus.LEASED:
                 return True
             await tx.extend_lease(task.id, task.lease_token, self.lease_seconds)
-            if task.kind != TaskKind.TRANSCODE:
+            if task.kind not in (TaskKind.TRANSCODE, TaskKind.CHUNK):
                 return False
             output = next(o for o in record.outputs if o.id == task.output_id)
             progress = min(request.progress, RUNNING_PROGRESS_CAP)
+            if task.kind == TaskKind.CHUNK:
+                await tx.set_task_progress(task.id, task.lease_token, request.progress)
+                task.progress = request.progress
+                chunks = [
+                    t
+                    for t in await outcomes.current_output_tasks(tx, record, output.id)
+                    if t.kind == TaskKind.CHUNK
+                ]
+                progress = min(_encoded_fraction(chunks), RUNNING_PROGRESS_CAP)
             if progress <= output.progress + 0.05:
                 return False
             self.progress_gate.logged(request.task_id, record.job.id, request.stage)
@@ -229,6 +259,12 @@ class TaskService:
                     await outcomes.probed(self.life, tx, record, request.input_info)
                 else:
                     await self.life.probe_failed(tx, record, request.error)
+            elif kind == "chunk":
+                live = await outcomes.piece_done(self.life, tx, record, task, request.chunk)
+                if live is not None:
+                    # Written under the job's lock: two chunks finishing at once publish in
+                    # order, never an older list over a newer one.
+                    await self._publish(record.job.output_origin, task, live[0])
             elif kind == "transcode":
                 await outcomes.output_done(
                     self.life, tx, record, outcomes.task_output_id(task), request.transcode
@@ -250,11 +286,25 @@ class TaskService:
             if kind != "input_info":
                 return ["a probe task must report input_info or an error"]
             return worker_reports.input_info_problems(request.input_info)
-        if kind != "transcode":
-            return ["a transcode task must report its files or an error"]
         output = next(o for o in record.outputs if o.id == task.output_id)
         spec = job_pb2.OutputSpec.FromString(output.spec)
         info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
+        if task.kind in PIECE_KINDS:
+            if kind != "chunk":
+                return ["a chunk or audio task must report a chunk result or an error"]
+            chunk = worker_service_pb2.ChunkRange.FromString(task.chunk or b"")
+            problems = worker_reports.chunk_problems(
+                request.chunk,
+                spec,
+                chunk,
+                audio=task.kind == TaskKind.AUDIO,
+                output_seconds=outcomes.output_seconds(spec, info.duration_seconds),
+            )
+            return problems or await self._stored_problems(
+                record.job.output_origin, record.job.id, output.id, request.chunk.files
+            )
+        if kind != "transcode":
+            return ["a transcode task must report its files or an error"]
         expected = (
             None
             if record.job.concat_input_urls
@@ -263,14 +313,43 @@ class TaskService:
         problems = worker_reports.transcode_problems(
             request.transcode, spec, expected_seconds=expected
         )
-        if problems or self.stored_sizes is None:
-            return problems
-        sizes = await asyncio.to_thread(
-            self.stored_sizes,
-            record.job.output_origin,
-            output_prefix(record.job.id, output.id),
+        if task.kind == TaskKind.MERGE and not problems:
+            async with self.store.transaction() as tx:
+                pieces = await outcomes.current_output_tasks(tx, record, output.id)
+            problems = worker_reports.merge_problems(
+                request.transcode, spec, outcomes.merge_plan(pieces)
+            )
+        return problems or await self._stored_problems(
+            record.job.output_origin, record.job.id, output.id, request.transcode.files
         )
-        return worker_reports.stored_file_problems(request.transcode, sizes)
+
+    async def _stored_problems(self, origin: str, job_id: str, output_id: str, files) -> list[str]:
+        """Each reported file is in the output's storage with the reported size."""
+        if self.stored_sizes is None:
+            return []
+        sizes = await asyncio.to_thread(self.stored_sizes, origin, output_prefix(job_id, output_id))
+        return worker_reports.stored_file_problems(files, sizes)
+
+    async def _publish(self, origin: str, task: Task, texts: dict[str, str]) -> None:
+        """Write the live playlists of a chunked HLS output into its storage."""
+        if self.files is None or not texts:
+            return
+        backend = self.files.backend(origin)
+        prefix = output_prefix(task.job_id, outcomes.task_output_id(task))
+
+        def write() -> None:
+            with tempfile.TemporaryDirectory(prefix="kiln-live-") as folder:
+                for path, text in texts.items():
+                    target = Path(folder) / path
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(text, "utf-8")
+                backend.add_files(Path(folder), prefix)
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception:
+            # Play-while-encoding is a convenience: the merge writes the final playlists.
+            log.exception("publishing the live playlists of task %s failed", task.id)
 
     async def _refuse(
         self, request: worker_service_pb2.CompleteTaskRequest, problems: list[str]
@@ -402,6 +481,18 @@ class TaskService:
                 retryable=True,
             )
             await outcomes.task_failed(self.life, tx, task, record, error)
+
+
+def _encoded_fraction(chunks: list[Task]) -> float:
+    """Percent of an output's chunks encoded, each weighted by its length."""
+    total = done = 0.0
+    for chunk in chunks:
+        window = worker_service_pb2.ChunkRange.FromString(chunk.chunk or b"")
+        length = max(window.end_seconds - window.start_seconds, 0.0)
+        total += length
+        finished = chunk.status == TaskStatus.DONE
+        done += length * (100.0 if finished else min(chunk.progress or 0.0, 100.0)) / 100.0
+    return 100.0 * done / total if total else 0.0
 
 
 def output_prefix(job_id: str, output_id: str) -> str:

@@ -130,7 +130,7 @@ class Task(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     output_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    kind: Mapped[str] = mapped_column(String(16))  # PROBE | TRANSCODE
+    kind: Mapped[str] = mapped_column(String(16))  # domain.states.TaskKind
     status: Mapped[str] = mapped_column(String(16))  # QUEUED | LEASED | DONE | CANCELED
     priority: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -144,6 +144,15 @@ class Task(Base):
     # W3C traceparent of the request that made the task (Create, Confirm, Retry, or the
     # probe's result); kept across requeues so every attempt joins the same trace.
     traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Chunked outputs (CHUNK, AUDIO): kiln.worker.v1.ChunkRange, serialized, and its position.
+    chunk_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    chunk: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # kiln.worker.v1.ChunkResult of a finished piece, as the server accepted it: the merge
+    # is planned from these.
+    result: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # 0-100 of a running piece (an output's progress is the encoded fraction over its chunks).
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class JobEvent(Base):

@@ -175,6 +175,48 @@ class TaskQueue(TxBase):
             .values(status=str(TaskStatus.CANCELED))
         )
 
+    async def output_tasks(self, output_id: str) -> list[Task]:
+        """Every task of one output (a chunked output has several), oldest first."""
+        return list(
+            (
+                await self.session.scalars(
+                    select(Task)
+                    .where(Task.output_id == output_id)
+                    .order_by(Task.created_at, Task.id)
+                    .execution_options(populate_existing=True)
+                )
+            ).all()
+        )
+
+    async def set_task_progress(self, task_id: str, token: int, progress: float) -> None:
+        await self.session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.lease_token == token)
+            .values(progress=progress)
+        )
+
+    async def record_task_result(self, task_id: str, result: bytes) -> None:
+        """What a finished piece of a chunked output produced (the merge is planned from it)."""
+        await self.session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(result=result, progress=100.0, finished_at=now())
+        )
+
+    async def cancel_output_tasks(self, output_id: str) -> list[str]:
+        """Cancel the open tasks of one output (a failed chunk ends its siblings); running
+        workers learn it from their next heartbeat."""
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.output_id == output_id,
+                Task.status.in_(states.task_sources(TaskStatus.CANCELED)),
+            )
+            .values(status=str(TaskStatus.CANCELED))
+            .returning(Task.id)
+        )
+        return list(result.scalars().all())
+
     async def expired_leases(self) -> list[Task]:
         """Candidates only: each is taken back by `take_back_expired` under its token."""
         return list(

@@ -313,7 +313,19 @@ def _stream_info(raw: dict[str, Any]) -> job_pb2.StreamInfo:
         bitrate=ffprobe_int(raw.get("bit_rate")),
         pixel_format=str(raw.get("pix_fmt", "")),
         is_default=bool(disposition.get("default")),
+        variable_frame_rate=kind == "video" and _uneven_frames(raw),
     )
+
+
+def _uneven_frames(raw: dict[str, Any]) -> bool:
+    """Whether frames are not evenly spaced: the stream's real frame rate (the base rate
+    every timestamp is a multiple of) and its average differ. Such input (VFR, or timestamps
+    rounded to a coarse time base) is never cut into chunks."""
+    real = _parse_rate(raw.get("r_frame_rate"))
+    average = _parse_rate(raw.get("avg_frame_rate"))
+    if real <= 0 or average <= 0:
+        return True
+    return abs(real - average) > average * 1e-3
 
 
 def _rotation(raw: dict[str, Any]) -> int:

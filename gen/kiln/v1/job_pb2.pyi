@@ -404,7 +404,7 @@ class VariantPricing(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., resolution: _Optional[str] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., quality: _Optional[_Union[Quality, str]] = ..., priced_height: _Optional[int] = ..., fps: _Optional[float] = ..., rate_per_minute: _Optional[_Union[Money, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., estimated_seconds: _Optional[float] = ..., billed_seconds: _Optional[float] = ..., dropped: _Optional[bool] = ...) -> None: ...
 
 class StreamInfo(_message.Message):
-    __slots__ = ("index", "kind", "codec", "width", "height", "frame_rate", "rotation", "channels", "sample_rate", "bitrate", "pixel_format", "is_default")
+    __slots__ = ("index", "kind", "codec", "width", "height", "frame_rate", "rotation", "channels", "sample_rate", "bitrate", "pixel_format", "is_default", "variable_frame_rate")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +417,7 @@ class StreamInfo(_message.Message):
     BITRATE_FIELD_NUMBER: _ClassVar[int]
     PIXEL_FORMAT_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    VARIABLE_FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
     index: int
     kind: str
     codec: str
@@ -429,7 +430,8 @@ class StreamInfo(_message.Message):
     bitrate: int
     pixel_format: str
     is_default: bool
-    def __init__(self, index: _Optional[int] = ..., kind: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., rotation: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., bitrate: _Optional[int] = ..., pixel_format: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    variable_frame_rate: bool
+    def __init__(self, index: _Optional[int] = ..., kind: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., rotation: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., bitrate: _Optional[int] = ..., pixel_format: _Optional[str] = ..., is_default: _Optional[bool] = ..., variable_frame_rate: _Optional[bool] = ...) -> None: ...
 
 class InputInfo(_message.Message):
     __slots__ = ("container", "duration_seconds", "size_bytes", "bitrate", "streams", "supports_byte_ranges")

@@ -13,12 +13,18 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
     TASK_KIND_PROBE: _ClassVar[TaskKind]
     TASK_KIND_TRANSCODE: _ClassVar[TaskKind]
+    TASK_KIND_CHUNK: _ClassVar[TaskKind]
+    TASK_KIND_AUDIO: _ClassVar[TaskKind]
+    TASK_KIND_MERGE: _ClassVar[TaskKind]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_PROBE: TaskKind
 TASK_KIND_TRANSCODE: TaskKind
+TASK_KIND_CHUNK: TaskKind
+TASK_KIND_AUDIO: TaskKind
+TASK_KIND_MERGE: TaskKind
 
 class Task(_message.Message):
-    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent")
+    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent", "chunk", "merge")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +38,8 @@ class Task(_message.Message):
     OUTPUT_PREFIX_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ORIGIN_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    MERGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: TaskKind
     job_id: str
@@ -45,7 +53,75 @@ class Task(_message.Message):
     output_prefix: str
     output_origin: str
     traceparent: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    chunk: ChunkRange
+    merge: MergePlan
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ..., traceparent: _Optional[str] = ..., chunk: _Optional[_Union[ChunkRange, _Mapping]] = ..., merge: _Optional[_Union[MergePlan, _Mapping]] = ...) -> None: ...
+
+class ChunkRange(_message.Message):
+    __slots__ = ("index", "count", "start_seconds", "end_seconds", "first_segment", "timestamp_offset_seconds")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_OFFSET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    count: int
+    start_seconds: float
+    end_seconds: float
+    first_segment: int
+    timestamp_offset_seconds: float
+    def __init__(self, index: _Optional[int] = ..., count: _Optional[int] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., first_segment: _Optional[int] = ..., timestamp_offset_seconds: _Optional[float] = ...) -> None: ...
+
+class MergePlan(_message.Message):
+    __slots__ = ("chunks", "audio", "has_audio")
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkResult]
+    audio: ChunkResult
+    has_audio: bool
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkResult, _Mapping]]] = ..., audio: _Optional[_Union[ChunkResult, _Mapping]] = ..., has_audio: _Optional[bool] = ...) -> None: ...
+
+class ChunkResult(_message.Message):
+    __slots__ = ("files", "encoded_seconds", "renditions", "notes", "frame_count")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    ENCODED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RENDITIONS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[_job_pb2.OutputFile]
+    encoded_seconds: float
+    renditions: _containers.RepeatedCompositeFieldContainer[RenditionPart]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    frame_count: int
+    def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., encoded_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[RenditionPart, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., frame_count: _Optional[int] = ...) -> None: ...
+
+class RenditionPart(_message.Message):
+    __slots__ = ("name", "codec", "width", "height", "frame_rate", "segments")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    codec: str
+    width: int
+    height: int
+    frame_rate: float
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    def __init__(self, name: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("path", "duration_seconds", "size_bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    duration_seconds: float
+    size_bytes: int
+    def __init__(self, path: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class ClaimTaskRequest(_message.Message):
     __slots__ = ("worker_id", "wait_seconds", "task_id")
@@ -82,18 +158,20 @@ class ReportProgressResponse(_message.Message):
     def __init__(self, canceled: _Optional[bool] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
-    __slots__ = ("task_id", "lease_token", "input_info", "transcode", "error")
+    __slots__ = ("task_id", "lease_token", "input_info", "transcode", "error", "chunk")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     INPUT_INFO_FIELD_NUMBER: _ClassVar[int]
     TRANSCODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     lease_token: int
     input_info: _job_pb2.InputInfo
     transcode: TranscodeResult
     error: _job_pb2.JobError
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., transcode: _Optional[_Union[TranscodeResult, _Mapping]] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ...) -> None: ...
+    chunk: ChunkResult
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., transcode: _Optional[_Union[TranscodeResult, _Mapping]] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ..., chunk: _Optional[_Union[ChunkResult, _Mapping]] = ...) -> None: ...
 
 class TranscodeResult(_message.Message):
     __slots__ = ("files", "notes", "encoded_seconds", "quality")

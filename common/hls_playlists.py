@@ -1,0 +1,116 @@
+"""HLS playlists written from a list of segments rather than by FFmpeg (chunked outputs).
+
+A chunked ladder's segments come from many FFmpeg processes; its playlists are written here,
+by the server while chunks finish (EVENT playlists a player can start on) and by the merge
+task at the end (VOD, with #EXT-X-ENDLIST). Both sides import these pure functions, so the
+live playlists and the final ones cannot disagree about names or layout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MASTER_NAME = "master.m3u8"
+MEDIA_PLAYLIST_NAME = "index.m3u8"
+AUDIO_RENDITION = "audio"
+# ffmpeg's name for the group of the ladder's one audio rendition (single-pass outputs).
+AUDIO_GROUP_ID = "group_audio"
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    # Path relative to the output's folder ("v0/seg_00004.ts").
+    path: str
+    duration_seconds: float
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One rendition's segments so far, with what its master entry says about it."""
+
+    # Folder inside the output ("v0", "audio").
+    name: str
+    codec: str
+    width: int
+    height: int
+    frame_rate: float
+    segments: Sequence[SegmentEntry]
+
+    @property
+    def peak_bitrate(self) -> int:
+        return round(
+            max(
+                (
+                    s.size_bytes * 8 / s.duration_seconds
+                    for s in self.segments
+                    if s.duration_seconds
+                ),
+                default=0.0,
+            )
+        )
+
+    @property
+    def average_bitrate(self) -> int:
+        seconds = sum(s.duration_seconds for s in self.segments)
+        return round(sum(s.size_bytes for s in self.segments) * 8 / seconds) if seconds else 0
+
+
+def playlist_path(rendition: str) -> str:
+    return f"{rendition}/{MEDIA_PLAYLIST_NAME}"
+
+
+def media_playlist(segments: Sequence[SegmentEntry], *, target_seconds: float, ended: bool) -> str:
+    """A media playlist over `segments` (all in one rendition folder).
+
+    Unended, it is an EVENT playlist: players poll it and only ever see segments appended.
+    TARGETDURATION must not change between polls, so it comes from the planned segment
+    length (and the longest segment, which a forced keyframe keeps within a frame of it).
+    """
+    longest = max((s.duration_seconds for s in segments), default=0.0)
+    target = max(math.ceil(target_seconds - 1e-3), round(longest), 1)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
+    for segment in segments:
+        lines += [f"#EXTINF:{segment.duration_seconds:.6f},", segment.path.rsplit("/", 1)[-1]]
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def master_playlist(variants: Sequence[Rendition], audio: Rendition | None) -> str:
+    """The multivariant playlist: every video rendition, and the one audio rendition group.
+
+    BANDWIDTH is the variant's peak segment bit rate plus the audio's (an upper bound, as
+    peaks need not coincide), AVERAGE-BANDWIDTH the two averages summed: measured from the
+    segments, as the single-pass packaging does.
+    """
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if audio is not None:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP_ID}",NAME="{audio.name}",'
+            f'DEFAULT=YES,AUTOSELECT=YES,URI="{playlist_path(audio.name)}"'
+        )
+    for variant in variants:
+        peak = variant.peak_bitrate + (audio.peak_bitrate if audio else 0)
+        average = variant.average_bitrate + (audio.average_bitrate if audio else 0)
+        attributes = [f"BANDWIDTH={peak}", f"AVERAGE-BANDWIDTH={average}"]
+        codecs = [variant.codec, *([audio.codec] if audio else [])]
+        if all(codecs):
+            attributes.append(f'CODECS="{",".join(codecs)}"')
+        if variant.width and variant.height:
+            attributes.append(f"RESOLUTION={variant.width}x{variant.height}")
+        if variant.frame_rate > 0:
+            attributes.append(f"FRAME-RATE={variant.frame_rate:.3f}")
+        if audio is not None:
+            attributes.append(f'AUDIO="{AUDIO_GROUP_ID}"')
+        lines += ["#EXT-X-STREAM-INF:" + ",".join(attributes), playlist_path(variant.name)]
+    return "\n".join(lines) + "\n"

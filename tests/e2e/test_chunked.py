@@ -1,0 +1,399 @@
+"""Chunked parallel encoding through the running server: the result against a single pass, a
+worker lost mid-chunk, uneven frame timing, Cancel, and HLS playable while chunks finish.
+
+One cluster (SQLite: the database kind changes nothing here) with a low chunking threshold,
+so a 60 s source of 160x90 is cut into 12 s chunks and every run stays short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import httpx
+import m3u8
+import pytest
+from kiln.v1 import job_pb2, job_service_pb2
+
+from tests.conftest import make_clip
+from worker.media.commands import build_command
+from worker.media.probe import probe
+
+from .cluster import running_cluster
+from .jobs import create_job, run_to_end
+from .test_cancel import ffmpeg_pids_writing_to, wait_until
+
+SETTINGS = {
+    "KILN_CHUNK_THRESHOLD_SECONDS": "10",
+    "KILN_CHUNK_SECONDS": "12",
+    "KILN_LEASE_SECONDS": "3",
+}
+H264 = job_pb2.VIDEO_CODEC_H264
+# 48 kHz: AAC priming (1024 samples, 21 ms) stays within a frame of the video's start.
+CHEAP_AUDIO = job_pb2.AudioSpec(sample_rate=48000, channels=1, bitrate_kbps=64)
+
+
+@pytest.fixture(scope="module")
+def chunk_cluster(sqlite_backend_url, tmp_path_factory, media_root):
+    root = tmp_path_factory.mktemp("chunked")
+    with running_cluster(sqlite_backend_url, root, media_root, settings=SETTINGS) as (
+        cluster,
+        server,
+    ):
+        cluster.start_worker(server, concurrency=2)
+        yield cluster, server
+
+
+@pytest.fixture(scope="module")
+def auth(chunk_cluster):
+    cluster, _ = chunk_cluster
+    return (("authorization", f"Bearer {cluster.create_key('org_chunks')}"),)
+
+
+@pytest.fixture(scope="module")
+def source60(media_root) -> Path:
+    return make_clip(media_root / "chunk60_160x90.mp4", seconds=60, size="160x90")
+
+
+@pytest.fixture(scope="module")
+def slow_source(media_root) -> Path:
+    """Encoded at PREMIUM, its chunks run long enough to be caught running."""
+    return make_clip(media_root / "chunk36_320x180.mp4", seconds=36, size="320x180")
+
+
+def slow_ladder() -> job_pb2.OutputSpec:
+    """One PREMIUM rung of 320x180: three chunks of 12 s, each caught running easily."""
+    spec = hls_ladder(job_pb2.QUALITY_PREMIUM)
+    del spec.video[0]
+    spec.video[0].resolution = "320x180"
+    return spec
+
+
+def hls_ladder(quality: int = job_pb2.QUALITY_STANDARD) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_HLS,
+        video=[
+            job_pb2.VideoVariant(codec=H264, resolution="96x54", quality=quality),
+            job_pb2.VideoVariant(codec=H264, resolution="160x90", quality=quality),
+        ],
+        segments=job_pb2.SegmentSpec(duration_seconds=2),
+        audio=CHEAP_AUDIO,
+    )
+
+
+def mp4_spec() -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_MP4,
+        video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+        audio=CHEAP_AUDIO,
+    )
+
+
+# --- reading media -------------------------------------------------------------------------------
+
+
+def packets(target: Path, stream: str) -> list[tuple[Fraction, Fraction, Fraction]]:
+    """(pts, dts, duration) of every packet of the first `stream` ("v" or "a"), in seconds."""
+    result = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-select_streams", f"{stream}:0", "-show_entries"),
+            *("packet=pts,dts,duration:stream=time_base", "-of", "json", str(target)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    parsed = json.loads(result.stdout)
+    base = Fraction(parsed["streams"][0]["time_base"])
+    return [
+        (int(p["pts"]) * base, int(p["dts"]) * base, int(p.get("duration", 0)) * base)
+        for p in parsed["packets"]
+    ]
+
+
+def video_facts(target: Path, frame: Fraction) -> tuple[int, Fraction, Fraction, Fraction]:
+    """(frames, duration, start, end) with DTS strictly increasing and PTS on one grid."""
+    video = packets(target, "v")
+    dts = [p[1] for p in video]
+    assert all(b > a for a, b in itertools.pairwise(dts)), f"DTS not monotonic: {target}"
+    pts = sorted(p[0] for p in video)
+    steps = {b - a for a, b in itertools.pairwise(pts)}
+    assert max(steps) - min(steps) <= Fraction(1, 1000), f"PTS jump at a join: {steps}"
+    start, end = pts[0], pts[-1] + frame
+    return len(video), end - start, start, end
+
+
+def audio_span(target: Path) -> tuple[Fraction, Fraction]:
+    audio = packets(target, "a")
+    return audio[0][0], audio[-1][0] + audio[-1][2]
+
+
+def single_pass(source: Path, spec: job_pb2.OutputSpec, out_dir: Path) -> Path:
+    """The same output's video encoded in one pass by the worker's own command builder (the
+    comparisons are of video; leaving the audio out saves seconds of AAC encoding)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = job_pb2.OutputSpec.FromString(spec.SerializeToString())
+    spec.audio.disabled = True
+    info = asyncio.run(probe(str(source)))
+    plan = build_command(input_path=str(source), spec=spec, info=info, out_dir=out_dir)
+    subprocess.run(plan.argv, check=True, capture_output=True)
+    return out_dir
+
+
+def output_dir(cluster, job: job_pb2.Job) -> Path:
+    return cluster.storage_dir / job.id / job.outputs[0].id
+
+
+def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
+    database = cluster.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        connection.row_factory = sqlite3.Row
+        return connection.execute(
+            "SELECT id, kind, chunk_index, status, attempts, finished_at FROM tasks "
+            "WHERE job_id = ? ORDER BY kind, chunk_index",
+            (job_id,),
+        ).fetchall()
+
+
+def referenced_files(folder: Path) -> set[str]:
+    """The master, every playlist it names and every segment those name; all must parse."""
+    master = m3u8.load(str(folder / "master.m3u8"))
+    assert master.is_variant
+    names = {"master.m3u8"}
+    playlists = [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]
+    for uri in playlists:
+        names.add(uri)
+        media = m3u8.load(str(folder / uri))
+        assert media.is_endlist and media.playlist_type == "vod"
+        rendition = uri.rsplit("/", 1)[0]
+        names.update(f"{rendition}/{segment.uri}" for segment in media.segments)
+    return names
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_chunked_hls_and_mp4_match_a_single_pass(chunk_cluster, auth, source60, tmp_path):
+    cluster, server = chunk_cluster
+    job = create_job(server, auth, f"file://{source60}", outputs=[hls_ladder(), mp4_spec()])
+    stages = []
+    final = None
+    for event in server.job_stub().Watch(
+        job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=120
+    ):
+        if event.WhichOneof("event") == "progress":
+            stages.append(event.progress.stage)
+        if event.HasField("completed"):
+            final = event.completed.job
+    assert final is not None and final.status == job_pb2.JOB_STATUS_COMPLETED, final
+    # Watch: TRANSCODING with progress, then MERGING, then the terminal status.
+    assert job_pb2.JOB_STAGE_TRANSCODING in stages and job_pb2.JOB_STAGE_MERGING in stages
+    assert stages.index(job_pb2.JOB_STAGE_MERGING) > stages.index(job_pb2.JOB_STAGE_TRANSCODING)
+    kinds = [row["kind"] for row in tasks_of(cluster, job.id)]
+    assert kinds.count("CHUNK") == 10 and kinds.count("AUDIO") == 2 and kinds.count("MERGE") == 2
+    frame = Fraction(1, 30)
+
+    # HLS: every variant against the same variant of a single pass.
+    hls, mp4 = output_dir(cluster, final), cluster.storage_dir / final.id / final.outputs[1].id
+    reference = single_pass(source60, hls_ladder(), tmp_path / "hls")
+    stored = {p.relative_to(hls).as_posix() for p in hls.rglob("*") if p.is_file()}
+    assert stored == referenced_files(hls), "files that no playlist names, or missing ones"
+    assert {f.path for f in final.outputs[0].files} == stored
+    for variant in ("v0", "v1"):
+        chunked = video_facts(hls / variant / "index.m3u8", frame)
+        single = video_facts(reference / variant / "index.m3u8", frame)
+        assert chunked[0] == single[0] == 1800
+        assert abs(chunked[1] - single[1]) <= frame
+        audio_start, audio_end = audio_span(hls / "audio" / "index.m3u8")
+        assert abs(audio_start - chunked[2]) <= frame and abs(audio_end - chunked[3]) <= frame
+    master = (hls / "master.m3u8").read_text()
+    assert "CODECS=" in master and "AVERAGE-BANDWIDTH=" in master
+
+    # MP4: one file, joined by stream copy, the audio muxed in.
+    assert [f.path for f in final.outputs[1].files] == ["output.mp4"]
+    assert [p.name for p in mp4.rglob("*") if p.is_file()] == ["output.mp4"]
+    reference_mp4 = single_pass(source60, mp4_spec(), tmp_path / "mp4") / "output.mp4"
+    chunked = video_facts(mp4 / "output.mp4", frame)
+    single = video_facts(reference_mp4, frame)
+    assert chunked[0] == single[0] == 1800
+    assert abs(chunked[1] - single[1]) <= frame
+    audio_start, audio_end = audio_span(mp4 / "output.mp4")
+    assert abs(audio_start - chunked[2]) <= frame and abs(audio_end - chunked[3]) <= frame
+
+
+@pytest.mark.parametrize("kind", ["23.976", "vfr"])
+def test_odd_frame_rates_keep_frames_and_sync(chunk_cluster, auth, media_root, kind, tmp_path):
+    """23.976 fps is chunked exactly; variable frame rate runs in one pass, with a note."""
+    cluster, server = chunk_cluster
+    source = media_root / f"chunk_{kind}.mp4"
+    if kind == "vfr":
+        # 15 s at 30 fps then 15 s at 15 fps: frames unevenly spaced over the whole file.
+        subprocess.run(
+            [
+                *[
+                    "ffmpeg",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=160x90:rate=30",
+                ],
+                *["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "30", "-vf"],
+                "select='lt(t,15)+not(mod(n,2))'",
+                *["-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+                str(source),
+            ],
+            check=True,
+        )
+        frame = Fraction(1, 30)
+    else:
+        subprocess.run(
+            [
+                *[
+                    "ffmpeg",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=160x90:rate=24000/1001",
+                ],
+                *["-f", "lavfi", "-i", "sine=sample_rate=44100", "-t", "30", "-c:v", "libx264"],
+                *["-preset", "ultrafast", "-c:a", "aac"],
+                str(source),
+            ],
+            check=True,
+        )
+        frame = Fraction(1001, 24000)
+    job = create_job(server, auth, f"file://{source}", outputs=[mp4_spec()])
+    final = run_to_end(server, auth, job.id, timeout=120)
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+    kinds = [row["kind"] for row in tasks_of(cluster, job.id)]
+    output = output_dir(cluster, final) / "output.mp4"
+    video = packets(output, "v")
+    reference = single_pass(source, mp4_spec(), tmp_path) / "output.mp4"
+    assert len(video) == len(packets(reference, "v"))
+    start, end = audio_span(output)
+    video_end = max(p[0] + p[2] for p in video)
+    # The VFR source's last frame lasts 1/15 s; the one-pass MP4 ends on the 1/30 s grid.
+    slack = 2 * frame if kind == "vfr" else frame
+    assert abs(start - min(p[0] for p in video)) <= frame and abs(end - video_end) <= slack
+    if kind == "vfr":
+        assert kinds == ["PROBE", "TRANSCODE"]
+        assert any("one pass" in note for note in final.outputs[0].notes)
+    else:
+        assert kinds.count("CHUNK") == 3, kinds  # 12 + 12 + 6 s
+        video_facts(output, frame)
+
+
+def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_source):
+    _, server = chunk_cluster
+    stub = server.job_stub()
+    job = create_job(server, auth, f"file://{slow_source}", outputs=[slow_ladder()])
+    live = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        current = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+        # What a player's page would do: Get until the output lists a master playlist.
+        assert current.status in (
+            job_pb2.JOB_STATUS_PENDING,
+            job_pb2.JOB_STATUS_PROBING,
+            job_pb2.JOB_STATUS_PROCESSING,
+        ), current
+        if "master.m3u8" in {f.path for f in current.outputs[0].files}:
+            live = current
+            break
+        time.sleep(0.05)
+    assert live is not None, "no master playlist was published while the job ran"
+    files = {f.path: f for f in live.outputs[0].files}
+    master = m3u8.loads(httpx.get(files["master.m3u8"].url).text)
+    assert live.status == job_pb2.JOB_STATUS_PROCESSING
+    assert len(master.playlists) == 1
+    for uri in [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]:
+        media = m3u8.loads(httpx.get(files[uri].url).text)
+        assert not media.is_endlist and media.playlist_type == "event"
+        rendition = uri.rsplit("/", 1)[0]
+        listed = [f"{rendition}/{segment.uri}" for segment in media.segments]
+        assert listed and all(path in files for path in listed)
+        first = httpx.get(files[listed[0]].url)
+        assert first.status_code == 200 and len(first.content) == files[listed[0]].size_bytes
+    # ... all of it before the job completed.
+    still = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+    assert still.status == job_pb2.JOB_STATUS_PROCESSING
+    final = run_to_end(server, auth, job.id, timeout=120)
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+
+
+def test_cancel_stops_every_chunk(chunk_cluster, auth, slow_source):
+    cluster, server = chunk_cluster
+    stub = server.job_stub()
+    job = create_job(server, auth, f"file://{slow_source}", outputs=[slow_ladder()])
+    # Both slots of the worker run a chunk.
+    wait_until(lambda: len(_chunk_ffmpegs(cluster)) >= 2, timeout=30)
+    stub.Cancel(job_service_pb2.CancelRequest(id=job.id), metadata=auth)
+    took = wait_until(lambda: not _chunk_ffmpegs(cluster), timeout=2.0)
+    assert took < 2.0
+    final = run_to_end(server, auth, job.id, timeout=30)
+    assert final.status == job_pb2.JOB_STATUS_CANCELED
+    statuses = {row["status"] for row in tasks_of(cluster, job.id) if row["kind"] == "CHUNK"}
+    assert statuses <= {"CANCELED", "DONE"}
+
+
+@pytest.mark.slow
+def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
+    cluster, server = chunk_cluster
+    # This test's own worker: killed while it runs a chunk, after another chunk finished.
+    doomed = cluster.start_worker(server)
+    job = create_job(server, auth, f"file://{slow_source}", outputs=[slow_ladder()])
+
+    def one_done_one_running() -> bool:
+        done = [r for r in tasks_of(cluster, job.id) if r["kind"] == "CHUNK" and r["finished_at"]]
+        return bool(done) and bool(_children_ffmpeg(doomed.pid))
+
+    wait_until(one_done_one_running, timeout=60)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    before = {r["id"]: r["finished_at"] for r in tasks_of(cluster, job.id) if r["finished_at"]}
+    final = run_to_end(server, auth, job.id, timeout=120)
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+    rows = tasks_of(cluster, job.id)
+    # Finished chunks were kept: same completion time, one attempt each.
+    for row in rows:
+        if row["id"] in before:
+            assert row["finished_at"] == before[row["id"]] and row["attempts"] == 1
+    rerun = [r for r in rows if r["attempts"] > 1]
+    assert len(rerun) == 1 and rerun[0]["kind"] == "CHUNK"
+    folder = output_dir(cluster, final)
+    stored = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert stored == referenced_files(folder)
+
+
+def _chunk_ffmpegs(cluster) -> list[int]:
+    return ffmpeg_pids_writing_to(cluster.scratch_dir)
+
+
+def _children_ffmpeg(parent: int) -> list[int]:
+    """FFmpeg processes of one worker process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        parent_pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent_pid == parent and command.endswith(b"ffmpeg"):
+            found.append(int(entry.name))
+    return found

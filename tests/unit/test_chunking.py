@@ -1,0 +1,169 @@
+"""The chunk planner and the checks on what chunk, audio and merge tasks report."""
+
+from __future__ import annotations
+
+from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from common.hls_playlists import Rendition, SegmentEntry, master_playlist, media_playlist
+from server.domain import worker_reports as reports
+from server.jobs.chunk_plan import UNEVEN_FRAMES_NOTE, ChunkSettings, plan_chunks
+
+H264 = job_pb2.VIDEO_CODEC_H264
+SETTINGS = ChunkSettings(threshold_seconds=10, chunk_seconds=12)
+
+
+def info(seconds: float = 60, vfr: bool = False, audio: bool = True) -> job_pb2.InputInfo:
+    streams = [
+        job_pb2.StreamInfo(
+            kind="video", width=320, height=180, frame_rate=30, variable_frame_rate=vfr
+        )
+    ]
+    if audio:
+        streams.append(job_pb2.StreamInfo(index=1, kind="audio", channels=1))
+    return job_pb2.InputInfo(duration_seconds=seconds, streams=streams)
+
+
+def hls(segment: float = 5, fmp4: bool = False) -> job_pb2.OutputSpec:
+    spec = job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_HLS,
+        video=[job_pb2.VideoVariant(codec=H264, resolution="320x180")],
+        segments=job_pb2.SegmentSpec(duration_seconds=segment),
+    )
+    if fmp4:
+        spec.hls.segment_format = job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    return spec
+
+
+MP4 = job_pb2.OutputSpec(
+    type=job_pb2.OUTPUT_TYPE_MP4, video=[job_pb2.VideoVariant(codec=H264, resolution="240p")]
+)
+
+
+def test_hls_chunks_start_on_segment_boundaries():
+    decision = plan_chunks(hls(segment=5), info(61), SETTINGS)
+    # 12 s rounds to two 5 s segments: 10 s chunks; the 1 s tail joins the last chunk.
+    assert [(c.start_seconds, c.end_seconds) for c in decision.chunks] == [
+        (0, 10),
+        (10, 20),
+        (20, 30),
+        (30, 40),
+        (40, 50),
+        (50, 61),
+    ]
+    assert [c.first_segment for c in decision.chunks] == [0, 2, 4, 6, 8, 10]
+    assert decision.has_audio and all(c.count == 6 for c in decision.chunks)
+
+
+def test_what_is_not_chunked():
+    assert plan_chunks(MP4, info(9), SETTINGS).chunks == []  # short
+    assert plan_chunks(hls(fmp4=True), info(60), SETTINGS).chunks == []
+    assert plan_chunks(MP4, info(60), SETTINGS, concatenated=True).chunks == []
+    assert plan_chunks(MP4, info(60), ChunkSettings(0, 12)).chunks == []
+    fps = job_pb2.OutputSpec()
+    fps.CopyFrom(MP4)
+    fps.video[0].fps = 24
+    assert plan_chunks(fps, info(60), SETTINGS).chunks == []
+    vp9 = job_pb2.OutputSpec()
+    vp9.CopyFrom(MP4)
+    vp9.video[0].codec = job_pb2.VIDEO_CODEC_VP9
+    assert plan_chunks(vp9, info(60), SETTINGS).chunks == []
+
+
+def test_uneven_frames_run_in_one_pass_with_a_note():
+    decision = plan_chunks(MP4, info(60, vfr=True), SETTINGS)
+    assert decision.chunks == [] and decision.note == UNEVEN_FRAMES_NOTE
+    assert plan_chunks(MP4, info(5, vfr=True), SETTINGS).note == ""
+
+
+def _chunk(index: int = 1) -> wpb.ChunkRange:
+    return plan_chunks(hls(segment=2), info(60), SETTINGS).chunks[index]
+
+
+def _hls_result(paths: list[str], codec: str = "avc1.64000d") -> wpb.ChunkResult:
+    files = [job_pb2.OutputFile(path=p, size_bytes=100) for p in paths]
+    segments = [wpb.Segment(path=p, duration_seconds=2, size_bytes=100) for p in paths]
+    return wpb.ChunkResult(
+        files=files,
+        encoded_seconds=12,
+        renditions=[wpb.RenditionPart(name="v0", codec=codec, segments=segments)],
+    )
+
+
+def test_a_chunk_may_write_only_its_own_segments():
+    own = [f"v0/seg_{n:05d}.ts" for n in range(6, 12)]
+    assert (
+        reports.chunk_problems(_hls_result(own), hls(2), _chunk(), audio=False, output_seconds=60)
+        == []
+    )
+    for bad in ("v0/seg_00000.ts", "v1/seg_00006.ts", "audio/seg_00006.ts", "master.m3u8"):
+        problems = reports.chunk_problems(
+            _hls_result([*own[:-1], bad]), hls(2), _chunk(), audio=False, output_seconds=60
+        )
+        assert any("not one this piece may write" in p for p in problems), bad
+
+
+def test_a_chunk_report_with_a_bad_codec_string_or_segment_is_refused():
+    own = [f"v0/seg_{n:05d}.ts" for n in range(6, 12)]
+    quoted = reports.chunk_problems(
+        _hls_result(own, codec='avc1",X="'), hls(2), _chunk(), audio=False, output_seconds=60
+    )
+    assert any("RFC 6381" in p for p in quoted)
+    unlisted = _hls_result(own)
+    unlisted.renditions[0].segments[0].size_bytes = 7
+    problems = reports.chunk_problems(unlisted, hls(2), _chunk(), audio=False, output_seconds=60)
+    assert any("is not a reported file" in p for p in problems)
+    short = _hls_result(own)
+    short.encoded_seconds = 3
+    problems = reports.chunk_problems(short, hls(2), _chunk(), audio=False, output_seconds=60)
+    assert any("far below" in p for p in problems)
+
+
+def test_progressive_pieces_write_one_named_file():
+    chunk = plan_chunks(MP4, info(60), SETTINGS).chunks[2]
+    good = wpb.ChunkResult(
+        files=[job_pb2.OutputFile(path="chunks/chunk_00002.mp4", size_bytes=9)], encoded_seconds=12
+    )
+    assert reports.chunk_problems(good, MP4, chunk, audio=False, output_seconds=60) == []
+    good.files[0].path = "chunks/chunk_00003.mp4"
+    assert reports.chunk_problems(good, MP4, chunk, audio=False, output_seconds=60)
+    audio = wpb.ChunkResult(
+        files=[job_pb2.OutputFile(path="chunks/audio.m4a", size_bytes=9)], encoded_seconds=60
+    )
+    assert reports.chunk_problems(audio, MP4, chunk, audio=True, output_seconds=60) == []
+
+
+def test_a_merge_must_list_every_segment_and_no_foreign_media():
+    piece = wpb.ChunkResult(files=[job_pb2.OutputFile(path="v0/seg_00000.ts", size_bytes=5)])
+    plan = wpb.MergePlan(chunks=[piece])
+    master = job_pb2.OutputFile(path="master.m3u8", size_bytes=5)
+    complete = wpb.TranscodeResult(files=[master, *piece.files])
+    assert reports.merge_problems(complete, hls(), plan) == []
+    assert "left out" in reports.merge_problems(wpb.TranscodeResult(files=[master]), hls(), plan)[0]
+    foreign = wpb.TranscodeResult(
+        files=[*complete.files, job_pb2.OutputFile(path="v0/seg_09999.ts", size_bytes=5)]
+    )
+    assert reports.merge_problems(foreign, hls(), plan)
+    leftover = wpb.TranscodeResult(
+        files=[
+            job_pb2.OutputFile(path="output.mp4", size_bytes=5),
+            job_pb2.OutputFile(path="chunks/chunk_00000.mp4", size_bytes=5),
+        ]
+    )
+    assert reports.merge_problems(leftover, MP4, plan)
+
+
+def test_live_playlists_are_event_until_the_end():
+    segments = [
+        SegmentEntry("v0/seg_00000.ts", 2.0, 1000),
+        SegmentEntry("v0/seg_00001.ts", 1.5, 500),
+    ]
+    live = media_playlist(segments, target_seconds=2, ended=False)
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in live and "#EXT-X-ENDLIST" not in live
+    assert "seg_00001.ts" in live and "v0/" not in live
+    final = media_playlist(segments, target_seconds=2, ended=True)
+    assert final.endswith("#EXT-X-ENDLIST\n") and "TYPE:VOD" in final
+    video = Rendition("v0", "avc1.64000d", 320, 180, 30.0, segments)
+    audio = Rendition("audio", "mp4a.40.2", 0, 0, 0.0, [SegmentEntry("audio/seg_00000.ts", 2, 100)])
+    master = master_playlist([video], audio)
+    assert 'CODECS="avc1.64000d,mp4a.40.2"' in master and "BANDWIDTH=4400" in master

@@ -1,0 +1,179 @@
+"""Chunked outputs after their pieces are encoded: what a chunk produced, and the merge.
+
+measure_chunk_renditions reads what one chunk (or the audio task) of an adaptive output wrote:
+each rendition's segments from ffmpeg's playlist (then deleted: the output's playlists are
+written over all chunks), and the codec string and picture size from its first segment.
+
+Merging never re-encodes. Adaptive outputs get their playlists written over the segments the
+chunks produced (common.hls_playlists, measured BANDWIDTH and CODECS); progressive outputs are
+joined with the concat demuxer (stream copy), the audio muxed in and the index moved to the
+front. Each concat entry carries its exact duration (frames x frame duration), so the next
+chunk's first frame lands exactly one frame after the previous chunk's last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from common.hls_playlists import (
+    MASTER_NAME,
+    Rendition,
+    SegmentEntry,
+    master_playlist,
+    media_playlist,
+    playlist_path,
+)
+from worker.media.errors import ENCODE_FAILED, MediaError
+from worker.media.packaging import codec_string, probe_first_stream, read_media_playlist
+from worker.media.plan import COMMON_FLAGS, CommandPlan
+from worker.media.probe import ffprobe_int, run_ffprobe_json
+
+PROBE_TIMEOUT_SECONDS = 60
+CONCAT_LIST = "chunks.ffconcat"
+
+
+async def measure_chunk_renditions(out_dir: Path, playlists: dict[str, Path]) -> list[Rendition]:
+    """Each rendition a chunk wrote, with its segments (paths relative to out_dir)."""
+    renditions = []
+    for name, playlist_file in playlists.items():
+        playlist = await asyncio.to_thread(read_media_playlist, playlist_file)
+        if not playlist.segments:
+            raise MediaError(ENCODE_FAILED, f"the chunk wrote no {name} segments")
+        segments = [
+            SegmentEntry(
+                path=path.relative_to(out_dir).as_posix(),
+                duration_seconds=duration,
+                size_bytes=path.stat().st_size,
+            )
+            for path, duration in playlist.segments
+        ]
+        stream = await probe_first_stream(None, playlist.segments[0][0])
+        renditions.append(
+            Rendition(
+                name=name,
+                codec=codec_string(stream),
+                width=ffprobe_int(stream.get("width")),
+                height=ffprobe_int(stream.get("height")),
+                frame_rate=_rate(str(stream.get("avg_frame_rate") or "")),
+                segments=segments,
+            )
+        )
+        await asyncio.to_thread(playlist_file.unlink)
+    return renditions
+
+
+def joined_renditions(chunks: Sequence[Sequence[Rendition]]) -> dict[str, Rendition]:
+    """Every rendition over the chunks in order: picture and codec from the first chunk."""
+    joined: dict[str, Rendition] = {}
+    for renditions in chunks:
+        for rendition in renditions:
+            first = joined.get(rendition.name)
+            if first is None:
+                joined[rendition.name] = rendition
+            else:
+                joined[rendition.name] = Rendition(
+                    first.name,
+                    first.codec,
+                    first.width,
+                    first.height,
+                    first.frame_rate,
+                    [*first.segments, *rendition.segments],
+                )
+    return joined
+
+
+def write_hls_playlists(
+    out_dir: Path,
+    video: Sequence[Rendition],
+    audio: Rendition | None,
+    *,
+    segment_seconds: float,
+    ended: bool = True,
+) -> list[Path]:
+    """The media playlists and the master over the segments; returns the files written."""
+    written = []
+    for rendition in [*video, *([audio] if audio else [])]:
+        path = out_dir / playlist_path(rendition.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            media_playlist(rendition.segments, target_seconds=segment_seconds, ended=ended),
+            "utf-8",
+        )
+        written.append(path)
+    master = out_dir / MASTER_NAME
+    master.write_text(master_playlist(video, audio), "utf-8")
+    return [master, *written]
+
+
+@dataclass(frozen=True)
+class ChunkFile:
+    path: Path
+    frames: int
+    frame_duration: Fraction
+
+
+async def describe_chunk_file(path: Path) -> ChunkFile:
+    """Frames and frame duration of a chunk's video, as its container records them."""
+    returncode, parsed, _ = await run_ffprobe_json(
+        str(path),
+        timeout=PROBE_TIMEOUT_SECONDS,
+        extra_args=("-select_streams", "v:0", "-count_packets"),
+    )
+    streams = parsed.get("streams") or []
+    if returncode != 0 or not streams:
+        raise MediaError(ENCODE_FAILED, f"{path.name}: the chunk cannot be read back")
+    stream = streams[0]
+    frames = ffprobe_int(stream.get("nb_read_packets")) or ffprobe_int(stream.get("nb_frames"))
+    rate = _fraction(str(stream.get("r_frame_rate") or ""))
+    if frames <= 0 or rate <= 0:
+        raise MediaError(ENCODE_FAILED, f"{path.name}: the chunk has no frames")
+    return ChunkFile(path, frames, 1 / rate)
+
+
+def concat_list(chunks: Sequence[ChunkFile]) -> str:
+    """An ffconcat list naming each chunk with its exact duration (frames x frame duration)."""
+    lines = ["ffconcat version 1.0"]
+    for chunk in chunks:
+        seconds = chunk.frames * chunk.frame_duration
+        lines += [f"file '{chunk.path.name}'", f"duration {float(seconds):.9f}"]
+    return "\n".join(lines) + "\n"
+
+
+def build_concat_merge_command(
+    *,
+    chunks: Sequence[ChunkFile],
+    audio: Path | None,
+    work_dir: Path,
+    output: Path,
+    ffmpeg: str = "ffmpeg",
+) -> CommandPlan:
+    """Joins the chunks (stream copy), muxes in the audio, moves the index to the front.
+
+    The list and the chunks live in `work_dir` only: the concat demuxer is told to open
+    nothing but plain files named in it (`-safe 1` refuses anything with a path).
+    """
+    listing = work_dir / CONCAT_LIST
+    listing.write_text(concat_list(chunks), "utf-8")
+    duration = float(sum((c.frames * c.frame_duration for c in chunks), Fraction(0)))
+    argv = [ffmpeg, *COMMON_FLAGS, "-f", "concat", "-safe", "1", "-i", str(listing)]
+    if audio is not None:
+        argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"]
+    argv += ["-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(output)]
+    return CommandPlan(argv=argv, outputs=[output], expected_duration=duration)
+
+
+def _fraction(value: str) -> Fraction:
+    numerator, _, denominator = value.partition("/")
+    try:
+        result = Fraction(int(numerator), int(denominator or "1"))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)
+    return result
+
+
+def _rate(value: str) -> float:
+    return float(_fraction(value))
