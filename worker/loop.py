@@ -122,6 +122,13 @@ class Worker:
         self._channel = grpc.aio.insecure_channel(self.settings.server_address)
         self._stub = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
         self._source = self._task_source(self._stub)
+        log.info(
+            "worker %s takes tasks from %s (%s dispatch, %d slots)",
+            self.worker_id,
+            self.settings.server_address,
+            self.settings.dispatch,
+            max(self.settings.concurrency, 1),
+        )
         slots = [
             asyncio.create_task(self._slot(stop, index), name=f"worker-slot-{index}")
             for index in range(max(self.settings.concurrency, 1))

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -156,7 +157,7 @@ def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
     with sqlite3.connect(database) as connection:
         connection.row_factory = sqlite3.Row
         return connection.execute(
-            "SELECT id, kind, chunk_index, status, attempts, finished_at FROM tasks "
+            "SELECT id, kind, chunk_index, status, attempts, finished_at, worker_id FROM tasks "
             "WHERE job_id = ? ORDER BY kind, chunk_index",
             (job_id,),
         ).fetchall()
@@ -352,17 +353,29 @@ def test_cancel_stops_every_chunk(chunk_cluster, auth, slow_source):
 @pytest.mark.slow
 def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
     cluster, server = chunk_cluster
-    # This test's own worker: killed while it runs a chunk, after another chunk finished.
-    doomed = cluster.start_worker(server)
+    # This test's own worker: killed while it runs a chunk.
+    doomed = cluster.start_worker(server, extra_env={"KILN_LOG_LEVEL": "INFO"})
+    # Asking for tasks before the job exists, so it gets a chunk the module's worker can't.
+    doomed_log = cluster.root / f"worker-{len(cluster.workers) - 1}.log"
+    wait_until(lambda: "takes tasks from" in doomed_log.read_text(), timeout=30)
     job = create_job(server, auth, f"file://{slow_source}", outputs=[slow_ladder()])
 
-    def one_done_one_running() -> bool:
-        done = [r for r in tasks_of(cluster, job.id) if r["kind"] == "CHUNK" and r["finished_at"]]
-        return bool(done) and bool(_children_ffmpeg(doomed.pid))
+    doomed_id = f"{socket.gethostname()}-{doomed.pid}/0"
 
-    wait_until(one_done_one_running, timeout=60)
+    def doomed_worker_encoding_a_chunk() -> bool:
+        # Which worker gets which piece is up to the scheduler: wait for the doomed one to
+        # hold a chunk with its FFmpeg running. Pieces finished by then (often the audio or
+        # another chunk) must keep their completion times.
+        holds_chunk = any(
+            r["kind"] == "CHUNK" and r["status"] == "LEASED" and r["worker_id"] == doomed_id
+            for r in tasks_of(cluster, job.id)
+        )
+        return holds_chunk and bool(_children_ffmpeg(doomed.pid))
+
+    wait_until(doomed_worker_encoding_a_chunk, timeout=60)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
+    held = {r["id"] for r in tasks_of(cluster, job.id) if r["worker_id"] == doomed_id}
     before = {r["id"]: r["finished_at"] for r in tasks_of(cluster, job.id) if r["finished_at"]}
     final = run_to_end(server, auth, job.id, timeout=120)
     assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
@@ -372,7 +385,7 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
         if row["id"] in before:
             assert row["finished_at"] == before[row["id"]] and row["attempts"] == 1
     rerun = [r for r in rows if r["attempts"] > 1]
-    assert len(rerun) == 1 and rerun[0]["kind"] == "CHUNK"
+    assert len(rerun) == 1 and rerun[0]["kind"] == "CHUNK" and rerun[0]["id"] in held
     folder = output_dir(cluster, final)
     stored = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert stored == referenced_files(folder)
