@@ -372,12 +372,12 @@ def observe(pid: int, target: str, args, run_reports, job: str = "", key: str = 
     sent = run_reports()
     cpu = (process_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
     values, missing = latencies(sent, watchers.arrivals(), args.streams - failed)
-    ordered = sorted(values)
+    ordered = sorted(values) or [float("nan")]  # nothing delivered: reported as nan
     return {
         "deliveries": len(values),
         "failed_streams": failed,
         "missing": missing,
-        "p50": statistics.median(ordered) * 1000,
+        "p50": statistics.median(ordered) * 1000 if values else float("nan"),
         "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
         "max": ordered[-1] * 1000,
         "cpu": cpu * 100,
