@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test deps system-deps ffmpeg postgres gen check-gen lint fmt unit bench-ladder \
-	bench-dispatch soak dashboard-deps dashboard-modules chromium
+	bench-dispatch soak bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
+	bench-chunked bench-quality dashboard-deps dashboard-modules chromium
 
 run: deps dashboard-modules
 	$(BIN)/kiln up
@@ -89,3 +90,24 @@ bench-dispatch: deps postgres
 # 1,000 jobs through 2 servers and 3 workers per backend, with a worker kill and a server restart.
 soak: deps postgres
 	$(PY) bench/soak.py
+
+# Control-plane speed (issue 11): each prints its figures beside a floor measured in the same run.
+bench-control-plane: deps postgres
+	$(PY) bench/control_plane.py
+
+bench-job-overhead: deps postgres
+	$(PY) bench/job_overhead.py
+
+bench-watch-fanout: deps
+	$(PY) bench/watch_fanout.py --streams 10000 --clients 8
+
+bench-list-scale: deps postgres
+	$(PY) bench/list_scale.py
+
+# 120 s 1080p30 HLS ladder: single pass against chunked on 1 and 2 pinned workers.
+bench-chunked: deps
+	$(PY) bench/chunked.py
+
+# What measure_quality adds to a ladder's encode.
+bench-quality: deps
+	$(PY) bench/quality_cost.py
