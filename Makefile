@@ -13,8 +13,10 @@ STAMP := $(VENV)/.installed-stamp
 run: deps dashboard-modules
 	$(BIN)/kiln up
 
+# Two pytest processes, one test module each at a time (module-scoped clusters stay whole):
+# most e2e time is waiting on servers and FFmpeg, so two overlap well on two cores.
 test: deps postgres dashboard-deps lint check-gen
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 deps: system-deps $(STAMP)
 
