@@ -208,6 +208,10 @@ class TaskService:
             if job_progress > record.job.progress:
                 before = record.job.progress
                 stage = request.stage or S.JOB_STAGE_TRANSCODING
+                if task.kind in (TaskKind.CHUNK, TaskKind.AUDIO):
+                    # A piece's own packaging (measuring its segments) is part of the job's
+                    # TRANSCODING: the job packages only in its MERGE task.
+                    stage = S.JOB_STAGE_TRANSCODING
                 await tx.update_job(record.job.id, progress=job_progress, stage=stage)
                 await self.life.notify_progress(tx, record, before)
                 await self.life.emit(
