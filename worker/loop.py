@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,6 +339,30 @@ class Worker:
         except ValueError as error:
             raise MediaError("INPUT_REFUSED", str(error)) from None
 
+    async def _encode(
+        self,
+        task: wpb.Task,
+        plan: CommandPlan,
+        inputs: TaskInputs,
+        on_progress: Callable[[float], Awaitable[None]],
+        stop: asyncio.Event,
+    ) -> None:
+        """One FFmpeg run of a planned encode, under its span, through the task's input access
+        (and a CPU limit for custom commands), timed for the realtime-factor metric."""
+        started = time.monotonic()
+        with encode_span(task.output_spec, plan.expected_duration):
+            await run_ffmpeg(
+                inputs.access.apply(plan.argv),
+                env=inputs.access.environment(),
+                duration=plan.expected_duration,
+                on_progress=on_progress,
+                cancel_event=stop,
+                min_report_interval=self.settings.progress_interval_seconds,
+                cwd=plan.cwd,
+                cpu_seconds=self.settings.custom_cpu_seconds if plan.cpu_limited else None,
+            )
+        self.metrics.encoded(plan.expected_duration, time.monotonic() - started)
+
     async def _transcode(
         self,
         task: wpb.Task,
@@ -367,19 +392,7 @@ class Worker:
                 out_dir=out_dir,
                 extra_inputs=await self._concat_inputs(task, inputs, scratch),
             )
-            started = time.monotonic()
-            with encode_span(task.output_spec, plan.expected_duration):
-                await run_ffmpeg(
-                    inputs.access.apply(plan.argv),
-                    env=inputs.access.environment(),
-                    duration=plan.expected_duration,
-                    on_progress=on_progress,
-                    cancel_event=stop,
-                    min_report_interval=self.settings.progress_interval_seconds,
-                    cwd=plan.cwd,
-                    cpu_seconds=self.settings.custom_cpu_seconds if plan.cpu_limited else None,
-                )
-            self.metrics.encoded(plan.expected_duration, time.monotonic() - started)
+            await self._encode(task, plan, inputs, on_progress, stop)
             return plan, location
 
         plan, location = await inputs.guarded(read_and_encode())
@@ -471,17 +484,7 @@ class Worker:
                     ),
                 )
             plan = command.plan
-            started = time.monotonic()
-            with encode_span(task.output_spec, plan.expected_duration):
-                await run_ffmpeg(
-                    inputs.access.apply(plan.argv),
-                    env=inputs.access.environment(),
-                    duration=plan.expected_duration,
-                    on_progress=on_progress,
-                    cancel_event=stop,
-                    min_report_interval=self.settings.progress_interval_seconds,
-                )
-            self.metrics.encoded(plan.expected_duration, time.monotonic() - started)
+            await self._encode(task, plan, inputs, on_progress, stop)
             return command
 
         command = await inputs.guarded(read_and_encode())
