@@ -263,6 +263,7 @@ async def _serve(
     on_ready=None,
 ) -> None:
     from server.app import build_server
+    from server.gc_tuning import tune_collector
     from worker.settings import load_worker_settings
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +280,7 @@ async def _serve(
     if serving.done():
         serving.result()
         return
+    tune_collector(settings.gc_gen0_threshold)
     if with_workers:
         from worker.loop import Worker
         from worker.metrics import WorkerMetrics

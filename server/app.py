@@ -139,6 +139,16 @@ class Server:
                 log.exception("lease reaper round failed")
 
 
+# grpc core cancels calls that have arrived but that the server has not yet taken up past
+# 1,000 (at random) and 3,000 (always): thousands of watchers reconnecting at once after a
+# restart would see CANCELLED. Holding them costs a few KiB each; the event loop takes them
+# up in arrival order.
+PUBLIC_GRPC_OPTIONS = [
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 20_000),
+]
+
+
 def build_server(settings: Settings) -> Server:
     check_worker_listener(settings)
     check_dispatch(settings)
@@ -209,7 +219,9 @@ def build_server(settings: Settings) -> Server:
     )
     auth = Authenticator(store)
 
-    grpc_server = grpc.aio.server(interceptors=grpc_interceptors(traced))
+    grpc_server = grpc.aio.server(
+        interceptors=grpc_interceptors(traced), options=PUBLIC_GRPC_OPTIONS
+    )
     add_public_services(grpc_server, jobs, auth, webhook_settings)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     # Workers get their own listener: the public port never serves the WorkerService.

@@ -84,6 +84,9 @@ class Settings:
     # chunks of about chunk_seconds that workers encode in parallel (0: never).
     chunk_threshold_seconds: float = 600.0
     chunk_seconds: float = 60.0
+    # Net allocations between the garbage collector's young passes (server.gc_tuning);
+    # 0 keeps Python's defaults.
+    gc_gen0_threshold: int = 50_000
 
     @property
     def default_origin(self) -> str:
@@ -193,6 +196,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         progress_events_per_second=float(env.get("KILN_PROGRESS_EVENTS_PER_SECOND", "2")),
         chunk_threshold_seconds=float(env.get("KILN_CHUNK_THRESHOLD_SECONDS", "600")),
         chunk_seconds=float(env.get("KILN_CHUNK_SECONDS", "60")),
+        gc_gen0_threshold=int(env.get("KILN_GC_GEN0_THRESHOLD", "50000")),
     )
 
 
