@@ -166,12 +166,17 @@ class EventHub:
 
     def subscribe(self, job_id: str, cursor: int) -> Subscription:
         channel = self._channels.get(job_id)
+        new_channel = channel is None
         if channel is None:
             channel = self._channels[job_id] = _Channel(fetched_through=cursor)
         subscription = Subscription(self, job_id, channel, cursor)
         channel.subscriptions.add(subscription)
-        # Catch up on anything written between the caller's read and now.
-        self.poke(job_id)
+        # Catch up on anything written between the caller's read and now. A channel that
+        # already existed and holds the caller's cursor needs no read: whatever is committed
+        # after what it holds reaches it as an offer or a notification, as for its other
+        # streams (1,000 watchers joining one job would otherwise read the log 1,000 times).
+        if new_channel or channel.fetched_through < cursor:
+            self.poke(job_id)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:

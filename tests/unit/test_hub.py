@@ -310,3 +310,29 @@ async def test_offered_events_are_delivered_without_reading_the_log(hub, log):
     hub.offer(JOB, job_service_pb2.WatchResponse.FromString(log.events[JOB][3][1]))
     assert sequences(await collect(subscription, 2)) == [3, 4]
     assert len(log.reads) > reads_before
+
+
+async def test_joining_a_channel_that_holds_the_cursor_reads_nothing(hub, log):
+    log.append(JOB, 3)
+    first = hub.subscribe(JOB, 0)
+    assert sequences(await collect(first, 3)) == [1, 2, 3]
+    reads_before = len(log.reads)
+    joined = [hub.subscribe(JOB, 3) for _ in range(50)]
+    await asyncio.sleep(0)
+    assert len(log.reads) == reads_before
+    # They still get what comes next, read once for all of them.
+    log.append(JOB, 1)
+    hub.poke(JOB)
+    for subscription in joined:
+        assert sequences(await collect(subscription, 1)) == [4]
+
+
+async def test_joining_a_channel_behind_the_cursor_catches_up(hub, log):
+    log.append(JOB, 2)
+    first = hub.subscribe(JOB, 0)
+    assert sequences(await collect(first, 2)) == [1, 2]
+    # Committed elsewhere, read by the new stream's caller, not yet announced to this hub.
+    log.append(JOB, 2)
+    late = hub.subscribe(JOB, 3)
+    assert sequences(await collect(late, 1)) == [4]
+    assert sequences(await collect(first, 2)) == [3, 4]
