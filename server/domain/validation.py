@@ -29,6 +29,14 @@ T = job_pb2.OutputType
 V = job_pb2.VideoCodec
 A = job_pb2.AudioCodec
 
+# Each enum's known values, built once: EnumTypeWrapper.values() builds a list per call.
+OUTPUT_TYPES = frozenset(T.values())
+VIDEO_CODECS = frozenset(V.values())
+AUDIO_CODECS = frozenset(A.values())
+PRIORITIES = frozenset(job_pb2.Priority.values())
+QUALITIES = frozenset(job_pb2.Quality.values())
+THUMBNAIL_MODES = frozenset(job_pb2.ThumbnailMode.values())
+
 PROGRESSIVE = {T.OUTPUT_TYPE_MP4, T.OUTPUT_TYPE_WEBM, T.OUTPUT_TYPE_MOV, T.OUTPUT_TYPE_MKV}
 ADAPTIVE = {T.OUTPUT_TYPE_HLS, T.OUTPUT_TYPE_DASH, T.OUTPUT_TYPE_CMAF}
 AUDIO_ONLY = {T.OUTPUT_TYPE_MP3, T.OUTPUT_TYPE_M4A, T.OUTPUT_TYPE_OPUS, T.OUTPUT_TYPE_WAV}
@@ -157,7 +165,7 @@ def validate_create(
                     f"outputs[{index}].measure_quality",
                     "quality is measured against one input, not concatenated inputs",
                 )
-    if request.priority not in job_pb2.Priority.values():
+    if request.priority not in PRIORITIES:
         bad("priority", f"unknown priority {request.priority}")
     _check_metadata(request.metadata, bad)
     if request.webhook_url and not re.match(r"^https?://[^/\s]+", request.webhook_url):
@@ -224,7 +232,7 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
     if kind == T.OUTPUT_TYPE_UNSPECIFIED:
         bad(f"{path}.type", "is required")
         return
-    if kind not in T.values():
+    if kind not in OUTPUT_TYPES:
         bad(f"{path}.type", f"unknown output type {kind}")
         return
     type_name = T.Name(kind).removeprefix("OUTPUT_TYPE_")
@@ -283,7 +291,7 @@ def _check_custom(path: str, type_name: str, output: job_pb2.OutputSpec, bad) ->
 def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> None:
     if variant.codec == V.VIDEO_CODEC_UNSPECIFIED:
         bad(f"{path}.codec", "is required")
-    elif variant.codec not in V.values():
+    elif variant.codec not in VIDEO_CODECS:
         bad(f"{path}.codec", f"unknown codec {variant.codec}")
     elif variant.codec not in VIDEO_CODECS_BY_TYPE.get(kind, set()):
         codec = V.Name(variant.codec).removeprefix("VIDEO_CODEC_")
@@ -303,7 +311,7 @@ def _check_variant(path: str, kind: int, variant: job_pb2.VideoVariant, bad) -> 
             and _smallest_side(variant.resolution) < MIN_AV1_DIMENSION
         ):
             bad(f"{path}.resolution", f"AV1 needs at least {MIN_AV1_DIMENSION} pixels on each side")
-    if variant.quality not in job_pb2.Quality.values():
+    if variant.quality not in QUALITIES:
         bad(f"{path}.quality", f"unknown quality {variant.quality}")
     if not 0 <= variant.bitrate_kbps <= 200_000:
         bad(f"{path}.bitrate_kbps", "must be between 0 and 200000")
@@ -344,7 +352,7 @@ def resolution_problem(resolution: str) -> str | None:
 
 
 def _check_audio(path: str, kind: int, audio: job_pb2.AudioSpec, bad) -> None:
-    if audio.codec not in A.values():
+    if audio.codec not in AUDIO_CODECS:
         bad(f"{path}.codec", f"unknown codec {audio.codec}")
     elif audio.codec and audio.codec not in AUDIO_CODECS_BY_TYPE.get(kind, set()):
         codec = A.Name(audio.codec).removeprefix("AUDIO_CODEC_")
@@ -375,7 +383,7 @@ def _check_thumbnail(path: str, kind: int, thumbnail: job_pb2.ThumbnailSpec, bad
     if kind not in IMAGES:
         bad(path, "thumbnail settings apply to image outputs only")
         return
-    if thumbnail.mode not in job_pb2.ThumbnailMode.values():
+    if thumbnail.mode not in THUMBNAIL_MODES:
         bad(f"{path}.mode", f"unknown mode {thumbnail.mode}")
     elif thumbnail.mode not in SUPPORTED_THUMBNAIL_MODES:
         mode = job_pb2.ThumbnailMode.Name(thumbnail.mode).removeprefix("THUMBNAIL_MODE_")

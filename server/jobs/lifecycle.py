@@ -23,6 +23,7 @@ from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL
 from ..metrics import ServerMetrics
+from ..store.jobs import new_row
 from ..store.models import Job, Output, Task
 from ..store.store import JobRecord, Store, Tx, now
 from ..tracing import stamp_tasks
@@ -210,7 +211,8 @@ class Lifecycle:
         )
 
     def probe_task(self, job: Job) -> Task:
-        return Task(
+        return new_row(
+            Task,
             id=ids.task_id(),
             job_id=job.id,
             output_id=None,

@@ -23,8 +23,9 @@ from ..domain.idempotency import check_replay, request_fingerprint
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import TERMINAL, JobStatus, OutputStatus
 from ..events.hub import coalesce
+from ..store.jobs import new_row
 from ..store.models import Job, Output
-from ..store.store import IdempotencyKeyTaken, JobRecord, Tx, now
+from ..store.store import IdempotencyKeyTaken, JobRecord, JobSnapshot, Tx, now
 from ..tracing import stamp_tasks
 from . import variant_costs, views
 from .create_batch import CreateBatcher, NewJob
@@ -72,10 +73,17 @@ class JobService:
         self._signed_events: OrderedDict[
             int, tuple[job_service_pb2.WatchResponse, float, job_service_pb2.WatchResponse]
         ] = OrderedDict()
+        # Whether a file:// input inside the input roots can lie in the output storage.
+        self._file_inputs_may_name_outputs = origins is not None and any(
+            root == origins.local.root
+            or root in origins.local.root.parents
+            or origins.local.root in root.parents
+            for root in policy.roots
+        )
         # Concurrent Creates share a transaction (group commit).
-        self.creates = CreateBatcher(life.store, life.queue_stamped_tasks)
+        self.creates = CreateBatcher(life.store, life.dispatch.tasks_ready)
 
-    def job_message(self, record: JobRecord) -> job_pb2.Job:
+    def job_message(self, record: JobRecord | JobSnapshot) -> job_pb2.Job:
         return views.job_message(record, self.file_url)
 
     async def create(
@@ -84,7 +92,8 @@ class JobService:
         key = request.idempotency_key or header_key or None
         if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
             raise InvalidArgument([FieldViolation("idempotency_key", "at most 128 characters")])
-        fingerprint = request_fingerprint(request)
+        # Only a keyed Create is ever compared with another: no fingerprint without a key.
+        fingerprint = request_fingerprint(request) if key else ""
         # A repeat is answered from what was stored, before validation: its answer must not
         # change because a preset was deleted or a host's address moved since.
         if key and (first := await self._job_for_key(organization_id, key, fingerprint)):
@@ -133,21 +142,21 @@ class JobService:
         saved: dict[str, job_pb2.OutputSpec],
     ) -> JobRecord:
         moment = now()
-        priority = request.priority or job_pb2.PRIORITY_STANDARD
-        job = Job(
+        job = new_row(
+            Job,
             id=ids.job_id(),
             organization_id=organization_id,
-            status=str(JobStatus.PENDING),
+            status=JobStatus.PENDING.value,
             stage=0,
             progress=0.0,
-            priority=priority,
+            priority=request.priority or job_pb2.PRIORITY_STANDARD,
             delayed_start=request.delayed_start,
             input_url=request.input_url,
             concat_input_urls=list(request.concat_input_urls),
             job_metadata=dict(request.metadata),
             webhook_url=request.webhook_url,
             idempotency_key=key,
-            request_hash=fingerprint,
+            request_hash=fingerprint or None,
             output_origin=origin,
             currency="USD",  # the organization's, set by the batch that inserts it
             attempt=1,
@@ -156,12 +165,13 @@ class JobService:
             updated_at=moment,
         )
         outputs = [
-            Output(
+            new_row(
+                Output,
                 id=ids.output_id(),
                 job_id=job.id,
                 position=position,
                 spec=resolve(spec, saved).SerializeToString(),
-                status=str(OutputStatus.PENDING),
+                status=OutputStatus.PENDING.value,
                 progress=0.0,
             )
             for position, spec in enumerate(request.outputs)
@@ -203,6 +213,10 @@ class JobService:
         inputs = [("input_url", request.input_url)] + [
             (f"concat_input_urls[{i}]", url) for i, url in enumerate(request.concat_input_urls)
         ]
+        if not self._file_inputs_may_name_outputs:
+            # Validation resolved each file:// input inside an input root, and no input root
+            # overlaps the output storage: none can name outputs (no second path resolution).
+            inputs = [(path, url) for path, url in inputs if not url.startswith("file:")]
         owners = {path: self.origins.output_job_ids(url) for path, url in inputs}
         named = {job_id for job_ids in owners.values() for job_id in job_ids}
         if not named:
@@ -218,8 +232,7 @@ class JobService:
             raise InvalidArgument(violations)
 
     async def get(self, organization_id: str, job_id: str) -> job_pb2.Job:
-        async with self.store.reading() as tx:
-            return self.job_message(await tx.get_job(organization_id, job_id))
+        return self.job_message(await self.store.read_job(organization_id, job_id))
 
     async def list(
         self, organization_id: str, request: job_service_pb2.ListRequest
@@ -360,8 +373,7 @@ class JobService:
     ) -> AsyncIterator[job_service_pb2.WatchResponse]:
         if request.after_sequence < 0:
             raise InvalidArgument([FieldViolation("after_sequence", "must not be negative")])
-        async with self.store.transaction() as tx:
-            record = await tx.get_job(organization_id, request.id)
+        record = await self.store.read_job(organization_id, request.id)
         resume = request.HasField("after_sequence")
         cursor = request.after_sequence if resume else 0
         if cursor > record.job.last_sequence:
@@ -376,20 +388,19 @@ class JobService:
         return self._stream(record, cursor, fresh=not resume)
 
     async def _stream(
-        self, record: JobRecord, cursor: int, *, fresh: bool
+        self, record: JobSnapshot, cursor: int, *, fresh: bool
     ) -> AsyncIterator[job_service_pb2.WatchResponse]:
-        job_id = record.job.id
+        """The stream of a job `watch` read once. What was logged up to the sequence read is
+        the snapshot (fresh) or the replay asked for (never coalesced); what is logged after
+        it reaches the subscription, including what committed between the read and the
+        subscribing: subscribing makes the hub read the job's log once more after the
+        subscription joined, and every later commit pokes it."""
         # A fresh stream starts from a snapshot: it needs nothing logged before the sequence
-        # just read, so the hub is not made to page through the job's whole log.
-        subscription = self.hub.subscribe(job_id, record.job.last_sequence if fresh else cursor)
+        # read, so the hub is not made to page through the job's whole log.
+        replay_through = record.job.last_sequence
+        subscription = self.hub.subscribe(record.job.id, replay_through if fresh else cursor)
         try:
-            # Re-read after subscribing: whatever happens next is above this sequence, and
-            # everything up to it is the replay the client asked for (never coalesced).
-            async with self.store.transaction() as tx:
-                record = await tx.get_job(None, job_id)
-            replay_through = record.job.last_sequence
             if fresh:
-                subscription.cursor = record.job.last_sequence
                 snapshot = job_service_pb2.WatchResponse(
                     sequence=record.job.last_sequence,
                     snapshot=job_service_pb2.SnapshotEvent(job=self.job_message(record)),
@@ -409,6 +420,10 @@ class JobService:
             while True:
                 batch = await subscription.next_batch()
                 if batch is None:
+                    if subscription.cursor < replay_through:
+                        # The replay asked for is still being read: its events come next, and
+                        # a heartbeat (sequence = cursor) must not cut into them.
+                        continue
                     heartbeat = job_service_pb2.WatchResponse(
                         sequence=subscription.cursor, heartbeat=job_service_pb2.HeartbeatEvent()
                     )

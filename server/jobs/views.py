@@ -10,8 +10,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
-from ..store.models import Job, Output
-from ..store.store import JobRecord
+from ..store.models import Output
+from ..store.store import JobRecord, JobSnapshot, OutputRow
 from . import variant_costs
 
 STATUS_PREFIX = "JOB_STATUS_"
@@ -47,7 +47,7 @@ def money(micros: int | None, currency: str) -> job_pb2.Money | None:
 
 
 def output_message(
-    output: Output, currency: str, file_url=None, origin: str = ""
+    output: Output | OutputRow, currency: str, file_url=None, origin: str = ""
 ) -> job_pb2.Output:
     message = job_pb2.Output(
         id=output.id,
@@ -84,8 +84,9 @@ def output_message(
     return message
 
 
-def job_message(record: JobRecord, file_url=None) -> job_pb2.Job:
-    job: Job = record.job
+def job_message(record: JobRecord | JobSnapshot, file_url=None) -> job_pb2.Job:
+    """The ORM's record (inside a transaction) or a direct read's snapshot: same fields."""
+    job = record.job
     message = job_pb2.Job(
         id=job.id,
         status=job_status_enum(job.status),

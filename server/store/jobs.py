@@ -11,22 +11,37 @@ lock stays current for the rest of the transaction and need not be read again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select, tuple_, update
+import psycopg
+from sqlalchemy import DateTime, bindparam, inspect, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import NamedColumn
 
 from ..domain import states
 from ..domain.errors import FailedPrecondition, NotFound
 from ..domain.states import JobStatus, OutputStatus
-from .database import TxBase, aware, insert_rows, now, rows_changed
-from .models import Job, Output
+from .database import (
+    NOTIFY_SQL,
+    Database,
+    DirectQuery,
+    TxBase,
+    aware,
+    insert_rows,
+    now,
+    rows_changed,
+)
+from .models import Job, Organization, Output, Task
 
 IDEMPOTENCY_CONSTRAINT = "uq_jobs_idempotency"
+RowT = TypeVar("RowT")
 # Fail loudly, rather than leave a held record stale, if an UPDATE cannot be mirrored.
 KEEP_HELD_ROWS_CURRENT = {"synchronize_session": "evaluate"}
 
@@ -49,12 +64,111 @@ class JobRecord:
     outputs: list[Output]
 
 
-def _violates_idempotency_key(error: IntegrityError) -> bool:
-    # psycopg names the constraint; SQLite only names its columns.
-    constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+@dataclass(slots=True)
+class JobRow:
+    """A job as read for an answer, without the ORM: every column of Job, by its attribute
+    name, holding what the ORM would load (datetimes aware)."""
+
+    id: str
+    organization_id: str
+    status: str
+    stage: int
+    progress: float
+    priority: int
+    delayed_start: bool
+    input_url: str
+    concat_input_urls: list
+    job_metadata: dict
+    webhook_url: str
+    idempotency_key: str | None
+    request_hash: str | None
+    output_origin: str
+    input_info: bytes | None
+    error: bytes | None
+    estimated_cost_micros: int | None
+    actual_cost_micros: int | None
+    currency: str
+    attempt: int
+    last_sequence: int
+    created_at: datetime
+    updated_at: datetime
+    probed_at: datetime | None
+    confirmed_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(slots=True)
+class OutputRow:
+    """An output as read for an answer, without the ORM: every column of Output."""
+
+    id: str
+    job_id: str
+    position: int
+    spec: bytes
+    status: str
+    progress: float
+    error: bytes | None
+    result: bytes | None
+    estimated_cost_micros: int | None
+    actual_cost_micros: int | None
+    variant_pricing: list | None
+
+
+@dataclass(slots=True)
+class JobSnapshot:
+    """A job and its outputs as one statement read them (see read_job)."""
+
+    job: JobRow
+    outputs: list[OutputRow]
+
+
+def _row_columns(model: type, row: type) -> list[NamedColumn[Any]]:
+    """The model's columns in the order of the row class's fields, which must name them all."""
+    mapper: Mapper[Any] = inspect(model)
+    attributes = mapper.column_attrs
+    named = [field.name for field in fields(row)]
+    if set(named) != set(attributes.keys()):
+        raise TypeError(f"{row.__name__} must have exactly the columns of {model.__name__}")
+    return [attributes[name].columns[0] for name in named]
+
+
+_JOB_COLUMNS = _row_columns(Job, JobRow)
+_OUTPUT_COLUMNS = _row_columns(Output, OutputRow)
+_JOB_WIDTH = len(_JOB_COLUMNS)
+# SQLite hands its datetimes back naive (all stored as UTC).
+_JOB_MOMENTS = [i for i, column in enumerate(_JOB_COLUMNS) if isinstance(column.type, DateTime)]
+
+# One statement: the job and its outputs from one snapshot, even outside a transaction.
+_READ_JOB = DirectQuery(
+    select(*_JOB_COLUMNS, *_OUTPUT_COLUMNS)
+    .select_from(Job.__table__.outerjoin(Output.__table__, Output.job_id == Job.id))
+    .where(Job.id == bindparam("job_id"), Job.organization_id == bindparam("organization_id"))
+    .order_by(Output.position)
+)
+
+
+async def read_job(database: Database, organization_id: str, job_id: str) -> JobSnapshot:
+    """The job with its outputs, through a direct read (no session, no transaction: for
+    answers, never for a decision a write depends on); NotFound also for another
+    organization's job."""
+    rows = await database.direct(_READ_JOB, job_id=job_id, organization_id=organization_id)
+    if not rows:
+        raise NotFound(f"job {job_id!r} not found")
+    values = rows[0][:_JOB_WIDTH]
+    for index in _JOB_MOMENTS:
+        values[index] = aware(values[index])
+    outputs = [OutputRow(*row[_JOB_WIDTH:]) for row in rows if row[_JOB_WIDTH] is not None]
+    return JobSnapshot(JobRow(*values), outputs)
+
+
+def _violates_idempotency_key(error: Exception) -> bool:
+    # psycopg names the constraint (SQLAlchemy wraps its error); SQLite only names its columns.
+    driver_error = getattr(error, "orig", error)
+    constraint = getattr(getattr(driver_error, "diag", None), "constraint_name", None)
     if constraint is not None:
         return constraint == IDEMPOTENCY_CONSTRAINT
-    return "jobs.organization_id, jobs.idempotency_key" in str(error.orig)
+    return "jobs.organization_id, jobs.idempotency_key" in str(driver_error)
 
 
 class JobStatements(TxBase):
@@ -98,6 +212,67 @@ class JobStatements(TxBase):
         if outputs:
             statement, rows = insert_rows(outputs)
             await self.session.execute(statement, rows)
+
+    async def insert_new_jobs(
+        self, jobs: Sequence[tuple[Job, Sequence[Output]]], tasks: Sequence[Task]
+    ) -> None:
+        """Insert new jobs with their outputs and first tasks; each job is given its
+        organization's currency (set on the objects, which stay detached, as built). On
+        PostgreSQL the NOTIFYs the transaction asked for so far go in the same round trip.
+
+        IdempotencyKeyTaken when the one job's key was already taken; with several jobs,
+        any refusal fails them all (retry them singly).
+        """
+        if not self.is_postgres:
+            organizations = sorted({job.organization_id for job, _ in jobs})
+            currencies = dict(
+                (
+                    await self.session.execute(
+                        select(Organization.id, Organization.currency).where(
+                            Organization.id.in_(organizations)
+                        )
+                    )
+                ).all()
+            )
+            for job, _ in jobs:
+                job.currency = currencies.get(job.organization_id, "USD")
+            await self.insert_jobs(jobs)
+            if tasks:
+                statement, rows = insert_rows(tasks)
+                await self.session.execute(statement, rows)
+            return
+        # PostgreSQL: one statement for the whole batch, sent with the transaction's NOTIFYs
+        # in one round trip through the driver (past SQLAlchemy's per-statement work). The
+        # rows go as one JSON array per table, encoded in C: a statement per row cost a
+        # send() each, the largest part of a batch's CPU. Each job takes its organization's
+        # currency as it goes in, and the statement returns which.
+        driver = cast(psycopg.AsyncConnection, await self.driver())
+        outputs = [output for _, outputs in jobs for output in outputs]
+        cursor = driver.cursor()
+        try:
+            async with driver.pipeline(), driver.cursor() as notify:
+                await cursor.execute(
+                    _NEW_JOBS_SQL,
+                    (
+                        _json_rows([job for job, _ in jobs]),
+                        _json_rows(outputs),
+                        _json_rows(tasks),
+                    ),
+                )
+                # NOTIFYs this transaction asked for so far (its tasks' wake-up) ride along:
+                # PostgreSQL delivers them at commit, wherever in the transaction they were.
+                for notification in self.take_pending_notifications():
+                    await notify.execute(NOTIFY_SQL, notification)
+            # Read once the pipeline is synced: the results come back together.
+            currencies = dict(await cursor.fetchall())
+        except psycopg.errors.UniqueViolation as error:
+            if len(jobs) == 1 and jobs[0][0].idempotency_key and _violates_idempotency_key(error):
+                raise IdempotencyKeyTaken(jobs[0][0].idempotency_key) from error
+            raise
+        finally:
+            await cursor.close()
+        for job, _ in jobs:
+            job.currency = currencies[job.organization_id]
 
     async def get_job(
         self, organization_id: str | None, job_id: str, *, lock: bool = False
@@ -253,3 +428,127 @@ def _make_times_aware(job: Job) -> None:
         value = getattr(job, moment)
         if value is not None and value.tzinfo is None:
             set_committed_value(job, moment, aware(value))
+
+
+def new_row(model: type[RowT], **values: Any) -> RowT:
+    """A new, detached row object with every column set: the value given, else the
+    column's default (a scalar, or made by its function), else None.
+
+    Built without SQLAlchemy's per-attribute instrumentation, which made building a job's
+    rows cost more than validating its request; and with every column present, reading
+    one (rendering the answer, encoding the INSERT) is a plain dictionary read.
+    """
+    row = inspect(model).class_manager.new_instance()
+    state = row.__dict__
+    for column in _columns(model):
+        if column.attribute in values:
+            state[column.attribute] = values.pop(column.attribute)
+        elif column.make_default is not None:
+            state[column.attribute] = column.make_default(None)
+        else:
+            state[column.attribute] = column.default
+    if values:
+        raise TypeError(f"{model.__name__} has no column {', '.join(values)}")
+    return row
+
+
+# How a column's value travels in the JSON of a batch INSERT (PostgreSQL): as is, as an
+# ISO 8601 moment, in bytea's hex form, or as its own JSON text.
+_AS_IS, _MOMENT, _BYTES, _JSON = range(4)
+_FORMS = {"TIMESTAMP WITH TIME ZONE": _MOMENT, "BYTEA": _BYTES, "JSON": _JSON}
+
+
+@dataclass(frozen=True)
+class _Column:
+    attribute: str
+    name: str
+    default: Any  # a scalar default, else None
+    make_default: Any  # a default's function, else None
+    postgres_type: str
+    form: int
+
+
+_COLUMNS: dict[type, tuple[_Column, ...]] = {}
+
+
+def _columns(model: type) -> tuple[_Column, ...]:
+    if (known := _COLUMNS.get(model)) is not None:
+        return known
+    mapper: Mapper[Any] = inspect(model)
+    dialect = postgresql.dialect()
+    columns = []
+    for prop in mapper.column_attrs:
+        column, default = prop.columns[0], prop.columns[0].default
+        kind = column.type.compile(dialect=dialect)
+        columns.append(
+            _Column(
+                attribute=prop.key,
+                name=column.key,
+                default=default.arg if default is not None and default.is_scalar else None,
+                make_default=default.arg if default is not None and default.is_callable else None,
+                postgres_type=kind,
+                form=_FORMS.get(kind, _AS_IS),
+            )
+        )
+    _COLUMNS[model] = tuple(columns)
+    return _COLUMNS[model]
+
+
+def _json_rows(objects: Sequence[Any]) -> str:
+    """New row objects as one JSON array, each value in the text form its column's type
+    reads (a JSON column's None as JSON null, as SQLAlchemy binds it)."""
+    if not objects:
+        return "[]"
+    columns = _columns(type(objects[0]))
+    rows = []
+    for obj in objects:
+        state = obj.__dict__
+        row = {}
+        for column in columns:
+            value = state.get(column.attribute, column.default)
+            if column.form == _JSON:
+                value = json.dumps(value)  # as SQLAlchemy would store it
+            elif value is None:
+                pass
+            elif column.form == _MOMENT:
+                value = value.isoformat()
+            elif column.form == _BYTES:
+                value = "\\x" + value.hex()
+            row[column.name] = value
+        rows.append(row)
+    # Text as UTF-8, not \u escapes: PostgreSQL reads those only into a UTF-8 database.
+    return json.dumps(rows, ensure_ascii=False)
+
+
+def _insert_from_json(model: type, computed: dict[str, str]) -> str:
+    """INSERT of `model`'s rows from a JSON array parameter; `computed` columns take an
+    SQL expression (over the JSON row `r`) instead."""
+    columns = _columns(model)
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    values = ", ".join(
+        computed.get(c.name) or (f'r."{c.name}"::json' if c.form == _JSON else f'r."{c.name}"')
+        for c in columns
+    )
+    shape = ", ".join(
+        f'"{c.name}" {"TEXT" if c.form == _JSON else c.postgres_type}' for c in columns
+    )
+    table: str = inspect(model).local_table.name
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {values} "
+        f"FROM json_to_recordset(%s::json) AS r({shape})"
+    )
+
+
+# A batch of new jobs with their outputs and tasks in one statement (three JSON arrays);
+# each job takes its organization's currency, and the statement answers which.
+_NEW_JOBS_SQL = (
+    "WITH new_jobs AS ("
+    + _insert_from_json(
+        Job, {"currency": '(SELECT currency FROM organizations WHERE id = r."organization_id")'}
+    )
+    + " RETURNING organization_id, currency), new_outputs AS ("
+    + _insert_from_json(Output, {})
+    + "), new_tasks AS ("
+    + _insert_from_json(Task, {})
+    + ") SELECT DISTINCT organization_id, currency FROM new_jobs"
+)

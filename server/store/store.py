@@ -13,7 +13,14 @@ from contextlib import AbstractAsyncContextManager
 
 from .database import Database, async_url, now, sync_url
 from .events import EventStatements
-from .jobs import IdempotencyKeyTaken, JobRecord, JobStatements
+from .jobs import (
+    IdempotencyKeyTaken,
+    JobRecord,
+    JobSnapshot,
+    JobStatements,
+    OutputRow,
+    read_job,
+)
 from .keys import API_KEY_PREFIX, KeyStatements
 from .presets import PresetStatements
 from .task_outbox import TaskOutboxQueries
@@ -25,6 +32,8 @@ __all__ = [
     "API_KEY_PREFIX",
     "IdempotencyKeyTaken",
     "JobRecord",
+    "JobSnapshot",
+    "OutputRow",
     "Store",
     "Tx",
     "async_url",
@@ -56,3 +65,8 @@ class Store(Database):
     def reading(self) -> AbstractAsyncContextManager[Tx]:
         """Reads only, without a transaction (see Database.read_only)."""
         return self.read_only(Tx)
+
+    async def read_job(self, organization_id: str, job_id: str) -> JobSnapshot:
+        """A job with its outputs for an answer (Get, a Watch's snapshot), read directly:
+        see jobs.read_job. NotFound also for another organization's job."""
+        return await read_job(self, organization_id, job_id)

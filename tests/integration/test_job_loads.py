@@ -1,7 +1,8 @@
-"""How often recording a result reads the job: once to validate, once under the lock.
+"""How often recording a result reads the job: once to validate files, once under the lock.
 
 complete_task used to reload the job and its outputs after every guarded UPDATE (about
-five times per transcode result); it now keeps the record it locked current instead.
+five times per transcode result); it now keeps the record it locked current instead. A
+result without files (a probe's facts, an error) is validated under the lock: one read.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from .test_task_races import ORG, Services
 JOBS_SELECT = re.compile(r"^\s*SELECT\b.*\bFROM jobs\b", re.IGNORECASE | re.DOTALL)
 # The validation read outside the transaction, and the locked read inside it.
 MAX_JOB_READS = 2
+# A probe result is validated under the lock: the locked read only.
+PROBE_RESULT_JOB_READS = 1
 
 
 @contextmanager
@@ -62,7 +65,7 @@ async def test_a_transcode_result_reads_the_job_twice(store, tmp_path):
     assert completed.outputs[0].status == finished.outputs[0].status
 
 
-async def test_a_probe_result_reads_the_job_twice(store, tmp_path):
+async def test_a_probe_result_reads_the_job_once(store, tmp_path):
     (tmp_path / "in.mp4").write_bytes(b"")
     services = Services(store, tmp_path, lease_seconds=30)
     job = await services.create()
@@ -77,7 +80,7 @@ async def test_a_probe_result_reads_the_job_twice(store, tmp_path):
     )
     with job_reads(store) as reads:
         await services.tasks.complete_task(request)
-    assert len(reads) <= MAX_JOB_READS, "\n\n".join(reads)
+    assert len(reads) == PROBE_RESULT_JOB_READS, "\n\n".join(reads)
     probed = await services.jobs.get(ORG, job.id)
     assert probed.status == job_pb2.JOB_STATUS_PROCESSING
     assert probed.estimated_cost == probed.outputs[0].estimated_cost
