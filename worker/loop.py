@@ -593,11 +593,14 @@ class Worker:
 
         It reports at least three times per lease, whatever the task is doing (a probe or a
         download reports no progress but must not lose its lease), and as often as progress
-        reports are configured while encoding.
+        reports are configured while encoding. The first report is one interval in: the
+        claim has just granted the lease, and a task that ends sooner (a probe, a
+        thumbnail) then costs the server no report at all.
         """
         assert self._stub is not None
         interval = self._heartbeat_interval(task)
         while True:
+            await asyncio.sleep(interval)
             try:
                 response = await self._stub.ReportProgress(
                     wpb.ReportProgressRequest(
@@ -624,7 +627,6 @@ class Worker:
                     stop.set()  # stop working for nobody
                     return
                 log.warning("heartbeat for task %s failed: %s", task.id, error.code().name)
-            await asyncio.sleep(interval)
 
     def _heartbeat_interval(self, task: wpb.Task) -> float:
         renew = (task.lease_seconds or self.settings.lease_seconds) / LEASE_RENEWALS

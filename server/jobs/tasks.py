@@ -246,56 +246,73 @@ class TaskService:
         A refused result ends this attempt: the task runs again while attempts remain (an
         honest worker may take it), else its output (or a probe's job) fails with
         WORKER_REPORT_REFUSED. The worker is answered INVALID_ARGUMENT either way.
+
+        Files (a transcode or chunk result) are checked against the spec and storage before
+        the transaction, since storage is never read with the job locked; anything else (a
+        probe's facts, an error) needs only the task, so it is checked under the lock, with
+        no read transaction of its own.
         """
-        problems = await self._result_problems(request)
+        files_reported = request.WhichOneof("result") in _FILE_RESULTS
+        if files_reported and (problems := await self._result_problems(request)):
+            await self._refuse(request, problems)
+            raise InvalidArgument([FieldViolation("result", "; ".join(problems))])
+        problems = []
+        async with self.store.transaction() as tx:
+            task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
+            if not files_reported:
+                problems = _plain_problems(task, request) or []
+            if not problems:
+                await self._record(tx, task, record, request)
         if problems:
             await self._refuse(request, problems)
             raise InvalidArgument([FieldViolation("result", "; ".join(problems))])
-        async with self.store.transaction() as tx:
-            task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
-            if task.status != TaskStatus.LEASED:
-                log.info("result for task %s dropped: the task is %s", task.id, task.status)
-                return
-            await tx.end_lease(task.id, task.lease_token, TaskStatus.DONE)
-            kind = request.WhichOneof("result")
-            if task.kind == TaskKind.PROBE:
-                if kind == "input_info":
-                    await outcomes.probed(self.life, tx, record, request.input_info)
-                else:
-                    await self.life.probe_failed(tx, record, request.error)
-            elif kind == "chunk":
-                live = await outcomes.piece_done(self.life, tx, record, task, request.chunk)
-                if live is not None:
-                    # Written under the job's lock: two chunks finishing at once publish in
-                    # order, never an older list over a newer one.
-                    await self._publish(record.job.output_origin, task, live[0])
-            elif kind == "transcode":
-                await outcomes.output_done(
-                    self.life, tx, record, outcomes.task_output_id(task), request.transcode
-                )
+
+    async def _record(
+        self,
+        tx: Tx,
+        task: Task,
+        record: JobRecord,
+        request: worker_service_pb2.CompleteTaskRequest,
+    ) -> None:
+        """Apply an accepted result to the task and its job, under the job's lock."""
+        if task.status != TaskStatus.LEASED:
+            log.info("result for task %s dropped: the task is %s", task.id, task.status)
+            return
+        await tx.end_lease(task.id, task.lease_token, TaskStatus.DONE)
+        kind = request.WhichOneof("result")
+        if task.kind == TaskKind.PROBE:
+            if kind == "input_info":
+                await outcomes.probed(self.life, tx, record, request.input_info)
             else:
-                await outcomes.output_failed(
-                    self.life, tx, record, outcomes.task_output_id(task), request.error
-                )
+                await self.life.probe_failed(tx, record, request.error)
+        elif kind == "chunk":
+            live = await outcomes.piece_done(self.life, tx, record, task, request.chunk)
+            if live is not None:
+                # Written under the job's lock: two chunks finishing at once publish in
+                # order, never an older list over a newer one.
+                await self._publish(record.job.output_origin, task, live[0])
+        elif kind == "transcode":
+            await outcomes.output_done(
+                self.life, tx, record, outcomes.task_output_id(task), request.transcode
+            )
+        else:
+            await outcomes.output_failed(
+                self.life, tx, record, outcomes.task_output_id(task), request.error
+            )
 
     async def _result_problems(self, request: worker_service_pb2.CompleteTaskRequest) -> list[str]:
         """What is wrong with a result; storage is read outside any transaction."""
         async with self.store.transaction() as tx:
             task = await tx.leased_task(request.task_id, request.lease_token)
             record = await tx.get_job(None, task.job_id)
+        plain = _plain_problems(task, request)
+        if plain is not None:
+            return plain
         kind = request.WhichOneof("result")
-        if kind == "error":
-            return worker_reports.error_problems(request.error)
-        if task.kind == TaskKind.PROBE:
-            if kind != "input_info":
-                return ["a probe task must report input_info or an error"]
-            return worker_reports.input_info_problems(request.input_info)
         output = next(o for o in record.outputs if o.id == task.output_id)
         spec = job_pb2.OutputSpec.FromString(output.spec)
         info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
-        if task.kind in PIECE_KINDS:
-            if kind != "chunk":
-                return ["a chunk or audio task must report a chunk result or an error"]
+        if kind == "chunk":
             chunk = worker_service_pb2.ChunkRange.FromString(task.chunk or b"")
             problems = worker_reports.chunk_problems(
                 request.chunk,
@@ -307,8 +324,6 @@ class TaskService:
             return problems or await self._stored_problems(
                 record.job.output_origin, record.job.id, output.id, request.chunk.files
             )
-        if kind != "transcode":
-            return ["a transcode task must report its files or an error"]
         expected = (
             None
             if record.job.concat_input_urls
@@ -485,6 +500,32 @@ class TaskService:
                 retryable=True,
             )
             await outcomes.task_failed(self.life, tx, task, record, error)
+
+
+# Results naming files: checked against the spec and storage before the result's transaction.
+_FILE_RESULTS = frozenset({"transcode", "chunk"})
+
+
+def _plain_problems(
+    task: Task, request: worker_service_pb2.CompleteTaskRequest
+) -> list[str] | None:
+    """The problems of a result judged by the task alone: an error, a probe's facts, or the
+    wrong kind of result for the task. None for files of the right kind, which the spec and
+    storage judge (TaskService._result_problems)."""
+    kind = request.WhichOneof("result")
+    if kind == "error":
+        return worker_reports.error_problems(request.error)
+    if task.kind == TaskKind.PROBE:
+        if kind != "input_info":
+            return ["a probe task must report input_info or an error"]
+        return worker_reports.input_info_problems(request.input_info)
+    if task.kind in PIECE_KINDS:
+        if kind != "chunk":
+            return ["a chunk or audio task must report a chunk result or an error"]
+        return None
+    if kind != "transcode":
+        return ["a transcode task must report its files or an error"]
+    return None
 
 
 def _encoded_fraction(chunks: list[Task]) -> float:
