@@ -9,6 +9,7 @@ around all of that for the hottest single-statement reads (Get, opening a Watch)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -319,6 +320,7 @@ class Database:
                 self.url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine.pool, "invalidate", _roll_back_abandoned)
         self._postgres_direct: _PostgresDirect | None = None
         self._sqlite_direct: _SqliteDirect | None = None
         if self.is_postgres:
@@ -384,6 +386,25 @@ class Database:
             return
         async with self._read_sessions() as session:
             yield statements(session, self.is_postgres)
+
+
+def _roll_back_abandoned(connection, _record, _exception) -> None:
+    """A SQLite connection the pool discards ends its transaction first.
+
+    SQLAlchemy discards a connection whose statement was interrupted (a task cancelled
+    inside a transaction: a gRPC deadline, a client gone). Closing it leaves SQLite a
+    "zombie" until every statement object of it is freed, and a zombie keeps its write
+    lock: the server's next connection then found the database locked for minutes (until
+    the garbage collector freed the old cursors). Rolling back now releases the lock at
+    once. Python's sqlite3 is built serialized (threadsafety 3) and SQLAlchemy opens file
+    databases with check_same_thread=False, so this thread may call it while the
+    connection's own thread finishes what it was doing (the call then waits its turn).
+    Tests: tests/integration/test_store_cancellation.py.
+    """
+    raw = getattr(getattr(connection, "driver_connection", None), "_connection", None)
+    if isinstance(raw, sqlite3.Connection) and raw.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            raw.rollback()
 
 
 def _sqlite_pragmas(connection, _record) -> None:
