@@ -3,7 +3,9 @@
 The transaction that makes a task ready writes an outbox row; after the commit this
 process drains the outbox: one Publish per priority topic, then the rows are deleted in
 the same transaction that read them (a crash before that commit publishes them again:
-a duplicate, which the claim by task id makes harmless). A sweep every few seconds
+a duplicate, which the claim by task id makes harmless). On SQLite the read and the
+deletion are two transactions around the Publish, so the one connection is never held
+while the broker answers. A sweep every few seconds
 drains rows a crashed replica left behind.
 
 Messages a worker could not take (nacked, or never acked) `max_deliveries` times land in
@@ -35,6 +37,7 @@ from common.pubsub import (
 
 from ..store.models import Task
 from ..store.store import Store, Tx
+from ..store.task_outbox import OutboxEntry
 from ..tracing import publish_spans
 from . import DeadLetterHandler
 
@@ -117,23 +120,41 @@ class PubSubDispatch:
         return published
 
     async def _publish_batch(self) -> int:
-        assert self.publisher is not None
+        if not self.store.is_postgres:
+            return await self._publish_batch_unlocked()
         async with self.store.transaction() as tx:
             entries = await tx.take_from_outbox(DRAIN_BATCH)
-            topics = [self.settings.topic(entry.priority) for entry in entries]
-            by_topic: dict[str, list[types.PubsubMessage]] = defaultdict(list)
-            with publish_spans(entries, topics) as traceparents:
-                for entry, topic, traceparent in zip(entries, topics, traceparents, strict=True):
-                    message = TaskMessage(entry.task_id, entry.job_id, entry.priority, traceparent)
-                    by_topic[topic].append(message.encode())
-                # Published before the rows' deletion commits: a failure keeps them for a retry.
-                await asyncio.gather(
-                    *(
-                        self.publisher.publish(topic=topic, messages=messages, timeout=30)
-                        for topic, messages in by_topic.items()
-                    )
-                )
+            # Published before the rows' deletion commits: a failure keeps them for a retry.
+            await self._publish(entries)
         return len(entries)
+
+    async def _publish_batch_unlocked(self) -> int:
+        """SQLite: the server has one database connection, and a transaction held while the
+        broker answers (up to 30 s) would stall every request. The rows are read, published
+        with no transaction open, then deleted: a crash or a second process draining in
+        between publishes a row twice, which the claim by task id makes harmless."""
+        async with self.store.transaction() as tx:
+            entries = await tx.peek_outbox(DRAIN_BATCH)
+        if entries:
+            await self._publish(entries)
+            async with self.store.transaction() as tx:
+                await tx.forget_outbox(entries)
+        return len(entries)
+
+    async def _publish(self, entries: list[OutboxEntry]) -> None:
+        assert self.publisher is not None
+        topics = [self.settings.topic(entry.priority) for entry in entries]
+        by_topic: dict[str, list[types.PubsubMessage]] = defaultdict(list)
+        with publish_spans(entries, topics) as traceparents:
+            for entry, topic, traceparent in zip(entries, topics, traceparents, strict=True):
+                message = TaskMessage(entry.task_id, entry.job_id, entry.priority, traceparent)
+                by_topic[topic].append(message.encode())
+            await asyncio.gather(
+                *(
+                    self.publisher.publish(topic=topic, messages=messages, timeout=30)
+                    for topic, messages in by_topic.items()
+                )
+            )
 
     async def _drain_loop(self) -> None:
         backoff = 0.1

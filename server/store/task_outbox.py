@@ -18,6 +18,7 @@ class OutboxEntry:
     job_id: str
     priority: int
     traceparent: str
+    row_id: int = 0
 
 
 class TaskOutboxQueries:
@@ -57,6 +58,26 @@ class TaskOutboxQueries:
             )
         )
         return [OutboxEntry(*row) for row in result]
+
+    async def peek_outbox(self, limit: int) -> list[OutboxEntry]:
+        """The oldest rows, left in place (SQLite: see PubSubDispatch._publish_batch)."""
+        result = await self.session.execute(
+            select(
+                TaskOutbox.task_id,
+                TaskOutbox.job_id,
+                TaskOutbox.priority,
+                TaskOutbox.traceparent,
+                TaskOutbox.id,
+            )
+            .order_by(TaskOutbox.id)
+            .limit(limit)
+        )
+        return [OutboxEntry(*row) for row in result]
+
+    async def forget_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        """Deletes rows peek_outbox returned, once the broker took them."""
+        ids = [entry.row_id for entry in entries]
+        await self.session.execute(delete(TaskOutbox).where(TaskOutbox.id.in_(ids)))
 
     async def outbox_size(self) -> int:
         return (await self.session.execute(select(func.count(TaskOutbox.id)))).scalar_one()

@@ -5,7 +5,10 @@ publish, and dead letters reach the handler."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -175,4 +178,55 @@ async def test_dead_letters_reach_the_handler_and_foreign_messages_are_dropped(s
         )
         assert handled.empty()
     finally:
+        await dispatch.stop()
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[tuple[str, threading.Event]]:
+    """An address that accepts connections and never answers: a Publish to it hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    connected = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+                connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}", connected
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+async def test_a_publish_in_flight_leaves_the_database_free(store, silent_broker):
+    """While the broker takes its time, the server's other transactions run (on SQLite the
+    server has one connection: a drain holding it stalled every request), and the rows
+    stay until the broker has taken them."""
+    address, connected = silent_broker
+    settings = PubSubSettings(
+        project="kiln-it", prefix="tasks", emulator_host=address, create_topology=False
+    )
+    dispatch = PubSubDispatch(store, settings)
+    await dispatch.connect()
+    try:
+        async with store.transaction() as tx:
+            await dispatch.tasks_ready(tx, [ready_task()])
+        draining = asyncio.create_task(dispatch.drain())
+        assert await asyncio.to_thread(connected.wait, 10)  # the Publish is under way
+        assert not draining.done()
+        assert await asyncio.wait_for(outbox_size(store), timeout=5) == 1
+        draining.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await draining
+        assert await outbox_size(store) == 1
+    finally:
+        async with store.transaction() as tx:  # else stop()'s last drain would wait 30 s
+            await tx.forget_outbox(await tx.peek_outbox(10))
         await dispatch.stop()
