@@ -9,6 +9,26 @@ from tests.conftest import create_postgres_database, drop_postgres_database, mak
 from .cluster import Cluster
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the logs of the clusters it used: a server that
+    stalled or a worker that crashed says so there, which the test's assertion cannot."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for cluster in _clusters_of(item):
+        report.sections.append((f"kiln logs ({cluster.root.name})", cluster.logs()))
+
+
+def _clusters_of(item) -> list[Cluster]:
+    found: list[Cluster] = []
+    for value in getattr(item, "funcargs", {}).values():
+        candidates = value if isinstance(value, tuple) else (value,)
+        found.extend(c for c in candidates if isinstance(c, Cluster) and c not in found)
+    return found
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def backend_url(request, tmp_path_factory):
     if request.param == "sqlite":
