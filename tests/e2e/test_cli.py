@@ -235,8 +235,12 @@ def test_watch_survives_a_server_restart(tmp_path, media_root):
     url = f"sqlite:///{tmp_path / 'kiln.db'}"
     with running_cluster(url, tmp_path, media_root, workers=1) as (cluster, server):
         env = cluster.env(KILN_URL=server.http_url, KILN_API_KEY=cluster.create_key("org_w"))
+        # Held for confirmation until the watcher is connected: the encode takes ~3 s, less
+        # than the watching CLI may need to start on a loaded machine.
         created = kiln(
-            env, "jobs", "create", "--input", f"file://{clip}", "-o", "mp4:h264:360p", "--json"
+            env,
+            *("jobs", "create", "--input", f"file://{clip}", "-o", "mp4:h264:360p"),
+            *("--delayed-start", "--json"),
         )
         assert created.returncode == 0, created.stderr
         job_id = json.loads(created.stdout)["job"]["id"]
@@ -249,13 +253,15 @@ def test_watch_survives_a_server_restart(tmp_path, media_root):
             text=True,
         )
         lines: list[str] = []
-        progressed = threading.Event()
+        awaiting, progressed = threading.Event(), threading.Event()
 
         def read() -> None:
             assert watcher.stdout is not None
             for line in watcher.stdout:
                 lines.append(line)
                 event = json.loads(line)
+                if '"JOB_STATUS_AWAITING_CONFIRMATION"' in line:
+                    awaiting.set()
                 if "progress" in event or float(
                     event.get("output", {}).get("output", {}).get("progress", 0)
                 ):
@@ -263,6 +269,9 @@ def test_watch_survives_a_server_restart(tmp_path, media_root):
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
+        assert awaiting.wait(30), lines
+        confirmed = kiln(env, "jobs", "confirm", job_id)
+        assert confirmed.returncode == 0, confirmed.stderr
         assert progressed.wait(30), lines
         _stop(server)
         assert watcher.poll() is None, "the watch must outlive the server"
