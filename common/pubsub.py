@@ -25,6 +25,8 @@ from google.pubsub_v1.services.publisher.transports import PublisherGrpcAsyncIOT
 from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcAsyncIOTransport
 
+from common.settings_env import env_int
+
 # kiln.v1.Priority numbers, most urgent first: the order workers drain subscriptions in.
 PRIORITY_NAMES: dict[int, str] = {3: "premium", 2: "standard", 1: "economy"}
 DRAIN_ORDER: tuple[int, ...] = (3, 2, 1)
@@ -62,8 +64,8 @@ class PubSubSettings:
             or env.get("GOOGLE_CLOUD_PROJECT", "")
             or "kiln-local",
             prefix=env.get("KILN_PUBSUB_PREFIX", "kiln-tasks"),
-            max_deliveries=int(env.get("KILN_PUBSUB_MAX_DELIVERIES", "5")),
-            ack_deadline_seconds=int(env.get("KILN_PUBSUB_ACK_DEADLINE_SECONDS", "20")),
+            max_deliveries=env_int(env, "KILN_PUBSUB_MAX_DELIVERIES", 5, minimum=1),
+            ack_deadline_seconds=env_int(env, "KILN_PUBSUB_ACK_DEADLINE_SECONDS", 20, minimum=1),
             create_topology=_flag(env.get("KILN_PUBSUB_CREATE_TOPOLOGY", "true")),
             emulator_host=env.get("PUBSUB_EMULATOR_HOST", ""),
         )

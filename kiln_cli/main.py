@@ -111,12 +111,14 @@ def embedded_worker_settings(
 
 
 def _refusing(run: Callable[[], None]) -> None:
-    """A server-side command: an unsafe configuration exits 2 with why, before anything runs."""
+    """A server-side command: an unsafe configuration, or a KILN_* value the variable
+    cannot take, exits 2 with why, before anything runs."""
+    from common.settings_env import BadSetting
     from server.config import UnsafeConfiguration
 
     try:
         run()
-    except UnsafeConfiguration as refused:
+    except (UnsafeConfiguration, BadSetting) as refused:
         stderr.print(f"kiln: refusing to start: {refused}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
 

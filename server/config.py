@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.pubsub import PubSubSettings
-from common.settings_env import comma_list, is_loopback_host
+from common.settings_env import comma_list, env_float, env_int, env_port, is_loopback_host
 
 from .domain.pricing_table import PricingTable, PricingTableError, load_pricing_table
 from .domain.pricing_table import default_pricing_table as _default_pricing_table
@@ -158,45 +158,43 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         database_url=env.get("KILN_DATABASE_URL", ""),
         http_host=env.get("KILN_HTTP_HOST", "127.0.0.1"),
-        http_port=int(env.get("KILN_HTTP_PORT", "8080")),
+        http_port=env_port(env, "KILN_HTTP_PORT", 8080),
         grpc_host=env.get("KILN_GRPC_HOST", "127.0.0.1"),
-        grpc_port=int(env.get("KILN_GRPC_PORT", "50051")),
+        grpc_port=env_port(env, "KILN_GRPC_PORT", 50051),
         public_url=env.get("KILN_PUBLIC_URL", ""),
         storage_dir=Path(env.get("KILN_STORAGE_DIR", str(data_dir / "storage"))),
         signing_key=env.get("KILN_SIGNING_KEY", ""),
-        download_url_ttl_seconds=int(env.get("KILN_DOWNLOAD_URL_TTL_SECONDS", "3600")),
-        heartbeat_seconds=float(env.get("KILN_HEARTBEAT_SECONDS", "30")),
+        download_url_ttl_seconds=env_int(env, "KILN_DOWNLOAD_URL_TTL_SECONDS", 3600),
+        heartbeat_seconds=env_float(env, "KILN_HEARTBEAT_SECONDS", 30, positive=True),
         input_roots=comma_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),
         input_allow_hosts=comma_list(env.get("KILN_INPUT_ALLOW_HOSTS", "")),
         worker_host=env.get("KILN_WORKER_HOST", "127.0.0.1"),
-        worker_port=int(env.get("KILN_WORKER_PORT", "50052")),
+        worker_port=env_port(env, "KILN_WORKER_PORT", 50052),
         gcs_input_buckets=comma_list(env.get("KILN_GCS_INPUT_BUCKETS", "")),
-        lease_seconds=float(env.get("KILN_LEASE_SECONDS", "30")),
-        max_task_attempts=int(env.get("KILN_MAX_TASK_ATTEMPTS", "3")),
+        lease_seconds=env_float(env, "KILN_LEASE_SECONDS", 30, positive=True),
+        max_task_attempts=env_int(env, "KILN_MAX_TASK_ATTEMPTS", 3, minimum=1),
         dispatch=env.get("KILN_DISPATCH", "db").strip().lower() or "db",
         pubsub=PubSubSettings.from_env(env),
-        shutdown_grace_seconds=float(env.get("KILN_SHUTDOWN_GRACE_SECONDS", "10")),
+        shutdown_grace_seconds=env_float(env, "KILN_SHUTDOWN_GRACE_SECONDS", 10),
         worker_token=env.get("KILN_WORKER_TOKEN", ""),
         log_level=env.get("KILN_LOG_LEVEL", "INFO"),
         webhook_secret=env.get("KILN_WEBHOOK_SECRET", ""),
         webhook_allow_hosts=comma_list(env.get("KILN_WEBHOOK_ALLOW_HOSTS", "")),
-        webhook_retry_hours=float(env.get("KILN_WEBHOOK_RETRY_HOURS", "24")),
-        webhook_backoff_seconds=float(env.get("KILN_WEBHOOK_BACKOFF_SECONDS", "1")),
-        webhook_max_backoff_seconds=float(env.get("KILN_WEBHOOK_MAX_BACKOFF_SECONDS", "3600")),
-        webhook_max_attempts=int(env.get("KILN_WEBHOOK_MAX_ATTEMPTS", "0")),
-        webhook_timeout_seconds=float(env.get("KILN_WEBHOOK_TIMEOUT_SECONDS", "10")),
-        webhook_secret_overlap_seconds=float(
-            env.get("KILN_WEBHOOK_SECRET_OVERLAP_SECONDS", "86400")
-        ),
+        webhook_retry_hours=env_float(env, "KILN_WEBHOOK_RETRY_HOURS", 24),
+        webhook_backoff_seconds=env_float(env, "KILN_WEBHOOK_BACKOFF_SECONDS", 1),
+        webhook_max_backoff_seconds=env_float(env, "KILN_WEBHOOK_MAX_BACKOFF_SECONDS", 3600),
+        webhook_max_attempts=env_int(env, "KILN_WEBHOOK_MAX_ATTEMPTS", 0),
+        webhook_timeout_seconds=env_float(env, "KILN_WEBHOOK_TIMEOUT_SECONDS", 10, positive=True),
+        webhook_secret_overlap_seconds=env_float(env, "KILN_WEBHOOK_SECRET_OVERLAP_SECONDS", 86400),
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         gcs_prefix=env.get("KILN_GCS_PREFIX", ""),
         gcs_output_buckets=comma_list(env.get("KILN_GCS_OUTPUT_BUCKETS", "")),
         pricing_file=pricing_file,
         pricing=load_pricing(pricing_file),
-        progress_events_per_second=float(env.get("KILN_PROGRESS_EVENTS_PER_SECOND", "2")),
-        chunk_threshold_seconds=float(env.get("KILN_CHUNK_THRESHOLD_SECONDS", "600")),
-        chunk_seconds=float(env.get("KILN_CHUNK_SECONDS", "60")),
-        gc_gen0_threshold=int(env.get("KILN_GC_GEN0_THRESHOLD", "50000")),
+        progress_events_per_second=env_float(env, "KILN_PROGRESS_EVENTS_PER_SECOND", 2),
+        chunk_threshold_seconds=env_float(env, "KILN_CHUNK_THRESHOLD_SECONDS", 600),
+        chunk_seconds=env_float(env, "KILN_CHUNK_SECONDS", 60, positive=True),
+        gc_gen0_threshold=env_int(env, "KILN_GC_GEN0_THRESHOLD", 50000),
     )
 
 

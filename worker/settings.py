@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.pubsub import PubSubSettings
-from common.settings_env import comma_list, is_loopback_address
+from common.settings_env import (
+    comma_list,
+    env_float,
+    env_int,
+    env_port,
+    is_loopback_address,
+)
 
 DEFAULT_SERVER_ADDRESS = "127.0.0.1:50052"
 
@@ -72,22 +78,24 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         server_address=env.get("KILN_SERVER_ADDRESS", "") or DEFAULT_SERVER_ADDRESS,
         token=env.get("KILN_WORKER_TOKEN", ""),
         worker_id=env.get("KILN_WORKER_ID", ""),
-        concurrency=int(env.get("KILN_WORKER_CONCURRENCY", "1")),
+        concurrency=env_int(env, "KILN_WORKER_CONCURRENCY", 1, minimum=1),
         scratch_dir=Path(env.get("KILN_SCRATCH_DIR", str(data_dir / "scratch"))),
         storage_dir=Path(env.get("KILN_STORAGE_DIR", str(data_dir / "storage"))),
         gcs_bucket=env.get("KILN_GCS_BUCKET", ""),
         input_roots=comma_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),
         input_allow_hosts=comma_list(env.get("KILN_INPUT_ALLOW_HOSTS", "")),
         gcs_input_buckets=comma_list(env.get("KILN_GCS_INPUT_BUCKETS", "")),
-        progress_interval_seconds=float(env.get("KILN_PROGRESS_INTERVAL_SECONDS", "0.25")),
-        lease_seconds=float(env.get("KILN_LEASE_SECONDS", "30")),
+        progress_interval_seconds=env_float(
+            env, "KILN_PROGRESS_INTERVAL_SECONDS", 0.25, positive=True
+        ),
+        lease_seconds=env_float(env, "KILN_LEASE_SECONDS", 30, positive=True),
         log_level=env.get("KILN_LOG_LEVEL", "INFO"),
         dispatch=env.get("KILN_DISPATCH", "db").strip().lower() or "db",
         pubsub=PubSubSettings.from_env(env),
-        drain_seconds=float(env.get("KILN_WORKER_DRAIN_SECONDS", "30")),
+        drain_seconds=env_float(env, "KILN_WORKER_DRAIN_SECONDS", 30),
         metrics_host=env.get("KILN_WORKER_METRICS_HOST", "") or "127.0.0.1",
-        metrics_port=int(env.get("KILN_WORKER_METRICS_PORT", "") or "0"),
-        custom_cpu_seconds=int(env.get("KILN_CUSTOM_CPU_SECONDS", "3600")),
+        metrics_port=env_port(env, "KILN_WORKER_METRICS_PORT", 0),
+        custom_cpu_seconds=env_int(env, "KILN_CUSTOM_CPU_SECONDS", 3600, minimum=1),
     )
 
 

@@ -23,6 +23,11 @@ MAX_METADATA_PAIRS = 20
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 1024
 MAX_IDEMPOTENCY_KEY = 128
+# Signed input URLs (S3 with a session token, GCS V4) run to a few thousand characters;
+# more than this is no URL a client meant to send, and every copy of it costs a row and a log.
+MAX_INPUT_URL = 8192
+# A webhook URL is the receiver's own address (as the organization's default_url).
+MAX_WEBHOOK_URL = 2048
 MAX_DIMENSION = 8192
 
 T = job_pb2.OutputType
@@ -168,7 +173,9 @@ def validate_create(
     if request.priority not in PRIORITIES:
         bad("priority", f"unknown priority {request.priority}")
     _check_metadata(request.metadata, bad)
-    if request.webhook_url and not re.match(r"^https?://[^/\s]+", request.webhook_url):
+    if len(request.webhook_url) > MAX_WEBHOOK_URL:
+        bad("webhook_url", f"at most {MAX_WEBHOOK_URL} characters")
+    elif request.webhook_url and not re.match(r"^https?://[^/\s]+", request.webhook_url):
         bad("webhook_url", "must be an http:// or https:// URL")
     if len(request.idempotency_key) > MAX_IDEMPOTENCY_KEY:
         bad("idempotency_key", f"at most {MAX_IDEMPOTENCY_KEY} characters")
@@ -181,6 +188,9 @@ def _check_input(path, url, policy: InputPolicy, bad, *, required: bool) -> None
     if not url:
         if required:
             bad(path, "is required")
+        return
+    if len(url) > MAX_INPUT_URL:
+        bad(path, f"at most {MAX_INPUT_URL} characters")
         return
     try:
         policy.check_syntax(url)

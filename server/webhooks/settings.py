@@ -11,10 +11,10 @@ from kiln.v1 import webhook_service_pb2 as pb
 from common.input_policy import InputPolicy, InputRefused
 
 from ..domain.errors import FieldViolation, InvalidArgument
+from ..domain.validation import MAX_WEBHOOK_URL
 from ..store.store import Store
 from ..store.webhook_settings import OrganizationWebhooks
 
-MAX_URL_LENGTH = 2048
 MAX_OVERLAP_SECONDS = 7 * 24 * 3600
 HTTP_URL = re.compile(r"^https?://[^/\s?#]+", re.IGNORECASE)
 
@@ -61,8 +61,8 @@ class WebhookSettingsService:
 
     async def _check_url(self, url: str) -> None:
         problem = None
-        if len(url) > MAX_URL_LENGTH:
-            problem = f"at most {MAX_URL_LENGTH} characters"
+        if len(url) > MAX_WEBHOOK_URL:
+            problem = f"at most {MAX_WEBHOOK_URL} characters"
         elif not HTTP_URL.match(url):
             problem = "must be an http:// or https:// URL"
         else:

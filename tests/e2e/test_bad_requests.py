@@ -103,6 +103,24 @@ def job_count(server, api_key) -> int:
             "private or loopback",
         ),
         ({"webhook_url": "ftp://hooks.example.com/x", "outputs": [MP4]}, "webhook_url", "http"),
+        (
+            {"webhook_url": "https://hooks.example.com/" + "h" * 2048, "outputs": [MP4]},
+            "webhook_url",
+            "at most 2048 characters",
+        ),
+        (
+            {"input_url": "https://cdn.example.com/a.mp4?sig=" + "s" * 8192, "outputs": [MP4]},
+            "input_url",
+            "at most 8192 characters",
+        ),
+        (
+            {
+                "concat_input_urls": ["https://cdn.example.com/b.mp4?sig=" + "s" * 8192],
+                "outputs": [MP4],
+            },
+            "concat_input_urls[0]",
+            "at most 8192 characters",
+        ),
     ],
 )
 def test_create_rejects_bad_request_over_connect(

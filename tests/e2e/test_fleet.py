@@ -477,3 +477,34 @@ def test_a_worker_holds_its_message_while_the_server_restarts(tmp_path, media_ro
         assert fake.delivery_count(subscription, probe_message.message_id) == 1
         assert fake.published(settings.dead_letter_topic) == []
         assert worker.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "value", "message"),
+    [
+        (
+            "serve",
+            "KILN_HTTP_PORT",
+            "eighty",
+            "KILN_HTTP_PORT must be a whole number, got 'eighty'",
+        ),
+        ("serve", "KILN_LEASE_SECONDS", "0", "KILN_LEASE_SECONDS must be more than 0"),
+        ("worker", "KILN_WORKER_CONCURRENCY", "0", "KILN_WORKER_CONCURRENCY must be at least 1"),
+    ],
+)
+def test_a_bad_number_in_the_environment_is_refused_at_start(
+    command, name, value, message, tmp_path, media_root
+):
+    cluster = Cluster(f"sqlite:///{tmp_path / 'kiln.db'}", tmp_path, media_root)
+    result = subprocess.run(
+        kiln_command(command),
+        env=cluster.env(**{name: value}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"kiln: refusing to start: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
