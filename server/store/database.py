@@ -401,6 +401,8 @@ def _roll_back_abandoned(connection, _record, _exception) -> None:
     connection's own thread finishes what it was doing (the call then waits its turn).
     Tests: tests/integration/test_store_cancellation.py.
     """
+    # aiosqlite has no public accessor for its sqlite3 connection: if `_connection` goes
+    # away this does nothing, and tests/integration/test_store_cancellation.py fails.
     raw = getattr(getattr(connection, "driver_connection", None), "_connection", None)
     if isinstance(raw, sqlite3.Connection) and raw.in_transaction:
         with contextlib.suppress(sqlite3.Error):
