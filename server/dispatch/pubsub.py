@@ -5,8 +5,8 @@ process drains the outbox: one Publish per priority topic, then the rows are del
 the same transaction that read them (a crash before that commit publishes them again:
 a duplicate, which the claim by task id makes harmless). On SQLite the read and the
 deletion are two transactions around the Publish, so the one connection is never held
-while the broker answers. A sweep every few seconds
-drains rows a crashed replica left behind.
+while the broker answers. A sweep every few seconds drains rows a crashed replica left
+behind.
 
 Messages a worker could not take (nacked, or never acked) `max_deliveries` times land in
 the dead-letter topic; this server pulls its subscription and fails the task's output

@@ -60,7 +60,7 @@ class TaskOutboxQueries:
         return [OutboxEntry(*row) for row in result]
 
     async def peek_outbox(self, limit: int) -> list[OutboxEntry]:
-        """The oldest rows, left in place (SQLite: see PubSubDispatch._publish_batch)."""
+        """The oldest rows, left in place (SQLite: see PubSubDispatch._publish_batch_unlocked)."""
         result = await self.session.execute(
             select(
                 TaskOutbox.task_id,
