@@ -320,7 +320,8 @@ class Database:
                 self.url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine.pool, "invalidate", _roll_back_abandoned)
+            for discarded in ("invalidate", "close", "close_detached"):
+                event.listen(self.engine.sync_engine.pool, discarded, _roll_back_abandoned)
         self._postgres_direct: _PostgresDirect | None = None
         self._sqlite_direct: _SqliteDirect | None = None
         if self.is_postgres:
@@ -388,25 +389,34 @@ class Database:
             yield statements(session, self.is_postgres)
 
 
-def _roll_back_abandoned(connection, _record, _exception) -> None:
-    """A SQLite connection the pool discards ends its transaction first.
+def _roll_back_abandoned(connection, *_record_and_error) -> None:
+    """A SQLite connection the pool discards or closes ends its transaction first.
 
     SQLAlchemy discards a connection whose statement was interrupted (a task cancelled
     inside a transaction: a gRPC deadline, a client gone). Closing it leaves SQLite a
     "zombie" until every statement object of it is freed, and a zombie keeps its write
     lock: the server's next connection then found the database locked for minutes (until
-    the garbage collector freed the old cursors). Rolling back now releases the lock at
-    once. Python's sqlite3 is built serialized (threadsafety 3) and SQLAlchemy opens file
-    databases with check_same_thread=False, so this thread may call it while the
-    connection's own thread finishes what it was doing (the call then waits its turn).
-    Tests: tests/integration/test_store_cancellation.py.
+    the garbage collector freed the old cursors). A rollback releases the lock at once.
+
+    It is queued on the connection's own aiosqlite thread, behind the statement the cancel
+    interrupted: that statement may not have begun its transaction yet when the pool gives
+    the connection up (a rollback from here could come first and find nothing to undo), and
+    it runs before the close the pool queues next. aiosqlite has no public way to queue a
+    call: if its private `_tx` queue or `_connection` go away this does nothing, and
+    tests/integration/test_store_cancellation.py fails.
     """
-    # aiosqlite has no public accessor for its sqlite3 connection: if `_connection` goes
-    # away this does nothing, and tests/integration/test_store_cancellation.py fails.
-    raw = getattr(getattr(connection, "driver_connection", None), "_connection", None)
-    if isinstance(raw, sqlite3.Connection) and raw.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            raw.rollback()
+    driver = getattr(connection, "driver_connection", None)
+    queue = getattr(driver, "_tx", None)
+    if queue is None:
+        return
+
+    def roll_back() -> None:
+        raw = getattr(driver, "_connection", None)
+        if isinstance(raw, sqlite3.Connection) and raw.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                raw.rollback()
+
+    queue.put_nowait((None, roll_back))
 
 
 def _sqlite_pragmas(connection, _record) -> None:
