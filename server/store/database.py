@@ -320,8 +320,10 @@ class Database:
                 self.url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            for discarded in ("invalidate", "close", "close_detached"):
-                event.listen(self.engine.sync_engine.pool, discarded, _roll_back_abandoned)
+            # "close" also fires for a connection invalidated after a cancel (invalidating
+            # closes it); "close_detached" for one the pool let go of without a record.
+            for closing in ("close", "close_detached"):
+                event.listen(self.engine.sync_engine.pool, closing, _roll_back_abandoned)
         self._postgres_direct: _PostgresDirect | None = None
         self._sqlite_direct: _SqliteDirect | None = None
         if self.is_postgres:
@@ -389,8 +391,8 @@ class Database:
             yield statements(session, self.is_postgres)
 
 
-def _roll_back_abandoned(connection, *_record_and_error) -> None:
-    """A SQLite connection the pool discards or closes ends its transaction first.
+def _roll_back_abandoned(connection, *_event_args) -> None:
+    """A SQLite connection the pool closes ends its transaction first.
 
     SQLAlchemy discards a connection whose statement was interrupted (a task cancelled
     inside a transaction: a gRPC deadline, a client gone). Closing it leaves SQLite a

@@ -100,6 +100,19 @@ class Cluster:
         env.update(extra)
         return env
 
+    def run_to_exit(self, command: str, **settings: str) -> subprocess.CompletedProcess[str]:
+        """`kiln COMMAND` with this cluster's environment plus `settings`, to its exit (for
+        commands that must refuse to start)."""
+        return subprocess.run(
+            kiln_command(command),
+            env=self.env(**settings),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     def create_key(self, organization: str) -> str:
         result = subprocess.run(
             kiln_command("create-key", "--org", organization),

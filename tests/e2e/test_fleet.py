@@ -4,7 +4,6 @@ fake of google.pubsub.v1) or the database queue, through kills, redeliveries and
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from server.store.store import sync_url
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
 from tests.pubsub_fake import running_fake
 
-from .cluster import Cluster, ServerProcess, kiln_command
+from .cluster import Cluster, ServerProcess
 from .jobs import create_job, mp4_output, run_to_end
 from .test_cancel import ffmpeg_pids_writing_to, wait_until
 
@@ -480,15 +479,7 @@ def test_a_worker_holds_its_message_while_the_server_restarts(tmp_path, media_ro
 )
 def test_a_bad_setting_is_refused_at_start(command, name, value, message, tmp_path, media_root):
     cluster = Cluster(f"sqlite:///{tmp_path / 'kiln.db'}", tmp_path, media_root)
-    result = subprocess.run(
-        kiln_command(command),
-        env=cluster.env(**{name: value}),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cluster.run_to_exit(command, **{name: value})
     assert result.returncode == 2
     assert f"kiln: refusing to start: {message}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -8,7 +8,6 @@ is unaffected and later completes from honest results, and no other job changes.
 from __future__ import annotations
 
 import math
-import subprocess
 
 import grpc
 import pytest
@@ -18,7 +17,7 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 
 from tests.conftest import create_postgres_database, drop_postgres_database
 
-from .cluster import Cluster, kiln_command, running_cluster
+from .cluster import Cluster, running_cluster
 from .jobs import create_job, mp4_output
 
 TOKEN = "forgery-test-token"
@@ -230,15 +229,7 @@ def test_progress_reports_out_of_range_are_refused(lone, media_root):
 
 def test_server_refuses_to_start_an_open_worker_listener_off_loopback(tmp_path, media_root):
     cluster = Cluster(f"sqlite:///{tmp_path / 'kiln.db'}", tmp_path, media_root)
-    result = subprocess.run(
-        kiln_command("serve"),
-        env=cluster.env(KILN_WORKER_HOST="0.0.0.0", KILN_WORKER_TOKEN=""),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cluster.run_to_exit("serve", KILN_WORKER_HOST="0.0.0.0", KILN_WORKER_TOKEN="")
     assert result.returncode == 2
     assert "KILN_WORKER_TOKEN" in result.stderr
 

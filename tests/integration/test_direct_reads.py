@@ -33,6 +33,7 @@ from server.store.jobs import JobRow, OutputRow
 from server.store.store import now
 
 from .conftest import ORG, Service
+from .test_control_plane_speed import mp4_request
 from .test_watch_resume import job_with_long_log
 
 TIMEOUT = 30.0
@@ -40,22 +41,15 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
-def mp4_request(input_url: str, **fields) -> job_service_pb2.CreateRequest:
-    return job_service_pb2.CreateRequest(
-        input_url=input_url,
-        outputs=[
-            job_pb2.OutputSpec(
-                type=job_pb2.OUTPUT_TYPE_MP4,
-                video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
-            )
-        ]
-        * 2,
-        **fields,
-    )
+def two_mp4s_request(input_url: str, **fields) -> job_service_pb2.CreateRequest:
+    """A job with two outputs: a read must bring back every output row of its job."""
+    request = mp4_request(input_url, **fields)
+    request.outputs.append(request.outputs[0])
+    return request
 
 
 async def make_job(service: Service, **fields) -> job_pb2.Job:
-    return await service.jobs.create(ORG, mp4_request(service.input_url, **fields), "")
+    return await service.jobs.create(ORG, two_mp4s_request(service.input_url, **fields), "")
 
 
 async def test_the_direct_read_holds_what_the_orm_read_holds(service: Service):
@@ -219,12 +213,9 @@ async def test_a_read_cancelled_in_flight_leaves_no_busy_connection_behind(servi
         assert (await service.store.read_job(ORG, job.id)).job.id == job.id
 
 
-async def test_watch_misses_nothing_committed_between_its_read_and_its_subscription(
-    service: Service, monkeypatch
-):
-    """The job is canceled right after Watch read it, before the stream subscribed: the
-    snapshot is the job as read, and the cancel's events still follow it."""
-    job = await make_job(service)
+def cancel_right_after_each_read(service: Service, monkeypatch) -> None:
+    """Every read of a job is followed at once by a Cancel of it: what Watch subscribes to
+    after its read was committed in between."""
     read_job = service.store.read_job
 
     async def read_then_cancel(organization_id: str, job_id: str):
@@ -233,6 +224,15 @@ async def test_watch_misses_nothing_committed_between_its_read_and_its_subscript
         return snapshot
 
     monkeypatch.setattr(service.store, "read_job", read_then_cancel)
+
+
+async def test_watch_misses_nothing_committed_between_its_read_and_its_subscription(
+    service: Service, monkeypatch
+):
+    """The job is canceled right after Watch read it, before the stream subscribed: the
+    snapshot is the job as read, and the cancel's events still follow it."""
+    job = await make_job(service)
+    cancel_right_after_each_read(service, monkeypatch)
 
     async def collect(request):
         return [event async for event in await service.jobs.watch(ORG, request)]
@@ -254,14 +254,7 @@ async def test_a_resumed_watch_misses_nothing_committed_after_its_read(
     job = await make_job(service)
     async with service.store.transaction() as tx:
         first = (await tx.get_job(ORG, job.id)).job.last_sequence
-    read_job = service.store.read_job
-
-    async def read_then_cancel(organization_id: str, job_id: str):
-        snapshot = await read_job(organization_id, job_id)
-        await service.jobs.cancel(ORG, job_id)
-        return snapshot
-
-    monkeypatch.setattr(service.store, "read_job", read_then_cancel)
+    cancel_right_after_each_read(service, monkeypatch)
     request = job_service_pb2.WatchRequest(id=job.id, after_sequence=first)
 
     async def collect():
