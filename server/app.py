@@ -21,6 +21,10 @@ from .api.connect_adapter import connect_apps
 from .api.grpc_adapter import add_public_services, add_worker_service
 from .api.http_routes import HttpApp
 from .config import Settings, check_dispatch, check_webhooks, check_worker_listener
+from .delivery.bucket_relay import BucketRelay
+from .delivery.file_server import OutputFileServer
+from .delivery.links import PlaybackLinks
+from .delivery.tokens import PlaybackTokens
 from .dispatch import Dispatch
 from .dispatch.pubsub import PubSubDispatch
 from .dispatch.queue import QueueDispatch
@@ -166,6 +170,10 @@ def build_server(settings: Settings) -> Server:
         async with store.transaction() as tx:
             return await tx.events_after(job_id, after)
 
+    async def output_origin(job_id: str, output_id: str) -> str | None:
+        async with store.reading() as tx:
+            return await tx.output_origin(job_id, output_id)
+
     hub = EventHub(read_events, settings.heartbeat_seconds)
     metrics = ServerMetrics()
     metrics.count_watch_streams(lambda: hub.subscription_count)
@@ -174,6 +182,18 @@ def build_server(settings: Settings) -> Server:
         signer,
         allowed_buckets=settings.allowed_output_buckets,
         ttl_seconds=settings.download_url_ttl_seconds,
+    )
+    tokens = PlaybackTokens(
+        signing_secret(settings),
+        [key.encode() for key in settings.previous_signing_keys],
+        ttl_seconds=settings.playback_url_ttl_seconds,
+    )
+    output_files = OutputFileServer(
+        tokens,
+        storage,
+        output_origin,
+        BucketRelay(origins),
+        allowed_origins=settings.playback_allowed_origins,
     )
     dispatch: Dispatch = (
         PubSubDispatch(store, settings.pubsub) if settings.dispatch == "pubsub" else QueueDispatch()
@@ -186,6 +206,7 @@ def build_server(settings: Settings) -> Server:
             settings.input_roots, settings.input_allow_hosts, settings.gcs_input_buckets
         ),
         file_url=origins.url,
+        playback=PlaybackLinks(tokens, settings.effective_public_url, settings.public_base_url),
         remove_output_files=origins.delete_job_files,
         origins=origins,
         default_origin=settings.default_origin,
@@ -232,7 +253,7 @@ def build_server(settings: Settings) -> Server:
     http_app = HttpApp(
         connect_apps(jobs, auth, connect_interceptors(traced), webhook_settings),
         signer,
-        storage,
+        output_files,
         metrics=lambda: metrics.render(store),
     )
     http_server = uvicorn.Server(

@@ -34,6 +34,14 @@ class Settings:
     # Secret for signed download URLs; generated into data_dir when empty.
     signing_key: str = ""
     download_url_ttl_seconds: int = 3600
+    # Playback URLs (/play/{token}/{job}/{output}/…): how long one works at least, earlier
+    # signing keys that still verify (rotation), and which sites' players may read them.
+    playback_url_ttl_seconds: int = 21600
+    previous_signing_keys: list[str] = field(default_factory=list)
+    playback_allowed_origins: list[str] = field(default_factory=lambda: ["*"])
+    # A CDN or public bucket in front of the output storage: playback URLs become
+    # {public_base_url}/{job_id}/{output_id}/… (no token) when set.
+    public_base_url: str = ""
     heartbeat_seconds: float = 30.0
     # Roots under which file:// inputs are allowed.
     input_roots: list[str] = field(default_factory=list)
@@ -165,6 +173,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         storage_dir=Path(env.get("KILN_STORAGE_DIR", str(data_dir / "storage"))),
         signing_key=env.get("KILN_SIGNING_KEY", ""),
         download_url_ttl_seconds=env_int(env, "KILN_DOWNLOAD_URL_TTL_SECONDS", 3600),
+        playback_url_ttl_seconds=env_int(env, "KILN_PLAYBACK_URL_TTL_SECONDS", 21600, minimum=1),
+        previous_signing_keys=comma_list(env.get("KILN_SIGNING_KEYS_PREVIOUS", "")),
+        playback_allowed_origins=comma_list(env.get("KILN_PLAYBACK_ALLOWED_ORIGINS", "*")) or ["*"],
+        public_base_url=env.get("KILN_PUBLIC_BASE_URL", "").strip().rstrip("/"),
         heartbeat_seconds=env_float(env, "KILN_HEARTBEAT_SECONDS", 30, positive=True),
         input_roots=comma_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),
         input_allow_hosts=comma_list(env.get("KILN_INPUT_ALLOW_HOSTS", "")),

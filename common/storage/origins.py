@@ -82,6 +82,11 @@ class Origins:
         bucket, prefix = split_origin(origin)
         return _gcs_storage(bucket, prefix)
 
+    def bucket_storage(self, origin: str):
+        """The GCS storage of a gs:// origin (the playback route relays objects from it)."""
+        bucket, prefix = split_origin(origin)
+        return _gcs_storage(bucket, prefix)
+
     def url(self, origin: str, job_id: str, output_id: str, path: str) -> tuple[str, datetime]:
         """A download URL for one file of one output; only ever inside that output's prefix."""
         if not safe_relative_path(path):

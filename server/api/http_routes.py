@@ -1,19 +1,18 @@
-"""The HTTP listener: /healthz, /metrics, signed /files/..., the dashboard (/ui/), the rest
-to Connect."""
+"""The HTTP listener: /healthz, /metrics, output files (/play/… for players, signed /files/…
+for downloads), the dashboard (/ui/), the rest to Connect."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
-from common.storage.local import LocalStorage, UnsafeKey
-from common.storage.media_types import mime_type_for
 from common.storage.signing import UrlSigner
 
+from ..delivery.file_server import FILES_PREFIX, OutputFileServer, split_output_path
+from ..delivery.links import PLAY_PREFIX
 from .dashboard_files import PREFIX as DASHBOARD_PREFIX
 from .dashboard_files import DashboardFiles
 
-CHUNK = 256 * 1024
 # The Prometheus text format this listener answers /metrics in.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -25,14 +24,14 @@ class HttpApp:
         self,
         connect_apps,
         signer: UrlSigner,
-        storage: LocalStorage,
+        files: OutputFileServer,
         *,
         metrics: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         # Each Connect application serves the paths under its service name ("/kiln.v1.JobService").
         self.connect_apps = {app.path: app for app in connect_apps}
         self.signer = signer
-        self.storage = storage
+        self.files = files
         # Renders the Prometheus text (server/metrics.py); None: no /metrics route.
         self.metrics = metrics
         self.dashboard = DashboardFiles()
@@ -46,8 +45,15 @@ class HttpApp:
             if path == "/metrics" and self.metrics is not None and scope["method"] == "GET":
                 await _respond(send, 200, await self.metrics(), METRICS_CONTENT_TYPE)
                 return
-            if path.startswith("/files/") and scope["method"] in ("GET", "HEAD"):
-                await self._file(scope, send)
+            if path.startswith((PLAY_PREFIX, FILES_PREFIX)):
+                if scope["method"] == "OPTIONS":
+                    await self._preflight(scope, send)
+                elif scope["method"] not in ("GET", "HEAD"):
+                    await _respond(send, 405, b"method not allowed\n", "text/plain")
+                elif path.startswith(PLAY_PREFIX):
+                    await self.files.play(scope, receive, send)
+                else:
+                    await self._file(scope, receive, send)
                 return
             if scope["method"] in ("GET", "HEAD") and (
                 path == "/" or path.startswith(DASHBOARD_PREFIX)
@@ -62,40 +68,33 @@ class HttpApp:
                 return
             await app(scope, receive, send)
 
-    async def _file(self, scope, send) -> None:
-        key = unquote(scope["path"].removeprefix("/files/"))
+    async def _file(self, scope, receive, send) -> None:
+        """A per-file download URL (signed in its query string): downloads, not playback."""
+        key = unquote(scope["path"].removeprefix(FILES_PREFIX))
         query = parse_qs(scope.get("query_string", b"").decode())
         expires = query.get("expires", [""])[0]
         signature = query.get("sig", [""])[0]
         if not self.signer.verify(key, expires, signature):
             await _respond(send, 403, b"signature invalid or expired\n", "text/plain")
             return
-        try:
-            path = self.storage.path_for(key)
-        except UnsafeKey:
+        parsed = split_output_path(quote(key))
+        if parsed is None:
             await _respond(send, 403, b"forbidden\n", "text/plain")
             return
-        if not path.is_file():
-            await _respond(send, 404, b"not found\n", "text/plain")
+        await self.files.serve_local(scope, receive, send, *parsed)
+
+    async def _preflight(self, scope, send) -> None:
+        headers = self.files.preflight(scope)
+        if headers is None:
+            await _respond(send, 403, b"origin not allowed\n", "text/plain")
             return
-        size = path.stat().st_size
-        content_type = mime_type_for(path)
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", content_type.encode()),
-                    (b"content-length", str(size).encode()),
-                ],
+                "status": 204,
+                "headers": [*headers, (b"content-length", b"0")],
             }
         )
-        if scope["method"] == "HEAD":
-            await send({"type": "http.response.body", "body": b""})
-            return
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
     async def _dashboard(self, scope, send) -> None:

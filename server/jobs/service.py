@@ -17,6 +17,7 @@ from kiln.worker.v1 import worker_service_pb2
 from common.input_policy import InputPolicy, InputRefused
 from common.storage.origins import OriginRefused, Origins
 
+from ..delivery.links import PlaybackLinks
 from ..domain import ids, validation
 from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from ..domain.idempotency import check_replay, request_fingerprint
@@ -31,6 +32,7 @@ from . import variant_costs, views
 from .create_batch import CreateBatcher, NewJob
 from .lifecycle import Lifecycle
 from .presets import PresetCatalog
+from .views import FileUrl
 
 S = job_pb2.JobStage
 MAX_PAGE_SIZE = 100
@@ -40,9 +42,6 @@ SIGNED_REUSE = 60.0
 SIGNED_EVENTS_KEPT = 256
 DEFAULT_PAGE_SIZE = 20
 
-# (origin, job_id, output_id, path) -> (url, expiry)
-FileUrl = Callable[[str, str, str, str], tuple[str, datetime]]
-
 
 class JobService:
     def __init__(
@@ -51,6 +50,7 @@ class JobService:
         policy: InputPolicy,
         *,
         file_url: FileUrl,
+        playback: PlaybackLinks | None = None,
         remove_output_files: Callable[[str, str], int] | None = None,
         origins: Origins | None = None,
         default_origin: str = "",
@@ -65,6 +65,7 @@ class JobService:
         self.hub = life.hub
         self.policy = policy
         self.file_url = file_url
+        self.playback = playback
         self.remove_output_files = remove_output_files
         self.origins = origins
         self.default_origin = default_origin
@@ -84,7 +85,7 @@ class JobService:
         self.creates = CreateBatcher(life.store, life.dispatch.tasks_ready)
 
     def job_message(self, record: JobRecord | JobSnapshot) -> job_pb2.Job:
-        return views.job_message(record, self.file_url)
+        return views.job_message(record, self.file_url, self.playback)
 
     async def create(
         self, organization_id: str, request: job_service_pb2.CreateRequest, header_key: str
@@ -449,12 +450,7 @@ class JobService:
             return cached[2]
         signed = job_service_pb2.WatchResponse()
         signed.CopyFrom(event)
-        job = signed.completed.job
-        for output in job.outputs:
-            for file in output.files:
-                url, expires = self.file_url(job.output_origin, job.id, output.id, file.path)
-                file.url = url
-                file.url_expire_time.FromDatetime(expires)
+        views.add_links(signed.completed.job, self.file_url, self.playback)
         self._signed_events[key] = (event, moment, signed)
         while len(self._signed_events) > SIGNED_EVENTS_KEPT:
             self._signed_events.popitem(last=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import cast
 
@@ -10,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
+from ..delivery.links import PlaybackLinks
 from ..store.models import Output
 from ..store.store import JobRecord, JobSnapshot, OutputRow
 from . import variant_costs
@@ -18,6 +20,9 @@ STATUS_PREFIX = "JOB_STATUS_"
 OUTPUT_STATUS_PREFIX = "OUTPUT_STATUS_"
 
 log = logging.getLogger(__name__)
+
+# (origin, job_id, output_id, path) -> (url, expiry): one file's download URL.
+FileUrl = Callable[[str, str, str, str], tuple[str, datetime]]
 
 
 def job_status_enum(status: str) -> job_pb2.JobStatus:
@@ -46,9 +51,7 @@ def money(micros: int | None, currency: str) -> job_pb2.Money | None:
     return job_pb2.Money(micros=micros, currency=currency)
 
 
-def output_message(
-    output: Output | OutputRow, currency: str, file_url=None, origin: str = ""
-) -> job_pb2.Output:
+def output_message(output: Output | OutputRow, currency: str) -> job_pb2.Output:
     message = job_pb2.Output(
         id=output.id,
         spec=job_pb2.OutputSpec.FromString(output.spec),
@@ -68,23 +71,47 @@ def output_message(
         result = worker_service_pb2.TranscodeResult.FromString(output.result)
         message.notes.extend(result.notes)
         message.quality.extend(result.quality)
-        for stored in result.files:
-            file = message.files.add()
-            file.CopyFrom(stored)
-            if file_url is not None:
-                try:
-                    url, expires = file_url(origin, output.job_id, output.id, stored.path)
-                except ValueError:
-                    # Never sign a key outside this output's prefix (results are checked
-                    # when recorded; this guards rows written before that check existed).
-                    log.error("not signing unsafe path %r of %s", stored.path, output.id)
-                    continue
-                file.url = url
-                file.url_expire_time.FromDatetime(expires)
+        message.files.extend(result.files)
     return message
 
 
-def job_message(record: JobRecord | JobSnapshot, file_url=None) -> job_pb2.Job:
+def add_links(
+    job: job_pb2.Job, file_url: FileUrl | None, playback: PlaybackLinks | None = None
+) -> None:
+    """Give each file its download URL and each output its playback URL, in place.
+
+    Links are made when a message is handed out, never stored: a logged event must not
+    carry expired links.
+    """
+    for output in job.outputs:
+        for file in output.files:
+            if file_url is None:
+                break
+            try:
+                url, expires = file_url(job.output_origin, job.id, output.id, file.path)
+            except ValueError:
+                # Never sign a key outside this output's prefix (results are checked when
+                # recorded; this guards rows written before that check existed).
+                log.error("not signing unsafe path %r of %s", file.path, output.id)
+                continue
+            file.url = url
+            file.url_expire_time.FromDatetime(expires)
+        if playback is None:
+            continue
+        link = playback.link(job.id, output.id, job.attempt, [file.path for file in output.files])
+        if link is None:
+            continue
+        output.playback_url = link.url
+        output.playback_base_url = link.base_url
+        if link.expires is not None:
+            output.playback_url_expire_time.FromDatetime(link.expires)
+
+
+def job_message(
+    record: JobRecord | JobSnapshot,
+    file_url: FileUrl | None = None,
+    playback: PlaybackLinks | None = None,
+) -> job_pb2.Job:
     """The ORM's record (inside a transaction) or a direct read's snapshot: same fields."""
     job = record.job
     message = job_pb2.Job(
@@ -96,10 +123,7 @@ def job_message(record: JobRecord | JobSnapshot, file_url=None) -> job_pb2.Job:
         delayed_start=job.delayed_start,
         input_url=job.input_url,
         concat_input_urls=job.concat_input_urls,
-        outputs=[
-            output_message(output, job.currency, file_url, job.output_origin)
-            for output in record.outputs
-        ],
+        outputs=[output_message(output, job.currency) for output in record.outputs],
         metadata=job.job_metadata,
         webhook_url=job.webhook_url,
         attempt=job.attempt,
@@ -124,4 +148,5 @@ def job_message(record: JobRecord | JobSnapshot, file_url=None) -> job_pb2.Job:
     ):
         if (stamp := timestamp(moment)) is not None:
             getattr(message, field).CopyFrom(stamp)
+    add_links(message, file_url, playback)
     return message

@@ -178,6 +178,15 @@ class JobStatements(TxBase):
         )
         return await self._record(job) if job else None
 
+    async def output_origin(self, job_id: str, output_id: str) -> str | None:
+        """Where an output's files are stored (the job's output origin), or None when no
+        such output of that job exists (a playback request for a forged or deleted id)."""
+        return await self.session.scalar(
+            select(Job.output_origin)
+            .join(Output, Output.job_id == Job.id)
+            .where(Job.id == job_id, Output.id == output_id)
+        )
+
     async def jobs_of_organization(self, organization_id: str, job_ids: Sequence[str]) -> set[str]:
         """Which of `job_ids` belong to the organization."""
         rows = await self.session.scalars(

@@ -124,7 +124,9 @@ class Cluster:
         )
         return result.stdout.strip().splitlines()[-1]
 
-    def start_server(self) -> ServerProcess:
+    def start_server(self, **settings: str) -> ServerProcess:
+        """A server process on free ports; `settings` on top of the cluster's (a replica
+        configured differently, e.g. after a key rotation)."""
         http_port, grpc_port, worker_port = free_port(), free_port(), free_port()
         log = self.root / f"server-{len(self.servers)}.log"
         process = subprocess.Popen(
@@ -133,6 +135,7 @@ class Cluster:
                 KILN_HTTP_PORT=str(http_port),
                 KILN_GRPC_PORT=str(grpc_port),
                 KILN_WORKER_PORT=str(worker_port),
+                **settings,
             ),
             cwd=self.root,
             stdout=log.open("w"),

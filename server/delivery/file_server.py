@@ -1,0 +1,267 @@
+"""Serving output files to players and CDNs: /play/{token}/{job}/{output}/… and /files/….
+
+HTTP semantics come from Starlette's StaticFiles and FileResponse (single and multiple ranges,
+416, HEAD, ETag and Last-Modified with If-None-Match / If-Modified-Since / If-Range, reads in
+a worker thread), not from code of our own. What this module adds is what is kiln's:
+
+- the path is checked before any file is looked at: the token must cover exactly the
+  `{job_id}/{output_id}/` folder named, and the rest must be a plain relative name (no `..`,
+  encoded slashes or dots, backslashes, control characters); StaticFiles then refuses any
+  symlink that resolves outside the output's folder;
+- outputs on GCS are relayed from the bucket with the request's Range and validators passed
+  through, so one playback URL works on every backend;
+- the Content-Type of every extension kiln writes comes from one table (media_types), and
+  Cache-Control says what a CDN may keep: segments and finished files for a year
+  (`immutable`: a retried job gets new URLs), playlists and MPDs revalidated every time
+  (live playlists grow while a chunked job runs);
+- CORS for players on other sites (`KILN_PLAYBACK_ALLOWED_ORIGINS`, `*` by default: the
+  token is the credential, not a cookie), with preflight for `Range`;
+- a file that vanishes (DeleteOutputs while a page plays it) is a 404, or a short body if
+  it vanished mid-transfer, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+from common.storage.keys import safe_relative_path
+from common.storage.local import LocalStorage
+from common.storage.media_types import mime_type_for
+
+from .links import PLAY_PREFIX
+from .tokens import PlaybackTokens
+
+log = logging.getLogger(__name__)
+
+FILES_PREFIX = "/files/"
+_JOB_ID = re.compile(r"job_[0-9a-z]{26}")
+_OUTPUT_ID = re.compile(r"out_[0-9a-z]{26}")
+MANIFEST_SUFFIXES = (".m3u8", ".mpd")
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+# Request headers a player's script may send cross-origin, and response headers it may read.
+CORS_REQUEST_HEADERS = "Range, If-None-Match, If-Modified-Since, If-Range"
+CORS_EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified"
+# job_id → output origin: an origin never changes after Create, so it is cached for good.
+ORIGINS_CACHED = 4096
+
+# (job_id, output_id) → where its files are ("" local, "gs://…"), None if no such output.
+OriginLookup = Callable[[str, str], Awaitable[str | None]]
+# (origin, key, scope, send, extra headers) → relays one stored object from a bucket.
+BucketRelay = Callable[[str, str, Scope, Send, Sequence[tuple[bytes, bytes]]], Awaitable[None]]
+
+
+def cache_control_for(path: str) -> str:
+    return REVALIDATE if path.endswith(MANIFEST_SUFFIXES) else IMMUTABLE
+
+
+def split_output_path(rest: str) -> tuple[str, str, str] | None:
+    """(job_id, output_id, relative path) from the still percent-encoded path after a route
+    prefix, or None for anything but a plain file name inside one output's folder."""
+    parts = rest.split("/")
+    if len(parts) < 3:
+        return None
+    job_id, output_id, *segments = parts
+    if not (_JOB_ID.fullmatch(job_id) and _OUTPUT_ID.fullmatch(output_id)):
+        return None
+    try:
+        names = [unquote(segment, errors="strict") for segment in segments]
+    except UnicodeDecodeError:
+        return None
+    # Each segment is checked on its own: an encoded "/" ("%2f") must not become a separator.
+    if not all(safe_relative_path(name) and "/" not in name for name in names):
+        return None
+    return job_id, output_id, "/".join(names)
+
+
+class _OutputFolder(StaticFiles):
+    """One output's folder. StaticFiles resolves symlinks and refuses any path that leaves
+    the folder; this subclass only chooses the Content-Type and Cache-Control."""
+
+    def file_response(
+        self,
+        full_path: Any,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        name = str(full_path)
+        response = FileResponse(
+            full_path,
+            status_code=status_code,
+            stat_result=stat_result,
+            media_type=mime_type_for(name),
+            headers={"cache-control": cache_control_for(name)},
+        )
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
+        return response
+
+
+class OutputFileServer:
+    def __init__(
+        self,
+        tokens: PlaybackTokens,
+        storage: LocalStorage,
+        origin_of: OriginLookup,
+        relay_from_bucket: BucketRelay | None = None,
+        *,
+        allowed_origins: Sequence[str] = ("*",),
+    ) -> None:
+        self.tokens = tokens
+        self.storage = storage
+        self.origin_of = origin_of
+        self.relay_from_bucket = relay_from_bucket
+        self.allowed_origins = set(allowed_origins)
+        self._origins: OrderedDict[str, str] = OrderedDict()
+
+    async def play(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET/HEAD /play/{token}/{job_id}/{output_id}/{path}: any file of the output."""
+        send = self._with_cors(scope, send)
+        rest = _raw_path(scope)[len(PLAY_PREFIX) :]
+        token, _, folder_and_path = rest.partition("/")
+        parsed = split_output_path(folder_and_path)
+        if parsed is None:
+            await _plain(send, 403, "forbidden: not a file of an output\n")
+            return
+        job_id, output_id, path = parsed
+        if not self.tokens.verify(token, job_id, output_id):
+            await _plain(send, 403, "playback token invalid or expired\n")
+            return
+        origin = await self._origin(job_id, output_id)
+        if origin is None:
+            await _plain(send, 404, "not found\n")
+            return
+        if origin:
+            await self._from_bucket(origin, f"{job_id}/{output_id}/{path}", scope, send)
+            return
+        await self.serve_local(scope, receive, send, job_id, output_id, path)
+
+    async def serve_local(
+        self, scope: Scope, receive: Receive, send: Send, job_id: str, output_id: str, path: str
+    ) -> None:
+        """One file of an output in local storage, with ranges and conditional requests."""
+        folder = self.storage.root / job_id / output_id
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        # StaticFiles keeps requests inside the folder's resolved path: the folder itself
+        # must then not be a link (to another output's folder, or out of storage).
+        if await anyio.to_thread.run_sync(os.path.realpath, folder) != str(folder):
+            await _plain(send, 404, "not found\n")
+            return
+        try:
+            static = _OutputFolder(directory=folder, check_dir=False)
+            response = await static.get_response(path, scope)
+            await response(scope, receive, tracking_send)
+        except HTTPException as refused:
+            await _plain(send, refused.status_code, f"{refused.detail.lower()}\n")
+        except OSError as vanished:
+            # Deleted between the lookup and the open (DeleteOutputs while a player reads).
+            if not started:
+                await _plain(send, 404, "not found\n")
+                return
+            log.info("%s/%s/%s went away mid-response: %s", job_id, output_id, path, vanished)
+
+    def preflight(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+        """The answer headers to a CORS preflight, or None if the Origin is not allowed."""
+        allow = self._allow_origin(scope)
+        if allow is None:
+            return None
+        return [
+            *allow,
+            (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+            (b"access-control-allow-headers", CORS_REQUEST_HEADERS.encode()),
+            (b"access-control-max-age", b"86400"),
+        ]
+
+    def _allow_origin(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+        if "*" in self.allowed_origins:
+            return [(b"access-control-allow-origin", b"*")]
+        origin = Headers(scope=scope).get("origin")
+        if origin is None or origin not in self.allowed_origins:
+            return None
+        return [(b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin")]
+
+    def _with_cors(self, scope: Scope, send: Send) -> Send:
+        allow = self._allow_origin(scope)
+        if allow is None:
+            return send
+        headers = [*allow, (b"access-control-expose-headers", CORS_EXPOSED_HEADERS.encode())]
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        return send_with_cors
+
+    async def _origin(self, job_id: str, output_id: str) -> str | None:
+        key = f"{job_id}/{output_id}"
+        if (cached := self._origins.get(key)) is not None:
+            return cached
+        origin = await self.origin_of(job_id, output_id)
+        if origin is not None:
+            self._origins[key] = origin
+            while len(self._origins) > ORIGINS_CACHED:
+                self._origins.popitem(last=False)
+        return origin
+
+    async def _from_bucket(self, origin: str, key: str, scope: Scope, send: Send) -> None:
+        if self.relay_from_bucket is None:
+            await _plain(send, 404, "not found\n")
+            return
+        headers = [
+            (b"content-type", mime_type_for(key).encode()),
+            (b"cache-control", cache_control_for(key).encode()),
+        ]
+        try:
+            await self.relay_from_bucket(origin, key, scope, send, headers)
+        except FileNotFoundError:
+            await _plain(send, 404, "not found\n")
+
+
+def _raw_path(scope: Scope) -> str:
+    """The path as the client sent it (still percent-encoded), so an encoded slash or dot
+    is seen for what it is rather than after the server decoded it."""
+    raw = scope.get("raw_path")
+    if not raw:
+        return str(scope["path"])
+    return bytes(raw).split(b"?", 1)[0].decode("latin-1")
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                # A CDN must not keep a refusal: the segment may exist a moment later.
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["FILES_PREFIX", "OutputFileServer", "split_output_path"]
