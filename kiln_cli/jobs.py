@@ -111,6 +111,8 @@ def show_job(job: job_pb2.Job) -> None:
             stdout.print(f"            [red]{output.error.code}[/]: {output.error.message}")
         for note in output.notes:
             stdout.print(f"            note: {note}", markup=False)
+        if output.playback_url:
+            stdout.print(f"            play {output.playback_url}", markup=False, soft_wrap=True)
         for file in output.files:
             stdout.print(
                 f"            {file.path}  {file.size_bytes} bytes  {file.mime_type}", markup=False
@@ -368,6 +370,62 @@ _simple(
     job_service_pb2.DeleteOutputsResponse,
     "Delete a job's stored output files (the job record stays).",
 )
+
+
+@app.command("play")
+@client_command
+def play(
+    job_id: JobId,
+    open_page: Annotated[
+        bool,
+        typer.Option(
+            "--open", help="Also open the job's dashboard page (it plays every output) here."
+        ),
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print each output's playback URL: the one URL any player opens (HLS master, MPD, or
+    the file), e.g. `ffplay "$(kiln jobs play latest | head -1 | cut -f3)"`. JOB_ID may be
+    `latest`: the organization's newest job."""
+    with connect(url, api_key) as client:
+        if job_id == "latest":
+            newest = parse(
+                client.call(JOB_SERVICE, "List", job_service_pb2.ListRequest(page_size=1)),
+                job_service_pb2.ListResponse,
+            ).jobs
+            if not newest:
+                raise ApiError("not_found", "the organization has no jobs yet")
+            job_id = newest[0].id
+        job = parse(
+            client.call(JOB_SERVICE, "Get", job_service_pb2.GetRequest(id=job_id)),
+            job_service_pb2.GetResponse,
+        ).job
+        page = f"{client.base_url}/ui/#/jobs/{job.id}"
+    links = [
+        {
+            "output_id": output.id,
+            "type": short_enum(job_pb2.OutputType, output.spec.type, "OUTPUT_TYPE_"),
+            "playback_url": output.playback_url,
+            "playback_base_url": output.playback_base_url,
+        }
+        for output in job.outputs
+        if output.playback_url
+    ]
+    if as_json:
+        print_json({"job_id": job.id, "outputs": links, "dashboard": page})
+    else:
+        # Tab-separated, one output a line: easy to cut, and long URLs are never wrapped.
+        for link in links:
+            print(f"{link['output_id']}\t{link['type']}\t{link['playback_url']}")
+        if not links:
+            stdout.print(f"{job.id} has no playable output yet ({status_name(job.status)})")
+    if open_page:
+        import webbrowser
+
+        if not webbrowser.open(page):
+            stderr.print(f"no browser to open here; the dashboard page is {page}", markup=False)
 
 
 @app.command("download")

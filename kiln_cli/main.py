@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -406,6 +408,7 @@ def _up(workers: int) -> None:
             ],
         }
         base = settings.effective_public_url
+        path_setting = _path_setting()
         print(
             f"""
 kiln is up.
@@ -413,8 +416,9 @@ kiln is up.
   API key (development, organization {DEFAULT_ORGANIZATION}): {key}
 
 Use the kiln command (paste these into another shell):
-  export KILN_URL={base} KILN_API_KEY={key}
-  kiln jobs create --input {body["input_url"]} --output mp4:h264:480p --wait
+  export {path_setting}KILN_URL={base} KILN_API_KEY={key}
+  kiln jobs create --input {body["input_url"]} -o hls:h264:720p,360p -o mp4:h264:480p --wait
+  kiln jobs play latest          # each output's playback URL (add --open for the dashboard)
 
 Or curl, Connect JSON:
   curl -s {base}/kiln.v1.JobService/Create \\
@@ -435,6 +439,16 @@ Then get it (put the id from the answer in):
             on_ready=announce,
         )
     )
+
+
+def _path_setting() -> str:
+    """`PATH=…:$PATH ` when a new shell would not find this `kiln` (`make run` starts the
+    one in the project's virtualenv, whose bin folder is on no one's PATH), else ""."""
+    here = Path(sys.executable).parent
+    found = shutil.which("kiln")
+    if found is not None and Path(found).parent == here:
+        return ""
+    return f"PATH={shlex.quote(str(here.absolute()))}:$PATH "
 
 
 def main(argv: list[str] | None = None) -> None:

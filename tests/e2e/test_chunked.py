@@ -317,16 +317,22 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
         time.sleep(0.05)
     assert live is not None, "no master playlist was published while the job ran"
     files = {f.path: f for f in live.outputs[0].files}
-    master = m3u8.loads(httpx.get(files["master.m3u8"].url).text)
+    # A player opens the playback URL and follows relative entries from there.
+    base = live.outputs[0].playback_base_url
+    assert live.outputs[0].playback_url == base + "master.m3u8"
+    answer = httpx.get(live.outputs[0].playback_url)
+    # The playlists grow while the job runs: a CDN must revalidate them every time.
+    assert answer.headers["cache-control"] == "no-cache"
+    master = m3u8.loads(answer.text)
     assert live.status == job_pb2.JOB_STATUS_PROCESSING
     assert len(master.playlists) == 1
     for uri in [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]:
-        media = m3u8.loads(httpx.get(files[uri].url).text)
+        media = m3u8.loads(httpx.get(base + uri).text)
         assert not media.is_endlist and media.playlist_type == "event"
         rendition = uri.rsplit("/", 1)[0]
         listed = [f"{rendition}/{segment.uri}" for segment in media.segments]
         assert listed and all(path in files for path in listed)
-        first = httpx.get(files[listed[0]].url)
+        first = httpx.get(base + listed[0])
         assert first.status_code == 200 and len(first.content) == files[listed[0]].size_bytes
     # ... all of it before the job completed.
     still = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job

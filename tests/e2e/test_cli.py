@@ -115,6 +115,23 @@ def test_download_writes_every_file_of_every_output(cli_env, media_root, tmp_pat
     assert written == expected
     assert len(json.loads(result.stdout)["files"]) == len(expected)
 
+    # `jobs play`: each output's playback URL, by id or as the newest job.
+    played = kiln(cli_env, "jobs", "play", job["id"])
+    assert played.returncode == 0, played.stderr
+    rows = [line.split("\t") for line in played.stdout.splitlines()]
+    assert rows == [
+        [
+            output["id"],
+            output["spec"]["type"].removeprefix("OUTPUT_TYPE_").lower(),
+            output["playbackUrl"],
+        ]
+        for output in job["outputs"]
+    ]
+    assert rows[1][2].endswith("/master.m3u8") and "/play/" in rows[1][2]
+    newest = json.loads(kiln(cli_env, "jobs", "play", "latest", "--json").stdout)
+    assert newest["job_id"] == job["id"]
+    assert [o["playback_url"] for o in newest["outputs"]] == [row[2] for row in rows]
+
 
 def test_rejected_input_exits_with_the_failure_code(cli_env, media_root):
     text = media_root / "not_media.mp4"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import grpc
 import httpx
 import pytest
@@ -13,7 +15,7 @@ from tests.gcs_emulator import EmulatorLog
 from tests.media_probe import ffprobe, streams
 
 from .cluster import Cluster
-from .jobs import create_job, run_to_end
+from .jobs import create_job, mp4_output, run_to_end
 
 
 # Storage, not the database, is under test: one database kind is enough.
@@ -133,3 +135,74 @@ def test_missing_gcs_input_is_rejected(gcs_cluster):
     )
     assert job.status == job_pb2.JOB_STATUS_REJECTED
     assert job.error.code == "INPUT_UNREADABLE"
+
+
+def test_gcs_outputs_play_from_the_playback_url_with_ranges(gcs_cluster, emulator, media_root):
+    """The same /play/ URL for an output in a bucket: kiln relays the object, passing Range
+    and validators through, so players and seeks work as for local storage."""
+    cluster, server = gcs_cluster
+    auth = (("authorization", f"Bearer {cluster.create_key('org_gcs')}"),)
+    ladder = job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_HLS,
+        video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="160x90")],
+        segments=job_pb2.SegmentSpec(duration_seconds=1),
+    )
+    created = create_job(
+        server,
+        auth,
+        f"gs://{INPUTS}/uploads/clip.mp4",
+        outputs=[ladder, mp4_output("160x90")],
+        output_origin=f"gs://{OUTPUTS}/played",
+    )
+    job = run_to_end(server, auth, created.id)
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+    hls, mp4 = job.outputs
+    assert hls.playback_url.startswith(f"{server.http_url}/play/")
+    assert hls.playback_url.endswith(f"/{job.id}/{hls.id}/master.m3u8")
+    # FFmpeg follows the master's relative entries through kiln to the bucket.
+    assert video_frames(hls.playback_url) == video_frames(str(media_root / "clip2s.mp4"))
+
+    whole = httpx.get(mp4.playback_url, timeout=30)
+    assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+    assert whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["access-control-allow-origin"] == "*"
+    size = len(whole.content)
+    part = httpx.get(mp4.playback_url, headers={"range": "bytes=100-199"}, timeout=30)
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 100-199/{size}"
+    assert part.content == whole.content[100:200]
+    tail = httpx.get(mp4.playback_url, headers={"range": "bytes=-50"}, timeout=30)
+    assert tail.status_code == 206 and tail.content == whole.content[-50:]
+    master = httpx.get(hls.playback_url, timeout=30)
+    assert master.headers["cache-control"] == "no-cache"
+    missing = httpx.get(hls.playback_base_url + "missing.ts", timeout=30)
+    assert missing.status_code == 404
+    # Nothing reaches the bucket with a token of another output.
+    other = hls.playback_url.split("/")[4]
+    forged = mp4.playback_url.replace(mp4.playback_url.split("/")[4], other)
+    assert httpx.get(forged, timeout=30).status_code == 403
+
+
+def video_frames(url: str) -> int:
+    """How many video frames FFmpeg decodes from a file or URL."""
+    decoded = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-map",
+            "0:v",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    return sum(1 for line in decoded.stdout.splitlines() if line and not line.startswith("#"))
