@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from kiln.v1 import job_pb2
+
+from server.api.json_codec import RequestJsonError, parse_document
+from server.domain.errors import InvalidArgument
 
 M = TypeVar("M", bound=Message)
 
@@ -102,7 +104,9 @@ def load_spec(path: Path, message_type: type[M]) -> M:
         raise SpecError(
             f"--spec {path}: expected a mapping of {message_type.DESCRIPTOR.name} fields"
         )
+    # The server's own strict reading: short enum names (`mp4`, `h264`) as in a request
+    # body, and an unknown field or value named rather than dropped.
     try:
-        return json_format.ParseDict(document, message_type())
-    except json_format.ParseError as error:
+        return parse_document(document, message_type)
+    except (InvalidArgument, RequestJsonError) as error:
         raise SpecError(f"--spec {path}: {error}") from error

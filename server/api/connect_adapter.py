@@ -18,6 +18,7 @@ from ..jobs.service import JobService
 from ..webhooks.settings import WebhookSettingsService
 from .auth import Authenticator
 from .errors import connect_stream, connect_unary
+from .json_codec import connect_codecs
 
 
 class ConnectJobService:
@@ -153,11 +154,16 @@ def connect_apps(
     # so the generated service protocols cannot be checked against these classes.
     job_service: Any = ConnectJobService(jobs, auth)
     preset_service: Any = ConnectPresetService(jobs.presets, auth)
+    # JSON bodies are parsed strictly and take short enum names (json_codec); the
+    # generated default would drop unknown fields and enum values without a word.
+    codecs = connect_codecs()
     apps = [
-        JobServiceASGIApplication(job_service, interceptors=interceptors),
-        PresetServiceASGIApplication(preset_service, interceptors=interceptors),
+        JobServiceASGIApplication(job_service, interceptors=interceptors, codecs=codecs),
+        PresetServiceASGIApplication(preset_service, interceptors=interceptors, codecs=codecs),
     ]
     if webhooks is not None:
         webhook_service: Any = ConnectWebhookService(webhooks, auth)
-        apps.append(WebhookServiceASGIApplication(webhook_service, interceptors=interceptors))
+        apps.append(
+            WebhookServiceASGIApplication(webhook_service, interceptors=interceptors, codecs=codecs)
+        )
     return apps

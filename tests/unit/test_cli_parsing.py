@@ -74,13 +74,21 @@ def test_spec_files_json_and_yaml(tmp_path):
     assert from_json.outputs[0].video[0].resolution == "480p"
 
 
+def test_spec_files_take_the_short_enum_spellings(tmp_path):
+    path = tmp_path / "short.yaml"
+    path.write_text("outputs:\n- type: hls\n  video:\n  - {codec: h264, resolution: 720p}\n")
+    spec = load_spec(path, job_service_pb2.CreateRequest)
+    assert spec.outputs[0].type == job_pb2.OUTPUT_TYPE_HLS
+    assert spec.outputs[0].video[0].codec == job_pb2.VIDEO_CODEC_H264
+
+
 @pytest.mark.parametrize(
     ("name", "text", "says"),
     [
         ("bad.json", "{not json", "not valid JSON or YAML"),
         ("bad.yaml", "a: [unclosed", "not valid JSON or YAML"),
         ("list.yaml", "- 1\n- 2\n", "expected a mapping of CreateRequest"),
-        ("field.json", '{"input": "x"}', "no field named"),
+        ("field.json", '{"input": "x"}', 'unknown field "input"'),
         ("enum.json", '{"priority": "PRIORITY_URGENT"}', "PRIORITY_URGENT"),
     ],
 )
