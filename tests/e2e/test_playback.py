@@ -33,7 +33,9 @@ FMP4 = job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)
 ONE_SECOND = job_pb2.SegmentSpec(duration_seconds=1)
 
 
-def ladder(output_type: int, **fields: object) -> job_pb2.OutputSpec:
+def ladder(
+    output_type: job_pb2.OutputType, hls: job_pb2.HlsSpec | None = None
+) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=output_type,
         video=[
@@ -41,11 +43,11 @@ def ladder(output_type: int, **fields: object) -> job_pb2.OutputSpec:
             for size in ("320x180", "160x90")
         ],
         segments=ONE_SECOND,
-        **fields,
+        hls=hls,
     )
 
 
-def single(output_type: int, codec: int) -> job_pb2.OutputSpec:
+def single(output_type: job_pb2.OutputType, codec: job_pb2.VideoCodec) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=output_type,
         video=[job_pb2.VideoVariant(codec=codec, resolution="160x90", quality=ECONOMY)],
@@ -137,8 +139,8 @@ def _decoded_frames(url: str, streams: str) -> dict[str, list[int]]:
     counts: Counter[int] = Counter()
     for line in result.stdout.splitlines():
         if line.startswith("#media_type"):
-            index, kind = line.removeprefix("#media_type").split(":")
-            kinds[int(index)] = kind.strip()
+            number, kind = line.removeprefix("#media_type").split(":")
+            kinds[int(number)] = kind.strip()
         elif line and not line.startswith("#"):
             counts[int(line.split(",")[0])] += 1
     found: dict[str, list[int]] = {}
@@ -319,6 +321,7 @@ def test_a_folder_and_a_missing_file_are_404(played):
 def raw_get(base_url: str, path: str) -> int:
     """The status of a GET whose request line carries `path` byte for byte."""
     parts = urlsplit(base_url)
+    assert parts.hostname is not None
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
         connection.request("GET", path)
@@ -430,3 +433,14 @@ def test_deleted_outputs_answer_404_at_their_old_url(played, media_root):
     assert fetch(url).status_code == 404
     again = server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
     assert fetch(again.outputs[0].playback_url or url).status_code == 404
+
+
+def test_a_public_base_url_replaces_the_token_url(played):
+    """With a CDN or public bucket in front of the storage, kiln hands out its URLs."""
+    cluster, _, auth, job = played
+    fronted = cluster.start_server(KILN_PUBLIC_BASE_URL="https://cdn.example.com/media/")
+    got = fronted.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+    mp4, hls = output_named(got, "mp4"), output_named(got, "hls-ts")
+    assert mp4.playback_url == f"https://cdn.example.com/media/{job.id}/{mp4.id}/output.mp4"
+    assert hls.playback_base_url == f"https://cdn.example.com/media/{job.id}/{hls.id}/"
+    assert not mp4.HasField("playback_url_expire_time")
