@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, quote, unquote
 
+import anyio
+
 from common.storage.signing import UrlSigner
 
 from ..delivery.file_server import FILES_PREFIX, OutputFileServer, split_output_path
@@ -115,7 +117,8 @@ class HttpApp:
         if found is None:
             await _respond(send, 404, b"not found\n", "text/plain")
             return
-        body = found.path.read_bytes()
+        # Read in a worker thread: this loop also serves every RPC.
+        body = await anyio.to_thread.run_sync(found.path.read_bytes)
         await send(
             {
                 "type": "http.response.start",
