@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.media_probe import decoded_frames
+
 from .cluster import free_port
 
 # What a new login shell has: the system's folders, not the project's virtualenv.
@@ -43,35 +45,6 @@ def printed_lines(process: subprocess.Popen[str], until: str, timeout: float) ->
         if until in line:
             return seen
     raise AssertionError("kiln up never printed its commands:\n" + "\n".join(seen))
-
-
-def frames_per_video_stream(url: str) -> list[int]:
-    result = subprocess.run(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-map",
-            "0:v",
-            "-f",
-            "framemd5",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    counts: dict[str, int] = {}
-    for line in result.stdout.splitlines():
-        if line and not line.startswith("#"):
-            stream = line.split(",")[0]
-            counts[stream] = counts.get(stream, 0) + 1
-    return [counts[stream] for stream in sorted(counts)]
 
 
 def test_the_printed_commands_work_as_pasted(tmp_path: Path):
@@ -108,11 +81,11 @@ def test_the_printed_commands_work_as_pasted(tmp_path: Path):
         links = [line.split("\t") for line in shell.stdout.splitlines() if line.count("\t") == 2]
         assert [kind for _, kind, _ in links] == ["hls", "mp4"], shell.stdout
         sample = str(tmp_path / "var" / "inputs" / "sample.mp4")
-        (source_frames,) = frames_per_video_stream(sample)
+        (source_frames,) = decoded_frames(sample)["video"]
         hls_url, mp4_url = links[0][2], links[1][2]
         assert hls_url.endswith("/master.m3u8") and "/play/" in hls_url
-        assert frames_per_video_stream(hls_url) == [source_frames, source_frames]
-        assert frames_per_video_stream(mp4_url) == [source_frames]
+        assert decoded_frames(hls_url)["video"] == [source_frames, source_frames]
+        assert decoded_frames(mp4_url)["video"] == [source_frames]
     finally:
         up.send_signal(signal.SIGTERM)
         try:

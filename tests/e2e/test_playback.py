@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
 import time
-from collections import Counter
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +20,7 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from server.delivery.tokens import PlaybackTokens
+from tests.media_probe import decoded_frames
 
 from .cluster import Cluster
 from .jobs import create_job, run_to_end
@@ -97,56 +96,6 @@ def played(backend_url, tmp_path_factory, media_root):
 def output_named(job: job_pb2.Job, name: str) -> job_pb2.Output:
     index = [entry[0] for entry in OUTPUTS].index(name)
     return job.outputs[index]
-
-
-def decoded_frames(url: str) -> dict[str, list[int]]:
-    """FFmpeg decodes every stream the URL leads to: frames per stream, by media type.
-
-    Video and audio are decoded in two runs: FFmpeg 5.1's DASH demuxer ends every stream
-    when its first representation ends, so with `-map 0` the last frames of a 2 s ladder's
-    video are lost after the audio ends (the same happens reading the MPD from disk; each
-    kind on its own decodes whole).
-    """
-    found: dict[str, list[int]] = {}
-    for kind in ("v", "a"):
-        found.update(_decoded_frames(url, f"0:{kind}"))
-    return found
-
-
-def _decoded_frames(url: str, streams: str) -> dict[str, list[int]]:
-    result = subprocess.run(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-map",
-            streams,
-            "-f",
-            "framemd5",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "", result.stderr
-    kinds: dict[int, str] = {}
-    counts: Counter[int] = Counter()
-    for line in result.stdout.splitlines():
-        if line.startswith("#media_type"):
-            number, kind = line.removeprefix("#media_type").split(":")
-            kinds[int(number)] = kind.strip()
-        elif line and not line.startswith("#"):
-            counts[int(line.split(",")[0])] += 1
-    found: dict[str, list[int]] = {}
-    for index, kind in sorted(kinds.items()):
-        found.setdefault(kind, []).append(counts[index])
-    return found
 
 
 def test_get_gives_each_output_one_playback_url(played):
