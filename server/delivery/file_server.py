@@ -1,13 +1,15 @@
 """Serving output files to players and CDNs: /play/{token}/{job}/{output}/… and /files/….
 
-HTTP semantics come from Starlette's StaticFiles and FileResponse (single and multiple ranges,
-416, HEAD, ETag and Last-Modified with If-None-Match / If-Modified-Since / If-Range, reads in
-a worker thread), not from code of our own. What this module adds is what is kiln's:
+HTTP semantics come from Starlette's FileResponse and StaticFiles' conditional checks (single
+and multiple ranges, 416, HEAD, ETag and Last-Modified with If-None-Match / If-Modified-Since /
+If-Range, reads in a worker thread), not from code of our own. What this module adds is
+kiln's own:
 
 - the path is checked before any file is looked at: the token must cover exactly the
   `{job_id}/{output_id}/` folder named, and the rest must be a plain relative name (no `..`,
-  encoded slashes or dots, backslashes, control characters); StaticFiles then refuses any
-  symlink that resolves outside the output's folder;
+  encoded slashes or dots, backslashes, control characters); the file is then opened one
+  folder at a time with O_NOFOLLOW, so no symbolic link in storage leads anywhere, and what
+  was checked is what is sent (Linux: the library reads the open file through /proc);
 - outputs on GCS are relayed from the bucket with the request's Range and validators passed
   through, so one playback URL works on every backend;
 - the Content-Type of every extension kiln writes comes from one table (media_types), and
@@ -16,23 +18,24 @@ a worker thread), not from code of our own. What this module adds is what is kil
   (live playlists grow while a chunked job runs);
 - CORS for players on other sites (`KILN_PLAYBACK_ALLOWED_ORIGINS`, `*` by default: the
   token is the credential, not a cookie), with preflight for `Range`;
-- a file that vanishes (DeleteOutputs while a page plays it) is a 404, or a short body if
-  it vanished mid-transfer, never a traceback.
+- a file that vanishes (DeleteOutputs while a page plays it) is a 404, or, once opened, is
+  sent whole; never a traceback.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import re
+import stat
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import Message, Receive, Scope, Send
@@ -44,8 +47,6 @@ from common.storage.media_types import mime_type_for
 from .links import PLAY_PREFIX
 from .tokens import PlaybackTokens
 
-log = logging.getLogger(__name__)
-
 FILES_PREFIX = "/files/"
 _JOB_ID = re.compile(r"job_[0-9a-z]{26}")
 _OUTPUT_ID = re.compile(r"out_[0-9a-z]{26}")
@@ -55,6 +56,8 @@ REVALIDATE = "no-cache"
 # Request headers a player's script may send cross-origin, and response headers it may read.
 CORS_REQUEST_HEADERS = "Range, If-None-Match, If-Modified-Since, If-Range"
 CORS_EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified"
+# Plain GETs of files up to this size (segments, playlists) are read in one piece.
+READ_WHOLE_MAX_BYTES = 4 * 1024 * 1024
 # job_id → output origin: an origin never changes after Create, so it is cached for good.
 ORIGINS_CACHED = 4096
 
@@ -87,28 +90,74 @@ def split_output_path(rest: str) -> tuple[str, str, str] | None:
     return job_id, output_id, "/".join(names)
 
 
-class _OutputFolder(StaticFiles):
-    """One output's folder. StaticFiles resolves symlinks and refuses any path that leaves
-    the folder; this subclass only chooses the Content-Type and Cache-Control."""
+class _LargeChunkFileResponse(FileResponse):
+    # Fewer thread-pool round trips per ranged or large file than the default 64 KiB.
+    chunk_size = 1024 * 1024
 
-    def file_response(
-        self,
-        full_path: Any,
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        name = str(full_path)
-        response = FileResponse(
-            full_path,
-            status_code=status_code,
-            stat_result=stat_result,
-            media_type=mime_type_for(name),
-            headers={"cache-control": cache_control_for(name)},
-        )
-        if self.is_not_modified(response.headers, Headers(scope=scope)):
-            return NotModifiedResponse(response.headers)
-        return response
+
+# StaticFiles' conditional-request logic (If-None-Match, If-Modified-Since → 304) does not
+# depend on its folder; one instance lends it to every output.
+_CONDITIONS = StaticFiles(directory="/", check_dir=False)
+
+
+def file_response(file_path: str, name: str, stat_result: os.stat_result, scope: Scope) -> Response:
+    """The library's answer for one file: 200, 206/416 for ranges, or 304; the Content-Type
+    and Cache-Control of kiln's file `name`."""
+    response = _LargeChunkFileResponse(
+        file_path,
+        stat_result=stat_result,
+        media_type=mime_type_for(name),
+        headers={"cache-control": cache_control_for(name)},
+    )
+    if _CONDITIONS.is_not_modified(response.headers, Headers(scope=scope)):
+        return NotModifiedResponse(response.headers)
+    return response
+
+
+@dataclass
+class _OpenFile:
+    descriptor: int
+    stat: os.stat_result
+    # The whole file, when it was asked for and small; the descriptor is then closed.
+    content: bytes | None
+
+
+def _open_beneath(root: Path, names: Sequence[str]) -> int:
+    """Open root/names[0]/…/names[-1] for reading, refusing a symbolic link anywhere on the
+    way. The kernel checks each step as it opens it (O_NOFOLLOW), so nothing can be swapped
+    between a check and the open, and nothing outside the output's folder is reachable."""
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names[:-1]:
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        return os.open(names[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def _open_file(root: Path, names: Sequence[str], read_whole: bool) -> _OpenFile | None:
+    """A regular file under `root`, opened (and read whole if asked and small), or None for
+    anything missing, a folder, or reached through a link. Runs in a worker thread."""
+    try:
+        descriptor = _open_beneath(root, names)
+    except OSError:
+        # ENOENT, ENOTDIR, and ELOOP for a link: all "no such file here".
+        return None
+    try:
+        found = os.fstat(descriptor)
+        if not stat.S_ISREG(found.st_mode):
+            os.close(descriptor)
+            return None
+        if not read_whole or found.st_size > READ_WHOLE_MAX_BYTES:
+            return _OpenFile(descriptor, found, None)
+        with os.fdopen(descriptor, "rb") as handle:
+            return _OpenFile(-1, found, handle.read())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+        raise
 
 
 class OutputFileServer:
@@ -154,31 +203,32 @@ class OutputFileServer:
         self, scope: Scope, receive: Receive, send: Send, job_id: str, output_id: str, path: str
     ) -> None:
         """One file of an output in local storage, with ranges and conditional requests."""
-        folder = self.storage.root / job_id / output_id
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        # StaticFiles keeps requests inside the folder's resolved path: the folder itself
-        # must then not be a link (to another output's folder, or out of storage).
-        if await anyio.to_thread.run_sync(os.path.realpath, folder) != str(folder):
+        # A plain GET of a segment-sized file is read whole in the same thread call that
+        # opens it: one hop to the thread pool per segment.
+        read_whole = scope["method"] == "GET" and "range" not in Headers(scope=scope)
+        names = [job_id, output_id, *path.split("/")]
+        opened = await anyio.to_thread.run_sync(_open_file, self.storage.root, names, read_whole)
+        if opened is None:
             await _plain(send, 404, "not found\n")
             return
-        try:
-            static = _OutputFolder(directory=folder, check_dir=False)
-            response = await static.get_response(path, scope)
-            await response(scope, receive, tracking_send)
-        except HTTPException as refused:
-            await _plain(send, refused.status_code, f"{refused.detail.lower()}\n")
-        except OSError as vanished:
-            # Deleted between the lookup and the open (DeleteOutputs while a player reads).
-            if not started:
-                await _plain(send, 404, "not found\n")
+        if opened.content is not None:
+            response = file_response(path, path, opened.stat, scope)
+            if isinstance(response, FileResponse):
+                # The library chose the status and headers; the body is already here.
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": response.raw_headers}
+                )
+                await send({"type": "http.response.body", "body": opened.content})
                 return
-            log.info("%s/%s/%s went away mid-response: %s", job_id, output_id, path, vanished)
+            await response(scope, receive, send)
+            return
+        try:
+            # The library reads through the descriptor already open (its /proc link): the
+            # file checked is the file sent, even if it is deleted or replaced meanwhile.
+            descriptor_path = f"/proc/self/fd/{opened.descriptor}"
+            await file_response(descriptor_path, path, opened.stat, scope)(scope, receive, send)
+        finally:
+            os.close(opened.descriptor)
 
     def preflight(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
         """The answer headers to a CORS preflight, or None if the Origin is not allowed."""
