@@ -152,7 +152,7 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
 
   function renderOutputs() {
     const outputs = job.outputs || [];
-    const sprite = outputs.find((o) => o.status === "OUTPUT_STATUS_COMPLETED" && o.spec?.thumbnail?.mode === "THUMBNAIL_MODE_SPRITE" && (o.files || []).some((f) => f.url));
+    const sprite = outputs.find((o) => o.status === "OUTPUT_STATUS_COMPLETED" && o.spec?.thumbnail?.mode === "THUMBNAIL_MODE_SPRITE" && o.playbackBaseUrl);
     const cards = outputs.map((output, index) => {
       const card = h(
         "article",
@@ -163,10 +163,9 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
         output.error ? h("p", { class: "error" }, h("code", {}, output.error.code), ` ${output.error.message}`) : null,
         (output.notes || []).map((n) => h("p", { class: "muted small" }, `note: ${n}`)),
       );
-      // Output events may list files without download URLs (the completed event and Get sign
-      // them): players wait for signed URLs.
-      const signed = (output.files || []).length > 0 && output.files.every((f) => f.url);
-      if (output.status === "OUTPUT_STATUS_COMPLETED" && signed) {
+      // Output events carry no links (Get and the completed event do): players wait for the
+      // playback URL.
+      if (output.status === "OUTPUT_STATUS_COMPLETED" && output.playbackUrl && (output.files || []).length) {
         // A player is built once per output (and per set of files): re-renders keep it playing.
         const key = output.files.map((f) => f.path).join("|") + (sprite ? `|${sprite.id}` : "");
         let media = mounted.get(output.id);
@@ -273,7 +272,7 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
         // Status changes carry no costs, input info or times: fetch the job for those.
         if ("statusChange" in event) refreshDetails();
         const done = event.output?.output;
-        if (done?.status === "OUTPUT_STATUS_COMPLETED" && (done.files || []).some((f) => !f.url)) refreshDetails();
+        if (done?.status === "OUTPUT_STATUS_COMPLETED" && !done.playbackUrl) refreshDetails();
         scheduleRender();
       },
       onError: (err) => toast(`Watch: ${errorText(err)} (resuming)`, true),

@@ -1,26 +1,39 @@
-// Players for completed outputs: hls.js (HLS, CMAF), dash.js (DASH, CMAF), <video>/<audio>
-// for files, images for thumbnails; a sprite scrub preview and a per-segment bitrate chart.
+// Players for completed outputs, every one opened from the output's playback URL: `playbackUrl`
+// is the HLS master playlist, else the MPD, else the file itself, and `playbackBaseUrl` the
+// folder they sit in. The URL's token is part of its path, so the relative entries of a
+// playlist or MPD resolve under the same token and the players' default loaders need no help.
+// (files[].url are per-file download links: the files table offers those.)
 //
-// Every output file has its own signed URL, so a playlist's relative entries (v0/index.m3u8,
-// v0/seg_001.m4s) would be fetched unsigned. Both players get a hook that maps any URL inside
-// the output's folder to that file's signed URL, by origin and path.
+// HLS plays in hls.js where Media Source Extensions exist, else in the browser's own HLS
+// (Safari on iOS); DASH in dash.js; CMAF offers both manifests of its one set of segments;
+// single files in <video>, <audio> or <img>. Also a sprite scrub preview and a per-segment
+// bitrate chart.
 
 import * as fmt from "./format.js";
 
 const { h } = fmt;
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
+const NATIVE_HLS = "application/vnd.apple.mpegurl";
 
-function signedResolver(files) {
-  const byPath = new Map();
-  for (const file of files) {
-    if (!file.url) continue;
-    const url = new URL(file.url, location.href);
-    byPath.set(url.origin + url.pathname, url.href);
-  }
-  return (raw) => {
-    const url = new URL(raw, location.href);
-    return byPath.get(url.origin + url.pathname) || raw;
-  };
+// The playback URL of one file of an output, from its path inside the output's folder.
+function fileUrl(output, path) {
+  return output.playbackBaseUrl + path.split("/").map(encodeURIComponent).join("/");
+}
+
+// The path inside the output's folder that a URL names (the key of the job's file list).
+function pathInFolder(output, url) {
+  const base = new URL(output.playbackBaseUrl, location.href);
+  const target = new URL(url, base);
+  if (target.origin !== base.origin || !target.pathname.startsWith(base.pathname)) return null;
+  return decodeURIComponent(target.pathname.slice(base.pathname.length));
+}
+
+const endsWith = (url, suffix) => new URL(url, location.href).pathname.endsWith(suffix);
+
+async function fetchText(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${response.status} ${response.statusText} for ${new URL(url, location.href).pathname.split("/").pop()}`);
+  return response.text();
 }
 
 function recordError(output, player, type, details, fatal) {
@@ -29,37 +42,38 @@ function recordError(output, player, type, details, fatal) {
   return entry;
 }
 
-const topLevel = (files, suffix) => files.find((f) => !f.path.includes("/") && f.path.endsWith(suffix));
-
 export function renderOutputMedia(output, node, { sprite }) {
   const type = fmt.outputType(output.spec?.type);
   const files = output.files || [];
+  const url = output.playbackUrl;
   const disposers = [];
-  const master = topLevel(files, ".m3u8");
-  const mpd = topLevel(files, ".mpd");
+  const hlsUrl = endsWith(url, ".m3u8") ? url : null;
+  // A CMAF output's playback URL is its HLS master playlist; its MPD is in the same folder.
+  const mpdUrl = endsWith(url, ".mpd") ? url : type === "CMAF" ? fileUrl(output, "manifest.mpd") : null;
+  node.append(playbackUrls(output, hlsUrl && mpdUrl ? [["HLS", hlsUrl], ["DASH", mpdUrl]] : [["Playback URL", url]]));
 
-  if (type === "CMAF" && master && mpd) {
+  if (hlsUrl && mpdUrl) {
     // One set of segments, two manifests: play either.
     const holder = h("div");
     let current = () => {};
-    const pick = h("select", { class: "protocol" }, h("option", { value: "hls" }, "HLS (hls.js)"), h("option", { value: "dash" }, "DASH (dash.js)"));
+    const pick = h("select", { class: "protocol" }, h("option", { value: "hls" }, "HLS"), h("option", { value: "dash" }, "DASH (dash.js)"));
     const mount = () => {
       current();
       holder.replaceChildren();
-      current = pick.value === "hls" ? hlsPlayer(output, master, holder, sprite) : dashPlayer(output, mpd, holder, sprite);
+      current = pick.value === "hls" ? hlsPlayer(output, hlsUrl, holder, sprite) : dashPlayer(output, mpdUrl, holder, sprite);
     };
     pick.addEventListener("change", mount);
     node.append(h("label", { class: "small" }, "Manifest ", pick), holder);
     mount();
     disposers.push(() => current());
-  } else if (master) {
-    disposers.push(hlsPlayer(output, master, node, sprite));
-  } else if (mpd) {
-    disposers.push(dashPlayer(output, mpd, node, sprite));
+  } else if (hlsUrl) {
+    disposers.push(hlsPlayer(output, hlsUrl, node, sprite));
+  } else if (mpdUrl) {
+    disposers.push(dashPlayer(output, mpdUrl, node, sprite));
   } else if (["MP4", "WEBM", "MOV", "MKV"].includes(type)) {
     disposers.push(filePlayer(output, files[0], node, sprite));
   } else if (["MP3", "M4A", "OPUS", "WAV"].includes(type)) {
-    node.append(h("audio", { controls: true, preload: "metadata", src: files[0].url }));
+    node.append(h("audio", { controls: true, preload: "metadata", src: url }));
   } else if (["JPG", "PNG", "WEBP", "GIF"].includes(type)) {
     const images = files.filter((f) => !f.path.endsWith(".vtt"));
     const isSprite = output.spec?.thumbnail?.mode === "THUMBNAIL_MODE_SPRITE";
@@ -68,17 +82,51 @@ export function renderOutputMedia(output, node, { sprite }) {
         "div",
         {},
         isSprite ? h("p", { class: "muted small" }, "Sprite sheet: the scrub preview of this job's players (hover the bar under a player).") : null,
-        h("div", { class: "thumbs" }, images.slice(0, 24).map((f) => h("a", { href: f.url, target: "_blank", rel: "noopener" }, h("img", { src: f.url, alt: f.path, loading: "lazy", class: isSprite ? "sprite-sheet" : "" })))),
+        h(
+          "div",
+          { class: "thumbs" },
+          images.slice(0, 24).map((f) => {
+            const src = fileUrl(output, f.path);
+            return h("a", { href: src, target: "_blank", rel: "noopener" }, h("img", { src, alt: f.path, loading: "lazy", class: isSprite ? "sprite-sheet" : "" }));
+          }),
+        ),
         images.length > 24 ? h("p", { class: "muted small" }, `and ${images.length - 24} more`) : null,
       ),
     );
   }
-  if (master || mpd) {
+  if (hlsUrl || mpdUrl) {
     const chart = h("div", { class: "chart" });
     node.append(chart);
-    bitrateChart(output, master, mpd, chart).catch((err) => chart.replaceChildren(h("p", { class: "error small" }, `bitrate chart: ${err}`)));
+    bitrateChart(output, hlsUrl, mpdUrl, chart).catch((err) => chart.replaceChildren(h("p", { class: "error small" }, `bitrate chart: ${err}`)));
   }
   return () => disposers.forEach((d) => d());
+}
+
+// The URLs to hand to any player, each with a copy button, and when they stop working.
+function playbackUrls(output, entries) {
+  const expires = output.playbackUrlExpireTime ? `works until ${fmt.time(output.playbackUrlExpireTime)}` : "does not expire";
+  return h(
+    "div",
+    { class: "playback-urls small" },
+    entries.map(([label, url]) => {
+      const field = h("input", { class: "playback-url", readOnly: true, value: url, "aria-label": `${label} URL`, "data-label": label });
+      const button = h("button", { type: "button", class: "copy", onclick: () => copyField(field, button) }, "Copy");
+      return h("div", { class: "playback-url-row" }, h("span", { class: "muted" }, label), field, button);
+    }),
+    h("span", { class: "muted" }, expires),
+  );
+}
+
+async function copyField(field, button) {
+  field.select();
+  try {
+    await navigator.clipboard.writeText(field.value);
+    button.textContent = "Copied";
+  } catch {
+    // The Clipboard API exists only in secure contexts (not plain http to another host):
+    // the URL is selected for the keyboard instead.
+    button.textContent = "Selected: copy with Ctrl+C";
+  }
 }
 
 function playerShell(output, kind, node) {
@@ -98,21 +146,35 @@ function playerShell(output, kind, node) {
   return { video, picker, info, wrap, onError };
 }
 
-function hlsPlayer(output, master, node, sprite) {
+function hlsPlayer(output, url, node, sprite) {
   const shell = playerShell(output, "hls", node);
-  if (!window.Hls || !Hls.isSupported()) {
-    shell.onError("setup", window.Hls ? "MediaSource is not supported here" : "hls.js is not installed (make dashboard-deps)", true);
+  let stop;
+  if (window.Hls?.isSupported()) {
+    const hls = hlsJs(shell, output, url);
+    stop = () => hls.destroy();
+  } else if (shell.video.canPlayType(NATIVE_HLS)) {
+    // The browser's own HLS (Safari on iOS has no MSE): it picks renditions itself.
+    shell.picker.parentElement.hidden = true;
+    shell.info.textContent = "the browser's own HLS player";
+    shell.video.src = url;
+    window.kiln.players[`${output.id}:hls`].engine = "native";
+    stop = () => {
+      shell.video.removeAttribute("src");
+      shell.video.load();
+    };
+  } else {
+    shell.onError("setup", window.Hls ? "this browser plays HLS neither through MediaSource nor natively" : "hls.js is not installed (make dashboard-deps)", true);
     return () => {};
   }
-  const resolve = signedResolver(output.files);
-  const Base = Hls.DefaultConfig.loader;
-  class SignedLoader extends Base {
-    load(context, config, callbacks) {
-      context.url = resolve(context.url);
-      super.load(context, config, callbacks);
-    }
-  }
-  const hls = new Hls({ loader: SignedLoader });
+  const scrub = sprite ? spriteScrub(sprite, shell.video, shell.wrap) : () => {};
+  return () => {
+    scrub();
+    stop();
+  };
+}
+
+function hlsJs(shell, output, url) {
+  const hls = new Hls();
   hls.on(Hls.Events.ERROR, (_event, data) => {
     // "aborted" is hls.js cancelling its own fragment load (a rendition switch, a seek): kept
     // in the error record, but shown as a note rather than a failure.
@@ -135,30 +197,21 @@ function hlsPlayer(output, master, node, sprite) {
     // nextLevel switches at the next fragment; currentLevel would abort the one loading.
     hls.nextLevel = Number(shell.picker.value);
   });
-  hls.loadSource(master.url);
+  hls.loadSource(url);
   hls.attachMedia(shell.video);
-  const scrub = sprite ? spriteScrub(sprite, shell.video, shell.wrap) : () => {};
   window.kiln.players[`${output.id}:hls`].engine = hls;
-  return () => {
-    scrub();
-    hls.destroy();
-  };
+  return hls;
 }
 
-function dashPlayer(output, mpd, node, sprite) {
+function dashPlayer(output, url, node, sprite) {
   const shell = playerShell(output, "dash", node);
   if (!window.dashjs) {
     shell.onError("setup", "dash.js is not installed (make dashboard-deps)", true);
     return () => {};
   }
-  const resolve = signedResolver(output.files);
   const events = dashjs.MediaPlayer.events;
   const player = dashjs.MediaPlayer().create();
   player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
-  player.addRequestInterceptor((request) => {
-    request.url = resolve(request.url);
-    return Promise.resolve(request);
-  });
   player.on(events.ERROR, (e) => shell.onError("error", e.error ? `${e.error.code} ${e.error.message}` : JSON.stringify(e), true));
   player.on(events.PLAYBACK_ERROR, (e) => shell.onError("playbackError", e.error?.message || "playback error", true));
   player.on(events.STREAM_INITIALIZED, () => {
@@ -176,7 +229,7 @@ function dashPlayer(output, mpd, node, sprite) {
     player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: auto } } } });
     if (!auto) player.setRepresentationForTypeById("video", shell.picker.value, true);
   });
-  player.initialize(shell.video, mpd.url, false);
+  player.initialize(shell.video, url, false);
   const scrub = sprite ? spriteScrub(sprite, shell.video, shell.wrap) : () => {};
   window.kiln.players[`${output.id}:dash`].engine = player;
   return () => {
@@ -188,7 +241,7 @@ function dashPlayer(output, mpd, node, sprite) {
 function filePlayer(output, file, node, sprite) {
   const shell = playerShell(output, "file", node);
   shell.picker.parentElement.hidden = true;
-  shell.video.src = file.url;
+  shell.video.src = output.playbackUrl;
   shell.info.textContent = `${file.width || "?"}×${file.height || "?"} ${file.codec || ""}, ${fmt.bitrate(file.bitrate)}`;
   const scrub = sprite ? spriteScrub(sprite, shell.video, shell.wrap) : () => {};
   return () => {
@@ -227,16 +280,15 @@ function spriteScrub(sprite, video, wrap) {
   bar.append(preview);
   wrap.insertBefore(bar, video.nextSibling);
   let cues = [];
-  const resolve = (image) => {
-    const base = vtt.path.includes("/") ? vtt.path.slice(0, vtt.path.lastIndexOf("/") + 1) : "";
-    return (sprite.files.find((f) => f.path === base + image) || {}).url;
-  };
-  fetch(vtt.url)
-    .then((r) => r.text())
+  // The cues name their sheet relative to the VTT, as the WebVTT thumbnail convention has it.
+  const vttUrl = fileUrl(sprite, vtt.path);
+  const resolve = (image) => new URL(image, vttUrl).href;
+  fetchText(vttUrl)
     .then((text) => {
       cues = parseSpriteVtt(text);
       wrap.dataset.spriteCues = String(cues.length);
-    });
+    })
+    .catch((err) => (bar.title = `no scrub preview: ${err.message}`));
   const duration = () => video.duration || (cues.length ? cues[cues.length - 1].end : 0);
   const at = (event) => {
     const box = bar.getBoundingClientRect();
@@ -263,18 +315,6 @@ function spriteScrub(sprite, video, wrap) {
 }
 
 // ---------------------------------------------------------------- bitrate per segment
-
-const dirname = (path) => (path.includes("/") ? path.slice(0, path.lastIndexOf("/") + 1) : "");
-
-function joinPath(base, relative) {
-  const parts = (base + relative).split("/");
-  const out = [];
-  for (const part of parts) {
-    if (part === "..") out.pop();
-    else if (part !== "." && part !== "") out.push(part);
-  }
-  return out.join("/");
-}
 
 function attributes(line) {
   const attrs = {};
@@ -311,38 +351,37 @@ export function parseMedia(text) {
   return segments;
 }
 
-async function bitrateChart(output, master, mpd, container) {
-  const files = output.files || [];
-  const sizes = new Map(files.map((f) => [f.path, Number(f.sizeBytes || 0)]));
-  const urls = new Map(files.map((f) => [f.path, f.url]));
-  const series = master ? await hlsSeries(master, sizes, urls) : dashSeries(await (await fetch(mpd.url)).text(), dirname(mpd.path), sizes);
+async function bitrateChart(output, hlsUrl, mpdUrl, container) {
+  const sizes = new Map((output.files || []).map((f) => [f.path, Number(f.sizeBytes || 0)]));
+  // A segment's size, from the job's file list, by the URL a manifest resolves it to.
+  const sizeAt = (url) => sizes.get(pathInFolder(output, url));
+  const series = hlsUrl ? await hlsSeries(hlsUrl, sizeAt) : dashSeries(await fetchText(mpdUrl), mpdUrl, sizeAt);
   window.kiln.charts = window.kiln.charts || {};
   window.kiln.charts[output.id] = series;
-  drawChart(container, series, master ? "the HLS media playlists" : "the MPD's segment timeline");
+  drawChart(container, series, hlsUrl ? "the HLS media playlists" : "the MPD's segment timeline");
 }
 
-async function hlsSeries(master, sizes, urls) {
-  const variants = parseMaster(await (await fetch(master.url)).text());
+async function hlsSeries(masterUrl, sizeAt) {
+  const variants = parseMaster(await fetchText(masterUrl));
   const series = [];
   for (const variant of variants) {
-    const mediaPath = joinPath(dirname(master.path), variant.uri);
-    if (!urls.get(mediaPath)) continue;
-    const segments = parseMedia(await (await fetch(urls.get(mediaPath))).text());
+    const mediaUrl = new URL(variant.uri, masterUrl).href;
+    const segments = parseMedia(await fetchText(mediaUrl));
     let t = 0;
     const points = [];
     for (const segment of segments) {
-      const size = segment.rangeBytes ?? sizes.get(joinPath(dirname(mediaPath), segment.uri));
+      const size = segment.rangeBytes ?? sizeAt(new URL(segment.uri, mediaUrl));
       if (size !== undefined && segment.duration > 0) points.push({ t, duration: segment.duration, kbps: (size * 8) / segment.duration / 1000 });
       t += segment.duration;
     }
-    series.push({ label: `${variant.resolution ? variant.resolution.split("x")[1] + "p" : mediaPath} (${Math.round(variant.bandwidth / 1000)} kb/s declared)`, points });
+    series.push({ label: `${variant.resolution ? variant.resolution.split("x")[1] + "p" : variant.uri} (${Math.round(variant.bandwidth / 1000)} kb/s declared)`, points });
   }
   return series;
 }
 
 // Video representations of a SegmentTemplate + SegmentTimeline MPD (what FFmpeg's dash muxer
 // writes): each S element is d ticks long and repeats r more times; $Number$ counts segments.
-export function dashSeries(text, base, sizes) {
+export function dashSeries(text, mpdUrl, sizeAt) {
   const doc = new DOMParser().parseFromString(text, "application/xml");
   const series = [];
   for (const set of doc.getElementsByTagName("AdaptationSet")) {
@@ -366,7 +405,7 @@ export function dashSeries(text, base, sizes) {
             .replaceAll("$Bandwidth$", rep.getAttribute("bandwidth"))
             .replaceAll("$Time$", String(ticks))
             .replace(/\$Number(?:%0(\d+)d)?\$/g, (_m, width) => String(number).padStart(Number(width || 0), "0"));
-          const size = sizes.get(joinPath(base, name));
+          const size = sizeAt(new URL(name, mpdUrl));
           if (size !== undefined && d > 0) points.push({ t: ticks / timescale, duration: d / timescale, kbps: (size * 8) / (d / timescale) / 1000 });
           ticks += d;
           number += 1;

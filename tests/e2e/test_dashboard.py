@@ -3,10 +3,11 @@
 One server and one worker; the Node driver signs in, creates a job from the JSON form (HLS and
 DASH ladders, MP4, sprite) and sees its row progress live (Watch, no reload), opens it, plays
 the HLS ladder, the DASH output and the MP4 past 2 s with no player error (hls.js ERROR and
-dash.js error events, non-fatal ones included), checks the sprite scrub preview and both
-bitrate charts, cancels a running job from its page, retries and cancels it again, confirms a
-delayed-start job after reading its estimate, deletes outputs, and opens the operations view
-(queue depth from /metrics). Screenshots are left in the test's tmp folder.
+dash.js error events, non-fatal ones included) from each output's playback URL (the one its
+card shows and copies; no player fetches a /files/ download URL), checks the sprite scrub
+preview and both bitrate charts, cancels a running job from its page, retries and cancels it
+again, confirms a delayed-start job after reading its estimate, deletes outputs, and opens the
+operations view (queue depth from /metrics). Screenshots are left in the test's tmp folder.
 """
 
 from __future__ import annotations

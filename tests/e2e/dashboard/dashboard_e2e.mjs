@@ -64,7 +64,16 @@ const pageErrors = [];
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // The copy buttons of the playback URLs write to the clipboard; this run reads it back.
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl });
   page = await context.newPage();
+  // The paths of every request the page makes to kiln's file routes: players must open the
+  // playback URLs (/play/…); /files/… are download links, which no player fetches.
+  const fileRequests = [];
+  page.on("request", (request) => {
+    const { pathname } = new URL(request.url());
+    if (pathname.startsWith("/play/") || pathname.startsWith("/files/")) fileRequests.push(pathname);
+  });
   page.on("pageerror", (err) => pageErrors.push(String(err.stack || err).slice(0, 600)));
   page.on("dialog", (dialog) => dialog.accept());
   page.setDefaultTimeout(20000);
@@ -135,6 +144,20 @@ try {
   );
   const errors = await page.evaluate(() => window.kiln.playerErrors);
   check(errors.length === 0, `player errors: ${JSON.stringify(errors)}`);
+  // Each player opened the URL its card shows, under /play/, and nothing came from /files/.
+  const shown = await page.$$eval(".output:has(.player) input.playback-url", (fields) => fields.map((f) => f.value));
+  check(shown.length === 3 && shown.every((url) => url.startsWith(`${baseUrl}/play/`)), `playback URLs shown: ${JSON.stringify(shown)}`);
+  const requested = new Set(fileRequests);
+  const unopened = shown.filter((url) => !requested.has(new URL(url).pathname));
+  check(unopened.length === 0, `playback URLs no player opened: ${JSON.stringify(unopened)}`);
+  const downloads = fileRequests.filter((p) => p.startsWith("/files/"));
+  check(downloads.length === 0, `players fetched download URLs: ${JSON.stringify(downloads.slice(0, 5))}`);
+  const hlsRow = page.locator('.output[data-output-type="HLS"] .playback-url-row');
+  await hlsRow.locator("button.copy").click();
+  await hlsRow.locator("button.copy", { hasText: "Copied" }).waitFor();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  const hlsUrl = await hlsRow.locator("input").inputValue();
+  check(copied === hlsUrl && hlsUrl.endsWith("/master.m3u8"), `copied ${copied}, shown ${hlsUrl}`);
   check(players.some((p) => p.kind === "hls") && players.some((p) => p.kind === "dash") && players.some((p) => p.kind === "file"), `players: ${JSON.stringify(players)}`);
   check(players.find((p) => p.kind === "hls").level === pinnedLevel, `HLS rendition not pinned: ${JSON.stringify(players)}`);
   check(players.find((p) => p.kind === "dash").level === pinnedRep, `DASH rendition not pinned: ${JSON.stringify(players)}`);

@@ -1,16 +1,19 @@
-// Plays adaptive ladders with hls.js / dash.js and files in <video>, in Debian's chromium driven
-// by playwright-core, and reports every error AND warning the players raise.
+// Plays outputs from their playback URLs, as any third-party page would: adaptive ladders with
+// hls.js / dash.js (their default loaders, nothing rewritten) and files in a plain <video>, in
+// Debian's chromium driven by playwright-core. Reports every error AND warning the players
+// raise and every answer kiln gave the page.
 //
 // Usage: node play_outputs.mjs CASES_JSON
-// CASES_JSON: { "page": URL of any page on the origin that serves the files,
-//               "hls": URL of hls.min.js, "dash": URL of dash.all.min.js,
-//               "cases": [{ "name", "player": "hls" | "dash" | "file", "url",
-//                           "files": { "<absolute url without query>": "<signed url>" },
-//                           "hlsConfig": { extra hls.js settings } }] }
-// `files` maps every file of an output to its signed URL: playlists name their segments by
-// relative path, which would otherwise be fetched unsigned. Prints one JSON line:
+// CASES_JSON: { "page": URL of a blank page, on another origin than kiln's,
+//               "hls": URL of hls.min.js, "dash": URL of dash.all.min.js (the page's origin),
+//               "kiln": kiln's origin (its answers are recorded),
+//               "playSeconds": how far each case must play, "probeTypes": [MIME types],
+//               "cases": [{ "name", "player": "hls" | "dash" | "file", "url" }] }
+// A "file" case plays a little, then seeks to half a second before the end and plays on.
+// Prints one JSON line:
 // { "supported": { type: MediaSource.isTypeSupported(type) for config.probeTypes },
-//   "results": [{ name, starts: { mime: first buffered second }, time, duration, ended, issues }] }.
+//   "results": [{ name, starts: { mime: first buffered second }, time, duration, ended,
+//                 seekedTo, issues, responses: [{ file, status, range, contentRange, allowOrigin }] }] }.
 
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
@@ -19,17 +22,13 @@ const require = createRequire(new URL("../../../dashboard/package.json", import.
 const { chromium } = require("playwright-core");
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf-8"));
-// Playback must reach this far into each 2 s clip (or end) to count as advancing.
-const PLAY_SECONDS = config.playSeconds ?? 1.2;
+// Playback must reach this far into each clip to count as advancing.
+const PLAY_SECONDS = config.playSeconds ?? 2.0;
 
 // Runs inside the page: plays one case, resolves with what happened.
 async function playCase(spec, playSeconds) {
   const issues = [];
   const note = (source, kind, detail) => issues.push({ source, kind: String(kind), detail: String(detail).slice(0, 300) });
-  const signed = (raw) => {
-    const url = new URL(raw, location.href);
-    return spec.files[url.origin + url.pathname] || raw;
-  };
   // Where each SourceBuffer's media starts once appended: the players' view of the start.
   window.__bufferStarts = [];
   const video = document.createElement("video");
@@ -38,20 +37,23 @@ async function playCase(spec, playSeconds) {
   document.body.append(video);
   video.addEventListener("error", () => note("video", "error", video.error?.message || video.error?.code));
   let teardown = () => {};
+  // Resolves once playback reaches `seconds` (or ends, or fails).
+  const reached = (seconds) =>
+    new Promise((resolve) => {
+      const check = () => (video.ended || video.currentTime >= seconds ? resolve() : null);
+      video.addEventListener("timeupdate", check);
+      video.addEventListener("ended", check);
+      video.addEventListener("error", resolve);
+      check();
+    });
+  // A deadline, not a synchronisation: a case that never gets there is reported as it stands.
+  const deadline = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   if (spec.player === "hls") {
-    const Base = Hls.DefaultConfig.loader;
-    class SignedLoader extends Base {
-      load(context, loaderConfig, callbacks) {
-        context.url = signed(context.url);
-        super.load(context, loaderConfig, callbacks);
-      }
-    }
     // A logger object receives hls.js's own warnings (the console stays quiet otherwise).
     const quiet = () => {};
-    const verbose = spec.verbose ? (...a) => note("hls.js", "log", a.join(" ")) : quiet;
-    const debug = { trace: quiet, debug: quiet, log: verbose, info: verbose, warn: (...a) => note("hls.js", "warn", a.join(" ")), error: (...a) => note("hls.js", "error", a.join(" ")) };
-    const hls = new Hls({ ...(spec.hlsConfig || {}), loader: SignedLoader, debug });
+    const debug = { trace: quiet, debug: quiet, log: quiet, info: quiet, warn: (...a) => note("hls.js", "warn", a.join(" ")), error: (...a) => note("hls.js", "error", a.join(" ")) };
+    const hls = new Hls({ debug });
     hls.on(Hls.Events.ERROR, (_e, data) => note("hls.js", `ERROR${data.fatal ? " fatal" : ""}`, `${data.type} ${data.details}${data.reason ? " " + data.reason : ""}`));
     hls.loadSource(spec.url);
     hls.attachMedia(video);
@@ -64,31 +66,37 @@ async function playCase(spec, playSeconds) {
     player.on(events.LOG, (e) => {
       if (e.level <= dashjs.Debug.LOG_LEVEL_WARNING && e.level > dashjs.Debug.LOG_LEVEL_NONE) note("dash.js", e.level === dashjs.Debug.LOG_LEVEL_WARNING ? "warn" : "error", e.message);
     });
-    player.addRequestInterceptor((request) => {
-      request.url = signed(request.url);
-      return Promise.resolve(request);
-    });
     player.on(events.ERROR, (e) => note("dash.js", "ERROR", e.error ? `${e.error.code} ${e.error.message}` : JSON.stringify(e)));
     player.on(events.PLAYBACK_ERROR, (e) => note("dash.js", "PLAYBACK_ERROR", e.error?.message || "playback error"));
     player.initialize(video, spec.url, true);
     teardown = () => player.destroy();
   } else {
+    // A CORS request, as a page that draws the frames (canvas, WebGL) makes it: the file's
+    // answers must allow this page's origin, its range answers included.
+    video.crossOrigin = "anonymous";
     video.src = spec.url;
   }
 
   const started = performance.now();
-  await new Promise((resolve) => {
-    const check = () => (video.ended || video.currentTime >= playSeconds ? resolve() : null);
-    video.addEventListener("timeupdate", check);
-    video.addEventListener("ended", check);
-    video.addEventListener("error", resolve);
-    setTimeout(resolve, 8000);
-  });
+  let seekedTo = null;
+  if (spec.player === "file") {
+    // Advancing from the start, then a seek near the end: the media stack asks for the bytes
+    // it has not got with Range requests.
+    await Promise.race([reached(0.3), deadline(8000)]);
+    if (video.duration > 1 && !video.error) {
+      seekedTo = video.duration - 0.5;
+      const seeked = new Promise((resolve) => video.addEventListener("seeked", resolve, { once: true }));
+      video.currentTime = seekedTo;
+      await Promise.race([seeked.then(() => reached(seekedTo + 0.1)), deadline(8000)]);
+    }
+  } else {
+    await Promise.race([reached(playSeconds), deadline(8000)]);
+  }
   const starts = {};
   for (const entry of window.__bufferStarts) if (!(entry.type in starts)) starts[entry.type] = entry.start;
-  const result = { starts, time: video.currentTime, duration: video.duration, ended: video.ended, ms: Math.round(performance.now() - started) };
+  const result = { starts, time: video.currentTime, duration: video.duration, ended: video.ended, seekedTo, ms: Math.round(performance.now() - started) };
   // Warnings can trail the moment playback advanced (a gap found at the next buffer check).
-  await new Promise((resolve) => setTimeout(resolve, 150));
+  await deadline(150);
   teardown();
   video.remove();
   return { ...result, issues };
@@ -109,8 +117,30 @@ async function openPage() {
     if (["warning", "error"].includes(message.type())) consoleIssues.push(`${message.type()}: ${message.text().slice(0, 300)}`);
   });
   page.on("pageerror", (error) => consoleIssues.push(`pageerror: ${String(error).slice(0, 300)}`));
+  page.on("requestfailed", (request) => consoleIssues.push(`request failed: ${request.url().split("/").pop()} ${request.failure()?.errorText}`));
+  // kiln's answers, as the page saw them (status, range, CORS). The request's own headers
+  // are read from the wire (allHeaders), where the media stack's Range header shows.
+  const responses = [];
+  const pending = new Set();
+  page.on("response", (response) => {
+    if (!response.url().startsWith(`${config.kiln}/`)) return;
+    const reading = (async () => {
+      const sent = await response.request().allHeaders();
+      const answered = await response.allHeaders();
+      responses.push({
+        file: new URL(response.url()).pathname.split("/").pop(),
+        method: response.request().method(),
+        status: response.status(),
+        range: sent.range ?? null,
+        contentRange: answered["content-range"] ?? null,
+        allowOrigin: answered["access-control-allow-origin"] ?? null,
+      });
+    })();
+    pending.add(reading);
+    reading.finally(() => pending.delete(reading));
+  });
+  const settled = () => Promise.all([...pending]);
   await page.goto(config.page);
-  await page.setContent("<!doctype html><title>players</title><body></body>");
   await page.addScriptTag({ url: config.hls });
   await page.addScriptTag({ url: config.dash });
   await page.addScriptTag({ content: `window.playCase = ${playCase.toString()};` });
@@ -125,7 +155,7 @@ async function openPage() {
       return buffer;
     };
   });
-  return { page, consoleIssues };
+  return { page, consoleIssues, responses, settled };
 }
 
 try {
@@ -134,14 +164,15 @@ try {
   const pages = await Promise.all(Array.from({ length: Math.min(CONCURRENCY, config.cases.length) }, openPage));
   const supported = await pages[0].page.evaluate((types) => Object.fromEntries(types.map((t) => [t, MediaSource.isTypeSupported(t)])), config.probeTypes || []);
   await Promise.all(
-    pages.map(async ({ page, consoleIssues }) => {
+    pages.map(async ({ page, consoleIssues, responses, settled }) => {
       while (next < config.cases.length) {
         const index = next++;
         const spec = config.cases[index];
-        const before = consoleIssues.length;
+        const before = { issues: consoleIssues.length, responses: responses.length };
         const result = await page.evaluate(([s, seconds]) => window.playCase(s, seconds), [spec, PLAY_SECONDS]);
-        result.issues.push(...consoleIssues.slice(before).map((text) => ({ source: "console", kind: "console", detail: text })));
-        results[index] = { name: spec.name, ...result };
+        await settled();
+        result.issues.push(...consoleIssues.slice(before.issues).map((text) => ({ source: "console", kind: "console", detail: text })));
+        results[index] = { name: spec.name, ...result, responses: responses.slice(before.responses) };
       }
     }),
   );
