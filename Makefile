@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test deps system-deps ffmpeg postgres gen check-gen lint fmt unit bench-ladder \
 	bench-dispatch soak bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
-	bench-chunked bench-quality dashboard-deps dashboard-modules chromium
+	bench-chunked bench-quality bench-playback dashboard-deps dashboard-modules chromium
 
 run: deps dashboard-modules
 	$(BIN)/kiln up
@@ -113,3 +113,10 @@ bench-chunked: deps
 # What measure_quality adds to a ladder's encode.
 bench-quality: deps
 	$(PY) bench/quality_cost.py
+
+# Segment serving through /play/… against nginx on the same folder (issue 16), and Get
+# latency while it runs. nginx and wrk (the load generator) are Debian's, installed here.
+bench-playback: deps
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null && command -v wrk >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk; }
+	$(PY) bench/playback_serving.py
