@@ -19,6 +19,8 @@ from kiln.v1 import job_pb2
 from common.egress import EgressSession
 from common.input_policy import InputPolicy, InputRefused
 from common.manifests import PROBE_BYTES, manifest_kind
+from common.storage.gcs import download_to
+from common.storage.origins import gcs_client
 
 from . import remote
 from .media.errors import CANCELED, MediaError
@@ -120,6 +122,19 @@ class TaskInputs:
 
     async def probe(self, location: str) -> job_pb2.InputInfo:
         return await probe(location, access=self.access)
+
+
+async def stage_gs_input(url: str, target: Path) -> Path:
+    """The worker's GcsStager: gs:// inputs are staged once per task, as FFmpeg cannot read
+    GCS itself."""
+    try:
+        return await download_to(url, target, gcs_client())
+    except FileNotFoundError:
+        raise MediaError("INPUT_UNREADABLE", "the gs:// input does not exist") from None
+    except PermissionError:
+        raise MediaError("INPUT_UNREADABLE", "no permission to read the gs:// input") from None
+    except ValueError as error:
+        raise MediaError(INPUT_REFUSED, str(error)) from None
 
 
 def _local_manifest_kind(path: Path) -> str | None:

@@ -7,18 +7,12 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2
 
+from worker.media.codec_strings import codec_string, extradata_bytes, hevc_codec_string
 from worker.media.commands import build_command
 from worker.media.errors import INPUT_NO_AUDIO, MediaError, OutputSpecError
+from worker.media.hls_master import parse_attributes, tidy_cmaf_media_playlist
+from worker.media.images import sprite_vtt, vtt_timestamp
 from worker.media.ladder import for_video_stream, var_stream_map
-from worker.media.packaging import (
-    codec_string,
-    extradata_bytes,
-    hevc_codec_string,
-    parse_attributes,
-    sprite_vtt,
-    tidy_cmaf_media_playlist,
-    vtt_timestamp,
-)
 from worker.media.plan import CommandPlan, LadderPackaging, SpriteSheet
 
 OUT_DIR = Path("/work/out")

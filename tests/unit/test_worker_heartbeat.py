@@ -12,7 +12,8 @@ from pathlib import Path
 
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
-from worker.loop import TaskProgress, Worker
+from worker.heartbeat import TaskProgress
+from worker.loop import Worker
 from worker.settings import WorkerSettings
 
 INTERVAL = 0.05

@@ -32,9 +32,9 @@ from worker.media.ladder import (
     LADDER_CONTAINERS,
     display_aspect,
     ladder_filter_graph,
-    plan_rungs,
     rung_encoder_args,
 )
+from worker.media.ladder_rungs import plan_rungs
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.progressive import progressive_variant
 from worker.media.timing import clip_window, input_args, seconds_arg

@@ -3,7 +3,8 @@
 Owns build_thumbnail_command, which makes SINGLE images itself and hands the other modes to
 build_image_series_command, the series builders and their sampling helpers (frames_every,
 sampling_filter). Formats and the one-frame output options are worker.media.image_formats;
-a sprite's WebVTT map is written afterwards from its SpriteSheet by worker.media.packaging.
+a sprite's WebVTT map (sprite_vtt) is written from its SpriteSheet once ffmpeg succeeded,
+by worker.media.packaging.finalize_output.
 """
 
 from __future__ import annotations
@@ -287,3 +288,28 @@ def _interval(thumbnail: job_pb2.ThumbnailSpec) -> float:
     if interval <= 0 or not math.isfinite(interval):
         raise OutputSpecError(f"thumbnail interval {interval:g} s is not positive")
     return interval
+
+
+def sprite_vtt(sheet: SpriteSheet) -> str:
+    """WebVTT cues mapping each interval to its tile: "sprite.jpg#xywh=x,y,w,h"."""
+    lines = ["WEBVTT", ""]
+    for tile in range(sheet.tile_count):
+        start = tile * sheet.interval_seconds
+        if start >= sheet.duration_seconds:
+            break
+        end = min(start + sheet.interval_seconds, sheet.duration_seconds)
+        x = (tile % sheet.columns) * sheet.tile_width
+        y = (tile // sheet.columns) * sheet.tile_height
+        lines += [
+            f"{vtt_timestamp(start)} --> {vtt_timestamp(end)}",
+            f"{sheet.image.name}#xywh={x},{y},{sheet.tile_width},{sheet.tile_height}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def vtt_timestamp(seconds: float) -> str:
+    milliseconds = round(seconds * 1000)
+    hours, milliseconds = divmod(milliseconds, 3_600_000)
+    minutes, milliseconds = divmod(milliseconds, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{milliseconds / 1000:06.3f}"

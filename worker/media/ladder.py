@@ -8,15 +8,14 @@ A player switches variants only at segment boundaries, so every variant must cut
 the same instants. Each encoder therefore gets a fixed GOP of segment duration x frame rate with
 its own extra keyframes (scene cuts, open GOPs) turned off, and -force_key_frames puts a keyframe
 at every boundary by time, which also holds when variants have different frame rates or the
-product is not a whole number of frames.
+product is not a whole number of frames. Which variants become rungs, and their GOPs, is
+worker.media.ladder_rungs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,13 +25,8 @@ from worker.media.codec_args import audio_args, video_encoder_args
 from worker.media.containers import Container
 from worker.media.encoders import VIDEO_ENCODERS
 from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
-from worker.media.geometry import (
-    default_stream,
-    display_size,
-    even_floor,
-    exceeds_source,
-    output_dimensions,
-)
+from worker.media.geometry import default_stream, display_size
+from worker.media.ladder_rungs import LadderRung, plan_rungs
 from worker.media.plan import COMMON_FLAGS, CommandPlan, LadderPackaging
 from worker.media.timing import clip_window, input_args, seconds_arg
 
@@ -73,20 +67,6 @@ LADDER_CONTAINERS: Mapping[int, Container] = {
         "dash", DASH_MANIFEST_NAME, (_H264, _H265, _AV1), (_AAC,), is_iso_bmff=True
     ),
 }
-
-
-@dataclass(frozen=True)
-class LadderRung:
-    """One video variant as it will be encoded."""
-
-    # Position in spec.video, which notes refer to.
-    spec_index: int
-    variant: job_pb2.VideoVariant
-    codec: int
-    width: int
-    height: int
-    frame_rate: float
-    gop_frames: int
 
 
 def build_ladder_command(
@@ -184,86 +164,6 @@ def build_ladder_command(
         expected_duration=duration,
         finalize=packaging,
     )
-
-
-def plan_rungs(
-    spec: job_pb2.OutputSpec,
-    video: job_pb2.StreamInfo,
-    container: Container,
-    segment_seconds: float,
-    notes: list[str],
-) -> list[LadderRung]:
-    """The variants to encode, in spec order, with sizes and GOPs.
-
-    A variant above the source (without allow_upscale) adds nothing a player could use: it is
-    dropped when another variant already has the source size, and otherwise the first such
-    variant is capped to the source and later ones, which would duplicate it, are dropped.
-    """
-    source_width, source_height = display_size(video)
-    source_size = (even_floor(source_width), even_floor(source_height))
-    above = [exceeds_source(variant, video) for variant in spec.video]
-    fitting_sizes = {
-        output_dimensions(variant, video, index=index, notes=[])
-        for index, variant in enumerate(spec.video)
-        if not above[index]
-    }
-    source_covered = source_size in fitting_sizes
-
-    rungs: list[LadderRung] = []
-    for index, variant in enumerate(spec.video):
-        codec = variant.codec or container.video_codecs[0]
-        if codec not in container.video_codecs:
-            package = OutputType.Name(spec.type)
-            raise OutputSpecError(
-                f"variant {index}: {VideoCodec.Name(codec)} cannot go into {package}"
-            )
-        if above[index]:
-            if source_covered:
-                notes.append(
-                    f"variant {index}: {variant.resolution} above source "
-                    f"{source_width}x{source_height}, dropped"
-                )
-                continue
-            source_covered = True
-        width, height = output_dimensions(variant, video, index=index, notes=notes)
-        frame_rate = variant.fps or video.frame_rate
-        if frame_rate <= 0:
-            raise MediaError(INPUT_NO_VIDEO, "the input's video stream has no frame rate")
-        gop = ladder_gop(variant, codec, frame_rate, segment_seconds, index, notes)
-        rungs.append(LadderRung(index, variant, codec, width, height, frame_rate, gop))
-    return rungs
-
-
-def ladder_gop(
-    variant: job_pb2.VideoVariant,
-    codec: int,
-    frame_rate: float,
-    segment_seconds: float,
-    index: int,
-    notes: list[str],
-) -> int:
-    """Keyframe interval in frames: one segment's worth.
-
-    Rounded up, so the encoder's own keyframe never comes before the forced one at the segment
-    boundary (at 29.97 fps the boundaries are 59 or 60 frames apart). A requested gop_frames is
-    kept when a segment is a whole number of such GOPs, as boundaries then stay keyframes.
-    """
-    frames_per_segment = segment_seconds * frame_rate
-    gop = max(1, math.ceil(frames_per_segment - 1e-6))
-    whole_segment = abs(frames_per_segment - round(frames_per_segment)) < 1e-6
-    if variant.gop_frames > 0:
-        if whole_segment and round(frames_per_segment) % variant.gop_frames == 0:
-            return variant.gop_frames
-        notes.append(
-            f"variant {index}: gop_frames {variant.gop_frames} ignored; keyframes every "
-            f"{gop} frames keep the {segment_seconds:g} s segments aligned"
-        )
-    if not VIDEO_ENCODERS[codec].honours_forced_keyframes and not whole_segment:
-        notes.append(
-            f"variant {index}: {segment_seconds:g} s at {frame_rate:g} fps is not a whole number "
-            f"of frames, so {VideoCodec.Name(codec)} segments may not align with other variants"
-        )
-    return gop
 
 
 def display_aspect(video: job_pb2.StreamInfo) -> str:

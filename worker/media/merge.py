@@ -27,8 +27,9 @@ from common.hls_playlists import (
     media_playlist,
     playlist_path,
 )
+from worker.media.codec_strings import codec_string, probe_first_stream
 from worker.media.errors import ENCODE_FAILED, MediaError
-from worker.media.packaging import codec_string, probe_first_stream, read_media_playlist
+from worker.media.hls_master import read_media_playlist
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.probe import ffprobe_int, run_ffprobe_json
 

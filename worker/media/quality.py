@@ -41,7 +41,8 @@ from worker.media.errors import ENCODE_FAILED, INPUT_NO_VIDEO, MediaError, Outpu
 from worker.media.ffmpeg import run_ffmpeg
 from worker.media.geometry import default_stream, output_dimensions
 from worker.media.input_access import InputAccess
-from worker.media.ladder import DEFAULT_SEGMENT_SECONDS, LADDER_CONTAINERS, plan_rungs
+from worker.media.ladder import DEFAULT_SEGMENT_SECONDS, LADDER_CONTAINERS
+from worker.media.ladder_rungs import plan_rungs
 from worker.media.plan import COMMON_FLAGS
 from worker.media.progressive import progressive_variant
 from worker.media.timing import clip_window, seconds_arg

@@ -1,0 +1,115 @@
+"""The DASH manifest, corrected after FFmpeg wrote it: codec strings and bandwidths measured
+from the produced segments."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from xml.etree import ElementTree
+
+from worker.media.atomic_write import replace_text
+from worker.media.codec_strings import codec_string, probe_first_stream
+
+_MPD_NAMESPACE = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
+_NUMBER_TEMPLATE = re.compile(r"\$Number(?:%0(\d+)d)?\$")
+
+
+async def correct_mpd_codecs(manifest: Path) -> list[str]:
+    """Replaces the codecs attribute of H.264/H.265/AV1 representations with measured strings.
+
+    The dash muxer writes a bare "hvc1" for HEVC, which players cannot check support for, and
+    AV1's level is only right when FFmpeg's guess matches what the encoder signalled.
+    """
+    text = await asyncio.to_thread(manifest.read_text, "utf-8")
+    root = ElementTree.fromstring(text)
+    for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
+        shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+        for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
+            codecs = representation.get("codecs", "")
+            if not codecs.startswith(("avc1", "avc3", "hvc1", "hev1", "av01")):
+                continue
+            template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+            template = template if template is not None else shared_template
+            if template is None:
+                continue
+            representation_id = representation.get("id", "")
+            init_segment, first_segment = _first_dash_segment(
+                manifest.parent, template, representation_id
+            )
+            measured = codec_string(await probe_first_stream(init_segment, first_segment))
+            if measured and measured != codecs:
+                text = re.sub(
+                    rf'(<Representation id="{re.escape(representation_id)}"[^>]*?codecs=")[^"]*"',
+                    rf'\g<1>{measured}"',
+                    text,
+                )
+    await asyncio.to_thread(replace_text, manifest, text)
+    return []
+
+
+def measure_mpd_bandwidth(manifest: Path) -> None:
+    """Sets each representation's bandwidth to its peak segment bitrate, measured.
+
+    The dash muxer writes the encoder's target rate, which a capped-CRF encode does not
+    keep to; players pick renditions by this number, so it has to be what the segments
+    actually need. Representations without a SegmentTimeline are left as they are.
+    """
+    text = manifest.read_text("utf-8")
+    root = ElementTree.fromstring(text)
+    for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
+        shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+        for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
+            template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+            template = template if template is not None else shared_template
+            if template is None:
+                continue
+            representation_id = representation.get("id", "")
+            peak = peak_segment_bitrate(manifest.parent, template, representation_id)
+            if peak:
+                text = re.sub(
+                    rf'(<Representation id="{re.escape(representation_id)}"'
+                    r'[^>]*?bandwidth=")[^"]*"',
+                    rf'\g<1>{peak}"',
+                    text,
+                )
+    replace_text(manifest, text)
+
+
+def peak_segment_bitrate(
+    folder: Path, template: ElementTree.Element, representation_id: str
+) -> int:
+    """Highest bits per second over the representation's media segments; 0 if unknown."""
+    timeline = template.find("mpd:SegmentTimeline", _MPD_NAMESPACE)
+    if timeline is None:
+        return 0
+    timescale = int(template.get("timescale", "1"))
+    durations: list[float] = []
+    for entry in timeline.iterfind("mpd:S", _MPD_NAMESPACE):
+        durations += [int(entry.get("d", "0")) / timescale] * (int(entry.get("r", "0")) + 1)
+    number = int(template.get("startNumber", "1"))
+    media = template.get("media", "")
+    peak = 0.0
+    for offset, seconds in enumerate(durations):
+        path = folder / _expand_template(media, representation_id, number + offset)
+        if seconds > 0 and path.is_file():
+            peak = max(peak, path.stat().st_size * 8 / seconds)
+    return round(peak)
+
+
+def _expand_template(pattern: str, representation_id: str, number: int) -> str:
+    named = pattern.replace("$RepresentationID$", representation_id)
+    return _NUMBER_TEMPLATE.sub(lambda match: f"{number:0{int(match.group(1) or 1)}d}", named)
+
+
+def _first_dash_segment(
+    folder: Path, template: ElementTree.Element, representation_id: str
+) -> tuple[Path, Path]:
+    start_number = int(template.get("startNumber", "1"))
+    init_segment = folder / _expand_template(
+        template.get("initialization", ""), representation_id, start_number
+    )
+    first_segment = folder / _expand_template(
+        template.get("media", ""), representation_id, start_number
+    )
+    return init_segment, first_segment

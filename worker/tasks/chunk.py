@@ -1,0 +1,88 @@
+"""A piece of a chunked output: a time range of its video (every variant), or its whole
+audio. The files go next to those of the other pieces, never replacing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from common.hls_playlists import Rendition
+
+from ..media.chunks import ChunkCommand, ChunkWindow, build_audio_command, build_video_chunk_command
+from ..media.merge import describe_chunk_file, measure_chunk_renditions
+from .run import TaskRun, describe_folder
+
+S = job_pb2.JobStage
+
+
+async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
+    task = run.task
+    out_dir = run.output_folder()
+
+    async def read_and_encode() -> ChunkCommand:
+        location, _ = await run.locate(
+            task.input_url,
+            run.scratch / "input-0",
+            known_ranges=task.input_info.supports_byte_ranges or None,
+        )
+        command = _piece_command(task, location, out_dir)
+        await run.encode(command.plan)
+        return command
+
+    command = await run.inputs.guarded(read_and_encode())
+    run.progress.stage = S.JOB_STAGE_PACKAGING
+    renditions = await measure_chunk_renditions(out_dir, command.playlists)
+    video_file = command.file if task.kind == wpb.TASK_KIND_CHUNK else None
+    frames = (await describe_chunk_file(video_file)).frames if video_file else 0
+    files = await describe_folder(out_dir)
+    run.progress.stage = S.JOB_STAGE_UPLOADING
+    await run.store(out_dir, files, replace=False)
+    return wpb.ChunkResult(
+        files=files,
+        notes=command.plan.notes,
+        encoded_seconds=command.plan.expected_duration,
+        frame_count=frames,
+        renditions=[_rendition_message(r) for r in renditions],
+    )
+
+
+def _piece_command(task: wpb.Task, location: str, out_dir: Path) -> ChunkCommand:
+    if task.kind == wpb.TASK_KIND_AUDIO:
+        return build_audio_command(
+            input_path=location,
+            spec=task.output_spec,
+            info=task.input_info,
+            out_dir=out_dir,
+            timestamp_offset=task.chunk.timestamp_offset_seconds,
+        )
+    chunk = task.chunk
+    return build_video_chunk_command(
+        input_path=location,
+        spec=task.output_spec,
+        info=task.input_info,
+        out_dir=out_dir,
+        window=ChunkWindow(
+            index=chunk.index,
+            count=chunk.count,
+            start=chunk.start_seconds,
+            end=chunk.end_seconds,
+            first_segment=chunk.first_segment,
+            timestamp_offset=chunk.timestamp_offset_seconds,
+        ),
+    )
+
+
+def _rendition_message(rendition: Rendition) -> wpb.RenditionPart:
+    return wpb.RenditionPart(
+        name=rendition.name,
+        codec=rendition.codec,
+        width=rendition.width,
+        height=rendition.height,
+        frame_rate=rendition.frame_rate,
+        segments=[
+            wpb.Segment(path=s.path, duration_seconds=s.duration_seconds, size_bytes=s.size_bytes)
+            for s in rendition.segments
+        ],
+    )

@@ -1,0 +1,77 @@
+"""A transcode task: one whole output, encoded, packaged, described and stored."""
+
+from __future__ import annotations
+
+from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from ..media.commands import build_command
+from ..media.packaging import finalize_output
+from ..media.plan import CommandPlan
+from ..media.quality import measure_quality
+from ..tracing import package_span
+from .run import TaskRun, describe_folder
+
+S = job_pb2.JobStage
+
+
+async def transcode(run: TaskRun) -> wpb.TranscodeResult:
+    task = run.task
+    out_dir = run.output_folder()
+
+    async def read_and_encode() -> tuple[CommandPlan, str]:
+        location, _ = await run.locate(
+            task.input_url,
+            run.scratch / "input-0",
+            known_ranges=task.input_info.supports_byte_ranges or None,
+        )
+        plan = build_command(
+            input_path=location,
+            spec=task.output_spec,
+            info=task.input_info,
+            out_dir=out_dir,
+            extra_inputs=await _concat_inputs(run),
+        )
+        await run.encode(plan)
+        return plan, location
+
+    plan, location = await run.inputs.guarded(read_and_encode())
+    # Playlists are rewritten from the produced segments and sprite maps written
+    # before anything is described.
+    run.progress.stage = S.JOB_STAGE_PACKAGING
+    with package_span(task.output_spec):
+        plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
+        files = await describe_folder(out_dir)
+        quality: list[job_pb2.VariantQuality] = []
+        if task.output_spec.measure_quality:
+            # A second pass over the source and the written output (worker.media.quality).
+            quality, quality_file = await run.inputs.guarded(
+                measure_quality(
+                    input_path=location,
+                    spec=task.output_spec,
+                    info=task.input_info,
+                    out_dir=out_dir,
+                    work_dir=run.scratch / "quality",
+                    access=run.inputs.access,
+                    cancel_event=run.stop,
+                )
+            )
+            files.append(quality_file)
+    # The heartbeat keeps running: a long upload still extends the lease.
+    run.progress.stage = S.JOB_STAGE_UPLOADING
+    await run.store(out_dir, files, replace=True)
+    return wpb.TranscodeResult(
+        files=files,
+        notes=plan.notes,
+        encoded_seconds=plan.expected_duration,
+        quality=quality,
+    )
+
+
+async def _concat_inputs(run: TaskRun) -> list[tuple[str, job_pb2.InputInfo]]:
+    """Inputs joined after the first; each is probed here (the server probed only the first)."""
+    extra = []
+    for index, url in enumerate(run.task.concat_input_urls, start=1):
+        location, _ = await run.locate(url, run.scratch / f"input-{index}", known_ranges=None)
+        extra.append((location, await run.probe(location)))
+    return extra
