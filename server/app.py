@@ -198,8 +198,17 @@ def build_server(settings: Settings) -> Server:
     dispatch: Dispatch = (
         PubSubDispatch(store, settings.pubsub) if settings.dispatch == "pubsub" else QueueDispatch()
     )
-    life = Lifecycle(store, hub, dispatch, metrics, pricing=settings.pricing)
-    life.chunking = ChunkSettings(settings.chunk_threshold_seconds, settings.chunk_seconds)
+    # Set by a commit that queued a webhook delivery; the sender waits on it.
+    webhook_queued = asyncio.Event()
+    life = Lifecycle(
+        store,
+        hub,
+        dispatch,
+        metrics,
+        pricing=settings.pricing,
+        chunking=ChunkSettings(settings.chunk_threshold_seconds, settings.chunk_seconds),
+        webhook_queued=webhook_queued,
+    )
     jobs = JobService(
         life,
         InputPolicy.from_lists(
@@ -225,11 +234,11 @@ def build_server(settings: Settings) -> Server:
         ),
         timeout_seconds=settings.webhook_timeout_seconds,
         metrics=metrics,
+        queued=webhook_queued,
     )
     webhook_settings = WebhookSettingsService(
         store, webhook_policy, overlap_seconds=settings.webhook_secret_overlap_seconds
     )
-    life.webhook_queued = webhooks.queued
     tasks = TaskService(
         life,
         lease_seconds=settings.lease_seconds,

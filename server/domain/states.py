@@ -138,6 +138,11 @@ def allowed_sources(target: JobStatus) -> frozenset[JobStatus]:
     return TRANSITIONS[target]
 
 
+def job_sources(target: JobStatus) -> list[str]:
+    """The stored statuses a job may move to `target` from (for the guarded UPDATE)."""
+    return sorted(TRANSITIONS[target])
+
+
 def output_sources(target: OutputStatus) -> list[str]:
     """The stored statuses an output may move to `target` from (for the guarded UPDATE)."""
     return sorted(OUTPUT_TRANSITIONS[target])

@@ -11,26 +11,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
-from datetime import timedelta
 from typing import Any
 
 from kiln.v1 import job_pb2, job_service_pb2
 
 from ..dispatch import Dispatch
-from ..domain import ids
 from ..domain.pricing_table import PricingTable, default_pricing_table
-from ..domain.states import TERMINAL, JobStatus, OutputStatus
+from ..domain.states import JobStatus, OutputStatus
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL
 from ..metrics import ServerMetrics
-from ..store.jobs import new_row
 from ..store.models import Job, Output, Task
 from ..store.store import JobRecord, Store, Tx, now
 from ..tracing import stamp_tasks
 from ..webhooks import events as webhook_events
 from ..webhooks.events import EventType
-from . import views
-from .chunk_plan import ChunkSettings, plan_chunks
+from . import task_plan, views
+from .chunk_plan import ChunkSettings
+from .job_machine import JobMachine
 
 S = job_pb2.JobStage
 OUTPUT_EVENTS = {
@@ -47,6 +45,9 @@ class Lifecycle:
         dispatch: Dispatch,
         metrics: ServerMetrics | None = None,
         pricing: PricingTable | None = None,
+        *,
+        chunking: ChunkSettings | None = None,
+        webhook_queued: asyncio.Event | None = None,
     ) -> None:
         self.store = store
         # The table estimates and actual costs are priced with (checked at start).
@@ -56,12 +57,14 @@ class Lifecycle:
         # Carries "these tasks are ready" to workers (the db queue's wake-up, or Pub/Sub).
         self.dispatch = dispatch
         # The webhook sender's wake-up, when this process runs one.
-        self.webhook_queued: asyncio.Event | None = None
+        self.webhook_queued = webhook_queued
         # Names this process in the NOTIFYs it sends, so it knows its own echoes.
         self.replica_id = secrets.token_hex(6)
         self.echoes_skipped = 0
-        # When outputs are cut into chunks (KILN_CHUNK_*); the composition root sets it.
-        self.chunking = ChunkSettings()
+        # When outputs are cut into chunks (KILN_CHUNK_*).
+        self.chunking = chunking or ChunkSettings()
+        # Every status change and ending of a job.
+        self.jobs = JobMachine(self)
 
     def _wake_webhook_sender(self) -> None:
         """After a commit that queued a delivery (the sender also looks every second)."""
@@ -109,50 +112,6 @@ class Lifecycle:
         # No read back from the log for events this process wrote: the hub takes them as is.
         tx.after_commit(functools.partial(self.hub.offer, job_id, built[0]))
         return sequence
-
-    async def move(
-        self,
-        tx: Tx,
-        job: Job | str,
-        target: JobStatus,
-        *,
-        stage: job_pb2.JobStage = S.JOB_STAGE_UNSPECIFIED,
-        error: job_pb2.JobError | None = None,
-        **values: Any,
-    ) -> None:
-        """One guarded transition and its status_change event, in the caller's transaction.
-
-        `job` is the row when the caller read it under its lock (its status is then known
-        without another read), or the job's id."""
-        if error is not None:
-            values["error"] = error.SerializeToString()
-        if isinstance(job, Job):
-            source = await tx.transition_held_job(job, target, stage=stage, **values)
-        else:
-            source = await tx.transition_job(job, target, stage=stage, **values)
-        job_id = job.id if isinstance(job, Job) else job
-        await self.emit_status(tx, job_id, source, target, stage, error)
-
-    async def emit_status(
-        self,
-        tx: Tx,
-        job_id: str,
-        source: str,
-        target: JobStatus,
-        stage: job_pb2.JobStage = S.JOB_STAGE_UNSPECIFIED,
-        error: job_pb2.JobError | None = None,
-    ) -> None:
-        change = job_service_pb2.StatusChangeEvent(
-            from_status=views.job_status_enum(source),
-            to_status=views.job_status_enum(target),
-            stage=stage,
-        )
-        if error is not None:
-            change.error.CopyFrom(error)
-        await self.emit(tx, job_id, status_change=change)
-        if target in TERMINAL:
-            # Counted once the transition is committed: a rolled-back one never happened.
-            tx.after_commit(functools.partial(self.metrics.job_finished, target))
 
     async def emit_completed(self, tx: Tx, record: JobRecord) -> None:
         """The terminal event; also queues the job's webhook in the same transaction.
@@ -210,94 +169,9 @@ class Lifecycle:
             output=job_service_pb2.OutputEvent(output=views.output_message(output, job.currency)),
         )
 
-    def probe_task(self, job: Job) -> Task:
-        return new_row(
-            Task,
-            id=ids.task_id(),
-            job_id=job.id,
-            output_id=None,
-            kind="PROBE",
-            status="QUEUED",
-            priority=job.priority,
-            attempts=0,
-            lease_token=0,
-            worker_id="",
-            created_at=now(),
-        )
-
     async def queue_transcodes(self, tx: Tx, record: JobRecord) -> None:
-        """One TRANSCODE task per output, or for a chunked output its AUDIO task and its
-        CHUNK tasks (longest first, so the short last one does not end up alone at the end)."""
-        info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
-        tasks: list[Task] = []
-        for output in record.outputs:
-            if output.status != OutputStatus.PENDING:
-                continue  # a retried PARTIAL job keeps its completed ones
-            spec = job_pb2.OutputSpec.FromString(output.spec)
-            decision = plan_chunks(
-                spec, info, self.chunking, concatenated=bool(record.job.concat_input_urls)
-            )
-            if not decision.chunks:
-                tasks.append(self.output_task(record.job, output.id, "TRANSCODE"))
-                continue
-            if decision.has_audio:
-                # First: it is quick, and until it is done no player can start (the master
-                # playlist names the audio rendition).
-                task = self.output_task(record.job, output.id, "AUDIO")
-                task.chunk = decision.chunks[0].SerializeToString()
-                tasks.append(task)
-            by_length = sorted(
-                decision.chunks, key=lambda c: c.end_seconds - c.start_seconds, reverse=True
-            )
-            for chunk in by_length:
-                task = self.output_task(record.job, output.id, "CHUNK")
-                task.chunk_index = chunk.index
-                task.chunk = chunk.SerializeToString()
-                tasks.append(task)
-        # Claimed in creation order within a priority: one microsecond apart keeps this order.
-        base = now()
-        for position, task in enumerate(tasks):
-            task.created_at = base + timedelta(microseconds=position)
-        await self.queue_tasks(tx, tasks)
-
-    def output_task(self, job: Job, output_id: str, kind: str) -> Task:
-        return Task(
-            id=ids.task_id(),
-            job_id=job.id,
-            output_id=output_id,
-            kind=kind,
-            status="QUEUED",
-            priority=job.priority,
-            attempts=0,
-            lease_token=0,
-            worker_id="",
-            created_at=now(),
-            progress=0.0,
-        )
-
-    async def probe_failed(self, tx: Tx, record: JobRecord, error: job_pb2.JobError) -> None:
-        """Bad input makes the job REJECTED; anything else (a worker fault) FAILED.
-
-        `record` is read under the job's lock and kept current here.
-        """
-        job = record.job
-        error.stage = error.stage or S.JOB_STAGE_PROBING
-        target = JobStatus.REJECTED if error.code.startswith("INPUT_") else JobStatus.FAILED
-        await self.cancel_open_outputs(tx, record)
-        await self.move(tx, job, target, error=error, completed_at=now())
-        await self.emit_completed(tx, record)
-
-    async def cancel_open_outputs(self, tx: Tx, record: JobRecord) -> None:
-        """Cancel every output still open, with an event each, from the held record."""
-        canceled = set(await tx.cancel_open_outputs(record.job.id))
-        for output in record.outputs:
-            if output.id in canceled:
-                await self.emit_output_row(tx, record.job, output)
-
-    async def settle_actual_cost(self, tx: Tx, record: JobRecord) -> None:
-        """The job's cost is what its outputs cost, once none of them runs any more."""
-        total = sum(o.actual_cost_micros or 0 for o in record.outputs)
-        await tx.update_job(record.job.id, actual_cost_micros=total)
+        """The tasks that make the job's outputs, dispatched once the transaction commits."""
+        await self.queue_tasks(tx, task_plan.transcode_tasks(record, self.chunking))
 
 
 def events_notification(job_id: str, sequence: int, replica_id: str) -> str:

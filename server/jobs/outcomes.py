@@ -21,12 +21,11 @@ from ..domain.states import (
     OutputStatus,
     TaskKind,
     TaskStatus,
-    final_status,
 )
 from ..store.database import aware
 from ..store.models import Output, Task
 from ..store.store import JobRecord, Tx, now
-from . import variant_costs
+from . import task_plan, variant_costs
 from .chunk_plan import output_seconds, plan_chunks
 from .lifecycle import Lifecycle
 from .live_playlists import live_playlists
@@ -36,76 +35,190 @@ __all__ = ["output_seconds"]
 S = job_pb2.JobStage
 
 
-async def probed(life: Lifecycle, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
-    """Record the input's facts and estimate; True when transcode tasks were queued."""
-    job = record.job
-    specs = [job_pb2.OutputSpec.FromString(output.spec) for output in record.outputs]
-    if (problem := input_problem(info, specs)) is not None:
-        await life.probe_failed(tx, record, problem)
-        return False
-    total = 0
-    for output, spec in zip(record.outputs, specs, strict=True):
-        seconds = output_seconds(spec, info.duration_seconds)
-        cost, variants = _priced(life, spec, info, seconds, job.priority)
-        estimate: dict[str, Any] = {"estimated_cost_micros": cost}
-        if pricing.shows_variants(spec):
-            # A completed output of a retried job keeps what its variants were billed.
-            billed = output.variant_pricing if output.status == OutputStatus.COMPLETED else None
-            estimate["variant_pricing"] = variant_costs.estimated_entries(variants, seconds, billed)
-        await tx.update_output(output.id, **estimate)
-        total += cost
-    values = {
-        "input_info": info.SerializeToString(),
-        "probed_at": now(),
-        "estimated_cost_micros": total,
-    }
-    if job.delayed_start:
-        await life.move(tx, job, JobStatus.AWAITING_CONFIRMATION, **values)
-        await life.notify_status(tx, record)
-        return False
-    await life.move(
-        tx,
-        job,
-        JobStatus.PROCESSING,
-        stage=S.JOB_STAGE_TRANSCODING,
-        started_at=now(),
-        **values,
-    )
-    await life.queue_transcodes(tx, record)
-    return True
+class TaskOutcomes:
+    """What a task's outcome does to its job (see the module docstring)."""
 
+    def __init__(self, life: Lifecycle) -> None:
+        self.life = life
 
-async def output_done(
-    life: Lifecycle,
-    tx: Tx,
-    record: JobRecord,
-    output_id: str,
-    result: worker_service_pb2.TranscodeResult,
-) -> None:
-    job = record.job
-    output = _output(record, output_id)
-    spec = job_pb2.OutputSpec.FromString(output.spec)
-    info = job_pb2.InputInfo.FromString(job.input_info or b"")
-    decision = plan_chunks(spec, info, life.chunking, concatenated=bool(job.concat_input_urls))
-    if decision.note and decision.note not in result.notes:
-        # Long enough to chunk, but encoded in one pass: say why.
-        result.notes.append(decision.note)
-    cost, variants = _priced(life, spec, info, result.encoded_seconds, job.priority)
-    actual: dict[str, Any] = {"actual_cost_micros": cost}
-    if pricing.shows_variants(spec):
-        actual["variant_pricing"] = variant_costs.billed_entries(
-            output.variant_pricing, variants, result.encoded_seconds
+    async def probed(self, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
+        """Record the input's facts and estimate; True when transcode tasks were queued."""
+        job = record.job
+        specs = [job_pb2.OutputSpec.FromString(output.spec) for output in record.outputs]
+        if (problem := input_problem(info, specs)) is not None:
+            await self.life.jobs.probe_failed(tx, record, problem)
+            return False
+        total = 0
+        for output, spec in zip(record.outputs, specs, strict=True):
+            seconds = output_seconds(spec, info.duration_seconds)
+            cost, variants = self._priced(spec, info, seconds, job.priority)
+            estimate: dict[str, Any] = {"estimated_cost_micros": cost}
+            if pricing.shows_variants(spec):
+                # A completed output of a retried job keeps what its variants were billed.
+                billed = output.variant_pricing if output.status == OutputStatus.COMPLETED else None
+                estimate["variant_pricing"] = variant_costs.estimated_entries(
+                    variants, seconds, billed
+                )
+            await tx.update_output(output.id, **estimate)
+            total += cost
+        values = {
+            "input_info": info.SerializeToString(),
+            "probed_at": now(),
+            "estimated_cost_micros": total,
+        }
+        if job.delayed_start:
+            await self.life.jobs.move(tx, job, JobStatus.AWAITING_CONFIRMATION, **values)
+            await self.life.notify_status(tx, record)
+            return False
+        await self.life.jobs.move(
+            tx,
+            job,
+            JobStatus.PROCESSING,
+            stage=S.JOB_STAGE_TRANSCODING,
+            started_at=now(),
+            **values,
         )
-    await tx.move_output(
-        output_id,
-        OutputStatus.COMPLETED,
-        progress=100.0,
-        result=result.SerializeToString(),
-        **actual,
-    )
-    await life.emit_output_row(tx, job, output)
-    await life.notify_output(tx, job, output)
-    await finish_if_done(life, tx, record)
+        await self.life.queue_transcodes(tx, record)
+        return True
+
+    async def output_done(
+        self,
+        tx: Tx,
+        record: JobRecord,
+        output_id: str,
+        result: worker_service_pb2.TranscodeResult,
+    ) -> None:
+        job = record.job
+        output = _output(record, output_id)
+        spec = job_pb2.OutputSpec.FromString(output.spec)
+        info = job_pb2.InputInfo.FromString(job.input_info or b"")
+        decision = plan_chunks(
+            spec, info, self.life.chunking, concatenated=bool(job.concat_input_urls)
+        )
+        if decision.note and decision.note not in result.notes:
+            # Long enough to chunk, but encoded in one pass: say why.
+            result.notes.append(decision.note)
+        cost, variants = self._priced(spec, info, result.encoded_seconds, job.priority)
+        actual: dict[str, Any] = {"actual_cost_micros": cost}
+        if pricing.shows_variants(spec):
+            actual["variant_pricing"] = variant_costs.billed_entries(
+                output.variant_pricing, variants, result.encoded_seconds
+            )
+        await tx.move_output(
+            output_id,
+            OutputStatus.COMPLETED,
+            progress=100.0,
+            result=result.SerializeToString(),
+            **actual,
+        )
+        await self.life.emit_output_row(tx, job, output)
+        await self.life.notify_output(tx, job, output)
+        await self.life.jobs.finish_if_done(tx, record)
+
+    async def piece_done(
+        self,
+        tx: Tx,
+        record: JobRecord,
+        task: Task,
+        result: worker_service_pb2.ChunkResult,
+    ) -> tuple[dict[str, str], worker_service_pb2.TranscodeResult] | None:
+        """A chunk or the audio of a chunked output is done: keep its result, queue the merge
+        once every piece is done, and for HLS return the playlists to publish now (play while
+        encoding) with the output's files so far."""
+        job = record.job
+        output_id = task_output_id(task)
+        await tx.record_task_result(task.id, result.SerializeToString())
+        tasks = await current_output_tasks(tx, record, output_id)
+        pieces = [t for t in tasks if t.kind in PIECE_KINDS]
+        output = _output(record, output_id)
+        if OutputStatus(output.status) in OUTPUT_TERMINAL:
+            return None
+        if all(t.status == TaskStatus.DONE for t in pieces) and not any(
+            t.kind == TaskKind.MERGE for t in tasks
+        ):
+            await self.life.queue_tasks(tx, [task_plan.output_task(job, output_id, TaskKind.MERGE)])
+            if job.stage != S.JOB_STAGE_MERGING:
+                await tx.update_job(job.id, stage=S.JOB_STAGE_MERGING)
+                await self.life.emit(
+                    tx,
+                    job.id,
+                    progress=job_service_pb2.ProgressEvent(
+                        progress=job.progress, stage=S.JOB_STAGE_MERGING
+                    ),
+                )
+        spec = job_pb2.OutputSpec.FromString(output.spec)
+        if spec.type != job_pb2.OUTPUT_TYPE_HLS:
+            return None
+        chunks = sorted((t for t in pieces if t.kind == TaskKind.CHUNK), key=_chunk_position)
+        audio_task = next((t for t in pieces if t.kind == TaskKind.AUDIO), None)
+        texts, files = live_playlists(
+            spec,
+            [_piece_result(t) for t in chunks],
+            _piece_result(audio_task) if audio_task is not None else None,
+            has_audio=audio_task is not None,
+        )
+        live = worker_service_pb2.TranscodeResult(files=files)
+        await tx.update_output(output_id, result=live.SerializeToString())
+        output.result = live.SerializeToString()
+        await self.life.emit_output_row(tx, job, output)
+        return texts, live
+
+    async def output_failed(
+        self, tx: Tx, record: JobRecord, output_id: str, error: job_pb2.JobError
+    ) -> None:
+        # A chunked output has other tasks still open: they end with it.
+        await tx.cancel_output_tasks(output_id)
+        error.stage = error.stage or S.JOB_STAGE_TRANSCODING
+        output = _output(record, output_id)
+        await tx.move_output(
+            output_id,
+            OutputStatus.FAILED,
+            error=error.SerializeToString(),
+            actual_cost_micros=0,
+            variant_pricing=variant_costs.failed_entries(output.variant_pricing),
+        )
+        await self.life.emit_output_row(tx, record.job, output)
+        await self.life.notify_output(tx, record.job, output)
+        await self.life.jobs.finish_if_done(tx, record, error)
+
+    async def task_failed(
+        self, tx: Tx, task: Task, record: JobRecord, error: job_pb2.JobError
+    ) -> None:
+        """A task given up on: its output fails, or for a probe the whole job."""
+        if task.kind == TaskKind.PROBE:
+            if JobStatus(record.job.status) not in TERMINAL:
+                await self.life.jobs.probe_failed(tx, record, error)
+        else:
+            await self.output_failed(tx, record, task_output_id(task), error)
+
+    def _priced(
+        self,
+        spec: job_pb2.OutputSpec,
+        info: job_pb2.InputInfo,
+        seconds: float,
+        priority: int,
+    ) -> tuple[int, list[pricing.VariantPrice]]:
+        """The output's micros for `seconds` and, for video outputs, each variant's share."""
+        video = next((s for s in info.streams if s.kind == "video"), None)
+        height = pricing.source_display_height(video)
+        fps = video.frame_rate if video else 30.0
+        cost = pricing.output_cost(
+            spec,
+            seconds=seconds,
+            source_height=height,
+            source_fps=fps,
+            priority=priority,
+            table=self.life.pricing,
+        )
+        variants = pricing.variant_prices(
+            spec,
+            seconds=seconds,
+            source_height=height,
+            source_fps=fps,
+            priority=priority,
+            table=self.life.pricing,
+        )
+        return cost, variants
 
 
 async def current_output_tasks(tx: Tx, record: JobRecord, output_id: str) -> list[Task]:
@@ -116,55 +229,6 @@ async def current_output_tasks(tx: Tx, record: JobRecord, output_id: str) -> lis
         for task in await tx.output_tasks(output_id)
         if started is None or (aware(task.created_at) or started) >= started
     ]
-
-
-async def piece_done(
-    life: Lifecycle,
-    tx: Tx,
-    record: JobRecord,
-    task: Task,
-    result: worker_service_pb2.ChunkResult,
-) -> tuple[dict[str, str], worker_service_pb2.TranscodeResult] | None:
-    """A chunk or the audio of a chunked output is done: keep its result, queue the merge
-    once every piece is done, and for HLS return the playlists to publish now (play while
-    encoding) with the output's files so far."""
-    job = record.job
-    output_id = task_output_id(task)
-    await tx.record_task_result(task.id, result.SerializeToString())
-    tasks = await current_output_tasks(tx, record, output_id)
-    pieces = [t for t in tasks if t.kind in PIECE_KINDS]
-    output = _output(record, output_id)
-    if OutputStatus(output.status) in OUTPUT_TERMINAL:
-        return None
-    if all(t.status == TaskStatus.DONE for t in pieces) and not any(
-        t.kind == TaskKind.MERGE for t in tasks
-    ):
-        await life.queue_tasks(tx, [life.output_task(job, output_id, "MERGE")])
-        if job.stage != S.JOB_STAGE_MERGING:
-            await tx.update_job(job.id, stage=S.JOB_STAGE_MERGING)
-            await life.emit(
-                tx,
-                job.id,
-                progress=job_service_pb2.ProgressEvent(
-                    progress=job.progress, stage=S.JOB_STAGE_MERGING
-                ),
-            )
-    spec = job_pb2.OutputSpec.FromString(output.spec)
-    if spec.type != job_pb2.OUTPUT_TYPE_HLS:
-        return None
-    chunks = sorted((t for t in pieces if t.kind == TaskKind.CHUNK), key=_chunk_position)
-    audio_task = next((t for t in pieces if t.kind == TaskKind.AUDIO), None)
-    texts, files = live_playlists(
-        spec,
-        [_piece_result(t) for t in chunks],
-        _piece_result(audio_task) if audio_task is not None else None,
-        has_audio=audio_task is not None,
-    )
-    live = worker_service_pb2.TranscodeResult(files=files)
-    await tx.update_output(output_id, result=live.SerializeToString())
-    output.result = live.SerializeToString()
-    await life.emit_output_row(tx, job, output)
-    return texts, live
 
 
 def merge_plan(tasks: list[Task]) -> worker_service_pb2.MergePlan:
@@ -188,92 +252,6 @@ def _piece_result(task: Task) -> worker_service_pb2.ChunkResult | None:
     if task.status != TaskStatus.DONE or not task.result:
         return None
     return worker_service_pb2.ChunkResult.FromString(task.result)
-
-
-async def output_failed(
-    life: Lifecycle, tx: Tx, record: JobRecord, output_id: str, error: job_pb2.JobError
-) -> None:
-    # A chunked output has other tasks still open: they end with it.
-    await tx.cancel_output_tasks(output_id)
-    error.stage = error.stage or S.JOB_STAGE_TRANSCODING
-    output = _output(record, output_id)
-    await tx.move_output(
-        output_id,
-        OutputStatus.FAILED,
-        error=error.SerializeToString(),
-        actual_cost_micros=0,
-        variant_pricing=variant_costs.failed_entries(output.variant_pricing),
-    )
-    await life.emit_output_row(tx, record.job, output)
-    await life.notify_output(tx, record.job, output)
-    await finish_if_done(life, tx, record, error)
-
-
-async def task_failed(
-    life: Lifecycle, tx: Tx, task: Task, record: JobRecord, error: job_pb2.JobError
-) -> None:
-    """A task given up on: its output fails, or for a probe the whole job."""
-    if task.kind == TaskKind.PROBE:
-        if JobStatus(record.job.status) not in TERMINAL:
-            error.stage = S.JOB_STAGE_PROBING
-            await life.cancel_open_outputs(tx, record)
-            await life.move(tx, record.job, JobStatus.FAILED, error=error, completed_at=now())
-            await life.emit_completed(tx, record)
-    else:
-        await output_failed(life, tx, record, task_output_id(task), error)
-
-
-async def finish_if_done(
-    life: Lifecycle, tx: Tx, record: JobRecord, error: job_pb2.JobError | None = None
-) -> None:
-    """End a PROCESSING job once none of its outputs runs any more."""
-    job = record.job
-    statuses = [OutputStatus(o.status) for o in record.outputs]
-    if job.status != JobStatus.PROCESSING or any(s not in OUTPUT_TERMINAL for s in statuses):
-        return
-    target = final_status(statuses)
-    values: dict[str, Any] = {"completed_at": now()}
-    failure = None
-    if target == JobStatus.COMPLETED:
-        values["progress"] = 100.0
-    if target == JobStatus.FAILED:
-        failure = error or job_pb2.JobError(code="OUTPUTS_FAILED", message="every output failed")
-    await life.settle_actual_cost(tx, record)
-    await life.move(tx, job, target, error=failure, **values)
-    if target == JobStatus.COMPLETED:
-        # 100 is reported only once the job is COMPLETED.
-        await life.emit(tx, job.id, progress=job_service_pb2.ProgressEvent(progress=100.0))
-    await life.emit_completed(tx, record)
-
-
-def _priced(
-    life: Lifecycle,
-    spec: job_pb2.OutputSpec,
-    info: job_pb2.InputInfo,
-    seconds: float,
-    priority: int,
-) -> tuple[int, list[pricing.VariantPrice]]:
-    """The output's micros for `seconds` and, for video outputs, each variant's share."""
-    video = next((s for s in info.streams if s.kind == "video"), None)
-    height = pricing.source_display_height(video)
-    fps = video.frame_rate if video else 30.0
-    cost = pricing.output_cost(
-        spec,
-        seconds=seconds,
-        source_height=height,
-        source_fps=fps,
-        priority=priority,
-        table=life.pricing,
-    )
-    variants = pricing.variant_prices(
-        spec,
-        seconds=seconds,
-        source_height=height,
-        source_fps=fps,
-        priority=priority,
-        table=life.pricing,
-    )
-    return cost, variants
 
 
 def task_output_id(task: Task) -> str:

@@ -11,9 +11,9 @@ from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument,
 from ..domain.presets import SYSTEM_PRESETS
 from ..store.models import Preset
 from ..store.store import Store, now
+from .paging import page_limit, page_size_violation
 from .views import timestamp
 
-MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -82,16 +82,14 @@ class PresetCatalog:
         self, organization_id: str, request: preset_service_pb2.ListPresetsRequest
     ) -> preset_service_pb2.ListPresetsResponse:
         """System presets first, then the organization's own, oldest first."""
-        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-            raise InvalidArgument(
-                [FieldViolation("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")]
-            )
+        if (bad_size := page_size_violation(request.page_size, DEFAULT_PAGE_SIZE)) is not None:
+            raise InvalidArgument([bad_size])
         start = _decode_offset(request.page_token) if request.page_token else 0
         if start is None:
             raise InvalidArgument(
                 [FieldViolation("page_token", "is not a token this server issued")]
             )
-        limit = request.page_size or DEFAULT_PAGE_SIZE
+        limit = page_limit(request.page_size, DEFAULT_PAGE_SIZE)
         slugs = list(SYSTEM_PRESETS)
         presets = [system_preset_message(slug) for slug in slugs[start : start + limit]]
         saved_offset = max(start - len(slugs), 0)

@@ -28,14 +28,14 @@ from ..store.jobs import new_row
 from ..store.models import Job, Output
 from ..store.store import IdempotencyKeyTaken, JobRecord, JobSnapshot, Tx, now
 from ..tracing import stamp_tasks
-from . import variant_costs, views
+from . import task_plan, variant_costs, views
 from .create_batch import CreateBatcher, NewJob
 from .lifecycle import Lifecycle
+from .paging import page_limit, page_size_violation
 from .presets import PresetCatalog
 from .views import FileUrl
 
 S = job_pb2.JobStage
-MAX_PAGE_SIZE = 100
 # A completed event signed for one watcher is reused for others this long (links last an
 # hour or more); and so many signed events are kept.
 SIGNED_REUSE = 60.0
@@ -177,7 +177,7 @@ class JobService:
             )
             for position, spec in enumerate(request.outputs)
         ]
-        task = self.life.probe_task(job)
+        task = task_plan.probe_task(job)
         # Stamped here, in the caller's trace: the batch is written from another task.
         stamp_tasks([task])
         return await self.creates.insert(NewJob(job, outputs, task))
@@ -239,8 +239,8 @@ class JobService:
         self, organization_id: str, request: job_service_pb2.ListRequest
     ) -> job_service_pb2.ListResponse:
         violations = []
-        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-            violations.append(FieldViolation("page_size", f"must be between 1 and {MAX_PAGE_SIZE}"))
+        if (bad_size := page_size_violation(request.page_size, DEFAULT_PAGE_SIZE)) is not None:
+            violations.append(bad_size)
         if request.offset < 0:
             violations.append(FieldViolation("offset", "must not be negative"))
         statuses = []
@@ -256,7 +256,7 @@ class JobService:
                 violations.append(FieldViolation("page_token", "is not a token this server issued"))
         if violations:
             raise InvalidArgument(violations)
-        limit = request.page_size or DEFAULT_PAGE_SIZE
+        limit = page_limit(request.page_size, DEFAULT_PAGE_SIZE)
         async with self.store.reading() as tx:
             records = await tx.list_jobs(
                 organization_id, statuses, limit + 1, request.offset, before
@@ -274,7 +274,8 @@ class JobService:
             record = await tx.get_job(organization_id, job_id, lock=True)
             if JobStatus(record.job.status) in TERMINAL:
                 raise FailedPrecondition(
-                    f"job {job_id} is {record.job.status}; only a running job can be canceled"
+                    f"job {job_id} is {record.job.status}; only a job that has not ended can "
+                    "be canceled"
                 )
             await self._cancel_in(tx, record)
             record = await tx.get_job(organization_id, job_id)
@@ -282,10 +283,7 @@ class JobService:
 
     async def _cancel_in(self, tx: Tx, record: JobRecord) -> None:
         await tx.cancel_tasks(record.job.id)
-        await self.life.cancel_open_outputs(tx, record)
-        await self.life.settle_actual_cost(tx, record)
-        await self.life.move(tx, record.job, JobStatus.CANCELED, completed_at=now())
-        await self.life.emit_completed(tx, record)
+        await self.life.jobs.finish(tx, record, JobStatus.CANCELED)
 
     async def confirm(self, organization_id: str, job_id: str) -> job_pb2.Job:
         """Start a delayed_start job after its owner reviewed the estimate."""
@@ -297,9 +295,9 @@ class JobService:
                     "can be confirmed"
                 )
             moment = now()
-            await self.life.move(
+            await self.life.jobs.move(
                 tx,
-                job_id,
+                record.job,
                 JobStatus.PROCESSING,
                 stage=S.JOB_STAGE_TRANSCODING,
                 confirmed_at=moment,
@@ -331,9 +329,9 @@ class JobService:
                         variant_pricing=variant_costs.unbilled_entries(output.variant_pricing),
                     )
                     await self.life.emit_output(tx, job, output.id)
-            await self.life.move(
+            await self.life.jobs.move(
                 tx,
-                job_id,
+                job,
                 JobStatus.PENDING,
                 attempt=job.attempt + 1,
                 progress=0.0,
@@ -342,7 +340,7 @@ class JobService:
                 started_at=None,
                 actual_cost_micros=None,
             )
-            await self.life.queue_tasks(tx, [self.life.probe_task(job)])
+            await self.life.queue_tasks(tx, [task_plan.probe_task(job)])
             record = await tx.get_job(organization_id, job_id)
         return self.job_message(record)
 

@@ -57,6 +57,7 @@ class TaskService:
         files: Origins | None = None,
     ) -> None:
         self.life = life
+        self.outcomes = outcomes.TaskOutcomes(life)
         self.store = life.store
         self.lease_seconds = lease_seconds
         self.max_task_attempts = max_task_attempts
@@ -123,7 +124,9 @@ class TaskService:
                 if task.kind == TaskKind.PROBE:
                     message.kind = worker_service_pb2.TASK_KIND_PROBE
                     if job.status == JobStatus.PENDING:
-                        await self.life.move(tx, job, JobStatus.PROBING, stage=S.JOB_STAGE_PROBING)
+                        await self.life.jobs.move(
+                            tx, job, JobStatus.PROBING, stage=S.JOB_STAGE_PROBING
+                        )
                 else:
                     message.kind = WORKER_KINDS[TaskKind(task.kind)]
                     output = next(o for o in record.outputs if o.id == task.output_id)
@@ -282,22 +285,22 @@ class TaskService:
         kind = request.WhichOneof("result")
         if task.kind == TaskKind.PROBE:
             if kind == "input_info":
-                await outcomes.probed(self.life, tx, record, request.input_info)
+                await self.outcomes.probed(tx, record, request.input_info)
             else:
-                await self.life.probe_failed(tx, record, request.error)
+                await self.life.jobs.probe_failed(tx, record, request.error)
         elif kind == "chunk":
-            live = await outcomes.piece_done(self.life, tx, record, task, request.chunk)
+            live = await self.outcomes.piece_done(tx, record, task, request.chunk)
             if live is not None:
                 # Written under the job's lock: two chunks finishing at once publish in
                 # order, never an older list over a newer one.
                 await self._publish(record.job.output_origin, task, live[0])
         elif kind == "transcode":
-            await outcomes.output_done(
-                self.life, tx, record, outcomes.task_output_id(task), request.transcode
+            await self.outcomes.output_done(
+                tx, record, outcomes.task_output_id(task), request.transcode
             )
         else:
-            await outcomes.output_failed(
-                self.life, tx, record, outcomes.task_output_id(task), request.error
+            await self.outcomes.output_failed(
+                tx, record, outcomes.task_output_id(task), request.error
             )
 
     async def _result_problems(self, request: worker_service_pb2.CompleteTaskRequest) -> list[str]:
@@ -396,7 +399,7 @@ class TaskService:
                     + problems[0],
                     retryable=True,
                 )
-                await outcomes.task_failed(self.life, tx, task, record, error)
+                await self.outcomes.task_failed(tx, task, record, error)
 
     async def reap_expired_leases(self) -> int:
         """Requeue tasks whose worker went silent; fail them after too many attempts.
@@ -451,7 +454,7 @@ class TaskService:
                     message=f"no worker finished this task in {candidate.attempts} attempts",
                     retryable=True,
                 )
-                await outcomes.task_failed(self.life, tx, candidate, record, error)
+                await self.outcomes.task_failed(tx, candidate, record, error)
         self.life.metrics.lease_expired("requeued" if requeue else "failed")
         return True
 
@@ -499,7 +502,7 @@ class TaskService:
                 f"{deliveries} times and moved to the dead-letter topic",
                 retryable=True,
             )
-            await outcomes.task_failed(self.life, tx, task, record, error)
+            await self.outcomes.task_failed(tx, task, record, error)
 
 
 # Results naming files: checked against the spec and storage before the result's transaction.

@@ -111,11 +111,6 @@ class TxBase:
             self._driver = connection.driver_connection
         return self._driver
 
-    async def notify(self, channel: str, payload: str) -> None:
-        """Postgres NOTIFY, delivered to listeners when this transaction commits."""
-        if self.is_postgres:
-            await self._send_notifications([(channel, payload)])
-
     def notify_at_commit(self, channel: str, key: str, payload: str) -> None:
         """One NOTIFY per (channel, key) for the whole transaction, carrying the last
         payload given: ten events of one job make one notification, not ten."""

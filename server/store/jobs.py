@@ -370,19 +370,23 @@ class JobStatements(TxBase):
     async def _transition(
         self, job_id: str, current: JobStatus, target: JobStatus, values: dict[str, Any]
     ) -> JobStatus:
-        if not states.can_transition(current, target):
-            raise FailedPrecondition(f"job {job_id} is {current}; it cannot become {target}")
+        """Guarded in the statement, like every lifecycle: only the table's sources for
+        `target`, and only the status the caller read (its event names it as the source)."""
         result = await self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == str(current))
+            .where(
+                Job.id == job_id,
+                Job.status.in_(states.job_sources(target)),
+                Job.status == str(current),
+            )
             .values(status=str(target), updated_at=now(), **values)
             .execution_options(**KEEP_HELD_ROWS_CURRENT)
         )
-        if rows_changed(result) != 1:
-            raise FailedPrecondition(
-                f"job {job_id} changed concurrently; it cannot become {target}"
-            )
-        return current
+        if rows_changed(result) == 1:
+            return current
+        if not states.can_transition(current, target):
+            raise FailedPrecondition(f"job {job_id} is {current}; it cannot become {target}")
+        raise FailedPrecondition(f"job {job_id} changed concurrently; it cannot become {target}")
 
     async def update_job(self, job_id: str, **values) -> None:
         await self.session.execute(

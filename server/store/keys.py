@@ -77,15 +77,6 @@ class KeyStatements(TxBase):
         result = await self.session.execute(delete(ApiKey).where(ApiKey.id == key_id))
         return bool(getattr(result, "rowcount", 0))
 
-    async def organization_currencies(self, organization_ids: set[str]) -> dict[str, str]:
-        """Each known organization's currency, in one query."""
-        rows = await self.session.execute(
-            select(Organization.id, Organization.currency).where(
-                Organization.id.in_(sorted(organization_ids))
-            )
-        )
-        return {organization_id: currency for organization_id, currency in rows.all()}
-
     async def organization_currency(self, organization_id: str) -> str:
         org = await self.session.get(Organization, organization_id)
         return org.currency if org else "USD"

@@ -160,7 +160,7 @@ class TaskQueue(TxBase):
         """Queued task -> DONE without running: its dispatch gave up on it."""
         result = await self.session.execute(
             update(Task)
-            .where(Task.id == task_id, Task.status == str(TaskStatus.QUEUED))
+            .where(Task.id == task_id, Task.status.in_(GIVE_UP_SOURCES))
             .values(status=str(TaskStatus.DONE))
         )
         return rows_changed(result) == 1
@@ -256,15 +256,11 @@ class TaskQueue(TxBase):
         )
         return {int(row[0]): int(row[1]) for row in rows}
 
-    async def open_task_count(self, job_id: str) -> int:
-        return (
-            await self.session.scalar(
-                select(func.count())
-                .select_from(Task)
-                .where(Task.job_id == job_id, Task.status.in_(["QUEUED", "LEASED"]))
-            )
-            or 0
-        )
+
+# Only a task still waiting may be given up on by its dispatch (one of the table's sources of
+# DONE; a leased task ends through its worker's report or its lease).
+GIVE_UP_SOURCES = [str(TaskStatus.QUEUED)]
+assert set(GIVE_UP_SOURCES) <= set(states.task_sources(TaskStatus.DONE))
 
 
 def _requeue_stamp(target: TaskStatus) -> dict[str, datetime]:

@@ -107,6 +107,7 @@ class WebhookSender:
         timeout_seconds: float,
         resolver: egress.Resolver | None = None,
         metrics: ServerMetrics | None = None,
+        queued: asyncio.Event | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or ServerMetrics()
@@ -118,7 +119,8 @@ class WebhookSender:
         self.timeout_seconds = timeout_seconds
         # Built once: loading the CA bundle for every POST's client cost 0.2-0.4 s a delivery.
         self.tls = ssl.create_default_context(cafile=certifi.where())
-        self.queued = asyncio.Event()
+        # Set after a commit that queued a delivery (the use cases hold the same event).
+        self.queued = queued or asyncio.Event()
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
