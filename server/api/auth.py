@@ -1,7 +1,9 @@
-"""API keys: `Authorization: Bearer kiln_sk_...`, scoped to one organization."""
+"""Who is calling: an API key (`Authorization: Bearer kiln_sk_...`, scoped to one
+organization) on the public services, the worker token on the WorkerService."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable, Mapping
 
@@ -12,6 +14,9 @@ from ..store.store import API_KEY_PREFIX, Store
 # deletes a key in the database, and every server stops accepting it within this time.
 KEY_CACHE_SECONDS = 2.0
 
+# A request header by its lower-case name: None when the request has none.
+Header = Callable[[str], str | None]
+
 
 class Authenticator:
     def __init__(self, store: Store, cache_seconds: float = KEY_CACHE_SECONDS) -> None:
@@ -20,7 +25,7 @@ class Authenticator:
         # key -> (organization, monotonic time it was read).
         self._known: dict[str, tuple[str, float]] = {}
 
-    async def organization(self, header: Callable[[str], str | None]) -> str:
+    async def organization(self, header: Header) -> str:
         """The caller's organization id, from the request headers."""
         authorization = header("authorization") or ""
         scheme, _, key = authorization.partition(" ")
@@ -43,7 +48,25 @@ class Authenticator:
         return organization
 
 
-def header_reader(pairs: Mapping[str, str] | list[tuple[str, str]]) -> Callable[[str], str | None]:
+class WorkerToken:
+    """The WorkerService's one secret (its own listener, never the public gRPC port).
+
+    With a token configured, every call must present it (compared in constant time);
+    without one the listener must be loopback-only (config.check_worker_listener).
+    """
+
+    def __init__(self, token: str) -> None:
+        self.expected = f"Bearer {token}" if token else ""
+
+    def check(self, header: Header) -> None:
+        if not self.expected:
+            return
+        presented = header("authorization") or ""
+        if not hmac.compare_digest(presented.encode(), self.expected.encode()):
+            raise Unauthenticated("worker token missing or wrong")
+
+
+def header_reader(pairs: Mapping[str, str] | list[tuple[str, str]]) -> Header:
     if isinstance(pairs, Mapping):
         return pairs.get
     lowered = {key.lower(): value for key, value in pairs}

@@ -4,18 +4,20 @@ Both listeners call `to_status`, so a client sees the same code and message
 whichever protocol it speaks. Anything unexpected is logged here, with the RPC and the
 id it was about, and reaches the client as INTERNAL with no detail: never a stack trace.
 
-Every public RPC passes through one of the decorators below, which also screen the
-request before the handler runs: no string of the message and none of the headers that
-carry request data may hold control characters (domain.request_text). Being here, the
-check cannot be forgotten by a handler, Watch included.
+Every RPC of the tables (rpc_table) is wrapped by one of the guards below, for the
+protocol it is mounted on. A public guard screens the request before the call runs: no
+string of the message and none of the headers that carry request data may hold control
+characters (domain.request_text). It then resolves the caller's organization from the
+API key, once, for every RPC whose entry needs one. Being here, neither can be
+forgotten by a call, Watch included.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import grpc
 from connectrpc.code import Code
@@ -39,7 +41,8 @@ from ..domain.errors import (
     Unavailable,
 )
 from ..domain.request_text import control_character_violations, text_violation
-from .auth import header_reader
+from .auth import Authenticator, Header, WorkerToken, header_reader
+from .rpc_table import Caller, Rpc
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,6 @@ _CODES: list[tuple[type[DomainError], Code, grpc.StatusCode]] = [
 
 # Headers that carry request data (the rest are transport's or auth's business).
 SCREENED_HEADERS = ("X-Idempotency-Key", "X-Organization-ID")
-
-Header = Callable[[str], str | None]
 
 
 def screen_request(request: Message, header: Header) -> None:
@@ -142,92 +143,107 @@ async def abort_grpc(
     )
 
 
-def _connect_rpc(ctx: RequestContext) -> str:
-    method = ctx.method
-    return f"{method.service_name}/{method.name}"
-
-
-def _grpc_rpc(servicer: object, handler: Callable) -> str:
-    service = getattr(servicer, "service_name", type(servicer).__name__)
-    return f"{service}/{handler.__name__}"
-
-
 def _grpc_headers(context: grpc.aio.ServicerContext) -> Header:
     return header_reader(list(context.invocation_metadata() or ()))
 
 
-def connect_unary(handler: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
-    """A public unary Connect handler `(self, request, ctx)`: screened, errors mapped."""
+U = TypeVar("U")
 
-    @functools.wraps(handler)
-    async def guarded(self, request, ctx):
+# What the generated Connect applications and grpc.aio call: (request, ctx or context).
+ConnectUnary = Callable[[Any, RequestContext], Awaitable[Message]]
+ConnectStream = Callable[[Any, RequestContext], AsyncIterator[Message]]
+GrpcUnary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message | None]]
+GrpcStream = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Message]]
+
+
+def _caller(rpc: Rpc[Any], header: Header, organization: str = "") -> Caller:
+    return Caller(organization, {name: header(name) or "" for name in rpc.headers})
+
+
+async def _public_call(
+    rpc: Rpc[U], uses: U, auth: Authenticator, request: Message, header: Header
+) -> Any:
+    """Screen, resolve the organization, run the call: the same steps on both protocols."""
+    screen_request(request, header)
+    organization = await auth.organization(header) if rpc.organization else ""
+    return await rpc.call(uses, _caller(rpc, header, organization), request)
+
+
+def connect_unary(path: str, rpc: Rpc[U], uses: U, auth: Authenticator) -> ConnectUnary:
+    """A public unary RPC for Connect: screened, organization resolved, errors mapped."""
+
+    async def guarded(request: Message, ctx: RequestContext) -> Message:
         try:
-            screen_request(request, ctx.request_headers.get)
-            return await handler(self, request, ctx)
+            return await _public_call(rpc, uses, auth, request, ctx.request_headers.get)
         except Exception as error:
-            raise connect_error(error, _connect_rpc(ctx), request) from None
+            raise connect_error(error, path, request) from None
 
     return guarded
 
 
-def connect_stream(handler: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
-    """A public server-streaming Connect handler: screened, errors mapped (also mid-stream)."""
+def connect_stream(path: str, rpc: Rpc[U], uses: U, auth: Authenticator) -> ConnectStream:
+    """A public server-streaming RPC for Connect: as unary, errors mapped also mid-stream."""
 
-    @functools.wraps(handler)
-    async def guarded(self, request, ctx):
+    async def guarded(request: Message, ctx: RequestContext) -> AsyncIterator[Message]:
         try:
-            screen_request(request, ctx.request_headers.get)
-            async for message in handler(self, request, ctx):
+            header = ctx.request_headers.get
+            async for message in await _public_call(rpc, uses, auth, request, header):
                 yield message
         except Exception as error:
-            raise connect_error(error, _connect_rpc(ctx), request) from None
+            raise connect_error(error, path, request) from None
 
     return guarded
 
 
-def grpc_unary(handler: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
-    """A public unary grpc.aio handler `(self, request, context)`: screened, errors abort."""
+def grpc_unary(path: str, rpc: Rpc[U], uses: U, auth: Authenticator) -> GrpcUnary:
+    """A public unary RPC for grpc.aio: screened, organization resolved, errors abort."""
 
-    @functools.wraps(handler)
-    async def guarded(self, request, context):
+    async def guarded(request: Message, context: grpc.aio.ServicerContext) -> Message | None:
         try:
-            screen_request(request, _grpc_headers(context))
-            return await handler(self, request, context)
+            return await _public_call(rpc, uses, auth, request, _grpc_headers(context))
         except Exception as error:
-            await abort_grpc(context, error, _grpc_rpc(self, handler), request)
+            await abort_grpc(context, error, path, request)
+            return None
 
     return guarded
 
 
-def grpc_stream(handler: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
-    """A public server-streaming grpc.aio handler: screened, errors abort (also mid-stream)."""
+def grpc_stream(path: str, rpc: Rpc[U], uses: U, auth: Authenticator) -> GrpcStream:
+    """A public server-streaming RPC for grpc.aio: errors abort (also mid-stream)."""
 
-    @functools.wraps(handler)
-    async def guarded(self, request, context):
+    async def guarded(
+        request: Message, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Message]:
         try:
-            screen_request(request, _grpc_headers(context))
-            async for message in handler(self, request, context):
+            header = _grpc_headers(context)
+            async for message in await _public_call(rpc, uses, auth, request, header):
                 yield message
         except Exception as error:
-            await abort_grpc(context, error, _grpc_rpc(self, handler), request)
+            await abort_grpc(context, error, path, request)
 
     return guarded
 
 
-def grpc_internal(handler: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
-    """A unary handler of the internal WorkerService: errors abort, nothing screened.
+def grpc_internal(path: str, rpc: Rpc[U], uses: U, token: WorkerToken) -> GrpcUnary:
+    """A unary RPC of the internal WorkerService: the worker token checked, errors abort,
+    nothing screened.
 
     Workers report FFmpeg's own words (error lines, notes), which may carry control
     characters; refusing them would lose the report, not protect a client.
     """
+    if rpc.stream or rpc.organization:
+        # Known when the server starts, not at a worker's first call.
+        raise ValueError(f"{path}: the worker listener serves unary RPCs with no organization")
 
-    @functools.wraps(handler)
-    async def guarded(self, request, context):
+    async def guarded(request: Message, context: grpc.aio.ServicerContext) -> Message | None:
         try:
             # Log lines about this call name its task (and, once looked up, its job).
             with job_log_context(task_id=getattr(request, "task_id", "")):
-                return await handler(self, request, context)
+                header = _grpc_headers(context)
+                token.check(header)
+                return await rpc.call(uses, _caller(rpc, header), request)
         except Exception as error:
-            await abort_grpc(context, error, _grpc_rpc(self, handler), request)
+            await abort_grpc(context, error, path, request)
+            return None
 
     return guarded
