@@ -12,15 +12,22 @@ import yaml
 from google.protobuf.message import Message
 from kiln.v1 import job_pb2
 
-from server.api.json_codec import RequestJsonError, parse_document
+from common import output_types
 from server.domain.errors import InvalidArgument
+from server.domain.request_json import RequestJsonError, parse_document
 
 M = TypeVar("M", bound=Message)
 
-VIDEO_TYPES = {"mp4", "webm", "mov", "mkv", "hls", "dash", "cmaf"}
-ADAPTIVE_TYPES = {"hls", "dash", "cmaf"}
-AUDIO_TYPES = {"mp3", "m4a", "opus", "wav"}
-IMAGE_TYPES = {"jpg", "png", "webp", "gif"}
+
+def _shorthand_names(family: output_types.Family) -> set[str]:
+    # The shorthand writes types in lower case (`mp4`, `hls`).
+    return {output_types.short_name(kind).lower() for kind in family}
+
+
+VIDEO_TYPES = _shorthand_names(output_types.VIDEO)
+ADAPTIVE_TYPES = _shorthand_names(output_types.ADAPTIVE)
+AUDIO_TYPES = _shorthand_names(output_types.AUDIO_ONLY)
+IMAGE_TYPES = _shorthand_names(output_types.IMAGES)
 CODECS = {"h264", "h265", "vp9", "av1"}
 PRIORITIES = {"economy", "standard", "premium"}
 RESOLUTION = re.compile(r"^(\d{3,4}p|\d{2,5}x\d{2,5})$")

@@ -18,7 +18,8 @@ from kiln.v1 import (
     webhook_service_pb2,
 )
 
-from server.api.json_codec import StrictJsonCodec, enum_prefix, short_name
+from server.api.json_codec import StrictJsonCodec
+from server.domain.request_json import enum_prefix, short_name
 
 CODEC = StrictJsonCodec()
 
