@@ -4,7 +4,7 @@ HTTP/1.1 framing (Content-Length, chunked, close-delimited, HEAD, keep-alive) is
 job on both sides, so this module only decides what to forward. A plain request names an
 absolute http:// URI; it goes upstream on a fresh connection to the pinned address with the
 client's own Host header. CONNECT opens a byte tunnel to a pinned address (TLS stays
-end to end, so a tunnel's contents cannot be inspected: see the README).
+end to end, so a tunnel's contents cannot be inspected: see docs/inputs.md).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from .client import ApiError, Client
 from .download import UnsafePath
 from .specs import SpecError
 
-# Exit codes (also in the README and `kiln --help`).
+# Exit codes (also in docs/cli.md and `kiln --help`).
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_JOB_NOT_COMPLETED = 3

@@ -1,7 +1,7 @@
 """Settings, read once from the environment.
 
 Every knob is an environment variable (KILN_*) so that Postgres, GCS and Pub/Sub
-are switched on by configuration, never by code changes. The README lists them all.
+are switched on by configuration, never by code changes. docs/configuration.md lists them all.
 The worker reads its own (worker/settings.py); `kiln up` builds both from one environment.
 """
 

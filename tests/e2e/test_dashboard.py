@@ -84,7 +84,7 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
     assert [len(series) for series in report["chart"]] == [2, 2]  # HLS and DASH ladders
     screenshot = artifacts / "dashboard-job.png"
     assert screenshot.stat().st_size > 10_000
-    # KILN_UPDATE_DOCS_SCREENSHOT=1 refreshes the README's picture from this run.
+    # KILN_UPDATE_DOCS_SCREENSHOT=1 refreshes docs/dashboard-job.png from this run.
     if os.environ.get("KILN_UPDATE_DOCS_SCREENSHOT") == "1":
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)

@@ -209,8 +209,8 @@ def test_image_series_and_sprite_with_its_map_through_the_service(server, api_ke
     assert image.content[:4] == b"RIFF"
 
 
-# Measured quality (README "Quality measurement"): asked for over Connect JSON as the README's
-# curl does; figures on Get, quality.json in storage and among the files; an output that did
+# Measured quality (docs/outputs.md): asked for over Connect JSON as the docs' curl
+# does; figures on Get, quality.json in storage and among the files; an output that did
 # not ask has neither.
 
 

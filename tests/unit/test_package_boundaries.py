@@ -1,4 +1,4 @@
-"""Three packages, one direction (DESIGN.md section 1), checked by reading the source.
+"""Three packages, one direction (docs/architecture.md), checked by reading the source.
 
 `server/` and `worker/` never import each other, `common/` imports neither of them, and
 only the CLI (`kiln_cli/`, the composition root) may import both. `make lint` checks the

@@ -1,8 +1,8 @@
 """Adaptive ladders (HLS, DASH, CMAF) as one ffmpeg process per output, as pure argv builders.
 
 One process, because the source is then decoded once and `split` feeds every variant's scaler
-and encoder (DESIGN.md §3: 81.5 s against 116.6 s for one process per variant). Audio is encoded
-once and shared by all variants as its own rendition.
+and encoder (docs/architecture.md: 81.5 s against 116.6 s for one process per variant). Audio
+is encoded once and shared by all variants as its own rendition.
 
 A player switches variants only at segment boundaries, so every variant must cut its segments at
 the same instants. Each encoder therefore gets a fixed GOP of segment duration x frame rate with
