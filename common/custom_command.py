@@ -25,7 +25,9 @@ MAX_ARGS = 200
 MAX_ARG_LENGTH = 1024
 
 # Output type (OutputType name without its prefix) -> muxers `-f` may name for it. The first
-# is what the worker uses when the command names none.
+# is what the worker uses when the command names none. Its types are the catalogue's
+# SINGLE_FILE_MEDIA (common/output_types.py; tests/unit/test_output_types.py holds them equal),
+# listed here in the order refusals name them.
 MUXERS_BY_TYPE: Mapping[str, tuple[str, ...]] = {
     "MP4": ("mp4",),
     "MOV": ("mov",),
@@ -36,7 +38,6 @@ MUXERS_BY_TYPE: Mapping[str, tuple[str, ...]] = {
     "OPUS": ("opus", "ogg"),
     "WAV": ("wav",),
 }
-VIDEO_TYPES = frozenset({"MP4", "MOV", "MKV", "WEBM"})
 
 VIDEO_ENCODERS = frozenset(
     {"libx264", "libx265", "libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1", "copy"}

@@ -15,28 +15,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from kiln.v1 import job_pb2
 
-from .pricing_table import PricingTable, default_pricing_table
+from common.output_types import ADAPTIVE, IMAGES, PROGRESSIVE
 
-CUSTOM_VIDEO_TYPES = frozenset(
-    {
-        job_pb2.OUTPUT_TYPE_MP4,
-        job_pb2.OUTPUT_TYPE_MOV,
-        job_pb2.OUTPUT_TYPE_MKV,
-        job_pb2.OUTPUT_TYPE_WEBM,
-    }
-)
-IMAGE_TYPES = frozenset(
-    {
-        job_pb2.OUTPUT_TYPE_JPG,
-        job_pb2.OUTPUT_TYPE_PNG,
-        job_pb2.OUTPUT_TYPE_WEBP,
-        job_pb2.OUTPUT_TYPE_GIF,
-    }
-)
-# Outputs whose variants are priced and shown one by one (Transcodely's variant_pricing[]).
-ADAPTIVE_TYPES = frozenset(
-    {job_pb2.OUTPUT_TYPE_HLS, job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF}
-)
+from .pricing_table import PricingTable, default_pricing_table
 
 SECONDS_PER_MINUTE = Decimal(60)
 REFERENCE_FPS = Decimal(30)
@@ -76,7 +57,7 @@ def variant_prices(
     has the source's height.
     """
     table = table or default_pricing_table()
-    if spec.HasField("custom") and spec.type in CUSTOM_VIDEO_TYPES:
+    if spec.HasField("custom") and spec.type in PROGRESSIVE:
         # Priced as what it most often is: one H.264 rendition at the source's size.
         spec = job_pb2.OutputSpec(video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264)])
     heights = [variant_height(v.resolution, source_height) for v in spec.video]
@@ -139,7 +120,7 @@ def output_cost(
     if variants:
         return sum(v.micros for v in variants)
     priority_factor = table.priority_factor(priority)
-    if spec.type in IMAGE_TYPES:
+    if spec.type in IMAGES:
         return _round_micros(Decimal(table.image_micros_per_output) * priority_factor)
     return _round_micros(
         Decimal(table.audio_only_micros_per_minute)
@@ -150,8 +131,9 @@ def output_cost(
 
 
 def shows_variants(spec: job_pb2.OutputSpec) -> bool:
-    """Whether an output carries a per-variant breakdown: adaptive ladders do."""
-    return spec.type in ADAPTIVE_TYPES and bool(spec.video) and not spec.HasField("custom")
+    """Whether an output carries a per-variant breakdown: adaptive ladders do (Transcodely's
+    variant_pricing[])."""
+    return spec.type in ADAPTIVE and bool(spec.video) and not spec.HasField("custom")
 
 
 def source_display_height(video: job_pb2.StreamInfo | None) -> int:

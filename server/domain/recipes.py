@@ -29,13 +29,11 @@ from typing import Any
 
 from kiln.v1 import job_pb2
 
+from common.output_types import AUDIO_ONLY, PROGRESSIVE, SINGLE_FILE_MEDIA, STILL_IMAGES
+
 T = job_pb2.OutputType
 V = job_pb2.VideoCodec
 Q = job_pb2.Quality
-
-VIDEO_TYPES = (T.OUTPUT_TYPE_MP4, T.OUTPUT_TYPE_MOV, T.OUTPUT_TYPE_MKV, T.OUTPUT_TYPE_WEBM)
-AUDIO_TYPES = (T.OUTPUT_TYPE_M4A, T.OUTPUT_TYPE_MP3, T.OUTPUT_TYPE_OPUS, T.OUTPUT_TYPE_WAV)
-IMAGE_TYPES = (T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP)
 
 # Fields a recipe never takes beside it: recipes make single files, and a preset or a custom
 # command says everything itself.
@@ -158,7 +156,7 @@ def _variant(kind: job_pb2.OutputType, params: Params, **fields: Any) -> job_pb2
 
 def _video_or_audio(kind: job_pb2.OutputType, params: Params, **fields: Any) -> job_pb2.OutputSpec:
     """A progressive file (one variant) or, for an audio type, the audio alone."""
-    if kind in AUDIO_TYPES:
+    if kind in AUDIO_ONLY:
         return job_pb2.OutputSpec(type=kind)
     return job_pb2.OutputSpec(type=kind, video=[_variant(kind, params, **fields)])
 
@@ -233,7 +231,8 @@ _RESOLUTION = Param(_text, '"720p"-style height or "WxH" box', sets="video[0].re
 RECIPES: Mapping[str, RecipeDefinition] = {
     "thumbnail": RecipeDefinition(
         "one still image",
-        IMAGE_TYPES,
+        # Not GIF: a GIF is made of a clip, and would silently ignore seek_seconds.
+        STILL_IMAGES,
         {
             "seek_seconds": Param(
                 _number(0), "time of the frame in seconds", 1.0, sets="thumbnail.time_seconds"
@@ -246,7 +245,7 @@ RECIPES: Mapping[str, RecipeDefinition] = {
     ),
     "compress": RecipeDefinition(
         "a smaller file at the source's size: the ECONOMY tier at a chosen CRF",
-        VIDEO_TYPES,
+        PROGRESSIVE,
         {
             "crf": Param(
                 _CRF.parse,
@@ -283,7 +282,7 @@ RECIPES: Mapping[str, RecipeDefinition] = {
     ),
     "resize": RecipeDefinition(
         "the video at another size (never above the source unless allow_upscale)",
-        VIDEO_TYPES,
+        PROGRESSIVE,
         {
             "resolution": Param(_text, _RESOLUTION.doc, required=True, sets=_RESOLUTION.sets),
             "allow_upscale": Param(
@@ -295,7 +294,7 @@ RECIPES: Mapping[str, RecipeDefinition] = {
     ),
     "trim": RecipeDefinition(
         "a part of the input, cut frame-exactly (re-encoded)",
-        VIDEO_TYPES + AUDIO_TYPES,
+        SINGLE_FILE_MEDIA,
         {
             "start_seconds": Param(
                 _number(0), "where the part starts", 0.0, sets="clip.start_seconds"
@@ -317,7 +316,7 @@ RECIPES: Mapping[str, RecipeDefinition] = {
     "extract_audio": RecipeDefinition(
         "the audio alone; the source's stream copied when it is already the output's codec "
         "(AAC to M4A, MP3 to MP3, Opus to OPUS, 16-bit PCM to WAV) and no bitrate is asked",
-        AUDIO_TYPES,
+        AUDIO_ONLY,
         {
             "bitrate_kbps": Param(
                 _integer(8, 640),
@@ -329,7 +328,7 @@ RECIPES: Mapping[str, RecipeDefinition] = {
     ),
     "concat": RecipeDefinition(
         "the job's inputs (input_url, then concat_input_urls) one after the other",
-        VIDEO_TYPES + AUDIO_TYPES,
+        SINGLE_FILE_MEDIA,
         {
             "resolution": Param(
                 _text, _RESOLUTION.doc + "; the first input's when unset", sets=_RESOLUTION.sets
@@ -339,7 +338,7 @@ RECIPES: Mapping[str, RecipeDefinition] = {
     ),
     "transcode": RecipeDefinition(
         "the input in another codec or container",
-        VIDEO_TYPES,
+        PROGRESSIVE,
         {
             "codec": Param(
                 _choice(_CODEC_NAMES),

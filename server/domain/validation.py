@@ -13,6 +13,16 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from common.custom_command import check_custom_args
 from common.input_policy import InputPolicy, InputRefused
+from common.output_types import (
+    ADAPTIVE,
+    ALL,
+    AUDIO_ONLY,
+    IMAGES,
+    MAX_VARIANTS,
+    PROGRESSIVE,
+    SINGLE_FILE_MEDIA,
+    VIDEO,
+)
 
 from . import recipes
 from .errors import FieldViolation, InvalidArgument
@@ -41,11 +51,6 @@ AUDIO_CODECS = frozenset(A.values())
 PRIORITIES = frozenset(job_pb2.Priority.values())
 QUALITIES = frozenset(job_pb2.Quality.values())
 THUMBNAIL_MODES = frozenset(job_pb2.ThumbnailMode.values())
-
-PROGRESSIVE = {T.OUTPUT_TYPE_MP4, T.OUTPUT_TYPE_WEBM, T.OUTPUT_TYPE_MOV, T.OUTPUT_TYPE_MKV}
-ADAPTIVE = {T.OUTPUT_TYPE_HLS, T.OUTPUT_TYPE_DASH, T.OUTPUT_TYPE_CMAF}
-AUDIO_ONLY = {T.OUTPUT_TYPE_MP3, T.OUTPUT_TYPE_M4A, T.OUTPUT_TYPE_OPUS, T.OUTPUT_TYPE_WAV}
-IMAGES = {T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP, T.OUTPUT_TYPE_GIF}
 
 # Which video codecs each container can carry, limited to what players take: AV1 plays from MP4
 # in <video> and from fMP4 HLS, DASH and CMAF through MSE (hls.js, dash.js; Chromium checked),
@@ -82,7 +87,7 @@ AUDIO_CODECS_BY_TYPE: dict[int, set[int]] = {
 
 # What the workers of this release can produce. The API defines more; asking
 # for the rest fails at Create rather than after a wasted probe.
-SUPPORTED_OUTPUT_TYPES: set[int] = PROGRESSIVE | ADAPTIVE | AUDIO_ONLY | IMAGES
+SUPPORTED_OUTPUT_TYPES = frozenset(ALL)
 SUPPORTED_VIDEO_CODECS: set[int] = {
     V.VIDEO_CODEC_H264,
     V.VIDEO_CODEC_H265,
@@ -148,7 +153,7 @@ def validate_create(
                     "concat joins the job's inputs: set concat_input_urls (read after input_url)",
                 )
             recipe_type = checked.type if output.HasField("recipe") and not output.type else 0
-            if request.concat_input_urls and recipe_type not in PROGRESSIVE | AUDIO_ONLY | {0}:
+            if request.concat_input_urls and recipe_type and recipe_type not in SINGLE_FILE_MEDIA:
                 bad(
                     f"outputs[{index}].recipe.name",
                     f"{output.recipe.name} makes "
@@ -160,7 +165,7 @@ def validate_create(
         for index, output in enumerate(request.outputs):
             if output.HasField("custom"):
                 bad(f"outputs[{index}].custom", "custom commands read the job's one input")
-            if output.type and output.type not in PROGRESSIVE | AUDIO_ONLY:
+            if output.type and output.type not in SINGLE_FILE_MEDIA:
                 bad(
                     f"outputs[{index}].type",
                     "concatenated inputs make progressive or audio outputs only",
@@ -248,7 +253,7 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
     type_name = T.Name(kind).removeprefix("OUTPUT_TYPE_")
     if kind not in SUPPORTED_OUTPUT_TYPES:
         bad(f"{path}.type", f"{type_name} outputs are not supported by this server yet")
-    if output.measure_quality and (output.HasField("custom") or kind not in PROGRESSIVE | ADAPTIVE):
+    if output.measure_quality and (output.HasField("custom") or kind not in VIDEO):
         what = "custom commands" if output.HasField("custom") else f"{type_name} outputs"
         bad(
             f"{path}.measure_quality",
@@ -261,8 +266,8 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
     variants = output.video
     if kind in PROGRESSIVE and len(variants) != 1:
         bad(f"{path}.video", f"{type_name} takes exactly one video variant")
-    elif kind in ADAPTIVE and not 1 <= len(variants) <= 8:
-        bad(f"{path}.video", f"{type_name} takes 1 to 8 video variants")
+    elif kind in ADAPTIVE and not 1 <= len(variants) <= MAX_VARIANTS:
+        bad(f"{path}.video", f"{type_name} takes 1 to {MAX_VARIANTS} video variants")
     elif (kind in AUDIO_ONLY or kind in IMAGES) and variants:
         bad(f"{path}.video", f"{type_name} outputs take no video variants")
     for index, variant in enumerate(variants):
@@ -287,7 +292,7 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
 
 def _check_custom(path: str, type_name: str, output: job_pb2.OutputSpec, bad) -> None:
     """A custom command says everything itself: the spec has its type and nothing else."""
-    if output.type not in PROGRESSIVE | AUDIO_ONLY:
+    if output.type not in SINGLE_FILE_MEDIA:
         bad(f"{path}.type", "custom commands make MP4, MOV, MKV, WEBM, MP3, M4A, OPUS or WAV")
         return
     for name in ("video", "audio", "segments", "hls", "clip", "thumbnail"):

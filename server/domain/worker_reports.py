@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
+from common.output_types import IMAGES, MAX_VARIANTS
 from common.storage.keys import safe_relative_path
 
 T = job_pb2.OutputType
@@ -68,14 +69,9 @@ DURATION_TOLERANCE_FRACTION = 0.02
 
 # Identical pictures have an infinite PSNR; workers report them as this (worker.media.quality).
 MAX_PSNR_DB = 100.0
-MAX_VARIANTS = 8
 # Written beside a measured output's files (the worker's worker.media.quality.QUALITY_FILE_NAME;
 # server and worker share no module for one name).
 QUALITY_FILE_NAME = "quality.json"
-
-IMAGE_TYPES = frozenset(
-    {T.OUTPUT_TYPE_JPG, T.OUTPUT_TYPE_PNG, T.OUTPUT_TYPE_WEBP, T.OUTPUT_TYPE_GIF}
-)
 
 
 def _finite(value: float, low: float, high: float) -> bool:
@@ -220,7 +216,7 @@ def _encoded_seconds_problems(
     if encoded > expected + slack:
         return [f"encoded_seconds {encoded:g} exceeds the output's {expected:g} s"]
     # Images cost per picture; their encoded time is a frame or a span, so no floor.
-    if spec.type not in IMAGE_TYPES and encoded < expected - slack:
+    if spec.type not in IMAGES and encoded < expected - slack:
         return [f"encoded_seconds {encoded:g} is far below the output's {expected:g} s"]
     return []
 
@@ -306,9 +302,6 @@ def chunk_problems(
     if result.frame_count < 0:
         problems.append("frame_count must not be negative")
     return problems
-
-
-MAX_VARIANTS = 8
 
 
 def _piece_may_write(

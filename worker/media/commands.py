@@ -14,13 +14,12 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from common.output_types import ADAPTIVE, ANIMATED_IMAGES, AUDIO_ONLY, PROGRESSIVE, STILL_IMAGES
 from worker.media.audio import build_audio_command
 from worker.media.concat import build_concat_command
-from worker.media.containers import AUDIO_CONTAINERS, PROGRESSIVE_CONTAINERS
 from worker.media.custom import build_custom_command
 from worker.media.errors import OutputSpecError
 from worker.media.gif import build_gif_command
-from worker.media.image_formats import IMAGE_FORMATS
 from worker.media.images import build_thumbnail_command
 from worker.media.ladder import build_ladder_command
 from worker.media.plan import CommandPlan
@@ -28,10 +27,6 @@ from worker.media.progressive import build_progressive_command
 from worker.media.stream_copy import build_stream_copy_command
 
 OutputType = job_pb2.OutputType
-
-LADDER_TYPES = frozenset(
-    {OutputType.OUTPUT_TYPE_HLS, OutputType.OUTPUT_TYPE_DASH, OutputType.OUTPUT_TYPE_CMAF}
-)
 
 
 def build_command(
@@ -69,12 +64,14 @@ def build_command(
         return build_concat_command(
             inputs=[(input_path, info), *extra_inputs], spec=spec, out_dir=out_dir, ffmpeg=ffmpeg
         )
+    # One builder per family of the catalogue (each builder's own table, containers or image
+    # formats, covers its family: tests/unit/test_output_types.py).
     single_input_builders = (
-        (PROGRESSIVE_CONTAINERS, build_progressive_command),
-        (AUDIO_CONTAINERS, build_audio_command),
-        (IMAGE_FORMATS, build_thumbnail_command),
-        ({OutputType.OUTPUT_TYPE_GIF}, build_gif_command),
-        (LADDER_TYPES, build_ladder_command),
+        (PROGRESSIVE, build_progressive_command),
+        (AUDIO_ONLY, build_audio_command),
+        (STILL_IMAGES, build_thumbnail_command),
+        (ANIMATED_IMAGES, build_gif_command),
+        (ADAPTIVE, build_ladder_command),
     )
     for types, builder in single_input_builders:
         if spec.type in types:
