@@ -209,6 +209,9 @@ def build_server(settings: Settings) -> Server:
         chunking=ChunkSettings(settings.chunk_threshold_seconds, settings.chunk_seconds),
         webhook_queued=webhook_queued,
     )
+    # One policy for webhook destinations: Create checks a job's webhook_url with the one
+    # the sender and the settings use.
+    webhook_policy = InputPolicy.from_lists([], settings.webhook_allow_hosts)
     jobs = JobService(
         life,
         InputPolicy.from_lists(
@@ -219,9 +222,8 @@ def build_server(settings: Settings) -> Server:
         remove_output_files=origins.delete_job_files,
         origins=origins,
         default_origin=settings.default_origin,
-        webhook_policy=InputPolicy.from_lists([], settings.webhook_allow_hosts),
+        webhook_policy=webhook_policy,
     )
-    webhook_policy = InputPolicy.from_lists([], settings.webhook_allow_hosts)
     webhooks = WebhookSender(
         store,
         webhook_secret(settings.webhook_secret, settings.data_dir),

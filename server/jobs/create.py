@@ -1,0 +1,280 @@
+"""Create: idempotent replays, admission, and the group-committed insert.
+
+A Create goes through three steps, each in one place:
+
+1. Replay. With an idempotency key, a repeat is answered from the job the key made, before
+   anything else: its answer must not change because a preset was deleted or a host's
+   address moved since.
+2. Admission (`Admission.admit`): every check of the request, gathering its violations by
+   field path, and the rows to write when there are none, as one value (a `NewJob`).
+3. Insert: that value goes to the group-commit batcher (create_batch.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from urllib.parse import urlsplit
+
+from kiln.v1 import job_pb2, job_service_pb2
+
+from common.input_policy import InputPolicy, InputRefused
+from common.storage.origins import OriginRefused, Origins
+
+from ..domain import ids, validation
+from ..domain.errors import FieldViolation, InvalidArgument
+from ..domain.idempotency import check_replay, request_fingerprint
+from ..domain.presets import SYSTEM_PRESETS, resolve
+from ..domain.states import JobStatus, OutputStatus
+from ..store.jobs import new_row
+from ..store.models import Job, Output
+from ..store.store import IdempotencyKeyTaken, Store, now
+from ..tracing import stamp_tasks
+from . import task_plan
+from .create_batch import CreateBatcher, NewJob, TasksReady
+from .presets import PresetCatalog
+from .reads import JobMessages
+
+
+class Admission:
+    """Whether a Create may make its job, and the job's rows if it may.
+
+    The checks, in order: the request's own fields (validation: syntax, recipes expanded,
+    custom arguments, input URLs against the input policy), the output origin, the hosts of
+    the inputs and the webhook (resolved off the event loop), and inputs naming another
+    organization's outputs. Each reports every violation it finds, and runs only on a request
+    the ones before it passed: a refused request costs no DNS lookup or database read, a host
+    is looked up only once its URL parsed, and a request at fault in two places is answered
+    with the first one's violations, as the API has always answered it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        presets: PresetCatalog,
+        policy: InputPolicy,
+        *,
+        webhook_policy: InputPolicy | None = None,
+        origins: Origins | None = None,
+        default_origin: str = "",
+    ) -> None:
+        self.store = store
+        self.presets = presets
+        self.policy = policy
+        # Webhook destinations: public hosts only, unless allowlisted (no file roots).
+        self.webhook_policy = webhook_policy or InputPolicy.from_lists([], [])
+        self.origins = origins
+        self.default_origin = default_origin
+        # Whether a file:// input inside the input roots can lie in the output storage.
+        self.file_inputs_may_name_outputs = origins is not None and any(
+            root == origins.local.root
+            or root in origins.local.root.parents
+            or origins.local.root in root.parents
+            for root in policy.roots
+        )
+
+    async def admit(
+        self,
+        organization_id: str,
+        request: job_service_pb2.CreateRequest,
+        key: str | None,
+        fingerprint: str,
+    ) -> NewJob:
+        """The job's rows, or InvalidArgument with the violations of the first failing check."""
+        saved = await self.presets.saved_specs(
+            organization_id, [output.preset for output in request.outputs if output.preset]
+        )
+        origin = request.output_origin or self.default_origin
+        violations = self._request_violations(request, set(SYSTEM_PRESETS) | set(saved))
+        if not violations:
+            violations = self._origin_violations(origin)
+        if not violations:
+            violations = await self._host_violations(request)
+        if not violations:
+            violations = await self._foreign_output_violations(organization_id, request)
+        if violations:
+            raise InvalidArgument(violations)
+        return _new_job(organization_id, request, key, fingerprint, origin, saved)
+
+    def _request_violations(
+        self, request: job_service_pb2.CreateRequest, known_presets: set[str]
+    ) -> list[FieldViolation]:
+        # Validation raises with its whole list; taken back as a list, like the other checks'.
+        try:
+            validation.validate_create(request, self.policy, known_presets)
+        except InvalidArgument as invalid:
+            return invalid.violations
+        return []
+
+    def _origin_violations(self, origin: str) -> list[FieldViolation]:
+        if self.origins is None:
+            return []
+        try:
+            self.origins.check(origin)
+        except OriginRefused as refused:
+            return [FieldViolation("output_origin", str(refused))]
+        return []
+
+    async def _host_violations(
+        self, request: job_service_pb2.CreateRequest
+    ) -> list[FieldViolation]:
+        """Resolve http(s) hosts off the event loop; refuse private destinations."""
+        violations = []
+        checks = [("input_url", request.input_url, self.policy)] + [
+            (f"concat_input_urls[{i}]", url, self.policy)
+            for i, url in enumerate(request.concat_input_urls)
+        ]
+        if request.webhook_url:
+            checks.append(("webhook_url", request.webhook_url, self.webhook_policy))
+        for path, url, policy in checks:
+            try:
+                if _resolves_a_name(url):
+                    await asyncio.to_thread(policy.check_resolved, url)
+                elif policy is not self.policy:
+                    # No DNS to wait for: checked here, without a thread hop. (An input's
+                    # syntax was checked by validate_create with this very policy.)
+                    policy.check_resolved(url)
+            except InputRefused as refused:
+                violations.append(FieldViolation(path, str(refused)))
+        return violations
+
+    async def _foreign_output_violations(
+        self, organization_id: str, request: job_service_pb2.CreateRequest
+    ) -> list[FieldViolation]:
+        """An input inside kiln's own output storage must belong to one of the caller's jobs:
+        one organization never reads another's renditions by naming them as input."""
+        if self.origins is None:
+            return []
+        inputs = [("input_url", request.input_url)] + [
+            (f"concat_input_urls[{i}]", url) for i, url in enumerate(request.concat_input_urls)
+        ]
+        if not self.file_inputs_may_name_outputs:
+            # Validation resolved each file:// input inside an input root, and no input root
+            # overlaps the output storage: none can name outputs (no second path resolution).
+            inputs = [(path, url) for path, url in inputs if not url.startswith("file:")]
+        owners = {path: self.origins.output_job_ids(url) for path, url in inputs}
+        named = {job_id for job_ids in owners.values() for job_id in job_ids}
+        if not named:
+            return []
+        async with self.store.transaction() as tx:
+            own = await tx.jobs_of_organization(organization_id, sorted(named))
+        return [
+            FieldViolation(path, "names output storage of a job that is not one of yours")
+            for path, job_ids in owners.items()
+            if not job_ids <= own
+        ]
+
+
+class JobCreation:
+    def __init__(
+        self,
+        store: Store,
+        admission: Admission,
+        messages: JobMessages,
+        tasks_ready: TasksReady,
+    ) -> None:
+        self.store = store
+        self.admission = admission
+        self.messages = messages
+        # Concurrent Creates share a transaction (group commit).
+        self.creates = CreateBatcher(store, tasks_ready)
+
+    async def create(
+        self, organization_id: str, request: job_service_pb2.CreateRequest, header_key: str
+    ) -> job_pb2.Job:
+        key = request.idempotency_key or header_key or None
+        if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument([FieldViolation("idempotency_key", "at most 128 characters")])
+        # Only a keyed Create is ever compared with another: no fingerprint without a key.
+        fingerprint = request_fingerprint(request) if key else ""
+        if key and (first := await self._job_for_key(organization_id, key, fingerprint)):
+            return first
+        new = await self.admission.admit(organization_id, request, key, fingerprint)
+        try:
+            record = await self.creates.insert(new)
+        except IdempotencyKeyTaken as taken:
+            # A Create with the same key committed between our look-up and our insert, and
+            # ours rolled back: answer as if we had arrived after it.
+            first = await self._job_for_key(organization_id, taken.key, fingerprint)
+            if first is None:
+                raise  # jobs are never deleted, so the winner cannot have vanished
+            return first
+        return self.messages.message(record)
+
+    async def _job_for_key(
+        self, organization_id: str, key: str, fingerprint: str
+    ) -> job_pb2.Job | None:
+        """The job this key already made, if any; AlreadyExists if made from another request."""
+        async with self.store.transaction() as tx:
+            existing = await tx.job_by_idempotency_key(organization_id, key)
+        if existing is None:
+            return None
+        check_replay(key, existing.job.id, existing.job.request_hash, fingerprint)
+        return self.messages.message(existing)
+
+
+def _new_job(
+    organization_id: str,
+    request: job_service_pb2.CreateRequest,
+    key: str | None,
+    fingerprint: str,
+    origin: str,
+    saved: dict[str, job_pb2.OutputSpec],
+) -> NewJob:
+    """An admitted request's rows: the job, its outputs (each with its resolved spec) and the
+    probe task that starts it."""
+    moment = now()
+    job = new_row(
+        Job,
+        id=ids.job_id(),
+        organization_id=organization_id,
+        status=JobStatus.PENDING.value,
+        stage=0,
+        progress=0.0,
+        priority=request.priority or job_pb2.PRIORITY_STANDARD,
+        delayed_start=request.delayed_start,
+        input_url=request.input_url,
+        concat_input_urls=list(request.concat_input_urls),
+        job_metadata=dict(request.metadata),
+        webhook_url=request.webhook_url,
+        idempotency_key=key,
+        request_hash=fingerprint or None,
+        output_origin=origin,
+        currency="USD",  # the organization's, set by the batch that inserts it
+        attempt=1,
+        last_sequence=0,
+        created_at=moment,
+        updated_at=moment,
+    )
+    outputs = [
+        new_row(
+            Output,
+            id=ids.output_id(),
+            job_id=job.id,
+            position=position,
+            spec=resolve(spec, saved).SerializeToString(),
+            status=OutputStatus.PENDING.value,
+            progress=0.0,
+        )
+        for position, spec in enumerate(request.outputs)
+    ]
+    task = task_plan.probe_task(job)
+    # Stamped here, in the caller's trace: the batch is written from another task.
+    stamp_tasks([task])
+    return NewJob(job, outputs, task)
+
+
+def _resolves_a_name(url: str) -> bool:
+    """Whether checking `url` looks a host name up (the one slow, blocking part)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False  # the check itself refuses it, quickly
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
