@@ -71,7 +71,9 @@ class QueueDepthCollector(Collector):
 class ServerMetrics:
     """Every metric of one server process, and the text of `GET /metrics`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = now) -> None:
+        # What a task's wait is measured to; tests pass their own instead of sleeping.
+        self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         # Registries of others in this process (`kiln up`: its embedded worker) shown too.
         self.included: list[CollectorRegistry] = []
@@ -128,7 +130,8 @@ class ServerMetrics:
     def task_leased(self, kind: str, ready_since: datetime | None) -> None:
         if ready_since is None:
             return
-        waited = (now() - (aware(ready_since) or now())).total_seconds()
+        moment = self.clock()
+        waited = (moment - (aware(ready_since) or moment)).total_seconds()
         self.task_wait.labels(kind=str(kind)).observe(max(waited, 0.0))
 
     def webhook_attempted(self, outcome: str) -> None:

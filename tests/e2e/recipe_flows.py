@@ -16,10 +16,10 @@ import httpx
 from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
 
 from tests.media_probe import ffprobe, streams
+from tests.support.violations import violations_from_connect
 
 from .cluster import kiln_command
 from .connect_json import ConnectJsonClient
-from .test_bad_requests import violations_from_connect
 
 
 def recipe(name: str, type: job_pb2.OutputType | None = None, **params: str) -> job_pb2.OutputSpec:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time
@@ -10,8 +9,9 @@ import time
 import grpc
 import httpx
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from kiln.v1 import job_pb2, job_service_pb2
+
+from tests.support.violations import violations_from_connect, violations_from_grpc
 
 from .cluster import SIGNING_KEY
 from .connect_json import ConnectJsonClient, ConnectStreamError
@@ -28,21 +28,6 @@ MP4 = {"type": "OUTPUT_TYPE_MP4", "video": [{"codec": "VIDEO_CODEC_H264", "resol
 
 def good_input(media_root) -> str:
     return f"file://{media_root / 'clip2s.mp4'}"
-
-
-def violations_from_connect(body: dict) -> dict[str, str]:
-    (detail,) = [d for d in body.get("details", []) if d["type"] == "google.rpc.BadRequest"]
-    raw = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
-    bad = error_details_pb2.BadRequest.FromString(raw)
-    return {v.field: v.description for v in bad.field_violations}
-
-
-def violations_from_grpc(error: grpc.RpcError) -> dict[str, str]:
-    trailers = dict(error.trailing_metadata() or ())
-    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
-    bad = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad)
-    return {v.field: v.description for v in bad.field_violations}
 
 
 def job_count(server, api_key) -> int:

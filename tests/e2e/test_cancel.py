@@ -4,38 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
-
-def ffmpeg_pids_writing_to(directory: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            cmdline
-            and cmdline[0].endswith(b"ffmpeg")
-            and any(str(directory).encode() in a for a in cmdline)
-        ):
-            pids.append(int(entry.name))
-    return pids
-
-
-def wait_until(condition, timeout: float) -> float:
-    """Poll a condition on real processes/files; returns the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
+from tests.support.processes import ffmpeg_pids_writing_to, wait_until
 
 
 @pytest.mark.slow

@@ -24,12 +24,12 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
+from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 from worker.media.commands import build_command
 from worker.media.probe import probe
 
 from .cluster import running_cluster
 from .jobs import create_job, run_to_end
-from .test_cancel import ffmpeg_pids_writing_to, wait_until
 
 SETTINGS = {
     "KILN_CHUNK_THRESHOLD_SECONDS": "10",
@@ -376,7 +376,7 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
             r["kind"] == "CHUNK" and r["status"] == "LEASED" and r["worker_id"] == doomed_id
             for r in tasks_of(cluster, job.id)
         )
-        return holds_chunk and bool(_children_ffmpeg(doomed.pid))
+        return holds_chunk and bool(ffmpeg_children_of(doomed.pid))
 
     wait_until(doomed_worker_encoding_a_chunk, timeout=60)
     doomed.send_signal(signal.SIGKILL)
@@ -399,20 +399,3 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
 
 def _chunk_ffmpegs(cluster) -> list[int]:
     return ffmpeg_pids_writing_to(cluster.scratch_dir)
-
-
-def _children_ffmpeg(parent: int) -> list[int]:
-    """FFmpeg processes of one worker process."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        parent_pid = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent_pid == parent and command.endswith(b"ffmpeg"):
-            found.append(int(entry.name))
-    return found

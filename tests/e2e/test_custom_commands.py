@@ -19,10 +19,10 @@ from sqlalchemy import create_engine, text
 
 from server.store.store import sync_url
 from tests.custom_cases import ALLOWED, HOSTILE, IN, OUT
+from tests.support.violations import violations_from_connect
 
 from .connect_json import ConnectJsonClient
 from .jobs import create_job, run_to_end
-from .test_bad_requests import violations_from_connect
 
 
 # The allowlist is checked at the edge and by the worker: one database kind is enough.

@@ -17,40 +17,21 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_clip
+from tests.support.browser import require_browser
 
 from .cluster import REPO, running_cluster
 
 DRIVER = REPO / "tests" / "e2e" / "dashboard" / "dashboard_e2e.mjs"
-CHROMIUM = os.environ.get("KILN_CHROMIUM", "/usr/bin/chromium")
-NODE_MODULES = REPO / "dashboard" / "node_modules"
 DOCS_SCREENSHOT = REPO / "docs" / "dashboard-job.png"
-
-
-def missing_tools() -> list[str]:
-    missing = [tool for tool in ("node",) if shutil.which(tool) is None]
-    if not Path(CHROMIUM).exists():
-        missing.append(CHROMIUM)
-    missing += [
-        f"dashboard/node_modules/{module}"
-        for module in ("playwright-core", "hls.js", "dashjs")
-        if not (NODE_MODULES / module).is_dir()
-    ]
-    return missing
 
 
 @pytest.mark.slow
 def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
-    missing = missing_tools()
-    if missing:
-        message = f"the dashboard test needs {', '.join(missing)}: run `make dashboard-deps`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_browser("dashboard")
     short_clip = media_root / "clip4s.mp4"
     if not short_clip.exists():
         make_clip(short_clip, seconds=4)

@@ -21,10 +21,10 @@ from common.pubsub import PubSubSettings
 from server.store.store import sync_url
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
 from tests.pubsub_fake import running_fake
+from tests.support.processes import ffmpeg_pids_writing_to, wait_until
 
 from .cluster import Cluster, ServerProcess
 from .jobs import create_job, mp4_output, run_to_end
-from .test_cancel import ffmpeg_pids_writing_to, wait_until
 
 BACKENDS = ["db", "pubsub"]
 

@@ -43,9 +43,9 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from server.api.dashboard_files import PREFIX, DashboardFiles
 from tests.conftest import make_clip
+from tests.support.browser import CHROMIUM, require_browser
 
 from .cluster import REPO, running_cluster
-from .test_dashboard import CHROMIUM, missing_tools
 
 DRIVER = REPO / "tests" / "e2e" / "players" / "play_outputs.mjs"
 H264, VP9, AV1 = job_pb2.VIDEO_CODEC_H264, job_pb2.VIDEO_CODEC_VP9, job_pb2.VIDEO_CODEC_AV1
@@ -171,12 +171,7 @@ def real_issues(name: str, issues: list[dict]) -> list[dict]:
 
 @pytest.mark.slow
 def test_every_ladder_plays_without_a_warning(tmp_path, media_root):
-    missing = missing_tools()
-    if missing:
-        message = f"the player test needs {', '.join(missing)}: run `make dashboard-deps`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_browser("player")
     clip = make_clip(media_root / "clip3s-180p.mp4", seconds=CLIP_SECONDS, size="320x180")
     root = tmp_path / "cluster"
     root.mkdir()

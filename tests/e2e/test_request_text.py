@@ -10,9 +10,10 @@ import httpx
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
 
+from tests.support.violations import violations_from_connect, violations_from_grpc
+
 from .connect_json import ConnectJsonClient, ConnectStreamError
 from .jobs import mp4_output
-from .test_bad_requests import violations_from_connect, violations_from_grpc
 
 
 # Request text is screened at the edge, before the store: one database kind is enough.

@@ -7,8 +7,9 @@ import signal
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
+from tests.support.processes import ffmpeg_pids_writing_to, wait_until
+
 from .cluster import Cluster
-from .test_cancel import ffmpeg_pids_writing_to, wait_until
 
 
 @pytest.fixture

@@ -1,25 +1,16 @@
-"""Integration fixtures: a migrated Store on each real database."""
+"""Integration fixtures: a migrated Store on each real database, the use cases over it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from common.input_policy import InputPolicy
-from common.storage.local import LocalStorage
-from common.storage.origins import Origins
-from common.storage.signing import UrlSigner
-from server.dispatch.queue import QueueDispatch
-from server.events.hub import EventHub
-from server.jobs.lifecycle import Lifecycle
-from server.jobs.service import JobService
 from server.store.migrate import migrate
 from server.store.store import Store
-
-# The organization the `service` fixture's store knows.
-ORG = "org_service"
+from tests.support import ORG
+from tests.support.webhooks import failing_receiver as failing_receiver_url
+from tests.support.wiring import Services
 
 
 @pytest.fixture
@@ -30,34 +21,21 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     await store.close()
 
 
-@dataclass
-class Service:
-    """The public job use cases over a real store and hub, as one server process wires them."""
-
-    jobs: JobService
-    life: Lifecycle
-    store: Store
-    input_url: str
-
-
 @pytest.fixture
-async def service(store: Store, tmp_path) -> AsyncIterator[Service]:
-    async def read_events(job_id: str, after: int):
-        async with store.transaction() as tx:
-            return await tx.events_after(job_id, after)
-
-    hub = EventHub(read_events, heartbeat_seconds=3600)
-    hub.start()
-    storage = LocalStorage(tmp_path / "storage")
-    origins = Origins(storage, UrlSigner(b"secret", "http://127.0.0.1:1", 60), ttl_seconds=60)
-    life = Lifecycle(store, hub, QueueDispatch())
-    roots = tmp_path / "inputs"
-    roots.mkdir()
-    (roots / "in.mp4").write_bytes(b"not needed: nothing probes it")
-    jobs = JobService(life, InputPolicy.from_lists([str(roots)], []), file_url=origins.url)
+async def service(store: Store, tmp_path) -> AsyncIterator[Services]:
+    """The public job use cases over a real store and a running hub, ORG already known."""
+    services = Services(store, tmp_path)
+    services.hub.start()
     async with store.transaction() as tx:
         await tx.ensure_organization(ORG)
     try:
-        yield Service(jobs, life, store, f"file://{roots / 'in.mp4'}")
+        yield services
     finally:
-        await hub.stop()
+        await services.hub.stop()
+
+
+@pytest.fixture
+def failing_receiver() -> Iterator[str]:
+    """The URL of a loopback webhook receiver that answers 503 to everything."""
+    with failing_receiver_url() as url:
+        yield url

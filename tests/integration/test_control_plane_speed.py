@@ -13,42 +13,25 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
-from common.input_policy import InputPolicy
-from server.dispatch.queue import QueueDispatch
 from server.domain.errors import AlreadyExists
-from server.events.hub import EventHub
 from server.events.listener import EVENTS_CHANNEL, PostgresListener
-from server.jobs.lifecycle import Lifecycle
-from server.jobs.service import JobService
 from server.store.store import Store
-from tests.integration.test_task_races import ORG as RACES_ORG
-from tests.integration.test_task_races import Services
-
-from .conftest import ORG, Service
+from tests.support import ORG
+from tests.support.events import event_reader
+from tests.support.specs import mp4_request
+from tests.support.wiring import Services
 
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
-def mp4_request(input_url: str, **fields) -> job_service_pb2.CreateRequest:
-    return job_service_pb2.CreateRequest(
-        input_url=input_url,
-        outputs=[
-            job_pb2.OutputSpec(
-                type=job_pb2.OUTPUT_TYPE_MP4,
-                video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
-            )
-        ],
-        **fields,
-    )
-
-
 async def test_batched_creates_answer_each_caller_with_its_own_job_and_error(
-    service: Service,
+    service: Services,
 ):
     jobs = service.jobs
     plain = [mp4_request(service.input_url, metadata={"n": str(n)}) for n in range(12)]
@@ -68,7 +51,7 @@ async def test_batched_creates_answer_each_caller_with_its_own_job_and_error(
     with pytest.raises(AlreadyExists):
         await jobs.create(ORG, other, "")
     # They did share transactions (group commit), and every job is stored once.
-    assert jobs.creates.commits < jobs.creates.jobs
+    assert jobs.creation.creates.commits < jobs.creation.creates.jobs
     stored = await jobs.list(ORG, job_service_pb2.ListRequest(page_size=100))
     assert len(stored.jobs) == 13
     for job in plain_jobs:
@@ -76,7 +59,7 @@ async def test_batched_creates_answer_each_caller_with_its_own_job_and_error(
         assert got.status == job_pb2.JOB_STATUS_PENDING and got.outputs[0].id
 
 
-async def test_a_batch_with_a_racing_key_still_inserts_the_others(service: Service):
+async def test_a_batch_with_a_racing_key_still_inserts_the_others(service: Services):
     """Two Creates racing for one new key in the same batch fail the batch's INSERT; the
     batch is redone job by job, so the others are stored and the loser gets the winner."""
     jobs = service.jobs
@@ -93,18 +76,19 @@ async def test_a_batch_with_a_racing_key_still_inserts_the_others(service: Servi
 
 
 class Replica:
-    """One server process's hub, lifecycle and LISTEN connection on a shared database."""
+    """One server process's use cases and LISTEN connection on a shared database."""
 
-    def __init__(self, store: Store, database_url: str) -> None:
+    def __init__(self, store: Store, database_url: str, root: Path) -> None:
         self.reads = 0
         self.read_done = asyncio.Event()
         # Every events notification this replica handled, once it handled it.
         self.notifications: asyncio.Queue[str] = asyncio.Queue()
+        read = event_reader(store)
 
-        async def read_events(job_id: str, after: int):
+        async def read_events(job_id: str, after: int) -> list[tuple[int, bytes]]:
+            # Counted: a replica must not re-read what it just wrote itself.
             self.reads += 1
-            async with store.transaction() as tx:
-                rows = await tx.events_after(job_id, after)
+            rows = await read(job_id, after)
             self.read_done.set()
             return rows
 
@@ -112,8 +96,9 @@ class Replica:
             self.life.on_events_notification(payload)
             self.notifications.put_nowait(payload)
 
-        self.hub = EventHub(read_events, heartbeat_seconds=3600)
-        self.life = Lifecycle(store, self.hub, QueueDispatch())
+        self.services = Services(store, root, read_events=read_events)
+        self.hub = self.services.hub
+        self.life = self.services.life
         self.listener = PostgresListener(
             database_url.replace("postgresql+psycopg://", "postgresql://"),
             {EVENTS_CHANNEL: on_events},
@@ -124,19 +109,11 @@ class Replica:
 async def test_a_replica_skips_its_own_notify_echo_and_still_sees_every_event(
     store: Store, database_url: str, tmp_path
 ):
-    writer, other = Replica(store, database_url), Replica(store, database_url)
+    writer, other = Replica(store, database_url, tmp_path), Replica(store, database_url, tmp_path)
     for replica in (writer, other):
         replica.hub.start()
         await replica.listener.start()
-    (tmp_path / "in.mp4").write_bytes(b"x")
-    jobs = JobService(
-        writer.life,
-        InputPolicy.from_lists([str(tmp_path)], []),
-        file_url=lambda *_: ("http://files.invalid/x", datetime.now(UTC)),
-    )
-    async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
-    job = await jobs.create(ORG, mp4_request(f"file://{tmp_path}/in.mp4"), "")
+    job = await writer.services.create()
     mine = writer.hub.subscribe(job.id, 0)
     theirs = other.hub.subscribe(job.id, 0)
     try:
@@ -184,7 +161,6 @@ def test_notification_payload_round_trip_and_old_format():
 async def test_capped_progress_renews_the_lease_and_never_drops_a_status_change(
     store: Store, tmp_path
 ):
-    (tmp_path / "in.mp4").write_bytes(b"x")
     services = Services(store, tmp_path, lease_seconds=30)
     now = [1000.0]
     services.tasks.progress_gate.clock = lambda: now[0]
@@ -224,7 +200,7 @@ async def test_capped_progress_renews_the_lease_and_never_drops_a_status_change(
     await services.tasks.report_progress(
         wpb.ReportProgressRequest(task_id=task2.id, lease_token=task2.lease_token, progress=5)
     )
-    await services.jobs.cancel(RACES_ORG, job2.id)
+    await services.jobs.cancel(ORG, job2.id)
     assert await services.tasks.report_progress(
         wpb.ReportProgressRequest(task_id=task2.id, lease_token=task2.lease_token, progress=6)
     )

@@ -25,8 +25,8 @@ from server.jobs.service import JobService
 from server.store.jobs import IdempotencyKeyTaken, new_row
 from server.store.models import Job, Organization, Output, Task
 from server.store.store import Store
-
-from .conftest import ORG, Service
+from tests.support import ORG
+from tests.support.wiring import Services
 
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 MOMENT = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
@@ -166,7 +166,7 @@ async def test_a_taken_key_fails_the_insert_alone_and_the_connection_recovers(st
             )
 
 
-async def test_a_create_answers_what_a_get_then_reads(service: Service):
+async def test_a_create_answers_what_a_get_then_reads(service: Services):
     async with service.store.transaction() as tx:
         await tx.session.execute(
             update(Organization).where(Organization.id == ORG).values(currency="EUR")
@@ -199,7 +199,7 @@ async def test_a_create_answers_what_a_get_then_reads(service: Service):
     assert record.job.request_hash  # keyed: its request's fingerprint is kept
 
 
-async def test_only_a_keyed_create_keeps_a_fingerprint(service: Service):
+async def test_only_a_keyed_create_keeps_a_fingerprint(service: Services):
     request = job_service_pb2.CreateRequest(
         input_url=service.input_url, outputs=[job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)]
     )
@@ -211,7 +211,7 @@ async def test_only_a_keyed_create_keeps_a_fingerprint(service: Service):
 
 
 @POSTGRES_ONLY
-async def test_creates_and_events_notify_other_replicas(service: Service, database_url: str):
+async def test_creates_and_events_notify_other_replicas(service: Services, database_url: str):
     heard: dict[str, asyncio.Queue[str]] = {
         EVENTS_CHANNEL: asyncio.Queue(),
         TASKS_CHANNEL: asyncio.Queue(),
@@ -243,7 +243,7 @@ async def test_creates_and_events_notify_other_replicas(service: Service, databa
         await listener.stop()
 
 
-def file_input_service(service: Service, storage: Path, roots: Path) -> JobService:
+def file_input_service(service: Services, storage: Path, roots: Path) -> JobService:
     origins = Origins(
         LocalStorage(storage), UrlSigner(b"secret", "http://127.0.0.1:1", 60), ttl_seconds=60
     )
@@ -256,7 +256,7 @@ def file_input_service(service: Service, storage: Path, roots: Path) -> JobServi
 
 
 async def test_file_inputs_in_output_storage_are_checked_when_roots_overlap(
-    service: Service, tmp_path
+    service: Services, tmp_path
 ):
     """Output storage inside an input root: a file:// input naming another organization's
     job is refused, one naming the caller's own job is taken."""
@@ -285,7 +285,7 @@ async def test_file_inputs_in_output_storage_are_checked_when_roots_overlap(
 
 
 async def test_file_inputs_cannot_reach_output_storage_outside_the_roots(
-    service: Service, tmp_path
+    service: Services, tmp_path
 ):
     """Disjoint roots (the usual layout): the storage check is skipped for file:// inputs,
     since validation already keeps them inside the input roots, through symlinks too."""
@@ -296,7 +296,7 @@ async def test_file_inputs_cannot_reach_output_storage_outside_the_roots(
     (roots / "in.mp3").write_bytes(b"x")
     (roots / "sneaky.mp3").symlink_to(storage / "job_x" / "a.mp3")
     jobs = file_input_service(service, storage, roots)
-    assert jobs._file_inputs_may_name_outputs is False
+    assert jobs.creation.admission.file_inputs_may_name_outputs is False
     mp3 = [job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)]
     created = await jobs.create(
         ORG, job_service_pb2.CreateRequest(input_url=f"file://{roots}/in.mp3", outputs=mp3), ""
@@ -310,15 +310,15 @@ async def test_file_inputs_cannot_reach_output_storage_outside_the_roots(
         )
 
 
-def mp3_request(service: Service) -> job_service_pb2.CreateRequest:
+def mp3_request(service: Services) -> job_service_pb2.CreateRequest:
     return job_service_pb2.CreateRequest(
         input_url=service.input_url, outputs=[job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)]
     )
 
 
-async def test_a_lone_create_never_waits_between_commits(service: Service):
+async def test_a_lone_create_never_waits_between_commits(service: Services):
     # An interval longer than the test's patience: a wait would time out.
-    service.jobs.creates = CreateBatcher(
+    service.jobs.creation.creates = CreateBatcher(
         service.store, service.life.dispatch.tasks_ready, busy_interval=60
     )
     for _ in range(3):
@@ -327,12 +327,12 @@ async def test_a_lone_create_never_waits_between_commits(service: Service):
         asyncio.gather(*(service.jobs.create(ORG, mp3_request(service), "") for _ in range(2))),
         10,
     )
-    assert service.jobs.creates.commits == 4
+    assert service.jobs.creation.creates.commits == 4
 
 
-async def test_after_a_busy_batch_the_next_waits_and_shares_its_commit(service: Service):
+async def test_after_a_busy_batch_the_next_waits_and_shares_its_commit(service: Services):
     batcher = CreateBatcher(service.store, service.life.dispatch.tasks_ready, busy_interval=0.3)
-    service.jobs.creates = batcher
+    service.jobs.creation.creates = batcher
     loop = asyncio.get_running_loop()
     started = loop.time()
     first = await asyncio.gather(

@@ -21,20 +21,15 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
-from common.input_policy import InputPolicy
-from server.dispatch.queue import QueueDispatch
 from server.domain.errors import NotFound
-from server.events.hub import EventHub
 from server.jobs import views
-from server.jobs.lifecycle import Lifecycle
-from server.jobs.service import JobService
 from server.store.database import DIRECT_READ_APPLICATION
 from server.store.jobs import JobRow, OutputRow
 from server.store.store import now
-
-from .conftest import ORG, Service
-from .test_control_plane_speed import mp4_request
-from .test_watch_resume import job_with_long_log
+from tests.support import ORG
+from tests.support.events import job_with_long_log
+from tests.support.specs import mp4_request
+from tests.support.wiring import Services
 
 TIMEOUT = 30.0
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -48,11 +43,11 @@ def two_mp4s_request(input_url: str, **fields) -> job_service_pb2.CreateRequest:
     return request
 
 
-async def make_job(service: Service, **fields) -> job_pb2.Job:
+async def make_job(service: Services, **fields) -> job_pb2.Job:
     return await service.jobs.create(ORG, two_mp4s_request(service.input_url, **fields), "")
 
 
-async def test_the_direct_read_holds_what_the_orm_read_holds(service: Service):
+async def test_the_direct_read_holds_what_the_orm_read_holds(service: Services):
     job = await make_job(service, metadata={"team": "video"}, idempotency_key="k-1")
     moment = now()
     variant = {
@@ -109,7 +104,7 @@ async def test_the_direct_read_holds_what_the_orm_read_holds(service: Service):
     assert views.job_message(direct) == views.job_message(orm)
 
 
-async def test_the_direct_read_sees_each_commit_made_just_before_it(service: Service):
+async def test_the_direct_read_sees_each_commit_made_just_before_it(service: Services):
     job = await make_job(service)
     for progress in (10.0, 20.0, 30.0):
         async with service.store.transaction() as tx:
@@ -122,7 +117,7 @@ async def test_the_direct_read_sees_each_commit_made_just_before_it(service: Ser
     assert [output.status for output in got.outputs] == [job_pb2.OUTPUT_STATUS_CANCELED] * 2
 
 
-async def test_another_organizations_job_is_not_found(service: Service):
+async def test_another_organizations_job_is_not_found(service: Services):
     job = await make_job(service)
     async with service.store.transaction() as tx:
         await tx.ensure_organization("org_other")
@@ -138,7 +133,7 @@ async def test_another_organizations_job_is_not_found(service: Service):
 
 
 @SQLITE_ONLY
-async def test_an_open_write_transaction_does_not_hold_up_a_direct_read(service: Service):
+async def test_an_open_write_transaction_does_not_hold_up_a_direct_read(service: Services):
     """SQLite's engine has one connection, held here by an open transaction: a read through
     the engine would wait for it; the direct read answers at once with the last commit."""
     job = await make_job(service)
@@ -151,7 +146,7 @@ async def test_an_open_write_transaction_does_not_hold_up_a_direct_read(service:
 
 
 @SQLITE_ONLY
-async def test_a_locked_database_sends_the_read_to_the_engine(database_url: str, service: Service):
+async def test_a_locked_database_sends_the_read_to_the_engine(database_url: str, service: Services):
     """An exclusive lock (another process in exclusive locking mode) would make the direct
     read wait: it fails at once instead, and the read waits in the engine, off the loop."""
     store = service.store
@@ -178,7 +173,7 @@ async def test_a_locked_database_sends_the_read_to_the_engine(database_url: str,
 
 
 @POSTGRES_ONLY
-async def test_a_connection_the_server_dropped_is_replaced(database_url: str, service: Service):
+async def test_a_connection_the_server_dropped_is_replaced(database_url: str, service: Services):
     job = await make_job(service)
     await service.store.read_job(ORG, job.id)
 
@@ -199,7 +194,7 @@ async def test_a_connection_the_server_dropped_is_replaced(database_url: str, se
 
 
 @POSTGRES_ONLY
-async def test_a_read_cancelled_in_flight_leaves_no_busy_connection_behind(service: Service):
+async def test_a_read_cancelled_in_flight_leaves_no_busy_connection_behind(service: Services):
     """A Get whose caller went away is cancelled while PostgreSQL answers: its connection
     must not be handed to the next read with a query still running on it."""
     job = await make_job(service)
@@ -213,7 +208,7 @@ async def test_a_read_cancelled_in_flight_leaves_no_busy_connection_behind(servi
         assert (await service.store.read_job(ORG, job.id)).job.id == job.id
 
 
-def cancel_right_after_each_read(service: Service, monkeypatch) -> None:
+def cancel_right_after_each_read(service: Services, monkeypatch) -> None:
     """Every read of a job is followed at once by a Cancel of it: what Watch subscribes to
     after its read was committed in between."""
     read_job = service.store.read_job
@@ -227,7 +222,7 @@ def cancel_right_after_each_read(service: Service, monkeypatch) -> None:
 
 
 async def test_watch_misses_nothing_committed_between_its_read_and_its_subscription(
-    service: Service, monkeypatch
+    service: Services, monkeypatch
 ):
     """The job is canceled right after Watch read it, before the stream subscribed: the
     snapshot is the job as read, and the cancel's events still follow it."""
@@ -249,7 +244,7 @@ async def test_watch_misses_nothing_committed_between_its_read_and_its_subscript
 
 
 async def test_a_resumed_watch_misses_nothing_committed_after_its_read(
-    service: Service, monkeypatch
+    service: Services, monkeypatch
 ):
     job = await make_job(service)
     async with service.store.transaction() as tx:
@@ -268,27 +263,21 @@ async def test_a_resumed_watch_misses_nothing_committed_after_its_read(
 
 
 async def test_a_resumed_watch_gets_its_whole_replay_before_any_heartbeat(
-    service: Service, tmp_path
+    service: Services, tmp_path
 ):
     """With no read between subscribing and waiting, a heartbeat falling due before the hub
     has read the log must not come first (the replay is what the client asked for)."""
     job_id, last = await job_with_long_log(service)
-
-    async def read_events(job_id: str, after: int):
-        async with service.store.transaction() as tx:
-            return await tx.events_after(job_id, after)
-
-    hub = EventHub(read_events, heartbeat_seconds=0.001)  # due at almost every turn
-    hub.start()
-    policy = InputPolicy.from_lists([str(tmp_path)], [])
-    jobs = JobService(Lifecycle(service.store, hub, QueueDispatch()), policy, file_url=_no_url)
+    # A second server on the same store, its heartbeat due at almost every turn.
+    beating = Services(service.store, tmp_path, heartbeat_seconds=0.001, file_url=_no_url)
+    beating.hub.start()
     try:
         for _ in range(10):
             request = job_service_pb2.WatchRequest(id=job_id, after_sequence=0)
-            events = [event async for event in await jobs.watch(ORG, request)]
+            events = [event async for event in await beating.jobs.watch(ORG, request)]
             assert [event.sequence for event in events] == list(range(1, last + 1))
     finally:
-        await hub.stop()
+        await beating.hub.stop()
 
 
 def _no_url(origin: str, job_id: str, output_id: str, path: str):

@@ -5,30 +5,22 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from kiln.v1 import job_pb2, job_service_pb2
+from kiln.v1 import job_service_pb2
 from sqlalchemy import func, select
 
 from server.domain.errors import AlreadyExists
 from server.store.models import Job
-
-from .conftest import ORG, Service
-from .test_store import make_job, make_outputs
-
-
-def request(service: Service, **fields) -> job_service_pb2.CreateRequest:
-    return job_service_pb2.CreateRequest(
-        input_url=service.input_url,
-        outputs=[
-            job_pb2.OutputSpec(
-                type=job_pb2.OUTPUT_TYPE_MP4,
-                video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
-            )
-        ],
-        **fields,
-    )
+from tests.support import ORG
+from tests.support.rows import make_job, make_outputs
+from tests.support.specs import mp4_request
+from tests.support.wiring import Services
 
 
-async def job_count(service: Service) -> int:
+def request(service: Services, **fields) -> job_service_pb2.CreateRequest:
+    return mp4_request(service.input_url, **fields)
+
+
+async def job_count(service: Services) -> int:
     async with service.store.transaction() as tx:
         return await tx.session.scalar(select(func.count()).select_from(Job))
 

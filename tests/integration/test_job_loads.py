@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kiln.v1 import job_pb2, job_service_pb2
-from kiln.worker.v1 import worker_service_pb2 as wpb
 from sqlalchemy import event
 
 from server.store.store import Store
-
-from .test_task_races import ORG, Services
+from tests.support import ORG
+from tests.support.wiring import Services
 
 # SELECTs that read the jobs table (a job load, or a status read before a transition).
 JOBS_SELECT = re.compile(r"^\s*SELECT\b.*\bFROM jobs\b", re.IGNORECASE | re.DOTALL)
@@ -44,7 +43,6 @@ def job_reads(store: Store) -> Iterator[list[str]]:
 
 
 async def test_a_transcode_result_reads_the_job_twice(store, tmp_path):
-    (tmp_path / "in.mp4").write_bytes(b"")
     services = Services(store, tmp_path, lease_seconds=30)
     job, task = await services.probed_transcode()
     with job_reads(store) as reads:
@@ -66,18 +64,10 @@ async def test_a_transcode_result_reads_the_job_twice(store, tmp_path):
 
 
 async def test_a_probe_result_reads_the_job_once(store, tmp_path):
-    (tmp_path / "in.mp4").write_bytes(b"")
     services = Services(store, tmp_path, lease_seconds=30)
     job = await services.create()
     probe = await services.claim()
-    info = job_pb2.InputInfo(
-        duration_seconds=2.0,
-        streams=[job_pb2.StreamInfo(kind="video", codec="h264", width=640, height=360,
-                                    frame_rate=30.0)],
-    )  # fmt: skip
-    request = wpb.CompleteTaskRequest(
-        task_id=probe.id, lease_token=probe.lease_token, input_info=info
-    )
+    request = services.probed(probe)
     with job_reads(store) as reads:
         await services.tasks.complete_task(request)
     assert len(reads) == PROBE_RESULT_JOB_READS, "\n\n".join(reads)

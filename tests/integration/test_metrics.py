@@ -3,7 +3,7 @@ and each counter moves where its event happens (against both real databases)."""
 
 from __future__ import annotations
 
-import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,11 +13,12 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.metrics import ServerMetrics
+from server.store.database import now
 from tests.e2e.cluster import free_port
+from tests.support.clock import ManualClock
+from tests.support.webhooks import queue_delivery, sender
+from tests.support.wiring import Services
 from worker.metrics import WorkerMetrics
-
-from .test_task_races import Services
-from .test_webhook_sender import failing_receiver, queue_delivery, sender  # noqa: F401
 
 # Where the database makes no difference, one is enough.
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -77,6 +78,7 @@ async def test_job_task_and_lease_metrics_move(store, tmp_path):
 
 
 async def test_requeued_lease_is_counted(store, tmp_path):
+    # Every lease expires a second before it is granted: the reaper may take it at once.
     expiring = Services(store, tmp_path, lease_seconds=-1, attempts=3)
     metrics = expiring.life.metrics
     await expiring.create()
@@ -85,7 +87,6 @@ async def test_requeued_lease_is_counted(store, tmp_path):
     await expiring.claim()
     leased = samples(await metrics.render(store))
     assert value(leased, "kiln_queue_depth", priority="standard") == 0
-    await asyncio.sleep(0.3)
     assert await expiring.tasks.reap_expired_leases() == 1
     parsed = samples(await metrics.render(store))
     assert value(parsed, "kiln_lease_expiries_total", outcome="requeued") == 1
@@ -98,22 +99,26 @@ async def test_requeued_lease_is_counted(store, tmp_path):
 @SQLITE_ONLY
 async def test_wait_of_a_task_given_back_counts_from_its_return(store, tmp_path):
     services = Services(store, tmp_path, lease_seconds=60)
-    metrics = services.life.metrics
+    # The store stamps when a task became ready by the wall clock; the wait is measured to
+    # this one, so the test says when each claim happens instead of sleeping until then.
+    clock = ManualClock(now())
+    services.life.metrics = metrics = ServerMetrics(clock=clock)
     await services.create()
-    await asyncio.sleep(1.0)
-    probe = await services.claim()  # waited a second since it was created
+    clock.set(now() + timedelta(seconds=1.5))  # the task was made before create returned
+    probe = await services.claim()  # waited 1.5 s (and a little) since it was made
     await services.tasks.release(
         wpb.ReleaseTaskRequest(task_id=probe.id, lease_token=probe.lease_token, reason="drain")
     )
+    clock.set(now())  # the task was given back before release returned
     await services.claim()  # waited next to nothing since it was given back
     parsed = samples(await metrics.render(store))
     assert value(parsed, "kiln_task_wait_seconds_count", kind="PROBE") == 2
     assert value(parsed, "kiln_task_wait_seconds_bucket", kind="PROBE", le="0.5") == 1
-    assert 1.0 <= value(parsed, "kiln_task_wait_seconds_sum", kind="PROBE") < 2.0
+    assert 1.5 <= value(parsed, "kiln_task_wait_seconds_sum", kind="PROBE") < 2.0
 
 
 @SQLITE_ONLY
-async def test_webhook_outcomes_are_counted(store, failing_receiver):  # noqa: F811
+async def test_webhook_outcomes_are_counted(store, failing_receiver):
     metrics = ServerMetrics()
     job_id = await queue_delivery(store, failing_receiver)
     webhooks = sender(store, ["127.0.0.1"], max_attempts=1)

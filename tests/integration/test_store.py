@@ -14,11 +14,12 @@ from sqlalchemy.exc import IntegrityError
 
 from server.domain import ids
 from server.domain.errors import FailedPrecondition, NotFound, StaleLease
-from server.domain.states import JobStatus, OutputStatus, TaskStatus
-from server.store.models import ApiKey, Job, Output, Task
+from server.domain.states import JobStatus, TaskStatus
+from server.store.models import ApiKey, Job, Task
 from server.store.store import API_KEY_PREFIX, IdempotencyKeyTaken, Store
+from tests.support import ORG
+from tests.support.rows import make_job, make_outputs
 
-ORG = "org_one"
 OTHER_ORG = "org_two"
 TIMEOUT = 20.0
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -31,50 +32,6 @@ async def second_store(store: Store, database_url: str) -> AsyncIterator[Store]:
     other = Store(database_url)
     yield other
     await other.close()
-
-
-def make_job(
-    organization_id: str = ORG,
-    *,
-    status: JobStatus = JobStatus.PENDING,
-    idempotency_key: str | None = None,
-    priority: int = job_pb2.PRIORITY_STANDARD,
-) -> Job:
-    moment = datetime.now(UTC)
-    return Job(
-        id=ids.job_id(),
-        organization_id=organization_id,
-        status=str(status),
-        stage=0,
-        progress=0.0,
-        priority=priority,
-        delayed_start=False,
-        input_url="file:///media/in.mp4",
-        concat_input_urls=[],
-        job_metadata={"team": "video"},
-        webhook_url="",
-        idempotency_key=idempotency_key,
-        output_origin="",
-        currency="USD",
-        attempt=1,
-        last_sequence=0,
-        created_at=moment,
-        updated_at=moment,
-    )
-
-
-def make_outputs(job: Job, count: int) -> list[Output]:
-    return [
-        Output(
-            id=ids.output_id(),
-            job_id=job.id,
-            position=position,
-            spec=job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP4).SerializeToString(),
-            status=str(OutputStatus.PENDING),
-            progress=0.0,
-        )
-        for position in range(count)
-    ]
 
 
 def make_task(job: Job, priority: int, created_at: datetime, status: str = "QUEUED") -> Task:

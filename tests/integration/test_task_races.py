@@ -7,109 +7,19 @@ races are driven deterministically, step by step, instead of by timing.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from kiln.v1 import job_pb2, job_service_pb2
+from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
-from common.input_policy import InputPolicy
-from common.storage.local import LocalStorage
-from common.storage.origins import Origins
-from server.dispatch.queue import QueueDispatch
 from server.domain.errors import FailedPrecondition
 from server.domain.states import OutputStatus, TaskStatus
-from server.events.hub import EventHub
-from server.jobs.lifecycle import Lifecycle
-from server.jobs.service import JobService
-from server.jobs.tasks import TaskService
 from server.store.store import Store
+from tests.support import ORG
+from tests.support.wiring import Services
 
-ORG = "org_races"
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 CANCEL_RACE_ROUNDS = 30
-
-
-class Services:
-    def __init__(
-        self,
-        store: Store,
-        root: Path,
-        *,
-        lease_seconds: float,
-        attempts: int = 3,
-        progress_events_per_second: float = 2.0,
-    ):
-        async def read_events(job_id: str, after: int):
-            async with store.transaction() as tx:
-                return await tx.events_after(job_id, after)
-
-        self.life = Lifecycle(store, EventHub(read_events, heartbeat_seconds=30), QueueDispatch())
-        self.storage = LocalStorage(root / "storage")
-        origins = Origins(self.storage)
-        self.jobs = JobService(
-            self.life,
-            InputPolicy.from_lists([str(root)], []),
-            file_url=lambda *_: ("http://files.invalid/x", datetime.now(UTC)),
-        )
-        self.tasks = TaskService(
-            self.life,
-            lease_seconds=lease_seconds,
-            max_task_attempts=attempts,
-            stored_sizes=origins.stored_sizes,
-            progress_events_per_second=progress_events_per_second,
-        )
-        self.root = root
-
-    async def create(self) -> job_pb2.Job:
-        async with self.life.store.transaction() as tx:
-            await tx.ensure_organization(ORG)
-        request = job_service_pb2.CreateRequest(
-            input_url=f"file://{self.root}/in.mp4",
-            outputs=[
-                job_pb2.OutputSpec(
-                    type=job_pb2.OUTPUT_TYPE_MP4,
-                    video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="240p")],
-                )
-            ],
-        )
-        return await self.jobs.create(ORG, request, "")
-
-    async def claim(self) -> wpb.Task:
-        task = await self.tasks.claim("w", wait_seconds=0)
-        assert task is not None
-        return task
-
-    async def probed_transcode(self) -> tuple[job_pb2.Job, wpb.Task]:
-        """A job through its probe, with its one transcode task leased."""
-        job = await self.create()
-        probe = await self.claim()
-        info = job_pb2.InputInfo(
-            duration_seconds=2.0,
-            streams=[job_pb2.StreamInfo(kind="video", codec="h264", width=640, height=360,
-                                        frame_rate=30.0)],
-        )  # fmt: skip
-        await self.tasks.complete_task(
-            wpb.CompleteTaskRequest(
-                task_id=probe.id, lease_token=probe.lease_token, input_info=info
-            )
-        )
-        task = await self.claim()
-        assert task.kind == wpb.TASK_KIND_TRANSCODE and task.job_id == job.id
-        return job, task
-
-    def finished(self, task: wpb.Task) -> wpb.CompleteTaskRequest:
-        path = self.storage.path_for(f"{task.output_prefix}/output.mp4")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\0" * 512)
-        return wpb.CompleteTaskRequest(
-            task_id=task.id,
-            lease_token=task.lease_token,
-            transcode=wpb.TranscodeResult(
-                files=[job_pb2.OutputFile(path="output.mp4", size_bytes=512)], encoded_seconds=2.0
-            ),
-        )
 
 
 async def task_row(store: Store, task_id: str):

@@ -14,8 +14,8 @@ from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from server.store.store import Store
-
-from .test_task_races import ORG, Services
+from tests.support import ORG
+from tests.support.wiring import Services
 
 HOOK = "https://hooks.example/kiln"
 OWN_HOOK = "https://93.184.216.34/own-hook"
@@ -108,7 +108,7 @@ async def test_own_url_wins_and_awaiting_confirmation_and_cancel_notify(store, t
 
     async def delayed_job(webhook_url: str) -> str:
         request = job_service_pb2.CreateRequest(
-            input_url=f"file://{tmp_path}/in.mp4",
+            input_url=services.input_url,
             outputs=[job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)],
             delayed_start=True,
             webhook_url=webhook_url,

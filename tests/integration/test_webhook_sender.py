@@ -2,66 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import http.server
-import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 from common.input_policy import InputPolicy
-from server.store.models import WebhookDelivery
 from server.webhooks.sender import RetryPolicy, WebhookSender
 from tests.http_origins import send, twin_origins
-
-from .test_store import ORG, make_job
-
-SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-
-
-class AlwaysFailing(http.server.BaseHTTPRequestHandler):
-    hits = 0
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        type(self).hits += 1
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(503)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-@pytest.fixture
-def failing_receiver():
-    AlwaysFailing.hits = 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AlwaysFailing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-
-
-async def queue_delivery(store, url: str) -> str:
-    job = make_job()
-    async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
-        await tx.insert_job(job, [])
-        await tx.insert_delivery(
-            WebhookDelivery(
-                id="msg_test_" + job.id,
-                job_id=job.id,
-                url=url,
-                payload='{"type":"job.completed"}',
-                status="PENDING",
-                attempts=0,
-                next_attempt_at=datetime.now(UTC),
-                last_error="",
-                created_at=datetime.now(UTC),
-            )
-        )
-    return job.id
+from tests.support.webhooks import SECRET, AlwaysFailing, queue_delivery, sender
 
 
 async def deliveries(store, job_id):
@@ -78,16 +26,6 @@ async def make_due(store, delivery) -> None:
             next_attempt_at=datetime.now(UTC),
             error=delivery.last_error,
         )
-
-
-def sender(store, allow: list[str], max_attempts: int = 2) -> WebhookSender:
-    return WebhookSender(
-        store,
-        SECRET,
-        InputPolicy.from_lists([], allow),
-        retry=RetryPolicy(max_attempts=max_attempts),
-        timeout_seconds=5,
-    )
 
 
 async def test_failing_receiver_is_retried_with_backoff_then_given_up(store, failing_receiver):

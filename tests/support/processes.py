@@ -1,0 +1,53 @@
+"""Real processes and files seen from outside, for end-to-end tests of cancel and loss."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def _ffmpegs() -> Iterator[tuple[int, list[bytes], Path]]:
+    """(pid, argv, /proc entry) of every FFmpeg process running now."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone between listing and reading
+            continue
+        if cmdline and cmdline[0].endswith(b"ffmpeg"):
+            yield int(entry.name), cmdline, entry
+
+
+def ffmpeg_pids_writing_to(directory: Path) -> list[int]:
+    folder = str(directory).encode()
+    return [pid for pid, cmdline, _ in _ffmpegs() if any(folder in a for a in cmdline)]
+
+
+def ffmpeg_children_of(parent: int) -> list[int]:
+    """FFmpeg processes started by one (worker) process."""
+    found = []
+    for pid, _, entry in _ffmpegs():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The parent pid is the second field after the parenthesised command name.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(pid)
+    return found
+
+
+def wait_until(condition: Callable[[], object], timeout: float) -> float:
+    """Poll a condition on real processes/files; returns the seconds it took.
+
+    Polling is the only way here: another process's exit or file removal sends this test
+    no signal to wait on.
+    """
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.02)
+    return time.monotonic() - start
