@@ -35,10 +35,10 @@ import grpc  # noqa: E402
 from kiln.v1 import job_pb2, job_service_pb2  # noqa: E402
 
 from bench.cp_support import (  # noqa: E402
-    RESULTS,
     FloorServer,
     machine_line,
     make_clip,
+    print_and_record,
     summary_ms,
 )
 from bench.fleet_support import create_database, drop_database  # noqa: E402
@@ -326,11 +326,7 @@ def main() -> None:
         for name in args.databases.split(","):
             all_results[name] = bench_database(name, args, Path(tmp))
             print(json.dumps({name: all_results[name]}, indent=1), flush=True)
-    lines = report(all_results, args)
-    print("\n".join(lines))
-    if not args.no_record:
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines))
+    print_and_record(report(all_results, args), record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,26 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
 
 
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Ask a benchmark's helper process to stop; killed if it has not within 10 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def print_and_record(lines: list[str], record: bool) -> None:
+    """A benchmark's report on stdout, and appended to bench/RESULTS.md unless --no-record."""
+    print("\n".join(lines))
+    if record:
+        with RESULTS.open("a") as handle:
+            handle.write("\n".join(lines))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -30,7 +30,7 @@ import grpc  # noqa: E402
 import httpx  # noqa: E402
 from kiln.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc  # noqa: E402
 
-from bench.cp_support import RESULTS, free_port, machine_line  # noqa: E402
+from bench.cp_support import free_port, machine_line, print_and_record  # noqa: E402
 from bench.fleet_support import create_database, drop_database  # noqa: E402
 
 TARGET_MS = {"sqlite": 100.0, "pg": 150.0}
@@ -168,10 +168,7 @@ def main() -> None:
             f"≤ {TARGET_MS[name]:.0f}: {'met' if overhead <= TARGET_MS[name] else 'missed'} |"
         )
     lines.append("")
-    print("\n".join(lines))
-    if not args.no_record:
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines))
+    print_and_record(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,13 @@ import grpc  # noqa: E402
 import httpx  # noqa: E402
 from kiln.v1 import job_pb2, job_service_pb2  # noqa: E402
 
-from bench.cp_support import RESULTS, free_port, machine_line, make_clip  # noqa: E402
+from bench.cp_support import (  # noqa: E402
+    free_port,
+    machine_line,
+    make_clip,
+    print_and_record,
+    stop_process,
+)
 from tests.e2e.cluster import Cluster  # noqa: E402
 from tests.e2e.jobs import create_job, run_to_end  # noqa: E402
 
@@ -186,13 +192,8 @@ class Nginx:
         return result.stderr.strip().removeprefix("nginx version: nginx/")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        # SIGQUIT: nginx's graceful stop.
+        stop_process(self.process, signal.SIGQUIT)
 
 
 class StackFloor:
@@ -221,13 +222,7 @@ class StackFloor:
         return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def floor_main(args) -> None:
@@ -684,11 +679,7 @@ def main() -> None:
         results = benchmark(args, Path(tmp))
     results["load_at_start"] = load_at_start
     print(json.dumps(results, indent=1), flush=True)
-    lines = report(results, args)
-    print("\n".join(lines))
-    if not args.no_record:
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines))
+    print_and_record(report(results, args), record=not args.no_record)
 
 
 if __name__ == "__main__":

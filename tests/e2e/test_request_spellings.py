@@ -16,6 +16,8 @@ from google.rpc import error_details_pb2
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.v1.job_service_connect import JobServiceClientSync
 
+from tests.support.specs import transcodely_body
+
 from .cluster import running_cluster
 from .connect_json import ConnectJsonClient, ConnectStreamError
 
@@ -34,36 +36,6 @@ def cluster(backend_url, tmp_path_factory, media_root):
         yield cluster
 
 
-def transcodely_body(media_root) -> dict:
-    """Transcodely's documented Create, with its output_origin_id left out."""
-    return {
-        "input_url": f"file://{media_root / 'clip2s.mp4'}",
-        "outputs": [
-            {
-                "type": "mp4",
-                "video": [{"codec": "h264", "resolution": "1080p", "quality": "standard"}],
-            },
-            {
-                "type": "webm",
-                "video": [{"codec": "vp9", "resolution": "720p", "quality": "economy"}],
-            },
-            {
-                "type": "hls",
-                "video": [
-                    {"codec": "h264", "resolution": "1080p", "quality": "standard"},
-                    {"codec": "h264", "resolution": "720p", "quality": "standard"},
-                    {"codec": "h264", "resolution": "480p", "quality": "standard"},
-                ],
-                "hls": {"segment_format": "fmp4"},
-            },
-            {"preset": "h264_1080p_standard"},
-        ],
-        "priority": "standard",
-        "delayed_start": True,
-        "metadata": {"user_id": "usr_12345", "campaign": "summer-2026", "source": "upload-api"},
-    }
-
-
 FULL_NAMES = {
     "mp4": "OUTPUT_TYPE_MP4",
     "webm": "OUTPUT_TYPE_WEBM",
@@ -75,7 +47,7 @@ FULL_NAMES = {
 
 
 def full_names_body(media_root) -> dict:
-    body = transcodely_body(media_root)
+    body = transcodely_body(f"file://{media_root / 'clip2s.mp4'}")
     for output in body["outputs"]:
         if "type" in output:
             output["type"] = FULL_NAMES[output["type"]]
@@ -114,7 +86,9 @@ def test_documented_body_with_short_names_makes_the_same_job_as_full_names(
     server, api_key, media_root
 ):
     client = ConnectJsonClient(server.http_url, api_key)
-    short = client.call_service("kiln.v1.JobService", "Create", transcodely_body(media_root))
+    short = client.call_service(
+        "kiln.v1.JobService", "Create", transcodely_body(f"file://{media_root / 'clip2s.mp4'}")
+    )
     full = client.call_service("kiln.v1.JobService", "Create", full_names_body(media_root))
     short_job, full_job = short["job"], full["job"]
     assert short_job["id"] != full_job["id"]
@@ -129,7 +103,7 @@ def test_documented_body_with_short_names_makes_the_same_job_as_full_names(
 def test_misspelt_enum_value_names_the_field_value_and_allowed_values(server, api_key, media_root):
     client = ConnectJsonClient(server.http_url, api_key)
     before = job_ids(client)
-    body = transcodely_body(media_root)
+    body = transcodely_body(f"file://{media_root / 'clip2s.mp4'}")
     body["outputs"][0]["type"] = "OUTPUT_TYPE_MP5"
     status, error = client.call("Create", body)
     assert (status, error["code"]) == (400, "invalid_argument"), error
@@ -144,7 +118,7 @@ def test_misspelt_enum_value_names_the_field_value_and_allowed_values(server, ap
 def test_misspelt_field_name_is_refused_by_its_path(server, api_key, media_root):
     client = ConnectJsonClient(server.http_url, api_key)
     before = job_ids(client)
-    body = transcodely_body(media_root)
+    body = transcodely_body(f"file://{media_root / 'clip2s.mp4'}")
     body["outputs"][2]["video"][1]["resolutoin"] = body["outputs"][2]["video"][1].pop("resolution")
     body["priorty"] = body.pop("priority")
     status, error = client.call("Create", body)
@@ -170,7 +144,7 @@ def test_misspelt_field_name_is_refused_by_its_path(server, api_key, media_root)
     ],
 )
 def test_documented_fields_kiln_lacks_are_refused(server, api_key, media_root, change, path):
-    body = transcodely_body(media_root)
+    body = transcodely_body(f"file://{media_root / 'clip2s.mp4'}")
     change(body)
     status, error = ConnectJsonClient(server.http_url, api_key).call("Create", body)
     assert (status, error["code"]) == (400, "invalid_argument"), error

@@ -1,4 +1,4 @@
-"""Create requests that integration tests build over and over."""
+"""Create requests that tests build over and over."""
 
 from __future__ import annotations
 
@@ -19,3 +19,34 @@ def mp4_request(input_url: str, **fields: Any) -> job_service_pb2.CreateRequest:
         ],
         **fields,
     )
+
+
+def transcodely_body(input_url: str) -> dict[str, Any]:
+    """Transcodely's documented Create body, verbatim but for its output_origin_id (kiln has no
+    origin ids): the short enum spellings (`mp4`, `h264`, `standard`, `fmp4`) its users paste."""
+    return {
+        "input_url": input_url,
+        "outputs": [
+            {
+                "type": "mp4",
+                "video": [{"codec": "h264", "resolution": "1080p", "quality": "standard"}],
+            },
+            {
+                "type": "webm",
+                "video": [{"codec": "vp9", "resolution": "720p", "quality": "economy"}],
+            },
+            {
+                "type": "hls",
+                "video": [
+                    {"codec": "h264", "resolution": "1080p", "quality": "standard"},
+                    {"codec": "h264", "resolution": "720p", "quality": "standard"},
+                    {"codec": "h264", "resolution": "480p", "quality": "standard"},
+                ],
+                "hls": {"segment_format": "fmp4"},
+            },
+            {"preset": "h264_1080p_standard"},
+        ],
+        "priority": "standard",
+        "delayed_start": True,
+        "metadata": {"user_id": "usr_12345", "campaign": "summer-2026"},
+    }

@@ -20,36 +20,11 @@ from kiln.v1 import (
 
 from server.api.json_codec import StrictJsonCodec
 from server.domain.request_json import enum_prefix, short_name
+from tests.support.specs import transcodely_body
 
 CODEC = StrictJsonCodec()
 
-# As Transcodely documents a Create body (its output_origin_id left out: kiln has no origins).
-TRANSCODELY_BODY = {
-    "input_url": "gs://my-bucket/uploads/video.mp4",
-    "outputs": [
-        {
-            "type": "mp4",
-            "video": [{"codec": "h264", "resolution": "1080p", "quality": "standard"}],
-        },
-        {
-            "type": "webm",
-            "video": [{"codec": "vp9", "resolution": "720p", "quality": "economy"}],
-        },
-        {
-            "type": "hls",
-            "video": [
-                {"codec": "h264", "resolution": "1080p", "quality": "standard"},
-                {"codec": "h264", "resolution": "720p", "quality": "standard"},
-                {"codec": "h264", "resolution": "480p", "quality": "standard"},
-            ],
-            "hls": {"segment_format": "fmp4"},
-        },
-        {"preset": "h264_1080p_standard"},
-    ],
-    "priority": "standard",
-    "delayed_start": True,
-    "metadata": {"user_id": "usr_12345", "campaign": "summer-2026"},
-}
+TRANSCODELY_BODY = transcodely_body("gs://my-bucket/uploads/video.mp4")
 
 FULL_NAMES_BODY = {
     **TRANSCODELY_BODY,
