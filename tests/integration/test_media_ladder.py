@@ -71,7 +71,7 @@ class Ladder:
 
 
 def encode_ladder(source: Path, spec: job_pb2.OutputSpec, out_dir: Path) -> Ladder:
-    """What worker/loop.py does for a TRANSCODE task: build, run, finalize, describe all files."""
+    """What worker/tasks/transcode.py does for a TRANSCODE task: build, run, finalize, describe all files."""
 
     async def run() -> Ladder:
         info = await probe(str(source))

@@ -40,7 +40,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def encode_and_measure(
     source: Path, spec: job_pb2.OutputSpec, folder: Path
 ) -> tuple[list[job_pb2.VariantQuality], job_pb2.OutputFile, Path]:
-    """What worker/loop.py does: build, run, finalize, then the quality pass."""
+    """What worker/tasks/transcode.py does: build, run, finalize, then the quality pass."""
 
     async def run():
         info = await probe(str(source))
