@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test deps system-deps ffmpeg postgres gen check-gen lint fmt unit bench-ladder \
 	bench-dispatch soak bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
-	bench-chunked bench-quality bench-playback dashboard-deps dashboard-modules chromium
+	bench-chunked bench-quality bench-playback dashboard-deps dashboard-modules chromium \
+	bench-s3-upload
 
 run: deps dashboard-modules
 	$(BIN)/kiln up
@@ -120,3 +121,8 @@ bench-playback: deps
 	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null && command -v wrk >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk; }
 	$(PY) bench/playback_serving.py
+
+# A 200 MB ladder to a local SeaweedFS: kiln's worker path (presigned PUTs) against raw boto3,
+# boto3 on 8 threads and obstore.
+bench-s3-upload: deps
+	$(PY) bench/s3_upload.py

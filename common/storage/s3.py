@@ -1,0 +1,576 @@
+"""S3-compatible buckets (AWS S3, R2, MinIO, B2, SeaweedFS) as an organization's origin.
+
+The server holds the organization's keys and uses them here; workers never do: they are handed
+presigned URLs for exactly the files of their task and move the bytes with
+`common/storage/grants.py`. Keys use the same layout and replace semantics as GcsStorage
+({job_id}/{output_id}/{path} under the origin's prefix), so callers treat both backends alike.
+Every call blocks on HTTP: async callers run them in a thread.
+
+Nothing this module raises carries the secret key, an Authorization header or a presigned URL:
+messages name the step, the bucket, the object and the S3 error code only, and exceptions of
+the HTTP layers (whose text can hold a signed URL) are never chained into ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+import requests
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+# One rule for object keys in every bucket backend (dot segments, empty segments, '?', '#',
+# control characters): presigned URLs meet the same HTTP normalisation as GCS's signed ones.
+from common.storage.gcs import _check_key as check_object_key
+from common.storage.media_types import mime_type_for
+
+# SigV4 presigned URLs cannot outlive seven days.
+MAX_PRESIGNED_TTL_SECONDS = 7 * 24 * 3600
+# Connecting to the bucket, and waiting for each part of a relayed object's body.
+MEDIA_TIMEOUT_SECONDS = (10.0, 60.0)
+# open_media's URL is used the moment it is made; the signature is checked when the request
+# starts, so a long body outlives it safely.
+_MEDIA_URL_TTL_SECONDS = 60
+# HLS/DASH outputs are hundreds of small segments: one request at a time spends the upload
+# waiting on round trips.
+DEFAULT_TRANSFER_CONCURRENCY = 8
+# DeleteObjects takes at most 1,000 keys per request.
+_DELETE_BATCH = 1000
+# Single PUTs up to this size, multipart above it: a 100 MB MP4 goes up in parallel parts and
+# a dropped connection re-sends one part, not the file.
+_MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
+_DOWNLOAD_PART_BYTES = 1024 * 1024
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
+_MIN_BUCKET_LENGTH = 3
+_MAX_BUCKET_LENGTH = 63
+# Names AWS reserves for its own access points and aliases; other stores follow AWS's rules.
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+MAX_PREFIX_BYTES = 512
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# '?' and '#' would cut a URL built from the key short; kiln's own keys never hold them.
+_FORBIDDEN_IN_PREFIX = re.compile(r"[\x00-\x1f\x7f?#\\]")
+_REGION = re.compile(r"[a-z0-9-]{1,32}")
+_CONTENT_TYPE = re.compile(r"[!-~][ -~]{0,254}")
+# An S3 error code as it may appear in our messages; anything else the endpoint sends back is
+# replaced, so a hostile endpoint cannot write text of its choosing into our logs.
+_ERROR_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_RETRYABLE_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
+)
+
+
+class OriginUnusable(Exception):
+    """The origin's bucket cannot be used with these keys; the message says which step failed."""
+
+
+class StorageUnavailable(Exception):
+    """The bucket did not answer usefully (unreachable, timed out, 5xx): worth trying again."""
+
+
+class StorageRefused(Exception):
+    """The bucket answered no (403, 404, a bad signature): trying again will not help."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where an origin's objects live. An empty endpoint_url means AWS's own for the region."""
+
+    endpoint_url: str
+    region: str
+    bucket: str
+    prefix: str
+    path_style: bool
+
+
+@dataclass(frozen=True)
+class S3Keys:
+    access_key_id: str
+    # Kept out of repr so a logged location, grant or error never shows it.
+    secret_access_key: str = field(repr=False)
+
+
+def check_bucket_name(name: str) -> None:
+    """S3's naming rules; ValueError names the rule broken."""
+    if not _MIN_BUCKET_LENGTH <= len(name) <= _MAX_BUCKET_LENGTH:
+        raise ValueError(
+            f"a bucket name has {_MIN_BUCKET_LENGTH}-{_MAX_BUCKET_LENGTH} characters, "
+            f"not {len(name)}"
+        )
+    if not _BUCKET_NAME.fullmatch(name):
+        raise ValueError(
+            "a bucket name has only lowercase letters, digits, '.' and '-', and starts and "
+            "ends with a letter or digit"
+        )
+    if ".." in name:
+        raise ValueError("a bucket name has no two periods in a row")
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        raise ValueError("a bucket name cannot be an IP address")
+    if name.startswith(_RESERVED_BUCKET_PREFIXES) or name.endswith(_RESERVED_BUCKET_SUFFIXES):
+        raise ValueError("this bucket name uses a prefix or suffix that S3 reserves")
+
+
+def check_prefix(prefix: str) -> None:
+    """A folder inside the bucket: relative slash-separated names, nothing that aliases.
+
+    The empty prefix (the bucket's top) is allowed. '.' and '..' segments would be removed by
+    HTTP clients normalising a presigned URL, and empty ones make 'a//b' a different object
+    from 'a/b', so either would let one name reach another's files.
+    """
+    if not prefix:
+        return
+    if len(prefix.encode()) > MAX_PREFIX_BYTES:
+        raise ValueError(f"a prefix is at most {MAX_PREFIX_BYTES} bytes")
+    if prefix.startswith("/"):
+        raise ValueError("a prefix is relative to the bucket: no leading '/'")
+    if bad := _FORBIDDEN_IN_PREFIX.search(prefix):
+        raise ValueError(f"a prefix cannot contain {bad.group()!r}")
+    if any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        raise ValueError("a prefix has no empty, '.' or '..' segments (nor a trailing '/')")
+
+
+def check_endpoint_url(url: str) -> str:
+    """An S3 endpoint: http(s)://host[:port][/path], no credentials, query or fragment.
+
+    Returns it normalised (scheme and host lowercase, no trailing '/').
+    """
+    if _CONTROL_CHARACTERS.search(url) or " " in url:
+        raise ValueError("an endpoint URL cannot contain spaces or control characters")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError("an endpoint URL starts with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("an endpoint URL names a host")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError("an endpoint URL carries no user or password: keys are set apart")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError("an endpoint URL has no query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("an endpoint URL's port is a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("an endpoint URL's port is a number from 1 to 65535")
+    host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def check_region(region: str) -> None:
+    if not _REGION.fullmatch(region):
+        raise ValueError("a region is 1-32 lowercase letters, digits and '-' (like us-east-1)")
+
+
+class S3Storage:
+    def __init__(
+        self,
+        location: S3Location,
+        keys: S3Keys,
+        *,
+        transfer_concurrency: int = DEFAULT_TRANSFER_CONCURRENCY,
+    ) -> None:
+        check_bucket_name(location.bucket)
+        check_region(location.region)
+        self.bucket = location.bucket
+        self.prefix = location.prefix.strip("/")
+        check_prefix(self.prefix)
+        endpoint = check_endpoint_url(location.endpoint_url) if location.endpoint_url else None
+        self.transfer_concurrency = max(transfer_concurrency, 1)
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if location.path_style else "virtual"},
+            connect_timeout=5,
+            read_timeout=30,
+            # botocore counts max_attempts after the first: three tries in all.
+            retries={"max_attempts": 2, "mode": "standard"},
+            # Every transfer thread holds a connection; botocore's default pool is 10.
+            max_pool_connections=max(self.transfer_concurrency, 10),
+            # The origin says where its bucket is: AWS_ENDPOINT_URL in the server's
+            # environment must not send an organization's keys somewhere else.
+            ignore_configured_endpoint_urls=True,
+            # botocore's default adds CRC32 trailers to every PUT, which several
+            # S3-compatible stores refuse; checksums go only where the API requires one.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        # A session of our own holding this organization's keys: boto3's default session is
+        # shared by every caller in the process and not safe to make clients from at once.
+        session = boto3.session.Session(
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+            region_name=location.region,
+        )
+        self._client: Any = session.client("s3", endpoint_url=endpoint, config=config)
+        # The probe answers someone waiting on a form: one attempt, so an endpoint that never
+        # answers fails it within the connect timeout instead of three times that.
+        self._probe_client: Any = session.client(
+            "s3",
+            endpoint_url=endpoint,
+            config=config.merge(Config(retries={"total_max_attempts": 1, "mode": "standard"})),
+        )
+        # Where errors say we tried to go: scheme://host[:port], never a signed URL.
+        self.endpoint = self._client.meta.endpoint_url.rstrip("/")
+        self._http = requests.Session()
+        # No ~/.netrc: an Authorization header from it beside a presigned URL's signature
+        # makes S3 refuse the request.
+        self._http.trust_env = False
+
+    def object_name(self, key: str) -> str:
+        check_object_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_directory(self, source: Path, key_prefix: str) -> None:
+        """Upload every file of `source` under `key_prefix`, replacing what was there.
+
+        New files are written first and stale ones deleted afterwards, rather than emptying
+        the prefix first: an S3 overwrite is atomic, so readers of a re-run output never see
+        a prefix with the playlist gone, and a failed upload leaves the previous files in
+        place instead of none.
+        """
+        target = self.object_name(key_prefix)
+        uploads = self._uploads_of(source, target)
+        self._upload(uploads)
+        fresh = {name for _, name in uploads}
+        stale = [name for name, _ in self._list(target) if name not in fresh]
+        self._delete(stale)
+
+    def add_files(self, source: Path, key_prefix: str) -> None:
+        """Upload every file of `source` under `key_prefix`, keeping the objects already
+        there (chunks of one output arrive from several workers into the same folders)."""
+        self._upload(self._uploads_of(source, self.object_name(key_prefix)))
+
+    def fetch_file(self, key: str, target: Path) -> None:
+        """Download the stored object `key` to `target` (a merge reads the chunks back).
+
+        The bytes land beside `target` and are renamed into place, so a file at `target` is
+        always whole.
+        """
+        name = self.object_name(key)
+        action = f"downloading {name} from bucket {self.bucket}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.part")
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=name)
+            with partial.open("wb") as sink:
+                for part in answer["Body"].iter_chunks(_DOWNLOAD_PART_BYTES):
+                    sink.write(part)
+            partial.replace(target)
+        except (BotoCoreError, ClientError) as error:
+            raise self._transfer_error(action, error) from None
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def delete_prefix(self, key_prefix: str) -> int:
+        """Delete every object under `key_prefix`; how many were listed and deleted.
+
+        S3 answers a delete of an object that is already gone as a success, so an object
+        removed by someone else between the listing and the delete is still counted.
+        """
+        return self._delete([name for name, _ in self._list(self.object_name(key_prefix))])
+
+    def stored_sizes(self, key_prefix: str) -> dict[str, int]:
+        """Size of every object under `key_prefix`, by its name relative to the prefix (one
+        paginated listing, not a request per file)."""
+        base = self.object_name(key_prefix).rstrip("/") + "/"
+        return {name[len(base) :]: size for name, size in self._list(base.rstrip("/"))}
+
+    def exists(self, key: str) -> bool:
+        name = self.object_name(key)
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=name)
+        except ClientError as error:
+            if _status_of(error) == 404:
+                return False
+            raise self._transfer_error(
+                f"looking up {name} in bucket {self.bucket}", error
+            ) from None
+        except BotoCoreError as error:
+            raise self._transfer_error(
+                f"looking up {name} in bucket {self.bucket}", error
+            ) from None
+        return True
+
+    def open_media(self, key: str, headers: dict[str, str]) -> requests.Response:
+        """Start reading the stored object `key` with the caller's Range and validators
+        passed through (the bucket answers 200, 206, 304 or 416 itself); the body streams.
+
+        The caller chooses the headers (the relay forwards Range, If-Range, If-None-Match and
+        If-Modified-Since): they are not signed, so they travel beside the URL's signature.
+        """
+        url, _ = self.presigned_get(key, _MEDIA_URL_TTL_SECONDS)
+        try:
+            return self._http.get(url, headers=headers, stream=True, timeout=MEDIA_TIMEOUT_SECONDS)
+        except requests.RequestException as error:
+            # The exception's text holds the signed URL: only its kind goes on.
+            raise StorageUnavailable(
+                f"reading {self.object_name(key)} from bucket {self.bucket}: cannot reach "
+                f"{self.endpoint}: {requests_failure_reason(error)}"
+            ) from None
+
+    def presigned_get(self, key: str, ttl_seconds: int) -> tuple[str, datetime]:
+        """A GET URL for `key` and the moment it stops working."""
+        name = self.object_name(key)
+        expires_at = _expiry(ttl_seconds)
+        url = self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": name},
+            ExpiresIn=ttl_seconds,
+        )
+        return url, expires_at
+
+    def presigned_put(
+        self, key: str, ttl_seconds: int, content_type: str
+    ) -> tuple[str, dict[str, str], datetime]:
+        """A PUT URL for exactly `key`, the headers the uploader must send with it, and the
+        moment it stops working.
+
+        Content-Type is part of the signature, so the uploader can neither leave it out nor
+        change it: players pick a demuxer from it.
+        """
+        name = self.object_name(key)
+        if not _CONTENT_TYPE.fullmatch(content_type):
+            raise ValueError("content_type must be printable ASCII, at most 255 characters")
+        expires_at = _expiry(ttl_seconds)
+        url = self._client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": name, "ContentType": content_type},
+            ExpiresIn=ttl_seconds,
+        )
+        return url, {"Content-Type": content_type}, expires_at
+
+    def probe(self) -> None:
+        """Check these keys can write, read back, list and delete under the prefix.
+
+        OriginUnusable names the first step that failed, the bucket and the S3 error code;
+        nothing else of the answer, so the check cannot be used to read another service.
+        """
+        name = self.object_name(f".kiln-probe-{secrets.token_hex(8)}")
+        payload = f"kiln checks it can use this bucket: {secrets.token_hex(8)}\n".encode()
+        try:
+            self._probe_client.put_object(
+                Bucket=self.bucket, Key=name, Body=payload, ContentType="text/plain"
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise self._unusable("cannot write to", error) from None
+        try:
+            try:
+                answer = self._probe_client.get_object(Bucket=self.bucket, Key=name)
+                # One byte more than we wrote is enough to tell; an endpoint that streams
+                # without end is not read to its end.
+                stored = answer["Body"].read(len(payload) + 1)
+            except (BotoCoreError, ClientError) as error:
+                raise self._unusable("cannot read back from", error) from None
+            if stored != payload:
+                raise OriginUnusable(
+                    f"cannot read back from bucket {self.bucket}: the probe object came back "
+                    "different"
+                )
+            try:
+                self._probe_client.list_objects_v2(Bucket=self.bucket, Prefix=name, MaxKeys=1)
+            except (BotoCoreError, ClientError) as error:
+                raise self._unusable("cannot list", error) from None
+        except OriginUnusable:
+            self._forget_probe(name)
+            raise
+        try:
+            self._probe_client.delete_object(Bucket=self.bucket, Key=name)
+        except (BotoCoreError, ClientError) as error:
+            raise self._unusable("cannot delete from", error) from None
+
+    def _forget_probe(self, name: str) -> None:
+        # Best effort: the probe already failed, and that failure is what the caller needs.
+        with contextlib.suppress(BotoCoreError, ClientError):
+            self._probe_client.delete_object(Bucket=self.bucket, Key=name)
+
+    def _unusable(self, step: str, error: BotoCoreError | ClientError) -> OriginUnusable:
+        if reason := _reach_failure(error):
+            return OriginUnusable(f"cannot reach {self.endpoint}: {reason}")
+        code = _code_of(error)
+        if code == "NoSuchBucket":
+            return OriginUnusable(f"bucket {self.bucket} does not exist (NoSuchBucket)")
+        return OriginUnusable(f"{step} bucket {self.bucket}: {code}")
+
+    def _transfer_error(
+        self, action: str, error: BotoCoreError | ClientError
+    ) -> StorageUnavailable | StorageRefused:
+        if reason := _reach_failure(error):
+            return StorageUnavailable(f"{action}: cannot reach {self.endpoint}: {reason}")
+        if isinstance(error, ClientError):
+            status = _status_of(error)
+            code = _code_of(error)
+            if status >= 500 or status == 429 or code in _RETRYABLE_CODES:
+                return StorageUnavailable(f"{action}: the bucket answered {code} ({status})")
+            return StorageRefused(f"{action}: {code} ({status})")
+        return StorageUnavailable(f"{action}: {type(error).__name__}")
+
+    def _uploads_of(self, source: Path, target: str) -> list[tuple[Path, str]]:
+        uploads = [
+            (path, f"{target}/{path.relative_to(source).as_posix()}")
+            for path in sorted(source.rglob("*"))
+            # Only regular files: a symlink in a scratch directory could point anywhere on
+            # the worker's disk, and uploading its target would publish that file.
+            if path.is_file() and not path.is_symlink()
+        ]
+        for _, name in uploads:
+            check_object_key(name)
+        return uploads
+
+    def _upload(self, uploads: list[tuple[Path, str]]) -> None:
+        if not uploads:
+            return
+        config = TransferConfig(
+            max_concurrency=self.transfer_concurrency,
+            multipart_threshold=_MULTIPART_THRESHOLD_BYTES,
+            multipart_chunksize=_MULTIPART_THRESHOLD_BYTES,
+            # Without this boto3 picks the CRT client whenever awscrt happens to be installed.
+            preferred_transfer_client="classic",
+        )
+        # One transfer manager for the whole directory: its thread pool is shared by every
+        # file (boto3's upload_file builds and tears down a pool per call).
+        with create_transfer_manager(self._client, config) as manager:
+            started = [
+                (
+                    name,
+                    manager.upload(
+                        str(path),
+                        self.bucket,
+                        name,
+                        extra_args={"ContentType": mime_type_for(path)},
+                    ),
+                )
+                for path, name in uploads
+            ]
+            for name, future in started:
+                try:
+                    future.result()
+                except (BotoCoreError, ClientError) as error:
+                    raise self._transfer_error(
+                        f"uploading {name} to bucket {self.bucket}", error
+                    ) from None
+
+    def _list(self, object_prefix: str) -> Iterator[tuple[str, int]]:
+        """(name, size) of every object under the folder `object_prefix`."""
+        # The trailing slash keeps job/out1 from matching job/out10/....
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{object_prefix}/"
+        )
+        try:
+            for page in pages:
+                for entry in page.get("Contents", ()):
+                    yield entry["Key"], int(entry["Size"])
+        except (BotoCoreError, ClientError) as error:
+            raise self._transfer_error(
+                f"listing {object_prefix}/ in bucket {self.bucket}", error
+            ) from None
+
+    def _delete(self, names: list[str]) -> int:
+        deleted = 0
+        for start in range(0, len(names), _DELETE_BATCH):
+            batch = names[start : start + _DELETE_BATCH]
+            try:
+                answer = self._client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
+                )
+            except (BotoCoreError, ClientError) as error:
+                raise self._transfer_error(f"deleting from bucket {self.bucket}", error) from None
+            # A batch answers 200 even when some of its keys were refused: each is listed.
+            if refused := answer.get("Errors"):
+                code = refused[0].get("Code", "")
+                raise StorageRefused(
+                    f"deleting from bucket {self.bucket}: {len(refused)} of {len(batch)} "
+                    f"objects refused, the first {refused[0].get('Key')} with "
+                    f"{code if _ERROR_CODE.fullmatch(code) else 'an unnamed error'}"
+                )
+            deleted += len(batch)
+        return deleted
+
+
+def _expiry(ttl_seconds: int) -> datetime:
+    if not 0 < ttl_seconds <= MAX_PRESIGNED_TTL_SECONDS:
+        raise ValueError(f"ttl_seconds must be 1..{MAX_PRESIGNED_TTL_SECONDS}")
+    # Taken before signing and rounded down, so the reported expiry is never later than the
+    # URL's own (botocore dates the signature a moment after this).
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl_seconds)
+
+
+def _status_of(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _code_of(error: BotoCoreError | ClientError) -> str:
+    if not isinstance(error, ClientError):
+        return type(error).__name__
+    code = str(error.response.get("Error", {}).get("Code") or "")
+    if _ERROR_CODE.fullmatch(code):
+        return code
+    # A HEAD answer has no body, so no code: its status is all there is.
+    return f"HTTP {_status_of(error)}"
+
+
+def _reach_failure(error: BotoCoreError | ClientError) -> str | None:
+    """Why no answer came back at all, or None when the bucket answered."""
+    if isinstance(error, ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(error, ReadTimeoutError):
+        return "no answer in time"
+    if isinstance(error, SSLError):
+        return "TLS handshake failed"
+    if isinstance(error, EndpointConnectionError):
+        return _connection_failure(str(error.kwargs.get("error", "")))
+    if isinstance(error, BotoConnectionError | HTTPClientError | IncompleteReadError):
+        return "connection lost"
+    return None
+
+
+def _connection_failure(text: str) -> str:
+    lowered = text.lower()
+    if "refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "name resolution" in lowered:
+        return "host name not found"
+    if "unreachable" in lowered:
+        return "network unreachable"
+    return "connection failed"
+
+
+def requests_failure_reason(error: requests.RequestException) -> str:
+    """What kind of failure a requests exception is, without its text (which holds the URL)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(error, requests.Timeout):
+        return "no answer in time"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS handshake failed"
+    if isinstance(error, requests.ConnectionError):
+        return _connection_failure(str(error))
+    return type(error).__name__
