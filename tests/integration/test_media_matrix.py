@@ -119,13 +119,16 @@ async def encode(
     return plan.outputs[0], ffprobe(plan.outputs[0]), plan.notes
 
 
+MP3, PCM = job_pb2.AUDIO_CODEC_MP3, job_pb2.AUDIO_CODEC_PCM
+
+
 def kinds(info: dict, kind: str) -> list[dict]:
     return [s for s in info["streams"] if s["codec_type"] == kind]
 
 
-def video_out(kind: int, codec: int, resolution: str = "240p", **audio) -> job_pb2.OutputSpec:
+def video_out(kind: int, video: int, resolution: str = "240p", **audio) -> job_pb2.OutputSpec:
     spec = job_pb2.OutputSpec(
-        type=kind, video=[job_pb2.VideoVariant(codec=codec, resolution=resolution)]
+        type=kind, video=[job_pb2.VideoVariant(codec=video, resolution=resolution)]
     )
     if audio:
         spec.audio.CopyFrom(job_pb2.AudioSpec(**audio))
@@ -144,6 +147,10 @@ def video_out(kind: int, codec: int, resolution: str = "240p", **audio) -> job_p
         (video_out(T.OUTPUT_TYPE_WEBM, V.VIDEO_CODEC_VP9), "vp9", "opus", "webm"),
         (video_out(T.OUTPUT_TYPE_WEBM, V.VIDEO_CODEC_AV1), "av1", "opus", "webm"),
         (video_out(T.OUTPUT_TYPE_MP4, V.VIDEO_CODEC_H264, disabled=True), "h264", None, "mp4"),
+        # Every audio codec validation admits for a container, the worker writes.
+        (video_out(T.OUTPUT_TYPE_MP4, V.VIDEO_CODEC_H264, codec=MP3), "h264", "mp3", "mp4"),
+        (video_out(T.OUTPUT_TYPE_MKV, V.VIDEO_CODEC_H264, codec=MP3), "h264", "mp3", "matroska"),
+        (video_out(T.OUTPUT_TYPE_MOV, V.VIDEO_CODEC_H264, codec=PCM), "h264", "pcm_s16le", "mov"),
     ],
     ids=[
         "mp4-h264",
@@ -155,6 +162,9 @@ def video_out(kind: int, codec: int, resolution: str = "240p", **audio) -> job_p
         "webm-vp9",
         "webm-av1",
         "mp4-no-audio",
+        "mp4-mp3",
+        "mkv-mp3",
+        "mov-pcm",
     ],
 )
 async def test_progressive(sources, tmp_path, spec, video_codec, audio_codec, format_name):

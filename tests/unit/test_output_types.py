@@ -103,6 +103,15 @@ def test_validation_codec_tables_cover_the_families_that_carry_codecs() -> None:
     assert set(validation.AUDIO_CODECS_BY_TYPE) == set(output_types.VIDEO + output_types.AUDIO_ONLY)
 
 
+def test_every_audio_codec_validation_admits_is_one_the_worker_writes() -> None:
+    # A codec admitted at Create but unknown to the worker's container table failed the job
+    # on the worker (MP3 in MP4 and MKV, PCM in MOV once did).
+    containers = {**PROGRESSIVE_CONTAINERS, **AUDIO_CONTAINERS}
+    for kind, codecs in validation.AUDIO_CODECS_BY_TYPE.items():
+        if kind in containers:
+            assert codecs <= set(containers[kind].audio_codecs), T.Name(kind)
+
+
 def test_recipes_make_families_in_catalogue_order() -> None:
     # A recipe's first type is its default, so the catalogue's order is what users get.
     assert recipes.system_spec("compress").type == T.OUTPUT_TYPE_MP4

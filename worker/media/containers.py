@@ -45,13 +45,19 @@ _AAC, _OPUS, _MP3, _PCM = (
 PROGRESSIVE_CONTAINERS: Mapping[int, Container] = {
     # +faststart moves the index to the front so browsers can start playing before the end.
     OutputType.OUTPUT_TYPE_MP4: Container(
-        "mp4", "output.mp4", (_H264, _H265, _AV1), (_AAC, _OPUS), _FASTSTART, is_iso_bmff=True
+        "mp4",
+        "output.mp4",
+        (_H264, _H265, _AV1),
+        (_AAC, _OPUS, _MP3),
+        _FASTSTART,
+        is_iso_bmff=True,
     ),
+    # PCM in MOV is the editing-suite delivery (uncompressed audio beside the picture).
     OutputType.OUTPUT_TYPE_MOV: Container(
-        "mov", "output.mov", (_H264, _H265), (_AAC,), _FASTSTART, is_iso_bmff=True
+        "mov", "output.mov", (_H264, _H265), (_AAC, _PCM), _FASTSTART, is_iso_bmff=True
     ),
     OutputType.OUTPUT_TYPE_MKV: Container(
-        "matroska", "output.mkv", (_H264, _H265, _VP9, _AV1), (_AAC, _OPUS)
+        "matroska", "output.mkv", (_H264, _H265, _VP9, _AV1), (_AAC, _OPUS, _MP3)
     ),
     OutputType.OUTPUT_TYPE_WEBM: Container("webm", "output.webm", (_VP9, _AV1), (_OPUS,)),
 }
