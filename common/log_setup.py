@@ -121,3 +121,7 @@ def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
     root.setLevel(level.upper())
     # Alembic narrates every plugin it loads at INFO; only its warnings matter here.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # At DEBUG, botocore and urllib3 log request headers and signed URLs, which carry an
+    # origin's access key id and signatures: keep them at INFO whatever the root level.
+    for chatty in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))

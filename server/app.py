@@ -13,7 +13,6 @@ import uvicorn
 
 from common.input_policy import InputPolicy
 from common.storage.local import LocalStorage
-from common.storage.origins import Origins
 from common.storage.signing import UrlSigner
 
 from .api.auth import Authenticator
@@ -35,6 +34,9 @@ from .jobs.lifecycle import Lifecycle
 from .jobs.service import JobService
 from .jobs.tasks import TaskService
 from .metrics import ServerMetrics
+from .origins.catalog import OriginCatalog
+from .origins.directory import ServerOrigins, check_sealed_secrets
+from .secrets_keyring import SecretsKeyring, load_keyring
 from .store.migrate import migrate
 from .store.store import Store
 from .tracing import connect_interceptors, grpc_interceptors, setup_tracing
@@ -72,8 +74,12 @@ class Server:
     _grpc_stopping: asyncio.Future | None = None
     # What GET /metrics shows; `kiln up` includes its embedded worker's registry.
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    keyring: SecretsKeyring | None = None
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
+        # Refuse to start with a secrets key that cannot open the stored origin secrets:
+        # every job on those origins would fail later, one at a time.
+        await check_sealed_secrets(self.store, self.keyring)
         self.hub.start()
         if self.listener:
             await self.listener.start()
@@ -177,11 +183,21 @@ def build_server(settings: Settings) -> Server:
     hub = EventHub(read_events, settings.heartbeat_seconds)
     metrics = ServerMetrics()
     metrics.count_watch_streams(lambda: hub.subscription_count)
-    origins = Origins(
+    keyring = load_keyring(
+        {
+            "KILN_SECRETS_KEY": settings.secrets_key,
+            "KILN_SECRETS_KEYS_PREVIOUS": settings.previous_secrets_keys,
+        },
+        settings.data_dir,
+    )
+    origins = ServerOrigins(
         storage,
         signer,
         allowed_buckets=settings.allowed_output_buckets,
         ttl_seconds=settings.download_url_ttl_seconds,
+        store=store,
+        keyring=keyring,
+        grant_ttl_seconds=settings.origin_url_ttl_seconds,
     )
     tokens = PlaybackTokens(
         signing_secret(settings),
@@ -250,11 +266,17 @@ def build_server(settings: Settings) -> Server:
         files=origins,
     )
     auth = Authenticator(store)
+    origin_catalog = OriginCatalog(
+        store,
+        keyring,
+        InputPolicy.from_lists([], settings.input_allow_hosts),
+        origins,
+    )
 
     grpc_server = grpc.aio.server(
         interceptors=grpc_interceptors(traced), options=PUBLIC_GRPC_OPTIONS
     )
-    add_public_services(grpc_server, jobs, auth, webhook_settings)
+    add_public_services(grpc_server, jobs, auth, webhook_settings, origin_catalog)
     grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     # Workers get their own listener: the public port never serves the WorkerService.
     worker_server = grpc.aio.server(interceptors=grpc_interceptors(traced))
@@ -262,7 +284,7 @@ def build_server(settings: Settings) -> Server:
     worker_server.add_insecure_port(f"{settings.worker_host}:{settings.worker_port}")
 
     http_app = HttpApp(
-        connect_apps(jobs, auth, connect_interceptors(traced), webhook_settings),
+        connect_apps(jobs, auth, connect_interceptors(traced), webhook_settings, origin_catalog),
         signer,
         output_files,
         metrics=lambda: metrics.render(store),
@@ -297,4 +319,5 @@ def build_server(settings: Settings) -> Server:
         listener,
         dispatch,
         metrics=metrics,
+        keyring=keyring,
     )

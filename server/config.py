@@ -34,6 +34,12 @@ class Settings:
     # Secret for signed download URLs; generated into data_dir when empty.
     signing_key: str = ""
     download_url_ttl_seconds: int = 3600
+    # Presigned URLs of an organization's origin handed to workers (input reads, uploads).
+    origin_url_ttl_seconds: int = 21600
+    # AES-GCM key of origins' secrets ("<key id>:<base64url>"); generated into data_dir
+    # when empty. Previous keys open secrets sealed before a rotation.
+    secrets_key: str = field(default="", repr=False)
+    previous_secrets_keys: str = field(default="", repr=False)
     # Playback URLs (/play/{token}/{job}/{output}/…): how long one works at least, earlier
     # signing keys that still verify (rotation), and which sites' players may read them.
     playback_url_ttl_seconds: int = 21600
@@ -173,6 +179,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         storage_dir=Path(env.get("KILN_STORAGE_DIR", str(data_dir / "storage"))),
         signing_key=env.get("KILN_SIGNING_KEY", ""),
         download_url_ttl_seconds=env_int(env, "KILN_DOWNLOAD_URL_TTL_SECONDS", 3600),
+        origin_url_ttl_seconds=env_int(env, "KILN_ORIGIN_URL_TTL_SECONDS", 21600, minimum=1),
+        secrets_key=env.get("KILN_SECRETS_KEY", ""),
+        previous_secrets_keys=env.get("KILN_SECRETS_KEYS_PREVIOUS", ""),
         playback_url_ttl_seconds=env_int(env, "KILN_PLAYBACK_URL_TTL_SECONDS", 21600, minimum=1),
         previous_signing_keys=comma_list(env.get("KILN_SIGNING_KEYS_PREVIOUS", "")),
         playback_allowed_origins=comma_list(env.get("KILN_PLAYBACK_ALLOWED_ORIGINS", "*")) or ["*"],

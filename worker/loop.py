@@ -176,6 +176,7 @@ class Worker:
                     settings=self.settings,
                     metrics=self.metrics,
                     origins=self.origins,
+                    grants=self._reporter.grant_transfers,
                 )
                 result = await kind.run(run)
             await _stopped(heartbeat)

@@ -41,6 +41,22 @@ class Reporter:
             wpb.CompleteTaskRequest(task_id=task.id, lease_token=task.lease_token, error=error),
         )
 
+    async def grant_transfers(
+        self, task: wpb.Task, put_paths: list[str], get_paths: list[str]
+    ) -> wpb.GrantTransfersResponse:
+        """Presigned URLs for the task's files on an organization's origin (the worker never
+        holds the origin's keys)."""
+        return await self.stub.GrantTransfers(
+            wpb.GrantTransfersRequest(
+                task_id=task.id,
+                lease_token=task.lease_token,
+                put_paths=put_paths,
+                get_paths=get_paths,
+            ),
+            metadata=rpc_metadata(self.metadata, task),
+            timeout=30,
+        )
+
     async def release(self, task: wpb.Task, reason: str) -> None:
         """Gives the task back unfinished: the server queues it again at once."""
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,6 +194,12 @@ class GcsStorage:
         """Download the stored object `key` to `target` (a merge reads the chunks back)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         self.bucket.blob(self.object_name(key)).download_to_filename(str(target))
+
+    def delete_files(self, key_prefix: str, paths: Sequence[str]) -> int:
+        """Delete the named objects under `key_prefix`; the number actually deleted."""
+        target = self.object_name(key_prefix)
+        blobs = [self.bucket.blob(f"{target}/{path}") for path in paths]
+        return sum(self._in_parallel(self._delete_blob, blobs))
 
     def delete_prefix(self, key_prefix: str) -> int:
         """Delete every object under `key_prefix`; the number actually deleted."""

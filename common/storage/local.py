@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -60,6 +61,16 @@ class LocalStorage:
             for path in target.rglob("*")
             if path.is_file() and not path.is_symlink()
         }
+
+    def delete_files(self, prefix: str, paths: Sequence[str]) -> int:
+        """Delete the named files under `prefix`; how many were there."""
+        deleted = 0
+        for path in paths:
+            target = self.path_for(f"{prefix}/{path}")
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
+                deleted += 1
+        return deleted
 
     def delete_prefix(self, prefix: str) -> int:
         target = self.path_for(prefix)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -25,6 +25,7 @@ from .signing import UrlSigner
 class Backend(Protocol):
     def put_directory(self, source, key_prefix: str) -> None: ...
     def delete_prefix(self, key_prefix: str) -> int: ...
+    def delete_files(self, key_prefix: str, paths: Sequence[str]) -> int: ...
     def stored_sizes(self, key_prefix: str) -> dict[str, int]: ...
     def add_files(self, source, key_prefix: str) -> None: ...
     def fetch_file(self, key: str, target) -> None: ...
@@ -63,6 +64,10 @@ class Origins:
         self.signer = signer
         self.allowed_buckets = set(allowed_buckets)
         self.ttl_seconds = ttl_seconds
+
+    async def ensure(self, origins: Iterable[str]) -> None:
+        """Make the origins named usable by the synchronous calls below. Local storage and
+        gs:// buckets need nothing; the server's origins of organizations load here."""
 
     def check(self, origin: str) -> None:
         """Raise OriginRefused unless outputs may be written to `origin`."""

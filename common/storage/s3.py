@@ -17,7 +17,7 @@ import contextlib
 import ipaddress
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -296,6 +296,13 @@ class S3Storage:
         removed by someone else between the listing and the delete is still counted.
         """
         return self._delete([name for name, _ in self._list(self.object_name(key_prefix))])
+
+    def delete_files(self, key_prefix: str, paths: Sequence[str]) -> int:
+        """Delete the named objects under `key_prefix` (batched, not one request per file);
+        how many were asked for. Every name is checked before anything is deleted: a path
+        with dot or empty segments is refused (UnsafeKey), so none climbs out of the prefix."""
+        names = [self.object_name(f"{key_prefix.rstrip('/')}/{path}") for path in paths]
+        return self._delete(names)
 
     def stored_sizes(self, key_prefix: str) -> dict[str, int]:
         """Size of every object under `key_prefix`, by its name relative to the prefix (one

@@ -8,15 +8,17 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from kiln.v1.job_service_connect import JobServiceASGIApplication
+from kiln.v1.origin_service_connect import OriginServiceASGIApplication
 from kiln.v1.preset_service_connect import PresetServiceASGIApplication
 from kiln.v1.webhook_service_connect import WebhookServiceASGIApplication
 
 from ..jobs.service import JobService
+from ..origins.catalog import OriginCatalog
 from ..webhooks.settings import WebhookSettingsService
 from .auth import Authenticator
 from .errors import connect_stream, connect_unary
 from .json_codec import connect_codecs
-from .rpc_table import JOB_SERVICE, PRESET_SERVICE, WEBHOOK_SERVICE, Service
+from .rpc_table import JOB_SERVICE, ORIGIN_SERVICE, PRESET_SERVICE, WEBHOOK_SERVICE, Service
 
 U = TypeVar("U")
 
@@ -48,6 +50,7 @@ def connect_apps(
     auth: Authenticator,
     interceptors: Sequence = (),
     webhooks: WebhookSettingsService | None = None,
+    origins: OriginCatalog | None = None,
 ) -> list:
     # JSON bodies are parsed strictly and take short enum names (json_codec); the
     # generated default would drop unknown fields and enum values without a word.
@@ -67,6 +70,14 @@ def connect_apps(
         apps.append(
             WebhookServiceASGIApplication(
                 connect_service(WEBHOOK_SERVICE, webhooks, auth),
+                interceptors=interceptors,
+                codecs=codecs,
+            )
+        )
+    if origins is not None:
+        apps.append(
+            OriginServiceASGIApplication(
+                connect_service(ORIGIN_SERVICE, origins, auth),
                 interceptors=interceptors,
                 codecs=codecs,
             )

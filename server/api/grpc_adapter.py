@@ -11,11 +11,13 @@ from kiln.v1 import job_service_pb2 as pb
 
 from ..jobs.service import JobService
 from ..jobs.tasks import TaskService
+from ..origins.catalog import OriginCatalog
 from ..webhooks.settings import WebhookSettingsService
 from .auth import Authenticator, WorkerToken
 from .errors import grpc_internal, grpc_stream, grpc_unary
 from .rpc_table import (
     JOB_SERVICE,
+    ORIGIN_SERVICE,
     PRESET_SERVICE,
     WEBHOOK_SERVICE,
     WORKER_SERVICE,
@@ -82,8 +84,10 @@ def add_public_services(
     jobs: JobService,
     auth: Authenticator,
     webhooks: WebhookSettingsService | None = None,
+    origins: OriginCatalog | None = None,
 ) -> None:
-    """What clients reach on the public gRPC port: JobService, PresetService, WebhookService."""
+    """What clients reach on the public gRPC port: JobService, PresetService, WebhookService,
+    OriginService."""
 
     def guard(path: str, rpc: Rpc[Any], uses: Any) -> Callable[..., Any]:
         return (grpc_stream if rpc.stream else grpc_unary)(path, rpc, uses, auth)
@@ -92,6 +96,8 @@ def add_public_services(
     _add_service(server, PRESET_SERVICE, jobs.presets, guard)
     if webhooks is not None:
         _add_service(server, WEBHOOK_SERVICE, webhooks, guard)
+    if origins is not None:
+        _add_service(server, ORIGIN_SERVICE, origins, guard)
 
 
 def add_worker_service(server: grpc.aio.Server, tasks: TaskService, worker_token: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from kiln.v1 import job_service_pb2 as pb
+from kiln.v1 import origin_service_pb2 as opb
 from kiln.v1 import preset_service_pb2 as ppb
 from kiln.v1 import webhook_service_pb2 as hpb
 from kiln.worker.v1 import worker_service_pb2 as wpb
@@ -30,6 +31,7 @@ from ..domain.errors import FieldViolation, InvalidArgument
 from ..jobs.presets import PresetCatalog
 from ..jobs.service import JobService
 from ..jobs.tasks import TaskService
+from ..origins.catalog import OriginCatalog
 from ..webhooks.settings import WebhookSettingsService
 
 # The use case object a service's calls are made on, and a call's message types.
@@ -255,8 +257,57 @@ WEBHOOK_SERVICE: Service[WebhookSettingsService] = Service(
     ),
 )
 
+# OriginService
+
+
+async def _create_origin(
+    origins: OriginCatalog, caller: Caller, request: opb.CreateOriginRequest
+) -> opb.CreateOriginResponse:
+    return opb.CreateOriginResponse(
+        origin=await origins.create(caller.organization, request.origin)
+    )
+
+
+async def _get_origin(
+    origins: OriginCatalog, caller: Caller, request: opb.GetOriginRequest
+) -> opb.GetOriginResponse:
+    return opb.GetOriginResponse(origin=await origins.get(caller.organization, request.id))
+
+
+async def _list_origins(
+    origins: OriginCatalog, caller: Caller, request: opb.ListOriginsRequest
+) -> opb.ListOriginsResponse:
+    return await origins.list(caller.organization, request)
+
+
+async def _update_origin(
+    origins: OriginCatalog, caller: Caller, request: opb.UpdateOriginRequest
+) -> opb.UpdateOriginResponse:
+    return opb.UpdateOriginResponse(
+        origin=await origins.update(caller.organization, request.origin)
+    )
+
+
+async def _delete_origin(
+    origins: OriginCatalog, caller: Caller, request: opb.DeleteOriginRequest
+) -> opb.DeleteOriginResponse:
+    await origins.delete(caller.organization, request.id)
+    return opb.DeleteOriginResponse()
+
+
+ORIGIN_SERVICE: Service[OriginCatalog] = Service(
+    opb.DESCRIPTOR.services_by_name["OriginService"],
+    (
+        unary("CreateOrigin", opb.CreateOriginRequest, opb.CreateOriginResponse, _create_origin),
+        unary("GetOrigin", opb.GetOriginRequest, opb.GetOriginResponse, _get_origin),
+        unary("ListOrigins", opb.ListOriginsRequest, opb.ListOriginsResponse, _list_origins),
+        unary("UpdateOrigin", opb.UpdateOriginRequest, opb.UpdateOriginResponse, _update_origin),
+        unary("DeleteOrigin", opb.DeleteOriginRequest, opb.DeleteOriginResponse, _delete_origin),
+    ),
+)
+
 # What clients reach, on the public gRPC port and over Connect.
-PUBLIC_SERVICES = (JOB_SERVICE, PRESET_SERVICE, WEBHOOK_SERVICE)
+PUBLIC_SERVICES = (JOB_SERVICE, PRESET_SERVICE, WEBHOOK_SERVICE, ORIGIN_SERVICE)
 
 
 # WorkerService: on the worker listener only (entries made by `internal`).
@@ -295,6 +346,12 @@ async def _release(
     return wpb.ReleaseTaskResponse()
 
 
+async def _grant_transfers(
+    tasks: TaskService, caller: Caller, request: wpb.GrantTransfersRequest
+) -> wpb.GrantTransfersResponse:
+    return await tasks.grant_transfers(request)
+
+
 WORKER_SERVICE: Service[TaskService] = Service(
     wpb.DESCRIPTOR.services_by_name["WorkerService"],
     (
@@ -302,5 +359,11 @@ WORKER_SERVICE: Service[TaskService] = Service(
         internal("ReportProgress", wpb.ReportProgressRequest, wpb.ReportProgressResponse, _report),
         internal("CompleteTask", wpb.CompleteTaskRequest, wpb.CompleteTaskResponse, _complete),
         internal("ReleaseTask", wpb.ReleaseTaskRequest, wpb.ReleaseTaskResponse, _release),
+        internal(
+            "GrantTransfers",
+            wpb.GrantTransfersRequest,
+            wpb.GrantTransfersResponse,
+            _grant_transfers,
+        ),
     ),
 )

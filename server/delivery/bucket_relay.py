@@ -45,6 +45,7 @@ class BucketRelay:
         }
         # Bytes as stored: a transparently decompressed body would not match Content-Range.
         forwarded["accept-encoding"] = "identity"
+        await self.origins.ensure([origin])
         storage = self.origins.bucket_storage(origin)
         response = await anyio.to_thread.run_sync(storage.open_media, key, forwarded)
         try:

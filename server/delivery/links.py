@@ -41,14 +41,22 @@ class PlaybackLinks:
         self.public_base_url = public_base_url.rstrip("/")
 
     def link(
-        self, job_id: str, output_id: str, generation: int, paths: Sequence[str]
+        self,
+        job_id: str,
+        output_id: str,
+        generation: int,
+        paths: Sequence[str],
+        origin_public_url: str = "",
     ) -> PlaybackLink | None:
+        """The output's playback link: under the origin's own public URL (a CDN in front of
+        the organization's bucket) when it has one, else KILN_PUBLIC_BASE_URL, else kiln's
+        signed /play/ route."""
         entry = entry_point([path for path in paths if safe_relative_path(path)])
         if entry is None:
             return None
         folder = f"{quote(job_id)}/{quote(output_id)}/"
-        if self.public_base_url:
-            base = f"{self.public_base_url}/{folder}"
+        if public := (origin_public_url or self.public_base_url):
+            base = f"{public.rstrip('/')}/{folder}"
             return PlaybackLink(base + quote(entry), base, None)
         token = self.tokens.mint(job_id, output_id, generation)
         base = f"{self.server_url}{PLAY_PREFIX}{token.text}/{folder}"

@@ -96,6 +96,8 @@ def resolve(spec: job_pb2.OutputSpec, saved: dict[str, job_pb2.OutputSpec]) -> j
         resolved.CopyFrom(system.spec if system else saved[spec.preset])
     else:
         resolved.CopyFrom(spec)
+    if spec.output_origin_id:
+        resolved.output_origin_id = spec.output_origin_id  # the request's wins over a preset's
     if not resolved.HasField("recipe"):
         return resolved
     expansion = recipes.expand(resolved)

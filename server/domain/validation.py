@@ -134,7 +134,31 @@ def validate_create(
     def bad(path: str, description: str) -> None:
         violations.append(FieldViolation(path, description))
 
-    _check_input("input_url", request.input_url, policy, bad, required=True)
+    if request.input_origin_id:
+        if request.input_url:
+            bad("input_url", "set either input_url or input_origin_id with input_path, not both")
+        _check_origin_id("input_origin_id", request.input_origin_id, bad)
+        _check_object_path("input_path", request.input_path, bad, required=True)
+    else:
+        _check_input("input_url", request.input_url, policy, bad, required=True)
+        if request.input_path:
+            bad("input_path", "is read from an origin: set input_origin_id too")
+    if request.output_origin_id:
+        _check_origin_id("output_origin_id", request.output_origin_id, bad)
+        if request.output_origin:
+            bad("output_origin", "set either output_origin or output_origin_id, not both")
+    if request.output_path_prefix:
+        _check_object_path("output_path_prefix", request.output_path_prefix.strip("/"), bad)
+        if not request.output_origin_id and not any(o.output_origin_id for o in request.outputs):
+            bad("output_path_prefix", "applies to outputs on an origin: set output_origin_id")
+    for index, output in enumerate(request.outputs):
+        if output.output_origin_id:
+            _check_origin_id(f"outputs[{index}].output_origin_id", output.output_origin_id, bad)
+            if request.output_origin:
+                bad(
+                    f"outputs[{index}].output_origin_id",
+                    "not together with the job's output_origin (a gs:// URL)",
+                )
     if len(request.concat_input_urls) > MAX_CONCAT_INPUTS:
         bad("concat_input_urls", f"at most {MAX_CONCAT_INPUTS} inputs")
     for index, url in enumerate(request.concat_input_urls):
@@ -233,11 +257,39 @@ def _check_recipe(path: str, output: job_pb2.OutputSpec, bad) -> job_pb2.OutputS
     return expansion.spec
 
 
+_ORIGIN_ID = re.compile(r"ori_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
+MAX_OBJECT_PATH_BYTES = 1024
+
+
+def _check_origin_id(path: str, value: str, bad) -> None:
+    if not _ORIGIN_ID.fullmatch(value):
+        bad(path, "is not an origin id (ori_ + 26 characters)")
+
+
+def _check_object_path(path: str, value: str, bad, *, required: bool = False) -> None:
+    """An object's name under an origin's prefix: relative, no dot or empty segments (a
+    URL made of it would be normalised into another name), no control characters."""
+    if not value:
+        if required:
+            bad(path, "is required")
+        return
+    if len(value.encode()) > MAX_OBJECT_PATH_BYTES:
+        bad(path, f"at most {MAX_OBJECT_PATH_BYTES} bytes")
+    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or "\\" in value:
+        bad(path, "must not contain control characters or backslashes")
+    elif value.startswith("/") or any(part in ("", ".", "..") for part in value.split("/")):
+        bad(path, "must be a relative path without '.', '..' or empty segments")
+    elif any(c in value for c in "?#"):
+        bad(path, "must not contain '?' or '#'")
+
+
 def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str], bad) -> None:
     if output.preset:
         inline = job_pb2.OutputSpec()
         inline.CopyFrom(output)
         inline.ClearField("preset")
+        # Where the output goes is not how it is encoded: allowed beside a preset.
+        inline.ClearField("output_origin_id")
         if inline.ByteSize():
             bad(path, "set either preset or an inline spec, not both")
         if output.preset not in known_presets:

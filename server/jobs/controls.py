@@ -15,6 +15,7 @@ from kiln.worker.v1 import worker_service_pb2
 
 from ..domain.errors import FailedPrecondition
 from ..domain.states import TERMINAL, JobStatus, OutputStatus
+from ..origins.directory import output_origin_of
 from ..store.store import now
 from . import task_plan, variant_costs
 from .lifecycle import Lifecycle
@@ -49,7 +50,7 @@ class JobControls:
             await tx.cancel_tasks(record.job.id)
             await self.life.jobs.finish(tx, record, JobStatus.CANCELED)
             record = await tx.get_job(organization_id, job_id)
-        return self.messages.message(record)
+        return await self.messages.message(record)
 
     async def confirm(self, organization_id: str, job_id: str) -> job_pb2.Job:
         """Start a delayed_start job after its owner reviewed the estimate."""
@@ -71,7 +72,7 @@ class JobControls:
             )
             await self.life.queue_transcodes(tx, record)
             record = await tx.get_job(organization_id, job_id)
-        return self.messages.message(record)
+        return await self.messages.message(record)
 
     async def retry(self, organization_id: str, job_id: str) -> job_pb2.Job:
         """Run a FAILED, REJECTED, CANCELED or PARTIAL job again; COMPLETED outputs are kept."""
@@ -108,7 +109,7 @@ class JobControls:
             )
             await self.life.queue_tasks(tx, [task_plan.probe_task(job)])
             record = await tx.get_job(organization_id, job_id)
-        return self.messages.message(record)
+        return await self.messages.message(record)
 
     async def delete_outputs(self, organization_id: str, job_id: str) -> tuple[job_pb2.Job, int]:
         """Remove a terminal job's stored files for good; the job record stays."""
@@ -121,9 +122,11 @@ class JobControls:
                 )
             deleted = 0
             if self.remove_output_files is not None:
-                deleted = await asyncio.to_thread(
-                    self.remove_output_files, record.job.output_origin, job_id
-                )
+                # Each place the job's outputs went (outputs may name their own origins).
+                for place in sorted({output_origin_of(record.job, o) for o in record.outputs}):
+                    if self.messages.origins is not None:
+                        await self.messages.origins.ensure([place])
+                    deleted += await asyncio.to_thread(self.remove_output_files, place, job_id)
             for output in record.outputs:
                 if output.result:
                     result = worker_service_pb2.TranscodeResult.FromString(output.result)
@@ -131,4 +134,4 @@ class JobControls:
                     result.notes.append("output files deleted")
                     await tx.update_output(output.id, result=result.SerializeToString())
             record = await tx.get_job(organization_id, job_id)
-        return self.messages.message(record), deleted
+        return await self.messages.message(record), deleted

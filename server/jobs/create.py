@@ -22,10 +22,11 @@ from common.input_policy import InputPolicy, InputRefused
 from common.storage.origins import OriginRefused, Origins
 
 from ..domain import ids, validation
-from ..domain.errors import FieldViolation, InvalidArgument
+from ..domain.errors import FieldViolation, InvalidArgument, NotFound
 from ..domain.idempotency import check_replay, request_fingerprint
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import JobStatus, OutputStatus
+from ..origins.directory import origin_reference
 from ..store.jobs import new_row
 from ..store.models import Job, Output
 from ..store.store import IdempotencyKeyTaken, Store, now
@@ -88,13 +89,65 @@ class Admission:
         violations = self._request_violations(request, set(SYSTEM_PRESETS) | set(saved))
         if not violations:
             violations = self._origin_violations(origin)
+        places: list[str] = []
+        if not violations:
+            violations, places = await self._origin_id_violations(organization_id, request, saved)
         if not violations:
             violations = await self._host_violations(request)
         if not violations:
             violations = await self._foreign_output_violations(organization_id, request)
         if violations:
             raise InvalidArgument(violations)
-        return _new_job(organization_id, request, key, fingerprint, origin, saved)
+        return _new_job(organization_id, request, key, fingerprint, origin, saved, places)
+
+    async def _origin_id_violations(
+        self,
+        organization_id: str,
+        request: job_service_pb2.CreateRequest,
+        saved: dict[str, job_pb2.OutputSpec],
+    ) -> tuple[list[FieldViolation], list[str]]:
+        """The organization's origins the request names, each fit for its use; and where
+        each output's files go (an origin reference, or "" for the job's output_origin).
+        An origin id of another organization is NotFound, like an unknown one."""
+        output_ids = [
+            output.output_origin_id
+            or (saved.get(output.preset) or job_pb2.OutputSpec()).output_origin_id
+            or request.output_origin_id
+            for output in request.outputs
+        ]
+        named = {request.input_origin_id, request.output_origin_id, *output_ids} - {""}
+        if not named:
+            return [], ["" for _ in request.outputs]
+        async with self.store.reading() as tx:
+            rows = {
+                origin_id: await tx.origin_by_id(organization_id, origin_id)
+                for origin_id in sorted(named)
+            }
+        for origin_id, row in rows.items():
+            if row is None:
+                raise NotFound(f"origin {origin_id!r} not found")
+        violations = []
+        if request.input_origin_id:
+            row = rows[request.input_origin_id]
+            assert row is not None
+            if row.use == "output":
+                violations.append(
+                    FieldViolation("input_origin_id", f"origin {row.id} is for outputs only")
+                )
+        for index, origin_id in enumerate(output_ids):
+            row = rows.get(origin_id)
+            if row is not None and row.use == "input":
+                where = (
+                    f"outputs[{index}].output_origin_id"
+                    if request.outputs[index].output_origin_id
+                    else "output_origin_id"
+                )
+                violations.append(FieldViolation(where, f"origin {row.id} is for inputs only"))
+        prefix = request.output_path_prefix.strip("/")
+        places = [
+            origin_reference(origin_id, prefix) if origin_id else "" for origin_id in output_ids
+        ]
+        return violations, places
 
     def _request_violations(
         self, request: job_service_pb2.CreateRequest, known_presets: set[str]
@@ -199,7 +252,7 @@ class JobCreation:
             if first is None:
                 raise  # jobs are never deleted, so the winner cannot have vanished
             return first
-        return self.messages.message(record)
+        return await self.messages.message(record)
 
     async def _job_for_key(
         self, organization_id: str, key: str, fingerprint: str
@@ -210,7 +263,7 @@ class JobCreation:
         if existing is None:
             return None
         check_replay(key, existing.job.id, existing.job.request_hash, fingerprint)
-        return self.messages.message(existing)
+        return await self.messages.message(existing)
 
 
 def _new_job(
@@ -220,6 +273,7 @@ def _new_job(
     fingerprint: str,
     origin: str,
     saved: dict[str, job_pb2.OutputSpec],
+    places: list[str],
 ) -> NewJob:
     """An admitted request's rows: the job, its outputs (each with its resolved spec) and the
     probe task that starts it."""
@@ -240,6 +294,10 @@ def _new_job(
         idempotency_key=key,
         request_hash=fingerprint or None,
         output_origin=origin,
+        input_origin_id=request.input_origin_id,
+        input_path=request.input_path,
+        output_origin_id=request.output_origin_id,
+        output_path_prefix=request.output_path_prefix.strip("/"),
         currency="USD",  # the organization's, set by the batch that inserts it
         attempt=1,
         last_sequence=0,
@@ -255,6 +313,7 @@ def _new_job(
             spec=resolve(spec, saved).SerializeToString(),
             status=OutputStatus.PENDING.value,
             progress=0.0,
+            origin=places[position],
         )
         for position, spec in enumerate(request.outputs)
     ]

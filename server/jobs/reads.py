@@ -8,14 +8,18 @@ would give.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from kiln.v1 import job_pb2, job_service_pb2
 
+from common.storage.origins import Origins
+
 from ..delivery.links import PlaybackLinks
 from ..domain.errors import FieldViolation, InvalidArgument
 from ..domain.states import JobStatus
+from ..origins.directory import ServerOrigins
 from ..store.store import JobRecord, JobSnapshot, Store
 from . import views
 from .paging import page_limit, page_size_violation
@@ -26,16 +30,28 @@ DEFAULT_PAGE_SIZE = 20
 
 @dataclass(frozen=True)
 class JobMessages:
-    """How a job is handed out: links are signed at that moment, never stored."""
+    """How a job is handed out: links are signed at that moment, never stored. Outputs on
+    an organization's origin are signed with its keys, loaded first (`origins.ensure`)."""
 
     file_url: FileUrl
     playback: PlaybackLinks | None = None
+    origins: Origins | None = None
 
-    def message(self, record: JobRecord | JobSnapshot) -> job_pb2.Job:
-        return views.job_message(record, self.file_url, self.playback)
+    async def message(self, record: JobRecord | JobSnapshot) -> job_pb2.Job:
+        await self._load_origins(output.origin for output in record.outputs)
+        return views.job_message(record, self.file_url, self.playback, self._public_base_url)
 
-    def add_links(self, job: job_pb2.Job) -> None:
-        views.add_links(job, self.file_url, self.playback)
+    async def add_links(self, job: job_pb2.Job) -> None:
+        await self._load_origins(views.output_place(job, output) for output in job.outputs)
+        views.add_links(job, self.file_url, self.playback, self._public_base_url)
+
+    async def _load_origins(self, places: Iterable[str]) -> None:
+        if self.origins is not None:
+            await self.origins.ensure([place for place in places if place])
+
+    def _public_base_url(self, place: str) -> str:
+        origins = self.origins
+        return origins.public_base_url(place) if isinstance(origins, ServerOrigins) else ""
 
 
 class JobReads:
@@ -46,7 +62,7 @@ class JobReads:
         self.messages = messages
 
     async def get(self, organization_id: str, job_id: str) -> job_pb2.Job:
-        return self.messages.message(await self.store.read_job(organization_id, job_id))
+        return await self.messages.message(await self.store.read_job(organization_id, job_id))
 
     async def list(
         self, organization_id: str, request: job_service_pb2.ListRequest
@@ -75,7 +91,7 @@ class JobReads:
                 organization_id, statuses, limit + 1, request.offset, before
             )
         response = job_service_pb2.ListResponse(
-            jobs=[self.messages.message(record) for record in records[:limit]]
+            jobs=[await self.messages.message(record) for record in records[:limit]]
         )
         if len(records) > limit:
             last = records[limit - 1].job

@@ -38,7 +38,7 @@ class JobService:
         default_origin: str = "",
         webhook_policy: InputPolicy | None = None,
     ) -> None:
-        messages = JobMessages(file_url, playback)
+        messages = JobMessages(file_url, playback, origins)
         self.presets = PresetCatalog(life.store)
         admission = Admission(
             life.store,

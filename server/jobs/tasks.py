@@ -16,11 +16,13 @@ from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
 from common.log_setup import bind_job, job_log_context
+from common.storage.keys import safe_relative_path
 from common.storage.origins import Origins
 
 from ..domain import worker_reports
 from ..domain.errors import FieldViolation, InvalidArgument, NotFound, StaleLease
 from ..domain.states import PIECE_KINDS, JobStatus, OutputStatus, TaskKind, TaskStatus
+from ..origins.directory import ServerOrigins, is_origin_reference, output_origin_of
 from ..store.models import Task
 from ..store.store import JobRecord, Tx
 from ..tracing import claim_span
@@ -29,6 +31,9 @@ from .lifecycle import Lifecycle
 from .progress_gate import ProgressGate
 
 log = logging.getLogger(__name__)
+
+# Names one GrantTransfers may ask for: a ladder of a few hours has a few thousand segments.
+MAX_GRANTED_PATHS = 10_000
 
 # (output origin, key prefix) -> {relative path: size in bytes} of what storage holds.
 StoredSizes = Callable[[str, str], dict[str, int]]
@@ -111,6 +116,7 @@ class TaskService:
                 if current.status != TaskStatus.LEASED or current.lease_token != task.lease_token:
                     return None
                 job = record.job
+                input_origin = (job.input_origin_id, job.input_path)
                 message = worker_service_pb2.Task(
                     id=task.id,
                     job_id=job.id,
@@ -143,6 +149,7 @@ class TaskService:
                     if job.input_info:
                         message.input_info.ParseFromString(job.input_info)
                     message.output_prefix = output_prefix(job.id, output.id)
+                    message.output_origin = output_origin_of(job, output)
                     if await tx.move_output(output.id, OutputStatus.PROCESSING):
                         await self.life.emit_output_row(tx, job, output)
             log.info(
@@ -153,7 +160,74 @@ class TaskService:
                 worker_id,
                 task.attempts,
             )
+        await self._hand_out_origins(message, *input_origin)
         return message
+
+    async def _hand_out_origins(
+        self, message: worker_service_pb2.Task, input_origin_id: str, input_path: str
+    ) -> None:
+        """Replace what names an organization's origin by what a worker may hold: a
+        presigned URL of the input, and `storage_grants` for outputs (the worker asks
+        GrantTransfers per file). Made after the claim's commit: the URLs are signed here,
+        with the origin's keys, never stored."""
+        if self.files is None:
+            return
+        output_on_origin = is_origin_reference(message.output_origin)
+        if not input_origin_id and not output_on_origin:
+            return
+        await self.files.ensure([input_origin_id, message.output_origin])
+        if input_origin_id:
+            assert isinstance(self.files, ServerOrigins)
+            message.input_url = self.files.input_url(input_origin_id, input_path)
+        if output_on_origin:
+            message.output_origin = ""
+            message.storage_grants = True
+
+    async def grant_transfers(
+        self, request: worker_service_pb2.GrantTransfersRequest
+    ) -> worker_service_pb2.GrantTransfersResponse:
+        """Presigned URLs for files under the leased task's own output prefix, nothing else."""
+        paths = [*request.put_paths, *request.get_paths]
+        if len(paths) > MAX_GRANTED_PATHS:
+            raise InvalidArgument(
+                [FieldViolation("put_paths", f"at most {MAX_GRANTED_PATHS} names in all")]
+            )
+        violations = [
+            FieldViolation(
+                "put_paths" if i < len(request.put_paths) else "get_paths",
+                f"{path!r} is not a file name inside the output",
+            )
+            for i, path in enumerate(paths)
+            if not safe_relative_path(path)
+        ]
+        if violations:
+            raise InvalidArgument(violations[:10])
+        async with self.store.reading() as tx:
+            task = await tx.leased_task(request.task_id, request.lease_token)
+            if task.status != TaskStatus.LEASED or task.output_id is None:
+                raise StaleLease(f"task {request.task_id} is not leased for an output")
+            record = await tx.get_job(None, task.job_id)
+        output = next(o for o in record.outputs if o.id == task.output_id)
+        origin = output_origin_of(record.job, output)
+        if not is_origin_reference(origin) or not isinstance(self.files, ServerOrigins):
+            raise InvalidArgument(
+                [FieldViolation("task_id", "the task's output is not on an origin: no grants")]
+            )
+        await self.files.ensure([origin])
+        files = self.files
+        puts, gets, expires = await asyncio.to_thread(
+            files.grants,
+            origin,
+            output_prefix(record.job.id, output.id),
+            list(request.put_paths),
+            list(request.get_paths),
+        )
+        response = worker_service_pb2.GrantTransfersResponse(
+            puts=[_grant_message(grant) for grant in puts],
+            gets=[_grant_message(grant) for grant in gets],
+        )
+        response.expire_time.FromDatetime(expires)
+        return response
 
     async def _lock_leased(self, tx: Tx, task_id: str, token: int) -> tuple[Task, JobRecord]:
         """The one lock order: the job first, then the task (Cancel locks the job too)."""
@@ -293,7 +367,8 @@ class TaskService:
             if live is not None:
                 # Written under the job's lock: two chunks finishing at once publish in
                 # order, never an older list over a newer one.
-                await self._publish(record.job.output_origin, task, live[0])
+                output = next(o for o in record.outputs if o.id == task.output_id)
+                await self._publish(output_origin_of(record.job, output), task, live[0])
         elif kind == "transcode":
             await self.outcomes.output_done(
                 tx, record, outcomes.task_output_id(task), request.transcode
@@ -325,7 +400,7 @@ class TaskService:
                 output_seconds=outcomes.output_seconds(spec, info.duration_seconds),
             )
             return problems or await self._stored_problems(
-                record.job.output_origin, record.job.id, output.id, request.chunk.files
+                output_origin_of(record.job, output), record.job.id, output.id, request.chunk.files
             )
         expected = (
             None
@@ -342,20 +417,40 @@ class TaskService:
                 request.transcode, spec, outcomes.merge_plan(pieces)
             )
         return problems or await self._stored_problems(
-            record.job.output_origin, record.job.id, output.id, request.transcode.files
+            output_origin_of(record.job, output),
+            record.job.id,
+            output.id,
+            request.transcode.files,
+            replace=True,
         )
 
-    async def _stored_problems(self, origin: str, job_id: str, output_id: str, files) -> list[str]:
-        """Each reported file is in the output's storage with the reported size."""
+    async def _stored_problems(
+        self, origin: str, job_id: str, output_id: str, files, *, replace: bool = False
+    ) -> list[str]:
+        """Each reported file is in the output's storage with the reported size.
+
+        A whole output's result (`replace`) on an organization's origin also removes what an
+        earlier attempt left under the prefix: workers there write through presigned PUTs and
+        cannot delete, so the server does what put_directory does on the other storages."""
         if self.stored_sizes is None:
             return []
-        sizes = await asyncio.to_thread(self.stored_sizes, origin, output_prefix(job_id, output_id))
-        return worker_reports.stored_file_problems(files, sizes)
+        if self.files is not None:
+            await self.files.ensure([origin])
+        prefix = output_prefix(job_id, output_id)
+        sizes = await asyncio.to_thread(self.stored_sizes, origin, prefix)
+        problems = worker_reports.stored_file_problems(files, sizes)
+        if replace and not problems and self.files is not None and is_origin_reference(origin):
+            stale = sorted(set(sizes) - {file.path for file in files})
+            if stale:
+                backend = self.files.backend(origin)
+                await asyncio.to_thread(backend.delete_files, prefix, stale)
+        return problems
 
     async def _publish(self, origin: str, task: Task, texts: dict[str, str]) -> None:
         """Write the live playlists of a chunked HLS output into its storage."""
         if self.files is None or not texts:
             return
+        await self.files.ensure([origin])
         backend = self.files.backend(origin)
         prefix = output_prefix(task.job_id, outcomes.task_output_id(task))
 
@@ -546,3 +641,9 @@ def _encoded_fraction(chunks: list[Task]) -> float:
 def output_prefix(job_id: str, output_id: str) -> str:
     """Where an output's files live in storage; a worker may write nowhere else."""
     return f"{job_id}/{output_id}"
+
+
+def _grant_message(grant) -> worker_service_pb2.TransferGrant:
+    return worker_service_pb2.TransferGrant(
+        path=grant.path, method=grant.method, url=grant.url, headers=grant.headers
+    )

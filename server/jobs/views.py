@@ -57,6 +57,8 @@ def output_message(output: Output | OutputRow, currency: str) -> job_pb2.Output:
         spec=job_pb2.OutputSpec.FromString(output.spec),
         status=output_status_enum(output.status),
         progress=output.progress,
+        # The origin's id, without the job's path prefix (Job.output_path_prefix holds it).
+        origin_id=output.origin.partition("/")[0],
     )
     if (estimated := money(output.estimated_cost_micros, currency)) is not None:
         message.estimated_cost.CopyFrom(estimated)
@@ -75,8 +77,20 @@ def output_message(output: Output | OutputRow, currency: str) -> job_pb2.Output:
     return message
 
 
+def output_place(job: job_pb2.Job, output: job_pb2.Output) -> str:
+    """Where an output's files are, as the Origins name it: the output's origin with the
+    job's path prefix, else the job's output_origin ("" for local storage)."""
+    if not output.origin_id:
+        return job.output_origin
+    prefix = job.output_path_prefix
+    return f"{output.origin_id}/{prefix}" if prefix else output.origin_id
+
+
 def add_links(
-    job: job_pb2.Job, file_url: FileUrl | None, playback: PlaybackLinks | None = None
+    job: job_pb2.Job,
+    file_url: FileUrl | None,
+    playback: PlaybackLinks | None = None,
+    public_base_url: Callable[[str], str] | None = None,
 ) -> None:
     """Give each file its download URL and each output its playback URL, in place.
 
@@ -88,7 +102,10 @@ def add_links(
             if file_url is None:
                 break
             try:
-                url, expires = file_url(job.output_origin, job.id, output.id, file.path)
+                url, expires = file_url(output_place(job, output), job.id, output.id, file.path)
+            except FileNotFoundError:
+                # The output's origin was deleted: its files cannot be reached any more.
+                break
             except ValueError:
                 # Never sign a key outside this output's prefix (results are checked when
                 # recorded; this guards rows written before that check existed).
@@ -98,7 +115,10 @@ def add_links(
             file.url_expire_time.FromDatetime(expires)
         if playback is None:
             continue
-        link = playback.link(job.id, output.id, job.attempt, [file.path for file in output.files])
+        public = public_base_url(output_place(job, output)) if public_base_url else ""
+        link = playback.link(
+            job.id, output.id, job.attempt, [file.path for file in output.files], public
+        )
         if link is None:
             continue
         output.playback_url = link.url
@@ -111,6 +131,7 @@ def job_message(
     record: JobRecord | JobSnapshot,
     file_url: FileUrl | None = None,
     playback: PlaybackLinks | None = None,
+    public_base_url: Callable[[str], str] | None = None,
 ) -> job_pb2.Job:
     """The ORM's record (inside a transaction) or a direct read's snapshot: same fields."""
     job = record.job
@@ -129,6 +150,10 @@ def job_message(
         attempt=job.attempt,
         idempotency_key=job.idempotency_key or "",
         output_origin=job.output_origin,
+        input_origin_id=job.input_origin_id,
+        input_path=job.input_path,
+        output_origin_id=job.output_origin_id,
+        output_path_prefix=job.output_path_prefix,
     )
     if job.input_info:
         message.input_info.ParseFromString(job.input_info)
@@ -148,5 +173,5 @@ def job_message(
     ):
         if (stamp := timestamp(moment)) is not None:
             getattr(message, field).CopyFrom(stamp)
-    add_links(message, file_url, playback)
+    add_links(message, file_url, playback, public_base_url)
     return message

@@ -38,7 +38,7 @@ class SignedCompletions:
             int, tuple[job_service_pb2.WatchResponse, float, job_service_pb2.WatchResponse]
         ] = OrderedDict()
 
-    def sign(self, event: job_service_pb2.WatchResponse) -> job_service_pb2.WatchResponse:
+    async def sign(self, event: job_service_pb2.WatchResponse) -> job_service_pb2.WatchResponse:
         key = id(event)
         moment = time.monotonic()
         cached = self._signed.get(key)
@@ -46,7 +46,7 @@ class SignedCompletions:
             return cached[2]
         signed = job_service_pb2.WatchResponse()
         signed.CopyFrom(event)
-        self.messages.add_links(signed.completed.job)
+        await self.messages.add_links(signed.completed.job)
         self._signed[key] = (event, moment, signed)
         while len(self._signed) > SIGNED_EVENTS_KEPT:
             self._signed.popitem(last=False)
@@ -97,14 +97,16 @@ class JobWatch:
             if fresh:
                 snapshot = job_service_pb2.WatchResponse(
                     sequence=record.job.last_sequence,
-                    snapshot=job_service_pb2.SnapshotEvent(job=self.messages.message(record)),
+                    snapshot=job_service_pb2.SnapshotEvent(job=await self.messages.message(record)),
                 )
                 snapshot.time.GetCurrentTime()
                 yield snapshot
                 if JobStatus(record.job.status) in TERMINAL:
                     completed = job_service_pb2.WatchResponse(
                         sequence=record.job.last_sequence,
-                        completed=job_service_pb2.CompletedEvent(job=self.messages.message(record)),
+                        completed=job_service_pb2.CompletedEvent(
+                            job=await self.messages.message(record)
+                        ),
                     )
                     completed.time.GetCurrentTime()
                     yield completed
@@ -126,7 +128,7 @@ class JobWatch:
                     continue
                 for event in coalesce(batch, replay_through):
                     if event.HasField("completed"):
-                        yield self.completions.sign(event)
+                        yield await self.completions.sign(event)
                         return
                     yield event
         finally:

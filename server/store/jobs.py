@@ -83,6 +83,10 @@ class JobRow:
     idempotency_key: str | None
     request_hash: str | None
     output_origin: str
+    input_origin_id: str
+    input_path: str
+    output_origin_id: str
+    output_path_prefix: str
     input_info: bytes | None
     error: bytes | None
     estimated_cost_micros: int | None
@@ -113,6 +117,7 @@ class OutputRow:
     estimated_cost_micros: int | None
     actual_cost_micros: int | None
     variant_pricing: list | None
+    origin: str
 
 
 @dataclass(slots=True)
@@ -179,13 +184,17 @@ class JobStatements(TxBase):
         return await self._record(job) if job else None
 
     async def output_origin(self, job_id: str, output_id: str) -> str | None:
-        """Where an output's files are stored (the job's output origin), or None when no
-        such output of that job exists (a playback request for a forged or deleted id)."""
-        return await self.session.scalar(
-            select(Job.output_origin)
-            .join(Output, Output.job_id == Job.id)
-            .where(Job.id == job_id, Output.id == output_id)
-        )
+        """Where an output's files are stored (its own origin, else the job's output
+        origin), or None when no such output of that job exists (a playback request for a
+        forged or deleted id)."""
+        row = (
+            await self.session.execute(
+                select(Output.origin, Job.output_origin)
+                .join(Output, Output.job_id == Job.id)
+                .where(Job.id == job_id, Output.id == output_id)
+            )
+        ).first()
+        return None if row is None else (row[0] or row[1])
 
     async def jobs_of_organization(self, organization_id: str, job_ids: Sequence[str]) -> set[str]:
         """Which of `job_ids` belong to the organization."""

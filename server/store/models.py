@@ -80,6 +80,12 @@ class Job(Base):
     # sha256 of the canonical request: the same key with another request is refused.
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     output_origin: Mapped[str] = mapped_column(Text, default="")
+    # Origins of the organization (kiln.v1.OriginService), as requested: the input's origin
+    # and path (input_url is then empty), and the outputs' default origin and path prefix.
+    input_origin_id: Mapped[str] = mapped_column(String(64), default="")
+    input_path: Mapped[str] = mapped_column(Text, default="")
+    output_origin_id: Mapped[str] = mapped_column(String(64), default="")
+    output_path_prefix: Mapped[str] = mapped_column(Text, default="")
     # kiln.v1.InputInfo, serialized: it is only ever read whole.
     input_info: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # kiln.v1.JobError, serialized; NULL unless FAILED or REJECTED.
@@ -117,6 +123,9 @@ class Output(Base):
     # HLS/DASH/CMAF: one entry per video variant (priced height, fps, rate, estimated and
     # actual micros and seconds); the view adds what the spec says (codec, resolution).
     variant_pricing: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # Where the output's files are: "" for the job's output_origin, else an origin of the
+    # organization and the job's path prefix ("ori_…" or "ori_…/customers/42").
+    origin: Mapped[str] = mapped_column(Text, default="")
 
 
 class Task(Base):
@@ -232,6 +241,33 @@ class Preset(Base):
     # kiln.v1.OutputSpec, serialized.
     spec: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Origin(Base):
+    """An organization's own storage ("ori_" + ULID): an S3-compatible or GCS bucket, or a
+    read-only HTTP(S) server. Its secret is sealed (server.secrets_keyring), never stored in
+    clear; `settings` holds everything else."""
+
+    __tablename__ = "origins"
+    __table_args__ = (
+        Index("ix_origins_org_created", "organization_id", "created_at", "id"),
+        CheckConstraint("kind IN ('s3', 'gcs', 'http')", name="ck_origins_kind"),
+        CheckConstraint("use IN ('input', 'output', 'input_and_output')", name="ck_origins_use"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(8))
+    use: Mapped[str] = mapped_column(String(32))
+    # The kind's fields but the secret, as JSON (endpoint, region, bucket, prefix, ...).
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    # "v1.<key id>.<nonce>.<ciphertext>", or "" when the origin has no secret.
+    sealed_secret: Mapped[str] = mapped_column(Text, default="")
+    secret_fingerprint: Mapped[str] = mapped_column(String(200), default="")
+    public_base_url: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class TaskOutbox(Base):

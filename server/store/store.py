@@ -1,10 +1,11 @@
 """The store: one transaction type assembled from each aggregate's statements.
 
 SQL is issued only in this package, one module per aggregate (jobs, events, task_queue,
-webhook_outbox, webhook_settings, presets, keys) over the unit of work in database.py. Status
-writes are guarded in the statement itself (`... WHERE status IN (allowed sources)`, the sources
-coming from the one transition table in domain.states); no row changed means the
-transition lost a race or was never allowed, and the caller gets a domain error.
+webhook_outbox, webhook_settings, presets, origins, keys) over the unit of work in
+database.py. Status writes are guarded in the statement itself (`... WHERE status IN
+(allowed sources)`, the sources coming from the one transition table in domain.states); no
+row changed means the transition lost a race or was never allowed, and the caller gets a
+domain error.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .jobs import (
     read_job,
 )
 from .keys import API_KEY_PREFIX, KeyStatements
+from .origins import OriginStatements
 from .presets import PresetStatements
 from .task_outbox import TaskOutboxQueries
 from .task_queue import TaskQueue
@@ -50,6 +52,7 @@ class Tx(
     WebhookOutbox,
     WebhookSettingsStatements,
     PresetStatements,
+    OriginStatements,
     KeyStatements,
 ):
     """The statements of one transaction."""

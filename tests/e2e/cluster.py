@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import httpx
-from kiln.v1 import job_service_pb2_grpc
+from kiln.v1 import job_service_pb2_grpc, origin_service_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 SIGNING_KEY = "e2e-signing-key"
@@ -72,6 +72,9 @@ class ServerProcess:
 
     def job_stub(self) -> job_service_pb2_grpc.JobServiceStub:
         return job_service_pb2_grpc.JobServiceStub(grpc.insecure_channel(self.grpc_target))
+
+    def origin_stub(self) -> origin_service_pb2_grpc.OriginServiceStub:
+        return origin_service_pb2_grpc.OriginServiceStub(grpc.insecure_channel(self.grpc_target))
 
 
 @dataclass

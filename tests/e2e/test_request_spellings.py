@@ -130,25 +130,38 @@ def test_misspelt_field_name_is_refused_by_its_path(server, api_key, media_root)
     assert job_ids(client) == before
 
 
-@pytest.mark.parametrize(
-    ("change", "path"),
-    [
-        # Transcodely names origins by id; kiln has no origins yet (output_origin is a URL).
-        (lambda b: b.update(output_origin_id="ori_x9y8z7w6v5"), "output_origin_id"),
-        (lambda b: b.update(input_origin_id="ori_input123"), "input_origin_id"),
-        # Its HLS example's segment length; kiln's field is duration_seconds.
-        (
-            lambda b: b["outputs"][2].update(segments={"duration": 6}),
-            "outputs[2].segments.duration",
-        ),
-    ],
-)
-def test_documented_fields_kiln_lacks_are_refused(server, api_key, media_root, change, path):
+def test_documented_fields_kiln_lacks_are_refused(server, api_key, media_root):
+    # Its HLS example's segment length; kiln's field is duration_seconds.
     body = transcodely_body(f"file://{media_root / 'clip2s.mp4'}")
-    change(body)
+    body["outputs"][2].update(segments={"duration": 6})
     status, error = ConnectJsonClient(server.http_url, api_key).call("Create", body)
     assert (status, error["code"]) == (400, "invalid_argument"), error
-    assert list(violations_of(error)) == [path]
+    assert list(violations_of(error)) == ["outputs[2].segments.duration"]
+
+
+def test_transcodely_origin_ids_must_name_an_origin_of_this_server(server, api_key, media_root):
+    """Its documented ids are its own: malformed ones are refused by field, well-formed ids
+    that no origin of the organization has are not found."""
+    client = ConnectJsonClient(server.http_url, api_key)
+    before = job_ids(client)
+    body = transcodely_body(f"file://{media_root / 'clip2s.mp4'}")
+    body["output_origin_id"] = "ori_x9y8z7w6v5"
+    status, error = client.call("Create", body)
+    assert (status, error["code"]) == (400, "invalid_argument"), error
+    assert list(violations_of(error)) == ["output_origin_id"]
+
+    body = transcodely_body("")
+    del body["input_url"]
+    body.update(input_origin_id="ori_input123", input_path="uploads/video.mp4")
+    status, error = client.call("Create", body)
+    assert (status, error["code"]) == (400, "invalid_argument"), error
+    assert list(violations_of(error)) == ["input_origin_id"]
+
+    body["input_origin_id"] = "ori_" + "0" * 26
+    status, error = client.call("Create", body)
+    assert (status, error["code"]) == (404, "not_found"), error
+    assert "ori_" + "0" * 26 in error["message"]
+    assert job_ids(client) == before
 
 
 def test_other_services_are_strict_and_take_short_names(server, api_key):

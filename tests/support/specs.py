@@ -22,8 +22,9 @@ def mp4_request(input_url: str, **fields: Any) -> job_service_pb2.CreateRequest:
 
 
 def transcodely_body(input_url: str) -> dict[str, Any]:
-    """Transcodely's documented Create body, verbatim but for its output_origin_id (kiln has no
-    origin ids): the short enum spellings (`mp4`, `h264`, `standard`, `fmp4`) its users paste."""
+    """Transcodely's documented Create body, verbatim but for its origin ids (`ori_…` ids are
+    per deployment, so a test that wants them creates origins first and adds the fields): the
+    short enum spellings (`mp4`, `h264`, `standard`, `fmp4`) its users paste."""
     return {
         "input_url": input_url,
         "outputs": [

@@ -224,9 +224,21 @@ def test_unknown_field_is_named_with_its_path():
     assert "VideoVariant fields are: codec, resolution," in found["outputs[1].video[0].resolutoin"]
 
 
-def test_origin_ids_are_unknown_fields():
-    body = {**TRANSCODELY_BODY, "output_origin_id": "ori_x9y8z7w6v5"}
-    assert list(violations(refusal(body))) == ["output_origin_id"]
+def test_transcodely_origin_fields_are_known():
+    # Its documented body names storage by origin id: the fields exist and are kept.
+    body = {
+        **TRANSCODELY_BODY,
+        "input_url": "",
+        "input_origin_id": "ori_input123",
+        "input_path": "uploads/video.mp4",
+        "output_origin_id": "ori_output456",
+    }
+    request = decode(body)
+    assert (request.input_origin_id, request.input_path, request.output_origin_id) == (
+        "ori_input123",
+        "uploads/video.mp4",
+        "ori_output456",
+    )
 
 
 def test_a_field_name_that_cannot_be_a_path_is_quoted():

@@ -105,7 +105,11 @@ def test_grpc_mounts_every_entry_on_its_listener():
     public, worker = CapturingServer(), CapturingServer()
     jobs = SimpleNamespace(presets=object())
     add_public_services(
-        cast(Any, public), cast(Any, jobs), cast(Authenticator, None), webhooks=cast(Any, 1)
+        cast(Any, public),
+        cast(Any, jobs),
+        cast(Authenticator, None),
+        webhooks=cast(Any, 1),
+        origins=cast(Any, 2),
     )
     add_worker_service(cast(Any, worker), cast(Any, object()), worker_token="")
     assert sorted(public.registered) == sorted(t.descriptor.full_name for t in PUBLIC_SERVICES)

@@ -64,22 +64,25 @@ async def _write_playlists(run: TaskRun) -> list[job_pb2.OutputFile]:
 async def _join_progressive(run: TaskRun) -> list[job_pb2.OutputFile]:
     task, merge = run.task, run.task.merge
     out_dir = run.output_folder()
-    backend = run.origins.backend(task.output_origin)
     work = run.scratch / "pieces"
     work.mkdir(parents=True, exist_ok=True)
 
     def fetch(path: str) -> Path:
         target = work / Path(path).name
-        backend.fetch_file(f"{task.output_prefix}/{path}", target)
+        run.origins.backend(task.output_origin).fetch_file(f"{task.output_prefix}/{path}", target)
         return target
 
+    wanted = [chunk.files[0].path for chunk in merge.chunks]
+    if merge.has_audio:
+        wanted.append(merge.audio.files[0].path)
+    if task.storage_grants:
+        fetched = await run.fetch_granted(wanted, work)
+    else:
+        fetched = {path: await asyncio.to_thread(fetch, path) for path in wanted}
     chunk_files = [
-        await describe_chunk_file(await asyncio.to_thread(fetch, chunk.files[0].path))
-        for chunk in merge.chunks
+        await describe_chunk_file(fetched[chunk.files[0].path]) for chunk in merge.chunks
     ]
-    audio_file = (
-        await asyncio.to_thread(fetch, merge.audio.files[0].path) if merge.has_audio else None
-    )
+    audio_file = fetched[merge.audio.files[0].path] if merge.has_audio else None
     output = out_dir / "output.mp4"
     plan = build_concat_merge_command(
         chunks=chunk_files, audio=audio_file, work_dir=work, output=output

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.storage.grants import TransferGrant, download_with_grants, upload_with_grants
 from common.storage.origins import Origins
+from common.storage.s3 import StorageRefused, StorageUnavailable
 
 from ..heartbeat import TaskProgress
 from ..inputs import TaskInputs
 from ..media.describe import describe_output_file
+from ..media.errors import MediaError
 from ..media.ffmpeg import run_ffmpeg
 from ..media.plan import CommandPlan
 from ..metrics import WorkerMetrics
@@ -36,6 +42,8 @@ class TaskRun:
     settings: WorkerSettings
     metrics: WorkerMetrics
     origins: Origins
+    # Asks the server for presigned URLs (GrantTransfers) when task.storage_grants is set.
+    grants: GrantRequester | None = None
 
     def output_folder(self) -> Path:
         """Where FFmpeg writes what is to be stored under the task's output prefix."""
@@ -78,10 +86,59 @@ class TaskRun:
     async def store(self, out_dir: Path, files: list[job_pb2.OutputFile], *, replace: bool) -> None:
         """Uploads out_dir under the task's output prefix: replacing what is there, or adding
         beside it (a chunk's files join those of the other pieces)."""
+        if self.task.storage_grants:
+            # An organization's origin: one presigned PUT per file, asked for at once. The
+            # server removes what a replacing run left stale when it accepts the result.
+            with upload_span("origin", files):
+                await self._upload_granted(out_dir)
+            return
         backend = self.origins.backend(self.task.output_origin)
         upload = backend.put_directory if replace else backend.add_files
         with upload_span(self.task.output_origin, files):
             await asyncio.to_thread(upload, out_dir, self.task.output_prefix)
+
+    async def _upload_granted(self, out_dir: Path) -> None:
+        local = await asyncio.to_thread(_files_by_name, out_dir)
+        response = await self._grants(list(local), [])
+        pairs = [(local[grant.path], _grant(grant)) for grant in response.puts]
+        await _transfer(upload_with_grants, pairs)
+
+    async def fetch_granted(self, paths: list[str], folder: Path) -> dict[str, Path]:
+        """Download files of the task's output (a merge's chunks) through presigned GETs."""
+        response = await self._grants([], paths)
+        targets = {grant.path: folder / Path(grant.path).name for grant in response.gets}
+        pairs = [(_grant(grant), targets[grant.path]) for grant in response.gets]
+        await _transfer(download_with_grants, pairs)
+        return targets
+
+    async def _grants(self, put_paths: list[str], get_paths: list[str]):
+        if self.grants is None:
+            raise MediaError("WORKER_ERROR", "this worker cannot ask for storage grants")
+        try:
+            return await self.grants(self.task, put_paths, get_paths)
+        except grpc.aio.AioRpcError as error:
+            raise MediaError(
+                "STORAGE_UNAVAILABLE",
+                f"the server gave no storage grants ({error.code().name})",
+                retryable=True,
+            ) from None
+
+
+GrantRequester = Callable[[wpb.Task, list[str], list[str]], Awaitable[wpb.GrantTransfersResponse]]
+
+
+def _grant(message: wpb.TransferGrant) -> TransferGrant:
+    return TransferGrant(message.path, message.method, message.url, dict(message.headers))
+
+
+async def _transfer(move: Callable[[Any], None], pairs: Any) -> None:
+    """Run a batch of presigned transfers; the storage's refusals become the job's errors."""
+    try:
+        await asyncio.to_thread(move, pairs)
+    except StorageUnavailable as error:
+        raise MediaError("STORAGE_UNAVAILABLE", str(error), retryable=True) from None
+    except StorageRefused as error:
+        raise MediaError("STORAGE_REFUSED", str(error), retryable=False) from None
 
 
 async def describe_folder(out_dir: Path) -> list[job_pb2.OutputFile]:
@@ -93,3 +150,12 @@ async def describe_folder(out_dir: Path) -> list[job_pb2.OutputFile]:
         for path in sorted(out_dir.rglob("*"))  # noqa: ASYNC240
         if path.is_file()
     ]
+
+
+def _files_by_name(out_dir: Path) -> dict[str, Path]:
+    """Every regular file under `out_dir` by its slash path relative to it (no symlinks)."""
+    return {
+        path.relative_to(out_dir).as_posix(): path
+        for path in sorted(out_dir.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }

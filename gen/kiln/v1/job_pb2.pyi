@@ -270,7 +270,7 @@ class Recipe(_message.Message):
     def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
-    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality")
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +282,7 @@ class OutputSpec(_message.Message):
     CUSTOM_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     MEASURE_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
     preset: str
     type: OutputType
     video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
@@ -293,7 +294,8 @@ class OutputSpec(_message.Message):
     custom: CustomCommand
     recipe: Recipe
     measure_quality: bool
-    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ...) -> None: ...
+    output_origin_id: str
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ...) -> None: ...
 
 class VariantQuality(_message.Message):
     __slots__ = ("variant_index", "width", "height", "ssim", "psnr_db")
@@ -348,7 +350,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url")
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -363,6 +365,7 @@ class Output(_message.Message):
     PLAYBACK_URL_FIELD_NUMBER: _ClassVar[int]
     PLAYBACK_URL_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     PLAYBACK_BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OutputSpec
     status: OutputStatus
@@ -377,7 +380,8 @@ class Output(_message.Message):
     playback_url: str
     playback_url_expire_time: _timestamp_pb2.Timestamp
     playback_base_url: str
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ...) -> None: ...
+    origin_id: str
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ...) -> None: ...
 
 class VariantPricing(_message.Message):
     __slots__ = ("index", "name", "resolution", "codec", "quality", "priced_height", "fps", "rate_per_minute", "estimated_cost", "actual_cost", "estimated_seconds", "billed_seconds", "dropped")
@@ -456,7 +460,7 @@ class InputInfo(_message.Message):
     def __init__(self, container: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., size_bytes: _Optional[int] = ..., bitrate: _Optional[int] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., supports_byte_ranges: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "status", "stage", "progress", "priority", "delayed_start", "input_url", "concat_input_urls", "outputs", "input_info", "estimated_cost", "actual_cost", "metadata", "webhook_url", "error", "attempt", "idempotency_key", "output_origin", "create_time", "probe_time", "confirm_time", "start_time", "complete_time", "update_time")
+    __slots__ = ("id", "status", "stage", "progress", "priority", "delayed_start", "input_url", "concat_input_urls", "outputs", "input_info", "estimated_cost", "actual_cost", "metadata", "webhook_url", "error", "attempt", "idempotency_key", "output_origin", "create_time", "probe_time", "confirm_time", "start_time", "complete_time", "update_time", "input_origin_id", "input_path", "output_origin_id", "output_path_prefix")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -488,6 +492,10 @@ class Job(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PATH_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: JobStatus
     stage: JobStage
@@ -512,4 +520,8 @@ class Job(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     complete_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[float] = ..., priority: _Optional[_Union[Priority, str]] = ..., delayed_start: _Optional[bool] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., input_info: _Optional[_Union[InputInfo, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirm_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    input_origin_id: str
+    input_path: str
+    output_origin_id: str
+    output_path_prefix: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[float] = ..., priority: _Optional[_Union[Priority, str]] = ..., delayed_start: _Optional[bool] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., input_info: _Optional[_Union[InputInfo, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirm_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_origin_id: _Optional[str] = ..., input_path: _Optional[str] = ..., output_origin_id: _Optional[str] = ..., output_path_prefix: _Optional[str] = ...) -> None: ...

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateRequest(_message.Message):
-    __slots__ = ("input_url", "concat_input_urls", "outputs", "priority", "delayed_start", "metadata", "webhook_url", "idempotency_key", "output_origin")
+    __slots__ = ("input_url", "concat_input_urls", "outputs", "priority", "delayed_start", "metadata", "webhook_url", "idempotency_key", "output_origin", "input_origin_id", "input_path", "output_origin_id", "output_path_prefix")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,10 @@ class CreateRequest(_message.Message):
     WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    INPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PATH_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
     input_url: str
     concat_input_urls: _containers.RepeatedScalarFieldContainer[str]
     outputs: _containers.RepeatedCompositeFieldContainer[_job_pb2.OutputSpec]
@@ -37,7 +41,11 @@ class CreateRequest(_message.Message):
     webhook_url: str
     idempotency_key: str
     output_origin: str
-    def __init__(self, input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[_job_pb2.OutputSpec, _Mapping]]] = ..., priority: _Optional[_Union[_job_pb2.Priority, str]] = ..., delayed_start: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ...) -> None: ...
+    input_origin_id: str
+    input_path: str
+    output_origin_id: str
+    output_path_prefix: str
+    def __init__(self, input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[_job_pb2.OutputSpec, _Mapping]]] = ..., priority: _Optional[_Union[_job_pb2.Priority, str]] = ..., delayed_start: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., input_origin_id: _Optional[str] = ..., input_path: _Optional[str] = ..., output_origin_id: _Optional[str] = ..., output_path_prefix: _Optional[str] = ...) -> None: ...
 
 class CreateResponse(_message.Message):
     __slots__ = ("job",)

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .worker_service_pb2 import ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, CompleteTaskResponse, ReleaseTaskRequest, ReleaseTaskResponse, ReportProgressRequest, ReportProgressResponse
+from .worker_service_pb2 import ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, CompleteTaskResponse, GrantTransfersRequest, GrantTransfersResponse, ReleaseTaskRequest, ReleaseTaskResponse, ReportProgressRequest, ReportProgressResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -70,6 +70,15 @@ class WorkerService(Protocol):
         """
         ReleaseTask gives a leased task back unfinished (a draining worker): it is
         queued again at once, and the attempt does not count against the task.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def grant_transfers(self, request: GrantTransfersRequest, ctx: RequestContext[GrantTransfersRequest, GrantTransfersResponse], /) -> GrantTransfersResponse:
+        """
+        GrantTransfers gives a leased task presigned URLs to write (and, for MERGE,
+        read) files under its own output prefix on an organization's origin. Workers
+        never hold an origin's credentials: the storage server itself refuses any
+        other name, and the URLs expire.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -130,6 +139,17 @@ class WorkerServiceASGIApplication(ConnectASGIApplication[WorkerService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.release_task,
+                ),
+                "/kiln.worker.v1.WorkerService/GrantTransfers": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GrantTransfers",
+                        service_name="kiln.worker.v1.WorkerService",
+                        input=GrantTransfersRequest,
+                        output=GrantTransfersResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.grant_transfers,
                 ),
             },
             interceptors=interceptors,
@@ -272,6 +292,32 @@ class WorkerServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def grant_transfers(
+        self,
+        request: GrantTransfersRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GrantTransfersResponse:
+        """
+        GrantTransfers gives a leased task presigned URLs to write (and, for MERGE,
+        read) files under its own output prefix on an organization's origin. Workers
+        never hold an origin's credentials: the storage server itself refuses any
+        other name, and the URLs expire.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GrantTransfers",
+                service_name="kiln.worker.v1.WorkerService",
+                input=GrantTransfersRequest,
+                output=GrantTransfersResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class WorkerServiceSync(Protocol):
     """
@@ -306,6 +352,15 @@ class WorkerServiceSync(Protocol):
         """
         ReleaseTask gives a leased task back unfinished (a draining worker): it is
         queued again at once, and the attempt does not count against the task.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def grant_transfers(self, request: GrantTransfersRequest, ctx: RequestContext[GrantTransfersRequest, GrantTransfersResponse], /) -> GrantTransfersResponse:
+        """
+        GrantTransfers gives a leased task presigned URLs to write (and, for MERGE,
+        read) files under its own output prefix on an organization's origin. Workers
+        never hold an origin's credentials: the storage server itself refuses any
+        other name, and the URLs expire.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -364,6 +419,17 @@ class WorkerServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.release_task,
+                ),
+                "/kiln.worker.v1.WorkerService/GrantTransfers": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GrantTransfers",
+                        service_name="kiln.worker.v1.WorkerService",
+                        input=GrantTransfersRequest,
+                        output=GrantTransfersResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.grant_transfers,
                 ),
             },
             interceptors=interceptors,
@@ -500,6 +566,32 @@ class WorkerServiceClientSync(ConnectClientSync):
                 service_name="kiln.worker.v1.WorkerService",
                 input=ReleaseTaskRequest,
                 output=ReleaseTaskResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def grant_transfers(
+        self,
+        request: GrantTransfersRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GrantTransfersResponse:
+        """
+        GrantTransfers gives a leased task presigned URLs to write (and, for MERGE,
+        read) files under its own output prefix on an organization's origin. Workers
+        never hold an origin's credentials: the storage server itself refuses any
+        other name, and the URLs expire.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GrantTransfers",
+                service_name="kiln.worker.v1.WorkerService",
+                input=GrantTransfersRequest,
+                output=GrantTransfersResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from kiln.v1 import job_pb2 as _job_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -24,7 +27,7 @@ TASK_KIND_AUDIO: TaskKind
 TASK_KIND_MERGE: TaskKind
 
 class Task(_message.Message):
-    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent", "chunk", "merge")
+    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent", "chunk", "merge", "storage_grants")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +43,7 @@ class Task(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     MERGE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_GRANTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: TaskKind
     job_id: str
@@ -55,7 +59,8 @@ class Task(_message.Message):
     traceparent: str
     chunk: ChunkRange
     merge: MergePlan
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ..., traceparent: _Optional[str] = ..., chunk: _Optional[_Union[ChunkRange, _Mapping]] = ..., merge: _Optional[_Union[MergePlan, _Mapping]] = ...) -> None: ...
+    storage_grants: bool
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ..., traceparent: _Optional[str] = ..., chunk: _Optional[_Union[ChunkRange, _Mapping]] = ..., merge: _Optional[_Union[MergePlan, _Mapping]] = ..., storage_grants: _Optional[bool] = ...) -> None: ...
 
 class ChunkRange(_message.Message):
     __slots__ = ("index", "count", "start_seconds", "end_seconds", "first_segment", "timestamp_offset_seconds")
@@ -202,3 +207,44 @@ class ReleaseTaskRequest(_message.Message):
 class ReleaseTaskResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GrantTransfersRequest(_message.Message):
+    __slots__ = ("task_id", "lease_token", "put_paths", "get_paths")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PUT_PATHS_FIELD_NUMBER: _ClassVar[int]
+    GET_PATHS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease_token: int
+    put_paths: _containers.RepeatedScalarFieldContainer[str]
+    get_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., put_paths: _Optional[_Iterable[str]] = ..., get_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TransferGrant(_message.Message):
+    __slots__ = ("path", "method", "url", "headers")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    method: str
+    url: str
+    headers: _containers.ScalarMap[str, str]
+    def __init__(self, path: _Optional[str] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GrantTransfersResponse(_message.Message):
+    __slots__ = ("puts", "gets", "expire_time")
+    PUTS_FIELD_NUMBER: _ClassVar[int]
+    GETS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    puts: _containers.RepeatedCompositeFieldContainer[TransferGrant]
+    gets: _containers.RepeatedCompositeFieldContainer[TransferGrant]
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, puts: _Optional[_Iterable[_Union[TransferGrant, _Mapping]]] = ..., gets: _Optional[_Iterable[_Union[TransferGrant, _Mapping]]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

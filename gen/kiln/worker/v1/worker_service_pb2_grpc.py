@@ -59,6 +59,11 @@ class WorkerServiceStub:
                 request_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.SerializeToString,
                 response_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.FromString,
                 _registered_method=True)
+        self.GrantTransfers = channel.unary_unary(
+                '/kiln.worker.v1.WorkerService/GrantTransfers',
+                request_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersRequest.SerializeToString,
+                response_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -101,6 +106,16 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantTransfers(self, request, context):
+        """GrantTransfers gives a leased task presigned URLs to write (and, for MERGE,
+        read) files under its own output prefix on an organization's origin. Workers
+        never hold an origin's credentials: the storage server itself refuses any
+        other name, and the URLs expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +138,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ReleaseTask,
                     request_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.FromString,
                     response_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.SerializeToString,
+            ),
+            'GrantTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantTransfers,
+                    request_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersRequest.FromString,
+                    response_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -238,6 +258,33 @@ class WorkerService:
             '/kiln.worker.v1.WorkerService/ReleaseTask',
             kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.SerializeToString,
             kiln_dot_worker_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kiln.worker.v1.WorkerService/GrantTransfers',
+            kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersRequest.SerializeToString,
+            kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersResponse.FromString,
             options,
             channel_credentials,
             insecure,
