@@ -77,7 +77,13 @@ def show_job(job: job_pb2.Job) -> None:
     status = status_name(job.status).upper()
     stage = f" ({stage_name(job.stage)})" if job.stage else ""
     stdout.print(f"[bold]{job.id}[/]  {status}{stage}  {job.progress:.1f}%  attempt {job.attempt}")
-    stdout.print(f"  input     {job.input_url}", markup=False)
+    if job.input_origin_id:
+        stdout.print(f"  input     {job.input_origin_id} {job.input_path}", markup=False)
+    else:
+        stdout.print(f"  input     {job.input_url}", markup=False)
+    if job.output_origin_id:
+        where = f"{job.output_origin_id} {job.output_path_prefix}".rstrip()
+        stdout.print(f"  outputs   to {where}", markup=False)
     if job.input_info.duration_seconds:
         info = job.input_info
         videos = [s for s in info.streams if s.kind == "video"]
@@ -166,6 +172,26 @@ def create(
     input_url: Annotated[
         str | None, typer.Option("--input", help="file://, http(s):// or gs:// URL of the input.")
     ] = None,
+    input_origin_id: Annotated[
+        str | None,
+        typer.Option(
+            "--input-origin-id", "--input-origin", help="Read the input from this origin (ori_...)."
+        ),
+    ] = None,
+    input_path: Annotated[
+        str | None,
+        typer.Option("--input-path", help="With --input-origin-id: the input's path there."),
+    ] = None,
+    output_origin_id: Annotated[
+        str | None,
+        typer.Option("--output-origin-id", help="Write the outputs to this origin (ori_...)."),
+    ] = None,
+    output_path_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--output-path-prefix", help="A path under the output origin's prefix for this job."
+        ),
+    ] = None,
     output: Annotated[
         list[str] | None, typer.Option("--output", "-o", help=f"An output: {SHORTHAND_HELP}.")
     ] = None,
@@ -212,6 +238,14 @@ def create(
     )
     if input_url:
         request.input_url = input_url
+    if input_origin_id:
+        request.input_origin_id = input_origin_id
+    if input_path:
+        request.input_path = input_path
+    if output_origin_id:
+        request.output_origin_id = output_origin_id
+    if output_path_prefix:
+        request.output_path_prefix = output_path_prefix
     for shorthand in output or []:
         request.outputs.append(parse_output(shorthand))
     for reference in preset or []:
@@ -225,8 +259,11 @@ def create(
         request.webhook_url = webhook_url
     if idempotency_key:
         request.idempotency_key = idempotency_key
-    if not request.input_url:
-        raise SpecError("no input: pass --input URL (or input_url in --spec)")
+    if not request.input_url and not request.input_origin_id:
+        raise SpecError(
+            "no input: pass --input URL or --input-origin-id ID --input-path PATH "
+            "(or input_url or input_origin_id in --spec)"
+        )
     if not request.outputs:
         raise SpecError("no outputs: pass --output, --preset or a --spec with outputs")
     with connect(url, api_key) as client:

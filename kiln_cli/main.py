@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import jobs, presets, webhooks
+from . import jobs, origins, presets, secrets, webhooks
 from .common import EXIT_API, EXIT_CODES_HELP, EXIT_USAGE, json_line, print_json, stderr, stdout
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ app = typer.Typer(
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(presets.app, name="presets")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(origins.app, name="origins")
+app.add_typer(secrets.app, name="secrets")
 keys_app = typer.Typer(
     help="API keys: an admin operation on the database (KILN_DATABASE_URL), not over the network.",
     no_args_is_help=True,

@@ -1,10 +1,11 @@
-// kiln dashboard: sign-in, live job list, create form, job page, operations view.
-// Plain ES modules; routes are hashes (#/jobs, #/jobs/<id>, #/ops) so nothing reloads.
+// kiln dashboard: sign-in, live job list, create form, job page, origins, operations view.
+// Plain ES modules; routes are hashes (#/jobs, #/jobs/<id>, #/origins, #/ops) so nothing reloads.
 
 import { Api, ApiError, JobWatch, TERMINAL, applyEvent } from "./api.js";
 import * as fmt from "./format.js";
 import { renderJobPage } from "./job.js";
 import { renderOps } from "./ops.js";
+import { renderOrigins } from "./origins.js";
 
 const { h } = fmt;
 const KEY_STORAGE = "kiln.apiKey";
@@ -64,6 +65,7 @@ function route() {
   }
   if (job) dispose = renderJobPage(api, job[1], view, { toast, errorText });
   else if (hash.startsWith("#/ops")) dispose = renderOps(api, view, { errorText });
+  else if (hash.startsWith("#/origins")) dispose = renderOrigins(api, view, { toast, errorText, violations });
   else dispose = renderJobList(api, view);
 }
 
