@@ -40,6 +40,9 @@ WORKER_ERROR_CODES = frozenset(
         "UNSUPPORTED_COMMAND",
         # The worker's builders could not make the spec (the server should have refused it).
         "OUTPUT_SPEC_UNSUPPORTED",
+        # An organization's origin could not be reached (retryable) or refused a transfer.
+        "STORAGE_UNAVAILABLE",
+        "STORAGE_REFUSED",
     }
 )
 # Stages a running task may report.

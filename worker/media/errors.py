@@ -23,9 +23,14 @@ OUTPUT_SPEC_UNSUPPORTED: Final = "OUTPUT_SPEC_UNSUPPORTED"
 # A custom FFmpeg command outside the allowlist (common/custom_command.py), found by the
 # worker's own check right before running it.
 UNSUPPORTED_COMMAND: Final = "UNSUPPORTED_COMMAND"
+# Transfers to and from an organization's origin through the server's presigned grants:
+# the store could not be reached (or answered 5xx) after retries, or it refused a transfer.
+STORAGE_UNAVAILABLE: Final = "STORAGE_UNAVAILABLE"
+STORAGE_REFUSED: Final = "STORAGE_REFUSED"
 
-# The codes this package raises. Callers may raise MediaError with codes of their own (input
-# policy, storage), so this documents rather than restricts.
+# The codes the worker's media and storage steps raise; the server accepts each in a report
+# (tests/unit/test_worker_reports.py holds the two lists together). Input policy and the
+# loop add INPUT_REFUSED and WORKER_ERROR.
 ALL_CODES: Final = frozenset(
     {
         INPUT_UNREADABLE,
@@ -41,6 +46,8 @@ ALL_CODES: Final = frozenset(
         CANCELED,
         OUTPUT_SPEC_UNSUPPORTED,
         UNSUPPORTED_COMMAND,
+        STORAGE_UNAVAILABLE,
+        STORAGE_REFUSED,
     }
 )
 

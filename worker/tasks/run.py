@@ -21,7 +21,7 @@ from common.storage.s3 import StorageRefused, StorageUnavailable
 from ..heartbeat import TaskProgress
 from ..inputs import TaskInputs
 from ..media.describe import describe_output_file
-from ..media.errors import MediaError
+from ..media.errors import STORAGE_REFUSED, STORAGE_UNAVAILABLE, MediaError
 from ..media.ffmpeg import run_ffmpeg
 from ..media.plan import CommandPlan
 from ..metrics import WorkerMetrics
@@ -118,7 +118,7 @@ class TaskRun:
             return await self.grants(self.task, put_paths, get_paths)
         except grpc.aio.AioRpcError as error:
             raise MediaError(
-                "STORAGE_UNAVAILABLE",
+                STORAGE_UNAVAILABLE,
                 f"the server gave no storage grants ({error.code().name})",
                 retryable=True,
             ) from None
@@ -136,9 +136,9 @@ async def _transfer(move: Callable[[Any], None], pairs: Any) -> None:
     try:
         await asyncio.to_thread(move, pairs)
     except StorageUnavailable as error:
-        raise MediaError("STORAGE_UNAVAILABLE", str(error), retryable=True) from None
+        raise MediaError(STORAGE_UNAVAILABLE, str(error), retryable=True) from None
     except StorageRefused as error:
-        raise MediaError("STORAGE_REFUSED", str(error), retryable=False) from None
+        raise MediaError(STORAGE_REFUSED, str(error), retryable=False) from None
 
 
 async def describe_folder(out_dir: Path) -> list[job_pb2.OutputFile]:
