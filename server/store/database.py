@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -319,6 +320,9 @@ class Database:
             # closes it); "close_detached" for one the pool let go of without a record.
             for closing in ("close", "close_detached"):
                 event.listen(self.engine.sync_engine.pool, closing, _roll_back_abandoned)
+        pool = type(self.engine.sync_engine.pool)
+        # One filter object for every engine: addFilter skips one already there.
+        logging.getLogger(f"{pool.__module__}.{pool.__name__}").addFilter(_CANCELLED_RESET)
         self._postgres_direct: _PostgresDirect | None = None
         self._sqlite_direct: _SqliteDirect | None = None
         if self.is_postgres:
@@ -384,6 +388,29 @@ class Database:
             return
         async with self._read_sessions() as session:
             yield statements(session, self.is_postgres)
+
+
+class _CancelledResetIsNoError(logging.Filter):
+    """A cancelled request (a client gone, a worker ending its heartbeat stream) may be
+    cancelled while SQLAlchemy rolls its connection back on the way into the pool. The pool
+    then logs "Exception during reset" at ERROR with the CancelledError's traceback, and
+    discards the connection, which is what should happen: PostgreSQL ends the transaction
+    with the connection, and SQLite's is rolled back by _roll_back_abandoned. Said in one
+    warning line, without a traceback that reads as a server fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, asyncio.CancelledError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = (
+                "a cancelled request's connection was discarded during its rollback",
+                None,
+            )
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_CANCELLED_RESET = _CancelledResetIsNoError()
 
 
 def _roll_back_abandoned(connection, *_event_args) -> None:
