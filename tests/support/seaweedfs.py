@@ -7,9 +7,9 @@ not stop on SIGTERM). Everything listens on 127.0.0.1 only, on ports picked free
 construction and kept for restarts, with telemetry, WebDAV, the Iceberg and Lance catalogs,
 the embedded IAM API and bucket auto-creation off.
 
-Identities come from an `-s3.config` file: an admin (every action) and a read-only one
-(Read, List). Once any identity is configured SeaweedFS refuses anonymous requests
-(AccessDenied), unknown access keys (InvalidAccessKeyId) and wrong secrets
+Identities come from an `-s3.config` file: an admin (every action), a read-only one
+(Read, List), and anonymous reads of PUBLIC_BUCKET only. Otherwise SeaweedFS refuses anonymous
+requests (AccessDenied), unknown access keys (InvalidAccessKeyId) and wrong secrets
 (SignatureDoesNotMatch); `wrong_keys` is a pair it has never heard of.
 
 Request log: with `request_log=True` the server logs one line per S3 request (glog -v=2:
@@ -40,6 +40,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from common.storage.s3 import S3Keys, S3Location
 
 REGION = "us-east-1"
+# The one bucket anonymous clients may read (as a bucket behind a CDN or with a public-read
+# policy would be); every other bucket refuses them.
+PUBLIC_BUCKET = "kiln-public"
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 # gRPC ports default to the HTTP port + 10000 and the maintenance worker inside `mini`
@@ -269,6 +272,8 @@ class SeaweedS3:
             "identities": [
                 identity("admin", self.admin_keys, ["Admin", "Read", "Write", "List", "Tagging"]),
                 identity("reader", self.readonly_keys, ["Read", "List"]),
+                # SeaweedFS's name for unsigned requests; actions scoped to one bucket.
+                {"name": "anonymous", "actions": [f"Read:{PUBLIC_BUCKET}"]},
             ]
         }
 
