@@ -105,7 +105,10 @@ class Cluster:
 
     def run_to_exit(self, command: str, **settings: str) -> subprocess.CompletedProcess[str]:
         """`kiln COMMAND` with this cluster's environment plus `settings`, to its exit (for
-        commands that must refuse to start)."""
+        commands that must refuse to start). On free ports, so a check that passes when it
+        should refuse fails on its own, not on a port another test holds."""
+        for port in ("KILN_HTTP_PORT", "KILN_GRPC_PORT", "KILN_WORKER_PORT"):
+            settings.setdefault(port, str(free_port()))
         return subprocess.run(
             kiln_command(command),
             env=self.env(**settings),
