@@ -83,7 +83,7 @@ class Server:
         self.hub.start()
         if self.listener:
             await self.listener.start()
-        await self.dispatch.start(self.tasks.dead_lettered)
+        await self.dispatch.start(self.tasks.lost.dead_lettered)
         await self.grpc_server.start()
         await self.worker_server.start()
         reaper = asyncio.create_task(self._reap_leases(), name="lease-reaper")
@@ -143,7 +143,7 @@ class Server:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.tasks.reap_expired_leases()
+                await self.tasks.lost.reap_expired_leases()
             except Exception:
                 # Logged, never swallowed silently: a reaper that stops reaping strands jobs.
                 log.exception("lease reaper round failed")
@@ -174,11 +174,11 @@ def build_server(settings: Settings) -> Server:
 
     async def read_events(job_id: str, after: int):
         async with store.transaction() as tx:
-            return await tx.events_after(job_id, after)
+            return await tx.events.events_after(job_id, after)
 
     async def output_origin(job_id: str, output_id: str) -> str | None:
         async with store.reading() as tx:
-            return await tx.output_origin(job_id, output_id)
+            return await tx.jobs.output_origin(job_id, output_id)
 
     hub = EventHub(read_events, settings.heartbeat_seconds)
     metrics = ServerMetrics()

@@ -146,7 +146,7 @@ class ServerMetrics:
     async def render(self, store: Store) -> bytes:
         """The exposition text; the queue depth is read first, in this event loop."""
         async with store.transaction() as tx:
-            counts = await tx.queued_by_priority()
+            counts = await tx.tasks.queued_by_priority()
         self.queue_depth.depth = {
             priority_label(priority): count for priority, count in counts.items()
         }

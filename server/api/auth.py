@@ -36,7 +36,7 @@ class Authenticator:
             organization = known[0]
         else:
             async with self.store.transaction() as tx:
-                found = await tx.organization_for_key(key.strip())
+                found = await tx.keys.organization_for_key(key.strip())
             if found is None:
                 self._known.pop(key, None)
                 raise Unauthenticated("unknown API key")

@@ -67,7 +67,7 @@ class PubSubDispatch:
     async def tasks_ready(self, tx: Tx, tasks: Sequence[Task]) -> None:
         if not tasks:
             return
-        await tx.add_to_outbox(tasks)
+        await tx.task_outbox.add_to_outbox(tasks)
         tx.after_commit(self._committed)
 
     def _committed(self) -> None:
@@ -123,7 +123,7 @@ class PubSubDispatch:
         if not self.store.is_postgres:
             return await self._publish_batch_unlocked()
         async with self.store.transaction() as tx:
-            entries = await tx.take_from_outbox(DRAIN_BATCH)
+            entries = await tx.task_outbox.take_from_outbox(DRAIN_BATCH)
             # Published before the rows' deletion commits: a failure keeps them for a retry.
             await self._publish(entries)
         return len(entries)
@@ -134,11 +134,11 @@ class PubSubDispatch:
         with no transaction open, then deleted: a crash or a second process draining in
         between publishes a row twice, which the claim by task id makes harmless."""
         async with self.store.transaction() as tx:
-            entries = await tx.peek_outbox(DRAIN_BATCH)
+            entries = await tx.task_outbox.peek_outbox(DRAIN_BATCH)
         if entries:
             await self._publish(entries)
             async with self.store.transaction() as tx:
-                await tx.forget_outbox(entries)
+                await tx.task_outbox.forget_outbox(entries)
         return len(entries)
 
     async def _publish(self, entries: list[OutboxEntry]) -> None:

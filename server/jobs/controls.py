@@ -41,21 +41,21 @@ class JobControls:
 
     async def cancel(self, organization_id: str, job_id: str) -> job_pb2.Job:
         async with self.store.transaction() as tx:
-            record = await tx.get_job(organization_id, job_id, lock=True)
+            record = await tx.jobs.get_job(organization_id, job_id, lock=True)
             if JobStatus(record.job.status) in TERMINAL:
                 raise FailedPrecondition(
                     f"job {job_id} is {record.job.status}; only a job that has not ended can "
                     "be canceled"
                 )
-            await tx.cancel_tasks(record.job.id)
+            await tx.tasks.cancel_tasks(record.job.id)
             await self.life.jobs.finish(tx, record, JobStatus.CANCELED)
-            record = await tx.get_job(organization_id, job_id)
+            record = await tx.jobs.get_job(organization_id, job_id)
         return await self.messages.message(record)
 
     async def confirm(self, organization_id: str, job_id: str) -> job_pb2.Job:
         """Start a delayed_start job after its owner reviewed the estimate."""
         async with self.store.transaction() as tx:
-            record = await tx.get_job(organization_id, job_id, lock=True)
+            record = await tx.jobs.get_job(organization_id, job_id, lock=True)
             if record.job.status != JobStatus.AWAITING_CONFIRMATION:
                 raise FailedPrecondition(
                     f"job {job_id} is {record.job.status}; only a job awaiting confirmation "
@@ -71,13 +71,13 @@ class JobControls:
                 started_at=moment,
             )
             await self.life.queue_transcodes(tx, record)
-            record = await tx.get_job(organization_id, job_id)
+            record = await tx.jobs.get_job(organization_id, job_id)
         return await self.messages.message(record)
 
     async def retry(self, organization_id: str, job_id: str) -> job_pb2.Job:
         """Run a FAILED, REJECTED, CANCELED or PARTIAL job again; COMPLETED outputs are kept."""
         async with self.store.transaction() as tx:
-            record = await tx.get_job(organization_id, job_id, lock=True)
+            record = await tx.jobs.get_job(organization_id, job_id, lock=True)
             job = record.job
             if job.status == JobStatus.COMPLETED or JobStatus(job.status) not in TERMINAL:
                 raise FailedPrecondition(
@@ -86,7 +86,7 @@ class JobControls:
                 )
             for output in record.outputs:
                 if output.status != OutputStatus.COMPLETED:
-                    await tx.move_output(
+                    await tx.jobs.move_output(
                         output.id,
                         OutputStatus.PENDING,
                         progress=0.0,
@@ -108,13 +108,13 @@ class JobControls:
                 actual_cost_micros=None,
             )
             await self.life.queue_tasks(tx, [task_plan.probe_task(job)])
-            record = await tx.get_job(organization_id, job_id)
+            record = await tx.jobs.get_job(organization_id, job_id)
         return await self.messages.message(record)
 
     async def delete_outputs(self, organization_id: str, job_id: str) -> tuple[job_pb2.Job, int]:
         """Remove a terminal job's stored files for good; the job record stays."""
         async with self.store.transaction() as tx:
-            record = await tx.get_job(organization_id, job_id, lock=True)
+            record = await tx.jobs.get_job(organization_id, job_id, lock=True)
             if JobStatus(record.job.status) not in TERMINAL:
                 raise FailedPrecondition(
                     f"job {job_id} is {record.job.status}; cancel it or wait for it to end "
@@ -132,6 +132,6 @@ class JobControls:
                     result = worker_service_pb2.TranscodeResult.FromString(output.result)
                     del result.files[:]
                     result.notes.append("output files deleted")
-                    await tx.update_output(output.id, result=result.SerializeToString())
-            record = await tx.get_job(organization_id, job_id)
+                    await tx.jobs.update_output(output.id, result=result.SerializeToString())
+            record = await tx.jobs.get_job(organization_id, job_id)
         return await self.messages.message(record), deleted

@@ -120,7 +120,7 @@ class Admission:
             return [], ["" for _ in request.outputs]
         async with self.store.reading() as tx:
             rows = {
-                origin_id: await tx.origin_by_id(organization_id, origin_id)
+                origin_id: await tx.origins.origin_by_id(organization_id, origin_id)
                 for origin_id in sorted(named)
             }
         for origin_id, row in rows.items():
@@ -210,7 +210,7 @@ class Admission:
         if not named:
             return []
         async with self.store.transaction() as tx:
-            own = await tx.jobs_of_organization(organization_id, sorted(named))
+            own = await tx.jobs.jobs_of_organization(organization_id, sorted(named))
         return [
             FieldViolation(path, "names output storage of a job that is not one of yours")
             for path, job_ids in owners.items()
@@ -259,7 +259,7 @@ class JobCreation:
     ) -> job_pb2.Job | None:
         """The job this key already made, if any; AlreadyExists if made from another request."""
         async with self.store.transaction() as tx:
-            existing = await tx.job_by_idempotency_key(organization_id, key)
+            existing = await tx.jobs.job_by_idempotency_key(organization_id, key)
         if existing is None:
             return None
         check_replay(key, existing.job.id, existing.job.request_hash, fingerprint)

@@ -110,7 +110,7 @@ class CreateBatcher:
             # Ready first, in the same transaction: its wake-up (a NOTIFY, delivered at
             # commit) then goes out in the inserts' round trip instead of one of its own.
             await self.tasks_ready(tx, tasks)
-            await tx.insert_new_jobs([(new.job, new.outputs) for new in batch], tasks)
+            await tx.jobs.insert_new_jobs([(new.job, new.outputs) for new in batch], tasks)
         self.commits += 1
         self.jobs += len(batch)
         for new in batch:

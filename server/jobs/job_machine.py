@@ -48,7 +48,7 @@ class JobMachine:
         """
         if error is not None:
             values["error"] = error.SerializeToString()
-        source = await tx.transition_held_job(job, target, stage=stage, **values)
+        source = await tx.jobs.transition_held_job(job, target, stage=stage, **values)
         change = job_service_pb2.StatusChangeEvent(
             from_status=job_pb2.JobStatus.Value("JOB_STATUS_" + source),
             to_status=job_pb2.JobStatus.Value("JOB_STATUS_" + target),
@@ -73,7 +73,7 @@ class JobMachine:
         if target not in TERMINAL:
             raise ValueError(f"{target} does not end a job")
         await self._cancel_open_outputs(tx, record)
-        await tx.update_job(
+        await tx.jobs.update_job(
             record.job.id,
             actual_cost_micros=sum(o.actual_cost_micros or 0 for o in record.outputs),
         )
@@ -116,7 +116,7 @@ class JobMachine:
 
     async def _cancel_open_outputs(self, tx: Tx, record: JobRecord) -> None:
         """Cancel every output still open, with an event each, from the held record."""
-        canceled = set(await tx.cancel_open_outputs(record.job.id))
+        canceled = set(await tx.jobs.cancel_open_outputs(record.job.id))
         for output in record.outputs:
             if output.id in canceled:
                 await self.life.emit_output_row(tx, record.job, output)

@@ -90,7 +90,7 @@ class Lifecycle:
 
     async def queue_stamped_tasks(self, tx: Tx, tasks: list[Task]) -> None:
         """`queue_tasks` for tasks that already carry the trace of the request making them."""
-        await tx.insert_tasks(tasks)
+        await tx.tasks.insert_tasks(tasks)
         await self.dispatch.tasks_ready(tx, tasks)
 
     async def emit(self, tx: Tx, job_id: str, **event: Any) -> int:
@@ -104,7 +104,7 @@ class Lifecycle:
             built.append(response)
             return response.SerializeToString()
 
-        sequence = await tx.append_event(job_id, payload)
+        sequence = await tx.events.append_event(job_id, payload)
         # Other replicas learn the job's newest sequence; this one skips its own echo.
         tx.notify_at_commit(
             EVENTS_CHANNEL, job_id, events_notification(job_id, sequence, self.replica_id)
@@ -157,7 +157,7 @@ class Lifecycle:
 
     async def emit_output(self, tx: Tx, job: Job, output_id: str) -> None:
         """The output's event, re-read first: guarded UPDATEs may have changed the row."""
-        record = await tx.get_job(None, job.id)
+        record = await tx.jobs.get_job(None, job.id)
         output = next(o for o in record.outputs if o.id == output_id)
         await self.emit_output_row(tx, job, output)
 

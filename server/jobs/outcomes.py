@@ -59,7 +59,7 @@ class TaskOutcomes:
                 estimate["variant_pricing"] = variant_costs.estimated_entries(
                     variants, seconds, billed
                 )
-            await tx.update_output(output.id, **estimate)
+            await tx.jobs.update_output(output.id, **estimate)
             total += cost
         values = {
             "input_info": info.SerializeToString(),
@@ -104,7 +104,7 @@ class TaskOutcomes:
             actual["variant_pricing"] = variant_costs.billed_entries(
                 output.variant_pricing, variants, result.encoded_seconds
             )
-        await tx.move_output(
+        await tx.jobs.move_output(
             output_id,
             OutputStatus.COMPLETED,
             progress=100.0,
@@ -127,7 +127,7 @@ class TaskOutcomes:
         encoding) with the output's files so far."""
         job = record.job
         output_id = task_output_id(task)
-        await tx.record_task_result(task.id, result.SerializeToString())
+        await tx.tasks.record_task_result(task.id, result.SerializeToString())
         tasks = await current_output_tasks(tx, record, output_id)
         pieces = [t for t in tasks if t.kind in PIECE_KINDS]
         output = _output(record, output_id)
@@ -138,7 +138,7 @@ class TaskOutcomes:
         ):
             await self.life.queue_tasks(tx, [task_plan.output_task(job, output_id, TaskKind.MERGE)])
             if job.stage != S.JOB_STAGE_MERGING:
-                await tx.update_job(job.id, stage=S.JOB_STAGE_MERGING)
+                await tx.jobs.update_job(job.id, stage=S.JOB_STAGE_MERGING)
                 await self.life.emit(
                     tx,
                     job.id,
@@ -158,7 +158,7 @@ class TaskOutcomes:
             has_audio=audio_task is not None,
         )
         live = worker_service_pb2.TranscodeResult(files=files)
-        await tx.update_output(output_id, result=live.SerializeToString())
+        await tx.jobs.update_output(output_id, result=live.SerializeToString())
         output.result = live.SerializeToString()
         await self.life.emit_output_row(tx, job, output)
         return texts, live
@@ -167,10 +167,10 @@ class TaskOutcomes:
         self, tx: Tx, record: JobRecord, output_id: str, error: job_pb2.JobError
     ) -> None:
         # A chunked output has other tasks still open: they end with it.
-        await tx.cancel_output_tasks(output_id)
+        await tx.tasks.cancel_output_tasks(output_id)
         error.stage = error.stage or S.JOB_STAGE_TRANSCODING
         output = _output(record, output_id)
-        await tx.move_output(
+        await tx.jobs.move_output(
             output_id,
             OutputStatus.FAILED,
             error=error.SerializeToString(),
@@ -226,7 +226,7 @@ async def current_output_tasks(tx: Tx, record: JobRecord, output_id: str) -> lis
     started = aware(record.job.started_at)
     return [
         task
-        for task in await tx.output_tasks(output_id)
+        for task in await tx.tasks.output_tasks(output_id)
         if started is None or (aware(task.created_at) or started) >= started
     ]
 

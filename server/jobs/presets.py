@@ -55,14 +55,14 @@ class PresetCatalog:
             created_at=now(),
         )
         async with self.store.transaction() as tx:
-            await tx.insert_preset(row)
+            await tx.presets.insert_preset(row)
         return saved_preset_message(row)
 
     async def get(self, organization_id: str, preset_id: str) -> preset_service_pb2.Preset:
         if preset_id in SYSTEM_PRESETS:
             return system_preset_message(preset_id)
         async with self.store.transaction() as tx:
-            found = await tx.presets_by_id(organization_id, [preset_id])
+            found = await tx.presets.presets_by_id(organization_id, [preset_id])
         if not found:
             raise NotFound(f"preset {preset_id!r} not found")
         return saved_preset_message(found[0])
@@ -75,7 +75,7 @@ class PresetCatalog:
         if not wanted:
             return {}  # system presets only: nothing to read
         async with self.store.transaction() as tx:
-            rows = await tx.presets_by_id(organization_id, wanted)
+            rows = await tx.presets.presets_by_id(organization_id, wanted)
         return {row.id: job_pb2.OutputSpec.FromString(row.spec) for row in rows}
 
     async def list(
@@ -95,7 +95,7 @@ class PresetCatalog:
         saved_offset = max(start - len(slugs), 0)
         remaining = limit - len(presets)
         async with self.store.transaction() as tx:
-            rows = await tx.list_presets(organization_id, remaining + 1, saved_offset)
+            rows = await tx.presets.list_presets(organization_id, remaining + 1, saved_offset)
         presets += [saved_preset_message(row) for row in rows[:remaining]]
         response = preset_service_pb2.ListPresetsResponse(presets=presets)
         if start + limit < len(slugs) or len(rows) > remaining:
@@ -106,7 +106,7 @@ class PresetCatalog:
         if preset_id in SYSTEM_PRESETS:
             raise FailedPrecondition(f"{preset_id!r} is a system preset; they are read-only")
         async with self.store.transaction() as tx:
-            if not await tx.delete_preset(organization_id, preset_id):
+            if not await tx.presets.delete_preset(organization_id, preset_id):
                 raise NotFound(f"preset {preset_id!r} not found")
 
 

@@ -87,7 +87,7 @@ class JobReads:
             raise InvalidArgument(violations)
         limit = page_limit(request.page_size, DEFAULT_PAGE_SIZE)
         async with self.store.reading() as tx:
-            records = await tx.list_jobs(
+            records = await tx.jobs.list_jobs(
                 organization_id, statuses, limit + 1, request.offset, before
             )
         response = job_service_pb2.ListResponse(

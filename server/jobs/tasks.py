@@ -15,25 +15,23 @@ from pathlib import Path
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
-from common.log_setup import bind_job, job_log_context
-from common.storage.keys import safe_relative_path
+from common.log_setup import bind_job
 from common.storage.origins import Origins
 
 from ..domain import worker_reports
-from ..domain.errors import FieldViolation, InvalidArgument, NotFound, StaleLease
+from ..domain.errors import FieldViolation, InvalidArgument, StaleLease
 from ..domain.states import PIECE_KINDS, JobStatus, OutputStatus, TaskKind, TaskStatus
-from ..origins.directory import ServerOrigins, is_origin_reference, output_origin_of
+from ..origins.directory import is_origin_reference, output_origin_of
 from ..store.models import Task
 from ..store.store import JobRecord, Tx
 from ..tracing import claim_span
 from . import outcomes
 from .lifecycle import Lifecycle
+from .lost_tasks import LostTasks
 from .progress_gate import ProgressGate
+from .transfers import OriginTransfers, output_prefix
 
 log = logging.getLogger(__name__)
-
-# Names one GrantTransfers may ask for: a ladder of a few hours has a few thousand segments.
-MAX_GRANTED_PATHS = 10_000
 
 # (output origin, key prefix) -> {relative path: size in bytes} of what storage holds.
 StoredSizes = Callable[[str, str], dict[str, int]]
@@ -73,6 +71,8 @@ class TaskService:
 
         # Where the server itself writes files: the live playlists of chunked HLS outputs.
         self.files = files
+        self.transfers = OriginTransfers(self.store, files)
+        self.lost = LostTasks(life, self.outcomes, max_task_attempts)
 
     async def claim(
         self, worker_id: str, wait_seconds: float, task_id: str = ""
@@ -101,7 +101,7 @@ class TaskService:
     ) -> worker_service_pb2.Task | None:
         # 1: the lease alone, committed at once (the task row is the only lock taken).
         async with self.store.transaction() as tx:
-            claim = await tx.claim_ready_task(worker_id, self.lease_seconds, task_id)
+            claim = await tx.tasks.claim_ready_task(worker_id, self.lease_seconds, task_id)
         if claim is None:
             return None
         task = claim.task
@@ -111,8 +111,8 @@ class TaskService:
             # 2: the job's side, in the one lock order (job, then task). A Cancel that got in
             # between has canceled the task too: nothing to hand out then.
             async with self.store.transaction() as tx:
-                record = await tx.get_job(None, task.job_id, lock=True)
-                current = await tx.task(task.id)
+                record = await tx.jobs.get_job(None, task.job_id, lock=True)
+                current = await tx.tasks.task(task.id)
                 if current.status != TaskStatus.LEASED or current.lease_token != task.lease_token:
                     return None
                 job = record.job
@@ -150,7 +150,7 @@ class TaskService:
                         message.input_info.ParseFromString(job.input_info)
                     message.output_prefix = output_prefix(job.id, output.id)
                     message.output_origin = output_origin_of(job, output)
-                    if await tx.move_output(output.id, OutputStatus.PROCESSING):
+                    if await tx.jobs.move_output(output.id, OutputStatus.PROCESSING):
                         await self.life.emit_output_row(tx, job, output)
             log.info(
                 "task %s (%s) of job %s leased to worker %s (attempt %d)",
@@ -160,82 +160,21 @@ class TaskService:
                 worker_id,
                 task.attempts,
             )
-        await self._hand_out_origins(message, *input_origin)
+        await self.transfers.hand_out(message, *input_origin)
         return message
-
-    async def _hand_out_origins(
-        self, message: worker_service_pb2.Task, input_origin_id: str, input_path: str
-    ) -> None:
-        """Replace what names an organization's origin by what a worker may hold: a
-        presigned URL of the input, and `storage_grants` for outputs (the worker asks
-        GrantTransfers per file). Made after the claim's commit: the URLs are signed here,
-        with the origin's keys, never stored."""
-        if self.files is None:
-            return
-        output_on_origin = is_origin_reference(message.output_origin)
-        if not input_origin_id and not output_on_origin:
-            return
-        await self.files.ensure([input_origin_id, message.output_origin])
-        if input_origin_id:
-            assert isinstance(self.files, ServerOrigins)
-            message.input_url = self.files.input_url(input_origin_id, input_path)
-        if output_on_origin:
-            message.output_origin = ""
-            message.storage_grants = True
 
     async def grant_transfers(
         self, request: worker_service_pb2.GrantTransfersRequest
     ) -> worker_service_pb2.GrantTransfersResponse:
-        """Presigned URLs for files under the leased task's own output prefix, nothing else."""
-        paths = [*request.put_paths, *request.get_paths]
-        if len(paths) > MAX_GRANTED_PATHS:
-            raise InvalidArgument(
-                [FieldViolation("put_paths", f"at most {MAX_GRANTED_PATHS} names in all")]
-            )
-        violations = [
-            FieldViolation(
-                "put_paths" if i < len(request.put_paths) else "get_paths",
-                f"{path!r} is not a file name inside the output",
-            )
-            for i, path in enumerate(paths)
-            if not safe_relative_path(path)
-        ]
-        if violations:
-            raise InvalidArgument(violations[:10])
-        async with self.store.reading() as tx:
-            task = await tx.leased_task(request.task_id, request.lease_token)
-            if task.status != TaskStatus.LEASED or task.output_id is None:
-                raise StaleLease(f"task {request.task_id} is not leased for an output")
-            record = await tx.get_job(None, task.job_id)
-        output = next(o for o in record.outputs if o.id == task.output_id)
-        origin = output_origin_of(record.job, output)
-        if not is_origin_reference(origin) or not isinstance(self.files, ServerOrigins):
-            raise InvalidArgument(
-                [FieldViolation("task_id", "the task's output is not on an origin: no grants")]
-            )
-        await self.files.ensure([origin])
-        files = self.files
-        puts, gets, expires = await asyncio.to_thread(
-            files.grants,
-            origin,
-            output_prefix(record.job.id, output.id),
-            list(request.put_paths),
-            list(request.get_paths),
-        )
-        response = worker_service_pb2.GrantTransfersResponse(
-            puts=[_grant_message(grant) for grant in puts],
-            gets=[_grant_message(grant) for grant in gets],
-        )
-        response.expire_time.FromDatetime(expires)
-        return response
+        return await self.transfers.grant(request)
 
     async def _lock_leased(self, tx: Tx, task_id: str, token: int) -> tuple[Task, JobRecord]:
         """The one lock order: the job first, then the task (Cancel locks the job too)."""
-        task = await tx.task(task_id)
+        task = await tx.tasks.task(task_id)
         bind_job(task.job_id)
-        record = await tx.get_job(None, task.job_id, lock=True)
+        record = await tx.jobs.get_job(None, task.job_id, lock=True)
         try:
-            task = await tx.leased_task(task_id, token, lock=True)
+            task = await tx.tasks.leased_task(task_id, token, lock=True)
         except StaleLease:
             log.warning(
                 "late report for task %s of job %s discarded: lease %s is not current "
@@ -259,13 +198,13 @@ class TaskService:
             task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
             if task.status != TaskStatus.LEASED:
                 return True
-            await tx.extend_lease(task.id, task.lease_token, self.lease_seconds)
+            await tx.tasks.extend_lease(task.id, task.lease_token, self.lease_seconds)
             if task.kind not in (TaskKind.TRANSCODE, TaskKind.CHUNK):
                 return False
             output = next(o for o in record.outputs if o.id == task.output_id)
             progress = min(request.progress, RUNNING_PROGRESS_CAP)
             if task.kind == TaskKind.CHUNK:
-                await tx.set_task_progress(task.id, task.lease_token, request.progress)
+                await tx.tasks.set_task_progress(task.id, task.lease_token, request.progress)
                 task.progress = request.progress
                 chunks = [
                     t
@@ -276,7 +215,7 @@ class TaskService:
             if progress <= output.progress + 0.05:
                 return False
             self.progress_gate.logged(request.task_id, record.job.id, request.stage)
-            await tx.update_output(output.id, progress=progress)
+            await tx.jobs.update_output(output.id, progress=progress)
             output.progress = progress
             await self.life.emit_output_row(tx, record.job, output)
             job_progress = min(
@@ -289,7 +228,7 @@ class TaskService:
                     # A piece's own packaging (measuring its segments) is part of the job's
                     # TRANSCODING: the job packages only in its MERGE task.
                     stage = S.JOB_STAGE_TRANSCODING
-                await tx.update_job(record.job.id, progress=job_progress, stage=stage)
+                await tx.jobs.update_job(record.job.id, progress=job_progress, stage=stage)
                 await self.life.notify_progress(tx, record, before)
                 await self.life.emit(
                     tx,
@@ -302,9 +241,11 @@ class TaskService:
         """A report between two logged ones renews the lease only: one guarded UPDATE of the
         task, no job lock, no event. True when the task ended under the worker (canceled)."""
         async with self.store.transaction() as tx:
-            if await tx.extend_lease(request.task_id, request.lease_token, self.lease_seconds):
+            if await tx.tasks.extend_lease(
+                request.task_id, request.lease_token, self.lease_seconds
+            ):
                 return False
-            task = await tx.task(request.task_id)
+            task = await tx.tasks.task(request.task_id)
             if task.lease_token != request.lease_token:
                 log.warning(
                     "late heartbeat for task %s of job %s discarded: lease %s is not current "
@@ -355,7 +296,7 @@ class TaskService:
         if task.status != TaskStatus.LEASED:
             log.info("result for task %s dropped: the task is %s", task.id, task.status)
             return
-        await tx.end_lease(task.id, task.lease_token, TaskStatus.DONE)
+        await tx.tasks.end_lease(task.id, task.lease_token, TaskStatus.DONE)
         kind = request.WhichOneof("result")
         if task.kind == TaskKind.PROBE:
             if kind == "input_info":
@@ -381,8 +322,8 @@ class TaskService:
     async def _result_problems(self, request: worker_service_pb2.CompleteTaskRequest) -> list[str]:
         """What is wrong with a result; storage is read outside any transaction."""
         async with self.store.transaction() as tx:
-            task = await tx.leased_task(request.task_id, request.lease_token)
-            record = await tx.get_job(None, task.job_id)
+            task = await tx.tasks.leased_task(request.task_id, request.lease_token)
+            record = await tx.jobs.get_job(None, task.job_id)
         plain = _plain_problems(task, request)
         if plain is not None:
             return plain
@@ -484,10 +425,10 @@ class TaskService:
             if task.status != TaskStatus.LEASED:
                 return
             if task.attempts < self.max_task_attempts:
-                if await tx.end_lease(task.id, task.lease_token, TaskStatus.QUEUED):
+                if await tx.tasks.end_lease(task.id, task.lease_token, TaskStatus.QUEUED):
                     await self.life.dispatch.tasks_ready(tx, [task])
             else:
-                await tx.end_lease(task.id, task.lease_token, TaskStatus.DONE)
+                await tx.tasks.end_lease(task.id, task.lease_token, TaskStatus.DONE)
                 error = job_pb2.JobError(
                     code="WORKER_REPORT_REFUSED",
                     message=f"workers reported impossible results {task.attempts} times: "
@@ -496,63 +437,6 @@ class TaskService:
                 )
                 await self.outcomes.task_failed(tx, task, record, error)
 
-    async def reap_expired_leases(self) -> int:
-        """Requeue tasks whose worker went silent; fail them after too many attempts.
-
-        Each candidate is handled in its own transaction, under the job's lock, by an UPDATE
-        that still requires the same token and an expired lease: a lease renewed after the
-        candidates were read is never taken. Returns how many leases were taken back.
-        """
-        async with self.store.transaction() as tx:
-            candidates = await tx.expired_leases()
-        taken = 0
-        for candidate in candidates:
-            try:
-                with job_log_context(candidate.job_id, candidate.id):
-                    taken += await self.reap(candidate)
-            except Exception:
-                log.exception("reaping task %s of job %s failed", candidate.id, candidate.job_id)
-        return taken
-
-    async def reap(self, candidate: Task) -> bool:
-        """Take back one expired lease, if it is still expired under the same token."""
-        requeue = candidate.attempts < self.max_task_attempts
-        target = TaskStatus.QUEUED if requeue else TaskStatus.DONE
-        async with self.store.transaction() as tx:
-            record = await tx.get_job(None, candidate.job_id, lock=True)
-            if not await tx.take_back_expired(candidate.id, candidate.lease_token, target):
-                log.info("lease of task %s was renewed or ended meanwhile: kept", candidate.id)
-                return False
-            if requeue:
-                # Dispatched as any ready task is (a new Pub/Sub message, or a NOTIFY).
-                await self.life.dispatch.tasks_ready(tx, [candidate])
-                log.warning(
-                    "lease of task %s (job %s) expired: worker %r went silent; requeued "
-                    "(attempt %d of %d)",
-                    candidate.id,
-                    candidate.job_id,
-                    candidate.worker_id,
-                    candidate.attempts,
-                    self.max_task_attempts,
-                )
-            else:
-                log.error(
-                    "lease of task %s (job %s) expired on attempt %d (worker %r): attempts "
-                    "exhausted, failing it",
-                    candidate.id,
-                    candidate.job_id,
-                    candidate.attempts,
-                    candidate.worker_id,
-                )
-                error = job_pb2.JobError(
-                    code="WORKER_LOST",
-                    message=f"no worker finished this task in {candidate.attempts} attempts",
-                    retryable=True,
-                )
-                await self.outcomes.task_failed(tx, candidate, record, error)
-        self.life.metrics.lease_expired("requeued" if requeue else "failed")
-        return True
-
     async def release(self, request: worker_service_pb2.ReleaseTaskRequest) -> None:
         """A worker gives a task back unfinished (it is draining): queued again at once,
         the attempt not counted, so the job does not wait for the lease to expire."""
@@ -560,7 +444,7 @@ class TaskService:
             task, _record = await self._lock_leased(tx, request.task_id, request.lease_token)
             if task.status != TaskStatus.LEASED:
                 return
-            if await tx.give_back_lease(task.id, request.lease_token):
+            if await tx.tasks.give_back_lease(task.id, request.lease_token):
                 await self.life.dispatch.tasks_ready(tx, [task])
         log.info(
             "task %s of job %s given back by worker %r (%s): queued again",
@@ -569,35 +453,6 @@ class TaskService:
             task.worker_id,
             request.reason or "no reason given",
         )
-
-    async def dead_lettered(self, task_id: str, deliveries: int) -> None:
-        """Pub/Sub gave up on the task's message: no worker could take it. A task still
-        queued is given up too, failing its output (or, for a probe, the job) with a
-        retryable error; a task leased or done meanwhile is left alone."""
-        async with self.store.transaction() as tx:
-            try:
-                task = await tx.task(task_id)
-            except NotFound:
-                log.warning("dead-lettered message for unknown task %s dropped", task_id)
-                return
-            record = await tx.get_job(None, task.job_id, lock=True)
-            if not await tx.give_up_queued(task_id):
-                log.info("dead-lettered task %s is no longer queued: left alone", task_id)
-                return
-            log.error(
-                "task %s of job %s: its message went to the dead-letter topic after %d "
-                "deliveries; failing it",
-                task_id,
-                task.job_id,
-                deliveries,
-            )
-            error = job_pb2.JobError(
-                code="DISPATCH_DEAD_LETTERED",
-                message=f"no worker could take this task: its message was delivered "
-                f"{deliveries} times and moved to the dead-letter topic",
-                retryable=True,
-            )
-            await self.outcomes.task_failed(tx, task, record, error)
 
 
 # Results naming files: checked against the spec and storage before the result's transaction.
@@ -636,14 +491,3 @@ def _encoded_fraction(chunks: list[Task]) -> float:
         finished = chunk.status == TaskStatus.DONE
         done += length * (100.0 if finished else min(chunk.progress or 0.0, 100.0)) / 100.0
     return 100.0 * done / total if total else 0.0
-
-
-def output_prefix(job_id: str, output_id: str) -> str:
-    """Where an output's files live in storage; a worker may write nowhere else."""
-    return f"{job_id}/{output_id}"
-
-
-def _grant_message(grant) -> worker_service_pb2.TransferGrant:
-    return worker_service_pb2.TransferGrant(
-        path=grant.path, method=grant.method, url=grant.url, headers=grant.headers
-    )

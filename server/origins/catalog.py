@@ -107,7 +107,7 @@ class OriginCatalog:
             **self._stored_fields(origin_id, organization_id, checked, moment),
         )
         async with self.store.transaction() as tx:
-            await tx.insert_origin(row)
+            await tx.origins.insert_origin(row)
         log.info("origin %s created (%s) for %s", origin_id, row.kind, organization_id)
         return origin_message(row)
 
@@ -126,7 +126,7 @@ class OriginCatalog:
             )
         limit = page_limit(request.page_size, DEFAULT_PAGE_SIZE)
         async with self.store.reading() as tx:
-            rows = await tx.list_origins(organization_id, limit + 1, offset)
+            rows = await tx.origins.list_origins(organization_id, limit + 1, offset)
         response = opb.ListOriginsResponse(origins=[origin_message(row) for row in rows[:limit]])
         if len(rows) > limit:
             response.next_page_token = _encode_offset(offset + limit)
@@ -160,7 +160,7 @@ class OriginCatalog:
         await self._try(Connection(checked.origin.settings, checked.secret))
         fields = self._stored_fields(current.id, organization_id, checked, now())
         async with self.store.transaction() as tx:
-            row = await tx.origin_by_id(organization_id, current.id)
+            row = await tx.origins.origin_by_id(organization_id, current.id)
             if row is None:
                 raise NotFound(f"origin {current.id!r} not found")
             for name, value in fields.items():
@@ -171,22 +171,22 @@ class OriginCatalog:
 
     async def delete(self, organization_id: str, origin_id: str) -> None:
         async with self.store.transaction() as tx:
-            if await tx.origin_by_id(organization_id, origin_id) is None:
+            if await tx.origins.origin_by_id(organization_id, origin_id) is None:
                 raise NotFound(f"origin {origin_id!r} not found")
-            if await tx.origin_used_by_open_jobs(origin_id) or any(
+            if await tx.origins.origin_used_by_open_jobs(origin_id) or any(
                 TranscodeResult.FromString(result).files
-                for result in await tx.output_results_on_origin(origin_id)
+                for result in await tx.origins.output_results_on_origin(origin_id)
             ):
                 raise FailedPrecondition(
                     f"origin {origin_id} is in use: jobs read from it or have output files on "
                     "it; delete those outputs (DeleteOutputs) first"
                 )
-            await tx.delete_origin(organization_id, origin_id)
+            await tx.origins.delete_origin(organization_id, origin_id)
         self.origins.forget(origin_id)
 
     async def _row(self, organization_id: str, origin_id: str) -> Origin:
         async with self.store.reading() as tx:
-            row = await tx.origin_by_id(organization_id, origin_id)
+            row = await tx.origins.origin_by_id(organization_id, origin_id)
         if row is None:
             raise NotFound(f"origin {origin_id!r} not found")
         return row

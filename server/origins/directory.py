@@ -68,7 +68,7 @@ async def check_sealed_secrets(store: Store, keyring: SecretsKeyring | None) -> 
     from ..secrets_keyring import SecretsKeyError, SecretUnreadable
 
     async with store.reading() as tx:
-        sealed = await tx.all_sealed_secrets()
+        sealed = await tx.origins.all_sealed_secrets()
     for origin_id, organization_id, token in sealed:
         try:
             keyring.open(token, context=secret_context(origin_id, organization_id))
@@ -123,7 +123,7 @@ class ServerOrigins(Origins):
         if not stale:
             return
         async with self.store.reading() as tx:
-            rows = await tx.origins_by_id(stale)
+            rows = await tx.origins.origins_by_id(stale)
         for row in rows:
             self.remember(row)
         for origin_id in set(stale) - {row.id for row in rows}:

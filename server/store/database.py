@@ -91,7 +91,8 @@ def insert_rows(objects: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
 
 
 class TxBase:
-    """One transaction's session; the aggregates' statement classes build on it."""
+    """One transaction: its session, the NOTIFYs it sends just before it commits and the
+    callbacks that run once it has; the aggregates' Statements hang off it."""
 
     def __init__(self, session: AsyncSession, is_postgres: bool) -> None:
         self.session = session
@@ -142,6 +143,20 @@ class TxBase:
 
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
+
+
+class Statements:
+    """One aggregate's statements inside a unit of work (`tx.jobs`, `tx.tasks`, …): they
+    share its session and connection, and reach its NOTIFYs and after-commit callbacks
+    only through the transaction itself, so no aggregate can commit or notify alone."""
+
+    def __init__(self, tx: TxBase) -> None:
+        self._tx = tx
+        self.session = tx.session
+        self.is_postgres = tx.is_postgres
+
+    async def driver(self) -> Any:
+        return await self._tx.driver()
 
 
 AnyTx = TypeVar("AnyTx", bound=TxBase)

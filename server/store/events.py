@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from sqlalchemy import select, update
 
-from .database import TxBase, now
+from .database import Statements, now
 from .models import Job, JobEvent
 
 
-class EventStatements(TxBase):
+class EventStatements(Statements):
     async def append_event(self, job_id: str, build_payload: Callable[[int], bytes]) -> int:
         """Write the job's next event. `build_payload(sequence)` returns its bytes.
 

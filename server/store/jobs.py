@@ -32,7 +32,7 @@ from .database import (
     NOTIFY_SQL,
     Database,
     DirectQuery,
-    TxBase,
+    Statements,
     aware,
     insert_rows,
     now,
@@ -176,7 +176,7 @@ def _violates_idempotency_key(error: Exception) -> bool:
     return "jobs.organization_id, jobs.idempotency_key" in str(driver_error)
 
 
-class JobStatements(TxBase):
+class JobStatements(Statements):
     async def job_by_idempotency_key(self, organization_id: str, key: str) -> JobRecord | None:
         job = await self.session.scalar(
             select(Job).where(Job.organization_id == organization_id, Job.idempotency_key == key)
@@ -279,7 +279,7 @@ class JobStatements(TxBase):
                 )
                 # NOTIFYs this transaction asked for so far (its tasks' wake-up) ride along:
                 # PostgreSQL delivers them at commit, wherever in the transaction they were.
-                for notification in self.take_pending_notifications():
+                for notification in self._tx.take_pending_notifications():
                     await notify.execute(NOTIFY_SQL, notification)
             # Read once the pipeline is synced: the results come back together.
             currencies = dict(await cursor.fetchall())

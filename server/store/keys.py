@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from .database import TxBase, now
+from .database import Statements, now
 from .models import ApiKey, Organization
 
 API_KEY_PREFIX = "kiln_sk_"
@@ -29,7 +29,7 @@ class ApiKeyInfo:
     created_at: datetime
 
 
-class KeyStatements(TxBase):
+class KeyStatements(Statements):
     async def ensure_organization(self, organization_id: str, name: str = "") -> None:
         if await self.session.get(Organization, organization_id) is None:
             self.session.add(

@@ -8,7 +8,7 @@ from typing import cast
 
 from sqlalchemy import delete, exists, or_, select, update
 
-from .database import TxBase, aware, rows_changed
+from .database import Statements, aware, rows_changed
 from .models import Job, Origin, Output
 
 
@@ -18,7 +18,7 @@ def _aware_times(origin: Origin) -> Origin:
     return origin
 
 
-class OriginStatements(TxBase):
+class OriginStatements(Statements):
     async def insert_origin(self, origin: Origin) -> None:
         self.session.add(origin)
         await self.session.flush()

@@ -8,11 +8,11 @@ from typing import cast
 
 from sqlalchemy import delete, select
 
-from .database import TxBase, aware, rows_changed
+from .database import Statements, aware, rows_changed
 from .models import Preset
 
 
-class PresetStatements(TxBase):
+class PresetStatements(Statements):
     async def insert_preset(self, preset: Preset) -> None:
         self.session.add(preset)
         await self.session.flush()

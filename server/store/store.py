@@ -1,18 +1,21 @@
 """The store: one transaction type assembled from each aggregate's statements.
 
 SQL is issued only in this package, one module per aggregate (jobs, events, task_queue,
-webhook_outbox, webhook_settings, presets, origins, keys) over the unit of work in
-database.py. Status writes are guarded in the statement itself (`... WHERE status IN
-(allowed sources)`, the sources coming from the one transition table in domain.states); no
-row changed means the transition lost a race or was never allowed, and the caller gets a
-domain error.
+task_outbox, webhook_outbox, webhook_settings, presets, origins, keys) over the unit of work
+in database.py; a transaction holds each as a repository (`tx.jobs.get_job(...)`,
+`tx.tasks.claim_ready_task(...)`), all on its one session. Status writes are guarded in the
+statement itself (`... WHERE status IN (allowed sources)`, the sources coming from the one
+transition table in domain.states); no row changed means the transition lost a race or was
+never allowed, and the caller gets a domain error.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 
-from .database import Database, async_url, now, sync_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .database import Database, TxBase, async_url, now, sync_url
 from .events import EventStatements
 from .jobs import (
     IdempotencyKeyTaken,
@@ -44,18 +47,20 @@ __all__ = [
 ]
 
 
-class Tx(
-    JobStatements,
-    EventStatements,
-    TaskQueue,
-    TaskOutboxQueries,
-    WebhookOutbox,
-    WebhookSettingsStatements,
-    PresetStatements,
-    OriginStatements,
-    KeyStatements,
-):
-    """The statements of one transaction."""
+class Tx(TxBase):
+    """One transaction: each aggregate's statements under its own name, all on one session."""
+
+    def __init__(self, session: AsyncSession, is_postgres: bool) -> None:
+        super().__init__(session, is_postgres)
+        self.jobs = JobStatements(self)
+        self.events = EventStatements(self)
+        self.tasks = TaskQueue(self)
+        self.task_outbox = TaskOutboxQueries(self)
+        self.webhook_deliveries = WebhookOutbox(self)
+        self.webhook_settings = WebhookSettingsStatements(self)
+        self.presets = PresetStatements(self)
+        self.origins = OriginStatements(self)
+        self.keys = KeyStatements(self)
 
 
 class Store(Database):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from .database import Statements
 from .models import Task, TaskOutbox
 
 
@@ -21,11 +21,8 @@ class OutboxEntry:
     row_id: int = 0
 
 
-class TaskOutboxQueries:
-    """Statements on the outbox; mixed into the transaction type."""
-
-    session: AsyncSession
-    is_postgres: bool
+class TaskOutboxQueries(Statements):
+    """Statements on the outbox (`tx.task_outbox`)."""
 
     async def add_to_outbox(self, tasks: Sequence[Task], traceparent: str = "") -> None:
         """In the transaction that made the tasks ready: published only if it commits. Each

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from ..domain import states
 from ..domain.errors import NotFound, StaleLease
 from ..domain.states import TaskStatus
-from .database import TxBase, aware, insert_rows, now, rows_changed
+from .database import Statements, aware, insert_rows, now, rows_changed
 from .models import Task
 
 
@@ -31,7 +31,7 @@ class Claim(NamedTuple):
     ready_since: datetime | None
 
 
-class TaskQueue(TxBase):
+class TaskQueue(Statements):
     async def insert_tasks(self, tasks: Sequence[Task]) -> None:
         """New tasks, in one multi-row INSERT (the objects stay detached, as built)."""
         if tasks:

@@ -8,11 +8,11 @@ from sqlalchemy import func, select, update
 
 from ..domain import states
 from ..domain.states import DeliveryStatus
-from .database import TxBase, aware, now, rows_changed
+from .database import Statements, aware, now, rows_changed
 from .models import WebhookDelivery
 
 
-class WebhookOutbox(TxBase):
+class WebhookOutbox(Statements):
     async def insert_delivery(self, delivery: WebhookDelivery) -> None:
         self.session.add(delivery)
         await self.session.flush()

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 
-from .database import TxBase, aware, now
+from .database import Statements, aware, now
 from .models import Organization, WebhookSecret, WebhookSettings
 
 SECRET_ID_PREFIX = "whk_"
@@ -33,7 +33,7 @@ class OrganizationWebhooks:
     signing: list[SecretInfo]
 
 
-class WebhookSettingsStatements(TxBase):
+class WebhookSettingsStatements(Statements):
     async def default_webhook_url(self, organization_id: str) -> str:
         url = await self.session.scalar(
             select(WebhookSettings.default_url).where(

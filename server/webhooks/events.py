@@ -70,11 +70,11 @@ def progress_data(job: job_pb2.Job, threshold: int) -> dict[str, Any]:
 
 async def queue_event(tx: Tx, job: Job, event_type: EventType, data: dict[str, Any]) -> bool:
     """Queue one event of `job` in the caller's transaction; False when it has nowhere to go."""
-    url = job.webhook_url or await tx.default_webhook_url(job.organization_id)
+    url = job.webhook_url or await tx.webhook_settings.default_webhook_url(job.organization_id)
     if not url:
         return False
     moment = now()
-    await tx.insert_delivery(
+    await tx.webhook_deliveries.insert_delivery(
         WebhookDelivery(
             # Also the webhook-id header: the same on every retry of this event.
             id=ids.new_id("msg"),

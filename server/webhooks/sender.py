@@ -150,7 +150,7 @@ class WebhookSender:
     async def _idle_seconds(self) -> float:
         try:
             async with self.store.transaction() as tx:
-                due = await tx.next_delivery_due()
+                due = await tx.webhook_deliveries.next_delivery_due()
         except Exception:
             log.exception("reading the next webhook retry time failed")
             return POLL_SECONDS
@@ -163,10 +163,10 @@ class WebhookSender:
     async def send_due(self) -> int:
         moment = datetime.now(UTC)
         async with self.store.transaction() as tx:
-            due = await tx.claim_due_deliveries(BATCH, HOLD_SECONDS)
+            due = await tx.webhook_deliveries.claim_due_deliveries(BATCH, HOLD_SECONDS)
             # Read once per round, at send time: a rotation applies to retries too.
             signing = {
-                organization: await tx.signing_secrets(organization, moment)
+                organization: await tx.webhook_settings.signing_secrets(organization, moment)
                 for organization in {d.organization_id for d in due if d.organization_id}
             }
         for delivery in due:
@@ -178,7 +178,7 @@ class WebhookSender:
             attempts = delivery.attempts + 1
             status, next_at = self._outcome(delivery, attempts, error)
             async with self.store.transaction() as tx:
-                await tx.finish_delivery(
+                await tx.webhook_deliveries.finish_delivery(
                     delivery.id,
                     status=status,
                     attempts=attempts,

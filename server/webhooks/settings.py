@@ -28,7 +28,9 @@ class WebhookSettingsService:
 
     async def get(self, organization_id: str) -> pb.WebhookSettings:
         async with self.store.transaction() as tx:
-            return settings_message(await tx.organization_webhooks(organization_id))
+            return settings_message(
+                await tx.webhook_settings.organization_webhooks(organization_id)
+            )
 
     async def update(
         self, organization_id: str, request: pb.UpdateWebhookSettingsRequest
@@ -37,8 +39,10 @@ class WebhookSettingsService:
         if url:
             await self._check_url(url)
         async with self.store.transaction() as tx:
-            await tx.set_default_webhook_url(organization_id, url)
-            return settings_message(await tx.organization_webhooks(organization_id))
+            await tx.webhook_settings.set_default_webhook_url(organization_id, url)
+            return settings_message(
+                await tx.webhook_settings.organization_webhooks(organization_id)
+            )
 
     async def rotate(
         self, organization_id: str, request: pb.RotateWebhookSecretRequest
@@ -55,8 +59,10 @@ class WebhookSettingsService:
                 )
             overlap = timedelta(seconds=request.overlap_seconds)
         async with self.store.transaction() as tx:
-            secret = await tx.rotate_webhook_secret(organization_id, overlap)
-            settings = settings_message(await tx.organization_webhooks(organization_id))
+            secret = await tx.webhook_settings.rotate_webhook_secret(organization_id, overlap)
+            settings = settings_message(
+                await tx.webhook_settings.organization_webhooks(organization_id)
+            )
         return pb.RotateWebhookSecretResponse(secret=secret, settings=settings)
 
     async def _check_url(self, url: str) -> None:

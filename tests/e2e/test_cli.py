@@ -219,25 +219,25 @@ async def test_store_lists_and_revokes_keys(database_url):
     store = Store(database_url)
     try:
         async with store.transaction() as tx:
-            await tx.ensure_organization("org_a")
-            await tx.ensure_organization("org_b")
-            key_a = await tx.create_api_key("org_a", "first")
-            await tx.create_api_key("org_b", "second")
+            await tx.keys.ensure_organization("org_a")
+            await tx.keys.ensure_organization("org_b")
+            key_a = await tx.keys.create_api_key("org_a", "first")
+            await tx.keys.create_api_key("org_b", "second")
         async with store.transaction() as tx:
-            everyone = await tx.list_api_keys()
-            only_a = await tx.list_api_keys("org_a")
-            key_id = await tx.api_key_id(key_a)
+            everyone = await tx.keys.list_api_keys()
+            only_a = await tx.keys.list_api_keys("org_a")
+            key_id = await tx.keys.api_key_id(key_a)
         assert [(k.organization_id, k.name) for k in everyone] == [
             ("org_a", "first"),
             ("org_b", "second"),
         ]
         assert [k.id for k in only_a] == [key_id]
         async with store.transaction() as tx:
-            assert await tx.revoke_api_key(key_id)
-            assert not await tx.revoke_api_key(key_id)
+            assert await tx.keys.revoke_api_key(key_id)
+            assert not await tx.keys.revoke_api_key(key_id)
         async with store.transaction() as tx:
-            assert await tx.organization_for_key(key_a) is None
-            assert [k.name for k in await tx.list_api_keys()] == ["second"]
+            assert await tx.keys.organization_for_key(key_a) is None
+            assert [k.name for k in await tx.keys.list_api_keys()] == ["second"]
     finally:
         await store.close()
 

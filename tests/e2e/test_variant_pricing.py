@@ -66,8 +66,8 @@ def api_key(priced):
         store = Store(cluster.database_url)
         try:
             async with store.transaction() as tx:
-                await tx.ensure_organization("org_pricing")
-                return await tx.create_api_key("org_pricing", "")
+                await tx.keys.ensure_organization("org_pricing")
+                return await tx.keys.create_api_key("org_pricing", "")
         finally:
             await store.close()
 

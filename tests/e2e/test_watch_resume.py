@@ -41,7 +41,7 @@ async def log_progress(database_url: str, job_id: str, count: int) -> None:
                 return event.SerializeToString()
 
             async with store.transaction() as tx:
-                await tx.append_event(job_id, payload)
+                await tx.events.append_event(job_id, payload)
     finally:
         await store.close()
 

@@ -131,8 +131,8 @@ def api_key(cluster, organization: str) -> str:
         store = Store(cluster.database_url)
         try:
             async with store.transaction() as tx:
-                await tx.ensure_organization(organization)
-                return await tx.create_api_key(organization, "e2e")
+                await tx.keys.ensure_organization(organization)
+                return await tx.keys.create_api_key(organization, "e2e")
         finally:
             await store.close()
 

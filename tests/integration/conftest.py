@@ -27,7 +27,7 @@ async def service(store: Store, tmp_path) -> AsyncIterator[Services]:
     services = Services(store, tmp_path)
     services.hub.start()
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
+        await tx.keys.ensure_organization(ORG)
     try:
         yield services
     finally:

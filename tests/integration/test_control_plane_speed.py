@@ -184,7 +184,7 @@ async def test_capped_progress_renews_the_lease_and_never_drops_a_status_change(
     async with store.transaction() as tx:
         events = [
             job_service_pb2.WatchResponse.FromString(payload)
-            for _, payload in await tx.events_after(job.id, 0)
+            for _, payload in await tx.events.events_after(job.id, 0)
         ]
     progress = [e.progress.progress for e in events if e.WhichOneof("event") == "progress"]
     assert progress == [4.0, 85.0, 100.0]
@@ -208,7 +208,7 @@ async def test_capped_progress_renews_the_lease_and_never_drops_a_status_change(
 
 async def task_lease(store: Store, task_id: str) -> datetime:
     async with store.transaction() as tx:
-        task = await tx.task(task_id)
+        task = await tx.tasks.task(task_id)
     moment = task.lease_expires_at
     assert moment is not None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

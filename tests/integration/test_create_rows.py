@@ -126,14 +126,14 @@ def test_new_row_sets_every_column_and_refuses_unknown_ones():
 
 async def test_new_rows_are_stored_exactly_as_built(store: Store):
     async with store.transaction() as tx:
-        await tx.ensure_organization("org_eur")
-        await tx.ensure_organization("org_usd")
+        await tx.keys.ensure_organization("org_eur")
+        await tx.keys.ensure_organization("org_usd")
         await tx.session.execute(
             update(Organization).where(Organization.id == "org_eur").values(currency="EUR")
         )
     built = [full_rows("job_a", "org_eur"), full_rows("job_b", "org_usd")]
     async with store.transaction() as tx:
-        await tx.insert_new_jobs(
+        await tx.jobs.insert_new_jobs(
             [(job, [output]) for job, output, _ in built], [task for _, _, task in built]
         )
     # Each job took its own organization's currency, in the row and on the object.
@@ -147,15 +147,15 @@ async def test_new_rows_are_stored_exactly_as_built(store: Store):
 
 async def test_a_taken_key_fails_the_insert_alone_and_the_connection_recovers(store: Store):
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
+        await tx.keys.ensure_organization(ORG)
     first, output, task = full_rows("job_first", ORG)
     async with store.transaction() as tx:
-        await tx.insert_new_jobs([(first, [output])], [task])
+        await tx.jobs.insert_new_jobs([(first, [output])], [task])
     again, output, task = full_rows("job_again", ORG)
     again.idempotency_key = first.idempotency_key
     with pytest.raises(IdempotencyKeyTaken):
         async with store.transaction() as tx:
-            await tx.insert_new_jobs([(again, [output])], [task])
+            await tx.jobs.insert_new_jobs([(again, [output])], [task])
     # Nothing of the refused job was kept, and the pooled connections still work.
     for _ in range(3):
         async with store.transaction() as tx:
@@ -191,9 +191,9 @@ async def test_a_create_answers_what_a_get_then_reads(service: Services):
     assert created.status == job_pb2.JOB_STATUS_PENDING and len(created.outputs) == 2
     assert created == await service.jobs.get(ORG, created.id)
     async with service.store.transaction() as tx:
-        record = await tx.get_job(ORG, created.id)
+        record = await tx.jobs.get_job(ORG, created.id)
         assert record.job.currency == "EUR"
-        probe = await tx.claim_task("w-1", 30)
+        probe = await tx.tasks.claim_task("w-1", 30)
     assert probe is not None and (probe.job_id, probe.kind) == (created.id, "PROBE")
     assert probe.priority == job_pb2.PRIORITY_PREMIUM
     assert record.job.request_hash  # keyed: its request's fingerprint is kept
@@ -206,8 +206,8 @@ async def test_only_a_keyed_create_keeps_a_fingerprint(service: Services):
     keyless = await service.jobs.create(ORG, request, "")
     keyed = await service.jobs.create(ORG, request, "header-key")
     async with service.store.reading() as tx:
-        assert (await tx.get_job(ORG, keyless.id)).job.request_hash is None
-        assert len((await tx.get_job(ORG, keyed.id)).job.request_hash or "") == 64
+        assert (await tx.jobs.get_job(ORG, keyless.id)).job.request_hash is None
+        assert len((await tx.jobs.get_job(ORG, keyed.id)).job.request_hash or "") == 64
 
 
 @POSTGRES_ONLY
@@ -263,7 +263,7 @@ async def test_file_inputs_in_output_storage_are_checked_when_roots_overlap(
     roots = tmp_path / "shared"
     jobs = file_input_service(service, roots / "storage", roots)
     async with service.store.transaction() as tx:
-        await tx.ensure_organization("org_other")
+        await tx.keys.ensure_organization("org_other")
     mp3 = [job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP3)]
     theirs = await service.jobs.create(
         "org_other", job_service_pb2.CreateRequest(input_url=service.input_url, outputs=mp3), ""

@@ -64,7 +64,7 @@ async def test_the_direct_read_holds_what_the_orm_read_holds(service: Services):
     }
     # Every column given a value of its type, so each one's decoding is compared.
     async with service.store.transaction() as tx:
-        await tx.update_job(
+        await tx.jobs.update_job(
             job.id,
             concat_input_urls=["file:///a.mp4", "file:///b.mp4"],
             input_info=job_pb2.InputInfo(container="mp4", duration_seconds=2.0).SerializeToString(),
@@ -77,7 +77,7 @@ async def test_the_direct_read_holds_what_the_orm_read_holds(service: Services):
             started_at=moment,
             completed_at=moment,
         )
-        await tx.update_output(
+        await tx.jobs.update_output(
             job.outputs[0].id,
             progress=12.5,
             error=job_pb2.JobError(code="ENCODE_FAILED").SerializeToString(),
@@ -87,7 +87,7 @@ async def test_the_direct_read_holds_what_the_orm_read_holds(service: Services):
             variant_pricing=[variant],
         )
     async with service.store.transaction() as tx:
-        orm = await tx.get_job(ORG, job.id)
+        orm = await tx.jobs.get_job(ORG, job.id)
     direct = await service.store.read_job(ORG, job.id)
 
     for field in fields(JobRow):
@@ -108,7 +108,7 @@ async def test_the_direct_read_sees_each_commit_made_just_before_it(service: Ser
     job = await make_job(service)
     for progress in (10.0, 20.0, 30.0):
         async with service.store.transaction() as tx:
-            await tx.update_job(job.id, progress=progress)
+            await tx.jobs.update_job(job.id, progress=progress)
         # The same connection every time: it must not hold on to an older snapshot.
         assert (await service.store.read_job(ORG, job.id)).job.progress == progress
     canceled = await service.jobs.cancel(ORG, job.id)
@@ -120,7 +120,7 @@ async def test_the_direct_read_sees_each_commit_made_just_before_it(service: Ser
 async def test_another_organizations_job_is_not_found(service: Services):
     job = await make_job(service)
     async with service.store.transaction() as tx:
-        await tx.ensure_organization("org_other")
+        await tx.keys.ensure_organization("org_other")
     with pytest.raises(NotFound):
         await service.store.read_job("org_other", job.id)
     with pytest.raises(NotFound):
@@ -138,7 +138,7 @@ async def test_an_open_write_transaction_does_not_hold_up_a_direct_read(service:
     the engine would wait for it; the direct read answers at once with the last commit."""
     job = await make_job(service)
     async with service.store.transaction() as tx:
-        await tx.update_job(job.id, progress=50.0)
+        await tx.jobs.update_job(job.id, progress=50.0)
         read = await asyncio.wait_for(service.store.read_job(ORG, job.id), 5)
         assert read.job.progress == 0.0
     assert service.store.direct_reads_deferred == 0
@@ -248,7 +248,7 @@ async def test_a_resumed_watch_misses_nothing_committed_after_its_read(
 ):
     job = await make_job(service)
     async with service.store.transaction() as tx:
-        first = (await tx.get_job(ORG, job.id)).job.last_sequence
+        first = (await tx.jobs.get_job(ORG, job.id)).job.last_sequence
     cancel_right_after_each_read(service, monkeypatch)
     request = job_service_pb2.WatchRequest(id=job.id, after_sequence=first)
 
@@ -257,7 +257,7 @@ async def test_a_resumed_watch_misses_nothing_committed_after_its_read(
 
     events = await asyncio.wait_for(collect(), TIMEOUT)
     async with service.store.transaction() as tx:
-        last = (await tx.get_job(ORG, job.id)).job.last_sequence
+        last = (await tx.jobs.get_job(ORG, job.id)).job.last_sequence
     assert [event.sequence for event in events] == list(range(first + 1, last + 1))
     assert events[-1].completed.job.status == job_pb2.JOB_STATUS_CANCELED
 

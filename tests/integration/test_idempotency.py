@@ -56,7 +56,7 @@ async def test_job_from_before_fingerprints_answers_as_before(service):
     legacy = make_job(ORG, idempotency_key="old-key")
     assert legacy.request_hash is None
     async with service.store.transaction() as tx:
-        await tx.insert_job(legacy, make_outputs(legacy, 1))
+        await tx.jobs.insert_job(legacy, make_outputs(legacy, 1))
     answer = await service.jobs.create(
         ORG, request(service, idempotency_key="old-key", metadata={"any": "thing"}), ""
     )

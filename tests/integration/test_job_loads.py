@@ -79,5 +79,5 @@ async def test_a_probe_result_reads_the_job_once(store, tmp_path):
 
 async def last_event(store: Store, job_id: str) -> job_service_pb2.WatchResponse:
     async with store.transaction() as tx:
-        events = await tx.events_after(job_id, 0)
+        events = await tx.events.events_after(job_id, 0)
     return job_service_pb2.WatchResponse.FromString(events[-1][1])

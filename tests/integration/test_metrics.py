@@ -70,7 +70,7 @@ async def test_job_task_and_lease_metrics_move(store, tmp_path):
     await expiring.tasks.report_progress(
         wpb.ReportProgressRequest(task_id=lost.id, lease_token=lost.lease_token, progress=5)
     )
-    assert await expiring.tasks.reap_expired_leases() >= 1
+    assert await expiring.tasks.lost.reap_expired_leases() >= 1
     reaped = samples(await metrics.render(store))
     assert value(reaped, "kiln_lease_expiries_total", outcome="failed") >= 1
     assert value(reaped, "kiln_jobs_finished_total", status="FAILED") == 1
@@ -87,7 +87,7 @@ async def test_requeued_lease_is_counted(store, tmp_path):
     await expiring.claim()
     leased = samples(await metrics.render(store))
     assert value(leased, "kiln_queue_depth", priority="standard") == 0
-    assert await expiring.tasks.reap_expired_leases() == 1
+    assert await expiring.tasks.lost.reap_expired_leases() == 1
     parsed = samples(await metrics.render(store))
     assert value(parsed, "kiln_lease_expiries_total", outcome="requeued") == 1
     assert value(parsed, "kiln_queue_depth", priority="standard") == 1

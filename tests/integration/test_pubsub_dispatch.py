@@ -58,7 +58,7 @@ async def nothing_to_handle(task_id: str, deliveries: int) -> None:
 
 async def outbox_size(store: Store) -> int:
     async with store.transaction() as tx:
-        return await tx.outbox_size()
+        return await tx.task_outbox.outbox_size()
 
 
 async def outbox_emptied(store: Store, timeout: float = 10) -> bool:
@@ -228,5 +228,5 @@ async def test_a_publish_in_flight_leaves_the_database_free(store, silent_broker
         assert await outbox_size(store) == 1
     finally:
         async with store.transaction() as tx:  # else stop()'s last drain would wait 30 s
-            await tx.forget_outbox(await tx.peek_outbox(10))
+            await tx.task_outbox.forget_outbox(await tx.task_outbox.peek_outbox(10))
         await dispatch.stop()

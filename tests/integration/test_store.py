@@ -52,14 +52,14 @@ def make_task(job: Job, priority: int, created_at: datetime, status: str = "QUEU
 async def add_job(store: Store, job: Job | None = None, outputs: int = 1) -> Job:
     job = job or make_job()
     async with store.transaction() as tx:
-        await tx.ensure_organization(job.organization_id)
-        await tx.insert_job(job, make_outputs(job, outputs))
+        await tx.keys.ensure_organization(job.organization_id)
+        await tx.jobs.insert_job(job, make_outputs(job, outputs))
     return job
 
 
 async def status_of(store: Store, job_id: str) -> str:
     async with store.transaction() as tx:
-        return (await tx.get_job(None, job_id)).job.status
+        return (await tx.jobs.get_job(None, job_id)).job.status
 
 
 # -- jobs -----------------------------------------------------------------------------
@@ -68,29 +68,29 @@ async def status_of(store: Store, job_id: str) -> str:
 async def test_insert_job_with_outputs(store):
     job = make_job()
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG, "Org One")
-        await tx.ensure_organization(ORG)  # idempotent
+        await tx.keys.ensure_organization(ORG, "Org One")
+        await tx.keys.ensure_organization(ORG)  # idempotent
         outputs = make_outputs(job, 3)
-        await tx.insert_job(job, list(reversed(outputs)))
+        await tx.jobs.insert_job(job, list(reversed(outputs)))
 
     async with store.transaction() as tx:
-        record = await tx.get_job(ORG, job.id)
+        record = await tx.jobs.get_job(ORG, job.id)
         assert record.job.status == JobStatus.PENDING
         assert record.job.job_metadata == {"team": "video"}
         assert record.job.created_at.tzinfo is not None
         assert [o.id for o in record.outputs] == [o.id for o in outputs]  # by position
         assert [o.position for o in record.outputs] == [0, 1, 2]
-        assert await tx.organization_currency(ORG) == "USD"
+        assert await tx.keys.organization_currency(ORG) == "USD"
         with pytest.raises(NotFound):
-            await tx.get_job(OTHER_ORG, job.id)
+            await tx.jobs.get_job(OTHER_ORG, job.id)
         with pytest.raises(NotFound):
-            await tx.get_job(ORG, "job_missing")
+            await tx.jobs.get_job(ORG, "job_missing")
 
 
 async def test_job_needs_an_existing_organization(store):
     with pytest.raises(IntegrityError):
         async with store.transaction() as tx:
-            await tx.insert_job(make_job("org_never_created"), [])
+            await tx.jobs.insert_job(make_job("org_never_created"), [])
 
 
 # -- guarded transitions --------------------------------------------------------------
@@ -99,12 +99,12 @@ async def test_job_needs_an_existing_organization(store):
 async def test_allowed_transition_writes_status_and_values(store):
     job = await add_job(store)
     async with store.transaction() as tx:
-        previous = await tx.transition_job(
+        previous = await tx.jobs.transition_job(
             job.id, JobStatus.PROBING, stage=job_pb2.JOB_STAGE_PROBING
         )
     assert previous == JobStatus.PENDING
     async with store.transaction() as tx:
-        record = await tx.get_job(ORG, job.id)
+        record = await tx.jobs.get_job(ORG, job.id)
     assert record.job.status == JobStatus.PROBING
     assert record.job.stage == job_pb2.JOB_STAGE_PROBING
     assert record.job.updated_at >= job.updated_at
@@ -113,11 +113,11 @@ async def test_allowed_transition_writes_status_and_values(store):
 async def test_forbidden_transition_fails_and_leaves_status(store):
     job = await add_job(store)
     async with store.transaction() as tx:
-        await tx.transition_job(job.id, JobStatus.PROBING)
+        await tx.jobs.transition_job(job.id, JobStatus.PROBING)
 
     with pytest.raises(FailedPrecondition) as raised:
         async with store.transaction() as tx:
-            await tx.transition_job(job.id, JobStatus.COMPLETED)
+            await tx.jobs.transition_job(job.id, JobStatus.COMPLETED)
     assert "PROBING" in raised.value.message
     assert "COMPLETED" in raised.value.message
     assert await status_of(store, job.id) == JobStatus.PROBING
@@ -127,8 +127,8 @@ async def test_forbidden_transition_rolls_back_the_whole_transaction(store):
     job = await add_job(store)
     with pytest.raises(FailedPrecondition):
         async with store.transaction() as tx:
-            await tx.transition_job(job.id, JobStatus.PROBING)  # allowed
-            await tx.transition_job(job.id, JobStatus.PROBING)  # PROBING -> PROBING is not
+            await tx.jobs.transition_job(job.id, JobStatus.PROBING)  # allowed
+            await tx.jobs.transition_job(job.id, JobStatus.PROBING)  # PROBING -> PROBING is not
     assert await status_of(store, job.id) == JobStatus.PENDING
 
 
@@ -136,34 +136,34 @@ async def test_walk_to_completed_then_no_retry(store):
     job = await add_job(store)
     for target in (JobStatus.PROBING, JobStatus.PROCESSING, JobStatus.COMPLETED):
         async with store.transaction() as tx:
-            await tx.transition_job(job.id, target)
+            await tx.jobs.transition_job(job.id, target)
         assert await status_of(store, job.id) == target
     for target in (JobStatus.PENDING, JobStatus.CANCELED, JobStatus.FAILED):
         with pytest.raises(FailedPrecondition):
             async with store.transaction() as tx:
-                await tx.transition_job(job.id, target)
+                await tx.jobs.transition_job(job.id, target)
     assert await status_of(store, job.id) == JobStatus.COMPLETED
 
 
 async def test_retry_from_failed(store):
     job = await add_job(store, make_job(status=JobStatus.FAILED))
     async with store.transaction() as tx:
-        await tx.transition_job(job.id, JobStatus.PENDING, attempt=2)
+        await tx.jobs.transition_job(job.id, JobStatus.PENDING, attempt=2)
     async with store.transaction() as tx:
-        record = await tx.get_job(ORG, job.id)
+        record = await tx.jobs.get_job(ORG, job.id)
     assert (record.job.status, record.job.attempt) == (JobStatus.PENDING, 2)
 
 
 async def test_transition_of_missing_job_is_not_found(store):
     with pytest.raises(NotFound):
         async with store.transaction() as tx:
-            await tx.transition_job("job_missing", JobStatus.CANCELED)
+            await tx.jobs.transition_job("job_missing", JobStatus.CANCELED)
 
 
 async def _attempt(store: Store, job_id: str, target: JobStatus) -> JobStatus | None:
     try:
         async with store.transaction() as tx:
-            await tx.transition_job(job_id, target)
+            await tx.jobs.transition_job(job_id, target)
     except FailedPrecondition:
         return None
     return target
@@ -211,7 +211,7 @@ async def test_blocked_transition_loses_after_the_winner_commits(store, second_s
 
     async def winner() -> None:
         async with store.transaction() as tx:
-            await tx.transition_job(job.id, JobStatus.COMPLETED)
+            await tx.jobs.transition_job(job.id, JobStatus.COMPLETED)
             updated.set()
             await release.wait()
 
@@ -219,7 +219,7 @@ async def test_blocked_transition_loses_after_the_winner_commits(store, second_s
         await updated.wait()
         try:
             async with second_store.transaction() as tx:
-                await tx.transition_job(job.id, JobStatus.CANCELED)
+                await tx.jobs.transition_job(job.id, JobStatus.CANCELED)
         except FailedPrecondition as error:
             return error
         return None
@@ -244,7 +244,7 @@ def payload_for(sequence: int) -> bytes:
 
 async def _append(store: Store, job_id: str) -> int:
     async with store.transaction() as tx:
-        return await tx.append_event(job_id, payload_for)
+        return await tx.events.append_event(job_id, payload_for)
 
 
 async def test_append_event_sequences_and_read_back(store):
@@ -254,15 +254,18 @@ async def test_append_event_sequences_and_read_back(store):
     # A rolled-back append does not burn a sequence.
     with pytest.raises(RuntimeError):
         async with store.transaction() as tx:
-            assert await tx.append_event(job.id, payload_for) == 6
+            assert await tx.events.append_event(job.id, payload_for) == 6
             raise RuntimeError("abort")
     assert await _append(store, job.id) == 6
 
     async with store.transaction() as tx:
-        assert await tx.events_after(job.id, 3) == [(s, payload_for(s)) for s in (4, 5, 6)]
-        assert await tx.events_after(job.id, 0, limit=2) == [(1, b"event 1"), (2, b"event 2")]
-        assert await tx.events_after(job.id, 6) == []
-        assert (await tx.get_job(ORG, job.id)).job.last_sequence == 6
+        assert await tx.events.events_after(job.id, 3) == [(s, payload_for(s)) for s in (4, 5, 6)]
+        assert await tx.events.events_after(job.id, 0, limit=2) == [
+            (1, b"event 1"),
+            (2, b"event 2"),
+        ]
+        assert await tx.events.events_after(job.id, 6) == []
+        assert (await tx.jobs.get_job(ORG, job.id)).job.last_sequence == 6
 
 
 async def test_sequences_are_per_job(store):
@@ -280,9 +283,9 @@ async def test_concurrent_appenders_from_two_stores_leave_no_gaps(store, second_
     total = 2 * per_store
     assert sorted(sequences) == list(range(1, total + 1))
     async with store.transaction() as tx:
-        rows = await tx.events_after(job.id, 0)
+        rows = await tx.events.events_after(job.id, 0)
         assert rows == [(s, payload_for(s)) for s in range(1, total + 1)]
-        assert (await tx.get_job(ORG, job.id)).job.last_sequence == total
+        assert (await tx.jobs.get_job(ORG, job.id)).job.last_sequence == total
 
 
 # -- tasks ----------------------------------------------------------------------------
@@ -290,7 +293,7 @@ async def test_concurrent_appenders_from_two_stores_leave_no_gaps(store, second_
 
 async def _claim(store: Store, worker: str) -> Task | None:
     async with store.transaction() as tx:
-        return await tx.claim_task(worker, lease_seconds=60)
+        return await tx.tasks.claim_task(worker, lease_seconds=60)
 
 
 async def test_claim_in_priority_then_age_order(store):
@@ -300,7 +303,7 @@ async def test_claim_in_priority_then_age_order(store):
     standard_new = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME + timedelta(seconds=1))
     premium = make_task(job, job_pb2.PRIORITY_PREMIUM, BASE_TIME + timedelta(seconds=2))
     async with store.transaction() as tx:
-        await tx.insert_tasks([standard_old, economy, standard_new, premium])
+        await tx.tasks.insert_tasks([standard_old, economy, standard_new, premium])
 
     claimed = [await _claim(store, "w1") for _ in range(4)]
     assert [task.id for task in claimed] == [
@@ -317,7 +320,7 @@ async def test_claim_sets_lease_and_a_fresh_unguessable_token_on_every_claim(sto
     job = await add_job(store)
     task = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME)
     async with store.transaction() as tx:
-        await tx.insert_tasks([task])
+        await tx.tasks.insert_tasks([task])
 
     before = datetime.now(UTC)
     first = await _claim(store, "w1")
@@ -331,22 +334,22 @@ async def test_claim_sets_lease_and_a_fresh_unguessable_token_on_every_claim(sto
 
     async with store.transaction() as tx:
         # Ending a lease needs its token: a stale one changes nothing.
-        assert not await tx.end_lease(task.id, first.lease_token + 1, TaskStatus.QUEUED)
-        assert await tx.end_lease(task.id, first.lease_token, TaskStatus.QUEUED)
+        assert not await tx.tasks.end_lease(task.id, first.lease_token + 1, TaskStatus.QUEUED)
+        assert await tx.tasks.end_lease(task.id, first.lease_token, TaskStatus.QUEUED)
         # QUEUED -> QUEUED is not a transition the table allows.
-        assert not await tx.end_lease(task.id, first.lease_token, TaskStatus.QUEUED)
+        assert not await tx.tasks.end_lease(task.id, first.lease_token, TaskStatus.QUEUED)
     second = await _claim(store, "w2")
     assert (second.id, second.attempts, second.worker_id) == (task.id, 2, "w2")
     assert second.lease_token != first.lease_token
 
     async with store.transaction() as tx:
-        assert (await tx.leased_task(task.id, second.lease_token)).worker_id == "w2"
+        assert (await tx.tasks.leased_task(task.id, second.lease_token)).worker_id == "w2"
         with pytest.raises(StaleLease):
-            await tx.leased_task(task.id, first.lease_token)
+            await tx.tasks.leased_task(task.id, first.lease_token)
         with pytest.raises(StaleLease):
-            await tx.leased_task(task.id, second.lease_token + 1)
+            await tx.tasks.leased_task(task.id, second.lease_token + 1)
         with pytest.raises(NotFound):
-            await tx.leased_task("tsk_missing", 1)
+            await tx.tasks.leased_task("tsk_missing", 1)
 
 
 async def test_reaper_update_takes_only_a_lease_still_expired_under_the_same_token(store):
@@ -354,21 +357,23 @@ async def test_reaper_update_takes_only_a_lease_still_expired_under_the_same_tok
     job = await add_job(store)
     task = make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME)
     async with store.transaction() as tx:
-        await tx.insert_tasks([task])
-        expired = await tx.claim_task("w1", lease_seconds=-5)
+        await tx.tasks.insert_tasks([task])
+        expired = await tx.tasks.claim_task("w1", lease_seconds=-5)
     async with store.transaction() as tx:
-        [candidate] = await tx.expired_leases()
+        [candidate] = await tx.tasks.expired_leases()
         assert candidate.id == task.id
         # The worker renews before the reaper acts on what it read.
-        assert await tx.extend_lease(task.id, expired.lease_token, 60)
-        assert not await tx.take_back_expired(task.id, expired.lease_token, TaskStatus.QUEUED)
-        assert await tx.expired_leases() == []
+        assert await tx.tasks.extend_lease(task.id, expired.lease_token, 60)
+        assert not await tx.tasks.take_back_expired(task.id, expired.lease_token, TaskStatus.QUEUED)
+        assert await tx.tasks.expired_leases() == []
     async with store.transaction() as tx:
-        assert not await tx.extend_lease(task.id, expired.lease_token + 1, -5)  # stale token
-        assert await tx.extend_lease(task.id, expired.lease_token, -5)
-        assert not await tx.take_back_expired(task.id, expired.lease_token + 1, TaskStatus.QUEUED)
-        assert await tx.take_back_expired(task.id, expired.lease_token, TaskStatus.QUEUED)
-        assert (await tx.task(task.id)).status == TaskStatus.QUEUED
+        assert not await tx.tasks.extend_lease(task.id, expired.lease_token + 1, -5)  # stale token
+        assert await tx.tasks.extend_lease(task.id, expired.lease_token, -5)
+        assert not await tx.tasks.take_back_expired(
+            task.id, expired.lease_token + 1, TaskStatus.QUEUED
+        )
+        assert await tx.tasks.take_back_expired(task.id, expired.lease_token, TaskStatus.QUEUED)
+        assert (await tx.tasks.task(task.id)).status == TaskStatus.QUEUED
 
 
 async def test_status_columns_refuse_values_outside_the_transition_tables(store):
@@ -376,10 +381,12 @@ async def test_status_columns_refuse_values_outside_the_transition_tables(store)
     job = await add_job(store)
     with pytest.raises(IntegrityError):
         async with store.transaction() as tx:
-            await tx.update_job(job.id, status="DONE-ISH")
+            await tx.jobs.update_job(job.id, status="DONE-ISH")
     with pytest.raises(IntegrityError):
         async with store.transaction() as tx:
-            await tx.insert_tasks([make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME, "LOST")])
+            await tx.tasks.insert_tasks(
+                [make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME, "LOST")]
+            )
 
 
 @POSTGRES_ONLY
@@ -387,7 +394,7 @@ async def test_concurrent_claimers_never_share_a_task(store, second_store):
     job = await add_job(store)
     count = 24
     async with store.transaction() as tx:
-        await tx.insert_tasks(
+        await tx.tasks.insert_tasks(
             [
                 make_task(job, job_pb2.PRIORITY_STANDARD, BASE_TIME + timedelta(seconds=i))
                 for i in range(count)
@@ -424,10 +431,10 @@ async def test_claim_skips_a_task_locked_by_an_open_claim(store, second_store):
         for i in range(2)
     )
     async with store.transaction() as tx:
-        await tx.insert_tasks([first, second])
+        await tx.tasks.insert_tasks([first, second])
 
     async with store.transaction() as tx:
-        held = await tx.claim_task("a", 60)
+        held = await tx.tasks.claim_task("a", 60)
         assert held.id == first.id
         # Without SKIP LOCKED this would wait for the open transaction forever.
         other = await asyncio.wait_for(_claim(second_store, "b"), TIMEOUT)
@@ -450,28 +457,28 @@ async def test_idempotency_key_unique_per_organization(store):
     await add_job(store, make_job(ORG))
 
     async with store.transaction() as tx:
-        assert (await tx.job_by_idempotency_key(ORG, "key-1")).job.id == first.id
-        assert (await tx.job_by_idempotency_key(OTHER_ORG, "key-1")).job.id == other.id
-        assert await tx.job_by_idempotency_key(ORG, "key-2") is None
+        assert (await tx.jobs.job_by_idempotency_key(ORG, "key-1")).job.id == first.id
+        assert (await tx.jobs.job_by_idempotency_key(OTHER_ORG, "key-1")).job.id == other.id
+        assert await tx.jobs.job_by_idempotency_key(ORG, "key-2") is None
         jobs = await tx.session.scalar(select(func.count()).select_from(Job))
     assert jobs == 4
 
 
 async def test_api_key_round_trip(store):
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
-        await tx.ensure_organization(OTHER_ORG)
-        key = await tx.create_api_key(ORG, "ci")
-        other_key = await tx.create_api_key(OTHER_ORG)
+        await tx.keys.ensure_organization(ORG)
+        await tx.keys.ensure_organization(OTHER_ORG)
+        key = await tx.keys.create_api_key(ORG, "ci")
+        other_key = await tx.keys.create_api_key(OTHER_ORG)
     assert key.startswith(API_KEY_PREFIX)
     assert key != other_key
 
     async with store.transaction() as tx:
-        assert await tx.organization_for_key(key) == ORG
-        assert await tx.organization_for_key(other_key) == OTHER_ORG
-        assert await tx.organization_for_key(API_KEY_PREFIX + "unknown") is None
-        assert await tx.organization_for_key(key[:-1]) is None
-        assert await tx.organization_for_key("") is None
+        assert await tx.keys.organization_for_key(key) == ORG
+        assert await tx.keys.organization_for_key(other_key) == OTHER_ORG
+        assert await tx.keys.organization_for_key(API_KEY_PREFIX + "unknown") is None
+        assert await tx.keys.organization_for_key(key[:-1]) is None
+        assert await tx.keys.organization_for_key("") is None
         stored = (await tx.session.scalars(select(ApiKey.key_hash))).all()
     # Only hashes are stored.
     assert hashlib.sha256(key.encode()).hexdigest() in stored

@@ -24,7 +24,7 @@ CANCEL_RACE_ROUNDS = 30
 
 async def task_row(store: Store, task_id: str):
     async with store.transaction() as tx:
-        return await tx.task(task_id)
+        return await tx.tasks.task(task_id)
 
 
 async def test_reaper_never_takes_a_lease_renewed_after_it_looked(store, tmp_path):
@@ -34,22 +34,22 @@ async def test_reaper_never_takes_a_lease_renewed_after_it_looked(store, tmp_pat
     await expiring.create()
     probe = await expiring.claim()
     async with store.transaction() as tx:
-        [candidate] = await tx.expired_leases()
+        [candidate] = await tx.tasks.expired_leases()
 
     # The worker's heartbeat lands between the reaper's read and its update.
     stop = await renewing.tasks.report_progress(
         wpb.ReportProgressRequest(task_id=probe.id, lease_token=probe.lease_token)
     )
     assert stop is False
-    assert await expiring.tasks.reap(candidate) is False
+    assert await expiring.tasks.lost.reap(candidate) is False
     assert (await task_row(store, probe.id)).status == TaskStatus.LEASED
-    assert await expiring.tasks.reap_expired_leases() == 0
+    assert await expiring.tasks.lost.reap_expired_leases() == 0
 
     # Silent from now on: the next heartbeat-free lease is taken back and requeued.
     await expiring.tasks.report_progress(
         wpb.ReportProgressRequest(task_id=probe.id, lease_token=probe.lease_token)
     )
-    assert await expiring.tasks.reap_expired_leases() == 1
+    assert await expiring.tasks.lost.reap_expired_leases() == 1
     row = await task_row(store, probe.id)
     assert (row.status, row.attempts) == (TaskStatus.QUEUED, 1)
     again = await expiring.claim()
@@ -63,7 +63,7 @@ async def test_exhausted_attempts_fail_the_output_with_worker_lost(store, tmp_pa
     await expiring.tasks.report_progress(
         wpb.ReportProgressRequest(task_id=task.id, lease_token=task.lease_token, progress=5)
     )
-    assert await expiring.tasks.reap_expired_leases() == 1
+    assert await expiring.tasks.lost.reap_expired_leases() == 1
     done = await services.jobs.get(ORG, job.id)
     assert done.status == job_pb2.JOB_STATUS_FAILED
     assert done.outputs[0].error.code == "WORKER_LOST"
@@ -115,8 +115,10 @@ async def test_guarded_statuses_refuse_moves_the_tables_do_not_allow(store, tmp_
     job, _task = await services.probed_transcode()
     output_id = job.outputs[0].id
     async with store.transaction() as tx:
-        assert not await tx.move_output(output_id, OutputStatus.PENDING)  # PROCESSING -> PENDING
-        assert await tx.move_output(output_id, OutputStatus.CANCELED)
-        assert not await tx.move_output(output_id, OutputStatus.COMPLETED)  # CANCELED is final
+        assert not await tx.jobs.move_output(
+            output_id, OutputStatus.PENDING
+        )  # PROCESSING -> PENDING
+        assert await tx.jobs.move_output(output_id, OutputStatus.CANCELED)
+        assert not await tx.jobs.move_output(output_id, OutputStatus.COMPLETED)  # CANCELED is final
     record = await services.jobs.get(ORG, job.id)
     assert record.status == job_pb2.JOB_STATUS_PROCESSING

@@ -24,7 +24,7 @@ OWN_HOOK = "https://93.184.216.34/own-hook"
 async def events_of(store: Store, job_id: str, url: str = HOOK) -> list[tuple[str, dict]]:
     """(type, data) of every queued delivery of the job, oldest first."""
     async with store.transaction() as tx:
-        rows = await tx.deliveries_for(job_id)
+        rows = await tx.webhook_deliveries.deliveries_for(job_id)
     ordered = sorted(rows, key=lambda row: (row.created_at, json.loads(row.payload)["timestamp"]))
     found = []
     for row in ordered:
@@ -46,8 +46,8 @@ async def test_progress_thresholds_fire_once_per_run(store, tmp_path):
     # Every report is logged (no per-second cap), so each one may cross a threshold.
     services = Services(store, tmp_path, lease_seconds=60, progress_events_per_second=0)
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
-        await tx.set_default_webhook_url(ORG, HOOK)
+        await tx.keys.ensure_organization(ORG)
+        await tx.webhook_settings.set_default_webhook_url(ORG, HOOK)
     job, task = await services.probed_transcode()
     # 25 and 50 are crossed once each, however many reports land on either side.
     await report(services, task, 10, 24.9, 25, 26, 49, 50, 50.5, 60)
@@ -101,7 +101,7 @@ async def test_progress_thresholds_fire_once_per_run(store, tmp_path):
 async def test_own_url_wins_and_awaiting_confirmation_and_cancel_notify(store, tmp_path):
     services = Services(store, tmp_path, lease_seconds=60)
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
+        await tx.keys.ensure_organization(ORG)
     info = job_pb2.InputInfo(
         duration_seconds=2.0, streams=[job_pb2.StreamInfo(kind="audio", codec="aac")]
     )
@@ -126,7 +126,7 @@ async def test_own_url_wins_and_awaiting_confirmation_and_cancel_notify(store, t
     quiet = await delayed_job("")
     assert await events_of(store, quiet, HOOK) == []
     async with store.transaction() as tx:
-        await tx.set_default_webhook_url(ORG, HOOK)
+        await tx.webhook_settings.set_default_webhook_url(ORG, HOOK)
     # A job's own URL wins over the default (an address literal: nothing to resolve).
     own = await delayed_job(OWN_HOOK)
     await services.jobs.cancel(ORG, own)
@@ -140,21 +140,23 @@ async def test_own_url_wins_and_awaiting_confirmation_and_cancel_notify(store, t
 
 async def test_rotation_keeps_old_secrets_signing_through_the_overlap(store):
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
-        await tx.ensure_organization("org_other")
+        await tx.keys.ensure_organization(ORG)
+        await tx.keys.ensure_organization("org_other")
         # Never rotated: the server-wide secret (None) signs.
-        assert await tx.signing_secrets(ORG, datetime.now(UTC)) == [None]
-        first = await tx.rotate_webhook_secret(ORG, timedelta(hours=1))
-        second = await tx.rotate_webhook_secret(ORG, timedelta(minutes=5))
-        settings = await tx.organization_webhooks(ORG)
-        other = await tx.signing_secrets("org_other", datetime.now(UTC))
+        assert await tx.webhook_settings.signing_secrets(ORG, datetime.now(UTC)) == [None]
+        first = await tx.webhook_settings.rotate_webhook_secret(ORG, timedelta(hours=1))
+        second = await tx.webhook_settings.rotate_webhook_secret(ORG, timedelta(minutes=5))
+        settings = await tx.webhook_settings.organization_webhooks(ORG)
+        other = await tx.webhook_settings.signing_secrets("org_other", datetime.now(UTC))
     assert first.startswith("whsec_") and second.startswith("whsec_") and first != second
     assert other == [None]  # one organization's rotation is nobody else's
     moment = datetime.now(UTC)
     async with store.transaction() as tx:
-        assert await tx.signing_secrets(ORG, moment) == [second, first, None]
+        assert await tx.webhook_settings.signing_secrets(ORG, moment) == [second, first, None]
         # The second rotation's shorter overlap ends the older ones' too.
-        assert await tx.signing_secrets(ORG, moment + timedelta(minutes=6)) == [second]
+        assert await tx.webhook_settings.signing_secrets(ORG, moment + timedelta(minutes=6)) == [
+            second
+        ]
     current, *overlapping = settings.signing
     assert current.id.startswith("whk_") and current.expires_at is None
     assert [info.id.startswith("whk_") for info in overlapping] == [True, False]
@@ -164,5 +166,5 @@ async def test_rotation_keeps_old_secrets_signing_through_the_overlap(store):
 
     # An overlap of 0 (a leaked secret) retires every older secret at once.
     async with store.transaction() as tx:
-        third = await tx.rotate_webhook_secret(ORG, timedelta(0))
-        assert await tx.signing_secrets(ORG, datetime.now(UTC)) == [third]
+        third = await tx.webhook_settings.rotate_webhook_secret(ORG, timedelta(0))
+        assert await tx.webhook_settings.signing_secrets(ORG, datetime.now(UTC)) == [third]

@@ -14,12 +14,12 @@ from tests.support.webhooks import SECRET, AlwaysFailing, queue_delivery, sender
 
 async def deliveries(store, job_id):
     async with store.transaction() as tx:
-        return await tx.deliveries_for(job_id)
+        return await tx.webhook_deliveries.deliveries_for(job_id)
 
 
 async def make_due(store, delivery) -> None:
     async with store.transaction() as tx:
-        await tx.finish_delivery(
+        await tx.webhook_deliveries.finish_delivery(
             delivery.id,
             status="PENDING",
             attempts=delivery.attempts,

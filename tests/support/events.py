@@ -24,7 +24,7 @@ def event_reader(store: Store) -> EventReader:
 
     async def read_events(job_id: str, after: int) -> list[tuple[int, bytes]]:
         async with store.transaction() as tx:
-            return await tx.events_after(job_id, after)
+            return await tx.events.events_after(job_id, after)
 
     return read_events
 
@@ -44,6 +44,6 @@ async def job_with_long_log(services: Services) -> tuple[str, int]:
     canceled = await services.jobs.cancel(ORG, job.id)
     assert canceled.status == job_pb2.JOB_STATUS_CANCELED
     async with services.store.transaction() as tx:
-        last = (await tx.get_job(ORG, job.id)).job.last_sequence
+        last = (await tx.jobs.get_job(ORG, job.id)).job.last_sequence
     assert last > COALESCE_AFTER + 10
     return job.id, last

@@ -52,9 +52,9 @@ async def queue_delivery(store: Store, url: str) -> str:
     """A job with one pending delivery to `url`, due now; returns the job's id."""
     job = make_job()
     async with store.transaction() as tx:
-        await tx.ensure_organization(ORG)
-        await tx.insert_job(job, [])
-        await tx.insert_delivery(
+        await tx.keys.ensure_organization(ORG)
+        await tx.jobs.insert_job(job, [])
+        await tx.webhook_deliveries.insert_delivery(
             WebhookDelivery(
                 id="msg_test_" + job.id,
                 job_id=job.id,

@@ -76,7 +76,7 @@ class Services:
 
     async def create(self) -> job_pb2.Job:
         async with self.store.transaction() as tx:
-            await tx.ensure_organization(ORG)
+            await tx.keys.ensure_organization(ORG)
         return await self.jobs.create(ORG, mp4_request(self.input_url), "")
 
     async def claim(self) -> wpb.Task:
