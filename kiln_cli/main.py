@@ -179,9 +179,9 @@ async def _create_key_with_id(settings: Settings, organization: str, name: str) 
     store = Store(settings.effective_database_url)
     try:
         async with store.transaction() as tx:
-            await tx.ensure_organization(organization)
-            key = await tx.create_api_key(organization, name)
-            return key, await tx.api_key_id(key) or ""
+            await tx.keys.ensure_organization(organization)
+            key = await tx.keys.create_api_key(organization, name)
+            return key, await tx.keys.api_key_id(key) or ""
     finally:
         await store.close()
 
@@ -209,7 +209,7 @@ def keys_list(
 
     def run() -> None:
         settings = _server_settings()
-        rows = asyncio.run(_with_store(settings, lambda tx: tx.list_api_keys(org)))
+        rows = asyncio.run(_with_store(settings, lambda tx: tx.keys.list_api_keys(org)))
         if as_json:
             print_json(
                 [
@@ -249,7 +249,7 @@ def keys_revoke(
 
     def run() -> None:
         settings = _server_settings()
-        revoked = asyncio.run(_with_store(settings, lambda tx: tx.revoke_api_key(key_id)))
+        revoked = asyncio.run(_with_store(settings, lambda tx: tx.keys.revoke_api_key(key_id)))
         if as_json:
             json_line({"id": key_id, "revoked": revoked})
         if not revoked:

@@ -124,7 +124,7 @@ async def _reseal_all(tx: Tx, keyring: SecretsKeyring) -> RotationCounts:
     from server.secrets_keyring import SecretUnreadable
 
     resealed = already_current = changed_meanwhile = 0
-    for origin_id, organization_id, token in await tx.all_sealed_secrets():
+    for origin_id, organization_id, token in await tx.origins.all_sealed_secrets():
         try:
             if not keyring.needs_rotation(token):
                 already_current += 1
@@ -135,7 +135,7 @@ async def _reseal_all(tx: Tx, keyring: SecretsKeyring) -> RotationCounts:
                 f"the secret of origin {origin_id} cannot be opened with KILN_SECRETS_KEY or "
                 f"KILN_SECRETS_KEYS_PREVIOUS ({error})"
             ) from None
-        if await tx.reseal_origin_secret(origin_id, token, new_token):
+        if await tx.origins.reseal_origin_secret(origin_id, token, new_token):
             resealed += 1
         else:
             changed_meanwhile += 1
