@@ -56,6 +56,7 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
     renderOutputs();
   }
 
+  let shownActions = "";
   function renderActions() {
     const buttons = [];
     const act = (label, idName, method, confirmText) =>
@@ -89,6 +90,12 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
     if (TERMINAL.has(job.status) && (job.outputs || []).some((o) => (o.files || []).length)) {
       buttons.push(act("Delete outputs", "action-delete", "DeleteOutputs", "Delete every stored file of this job? The record stays."));
     }
+    // Progress events re-render the page several times a second: rebuilding buttons that
+    // did not change would swap the element under a user's click (mousedown on the old
+    // button, mouseup on the new one) and the click would be lost.
+    const shown = JSON.stringify(buttons.map((b) => [b.id, b.textContent]));
+    if (shown === shownActions) return;
+    shownActions = shown;
     actions.replaceChildren(...buttons);
   }
 
