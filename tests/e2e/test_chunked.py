@@ -331,7 +331,11 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
         assert not media.is_endlist and media.playlist_type == "event"
         rendition = uri.rsplit("/", 1)[0]
         listed = [f"{rendition}/{segment.uri}" for segment in media.segments]
-        assert listed and all(path in files for path in listed)
+        # The playlist may have grown since `live` was read (another chunk published): what
+        # it lists must be among the output's files as a Get made after reading it shows.
+        now = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+        files = {f.path: f for f in now.outputs[0].files}
+        assert listed and all(path in files for path in listed), (listed, sorted(files))
         first = httpx.get(base + listed[0])
         assert first.status_code == 200 and len(first.content) == files[listed[0]].size_bytes
     # ... all of it before the job completed.
