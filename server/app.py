@@ -38,6 +38,7 @@ from .origins.catalog import OriginCatalog
 from .origins.directory import ServerOrigins, check_sealed_secrets
 from .secrets_keyring import SecretsKeyring, load_keyring
 from .store.migrate import migrate
+from .store.outage import log_round_failure
 from .store.store import Store
 from .tracing import connect_interceptors, grpc_interceptors, setup_tracing
 from .webhooks.sender import RetryPolicy, WebhookSender, webhook_secret
@@ -146,7 +147,7 @@ class Server:
                 await self.tasks.lost.reap_expired_leases()
             except Exception:
                 # Logged, never swallowed silently: a reaper that stops reaping strands jobs.
-                log.exception("lease reaper round failed")
+                log_round_failure(log, "lease reaper round failed")
 
 
 # grpc core cancels calls that have arrived but that the server has not yet taken up past

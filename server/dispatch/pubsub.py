@@ -36,6 +36,7 @@ from common.pubsub import (
 )
 
 from ..store.models import Task
+from ..store.outage import log_round_failure
 from ..store.store import Store, Tx
 from ..store.task_outbox import OutboxEntry
 from ..tracing import publish_spans
@@ -166,7 +167,7 @@ class PubSubDispatch:
                 await self.drain()
                 backoff = 0.1
             except Exception:
-                log.exception("publishing ready tasks failed; retrying in %.1f s", backoff)
+                log_round_failure(log, "publishing ready tasks failed; retrying in %.1f s", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self._kick.set()
@@ -206,6 +207,6 @@ class PubSubDispatch:
             with job_log_context(message.job_id, message.task_id):
                 await handle(message.task_id, deliveries)
         except Exception:
-            log.exception("failing dead-lettered task %s did not work", message.task_id)
+            log_round_failure(log, "failing dead-lettered task %s did not work", message.task_id)
             return False
         return True

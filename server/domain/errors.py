@@ -55,4 +55,5 @@ class StaleLease(DomainError):
 
 
 class Unavailable(DomainError):
-    """The server is going away (a shutdown): retry, on this or another replica."""
+    """The server is going away (a shutdown) or cannot reach its database for a moment:
+    retry, on this or another replica."""

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from kiln.v1 import job_service_pb2
 
 from ..domain.errors import Unavailable
+from ..store.outage import log_round_failure
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class EventHub:
             try:
                 rows = await self.read_events(job_id, channel.fetched_through)
             except Exception:
-                log.exception("reading events of %s failed", job_id)
+                log_round_failure(log, "reading events of %s failed", job_id)
                 return
             # Offers may have moved the channel on while the read was in flight.
             fresh = [(seq, payload) for seq, payload in rows if seq > channel.fetched_through]

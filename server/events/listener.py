@@ -45,10 +45,14 @@ class PostgresListener:
                             handler(notification.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 # A dropped connection loses notifications, not events: streams
                 # re-read the log on the next poke or heartbeat.
-                log.exception("postgres listener failed; reconnecting")
+                if isinstance(error, psycopg.OperationalError):
+                    # The database restarting or away: expected, and retried below.
+                    log.warning("postgres listener lost its connection (%s); reconnecting", error)
+                else:
+                    log.exception("postgres listener failed; reconnecting")
                 for handler_channel, handler in self.handlers.items():
                     if handler_channel == EVENTS_CHANNEL:
                         handler("*")

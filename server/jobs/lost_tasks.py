@@ -14,6 +14,7 @@ from common.log_setup import job_log_context
 from ..domain.errors import NotFound
 from ..domain.states import TaskStatus
 from ..store.models import Task
+from ..store.outage import log_round_failure
 from .lifecycle import Lifecycle
 from .outcomes import TaskOutcomes
 
@@ -42,7 +43,9 @@ class LostTasks:
                 with job_log_context(candidate.job_id, candidate.id):
                     taken += await self.reap(candidate)
             except Exception:
-                log.exception("reaping task %s of job %s failed", candidate.id, candidate.job_id)
+                log_round_failure(
+                    log, "reaping task %s of job %s failed", candidate.id, candidate.job_id
+                )
         return taken
 
     async def reap(self, candidate: Task) -> bool:

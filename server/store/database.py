@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from .outage import outage_is_unavailable
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -365,6 +367,12 @@ class Database:
         """The rows of one SELECT, decoded, read outside any transaction (the statement
         sees the latest commit, consistently): see DirectQuery. No writes."""
         compiled = query.compiled(self.engine.dialect)
+        async with outage_is_unavailable():
+            return await self._direct_rows(compiled, values)
+
+    async def _direct_rows(
+        self, compiled: _CompiledQuery, values: dict[str, Any]
+    ) -> list[list[Any]]:
         if self._postgres_direct is not None:
             return await self._postgres_direct.rows(compiled, values)
         if self._sqlite_direct is not None:
@@ -383,7 +391,7 @@ class Database:
         self, statements: Callable[[AsyncSession, bool], AnyTx]
     ) -> AsyncIterator[AnyTx]:
         """A transaction; its after-commit callbacks run once it committed, never on rollback."""
-        async with self._sessions() as session, session.begin():
+        async with outage_is_unavailable(), self._sessions() as session, session.begin():
             tx = statements(session, self.is_postgres)
             yield tx
             # Inside the transaction: PostgreSQL delivers them only if it commits.
@@ -401,7 +409,7 @@ class Database:
             async with self.unit_of_work(statements) as tx:
                 yield tx
             return
-        async with self._read_sessions() as session:
+        async with outage_is_unavailable(), self._read_sessions() as session:
             yield statements(session, self.is_postgres)
 
 

@@ -37,6 +37,7 @@ from ..domain.states import DeliveryStatus
 from ..metrics import ServerMetrics
 from ..store.database import aware
 from ..store.models import WebhookDelivery
+from ..store.outage import log_round_failure
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class WebhookSender:
             try:
                 sent = await self.send_due()
             except Exception:
-                log.exception("webhook delivery round failed")
+                log_round_failure(log, "webhook delivery round failed")
                 sent = 0
             if sent:
                 continue
@@ -152,7 +153,7 @@ class WebhookSender:
             async with self.store.transaction() as tx:
                 due = await tx.webhook_deliveries.next_delivery_due()
         except Exception:
-            log.exception("reading the next webhook retry time failed")
+            log_round_failure(log, "reading the next webhook retry time failed")
             return POLL_SECONDS
         if due is None:
             return POLL_SECONDS
