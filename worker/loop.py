@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import socket
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .inputs import TaskInputs, stage_gs_input
 from .media.errors import MediaError
 from .metrics import WorkerMetrics
 from .reporter import Reporter
+from .scratch import SWEEP_EVERY_SECONDS, scratch_folder, sweep
 from .settings import WorkerSettings, local_storage_warning
 from .sources import Claimed, PubSubQueue, ServerQueue, TaskSource, keep_extended
 from .tasks.kinds import kind_of
@@ -77,6 +77,8 @@ class Worker:
             self.settings.dispatch,
             max(self.settings.concurrency, 1),
         )
+        await self._sweep_scratch()
+        sweeper = asyncio.create_task(self._keep_sweeping(), name="scratch-sweeper")
         slots = [
             asyncio.create_task(self._slot(stop, index), name=f"worker-slot-{index}")
             for index in range(max(self.settings.concurrency, 1))
@@ -84,13 +86,25 @@ class Worker:
         try:
             await asyncio.gather(*slots)
         finally:
-            for slot in slots:
+            for slot in [*slots, sweeper]:
                 slot.cancel()
-            await asyncio.gather(*slots, return_exceptions=True)
+            await asyncio.gather(*slots, sweeper, return_exceptions=True)
             if self._source is not None:
                 await self._source.close()
             await self._channel.close()
             self.metrics.stop()
+
+    async def _sweep_scratch(self) -> None:
+        """Removes scratch folders of workers that died mid-task (see worker.scratch)."""
+        try:
+            await asyncio.to_thread(sweep, Path(self.settings.scratch_dir))
+        except OSError as error:
+            log.warning("sweeping the scratch folder failed: %s", error)
+
+    async def _keep_sweeping(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_SECONDS)
+            await self._sweep_scratch()
 
     def _task_source(self, stub: worker_service_pb2_grpc.WorkerServiceStub) -> TaskSource:
         if self.settings.dispatch == "pubsub":
@@ -162,10 +176,13 @@ class Worker:
         abandoning = asyncio.create_task(_relay(abandon, stop)) if abandon else None
         # One folder per lease: a rerun of the task (its lease taken back while this run
         # was cut off from the server) never shares files with this one.
-        scratch = Path(self.settings.scratch_dir) / f"{task.id}-{task.lease_token:x}"
+        folders = contextlib.ExitStack()
         outcome = "error"
         self.metrics.task_started(kind.name)
         try:
+            scratch = folders.enter_context(
+                scratch_folder(Path(self.settings.scratch_dir), f"{task.id}-{task.lease_token:x}")
+            )
             async with egress.session(self.policy) as session:
                 run = TaskRun(
                     task=task,
@@ -224,7 +241,7 @@ class Worker:
             await _stopped(heartbeat)
             if abandoning is not None:
                 await _stopped(abandoning)
-            shutil.rmtree(scratch, ignore_errors=True)
+            folders.close()
 
     async def _heartbeat(self, task: wpb.Task, progress: TaskProgress, stop: asyncio.Event) -> None:
         """The task's heartbeat (worker.heartbeat), over this worker's connection."""

@@ -1,15 +1,19 @@
-"""A worker killed mid-task: its FFmpeg dies with it, the lease expires, another worker finishes."""
+"""A worker killed mid-task: its FFmpeg dies with it, the lease expires, another worker
+finishes, and the files it left in scratch are swept by the next worker to start."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
-from tests.support.processes import ffmpeg_pids_writing_to, wait_until
+from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
 from .cluster import Cluster
+from .jobs import create_job, mp4_output
 
 
 @pytest.fixture
@@ -64,3 +68,63 @@ def test_killed_worker_task_runs_again_elsewhere(short_lease_cluster, long_clip)
     assert final.outputs[0].files[0].height == 480
     # The second worker started from zero, but the job's progress never went backwards.
     assert progress_seen == sorted(progress_seen)
+
+
+@pytest.fixture
+def shared_scratch_cluster(sqlite_backend_url, tmp_path, media_root):
+    """Workers sharing one scratch disk (the sweep is the worker's own: one database is enough)."""
+    cluster = Cluster(
+        sqlite_backend_url, tmp_path, media_root, settings=dict(KILN_LEASE_SECONDS="2")
+    )
+    try:
+        yield cluster, cluster.start_server()
+    finally:
+        cluster.stop()
+
+
+def _scratch_folder_of(worker_pid: int, scratch: Path) -> Path:
+    """The scratch folder the worker's running FFmpeg writes into."""
+    for pid in ffmpeg_children_of(worker_pid):
+        for argument in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            text = argument.decode(errors="replace")
+            if text.startswith(f"{scratch}/"):
+                return scratch / Path(text).relative_to(scratch).parts[0]
+    raise AssertionError(f"no FFmpeg of worker {worker_pid} writes under {scratch}")
+
+
+@pytest.mark.slow
+def test_a_killed_workers_scratch_is_swept_and_a_running_workers_is_kept(
+    shared_scratch_cluster, long_clip
+):
+    cluster, server = shared_scratch_cluster
+    auth = (("authorization", f"Bearer {cluster.create_key('org_sweep')}"),)
+    scratch = cluster.scratch_dir
+
+    def encoding(worker: subprocess.Popen, codec: int) -> Path:
+        create_job(
+            server,
+            auth,
+            f"file://{long_clip}",
+            outputs=[mp4_output("720p", codec)],
+        )
+        wait_until(lambda: ffmpeg_children_of(worker.pid), timeout=60)
+        return _scratch_folder_of(worker.pid, scratch)
+
+    doomed = cluster.start_worker(server)
+    doomed_folder = encoding(doomed, job_pb2.VIDEO_CODEC_H264)
+    survivor = cluster.start_worker(server)
+    # H.265 of 20 s of 720p: still encoding long after the sweep below.
+    survivor_folder = encoding(survivor, job_pb2.VIDEO_CODEC_H265)
+    assert doomed_folder != survivor_folder
+
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    wait_until(lambda: not ffmpeg_children_of(doomed.pid), timeout=5)
+    assert any(doomed_folder.iterdir()), "the killed worker left its files behind"
+
+    cluster.start_worker(server)  # sweeps the shared scratch at start
+    wait_until(lambda: not doomed_folder.exists(), timeout=30)
+
+    assert ffmpeg_children_of(survivor.pid), "the survivor's encode ended before the sweep"
+    assert survivor_folder.exists()
+    assert "swept 1 scratch folder" in (cluster.root / "worker-2.log").read_text()
