@@ -33,7 +33,7 @@ from .media.errors import MediaError
 from .metrics import WorkerMetrics
 from .reporter import Reporter
 from .scratch import SWEEP_EVERY_SECONDS, scratch_folder, sweep
-from .settings import WorkerSettings, local_storage_warning
+from .settings import WorkerSettings, channel_target, local_storage_warning
 from .sources import Claimed, PubSubQueue, ServerQueue, TaskSource, keep_extended
 from .tasks.kinds import kind_of
 from .tasks.run import TaskRun
@@ -66,7 +66,7 @@ class Worker:
             log.warning(warning)
         self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         setup_tracing()
-        self._channel = grpc.aio.insecure_channel(self.settings.server_address)
+        self._channel = grpc.aio.insecure_channel(channel_target(self.settings.server_address))
         self._stub = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
         self._reporter = Reporter(self._stub, self.metadata)
         self._source = self._task_source(self._stub)

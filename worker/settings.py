@@ -7,6 +7,7 @@ server owns all state, and database credentials stay off worker machines.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from common.pubsub import PubSubSettings
 from common.settings_env import (
+    BadSetting,
     comma_list,
     env_float,
     env_int,
@@ -75,7 +77,7 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
     env = dict(os.environ if env is None else env)
     data_dir = Path(env.get("KILN_DATA_DIR", "var"))
     return WorkerSettings(
-        server_address=env.get("KILN_SERVER_ADDRESS", "") or DEFAULT_SERVER_ADDRESS,
+        server_address=_server_address(env.get("KILN_SERVER_ADDRESS", "")),
         token=env.get("KILN_WORKER_TOKEN", ""),
         worker_id=env.get("KILN_WORKER_ID", ""),
         concurrency=env_int(env, "KILN_WORKER_CONCURRENCY", 1, minimum=1),
@@ -99,13 +101,54 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
     )
 
 
+def _server_address(value: str) -> str:
+    address = value.strip() or DEFAULT_SERVER_ADDRESS
+    channel_target(address)  # refused now, with why, rather than at the first call
+    return address
+
+
+def channel_target(address: str) -> str:
+    """The gRPC target a worker dials for KILN_SERVER_ADDRESS.
+
+    One address is used as given (`host:port`, or `dns:///name:port` for a name whose
+    records list every replica). A comma list of replicas' `IP:port` becomes one target of
+    them all: the channel connects to the first that answers and, when that replica stops
+    answering, moves to the next, so a replica's restart or loss costs a worker a retried
+    call, not its leases (they live in the database, not in the replica).
+    """
+    replicas = comma_list(address)
+    if len(replicas) <= 1 or address.startswith(("ipv4:", "ipv6:")):
+        return address
+    versions = {_replica_ip(replica).version for replica in replicas}
+    if len(versions) > 1:
+        raise BadSetting("KILN_SERVER_ADDRESS: list IPv4 or IPv6 replicas, not both")
+    return f"ipv{versions.pop()}:{','.join(replicas)}"
+
+
+def _replica_ip(replica: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    host, _, port = replica.rpartition(":")
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+        valid_port = 0 < int(port) < 65536
+    except ValueError:
+        valid_port = False
+    if not valid_port:
+        raise BadSetting(
+            f"KILN_SERVER_ADDRESS: {replica!r} in a list of replicas is not IP:port "
+            "(name each replica by address, e.g. 10.0.0.5:50052, or give one DNS name "
+            "whose records list them: dns:///kiln-workers.internal:50052)"
+        )
+    return address
+
+
 def local_storage_warning(settings: WorkerSettings) -> str | None:
     """Why a worker on another machine than the server may produce unreachable outputs.
 
     The server serves local-storage outputs from its own disk. A worker that reaches the
     server over the network and writes to local storage writes to *its* disk instead.
     """
-    if is_loopback_address(settings.server_address) or not settings.writes_local_storage:
+    on_this_machine = all(is_loopback_address(a) for a in comma_list(settings.server_address))
+    if on_this_machine or not settings.writes_local_storage:
         return None
     return (
         f"this worker writes outputs to its local disk ({settings.storage_dir}), and the "
@@ -117,6 +160,7 @@ def local_storage_warning(settings: WorkerSettings) -> str | None:
 __all__ = [
     "DEFAULT_SERVER_ADDRESS",
     "WorkerSettings",
+    "channel_target",
     "load_worker_settings",
     "local_storage_warning",
 ]

@@ -184,10 +184,12 @@ class Cluster:
         process = subprocess.Popen(
             kiln_command("worker"),
             env=self.env(
-                KILN_SERVER_ADDRESS=server.worker_target,
-                KILN_WORKER_CONCURRENCY=str(concurrency),
-                KILN_SCRATCH_DIR=str(self.scratch_dir),
-                **(extra_env or {}),
+                **{
+                    "KILN_SERVER_ADDRESS": server.worker_target,
+                    "KILN_WORKER_CONCURRENCY": str(concurrency),
+                    "KILN_SCRATCH_DIR": str(self.scratch_dir),
+                    **(extra_env or {}),
+                }
             ),
             cwd=self.root,
             stdout=log.open("w"),

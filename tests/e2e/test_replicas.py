@@ -1,14 +1,19 @@
-"""Two server processes on one Postgres: a watcher on one sees every event of a job run on the other."""
+"""Two server processes on one Postgres: a watcher on one sees every event of a job run on
+the other, and a worker given both moves to the live one when its own is killed."""
 
 from __future__ import annotations
 
+import signal
+
+import grpc
+import psycopg
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import create_postgres_database, drop_postgres_database
 
 from .cluster import Cluster
-from .jobs import create_job
+from .jobs import create_job, mp4_output
 
 
 @pytest.fixture
@@ -54,3 +59,58 @@ def test_watcher_on_other_replica_sees_every_event(replicas, media_root):
     ]
     kinds = {e.WhichOneof("event") for e in logged}
     assert {"status_change", "progress", "output", "completed"} <= kinds
+
+
+@pytest.mark.slow
+def test_a_worker_moves_to_the_live_replica_when_its_own_is_killed(replicas, long_clip):
+    """KILN_SERVER_ADDRESS lists both replicas; the one the worker is attached to (the
+    first) is killed with SIGKILL mid-encode."""
+    cluster, first, second = replicas
+    auth = (("authorization", f"Bearer {cluster.create_key('org_failover')}"),)
+    worker = cluster.start_worker(
+        first,
+        extra_env={"KILN_SERVER_ADDRESS": f"{first.worker_target},{second.worker_target}"},
+    )
+    job = create_job(first, auth, f"file://{long_clip}", outputs=[mp4_output("480p")])
+    stream = first.job_stub().Watch(
+        job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=120
+    )
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if event.WhichOneof("event") == "progress" and event.progress.progress > 0:
+            break
+
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+    with pytest.raises(grpc.RpcError) as ended:
+        seen.extend(stream)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    # The watcher resumes on the live replica from the last sequence it saw.
+    resumed = list(
+        second.job_stub().Watch(
+            job_service_pb2.WatchRequest(id=job.id, after_sequence=seen[-1].sequence),
+            metadata=auth,
+            timeout=120,
+        )
+    )
+    final = resumed[-1].completed.job
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+    assert worker.poll() is None, "the worker exited instead of moving on"
+    # Nothing missed: every status change of the whole log reached the watcher, in order.
+    whole_log = list(
+        second.job_stub().Watch(
+            job_service_pb2.WatchRequest(id=job.id, after_sequence=0), metadata=auth
+        )
+    )
+    received = [e.sequence for e in [*seen, *resumed] if e.WhichOneof("event") != "heartbeat"]
+    assert received == sorted(received)
+    changes = [e.sequence for e in whole_log if e.WhichOneof("event") == "status_change"]
+    assert set(changes) <= set(received)
+    # Its lease outlived the replica: the task was not run again.
+    with psycopg.connect(cluster.database_url) as connection:
+        attempts = connection.execute(
+            "SELECT kind, attempts FROM tasks WHERE job_id = %s", (job.id,)
+        ).fetchall()
+    assert attempts and all(count == 1 for _, count in attempts), attempts

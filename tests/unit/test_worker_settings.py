@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from common.settings_env import BadSetting
 from kiln_cli.main import embedded_worker_settings, worker_listener_address
 from server.config import load_settings
 from worker.loop import Worker
 from worker.settings import (
     DEFAULT_SERVER_ADDRESS,
     WorkerSettings,
+    channel_target,
     load_worker_settings,
     local_storage_warning,
 )
@@ -154,3 +156,37 @@ def test_kiln_up_keeps_a_larger_configured_concurrency() -> None:
 def test_worker_listener_address(host: str, address: str) -> None:
     settings = load_settings({"KILN_WORKER_HOST": host, "KILN_WORKER_TOKEN": "t"})
     assert worker_listener_address(settings) == address
+
+
+@pytest.mark.parametrize(
+    ("address", "target"),
+    [
+        ("10.0.0.5:50052", "10.0.0.5:50052"),
+        ("dns:///kiln-workers.internal:50052", "dns:///kiln-workers.internal:50052"),
+        ("10.0.0.5:50052, 10.0.0.6:50052", "ipv4:10.0.0.5:50052,10.0.0.6:50052"),
+        ("[fd00::5]:50052,[fd00::6]:50052", "ipv6:[fd00::5]:50052,[fd00::6]:50052"),
+        ("ipv4:10.0.0.5:50052,10.0.0.6:50052", "ipv4:10.0.0.5:50052,10.0.0.6:50052"),
+    ],
+)
+def test_a_list_of_replicas_is_one_channel_target(address: str, target: str) -> None:
+    assert channel_target(address) == target
+    assert load_worker_settings({"KILN_SERVER_ADDRESS": address}).server_address == address
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("server-a:50052,server-b:50052", "is not IP:port"),
+        ("10.0.0.5:50052,10.0.0.6", "is not IP:port"),
+        ("10.0.0.5:50052,10.0.0.6:99999", "is not IP:port"),
+        ("10.0.0.5:50052,[fd00::6]:50052", "not both"),
+    ],
+)
+def test_a_bad_list_of_replicas_is_refused_at_start(address: str, why: str) -> None:
+    with pytest.raises(BadSetting, match=why):
+        load_worker_settings({"KILN_SERVER_ADDRESS": address})
+
+
+def test_a_worker_on_a_list_of_loopback_replicas_sees_no_storage_warning() -> None:
+    settings = load_worker_settings({"KILN_SERVER_ADDRESS": "127.0.0.1:1,127.0.0.1:2"})
+    assert local_storage_warning(settings) is None
