@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import jobs, origins, presets, secrets, webhooks
+from . import jobs, origins, presets, secrets, webhooks, workers
 from .common import EXIT_API, EXIT_CODES_HELP, EXIT_USAGE, json_line, print_json, stderr, stdout
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ app.add_typer(presets.app, name="presets")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(origins.app, name="origins")
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(workers.app, name="workers")
 keys_app = typer.Typer(
     help="API keys: an admin operation on the database (KILN_DATABASE_URL), not over the network.",
     no_args_is_help=True,

@@ -1,9 +1,10 @@
 """The server's Prometheus metrics, on a registry of this process's own (never the global one).
 
 Counters and histograms move where things happen (a job's terminal transition, once its
-transaction committed; a claim; a lease taken back; a webhook attempt). The queue depth is
-read from the database when scraped: `render` runs the one COUNT … GROUP BY in the event loop
-and only then generates the text, so no collector ever blocks on the database.
+transaction committed; a claim; a lease taken back; a webhook attempt). The queue depth and
+the oldest queued task's wait are read from the database when scraped: `render` runs the one
+GROUP BY in the event loop and only then generates the text, so no collector ever blocks on
+the database.
 """
 
 from __future__ import annotations
@@ -43,29 +44,41 @@ PRIORITIES = tuple(
 
 
 class QueueDepthCollector(Collector):
-    """`kiln_queue_depth{priority}` from the counts the scrape handler read just before."""
+    """`kiln_queue_depth{priority}` and `kiln_queue_oldest_seconds{priority}` from what the
+    scrape handler read just before.
+
+    The oldest task's wait is what an autoscaler scales workers on: depth alone says
+    nothing of whether the fleet keeps up (ten tasks taken within a second are no backlog;
+    one task waiting ten minutes is).
+    """
 
     def __init__(self) -> None:
         self.depth: dict[str, int] = {}
+        self.oldest_seconds: dict[str, float] = {}
 
     def describe(self) -> Iterable[Metric]:
-        return [self._family({})]
+        return self._families({}, {})
 
     def collect(self) -> Iterable[Metric]:
-        return [self._family(self.depth)]
+        return self._families(self.depth, self.oldest_seconds)
 
     @staticmethod
-    def _family(depth: Mapping[str, int]) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
+    def _families(depth: Mapping[str, int], oldest: Mapping[str, float]) -> list[Metric]:
+        depth_family = GaugeMetricFamily(
             "kiln_queue_depth",
             "Tasks queued (ready, not leased) by job priority, read when scraped.",
             labels=["priority"],
         )
-        for priority in PRIORITIES:
-            family.add_metric([priority], depth.get(priority, 0))
-        for priority in sorted(set(depth) - set(PRIORITIES)):
-            family.add_metric([priority], depth[priority])
-        return family
+        oldest_family = GaugeMetricFamily(
+            "kiln_queue_oldest_seconds",
+            "How long the longest-waiting queued task has waited for a worker, by job "
+            "priority (0 when none waits), read when scraped.",
+            labels=["priority"],
+        )
+        for priority in (*PRIORITIES, *sorted(set(depth) - set(PRIORITIES))):
+            depth_family.add_metric([priority], depth.get(priority, 0))
+            oldest_family.add_metric([priority], oldest.get(priority, 0.0))
+        return [depth_family, oldest_family]
 
 
 class ServerMetrics:
@@ -146,9 +159,16 @@ class ServerMetrics:
     async def render(self, store: Store) -> bytes:
         """The exposition text; the queue depth is read first, in this event loop."""
         async with store.transaction() as tx:
-            counts = await tx.tasks.queued_by_priority()
+            queued = await tx.tasks.queued_by_priority()
+        moment = self.clock()
         self.queue_depth.depth = {
-            priority_label(priority): count for priority, count in counts.items()
+            priority_label(priority): tasks.count for priority, tasks in queued.items()
+        }
+        self.queue_depth.oldest_seconds = {
+            priority_label(priority): max(
+                (moment - (tasks.oldest_ready_since or moment)).total_seconds(), 0.0
+            )
+            for priority, tasks in queued.items()
         }
         return b"".join(generate_latest(registry) for registry in self._registries())
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -27,6 +28,7 @@ from common.pubsub import subscriber_client
 from common.storage.local import LocalStorage
 from common.storage.origins import Origins
 
+from .announce import announce_at_start, announce_once, announcement, keep_announcing
 from .heartbeat import TaskProgress, heartbeat_interval, keep_leased
 from .inputs import TaskInputs, stage_gs_input
 from .media.errors import MediaError
@@ -77,22 +79,59 @@ class Worker:
             self.settings.dispatch,
             max(self.settings.concurrency, 1),
         )
-        await self._sweep_scratch()
-        sweeper = asyncio.create_task(self._keep_sweeping(), name="scratch-sweeper")
-        slots = [
-            asyncio.create_task(self._slot(stop, index), name=f"worker-slot-{index}")
-            for index in range(max(self.settings.concurrency, 1))
-        ]
+        capacity = max(self.settings.concurrency, 1)
+
+        def describe() -> wpb.AnnounceWorkerRequest:
+            return announcement(self.worker_id, capacity, draining=stop.is_set())
+
+        background: list[asyncio.Task] = []
+        slots: list[asyncio.Task] = []
         try:
+            announcing = asyncio.create_task(
+                announce_at_start(
+                    self._stub, self.metadata, describe(), self.settings.server_address
+                )
+            )
+            stopping = asyncio.create_task(stop.wait())
+            background = [stopping]
+            await asyncio.wait({announcing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not announcing.done():
+                # Stopped while the server was still unreachable: nothing was taken.
+                await _stopped(announcing)
+                return
+            announcing.result()  # a listener that is not a WorkerService stops the worker
+            await self._sweep_scratch()
+            background += [
+                asyncio.create_task(self._keep_sweeping(), name="scratch-sweeper"),
+                asyncio.create_task(
+                    keep_announcing(
+                        self._stub, self.metadata, describe, self.settings.lease_seconds / 3
+                    ),
+                    name="announcer",
+                ),
+                asyncio.create_task(self._announce_draining(stop, describe), name="drain-note"),
+            ]
+            slots = [
+                asyncio.create_task(self._slot(stop, index), name=f"worker-slot-{index}")
+                for index in range(capacity)
+            ]
             await asyncio.gather(*slots)
         finally:
-            for slot in [*slots, sweeper]:
-                slot.cancel()
-            await asyncio.gather(*slots, sweeper, return_exceptions=True)
+            for task in [*slots, *background]:
+                task.cancel()
+            await asyncio.gather(*slots, *background, return_exceptions=True)
             if self._source is not None:
                 await self._source.close()
             await self._channel.close()
             self.metrics.stop()
+
+    async def _announce_draining(
+        self, stop: asyncio.Event, describe: Callable[[], wpb.AnnounceWorkerRequest]
+    ) -> None:
+        """Operators see DRAINING as soon as the worker stops taking tasks."""
+        assert self._stub is not None
+        await stop.wait()
+        await announce_once(self._stub, self.metadata, describe())
 
     async def _sweep_scratch(self) -> None:
         """Removes scratch folders of workers that died mid-task (see worker.scratch)."""

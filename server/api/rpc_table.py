@@ -352,6 +352,13 @@ async def _grant_transfers(
     return await tasks.grant_transfers(request)
 
 
+async def _announce(
+    tasks: TaskService, caller: Caller, request: wpb.AnnounceWorkerRequest
+) -> wpb.AnnounceWorkerResponse:
+    await tasks.fleet.announce(request)
+    return wpb.AnnounceWorkerResponse()
+
+
 WORKER_SERVICE: Service[TaskService] = Service(
     wpb.DESCRIPTOR.services_by_name["WorkerService"],
     (
@@ -364,6 +371,9 @@ WORKER_SERVICE: Service[TaskService] = Service(
             wpb.GrantTransfersRequest,
             wpb.GrantTransfersResponse,
             _grant_transfers,
+        ),
+        internal(
+            "AnnounceWorker", wpb.AnnounceWorkerRequest, wpb.AnnounceWorkerResponse, _announce
         ),
     ),
 )

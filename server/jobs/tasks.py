@@ -26,6 +26,7 @@ from ..store.models import Task
 from ..store.store import JobRecord, Tx
 from ..tracing import claim_span
 from . import outcomes
+from .fleet import Fleet
 from .lifecycle import Lifecycle
 from .lost_tasks import LostTasks
 from .progress_gate import ProgressGate
@@ -73,6 +74,7 @@ class TaskService:
         self.files = files
         self.transfers = OriginTransfers(self.store, files)
         self.lost = LostTasks(life, self.outcomes, max_task_attempts)
+        self.fleet = Fleet(self.store, lease_seconds)
 
     async def claim(
         self, worker_id: str, wait_seconds: float, task_id: str = ""

@@ -270,6 +270,24 @@ class Origin(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class Worker(Base):
+    """What a worker last said of itself (WorkerService/AnnounceWorker); its id is the
+    prefix of its slots' task claims ("{id}/{slot}")."""
+
+    __tablename__ = "workers"
+    __table_args__ = (CheckConstraint("state IN ('ACTIVE', 'DRAINING')", name="ck_workers_state"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(64))
+    capacity: Mapped[int] = mapped_column(Integer)
+    task_kinds: Mapped[list[str]] = mapped_column(JSON)
+    encoders: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_contact_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class TaskOutbox(Base):
     """A ready task not yet published to Pub/Sub (KILN_DISPATCH=pubsub).
 

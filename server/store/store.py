@@ -1,7 +1,8 @@
 """The store: one transaction type assembled from each aggregate's statements.
 
 SQL is issued only in this package, one module per aggregate (jobs, events, task_queue,
-task_outbox, webhook_outbox, webhook_settings, presets, origins, keys) over the unit of work
+task_outbox, webhook_outbox, webhook_settings, presets, origins, keys, workers) over the unit of
+work
 in database.py; a transaction holds each as a repository (`tx.jobs.get_job(...)`,
 `tx.tasks.claim_ready_task(...)`), all on its one session. Status writes are guarded in the
 statement itself (`... WHERE status IN (allowed sources)`, the sources coming from the one
@@ -32,6 +33,7 @@ from .task_outbox import TaskOutboxQueries
 from .task_queue import TaskQueue
 from .webhook_outbox import WebhookOutbox
 from .webhook_settings import WebhookSettingsStatements
+from .workers import WorkerStatements
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -61,6 +63,7 @@ class Tx(TxBase):
         self.presets = PresetStatements(self)
         self.origins = OriginStatements(self)
         self.keys = KeyStatements(self)
+        self.workers = WorkerStatements(self)
 
 
 class Store(Database):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -29,6 +30,20 @@ class Claim(NamedTuple):
     task: Task
     # When the task became ready: created, or queued again after a lease ended.
     ready_since: datetime | None
+
+
+@dataclass(frozen=True)
+class QueuedTasks:
+    count: int
+    # When the longest-waiting of them became ready.
+    oldest_ready_since: datetime | None
+
+
+def _as_moment(value: datetime | str | None) -> datetime | None:
+    """A MIN() over timestamps: SQLite hands back its stored text, PostgreSQL a datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return aware(value)
 
 
 class TaskQueue(Statements):
@@ -247,14 +262,20 @@ class TaskQueue(Statements):
         )
         return rows_changed(result) == 1
 
-    async def queued_by_priority(self) -> dict[int, int]:
-        """{priority: tasks QUEUED}, one indexed COUNT … GROUP BY (the metrics scrape)."""
+    async def queued_by_priority(self) -> dict[int, QueuedTasks]:
+        """{priority: how many tasks are QUEUED and since when the oldest has waited}, one
+        GROUP BY over the queued tasks (the metrics scrape)."""
+        # When a task became ready, as the claim reads it: queued again, or created.
+        ready_since = func.min(func.coalesce(Task.lease_expires_at, Task.created_at))
         rows = await self.session.execute(
-            select(Task.priority, func.count())
+            select(Task.priority, func.count(), ready_since)
             .where(Task.status == str(TaskStatus.QUEUED))
             .group_by(Task.priority)
         )
-        return {int(row[0]): int(row[1]) for row in rows}
+        return {
+            int(priority): QueuedTasks(int(count), _as_moment(oldest))
+            for priority, count, oldest in rows
+        }
 
 
 # Only a task still waiting may be given up on by its dispatch (one of the table's sources of

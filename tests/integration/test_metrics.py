@@ -96,6 +96,25 @@ async def test_requeued_lease_is_counted(store, tmp_path):
     assert value(parsed, "kiln_task_wait_seconds_count", kind="PROBE") == 2
 
 
+async def test_oldest_queued_task_wait_is_the_autoscaling_signal(store, tmp_path):
+    services = Services(store, tmp_path, lease_seconds=60)
+    clock = ManualClock(now())
+    services.life.metrics = metrics = ServerMetrics(clock=clock)
+    idle = samples(await metrics.render(store))
+    assert value(idle, "kiln_queue_oldest_seconds", priority="standard") == 0
+    await services.create()
+    await services.create()
+    clock.set(now() + timedelta(seconds=42))
+    waiting = samples(await metrics.render(store))
+    # The older of the two has waited 42 s (and the moments create took) when scraped.
+    assert 42 <= value(waiting, "kiln_queue_oldest_seconds", priority="standard") < 45
+    assert value(waiting, "kiln_queue_oldest_seconds", priority="premium") == 0
+    await services.claim()
+    await services.claim()
+    drained = samples(await metrics.render(store))
+    assert value(drained, "kiln_queue_oldest_seconds", priority="standard") == 0
+
+
 @SQLITE_ONLY
 async def test_wait_of_a_task_given_back_counts_from_its_return(store, tmp_path):
     services = Services(store, tmp_path, lease_seconds=60)

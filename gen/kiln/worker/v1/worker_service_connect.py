@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .worker_service_pb2 import ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, CompleteTaskResponse, GrantTransfersRequest, GrantTransfersResponse, ReleaseTaskRequest, ReleaseTaskResponse, ReportProgressRequest, ReportProgressResponse
+from .worker_service_pb2 import AnnounceWorkerRequest, AnnounceWorkerResponse, ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, CompleteTaskResponse, GrantTransfersRequest, GrantTransfersResponse, ReleaseTaskRequest, ReleaseTaskResponse, ReportProgressRequest, ReportProgressResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -79,6 +79,14 @@ class WorkerService(Protocol):
         read) files under its own output prefix on an organization's origin. Workers
         never hold an origin's credentials: the storage server itself refuses any
         other name, and the URLs expire.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def announce_worker(self, request: AnnounceWorkerRequest, ctx: RequestContext[AnnounceWorkerRequest, AnnounceWorkerResponse], /) -> AnnounceWorkerResponse:
+        """
+        AnnounceWorker says who the worker is and what it can do: once at start (a worker
+        pointed at any other listener learns it at once), then every third of a lease, and
+        when it starts draining. Operators list the fleet from these (`kiln workers list`).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -150,6 +158,17 @@ class WorkerServiceASGIApplication(ConnectASGIApplication[WorkerService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.grant_transfers,
+                ),
+                "/kiln.worker.v1.WorkerService/AnnounceWorker": Endpoint.unary(
+                    method=MethodInfo(
+                        name="AnnounceWorker",
+                        service_name="kiln.worker.v1.WorkerService",
+                        input=AnnounceWorkerRequest,
+                        output=AnnounceWorkerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.announce_worker,
                 ),
             },
             interceptors=interceptors,
@@ -318,6 +337,31 @@ class WorkerServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def announce_worker(
+        self,
+        request: AnnounceWorkerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AnnounceWorkerResponse:
+        """
+        AnnounceWorker says who the worker is and what it can do: once at start (a worker
+        pointed at any other listener learns it at once), then every third of a lease, and
+        when it starts draining. Operators list the fleet from these (`kiln workers list`).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="AnnounceWorker",
+                service_name="kiln.worker.v1.WorkerService",
+                input=AnnounceWorkerRequest,
+                output=AnnounceWorkerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class WorkerServiceSync(Protocol):
     """
@@ -361,6 +405,14 @@ class WorkerServiceSync(Protocol):
         read) files under its own output prefix on an organization's origin. Workers
         never hold an origin's credentials: the storage server itself refuses any
         other name, and the URLs expire.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def announce_worker(self, request: AnnounceWorkerRequest, ctx: RequestContext[AnnounceWorkerRequest, AnnounceWorkerResponse], /) -> AnnounceWorkerResponse:
+        """
+        AnnounceWorker says who the worker is and what it can do: once at start (a worker
+        pointed at any other listener learns it at once), then every third of a lease, and
+        when it starts draining. Operators list the fleet from these (`kiln workers list`).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -430,6 +482,17 @@ class WorkerServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.grant_transfers,
+                ),
+                "/kiln.worker.v1.WorkerService/AnnounceWorker": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="AnnounceWorker",
+                        service_name="kiln.worker.v1.WorkerService",
+                        input=AnnounceWorkerRequest,
+                        output=AnnounceWorkerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.announce_worker,
                 ),
             },
             interceptors=interceptors,
@@ -592,6 +655,31 @@ class WorkerServiceClientSync(ConnectClientSync):
                 service_name="kiln.worker.v1.WorkerService",
                 input=GrantTransfersRequest,
                 output=GrantTransfersResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def announce_worker(
+        self,
+        request: AnnounceWorkerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AnnounceWorkerResponse:
+        """
+        AnnounceWorker says who the worker is and what it can do: once at start (a worker
+        pointed at any other listener learns it at once), then every third of a lease, and
+        when it starts draining. Operators list the fleet from these (`kiln workers list`).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="AnnounceWorker",
+                service_name="kiln.worker.v1.WorkerService",
+                input=AnnounceWorkerRequest,
+                output=AnnounceWorkerResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -19,12 +19,21 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_KIND_CHUNK: _ClassVar[TaskKind]
     TASK_KIND_AUDIO: _ClassVar[TaskKind]
     TASK_KIND_MERGE: _ClassVar[TaskKind]
+
+class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_STATE_UNSPECIFIED: _ClassVar[WorkerState]
+    WORKER_STATE_ACTIVE: _ClassVar[WorkerState]
+    WORKER_STATE_DRAINING: _ClassVar[WorkerState]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_PROBE: TaskKind
 TASK_KIND_TRANSCODE: TaskKind
 TASK_KIND_CHUNK: TaskKind
 TASK_KIND_AUDIO: TaskKind
 TASK_KIND_MERGE: TaskKind
+WORKER_STATE_UNSPECIFIED: WorkerState
+WORKER_STATE_ACTIVE: WorkerState
+WORKER_STATE_DRAINING: WorkerState
 
 class Task(_message.Message):
     __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent", "chunk", "merge", "storage_grants")
@@ -248,3 +257,25 @@ class GrantTransfersResponse(_message.Message):
     gets: _containers.RepeatedCompositeFieldContainer[TransferGrant]
     expire_time: _timestamp_pb2.Timestamp
     def __init__(self, puts: _Optional[_Iterable[_Union[TransferGrant, _Mapping]]] = ..., gets: _Optional[_Iterable[_Union[TransferGrant, _Mapping]]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AnnounceWorkerRequest(_message.Message):
+    __slots__ = ("worker_id", "host", "version", "capacity", "task_kinds", "encoders", "state")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    TASK_KINDS_FIELD_NUMBER: _ClassVar[int]
+    ENCODERS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    host: str
+    version: str
+    capacity: int
+    task_kinds: _containers.RepeatedScalarFieldContainer[TaskKind]
+    encoders: _containers.RepeatedScalarFieldContainer[str]
+    state: WorkerState
+    def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., version: _Optional[str] = ..., capacity: _Optional[int] = ..., task_kinds: _Optional[_Iterable[_Union[TaskKind, str]]] = ..., encoders: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[WorkerState, str]] = ...) -> None: ...
+
+class AnnounceWorkerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

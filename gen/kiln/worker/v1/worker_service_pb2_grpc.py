@@ -64,6 +64,11 @@ class WorkerServiceStub:
                 request_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersRequest.SerializeToString,
                 response_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersResponse.FromString,
                 _registered_method=True)
+        self.AnnounceWorker = channel.unary_unary(
+                '/kiln.worker.v1.WorkerService/AnnounceWorker',
+                request_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.AnnounceWorkerRequest.SerializeToString,
+                response_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.AnnounceWorkerResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -116,6 +121,15 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnnounceWorker(self, request, context):
+        """AnnounceWorker says who the worker is and what it can do: once at start (a worker
+        pointed at any other listener learns it at once), then every third of a lease, and
+        when it starts draining. Operators list the fleet from these (`kiln workers list`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +157,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.GrantTransfers,
                     request_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersRequest.FromString,
                     response_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersResponse.SerializeToString,
+            ),
+            'AnnounceWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnnounceWorker,
+                    request_deserializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.AnnounceWorkerRequest.FromString,
+                    response_serializer=kiln_dot_worker_dot_v1_dot_worker__service__pb2.AnnounceWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -285,6 +304,33 @@ class WorkerService:
             '/kiln.worker.v1.WorkerService/GrantTransfers',
             kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersRequest.SerializeToString,
             kiln_dot_worker_dot_v1_dot_worker__service__pb2.GrantTransfersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnnounceWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kiln.worker.v1.WorkerService/AnnounceWorker',
+            kiln_dot_worker_dot_v1_dot_worker__service__pb2.AnnounceWorkerRequest.SerializeToString,
+            kiln_dot_worker_dot_v1_dot_worker__service__pb2.AnnounceWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,104 @@
+"""The fleet as operators see it: what each worker announced, what it runs now, and whether
+it is still heard from.
+
+A worker announces itself at start, every third of a lease while it runs, and when it
+starts draining (WorkerService/AnnounceWorker). One that has not been heard from for a
+whole lease is LOST: by then the reaper is taking its tasks back too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from ..domain.errors import FieldViolation, InvalidArgument
+from ..store.database import now
+from ..store.store import Store
+from ..store.workers import Announcement, WorkerRecord
+
+# A worker says these of itself; LOST is the server's judgement.
+ANNOUNCED_STATES = {wpb.WORKER_STATE_ACTIVE: "ACTIVE", wpb.WORKER_STATE_DRAINING: "DRAINING"}
+LOST = "LOST"
+
+MAX_ID_LENGTH = 200
+MAX_HOST_LENGTH = 255
+MAX_VERSION_LENGTH = 64
+MAX_CAPACITY = 1024
+MAX_ENCODERS = 500
+MAX_ENCODER_NAME_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class FleetMember:
+    """A worker with the state operators act on: ACTIVE, DRAINING or LOST."""
+
+    record: WorkerRecord
+    state: str
+
+
+def announcement_from(request: wpb.AnnounceWorkerRequest) -> Announcement:
+    """The announcement as stored, or INVALID_ARGUMENT naming every bad field."""
+    violations: list[FieldViolation] = []
+
+    def text(field: str, value: str, limit: int, required: bool = True) -> None:
+        if required and not value:
+            violations.append(FieldViolation(field, "required"))
+        elif len(value) > limit:
+            violations.append(FieldViolation(field, f"at most {limit} characters"))
+
+    text("worker_id", request.worker_id, MAX_ID_LENGTH)
+    if "/" in request.worker_id:
+        violations.append(FieldViolation("worker_id", "must not contain '/' (slots add it)"))
+    text("host", request.host, MAX_HOST_LENGTH)
+    text("version", request.version, MAX_VERSION_LENGTH, required=False)
+    if not 1 <= request.capacity <= MAX_CAPACITY:
+        violations.append(FieldViolation("capacity", f"between 1 and {MAX_CAPACITY} slots"))
+    kinds = []
+    for index, kind in enumerate(request.task_kinds):
+        if kind == wpb.TASK_KIND_UNSPECIFIED or kind not in wpb.TaskKind.values():
+            violations.append(FieldViolation(f"task_kinds[{index}]", "not a task kind"))
+        else:
+            kinds.append(wpb.TaskKind.Name(kind).removeprefix("TASK_KIND_"))
+    if len(request.encoders) > MAX_ENCODERS:
+        violations.append(FieldViolation("encoders", f"at most {MAX_ENCODERS} encoders"))
+    for index, encoder in enumerate(request.encoders[:MAX_ENCODERS]):
+        text(f"encoders[{index}]", encoder, MAX_ENCODER_NAME_LENGTH)
+    if request.state not in ANNOUNCED_STATES:
+        violations.append(FieldViolation("state", "ACTIVE or DRAINING"))
+    if violations:
+        raise InvalidArgument(violations)
+    return Announcement(
+        worker_id=request.worker_id,
+        host=request.host,
+        version=request.version,
+        capacity=request.capacity,
+        task_kinds=sorted(set(kinds)),
+        encoders=sorted(set(request.encoders)),
+        state=ANNOUNCED_STATES[request.state],
+    )
+
+
+class Fleet:
+    def __init__(self, store: Store, lease_seconds: float) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+
+    async def announce(self, request: wpb.AnnounceWorkerRequest) -> None:
+        announcement = announcement_from(request)
+        async with self.store.transaction() as tx:
+            await tx.workers.announce(announcement)
+
+    async def members(self) -> list[FleetMember]:
+        async with self.store.transaction() as tx:
+            return judged(await tx.workers.list_workers(), self.lease_seconds)
+
+
+def judged(records: list[WorkerRecord], lease_seconds: float) -> list[FleetMember]:
+    """Each worker with its state: LOST once silent for a whole lease."""
+    silent_since = now() - timedelta(seconds=lease_seconds)
+    return [
+        FleetMember(record, record.state if record.last_contact_at >= silent_since else LOST)
+        for record in records
+    ]

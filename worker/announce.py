@@ -1,0 +1,145 @@
+"""Telling the server who this worker is (WorkerService/AnnounceWorker).
+
+The first announcement doubles as a check that KILN_SERVER_ADDRESS names a worker
+listener: the public gRPC port answers UNIMPLEMENTED to WorkerService calls, and a worker
+pointed there would otherwise warn about failed claims once a second forever. It stops at
+once instead, saying what to change. A server still starting (UNAVAILABLE) is waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import socket
+import subprocess
+from collections.abc import Callable
+from functools import cache
+
+import grpc
+from kiln.worker.v1 import worker_service_pb2 as wpb
+from kiln.worker.v1 import worker_service_pb2_grpc
+
+from common.settings_env import BadSetting
+
+log = logging.getLogger(__name__)
+
+# Every kind this worker's code runs (worker.tasks.kinds).
+TASK_KINDS = [kind for kind in wpb.TaskKind.values() if kind != wpb.TASK_KIND_UNSPECIFIED]
+# While the server is unreachable at start: a line every this many seconds, no more.
+UNREACHABLE_LOG_EVERY_SECONDS = 10.0
+
+
+class NotAWorkerListener(BadSetting):
+    """KILN_SERVER_ADDRESS answers, but not as a WorkerService: `kiln worker` exits 2."""
+
+
+@cache
+def kiln_version() -> str:
+    try:
+        return importlib.metadata.version("kiln")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@cache
+def ffmpeg_encoders() -> tuple[str, ...]:
+    """The encoders this machine's FFmpeg has (`ffmpeg -encoders`), for the fleet view."""
+    try:
+        listing = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-encoders"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    encoders = []
+    # Rows look like " V....D libx264    libx264 H.264 / ...", after a legend ending "------".
+    rows = listing.split("------", 1)[-1].splitlines()
+    for row in rows:
+        fields = row.split()
+        if len(fields) >= 2 and len(fields[0]) == 6:
+            encoders.append(fields[1])
+    return tuple(sorted(encoders))
+
+
+def announcement(worker_id: str, capacity: int, draining: bool) -> wpb.AnnounceWorkerRequest:
+    return wpb.AnnounceWorkerRequest(
+        worker_id=worker_id,
+        host=socket.gethostname()[:255],
+        version=kiln_version()[:64],
+        capacity=capacity,
+        task_kinds=TASK_KINDS,
+        encoders=list(ffmpeg_encoders()),
+        state=wpb.WORKER_STATE_DRAINING if draining else wpb.WORKER_STATE_ACTIVE,
+    )
+
+
+async def announce_at_start(
+    stub: worker_service_pb2_grpc.WorkerServiceStub,
+    metadata: tuple,
+    request: wpb.AnnounceWorkerRequest,
+    address: str,
+) -> None:
+    """The first announcement: waits for a server that is starting; refuses a listener
+    that is not a WorkerService (NotAWorkerListener)."""
+    waited = 0.0
+    pause = 0.25
+    logged_at = -UNREACHABLE_LOG_EVERY_SECONDS
+    while True:
+        try:
+            await stub.AnnounceWorker(request, metadata=metadata, timeout=10)
+            return
+        except grpc.aio.AioRpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                raise NotAWorkerListener(
+                    f"KILN_SERVER_ADDRESS={address} answers, but not as kiln's worker "
+                    "listener (UNIMPLEMENTED): point it at the server's worker port "
+                    "(KILN_WORKER_PORT, 50052 by default), not its public gRPC port"
+                ) from None
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                # Said once, loudly; the worker goes on so that its refused claims take
+                # the documented path (Pub/Sub messages handed back, then dead-lettered
+                # and their jobs failed) rather than leaving them to wait unseen.
+                log.error(
+                    "the server at %s refused this worker (%s): KILN_WORKER_TOKEN must be "
+                    "the server's",
+                    address,
+                    code.name,
+                )
+                return
+            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            if waited - logged_at >= UNREACHABLE_LOG_EVERY_SECONDS:
+                logged_at = waited
+                log.warning("server at %s unreachable (%s); waiting", address, code.name)
+        await asyncio.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 4.0)
+
+
+async def keep_announcing(
+    stub: worker_service_pb2_grpc.WorkerServiceStub,
+    metadata: tuple,
+    current: Callable[[], wpb.AnnounceWorkerRequest],
+    every_seconds: float,
+) -> None:
+    """Announces `current()` every `every_seconds` until cancelled; a missed one is only
+    logged (the server judges a worker lost after a whole lease of silence)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        await announce_once(stub, metadata, current())
+
+
+async def announce_once(
+    stub: worker_service_pb2_grpc.WorkerServiceStub,
+    metadata: tuple,
+    request: wpb.AnnounceWorkerRequest,
+) -> None:
+    try:
+        await stub.AnnounceWorker(request, metadata=metadata, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        log.warning("announcing this worker failed: %s", error.code().name)
