@@ -7,14 +7,12 @@ presigned URLs for exactly the files of their task and move the bytes with
 Every call blocks on HTTP: async callers run them in a thread.
 
 Nothing this module raises carries the secret key, an Authorization header or a presigned URL:
-messages name the step, the bucket, the object and the S3 error code only, and exceptions of
-the HTTP layers (whose text can hold a signed URL) are never chained into ours.
+its failures are worded by `common/storage/s3_errors.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import re
 import secrets
 from collections.abc import Iterator, Sequence
@@ -22,28 +20,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import requests
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    SSLError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 # One rule for object keys in every bucket backend (dot segments, empty segments, '?', '#',
 # control characters): presigned URLs meet the same HTTP normalisation as GCS's signed ones.
 from common.storage.gcs import _check_key as check_object_key
 from common.storage.media_types import mime_type_for
+from common.storage.s3_errors import (
+    OriginUnusable,
+    StorageUnavailable,
+    refused_deletes,
+    requests_failure_reason,
+    status_of,
+    transfer_error,
+    unusable,
+)
+from common.storage.s3_location_rules import (
+    check_bucket_name,
+    check_endpoint_url,
+    check_prefix,
+    check_region,
+)
 
 # SigV4 presigned URLs cannot outlive seven days.
 MAX_PRESIGNED_TTL_SECONDS = 7 * 24 * 3600
@@ -61,37 +63,7 @@ _DELETE_BATCH = 1000
 # a dropped connection re-sends one part, not the file.
 _MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
 _DOWNLOAD_PART_BYTES = 1024 * 1024
-
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
-_MIN_BUCKET_LENGTH = 3
-_MAX_BUCKET_LENGTH = 63
-# Names AWS reserves for its own access points and aliases; other stores follow AWS's rules.
-_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-")
-_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-MAX_PREFIX_BYTES = 512
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-# '?' and '#' would cut a URL built from the key short; kiln's own keys never hold them.
-_FORBIDDEN_IN_PREFIX = re.compile(r"[\x00-\x1f\x7f?#\\]")
-_REGION = re.compile(r"[a-z0-9-]{1,32}")
 _CONTENT_TYPE = re.compile(r"[!-~][ -~]{0,254}")
-# An S3 error code as it may appear in our messages; anything else the endpoint sends back is
-# replaced, so a hostile endpoint cannot write text of its choosing into our logs.
-_ERROR_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_RETRYABLE_CODES = frozenset(
-    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
-)
-
-
-class OriginUnusable(Exception):
-    """The origin's bucket cannot be used with these keys; the message says which step failed."""
-
-
-class StorageUnavailable(Exception):
-    """The bucket did not answer usefully (unreachable, timed out, 5xx): worth trying again."""
-
-
-class StorageRefused(Exception):
-    """The bucket answered no (403, 404, a bad signature): trying again will not help."""
 
 
 @dataclass(frozen=True)
@@ -110,84 +82,6 @@ class S3Keys:
     access_key_id: str
     # Kept out of repr so a logged location, grant or error never shows it.
     secret_access_key: str = field(repr=False)
-
-
-def check_bucket_name(name: str) -> None:
-    """S3's naming rules; ValueError names the rule broken."""
-    if not _MIN_BUCKET_LENGTH <= len(name) <= _MAX_BUCKET_LENGTH:
-        raise ValueError(
-            f"a bucket name has {_MIN_BUCKET_LENGTH}-{_MAX_BUCKET_LENGTH} characters, "
-            f"not {len(name)}"
-        )
-    if not _BUCKET_NAME.fullmatch(name):
-        raise ValueError(
-            "a bucket name has only lowercase letters, digits, '.' and '-', and starts and "
-            "ends with a letter or digit"
-        )
-    if ".." in name:
-        raise ValueError("a bucket name has no two periods in a row")
-    try:
-        ipaddress.IPv4Address(name)
-    except ValueError:
-        pass
-    else:
-        raise ValueError("a bucket name cannot be an IP address")
-    if name.startswith(_RESERVED_BUCKET_PREFIXES) or name.endswith(_RESERVED_BUCKET_SUFFIXES):
-        raise ValueError("this bucket name uses a prefix or suffix that S3 reserves")
-
-
-def check_prefix(prefix: str) -> None:
-    """A folder inside the bucket: relative slash-separated names, nothing that aliases.
-
-    The empty prefix (the bucket's top) is allowed. '.' and '..' segments would be removed by
-    HTTP clients normalising a presigned URL, and empty ones make 'a//b' a different object
-    from 'a/b', so either would let one name reach another's files.
-    """
-    if not prefix:
-        return
-    if len(prefix.encode()) > MAX_PREFIX_BYTES:
-        raise ValueError(f"a prefix is at most {MAX_PREFIX_BYTES} bytes")
-    if prefix.startswith("/"):
-        raise ValueError("a prefix is relative to the bucket: no leading '/'")
-    if bad := _FORBIDDEN_IN_PREFIX.search(prefix):
-        raise ValueError(f"a prefix cannot contain {bad.group()!r}")
-    if any(segment in ("", ".", "..") for segment in prefix.split("/")):
-        raise ValueError("a prefix has no empty, '.' or '..' segments (nor a trailing '/')")
-
-
-def check_endpoint_url(url: str) -> str:
-    """An S3 endpoint: http(s)://host[:port][/path], no credentials, query or fragment.
-
-    Returns it normalised (scheme and host lowercase, no trailing '/').
-    """
-    if _CONTROL_CHARACTERS.search(url) or " " in url:
-        raise ValueError("an endpoint URL cannot contain spaces or control characters")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError("an endpoint URL starts with http:// or https://")
-    if not parts.hostname:
-        raise ValueError("an endpoint URL names a host")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise ValueError("an endpoint URL carries no user or password: keys are set apart")
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        raise ValueError("an endpoint URL has no query or fragment")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("an endpoint URL's port is a number from 1 to 65535") from None
-    if port == 0:
-        raise ValueError("an endpoint URL's port is a number from 1 to 65535")
-    host = parts.hostname.lower()
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def check_region(region: str) -> None:
-    if not _REGION.fullmatch(region):
-        raise ValueError("a region is 1-32 lowercase letters, digits and '-' (like us-east-1)")
 
 
 class S3Storage:
@@ -285,7 +179,7 @@ class S3Storage:
                     sink.write(part)
             partial.replace(target)
         except (BotoCoreError, ClientError) as error:
-            raise self._transfer_error(action, error) from None
+            raise transfer_error(self.endpoint, action, error) from None
         finally:
             partial.unlink(missing_ok=True)
 
@@ -315,14 +209,14 @@ class S3Storage:
         try:
             self._client.head_object(Bucket=self.bucket, Key=name)
         except ClientError as error:
-            if _status_of(error) == 404:
+            if status_of(error) == 404:
                 return False
-            raise self._transfer_error(
-                f"looking up {name} in bucket {self.bucket}", error
+            raise transfer_error(
+                self.endpoint, f"looking up {name} in bucket {self.bucket}", error
             ) from None
         except BotoCoreError as error:
-            raise self._transfer_error(
-                f"looking up {name} in bucket {self.bucket}", error
+            raise transfer_error(
+                self.endpoint, f"looking up {name} in bucket {self.bucket}", error
             ) from None
         return True
 
@@ -387,7 +281,7 @@ class S3Storage:
                 Bucket=self.bucket, Key=name, Body=payload, ContentType="text/plain"
             )
         except (BotoCoreError, ClientError) as error:
-            raise self._unusable("cannot write to", error) from None
+            raise unusable(self.endpoint, self.bucket, "cannot write to", error) from None
         try:
             try:
                 answer = self._probe_client.get_object(Bucket=self.bucket, Key=name)
@@ -395,7 +289,7 @@ class S3Storage:
                 # without end is not read to its end.
                 stored = answer["Body"].read(len(payload) + 1)
             except (BotoCoreError, ClientError) as error:
-                raise self._unusable("cannot read back from", error) from None
+                raise unusable(self.endpoint, self.bucket, "cannot read back from", error) from None
             if stored != payload:
                 raise OriginUnusable(
                     f"cannot read back from bucket {self.bucket}: the probe object came back "
@@ -404,40 +298,19 @@ class S3Storage:
             try:
                 self._probe_client.list_objects_v2(Bucket=self.bucket, Prefix=name, MaxKeys=1)
             except (BotoCoreError, ClientError) as error:
-                raise self._unusable("cannot list", error) from None
+                raise unusable(self.endpoint, self.bucket, "cannot list", error) from None
         except OriginUnusable:
             self._forget_probe(name)
             raise
         try:
             self._probe_client.delete_object(Bucket=self.bucket, Key=name)
         except (BotoCoreError, ClientError) as error:
-            raise self._unusable("cannot delete from", error) from None
+            raise unusable(self.endpoint, self.bucket, "cannot delete from", error) from None
 
     def _forget_probe(self, name: str) -> None:
         # Best effort: the probe already failed, and that failure is what the caller needs.
         with contextlib.suppress(BotoCoreError, ClientError):
             self._probe_client.delete_object(Bucket=self.bucket, Key=name)
-
-    def _unusable(self, step: str, error: BotoCoreError | ClientError) -> OriginUnusable:
-        if reason := _reach_failure(error):
-            return OriginUnusable(f"cannot reach {self.endpoint}: {reason}")
-        code = _code_of(error)
-        if code == "NoSuchBucket":
-            return OriginUnusable(f"bucket {self.bucket} does not exist (NoSuchBucket)")
-        return OriginUnusable(f"{step} bucket {self.bucket}: {code}")
-
-    def _transfer_error(
-        self, action: str, error: BotoCoreError | ClientError
-    ) -> StorageUnavailable | StorageRefused:
-        if reason := _reach_failure(error):
-            return StorageUnavailable(f"{action}: cannot reach {self.endpoint}: {reason}")
-        if isinstance(error, ClientError):
-            status = _status_of(error)
-            code = _code_of(error)
-            if status >= 500 or status == 429 or code in _RETRYABLE_CODES:
-                return StorageUnavailable(f"{action}: the bucket answered {code} ({status})")
-            return StorageRefused(f"{action}: {code} ({status})")
-        return StorageUnavailable(f"{action}: {type(error).__name__}")
 
     def _uploads_of(self, source: Path, target: str) -> list[tuple[Path, str]]:
         uploads = [
@@ -480,8 +353,8 @@ class S3Storage:
                 try:
                     future.result()
                 except (BotoCoreError, ClientError) as error:
-                    raise self._transfer_error(
-                        f"uploading {name} to bucket {self.bucket}", error
+                    raise transfer_error(
+                        self.endpoint, f"uploading {name} to bucket {self.bucket}", error
                     ) from None
 
     def _list(self, object_prefix: str) -> Iterator[tuple[str, int]]:
@@ -495,8 +368,8 @@ class S3Storage:
                 for entry in page.get("Contents", ()):
                     yield entry["Key"], int(entry["Size"])
         except (BotoCoreError, ClientError) as error:
-            raise self._transfer_error(
-                f"listing {object_prefix}/ in bucket {self.bucket}", error
+            raise transfer_error(
+                self.endpoint, f"listing {object_prefix}/ in bucket {self.bucket}", error
             ) from None
 
     def _delete(self, names: list[str]) -> int:
@@ -509,15 +382,12 @@ class S3Storage:
                     Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
                 )
             except (BotoCoreError, ClientError) as error:
-                raise self._transfer_error(f"deleting from bucket {self.bucket}", error) from None
+                raise transfer_error(
+                    self.endpoint, f"deleting from bucket {self.bucket}", error
+                ) from None
             # A batch answers 200 even when some of its keys were refused: each is listed.
             if refused := answer.get("Errors"):
-                code = refused[0].get("Code", "")
-                raise StorageRefused(
-                    f"deleting from bucket {self.bucket}: {len(refused)} of {len(batch)} "
-                    f"objects refused, the first {refused[0].get('Key')} with "
-                    f"{code if _ERROR_CODE.fullmatch(code) else 'an unnamed error'}"
-                )
+                raise refused_deletes(self.bucket, refused, len(batch))
             deleted += len(batch)
         return deleted
 
@@ -528,56 +398,3 @@ def _expiry(ttl_seconds: int) -> datetime:
     # Taken before signing and rounded down, so the reported expiry is never later than the
     # URL's own (botocore dates the signature a moment after this).
     return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl_seconds)
-
-
-def _status_of(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
-def _code_of(error: BotoCoreError | ClientError) -> str:
-    if not isinstance(error, ClientError):
-        return type(error).__name__
-    code = str(error.response.get("Error", {}).get("Code") or "")
-    if _ERROR_CODE.fullmatch(code):
-        return code
-    # A HEAD answer has no body, so no code: its status is all there is.
-    return f"HTTP {_status_of(error)}"
-
-
-def _reach_failure(error: BotoCoreError | ClientError) -> str | None:
-    """Why no answer came back at all, or None when the bucket answered."""
-    if isinstance(error, ConnectTimeoutError):
-        return "connection timed out"
-    if isinstance(error, ReadTimeoutError):
-        return "no answer in time"
-    if isinstance(error, SSLError):
-        return "TLS handshake failed"
-    if isinstance(error, EndpointConnectionError):
-        return _connection_failure(str(error.kwargs.get("error", "")))
-    if isinstance(error, BotoConnectionError | HTTPClientError | IncompleteReadError):
-        return "connection lost"
-    return None
-
-
-def _connection_failure(text: str) -> str:
-    lowered = text.lower()
-    if "refused" in lowered:
-        return "connection refused"
-    if "name or service not known" in lowered or "name resolution" in lowered:
-        return "host name not found"
-    if "unreachable" in lowered:
-        return "network unreachable"
-    return "connection failed"
-
-
-def requests_failure_reason(error: requests.RequestException) -> str:
-    """What kind of failure a requests exception is, without its text (which holds the URL)."""
-    if isinstance(error, requests.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(error, requests.Timeout):
-        return "no answer in time"
-    if isinstance(error, requests.exceptions.SSLError):
-        return "TLS handshake failed"
-    if isinstance(error, requests.ConnectionError):
-        return _connection_failure(str(error))
-    return type(error).__name__

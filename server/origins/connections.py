@@ -18,7 +18,7 @@ from google.api_core import exceptions as google_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 
-from common.storage import s3
+from common.storage import s3, s3_errors
 from common.storage.gcs import GcsStorage, client_from_environment
 from common.storage.grants import TransferGrant
 from common.storage.media_types import mime_type_for
@@ -81,7 +81,7 @@ class Connection:
         if isinstance(storage, s3.S3Storage):
             try:
                 storage.probe()
-            except s3.OriginUnusable as error:
+            except s3_errors.OriginUnusable as error:
                 raise OriginUnusable(str(error)) from None
             return
         _check_gcs(storage, settings.bucket)

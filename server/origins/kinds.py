@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from kiln.v1 import origin_service_pb2 as opb
 
 from common.input_policy import InputPolicy, InputRefused
-from common.storage import s3
+from common.storage import s3_location_rules
 from common.storage.gcs import parse_gs_url
 
 from ..domain.errors import FieldViolation
@@ -165,20 +165,22 @@ def _check_s3(message: opb.S3Origin, policy: InputPolicy, field: str, refuse):
         endpoint = _checked_url(message.endpoint_url, "s3.endpoint_url", refuse)
         if endpoint:
             try:
-                endpoint = s3.check_endpoint_url(endpoint)
+                endpoint = s3_location_rules.check_endpoint_url(endpoint)
                 policy.check_resolved(endpoint)
             except (ValueError, InputRefused) as error:
                 refuse("s3.endpoint_url", str(error))
                 endpoint = ""
     region = message.region or "us-east-1"
     try:
-        s3.check_region(region)
+        s3_location_rules.check_region(region)
     except ValueError as error:
         refuse("s3.region", str(error))
-    _run_check(s3.check_bucket_name, message.bucket, "s3.bucket", refuse, required=True)
+    _run_check(
+        s3_location_rules.check_bucket_name, message.bucket, "s3.bucket", refuse, required=True
+    )
     prefix = message.prefix.strip("/")
     if prefix:
-        _run_check(s3.check_prefix, prefix, "s3.prefix", refuse)
+        _run_check(s3_location_rules.check_prefix, prefix, "s3.prefix", refuse)
     key_id = message.access_key_id
     if not key_id:
         refuse("s3.access_key_id", "is required")
@@ -199,7 +201,7 @@ def _check_gcs(message: opb.GcsOrigin, refuse):
         refuse("gcs.bucket", str(error) if message.bucket else "is required")
     prefix = message.prefix.strip("/")
     if prefix:
-        _run_check(s3.check_prefix, prefix, "gcs.prefix", refuse)
+        _run_check(s3_location_rules.check_prefix, prefix, "gcs.prefix", refuse)
     secret = message.service_account_key_json
     client_email = ""
     if secret:

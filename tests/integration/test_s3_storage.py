@@ -21,13 +21,9 @@ import requests
 
 from common.storage.grants import TransferGrant, download_with_grants, upload_with_grants
 from common.storage.local import UnsafeKey
-from common.storage.s3 import (
-    OriginUnusable,
-    S3Keys,
-    S3Location,
-    S3Storage,
-    StorageRefused,
-    StorageUnavailable,
+from common.storage.s3 import S3Keys, S3Location, S3Storage
+from common.storage.s3_errors import OriginUnusable, StorageRefused, StorageUnavailable
+from common.storage.s3_location_rules import (
     check_bucket_name,
     check_endpoint_url,
     check_prefix,

@@ -16,7 +16,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.storage.grants import TransferGrant, download_with_grants, upload_with_grants
 from common.storage.origins import Origins
-from common.storage.s3 import StorageRefused, StorageUnavailable
+from common.storage.s3_errors import StorageRefused, StorageUnavailable
 
 from ..heartbeat import TaskProgress
 from ..inputs import TaskInputs
