@@ -1,4 +1,4 @@
-"""The custom-command allowlist (common/custom_command.py) and its use at Create."""
+"""The custom-command allowlist (common/custom_command*.py) and its use at Create."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
-from common.custom_command import (
-    MAX_ARG_LENGTH,
-    VIDEO_FILTERS,
-    check_custom_args,
-    covered_seconds,
-    describe,
-    filtergraph_problem,
-)
+from common.custom_command import MAX_ARG_LENGTH, check_custom_args, covered_seconds, describe
+from common.custom_command_filters import VIDEO_FILTERS, filtergraph_problem
 from common.input_policy import InputPolicy
 from server.domain.errors import InvalidArgument
 from server.domain.validation import validate_create

@@ -14,7 +14,7 @@ import pytest
 from kiln.v1 import job_pb2
 
 from common import output_types
-from common.custom_command import MUXERS_BY_TYPE
+from common.custom_command_allowlist import MUXERS_BY_TYPE
 from server.domain import recipes, validation
 from worker.media import ladder
 from worker.media.commands import build_command

@@ -15,13 +15,8 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
-from common.custom_command import (
-    INPUT,
-    MUXERS_BY_TYPE,
-    check_custom_args,
-    covered_seconds,
-    describe,
-)
+from common.custom_command import INPUT, check_custom_args, covered_seconds, describe
+from common.custom_command_allowlist import MUXERS_BY_TYPE
 from worker.media.containers import AUDIO_CONTAINERS, PROGRESSIVE_CONTAINERS
 from worker.media.errors import INPUT_ZERO_DURATION, UNSUPPORTED_COMMAND, MediaError
 from worker.media.plan import COMMON_FLAGS, CommandPlan
