@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
-from kiln_cli.jobs import show_job
+from kiln_cli.job_display import show_job
 from server.store.store import Store
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
 

@@ -1,0 +1,118 @@
+"""How `kiln jobs` prints jobs: status, input, costs (per variant too), outputs and files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kiln.v1 import job_pb2, job_service_pb2
+from rich.table import Table
+
+from .common import stdout
+from .watching import short_enum, stage_name, status_name
+
+
+def _money(money: job_pb2.Money) -> str:
+    if not money.currency:
+        return "-"
+    return f"{money.micros / 1_000_000:.4f} {money.currency}"
+
+
+def _micro_money(money: job_pb2.Money) -> str:
+    """To the micro: variants' figures then add up to their output's exactly, as shown."""
+    if not money.currency:
+        return "-"
+    return f"{money.micros / 1_000_000:.6f} {money.currency}"
+
+
+def _variant_cost_line(variant: job_pb2.VariantPricing) -> str:
+    """One variant's share of a ladder's cost: what it is priced as, estimate and actual."""
+    name = "dropped" if variant.dropped else variant.name
+    codec = short_enum(job_pb2.VideoCodec, variant.codec, "VIDEO_CODEC_")
+    quality = short_enum(job_pb2.Quality, variant.quality, "QUALITY_")
+    actual = _micro_money(variant.actual_cost)
+    if variant.HasField("actual_cost"):
+        actual += f" for {variant.billed_seconds:.2f}s"
+    return (
+        f"            variant {name} {variant.resolution or 'source'} {codec} {quality} "
+        f"priced at {variant.priced_height}p {variant.fps:g}fps, "
+        f"{_micro_money(variant.rate_per_minute)}/min: "
+        f"estimated {_micro_money(variant.estimated_cost)}, actual {actual}"
+    )
+
+
+def _time(stamp: Any) -> str:
+    if not stamp.seconds:
+        return "-"
+    return str(stamp.ToDatetime().replace(microsecond=0)) + "Z"
+
+
+def show_job(job: job_pb2.Job) -> None:
+    status = status_name(job.status).upper()
+    stage = f" ({stage_name(job.stage)})" if job.stage else ""
+    stdout.print(f"[bold]{job.id}[/]  {status}{stage}  {job.progress:.1f}%  attempt {job.attempt}")
+    if job.input_origin_id:
+        stdout.print(f"  input     {job.input_origin_id} {job.input_path}", markup=False)
+    else:
+        stdout.print(f"  input     {job.input_url}", markup=False)
+    if job.output_origin_id:
+        where = f"{job.output_origin_id} {job.output_path_prefix}".rstrip()
+        stdout.print(f"  outputs   to {where}", markup=False)
+    if job.input_info.duration_seconds:
+        info = job.input_info
+        videos = [s for s in info.streams if s.kind == "video"]
+        size = f" {videos[0].width}x{videos[0].height}" if videos else ""
+        stdout.print(f"  probed    {info.container} {info.duration_seconds:.2f}s{size}")
+    stdout.print(
+        f"  cost      estimated {_money(job.estimated_cost)}, actual {_money(job.actual_cost)}"
+    )
+    stdout.print(f"  created   {_time(job.create_time)}  completed {_time(job.complete_time)}")
+    for key, value in sorted(job.metadata.items()):
+        stdout.print(f"  metadata  {key}={value}", markup=False)
+    if job.error.code:
+        stdout.print(f"  [red]error[/]     {job.error.code}: {job.error.message}")
+    for output in job.outputs:
+        spec = output.spec
+        what = spec.preset or short_enum(job_pb2.OutputType, spec.type, "OUTPUT_TYPE_")
+        variants = ",".join(v.resolution for v in spec.video)
+        state = short_enum(job_pb2.OutputStatus, output.status, "OUTPUT_STATUS_")
+        stdout.print(
+            f"  output    {output.id} {what} {variants}  {state} {output.progress:.1f}%".rstrip()
+        )
+        if output.variant_pricing:
+            stdout.print(
+                f"            cost estimated {_micro_money(output.estimated_cost)}, "
+                f"actual {_micro_money(output.actual_cost)}; per variant:",
+                markup=False,
+            )
+        for variant in output.variant_pricing:
+            stdout.print(_variant_cost_line(variant), markup=False)
+        if output.error.code:
+            stdout.print(f"            [red]{output.error.code}[/]: {output.error.message}")
+        for note in output.notes:
+            stdout.print(f"            note: {note}", markup=False)
+        if output.playback_url:
+            stdout.print(f"            play {output.playback_url}", markup=False, soft_wrap=True)
+        for file in output.files:
+            stdout.print(
+                f"            {file.path}  {file.size_bytes} bytes  {file.mime_type}", markup=False
+            )
+
+
+def show_job_page(response: job_service_pb2.ListResponse) -> None:
+    table = Table(box=None, header_style="bold")
+    table.add_column("ID", no_wrap=True, min_width=30)
+    for column in ("STATUS", "PROGRESS", "OUTPUTS", "CREATED"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("INPUT", overflow="fold")
+    for job in response.jobs:
+        table.add_row(
+            job.id,
+            status_name(job.status),
+            f"{job.progress:.0f}%",
+            str(len(job.outputs)),
+            _time(job.create_time).removesuffix("Z"),
+            job.input_url,
+        )
+    stdout.print(table)
+    if response.next_page_token:
+        stdout.print(f"more: kiln jobs list --page-token {response.next_page_token}")
