@@ -16,23 +16,22 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import jobs, origins, presets, secrets, webhooks, workers
-from .common import EXIT_API, EXIT_CODES_HELP, EXIT_USAGE, json_line, print_json, stderr, stdout
+from . import jobs, keys, origins, presets, secrets, webhooks, workers
+from .common import EXIT_CODES_HELP
+from .keys import DEFAULT_ORGANIZATION, create_api_key
+from .server_side import read_server_settings, read_worker_settings, refusing
 
 if TYPE_CHECKING:
     # Imported where used: the client commands (jobs, presets) never load the server's
     # settings, whose Pub/Sub backend alone costs a third of a second per invocation.
     from server.config import Settings
     from worker.settings import WorkerSettings
-
-DEFAULT_ORGANIZATION = "org_default"
 
 app = typer.Typer(
     name="kiln",
@@ -51,44 +50,13 @@ app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(origins.app, name="origins")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(workers.app, name="workers")
-keys_app = typer.Typer(
-    help="API keys: an admin operation on the database (KILN_DATABASE_URL), not over the network.",
-    no_args_is_help=True,
-)
-app.add_typer(keys_app, name="keys")
-
-
-def _setup_logging(log_level: str) -> None:
-    from common.log_setup import configure_logging
-
-    configure_logging(log_level)
+app.add_typer(keys.app, name="keys")
 
 
 def _install_stop(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-
-
-def _server_settings() -> Settings:
-    from server.config import load_settings
-
-    settings = load_settings()
-    _setup_logging(settings.log_level)
-    return settings
-
-
-def _worker_settings() -> WorkerSettings:
-    from server.config import UnsafeConfiguration
-    from worker.settings import load_worker_settings
-
-    settings = load_worker_settings()
-    _setup_logging(settings.log_level)
-    if settings.dispatch not in ("db", "pubsub"):
-        raise UnsafeConfiguration(
-            f"KILN_DISPATCH={settings.dispatch!r} is not a dispatch backend: use db or pubsub"
-        )
-    return settings
 
 
 def worker_listener_address(settings: Settings) -> str:
@@ -115,151 +83,25 @@ def embedded_worker_settings(
     )
 
 
-def _refusing(run: Callable[[], None]) -> None:
-    """A server-side command: an unsafe configuration, or a KILN_* value the variable
-    cannot take, exits 2 with why, before anything runs."""
-    from common.settings_env import BadSetting
-    from server.config import UnsafeConfiguration
-
-    try:
-        run()
-    except (UnsafeConfiguration, BadSetting) as refused:
-        stderr.print(f"kiln: refusing to start: {refused}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
-
-
 @app.command()
 def migrate() -> None:
     """Apply database migrations."""
-    _refusing(_migrate)
+    refusing(_migrate)
 
 
 def _migrate() -> None:
     from server.store.migrate import migrate
 
-    settings = _server_settings()
+    settings = read_server_settings()
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.effective_database_url)
     print("migrations applied")
 
 
-OrgOption = Annotated[str, typer.Option("--org", help="Organization id (created if new).")]
-NameOption = Annotated[str, typer.Option("--name", help="What the key is for.")]
-
-
-@app.command("create-key")
-def create_key(org: OrgOption = DEFAULT_ORGANIZATION, name: NameOption = "") -> None:
-    """Create an API key for an organization (the key is the last line of stdout)."""
-    keys_create(org, name)
-
-
-@keys_app.command("create")
-def keys_create(org: OrgOption = DEFAULT_ORGANIZATION, name: NameOption = "") -> None:
-    """Create an API key; the key is shown once, as the last line of stdout."""
-
-    def run() -> None:
-        settings = _server_settings()
-        key, key_id = asyncio.run(_create_key_with_id(settings, org, name))
-        stderr.print(f"created {key_id} for organization {org}", markup=False)
-        print(key, flush=True)
-
-    _refusing(run)
-
-
-async def _create_key(settings: Settings, organization: str, name: str) -> str:
-    return (await _create_key_with_id(settings, organization, name))[0]
-
-
-async def _create_key_with_id(settings: Settings, organization: str, name: str) -> tuple[str, str]:
-    from server.store.migrate import migrate
-    from server.store.store import Store
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate(settings.effective_database_url)
-    store = Store(settings.effective_database_url)
-    try:
-        async with store.transaction() as tx:
-            await tx.keys.ensure_organization(organization)
-            key = await tx.keys.create_api_key(organization, name)
-            return key, await tx.keys.api_key_id(key) or ""
-    finally:
-        await store.close()
-
-
-async def _with_store(settings: Settings, work: Callable[[Any], Any]) -> Any:
-    from server.store.migrate import migrate
-    from server.store.store import Store
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate(settings.effective_database_url)
-    store = Store(settings.effective_database_url)
-    try:
-        async with store.transaction() as tx:
-            return await work(tx)
-    finally:
-        await store.close()
-
-
-@keys_app.command("list")
-def keys_list(
-    org: Annotated[str | None, typer.Option("--org", help="Only this organization's keys.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="A JSON list.")] = False,
-) -> None:
-    """List API keys: organization, key id, name, created (never the keys themselves)."""
-
-    def run() -> None:
-        settings = _server_settings()
-        rows = asyncio.run(_with_store(settings, lambda tx: tx.keys.list_api_keys(org)))
-        if as_json:
-            print_json(
-                [
-                    {
-                        "organization_id": row.organization_id,
-                        "id": row.id,
-                        "name": row.name,
-                        "create_time": row.created_at.isoformat(),
-                    }
-                    for row in rows
-                ]
-            )
-            return
-        from rich.table import Table
-
-        table = Table(box=None, header_style="bold")
-        for column in ("ORGANIZATION", "KEY ID", "NAME", "CREATED"):
-            table.add_column(column, no_wrap=True)
-        for row in rows:
-            table.add_row(
-                row.organization_id,
-                row.id,
-                row.name,
-                row.created_at.replace(microsecond=0).isoformat(),
-            )
-        stdout.print(table)
-
-    _refusing(run)
-
-
-@keys_app.command("revoke")
-def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="The key id (key_...) from `kiln keys list`.")],
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"revoked": ...}.')] = False,
-) -> None:
-    """Revoke a key: it stops authenticating on every server within seconds."""
-
-    def run() -> None:
-        settings = _server_settings()
-        revoked = asyncio.run(_with_store(settings, lambda tx: tx.keys.revoke_api_key(key_id)))
-        if as_json:
-            json_line({"id": key_id, "revoked": revoked})
-        if not revoked:
-            stderr.print(f"kiln: error: not_found: no API key {key_id}", markup=False)
-            raise typer.Exit(EXIT_API)
-        if not as_json:
-            stdout.print(f"revoked {key_id}")
-
-    _refusing(run)
+# The top-level spelling of `kiln keys create`, registered here to keep its place in
+# `kiln --help` (after migrate, before serve).
+app.command("create-key")(keys.create_key)
 
 
 async def _serve(
@@ -313,19 +155,19 @@ async def _serve(
 @app.command()
 def serve() -> None:
     """Run the API server (gRPC and HTTP listeners)."""
-    _refusing(lambda: asyncio.run(_serve(_server_settings(), with_workers=0)))
+    refusing(lambda: asyncio.run(_serve(read_server_settings(), with_workers=0)))
 
 
 @app.command()
 def worker() -> None:
     """Run a worker that claims tasks from the server."""
-    _refusing(_run_worker)
+    refusing(_run_worker)
 
 
 def _run_worker() -> None:
     from worker.loop import Worker
 
-    settings = _worker_settings()
+    settings = read_worker_settings()
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -382,20 +224,20 @@ def up(
     ] = 2,
 ) -> None:
     """Migrate, serve and run workers in one process."""
-    _refusing(lambda: _up(workers))
+    refusing(lambda: _up(workers))
 
 
 def _up(workers: int) -> None:
     from worker.settings import load_worker_settings
 
-    settings = _server_settings()
+    settings = read_server_settings()
     worker_settings = load_worker_settings()
     key_file = settings.data_dir / "dev_api_key"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if key_file.exists():
         key = key_file.read_text().strip()
     else:
-        key = asyncio.run(_create_key(settings, DEFAULT_ORGANIZATION, "development"))
+        key = asyncio.run(create_api_key(settings, DEFAULT_ORGANIZATION, "development"))
         key_file.write_text(key + "\n")
         key_file.chmod(0o600)
     sample = _sample_input(settings)

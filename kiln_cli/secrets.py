@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .common import EXIT_USAGE, fail, print_json, stderr, stdout
+from .server_side import read_server_settings, refusing, with_store
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -77,14 +78,12 @@ def rotate(
 
     Servers first: new key as KILN_SECRETS_KEY, old one in KILN_SECRETS_KEYS_PREVIOUS.
     """
-    # Deferred: main imports this module to register it.
-    from .main import _refusing, _server_settings, _with_store
 
     def run() -> None:
-        settings = _server_settings()
+        settings = read_server_settings()
         keyring = _keyring(settings)
         try:
-            counts = asyncio.run(_with_store(settings, lambda tx: _reseal_all(tx, keyring)))
+            counts = asyncio.run(with_store(settings, lambda tx: _reseal_all(tx, keyring)))
         except UnreadableSecret as unreadable:
             fail(EXIT_USAGE, f"error: {unreadable}; nothing was re-sealed")
         if as_json:
@@ -101,7 +100,7 @@ def rotate(
             markup=False,
         )
 
-    _refusing(run)
+    refusing(run)
 
 
 def _keyring(settings: Settings) -> SecretsKeyring:

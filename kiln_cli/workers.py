@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import print_json, stdout
+from .server_side import read_server_settings, refusing, with_store
 
 if TYPE_CHECKING:
     from server.jobs.fleet import FleetMember
@@ -27,24 +28,21 @@ def list_workers(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list.")] = False,
 ) -> None:
     """List workers: id, host, state (ACTIVE, DRAINING, LOST), running/slots, last contact."""
-    # Deferred: main imports this module to register it.
     from server.jobs.fleet import judged
 
-    from .main import _refusing, _server_settings, _with_store
-
     def run() -> None:
-        settings = _server_settings()
+        settings = read_server_settings()
 
         async def read(tx: Any) -> list[FleetMember]:
             return judged(await tx.workers.list_workers(), settings.lease_seconds)
 
-        members = asyncio.run(_with_store(settings, read))
+        members = asyncio.run(with_store(settings, read))
         if as_json:
             print_json([_as_json(member) for member in members])
             return
         _print_table(members)
 
-    _refusing(run)
+    refusing(run)
 
 
 def _as_json(member: FleetMember) -> dict[str, Any]:
