@@ -27,8 +27,8 @@ from ..domain.idempotency import check_replay, request_fingerprint
 from ..domain.presets import SYSTEM_PRESETS, resolve
 from ..domain.states import JobStatus, OutputStatus
 from ..origins.directory import origin_reference
-from ..store.jobs import new_row
 from ..store.models import Job, Output
+from ..store.row_encoding import new_row
 from ..store.store import IdempotencyKeyTaken, Store, now
 from ..tracing import stamp_tasks
 from . import task_plan

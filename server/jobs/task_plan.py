@@ -9,8 +9,8 @@ from kiln.v1 import job_pb2
 
 from ..domain import ids
 from ..domain.states import OutputStatus, TaskKind, TaskStatus
-from ..store.jobs import new_row
 from ..store.models import Job, Task
+from ..store.row_encoding import new_row
 from ..store.store import JobRecord, now
 from .chunk_plan import ChunkSettings, plan_chunks
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from sqlalchemy import CursorResult, Result, Select, event, insert, inspect
+from sqlalchemy import CursorResult, Result, Select, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -65,31 +65,6 @@ def sync_url(url: str) -> str:
 def rows_changed(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE changed (what every guarded status change is judged by)."""
     return cast(CursorResult[Any], result).rowcount
-
-
-def insert_rows(objects: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
-    """A Core INSERT and its parameter rows for new ORM objects of one class.
-
-    Bulk inserts skip the ORM's per-object bookkeeping (a large part of a Create's CPU);
-    the objects stay as built, detached, for the caller to answer from. An attribute never
-    set takes its column's scalar default, as the ORM would give it.
-    """
-    mapper = inspect(type(objects[0]))
-    table = mapper.local_table
-    rows = []
-    for obj in objects:
-        state = obj.__dict__
-        row = {}
-        for prop in mapper.column_attrs:
-            column = prop.columns[0]
-            if prop.key in state:
-                row[column.key] = state[prop.key]
-            elif column.default is not None and column.default.is_scalar:
-                row[column.key] = column.default.arg
-            else:
-                row[column.key] = None
-        rows.append(row)
-    return insert(table), rows
 
 
 class TxBase:

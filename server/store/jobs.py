@@ -11,15 +11,13 @@ lock stays current for the rest of the transaction and need not be read again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy import DateTime, bindparam, inspect, select, tuple_, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.attributes import set_committed_value
@@ -34,14 +32,13 @@ from .database import (
     DirectQuery,
     Statements,
     aware,
-    insert_rows,
     now,
     rows_changed,
 )
 from .models import Job, Organization, Output, Task
+from .row_encoding import insert_from_json, insert_rows, json_rows
 
 IDEMPOTENCY_CONSTRAINT = "uq_jobs_idempotency"
-RowT = TypeVar("RowT")
 # Fail loudly, rather than leave a held record stale, if an UPDATE cannot be mirrored.
 KEEP_HELD_ROWS_CURRENT = {"synchronize_session": "evaluate"}
 
@@ -272,9 +269,9 @@ class JobStatements(Statements):
                 await cursor.execute(
                     _NEW_JOBS_SQL,
                     (
-                        _json_rows([job for job, _ in jobs]),
-                        _json_rows(outputs),
-                        _json_rows(tasks),
+                        json_rows([job for job, _ in jobs]),
+                        json_rows(outputs),
+                        json_rows(tasks),
                     ),
                 )
                 # NOTIFYs this transaction asked for so far (its tasks' wake-up) ride along:
@@ -452,125 +449,16 @@ def _make_times_aware(job: Job) -> None:
             set_committed_value(job, moment, aware(value))
 
 
-def new_row(model: type[RowT], **values: Any) -> RowT:
-    """A new, detached row object with every column set: the value given, else the
-    column's default (a scalar, or made by its function), else None.
-
-    Built without SQLAlchemy's per-attribute instrumentation, which made building a job's
-    rows cost more than validating its request; and with every column present, reading
-    one (rendering the answer, encoding the INSERT) is a plain dictionary read.
-    """
-    row = inspect(model).class_manager.new_instance()
-    state = row.__dict__
-    for column in _columns(model):
-        if column.attribute in values:
-            state[column.attribute] = values.pop(column.attribute)
-        elif column.make_default is not None:
-            state[column.attribute] = column.make_default(None)
-        else:
-            state[column.attribute] = column.default
-    if values:
-        raise TypeError(f"{model.__name__} has no column {', '.join(values)}")
-    return row
-
-
-# How a column's value travels in the JSON of a batch INSERT (PostgreSQL): as is, as an
-# ISO 8601 moment, in bytea's hex form, or as its own JSON text.
-_AS_IS, _MOMENT, _BYTES, _JSON = range(4)
-_FORMS = {"TIMESTAMP WITH TIME ZONE": _MOMENT, "BYTEA": _BYTES, "JSON": _JSON}
-
-
-@dataclass(frozen=True)
-class _Column:
-    attribute: str
-    name: str
-    default: Any  # a scalar default, else None
-    make_default: Any  # a default's function, else None
-    postgres_type: str
-    form: int
-
-
-_COLUMNS: dict[type, tuple[_Column, ...]] = {}
-
-
-def _columns(model: type) -> tuple[_Column, ...]:
-    if (known := _COLUMNS.get(model)) is not None:
-        return known
-    mapper: Mapper[Any] = inspect(model)
-    dialect = postgresql.dialect()
-    columns = []
-    for prop in mapper.column_attrs:
-        column, default = prop.columns[0], prop.columns[0].default
-        kind = column.type.compile(dialect=dialect)
-        columns.append(
-            _Column(
-                attribute=prop.key,
-                name=column.key,
-                default=default.arg if default is not None and default.is_scalar else None,
-                make_default=default.arg if default is not None and default.is_callable else None,
-                postgres_type=kind,
-                form=_FORMS.get(kind, _AS_IS),
-            )
-        )
-    _COLUMNS[model] = tuple(columns)
-    return _COLUMNS[model]
-
-
-def _json_rows(objects: Sequence[Any]) -> str:
-    """New row objects as one JSON array, each value in the text form its column's type
-    reads (a JSON column's None as JSON null, as SQLAlchemy binds it)."""
-    if not objects:
-        return "[]"
-    columns = _columns(type(objects[0]))
-    rows = []
-    for obj in objects:
-        state = obj.__dict__
-        row = {}
-        for column in columns:
-            value = state.get(column.attribute, column.default)
-            if column.form == _JSON:
-                value = json.dumps(value)  # as SQLAlchemy would store it
-            elif value is None:
-                pass
-            elif column.form == _MOMENT:
-                value = value.isoformat()
-            elif column.form == _BYTES:
-                value = "\\x" + value.hex()
-            row[column.name] = value
-        rows.append(row)
-    # Text as UTF-8, not \u escapes: PostgreSQL reads those only into a UTF-8 database.
-    return json.dumps(rows, ensure_ascii=False)
-
-
-def _insert_from_json(model: type, computed: dict[str, str]) -> str:
-    """INSERT of `model`'s rows from a JSON array parameter; `computed` columns take an
-    SQL expression (over the JSON row `r`) instead."""
-    columns = _columns(model)
-    names = ", ".join(f'"{c.name}"' for c in columns)
-    values = ", ".join(
-        computed.get(c.name) or (f'r."{c.name}"::json' if c.form == _JSON else f'r."{c.name}"')
-        for c in columns
-    )
-    shape = ", ".join(
-        f'"{c.name}" {"TEXT" if c.form == _JSON else c.postgres_type}' for c in columns
-    )
-    table: str = inspect(model).local_table.name
-    return (
-        f"INSERT INTO {table} ({names}) SELECT {values} "
-        f"FROM json_to_recordset(%s::json) AS r({shape})"
-    )
-
-
 # A batch of new jobs with their outputs and tasks in one statement (three JSON arrays);
 # each job takes its organization's currency, and the statement answers which.
 _NEW_JOBS_SQL = (
     "WITH new_jobs AS ("
-    + _insert_from_json(
+    + insert_from_json(
         Job, {"currency": '(SELECT currency FROM organizations WHERE id = r."organization_id")'}
     )
     + " RETURNING organization_id, currency), new_outputs AS ("
-    + _insert_from_json(Output, {})
+    + insert_from_json(Output, {})
     + "), new_tasks AS ("
-    + _insert_from_json(Task, {})
+    + insert_from_json(Task, {})
     + ") SELECT DISTINCT organization_id, currency FROM new_jobs"
 )

@@ -17,8 +17,9 @@ from sqlalchemy import func, select, update
 from ..domain import states
 from ..domain.errors import NotFound, StaleLease
 from ..domain.states import TaskStatus
-from .database import Statements, aware, insert_rows, now, rows_changed
+from .database import Statements, aware, now, rows_changed
 from .models import Task
+from .row_encoding import insert_rows
 
 
 def new_lease_token() -> int:

@@ -22,8 +22,9 @@ from server.domain.errors import InvalidArgument
 from server.events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from server.jobs.create_batch import CreateBatcher
 from server.jobs.service import JobService
-from server.store.jobs import IdempotencyKeyTaken, new_row
+from server.store.jobs import IdempotencyKeyTaken
 from server.store.models import Job, Organization, Output, Task
+from server.store.row_encoding import new_row
 from server.store.store import Store
 from tests.support import ORG
 from tests.support.wiring import Services
