@@ -179,7 +179,7 @@ def build_server(settings: Settings) -> Server:
 
     async def output_origin(job_id: str, output_id: str) -> str | None:
         async with store.reading() as tx:
-            return await tx.jobs.output_origin(job_id, output_id)
+            return await tx.outputs.output_origin(job_id, output_id)
 
     hub = EventHub(read_events, settings.heartbeat_seconds)
     metrics = ServerMetrics()

@@ -86,7 +86,7 @@ class JobControls:
                 )
             for output in record.outputs:
                 if output.status != OutputStatus.COMPLETED:
-                    await tx.jobs.move_output(
+                    await tx.outputs.move_output(
                         output.id,
                         OutputStatus.PENDING,
                         progress=0.0,
@@ -132,6 +132,6 @@ class JobControls:
                     result = worker_service_pb2.TranscodeResult.FromString(output.result)
                     del result.files[:]
                     result.notes.append("output files deleted")
-                    await tx.jobs.update_output(output.id, result=result.SerializeToString())
+                    await tx.outputs.update_output(output.id, result=result.SerializeToString())
             record = await tx.jobs.get_job(organization_id, job_id)
         return await self.messages.message(record), deleted

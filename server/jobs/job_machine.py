@@ -116,7 +116,7 @@ class JobMachine:
 
     async def _cancel_open_outputs(self, tx: Tx, record: JobRecord) -> None:
         """Cancel every output still open, with an event each, from the held record."""
-        canceled = set(await tx.jobs.cancel_open_outputs(record.job.id))
+        canceled = set(await tx.outputs.cancel_open_outputs(record.job.id))
         for output in record.outputs:
             if output.id in canceled:
                 await self.life.emit_output_row(tx, record.job, output)

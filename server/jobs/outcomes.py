@@ -59,7 +59,7 @@ class TaskOutcomes:
                 estimate["variant_pricing"] = variant_costs.estimated_entries(
                     variants, seconds, billed
                 )
-            await tx.jobs.update_output(output.id, **estimate)
+            await tx.outputs.update_output(output.id, **estimate)
             total += cost
         values = {
             "input_info": info.SerializeToString(),
@@ -104,7 +104,7 @@ class TaskOutcomes:
             actual["variant_pricing"] = variant_costs.billed_entries(
                 output.variant_pricing, variants, result.encoded_seconds
             )
-        await tx.jobs.move_output(
+        await tx.outputs.move_output(
             output_id,
             OutputStatus.COMPLETED,
             progress=100.0,
@@ -158,7 +158,7 @@ class TaskOutcomes:
             has_audio=audio_task is not None,
         )
         live = worker_service_pb2.TranscodeResult(files=files)
-        await tx.jobs.update_output(output_id, result=live.SerializeToString())
+        await tx.outputs.update_output(output_id, result=live.SerializeToString())
         output.result = live.SerializeToString()
         await self.life.emit_output_row(tx, job, output)
         return texts, live
@@ -170,7 +170,7 @@ class TaskOutcomes:
         await tx.tasks.cancel_output_tasks(output_id)
         error.stage = error.stage or S.JOB_STAGE_TRANSCODING
         output = _output(record, output_id)
-        await tx.jobs.move_output(
+        await tx.outputs.move_output(
             output_id,
             OutputStatus.FAILED,
             error=error.SerializeToString(),

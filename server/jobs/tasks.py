@@ -152,7 +152,7 @@ class TaskService:
                         message.input_info.ParseFromString(job.input_info)
                     message.output_prefix = output_prefix(job.id, output.id)
                     message.output_origin = output_origin_of(job, output)
-                    if await tx.jobs.move_output(output.id, OutputStatus.PROCESSING):
+                    if await tx.outputs.move_output(output.id, OutputStatus.PROCESSING):
                         await self.life.emit_output_row(tx, job, output)
             log.info(
                 "task %s (%s) of job %s leased to worker %s (attempt %d)",
@@ -217,7 +217,7 @@ class TaskService:
             if progress <= output.progress + 0.05:
                 return False
             self.progress_gate.logged(request.task_id, record.job.id, request.stage)
-            await tx.jobs.update_output(output.id, progress=progress)
+            await tx.outputs.update_output(output.id, progress=progress)
             output.progress = progress
             await self.life.emit_output_row(tx, record.job, output)
             job_progress = min(

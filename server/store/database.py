@@ -136,6 +136,12 @@ class Statements:
         return await self._tx.driver()
 
 
+# Every UPDATE of a row a transaction may hold is applied to the session's copy too
+# (SQLAlchemy evaluates its WHERE against the objects the session holds), so a record read
+# under its lock stays current; this fails loudly, rather than leave it stale, if an UPDATE
+# cannot be mirrored.
+KEEP_HELD_ROWS_CURRENT = {"synchronize_session": "evaluate"}
+
 AnyTx = TypeVar("AnyTx", bound=TxBase)
 
 # Driver connections PostgreSQL's direct reads keep open, beside the engine's pool.

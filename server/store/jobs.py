@@ -1,8 +1,8 @@
-"""Jobs and their outputs: reads, and status changes guarded in the statement itself.
+"""Jobs: inserts, reads with their outputs, and status changes guarded in the statement.
 
 A status UPDATE names the source statuses the transition table in domain.states allows;
 no row changed means the transition lost a race or was never allowed, and the caller
-gets a domain error (or False).
+gets a domain error.
 
 Every UPDATE here is also applied to the session's copy of the row (SQLAlchemy evaluates
 its WHERE against the objects the session holds), so a JobRecord read under the job's
@@ -12,24 +12,21 @@ lock stays current for the rest of the transaction and need not be read again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import DateTime, bindparam, inspect, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.elements import NamedColumn
 
 from ..domain import states
 from ..domain.errors import FailedPrecondition, NotFound
-from ..domain.states import JobStatus, OutputStatus
+from ..domain.states import JobStatus
 from .database import (
+    KEEP_HELD_ROWS_CURRENT,
     NOTIFY_SQL,
-    Database,
-    DirectQuery,
     Statements,
     aware,
     now,
@@ -39,8 +36,6 @@ from .models import Job, Organization, Output, Task
 from .row_encoding import insert_from_json, insert_rows, json_rows
 
 IDEMPOTENCY_CONSTRAINT = "uq_jobs_idempotency"
-# Fail loudly, rather than leave a held record stale, if an UPDATE cannot be mirrored.
-KEEP_HELD_ROWS_CURRENT = {"synchronize_session": "evaluate"}
 
 
 class IdempotencyKeyTaken(Exception):
@@ -61,109 +56,6 @@ class JobRecord:
     outputs: list[Output]
 
 
-@dataclass(slots=True)
-class JobRow:
-    """A job as read for an answer, without the ORM: every column of Job, by its attribute
-    name, holding what the ORM would load (datetimes aware)."""
-
-    id: str
-    organization_id: str
-    status: str
-    stage: int
-    progress: float
-    priority: int
-    delayed_start: bool
-    input_url: str
-    concat_input_urls: list
-    job_metadata: dict
-    webhook_url: str
-    idempotency_key: str | None
-    request_hash: str | None
-    output_origin: str
-    input_origin_id: str
-    input_path: str
-    output_origin_id: str
-    output_path_prefix: str
-    input_info: bytes | None
-    error: bytes | None
-    estimated_cost_micros: int | None
-    actual_cost_micros: int | None
-    currency: str
-    attempt: int
-    last_sequence: int
-    created_at: datetime
-    updated_at: datetime
-    probed_at: datetime | None
-    confirmed_at: datetime | None
-    started_at: datetime | None
-    completed_at: datetime | None
-
-
-@dataclass(slots=True)
-class OutputRow:
-    """An output as read for an answer, without the ORM: every column of Output."""
-
-    id: str
-    job_id: str
-    position: int
-    spec: bytes
-    status: str
-    progress: float
-    error: bytes | None
-    result: bytes | None
-    estimated_cost_micros: int | None
-    actual_cost_micros: int | None
-    variant_pricing: list | None
-    origin: str
-
-
-@dataclass(slots=True)
-class JobSnapshot:
-    """A job and its outputs as one statement read them (see read_job)."""
-
-    job: JobRow
-    outputs: list[OutputRow]
-
-
-def _row_columns(model: type, row: type) -> list[NamedColumn[Any]]:
-    """The model's columns in the order of the row class's fields, which must name them all."""
-    mapper: Mapper[Any] = inspect(model)
-    attributes = mapper.column_attrs
-    named = [field.name for field in fields(row)]
-    if set(named) != set(attributes.keys()):
-        raise TypeError(f"{row.__name__} must have exactly the columns of {model.__name__}")
-    return [attributes[name].columns[0] for name in named]
-
-
-_JOB_COLUMNS = _row_columns(Job, JobRow)
-_OUTPUT_COLUMNS = _row_columns(Output, OutputRow)
-_JOB_WIDTH = len(_JOB_COLUMNS)
-# SQLite hands its datetimes back naive (all stored as UTC).
-_JOB_MOMENTS = [i for i, column in enumerate(_JOB_COLUMNS) if isinstance(column.type, DateTime)]
-
-# One statement: the job and its outputs from one snapshot, even outside a transaction.
-_READ_JOB = DirectQuery(
-    select(*_JOB_COLUMNS, *_OUTPUT_COLUMNS)
-    .select_from(Job.__table__.outerjoin(Output.__table__, Output.job_id == Job.id))
-    .where(Job.id == bindparam("job_id"), Job.organization_id == bindparam("organization_id"))
-    .order_by(Output.position)
-)
-
-
-async def read_job(database: Database, organization_id: str, job_id: str) -> JobSnapshot:
-    """The job with its outputs, through a direct read (no session, no transaction: for
-    answers, never for a decision a write depends on); NotFound also for another
-    organization's job."""
-    rows = await database.direct(_READ_JOB, job_id=job_id, organization_id=organization_id)
-    if not rows:
-        raise NotFound(f"job {job_id!r} not found")
-    values = rows[0][:_JOB_WIDTH]
-    for index in _JOB_MOMENTS:
-        values[index] = aware(values[index])
-    outputs = [OutputRow(*row[_JOB_WIDTH:]) for row in rows if row[_JOB_WIDTH] is not None]
-    return JobSnapshot(JobRow(*values), outputs)
-
-
 def _violates_idempotency_key(error: Exception) -> bool:
     # psycopg names the constraint (SQLAlchemy wraps its error); SQLite only names its columns.
     driver_error = getattr(error, "orig", error)
@@ -179,19 +71,6 @@ class JobStatements(Statements):
             select(Job).where(Job.organization_id == organization_id, Job.idempotency_key == key)
         )
         return await self._record(job) if job else None
-
-    async def output_origin(self, job_id: str, output_id: str) -> str | None:
-        """Where an output's files are stored (its own origin, else the job's output
-        origin), or None when no such output of that job exists (a playback request for a
-        forged or deleted id)."""
-        row = (
-            await self.session.execute(
-                select(Output.origin, Job.output_origin)
-                .join(Output, Output.job_id == Job.id)
-                .where(Job.id == job_id, Output.id == output_id)
-            )
-        ).first()
-        return None if row is None else (row[0] or row[1])
 
     async def jobs_of_organization(self, organization_id: str, job_ids: Sequence[str]) -> set[str]:
         """Which of `job_ids` belong to the organization."""
@@ -401,40 +280,6 @@ class JobStatements(Statements):
             .values(updated_at=now(), **values)
             .execution_options(**KEEP_HELD_ROWS_CURRENT)
         )
-
-    async def update_output(self, output_id: str, **values) -> None:
-        """Values that are not the status (progress, costs, result)."""
-        await self.session.execute(
-            update(Output)
-            .where(Output.id == output_id)
-            .values(**values)
-            .execution_options(**KEEP_HELD_ROWS_CURRENT)
-        )
-
-    async def move_output(self, output_id: str, target: OutputStatus, **values) -> bool:
-        """Guarded status change: False when the output was not in an allowed source status."""
-        result = await self.session.execute(
-            update(Output)
-            .where(Output.id == output_id, Output.status.in_(states.output_sources(target)))
-            .values(status=str(target), **values)
-            .execution_options(**KEEP_HELD_ROWS_CURRENT)
-        )
-        return rows_changed(result) == 1
-
-    async def cancel_open_outputs(self, job_id: str) -> list[str]:
-        sources = states.output_sources(OutputStatus.CANCELED)
-        ids = (
-            await self.session.scalars(
-                select(Output.id).where(Output.job_id == job_id, Output.status.in_(sources))
-            )
-        ).all()
-        await self.session.execute(
-            update(Output)
-            .where(Output.job_id == job_id, Output.status.in_(sources))
-            .values(status=str(OutputStatus.CANCELED))
-            .execution_options(**KEEP_HELD_ROWS_CURRENT)
-        )
-        return list(ids)
 
 
 _MOMENTS = ("created_at", "updated_at", "probed_at", "confirmed_at", "started_at", "completed_at")

@@ -1,9 +1,8 @@
 """The store: one transaction type assembled from each aggregate's statements.
 
-SQL is issued only in this package, one module per aggregate (jobs, events, task_queue,
-task_outbox, webhook_outbox, webhook_settings, presets, origins, keys, workers) over the unit of
-work
-in database.py; a transaction holds each as a repository (`tx.jobs.get_job(...)`,
+SQL is issued only in this package, one module per aggregate (jobs, outputs, events,
+task_queue, task_outbox, webhook_outbox, webhook_settings, presets, origins, keys, workers) over
+the unit of work in database.py; a transaction holds each as a repository (`tx.jobs.get_job(...)`,
 `tx.tasks.claim_ready_task(...)`), all on its one session. Status writes are guarded in the
 statement itself (`... WHERE status IN (allowed sources)`, the sources coming from the one
 transition table in domain.states); no row changed means the transition lost a race or was
@@ -18,16 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .database import Database, TxBase, async_url, now, sync_url
 from .events import EventStatements
-from .jobs import (
-    IdempotencyKeyTaken,
-    JobRecord,
-    JobSnapshot,
-    JobStatements,
-    OutputRow,
-    read_job,
-)
+from .job_snapshots import JobSnapshot, OutputRow, read_job
+from .jobs import IdempotencyKeyTaken, JobRecord, JobStatements
 from .keys import API_KEY_PREFIX, KeyStatements
 from .origins import OriginStatements
+from .outputs import OutputStatements
 from .presets import PresetStatements
 from .task_outbox import TaskOutboxQueries
 from .task_queue import TaskQueue
@@ -55,6 +49,7 @@ class Tx(TxBase):
     def __init__(self, session: AsyncSession, is_postgres: bool) -> None:
         super().__init__(session, is_postgres)
         self.jobs = JobStatements(self)
+        self.outputs = OutputStatements(self)
         self.events = EventStatements(self)
         self.tasks = TaskQueue(self)
         self.task_outbox = TaskOutboxQueries(self)
@@ -79,5 +74,5 @@ class Store(Database):
 
     async def read_job(self, organization_id: str, job_id: str) -> JobSnapshot:
         """A job with its outputs for an answer (Get, a Watch's snapshot), read directly:
-        see jobs.read_job. NotFound also for another organization's job."""
+        see job_snapshots.read_job. NotFound also for another organization's job."""
         return await read_job(self, organization_id, job_id)

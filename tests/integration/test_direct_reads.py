@@ -24,7 +24,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 from server.domain.errors import NotFound
 from server.jobs import views
 from server.store.database import DIRECT_READ_APPLICATION
-from server.store.jobs import JobRow, OutputRow
+from server.store.job_snapshots import JobRow, OutputRow
 from server.store.store import now
 from tests.support import ORG
 from tests.support.events import job_with_long_log
@@ -77,7 +77,7 @@ async def test_the_direct_read_holds_what_the_orm_read_holds(service: Services):
             started_at=moment,
             completed_at=moment,
         )
-        await tx.jobs.update_output(
+        await tx.outputs.update_output(
             job.outputs[0].id,
             progress=12.5,
             error=job_pb2.JobError(code="ENCODE_FAILED").SerializeToString(),

@@ -115,10 +115,10 @@ async def test_guarded_statuses_refuse_moves_the_tables_do_not_allow(store, tmp_
     job, _task = await services.probed_transcode()
     output_id = job.outputs[0].id
     async with store.transaction() as tx:
-        assert not await tx.jobs.move_output(
-            output_id, OutputStatus.PENDING
-        )  # PROCESSING -> PENDING
-        assert await tx.jobs.move_output(output_id, OutputStatus.CANCELED)
-        assert not await tx.jobs.move_output(output_id, OutputStatus.COMPLETED)  # CANCELED is final
+        # PROCESSING -> PENDING
+        assert not await tx.outputs.move_output(output_id, OutputStatus.PENDING)
+        assert await tx.outputs.move_output(output_id, OutputStatus.CANCELED)
+        # CANCELED is final
+        assert not await tx.outputs.move_output(output_id, OutputStatus.COMPLETED)
     record = await services.jobs.get(ORG, job.id)
     assert record.status == job_pb2.JOB_STATUS_PROCESSING
