@@ -11,7 +11,8 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import NamedColumn
 
 from ..domain.errors import NotFound
-from .database import Database, DirectQuery, aware
+from .database import Database, aware
+from .direct_reads import DirectQuery
 from .models import Job, Output
 
 

@@ -23,7 +23,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from server.domain.errors import NotFound
 from server.jobs import views
-from server.store.database import DIRECT_READ_APPLICATION
+from server.store.direct_reads import DIRECT_READ_APPLICATION
 from server.store.job_snapshots import JobRow, OutputRow
 from server.store.store import now
 from tests.support import ORG
@@ -141,7 +141,7 @@ async def test_an_open_write_transaction_does_not_hold_up_a_direct_read(service:
         await tx.jobs.update_job(job.id, progress=50.0)
         read = await asyncio.wait_for(service.store.read_job(ORG, job.id), 5)
         assert read.job.progress == 0.0
-    assert service.store.direct_reads_deferred == 0
+    assert service.store.direct_reads.deferred == 0
     assert (await service.store.read_job(ORG, job.id)).job.progress == 50.0
 
 
@@ -159,7 +159,7 @@ async def test_a_locked_database_sends_the_read_to_the_engine(database_url: str,
         started = time.monotonic()
         read = asyncio.create_task(store.read_job(ORG, job.id))
         await asyncio.sleep(0)  # the task's first step: the direct attempt, then the engine
-        assert store.direct_reads_deferred == 1
+        assert store.direct_reads.deferred == 1
         assert not read.done()
         # Refused at once, not after a busy wait on the loop (the engine's would be 30 s).
         assert time.monotonic() - started < 1
@@ -169,7 +169,7 @@ async def test_a_locked_database_sends_the_read_to_the_engine(database_url: str,
     assert snapshot.job.id == job.id and len(snapshot.outputs) == 2
     # The lock gone, the next read is direct again.
     await store.read_job(ORG, job.id)
-    assert store.direct_reads_deferred == 1
+    assert store.direct_reads.deferred == 1
 
 
 @POSTGRES_ONLY
