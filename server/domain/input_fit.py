@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from kiln.v1 import job_pb2
 
-from .validation import IMAGES, PROGRESSIVE
+from common.output_types import IMAGES, PROGRESSIVE
 
 # Images one INTERVAL or SPRITE output may make: a film at one frame a second would
 # otherwise be thousands of files (or a sheet no decoder opens).

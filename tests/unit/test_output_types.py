@@ -15,7 +15,7 @@ from kiln.v1 import job_pb2
 
 from common import output_types
 from common.custom_command_allowlist import MUXERS_BY_TYPE
-from server.domain import recipes, validation
+from server.domain import output_validation, recipes
 from worker.media import ladder
 from worker.media.commands import build_command
 from worker.media.containers import AUDIO_CONTAINERS, PROGRESSIVE_CONTAINERS
@@ -99,15 +99,17 @@ def test_custom_commands_make_single_file_media() -> None:
 
 
 def test_validation_codec_tables_cover_the_families_that_carry_codecs() -> None:
-    assert set(validation.VIDEO_CODECS_BY_TYPE) == set(output_types.VIDEO)
-    assert set(validation.AUDIO_CODECS_BY_TYPE) == set(output_types.VIDEO + output_types.AUDIO_ONLY)
+    assert set(output_validation.VIDEO_CODECS_BY_TYPE) == set(output_types.VIDEO)
+    assert set(output_validation.AUDIO_CODECS_BY_TYPE) == set(
+        output_types.VIDEO + output_types.AUDIO_ONLY
+    )
 
 
 def test_every_audio_codec_validation_admits_is_one_the_worker_writes() -> None:
     # A codec admitted at Create but unknown to the worker's container table failed the job
     # on the worker (MP3 in MP4 and MKV, PCM in MOV once did).
     containers = {**PROGRESSIVE_CONTAINERS, **AUDIO_CONTAINERS}
-    for kind, codecs in validation.AUDIO_CODECS_BY_TYPE.items():
+    for kind, codecs in output_validation.AUDIO_CODECS_BY_TYPE.items():
         if kind in containers:
             assert codecs <= set(containers[kind].audio_codecs), T.Name(kind)
 
