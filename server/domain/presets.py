@@ -12,6 +12,7 @@ from kiln.v1 import job_pb2
 
 from . import recipes
 from .errors import FieldViolation, InvalidArgument
+from .recipe_catalog import RECIPES
 
 T = job_pb2.OutputType
 V = job_pb2.VideoCodec
@@ -80,7 +81,7 @@ SYSTEM_PRESETS: dict[str, SystemPreset] = {
     # use them as {"recipe": {...}} outputs, or save a preset with your parameters).
     **{
         f"recipe_{name}": SystemPreset(
-            f"Recipe {name}", recipes.RECIPES[name].doc, recipes.system_spec(name)
+            f"Recipe {name}", RECIPES[name].doc, recipes.system_spec(name)
         )
         for name in ("web_ready", "compress", "proxy", "extract_audio", "transcode")
     },

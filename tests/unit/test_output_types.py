@@ -15,7 +15,7 @@ from kiln.v1 import job_pb2
 
 from common import output_types
 from common.custom_command_allowlist import MUXERS_BY_TYPE
-from server.domain import output_validation, recipes
+from server.domain import output_validation, recipe_catalog, recipes
 from worker.media import ladder
 from worker.media.commands import build_command
 from worker.media.containers import AUDIO_CONTAINERS, PROGRESSIVE_CONTAINERS
@@ -119,4 +119,4 @@ def test_recipes_make_families_in_catalogue_order() -> None:
     assert recipes.system_spec("compress").type == T.OUTPUT_TYPE_MP4
     assert recipes.system_spec("extract_audio").type == T.OUTPUT_TYPE_M4A
     # The thumbnail recipe is one frame at seek_seconds: still images only, never a GIF clip.
-    assert recipes.RECIPES["thumbnail"].types == output_types.STILL_IMAGES
+    assert recipe_catalog.RECIPES["thumbnail"].types == output_types.STILL_IMAGES
