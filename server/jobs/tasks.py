@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from kiln.v1 import job_pb2, job_service_pb2
@@ -20,8 +19,8 @@ from common.storage.origins import Origins
 
 from ..domain import worker_reports
 from ..domain.errors import FieldViolation, InvalidArgument, StaleLease
-from ..domain.states import PIECE_KINDS, JobStatus, OutputStatus, TaskKind, TaskStatus
-from ..origins.directory import is_origin_reference, output_origin_of
+from ..domain.states import JobStatus, OutputStatus, TaskKind, TaskStatus
+from ..origins.directory import output_origin_of
 from ..store.models import Task
 from ..store.store import JobRecord, Tx
 from ..tracing import claim_span
@@ -30,12 +29,10 @@ from .fleet import Fleet
 from .lifecycle import Lifecycle
 from .lost_tasks import LostTasks
 from .progress_gate import ProgressGate
+from .result_checks import FILE_RESULTS, ResultChecks, StoredSizes, plain_problems
 from .transfers import OriginTransfers, output_prefix
 
 log = logging.getLogger(__name__)
-
-# (output origin, key prefix) -> {relative path: size in bytes} of what storage holds.
-StoredSizes = Callable[[str, str], dict[str, int]]
 
 S = job_pb2.JobStage
 # Output progress stays below 100 until the output is recorded COMPLETED, and
@@ -65,14 +62,12 @@ class TaskService:
         self.store = life.store
         self.lease_seconds = lease_seconds
         self.max_task_attempts = max_task_attempts
-        # Reads what a finished output really left in storage; None only in unit wiring
-        # that never completes a transcode.
-        self.stored_sizes = stored_sizes
         self.progress_gate = ProgressGate(progress_events_per_second)
 
         # Where the server itself writes files: the live playlists of chunked HLS outputs.
         self.files = files
         self.transfers = OriginTransfers(self.store, files)
+        self.checks = ResultChecks(self.store, stored_sizes, files)
         self.lost = LostTasks(life, self.outcomes, max_task_attempts)
         self.fleet = Fleet(self.store, lease_seconds)
 
@@ -272,15 +267,15 @@ class TaskService:
         probe's facts, an error) needs only the task, so it is checked under the lock, with
         no read transaction of its own.
         """
-        files_reported = request.WhichOneof("result") in _FILE_RESULTS
-        if files_reported and (problems := await self._result_problems(request)):
+        files_reported = request.WhichOneof("result") in FILE_RESULTS
+        if files_reported and (problems := await self.checks.problems(request)):
             await self._refuse(request, problems)
             raise InvalidArgument([FieldViolation("result", "; ".join(problems))])
         problems = []
         async with self.store.transaction() as tx:
             task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
             if not files_reported:
-                problems = _plain_problems(task, request) or []
+                problems = plain_problems(task, request) or []
             if not problems:
                 await self._record(tx, task, record, request)
         if problems:
@@ -320,74 +315,6 @@ class TaskService:
             await self.outcomes.output_failed(
                 tx, record, outcomes.task_output_id(task), request.error
             )
-
-    async def _result_problems(self, request: worker_service_pb2.CompleteTaskRequest) -> list[str]:
-        """What is wrong with a result; storage is read outside any transaction."""
-        async with self.store.transaction() as tx:
-            task = await tx.tasks.leased_task(request.task_id, request.lease_token)
-            record = await tx.jobs.get_job(None, task.job_id)
-        plain = _plain_problems(task, request)
-        if plain is not None:
-            return plain
-        kind = request.WhichOneof("result")
-        output = next(o for o in record.outputs if o.id == task.output_id)
-        spec = job_pb2.OutputSpec.FromString(output.spec)
-        info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
-        if kind == "chunk":
-            chunk = worker_service_pb2.ChunkRange.FromString(task.chunk or b"")
-            problems = worker_reports.chunk_problems(
-                request.chunk,
-                spec,
-                chunk,
-                audio=task.kind == TaskKind.AUDIO,
-                output_seconds=outcomes.output_seconds(spec, info.duration_seconds),
-            )
-            return problems or await self._stored_problems(
-                output_origin_of(record.job, output), record.job.id, output.id, request.chunk.files
-            )
-        expected = (
-            None
-            if record.job.concat_input_urls
-            else outcomes.output_seconds(spec, info.duration_seconds)
-        )
-        problems = worker_reports.transcode_problems(
-            request.transcode, spec, expected_seconds=expected
-        )
-        if task.kind == TaskKind.MERGE and not problems:
-            async with self.store.transaction() as tx:
-                pieces = await outcomes.current_output_tasks(tx, record, output.id)
-            problems = worker_reports.merge_problems(
-                request.transcode, spec, outcomes.merge_plan(pieces)
-            )
-        return problems or await self._stored_problems(
-            output_origin_of(record.job, output),
-            record.job.id,
-            output.id,
-            request.transcode.files,
-            replace=True,
-        )
-
-    async def _stored_problems(
-        self, origin: str, job_id: str, output_id: str, files, *, replace: bool = False
-    ) -> list[str]:
-        """Each reported file is in the output's storage with the reported size.
-
-        A whole output's result (`replace`) on an organization's origin also removes what an
-        earlier attempt left under the prefix: workers there write through presigned PUTs and
-        cannot delete, so the server does what put_directory does on the other storages."""
-        if self.stored_sizes is None:
-            return []
-        if self.files is not None:
-            await self.files.ensure([origin])
-        prefix = output_prefix(job_id, output_id)
-        sizes = await asyncio.to_thread(self.stored_sizes, origin, prefix)
-        problems = worker_reports.stored_file_problems(files, sizes)
-        if replace and not problems and self.files is not None and is_origin_reference(origin):
-            stale = sorted(set(sizes) - {file.path for file in files})
-            if stale:
-                backend = self.files.backend(origin)
-                await asyncio.to_thread(backend.delete_files, prefix, stale)
-        return problems
 
     async def _publish(self, origin: str, task: Task, texts: dict[str, str]) -> None:
         """Write the live playlists of a chunked HLS output into its storage."""
@@ -455,32 +382,6 @@ class TaskService:
             task.worker_id,
             request.reason or "no reason given",
         )
-
-
-# Results naming files: checked against the spec and storage before the result's transaction.
-_FILE_RESULTS = frozenset({"transcode", "chunk"})
-
-
-def _plain_problems(
-    task: Task, request: worker_service_pb2.CompleteTaskRequest
-) -> list[str] | None:
-    """The problems of a result judged by the task alone: an error, a probe's facts, or the
-    wrong kind of result for the task. None for files of the right kind, which the spec and
-    storage judge (TaskService._result_problems)."""
-    kind = request.WhichOneof("result")
-    if kind == "error":
-        return worker_reports.error_problems(request.error)
-    if task.kind == TaskKind.PROBE:
-        if kind != "input_info":
-            return ["a probe task must report input_info or an error"]
-        return worker_reports.input_info_problems(request.input_info)
-    if task.kind in PIECE_KINDS:
-        if kind != "chunk":
-            return ["a chunk or audio task must report a chunk result or an error"]
-        return None
-    if kind != "transcode":
-        return ["a transcode task must report its files or an error"]
-    return None
 
 
 def _encoded_fraction(chunks: list[Task]) -> float:
