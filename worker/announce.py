@@ -1,9 +1,11 @@
 """Telling the server who this worker is (WorkerService/AnnounceWorker).
 
-The first announcement doubles as a check that KILN_SERVER_ADDRESS names a worker
-listener: the public gRPC port answers UNIMPLEMENTED to WorkerService calls, and a worker
-pointed there would otherwise warn about failed claims once a second forever. It stops at
-once instead, saying what to change. A server still starting (UNAVAILABLE) is waited for.
+The first announcement, made before any slot claims, doubles as a check that
+KILN_SERVER_ADDRESS names a worker listener: the public gRPC port answers UNIMPLEMENTED to
+WorkerService calls, and a worker pointed there would otherwise warn about failed claims
+once a second forever. It stops at once instead, saying what to change. A server that is
+down or restarting (UNAVAILABLE) does not hold the worker back: it starts, and announces
+itself once the server answers.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ log = logging.getLogger(__name__)
 
 # Every kind this worker's code runs (worker.tasks.kinds).
 TASK_KINDS = [kind for kind in wpb.TaskKind.values() if kind != wpb.TASK_KIND_UNSPECIFIED]
-# While the server is unreachable at start: a line every this many seconds, no more.
-UNREACHABLE_LOG_EVERY_SECONDS = 10.0
 
 
 class NotAWorkerListener(BadSetting):
@@ -77,48 +77,39 @@ def announcement(worker_id: str, capacity: int, draining: bool) -> wpb.AnnounceW
     )
 
 
-async def announce_at_start(
+async def announce_first(
     stub: worker_service_pb2_grpc.WorkerServiceStub,
     metadata: tuple,
     request: wpb.AnnounceWorkerRequest,
     address: str,
-) -> None:
-    """The first announcement: waits for a server that is starting; refuses a listener
-    that is not a WorkerService (NotAWorkerListener)."""
-    waited = 0.0
-    pause = 0.25
-    logged_at = -UNREACHABLE_LOG_EVERY_SECONDS
-    while True:
-        try:
-            await stub.AnnounceWorker(request, metadata=metadata, timeout=10)
-            return
-        except grpc.aio.AioRpcError as error:
-            code = error.code()
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                raise NotAWorkerListener(
-                    f"KILN_SERVER_ADDRESS={address} answers, but not as kiln's worker "
-                    "listener (UNIMPLEMENTED): point it at the server's worker port "
-                    "(KILN_WORKER_PORT, 50052 by default), not its public gRPC port"
-                ) from None
-            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                # Said once, loudly; the worker goes on so that its refused claims take
-                # the documented path (Pub/Sub messages handed back, then dead-lettered
-                # and their jobs failed) rather than leaving them to wait unseen.
-                log.error(
-                    "the server at %s refused this worker (%s): KILN_WORKER_TOKEN must be "
-                    "the server's",
-                    address,
-                    code.name,
-                )
-                return
-            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise
-            if waited - logged_at >= UNREACHABLE_LOG_EVERY_SECONDS:
-                logged_at = waited
-                log.warning("server at %s unreachable (%s); waiting", address, code.name)
-        await asyncio.sleep(pause)
-        waited += pause
-        pause = min(pause * 2, 4.0)
+) -> bool:
+    """The first announcement, tried once: True when the server took it, False when it is
+    unreachable (a server restarting: the worker starts anyway and holds what it pulls, and
+    `keep_announcing` tries again). A listener that is not a WorkerService raises
+    NotAWorkerListener."""
+    try:
+        await stub.AnnounceWorker(request, metadata=metadata, timeout=10)
+        return True
+    except grpc.aio.AioRpcError as error:
+        code = error.code()
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            raise NotAWorkerListener(
+                f"KILN_SERVER_ADDRESS={address} answers, but not as kiln's worker "
+                "listener (UNIMPLEMENTED): point it at the server's worker port "
+                "(KILN_WORKER_PORT, 50052 by default), not its public gRPC port"
+            ) from None
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            # Said once, loudly; the worker goes on so that its refused claims take the
+            # documented path (Pub/Sub messages handed back, then dead-lettered and their
+            # jobs failed) rather than leaving them to wait unseen.
+            log.error(
+                "the server at %s refused this worker (%s): KILN_WORKER_TOKEN must be the server's",
+                address,
+                code.name,
+            )
+            return True
+        log.warning("server at %s unreachable (%s) at start", address, code.name)
+        return False
 
 
 async def keep_announcing(
@@ -126,20 +117,24 @@ async def keep_announcing(
     metadata: tuple,
     current: Callable[[], wpb.AnnounceWorkerRequest],
     every_seconds: float,
+    announced: bool,
 ) -> None:
-    """Announces `current()` every `every_seconds` until cancelled; a missed one is only
-    logged (the server judges a worker lost after a whole lease of silence)."""
+    """Announces `current()` every `every_seconds` until cancelled (sooner, every second,
+    while the first announcement has not got through); a missed one is only logged: the
+    server judges a worker lost after a whole lease of silence."""
     while True:
-        await asyncio.sleep(every_seconds)
-        await announce_once(stub, metadata, current())
+        await asyncio.sleep(every_seconds if announced else min(every_seconds, 1.0))
+        announced = await announce_once(stub, metadata, current()) or announced
 
 
 async def announce_once(
     stub: worker_service_pb2_grpc.WorkerServiceStub,
     metadata: tuple,
     request: wpb.AnnounceWorkerRequest,
-) -> None:
+) -> bool:
     try:
         await stub.AnnounceWorker(request, metadata=metadata, timeout=10)
+        return True
     except grpc.aio.AioRpcError as error:
         log.warning("announcing this worker failed: %s", error.code().name)
+        return False

@@ -28,7 +28,7 @@ from common.pubsub import subscriber_client
 from common.storage.local import LocalStorage
 from common.storage.origins import Origins
 
-from .announce import announce_at_start, announce_once, announcement, keep_announcing
+from .announce import announce_first, announce_once, announcement, keep_announcing
 from .heartbeat import TaskProgress, heartbeat_interval, keep_leased
 from .inputs import TaskInputs, stage_gs_input
 from .media.errors import MediaError
@@ -88,24 +88,26 @@ class Worker:
         slots: list[asyncio.Task] = []
         try:
             announcing = asyncio.create_task(
-                announce_at_start(
-                    self._stub, self.metadata, describe(), self.settings.server_address
-                )
+                announce_first(self._stub, self.metadata, describe(), self.settings.server_address)
             )
             stopping = asyncio.create_task(stop.wait())
             background = [stopping]
             await asyncio.wait({announcing, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not announcing.done():
-                # Stopped while the server was still unreachable: nothing was taken.
+                # Stopped before the server answered: nothing was taken.
                 await _stopped(announcing)
                 return
-            announcing.result()  # a listener that is not a WorkerService stops the worker
+            announced = announcing.result()  # a listener that is not a WorkerService stops here
             await self._sweep_scratch()
             background += [
                 asyncio.create_task(self._keep_sweeping(), name="scratch-sweeper"),
                 asyncio.create_task(
                     keep_announcing(
-                        self._stub, self.metadata, describe, self.settings.lease_seconds / 3
+                        self._stub,
+                        self.metadata,
+                        describe,
+                        self.settings.lease_seconds / 3,
+                        announced,
                     ),
                     name="announcer",
                 ),

@@ -26,9 +26,12 @@ def ffmpeg_pids_writing_to(directory: Path) -> list[int]:
 
 
 def ffmpeg_children_of(parent: int) -> list[int]:
-    """FFmpeg processes started by one (worker) process."""
+    """FFmpeg processes started by one (worker) process on media: with an input (`-i`), so
+    not the `ffmpeg -encoders` listing a worker runs once at start to announce itself."""
     found = []
-    for pid, _, entry in _ffmpegs():
+    for pid, cmdline, entry in _ffmpegs():
+        if b"-i" not in cmdline:
+            continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
