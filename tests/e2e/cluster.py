@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,10 +179,14 @@ class Cluster:
         server: ServerProcess,
         concurrency: int = 1,
         extra_env: dict[str, str] | None = None,
+        inside: Callable[[list[str]], list[str]] | None = None,
     ) -> subprocess.Popen:
+        """A worker process; `inside` wraps its command (e.g. to run it on a test host of
+        its own network namespace, tests/support/netns.py)."""
         log = self.root / f"worker-{len(self.workers)}.log"
+        command = kiln_command("worker")
         process = subprocess.Popen(
-            kiln_command("worker"),
+            inside(command) if inside else command,
             env=self.env(
                 **{
                     "KILN_SERVER_ADDRESS": server.worker_target,
