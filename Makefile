@@ -9,14 +9,14 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: run test deps system-deps ffmpeg postgres gen check-gen lint fmt unit bench-ladder \
 	bench-dispatch soak bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
 	bench-chunked bench-quality bench-playback dashboard-deps dashboard-modules chromium \
-	bench-s3-upload
+	bench-s3-upload pubsub-emulator
 
 run: deps dashboard-modules
 	$(BIN)/kiln up
 
 # Two pytest processes, one test module each at a time (module-scoped clusters stay whole):
 # most e2e time is waiting on servers and FFmpeg, so two overlap well on two cores.
-test: deps postgres dashboard-deps lint check-gen
+test: deps postgres pubsub-emulator dashboard-deps lint check-gen
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 deps: system-deps $(STAMP)
@@ -57,6 +57,16 @@ postgres:
 	    for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; } || \
 	  echo "warning: PostgreSQL is not reachable; the Postgres half of the suite will fail under CI"
 
+# Google's Pub/Sub emulator, which the Pub/Sub tests and benchmarks start (one per test module).
+# It is the package google-cloud-cli-pubsub-emulator of Google's Cloud SDK apt repository:
+# on neither Debian's nor PyPI's registries, so nothing here can install it. This starts and
+# stops it once; under CI=true a missing emulator fails here, elsewhere the tests fail on it.
+pubsub-emulator: $(STAMP)
+	@PYTHONPATH=.:gen $(PY) -m tests.support.pubsub_emulator || \
+	  { if [ "$$CI" = true ]; then \
+	      echo "error: CI needs Google's Pub/Sub emulator: install google-cloud-cli-pubsub-emulator (not on Debian's or PyPI's registries; see above)"; exit 1; \
+	    else echo "warning: without Google's Pub/Sub emulator the Pub/Sub tests fail"; fi; }
+
 gen: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/buf generate
 	touch gen/kiln/__init__.py gen/kiln/v1/__init__.py gen/kiln/worker/__init__.py gen/kiln/worker/v1/__init__.py
@@ -87,11 +97,11 @@ bench-ladder: deps
 	$(PY) bench/ladder.py
 
 # Create → worker starts the probe, per dispatch backend, against raw NOTIFY and Pub/Sub.
-bench-dispatch: deps postgres
+bench-dispatch: deps postgres pubsub-emulator
 	$(PY) bench/dispatch_latency.py
 
 # 1,000 jobs through 2 servers and 3 workers per backend, with a worker kill and a server restart.
-soak: deps postgres
+soak: deps postgres pubsub-emulator
 	$(PY) bench/soak.py
 
 # Control-plane speed (issue 11): each prints its figures beside a floor measured in the same run.
