@@ -1,5 +1,10 @@
-"""A fleet: server and workers as separate processes, dispatched by Pub/Sub (the in-repo
-fake of google.pubsub.v1) or the database queue, through kills, redeliveries and drains."""
+"""A fleet: server and workers as separate processes, dispatched by Pub/Sub (Google's
+emulator, one per module) or the database queue, through kills, redeliveries and drains.
+
+What Pub/Sub carried is read through its real APIs: an audit subscription on each of the
+fleet's topics, made before the server starts, sees every published message; the workers'
+Pub/Sub clients log what they received (with its delivery attempt: kiln's subscriptions
+have a dead-letter policy) and what they acked or handed back (tests/support/pubsub_audit.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +18,17 @@ from pathlib import Path
 import grpc
 import m3u8
 import pytest
-from google.cloud import pubsub_v1
+from google.pubsub_v1 import types
 from kiln.v1 import job_pb2, job_service_pb2
 from sqlalchemy import create_engine, text
 
 from common.pubsub import PubSubSettings
+from server.dispatch.pubsub import DELIVERY_COUNT_ATTRIBUTE
 from server.store.store import sync_url
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
-from tests.pubsub_fake import running_fake
 from tests.support.processes import ffmpeg_pids_writing_to, wait_until
+from tests.support.pubsub_audit import CLIENT_LOG_ENV, Audit, SubscriberCalls, kiln_topics
+from tests.support.pubsub_emulator import PubSubEmulator
 
 from .cluster import Cluster, ServerProcess
 from .jobs import create_job, mp4_output, run_to_end
@@ -47,26 +54,51 @@ def long_clip(media_root):
 
 @contextmanager
 def fleet(
-    backend_url: str, root: Path, media_root: Path, dispatch: str, **settings: str
-) -> Iterator[tuple[Cluster, ServerProcess, object]]:
-    """A server on `dispatch`, with a Pub/Sub fake when it is `pubsub`; no worker yet."""
-    with running_fake(seed=7) as fake:
-        env = {"KILN_DISPATCH": dispatch, "KILN_LEASE_SECONDS": "3", **settings}
-        if dispatch == "pubsub":
-            env |= {
-                "PUBSUB_EMULATOR_HOST": fake.host,
-                "KILN_PUBSUB_PROJECT": "kiln-e2e",
-                # A prefix of its own per fleet: one database per module, one fake per test.
-                "KILN_PUBSUB_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-            }
-        cluster = Cluster(backend_url, root, media_root, settings=env)
-        try:
-            yield cluster, cluster.start_server(), fake
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            cluster.stop()
+    backend_url: str,
+    root: Path,
+    media_root: Path,
+    dispatch: str,
+    emulator: PubSubEmulator | None = None,
+    **settings: str,
+) -> Iterator[tuple[Cluster, ServerProcess, Audit | None]]:
+    """A server on `dispatch` (no worker yet); on `pubsub`, through `emulator`, with an
+    audit subscription on each of the fleet's topics (none on `db`)."""
+    env = {"KILN_DISPATCH": dispatch, "KILN_LEASE_SECONDS": "3", **settings}
+    audit = None
+    if dispatch == "pubsub":
+        assert emulator is not None, "a pubsub fleet needs the module's emulator"
+        audit = Audit(emulator.host)
+        env |= {
+            "PUBSUB_EMULATOR_HOST": emulator.host,
+            "KILN_PUBSUB_PROJECT": "kiln-e2e",
+            # A prefix of its own per fleet: one database and one emulator per module.
+            "KILN_PUBSUB_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+            **CLIENT_LOG_ENV,
+        }
+    cluster = Cluster(backend_url, root, media_root, settings=env)
+    try:
+        if audit is not None:
+            audit.watch(*kiln_topics(PubSubSettings.from_env(env)))
+        yield cluster, cluster.start_server(), audit
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+        if audit is not None:
+            audit.close()
+
+
+@pytest.fixture
+def start_fleet(request, backend_url, tmp_path, media_root):
+    """fleet(dispatch, **settings) on this test's folder and the module's database; a pubsub
+    fleet on the module's emulator (started when a test first asks for it)."""
+
+    def start(dispatch: str, **settings: str):
+        emulator = request.getfixturevalue("pubsub_emulator") if dispatch == "pubsub" else None
+        return fleet(backend_url, tmp_path, media_root, dispatch, emulator, **settings)
+
+    return start
 
 
 def wait_for_progress(stub, auth, job_id: str, above: float = 5, timeout: float = 60) -> None:
@@ -77,6 +109,17 @@ def wait_for_progress(stub, auth, job_id: str, above: float = 5, timeout: float 
 
 def pubsub_settings(cluster: Cluster) -> PubSubSettings:
     return PubSubSettings.from_env(cluster.settings)
+
+
+def worker_calls(cluster: Cluster) -> SubscriberCalls:
+    """What the fleet's workers' Pub/Sub clients received, acked and handed back so far."""
+    return SubscriberCalls.from_logs(*sorted(cluster.root.glob("worker-*.log")))
+
+
+def all_acked(cluster: Cluster) -> bool:
+    """Every message a worker received was acked, and every ack answered: none is leased."""
+    calls = worker_calls(cluster)
+    return bool(calls.deliveries) and not calls.unacked() and calls.pending_acks == 0
 
 
 def task_rows(backend_url: str, job_id: str) -> list[dict]:
@@ -132,8 +175,8 @@ def assert_one_set_of_files(storage_dir: Path, job: job_pb2.Job) -> None:
     assert referenced == on_disk
 
 
-def test_a_job_runs_through_pubsub_with_server_and_worker_apart(backend_url, tmp_path, media_root):
-    with fleet(backend_url, tmp_path, media_root, "pubsub") as (cluster, server, fake):
+def test_a_job_runs_through_pubsub_with_server_and_worker_apart(start_fleet, media_root):
+    with start_fleet("pubsub") as (cluster, server, audit):
         auth = auth_for(cluster, "org_fleet")
         cluster.start_worker(server, concurrency=2)
         job = create_job(
@@ -146,13 +189,14 @@ def test_a_job_runs_through_pubsub_with_server_and_worker_apart(backend_url, tmp
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
         settings = pubsub_settings(cluster)
         standard = settings.subscription(job_pb2.PRIORITY_STANDARD)
-        published = fake.published(settings.topic(job_pb2.PRIORITY_STANDARD))
+        published = audit.messages(settings.topic(job_pb2.PRIORITY_STANDARD))
         # One message per task (a probe, then one transcode per output), each taken once.
         assert len(published) == 3
-        assert all(fake.delivery_count(standard, m.message_id) == 1 for m in published)
+        calls = worker_calls(cluster)
+        assert all(calls.attempts(m.message_id) == [1] for m in published)
         # The worker acks after its report: the last ack may trail the completed event.
-        assert fake.wait_until(lambda: fake.outstanding(standard) == 0, timeout=10)
-        assert fake.backlog(standard) == 0
+        wait_until(lambda: all_acked(cluster), timeout=10)
+        assert audit.backlog(standard) == 0
         assert {m.attributes["priority"] for m in published} == {"standard"}
         assert_one_set_of_files(cluster.storage_dir, final_with_hls_first(final))
 
@@ -174,10 +218,8 @@ def fleet_clip(media_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dispatch", BACKENDS)
-def test_killed_worker_loses_nothing_and_duplicates_nothing(
-    dispatch, backend_url, tmp_path, media_root, long_clip
-):
-    with fleet(backend_url, tmp_path, media_root, dispatch) as (cluster, server, _fake):
+def test_killed_worker_loses_nothing_and_duplicates_nothing(dispatch, long_clip, start_fleet):
+    with start_fleet(dispatch) as (cluster, server, _):
         auth = auth_for(cluster, "org_kill")
         doomed = cluster.start_worker(server)
         job = create_job(server, auth, f"file://{long_clip}", outputs=[hls_output()])
@@ -194,53 +236,46 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(
 
 
 @pytest.mark.slow
-def test_redelivered_message_does_not_start_a_second_encode(
-    backend_url, tmp_path, media_root, long_clip, monkeypatch
-):
+def test_redelivered_message_does_not_start_a_second_encode(long_clip, start_fleet):
     # A 1 s ack deadline: the 20 s encode outlives it many times over.
-    with fleet(
-        backend_url,
-        tmp_path,
-        media_root,
-        "pubsub",
-        KILN_PUBSUB_ACK_DEADLINE_SECONDS="1",
-    ) as (cluster, server, fake):
+    with start_fleet("pubsub", KILN_PUBSUB_ACK_DEADLINE_SECONDS="1") as (cluster, server, audit):
         auth = auth_for(cluster, "org_redeliver")
         cluster.start_worker(server)
         cluster.start_worker(server)
         job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("360p")])
         settings = pubsub_settings(cluster)
         topic = settings.topic(job_pb2.PRIORITY_STANDARD)
-        subscription = settings.subscription(job_pb2.PRIORITY_STANDARD)
         stub = server.job_stub()
         wait_for_progress(stub, auth, job.id)
         # The same task again, as Pub/Sub may deliver it: the other (idle) worker gets it.
-        transcode_message = fake.published(topic)[-1]
-        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", fake.host)
-        publisher = pubsub_v1.PublisherClient()
-        duplicate_id = publisher.publish(
-            topic, transcode_message.data, **dict(transcode_message.attributes)
-        ).result(timeout=10)
-        assert fake.wait_until(lambda: duplicate_id in fake.acked(subscription), timeout=20)
+        transcode_message = audit.messages(topic)[-1]
+        duplicate_id = audit.publisher.publish(
+            topic=topic,
+            messages=[
+                types.PubsubMessage(
+                    data=transcode_message.data, attributes=dict(transcode_message.attributes)
+                )
+            ],
+        ).message_ids[0]
+
+        def duplicate_acked() -> bool:
+            calls = worker_calls(cluster)
+            return duplicate_id in calls.acked_message_ids() and calls.pending_acks == 0
+
+        wait_until(duplicate_acked, timeout=20)
         final = run_to_end(server, auth, job.id, timeout=180)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
         transcode = [t for t in task_rows(cluster.database_url, job.id) if t["kind"] == "TRANSCODE"]
         assert [t["attempts"] for t in transcode] == [1]
         # Extended while it ran: the original message was never delivered a second time.
-        assert fake.delivery_count(subscription, transcode_message.message_id) == 1
+        assert worker_calls(cluster).attempts(transcode_message.message_id) == [1]
 
 
-def test_a_message_no_worker_can_take_is_dead_lettered_and_fails_the_job(
-    backend_url, tmp_path, media_root
-):
-    with fleet(
-        backend_url,
-        tmp_path,
-        media_root,
-        "pubsub",
-        KILN_PUBSUB_MAX_DELIVERIES="2",
-        KILN_WORKER_TOKEN="the-right-token",
-    ) as (cluster, server, fake):
+def test_a_message_no_worker_can_take_is_dead_lettered_and_fails_the_job(start_fleet, media_root):
+    # Five deliveries: the fewest Pub/Sub allows in a dead-letter policy.
+    with start_fleet(
+        "pubsub", KILN_PUBSUB_MAX_DELIVERIES="5", KILN_WORKER_TOKEN="the-right-token"
+    ) as (cluster, server, audit):
         auth = auth_for(cluster, "org_dead")
         # A misconfigured worker: every claim is refused, every message handed back.
         misconfigured = cluster.start_worker(
@@ -253,7 +288,14 @@ def test_a_message_no_worker_can_take_is_dead_lettered_and_fails_the_job(
         assert final.error.retryable
         assert "dead-letter" in final.error.message
         settings = pubsub_settings(cluster)
-        assert len(fake.published(settings.dead_letter_topic)) == 1
+        [dead] = audit.messages(settings.dead_letter_topic)
+        assert dead.attributes[DELIVERY_COUNT_ATTRIBUTE] == "5"
+        # The worker received the probe's message five times and handed it back each time.
+        [probe] = audit.messages(settings.topic(job_pb2.PRIORITY_STANDARD))
+        assert dead.data == probe.data
+        calls = worker_calls(cluster)
+        assert calls.attempts(probe.message_id) == [1, 2, 3, 4, 5]
+        assert {d.ack_id for d in calls.deliveries} <= calls.handed_back
         # Fixed and retried, it completes.
         misconfigured.send_signal(signal.SIGTERM)
         assert misconfigured.wait(timeout=20) == 0
@@ -264,12 +306,28 @@ def test_a_message_no_worker_can_take_is_dead_lettered_and_fails_the_job(
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
 
 
+# Known to fail on Pub/Sub: kiln bug, reported with this change and not fixed in it. A worker
+# slot that waits on all three subscriptions cancels the two waits that did not answer
+# (worker/sources.py); Google's emulator keeps a cancelled waiting Pull open until its deadline
+# and leases it the next message published there, which then stays hidden for the ack deadline
+# (20 s) and comes back as delivery attempt 2. Seen here: the PREMIUM and ECONOMY probes went
+# to such waits and STANDARD started first. Not strict: whether a cancelled wait is still
+# open when the three jobs are queued depends on timing.
+CANCELLED_WAITS_HIDE_MESSAGES = pytest.mark.xfail(
+    strict=False,
+    reason="kiln bug: a waiting Pull the worker cancelled takes the next PREMIUM message "
+    "on Google's emulator, hiding it for the ack deadline",
+)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("dispatch", BACKENDS)
+@pytest.mark.parametrize(
+    "dispatch", ["db", pytest.param("pubsub", marks=CANCELLED_WAITS_HIDE_MESSAGES)]
+)
 def test_queued_premium_starts_before_standard_before_economy(
-    dispatch, backend_url, tmp_path, media_root, long_clip
+    dispatch, long_clip, media_root, start_fleet
 ):
-    with fleet(backend_url, tmp_path, media_root, dispatch) as (cluster, server, _fake):
+    with start_fleet(dispatch) as (cluster, server, _):
         auth = auth_for(cluster, "org_priority")
         cluster.start_worker(server)
         stub = server.job_stub()
@@ -305,18 +363,13 @@ def test_queued_premium_starts_before_standard_before_economy(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dispatch", BACKENDS)
-def test_sigterm_on_a_busy_worker_releases_its_task_at_once(
-    dispatch, backend_url, tmp_path, media_root, long_clip
-):
+def test_sigterm_on_a_busy_worker_releases_its_task_at_once(dispatch, long_clip, start_fleet):
     # A 60 s lease: if the job waited for it to expire, the bound below would fail.
-    with fleet(
-        backend_url,
-        tmp_path,
-        media_root,
-        dispatch,
-        KILN_LEASE_SECONDS="60",
-        KILN_WORKER_DRAIN_SECONDS="0.5",
-    ) as (cluster, server, _fake):
+    with start_fleet(dispatch, KILN_LEASE_SECONDS="60", KILN_WORKER_DRAIN_SECONDS="0.5") as (
+        cluster,
+        server,
+        _,
+    ):
         auth = auth_for(cluster, "org_drain")
         draining = cluster.start_worker(server)
         job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("360p")])
@@ -333,14 +386,8 @@ def test_sigterm_on_a_busy_worker_releases_its_task_at_once(
 
 
 @pytest.mark.slow
-def test_sigterm_on_a_busy_worker_with_time_to_finish_completes_the_task(
-    backend_url, tmp_path, media_root, long_clip
-):
-    with fleet(backend_url, tmp_path, media_root, "pubsub", KILN_WORKER_DRAIN_SECONDS="120") as (
-        cluster,
-        server,
-        _fake,
-    ):
+def test_sigterm_on_a_busy_worker_with_time_to_finish_completes_the_task(long_clip, start_fleet):
+    with start_fleet("pubsub", KILN_WORKER_DRAIN_SECONDS="120") as (cluster, server, _):
         auth = auth_for(cluster, "org_finish")
         worker = cluster.start_worker(server)
         job = create_job(server, auth, f"file://{long_clip}")
@@ -360,9 +407,9 @@ def test_sigterm_on_a_busy_worker_with_time_to_finish_completes_the_task(
     ids=["kill9-db", "kill9-pubsub", "sigterm-pubsub"],
 )
 def test_server_restarted_mid_job_and_a_resuming_watcher_misses_nothing(
-    stop, dispatch, backend_url, tmp_path, media_root, long_clip
+    stop, dispatch, long_clip, start_fleet
 ):
-    with fleet(backend_url, tmp_path, media_root, dispatch) as (cluster, server, _fake):
+    with start_fleet(dispatch) as (cluster, server, _):
         auth = auth_for(cluster, "org_restart")
         cluster.start_worker(server)
         job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("360p")])
@@ -414,10 +461,8 @@ def test_server_restarted_mid_job_and_a_resuming_watcher_misses_nothing(
 
 
 @pytest.mark.slow
-def test_cancel_reaches_a_pubsub_dispatched_worker_within_a_second(
-    backend_url, tmp_path, media_root, long_clip
-):
-    with fleet(backend_url, tmp_path, media_root, "pubsub") as (cluster, server, fake):
+def test_cancel_reaches_a_pubsub_dispatched_worker_within_a_second(long_clip, start_fleet):
+    with start_fleet("pubsub") as (cluster, server, audit):
         auth = auth_for(cluster, "org_cancel")
         cluster.start_worker(server)
         job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("720p")])
@@ -431,22 +476,19 @@ def test_cancel_reaches_a_pubsub_dispatched_worker_within_a_second(
         assert time.monotonic() - started <= 1.5
         # The worker acks the message of the task it stopped: nothing is redelivered.
         subscription = pubsub_settings(cluster).subscription(job_pb2.PRIORITY_STANDARD)
-        assert fake.wait_until(lambda: fake.outstanding(subscription) == 0, timeout=10)
-        assert fake.backlog(subscription) == 0
+        wait_until(lambda: all_acked(cluster), timeout=10)
+        assert audit.backlog(subscription) == 0
 
 
-def test_a_worker_holds_its_message_while_the_server_restarts(tmp_path, media_root, backend_url):
-    # Two deliveries at most: handing the message back even twice would dead-letter it.
-    with fleet(backend_url, tmp_path, media_root, "pubsub", KILN_PUBSUB_MAX_DELIVERIES="2") as (
-        cluster,
-        server,
-        fake,
-    ):
+def test_a_worker_holds_its_message_while_the_server_restarts(media_root, start_fleet):
+    # Every hand-back would be another delivery (and the fifth, a dead letter): the worker's
+    # own calls must show the message received once and never handed back.
+    with start_fleet("pubsub") as (cluster, server, audit):
         auth = auth_for(cluster, "org_hold")
         job = create_job(server, auth, f"file://{media_root / 'fleet.mp4'}")
         settings = pubsub_settings(cluster)
         topic = settings.topic(job_pb2.PRIORITY_STANDARD)
-        assert fake.wait_until(lambda: len(fake.published(topic)) == 1, timeout=10)
+        audit.wait_for(topic, 1)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=20) == 0
         worker = cluster.start_worker(server)
@@ -455,10 +497,12 @@ def test_a_worker_holds_its_message_while_the_server_restarts(tmp_path, media_ro
         restarted = cluster.restart_server(server)
         final = run_to_end(restarted, auth, job.id)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
-        probe_message = fake.published(topic)[0]
-        subscription = settings.subscription(job_pb2.PRIORITY_STANDARD)
-        assert fake.delivery_count(subscription, probe_message.message_id) == 1
-        assert fake.published(settings.dead_letter_topic) == []
+        probe_message = audit.messages(topic)[0]
+        calls = worker_calls(cluster)
+        [delivery] = [d for d in calls.deliveries if d.message_id == probe_message.message_id]
+        assert delivery.attempt == 1
+        assert delivery.ack_id not in calls.handed_back
+        assert audit.messages(settings.dead_letter_topic) == []
         assert worker.poll() is None
 
 
