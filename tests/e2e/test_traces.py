@@ -12,14 +12,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from kiln.v1 import job_pb2
 
-from tests.pubsub_fake import running_fake
+from tests.support.pubsub_emulator import PubSubEmulator
 
 from .cluster import Cluster
 from .jobs import create_job, run_to_end
@@ -108,36 +108,37 @@ def assert_one_trace(spans: list[dict], job: job_pb2.Job, create_rpc: str) -> di
 
 
 @contextmanager
-def traced_cluster(root: Path, media_root: Path, dispatch: str) -> Iterator[tuple]:
-    """A server and a worker, each writing its spans to a file: (cluster, server, files)."""
+def traced_cluster(
+    root: Path, media_root: Path, emulator: PubSubEmulator | None = None
+) -> Iterator[tuple]:
+    """A server and a worker, each writing its spans to a file: (cluster, server, files).
+    Dispatched through Pub/Sub on `emulator` when there is one, else by the database."""
     files = (root / "server-spans.jsonl", root / "worker-spans.jsonl")
-    with running_fake(seed=3) if dispatch == "pubsub" else nullcontext() as fake:
-        settings = {"KILN_DISPATCH": dispatch, "KILN_TRACE_FILE": str(files[0])}
-        if fake is not None:
-            settings |= {
-                "PUBSUB_EMULATOR_HOST": str(fake.host),
-                "KILN_PUBSUB_PROJECT": "kiln-e2e",
-                "KILN_PUBSUB_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-            }
-        database = f"sqlite:///{root / 'kiln.db'}"
-        cluster = Cluster(database, root / "cluster", media_root, settings=settings)
-        cluster.root.mkdir()
-        try:
-            server = cluster.start_server()
-            cluster.start_worker(
-                server, concurrency=2, extra_env={"KILN_TRACE_FILE": str(files[1])}
-            )
-            yield cluster, server, files
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            cluster.stop()
+    settings = {"KILN_DISPATCH": "db", "KILN_TRACE_FILE": str(files[0])}
+    if emulator is not None:
+        settings |= {
+            "KILN_DISPATCH": "pubsub",
+            "PUBSUB_EMULATOR_HOST": emulator.host,
+            "KILN_PUBSUB_PROJECT": "kiln-e2e",
+            "KILN_PUBSUB_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+        }
+    database = f"sqlite:///{root / 'kiln.db'}"
+    cluster = Cluster(database, root / "cluster", media_root, settings=settings)
+    cluster.root.mkdir()
+    try:
+        server = cluster.start_server()
+        cluster.start_worker(server, concurrency=2, extra_env={"KILN_TRACE_FILE": str(files[1])})
+        yield cluster, server, files
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def db_traced(tmp_path_factory, media_root):
-    with traced_cluster(tmp_path_factory.mktemp("traced-db"), media_root, "db") as traced:
+    with traced_cluster(tmp_path_factory.mktemp("traced-db"), media_root) as traced:
         yield traced
 
 
@@ -216,8 +217,10 @@ def test_a_malformed_traceparent_starts_a_new_trace_and_is_never_an_error(db_tra
 
 
 @pytest.mark.slow
-def test_a_pubsub_dispatched_job_is_one_trace_through_its_message(tmp_path, media_root):
-    with traced_cluster(tmp_path, media_root, "pubsub") as (cluster, server, files):
+def test_a_pubsub_dispatched_job_is_one_trace_through_its_message(
+    tmp_path, media_root, pubsub_emulator
+):
+    with traced_cluster(tmp_path, media_root, pubsub_emulator) as (cluster, server, files):
         key = cluster.create_key("org_traces")
         auth = (("authorization", f"Bearer {key}"),)
         job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}")
