@@ -4,16 +4,16 @@ Per backend, one server and one idle worker (concurrency 1) run as real processe
 client sends N Creates one after another (each job runs to its end before the next, with a
 short pause so the worker is back in its wait); a job's latency is the worker's log line
 `task … (TASK_KIND_PROBE) for job X` (asctime, millisecond resolution, truncated) minus the
-client's wall clock just before Create was sent. Client, server, worker, PostgreSQL and the
-Pub/Sub fake share this machine's cores.
+client's wall clock just before Create was sent. Client, server, worker, PostgreSQL and
+Google's Pub/Sub emulator share this machine's cores.
 
 Backends: `db-pg` (KILN_DISPATCH=db on PostgreSQL: the Create commits and wakes the worker's
 long-polling ClaimTask in the same server), `db-pg-replica` (Create on one replica, the worker
 on another: the wake-up goes through NOTIFY/LISTEN), `pubsub-pg` (outbox → Publish → the
-worker's waiting Pull → ClaimTask by id, through the in-repo fake as a process), `db-sqlite`.
+worker's waiting Pull → ClaimTask by id, through Google's Pub/Sub emulator), `db-sqlite`.
 
 Baselines measured in the same run: a raw PostgreSQL NOTIFY → LISTEN round trip with psycopg
-(for db), and a raw Publish → Pull round trip through the same fake with the
+(for db), and a raw Publish → Pull round trip through the same emulator with the
 google-cloud-pubsub GAPIC clients kiln uses, a Pull already waiting when the Publish goes out
 (for pubsub). Targets: p50 ≤ 50 ms on db, ≤ 100 ms on pubsub.
 
@@ -43,13 +43,10 @@ import psycopg  # noqa: E402
 from google.pubsub_v1 import types  # noqa: E402
 from kiln.v1 import job_pb2, job_service_pb2  # noqa: E402
 
-from bench.fleet_support import (  # noqa: E402
-    PubSubFakeProcess,
-    create_database,
-    drop_database,
-)
+from bench.fleet_support import create_database, drop_database  # noqa: E402
 from common.pubsub import PubSubSettings, publisher_client, subscriber_client  # noqa: E402
 from tests.e2e.cluster import Cluster  # noqa: E402
+from tests.support.pubsub_emulator import PubSubEmulator  # noqa: E402
 
 RESULTS = REPO / "bench" / "RESULTS.md"
 BACKENDS = ("db-pg", "db-pg-replica", "pubsub-pg", "db-sqlite")
@@ -87,7 +84,9 @@ def log_time(stamp: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def measure_kiln(backend: str, jobs: int, root: Path, clip: Path, fake_host: str) -> list[float]:
+def measure_kiln(
+    backend: str, jobs: int, root: Path, clip: Path, emulator_host: str
+) -> list[float]:
     database = (
         f"sqlite:///{root / 'kiln.db'}" if backend == "db-sqlite" else create_database("kiln_bench")
     )
@@ -98,7 +97,7 @@ def measure_kiln(backend: str, jobs: int, root: Path, clip: Path, fake_host: str
     }
     if backend.startswith("pubsub"):
         settings |= {
-            "PUBSUB_EMULATOR_HOST": fake_host,
+            "PUBSUB_EMULATOR_HOST": emulator_host,
             "KILN_PUBSUB_PROJECT": "kiln-bench",
             "KILN_PUBSUB_PREFIX": f"b{uuid.uuid4().hex[:8]}",
         }
@@ -189,10 +188,10 @@ async def raw_notify(rounds: int) -> list[float]:
         drop_database(database)
 
 
-async def raw_pubsub(rounds: int, fake_host: str) -> list[float]:
+async def raw_pubsub(rounds: int, emulator_host: str) -> list[float]:
     """Publish → a Pull that was already waiting on the subscription returns it (then ack)."""
     settings = PubSubSettings(
-        project="kiln-bench", prefix=f"raw{uuid.uuid4().hex[:8]}", emulator_host=fake_host
+        project="kiln-bench", prefix=f"raw{uuid.uuid4().hex[:8]}", emulator_host=emulator_host
     )
     publisher, subscriber = publisher_client(settings), subscriber_client(settings)
     topic, subscription = settings.topic(2), settings.subscription(2)
@@ -209,7 +208,7 @@ async def raw_pubsub(rounds: int, fake_host: str) -> list[float]:
                     timeout=15,
                 )
             )
-            await asyncio.sleep(0.05)  # the Pull is open and waiting at the fake
+            await asyncio.sleep(0.05)  # the Pull is open and waiting at the emulator
             before = time.perf_counter()
             await publisher.publish(
                 topic=topic, messages=[types.PubsubMessage(data=str(n).encode())], timeout=30
@@ -245,7 +244,8 @@ def main() -> None:
         parser.error(f"unknown backends {sorted(unknown)}; choose from {BACKENDS}")
 
     rows: list[tuple[str, str, tuple[float, float, float], int]] = []
-    fake = PubSubFakeProcess()
+    emulator = PubSubEmulator()
+    emulator.start()
     try:
         with tempfile.TemporaryDirectory(prefix="kiln-dispatch-") as tmp:
             root = Path(tmp)
@@ -253,15 +253,16 @@ def main() -> None:
             raw = asyncio.run(raw_notify(args.jobs))
             rows.append(("raw", "PostgreSQL NOTIFY → LISTEN (psycopg)", percentiles(raw), len(raw)))
             report(rows[-1])
-            raw = asyncio.run(raw_pubsub(args.jobs, fake.host))
-            rows.append(("raw", "Pub/Sub fake Publish → waiting Pull", percentiles(raw), len(raw)))
+            raw = asyncio.run(raw_pubsub(args.jobs, emulator.host))
+            row = ("raw", "Pub/Sub emulator Publish → waiting Pull", percentiles(raw), len(raw))
+            rows.append(row)
             report(rows[-1])
             for backend in backends:
-                values = measure_kiln(backend, args.jobs, root, clip, fake.host)
+                values = measure_kiln(backend, args.jobs, root, clip, emulator.host)
                 rows.append(("kiln", backend, percentiles(values), len(values)))
                 report(rows[-1])
     finally:
-        fake.stop()
+        emulator.stop()
     if not args.no_record:
         record(args, rows)
 

@@ -2,7 +2,7 @@
 and a server restarted; then count what was lost, run twice, or missed by watchers.
 
 Per backend (KILN_DISPATCH=db and =pubsub, both on a fresh PostgreSQL database; pubsub
-through the in-repo fake as a process): two `kiln serve` replicas and three `kiln worker`
+through Google's Pub/Sub emulator): two `kiln serve` replicas and three `kiln worker`
 processes (concurrency 1; two on server A's worker listener, one on server B's), all on
 127.0.0.1, KILN_LEASE_SECONDS=5. A few client threads create the jobs (default 1,000) over
 both servers, at most --in-flight unfinished at a time:
@@ -65,12 +65,9 @@ import grpc  # noqa: E402
 import psycopg  # noqa: E402
 from kiln.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc  # noqa: E402
 
-from bench.fleet_support import (  # noqa: E402
-    PubSubFakeProcess,
-    create_database,
-    drop_database,
-)
+from bench.fleet_support import create_database, drop_database  # noqa: E402
 from tests.e2e.cluster import Cluster, ServerProcess  # noqa: E402
+from tests.support.pubsub_emulator import PubSubEmulator  # noqa: E402
 
 RESULTS = REPO / "bench" / "RESULTS.md"
 LEASE_SECONDS = 5
@@ -475,16 +472,17 @@ class Outcome:
 
 def run_backend(backend: str, args, root: Path, media: tuple[Path, Path]) -> Outcome:
     database = create_database("kiln_soak")
-    fake = PubSubFakeProcess() if backend == "pubsub" else None
+    emulator = PubSubEmulator() if backend == "pubsub" else None
     settings = {
         "KILN_DISPATCH": backend,
         "KILN_LEASE_SECONDS": str(LEASE_SECONDS),
         "KILN_LOG_LEVEL": "INFO",
         "KILN_HEARTBEAT_SECONDS": "5",
     }
-    if fake is not None:
+    if emulator is not None:
+        emulator.start()
         settings |= {
-            "PUBSUB_EMULATOR_HOST": fake.host,
+            "PUBSUB_EMULATOR_HOST": emulator.host,
             "KILN_PUBSUB_PROJECT": "kiln-soak",
             "KILN_PUBSUB_PREFIX": f"soak{uuid.uuid4().hex[:8]}",
         }
@@ -540,8 +538,8 @@ def run_backend(backend: str, args, root: Path, media: tuple[Path, Path]) -> Out
         raise
     finally:
         cluster.stop()
-        if fake is not None:
-            fake.stop()
+        if emulator is not None:
+            emulator.stop()
         drop_database(database)
         if args.keep_logs:
             kept = Path(args.keep_logs) / backend
