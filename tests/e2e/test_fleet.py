@@ -8,6 +8,7 @@ have a dead-letter policy) and what they acked or handed back (tests/support/pub
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -248,7 +249,10 @@ def test_redelivered_message_does_not_start_a_second_encode(long_clip, start_fle
         stub = server.job_stub()
         wait_for_progress(stub, auth, job.id)
         # The same task again, as Pub/Sub may deliver it: the other (idle) worker gets it.
-        transcode_message = audit.messages(topic)[-1]
+        [task] = [t for t in task_rows(cluster.database_url, job.id) if t["kind"] == "TRANSCODE"]
+        [transcode_message] = [
+            m for m in audit.messages(topic) if json.loads(m.data)["task_id"] == task["id"]
+        ]
         duplicate_id = audit.publisher.publish(
             topic=topic,
             messages=[
