@@ -276,9 +276,14 @@ def test_redelivered_message_does_not_start_a_second_encode(long_clip, start_fle
 
 
 def test_a_message_no_worker_can_take_is_dead_lettered_and_fails_the_job(start_fleet, media_root):
-    # Five deliveries: the fewest Pub/Sub allows in a dead-letter policy.
+    # Five deliveries: the fewest Pub/Sub allows in a dead-letter policy. A 5 s ack deadline:
+    # the emulator may hand the retried probe to a waiting Pull the stopped worker left open,
+    # where it waits out the deadline (20 s by default) before the fixed worker gets it.
     with start_fleet(
-        "pubsub", KILN_PUBSUB_MAX_DELIVERIES="5", KILN_WORKER_TOKEN="the-right-token"
+        "pubsub",
+        KILN_PUBSUB_MAX_DELIVERIES="5",
+        KILN_PUBSUB_ACK_DEADLINE_SECONDS="5",
+        KILN_WORKER_TOKEN="the-right-token",
     ) as (cluster, server, audit):
         auth = auth_for(cluster, "org_dead")
         # A misconfigured worker: every claim is refused, every message handed back.
