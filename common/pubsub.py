@@ -25,7 +25,7 @@ from google.pubsub_v1.services.publisher.transports import PublisherGrpcAsyncIOT
 from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcAsyncIOTransport
 
-from common.settings_env import env_int
+from common.settings_env import BadSetting, env_int
 
 # kiln.v1.Priority numbers, most urgent first: the order workers drain subscriptions in.
 PRIORITY_NAMES: dict[int, str] = {3: "premium", 2: "standard", 1: "economy"}
@@ -64,7 +64,7 @@ class PubSubSettings:
             or env.get("GOOGLE_CLOUD_PROJECT", "")
             or "kiln-local",
             prefix=env.get("KILN_PUBSUB_PREFIX", "kiln-tasks"),
-            max_deliveries=env_int(env, "KILN_PUBSUB_MAX_DELIVERIES", 5, minimum=1),
+            max_deliveries=_max_deliveries(env),
             ack_deadline_seconds=env_int(env, "KILN_PUBSUB_ACK_DEADLINE_SECONDS", 20, minimum=1),
             create_topology=_flag(env.get("KILN_PUBSUB_CREATE_TOPOLOGY", "true")),
             emulator_host=env.get("PUBSUB_EMULATOR_HOST", ""),
@@ -179,3 +179,12 @@ class TaskMessage:
             priority=names.get(message.attributes.get("priority", ""), 2),
             traceparent=message.attributes.get("traceparent", ""),
         )
+
+
+def _max_deliveries(env: Mapping[str, str]) -> int:
+    """Pub/Sub takes a dead-letter policy of 5 to 100 deliveries; anything else would stop
+    the server with the service's OutOfRange at start, so it is refused here, by name."""
+    value = env_int(env, "KILN_PUBSUB_MAX_DELIVERIES", 5, minimum=5)
+    if value > 100:
+        raise BadSetting(f"KILN_PUBSUB_MAX_DELIVERIES must be at most 100, got {value}")
+    return value

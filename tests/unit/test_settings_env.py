@@ -56,6 +56,9 @@ def test_a_bad_value_is_refused_with_the_variable_named(read, value, message):
         (load_worker_settings, "KILN_PROGRESS_INTERVAL_SECONDS", "-0.25"),
         (load_worker_settings, "KILN_WORKER_METRICS_PORT", "99999"),
         (PubSubSettings.from_env, "KILN_PUBSUB_MAX_DELIVERIES", "five"),
+        # Pub/Sub's dead-letter policy takes 5 to 100 only.
+        (PubSubSettings.from_env, "KILN_PUBSUB_MAX_DELIVERIES", "4"),
+        (PubSubSettings.from_env, "KILN_PUBSUB_MAX_DELIVERIES", "101"),
     ],
 )
 def test_every_settings_reader_refuses_a_bad_number(load, name, value):
