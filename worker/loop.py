@@ -34,7 +34,7 @@ from .inputs import TaskInputs, stage_gs_input
 from .media.errors import MediaError
 from .metrics import WorkerMetrics
 from .reporter import Reporter
-from .scratch import SWEEP_EVERY_SECONDS, scratch_folder, sweep
+from .scratch import SWEEP_EVERY_SECONDS, full_disk_is_scratch_full, scratch_folder, sweep
 from .settings import WorkerSettings, channel_target, local_storage_warning
 from .sources import Claimed, PubSubQueue, ServerQueue, TaskSource, keep_extended
 from .tasks.kinds import kind_of
@@ -221,22 +221,25 @@ class Worker:
         outcome = "error"
         self.metrics.task_started(kind.name)
         try:
-            scratch = folders.enter_context(
-                scratch_folder(Path(self.settings.scratch_dir), f"{task.id}-{task.lease_token:x}")
-            )
-            async with egress.session(self.policy) as session:
-                run = TaskRun(
-                    task=task,
-                    scratch=scratch,
-                    progress=progress,
-                    stop=stop,
-                    inputs=TaskInputs(self.policy, session, stop, stage_gs_input),
-                    settings=self.settings,
-                    metrics=self.metrics,
-                    origins=self.origins,
-                    grants=self._reporter.grant_transfers,
+            with full_disk_is_scratch_full():
+                scratch = folders.enter_context(
+                    scratch_folder(
+                        Path(self.settings.scratch_dir), f"{task.id}-{task.lease_token:x}"
+                    )
                 )
-                result = await kind.run(run)
+                async with egress.session(self.policy) as session:
+                    run = TaskRun(
+                        task=task,
+                        scratch=scratch,
+                        progress=progress,
+                        stop=stop,
+                        inputs=TaskInputs(self.policy, session, stop, stage_gs_input),
+                        settings=self.settings,
+                        metrics=self.metrics,
+                        origins=self.origins,
+                        grants=self._reporter.grant_transfers,
+                    )
+                    result = await kind.run(run)
             await _stopped(heartbeat)
             await self._reporter.complete(task, result)
             outcome = "completed"

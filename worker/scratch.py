@@ -18,6 +18,7 @@ UNLOCKED_GRACE_SECONDS.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -25,6 +26,8 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .media.errors import SCRATCH_FULL, SCRATCH_FULL_MESSAGE, MediaError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,20 @@ MAKING_PREFIX = ".making-"
 UNLOCKED_GRACE_SECONDS = 300.0
 # Between sweeps while the worker runs (one at start too).
 SWEEP_EVERY_SECONDS = 600.0
+
+
+@contextlib.contextmanager
+def full_disk_is_scratch_full() -> Iterator[None]:
+    """A full scratch disk met outside FFmpeg (staging an input, writing a playlist) fails
+    the task with SCRATCH_FULL, retryable: the input is not at fault, and another worker,
+    or this one once space is freed, can run it. (FFmpeg's own ENOSPC is read from its
+    stderr: worker.media.ffmpeg.)"""
+    try:
+        yield
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise MediaError(SCRATCH_FULL, SCRATCH_FULL_MESSAGE, retryable=True) from error
+        raise
 
 
 @contextlib.contextmanager

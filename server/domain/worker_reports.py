@@ -43,6 +43,8 @@ WORKER_ERROR_CODES = frozenset(
         # An organization's origin could not be reached (retryable) or refused a transfer.
         "STORAGE_UNAVAILABLE",
         "STORAGE_REFUSED",
+        # The worker's scratch disk filled up mid-task (retryable: elsewhere, or later).
+        "SCRATCH_FULL",
     }
 )
 # Stages a running task may report.

@@ -74,7 +74,11 @@ def test_killed_worker_task_runs_again_elsewhere(short_lease_cluster, long_clip)
 def shared_scratch_cluster(sqlite_backend_url, tmp_path, media_root):
     """Workers sharing one scratch disk (the sweep is the worker's own: one database is enough)."""
     cluster = Cluster(
-        sqlite_backend_url, tmp_path, media_root, settings=dict(KILN_LEASE_SECONDS="2")
+        sqlite_backend_url,
+        tmp_path,
+        media_root,
+        # No drain at the end: the survivor's long encode is given back at once.
+        settings=dict(KILN_LEASE_SECONDS="2", KILN_WORKER_DRAIN_SECONDS="0"),
     )
     try:
         yield cluster, cluster.start_server()

@@ -27,6 +27,10 @@ UNSUPPORTED_COMMAND: Final = "UNSUPPORTED_COMMAND"
 # the store could not be reached (or answered 5xx) after retries, or it refused a transfer.
 STORAGE_UNAVAILABLE: Final = "STORAGE_UNAVAILABLE"
 STORAGE_REFUSED: Final = "STORAGE_REFUSED"
+# The worker's own scratch disk filled up (FFmpeg or a staged copy met ENOSPC): not the
+# input's fault, so retryable, on another worker or once space is freed.
+SCRATCH_FULL: Final = "SCRATCH_FULL"
+SCRATCH_FULL_MESSAGE: Final = "the worker's scratch disk is full (no space left on device)"
 
 # The codes the worker's media and storage steps raise; the server accepts each in a report
 # (tests/unit/test_worker_reports.py holds the two lists together). Input policy and the
@@ -48,6 +52,7 @@ ALL_CODES: Final = frozenset(
         UNSUPPORTED_COMMAND,
         STORAGE_UNAVAILABLE,
         STORAGE_REFUSED,
+        SCRATCH_FULL,
     }
 )
 

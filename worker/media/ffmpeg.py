@@ -14,7 +14,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-from worker.media.errors import CANCELED, ENCODE_FAILED, MediaError, public_message
+from worker.media.errors import (
+    CANCELED,
+    ENCODE_FAILED,
+    SCRATCH_FULL,
+    SCRATCH_FULL_MESSAGE,
+    MediaError,
+    public_message,
+)
 from worker.media.progress import ProgressParser
 
 ProgressCallback = Callable[[float], Awaitable[None]]
@@ -212,6 +219,8 @@ def _encode_failure(returncode: int, stderr_tail: deque[str]) -> MediaError:
         # Killed from outside (OOM killer, an operator): the same command may well succeed.
         name = signal.Signals(-returncode).name
         return MediaError(ENCODE_FAILED, f"ffmpeg was killed by {name}", retryable=True)
+    if any("No space left on device" in line for line in stderr_tail):
+        return MediaError(SCRATCH_FULL, SCRATCH_FULL_MESSAGE, retryable=True)
     informative = [line for line in stderr_tail if not _UNINFORMATIVE_STDERR.match(line.strip())]
     if informative:
         return MediaError(ENCODE_FAILED, public_message(informative[-1]))
