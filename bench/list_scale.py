@@ -29,6 +29,7 @@ sys.path[:0] = [str(REPO), str(REPO / "gen")]
 
 import grpc  # noqa: E402
 import psycopg  # noqa: E402
+from google.protobuf.message import Message  # noqa: E402
 from kiln.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc  # noqa: E402
 
 from bench.cp_support import RESULTS, FloorServer, machine_line, percentile  # noqa: E402
@@ -108,7 +109,7 @@ def requests_for(stub, metadata, size: int, calls: int) -> dict[str, list[bytes]
     }
 
 
-PATH = {
+PATH: dict[str, tuple[str, type[Message]]] = {
     "Get": ("Get", job_service_pb2.GetResponse),
     "List": ("List", job_service_pb2.ListResponse),
     "List status=FAILED": ("List", job_service_pb2.ListResponse),

@@ -365,7 +365,7 @@ class Soak:
         return True
 
     def replay(self, job: Job) -> list[job_service_pb2.WatchResponse]:
-        events = []
+        events: list[job_service_pb2.WatchResponse] = []
         for attempt in range(5):
             events = []
             try:

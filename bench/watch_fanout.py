@@ -197,6 +197,7 @@ class Watchers:
         """Waits until every stream opened or failed; returns how many failed."""
         failed = 0
         for process in self.processes:
+            assert process.stdout is not None  # opened with stdout=PIPE
             line = process.stdout.readline().split()
             if not line or line[0] != "ready":
                 raise RuntimeError(f"watcher process failed to open its streams: {line!r}")

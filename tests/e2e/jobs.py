@@ -6,7 +6,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 
 def mp4_output(
-    resolution: str = "240p", codec: int = job_pb2.VIDEO_CODEC_H264
+    resolution: str = "240p", codec: job_pb2.VideoCodec = job_pb2.VIDEO_CODEC_H264
 ) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,

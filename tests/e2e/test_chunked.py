@@ -77,7 +77,7 @@ def slow_ladder() -> job_pb2.OutputSpec:
     return spec
 
 
-def hls_ladder(quality: int = job_pb2.QUALITY_STANDARD) -> job_pb2.OutputSpec:
+def hls_ladder(quality: job_pb2.Quality = job_pb2.QUALITY_STANDARD) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_HLS,
         video=[

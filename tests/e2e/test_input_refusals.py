@@ -179,7 +179,9 @@ def probe_claims(database_url: str, job_id: str) -> int:
             return connection.execute(query, (job_id,)).fetchone()[0]
     with psycopg.connect(database_url) as connection:
         query = "SELECT attempts FROM tasks WHERE job_id = %s AND kind = 'PROBE'"
-        return connection.execute(query, (job_id,)).fetchone()[0]
+        row = connection.execute(query, (job_id,)).fetchone()
+        assert row is not None
+        return row[0]
 
 
 @pytest.mark.slow

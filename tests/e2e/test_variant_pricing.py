@@ -79,7 +79,13 @@ def auth(api_key):
     return (("authorization", f"Bearer {api_key}"),)
 
 
-def by_hand(height: int, seconds: float, fps: float, quality: int, priority: int) -> int:
+def by_hand(
+    height: int,
+    seconds: float,
+    fps: float,
+    quality: job_pb2.Quality,
+    priority: job_pb2.Priority,
+) -> int:
     """rate(height) x minutes x fps/30 x quality x priority, rounded half to even."""
     exact = (
         RATE[height]
@@ -93,7 +99,7 @@ def by_hand(height: int, seconds: float, fps: float, quality: int, priority: int
     return round(exact)
 
 
-def ladder(kind: int, *variants: tuple[str, int]) -> job_pb2.OutputSpec:
+def ladder(kind: job_pb2.OutputType, *variants: tuple[str, job_pb2.Quality]) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=kind,
         video=[

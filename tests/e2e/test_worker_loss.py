@@ -104,7 +104,7 @@ def test_a_killed_workers_scratch_is_swept_and_a_running_workers_is_kept(
     auth = (("authorization", f"Bearer {cluster.create_key('org_sweep')}"),)
     scratch = cluster.scratch_dir
 
-    def encoding(worker: subprocess.Popen, codec: int) -> Path:
+    def encoding(worker: subprocess.Popen, codec: job_pb2.VideoCodec) -> Path:
         create_job(
             server,
             auth,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
@@ -42,8 +43,11 @@ async def test_batched_creates_answer_each_caller_with_its_own_job_and_error(
     calls = [jobs.create(ORG, request, "") for request in plain]
     calls += [jobs.create(ORG, keyed, ""), jobs.create(ORG, keyed, "")]
     results = await asyncio.gather(*calls, return_exceptions=True)
-    plain_jobs, twins = results[:12], results[12:]
-    assert all(isinstance(job, job_pb2.Job) for job in plain_jobs)
+    assert all(isinstance(job, job_pb2.Job) for job in results[:12])
+    # Read as jobs from here: the plain ones were just checked, and a twin that is an error
+    # fails on `.id` below as before.
+    answers = cast(list[job_pb2.Job], results)
+    plain_jobs, twins = answers[:12], answers[12:]
     # Each caller its own job: its own metadata, a distinct id.
     assert [job.metadata["n"] for job in plain_jobs] == [str(n) for n in range(12)]
     assert len({job.id for job in plain_jobs}) == 12

@@ -186,7 +186,9 @@ async def test_a_connection_the_server_dropped_is_replaced(database_url: str, se
 
     with psycopg.connect(database_url, autocommit=True) as admin:
         (dropped,) = direct_backends(admin)
-        (ended,) = admin.execute("SELECT pg_terminate_backend(%s, 5000)", (dropped,)).fetchone()
+        row = admin.execute("SELECT pg_terminate_backend(%s, 5000)", (dropped,)).fetchone()
+        assert row is not None
+        (ended,) = row
         assert ended
         assert (await service.store.read_job(ORG, job.id)).job.id == job.id
         (replacement,) = direct_backends(admin)

@@ -13,6 +13,7 @@ import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import m3u8
 import pytest
@@ -93,7 +94,9 @@ def encode_ladder(source: Path, spec: job_pb2.OutputSpec, out_dir: Path) -> Ladd
 
 
 def ladder_spec(
-    output_type: int, variants: tuple[tuple[int, str], ...], **fields: object
+    output_type: job_pb2.OutputType,
+    variants: tuple[tuple[job_pb2.VideoCodec, str], ...],
+    **fields: Any,
 ) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=output_type,

@@ -126,7 +126,9 @@ def kinds(info: dict, kind: str) -> list[dict]:
     return [s for s in info["streams"] if s["codec_type"] == kind]
 
 
-def video_out(kind: int, video: int, resolution: str = "240p", **audio) -> job_pb2.OutputSpec:
+def video_out(
+    kind: job_pb2.OutputType, video: job_pb2.VideoCodec, resolution: str = "240p", **audio
+) -> job_pb2.OutputSpec:
     spec = job_pb2.OutputSpec(
         type=kind, video=[job_pb2.VideoVariant(codec=video, resolution=resolution)]
     )

@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kiln.v1 import job_pb2
@@ -70,7 +71,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def h264_mp4(resolution: str = "240p", **variant_fields: object) -> job_pb2.OutputSpec:
+def h264_mp4(resolution: str = "240p", **variant_fields: Any) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,
         video=[

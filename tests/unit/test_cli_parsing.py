@@ -144,7 +144,10 @@ def _event(sequence: int, kind: str, **fields: Any) -> dict[str, Any]:
 
 
 class ScriptedClient:
-    """Watch streams played from a script: each is a list of events and an ending."""
+    """Watch streams played from a script: each is a list of events and an ending.
+
+    It stands in for the Client that follow() takes (hence the arg-type ignores where it is
+    passed): it has the two methods follow() calls, and none of the HTTP underneath."""
 
     def __init__(self, streams: list[tuple[list[dict[str, Any]], Exception | None]]) -> None:
         self.streams = streams
@@ -161,7 +164,7 @@ class ScriptedClient:
         raise AssertionError("no Get expected")
 
 
-def test_follow_resumes_after_the_last_sequence_and_never_repeats():
+def test_follow_resumes_after_the_last_sequence_and_never_repeats() -> None:
     done = {"job": {"id": "job_1", "status": "JOB_STATUS_COMPLETED"}}
     client = ScriptedClient(
         [
@@ -180,7 +183,7 @@ def test_follow_resumes_after_the_last_sequence_and_never_repeats():
         ]
     )
     # The third stream ends cleanly without a completed event: that resumes too, since
-    # the job (Get) is not terminal yet.
+    # the job (Get) is not terminal yet. (Its Get is replaced for this test alone.)
     client.call = lambda *_a: {"job": {"id": "job_1", "status": "JOB_STATUS_PROCESSING"}}  # type: ignore[method-assign]
     seen: list[int] = []
     retries: list[int | None] = []
@@ -197,7 +200,7 @@ def test_follow_resumes_after_the_last_sequence_and_never_repeats():
     assert retries == [3, 3, 4]
 
 
-def test_follow_gives_up_after_bounded_retries_and_raises_other_errors_at_once():
+def test_follow_gives_up_after_bounded_retries_and_raises_other_errors_at_once() -> None:
     failing = ScriptedClient([([], httpx.ConnectError("refused"))] * 4)
     with pytest.raises(ApiError, match="gave up watching job_1 after 3 retries"):
         follow(failing, "job_1", lambda *_: None, max_failures=3, sleep=lambda _s: None)  # type: ignore[arg-type]

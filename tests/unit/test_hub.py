@@ -225,7 +225,9 @@ def progress_event(sequence: int, value: float) -> job_service_pb2.WatchResponse
     )
 
 
-def output_event(sequence: int, output_id: str, status: int, value: float):
+def output_event(
+    sequence: int, output_id: str, status: job_pb2.OutputStatus, value: float
+) -> job_service_pb2.WatchResponse:
     return job_service_pb2.WatchResponse(
         sequence=sequence,
         output=job_service_pb2.OutputEvent(

@@ -41,7 +41,7 @@ def test_audio_only_outputs_need_an_audio_stream():
     assert code([VIDEO], [MP3]) == "INPUT_NO_AUDIO"
 
 
-def series(mode: int, interval: float, **clip) -> job_pb2.OutputSpec:
+def series(mode: job_pb2.ThumbnailMode, interval: float, **clip) -> job_pb2.OutputSpec:
     spec = job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_JPG,
         thumbnail=job_pb2.ThumbnailSpec(mode=mode, interval_seconds=interval),

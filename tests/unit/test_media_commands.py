@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kiln.v1 import job_pb2
@@ -46,7 +47,7 @@ def make_info(
     )
 
 
-def mp4_spec(**variant_fields: object) -> job_pb2.OutputSpec:
+def mp4_spec(**variant_fields: Any) -> job_pb2.OutputSpec:
     variant = job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, **variant_fields)
     return job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP4, video=[variant])
 
@@ -424,7 +425,9 @@ def test_opus_sample_rate_falls_back_to_48k_with_a_note() -> None:
         (job_pb2.OUTPUT_TYPE_WAV, "pcm_s16le", "wav", "output.wav"),
     ],
 )
-def test_audio_only_outputs(output_type: int, encoder: str, muxer: str, file_name: str) -> None:
+def test_audio_only_outputs(
+    output_type: job_pb2.OutputType, encoder: str, muxer: str, file_name: str
+) -> None:
     plan = build_command(
         input_path="/in/source.mp4",
         spec=job_pb2.OutputSpec(type=output_type),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kiln.v1 import job_pb2
@@ -53,10 +54,14 @@ def make_info(
 
 
 def ladder_spec(
-    output_type: int = job_pb2.OUTPUT_TYPE_HLS,
-    variants: tuple[tuple[int, str], ...] = ((H264, "360p"), (H265, "240p"), (H264, "320x180")),
+    output_type: job_pb2.OutputType = job_pb2.OUTPUT_TYPE_HLS,
+    variants: tuple[tuple[job_pb2.VideoCodec, str], ...] = (
+        (H264, "360p"),
+        (H265, "240p"),
+        (H264, "320x180"),
+    ),
     segment_seconds: float = 2,
-    **fields: object,
+    **fields: Any,
 ) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=output_type,
@@ -291,7 +296,9 @@ def test_cmaf_is_a_dash_muxer_that_also_writes_hls_playlists() -> None:
 
 
 @pytest.mark.parametrize("output_type", [job_pb2.OUTPUT_TYPE_HLS, job_pb2.OUTPUT_TYPE_CMAF])
-def test_vp9_is_refused_where_apple_players_must_play_it(output_type: int) -> None:
+def test_vp9_is_refused_where_apple_players_must_play_it(
+    output_type: job_pb2.OutputType,
+) -> None:
     with pytest.raises(OutputSpecError):
         build(ladder_spec(output_type, variants=((VP9, "360p"),)))
 
@@ -390,7 +397,9 @@ def test_for_video_stream_binds_every_flag() -> None:
 # --- Images --------------------------------------------------------------------------------------
 
 
-def thumbnail_spec(output_type: int = job_pb2.OUTPUT_TYPE_JPG, **fields: object) -> object:
+def thumbnail_spec(
+    output_type: job_pb2.OutputType = job_pb2.OUTPUT_TYPE_JPG, **fields: Any
+) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(type=output_type, thumbnail=job_pb2.ThumbnailSpec(**fields))
 
 

@@ -25,11 +25,15 @@ V = job_pb2.VideoCodec
 Q = job_pb2.Quality
 
 
-def ladder(*variants: job_pb2.VideoVariant, kind: int = T.OUTPUT_TYPE_HLS) -> job_pb2.OutputSpec:
+def ladder(
+    *variants: job_pb2.VideoVariant, kind: job_pb2.OutputType = T.OUTPUT_TYPE_HLS
+) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(type=kind, video=list(variants))
 
 
-def variant(resolution: str, codec: int = V.VIDEO_CODEC_H264, **fields) -> job_pb2.VideoVariant:
+def variant(
+    resolution: str, codec: job_pb2.VideoCodec = V.VIDEO_CODEC_H264, **fields
+) -> job_pb2.VideoVariant:
     return job_pb2.VideoVariant(codec=codec, resolution=resolution, **fields)
 
 

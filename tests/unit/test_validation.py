@@ -38,7 +38,7 @@ def policy(root: Path) -> InputPolicy:
     return InputPolicy.from_lists([str(root)], [], ["bucket"])
 
 
-def mp4(codec: int = V.VIDEO_CODEC_H264, resolution: str = "") -> job_pb2.OutputSpec:
+def mp4(codec: job_pb2.VideoCodec = V.VIDEO_CODEC_H264, resolution: str = "") -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=T.OUTPUT_TYPE_MP4,
         video=[job_pb2.VideoVariant(codec=codec, resolution=resolution)],
@@ -140,7 +140,7 @@ def test_second_variant_path_is_indexed(root, policy):
     assert fields == {"outputs[0].video", "outputs[0].video[1].codec"}
 
 
-def av1_ladder(output_type: int, **fields) -> job_pb2.OutputSpec:
+def av1_ladder(output_type: job_pb2.OutputType, **fields) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=output_type,
         video=[
@@ -421,7 +421,7 @@ def test_message_summarises_every_violation(root, policy):
 # -- image series ----------------------------------------------------------------------
 
 
-def image(kind: int, **thumbnail) -> job_pb2.OutputSpec:
+def image(kind: job_pb2.OutputType, **thumbnail) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(type=kind, thumbnail=job_pb2.ThumbnailSpec(**thumbnail))
 
 
