@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ import grpc
 import httpx
 from kiln.v1 import job_service_pb2_grpc, origin_service_pb2_grpc
 
+from kiln_cli.keys import create_api_key
+from server.config import load_settings
 from tests.support.pubsub_audit import without_client_calls
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,15 +126,14 @@ class Cluster:
         )
 
     def create_key(self, organization: str) -> str:
-        result = subprocess.run(
-            kiln_command("create-key", "--org", organization),
-            env=self.env(),
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout.strip().splitlines()[-1]
+        """A new API key for `organization`: what `kiln create-key` does (the same function,
+        with this cluster's settings), run in this process. The command itself is tested
+        in test_cli; a process per key cost ~2 s of imports each, a large share of the
+        suite's time."""
+        settings = load_settings(self.env())
+        # On a thread of its own: async tests call this from inside their event loop.
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            return thread.submit(asyncio.run, create_api_key(settings, organization, "")).result()
 
     def start_server(self, **settings: str) -> ServerProcess:
         """A server process on free ports; `settings` on top of the cluster's (a replica
