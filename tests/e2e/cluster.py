@@ -25,6 +25,8 @@ from tests.support.pubsub_audit import without_client_calls
 
 REPO = Path(__file__).resolve().parents[2]
 SIGNING_KEY = "e2e-signing-key"
+# Tries at starting a server on free ports (see Cluster.start_server).
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -138,24 +140,36 @@ class Cluster:
     def start_server(self, **settings: str) -> ServerProcess:
         """A server process on free ports; `settings` on top of the cluster's (a replica
         configured differently, e.g. after a key rotation)."""
-        http_port, grpc_port, worker_port = free_port(), free_port(), free_port()
-        log = self.root / f"server-{len(self.servers)}.log"
-        process = subprocess.Popen(
-            kiln_command("serve"),
-            env=self.env(
-                KILN_HTTP_PORT=str(http_port),
-                KILN_GRPC_PORT=str(grpc_port),
-                KILN_WORKER_PORT=str(worker_port),
-                **settings,
-            ),
-            cwd=self.root,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        server = ServerProcess(process, http_port, grpc_port, worker_port, log)
-        self.servers.append(server)
-        _wait_healthy(server)
-        return server
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            http_port, grpc_port, worker_port = free_port(), free_port(), free_port()
+            log = self.root / f"server-{len(self.servers)}.log"
+            process = subprocess.Popen(
+                kiln_command("serve"),
+                env=self.env(
+                    KILN_HTTP_PORT=str(http_port),
+                    KILN_GRPC_PORT=str(grpc_port),
+                    KILN_WORKER_PORT=str(worker_port),
+                    **settings,
+                ),
+                cwd=self.root,
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            server = ServerProcess(process, http_port, grpc_port, worker_port, log)
+            self.servers.append(server)
+            try:
+                _wait_healthy(server)
+                return server
+            except RuntimeError:
+                # A free port is free when asked, not when the server binds it: another
+                # process of the suite (the other test process, an emulator, a storage
+                # server) may take it in between. New ports then; any other failure stands.
+                taken = "address already in use" in log.read_text()
+                if not taken or attempt == PORT_ATTEMPTS:
+                    raise
+                log.rename(log.with_suffix(f".port-taken-{attempt}"))
+                self.servers.remove(server)
+        raise AssertionError("unreachable")
 
     def restart_server(self, server: ServerProcess) -> ServerProcess:
         """A new server process on the stopped one's ports (its workers reconnect)."""
