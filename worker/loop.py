@@ -28,7 +28,13 @@ from common.pubsub import subscriber_client
 from common.storage.local import LocalStorage
 from common.storage.origins import Origins
 
-from .announce import announce_first, announce_once, announcement, keep_announcing
+from .announce import (
+    announce_first,
+    announce_once,
+    announcement,
+    ffmpeg_encoders,
+    keep_announcing,
+)
 from .heartbeat import TaskProgress, heartbeat_interval, keep_leased
 from .inputs import TaskInputs, stage_gs_input
 from .media.errors import MediaError
@@ -80,6 +86,9 @@ class Worker:
             max(self.settings.concurrency, 1),
         )
         capacity = max(self.settings.concurrency, 1)
+
+        # `ffmpeg -encoders` once, off the event loop; each announcement reuses the list.
+        await asyncio.to_thread(ffmpeg_encoders)
 
         def describe() -> wpb.AnnounceWorkerRequest:
             return announcement(self.worker_id, capacity, draining=stop.is_set())

@@ -81,18 +81,13 @@ def announcement_from(request: wpb.AnnounceWorkerRequest) -> Announcement:
 
 
 class Fleet:
-    def __init__(self, store: Store, lease_seconds: float) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.lease_seconds = lease_seconds
 
     async def announce(self, request: wpb.AnnounceWorkerRequest) -> None:
         announcement = announcement_from(request)
         async with self.store.transaction() as tx:
             await tx.workers.announce(announcement)
-
-    async def members(self) -> list[FleetMember]:
-        async with self.store.transaction() as tx:
-            return judged(await tx.workers.list_workers(), self.lease_seconds)
 
 
 def judged(records: list[WorkerRecord], lease_seconds: float) -> list[FleetMember]:

@@ -69,7 +69,7 @@ class TaskService:
         self.transfers = OriginTransfers(self.store, files)
         self.checks = ResultChecks(self.store, stored_sizes, files)
         self.lost = LostTasks(life, self.outcomes, max_task_attempts)
-        self.fleet = Fleet(self.store, lease_seconds)
+        self.fleet = Fleet(self.store)
 
     async def claim(
         self, worker_id: str, wait_seconds: float, task_id: str = ""
