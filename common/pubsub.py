@@ -49,7 +49,7 @@ class PubSubSettings:
     max_deliveries: int = 5
     # The subscriptions' ack deadline; workers extend it while a task runs. Short, because
     # it is also how long a message stays hidden when its receiver vanished (a dead worker,
-    # or a Pull cancelled just as it was answered).
+    # or a stopped worker's Pull answered as it went).
     ack_deadline_seconds: int = 20
     # Create missing topics and subscriptions at start (off when an operator owns them).
     create_topology: bool = True

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Longest wait of one long-poll (a server restart or a new message ends it sooner).
 LONG_POLL_SECONDS = 10.0
+# Longest time a worker holds a message no slot of it asked for (see PubSubQueue).
+MAX_HOLD_SECONDS = 10.0
 # How long a worker holds a message while the server does not answer its claim.
 UNREACHABLE_SERVER_PATIENCE_SECONDS = 60.0
 # Pause after a claim the server refused (wrong token, bad request) before pulling again.
@@ -109,6 +111,8 @@ class PubSubDelivery:
     message: TaskMessage
     deadline_seconds: int
     priority: int
+    # Pub/Sub's count of this message's deliveries, this one included (1 = first).
+    delivery_attempt: int = 1
 
     @property
     def extend_every(self) -> float:
@@ -143,10 +147,17 @@ class PubSubDelivery:
 class PubSubQueue:
     """KILN_DISPATCH=pubsub: pull one message, claim its task id, keep it leased meanwhile.
 
-    Pub/Sub has no priorities: a slot first looks into the PREMIUM, STANDARD and ECONOMY
-    subscriptions in that order without waiting, and only when all are empty waits on all
-    three at once (the first message wins; the other waits are cancelled, and a message
-    that raced in anyway is handed back).
+    Pub/Sub has no priorities: a slot looks into the PREMIUM, STANDARD and ECONOMY
+    subscriptions in that order without waiting, and only when all are empty waits.
+
+    Waiting is done by the worker, not by each slot: while any slot waits, one long-poll
+    Pull runs per subscription, and a message one of them brings is held for the slots
+    (PREMIUM first). Those Pulls are never cancelled when a slot finds its task through
+    another one: a Pull cancelled by its client can still be handed the next message (the
+    emulator does it; Google's service documents it), which then stays hidden for the whole
+    ack deadline. A Pull left running ends by itself (the broker answers an idle long-poll
+    just before its deadline); what it brings after every slot got busy is held for a
+    slot of this worker for a short while, then handed back.
     """
 
     def __init__(
@@ -161,6 +172,16 @@ class PubSubQueue:
         self.stub = stub
         self.metadata = metadata
         self.deadline = min(settings.ack_deadline_seconds, MAX_ACK_DEADLINE)
+        # A held message goes back after half its ack deadline: a slot that takes it late
+        # still has time to start extending it.
+        self.hold_seconds = min(self.deadline / 2, MAX_HOLD_SECONDS)
+        self._waiting = 0
+        self._arrived = asyncio.Condition()
+        self._polls: dict[int, asyncio.Task[None]] = {}
+        self._held: dict[int, list[tuple[PubSubDelivery, asyncio.TimerHandle]]] = {
+            priority: [] for priority in DRAIN_ORDER
+        }
+        self._handing_back: set[asyncio.Task[None]] = set()
 
     async def next(self, worker_id: str) -> Claimed | None:
         delivery = await self._receive()
@@ -228,29 +249,71 @@ class PubSubQueue:
             pause = min(pause * 2, 4.0)
 
     async def _receive(self) -> PubSubDelivery | None:
-        for priority in DRAIN_ORDER:
-            found = await self._pull(priority, wait=False)
-            if found:
-                return await self._keep_first(found)
-        waits = [asyncio.create_task(self._pull(priority, wait=True)) for priority in DRAIN_ORDER]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-        found = []
-        for wait in waits:
-            with contextlib.suppress(asyncio.CancelledError):
-                found += await wait
-        return await self._keep_first(found)
+        while True:
+            for priority in DRAIN_ORDER:
+                held = self._take_held(priority)
+                if held is not None:
+                    return held
+                found = await self._pull(priority, wait=False)
+                if found:
+                    for extra in found[1:]:
+                        await extra.nack()
+                    return found[0]
+            self._waiting += 1
+            try:
+                async with self._arrived:
+                    self._start_polls()
+                    # Checked under the lock: a message held during the sweep above counts.
+                    await self._arrived.wait_for(self._holds_any)
+            finally:
+                self._waiting -= 1
 
-    async def _keep_first(self, found: list[PubSubDelivery]) -> PubSubDelivery | None:
-        if not found:
+    def _start_polls(self) -> None:
+        for priority in DRAIN_ORDER:
+            if priority not in self._polls:
+                self._polls[priority] = asyncio.create_task(
+                    self._poll(priority), name=f"pubsub-poll-{priority}"
+                )
+
+    async def _poll(self, priority: int) -> None:
+        """Long-polls one subscription while any slot waits; holds what arrives."""
+        try:
+            while self._waiting > 0:
+                found = await self._pull(priority, wait=True)
+                for delivery in found:
+                    self._hold(delivery)
+                if found:
+                    async with self._arrived:
+                        self._arrived.notify_all()
+        finally:
+            self._polls.pop(priority, None)
+
+    def _hold(self, delivery: PubSubDelivery) -> None:
+        expiry = asyncio.get_running_loop().call_later(
+            self.hold_seconds, self._hand_back_held, delivery
+        )
+        self._held[delivery.priority].append((delivery, expiry))
+
+    def _holds_any(self) -> bool:
+        return any(self._held.values())
+
+    def _take_held(self, priority: int) -> PubSubDelivery | None:
+        if not self._held[priority]:
             return None
-        found.sort(key=lambda delivery: DRAIN_ORDER.index(delivery.priority))
-        for extra in found[1:]:
-            await extra.nack()
-        return found[0]
+        delivery, expiry = self._held[priority].pop(0)
+        expiry.cancel()
+        return delivery
+
+    def _hand_back_held(self, delivery: PubSubDelivery) -> None:
+        """No slot of this worker took it in time: another worker may."""
+        held = self._held[delivery.priority]
+        for index, (candidate, _) in enumerate(held):
+            if candidate is delivery:
+                del held[index]
+                break
+        handing_back = asyncio.create_task(delivery.nack())
+        self._handing_back.add(handing_back)
+        handing_back.add_done_callback(self._handing_back.discard)
 
     async def _pull(self, priority: int, *, wait: bool) -> list[PubSubDelivery]:
         subscription = self.settings.subscription(priority)
@@ -280,11 +343,26 @@ class PubSubQueue:
                 continue
             deliveries.append(
                 PubSubDelivery(
-                    self.client, subscription, received.ack_id, message, self.deadline, priority
+                    self.client,
+                    subscription,
+                    received.ack_id,
+                    message,
+                    self.deadline,
+                    priority,
+                    received.delivery_attempt,
                 )
             )
         return deliveries
 
     async def close(self) -> None:
+        # Stopping: the waiting Pulls must end now (one may hide a message for its ack
+        # deadline: the price of stopping while idle); held messages go back at once.
+        for poll in list(self._polls.values()):
+            poll.cancel()
+        await asyncio.gather(*self._polls.values(), return_exceptions=True)
+        for priority in DRAIN_ORDER:
+            while (held := self._take_held(priority)) is not None:
+                await held.nack()
+        await asyncio.gather(*self._handing_back, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.client.transport.close()

@@ -315,30 +315,14 @@ def test_a_message_no_worker_can_take_is_dead_lettered_and_fails_the_job(start_f
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
 
 
-# Known to fail on Pub/Sub: kiln bug, reported with this change and not fixed in it. A worker
-# slot that waits on all three subscriptions cancels the two waits that did not answer
-# (worker/sources.py); Google's emulator keeps a cancelled waiting Pull open until its deadline
-# and leases it the next message published there, which then stays hidden for the ack deadline
-# (20 s) and comes back as delivery attempt 2. Seen here: the PREMIUM and ECONOMY probes went
-# to such waits and STANDARD started first. Not strict: whether a cancelled wait is still
-# open when the three jobs are queued depends on timing.
-CANCELLED_WAITS_HIDE_MESSAGES = pytest.mark.xfail(
-    strict=False,
-    reason="kiln bug: a waiting Pull the worker cancelled takes the next PREMIUM message "
-    "on Google's emulator, hiding it for the ack deadline",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "dispatch", ["db", pytest.param("pubsub", marks=CANCELLED_WAITS_HIDE_MESSAGES)]
-)
+@pytest.mark.parametrize("dispatch", BACKENDS)
 def test_queued_premium_starts_before_standard_before_economy(
     dispatch, long_clip, media_root, start_fleet
 ):
-    # A 10 s ack deadline (Pub/Sub's least): a message the bug above hides comes back in
-    # 10 s rather than 20, so the expected failure costs the suite half as long.
-    with start_fleet(dispatch, KILN_PUBSUB_ACK_DEADLINE_SECONDS="10") as (cluster, server, _):
+    # On Pub/Sub the waits a worker leaves open while the blocker runs catch the queued
+    # probes; the worker holds them and must still start PREMIUM first (worker/sources.py).
+    with start_fleet(dispatch) as (cluster, server, _):
         auth = auth_for(cluster, "org_priority")
         cluster.start_worker(server)
         stub = server.job_stub()
