@@ -182,7 +182,7 @@ def build_server(settings: Settings) -> Server:
             return await tx.outputs.output_origin(job_id, output_id)
 
     hub = EventHub(read_events, settings.heartbeat_seconds)
-    metrics = ServerMetrics()
+    metrics = ServerMetrics(lease_seconds=settings.lease_seconds)
     metrics.count_watch_streams(lambda: hub.subscription_count)
     keyring = load_keyring(
         {

@@ -1,16 +1,16 @@
 """The server's Prometheus metrics, on a registry of this process's own (never the global one).
 
 Counters and histograms move where things happen (a job's terminal transition, once its
-transaction committed; a claim; a lease taken back; a webhook attempt). The queue depth and
-the oldest queued task's wait are read from the database when scraped: `render` runs the one
-GROUP BY in the event loop and only then generates the text, so no collector ever blocks on
-the database.
+transaction committed; a claim; a lease taken back; a webhook attempt). The queue depth, the
+oldest queued task's wait and the fleet (what each worker announced, what it runs, when it
+was last heard from) are read from the database when scraped: `render` reads them in the
+event loop and only then generates the text, so no collector ever blocks on the database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kiln.v1 import job_pb2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .domain.states import TERMINAL, TaskKind
+from .jobs.fleet import FleetMember, judged
 from .store.database import aware, now
 from .store.store import Store
 
@@ -26,6 +27,14 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600
 
 WEBHOOK_OUTCOMES = ("delivered", "retried", "failed")
 LEASE_OUTCOMES = ("requeued", "failed")
+
+# A worker silent this long leaves /metrics (its row stays: `kiln workers list` still shows
+# it). A worker's default id is "{host}-{pid}", so every restart is a new worker: without a
+# limit, the series of an autoscaled fleet's retired workers would only ever grow. An hour
+# keeps a lost worker in view long enough to be noticed and alerted on.
+WORKER_FORGOTTEN_AFTER = timedelta(hours=1)
+# KILN_LEASE_SECONDS's default; the server passes its setting.
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 def priority_label(priority: int) -> str:
@@ -81,12 +90,71 @@ class QueueDepthCollector(Collector):
         return [depth_family, oldest_family]
 
 
+class FleetCollector(Collector):
+    """`kiln_worker_info`, `kiln_worker_capacity`, `kiln_worker_running_tasks` and
+    `kiln_worker_last_contact_seconds`, one series each per worker heard from within
+    WORKER_FORGOTTEN_AFTER, from what the scrape handler read just before.
+
+    These are the whole service's, like the queue depth: they go out where /metrics goes and
+    nowhere else. Host and version are what the worker said of itself; the exposition
+    escapes them (backslash, quote, newline), so no announcement can forge a series.
+    """
+
+    def __init__(self) -> None:
+        self.members: list[FleetMember] = []
+        self.moment: datetime | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families([], None)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.members, self.moment)
+
+    @staticmethod
+    def _families(members: list[FleetMember], moment: datetime | None) -> list[Metric]:
+        info = GaugeMetricFamily(
+            "kiln_worker_info",
+            "1 per worker, with what it announced and its state: ACTIVE or DRAINING as it "
+            "said, LOST once silent for a whole lease.",
+            labels=["worker_id", "host", "version", "state", "task_kinds"],
+        )
+        capacity = GaugeMetricFamily(
+            "kiln_worker_capacity", "Task slots the worker announced.", labels=["worker_id"]
+        )
+        running = GaugeMetricFamily(
+            "kiln_worker_running_tasks",
+            "Tasks the worker's slots hold leases on now.",
+            labels=["worker_id"],
+        )
+        silent = GaugeMetricFamily(
+            "kiln_worker_last_contact_seconds",
+            "Seconds since the worker's last announcement (made every third of a lease).",
+            labels=["worker_id"],
+        )
+        for member in members:
+            record = member.record
+            kinds = ",".join(record.task_kinds)
+            info.add_metric([record.id, record.host, record.version, member.state, kinds], 1)
+            capacity.add_metric([record.id], record.capacity)
+            running.add_metric([record.id], record.running_tasks)
+            since = (moment - record.last_contact_at).total_seconds() if moment else 0.0
+            silent.add_metric([record.id], max(since, 0.0))
+        return [info, capacity, running, silent]
+
+
 class ServerMetrics:
     """Every metric of one server process, and the text of `GET /metrics`."""
 
-    def __init__(self, clock: Callable[[], datetime] = now) -> None:
-        # What a task's wait is measured to; tests pass their own instead of sleeping.
+    def __init__(
+        self,
+        clock: Callable[[], datetime] = now,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        # What a task's wait and a worker's silence are measured to; tests pass their own
+        # instead of sleeping.
         self.clock = clock
+        # A worker silent this long is LOST (as `kiln workers list` judges it).
+        self.lease_seconds = lease_seconds
         self.registry = CollectorRegistry(auto_describe=True)
         # Registries of others in this process (`kiln up`: its embedded worker) shown too.
         self.included: list[CollectorRegistry] = []
@@ -124,6 +192,8 @@ class ServerMetrics:
         )
         self.queue_depth = QueueDepthCollector()
         self.registry.register(self.queue_depth)
+        self.fleet = FleetCollector()
+        self.registry.register(self.fleet)
         # Every label value present from the start, so rate() sees the first increment.
         for status in sorted(TERMINAL):
             self.jobs_finished.labels(status=str(status))
@@ -157,10 +227,17 @@ class ServerMetrics:
         self.included.append(registry)
 
     async def render(self, store: Store) -> bytes:
-        """The exposition text; the queue depth is read first, in this event loop."""
+        """The exposition text; the queue and the fleet are read first, in this event loop."""
         async with store.transaction() as tx:
             queued = await tx.tasks.queued_by_priority()
+            workers = await tx.workers.list_workers()
         moment = self.clock()
+        self.fleet.moment = moment
+        self.fleet.members = [
+            member
+            for member in judged(workers, self.lease_seconds, moment)
+            if moment - member.record.last_contact_at <= WORKER_FORGOTTEN_AFTER
+        ]
         self.queue_depth.depth = {
             priority_label(priority): tasks.count for priority, tasks in queued.items()
         }

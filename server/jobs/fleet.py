@@ -9,7 +9,7 @@ whole lease is LOST: by then the reaper is taking its tasks back too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
@@ -90,9 +90,12 @@ class Fleet:
             await tx.workers.announce(announcement)
 
 
-def judged(records: list[WorkerRecord], lease_seconds: float) -> list[FleetMember]:
-    """Each worker with its state: LOST once silent for a whole lease."""
-    silent_since = now() - timedelta(seconds=lease_seconds)
+def judged(
+    records: list[WorkerRecord], lease_seconds: float, moment: datetime | None = None
+) -> list[FleetMember]:
+    """Each worker with its state: LOST once silent for a whole lease before `moment`
+    (now unless given: /metrics passes its own clock, which tests set)."""
+    silent_since = (moment or now()) - timedelta(seconds=lease_seconds)
     return [
         FleetMember(record, record.state if record.last_contact_at >= silent_since else LOST)
         for record in records

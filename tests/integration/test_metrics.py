@@ -12,7 +12,8 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.metrics import ServerMetrics
+from server.jobs.fleet import Fleet
+from server.metrics import WORKER_FORGOTTEN_AFTER, ServerMetrics
 from server.store.database import now
 from tests.e2e.cluster import free_port
 from tests.support.clock import ManualClock
@@ -113,6 +114,77 @@ async def test_oldest_queued_task_wait_is_the_autoscaling_signal(store, tmp_path
     await services.claim()
     drained = samples(await metrics.render(store))
     assert value(drained, "kiln_queue_oldest_seconds", priority="standard") == 0
+
+
+def announcement(
+    worker_id: str, host: str, version: str, capacity: int, draining: bool = False
+) -> wpb.AnnounceWorkerRequest:
+    return wpb.AnnounceWorkerRequest(
+        worker_id=worker_id,
+        host=host,
+        version=version,
+        capacity=capacity,
+        task_kinds=[wpb.TASK_KIND_TRANSCODE, wpb.TASK_KIND_PROBE],
+        encoders=["libx264"],
+        state=wpb.WORKER_STATE_DRAINING if draining else wpb.WORKER_STATE_ACTIVE,
+    )
+
+
+def worker_info(parsed, worker_id: str) -> dict[str, str]:
+    """The labels of `worker_id`'s kiln_worker_info series (empty when it has none)."""
+    for (name, labels), number in parsed.items():
+        if name == "kiln_worker_info" and dict(labels)["worker_id"] == worker_id:
+            assert number == 1
+            return dict(labels)
+    return {}
+
+
+async def test_fleet_series_judge_each_worker_and_escape_what_it_said(store, tmp_path):
+    services = Services(store, tmp_path, lease_seconds=60)
+    clock = ManualClock(now())
+    metrics = ServerMetrics(clock=clock, lease_seconds=30)
+    assert not [name for name, _ in samples(await metrics.render(store)) if "worker" in name]
+    # A host and version that would forge a series and a comment if written unescaped.
+    host = 'evil"} kiln_queue_depth{priority="premium"} 99\n# TYPE forged counter\\'
+    version = '1.0"\n\\n\\'
+    await Fleet(store).announce(announcement("busy", host, version, capacity=4))
+    await Fleet(store).announce(announcement("leaving", "render-2", "0.1.0", 1, draining=True))
+    await services.create()
+    assert await services.tasks.claim("busy/2", wait_seconds=0) is not None
+
+    text = await metrics.render(store)
+    # Each newline the worker sent stays inside its label value, escaped.
+    assert b"\n# TYPE forged" not in text
+    assert all(line.startswith((b"# ", b"kiln_")) for line in text.splitlines())
+    heard = samples(text)
+    assert worker_info(heard, "busy") == {
+        "worker_id": "busy",
+        "host": host,
+        "version": version,
+        "state": "ACTIVE",
+        "task_kinds": "PROBE,TRANSCODE",
+    }
+    assert worker_info(heard, "leaving").get("state") == "DRAINING"
+    assert value(heard, "kiln_worker_capacity", worker_id="busy") == 4
+    assert value(heard, "kiln_worker_running_tasks", worker_id="busy") == 1
+    assert value(heard, "kiln_worker_running_tasks", worker_id="leaving") == 0
+    assert value(heard, "kiln_worker_last_contact_seconds", worker_id="busy") < 5
+    assert value(heard, "kiln_queue_depth", priority="premium") == 0  # nothing forged
+    assert not [name for name, _ in heard if "forged" in name]
+
+    # Silent for more than a lease: LOST, with how long it has been silent.
+    clock.set(now() + timedelta(seconds=31))
+    silent = samples(await metrics.render(store))
+    assert worker_info(silent, "busy").get("state") == "LOST"
+    assert worker_info(silent, "leaving").get("state") == "LOST"
+    assert 31 <= value(silent, "kiln_worker_last_contact_seconds", worker_id="busy") < 36
+
+    # Silent past the retention: gone from /metrics, still in the database.
+    clock.set(now() + WORKER_FORGOTTEN_AFTER + timedelta(seconds=1))
+    forgotten = samples(await metrics.render(store))
+    assert not [name for name, _ in forgotten if name.startswith("kiln_worker_")]
+    async with store.transaction() as tx:
+        assert {record.id for record in await tx.workers.list_workers()} == {"busy", "leaving"}
 
 
 @SQLITE_ONLY
