@@ -1,8 +1,9 @@
-// Operations: queue depth by priority and running tasks. From the server's /metrics when it
-// answers (kiln_queue_depth{priority}: queued tasks of the whole service;
-// kiln_worker_tasks_in_progress{kind}: the embedded worker of `kiln up`, if any), and always
-// this organization's non-terminal jobs by priority and status, counted through List.
+// Operations: queue depth by priority and the fleet's workers. From the server's /metrics when
+// it answers (kiln_queue_depth{priority}: queued tasks of the whole service; kiln_worker_*:
+// each worker, see fleet.js), and always this organization's non-terminal jobs by priority
+// and status, counted through List.
 
+import { fleetFrom, workersCard } from "./fleet.js";
 import * as fmt from "./format.js";
 
 const { h } = fmt;
@@ -11,6 +12,9 @@ const PRIORITIES = ["PRIORITY_PREMIUM", "PRIORITY_STANDARD", "PRIORITY_ECONOMY"]
 const REFRESH_MS = 5000;
 const MAX_LIST_PAGES = 20;
 
+// A label value as the text format escapes it: backslash, double quote and newline.
+const unescapeLabel = (raw) => raw.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+
 export function parsePrometheus(text) {
   const samples = [];
   for (const line of text.split("\n")) {
@@ -18,7 +22,7 @@ export function parsePrometheus(text) {
     const m = line.match(/^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/);
     if (!m) continue;
     const labels = {};
-    for (const l of (m[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    for (const l of (m[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = unescapeLabel(l[2]);
     samples.push({ name: m[1], labels, value: Number(m[3]) });
   }
   return samples;
@@ -43,9 +47,7 @@ export function renderOps(api, root, { errorText }) {
     if (!depth.length) return null;
     return {
       depth,
-      running: samples.filter((s) => s.name === "kiln_worker_tasks_in_progress"),
-      // Per-worker series, should a future /metrics label them by worker.
-      byWorker: samples.filter((s) => s.name.startsWith("kiln_") && "worker" in s.labels),
+      workers: fleetFrom(samples),
       watchStreams: samples.find((s) => s.name === "kiln_watch_streams"),
     };
   }
@@ -73,18 +75,9 @@ export function renderOps(api, root, { errorText }) {
     if (!metrics) {
       return [h("section", { class: "card" }, h("h2", {}, "Task queue and workers"), h("p", { class: "muted" }, "This server answers no /metrics with kiln_queue_depth: only the job counts below (from List) are available."))];
     }
-    const workerRows = metrics.byWorker.length
-      ? metrics.byWorker.map((s) => h("tr", {}, h("th", {}, s.labels.worker), h("td", {}, `${s.value} ${s.name}${s.labels.kind ? ` (${s.labels.kind})` : ""}`)))
-      : metrics.running.map((s) => h("tr", {}, h("th", {}, `embedded worker, ${s.labels.kind || "?"}`), h("td", {}, String(s.value))));
     return [
       h("section", { class: "card" }, h("h2", {}, "Queued tasks by priority (whole service)"), h("table", { class: "kv", id: "queue-depth" }, metrics.depth.map((s) => h("tr", { "data-priority": s.labels.priority }, h("th", {}, s.labels.priority || "—"), h("td", {}, String(s.value))))), metrics.watchStreams ? h("p", { class: "muted small" }, `${metrics.watchStreams.value} Watch streams open on this server.`) : null),
-      h(
-        "section",
-        { class: "card", id: "running-tasks" },
-        h("h2", {}, "Running tasks"),
-        workerRows.length ? h("table", { class: "kv" }, workerRows) : null,
-        h("p", { class: "muted small" }, "The server's /metrics has no per-worker series: it shows only the worker embedded in `kiln up`. Each `kiln worker` serves its own tasks-in-progress gauge on KILN_WORKER_METRICS_PORT."),
-      ),
+      workersCard(metrics.workers),
     ];
   }
 
@@ -92,7 +85,7 @@ export function renderOps(api, root, { errorText }) {
     try {
       const [metrics, { counts, truncated }] = await Promise.all([fromMetrics(), fromList()]);
       if (stopped) return;
-      source.textContent = metrics ? "Queue and running tasks from the server's /metrics; job counts from List." : "Job counts from List; this server has no /metrics queue gauge.";
+      source.textContent = metrics ? "Queue and workers from the server's /metrics; job counts from List." : "Job counts from List; this server has no /metrics queue gauge.";
       body.replaceChildren(
         ...metricsCards(metrics),
         h(

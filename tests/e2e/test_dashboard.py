@@ -7,7 +7,9 @@ dash.js error events, non-fatal ones included) from each output's playback URL (
 card shows and copies; no player fetches a /files/ download URL), checks the sprite scrub
 preview and both bitrate charts, cancels a running job from its page, retries and cancels it
 again, confirms a delayed-start job after reading its estimate, deletes outputs, and opens the
-operations view (queue depth from /metrics). Screenshots are left in the test's tmp folder.
+operations view (queue depth and the fleet's workers from /metrics: the test's worker ACTIVE
+with its one slot, and a worker that announced a hostile host and version once, LOST, its
+strings shown as text). Screenshots are left in the test's tmp folder.
 """
 
 from __future__ import annotations
@@ -15,18 +17,41 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 
+import grpc
 import pytest
+from kiln.worker.v1 import worker_service_pb2 as wpb
+from kiln.worker.v1 import worker_service_pb2_grpc
 
 from tests.conftest import make_clip
 from tests.support.browser import require_browser
 
-from .cluster import REPO, running_cluster
+from .cluster import REPO, ServerProcess, running_cluster
 
 DRIVER = REPO / "tests" / "e2e" / "dashboard" / "dashboard_e2e.mjs"
 DOCS_SCREENSHOT = REPO / "docs" / "dashboard-job.png"
+# Markup, a quote ending the label value, a newline and a backslash: shown as typed or not at all.
+HOSTILE_HOST = '<img src=x onerror="document.title=1">"} kiln_forged 1\n\\'
+HOSTILE_VERSION = '9"\n<b>\\'
+
+
+def announce_hostile_worker(server: ServerProcess) -> None:
+    """A worker that announces itself once and is never heard from again: LOST after a lease."""
+    with grpc.insecure_channel(server.worker_target) as channel:
+        worker_service_pb2_grpc.WorkerServiceStub(channel).AnnounceWorker(
+            wpb.AnnounceWorkerRequest(
+                worker_id="hostile",
+                host=HOSTILE_HOST,
+                version=HOSTILE_VERSION,
+                capacity=3,
+                task_kinds=[wpb.TASK_KIND_PROBE],
+                state=wpb.WORKER_STATE_ACTIVE,
+            ),
+            timeout=10,
+        )
 
 
 @pytest.mark.slow
@@ -44,6 +69,8 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
         server,
     ):
         key = cluster.create_key("org_dashboard")
+        announce_hostile_worker(server)
+        worker_id = f"{socket.gethostname()}-{cluster.workers[0].pid}"  # the default id
         started = time.monotonic()
         arguments = [server.http_url, key, str(short_clip), str(long_clip), str(artifacts)]
         result = subprocess.run(
@@ -63,6 +90,22 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
     assert {player["kind"] for player in report["players"]} == {"hls", "dash", "file"}
     assert all(player["time"] >= 2 for player in report["players"])
     assert [len(series) for series in report["chart"]] == [2, 2]  # HLS and DASH ladders
+    # The operations view: the test's worker ACTIVE with its one slot, the silent one LOST
+    # with what it said shown as text (no element made of it).
+    workers = {row["id"]: row for row in report["workers"]}
+    assert set(workers) == {worker_id, "hostile"}
+    assert workers[worker_id]["state"] == "ACTIVE"
+    assert workers[worker_id]["load"] in {"0 / 1", "1 / 1"}
+    assert workers[worker_id]["host"] == socket.gethostname()
+    assert workers["hostile"] == {
+        "id": "hostile",
+        "state": "LOST",
+        "badge": "LOST",
+        "load": "0 / 3",
+        "host": HOSTILE_HOST,
+        "version": HOSTILE_VERSION,
+    }
+    assert report["injected"]["elements"] == 0 and report["injected"]["title"] != "1"
     screenshot = artifacts / "dashboard-job.png"
     assert screenshot.stat().st_size > 10_000
     # KILN_UPDATE_DOCS_SCREENSHOT=1 refreshes docs/dashboard-job.png from this run.

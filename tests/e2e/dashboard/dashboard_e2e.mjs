@@ -224,9 +224,25 @@ try {
   const opsSource = await page.locator("#ops-source").textContent();
   check(opsSource.includes("/metrics"), `operations view: ${opsSource}`);
   check((await page.locator("#queue-depth tr").count()) === 3, "queue depth is not shown per priority");
+  // The fleet: the test's worker, and one that announced itself once and went silent (LOST
+  // once a lease passed; the view refreshes every 5 s).
+  await page.waitForSelector("#workers-table tr[data-state=ACTIVE]");
+  await page.waitForSelector("#workers-table tr[data-worker-id=hostile][data-state=LOST]", { timeout: 20000 });
+  const workers = await page.$$eval("#workers-table tr[data-worker-id]", (rows) =>
+    rows.map((r) => ({
+      id: r.dataset.workerId,
+      state: r.dataset.state,
+      badge: r.querySelector("[data-testid=worker-state]").textContent,
+      load: r.querySelector("[data-testid=worker-load]").textContent,
+      host: r.children[1].textContent,
+      version: r.children[6].textContent,
+    })),
+  );
+  const injected = await page.evaluate(() => ({ elements: document.querySelectorAll("#workers img, #workers b").length, title: document.title }));
+  await page.locator("#workers").screenshot({ path: path.join(outDir, "ops-workers.png") });
   step("ops");
   check(pageErrors.length === 0, `page errors: ${pageErrors}`);
-  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource }));
+  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected }));
 } catch (err) {
   console.error(`dashboard e2e failed after ${Date.now() - started} ms: ${err.stack || err}`);
   console.error(`steps: ${JSON.stringify(timings)} page errors: ${JSON.stringify(pageErrors)}`);
