@@ -42,7 +42,7 @@ function summary(workers) {
   const count = (state) => workers.filter((w) => w.state === state).length;
   const busy = workers.reduce((sum, w) => sum + w.running, 0);
   const slots = workers.filter((w) => w.state !== "LOST").reduce((sum, w) => sum + w.capacity, 0);
-  return `${workers.length} workers: ${count("ACTIVE")} active, ${count("DRAINING")} draining, ${count("LOST")} lost; ${busy} tasks running on ${slots} slots of the live ones.`;
+  return `${workers.length} workers: ${count("ACTIVE")} active, ${count("DRAINING")} draining, ${count("LOST")} lost; ${busy} of the live workers' ${slots} task slots busy.`;
 }
 
 function row(w) {
@@ -61,7 +61,7 @@ function row(w) {
 
 export function workersCard(workers) {
   const heading = h("h2", {}, "Workers (whole service)");
-  const note = h("p", { class: "muted small" }, "LOST: not heard from for a whole lease; its tasks are being taken back. A worker silent for an hour leaves this list (`kiln workers list` still shows it).");
+  const note = h("p", { class: "muted small" }, "LOST: not heard from for a whole lease; its tasks are being taken back. A worker silent for an hour leaves this list (", h("code", {}, "kiln workers list"), " still shows it).");
   if (!workers.length) {
     return h("section", { class: "card", id: "workers" }, heading, h("p", { class: "muted", id: "workers-empty" }, "No workers have announced themselves."), note);
   }

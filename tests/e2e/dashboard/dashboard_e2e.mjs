@@ -239,6 +239,9 @@ try {
     })),
   );
   const injected = await page.evaluate(() => ({ elements: document.querySelectorAll("#workers img, #workers b").length, title: document.title }));
+  // With no worker series the card says so (rendered by the view's own module, in this page).
+  const emptyFleet = await page.evaluate(async () => (await import("/ui/fleet.js")).workersCard([]).textContent);
+  check(emptyFleet.includes("No workers have announced themselves."), `empty fleet: ${emptyFleet}`);
   await page.locator("#workers").screenshot({ path: path.join(outDir, "ops-workers.png") });
   step("ops");
   check(pageErrors.length === 0, `page errors: ${pageErrors}`);
