@@ -83,6 +83,7 @@ class AudioCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_CODEC_OPUS: _ClassVar[AudioCodec]
     AUDIO_CODEC_MP3: _ClassVar[AudioCodec]
     AUDIO_CODEC_PCM: _ClassVar[AudioCodec]
+    AUDIO_CODEC_EAC3: _ClassVar[AudioCodec]
 
 class Quality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -104,6 +105,12 @@ class ThumbnailMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     THUMBNAIL_MODE_INTERVAL: _ClassVar[ThumbnailMode]
     THUMBNAIL_MODE_TIMESTAMPS: _ClassVar[ThumbnailMode]
     THUMBNAIL_MODE_SPRITE: _ClassVar[ThumbnailMode]
+
+class LoudnessNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOUDNESS_NORMALIZATION_UNSPECIFIED: _ClassVar[LoudnessNormalization]
+    LOUDNESS_NORMALIZATION_LINEAR: _ClassVar[LoudnessNormalization]
+    LOUDNESS_NORMALIZATION_DYNAMIC: _ClassVar[LoudnessNormalization]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_PENDING: JobStatus
 JOB_STATUS_PROBING: JobStatus
@@ -157,6 +164,7 @@ AUDIO_CODEC_AAC: AudioCodec
 AUDIO_CODEC_OPUS: AudioCodec
 AUDIO_CODEC_MP3: AudioCodec
 AUDIO_CODEC_PCM: AudioCodec
+AUDIO_CODEC_EAC3: AudioCodec
 QUALITY_UNSPECIFIED: Quality
 QUALITY_ECONOMY: Quality
 QUALITY_STANDARD: Quality
@@ -169,6 +177,9 @@ THUMBNAIL_MODE_SINGLE: ThumbnailMode
 THUMBNAIL_MODE_INTERVAL: ThumbnailMode
 THUMBNAIL_MODE_TIMESTAMPS: ThumbnailMode
 THUMBNAIL_MODE_SPRITE: ThumbnailMode
+LOUDNESS_NORMALIZATION_UNSPECIFIED: LoudnessNormalization
+LOUDNESS_NORMALIZATION_LINEAR: LoudnessNormalization
+LOUDNESS_NORMALIZATION_DYNAMIC: LoudnessNormalization
 
 class Money(_message.Message):
     __slots__ = ("micros", "currency")
@@ -199,18 +210,56 @@ class VideoVariant(_message.Message):
     def __init__(self, codec: _Optional[_Union[VideoCodec, str]] = ..., resolution: _Optional[str] = ..., quality: _Optional[_Union[Quality, str]] = ..., bitrate_kbps: _Optional[int] = ..., fps: _Optional[float] = ..., gop_frames: _Optional[int] = ..., allow_upscale: _Optional[bool] = ..., crf: _Optional[int] = ...) -> None: ...
 
 class AudioSpec(_message.Message):
-    __slots__ = ("codec", "bitrate_kbps", "channels", "sample_rate", "disabled")
+    __slots__ = ("codec", "bitrate_kbps", "channels", "sample_rate", "disabled", "loudness")
     CODEC_FIELD_NUMBER: _ClassVar[int]
     BITRATE_KBPS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     codec: AudioCodec
     bitrate_kbps: int
     channels: int
     sample_rate: int
     disabled: bool
-    def __init__(self, codec: _Optional[_Union[AudioCodec, str]] = ..., bitrate_kbps: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., disabled: _Optional[bool] = ...) -> None: ...
+    loudness: LoudnessSpec
+    def __init__(self, codec: _Optional[_Union[AudioCodec, str]] = ..., bitrate_kbps: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., disabled: _Optional[bool] = ..., loudness: _Optional[_Union[LoudnessSpec, _Mapping]] = ...) -> None: ...
+
+class LoudnessSpec(_message.Message):
+    __slots__ = ("preset", "integrated_lufs", "true_peak_dbtp", "lra")
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATED_LUFS_FIELD_NUMBER: _ClassVar[int]
+    TRUE_PEAK_DBTP_FIELD_NUMBER: _ClassVar[int]
+    LRA_FIELD_NUMBER: _ClassVar[int]
+    preset: str
+    integrated_lufs: float
+    true_peak_dbtp: float
+    lra: float
+    def __init__(self, preset: _Optional[str] = ..., integrated_lufs: _Optional[float] = ..., true_peak_dbtp: _Optional[float] = ..., lra: _Optional[float] = ...) -> None: ...
+
+class AudioLoudness(_message.Message):
+    __slots__ = ("target_integrated_lufs", "target_true_peak_dbtp", "target_lra", "input_integrated_lufs", "input_true_peak_dbtp", "input_lra", "output_integrated_lufs", "output_true_peak_dbtp", "output_lra", "normalization")
+    TARGET_INTEGRATED_LUFS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_TRUE_PEAK_DBTP_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LRA_FIELD_NUMBER: _ClassVar[int]
+    INPUT_INTEGRATED_LUFS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TRUE_PEAK_DBTP_FIELD_NUMBER: _ClassVar[int]
+    INPUT_LRA_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_INTEGRATED_LUFS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUE_PEAK_DBTP_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_LRA_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    target_integrated_lufs: float
+    target_true_peak_dbtp: float
+    target_lra: float
+    input_integrated_lufs: float
+    input_true_peak_dbtp: float
+    input_lra: float
+    output_integrated_lufs: float
+    output_true_peak_dbtp: float
+    output_lra: float
+    normalization: LoudnessNormalization
+    def __init__(self, target_integrated_lufs: _Optional[float] = ..., target_true_peak_dbtp: _Optional[float] = ..., target_lra: _Optional[float] = ..., input_integrated_lufs: _Optional[float] = ..., input_true_peak_dbtp: _Optional[float] = ..., input_lra: _Optional[float] = ..., output_integrated_lufs: _Optional[float] = ..., output_true_peak_dbtp: _Optional[float] = ..., output_lra: _Optional[float] = ..., normalization: _Optional[_Union[LoudnessNormalization, str]] = ...) -> None: ...
 
 class SegmentSpec(_message.Message):
     __slots__ = ("duration_seconds",)
@@ -350,7 +399,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id")
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id", "loudness")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -366,6 +415,7 @@ class Output(_message.Message):
     PLAYBACK_URL_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     PLAYBACK_BASE_URL_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OutputSpec
     status: OutputStatus
@@ -381,7 +431,8 @@ class Output(_message.Message):
     playback_url_expire_time: _timestamp_pb2.Timestamp
     playback_base_url: str
     origin_id: str
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ...) -> None: ...
+    loudness: AudioLoudness
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ..., loudness: _Optional[_Union[AudioLoudness, _Mapping]] = ...) -> None: ...
 
 class VariantPricing(_message.Message):
     __slots__ = ("index", "name", "resolution", "codec", "quality", "priced_height", "fps", "rate_per_minute", "estimated_cost", "actual_cost", "estimated_seconds", "billed_seconds", "dropped")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kiln.v1 import job_pb2 as kiln_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kiln/worker/v1/worker_service.proto\x12\x0ekiln.worker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11kiln/v1/job.proto\"\xe6\x04\n\x04Task\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x18.kiln.worker.v1.TaskKindR\x04kind\x12\x15\n\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x1b\n\toutput_id\x18\x04 \x01(\tR\x08outputId\x12\x1b\n\tinput_url\x18\x05 \x01(\tR\x08inputUrl\x12*\n\x11\x63oncat_input_urls\x18\x06 \x03(\tR\x0f\x63oncatInputUrls\x12\x34\n\x0boutput_spec\x18\x07 \x01(\x0b\x32\x13.kiln.v1.OutputSpecR\noutputSpec\x12\x31\n\ninput_info\x18\x08 \x01(\x0b\x32\x12.kiln.v1.InputInfoR\tinputInfo\x12\x1f\n\x0blease_token\x18\t \x01(\x03R\nleaseToken\x12#\n\rlease_seconds\x18\n \x01(\x01R\x0cleaseSeconds\x12#\n\routput_prefix\x18\x0b \x01(\tR\x0coutputPrefix\x12#\n\routput_origin\x18\x0c \x01(\tR\x0coutputOrigin\x12 \n\x0btraceparent\x18\r \x01(\tR\x0btraceparent\x12\x30\n\x05\x63hunk\x18\x0e \x01(\x0b\x32\x1a.kiln.worker.v1.ChunkRangeR\x05\x63hunk\x12/\n\x05merge\x18\x0f \x01(\x0b\x32\x19.kiln.worker.v1.MergePlanR\x05merge\x12%\n\x0estorage_grants\x18\x10 \x01(\x08R\rstorageGrants\"\xdd\x01\n\nChunkRange\x12\x14\n\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n\x05\x63ount\x18\x02 \x01(\x05R\x05\x63ount\x12#\n\rstart_seconds\x18\x03 \x01(\x01R\x0cstartSeconds\x12\x1f\n\x0b\x65nd_seconds\x18\x04 \x01(\x01R\nendSeconds\x12#\n\rfirst_segment\x18\x05 \x01(\x05R\x0c\x66irstSegment\x12\x38\n\x18timestamp_offset_seconds\x18\x06 \x01(\x01R\x16timestampOffsetSeconds\"\x90\x01\n\tMergePlan\x12\x33\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1b.kiln.worker.v1.ChunkResultR\x06\x63hunks\x12\x31\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1b.kiln.worker.v1.ChunkResultR\x05\x61udio\x12\x1b\n\thas_audio\x18\x03 \x01(\x08R\x08hasAudio\"\xd7\x01\n\x0b\x43hunkResult\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x13.kiln.v1.OutputFileR\x05\x66iles\x12\'\n\x0f\x65ncoded_seconds\x18\x02 \x01(\x01R\x0e\x65ncodedSeconds\x12=\n\nrenditions\x18\x03 \x03(\x0b\x32\x1d.kiln.worker.v1.RenditionPartR\nrenditions\x12\x14\n\x05notes\x18\x04 \x03(\tR\x05notes\x12\x1f\n\x0b\x66rame_count\x18\x05 \x01(\x03R\nframeCount\"\xbb\x01\n\rRenditionPart\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05\x63odec\x18\x02 \x01(\tR\x05\x63odec\x12\x14\n\x05width\x18\x03 \x01(\x05R\x05width\x12\x16\n\x06height\x18\x04 \x01(\x05R\x06height\x12\x1d\n\nframe_rate\x18\x05 \x01(\x01R\tframeRate\x12\x33\n\x08segments\x18\x06 \x03(\x0b\x32\x17.kiln.worker.v1.SegmentR\x08segments\"g\n\x07Segment\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12)\n\x10\x64uration_seconds\x18\x02 \x01(\x01R\x0f\x64urationSeconds\x12\x1d\n\nsize_bytes\x18\x03 \x01(\x03R\tsizeBytes\"k\n\x10\x43laimTaskRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12!\n\x0cwait_seconds\x18\x02 \x01(\x01R\x0bwaitSeconds\x12\x17\n\x07task_id\x18\x03 \x01(\tR\x06taskId\"=\n\x11\x43laimTaskResponse\x12(\n\x04task\x18\x01 \x01(\x0b\x32\x14.kiln.worker.v1.TaskR\x04task\"\x96\x01\n\x15ReportProgressRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x1a\n\x08progress\x18\x03 \x01(\x01R\x08progress\x12\'\n\x05stage\x18\x04 \x01(\x0e\x32\x11.kiln.v1.JobStageR\x05stage\"4\n\x16ReportProgressResponse\x12\x1a\n\x08\x63\x61nceled\x18\x01 \x01(\x08R\x08\x63\x61nceled\"\xaf\x02\n\x13\x43ompleteTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x33\n\ninput_info\x18\x03 \x01(\x0b\x32\x12.kiln.v1.InputInfoH\x00R\tinputInfo\x12?\n\ttranscode\x18\x04 \x01(\x0b\x32\x1f.kiln.worker.v1.TranscodeResultH\x00R\ttranscode\x12)\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x11.kiln.v1.JobErrorH\x00R\x05\x65rror\x12\x33\n\x05\x63hunk\x18\x06 \x01(\x0b\x32\x1b.kiln.worker.v1.ChunkResultH\x00R\x05\x63hunkB\x08\n\x06result\"\xae\x01\n\x0fTranscodeResult\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x13.kiln.v1.OutputFileR\x05\x66iles\x12\x14\n\x05notes\x18\x02 \x03(\tR\x05notes\x12\'\n\x0f\x65ncoded_seconds\x18\x03 \x01(\x01R\x0e\x65ncodedSeconds\x12\x31\n\x07quality\x18\x10 \x03(\x0b\x32\x17.kiln.v1.VariantQualityR\x07quality\"\x16\n\x14\x43ompleteTaskResponse\"f\n\x12ReleaseTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"\x15\n\x13ReleaseTaskResponse\"\x8b\x01\n\x15GrantTransfersRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x1b\n\tput_paths\x18\x03 \x03(\tR\x08putPaths\x12\x1b\n\tget_paths\x18\x04 \x03(\tR\x08getPaths\"\xcf\x01\n\rTransferGrant\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n\x06method\x18\x02 \x01(\tR\x06method\x12\x10\n\x03url\x18\x03 \x01(\tR\x03url\x12\x44\n\x07headers\x18\x04 \x03(\x0b\x32*.kiln.worker.v1.TransferGrant.HeadersEntryR\x07headers\x1a:\n\x0cHeadersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xbb\x01\n\x16GrantTransfersResponse\x12\x31\n\x04puts\x18\x01 \x03(\x0b\x32\x1d.kiln.worker.v1.TransferGrantR\x04puts\x12\x31\n\x04gets\x18\x02 \x03(\x0b\x32\x1d.kiln.worker.v1.TransferGrantR\x04gets\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\"\x86\x02\n\x15\x41nnounceWorkerRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x12\x1a\n\x08\x63\x61pacity\x18\x04 \x01(\x05R\x08\x63\x61pacity\x12\x37\n\ntask_kinds\x18\x05 \x03(\x0e\x32\x18.kiln.worker.v1.TaskKindR\ttaskKinds\x12\x1a\n\x08\x65ncoders\x18\x06 \x03(\tR\x08\x65ncoders\x12\x31\n\x05state\x18\x07 \x01(\x0e\x32\x1b.kiln.worker.v1.WorkerStateR\x05state\"\x18\n\x16\x41nnounceWorkerResponse*\x92\x01\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_KIND_PROBE\x10\x01\x12\x17\n\x13TASK_KIND_TRANSCODE\x10\x02\x12\x13\n\x0fTASK_KIND_CHUNK\x10\x03\x12\x13\n\x0fTASK_KIND_AUDIO\x10\x04\x12\x13\n\x0fTASK_KIND_MERGE\x10\x05*_\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_STATE_ACTIVE\x10\x01\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x02\x32\xb7\x04\n\rWorkerService\x12P\n\tClaimTask\x12 .kiln.worker.v1.ClaimTaskRequest\x1a!.kiln.worker.v1.ClaimTaskResponse\x12_\n\x0eReportProgress\x12%.kiln.worker.v1.ReportProgressRequest\x1a&.kiln.worker.v1.ReportProgressResponse\x12Y\n\x0c\x43ompleteTask\x12#.kiln.worker.v1.CompleteTaskRequest\x1a$.kiln.worker.v1.CompleteTaskResponse\x12V\n\x0bReleaseTask\x12\".kiln.worker.v1.ReleaseTaskRequest\x1a#.kiln.worker.v1.ReleaseTaskResponse\x12_\n\x0eGrantTransfers\x12%.kiln.worker.v1.GrantTransfersRequest\x1a&.kiln.worker.v1.GrantTransfersResponse\x12_\n\x0e\x41nnounceWorker\x12%.kiln.worker.v1.AnnounceWorkerRequest\x1a&.kiln.worker.v1.AnnounceWorkerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kiln/worker/v1/worker_service.proto\x12\x0ekiln.worker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11kiln/v1/job.proto\"\xe6\x04\n\x04Task\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x18.kiln.worker.v1.TaskKindR\x04kind\x12\x15\n\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x1b\n\toutput_id\x18\x04 \x01(\tR\x08outputId\x12\x1b\n\tinput_url\x18\x05 \x01(\tR\x08inputUrl\x12*\n\x11\x63oncat_input_urls\x18\x06 \x03(\tR\x0f\x63oncatInputUrls\x12\x34\n\x0boutput_spec\x18\x07 \x01(\x0b\x32\x13.kiln.v1.OutputSpecR\noutputSpec\x12\x31\n\ninput_info\x18\x08 \x01(\x0b\x32\x12.kiln.v1.InputInfoR\tinputInfo\x12\x1f\n\x0blease_token\x18\t \x01(\x03R\nleaseToken\x12#\n\rlease_seconds\x18\n \x01(\x01R\x0cleaseSeconds\x12#\n\routput_prefix\x18\x0b \x01(\tR\x0coutputPrefix\x12#\n\routput_origin\x18\x0c \x01(\tR\x0coutputOrigin\x12 \n\x0btraceparent\x18\r \x01(\tR\x0btraceparent\x12\x30\n\x05\x63hunk\x18\x0e \x01(\x0b\x32\x1a.kiln.worker.v1.ChunkRangeR\x05\x63hunk\x12/\n\x05merge\x18\x0f \x01(\x0b\x32\x19.kiln.worker.v1.MergePlanR\x05merge\x12%\n\x0estorage_grants\x18\x10 \x01(\x08R\rstorageGrants\"\xdd\x01\n\nChunkRange\x12\x14\n\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n\x05\x63ount\x18\x02 \x01(\x05R\x05\x63ount\x12#\n\rstart_seconds\x18\x03 \x01(\x01R\x0cstartSeconds\x12\x1f\n\x0b\x65nd_seconds\x18\x04 \x01(\x01R\nendSeconds\x12#\n\rfirst_segment\x18\x05 \x01(\x05R\x0c\x66irstSegment\x12\x38\n\x18timestamp_offset_seconds\x18\x06 \x01(\x01R\x16timestampOffsetSeconds\"\x90\x01\n\tMergePlan\x12\x33\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1b.kiln.worker.v1.ChunkResultR\x06\x63hunks\x12\x31\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1b.kiln.worker.v1.ChunkResultR\x05\x61udio\x12\x1b\n\thas_audio\x18\x03 \x01(\x08R\x08hasAudio\"\x8b\x02\n\x0b\x43hunkResult\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x13.kiln.v1.OutputFileR\x05\x66iles\x12\'\n\x0f\x65ncoded_seconds\x18\x02 \x01(\x01R\x0e\x65ncodedSeconds\x12=\n\nrenditions\x18\x03 \x03(\x0b\x32\x1d.kiln.worker.v1.RenditionPartR\nrenditions\x12\x14\n\x05notes\x18\x04 \x03(\tR\x05notes\x12\x1f\n\x0b\x66rame_count\x18\x05 \x01(\x03R\nframeCount\x12\x32\n\x08loudness\x18\x06 \x01(\x0b\x32\x16.kiln.v1.AudioLoudnessR\x08loudness\"\xbb\x01\n\rRenditionPart\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05\x63odec\x18\x02 \x01(\tR\x05\x63odec\x12\x14\n\x05width\x18\x03 \x01(\x05R\x05width\x12\x16\n\x06height\x18\x04 \x01(\x05R\x06height\x12\x1d\n\nframe_rate\x18\x05 \x01(\x01R\tframeRate\x12\x33\n\x08segments\x18\x06 \x03(\x0b\x32\x17.kiln.worker.v1.SegmentR\x08segments\"g\n\x07Segment\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12)\n\x10\x64uration_seconds\x18\x02 \x01(\x01R\x0f\x64urationSeconds\x12\x1d\n\nsize_bytes\x18\x03 \x01(\x03R\tsizeBytes\"k\n\x10\x43laimTaskRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12!\n\x0cwait_seconds\x18\x02 \x01(\x01R\x0bwaitSeconds\x12\x17\n\x07task_id\x18\x03 \x01(\tR\x06taskId\"=\n\x11\x43laimTaskResponse\x12(\n\x04task\x18\x01 \x01(\x0b\x32\x14.kiln.worker.v1.TaskR\x04task\"\x96\x01\n\x15ReportProgressRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x1a\n\x08progress\x18\x03 \x01(\x01R\x08progress\x12\'\n\x05stage\x18\x04 \x01(\x0e\x32\x11.kiln.v1.JobStageR\x05stage\"4\n\x16ReportProgressResponse\x12\x1a\n\x08\x63\x61nceled\x18\x01 \x01(\x08R\x08\x63\x61nceled\"\xaf\x02\n\x13\x43ompleteTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x33\n\ninput_info\x18\x03 \x01(\x0b\x32\x12.kiln.v1.InputInfoH\x00R\tinputInfo\x12?\n\ttranscode\x18\x04 \x01(\x0b\x32\x1f.kiln.worker.v1.TranscodeResultH\x00R\ttranscode\x12)\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x11.kiln.v1.JobErrorH\x00R\x05\x65rror\x12\x33\n\x05\x63hunk\x18\x06 \x01(\x0b\x32\x1b.kiln.worker.v1.ChunkResultH\x00R\x05\x63hunkB\x08\n\x06result\"\xe2\x01\n\x0fTranscodeResult\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x13.kiln.v1.OutputFileR\x05\x66iles\x12\x14\n\x05notes\x18\x02 \x03(\tR\x05notes\x12\'\n\x0f\x65ncoded_seconds\x18\x03 \x01(\x01R\x0e\x65ncodedSeconds\x12\x31\n\x07quality\x18\x10 \x03(\x0b\x32\x17.kiln.v1.VariantQualityR\x07quality\x12\x32\n\x08loudness\x18\x11 \x01(\x0b\x32\x16.kiln.v1.AudioLoudnessR\x08loudness\"\x16\n\x14\x43ompleteTaskResponse\"f\n\x12ReleaseTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"\x15\n\x13ReleaseTaskResponse\"\x8b\x01\n\x15GrantTransfersRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0blease_token\x18\x02 \x01(\x03R\nleaseToken\x12\x1b\n\tput_paths\x18\x03 \x03(\tR\x08putPaths\x12\x1b\n\tget_paths\x18\x04 \x03(\tR\x08getPaths\"\xcf\x01\n\rTransferGrant\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n\x06method\x18\x02 \x01(\tR\x06method\x12\x10\n\x03url\x18\x03 \x01(\tR\x03url\x12\x44\n\x07headers\x18\x04 \x03(\x0b\x32*.kiln.worker.v1.TransferGrant.HeadersEntryR\x07headers\x1a:\n\x0cHeadersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xbb\x01\n\x16GrantTransfersResponse\x12\x31\n\x04puts\x18\x01 \x03(\x0b\x32\x1d.kiln.worker.v1.TransferGrantR\x04puts\x12\x31\n\x04gets\x18\x02 \x03(\x0b\x32\x1d.kiln.worker.v1.TransferGrantR\x04gets\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\"\x86\x02\n\x15\x41nnounceWorkerRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x12\x1a\n\x08\x63\x61pacity\x18\x04 \x01(\x05R\x08\x63\x61pacity\x12\x37\n\ntask_kinds\x18\x05 \x03(\x0e\x32\x18.kiln.worker.v1.TaskKindR\ttaskKinds\x12\x1a\n\x08\x65ncoders\x18\x06 \x03(\tR\x08\x65ncoders\x12\x31\n\x05state\x18\x07 \x01(\x0e\x32\x1b.kiln.worker.v1.WorkerStateR\x05state\"\x18\n\x16\x41nnounceWorkerResponse*\x92\x01\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_KIND_PROBE\x10\x01\x12\x17\n\x13TASK_KIND_TRANSCODE\x10\x02\x12\x13\n\x0fTASK_KIND_CHUNK\x10\x03\x12\x13\n\x0fTASK_KIND_AUDIO\x10\x04\x12\x13\n\x0fTASK_KIND_MERGE\x10\x05*_\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_STATE_ACTIVE\x10\x01\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x02\x32\xb7\x04\n\rWorkerService\x12P\n\tClaimTask\x12 .kiln.worker.v1.ClaimTaskRequest\x1a!.kiln.worker.v1.ClaimTaskResponse\x12_\n\x0eReportProgress\x12%.kiln.worker.v1.ReportProgressRequest\x1a&.kiln.worker.v1.ReportProgressResponse\x12Y\n\x0c\x43ompleteTask\x12#.kiln.worker.v1.CompleteTaskRequest\x1a$.kiln.worker.v1.CompleteTaskResponse\x12V\n\x0bReleaseTask\x12\".kiln.worker.v1.ReleaseTaskRequest\x1a#.kiln.worker.v1.ReleaseTaskResponse\x12_\n\x0eGrantTransfers\x12%.kiln.worker.v1.GrantTransfersRequest\x1a&.kiln.worker.v1.GrantTransfersResponse\x12_\n\x0e\x41nnounceWorker\x12%.kiln.worker.v1.AnnounceWorkerRequest\x1a&.kiln.worker.v1.AnnounceWorkerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRANSFERGRANT_HEADERSENTRY']._loaded_options = None
   _globals['_TRANSFERGRANT_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKKIND']._serialized_start=3455
-  _globals['_TASKKIND']._serialized_end=3601
-  _globals['_WORKERSTATE']._serialized_start=3603
-  _globals['_WORKERSTATE']._serialized_end=3698
+  _globals['_TASKKIND']._serialized_start=3559
+  _globals['_TASKKIND']._serialized_end=3705
+  _globals['_WORKERSTATE']._serialized_start=3707
+  _globals['_WORKERSTATE']._serialized_end=3802
   _globals['_TASK']._serialized_start=108
   _globals['_TASK']._serialized_end=722
   _globals['_CHUNKRANGE']._serialized_start=725
@@ -46,41 +46,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MERGEPLAN']._serialized_start=949
   _globals['_MERGEPLAN']._serialized_end=1093
   _globals['_CHUNKRESULT']._serialized_start=1096
-  _globals['_CHUNKRESULT']._serialized_end=1311
-  _globals['_RENDITIONPART']._serialized_start=1314
-  _globals['_RENDITIONPART']._serialized_end=1501
-  _globals['_SEGMENT']._serialized_start=1503
-  _globals['_SEGMENT']._serialized_end=1606
-  _globals['_CLAIMTASKREQUEST']._serialized_start=1608
-  _globals['_CLAIMTASKREQUEST']._serialized_end=1715
-  _globals['_CLAIMTASKRESPONSE']._serialized_start=1717
-  _globals['_CLAIMTASKRESPONSE']._serialized_end=1778
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1781
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1931
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1933
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1985
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1988
-  _globals['_COMPLETETASKREQUEST']._serialized_end=2291
-  _globals['_TRANSCODERESULT']._serialized_start=2294
-  _globals['_TRANSCODERESULT']._serialized_end=2468
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=2470
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=2492
-  _globals['_RELEASETASKREQUEST']._serialized_start=2494
-  _globals['_RELEASETASKREQUEST']._serialized_end=2596
-  _globals['_RELEASETASKRESPONSE']._serialized_start=2598
-  _globals['_RELEASETASKRESPONSE']._serialized_end=2619
-  _globals['_GRANTTRANSFERSREQUEST']._serialized_start=2622
-  _globals['_GRANTTRANSFERSREQUEST']._serialized_end=2761
-  _globals['_TRANSFERGRANT']._serialized_start=2764
-  _globals['_TRANSFERGRANT']._serialized_end=2971
-  _globals['_TRANSFERGRANT_HEADERSENTRY']._serialized_start=2913
-  _globals['_TRANSFERGRANT_HEADERSENTRY']._serialized_end=2971
-  _globals['_GRANTTRANSFERSRESPONSE']._serialized_start=2974
-  _globals['_GRANTTRANSFERSRESPONSE']._serialized_end=3161
-  _globals['_ANNOUNCEWORKERREQUEST']._serialized_start=3164
-  _globals['_ANNOUNCEWORKERREQUEST']._serialized_end=3426
-  _globals['_ANNOUNCEWORKERRESPONSE']._serialized_start=3428
-  _globals['_ANNOUNCEWORKERRESPONSE']._serialized_end=3452
-  _globals['_WORKERSERVICE']._serialized_start=3701
-  _globals['_WORKERSERVICE']._serialized_end=4268
+  _globals['_CHUNKRESULT']._serialized_end=1363
+  _globals['_RENDITIONPART']._serialized_start=1366
+  _globals['_RENDITIONPART']._serialized_end=1553
+  _globals['_SEGMENT']._serialized_start=1555
+  _globals['_SEGMENT']._serialized_end=1658
+  _globals['_CLAIMTASKREQUEST']._serialized_start=1660
+  _globals['_CLAIMTASKREQUEST']._serialized_end=1767
+  _globals['_CLAIMTASKRESPONSE']._serialized_start=1769
+  _globals['_CLAIMTASKRESPONSE']._serialized_end=1830
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1833
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1983
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1985
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=2037
+  _globals['_COMPLETETASKREQUEST']._serialized_start=2040
+  _globals['_COMPLETETASKREQUEST']._serialized_end=2343
+  _globals['_TRANSCODERESULT']._serialized_start=2346
+  _globals['_TRANSCODERESULT']._serialized_end=2572
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=2574
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=2596
+  _globals['_RELEASETASKREQUEST']._serialized_start=2598
+  _globals['_RELEASETASKREQUEST']._serialized_end=2700
+  _globals['_RELEASETASKRESPONSE']._serialized_start=2702
+  _globals['_RELEASETASKRESPONSE']._serialized_end=2723
+  _globals['_GRANTTRANSFERSREQUEST']._serialized_start=2726
+  _globals['_GRANTTRANSFERSREQUEST']._serialized_end=2865
+  _globals['_TRANSFERGRANT']._serialized_start=2868
+  _globals['_TRANSFERGRANT']._serialized_end=3075
+  _globals['_TRANSFERGRANT_HEADERSENTRY']._serialized_start=3017
+  _globals['_TRANSFERGRANT_HEADERSENTRY']._serialized_end=3075
+  _globals['_GRANTTRANSFERSRESPONSE']._serialized_start=3078
+  _globals['_GRANTTRANSFERSRESPONSE']._serialized_end=3265
+  _globals['_ANNOUNCEWORKERREQUEST']._serialized_start=3268
+  _globals['_ANNOUNCEWORKERREQUEST']._serialized_end=3530
+  _globals['_ANNOUNCEWORKERRESPONSE']._serialized_start=3532
+  _globals['_ANNOUNCEWORKERRESPONSE']._serialized_end=3556
+  _globals['_WORKERSERVICE']._serialized_start=3805
+  _globals['_WORKERSERVICE']._serialized_end=4372
 # @@protoc_insertion_point(module_scope)

@@ -98,18 +98,20 @@ class MergePlan(_message.Message):
     def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkResult, _Mapping]]] = ..., audio: _Optional[_Union[ChunkResult, _Mapping]] = ..., has_audio: _Optional[bool] = ...) -> None: ...
 
 class ChunkResult(_message.Message):
-    __slots__ = ("files", "encoded_seconds", "renditions", "notes", "frame_count")
+    __slots__ = ("files", "encoded_seconds", "renditions", "notes", "frame_count", "loudness")
     FILES_FIELD_NUMBER: _ClassVar[int]
     ENCODED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RENDITIONS_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[_job_pb2.OutputFile]
     encoded_seconds: float
     renditions: _containers.RepeatedCompositeFieldContainer[RenditionPart]
     notes: _containers.RepeatedScalarFieldContainer[str]
     frame_count: int
-    def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., encoded_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[RenditionPart, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., frame_count: _Optional[int] = ...) -> None: ...
+    loudness: _job_pb2.AudioLoudness
+    def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., encoded_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[RenditionPart, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., frame_count: _Optional[int] = ..., loudness: _Optional[_Union[_job_pb2.AudioLoudness, _Mapping]] = ...) -> None: ...
 
 class RenditionPart(_message.Message):
     __slots__ = ("name", "codec", "width", "height", "frame_rate", "segments")
@@ -188,16 +190,18 @@ class CompleteTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., transcode: _Optional[_Union[TranscodeResult, _Mapping]] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ..., chunk: _Optional[_Union[ChunkResult, _Mapping]] = ...) -> None: ...
 
 class TranscodeResult(_message.Message):
-    __slots__ = ("files", "notes", "encoded_seconds", "quality")
+    __slots__ = ("files", "notes", "encoded_seconds", "quality", "loudness")
     FILES_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     ENCODED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[_job_pb2.OutputFile]
     notes: _containers.RepeatedScalarFieldContainer[str]
     encoded_seconds: float
     quality: _containers.RepeatedCompositeFieldContainer[_job_pb2.VariantQuality]
-    def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., encoded_seconds: _Optional[float] = ..., quality: _Optional[_Iterable[_Union[_job_pb2.VariantQuality, _Mapping]]] = ...) -> None: ...
+    loudness: _job_pb2.AudioLoudness
+    def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., encoded_seconds: _Optional[float] = ..., quality: _Optional[_Iterable[_Union[_job_pb2.VariantQuality, _Mapping]]] = ..., loudness: _Optional[_Union[_job_pb2.AudioLoudness, _Mapping]] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
     __slots__ = ()
