@@ -8,6 +8,7 @@ import re
 from kiln.v1 import job_pb2
 
 from common.custom_command import check_custom_args
+from common.loudness import loudness_problems
 from common.output_types import (
     ADAPTIVE,
     ALL,
@@ -52,9 +53,14 @@ VIDEO_CODECS_BY_TYPE: dict[int, set[int]] = {
 }
 
 AUDIO_CODECS_BY_TYPE: dict[int, set[int]] = {
-    T.OUTPUT_TYPE_MP4: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_MP3},
+    T.OUTPUT_TYPE_MP4: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_MP3, A.AUDIO_CODEC_EAC3},
     T.OUTPUT_TYPE_MOV: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_PCM},
-    T.OUTPUT_TYPE_MKV: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_OPUS, A.AUDIO_CODEC_MP3},
+    T.OUTPUT_TYPE_MKV: {
+        A.AUDIO_CODEC_AAC,
+        A.AUDIO_CODEC_OPUS,
+        A.AUDIO_CODEC_MP3,
+        A.AUDIO_CODEC_EAC3,
+    },
     T.OUTPUT_TYPE_WEBM: {A.AUDIO_CODEC_OPUS},
     T.OUTPUT_TYPE_HLS: {A.AUDIO_CODEC_AAC},
     T.OUTPUT_TYPE_DASH: {A.AUDIO_CODEC_AAC, A.AUDIO_CODEC_OPUS},
@@ -102,6 +108,10 @@ _EXPLICIT_RESOLUTION = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 _SAMPLE_RATES = {8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000}
 # libopus encodes only these rates; FFmpeg fails on any other explicit -ar.
 _OPUS_SAMPLE_RATES = {8000, 12000, 16000, 24000, 48000}
+# FFmpeg's eac3 encoder takes these rates only.
+_EAC3_SAMPLE_RATES = {32000, 44100, 48000}
+# Mono, stereo, 5.1. LAME encodes at most two channels, so MP3 takes no 5.1.
+CHANNEL_COUNTS = (1, 2, 6)
 
 
 def check_output(
@@ -280,14 +290,27 @@ def _check_audio(path: str, kind: int, audio: job_pb2.AudioSpec, bad) -> None:
         )
     if audio.bitrate_kbps and not 8 <= audio.bitrate_kbps <= 640:
         bad(f"{path}.bitrate_kbps", "must be between 8 and 640")
-    if not 0 <= audio.channels <= 2:
-        bad(f"{path}.channels", "must be 1 or 2")
+    if audio.channels and audio.channels not in CHANNEL_COUNTS:
+        bad(f"{path}.channels", "must be 1, 2 or 6 (5.1)")
+    elif audio.channels == 6 and (
+        audio.codec == A.AUDIO_CODEC_MP3 or (not audio.codec and kind == T.OUTPUT_TYPE_MP3)
+    ):
+        bad(f"{path}.channels", "MP3 carries at most 2 channels: use AAC, E-AC-3, Opus or PCM")
     opus = audio.codec == A.AUDIO_CODEC_OPUS or (
         not audio.codec and kind in (T.OUTPUT_TYPE_WEBM, T.OUTPUT_TYPE_OPUS)
     )
     rates = _OPUS_SAMPLE_RATES if opus else _SAMPLE_RATES
+    if audio.codec == A.AUDIO_CODEC_EAC3:
+        rates = _EAC3_SAMPLE_RATES
     if audio.sample_rate and audio.sample_rate not in rates:
         bad(f"{path}.sample_rate", f"must be one of {sorted(rates)}")
+    if kind in IMAGES and (audio.channels or audio.HasField("loudness")):
+        bad(path, f"{T.Name(kind).removeprefix('OUTPUT_TYPE_')} outputs have no audio")
+    elif audio.HasField("loudness"):
+        if audio.disabled:
+            bad(f"{path}.loudness", "audio is disabled: there is nothing to normalize")
+        for field, message in loudness_problems(audio.loudness):
+            bad(f"{path}.loudness.{field}", message)
 
 
 def _smallest_side(resolution: str) -> int:

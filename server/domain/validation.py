@@ -109,6 +109,16 @@ def validate_create(
                     f"outputs[{index}].measure_quality",
                     "quality is measured against one input, not concatenated inputs",
                 )
+            if output.audio.channels == 6:
+                bad(
+                    f"outputs[{index}].audio.channels",
+                    "concatenated inputs are joined in stereo or mono, not 5.1",
+                )
+            if output.audio.HasField("loudness"):
+                bad(
+                    f"outputs[{index}].audio.loudness",
+                    "loudness is normalized for one input, not concatenated inputs",
+                )
     if request.priority not in PRIORITIES:
         bad("priority", f"unknown priority {request.priority}")
     _check_metadata(request.metadata, bad)

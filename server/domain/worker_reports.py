@@ -18,6 +18,8 @@ from kiln.worker.v1 import worker_service_pb2
 from common.output_types import IMAGES, MAX_VARIANTS
 from common.storage.keys import safe_relative_path
 
+from .loudness_reports import loudness_report_problems
+
 T = job_pb2.OutputType
 S = job_pb2.JobStage
 
@@ -172,6 +174,9 @@ def transcode_problems(
             break
     problems += _encoded_seconds_problems(result.encoded_seconds, spec, expected_seconds)
     problems += quality_problems(result, spec)
+    problems += loudness_report_problems(
+        result.loudness if result.HasField("loudness") else None, spec
+    )
     return problems
 
 
@@ -273,6 +278,13 @@ def chunk_problems(
     )
     expected = output_seconds if audio else chunk.end_seconds - chunk.start_seconds
     problems = transcode_problems(as_transcode, spec, expected_seconds=expected)
+    if result.HasField("loudness"):
+        # Only the AUDIO piece normalizes; a video chunk has no audio to measure.
+        problems += (
+            loudness_report_problems(result.loudness, spec)
+            if audio
+            else ["a video chunk reported loudness figures"]
+        )
     adaptive = spec.type == T.OUTPUT_TYPE_HLS
     segment_seconds = spec.segments.duration_seconds or 6.0
     for file in result.files[:MAX_FILES]:
@@ -339,6 +351,10 @@ def merge_problems(
     """A MERGE result names the output's final files: for HLS every segment the pieces made
     plus the playlists, for a progressive output the one joined file."""
     reported = {file.path for file in result.files}
+    if result.HasField("loudness") and (
+        not plan.audio.HasField("loudness") or result.loudness != plan.audio.loudness
+    ):
+        return ["the merge reports loudness figures its audio piece did not"]
     if spec.type == T.OUTPUT_TYPE_HLS:
         pieces = [*plan.chunks, *([plan.audio] if plan.has_audio else [])]
         made = {file.path for piece in pieces for file in piece.files}

@@ -73,6 +73,8 @@ def output_message(output: Output | OutputRow, currency: str) -> job_pb2.Output:
         result = worker_service_pb2.TranscodeResult.FromString(output.result)
         message.notes.extend(result.notes)
         message.quality.extend(result.quality)
+        if result.HasField("loudness"):
+            message.loudness.CopyFrom(result.loudness)
         message.files.extend(result.files)
     return message
 

@@ -100,3 +100,36 @@ def test_every_code_the_media_layer_raises_is_one_a_worker_may_report():
     # A code the server refuses turns a plain failure into a refused report and a rerun.
     for code in ALL_CODES - {CANCELED}:
         assert reports.error_problems(job_pb2.JobError(code=code, message="m")) == [], code
+
+
+def test_loudness_figures_only_when_asked_and_within_range():
+    asked = job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_M4A,
+        audio=job_pb2.AudioSpec(loudness=job_pb2.LoudnessSpec(preset="ebu_r128", lra=10)),
+    )
+    figures = job_pb2.AudioLoudness(
+        target_integrated_lufs=-23,
+        target_true_peak_dbtp=-1,
+        target_lra=10,
+        input_integrated_lufs=-30,
+        input_true_peak_dbtp=2.5,  # a clipped master peaks above full scale
+        input_lra=12,
+        output_integrated_lufs=-23.2,
+        output_true_peak_dbtp=-1.1,
+        output_lra=9,
+        normalization=job_pb2.LOUDNESS_NORMALIZATION_DYNAMIC,
+    )
+    honest = result(2.0, ("output.m4a", 10))
+    honest.loudness.CopyFrom(figures)
+    assert reports.transcode_problems(honest, asked, expected_seconds=2.0) == []
+    # Asked, but the audio was silent: no figures is fine.
+    silent = result(2.0, ("output.m4a", 10))
+    assert reports.transcode_problems(silent, asked, expected_seconds=2.0) == []
+    plain = job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_M4A)
+    assert "did not ask" in reports.transcode_problems(honest, plain, expected_seconds=2.0)[0]
+    forged = wpb.TranscodeResult()
+    forged.CopyFrom(honest)
+    forged.loudness.output_true_peak_dbtp = math.inf
+    forged.loudness.input_integrated_lufs = -120
+    problems = reports.transcode_problems(forged, asked, expected_seconds=2.0)
+    assert len(problems) == 2, problems
