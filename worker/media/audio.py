@@ -14,6 +14,7 @@ from worker.media.codec_args import audio_args
 from worker.media.containers import AUDIO_CONTAINERS
 from worker.media.errors import INPUT_NO_AUDIO, MediaError, OutputSpecError
 from worker.media.geometry import default_stream
+from worker.media.loudness import SecondPass
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.timing import clip_window, input_args, seconds_arg
 
@@ -27,6 +28,7 @@ def build_audio_command(
     info: job_pb2.InputInfo,
     out_dir: Path,
     ffmpeg: str = "ffmpeg",
+    loudness: SecondPass | None = None,
 ) -> CommandPlan:
     """Audio only: MP3, M4A, OPUS or WAV from the input's default audio stream."""
     container = AUDIO_CONTAINERS.get(spec.type)
@@ -44,6 +46,6 @@ def build_audio_command(
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), "-map", f"0:{audio.index}"]
     if spec.clip.duration_seconds > 0:
         argv += ["-t", seconds_arg(duration)]
-    argv += audio_args(spec.audio, audio, container, notes)
+    argv += audio_args(spec.audio, audio, container, notes, loudness=loudness)
     argv += [*container.muxer_args, "-f", container.muxer, str(output)]
     return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)

@@ -35,6 +35,7 @@ from worker.media.ladder import (
     rung_encoder_args,
 )
 from worker.media.ladder_rungs import plan_rungs
+from worker.media.loudness import SecondPass
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.progressive import progressive_variant
 from worker.media.timing import clip_window, input_args, seconds_arg
@@ -168,6 +169,7 @@ def build_audio_command(
     out_dir: Path,
     timestamp_offset: float,
     ffmpeg: str = "ffmpeg",
+    loudness: SecondPass | None = None,
 ) -> ChunkCommand:
     """The output's audio, whole: an HLS audio rendition, or an M4A the merge muxes in."""
     audio = default_stream(info, "audio")
@@ -182,7 +184,7 @@ def build_audio_command(
     if is_adaptive(spec):
         container = LADDER_CONTAINERS[spec.type]
         segment_seconds = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
-        argv += audio_args(spec.audio, audio, container, notes)
+        argv += audio_args(spec.audio, audio, container, notes, loudness=loudness)
         argv += [
             *_hls_args(out_dir, segment_seconds, 0, rendition=AUDIO_RENDITION_NAME),
             "-output_ts_offset",
@@ -199,7 +201,8 @@ def build_audio_command(
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not chunked")
     output = out_dir / AUDIO_FILE
     output.parent.mkdir(parents=True, exist_ok=True)
-    argv += [*audio_args(spec.audio, audio, progressive, notes), "-f", "mp4", str(output)]
+    argv += audio_args(spec.audio, audio, progressive, notes, loudness=loudness)
+    argv += ["-f", "mp4", str(output)]
     plan = CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=clip_length)
     return ChunkCommand(plan, file=output)
 

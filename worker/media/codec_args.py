@@ -10,19 +10,23 @@ from __future__ import annotations
 
 from kiln.v1 import job_pb2
 
+from worker.media.channels import channel_plan
 from worker.media.containers import Container
 from worker.media.encoders import (
     AUDIO_ENCODERS,
     DEFAULT_AUDIO_BITRATE_KBPS,
     DEFAULT_SAMPLE_RATE,
-    MAX_AUDIO_CHANNELS,
     VIDEO_ENCODERS,
     VIDEO_QUALITY,
 )
 from worker.media.errors import OutputSpecError
+from worker.media.loudness import SecondPass
 
 AudioCodec = job_pb2.AudioCodec
 Quality = job_pb2.Quality
+
+# Encoders that cannot take every channel count the API offers (LAME: mono and stereo).
+MAX_ENCODER_CHANNELS: dict[int, int] = {AudioCodec.AUDIO_CODEC_MP3: 2}
 
 
 def video_encoder_args(
@@ -67,8 +71,15 @@ def audio_args(
     notes: list[str],
     *,
     start_at_zero: bool = False,
+    loudness: SecondPass | None = None,
+    from_filter_graph: bool = False,
 ) -> list[str]:
-    """Encoder, bitrate, channels and rate of one audio stream.
+    """Encoder, bitrate, channels, rate and audio filters of one audio stream.
+
+    The filters, in order: the down-mix of worker.media.channels, loudness normalization's
+    second pass (worker.media.loudness) and the start alignment below. from_filter_graph: the
+    stream comes out of a -filter_complex (concatenation), which already made its layout, and
+    an output stream fed by one takes no -af.
 
     start_at_zero makes the first encoded packet start at 0, where a ladder's video starts:
     the source is padded with silence (audio starting late) or trimmed (the encoder's priming,
@@ -82,7 +93,11 @@ def audio_args(
             f"{AudioCodec.Name(codec)} audio cannot go into {container.file_name}"
         )
     encoder = AUDIO_ENCODERS[codec]
-    channels = min(audio.channels or source.channels or MAX_AUDIO_CHANNELS, MAX_AUDIO_CHANNELS)
+    layout = channel_plan(audio, source, notes)
+    if layout.channels > MAX_ENCODER_CHANNELS.get(codec, layout.channels):
+        raise OutputSpecError(
+            f"{AudioCodec.Name(codec)} carries at most {MAX_ENCODER_CHANNELS[codec]} channels"
+        )
     sample_rate = audio.sample_rate or DEFAULT_SAMPLE_RATE
     if encoder.sample_rates and sample_rate not in encoder.sample_rates:
         notes.append(
@@ -93,7 +108,17 @@ def audio_args(
     args = ["-c:a", encoder.name]
     if encoder.takes_bitrate:
         args += ["-b:a", f"{audio.bitrate_kbps or DEFAULT_AUDIO_BITRATE_KBPS}k"]
-    args += ["-ac", str(channels), "-ar", str(sample_rate)]
+    args += ["-ac", str(layout.channels), "-ar", str(sample_rate)]
+    if from_filter_graph:
+        if loudness is not None:
+            raise OutputSpecError("loudness is not normalized in a filter graph of joined inputs")
+        return args
+    filters = [layout.downmix] if layout.downmix else []
+    if loudness is not None:
+        # loudnorm works at 192 kHz; the resampler below (or -ar) brings it to the output rate.
+        filters.append(loudness.filter())
     if start_at_zero:
-        args += ["-af", f"aresample={sample_rate}:first_pts={encoder.priming_at(sample_rate)}"]
+        filters.append(f"aresample={sample_rate}:first_pts={encoder.priming_at(sample_rate)}")
+    if filters:
+        args += ["-af", ",".join(filters)]
     return args

@@ -22,6 +22,7 @@ from worker.media.errors import OutputSpecError
 from worker.media.gif import build_gif_command
 from worker.media.images import build_thumbnail_command
 from worker.media.ladder import build_ladder_command
+from worker.media.loudness import SecondPass
 from worker.media.plan import CommandPlan
 from worker.media.progressive import build_progressive_command
 from worker.media.stream_copy import build_stream_copy_command
@@ -37,12 +38,16 @@ def build_command(
     out_dir: Path,
     ffmpeg: str = "ffmpeg",
     extra_inputs: Sequence[tuple[str, job_pb2.InputInfo]] = (),
+    loudness: SecondPass | None = None,
 ) -> CommandPlan:
     """Picks the builder for spec.type.
 
     extra_inputs are (path, probed info) of inputs concatenated after input_path, in order;
-    only progressive and audio outputs can be made of several inputs.
+    only progressive and audio outputs can be made of several inputs. loudness is the first
+    pass's measurement when the spec asks for normalization (worker.media.loudness).
     """
+    if loudness is not None and (spec.HasField("custom") or extra_inputs):
+        raise OutputSpecError("loudness is normalized for one input without a custom command")
     if spec.HasField("custom"):
         return build_custom_command(
             input_path=input_path,
@@ -65,15 +70,39 @@ def build_command(
             inputs=[(input_path, info), *extra_inputs], spec=spec, out_dir=out_dir, ffmpeg=ffmpeg
         )
     # One builder per family of the catalogue (each builder's own table, containers or image
-    # formats, covers its family: tests/unit/test_output_types.py).
-    single_input_builders = (
-        (PROGRESSIVE, build_progressive_command),
-        (AUDIO_ONLY, build_audio_command),
+    # formats, covers its family: tests/unit/test_output_types.py). The first three encode audio.
+    if spec.type in PROGRESSIVE:
+        return build_progressive_command(
+            input_path=input_path,
+            spec=spec,
+            info=info,
+            out_dir=out_dir,
+            ffmpeg=ffmpeg,
+            loudness=loudness,
+        )
+    if spec.type in AUDIO_ONLY:
+        return build_audio_command(
+            input_path=input_path,
+            spec=spec,
+            info=info,
+            out_dir=out_dir,
+            ffmpeg=ffmpeg,
+            loudness=loudness,
+        )
+    if spec.type in ADAPTIVE:
+        return build_ladder_command(
+            input_path=input_path,
+            spec=spec,
+            info=info,
+            out_dir=out_dir,
+            ffmpeg=ffmpeg,
+            loudness=loudness,
+        )
+    picture_builders = (
         (STILL_IMAGES, build_thumbnail_command),
         (ANIMATED_IMAGES, build_gif_command),
-        (ADAPTIVE, build_ladder_command),
     )
-    for types, builder in single_input_builders:
+    for types, builder in picture_builders:
         if spec.type in types:
             return builder(
                 input_path=input_path, spec=spec, info=info, out_dir=out_dir, ffmpeg=ffmpeg

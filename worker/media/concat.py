@@ -43,6 +43,8 @@ def build_concat_command(
     """
     if len(inputs) < 2:
         raise OutputSpecError("concatenation needs at least two inputs")
+    if spec.audio.HasField("loudness") or spec.audio.channels > MAX_AUDIO_CHANNELS:
+        raise OutputSpecError("joined inputs take neither loudness nor more than two channels")
     if spec.type in PROGRESSIVE_CONTAINERS:
         return _build_video_concat(inputs, spec, out_dir, ffmpeg)
     if spec.type in AUDIO_CONTAINERS:
@@ -97,7 +99,7 @@ def _build_video_concat(
     argv += _trim_args(spec.clip, start, duration)
     argv += [*video_encoder_args(codec, variant, width, height, container), "-pix_fmt", "yuv420p"]
     if with_audio and audio_source is not None:
-        argv += audio_args(spec.audio, audio_source, container, notes)
+        argv += audio_args(spec.audio, audio_source, container, notes, from_filter_graph=True)
     else:
         argv += ["-an"]
     argv += [*container.muxer_args, "-f", container.muxer, str(output)]
@@ -130,7 +132,7 @@ def _build_audio_concat(
     argv = [ffmpeg, *COMMON_FLAGS, *_inputs_args(inputs)]
     argv += ["-filter_complex", ";".join(branches), "-map", "[audio]"]
     argv += _trim_args(spec.clip, start, duration)
-    argv += audio_args(spec.audio, audio_source, container, notes)
+    argv += audio_args(spec.audio, audio_source, container, notes, from_filter_graph=True)
     argv += [*container.muxer_args, "-f", container.muxer, str(output)]
     return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
 

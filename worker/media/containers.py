@@ -35,11 +35,12 @@ _H264, _H265, _VP9, _AV1 = (
     VideoCodec.VIDEO_CODEC_VP9,
     VideoCodec.VIDEO_CODEC_AV1,
 )
-_AAC, _OPUS, _MP3, _PCM = (
+_AAC, _OPUS, _MP3, _PCM, _EAC3 = (
     AudioCodec.AUDIO_CODEC_AAC,
     AudioCodec.AUDIO_CODEC_OPUS,
     AudioCodec.AUDIO_CODEC_MP3,
     AudioCodec.AUDIO_CODEC_PCM,
+    AudioCodec.AUDIO_CODEC_EAC3,
 )
 
 PROGRESSIVE_CONTAINERS: Mapping[int, Container] = {
@@ -48,7 +49,7 @@ PROGRESSIVE_CONTAINERS: Mapping[int, Container] = {
         "mp4",
         "output.mp4",
         (_H264, _H265, _AV1),
-        (_AAC, _OPUS, _MP3),
+        (_AAC, _OPUS, _MP3, _EAC3),
         _FASTSTART,
         is_iso_bmff=True,
     ),
@@ -57,7 +58,7 @@ PROGRESSIVE_CONTAINERS: Mapping[int, Container] = {
         "mov", "output.mov", (_H264, _H265), (_AAC, _PCM), _FASTSTART, is_iso_bmff=True
     ),
     OutputType.OUTPUT_TYPE_MKV: Container(
-        "matroska", "output.mkv", (_H264, _H265, _VP9, _AV1), (_AAC, _OPUS, _MP3)
+        "matroska", "output.mkv", (_H264, _H265, _VP9, _AV1), (_AAC, _OPUS, _MP3, _EAC3)
     ),
     OutputType.OUTPUT_TYPE_WEBM: Container("webm", "output.webm", (_VP9, _AV1), (_OPUS,)),
 }

@@ -175,8 +175,11 @@ AUDIO_ENCODERS: Mapping[int, AudioEncoder] = {
         "libmp3lame", sample_rates=(48000, 44100, 32000, 24000, 22050, 16000)
     ),
     AudioCodec.AUDIO_CODEC_PCM: AudioEncoder("pcm_s16le", takes_bitrate=False),
+    AudioCodec.AUDIO_CODEC_EAC3: AudioEncoder("eac3", sample_rates=(48000, 44100, 32000)),
 }
 
 DEFAULT_AUDIO_BITRATE_KBPS = 128
 DEFAULT_SAMPLE_RATE = 48000
+# What an unset channel count is capped at (and what concatenated inputs are joined in): 5.1
+# only when asked (worker.media.channels).
 MAX_AUDIO_CHANNELS = 2

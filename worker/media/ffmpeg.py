@@ -225,3 +225,12 @@ def _encode_failure(returncode: int, stderr_tail: deque[str]) -> MediaError:
     if informative:
         return MediaError(ENCODE_FAILED, public_message(informative[-1]))
     return MediaError(ENCODE_FAILED, f"ffmpeg exited with code {returncode}")
+
+
+def ffreport_setting(log_path: Path) -> str:
+    """The FFREPORT value that writes an info-level log to log_path, while stderr stays at the
+    error level of COMMON_FLAGS: for filters that report their figures at info (ssim, psnr,
+    loudnorm)."""
+    # FFREPORT is a ':'-separated key=value list; ':' and '\' in the path must be escaped.
+    escaped = re.sub(r"([:\\'])", r"\\\1", str(log_path))
+    return f"file={escaped}:level=32"

@@ -27,6 +27,7 @@ from worker.media.encoders import VIDEO_ENCODERS
 from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
 from worker.media.geometry import default_stream, display_size
 from worker.media.ladder_rungs import LadderRung, plan_rungs
+from worker.media.loudness import SecondPass
 from worker.media.plan import COMMON_FLAGS, CommandPlan, LadderPackaging
 from worker.media.timing import clip_window, input_args, seconds_arg
 
@@ -76,6 +77,7 @@ def build_ladder_command(
     info: job_pb2.InputInfo,
     out_dir: Path,
     ffmpeg: str = "ffmpeg",
+    loudness: SecondPass | None = None,
 ) -> CommandPlan:
     """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process."""
     container = LADDER_CONTAINERS.get(spec.type)
@@ -125,7 +127,9 @@ def build_ladder_command(
     ]
     if audio is not None:
         # Starting at 0 like the video: players see no gap between the two at the start.
-        argv += audio_args(spec.audio, audio, container, notes, start_at_zero=True)
+        argv += audio_args(
+            spec.audio, audio, container, notes, start_at_zero=True, loudness=loudness
+        )
 
     if spec.type == OutputType.OUTPUT_TYPE_HLS:
         argv += hls_muxer_args(

@@ -75,3 +75,6 @@ class CommandPlan:
     cwd: Path | None = None
     # Whether the run gets the worker's CPU-time limit (custom commands do).
     cpu_limited: bool = False
+    # Where the run writes an info-level FFREPORT log (outside the output folder), for filters
+    # whose figures are read back from it (loudnorm); None: no log.
+    report_log: Path | None = None

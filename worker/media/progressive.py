@@ -15,6 +15,7 @@ from worker.media.codec_args import audio_args, video_encoder_args
 from worker.media.containers import PROGRESSIVE_CONTAINERS, Container
 from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
 from worker.media.geometry import default_stream, output_dimensions
+from worker.media.loudness import SecondPass
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.timing import clip_window, input_args, seconds_arg
 
@@ -46,6 +47,7 @@ def build_progressive_command(
     info: job_pb2.InputInfo,
     out_dir: Path,
     ffmpeg: str = "ffmpeg",
+    loudness: SecondPass | None = None,
 ) -> CommandPlan:
     """One video variant and (optionally) one audio track in MP4, MOV, MKV or WEBM."""
     container = PROGRESSIVE_CONTAINERS.get(spec.type)
@@ -74,7 +76,11 @@ def build_progressive_command(
         "-pix_fmt",
         "yuv420p",
     ]
-    argv += audio_args(spec.audio, audio, container, notes) if audio is not None else ["-an"]
+    argv += (
+        audio_args(spec.audio, audio, container, notes, loudness=loudness)
+        if audio is not None
+        else ["-an"]
+    )
     argv += [*container.muxer_args, "-f", container.muxer, str(output)]
     return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
 

@@ -38,7 +38,7 @@ from kiln.v1 import job_pb2
 from common.storage.media_types import mime_type_for
 from worker.media.containers import PROGRESSIVE_CONTAINERS
 from worker.media.errors import ENCODE_FAILED, INPUT_NO_VIDEO, MediaError, OutputSpecError
-from worker.media.ffmpeg import run_ffmpeg
+from worker.media.ffmpeg import ffreport_setting, run_ffmpeg
 from worker.media.geometry import default_stream, output_dimensions
 from worker.media.input_access import InputAccess
 from worker.media.ladder import DEFAULT_SEGMENT_SECONDS, LADDER_CONTAINERS
@@ -235,7 +235,7 @@ async def measure_quality(
     )
     log_path = work_dir / REPORT_LOG_NAME
     env = access.environment()
-    env["FFREPORT"] = f"file={_report_escape(str(log_path))}:level=32"
+    env["FFREPORT"] = ffreport_setting(log_path)
     _, duration = clip_window(spec.clip, info.duration_seconds)
     await run_ffmpeg(
         access.apply(argv),
@@ -303,8 +303,3 @@ def _decodable(parts: list[Path], work_dir: Path, position: int) -> Path:
             with part.open("rb") as source:
                 shutil.copyfileobj(source, target)
     return joined
-
-
-def _report_escape(value: str) -> str:
-    # FFREPORT is a ':'-separated key=value list; ':' and '\' in the path must be escaped.
-    return re.sub(r"([:\\'])", r"\\\1", value)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from common.loudness import wants_loudness
 from worker.media.codec_args import audio_args
 from worker.media.containers import AUDIO_CONTAINERS, PROGRESSIVE_CONTAINERS
 from worker.media.geometry import default_stream
@@ -69,6 +70,9 @@ def build_stream_copy_command(
     ffmpeg: str = "ffmpeg",
 ) -> CommandPlan | None:
     """A remux of what the input already has, or None when this output must be encoded."""
+    if wants_loudness(spec):
+        # Normalizing re-encodes the audio, with a measurement first: the full builders do it.
+        return None
     if spec.recipe.name == "web_ready" and spec.type == OutputType.OUTPUT_TYPE_MP4:
         video = default_stream(info, "video")
         if video is not None and web_ready_copies_video(info):

@@ -11,6 +11,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 from common.hls_playlists import Rendition
 
 from ..media.chunks import ChunkCommand, ChunkWindow, build_audio_command, build_video_chunk_command
+from ..media.loudness import ENCODE_LOG_NAME, SecondPass, measure_input, normalized_figures
 from ..media.merge import describe_chunk_file, measure_chunk_renditions
 from .run import TaskRun, describe_folder
 
@@ -21,17 +22,34 @@ async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
     task = run.task
     out_dir = run.output_folder()
 
-    async def read_and_encode() -> ChunkCommand:
+    notes: list[str] = []
+
+    async def read_and_encode() -> tuple[ChunkCommand, SecondPass | None]:
         location, _ = await run.locate(
             task.input_url,
             run.scratch / "input-0",
             known_ranges=task.input_info.supports_byte_ranges or None,
         )
-        command = _piece_command(task, location, out_dir)
+        second_pass = None
+        if task.kind == wpb.TASK_KIND_AUDIO:
+            # The AUDIO piece encodes the output's whole audio once: it normalizes it.
+            second_pass = await measure_input(
+                input_path=location,
+                spec=task.output_spec,
+                info=task.input_info,
+                work_dir=run.scratch / "loudness",
+                access=run.inputs.access,
+                cancel_event=run.stop,
+                notes=notes,
+            )
+        command = _piece_command(task, location, out_dir, second_pass)
+        if second_pass is not None:
+            command.plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
         await run.encode(command.plan)
-        return command
+        return command, second_pass
 
-    command = await run.inputs.guarded(read_and_encode())
+    command, second_pass = await run.inputs.guarded(read_and_encode())
+    loudness = await normalized_figures(command.plan, second_pass)
     run.progress.stage = S.JOB_STAGE_PACKAGING
     renditions = await measure_chunk_renditions(out_dir, command.playlists)
     video_file = command.file if task.kind == wpb.TASK_KIND_CHUNK else None
@@ -41,14 +59,17 @@ async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
     await run.store(out_dir, files, replace=False)
     return wpb.ChunkResult(
         files=files,
-        notes=command.plan.notes,
+        notes=[*command.plan.notes, *notes],
         encoded_seconds=command.plan.expected_duration,
         frame_count=frames,
         renditions=[_rendition_message(r) for r in renditions],
+        loudness=loudness,
     )
 
 
-def _piece_command(task: wpb.Task, location: str, out_dir: Path) -> ChunkCommand:
+def _piece_command(
+    task: wpb.Task, location: str, out_dir: Path, second_pass: SecondPass | None
+) -> ChunkCommand:
     if task.kind == wpb.TASK_KIND_AUDIO:
         return build_audio_command(
             input_path=location,
@@ -56,6 +77,7 @@ def _piece_command(task: wpb.Task, location: str, out_dir: Path) -> ChunkCommand
             info=task.input_info,
             out_dir=out_dir,
             timestamp_offset=task.chunk.timestamp_offset_seconds,
+            loudness=second_pass,
         )
     chunk = task.chunk
     return build_video_chunk_command(

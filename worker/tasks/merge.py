@@ -31,7 +31,11 @@ async def merge_pieces(run: TaskRun) -> wpb.TranscodeResult:
         files = await _write_playlists(run)
     else:
         files = await _join_progressive(run)
-    return wpb.TranscodeResult(files=files, notes=notes, encoded_seconds=encoded)
+    result = wpb.TranscodeResult(files=files, notes=notes, encoded_seconds=encoded)
+    if run.task.merge.audio.HasField("loudness"):
+        # The AUDIO piece normalized the whole audio; its figures are the output's.
+        result.loudness.CopyFrom(run.task.merge.audio.loudness)
+    return result
 
 
 async def _write_playlists(run: TaskRun) -> list[job_pb2.OutputFile]:

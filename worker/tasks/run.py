@@ -22,7 +22,7 @@ from ..heartbeat import TaskProgress
 from ..inputs import TaskInputs
 from ..media.describe import describe_output_file
 from ..media.errors import STORAGE_REFUSED, STORAGE_UNAVAILABLE, MediaError
-from ..media.ffmpeg import run_ffmpeg
+from ..media.ffmpeg import ffreport_setting, run_ffmpeg
 from ..media.plan import CommandPlan
 from ..metrics import WorkerMetrics
 from ..settings import WorkerSettings
@@ -71,9 +71,12 @@ class TaskRun:
         (and a CPU limit for custom commands), timed for the realtime-factor metric."""
         started = time.monotonic()
         with encode_span(self.task.output_spec, plan.expected_duration):
+            env = self.inputs.access.environment()
+            if plan.report_log is not None:
+                env["FFREPORT"] = ffreport_setting(plan.report_log)
             await run_ffmpeg(
                 self.inputs.access.apply(plan.argv),
-                env=self.inputs.access.environment(),
+                env=env,
                 duration=plan.expected_duration,
                 on_progress=self.progress.update,
                 cancel_event=self.stop,

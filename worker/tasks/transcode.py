@@ -6,6 +6,7 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from ..media.commands import build_command
+from ..media.loudness import ENCODE_LOG_NAME, SecondPass, measure_input, normalized_figures
 from ..media.packaging import finalize_output
 from ..media.plan import CommandPlan
 from ..media.quality import measure_quality
@@ -19,11 +20,23 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
     task = run.task
     out_dir = run.output_folder()
 
-    async def read_and_encode() -> tuple[CommandPlan, str]:
+    loudness_notes: list[str] = []
+
+    async def read_and_encode() -> tuple[CommandPlan, str, SecondPass | None]:
         location, _ = await run.locate(
             task.input_url,
             run.scratch / "input-0",
             known_ranges=task.input_info.supports_byte_ranges or None,
+        )
+        # Loudness normalization's first pass, once for the output (every rung shares it).
+        second_pass = await measure_input(
+            input_path=location,
+            spec=task.output_spec,
+            info=task.input_info,
+            work_dir=run.scratch / "loudness",
+            access=run.inputs.access,
+            cancel_event=run.stop,
+            notes=loudness_notes,
         )
         plan = build_command(
             input_path=location,
@@ -31,11 +44,16 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
             info=task.input_info,
             out_dir=out_dir,
             extra_inputs=await _concat_inputs(run),
+            loudness=second_pass,
         )
+        if second_pass is not None:
+            plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
         await run.encode(plan)
-        return plan, location
+        return plan, location, second_pass
 
-    plan, location = await run.inputs.guarded(read_and_encode())
+    plan, location, second_pass = await run.inputs.guarded(read_and_encode())
+    plan.notes += loudness_notes
+    loudness = await normalized_figures(plan, second_pass)
     # Playlists are rewritten from the produced segments and sprite maps written
     # before anything is described.
     run.progress.stage = S.JOB_STAGE_PACKAGING
@@ -65,6 +83,7 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
         notes=plan.notes,
         encoded_seconds=plan.expected_duration,
         quality=quality,
+        loudness=loudness,
     )
 
 
