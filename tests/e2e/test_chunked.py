@@ -183,7 +183,10 @@ def referenced_files(folder: Path) -> set[str]:
 
 def test_chunked_hls_and_mp4_match_a_single_pass(chunk_cluster, auth, source60, tmp_path):
     cluster, server = chunk_cluster
-    job = create_job(server, auth, f"file://{source60}", outputs=[hls_ladder(), mp4_spec()])
+    # The MP4's AUDIO piece also normalizes the loudness, and the merge reports its figures.
+    normalized = mp4_spec()
+    normalized.audio.loudness.preset = "streaming"
+    job = create_job(server, auth, f"file://{source60}", outputs=[hls_ladder(), normalized])
     stages = []
     final = None
     for event in server.job_stub().Watch(
@@ -227,6 +230,8 @@ def test_chunked_hls_and_mp4_match_a_single_pass(chunk_cluster, auth, source60, 
     assert abs(chunked[1] - single[1]) <= frame
     audio_start, audio_end = audio_span(mp4 / "output.mp4")
     assert abs(audio_start - chunked[2]) <= frame and abs(audio_end - chunked[3]) <= frame
+    assert abs(final.outputs[1].loudness.output_integrated_lufs + 14) <= 1.0
+    assert not final.outputs[0].HasField("loudness")
 
 
 @pytest.mark.parametrize("kind", ["23.976", "vfr"])

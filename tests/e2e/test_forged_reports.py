@@ -274,3 +274,57 @@ def test_forged_quality_figures_are_refused(lone, media_root):
     assert done.status == job_pb2.JOB_STATUS_COMPLETED
     [figure] = done.outputs[0].quality
     assert (figure.variant_index, figure.ssim, figure.psnr_db) == (0, 0.95, 38.5)
+
+
+def test_forged_loudness_figures_are_refused(lone, media_root):
+    cluster, server = lone
+    auth = (("authorization", f"Bearer {cluster.create_key('org_loudness')}"),)
+    normalized = job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_M4A,
+        audio=job_pb2.AudioSpec(loudness=job_pb2.LoudnessSpec(preset="podcast")),
+    )
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}", outputs=[normalized])
+    worker = PlayedWorker(server)
+    worker.complete(worker.claim(), input_info=probe_info())
+    task = worker.claim()
+    store_file(cluster, job.id, task.output_id, "output.m4a", 4096)
+
+    def result(
+        normalization: int = job_pb2.LOUDNESS_NORMALIZATION_LINEAR, **changes: float
+    ) -> wpb.TranscodeResult:
+        report = transcode("output.m4a", 4096)
+        figures: dict[str, float] = dict(
+            target_integrated_lufs=-16.0,
+            target_true_peak_dbtp=-1.0,
+            target_lra=8.0,
+            input_integrated_lufs=-20.5,
+            input_true_peak_dbtp=-3.0,
+            input_lra=4.0,
+            output_integrated_lufs=-16.1,
+            output_true_peak_dbtp=-1.2,
+            output_lra=3.9,
+        )
+        for name, value in {**figures, **changes}.items():
+            setattr(report.loudness, name, value)
+        report.loudness.normalization = normalization  # type: ignore[assignment]
+        return report
+
+    assert "output loudness integrated_lufs nan" in worker.refused(
+        task, transcode=result(output_integrated_lufs=math.nan)
+    )
+    task = worker.claim()
+    assert "input loudness lra 250.0 is not a number from 0 to 100 LU" in worker.refused(
+        task, transcode=result(input_lra=250.0)
+    )
+    task = worker.claim()
+    # Another target than the spec's preset.
+    assert "is not the spec's" in worker.refused(task, transcode=result(target_lra=20.0))
+    task = worker.claim()
+    assert "normalization 0" in worker.refused(task, transcode=result(normalization=0))
+    assert get(server, auth, job.id).status == job_pb2.JOB_STATUS_PROCESSING
+
+    task = worker.claim()
+    worker.complete(task, transcode=result())
+    done = get(server, auth, job.id)
+    assert done.status == job_pb2.JOB_STATUS_COMPLETED
+    assert done.outputs[0].loudness.output_integrated_lufs == -16.1
