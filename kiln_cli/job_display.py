@@ -90,12 +90,26 @@ def show_job(job: job_pb2.Job) -> None:
             stdout.print(f"            [red]{output.error.code}[/]: {output.error.message}")
         for note in output.notes:
             stdout.print(f"            note: {note}", markup=False)
+        if output.HasField("loudness"):
+            stdout.print(_loudness_line(output.loudness), markup=False)
         if output.playback_url:
             stdout.print(f"            play {output.playback_url}", markup=False, soft_wrap=True)
         for file in output.files:
             stdout.print(
                 f"            {file.path}  {file.size_bytes} bytes  {file.mime_type}", markup=False
             )
+
+
+def _loudness_line(figures: job_pb2.AudioLoudness) -> str:
+    mode = short_enum(
+        job_pb2.LoudnessNormalization, figures.normalization, "LOUDNESS_NORMALIZATION_"
+    )
+    return (
+        f"            loudness {figures.input_integrated_lufs:.1f} LUFS -> "
+        f"{figures.output_integrated_lufs:.1f} LUFS, true peak "
+        f"{figures.output_true_peak_dbtp:.1f} dBTP (target {figures.target_integrated_lufs:g} "
+        f"LUFS, {figures.target_true_peak_dbtp:g} dBTP; {mode})"
+    )
 
 
 def show_job_page(response: job_service_pb2.ListResponse) -> None:
