@@ -39,8 +39,6 @@ MAX_HOLD_SECONDS = 10.0
 UNREACHABLE_SERVER_PATIENCE_SECONDS = 60.0
 # Pause after a claim the server refused (wrong token, bad request) before pulling again.
 REFUSED_CLAIM_PAUSE_SECONDS = 1.0
-# Errors that say the message service is briefly unreachable.
-TRANSIENT = (api_exceptions.DeadlineExceeded, api_exceptions.ServiceUnavailable)
 
 
 class Delivery(Protocol):
@@ -324,7 +322,11 @@ class PubSubQueue:
                 return_immediately=not wait,
                 timeout=LONG_POLL_SECONDS + 5 if wait else 10,
             )
-        except TRANSIENT:
+        except api_exceptions.DeadlineExceeded:
+            return []
+        except api_exceptions.ServiceUnavailable:
+            # Unreachable: the call fails at once, so wait before the next one.
+            await asyncio.sleep(1)
             return []
         except api_exceptions.GoogleAPICallError as error:
             log.warning("pulling %s failed: %s", subscription, error)

@@ -11,6 +11,10 @@ behind.
 Messages a worker could not take (nacked, or never acked) `max_deliveries` times land in
 the dead-letter topic; this server pulls its subscription and fails the task's output
 (or the job, for a probe) with a retryable error.
+
+A broker that lost its topics lost their messages too (a restarted emulator keeps nothing;
+an operator deleted them). When a Publish or the dead-letter Pull answers NOT_FOUND and this
+server creates its topology, it creates it again and publishes every claimable task anew.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class PubSubDispatch:
         self._loops: list[asyncio.Task] = []
         self.publisher: PublisherAsyncClient | None = None
         self.subscriber: SubscriberAsyncClient | None = None
+        self._restoring = asyncio.Lock()
 
     async def tasks_ready(self, tx: Tx, tasks: Sequence[Task]) -> None:
         if not tasks:
@@ -166,6 +171,9 @@ class PubSubDispatch:
             try:
                 await self.drain()
                 backoff = 0.1
+            except api_exceptions.NotFound:
+                await self._restore_topology()
+                self._kick.set()
             except Exception:
                 log_round_failure(log, "publishing ready tasks failed; retrying in %.1f s", backoff)
                 await asyncio.sleep(backoff)
@@ -180,7 +188,15 @@ class PubSubDispatch:
                 response = await self.subscriber.pull(
                     subscription=subscription, max_messages=50, timeout=60
                 )
-            except (api_exceptions.DeadlineExceeded, api_exceptions.ServiceUnavailable):
+            except api_exceptions.DeadlineExceeded:
+                continue
+            except api_exceptions.ServiceUnavailable:
+                # Unreachable: the call fails at once, so wait before the next one.
+                await asyncio.sleep(1.0)
+                continue
+            except api_exceptions.NotFound:
+                await self._restore_topology()
+                await asyncio.sleep(1.0)
                 continue
             except Exception:
                 log.exception("reading the dead-letter subscription failed")
@@ -192,6 +208,32 @@ class PubSubDispatch:
                     done.append(received.ack_id)
             if done:
                 await self.subscriber.acknowledge(subscription=subscription, ack_ids=done)
+
+    async def _restore_topology(self) -> None:
+        """The broker lost topics or subscriptions: make them again (when this server makes
+        its topology) and publish every claimable task again, since their messages are gone."""
+        if not self.settings.create_topology:
+            log.warning(
+                "Pub/Sub topics or subscriptions under %r are missing (KILN_PUBSUB_CREATE_TOPOLOGY "
+                "is off: create them)",
+                self.settings.prefix,
+            )
+            return
+        async with self._restoring:
+            assert self.publisher is not None and self.subscriber is not None
+            try:
+                await ensure_topology(self.settings, self.publisher, self.subscriber)
+                async with self.store.transaction() as tx:
+                    republished = await tx.task_outbox.republish_claimable()
+            except Exception:
+                log_round_failure(log, "restoring the Pub/Sub topology failed; trying again")
+                return
+        log.warning(
+            "Pub/Sub had lost kiln's topics or subscriptions (a restarted emulator?): created "
+            "again, and %d waiting task(s) published again",
+            republished,
+        )
+        self._kick.set()
 
     async def _dead_lettered(
         self, received: types.ReceivedMessage, handle: DeadLetterHandler

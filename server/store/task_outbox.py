@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import DateTime, delete, func, insert, literal, select
 
+from ..domain import states
+from ..domain.states import TaskStatus
 from .database import Statements
 from .models import Task, TaskOutbox
 
@@ -39,6 +41,24 @@ class TaskOutboxQueries(Statements):
             for task in tasks
         )
         await self.session.flush()
+
+    async def republish_claimable(self) -> int:
+        """An outbox row for every task a worker could claim now: for a broker that lost its
+        messages (a restarted emulator keeps nothing). Duplicates of messages the broker
+        still holds are harmless: the claim is by task id. Returns the number of rows."""
+        claimable = select(
+            Task.id,
+            Task.job_id,
+            Task.priority,
+            func.coalesce(Task.traceparent, ""),
+            literal(datetime.now(UTC), DateTime(timezone=True)),
+        ).where(Task.status.in_(states.task_sources(TaskStatus.LEASED)))
+        result = await self.session.execute(
+            insert(TaskOutbox)
+            .from_select(["task_id", "job_id", "priority", "traceparent", "created_at"], claimable)
+            .returning(TaskOutbox.id)
+        )
+        return len(result.all())
 
     async def take_from_outbox(self, limit: int) -> list[OutboxEntry]:
         """Deletes and returns the oldest rows; they are gone only if this transaction

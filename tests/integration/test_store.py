@@ -483,3 +483,29 @@ async def test_api_key_round_trip(store):
     # Only hashes are stored.
     assert hashlib.sha256(key.encode()).hexdigest() in stored
     assert key not in stored
+
+
+# -- task outbox ------------------------------------------------------------------------
+
+
+async def test_republishing_writes_an_outbox_row_for_each_claimable_task_only(store):
+    """For a broker that lost its messages (server/dispatch/pubsub.py): every task a worker
+    could claim gets a row again, with its priority and trace; others get none."""
+    job = await add_job(store)
+    queued = make_task(job, 3, BASE_TIME)
+    queued.traceparent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    untraced = make_task(job, 1, BASE_TIME)
+    leased = make_task(job, 2, BASE_TIME, status="LEASED")
+    done = make_task(job, 2, BASE_TIME, status="DONE")
+    async with store.transaction() as tx:
+        tx.session.add_all([queued, untraced, leased, done])
+    async with store.transaction() as tx:
+        assert await tx.task_outbox.republish_claimable() == 2
+    async with store.transaction() as tx:
+        entries = await tx.task_outbox.peek_outbox(10)
+    assert sorted((e.task_id, e.job_id, e.priority, e.traceparent) for e in entries) == sorted(
+        [
+            (queued.id, job.id, 3, queued.traceparent),
+            (untraced.id, job.id, 1, ""),
+        ]
+    )

@@ -137,6 +137,28 @@ class PubSubEmulator:
                     f"port {port}:\n{output[-3000:]}"
                 )
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash would: everything it held is lost.
+        Keeps `host`, for start_again()."""
+        process, self._process = self._process, None
+        assert process is not None, "the emulator is not running"
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+        if self._reader is not None:
+            self._reader.join(STOP_TIMEOUT_SECONDS)
+            self._reader = None
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def start_again(self) -> None:
+        """Start on the port it had (clients keep their address), empty, as a restarted
+        emulator is; raises RuntimeError with its output when it does not listen."""
+        port = int(self.host.rsplit(":", 1)[1])
+        if not self._start_on(port):
+            output = self.output()
+            self.stop(remove=False)
+            raise RuntimeError(f"the Pub/Sub emulator did not start again on {port}:\n{output}")
+
     def _start_on(self, port: int) -> bool:
         """True once the ready line for `port` is out; False if the process ended or timed
         out first."""
