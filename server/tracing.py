@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -19,6 +20,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from common import telemetry as t
 from common.log_setup import job_log_context
 
+from .domain.new_records import NewTask
 from .store.models import Task
 from .store.task_outbox import OutboxEntry
 
@@ -64,17 +66,15 @@ def connect_interceptors(traced: bool) -> list[Any]:
     return [OpenTelemetryInterceptor()]
 
 
-def stamp_tasks(tasks: Sequence[Task]) -> None:
-    """New tasks join the current trace (the Create, Confirm or Retry, or the probe's
-    report); a task that has one keeps it, so a requeued attempt stays in its trace."""
+def stamp_tasks(tasks: Sequence[NewTask]) -> list[NewTask]:
+    """New tasks joined to the current trace (the Create, Confirm or Retry, or the probe's
+    report); a task that has one keeps it."""
     traceparent = t.current_traceparent()
     if not traceparent or not tasks:
-        return
+        return list(tasks)
     # The request that made them (a Create, say) is then findable by its job.
     trace.get_current_span().set_attribute(t.JOB_ID, tasks[0].job_id)
-    for task in tasks:
-        if not task.traceparent:
-            task.traceparent = traceparent
+    return [task if task.traceparent else replace(task, traceparent=traceparent) for task in tasks]
 
 
 @contextmanager

@@ -107,7 +107,7 @@ class JobControls:
                 started_at=None,
                 actual_cost_micros=None,
             )
-            await self.life.queue_tasks(tx, [task_plan.probe_task(job)])
+            await self.life.queue_tasks(tx, [task_plan.probe_task(job.id, job.priority)])
             record = await tx.jobs.get_job(organization_id, job_id)
         return await self.messages.message(record)
 

@@ -6,7 +6,8 @@ A Create goes through three steps, each in one place:
    anything else: its answer must not change because a preset was deleted or a host's
    address moved since.
 2. Admission (`Admission.admit`): every check of the request, gathering its violations by
-   field path, and the rows to write when there are none, as one value (a `NewJob`).
+   field path, and what to write when there are none, as one value (an `AdmittedJob`: the
+   job as a `NewJob` value and its probe task; the store makes the rows).
 3. Insert: that value goes to the group-commit batcher (create_batch.py).
 """
 
@@ -24,15 +25,13 @@ from common.storage.origins import OriginRefused, Origins
 from ..domain import ids, validation
 from ..domain.errors import FieldViolation, InvalidArgument, NotFound
 from ..domain.idempotency import check_replay, request_fingerprint
+from ..domain.new_records import NewJob, NewOutput
 from ..domain.presets import SYSTEM_PRESETS, resolve
-from ..domain.states import JobStatus, OutputStatus
 from ..origins.directory import origin_reference
-from ..store.models import Job, Output
-from ..store.row_encoding import new_row
 from ..store.store import IdempotencyKeyTaken, Store, now
 from ..tracing import stamp_tasks
 from . import task_plan
-from .create_batch import CreateBatcher, NewJob, TasksReady
+from .create_batch import AdmittedJob, CreateBatcher, TasksReady
 from .presets import PresetCatalog
 from .reads import JobMessages
 
@@ -80,8 +79,8 @@ class Admission:
         request: job_service_pb2.CreateRequest,
         key: str | None,
         fingerprint: str,
-    ) -> NewJob:
-        """The job's rows, or InvalidArgument with the violations of the first failing check."""
+    ) -> AdmittedJob:
+        """The job to write, or InvalidArgument with the violations of the first failing check."""
         saved = await self.presets.saved_specs(
             organization_id, [output.preset for output in request.outputs if output.preset]
         )
@@ -274,22 +273,17 @@ def _new_job(
     origin: str,
     saved: dict[str, job_pb2.OutputSpec],
     places: list[str],
-) -> NewJob:
-    """An admitted request's rows: the job, its outputs (each with its resolved spec) and the
-    probe task that starts it."""
-    moment = now()
-    job = new_row(
-        Job,
+) -> AdmittedJob:
+    """An admitted request's job, its outputs (each with its resolved spec) and the probe
+    task that starts it."""
+    job = NewJob(
         id=ids.job_id(),
         organization_id=organization_id,
-        status=JobStatus.PENDING.value,
-        stage=0,
-        progress=0.0,
         priority=request.priority or job_pb2.PRIORITY_STANDARD,
         delayed_start=request.delayed_start,
         input_url=request.input_url,
-        concat_input_urls=list(request.concat_input_urls),
-        job_metadata=dict(request.metadata),
+        concat_input_urls=tuple(request.concat_input_urls),
+        metadata=dict(request.metadata),
         webhook_url=request.webhook_url,
         idempotency_key=key,
         request_hash=fingerprint or None,
@@ -298,29 +292,20 @@ def _new_job(
         input_path=request.input_path,
         output_origin_id=request.output_origin_id,
         output_path_prefix=request.output_path_prefix.strip("/"),
-        currency="USD",  # the organization's, set by the batch that inserts it
-        attempt=1,
-        last_sequence=0,
-        created_at=moment,
-        updated_at=moment,
+        created_at=now(),
+        outputs=tuple(
+            NewOutput(
+                id=ids.output_id(),
+                position=position,
+                spec=resolve(spec, saved).SerializeToString(),
+                origin=places[position],
+            )
+            for position, spec in enumerate(request.outputs)
+        ),
     )
-    outputs = [
-        new_row(
-            Output,
-            id=ids.output_id(),
-            job_id=job.id,
-            position=position,
-            spec=resolve(spec, saved).SerializeToString(),
-            status=OutputStatus.PENDING.value,
-            progress=0.0,
-            origin=places[position],
-        )
-        for position, spec in enumerate(request.outputs)
-    ]
-    task = task_plan.probe_task(job)
     # Stamped here, in the caller's trace: the batch is written from another task.
-    stamp_tasks([task])
-    return NewJob(job, outputs, task)
+    (probe,) = stamp_tasks([task_plan.probe_task(job.id, job.priority)])
+    return AdmittedJob(job, probe)
 
 
 def _resolves_a_name(url: str) -> bool:

@@ -1,6 +1,6 @@
 """Group commit for Create: jobs validated by concurrent callers share one transaction.
 
-Each Create validates on its own (its own errors, at once), then hands its rows here. One
+Each Create validates on its own (its own errors, at once), then hands its job here. One
 writer at a time drains what has queued: every job waiting is inserted, with its outputs
 and probe task, in one transaction and one commit, and each caller gets its own record
 back. While a commit is in flight the next callers queue, so a lone Create costs what it
@@ -26,7 +26,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..store.models import Job, Output, Task
+from ..domain.new_records import NewJob, NewTask
+from ..store.models import Task
 from ..store.store import JobRecord, Store, Tx
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,11 @@ BUSY_INTERVAL = 0.005  # seconds from one batch's start to the next one's
 
 
 @dataclass
-class NewJob:
-    """One caller's rows, and where its answer goes."""
+class AdmittedJob:
+    """One caller's job and its probe task, and where its answer goes."""
 
-    job: Job
-    outputs: list[Output]
-    task: Task
+    job: NewJob
+    probe: NewTask
     answer: asyncio.Future[JobRecord] = field(init=False, repr=False)
 
 
@@ -64,7 +64,7 @@ class CreateBatcher:
         self.tasks_ready = tasks_ready
         self.max_batch = max_batch
         self.busy_interval = busy_interval
-        self._waiting: list[NewJob] = []
+        self._waiting: list[AdmittedJob] = []
         self._writer: asyncio.Task | None = None
         # When the last batch started (loop time), and how many jobs it took.
         self._last_start = 0.0
@@ -73,7 +73,7 @@ class CreateBatcher:
         self.commits = 0
         self.jobs = 0
 
-    async def insert(self, new: NewJob) -> JobRecord:
+    async def insert(self, new: AdmittedJob) -> JobRecord:
         """Insert the job; IdempotencyKeyTaken (or any store error) is this caller's alone."""
         new.answer = asyncio.get_running_loop().create_future()
         self._waiting.append(new)
@@ -104,21 +104,21 @@ class CreateBatcher:
                     except Exception as own_error:
                         _answer_error(new, own_error)
 
-    async def _write(self, batch: list[NewJob]) -> None:
-        tasks = [new.task for new in batch]
+    async def _write(self, batch: list[AdmittedJob]) -> None:
         async with self.store.transaction() as tx:
+            rows = tx.jobs.new_job_rows([new.job for new in batch], [new.probe for new in batch])
             # Ready first, in the same transaction: its wake-up (a NOTIFY, delivered at
             # commit) then goes out in the inserts' round trip instead of one of its own.
-            await self.tasks_ready(tx, tasks)
-            await tx.jobs.insert_new_jobs([(new.job, new.outputs) for new in batch], tasks)
+            await self.tasks_ready(tx, rows.tasks)
+            await tx.jobs.insert_new_jobs(rows)
         self.commits += 1
         self.jobs += len(batch)
-        for new in batch:
+        for new, record in zip(batch, rows.records, strict=True):
             if not new.answer.done():
-                new.answer.set_result(JobRecord(new.job, new.outputs))
+                new.answer.set_result(record)
 
 
-def _answer_error(new: NewJob, error: Exception) -> None:
+def _answer_error(new: AdmittedJob, error: Exception) -> None:
     if not new.answer.done():
         new.answer.set_exception(error)
         # Retrieved here too: a caller that went away must not leave an unread exception.

@@ -16,12 +16,13 @@ from typing import Any
 from kiln.v1 import job_pb2, job_service_pb2
 
 from ..dispatch import Dispatch
+from ..domain.new_records import NewTask
 from ..domain.pricing_table import PricingTable, default_pricing_table
 from ..domain.states import JobStatus, OutputStatus
 from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL
 from ..metrics import ServerMetrics
-from ..store.models import Job, Output, Task
+from ..store.models import Job, Output
 from ..store.store import JobRecord, Store, Tx, now
 from ..tracing import stamp_tasks
 from ..webhooks import events as webhook_events
@@ -83,15 +84,10 @@ class Lifecycle:
             return
         self.hub.poke(job_id, through)
 
-    async def queue_tasks(self, tx: Tx, tasks: list[Task]) -> None:
-        """New tasks, dispatched once the caller's transaction commits."""
-        stamp_tasks(tasks)
-        await self.queue_stamped_tasks(tx, tasks)
-
-    async def queue_stamped_tasks(self, tx: Tx, tasks: list[Task]) -> None:
-        """`queue_tasks` for tasks that already carry the trace of the request making them."""
-        await tx.tasks.insert_tasks(tasks)
-        await self.dispatch.tasks_ready(tx, tasks)
+    async def queue_tasks(self, tx: Tx, tasks: list[NewTask]) -> None:
+        """New tasks, in the current trace, dispatched once the caller's transaction commits."""
+        rows = await tx.tasks.insert_new_tasks(stamp_tasks(tasks))
+        await self.dispatch.tasks_ready(tx, rows)
 
     async def emit(self, tx: Tx, job_id: str, **event: Any) -> int:
         """Log one Watch event; once committed, this process's watchers get it directly."""

@@ -136,7 +136,8 @@ class TaskOutcomes:
         if all(t.status == TaskStatus.DONE for t in pieces) and not any(
             t.kind == TaskKind.MERGE for t in tasks
         ):
-            await self.life.queue_tasks(tx, [task_plan.output_task(job, output_id, TaskKind.MERGE)])
+            merge = task_plan.output_task(job.id, job.priority, output_id, TaskKind.MERGE)
+            await self.life.queue_tasks(tx, [merge])
             if job.stage != S.JOB_STAGE_MERGING:
                 await tx.jobs.update_job(job.id, stage=S.JOB_STAGE_MERGING)
                 await self.life.emit(

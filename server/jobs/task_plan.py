@@ -3,56 +3,52 @@ output its AUDIO task, its CHUNK tasks and, once they are done, its MERGE task."
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2
 
 from ..domain import ids
-from ..domain.states import OutputStatus, TaskKind, TaskStatus
-from ..store.models import Job, Task
-from ..store.row_encoding import new_row
+from ..domain.new_records import NewTask
+from ..domain.states import OutputStatus, TaskKind
 from ..store.store import JobRecord, now
 from .chunk_plan import ChunkSettings, plan_chunks
 
 
-def probe_task(job: Job) -> Task:
-    return new_row(
-        Task,
-        id=ids.task_id(),
-        job_id=job.id,
-        output_id=None,
-        kind=str(TaskKind.PROBE),
-        status=str(TaskStatus.QUEUED),
-        priority=job.priority,
-        attempts=0,
-        lease_token=0,
-        worker_id="",
-        created_at=now(),
+def probe_task(job_id: str, priority: int) -> NewTask:
+    return NewTask(
+        id=ids.task_id(), job_id=job_id, kind=TaskKind.PROBE, priority=priority, created_at=now()
     )
 
 
-def output_task(job: Job, output_id: str, kind: TaskKind) -> Task:
-    return Task(
+def output_task(
+    job_id: str,
+    priority: int,
+    output_id: str,
+    kind: TaskKind,
+    *,
+    created_at: datetime | None = None,
+    chunk: worker_service_pb2.ChunkRange | None = None,
+) -> NewTask:
+    return NewTask(
         id=ids.task_id(),
-        job_id=job.id,
+        job_id=job_id,
+        kind=kind,
+        priority=priority,
+        created_at=created_at or now(),
         output_id=output_id,
-        kind=str(kind),
-        status=str(TaskStatus.QUEUED),
-        priority=job.priority,
-        attempts=0,
-        lease_token=0,
-        worker_id="",
-        created_at=now(),
-        progress=0.0,
+        chunk_index=chunk.index if chunk is not None and kind == TaskKind.CHUNK else None,
+        chunk=chunk.SerializeToString() if chunk is not None else None,
     )
 
 
-def transcode_tasks(record: JobRecord, chunking: ChunkSettings) -> list[Task]:
+def transcode_tasks(record: JobRecord, chunking: ChunkSettings) -> list[NewTask]:
     """One TRANSCODE task per output still to make, or for a chunked output its AUDIO task
     and its CHUNK tasks (longest first, so the short last one does not end up alone at the
     end); created one microsecond apart so they are claimed in this order."""
     info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
-    tasks: list[Task] = []
+    # (output, kind, chunk) in the order they are to be claimed.
+    planned: list[tuple[str, TaskKind, worker_service_pb2.ChunkRange | None]] = []
     for output in record.outputs:
         if output.status != OutputStatus.PENDING:
             continue  # a retried PARTIAL job keeps its completed ones
@@ -61,23 +57,25 @@ def transcode_tasks(record: JobRecord, chunking: ChunkSettings) -> list[Task]:
             spec, info, chunking, concatenated=bool(record.job.concat_input_urls)
         )
         if not decision.chunks:
-            tasks.append(output_task(record.job, output.id, TaskKind.TRANSCODE))
+            planned.append((output.id, TaskKind.TRANSCODE, None))
             continue
         if decision.has_audio:
             # First: it is quick, and until it is done no player can start (the master
             # playlist names the audio rendition).
-            task = output_task(record.job, output.id, TaskKind.AUDIO)
-            task.chunk = decision.chunks[0].SerializeToString()
-            tasks.append(task)
+            planned.append((output.id, TaskKind.AUDIO, decision.chunks[0]))
         by_length = sorted(
             decision.chunks, key=lambda c: c.end_seconds - c.start_seconds, reverse=True
         )
-        for chunk in by_length:
-            task = output_task(record.job, output.id, TaskKind.CHUNK)
-            task.chunk_index = chunk.index
-            task.chunk = chunk.SerializeToString()
-            tasks.append(task)
+        planned.extend((output.id, TaskKind.CHUNK, chunk) for chunk in by_length)
     base = now()
-    for position, task in enumerate(tasks):
-        task.created_at = base + timedelta(microseconds=position)
-    return tasks
+    return [
+        output_task(
+            record.job.id,
+            record.job.priority,
+            output_id,
+            kind,
+            created_at=base + timedelta(microseconds=position),
+            chunk=chunk,
+        )
+        for position, (output_id, kind, chunk) in enumerate(planned)
+    ]

@@ -23,7 +23,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..domain import states
 from ..domain.errors import FailedPrecondition, NotFound
-from ..domain.states import JobStatus
+from ..domain.new_records import NewJob, NewTask
+from ..domain.states import JobStatus, OutputStatus
 from .database import (
     KEEP_HELD_ROWS_CURRENT,
     NOTIFY_SQL,
@@ -33,7 +34,8 @@ from .database import (
     rows_changed,
 )
 from .models import Job, Organization, Output, Task
-from .row_encoding import insert_from_json, insert_rows, json_rows
+from .row_encoding import insert_from_json, insert_rows, json_rows, new_row
+from .task_queue import new_task_row
 
 IDEMPOTENCY_CONSTRAINT = "uq_jobs_idempotency"
 
@@ -54,6 +56,59 @@ class IdempotencyKeyTaken(Exception):
 class JobRecord:
     job: Job
     outputs: list[Output]
+
+
+@dataclass(frozen=True)
+class NewJobRows:
+    """New jobs' rows, built from their values and not yet inserted: each job with its
+    outputs (what its Create answers with) and the jobs' first tasks."""
+
+    records: list[JobRecord]
+    tasks: list[Task]
+
+
+def _new_job_record(new: NewJob) -> JobRecord:
+    """A new job's rows: PENDING at attempt 1, nothing logged, its outputs PENDING."""
+    job = new_row(
+        Job,
+        id=new.id,
+        organization_id=new.organization_id,
+        status=JobStatus.PENDING.value,
+        stage=0,
+        progress=0.0,
+        priority=new.priority,
+        delayed_start=new.delayed_start,
+        input_url=new.input_url,
+        concat_input_urls=list(new.concat_input_urls),
+        job_metadata=dict(new.metadata),
+        webhook_url=new.webhook_url,
+        idempotency_key=new.idempotency_key,
+        request_hash=new.request_hash,
+        output_origin=new.output_origin,
+        input_origin_id=new.input_origin_id,
+        input_path=new.input_path,
+        output_origin_id=new.output_origin_id,
+        output_path_prefix=new.output_path_prefix,
+        currency="USD",  # the organization's, set as the job is inserted
+        attempt=1,
+        last_sequence=0,
+        created_at=new.created_at,
+        updated_at=new.created_at,
+    )
+    outputs = [
+        new_row(
+            Output,
+            id=output.id,
+            job_id=new.id,
+            position=output.position,
+            spec=output.spec,
+            status=OutputStatus.PENDING.value,
+            progress=0.0,
+            origin=output.origin,
+        )
+        for output in new.outputs
+    ]
+    return JobRecord(job, outputs)
 
 
 def _violates_idempotency_key(error: Exception) -> bool:
@@ -107,16 +162,25 @@ class JobStatements(Statements):
             statement, rows = insert_rows(outputs)
             await self.session.execute(statement, rows)
 
-    async def insert_new_jobs(
-        self, jobs: Sequence[tuple[Job, Sequence[Output]]], tasks: Sequence[Task]
-    ) -> None:
+    @staticmethod
+    def new_job_rows(jobs: Sequence[NewJob], tasks: Sequence[NewTask]) -> NewJobRows:
+        """The rows of new jobs and their first tasks, for `insert_new_jobs` (no I/O: the
+        caller may announce the tasks in between, so that the announcement's NOTIFY rides
+        along with the inserts)."""
+        return NewJobRows(
+            [_new_job_record(new) for new in jobs], [new_task_row(task) for task in tasks]
+        )
+
+    async def insert_new_jobs(self, new: NewJobRows) -> None:
         """Insert new jobs with their outputs and first tasks; each job is given its
-        organization's currency (set on the objects, which stay detached, as built). On
+        organization's currency (set on the rows, which stay detached, as built). On
         PostgreSQL the NOTIFYs the transaction asked for so far go in the same round trip.
 
         IdempotencyKeyTaken when the one job's key was already taken; with several jobs,
         any refusal fails them all (retry them singly).
         """
+        jobs = [(record.job, record.outputs) for record in new.records]
+        tasks = new.tasks
         if not self.is_postgres:
             organizations = sorted({job.organization_id for job, _ in jobs})
             currencies = dict(

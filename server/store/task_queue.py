@@ -16,10 +16,11 @@ from sqlalchemy import func, select, update
 
 from ..domain import states
 from ..domain.errors import NotFound, StaleLease
+from ..domain.new_records import NewTask
 from ..domain.states import TaskStatus
 from .database import Statements, aware, now, rows_changed
 from .models import Task
-from .row_encoding import insert_rows
+from .row_encoding import insert_rows, new_row
 
 
 def new_lease_token() -> int:
@@ -47,7 +48,35 @@ def _as_moment(value: datetime | str | None) -> datetime | None:
     return aware(value)
 
 
+def new_task_row(new: NewTask) -> Task:
+    """A new task's row: QUEUED, never leased, nothing done yet."""
+    return new_row(
+        Task,
+        id=new.id,
+        job_id=new.job_id,
+        output_id=new.output_id,
+        kind=str(new.kind),
+        status=str(TaskStatus.QUEUED),
+        priority=new.priority,
+        attempts=0,
+        lease_token=0,
+        worker_id="",
+        created_at=new.created_at,
+        traceparent=new.traceparent,
+        chunk_index=new.chunk_index,
+        chunk=new.chunk,
+        progress=0.0,
+    )
+
+
 class TaskQueue(Statements):
+    async def insert_new_tasks(self, tasks: Sequence[NewTask]) -> list[Task]:
+        """New tasks, in one multi-row INSERT; their rows (detached, as built) come back for
+        the dispatch to announce."""
+        rows = [new_task_row(task) for task in tasks]
+        await self.insert_tasks(rows)
+        return rows
+
     async def insert_tasks(self, tasks: Sequence[Task]) -> None:
         """New tasks, in one multi-row INSERT (the objects stay detached, as built)."""
         if tasks:

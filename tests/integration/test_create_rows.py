@@ -1,4 +1,5 @@
-"""A Create's rows on real databases: built without the ORM's instrumentation and, on
+"""A Create's rows on real databases: built without the ORM's instrumentation (here with
+every column set, none to its default, as no use case can: the store's own `new_row`) and, on
 PostgreSQL, written through the driver's pipeline, they are stored exactly as built, answer
 the caller exactly as a Get reads them back, and wake other replicas' workers."""
 
@@ -22,7 +23,7 @@ from server.domain.errors import InvalidArgument
 from server.events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from server.jobs.create_batch import CreateBatcher
 from server.jobs.service import JobService
-from server.store.jobs import IdempotencyKeyTaken
+from server.store.jobs import IdempotencyKeyTaken, JobRecord, NewJobRows
 from server.store.models import Job, Organization, Output, Task
 from server.store.row_encoding import new_row
 from server.store.store import Store
@@ -135,7 +136,10 @@ async def test_new_rows_are_stored_exactly_as_built(store: Store):
     built = [full_rows("job_a", "org_eur"), full_rows("job_b", "org_usd")]
     async with store.transaction() as tx:
         await tx.jobs.insert_new_jobs(
-            [(job, [output]) for job, output, _ in built], [task for _, _, task in built]
+            NewJobRows(
+                [JobRecord(job, [output]) for job, output, _ in built],
+                [task for _, _, task in built],
+            )
         )
     # Each job took its own organization's currency, in the row and on the object.
     assert [job.currency for job, _, _ in built] == ["EUR", "USD"]
@@ -151,12 +155,12 @@ async def test_a_taken_key_fails_the_insert_alone_and_the_connection_recovers(st
         await tx.keys.ensure_organization(ORG)
     first, output, task = full_rows("job_first", ORG)
     async with store.transaction() as tx:
-        await tx.jobs.insert_new_jobs([(first, [output])], [task])
+        await tx.jobs.insert_new_jobs(NewJobRows([JobRecord(first, [output])], [task]))
     again, output, task = full_rows("job_again", ORG)
     again.idempotency_key = first.idempotency_key
     with pytest.raises(IdempotencyKeyTaken):
         async with store.transaction() as tx:
-            await tx.jobs.insert_new_jobs([(again, [output])], [task])
+            await tx.jobs.insert_new_jobs(NewJobRows([JobRecord(again, [output])], [task]))
     # Nothing of the refused job was kept, and the pooled connections still work.
     for _ in range(3):
         async with store.transaction() as tx:
