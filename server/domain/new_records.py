@@ -60,3 +60,44 @@ class NewTask:
     chunk: bytes | None = field(default=None, repr=False)
     # The W3C traceparent of the request that made it (tracing.stamp_tasks).
     traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewPreset:
+    id: str
+    organization_id: str
+    name: str
+    description: str
+    # kiln.v1.OutputSpec, serialized.
+    spec: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrigin:
+    id: str
+    organization_id: str
+    name: str
+    kind: str
+    use: str
+    settings: Mapping[str, object]
+    # The credentials, sealed by the keyring (empty when it has none).
+    sealed_secret: str
+    secret_fingerprint: str
+    public_base_url: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhookDelivery:
+    """One event for one URL, due at once (the store starts it PENDING, never attempted)."""
+
+    # Also the webhook-id header: the same on every retry of this event.
+    id: str
+    job_id: str
+    organization_id: str | None
+    event_type: str
+    url: str
+    # The signed body, as sent.
+    payload: str
+    created_at: datetime

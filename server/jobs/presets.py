@@ -8,6 +8,7 @@ from kiln.v1 import job_pb2, preset_service_pb2
 
 from ..domain import ids, validation
 from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from ..domain.new_records import NewPreset
 from ..domain.presets import SYSTEM_PRESETS
 from ..store.models import Preset
 from ..store.store import Store, now
@@ -46,7 +47,7 @@ class PresetCatalog:
         validation.validate_preset(
             preset.name, preset.description, preset.spec, preset.HasField("spec")
         )
-        row = Preset(
+        new = NewPreset(
             id=ids.new_id("pst"),
             organization_id=organization_id,
             name=preset.name.strip(),
@@ -55,7 +56,7 @@ class PresetCatalog:
             created_at=now(),
         )
         async with self.store.transaction() as tx:
-            await tx.presets.insert_preset(row)
+            row = await tx.presets.insert_preset(new)
         return saved_preset_message(row)
 
     async def get(self, organization_id: str, preset_id: str) -> preset_service_pb2.Preset:

@@ -19,6 +19,7 @@ from common.input_policy import InputPolicy
 
 from ..domain import ids
 from ..domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from ..domain.new_records import NewOrigin
 from ..jobs.paging import page_limit, page_size_violation
 from ..jobs.views import timestamp
 from ..secrets_keyring import SecretsKeyring, fingerprint
@@ -100,14 +101,14 @@ class OriginCatalog:
         await self._try(Connection(checked.origin.settings, checked.secret))
         origin_id = ids.new_id("ori")
         moment = now()
-        row = Origin(
+        new = NewOrigin(
             id=origin_id,
             organization_id=organization_id,
             created_at=moment,
-            **self._stored_fields(origin_id, organization_id, checked, moment),
+            **self._stored_fields(origin_id, organization_id, checked),
         )
         async with self.store.transaction() as tx:
-            await tx.origins.insert_origin(row)
+            row = await tx.origins.insert_origin(new)
         log.info("origin %s created (%s) for %s", origin_id, row.kind, organization_id)
         return origin_message(row)
 
@@ -158,7 +159,7 @@ class OriginCatalog:
         ):
             checked = replace(checked, secret="")
         await self._try(Connection(checked.origin.settings, checked.secret))
-        fields = self._stored_fields(current.id, organization_id, checked, now())
+        fields = {**self._stored_fields(current.id, organization_id, checked), "updated_at": now()}
         async with self.store.transaction() as tx:
             row = await tx.origins.origin_by_id(organization_id, current.id)
             if row is None:
@@ -204,9 +205,7 @@ class OriginCatalog:
         except OriginUnusable as error:
             raise FailedPrecondition(str(error)) from None
 
-    def _stored_fields(
-        self, origin_id: str, organization_id: str, checked: CheckedOrigin, moment
-    ) -> dict:
+    def _stored_fields(self, origin_id: str, organization_id: str, checked: CheckedOrigin) -> dict:
         origin = checked.origin
         sealed = ""
         if checked.secret:
@@ -221,7 +220,6 @@ class OriginCatalog:
             "sealed_secret": sealed,
             "secret_fingerprint": _fingerprint(origin.kind, origin, checked.secret),
             "public_base_url": origin.public_base_url,
-            "updated_at": moment,
         }
 
 

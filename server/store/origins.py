@@ -8,6 +8,7 @@ from typing import cast
 
 from sqlalchemy import delete, exists, or_, select, update
 
+from ..domain.new_records import NewOrigin
 from .database import Statements, aware, rows_changed
 from .models import Job, Origin, Output
 
@@ -19,9 +20,23 @@ def _aware_times(origin: Origin) -> Origin:
 
 
 class OriginStatements(Statements):
-    async def insert_origin(self, origin: Origin) -> None:
+    async def insert_origin(self, new: NewOrigin) -> Origin:
+        origin = Origin(
+            id=new.id,
+            organization_id=new.organization_id,
+            name=new.name,
+            kind=new.kind,
+            use=new.use,
+            settings=dict(new.settings),
+            sealed_secret=new.sealed_secret,
+            secret_fingerprint=new.secret_fingerprint,
+            public_base_url=new.public_base_url,
+            created_at=new.created_at,
+            updated_at=new.created_at,
+        )
         self.session.add(origin)
         await self.session.flush()
+        return origin
 
     async def origin_by_id(self, organization_id: str, origin_id: str) -> Origin | None:
         """One of the organization's origins; None also for another organization's."""

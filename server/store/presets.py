@@ -8,14 +8,24 @@ from typing import cast
 
 from sqlalchemy import delete, select
 
+from ..domain.new_records import NewPreset
 from .database import Statements, aware, rows_changed
 from .models import Preset
 
 
 class PresetStatements(Statements):
-    async def insert_preset(self, preset: Preset) -> None:
+    async def insert_preset(self, new: NewPreset) -> Preset:
+        preset = Preset(
+            id=new.id,
+            organization_id=new.organization_id,
+            name=new.name,
+            description=new.description,
+            spec=new.spec,
+            created_at=new.created_at,
+        )
         self.session.add(preset)
         await self.session.flush()
+        return preset
 
     async def presets_by_id(self, organization_id: str, preset_ids: Sequence[str]) -> list[Preset]:
         if not preset_ids:

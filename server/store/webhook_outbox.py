@@ -7,13 +7,28 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 
 from ..domain import states
+from ..domain.new_records import NewWebhookDelivery
 from ..domain.states import DeliveryStatus
 from .database import Statements, aware, now, rows_changed
 from .models import WebhookDelivery
 
 
 class WebhookOutbox(Statements):
-    async def insert_delivery(self, delivery: WebhookDelivery) -> None:
+    async def insert_delivery(self, new: NewWebhookDelivery) -> None:
+        """A delivery due at once: PENDING, never attempted."""
+        delivery = WebhookDelivery(
+            id=new.id,
+            job_id=new.job_id,
+            organization_id=new.organization_id,
+            event_type=new.event_type,
+            url=new.url,
+            payload=new.payload,
+            status=str(DeliveryStatus.PENDING),
+            attempts=0,
+            next_attempt_at=new.created_at,
+            last_error="",
+            created_at=new.created_at,
+        )
         self.session.add(delivery)
         await self.session.flush()
 

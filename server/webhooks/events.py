@@ -16,8 +16,9 @@ from google.protobuf import json_format
 from kiln.v1 import job_pb2
 
 from ..domain import ids
-from ..domain.states import DeliveryStatus, JobStatus
-from ..store.models import Job, WebhookDelivery
+from ..domain.new_records import NewWebhookDelivery
+from ..domain.states import JobStatus
+from ..store.models import Job
 from ..store.store import Tx, now
 
 
@@ -75,8 +76,7 @@ async def queue_event(tx: Tx, job: Job, event_type: EventType, data: dict[str, A
         return False
     moment = now()
     await tx.webhook_deliveries.insert_delivery(
-        WebhookDelivery(
-            # Also the webhook-id header: the same on every retry of this event.
+        NewWebhookDelivery(
             id=ids.new_id("msg"),
             job_id=job.id,
             organization_id=job.organization_id,
@@ -86,10 +86,6 @@ async def queue_event(tx: Tx, job: Job, event_type: EventType, data: dict[str, A
                 {"type": str(event_type), "timestamp": moment.isoformat(), "data": data},
                 separators=(",", ":"),
             ),
-            status=str(DeliveryStatus.PENDING),
-            attempts=0,
-            next_attempt_at=moment,
-            last_error="",
             created_at=moment,
         )
     )

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from common.input_policy import InputPolicy
-from server.store.models import WebhookDelivery
+from server.domain.new_records import NewWebhookDelivery
 from server.store.store import Store
 from server.webhooks.sender import RetryPolicy, WebhookSender
 
@@ -55,15 +55,13 @@ async def queue_delivery(store: Store, url: str) -> str:
         await tx.keys.ensure_organization(ORG)
         await tx.jobs.insert_job(job, [])
         await tx.webhook_deliveries.insert_delivery(
-            WebhookDelivery(
+            NewWebhookDelivery(
                 id="msg_test_" + job.id,
                 job_id=job.id,
+                organization_id=None,
+                event_type="",
                 url=url,
                 payload='{"type":"job.completed"}',
-                status="PENDING",
-                attempts=0,
-                next_attempt_at=datetime.now(UTC),
-                last_error="",
                 created_at=datetime.now(UTC),
             )
         )
