@@ -62,6 +62,15 @@ OUTPUT_TASK_KINDS: frozenset[TaskKind] = frozenset(
 )
 
 
+class WorkerState(StrEnum):
+    """A worker as operators see it: ACTIVE or DRAINING as it announced itself (the only
+    states stored), or LOST, the server's judgement of one not heard from for a lease."""
+
+    ACTIVE = "ACTIVE"
+    DRAINING = "DRAINING"
+    LOST = "LOST"
+
+
 class DeliveryStatus(StrEnum):
     """A webhook notification: still to be sent (or retried), received, or given up."""
 

@@ -14,13 +14,16 @@ from datetime import datetime, timedelta
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from ..domain.errors import FieldViolation, InvalidArgument
+from ..domain.states import WorkerState
 from ..store.database import now
 from ..store.store import Store
 from ..store.workers import Announcement, WorkerRecord
 
 # A worker says these of itself; LOST is the server's judgement.
-ANNOUNCED_STATES = {wpb.WORKER_STATE_ACTIVE: "ACTIVE", wpb.WORKER_STATE_DRAINING: "DRAINING"}
-LOST = "LOST"
+ANNOUNCED_STATES = {
+    wpb.WORKER_STATE_ACTIVE: WorkerState.ACTIVE,
+    wpb.WORKER_STATE_DRAINING: WorkerState.DRAINING,
+}
 
 MAX_ID_LENGTH = 200
 MAX_HOST_LENGTH = 255
@@ -35,7 +38,7 @@ class FleetMember:
     """A worker with the state operators act on: ACTIVE, DRAINING or LOST."""
 
     record: WorkerRecord
-    state: str
+    state: WorkerState
 
 
 def announcement_from(request: wpb.AnnounceWorkerRequest) -> Announcement:
@@ -97,6 +100,11 @@ def judged(
     (now unless given: /metrics passes its own clock, which tests set)."""
     silent_since = (moment or now()) - timedelta(seconds=lease_seconds)
     return [
-        FleetMember(record, record.state if record.last_contact_at >= silent_since else LOST)
+        FleetMember(
+            record,
+            WorkerState(record.state)
+            if record.last_contact_at >= silent_since
+            else WorkerState.LOST,
+        )
         for record in records
     ]

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from ..domain.states import TaskStatus
+from ..domain.states import TaskStatus, WorkerState
 from .database import Statements, aware, now
 from .models import Task, Worker
 
@@ -23,7 +23,7 @@ class Announcement:
     capacity: int
     task_kinds: list[str]
     encoders: list[str]
-    state: str  # ACTIVE | DRAINING
+    state: WorkerState  # ACTIVE or DRAINING: what a worker says of itself
 
 
 @dataclass(frozen=True)
