@@ -53,10 +53,6 @@ def chunk_file(index: int) -> str:
     return f"{CHUNK_FOLDER}/chunk_{index:05d}.mp4"
 
 
-def segment_path(rendition: str, number: int) -> str:
-    return f"{rendition}/seg_{number:05d}.ts"
-
-
 @dataclass(frozen=True)
 class ChunkWindow:
     """A chunk's range in seconds of the output, and where its timestamps go."""
