@@ -161,11 +161,9 @@ class OriginCatalog:
         await self._try(Connection(checked.origin.settings, checked.secret))
         fields = {**self._stored_fields(current.id, organization_id, checked), "updated_at": now()}
         async with self.store.transaction() as tx:
-            row = await tx.origins.origin_by_id(organization_id, current.id)
+            row = await tx.origins.update_origin(organization_id, current.id, **fields)
             if row is None:
                 raise NotFound(f"origin {current.id!r} not found")
-            for name, value in fields.items():
-                setattr(row, name, value)
         self.origins.forget(current.id)
         log.info("origin %s updated for %s", current.id, organization_id)
         return origin_message(row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import delete, exists, or_, select, update
 
@@ -44,6 +44,18 @@ class OriginStatements(Statements):
             select(Origin).where(Origin.organization_id == organization_id, Origin.id == origin_id)
         )
         return None if origin is None else _aware_times(origin)
+
+    async def update_origin(
+        self, organization_id: str, origin_id: str, **values: Any
+    ) -> Origin | None:
+        """Set columns of one of the organization's origins (written at commit); None when
+        it has no such origin."""
+        origin = await self.origin_by_id(organization_id, origin_id)
+        if origin is None:
+            return None
+        for column, value in values.items():
+            setattr(origin, column, value)
+        return origin
 
     async def origins_by_id(self, origin_ids: Sequence[str]) -> list[Origin]:
         """Origins by id whatever their organization: for the server's own use of origins
