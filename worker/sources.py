@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 # Longest wait of one long-poll (a server restart or a new message ends it sooner).
 LONG_POLL_SECONDS = 10.0
+# Longest wait of one waiting Pull. The broker answers an idle one empty just before this
+# deadline, so it ends without being cancelled; short, because a Pull left open after its
+# slot found work elsewhere can still catch a message (which is then held, see PubSubQueue).
+PUBSUB_WAIT_SECONDS = 2.0
 # Longest time a worker holds a message no slot of it asked for (see PubSubQueue).
 MAX_HOLD_SECONDS = 10.0
 # How long a worker holds a message while the server does not answer its claim.
@@ -153,9 +157,10 @@ class PubSubQueue:
     (PREMIUM first). Those Pulls are never cancelled when a slot finds its task through
     another one: a Pull cancelled by its client can still be handed the next message (the
     emulator does it; Google's service documents it), which then stays hidden for the whole
-    ack deadline. A Pull left running ends by itself (the broker answers an idle long-poll
-    just before its deadline); what it brings after every slot got busy is held for a
-    slot of this worker for a short while, then handed back.
+    ack deadline. A Pull left running ends by itself within PUBSUB_WAIT_SECONDS (the broker
+    answers an idle one just before its deadline) and is not opened again for nobody; what
+    it brings after every slot got busy is held for a slot of this worker for a short
+    while, then handed back.
     """
 
     def __init__(
@@ -173,6 +178,7 @@ class PubSubQueue:
         # A held message goes back after half its ack deadline: a slot that takes it late
         # still has time to start extending it.
         self.hold_seconds = min(self.deadline / 2, MAX_HOLD_SECONDS)
+        self.wait_seconds = PUBSUB_WAIT_SECONDS
         self._waiting = 0
         self._arrived = asyncio.Condition()
         self._polls: dict[int, asyncio.Task[None]] = {}
@@ -276,7 +282,9 @@ class PubSubQueue:
     async def _poll(self, priority: int) -> None:
         """Long-polls one subscription while any slot waits; holds what arrives."""
         try:
-            while self._waiting > 0:
+            # Only while a waiting slot has no message yet: a Pull opened for nobody would be
+            # handed the next message (one a worker elsewhere could run now) to hold.
+            while self._waiting > self._held_count():
                 found = await self._pull(priority, wait=True)
                 for delivery in found:
                     self._hold(delivery)
@@ -294,6 +302,9 @@ class PubSubQueue:
 
     def _holds_any(self) -> bool:
         return any(self._held.values())
+
+    def _held_count(self) -> int:
+        return sum(len(held) for held in self._held.values())
 
     def _take_held(self, priority: int) -> PubSubDelivery | None:
         if not self._held[priority]:
@@ -320,7 +331,7 @@ class PubSubQueue:
                 subscription=subscription,
                 max_messages=1,
                 return_immediately=not wait,
-                timeout=LONG_POLL_SECONDS + 5 if wait else 10,
+                timeout=self.wait_seconds if wait else 10,
             )
         except api_exceptions.DeadlineExceeded:
             return []

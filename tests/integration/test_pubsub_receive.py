@@ -50,6 +50,9 @@ async def settings(pubsub_emulator: PubSubEmulator) -> PubSubSettings:
 async def worker_queue(settings: PubSubSettings) -> AsyncIterator[PubSubQueue]:
     # The queue's claim side (the server's WorkerService) is not used by these tests.
     queue = PubSubQueue(settings, subscriber_client(settings), stub=None, metadata=())  # type: ignore[arg-type]
+    # Waiting Pulls as long as the test may take: what they do while open is under test,
+    # not how soon they end (on a loaded machine a 2 s Pull could end before a publish).
+    queue.wait_seconds = 2 * TIMEOUT
     try:
         yield queue
     finally:
@@ -103,6 +106,8 @@ async def test_a_message_arriving_after_the_slot_found_its_task_elsewhere_is_not
             await publisher.publish(topic=settings.topic(PREMIUM), messages=[first.encode()])
             found = await asyncio.wait_for(waiting, TIMEOUT)
             assert found is not None and found.message.task_id == first.task_id
+            # The Pull that brought it is not opened again: no slot waits any more.
+            await until(lambda: PREMIUM not in queue._polls)
             # At once, while the STANDARD and ECONOMY waits this slot no longer needs are
             # open: what they get is held for the worker's next free slot.
             second = TaskMessage(f"tsk_second{round_}", "job_x", STANDARD)
