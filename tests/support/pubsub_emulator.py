@@ -9,7 +9,8 @@ PyPI's registries carry it. Where it is looked for (the first one found wins):
 3. where that package installs the launcher (SDK_LAUNCHER below);
 4. `gcloud beta emulators pubsub start` (gcloud on PATH, with the emulator component).
 
-Each start takes a free loopback port, runs in a process group of its own (the launcher
+Each start takes a free port on loopback (or on `listen_host`: "0.0.0.0" for clients on test
+hosts of their own network namespace, as the server's worker listener does), runs in a process group of its own (the launcher
 execs java; gcloud runs java as its child) so that stop() ends all of it, works in a data
 folder inside a temporary folder, and is ready when its output says "Server started,
 listening on PORT": that line is waited for, not slept for. Startup takes about 3 s.
@@ -91,27 +92,31 @@ def _command_for(path: str) -> list[str]:
     return [path]
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
 class PubSubEmulator:
-    """One emulator process; `host` ("127.0.0.1:PORT") is PUBSUB_EMULATOR_HOST for clients.
+    """One emulator process; `host` ("127.0.0.1:PORT") is PUBSUB_EMULATOR_HOST for clients
+    on this machine's loopback.
 
     `root` keeps its data folder and output (emulator.log); without one, a temporary
-    folder that stop() removes.
+    folder that stop() removes. `listen_host` is the address it binds: loopback unless a
+    client elsewhere must reach it (`reached_at` then names it for that client).
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, listen_host: str = "127.0.0.1") -> None:
         self.command = find_command()
+        self.listen_host = listen_host
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="kiln-pubsub-emulator-")) if root is None else root
         self.data_dir = self.root / "data"
         self.log_path = self.root / "emulator.log"
         self.host = ""
+        self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()  # the ready line is out, or the output ended
@@ -123,8 +128,9 @@ class PubSubEmulator:
         exits or stays silent instead."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, BIND_ATTEMPTS + 1):
-            port = _free_port()
+            port = _free_port(self.listen_host)
             if self._start_on(port):
+                self.port = port
                 self.host = f"127.0.0.1:{port}"
                 return
             output = self.output()
@@ -163,9 +169,9 @@ class PubSubEmulator:
         """True once the ready line for `port` is out; False if the process ended or timed
         out first."""
         if self.command[1:2] == ["beta"]:
-            flags = [f"--host-port=127.0.0.1:{port}", f"--data-dir={self.data_dir}"]
+            flags = [f"--host-port={self.listen_host}:{port}", f"--data-dir={self.data_dir}"]
         else:
-            flags = ["--host=127.0.0.1", f"--port={port}"]
+            flags = [f"--host={self.listen_host}", f"--port={port}"]
         env = dict(os.environ)
         # gcloud keeps its configuration (and env.yaml) here instead of the user's home.
         env.setdefault("CLOUDSDK_CONFIG", str(self.root / "gcloud"))
@@ -205,6 +211,13 @@ class PubSubEmulator:
                     self._listening = True
                     self._ready.set()
         self._ready.set()  # the output ended: so did the process
+
+    def reached_at(self, address: str) -> str:
+        """PUBSUB_EMULATOR_HOST for a client that reaches this machine at `address` (a test
+        host's end of its veth link); the emulator must listen there (`listen_host`)."""
+        if self.listen_host not in ("0.0.0.0", address):
+            raise ValueError(f"the emulator listens on {self.listen_host}, not on {address}")
+        return f"{address}:{self.port}"
 
     def output(self) -> str:
         """What it printed so far."""
