@@ -111,6 +111,15 @@ class LoudnessNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOUDNESS_NORMALIZATION_UNSPECIFIED: _ClassVar[LoudnessNormalization]
     LOUDNESS_NORMALIZATION_LINEAR: _ClassVar[LoudnessNormalization]
     LOUDNESS_NORMALIZATION_DYNAMIC: _ClassVar[LoudnessNormalization]
+
+class OverlayPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OVERLAY_POSITION_UNSPECIFIED: _ClassVar[OverlayPosition]
+    OVERLAY_POSITION_TOP_LEFT: _ClassVar[OverlayPosition]
+    OVERLAY_POSITION_TOP_RIGHT: _ClassVar[OverlayPosition]
+    OVERLAY_POSITION_BOTTOM_LEFT: _ClassVar[OverlayPosition]
+    OVERLAY_POSITION_BOTTOM_RIGHT: _ClassVar[OverlayPosition]
+    OVERLAY_POSITION_CENTER: _ClassVar[OverlayPosition]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_PENDING: JobStatus
 JOB_STATUS_PROBING: JobStatus
@@ -180,6 +189,12 @@ THUMBNAIL_MODE_SPRITE: ThumbnailMode
 LOUDNESS_NORMALIZATION_UNSPECIFIED: LoudnessNormalization
 LOUDNESS_NORMALIZATION_LINEAR: LoudnessNormalization
 LOUDNESS_NORMALIZATION_DYNAMIC: LoudnessNormalization
+OVERLAY_POSITION_UNSPECIFIED: OverlayPosition
+OVERLAY_POSITION_TOP_LEFT: OverlayPosition
+OVERLAY_POSITION_TOP_RIGHT: OverlayPosition
+OVERLAY_POSITION_BOTTOM_LEFT: OverlayPosition
+OVERLAY_POSITION_BOTTOM_RIGHT: OverlayPosition
+OVERLAY_POSITION_CENTER: OverlayPosition
 
 class Money(_message.Message):
     __slots__ = ("micros", "currency")
@@ -319,7 +334,7 @@ class Recipe(_message.Message):
     def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
-    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id")
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id", "overlays")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
@@ -332,6 +347,7 @@ class OutputSpec(_message.Message):
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     MEASURE_QUALITY_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    OVERLAYS_FIELD_NUMBER: _ClassVar[int]
     preset: str
     type: OutputType
     video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
@@ -344,7 +360,8 @@ class OutputSpec(_message.Message):
     recipe: Recipe
     measure_quality: bool
     output_origin_id: str
-    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ...) -> None: ...
+    overlays: _containers.RepeatedCompositeFieldContainer[Overlay]
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ...) -> None: ...
 
 class VariantQuality(_message.Message):
     __slots__ = ("variant_index", "width", "height", "ssim", "psnr_db")
@@ -576,3 +593,43 @@ class Job(_message.Message):
     output_origin_id: str
     output_path_prefix: str
     def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[float] = ..., priority: _Optional[_Union[Priority, str]] = ..., delayed_start: _Optional[bool] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., input_info: _Optional[_Union[InputInfo, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirm_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_origin_id: _Optional[str] = ..., input_path: _Optional[str] = ..., output_origin_id: _Optional[str] = ..., output_path_prefix: _Optional[str] = ...) -> None: ...
+
+class Overlay(_message.Message):
+    __slots__ = ("image", "text", "position", "margin", "x", "y", "opacity", "start_seconds", "end_seconds")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    OPACITY_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    image: OverlayImage
+    text: OverlayText
+    position: OverlayPosition
+    margin: float
+    x: float
+    y: float
+    opacity: float
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, image: _Optional[_Union[OverlayImage, _Mapping]] = ..., text: _Optional[_Union[OverlayText, _Mapping]] = ..., position: _Optional[_Union[OverlayPosition, str]] = ..., margin: _Optional[float] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., opacity: _Optional[float] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class OverlayImage(_message.Message):
+    __slots__ = ("url", "width_fraction")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    width_fraction: float
+    def __init__(self, url: _Optional[str] = ..., width_fraction: _Optional[float] = ...) -> None: ...
+
+class OverlayText(_message.Message):
+    __slots__ = ("text", "timecode", "height_fraction")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TIMECODE_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    timecode: bool
+    height_fraction: float
+    def __init__(self, text: _Optional[str] = ..., timecode: _Optional[bool] = ..., height_fraction: _Optional[float] = ...) -> None: ...
