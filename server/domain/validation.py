@@ -81,6 +81,10 @@ def validate_create(
     else:
         for index, output in enumerate(request.outputs):
             checked = check_output(f"outputs[{index}]", output, known_presets, bad)
+            for position, overlay in enumerate(checked.overlays):
+                if overlay.image.url:
+                    where = f"outputs[{index}].overlays[{position}].image.url"
+                    _check_input(where, overlay.image.url, policy, bad, required=True)
             if output.recipe.name == "concat" and not request.concat_input_urls:
                 bad(
                     f"outputs[{index}].recipe.name",
@@ -113,6 +117,11 @@ def validate_create(
                 bad(
                     f"outputs[{index}].audio.channels",
                     "concatenated inputs are joined in stereo or mono, not 5.1",
+                )
+            if output.overlays:
+                bad(
+                    f"outputs[{index}].overlays",
+                    "overlays are drawn over one input's video, not concatenated inputs",
                 )
             if output.audio.HasField("loudness"):
                 bad(

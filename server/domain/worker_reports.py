@@ -47,6 +47,8 @@ WORKER_ERROR_CODES = frozenset(
         "STORAGE_REFUSED",
         # The worker's scratch disk filled up mid-task (retryable: elsewhere, or later).
         "SCRATCH_FULL",
+        # An overlay's image is not a PNG within the limits (docs/overlays.md).
+        "OVERLAY_INVALID",
     }
 )
 # Stages a running task may report.
