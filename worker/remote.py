@@ -58,15 +58,23 @@ async def inspect(url: str, proxy_url: str) -> Origin:
     return Origin(supports_ranges=response.status_code == 206, is_playlist=is_hls_playlist(head))
 
 
-async def stage(url: str, target: Path, proxy_url: str) -> Path:
-    """Downloads the whole input once."""
+class TooLarge(Exception):
+    """The download passed the caller's max_bytes; it was stopped there."""
+
+
+async def stage(url: str, target: Path, proxy_url: str, *, max_bytes: int | None = None) -> Path:
+    """Downloads the whole input once (at most max_bytes, else TooLarge)."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    received = 0
     try:
         async with _client(proxy_url) as client, client.stream("GET", url) as response:
             if response.status_code != 200:
                 raise _answered(response)
             with target.open("wb") as handle:
                 async for chunk in response.aiter_bytes(CHUNK):
+                    received += len(chunk)
+                    if max_bytes is not None and received > max_bytes:
+                        raise TooLarge(f"more than {max_bytes} bytes")
                     handle.write(chunk)
     except httpx.HTTPError as error:
         raise MediaError(

@@ -17,6 +17,7 @@ joined later by worker.media.merge.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from worker.media.ladder import (
 )
 from worker.media.ladder_rungs import plan_rungs
 from worker.media.loudness import SecondPass
+from worker.media.overlays import Frame, OverlayDrawing
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.progressive import progressive_variant
 from worker.media.timing import clip_window, input_args, seconds_arg
@@ -86,14 +88,19 @@ def build_video_chunk_command(
     out_dir: Path,
     window: ChunkWindow,
     ffmpeg: str = "ffmpeg",
+    overlays: OverlayDrawing | None = None,
 ) -> ChunkCommand:
-    """Every video variant of the output over `window`, without audio."""
+    """Every video variant of the output over `window`, without audio. Overlays' time
+    windows are in output time: this chunk's timestamps start at 0 at window.start."""
     video = default_stream(info, "video")
     if video is None:
         raise MediaError(INPUT_NO_VIDEO, "the input has no video stream")
     clip_start, clip_length = clip_window(spec.clip, info.duration_seconds)
     notes: list[str] = []
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, clip_start + window.start)]
+    if overlays is not None:
+        overlays = dataclasses.replace(overlays, time_offset=window.start)
+        argv += overlays.input_args()
     last = window.index == window.count - 1
     if not last or spec.clip.duration_seconds > 0:
         # The last chunk of a whole input runs to the end of the stream, as a single pass
@@ -105,7 +112,8 @@ def build_video_chunk_command(
         container = LADDER_CONTAINERS[spec.type]
         segment_seconds = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
         rungs = plan_rungs(spec, video, container, segment_seconds, notes)
-        argv += ["-filter_complex", ladder_filter_graph(video.index, rungs, display_aspect(video))]
+        graph = ladder_filter_graph(video.index, rungs, display_aspect(video), overlays)
+        argv += ["-filter_complex", graph]
         for position in range(len(rungs)):
             argv += ["-map", f"[v{position}]"]
         for position, rung in enumerate(rungs):
@@ -135,11 +143,14 @@ def build_video_chunk_command(
     width, height = output_dimensions(variant, video, index=0, notes=notes)
     output = out_dir / chunk_file(window.index)
     output.parent.mkdir(parents=True, exist_ok=True)
+    scaling = f"scale={width}:{height},setsar=1"
+    if overlays is not None:
+        frame = Frame("[scaled]", "[drawn]", width, height)
+        chains = [f"[0:{video.index}]{scaling}[scaled]", *overlays.chains([frame])]
+        argv += ["-filter_complex", ";".join(chains), "-map", "[drawn]"]
+    else:
+        argv += ["-map", f"0:{video.index}", "-vf", scaling]
     argv += [
-        "-map",
-        f"0:{video.index}",
-        "-vf",
-        f"scale={width}:{height},setsar=1",
         *video_encoder_args(codec, variant, width, height, container),
         "-pix_fmt",
         "yuv420p",

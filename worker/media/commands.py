@@ -23,6 +23,7 @@ from worker.media.gif import build_gif_command
 from worker.media.images import build_thumbnail_command
 from worker.media.ladder import build_ladder_command
 from worker.media.loudness import SecondPass
+from worker.media.overlays import OverlayDrawing
 from worker.media.plan import CommandPlan
 from worker.media.progressive import build_progressive_command
 from worker.media.stream_copy import build_stream_copy_command
@@ -39,13 +40,20 @@ def build_command(
     ffmpeg: str = "ffmpeg",
     extra_inputs: Sequence[tuple[str, job_pb2.InputInfo]] = (),
     loudness: SecondPass | None = None,
+    overlays: OverlayDrawing | None = None,
 ) -> CommandPlan:
     """Picks the builder for spec.type.
 
     extra_inputs are (path, probed info) of inputs concatenated after input_path, in order;
     only progressive and audio outputs can be made of several inputs. loudness is the first
     pass's measurement when the spec asks for normalization (worker.media.loudness).
+    overlays are the spec's overlays with their staged images (worker.media.overlays); the
+    server takes them for progressive and adaptive outputs of one input only.
     """
+    if overlays is not None and (
+        spec.HasField("custom") or extra_inputs or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
+    ):
+        raise OutputSpecError("overlays are drawn on the video of one input's MP4/WEBM or ladder")
     if loudness is not None and (spec.HasField("custom") or extra_inputs):
         raise OutputSpecError("loudness is normalized for one input without a custom command")
     if spec.HasField("custom"):
@@ -57,7 +65,7 @@ def build_command(
             ffmpeg=ffmpeg,
             extra_inputs=extra_inputs,
         )
-    if spec.recipe.name and not extra_inputs:
+    if spec.recipe.name and not extra_inputs and overlays is None:
         # web_ready and extract_audio remux when the input allows; else the expanded spec is
         # encoded like any other.
         copied = build_stream_copy_command(
@@ -79,6 +87,7 @@ def build_command(
             out_dir=out_dir,
             ffmpeg=ffmpeg,
             loudness=loudness,
+            overlays=overlays,
         )
     if spec.type in AUDIO_ONLY:
         return build_audio_command(
@@ -97,6 +106,7 @@ def build_command(
             out_dir=out_dir,
             ffmpeg=ffmpeg,
             loudness=loudness,
+            overlays=overlays,
         )
     picture_builders = (
         (STILL_IMAGES, build_thumbnail_command),

@@ -31,6 +31,8 @@ STORAGE_REFUSED: Final = "STORAGE_REFUSED"
 # input's fault, so retryable, on another worker or once space is freed.
 SCRATCH_FULL: Final = "SCRATCH_FULL"
 SCRATCH_FULL_MESSAGE: Final = "the worker's scratch disk is full (no space left on device)"
+# An overlay's image is not a PNG, is damaged, or is over 4096x4096 pixels or 10 MB.
+OVERLAY_INVALID: Final = "OVERLAY_INVALID"
 
 # The codes the worker's media and storage steps raise; the server accepts each in a report
 # (tests/unit/test_worker_reports.py holds the two lists together). Input policy and the
@@ -53,6 +55,7 @@ ALL_CODES: Final = frozenset(
         STORAGE_UNAVAILABLE,
         STORAGE_REFUSED,
         SCRATCH_FULL,
+        OVERLAY_INVALID,
     }
 )
 

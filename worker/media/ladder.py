@@ -28,6 +28,7 @@ from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
 from worker.media.geometry import default_stream, display_size
 from worker.media.ladder_rungs import LadderRung, plan_rungs
 from worker.media.loudness import SecondPass
+from worker.media.overlays import Frame, OverlayDrawing
 from worker.media.plan import COMMON_FLAGS, CommandPlan, LadderPackaging
 from worker.media.timing import clip_window, input_args, seconds_arg
 
@@ -78,6 +79,7 @@ def build_ladder_command(
     out_dir: Path,
     ffmpeg: str = "ffmpeg",
     loudness: SecondPass | None = None,
+    overlays: OverlayDrawing | None = None,
 ) -> CommandPlan:
     """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process."""
     container = LADDER_CONTAINERS.get(spec.type)
@@ -110,9 +112,12 @@ def build_ladder_command(
     audio_copies = (len(rungs) if ts_hls else 1) if audio is not None else 0
 
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start)]
+    if overlays is not None:
+        argv += overlays.input_args()
     if spec.clip.duration_seconds > 0:
         argv += ["-t", seconds_arg(duration)]
-    argv += ["-filter_complex", ladder_filter_graph(video.index, rungs, display_aspect(video))]
+    graph = ladder_filter_graph(video.index, rungs, display_aspect(video), overlays)
+    argv += ["-filter_complex", graph]
     for position in range(len(rungs)):
         argv += ["-map", f"[v{position}]"]
     argv += ["-map", f"0:{audio.index}"] * audio_copies if audio is not None else []
@@ -176,8 +181,14 @@ def display_aspect(video: job_pb2.StreamInfo) -> str:
     return f"{ratio.numerator}/{ratio.denominator}"
 
 
-def ladder_filter_graph(video_index: int, rungs: list[LadderRung], aspect: str) -> str:
-    """Decode once, split into one branch per rung, and scale each to [v0], [v1], ...
+def ladder_filter_graph(
+    video_index: int,
+    rungs: list[LadderRung],
+    aspect: str,
+    overlays: OverlayDrawing | None = None,
+) -> str:
+    """Decode once, split into one branch per rung, and scale each to [v0], [v1], ...;
+    overlays, when given, are drawn on each rung at its own size after scaling.
 
     setdar instead of setsar=1: even sizes cannot always keep the source aspect exactly (240p of
     16:9 is 426.67 wide), and the DASH muxer refuses an adaptation set whose representations
@@ -194,7 +205,14 @@ def ladder_filter_graph(video_index: int, rungs: list[LadderRung], aspect: str) 
         # audio (and drops pictures before 0), so every rendition starts at 0 like the audio.
         steps = [f"fps={frame_rate_arg(rung.frame_rate)}:start_time=0"]
         steps += [f"scale={rung.width}:{rung.height}", f"setdar={aspect}"]
-        branches.append(f"{inlet}{','.join(steps)}[v{position}]")
+        scaled = f"[v{position}]" if overlays is None else f"[scaled{position}]"
+        branches.append(f"{inlet}{','.join(steps)}{scaled}")
+    if overlays is not None:
+        frames = [
+            Frame(f"[scaled{position}]", f"[v{position}]", rung.width, rung.height)
+            for position, rung in enumerate(rungs)
+        ]
+        branches += overlays.chains(frames)
     return ";".join(branches)
 
 

@@ -13,6 +13,8 @@ from common.hls_playlists import Rendition
 from ..media.chunks import ChunkCommand, ChunkWindow, build_audio_command, build_video_chunk_command
 from ..media.loudness import ENCODE_LOG_NAME, SecondPass, measure_input, normalized_figures
 from ..media.merge import describe_chunk_file, measure_chunk_renditions
+from ..media.overlays import OverlayDrawing
+from ..overlay_images import prepare_overlays
 from .run import TaskRun, describe_folder
 
 S = job_pb2.JobStage
@@ -42,7 +44,13 @@ async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
                 cancel_event=run.stop,
                 notes=notes,
             )
-        command = _piece_command(task, location, out_dir, second_pass)
+        overlays = None
+        if task.kind != wpb.TASK_KIND_AUDIO:
+            # Every chunk stages the images itself: chunks run on any worker.
+            overlays = await prepare_overlays(
+                task.output_spec, run.inputs, run.scratch / "overlays"
+            )
+        command = _piece_command(task, location, out_dir, second_pass, overlays)
         if second_pass is not None:
             command.plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
         await run.encode(command.plan)
@@ -68,7 +76,11 @@ async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
 
 
 def _piece_command(
-    task: wpb.Task, location: str, out_dir: Path, second_pass: SecondPass | None
+    task: wpb.Task,
+    location: str,
+    out_dir: Path,
+    second_pass: SecondPass | None,
+    overlays: OverlayDrawing | None,
 ) -> ChunkCommand:
     if task.kind == wpb.TASK_KIND_AUDIO:
         return build_audio_command(
@@ -93,6 +105,7 @@ def _piece_command(
             first_segment=chunk.first_segment,
             timestamp_offset=chunk.timestamp_offset_seconds,
         ),
+        overlays=overlays,
     )
 
 

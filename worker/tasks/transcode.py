@@ -10,6 +10,7 @@ from ..media.loudness import ENCODE_LOG_NAME, SecondPass, measure_input, normali
 from ..media.packaging import finalize_output
 from ..media.plan import CommandPlan
 from ..media.quality import measure_quality
+from ..overlay_images import prepare_overlays
 from ..tracing import package_span
 from .run import TaskRun, describe_folder
 
@@ -45,6 +46,7 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
             out_dir=out_dir,
             extra_inputs=await _concat_inputs(run),
             loudness=second_pass,
+            overlays=await prepare_overlays(task.output_spec, run.inputs, run.scratch / "overlays"),
         )
         if second_pass is not None:
             plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
