@@ -176,6 +176,7 @@ class Admission:
             (f"concat_input_urls[{i}]", url, self.policy)
             for i, url in enumerate(request.concat_input_urls)
         ]
+        checks += [(path, url, self.policy) for path, url in overlay_image_urls(request)]
         if request.webhook_url:
             checks.append(("webhook_url", request.webhook_url, self.webhook_policy))
         for path, url, policy in checks:
@@ -200,6 +201,8 @@ class Admission:
         inputs = [("input_url", request.input_url)] + [
             (f"concat_input_urls[{i}]", url) for i, url in enumerate(request.concat_input_urls)
         ]
+        # An overlay image is read like an input, so it may not name another's outputs either.
+        inputs += overlay_image_urls(request)
         if not self.file_inputs_may_name_outputs:
             # Validation resolved each file:// input inside an input root, and no input root
             # overlaps the output storage: none can name outputs (no second path resolution).
@@ -215,6 +218,16 @@ class Admission:
             for path, job_ids in owners.items()
             if not job_ids <= own
         ]
+
+
+def overlay_image_urls(request: job_service_pb2.CreateRequest) -> list[tuple[str, str]]:
+    """(field path, URL) of every image overlay of the request's inline outputs."""
+    return [
+        (f"outputs[{index}].overlays[{position}].image.url", overlay.image.url)
+        for index, output in enumerate(request.outputs)
+        for position, overlay in enumerate(output.overlays)
+        if overlay.image.url
+    ]
 
 
 class JobCreation:

@@ -12,8 +12,9 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import grpc
 import pytest
-from kiln.v1 import job_pb2, job_service_pb2
+from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
 
 from tests.support.violations import violations_from_connect
 
@@ -259,7 +260,8 @@ def png_of_size(path: Path, width: int, height: int) -> Path:
 
 def test_images_the_worker_cannot_use_fail_their_output(server, auth, media_root, grey_source):
     """Not an image, a 20000x20000 PNG, and a host the input policy refuses: each output fails
-    with its own code and a message naming the overlay."""
+    with its own code and a message naming the overlay. The host is in a saved preset, whose
+    image URL Create does not see: the worker's egress proxy refuses it (SSRF)."""
     text_file = media_root / "notes.png"
     text_file.write_text("this is not a picture\n")
     huge = png_of_size(media_root / "huge.png", 20000, 20000)
@@ -272,13 +274,21 @@ def test_images_the_worker_cannot_use_fail_their_output(server, auth, media_root
             overlays=[job_pb2.Overlay(image=job_pb2.OverlayImage(url=url))],
         )
 
+    presets = preset_service_pb2_grpc.PresetServiceStub(grpc.insecure_channel(server.grpc_target))
+    loopback = presets.CreatePreset(
+        preset_service_pb2.CreatePresetRequest(
+            preset=preset_service_pb2.Preset(
+                name="loopback logo", spec=output("http://localhost:9/logo.png")
+            )
+        ),
+        metadata=auth,
+    ).preset
     request = job_service_pb2.CreateRequest(
         input_url=f"file://{grey_source}",
         outputs=[
             output(f"file://{text_file}"),
             output(f"file://{huge}"),
-            # Resolves to loopback: refused by the worker's egress proxy (SSRF).
-            output("http://localhost:9/logo.png"),
+            job_pb2.OutputSpec(preset=loopback.id),
         ],
     )
     job = server.job_stub().Create(request, metadata=auth).job
@@ -316,6 +326,11 @@ def _image(**fields) -> dict:
             "link-local",
         ),
         (_image(image={"url": "file:///etc/passwd"}), "overlays[0].image.url", "outside"),
+        (
+            _image(image={"url": "http://localhost:9/logo.png"}),
+            "overlays[0].image.url",
+            "loopback",
+        ),
         (_image(x=0.5), "overlays[0]", "both x and y"),
         (_image(margin=0.7), "overlays[0].margin", "between 0 and 0.5"),
         (
