@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test deps system-deps ffmpeg iproute2 postgres gen check-gen lint fmt unit bench-ladder \
+.PHONY: run test deps system-deps ffmpeg iproute2 fonts postgres gen check-gen lint fmt unit bench-ladder \
 	bench-dispatch soak bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
 	bench-chunked bench-quality bench-playback dashboard-deps dashboard-modules chromium \
 	bench-s3-upload pubsub-emulator
@@ -28,8 +28,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # FFmpeg from Debian (libx264, libx265, libvpx, libaom/svt-av1, opus, lame); iproute2's `ip`
-# for the tests' network-namespace hosts (tests/support/netns.py).
-system-deps: ffmpeg iproute2
+# for the tests' network-namespace hosts (tests/support/netns.py); DejaVu Sans, the one font
+# text overlays are drawn in (worker/media/overlays.py).
+system-deps: ffmpeg iproute2 fonts
+
+fonts:
+	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core; }
 
 iproute2:
 	@command -v ip >/dev/null || \
