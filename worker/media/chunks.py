@@ -37,7 +37,7 @@ from worker.media.ladder import (
 )
 from worker.media.ladder_rungs import plan_rungs
 from worker.media.loudness import SecondPass
-from worker.media.overlays import Frame, OverlayDrawing
+from worker.media.overlays import OverlayDrawing, one_variant_video
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.progressive import progressive_variant
 from worker.media.timing import clip_window, input_args, seconds_arg
@@ -144,13 +144,11 @@ def build_video_chunk_command(
     output = out_dir / chunk_file(window.index)
     output.parent.mkdir(parents=True, exist_ok=True)
     scaling = f"scale={width}:{height},setsar=1"
-    if overlays is not None:
-        frame = Frame("[scaled]", "[drawn]", width, height)
-        chains = [f"[0:{video.index}]{scaling}[scaled]", *overlays.chains([frame])]
-        argv += ["-filter_complex", ";".join(chains), "-map", "[drawn]"]
-    else:
-        argv += ["-map", f"0:{video.index}", "-vf", scaling]
+    _, video_map, video_filter = one_variant_video(overlays, video.index, scaling, width, height)
     argv += [
+        "-map",
+        video_map,
+        *video_filter,
         *video_encoder_args(codec, variant, width, height, container),
         "-pix_fmt",
         "yuv420p",

@@ -167,6 +167,19 @@ class OverlayDrawing:
         return ""
 
 
+def one_variant_video(
+    overlays: OverlayDrawing | None, video_index: int, scaling: str, width: int, height: int
+) -> tuple[list[str], str, list[str]]:
+    """For an encode of one variant: (the overlays' input arguments, what -map takes for the
+    video, the video's filter arguments). Without overlays: no inputs, the source's video
+    stream, and `scaling` as -vf."""
+    if overlays is None:
+        return [], f"0:{video_index}", ["-vf", scaling]
+    frame = Frame("[scaled]", "[drawn]", width, height)
+    graph = [f"[0:{video_index}]{scaling}[scaled]", *overlays.chains([frame])]
+    return overlays.input_args(), "[drawn]", ["-filter_complex", ";".join(graph)]
+
+
 def _opacity(overlay: job_pb2.Overlay) -> float:
     return overlay.opacity if overlay.HasField("opacity") else 1.0
 

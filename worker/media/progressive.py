@@ -16,7 +16,7 @@ from worker.media.containers import PROGRESSIVE_CONTAINERS, Container
 from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
 from worker.media.geometry import default_stream, output_dimensions
 from worker.media.loudness import SecondPass
-from worker.media.overlays import Frame, OverlayDrawing
+from worker.media.overlays import OverlayDrawing, one_variant_video
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.timing import clip_window, input_args, seconds_arg
 
@@ -65,21 +65,18 @@ def build_progressive_command(
     width, height = output_dimensions(variant, video, index=0, notes=notes)
     output = out_dir / container.file_name
 
-    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start)]
     scaling = _video_filter(variant.fps, width, height)
-    if overlays is not None:
-        # The overlays' images are inputs 1, 2, ...; the drawn video is a graph output.
-        frame = Frame("[scaled]", "[drawn]", width, height)
-        graph = [f"[0:{video.index}]{scaling}[scaled]", *overlays.chains([frame])]
-        argv += [*overlays.input_args(), "-filter_complex", ";".join(graph), "-map", "[drawn]"]
-    else:
-        argv += ["-map", f"0:{video.index}", "-vf", scaling]
+    images, video_map, video_filter = one_variant_video(
+        overlays, video.index, scaling, width, height
+    )
+    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), *images, "-map", video_map]
     audio = None if spec.audio.disabled else default_stream(info, "audio")
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]
     if spec.clip.duration_seconds > 0:
         argv += ["-t", seconds_arg(duration)]
     argv += [
+        *video_filter,
         *video_encoder_args(codec, variant, width, height, container),
         "-pix_fmt",
         "yuv420p",
