@@ -112,6 +112,19 @@ class LoudnessNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOUDNESS_NORMALIZATION_LINEAR: _ClassVar[LoudnessNormalization]
     LOUDNESS_NORMALIZATION_DYNAMIC: _ClassVar[LoudnessNormalization]
 
+class TextTrackFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT_TRACK_FORMAT_UNSPECIFIED: _ClassVar[TextTrackFormat]
+    TEXT_TRACK_FORMAT_WEBVTT: _ClassVar[TextTrackFormat]
+    TEXT_TRACK_FORMAT_SRT: _ClassVar[TextTrackFormat]
+    TEXT_TRACK_FORMAT_ASS: _ClassVar[TextTrackFormat]
+
+class TextTrackKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT_TRACK_KIND_UNSPECIFIED: _ClassVar[TextTrackKind]
+    TEXT_TRACK_KIND_SUBTITLES: _ClassVar[TextTrackKind]
+    TEXT_TRACK_KIND_CAPTIONS: _ClassVar[TextTrackKind]
+
 class OverlayPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OVERLAY_POSITION_UNSPECIFIED: _ClassVar[OverlayPosition]
@@ -189,6 +202,13 @@ THUMBNAIL_MODE_SPRITE: ThumbnailMode
 LOUDNESS_NORMALIZATION_UNSPECIFIED: LoudnessNormalization
 LOUDNESS_NORMALIZATION_LINEAR: LoudnessNormalization
 LOUDNESS_NORMALIZATION_DYNAMIC: LoudnessNormalization
+TEXT_TRACK_FORMAT_UNSPECIFIED: TextTrackFormat
+TEXT_TRACK_FORMAT_WEBVTT: TextTrackFormat
+TEXT_TRACK_FORMAT_SRT: TextTrackFormat
+TEXT_TRACK_FORMAT_ASS: TextTrackFormat
+TEXT_TRACK_KIND_UNSPECIFIED: TextTrackKind
+TEXT_TRACK_KIND_SUBTITLES: TextTrackKind
+TEXT_TRACK_KIND_CAPTIONS: TextTrackKind
 OVERLAY_POSITION_UNSPECIFIED: OverlayPosition
 OVERLAY_POSITION_TOP_LEFT: OverlayPosition
 OVERLAY_POSITION_TOP_RIGHT: OverlayPosition
@@ -334,7 +354,7 @@ class Recipe(_message.Message):
     def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
-    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id", "overlays")
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id", "overlays", "text_tracks")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
@@ -348,6 +368,7 @@ class OutputSpec(_message.Message):
     MEASURE_QUALITY_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
     OVERLAYS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_TRACKS_FIELD_NUMBER: _ClassVar[int]
     preset: str
     type: OutputType
     video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
@@ -361,7 +382,32 @@ class OutputSpec(_message.Message):
     measure_quality: bool
     output_origin_id: str
     overlays: _containers.RepeatedCompositeFieldContainer[Overlay]
-    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ...) -> None: ...
+    text_tracks: _containers.RepeatedCompositeFieldContainer[TextTrack]
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ..., text_tracks: _Optional[_Iterable[_Union[TextTrack, _Mapping]]] = ...) -> None: ...
+
+class TextTrack(_message.Message):
+    __slots__ = ("url", "origin_path", "stream_index", "stream_language", "format", "language", "name", "default", "forced", "kind")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_PATH_FIELD_NUMBER: _ClassVar[int]
+    STREAM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STREAM_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    origin_path: str
+    stream_index: int
+    stream_language: str
+    format: TextTrackFormat
+    language: str
+    name: str
+    default: bool
+    forced: bool
+    kind: TextTrackKind
+    def __init__(self, url: _Optional[str] = ..., origin_path: _Optional[str] = ..., stream_index: _Optional[int] = ..., stream_language: _Optional[str] = ..., format: _Optional[_Union[TextTrackFormat, str]] = ..., language: _Optional[str] = ..., name: _Optional[str] = ..., default: _Optional[bool] = ..., forced: _Optional[bool] = ..., kind: _Optional[_Union[TextTrackKind, str]] = ...) -> None: ...
 
 class VariantQuality(_message.Message):
     __slots__ = ("variant_index", "width", "height", "ssim", "psnr_db")
@@ -482,7 +528,7 @@ class VariantPricing(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., resolution: _Optional[str] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., quality: _Optional[_Union[Quality, str]] = ..., priced_height: _Optional[int] = ..., fps: _Optional[float] = ..., rate_per_minute: _Optional[_Union[Money, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., estimated_seconds: _Optional[float] = ..., billed_seconds: _Optional[float] = ..., dropped: _Optional[bool] = ...) -> None: ...
 
 class StreamInfo(_message.Message):
-    __slots__ = ("index", "kind", "codec", "width", "height", "frame_rate", "rotation", "channels", "sample_rate", "bitrate", "pixel_format", "is_default", "variable_frame_rate")
+    __slots__ = ("index", "kind", "codec", "width", "height", "frame_rate", "rotation", "channels", "sample_rate", "bitrate", "pixel_format", "is_default", "variable_frame_rate", "language")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
@@ -496,6 +542,7 @@ class StreamInfo(_message.Message):
     PIXEL_FORMAT_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     index: int
     kind: str
     codec: str
@@ -509,7 +556,8 @@ class StreamInfo(_message.Message):
     pixel_format: str
     is_default: bool
     variable_frame_rate: bool
-    def __init__(self, index: _Optional[int] = ..., kind: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., rotation: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., bitrate: _Optional[int] = ..., pixel_format: _Optional[str] = ..., is_default: _Optional[bool] = ..., variable_frame_rate: _Optional[bool] = ...) -> None: ...
+    language: str
+    def __init__(self, index: _Optional[int] = ..., kind: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., rotation: _Optional[int] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., bitrate: _Optional[int] = ..., pixel_format: _Optional[str] = ..., is_default: _Optional[bool] = ..., variable_frame_rate: _Optional[bool] = ..., language: _Optional[str] = ...) -> None: ...
 
 class InputInfo(_message.Message):
     __slots__ = ("container", "duration_seconds", "size_bytes", "bitrate", "streams", "supports_byte_ranges")
