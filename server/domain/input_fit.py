@@ -14,6 +14,8 @@ from kiln.v1 import job_pb2
 
 from common.output_types import IMAGES, PROGRESSIVE
 
+from .text_track_checks import input_stream_problem
+
 # Images one INTERVAL or SPRITE output may make: a film at one frame a second would
 # otherwise be thousands of files (or a sheet no decoder opens).
 MAX_SERIES_IMAGES = 1000
@@ -61,7 +63,7 @@ def input_problem(
                     message=f"outputs[{index}]: {count} images at one every {interval:g} s of "
                     f"this input; at most {MAX_SERIES_IMAGES}: raise interval_seconds",
                 )
-    return None
+    return input_stream_problem(info, specs)
 
 
 def _clip_seconds(spec: job_pb2.OutputSpec, source_seconds: float) -> float:

@@ -152,6 +152,8 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
         inline.ClearField("preset")
         # Where the output goes is not how it is encoded: allowed beside a preset.
         inline.ClearField("output_origin_id")
+        # Nor are its text tracks (a job's own files), checked with the request's input policy.
+        inline.ClearField("text_tracks")
         if inline.ByteSize():
             bad(path, "set either preset or an inline spec, not both")
         if output.preset not in known_presets:

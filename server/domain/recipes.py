@@ -129,6 +129,8 @@ def _apply_overrides(
     for message in ("audio", "clip", "thumbnail"):
         if spec.HasField(message) and message not in definition.fixed:
             getattr(expanded, message).MergeFrom(getattr(spec, message))
+    # No recipe makes text tracks: the request's are added to what it makes.
+    expanded.text_tracks.extend(spec.text_tracks)
     return problems
 
 

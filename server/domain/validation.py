@@ -15,6 +15,7 @@ from common.output_types import SINGLE_FILE_MEDIA
 
 from .errors import FieldViolation, InvalidArgument
 from .output_validation import check_output
+from .text_track_checks import check_text_tracks
 
 MAX_OUTPUTS = 10
 MAX_CONCAT_INPUTS = 10
@@ -85,6 +86,14 @@ def validate_create(
                 if overlay.image.url:
                     where = f"outputs[{index}].overlays[{position}].image.url"
                     _check_input(where, overlay.image.url, policy, bad, required=True)
+            check_text_tracks(
+                f"outputs[{index}]",
+                output,
+                0 if output.preset else checked.type,
+                policy,
+                reads_an_origin=bool(request.input_origin_id),
+                bad=bad,
+            )
             if output.recipe.name == "concat" and not request.concat_input_urls:
                 bad(
                     f"outputs[{index}].recipe.name",
@@ -127,6 +136,11 @@ def validate_create(
                 bad(
                     f"outputs[{index}].audio.loudness",
                     "loudness is normalized for one input, not concatenated inputs",
+                )
+            if output.text_tracks:
+                bad(
+                    f"outputs[{index}].text_tracks",
+                    "text tracks are timed against one input, not concatenated inputs",
                 )
     if request.priority not in PRIORITIES:
         bad("priority", f"unknown priority {request.priority}")
@@ -213,6 +227,8 @@ def validate_preset(name: str, description: str, spec: job_pb2.OutputSpec, has_s
         bad("preset.spec", "is required")
     elif spec.preset:
         bad("preset.spec.preset", "a preset cannot refer to another preset")
+    elif spec.text_tracks:
+        bad("preset.spec.text_tracks", "name a job's own files: give them beside the preset")
     else:
         check_output("preset.spec", spec, set(), bad)
     if violations:

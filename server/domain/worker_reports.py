@@ -49,6 +49,9 @@ WORKER_ERROR_CODES = frozenset(
         "SCRATCH_FULL",
         # An overlay's image is not a PNG within the limits (docs/overlays.md).
         "OVERLAY_INVALID",
+        # A text track's sidecar is no subtitle file (or a broken one), or is over 10 MB.
+        "TEXT_TRACK_INVALID",
+        "TEXT_TRACK_TOO_LARGE",
     }
 )
 # Stages a running task may report.
@@ -132,7 +135,8 @@ def input_info_problems(info: job_pb2.InputInfo) -> list[str]:
             problems.append(f"{where} rotation {stream.rotation} is not 0, 90, 180 or 270")
         if stream.channels < 0 or stream.channels > 64 or stream.sample_rate < 0:
             problems.append(f"{where} has impossible audio parameters")
-    texts = [info.container] + [t for s in info.streams[:MAX_STREAMS] for t in (s.kind, s.codec)]
+    named = [(s.kind, s.codec, s.language) for s in info.streams[:MAX_STREAMS]]
+    texts = [info.container] + [text for names in named for text in names]
     if any(_text_problem("", text) for text in texts):
         problems.append("container or stream names are too long or contain control characters")
     return problems

@@ -52,6 +52,11 @@ class OriginTransfers:
         if input_origin_id:
             assert isinstance(self.files, ServerOrigins)
             message.input_url = self.files.input_url(input_origin_id, input_path)
+            # Text tracks on the same origin are read like the input: through a presigned URL.
+            for track in message.output_spec.text_tracks:
+                if track.origin_path:
+                    track.url = self.files.input_url(input_origin_id, track.origin_path)
+                    track.origin_path = ""
         if output_on_origin:
             message.output_origin = ""
             message.storage_grants = True

@@ -1,0 +1,65 @@
+"""What both sides agree on about text tracks: limits, formats by extension, subtitle codecs.
+
+The server checks a request against these at Create and a probed input after probing; the
+worker checks what it runs against the same lists.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from kiln.v1 import job_pb2
+
+F = job_pb2.TextTrackFormat
+
+MAX_TEXT_TRACKS = 16
+# A sidecar file larger than this is refused (TEXT_TRACK_TOO_LARGE): a two-hour film's
+# subtitles are ~100 kB, so 10 MB leaves room for any real file and none for a disguised video.
+MAX_SIDECAR_BYTES = 10 * 1024 * 1024
+MAX_NAME = 64
+
+FORMAT_BY_EXTENSION = {
+    ".vtt": F.TEXT_TRACK_FORMAT_WEBVTT,
+    ".webvtt": F.TEXT_TRACK_FORMAT_WEBVTT,
+    ".srt": F.TEXT_TRACK_FORMAT_SRT,
+    ".ass": F.TEXT_TRACK_FORMAT_ASS,
+    ".ssa": F.TEXT_TRACK_FORMAT_ASS,
+}
+
+# Subtitle codecs (ffprobe's names) whose cues are text, which the worker converts to WebVTT.
+TEXT_SUBTITLE_CODECS = frozenset({"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"})
+# Subtitles drawn as pictures: they cannot become text tracks.
+IMAGE_SUBTITLE_CODECS = frozenset(
+    {"hdmv_pgs_subtitle", "dvb_subtitle", "dvd_subtitle", "xsub", "dvb_teletext"}
+)
+
+
+def sidecar_format(track: job_pb2.TextTrack, location: str) -> int:
+    """The track's format: as given, else from the extension of `location`'s path (a URL or
+    an origin path); UNSPECIFIED when neither says."""
+    if track.format:
+        return track.format
+    path = urlsplit(location).path if "://" in location else location
+    return FORMAT_BY_EXTENSION.get(PurePosixPath(path).suffix.lower(), 0)
+
+
+def is_stream_track(track: job_pb2.TextTrack) -> bool:
+    return track.HasField("stream_index") or bool(track.stream_language)
+
+
+def choose_stream(
+    track: job_pb2.TextTrack, info: job_pb2.InputInfo, same_language
+) -> job_pb2.StreamInfo | None:
+    """The input stream a stream track names: by index (of any kind, for the caller to judge),
+    or the first subtitle stream in the language."""
+    if track.HasField("stream_index"):
+        return next((s for s in info.streams if s.index == track.stream_index), None)
+    return next(
+        (
+            s
+            for s in info.streams
+            if s.kind == "subtitle" and same_language(s.language, track.stream_language)
+        ),
+        None,
+    )
