@@ -104,6 +104,24 @@ class TaskInputs:
         staged = await remote.stage(url, staging_dir / "input", self.session.proxy_url)
         return await self._local(staged), False
 
+    async def fetch_sidecar(self, url: str, staging_dir: Path, limit: int) -> bytes | None:
+        """The bytes of a small file a task reads whole (a subtitle sidecar), through the same
+        policy and proxy as the input; None when it is larger than `limit` bytes."""
+        try:
+            self.policy.check_syntax(url)
+        except InputRefused as refused:
+            raise MediaError(INPUT_REFUSED, f"input refused: {refused}") from None
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            return await remote.fetch_limited(url, limit, self.session.proxy_url)
+        if scheme == "file":
+            path = self._file_path(url)
+        elif scheme == "gs":
+            path = await self.stage_gs(url, staging_dir / "sidecar")
+        else:
+            raise MediaError("INPUT_UNREADABLE", f"{scheme}:// files are not read by this worker")
+        return await asyncio.to_thread(_read_at_most, path, limit)
+
     def _file_path(self, url: str) -> Path:
         try:
             return self.policy.local_path(url)
@@ -135,6 +153,19 @@ async def stage_gs_input(url: str, target: Path) -> Path:
         raise MediaError("INPUT_UNREADABLE", "no permission to read the gs:// input") from None
     except ValueError as error:
         raise MediaError(INPUT_REFUSED, str(error)) from None
+
+
+def _read_at_most(path: Path, limit: int) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise MediaError("INPUT_UNREADABLE", f"{path.name} does not exist") from None
+    except OSError as error:
+        raise MediaError(
+            "INPUT_UNREADABLE", f"{path.name} cannot be read: {error.strerror}"
+        ) from None
+    return None if len(data) > limit else data
 
 
 def _local_manifest_kind(path: Path) -> str | None:

@@ -83,6 +83,25 @@ async def stage(url: str, target: Path, proxy_url: str, *, max_bytes: int | None
     return target
 
 
+async def fetch_limited(url: str, limit: int, proxy_url: str) -> bytes | None:
+    """The whole body of `url`, or None when it is longer than `limit` bytes (reading stops
+    there: a sidecar that is really a film is not downloaded to find out)."""
+    body = bytearray()
+    try:
+        async with _client(proxy_url) as client, client.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise _answered(response)
+            async for chunk in response.aiter_bytes(CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    return None
+    except httpx.HTTPError as error:
+        raise MediaError(
+            "INPUT_UNREADABLE", f"downloading the input failed: {type(error).__name__}"
+        ) from None
+    return bytes(body)
+
+
 def _answered(response: httpx.Response) -> MediaError:
     # A redirect counts as an answer too: this check does not follow it.
     return MediaError("INPUT_UNREADABLE", f"the input URL answered {response.status_code}")

@@ -27,6 +27,7 @@ from worker.media.overlays import OverlayDrawing
 from worker.media.plan import CommandPlan
 from worker.media.progressive import build_progressive_command
 from worker.media.stream_copy import build_stream_copy_command
+from worker.media.text_tracks import PreparedTrack
 
 OutputType = job_pb2.OutputType
 
@@ -41,6 +42,7 @@ def build_command(
     extra_inputs: Sequence[tuple[str, job_pb2.InputInfo]] = (),
     loudness: SecondPass | None = None,
     overlays: OverlayDrawing | None = None,
+    text_tracks: Sequence[PreparedTrack] = (),
 ) -> CommandPlan:
     """Picks the builder for spec.type.
 
@@ -49,6 +51,8 @@ def build_command(
     pass's measurement when the spec asks for normalization (worker.media.loudness).
     overlays are the spec's overlays with their staged images (worker.media.overlays); the
     server takes them for progressive and adaptive outputs of one input only.
+    text_tracks are the spec's text tracks, read (worker.tasks.text); the plan carries them to
+    finalize, which writes them beside ladders and progressive files.
     """
     if overlays is not None and (
         spec.HasField("custom") or extra_inputs or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
@@ -56,6 +60,28 @@ def build_command(
         raise OutputSpecError("overlays are drawn on the video of one input's MP4/WEBM or ladder")
     if loudness is not None and (spec.HasField("custom") or extra_inputs):
         raise OutputSpecError("loudness is normalized for one input without a custom command")
+    if text_tracks and (
+        spec.HasField("custom") or extra_inputs or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
+    ):
+        raise OutputSpecError("text tracks go with one input's video outputs, not custom ones")
+    plan = _build(
+        input_path, spec, info, out_dir, ffmpeg, extra_inputs, loudness, overlays, text_tracks
+    )
+    plan.text_tracks = list(text_tracks)
+    return plan
+
+
+def _build(
+    input_path: str,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    out_dir: Path,
+    ffmpeg: str,
+    extra_inputs: Sequence[tuple[str, job_pb2.InputInfo]],
+    loudness: SecondPass | None,
+    overlays: OverlayDrawing | None,
+    text_tracks: Sequence[PreparedTrack],
+) -> CommandPlan:
     if spec.HasField("custom"):
         return build_custom_command(
             input_path=input_path,
@@ -65,7 +91,7 @@ def build_command(
             ffmpeg=ffmpeg,
             extra_inputs=extra_inputs,
         )
-    if spec.recipe.name and not extra_inputs and overlays is None:
+    if spec.recipe.name and not extra_inputs and overlays is None and not text_tracks:
         # web_ready and extract_audio remux when the input allows; else the expanded spec is
         # encoded like any other.
         copied = build_stream_copy_command(
@@ -88,6 +114,7 @@ def build_command(
             ffmpeg=ffmpeg,
             loudness=loudness,
             overlays=overlays,
+            text_tracks=list(text_tracks),
         )
     if spec.type in AUDIO_ONLY:
         return build_audio_command(

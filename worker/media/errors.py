@@ -33,6 +33,10 @@ SCRATCH_FULL: Final = "SCRATCH_FULL"
 SCRATCH_FULL_MESSAGE: Final = "the worker's scratch disk is full (no space left on device)"
 # An overlay's image is not a PNG, is damaged, or is over 4096x4096 pixels or 10 MB.
 OVERLAY_INVALID: Final = "OVERLAY_INVALID"
+# A text track's sidecar file is no subtitle file of its format, or its cues' times are broken
+# (a cue ending before it starts, cues out of order); or the file is over MAX_SIDECAR_BYTES.
+TEXT_TRACK_INVALID: Final = "TEXT_TRACK_INVALID"
+TEXT_TRACK_TOO_LARGE: Final = "TEXT_TRACK_TOO_LARGE"
 
 # The codes the worker's media and storage steps raise; the server accepts each in a report
 # (tests/unit/test_worker_reports.py holds the two lists together). Input policy and the
@@ -56,6 +60,8 @@ ALL_CODES: Final = frozenset(
         STORAGE_REFUSED,
         SCRATCH_FULL,
         OVERLAY_INVALID,
+        TEXT_TRACK_INVALID,
+        TEXT_TRACK_TOO_LARGE,
     }
 )
 

@@ -16,6 +16,7 @@ from worker.media.dash_mpd import correct_mpd_codecs, measure_mpd_bandwidth
 from worker.media.hls_master import rewrite_hls_master, tidy_cmaf_media_playlists
 from worker.media.images import sprite_vtt
 from worker.media.plan import CommandPlan, LadderPackaging, SpriteSheet
+from worker.media.text_tracks import add_dash_text_sets, add_hls_text_renditions, write_sidecars
 
 
 async def finalize_output(
@@ -33,11 +34,18 @@ async def finalize_output(
     del spec, info  # the plan already carries everything the current steps need
     step = plan.finalize
     if step is None:
+        # A progressive file: its text tracks are inside it, and beside it as .vtt files.
+        await write_sidecars(out_dir, plan.text_tracks)
         return []
     if isinstance(step, SpriteSheet):
         await asyncio.to_thread(step.vtt.write_text, sprite_vtt(step), "utf-8")
         return []
-    return await _finalize_ladder(step)
+    notes = await _finalize_ladder(step)
+    if step.hls_master is not None:
+        await add_hls_text_renditions(step.hls_master, plan.text_tracks)
+    if step.dash_manifest is not None:
+        await add_dash_text_sets(step.dash_manifest, plan.text_tracks)
+    return notes
 
 
 async def _finalize_ladder(step: LadderPackaging) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 COMMON_FLAGS: tuple[str, ...] = (
     "-hide_banner",
@@ -78,3 +79,7 @@ class CommandPlan:
     # Where the run writes an info-level FFREPORT log (outside the output folder), for filters
     # whose figures are read back from it (loudnorm); None: no log.
     report_log: Path | None = None
+    # The output's text tracks (worker.media.text_tracks.PreparedTrack), which finalize writes
+    # beside a ladder's playlists and a progressive file. Typed loosely: this module knows
+    # nothing of what they hold.
+    text_tracks: list[Any] = field(default_factory=list)

@@ -314,6 +314,7 @@ def _stream_info(raw: dict[str, Any]) -> job_pb2.StreamInfo:
         pixel_format=str(raw.get("pix_fmt", "")),
         is_default=bool(disposition.get("default")),
         variable_frame_rate=kind == "video" and _uneven_frames(raw),
+        language=str((raw.get("tags") or {}).get("language", ""))[:35],
     )
 
 

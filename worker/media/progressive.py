@@ -18,6 +18,7 @@ from worker.media.geometry import default_stream, output_dimensions
 from worker.media.loudness import SecondPass
 from worker.media.overlays import OverlayDrawing, one_variant_video
 from worker.media.plan import COMMON_FLAGS, CommandPlan
+from worker.media.text_tracks import PreparedTrack, progressive_text_args
 from worker.media.timing import clip_window, input_args, seconds_arg
 
 VideoCodec = job_pb2.VideoCodec
@@ -50,8 +51,10 @@ def build_progressive_command(
     ffmpeg: str = "ffmpeg",
     loudness: SecondPass | None = None,
     overlays: OverlayDrawing | None = None,
+    text_tracks: list[PreparedTrack] | None = None,
 ) -> CommandPlan:
-    """One video variant and (optionally) one audio track in MP4, MOV, MKV or WEBM."""
+    """One video variant, (optionally) one audio track and the text tracks (each a WebVTT file
+    on the output's timeline, read as one more input) in MP4, MOV, MKV or WEBM."""
     container = PROGRESSIVE_CONTAINERS.get(spec.type)
     if container is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not a progressive type")
@@ -69,10 +72,17 @@ def build_progressive_command(
     images, video_map, video_filter = one_variant_video(
         overlays, video.index, scaling, width, height
     )
-    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), *images, "-map", video_map]
+    # The text tracks' WebVTT files are the inputs after the overlays' images.
+    first_text_input = 1 + images.count("-i")
+    text_inputs, text_outputs = progressive_text_args(
+        text_tracks or [], spec.type, first_text_input
+    )
+    argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), *images, *text_inputs]
+    argv += ["-map", video_map]
     audio = None if spec.audio.disabled else default_stream(info, "audio")
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]
+    argv += text_outputs
     if spec.clip.duration_seconds > 0:
         argv += ["-t", seconds_arg(duration)]
     argv += [

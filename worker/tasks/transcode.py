@@ -13,6 +13,7 @@ from ..media.quality import measure_quality
 from ..overlay_images import prepare_overlays
 from ..tracing import package_span
 from .run import TaskRun, describe_folder
+from .text import prepare_text_tracks
 
 S = job_pb2.JobStage
 
@@ -29,6 +30,8 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
             run.scratch / "input-0",
             known_ranges=task.input_info.supports_byte_ranges or None,
         )
+        # Text tracks first: a broken subtitle file fails the output before any encoding.
+        text_tracks = await prepare_text_tracks(run, location, task.output_spec, task.input_info)
         # Loudness normalization's first pass, once for the output (every rung shares it).
         second_pass = await measure_input(
             input_path=location,
@@ -47,6 +50,7 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
             extra_inputs=await _concat_inputs(run),
             loudness=second_pass,
             overlays=await prepare_overlays(task.output_spec, run.inputs, run.scratch / "overlays"),
+            text_tracks=text_tracks,
         )
         if second_pass is not None:
             plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME

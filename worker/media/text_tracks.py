@@ -1,0 +1,240 @@
+"""Text tracks in outputs: subtitle streams of progressive files, HLS subtitle renditions of
+segmented WebVTT, DASH text adaptation sets and .vtt sidecars.
+
+Every track reaches this module as cues on the output's own timeline (worker.media.cues:
+clipped, escaped), whatever its source. Progressive files take them as extra FFmpeg inputs
+(WebVTT files written by the worker) in the container's own subtitle codec. Ladders are cut by
+FFmpeg first; the text renditions are written afterwards, cut at the video's own segment
+boundaries (read from its media playlist) and tied to its timestamps with X-TIMESTAMP-MAP, and
+the master playlist gets one EXT-X-MEDIA TYPE=SUBTITLES per track in the group "subs", named
+on every variant. The AUDIO group FFmpeg wrote is left as it is, so more audio renditions can
+join it later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.v1 import job_pb2
+
+from worker.media.atomic_write import replace_text
+from worker.media.codec_strings import probe_streams
+from worker.media.cues import Cue, segment_webvtt, webvtt_text
+from worker.media.errors import ENCODE_FAILED, MediaError
+from worker.media.hls_master import parse_attributes, read_media_playlist
+from worker.media.probe import ffprobe_float
+
+OutputType = job_pb2.OutputType
+
+SUBTITLE_GROUP = "subs"
+# Apple's characteristics for captions (HLS authoring specification): the dialogue and the
+# other sounds transcribed.
+CAPTION_CHARACTERISTICS = (
+    "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
+)
+# The subtitle codec each progressive container stores text in.
+SUBTITLE_CODECS: dict[int, str] = {
+    OutputType.OUTPUT_TYPE_MP4: "mov_text",
+    OutputType.OUTPUT_TYPE_MOV: "mov_text",
+    OutputType.OUTPUT_TYPE_MKV: "srt",
+    OutputType.OUTPUT_TYPE_WEBM: "webvtt",
+}
+# MPEG-TS and HLS timestamps count at 90 kHz.
+MPEG_TICKS = 90_000
+
+
+@dataclass(frozen=True)
+class PreparedTrack:
+    # Position in OutputSpec.text_tracks.
+    position: int
+    language: str
+    # ISO 639-2/T, what MP4 and Matroska store.
+    iso639_2: str
+    name: str
+    default: bool
+    forced: bool
+    captions: bool
+    cues: list[Cue]
+    # The whole track as WebVTT, written by the worker (an FFmpeg input for progressive files).
+    vtt: Path
+
+    @property
+    def sidecar_name(self) -> str:
+        """The .vtt beside a progressive output and behind a DASH text adaptation set."""
+        return f"text_{self.position}_{self.language}.vtt"
+
+    @property
+    def rendition_folder(self) -> str:
+        return f"text_{self.position}"
+
+
+def write_track_vtt(track: PreparedTrack) -> None:
+    track.vtt.parent.mkdir(parents=True, exist_ok=True)
+    track.vtt.write_text(webvtt_text(track.cues), "utf-8")
+
+
+def progressive_text_args(
+    tracks: list[PreparedTrack], output_type: int, first_input: int
+) -> tuple[list[str], list[str]]:
+    """(input arguments, output arguments) that add `tracks` to a progressive file, the first
+    track being FFmpeg input number `first_input`."""
+    codec = SUBTITLE_CODECS.get(output_type)
+    if codec is None or not tracks:
+        return [], []
+    inputs: list[str] = []
+    outputs: list[str] = []
+    for number, track in enumerate(tracks):
+        inputs += ["-f", "webvtt", "-i", str(track.vtt)]
+        outputs += ["-map", f"{first_input + number}:0"]
+    outputs += ["-c:s", codec]
+    for number, track in enumerate(tracks):
+        flags = [flag for flag, on in (("default", track.default), ("forced", track.forced)) if on]
+        outputs += [f"-metadata:s:s:{number}", f"language={track.iso639_2}"]
+        outputs += [f"-metadata:s:s:{number}", f"title={track.name}"]
+        outputs += [f"-disposition:s:{number}", "+".join(flags) or "0"]
+    return inputs, outputs
+
+
+async def write_sidecars(out_dir: Path, tracks: list[PreparedTrack]) -> None:
+    """Each track as a whole .vtt in the output's folder."""
+    for track in tracks:
+        text = webvtt_text(track.cues)
+        await asyncio.to_thread(replace_text, out_dir / track.sidecar_name, text)
+
+
+async def add_hls_text_renditions(master: Path, tracks: list[PreparedTrack]) -> None:
+    """Writes a segmented WebVTT rendition per track beside `master` and names them in it."""
+    if not tracks:
+        return
+    lines = (await asyncio.to_thread(master.read_text, "utf-8")).splitlines()
+    variant_uri = _first_variant_uri(lines, master)
+    video = await asyncio.to_thread(read_media_playlist, master.parent / variant_uri)
+    if not video.segments:
+        raise MediaError(ENCODE_FAILED, f"{variant_uri} lists no segments")
+    mpegts = await _first_timestamp(video.init_segment, video.segments[0][0])
+    durations = [duration for _, duration in video.segments]
+    media_lines = []
+    for track in tracks:
+        await asyncio.to_thread(
+            _write_rendition, master.parent / track.rendition_folder, track, durations, mpegts
+        )
+        media_lines.append(_media_line(track))
+    rewritten: list[str] = []
+    for line in lines:
+        if line.startswith("#EXT-X-STREAM-INF:") and media_lines:
+            rewritten += media_lines
+            media_lines = []
+        named = line.startswith("#EXT-X-STREAM-INF:") and "SUBTITLES=" not in line
+        rewritten.append(f'{line},SUBTITLES="{SUBTITLE_GROUP}"' if named else line)
+    await asyncio.to_thread(replace_text, master, "\n".join(rewritten) + "\n")
+
+
+def _first_variant_uri(lines: list[str], master: Path) -> str:
+    for index, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            for later in lines[index + 1 :]:
+                if later and not later.startswith("#"):
+                    return later
+    raise MediaError(ENCODE_FAILED, f"{master.name} names no variant")
+
+
+async def _first_timestamp(init_segment: Path | None, segment: Path) -> int:
+    """Where the video's first segment starts on the media's own clock, in 90 kHz ticks:
+    MPEG-TS starts its timestamps later than 0 (FFmpeg's muxer delay), fMP4 at 0."""
+    streams = await probe_streams(init_segment, segment)
+    starts = [ffprobe_float(each.get("start_time")) for each in streams if "start_time" in each]
+    first = min(starts, default=0.0)
+    return max(0, round(first * MPEG_TICKS))
+
+
+def _write_rendition(
+    folder: Path, track: PreparedTrack, durations: list[float], mpegts: int
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    segments = segment_webvtt(track.cues, durations, mpegts)
+    target = max(1, math.ceil(max(durations) - 1e-3))
+    playlist = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+    ]
+    for number, (text, duration) in enumerate(segments):
+        name = f"seg_{number:05d}.vtt"
+        replace_text(folder / name, text)
+        playlist += [f"#EXTINF:{duration:.6f},", name]
+    playlist.append("#EXT-X-ENDLIST")
+    replace_text(folder / "index.m3u8", "\n".join(playlist) + "\n")
+
+
+def _media_line(track: PreparedTrack) -> str:
+    attributes = [
+        ("TYPE", "SUBTITLES"),
+        ("GROUP-ID", f'"{SUBTITLE_GROUP}"'),
+        ("NAME", f'"{track.name}"'),
+        ("LANGUAGE", f'"{track.language}"'),
+        ("DEFAULT", "YES" if track.default else "NO"),
+        # AUTOSELECT lets a player pick the track by the viewer's language; a forced track is
+        # picked only beside audio of another language, which AUTOSELECT also allows.
+        ("AUTOSELECT", "YES"),
+        ("FORCED", "YES" if track.forced else "NO"),
+    ]
+    if track.captions:
+        attributes.append(("CHARACTERISTICS", f'"{CAPTION_CHARACTERISTICS}"'))
+    attributes.append(("URI", f'"{track.rendition_folder}/index.m3u8"'))
+    return "#EXT-X-MEDIA:" + ",".join(f"{name}={value}" for name, value in attributes)
+
+
+def subtitle_renditions(master_text: str) -> list[dict[str, str]]:
+    """The EXT-X-MEDIA TYPE=SUBTITLES entries of a master playlist (for tests and checks)."""
+    entries = []
+    for line in master_text.splitlines():
+        if line.startswith("#EXT-X-MEDIA:"):
+            attributes = parse_attributes(line.partition(":")[2])
+            if attributes.get("TYPE") == "SUBTITLES":
+                entries.append(attributes)
+    return entries
+
+
+def _dash_role(track: PreparedTrack) -> str:
+    if track.captions:
+        return "caption"
+    return "forced-subtitle" if track.forced else "subtitle"
+
+
+async def add_dash_text_sets(manifest: Path, tracks: list[PreparedTrack]) -> None:
+    """One text AdaptationSet per track in the MPD's period: the whole track as a WebVTT
+    sidecar (dash.js and Shaka read text/vtt this way), written beside the manifest."""
+    if not tracks:
+        return
+    await write_sidecars(manifest.parent, tracks)
+    text = await asyncio.to_thread(manifest.read_text, "utf-8")
+    sets = []
+    for number, track in enumerate(tracks):
+        size = (manifest.parent / track.sidecar_name).stat().st_size
+        bandwidth = max(1, size * 8 // 60)  # nominal: the file is fetched whole, once
+        sets.append(
+            f'\t\t<AdaptationSet id="{100 + number}" contentType="text" mimeType="text/vtt" '
+            f'lang="{track.language}">\n'
+            f'\t\t\t<Role schemeIdUri="urn:mpeg:dash:role:2011" value="{_dash_role(track)}"/>\n'
+            f"\t\t\t<Label>{_xml_text(track.name)}</Label>\n"
+            f'\t\t\t<Representation id="{track.rendition_folder}" bandwidth="{bandwidth}">\n'
+            f"\t\t\t\t<BaseURL>{track.sidecar_name}</BaseURL>\n"
+            "\t\t\t</Representation>\n"
+            "\t\t</AdaptationSet>\n"
+        )
+    closing = list(re.finditer(r"[ \t]*</Period>", text))
+    if not closing:
+        raise MediaError(ENCODE_FAILED, f"{manifest.name} has no Period")
+    at = closing[0].start()
+    text = text[:at] + "".join(sets) + text[at:]
+    await asyncio.to_thread(replace_text, manifest, text)
+
+
+def _xml_text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
