@@ -6,7 +6,7 @@ A tiny HTTP server of the test's own serves a blank page and the dashboard's hls
 builds from another port: every fetch to kiln is then cross-origin, as from a customer's site,
 and needs kiln's CORS answers. tests/e2e/players/play_outputs.mjs plays each output in Debian's
 chromium (driven by playwright-core) from `playback_url` alone (a CMAF output's MPD is
-`playback_base_url + "manifest.mpd"`), with the players' default loaders: the token in the
+`playback_base_url + "manifest.mpd"`; tests/support/players.py runs it), with the players' default loaders: the token in the
 URL's path must carry every playlist's and MPD's relative entries. It reports every
 hls.js/dash.js error AND warning (ERROR events fatal or not, their loggers' warn and error
 lines, console messages, failed requests), where each MediaSource SourceBuffer starts, and
@@ -24,30 +24,19 @@ its ladders are not played here (tests/integration/test_media_ladder.py checks t
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
-from server.api.dashboard_files import PREFIX, DashboardFiles
 from tests.conftest import make_clip
-from tests.support.browser import CHROMIUM, require_browser
+from tests.support.browser import require_browser
+from tests.support.players import other_origin_site, play_cases
 
-from .cluster import REPO, running_cluster
+from .cluster import running_cluster
 
-DRIVER = REPO / "tests" / "e2e" / "players" / "play_outputs.mjs"
 H264, VP9, AV1 = job_pb2.VIDEO_CODEC_H264, job_pb2.VIDEO_CODEC_VP9, job_pb2.VIDEO_CODEC_AV1
 FMP4 = job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)
 ONE_SECOND = job_pb2.SegmentSpec(duration_seconds=1)
@@ -57,8 +46,6 @@ ONE_FRAME = 1 / 30
 CLIP_SECONDS = 3
 # How far every case must play (the driver waits for it): past two of the three 1 s segments.
 PLAY_SECONDS = 2.0
-# The player builds the page loads, by the names the dashboard serves them under (/ui/vendor/).
-PLAYER_BUILDS = ("hls.min.js", "dash.all.min.js")
 
 
 def ladder(
@@ -128,33 +115,6 @@ def cases_for(name: str, output: job_pb2.Output, players: tuple[str, ...]) -> li
     return cases
 
 
-@contextmanager
-def other_origin_site(folder: Path) -> Iterator[str]:
-    """A blank page and the dashboard's player builds, served from a port of their own: a
-    different origin from kiln's, as a customer's site is. Yields the site's URL."""
-    folder.mkdir()
-    (folder / "index.html").write_text("<!doctype html><title>players</title><body></body>\n")
-    dashboard = DashboardFiles()
-    for name in PLAYER_BUILDS:
-        build = dashboard.find(f"{PREFIX}vendor/{name}")
-        assert build is not None, name
-        shutil.copyfile(build.path, folder / name)
-
-    class Handler(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: the driver reports what the page saw."""
-
-    site = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-    thread = threading.Thread(target=site.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{site.server_address[1]}"
-    finally:
-        site.shutdown()
-        site.server_close()
-        thread.join()
-
-
 # hls.js 1.7.4 reads every fMP4 video sample as length-prefixed H.264 NAL units to find caption
 # SEI messages, whatever the codec (parseSampleData: scanSei depends on the track type only),
 # and logs this when an AV1 byte happens to look like an SEI header. No setting turns the scan
@@ -206,32 +166,18 @@ def test_every_ladder_plays_without_a_warning(tmp_path, media_root):
                 sizes[name] = output.files[0].size_bytes
         encoded = time.monotonic()
         assert urlsplit(site).netloc != urlsplit(server.http_url).netloc
-        config = tmp_path / "cases.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "page": f"{site}/index.html",
-                    "hls": f"{site}/hls.min.js",
-                    "dash": f"{site}/dash.all.min.js",
-                    "kiln": server.http_url,
-                    "playSeconds": PLAY_SECONDS,
-                    "probeTypes": ['video/mp4; codecs="av01.0.05M.08"'],
-                    "cases": cases,
-                }
-            )
+        report = play_cases(
+            {
+                "kiln": server.http_url,
+                "playSeconds": PLAY_SECONDS,
+                "probeTypes": ['video/mp4; codecs="av01.0.05M.08"'],
+                "cases": cases,
+            },
+            tmp_path / "cases.json",
+            site,
         )
-        result = subprocess.run(
-            ["node", str(DRIVER), str(config)],
-            env={**os.environ, "KILN_CHROMIUM": CHROMIUM},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
     played = time.monotonic()
     print(f"encode {encoded - started:.1f} s, browser {played - encoded:.1f} s")
-    report = json.loads(result.stdout.strip().splitlines()[-1])
 
     assert report["supported"] == {'video/mp4; codecs="av01.0.05M.08"': True}
     results = {entry["name"]: entry for entry in report["results"]}

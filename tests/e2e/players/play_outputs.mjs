@@ -8,12 +8,15 @@
 //               "hls": URL of hls.min.js, "dash": URL of dash.all.min.js (the page's origin),
 //               "kiln": kiln's origin (its answers are recorded),
 //               "playSeconds": how far each case must play, "probeTypes": [MIME types],
-//               "cases": [{ "name", "player": "hls" | "dash" | "file", "url" }] }
+//               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"? }] }
 // A "file" case plays a little, then seeks to half a second before the end and plays on.
+// A case with "textAt" (seconds) then turns on each of the player's text tracks in turn and
+// reads the text of the cue showing at that time from the browser's TextTrack.
 // Prints one JSON line:
 // { "supported": { type: MediaSource.isTypeSupported(type) for config.probeTypes },
 //   "results": [{ name, starts: { mime: first buffered second }, time, duration, ended,
-//                 seekedTo, issues, responses: [{ file, status, range, contentRange, allowOrigin }] }] }.
+//                 seekedTo, issues, responses: [{ file, status, range, contentRange, allowOrigin }],
+//                 textTracks: [{ lang, name, default, forced, text }] (cases with textAt) }] }.
 
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
@@ -37,6 +40,11 @@ async function playCase(spec, playSeconds) {
   document.body.append(video);
   video.addEventListener("error", () => note("video", "error", video.error?.message || video.error?.code));
   let teardown = () => {};
+  // Turns on text track `index` of the player; lists them as { lang, name, default, forced }.
+  let textTrackList = () => [];
+  let showTextTrack = () => {};
+  // Whether no text is being fetched: a switch made while a fragment loads aborts that load.
+  let textSettled = () => true;
   // Resolves once playback reaches `seconds` (or ends, or fails).
   const reached = (seconds) =>
     new Promise((resolve) => {
@@ -58,6 +66,16 @@ async function playCase(spec, playSeconds) {
     hls.loadSource(spec.url);
     hls.attachMedia(video);
     teardown = () => hls.destroy();
+    textTrackList = () => hls.subtitleTracks.map((t) => ({ lang: t.lang, name: t.name, default: t.default, forced: t.forced }));
+    showTextTrack = (index) => {
+      hls.subtitleTrack = index;
+      hls.subtitleDisplay = true;
+    };
+    let loadingText = 0;
+    hls.on(Hls.Events.FRAG_LOADING, (_e, data) => { if (data.frag.type === "subtitle") loadingText += 1; });
+    hls.on(Hls.Events.FRAG_LOADED, (_e, data) => { if (data.frag.type === "subtitle") loadingText -= 1; });
+    hls.on(Hls.Events.ERROR, (_e, data) => { if (data.frag?.type === "subtitle") loadingText -= 1; });
+    textSettled = () => loadingText <= 0;
   } else if (spec.player === "dash") {
     const player = dashjs.MediaPlayer().create();
     const events = dashjs.MediaPlayer.events;
@@ -70,6 +88,11 @@ async function playCase(spec, playSeconds) {
     player.on(events.PLAYBACK_ERROR, (e) => note("dash.js", "PLAYBACK_ERROR", e.error?.message || "playback error"));
     player.initialize(video, spec.url, true);
     teardown = () => player.destroy();
+    textTrackList = () => player.getTracksFor("text").map((t) => ({ lang: t.lang, name: (t.labels || [])[0]?.text ?? null, default: false, forced: false }));
+    showTextTrack = (index) => {
+      player.enableText(true);
+      player.setTextTrack(index);
+    };
   } else {
     // A CORS request, as a page that draws the frames (canvas, WebGL) makes it: the file's
     // answers must allow this page's origin, its range answers included.
@@ -92,6 +115,27 @@ async function playCase(spec, playSeconds) {
   } else {
     await Promise.race([reached(playSeconds), deadline(8000)]);
   }
+  // Each text track in turn: the text of its cue at textAt, read once the player has loaded
+  // it into the browser's TextTrack (waited for, within a deadline).
+  const textTracks = [];
+  if (spec.textAt !== undefined) {
+    const listed = textTrackList();
+    for (const [index, track] of listed.entries()) {
+      showTextTrack(index);
+      let text = null;
+      const until = performance.now() + 5000;
+      while (text === null && performance.now() < until) {
+        for (const native of video.textTracks) {
+          if (native.language !== track.lang || native.mode === "disabled" || !native.cues) continue;
+          const cue = [...native.cues].find((c) => c.startTime <= spec.textAt && c.endTime > spec.textAt);
+          if (cue) text = cue.text;
+        }
+        if (text === null) await deadline(50);
+      }
+      while (!textSettled() && performance.now() < until) await deadline(50);
+      textTracks.push({ ...track, text });
+    }
+  }
   const starts = {};
   for (const entry of window.__bufferStarts) if (!(entry.type in starts)) starts[entry.type] = entry.start;
   const result = { starts, time: video.currentTime, duration: video.duration, ended: video.ended, seekedTo, ms: Math.round(performance.now() - started) };
@@ -99,7 +143,7 @@ async function playCase(spec, playSeconds) {
   await deadline(150);
   teardown();
   video.remove();
-  return { ...result, issues };
+  return { ...result, issues, textTracks };
 }
 
 const browser = await chromium.launch({

@@ -1,0 +1,429 @@
+"""Subtitles and captions through a running server: a 4 s clip with an embedded SubRip track plus
+a French WebVTT and a Spanish SubRip sidecar, made into HLS fMP4 and TS ladders, DASH and MP4s
+(one clipped), checked from what the server serves (playlists, segments, ffprobe) and played by
+hls.js and dash.js in Chromium; bad text tracks refused at Create, after probing, or by the
+worker, each with its own code and nothing else affected. One cluster for the module."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kiln.v1 import job_pb2, job_service_pb2
+
+from tests.support.browser import require_browser
+from tests.support.players import other_origin_site, play_cases
+from tests.support.violations import violations_from_connect
+
+from .connect_json import ConnectJsonClient
+from .jobs import run_to_end
+
+H264 = job_pb2.VIDEO_CODEC_H264
+FRAME = 1 / 15
+ENGLISH_SRT = """1
+00:00:00,400 --> 00:00:01,800
+English first line
+
+2
+00:00:02,500 --> 00:00:03,600
+English at three seconds
+"""
+FRENCH_VTT = """WEBVTT
+
+intro
+00:00:00.200 --> 00:00:01.500
+Bonjour &amp; bienvenue
+
+00:02.600 --> 00:03.800 align:start
+<v Narrateur>Trois secondes</v>
+"""
+SPANISH_SRT = """1
+00:00:01,000 --> 00:00:02,000
+<script>alert("x")</script> & <b>negrita</b>
+
+2
+00:00:02,700 --> 00:00:03,900
+Tres segundos
+"""
+
+
+@pytest.fixture(scope="module")
+def backend_url(sqlite_backend_url):
+    return sqlite_backend_url
+
+
+@pytest.fixture(scope="module")
+def auth(api_key):
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def subtitles(media_root) -> Path:
+    """The clip and its sidecars, in a folder of the input root."""
+    folder = media_root / "subtitles"
+    folder.mkdir(exist_ok=True)
+    (folder / "en.srt").write_text(ENGLISH_SRT)
+    (folder / "fr.vtt").write_text(FRENCH_VTT)
+    (folder / "es.srt").write_text(SPANISH_SRT)
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=15:duration=4"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4"),
+        *("-i", str(folder / "en.srt")),
+        *("-map", "0:v", "-map", "1:a", "-map", "2:s", "-metadata:s:s:0", "language=eng"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"),
+        *("-c:s", "srt", str(folder / "titled.mkv")),
+    )
+    return folder
+
+
+def tracks(folder: Path) -> list[job_pb2.TextTrack]:
+    return [
+        job_pb2.TextTrack(stream_language="eng", language="en", default=True),
+        job_pb2.TextTrack(url=f"file://{folder / 'fr.vtt'}", language="fr", name="Français"),
+        job_pb2.TextTrack(
+            url=f"file://{folder / 'es.srt'}",
+            language="es-419",
+            kind=job_pb2.TEXT_TRACK_KIND_CAPTIONS,
+        ),
+    ]
+
+
+def ladder(output_type, folder: Path, **fields) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=output_type,
+        video=[
+            job_pb2.VideoVariant(codec=H264, resolution=size, quality=job_pb2.QUALITY_ECONOMY)
+            for size in ("160x90", "128x72")
+        ],
+        segments=job_pb2.SegmentSpec(duration_seconds=1),
+        text_tracks=tracks(folder),
+        **fields,
+    )
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.read().decode()
+
+
+def probe(url: str, entries: str, *select: str) -> list[list[str]]:
+    argv = ["ffprobe", "-v", "error", *select, "-show_entries", entries, "-of", "csv=p=0", url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return [line.split(",") for line in out.split()]
+
+
+def cue_times(vtt: str) -> list[tuple[float, float]]:
+    def seconds(stamp: str) -> float:
+        *hours, minutes, rest = stamp.split(":")
+        return int(hours[0] if hours else 0) * 3600 + int(minutes) * 60 + float(rest)
+
+    stamp = r"((?:\d\d:)?\d\d:\d\d\.\d{3})"
+    stamps = re.findall(rf"{stamp} --> {stamp}", vtt)
+    return [(seconds(start), seconds(end)) for start, end in stamps]
+
+
+def attributes(line: str) -> dict[str, str]:
+    found = re.findall(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', line.partition(":")[2])
+    return {name: value.strip('"') for name, value in found}
+
+
+@pytest.fixture(scope="module")
+def titled_job(server, auth, subtitles) -> job_pb2.Job:
+    """One job: HLS fMP4, HLS TS, DASH, an MP4 and an MP4 clipped to 1.0-3.5 s."""
+    clipped = job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_MP4,
+        video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+        clip=job_pb2.ClipSpec(start_seconds=1.0, duration_seconds=2.5),
+        text_tracks=tracks(subtitles),
+    )
+    mp4 = job_pb2.OutputSpec()
+    mp4.CopyFrom(clipped)
+    mp4.ClearField("clip")
+    fmp4 = job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{subtitles / 'titled.mkv'}",
+        outputs=[
+            ladder(job_pb2.OUTPUT_TYPE_HLS, subtitles, hls=fmp4),
+            ladder(job_pb2.OUTPUT_TYPE_HLS, subtitles),
+            ladder(job_pb2.OUTPUT_TYPE_DASH, subtitles),
+            mp4,
+            clipped,
+        ],
+    )
+    started = time.monotonic()
+    job = server.job_stub().Create(request, metadata=auth).job
+    job = run_to_end(server, auth, job.id)
+    print(f"titled job: {time.monotonic() - started:.1f} s")
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, (job.error, [o.error for o in job.outputs])
+    return job
+
+
+def test_hls_ladders_carry_subtitle_renditions_aligned_to_the_video(titled_job):
+    for output in titled_job.outputs[:2]:
+        master = fetch(output.playback_url)
+        media = [attributes(line) for line in master.splitlines() if "TYPE=SUBTITLES" in line]
+        assert [(m["LANGUAGE"], m["NAME"], m["DEFAULT"]) for m in media] == [
+            ("en", "English", "YES"),
+            ("fr", "Français", "NO"),
+            ("es-419", "Spanish (CC)", "NO"),
+        ]
+        assert "public.accessibility.transcribes-spoken-dialog" in media[2]["CHARACTERISTICS"]
+        variants = [attributes(line) for line in master.splitlines() if "STREAM-INF" in line]
+        assert len(variants) == 2 and all(v["SUBTITLES"] == "subs" for v in variants)
+
+        # The video's own first timestamp, measured here, is what the map ties LOCAL 0 to.
+        video_playlist = fetch(output.playback_base_url + "v0/index.m3u8")
+        first = next(line for line in video_playlist.splitlines() if not line.startswith("#"))
+        init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', video_playlist)
+        segment = output.playback_base_url + "v0/" + first
+        if init:  # fMP4: the segment is read after its init segment
+            joined = Path(f"/tmp/kiln-text-{titled_job.id}.mp4")
+            joined.write_bytes(
+                urllib.request.urlopen(output.playback_base_url + "v0/" + init.group(1)).read()
+                + urllib.request.urlopen(segment).read()
+            )
+            segment = str(joined)
+        (start,) = probe(segment, "format=start_time")
+        french = fetch(output.playback_base_url + media[1]["URI"])
+        names = [line for line in french.splitlines() if line.endswith(".vtt")]
+        assert len(names) == 4  # the video's four 1 s segments
+        third = fetch(output.playback_base_url + "text_1/" + names[3])
+        mpegts = re.search(r"X-TIMESTAMP-MAP=MPEGTS:(\d+),LOCAL:00:00:00.000", third)
+        assert mpegts is not None, third
+        assert abs(int(mpegts.group(1)) - float(start[0]) * 90000) <= 1, (start, third)
+        assert "00:00:02.600 --> 00:00:03.800\nTrois secondes" in third
+        # Tags in a SubRip cue stay text: escaped, never markup a player interprets.
+        spanish = fetch(output.playback_base_url + "text_2/" + names[1])
+        assert '&lt;script&gt;alert("x")&lt;/script&gt; &amp; <b>negrita</b>' in spanish
+
+
+def test_mp4_carries_mov_text_tracks_and_vtt_sidecars(titled_job):
+    mp4 = titled_job.outputs[3]
+    streams = probe(
+        mp4.playback_url, "stream=codec_name:stream_tags=language", "-select_streams", "s"
+    )
+    assert streams == [["mov_text", "eng"], ["mov_text", "fra"], ["mov_text", "spa"]]
+    assert {f.path for f in mp4.files} >= {"text_1_fr.vtt", "text_2_es-419.vtt", "text_0_en.vtt"}
+    sidecar = fetch(mp4.playback_base_url + "text_1_fr.vtt")
+    assert "Bonjour &amp; bienvenue" in sidecar and cue_times(sidecar) == [(0.2, 1.5), (2.6, 3.8)]
+
+
+def test_a_clipped_output_shifts_and_cuts_its_cues(titled_job, tmp_path):
+    """Clipped to 1.0-3.5 s: each cue moves 1 s earlier and is cut at both ends (±1 frame),
+    in the sidecar and in the MP4's own track."""
+    clipped = titled_job.outputs[4]
+    expected = {
+        "text_0_en.vtt": [(0.0, 0.8), (1.5, 2.5)],
+        "text_1_fr.vtt": [(0.0, 0.5), (1.6, 2.5)],
+        "text_2_es-419.vtt": [(0.0, 1.0), (1.7, 2.5)],
+    }
+    for position, (name, cues) in enumerate(expected.items()):
+        inside = tmp_path / f"{position}.vtt"
+        # -copyts: the track's own times, on the file's timeline (the video starts at 0).
+        ffmpeg("-copyts", "-i", clipped.playback_url, "-map", f"0:s:{position}", str(inside))
+        for text in (fetch(clipped.playback_base_url + name), inside.read_text()):
+            found = cue_times(text)
+            assert len(found) == len(cues), (name, text)
+            for (start, end), (want_start, want_end) in zip(found, cues, strict=True):
+                assert abs(start - want_start) <= FRAME and abs(end - want_end) <= FRAME, text
+
+
+def test_dash_lists_text_adaptation_sets(titled_job):
+    dash = titled_job.outputs[2]
+    mpd = fetch(dash.playback_url)
+    sets = re.findall(r'<AdaptationSet[^>]*mimeType="text/vtt"[^>]*lang="([^"]+)"', mpd)
+    assert sets == ["en", "fr", "es-419"]
+    assert "Trois secondes" in fetch(dash.playback_base_url + "text_1_fr.vtt")
+
+
+@pytest.mark.slow
+def test_players_list_the_tracks_and_show_the_cue_at_three_seconds(titled_job, server, tmp_path):
+    require_browser("text tracks")
+    cases = [
+        {"name": name, "player": player, "url": output.playback_url, "textAt": 3.0}
+        for name, player, output in (
+            ("hls-fmp4", "hls", titled_job.outputs[0]),
+            ("hls-ts", "hls", titled_job.outputs[1]),
+            ("dash", "dash", titled_job.outputs[2]),
+        )
+    ]
+    with other_origin_site(tmp_path / "site") as site:
+        report = play_cases(
+            {"kiln": server.http_url, "playSeconds": 1.0, "cases": cases},
+            tmp_path / "cases.json",
+            site,
+        )
+    expected = [
+        ("en", "English at three seconds"),
+        ("fr", "Trois secondes"),
+        ("es-419", "Tres segundos"),
+    ]
+    for entry in report["results"]:
+        print(entry["name"], entry["textTracks"], entry["issues"])
+        assert entry["issues"] == [], entry
+        found = [(track["lang"], track["text"]) for track in entry["textTracks"]]
+        assert found == expected, entry["name"]
+        if entry["name"].startswith("hls"):
+            names = [track["name"] for track in entry["textTracks"]]
+            assert names == ["English", "Français", "Spanish (CC)"]
+
+
+# Bad text tracks.
+
+
+def job_ids(client: ConnectJsonClient) -> list[str]:
+    status, body = client.call("List", {"page_size": 100})
+    assert status == 200, body
+    return [job["id"] for job in body.get("jobs", [])]
+
+
+def _mp4(text_tracks: list[dict], kind: str = "OUTPUT_TYPE_MP4") -> dict:
+    video = [{"codec": "h264", "resolution": "160x90"}] if kind != "OUTPUT_TYPE_M4A" else []
+    return {"type": kind, "video": video, "text_tracks": text_tracks}
+
+
+SIDECAR = {"url": "file://{root}/subtitles/fr.vtt", "language": "fr"}
+
+
+@pytest.mark.parametrize(
+    ("output", "field", "fragment"),
+    [
+        (_mp4([SIDECAR] * 17), "outputs[0].text_tracks", "at most 16 text tracks"),
+        (
+            _mp4([{**SIDECAR, "language": "xx-YY"}]),
+            "outputs[0].text_tracks[0].language",
+            "'xx-YY' is not a known language",
+        ),
+        (
+            _mp4([{**SIDECAR, "url": "http://169.254.169.254/latest/subs.vtt"}]),
+            "outputs[0].text_tracks[0].url",
+            "169.254.169.254",
+        ),
+        (
+            _mp4([{**SIDECAR, "url": "file:///etc/subs.srt"}]),
+            "outputs[0].text_tracks[0].url",
+            "outside",
+        ),
+        (
+            _mp4([{**SIDECAR, "url": "file://{root}/subtitles/fr.txt"}]),
+            "outputs[0].text_tracks[0].format",
+            "set the format",
+        ),
+        (
+            _mp4([{**SIDECAR, "stream_index": 2}]),
+            "outputs[0].text_tracks[0]",
+            "exactly one of",
+        ),
+        (
+            _mp4([{**SIDECAR, "forced": True, "kind": "captions"}]),
+            "outputs[0].text_tracks[0].forced",
+            "SUBTITLES",
+        ),
+        (
+            _mp4([{**SIDECAR, "default": True}, {**SIDECAR, "name": "B", "default": True}]),
+            "outputs[0].text_tracks",
+            "at most one track may be the default",
+        ),
+        (_mp4([SIDECAR, SIDECAR]), "outputs[0].text_tracks[1].name", "give each its own"),
+        (_mp4([SIDECAR], "OUTPUT_TYPE_M4A"), "outputs[0].text_tracks", "not M4A"),
+        (
+            _mp4([{"origin_path": "subs/fr.vtt", "language": "fr"}]),
+            "outputs[0].text_tracks[0].origin_path",
+            "set input_origin_id",
+        ),
+    ],
+)
+def test_bad_text_tracks_are_refused_at_create(
+    server, api_key, media_root, output, field, fragment
+):
+    client = ConnectJsonClient(server.http_url, api_key)
+    before = job_ids(client)
+    output = {
+        **output,
+        "text_tracks": [
+            {k: v.format(root=media_root) if isinstance(v, str) else v for k, v in track.items()}
+            for track in output["text_tracks"]
+        ],
+    }
+    status, error = client.call(
+        "Create", {"input_url": f"file://{media_root / 'clip2s.mp4'}", "outputs": [output]}
+    )
+    assert status == 400, error
+    assert error["code"] == "invalid_argument"
+    violations = violations_from_connect(error)
+    assert fragment in violations.get(field, ""), violations
+    assert job_ids(client) == before  # nothing written, and the server still answers
+
+
+def test_a_stream_the_probe_did_not_find_rejects_the_job(server, auth, subtitles):
+    for track, fragment in (
+        (job_pb2.TextTrack(stream_index=7, language="en"), "no stream 7"),
+        (job_pb2.TextTrack(stream_index=0, language="en"), "stream 0 is video"),
+        (job_pb2.TextTrack(stream_language="de", language="de"), "in 'de'"),
+    ):
+        request = job_service_pb2.CreateRequest(
+            input_url=f"file://{subtitles / 'titled.mkv'}",
+            outputs=[
+                job_pb2.OutputSpec(
+                    type=job_pb2.OUTPUT_TYPE_MP4,
+                    video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+                    text_tracks=[track],
+                )
+            ],
+        )
+        job = server.job_stub().Create(request, metadata=auth).job
+        job = run_to_end(server, auth, job.id)
+        assert job.status == job_pb2.JOB_STATUS_REJECTED
+        assert job.error.code == "INPUT_TEXT_STREAM_NOT_FOUND"
+        assert job.error.message.startswith("outputs[0].text_tracks[0]: "), job.error.message
+        assert fragment in job.error.message and "2 (subrip, eng)" in job.error.message
+
+
+def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles):
+    """A text file that is no subtitle, SubRip with overlapping and with broken times, a file
+    over 10 MB: each output fails with its code before encoding; the good output completes."""
+    (subtitles / "notes.srt").write_text("Shopping list\nmilk, eggs\n")
+    (subtitles / "overlap.srt").write_text(
+        "1\n00:00:00,000 --> 00:00:02,000\na\n\n2\n00:00:01,000 --> 00:00:03,000\nb\n"
+    )
+    (subtitles / "backwards.srt").write_text("1\n00:00:02,000 --> 00:00:01,000\nback\n")
+    with (subtitles / "huge.vtt").open("w") as huge:
+        huge.write("WEBVTT\n\n")
+        huge.write(("00:00:00.000 --> 00:00:01.000\n" + "x" * 990 + "\n\n") * 10_600)
+    cases = {
+        "notes.srt": ("TEXT_TRACK_INVALID", "is not SubRip: block 1 has no timing line"),
+        "overlap.srt": ("TEXT_TRACK_INVALID", "cue 2 starts at 1.000 s, before cue 1 ends"),
+        "backwards.srt": ("TEXT_TRACK_INVALID", "cue 1 ends (1.000 s) before it starts"),
+        "huge.vtt": ("TEXT_TRACK_TOO_LARGE", "larger than 10 MB"),
+        "fr.vtt": ("", ""),
+    }
+
+    def output(name: str) -> job_pb2.OutputSpec:
+        return job_pb2.OutputSpec(
+            type=job_pb2.OUTPUT_TYPE_MP4,
+            video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+            text_tracks=[job_pb2.TextTrack(url=f"file://{subtitles / name}", language="fr")],
+        )
+
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{subtitles / 'titled.mkv'}", outputs=[output(name) for name in cases]
+    )
+    job = server.job_stub().Create(request, metadata=auth).job
+    job = run_to_end(server, auth, job.id)
+    assert job.status == job_pb2.JOB_STATUS_PARTIAL
+    for result, (code, fragment) in zip(job.outputs, cases.values(), strict=True):
+        if not code:
+            assert result.status == job_pb2.OUTPUT_STATUS_COMPLETED
+            continue
+        assert result.status == job_pb2.OUTPUT_STATUS_FAILED
+        assert result.error.code == code and fragment in result.error.message, result.error
+        assert result.error.message.startswith("text_tracks[0]: "), result.error
+        assert not result.error.retryable and not result.files
