@@ -70,6 +70,7 @@ _BIBLIOGRAPHIC = {
     "tib": "bod",
     "wel": "cym",
 }
+_TERMINOLOGY_TO_BIBLIOGRAPHIC = {t: b for b, t in _BIBLIOGRAPHIC.items()}
 UNDETERMINED = "und"
 
 
@@ -78,6 +79,12 @@ class Language:
     # ISO 639-2/T, what MP4 and Matroska store.
     iso639_2: str
     english_name: str
+
+    @property
+    def iso639_2_bibliographic(self) -> str:
+        """The ISO 639-2/B spelling ("ger" for "deu"): what FFmpeg's MOV muxer maps to
+        QuickTime's language codes (it knows no /T spelling that differs)."""
+        return _TERMINOLOGY_TO_BIBLIOGRAPHIC.get(self.iso639_2, self.iso639_2)
 
 
 def _rows() -> dict[str, Language]:

@@ -20,6 +20,7 @@ from worker.media.errors import TEXT_TRACK_INVALID, MediaError
 # Markup kept as markup: what SubRip and WebVTT share.
 _KEPT_TAG = re.compile(r"</?[biu]>")
 _TAG = re.compile(r"<[^<>]*>")
+_FONT_TAG = re.compile(r"</?font(?:\s[^<>]*)?>", re.IGNORECASE)
 # HH:MM:SS,mmm (SubRip; "." accepted, as many tools write it) and [HH:]MM:SS.mmm (WebVTT).
 _SRT_TIME = r"(\d{1,3}):([0-5]\d):([0-5]\d)[,.](\d{3})"
 _VTT_TIME = r"(?:(\d{1,3}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
@@ -110,11 +111,12 @@ def _checked_cues(cues: list[Cue], what: str, *, overlaps_allowed: bool) -> list
     return cues
 
 
-def parse_srt(text: str, what: str, *, overlaps_allowed: bool = False) -> list[Cue]:
+def parse_srt(text: str, what: str, *, converted: bool = False) -> list[Cue]:
     """SubRip: blocks of a counter, a timing line and text lines, separated by blank lines.
     Times must be well formed, cues in order and, in a file given as SubRip, not overlapping
-    (SubRip has no way to place two cues apart). FFmpeg's SubRip of an ASS file or a stream
-    may overlap: overlaps_allowed."""
+    (SubRip has no way to place two cues apart). `converted`: SubRip that FFmpeg made of an ASS
+    file or a stream, whose cues may overlap and whose <font> tags are FFmpeg's rendering of
+    styles (dropped, not shown as text)."""
     cues: list[Cue] = []
     for block_number, block in enumerate(re.split(r"\n[ \t]*\n", text.strip()), start=1):
         lines = block.split("\n")
@@ -130,6 +132,8 @@ def parse_srt(text: str, what: str, *, overlaps_allowed: bool = False) -> list[C
             )
         groups = timing.groups()
         body = "\n".join(line.rstrip() for line in lines[1:]).strip()
+        if converted:
+            body = _FONT_TAG.sub("", body)
         cues.append(
             Cue(
                 _seconds(*groups[:4]),
@@ -137,7 +141,7 @@ def parse_srt(text: str, what: str, *, overlaps_allowed: bool = False) -> list[C
                 escape_text(body[:MAX_CUE_CHARACTERS]),
             )
         )
-    return _checked_cues(cues, what, overlaps_allowed=overlaps_allowed)
+    return _checked_cues(cues, what, overlaps_allowed=converted)
 
 
 def parse_webvtt(text: str, what: str) -> list[Cue]:

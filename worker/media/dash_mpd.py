@@ -102,6 +102,21 @@ def _expand_template(pattern: str, representation_id: str, number: int) -> str:
     return _NUMBER_TEMPLATE.sub(lambda match: f"{number:0{int(match.group(1) or 1)}d}", named)
 
 
+def first_video_segment(manifest: Path) -> tuple[Path, Path] | None:
+    """(init segment, first media segment) of the MPD's first video representation."""
+    root = ElementTree.fromstring(manifest.read_text("utf-8"))
+    for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
+        if adaptation_set.get("contentType") != "video":
+            continue
+        shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+        for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
+            template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+            template = template if template is not None else shared_template
+            if template is not None:
+                return _first_dash_segment(manifest.parent, template, representation.get("id", ""))
+    return None
+
+
 def _first_dash_segment(
     folder: Path, template: ElementTree.Element, representation_id: str
 ) -> tuple[Path, Path]:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from common.languages import language_of
 from worker.media.atomic_write import replace_text
 from worker.media.codec_strings import probe_streams
 from worker.media.cues import Cue, segment_webvtt, webvtt_text
+from worker.media.dash_mpd import first_video_segment
 from worker.media.errors import ENCODE_FAILED, MediaError
 from worker.media.hls_master import parse_attributes, read_media_playlist
 from worker.media.probe import ffprobe_float
@@ -51,9 +53,8 @@ MPEG_TICKS = 90_000
 class PreparedTrack:
     # Position in OutputSpec.text_tracks.
     position: int
+    # BCP 47, as asked (HLS LANGUAGE, DASH @lang); containers store its ISO 639-2 code.
     language: str
-    # ISO 639-2/T, what MP4 and Matroska store.
-    iso639_2: str
     name: str
     default: bool
     forced: bool
@@ -93,17 +94,24 @@ def progressive_text_args(
     outputs += ["-c:s", codec]
     for number, track in enumerate(tracks):
         flags = [flag for flag, on in (("default", track.default), ("forced", track.forced)) if on]
-        outputs += [f"-metadata:s:s:{number}", f"language={track.iso639_2}"]
+        language = language_of(track.language)
+        # QuickTime's own language codes are found by the bibliographic spelling.
+        code = (
+            language.iso639_2_bibliographic
+            if output_type == OutputType.OUTPUT_TYPE_MOV
+            else language.iso639_2
+        )
+        outputs += [f"-metadata:s:s:{number}", f"language={code}"]
         outputs += [f"-metadata:s:s:{number}", f"title={track.name}"]
         outputs += [f"-disposition:s:{number}", "+".join(flags) or "0"]
     return inputs, outputs
 
 
-async def write_sidecars(out_dir: Path, tracks: list[PreparedTrack]) -> None:
-    """Each track as a whole .vtt in the output's folder."""
+async def write_sidecars(out_dir: Path, tracks: list[PreparedTrack], shift: float = 0.0) -> None:
+    """Each track as a whole .vtt in the output's folder, its cues `shift` seconds later."""
     for track in tracks:
-        text = webvtt_text(track.cues)
-        await asyncio.to_thread(replace_text, out_dir / track.sidecar_name, text)
+        cues = [Cue(cue.start + shift, cue.end + shift, cue.text) for cue in track.cues]
+        await asyncio.to_thread(replace_text, out_dir / track.sidecar_name, webvtt_text(cues))
 
 
 async def add_hls_text_renditions(master: Path, tracks: list[PreparedTrack]) -> None:
@@ -143,12 +151,13 @@ def _first_variant_uri(lines: list[str], master: Path) -> str:
 
 
 async def _first_timestamp(init_segment: Path | None, segment: Path) -> int:
-    """Where the video's first segment starts on the media's own clock, in 90 kHz ticks:
-    MPEG-TS starts its timestamps later than 0 (FFmpeg's muxer delay), fMP4 at 0."""
+    """Where the video's first picture is shown on the media's own clock, in 90 kHz ticks: the
+    instant the text's 0 belongs to. MPEG-TS starts its timestamps later than 0 (FFmpeg's muxer
+    delay); the dash muxer's CMAF shifts B-frame video by its reordering delay; HLS fMP4 starts
+    at 0."""
     streams = await probe_streams(init_segment, segment)
-    starts = [ffprobe_float(each.get("start_time")) for each in streams if "start_time" in each]
-    first = min(starts, default=0.0)
-    return max(0, round(first * MPEG_TICKS))
+    video = [each for each in streams if each.get("codec_type") == "video"] or streams
+    return max(0, round(ffprobe_float(video[0].get("start_time")) * MPEG_TICKS))
 
 
 def _write_rendition(
@@ -209,10 +218,16 @@ def _dash_role(track: PreparedTrack) -> str:
 
 async def add_dash_text_sets(manifest: Path, tracks: list[PreparedTrack]) -> None:
     """One text AdaptationSet per track in the MPD's period: the whole track as a WebVTT
-    sidecar (dash.js and Shaka read text/vtt this way), written beside the manifest."""
+    sidecar (dash.js and Shaka read text/vtt this way), written beside the manifest.
+
+    A sidecar's cue times are period times, and the dash muxer shifts B-frame video so its
+    first decode time is 0: its first picture shows a reordering delay later. The cues are
+    shifted by that same delay, so they stay with the pictures they belong to."""
     if not tracks:
         return
-    await write_sidecars(manifest.parent, tracks)
+    first = await asyncio.to_thread(first_video_segment, manifest)
+    shift = 0.0 if first is None else await _first_timestamp(*first) / MPEG_TICKS
+    await write_sidecars(manifest.parent, tracks, shift)
     text = await asyncio.to_thread(manifest.read_text, "utf-8")
     sets = []
     for number, track in enumerate(tracks):

@@ -67,7 +67,6 @@ async def prepare_text_tracks(
             PreparedTrack(
                 position=position,
                 language=track.language,
-                iso639_2=language_of(track.language).iso639_2,
                 name=_display_name(track),
                 default=track.default,
                 forced=track.forced,
@@ -169,4 +168,4 @@ async def _converted_cues(
     text = await asyncio.to_thread(target.read_text, "utf-8", errors="replace")
     if not text.strip():
         return []  # a stream without cues: an empty track, as the source has it
-    return parse_srt(text, what, overlaps_allowed=True)
+    return parse_srt(text, what, converted=True)
