@@ -1,6 +1,6 @@
 """Subtitles and captions through a running server: a 4 s clip with an embedded SubRip track plus
-a French WebVTT and a Spanish SubRip sidecar, made into HLS fMP4 and TS ladders, DASH and MP4s
-(one clipped), checked from what the server serves (playlists, segments, ffprobe) and played by
+a French WebVTT and a Spanish SubRip sidecar, made into HLS fMP4 and TS ladders, CMAF (HLS and
+DASH over one set of segments) and MP4s (one clipped), checked from what the server serves (playlists, segments, ffprobe) and played by
 hls.js and dash.js in Chromium; bad text tracks refused at Create, after probing, or by the
 worker, each with its own code and nothing else affected. One cluster for the module."""
 
@@ -137,7 +137,7 @@ def attributes(line: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def titled_job(server, auth, subtitles) -> job_pb2.Job:
-    """One job: HLS fMP4, HLS TS, DASH, an MP4 and an MP4 clipped to 1.0-3.5 s."""
+    """One job: HLS fMP4, HLS TS, CMAF, an MP4 and an MP4 clipped to 1.0-3.5 s."""
     clipped = job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,
         video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
@@ -153,7 +153,7 @@ def titled_job(server, auth, subtitles) -> job_pb2.Job:
         outputs=[
             ladder(job_pb2.OUTPUT_TYPE_HLS, subtitles, hls=fmp4),
             ladder(job_pb2.OUTPUT_TYPE_HLS, subtitles),
-            ladder(job_pb2.OUTPUT_TYPE_DASH, subtitles),
+            ladder(job_pb2.OUTPUT_TYPE_CMAF, subtitles),
             mp4,
             clipped,
         ],
@@ -166,8 +166,31 @@ def titled_job(server, auth, subtitles) -> job_pb2.Job:
     return job
 
 
+def first_video_timestamp(base_url: str, playlist: str, folder: str) -> float:
+    """Where the video's first picture shows on the media's clock, read by ffprobe from the
+    first segment of `playlist` (joined to its init segment for fMP4)."""
+    text = fetch(base_url + playlist)
+    first = next(line for line in text.splitlines() if not line.startswith("#"))
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', text)
+    segment = base_url + folder + first
+    if init:
+        joined = Path(f"/tmp/kiln-text-{abs(hash(base_url))}.mp4")
+        with (
+            urllib.request.urlopen(base_url + folder + init.group(1)) as head,
+            urllib.request.urlopen(segment) as body,
+        ):
+            joined.write_bytes(head.read() + body.read())
+        segment = str(joined)
+    # MPEG-TS lists its video stream twice (in its program too).
+    starts = {row[0] for row in probe(segment, "stream=start_time", "-select_streams", "v")}
+    assert len(starts) == 1, (playlist, starts)
+    return float(starts.pop())
+
+
 def test_hls_ladders_carry_subtitle_renditions_aligned_to_the_video(titled_job):
-    for output in titled_job.outputs[:2]:
+    for output, playlist in zip(
+        titled_job.outputs[:3], ("v0/index.m3u8", "v0/index.m3u8", "media_0.m3u8"), strict=True
+    ):
         master = fetch(output.playback_url)
         media = [attributes(line) for line in master.splitlines() if "TYPE=SUBTITLES" in line]
         assert [(m["LANGUAGE"], m["NAME"], m["DEFAULT"]) for m in media] == [
@@ -180,25 +203,15 @@ def test_hls_ladders_carry_subtitle_renditions_aligned_to_the_video(titled_job):
         assert len(variants) == 2 and all(v["SUBTITLES"] == "subs" for v in variants)
 
         # The video's own first timestamp, measured here, is what the map ties LOCAL 0 to.
-        video_playlist = fetch(output.playback_base_url + "v0/index.m3u8")
-        first = next(line for line in video_playlist.splitlines() if not line.startswith("#"))
-        init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', video_playlist)
-        segment = output.playback_base_url + "v0/" + first
-        if init:  # fMP4: the segment is read after its init segment
-            joined = Path(f"/tmp/kiln-text-{titled_job.id}.mp4")
-            joined.write_bytes(
-                urllib.request.urlopen(output.playback_base_url + "v0/" + init.group(1)).read()
-                + urllib.request.urlopen(segment).read()
-            )
-            segment = str(joined)
-        (start,) = probe(segment, "format=start_time")
+        folder = playlist.rpartition("/")[0] + "/" if "/" in playlist else ""
+        start = first_video_timestamp(output.playback_base_url, playlist, folder)
         french = fetch(output.playback_base_url + media[1]["URI"])
         names = [line for line in french.splitlines() if line.endswith(".vtt")]
         assert len(names) == 4  # the video's four 1 s segments
         third = fetch(output.playback_base_url + "text_1/" + names[3])
         mpegts = re.search(r"X-TIMESTAMP-MAP=MPEGTS:(\d+),LOCAL:00:00:00.000", third)
         assert mpegts is not None, third
-        assert abs(int(mpegts.group(1)) - float(start[0]) * 90000) <= 1, (start, third)
+        assert abs(int(mpegts.group(1)) - start * 90000) <= 1, (start, third)
         assert "00:00:02.600 --> 00:00:03.800\nTrois secondes" in third
         # Tags in a SubRip cue stay text: escaped, never markup a player interprets.
         spanish = fetch(output.playback_base_url + "text_2/" + names[1])
@@ -236,12 +249,18 @@ def test_a_clipped_output_shifts_and_cuts_its_cues(titled_job, tmp_path):
                 assert abs(start - want_start) <= FRAME and abs(end - want_end) <= FRAME, text
 
 
-def test_dash_lists_text_adaptation_sets(titled_job):
-    dash = titled_job.outputs[2]
-    mpd = fetch(dash.playback_url)
+def test_dash_text_adaptation_sets_follow_the_pictures(titled_job):
+    """The CMAF output's MPD lists a text/vtt set per track; the sidecar's cues are period
+    times, so they are as late as the dash muxer's first picture (its B-frame delay)."""
+    cmaf = titled_job.outputs[2]
+    mpd = fetch(cmaf.playback_base_url + "manifest.mpd")
     sets = re.findall(r'<AdaptationSet[^>]*mimeType="text/vtt"[^>]*lang="([^"]+)"', mpd)
     assert sets == ["en", "fr", "es-419"]
-    assert "Trois secondes" in fetch(dash.playback_base_url + "text_1_fr.vtt")
+    delay = first_video_timestamp(cmaf.playback_base_url, "media_0.m3u8", "")
+    assert 0 < delay < 0.5
+    french = cue_times(fetch(cmaf.playback_base_url + "text_1_fr.vtt"))
+    for (start, end), (want_start, want_end) in zip(french, [(0.2, 1.5), (2.6, 3.8)], strict=True):
+        assert abs(start - want_start - delay) < 0.002 and abs(end - want_end - delay) < 0.002
 
 
 @pytest.mark.slow
@@ -252,9 +271,10 @@ def test_players_list_the_tracks_and_show_the_cue_at_three_seconds(titled_job, s
         for name, player, output in (
             ("hls-fmp4", "hls", titled_job.outputs[0]),
             ("hls-ts", "hls", titled_job.outputs[1]),
-            ("dash", "dash", titled_job.outputs[2]),
         )
     ]
+    cmaf_mpd = titled_job.outputs[2].playback_base_url + "manifest.mpd"
+    cases.append({"name": "cmaf-dash", "player": "dash", "url": cmaf_mpd, "textAt": 3.0})
     with other_origin_site(tmp_path / "site") as site:
         report = play_cases(
             {"kiln": server.http_url, "playSeconds": 1.0, "cases": cases},

@@ -13,6 +13,11 @@ from worker.media.errors import MediaError
 from worker.media.text_tracks import PreparedTrack, progressive_text_args
 
 
+def test_font_tags_ffmpeg_writes_for_styles_are_dropped_from_converted_subrip():
+    converted = '1\n00:00:00,500 --> 00:00:01,500\n<font size="20"><b>Hallo</b> Welt</font>\n'
+    assert parse_srt(converted, "t", converted=True) == [Cue(0.5, 1.5, "<b>Hallo</b> Welt")]
+
+
 def test_srt_cue_text_stays_text_except_b_i_u():
     (cue,) = parse_srt(
         '1\n00:00:01,000 --> 00:00:02,500\n<script>alert("x")</script> & <i>it</i>\n', "t"
@@ -70,11 +75,14 @@ def test_language_tags():
 
 
 def test_progressive_tracks_are_extra_inputs_with_language_and_disposition(tmp_path):
-    track = PreparedTrack(0, "fr", "fra", "Français", True, False, False, [], tmp_path / "0.vtt")
+    track = PreparedTrack(0, "fr", "Français", True, False, False, [], tmp_path / "0.vtt")
     inputs, outputs = progressive_text_args([track], job_pb2.OUTPUT_TYPE_MP4, 1)
     assert inputs == ["-f", "webvtt", "-i", str(tmp_path / "0.vtt")]
     assert outputs[:4] == ["-map", "1:0", "-c:s", "mov_text"]
     assert "language=fra" in outputs and outputs[-2:] == ["-disposition:s:0", "default"]
+    # QuickTime's language table is keyed by the bibliographic codes.
+    _, outputs = progressive_text_args([track], job_pb2.OUTPUT_TYPE_MOV, 1)
+    assert "language=fre" in outputs
 
 
 def _info(*streams: job_pb2.StreamInfo) -> job_pb2.InputInfo:
