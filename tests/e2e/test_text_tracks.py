@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
+from tests.http_origins import Origin, send
 from tests.support.browser import require_browser
 from tests.support.players import other_origin_site, play_cases
 from tests.support.violations import violations_from_connect
 
+from .cluster import Cluster
 from .connect_json import ConnectJsonClient
 from .jobs import run_to_end
 
@@ -56,6 +58,50 @@ def backend_url(sqlite_backend_url):
     return sqlite_backend_url
 
 
+# The Spanish sidecar comes from this host over http, through the worker's egress proxy;
+# 127.0.0.1 plays an internal service no sidecar may reach.
+ALLOWED = "127.0.0.2"
+
+
+@pytest.fixture(scope="module")
+def cluster(backend_url, tmp_path_factory, media_root):
+    cluster = Cluster(
+        backend_url,
+        tmp_path_factory.mktemp("cluster"),
+        media_root,
+        settings={"KILN_INPUT_ALLOW_HOSTS": ALLOWED},
+    )
+    try:
+        cluster.start_worker(cluster.start_server(), concurrency=2)
+        yield cluster
+    except Exception:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def serving(host: str, path: str, body: bytes) -> Origin:
+    origin = Origin(host)
+    origin.routes[path] = lambda handler, _: send(handler, 200, body, "text/plain")
+    return origin
+
+
+@pytest.fixture(scope="module")
+def subtitle_host():
+    origin = serving(ALLOWED, "/es.srt", SPANISH_SRT.encode())
+    yield origin
+    origin.close()
+
+
+@pytest.fixture
+def internal():
+    """A service behind the trust boundary that would answer: a leak would succeed."""
+    origin = serving("127.0.0.1", "/fr.vtt", FRENCH_VTT.encode())
+    yield origin
+    origin.close()
+
+
 @pytest.fixture(scope="module")
 def auth(api_key):
     return (("authorization", f"Bearer {api_key}"),)
@@ -84,19 +130,19 @@ def subtitles(media_root) -> Path:
     return folder
 
 
-def tracks(folder: Path) -> list[job_pb2.TextTrack]:
+def tracks(folder: Path, spanish_url: str) -> list[job_pb2.TextTrack]:
     return [
         job_pb2.TextTrack(stream_language="eng", language="en", default=True),
         job_pb2.TextTrack(url=f"file://{folder / 'fr.vtt'}", language="fr", name="Français"),
         job_pb2.TextTrack(
-            url=f"file://{folder / 'es.srt'}",
+            url=spanish_url,
             language="es-419",
             kind=job_pb2.TEXT_TRACK_KIND_CAPTIONS,
         ),
     ]
 
 
-def ladder(output_type, folder: Path, **fields) -> job_pb2.OutputSpec:
+def ladder(output_type, text_tracks: list[job_pb2.TextTrack], **fields) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=output_type,
         video=[
@@ -104,7 +150,7 @@ def ladder(output_type, folder: Path, **fields) -> job_pb2.OutputSpec:
             for size in ("160x90", "128x72")
         ],
         segments=job_pb2.SegmentSpec(duration_seconds=1),
-        text_tracks=tracks(folder),
+        text_tracks=text_tracks,
         **fields,
     )
 
@@ -136,13 +182,14 @@ def attributes(line: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def titled_job(server, auth, subtitles) -> job_pb2.Job:
+def titled_job(server, auth, subtitles, subtitle_host) -> job_pb2.Job:
     """One job: HLS fMP4, HLS TS, CMAF, an MP4 and an MP4 clipped to 1.0-3.5 s."""
+    text_tracks = tracks(subtitles, subtitle_host.url("/es.srt"))
     clipped = job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,
         video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
         clip=job_pb2.ClipSpec(start_seconds=1.0, duration_seconds=2.5),
-        text_tracks=tracks(subtitles),
+        text_tracks=text_tracks,
     )
     mp4 = job_pb2.OutputSpec()
     mp4.CopyFrom(clipped)
@@ -151,9 +198,9 @@ def titled_job(server, auth, subtitles) -> job_pb2.Job:
     request = job_service_pb2.CreateRequest(
         input_url=f"file://{subtitles / 'titled.mkv'}",
         outputs=[
-            ladder(job_pb2.OUTPUT_TYPE_HLS, subtitles, hls=fmp4),
-            ladder(job_pb2.OUTPUT_TYPE_HLS, subtitles),
-            ladder(job_pb2.OUTPUT_TYPE_CMAF, subtitles),
+            ladder(job_pb2.OUTPUT_TYPE_HLS, text_tracks, hls=fmp4),
+            ladder(job_pb2.OUTPUT_TYPE_HLS, text_tracks),
+            ladder(job_pb2.OUTPUT_TYPE_CMAF, text_tracks),
             mp4,
             clipped,
         ],
@@ -407,9 +454,11 @@ def test_a_stream_the_probe_did_not_find_rejects_the_job(server, auth, subtitles
         assert fragment in job.error.message and "2 (subrip, eng)" in job.error.message
 
 
-def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles):
+def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles, internal):
     """A text file that is no subtitle, SubRip with overlapping and with broken times, a file
-    over 10 MB: each output fails with its code before encoding; the good output completes."""
+    over 10 MB, a host name that resolves to a private address (which Create does not resolve:
+    the worker's egress proxy refuses it, and the service there never hears of it): each output
+    fails with its code before encoding; the good output completes."""
     (subtitles / "notes.srt").write_text("Shopping list\nmilk, eggs\n")
     (subtitles / "overlap.srt").write_text(
         "1\n00:00:00,000 --> 00:00:02,000\na\n\n2\n00:00:01,000 --> 00:00:03,000\nb\n"
@@ -423,14 +472,16 @@ def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles):
         "overlap.srt": ("TEXT_TRACK_INVALID", "cue 2 starts at 1.000 s, before cue 1 ends"),
         "backwards.srt": ("TEXT_TRACK_INVALID", "cue 1 ends (1.000 s) before it starts"),
         "huge.vtt": ("TEXT_TRACK_TOO_LARGE", "larger than 10 MB"),
+        f"http://localhost:{internal.port}/fr.vtt": ("INPUT_REFUSED", "input refused: "),
         "fr.vtt": ("", ""),
     }
 
     def output(name: str) -> job_pb2.OutputSpec:
+        url = name if name.startswith("http") else f"file://{subtitles / name}"
         return job_pb2.OutputSpec(
             type=job_pb2.OUTPUT_TYPE_MP4,
             video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
-            text_tracks=[job_pb2.TextTrack(url=f"file://{subtitles / name}", language="fr")],
+            text_tracks=[job_pb2.TextTrack(url=url, language="fr")],
         )
 
     request = job_service_pb2.CreateRequest(
@@ -445,5 +496,7 @@ def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles):
             continue
         assert result.status == job_pb2.OUTPUT_STATUS_FAILED
         assert result.error.code == code and fragment in result.error.message, result.error
-        assert result.error.message.startswith("text_tracks[0]: "), result.error
+        if code != "INPUT_REFUSED":
+            assert result.error.message.startswith("text_tracks[0]: "), result.error
         assert not result.error.retryable and not result.files
+    assert internal.log == []
