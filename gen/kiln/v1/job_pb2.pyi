@@ -386,7 +386,7 @@ class OutputSpec(_message.Message):
     def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ..., text_tracks: _Optional[_Iterable[_Union[TextTrack, _Mapping]]] = ...) -> None: ...
 
 class TextTrack(_message.Message):
-    __slots__ = ("url", "origin_path", "stream_index", "stream_language", "format", "language", "name", "default", "forced", "kind")
+    __slots__ = ("url", "origin_path", "stream_index", "stream_language", "format", "language", "name", "default", "forced", "kind", "burn_in")
     URL_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_PATH_FIELD_NUMBER: _ClassVar[int]
     STREAM_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -397,6 +397,7 @@ class TextTrack(_message.Message):
     DEFAULT_FIELD_NUMBER: _ClassVar[int]
     FORCED_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    BURN_IN_FIELD_NUMBER: _ClassVar[int]
     url: str
     origin_path: str
     stream_index: int
@@ -407,7 +408,8 @@ class TextTrack(_message.Message):
     default: bool
     forced: bool
     kind: TextTrackKind
-    def __init__(self, url: _Optional[str] = ..., origin_path: _Optional[str] = ..., stream_index: _Optional[int] = ..., stream_language: _Optional[str] = ..., format: _Optional[_Union[TextTrackFormat, str]] = ..., language: _Optional[str] = ..., name: _Optional[str] = ..., default: _Optional[bool] = ..., forced: _Optional[bool] = ..., kind: _Optional[_Union[TextTrackKind, str]] = ...) -> None: ...
+    burn_in: bool
+    def __init__(self, url: _Optional[str] = ..., origin_path: _Optional[str] = ..., stream_index: _Optional[int] = ..., stream_language: _Optional[str] = ..., format: _Optional[_Union[TextTrackFormat, str]] = ..., language: _Optional[str] = ..., name: _Optional[str] = ..., default: _Optional[bool] = ..., forced: _Optional[bool] = ..., kind: _Optional[_Union[TextTrackKind, str]] = ..., burn_in: _Optional[bool] = ...) -> None: ...
 
 class VariantQuality(_message.Message):
     __slots__ = ("variant_index", "width", "height", "ssim", "psnr_db")
