@@ -70,6 +70,8 @@ def check_text_tracks(
         )
     if sum(track.default for track in tracks) > 1:
         bad(f"{path}.text_tracks", "at most one track may be the default")
+    if sum(track.burn_in for track in tracks) > 1:
+        bad(f"{path}.text_tracks", "at most one track may be burned in")
     names: dict[str, int] = {}
     for index, track in enumerate(tracks):
         where = f"{path}.text_tracks[{index}]"
@@ -80,6 +82,8 @@ def check_text_tracks(
             bad(f"{where}.kind", f"unknown kind {track.kind}")
         elif track.forced and track.kind == K.TEXT_TRACK_KIND_CAPTIONS:
             bad(f"{where}.forced", "forced applies to SUBTITLES, not CAPTIONS")
+        if track.burn_in and track.default:
+            bad(f"{where}.default", "a burned-in track is part of the picture, not a track to pick")
         if len(track.name) > MAX_NAME:
             bad(f"{where}.name", f"at most {MAX_NAME} characters")
         elif '"' in track.name:
@@ -187,7 +191,7 @@ def _stream_problem(
         return job_pb2.JobError(
             code="INPUT_IMAGE_SUBTITLES",
             message=f"{where}: stream {stream.index} is {stream.codec}, subtitles drawn as "
-            "pictures, which cannot become a text track",
+            "pictures, which cannot become a text track (nor be burned in by this server)",
         )
     if stream.codec not in TEXT_SUBTITLE_CODECS:
         return job_pb2.JobError(

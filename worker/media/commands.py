@@ -27,7 +27,7 @@ from worker.media.overlays import OverlayDrawing
 from worker.media.plan import CommandPlan
 from worker.media.progressive import build_progressive_command
 from worker.media.stream_copy import build_stream_copy_command
-from worker.media.text_tracks import PreparedTrack
+from worker.media.text_tracks import PreparedTrack, carried
 
 OutputType = job_pb2.OutputType
 
@@ -67,7 +67,8 @@ def build_command(
     plan = _build(
         input_path, spec, info, out_dir, ffmpeg, extra_inputs, loudness, overlays, text_tracks
     )
-    plan.text_tracks = list(text_tracks)
+    # A burned-in track is in the picture: finalize writes only the carried ones.
+    plan.text_tracks = carried(list(text_tracks))
     return plan
 
 
@@ -134,6 +135,7 @@ def _build(
             ffmpeg=ffmpeg,
             loudness=loudness,
             overlays=overlays,
+            text_tracks=list(text_tracks),
         )
     picture_builders = (
         (STILL_IMAGES, build_thumbnail_command),

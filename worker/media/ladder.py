@@ -30,6 +30,7 @@ from worker.media.ladder_rungs import LadderRung, plan_rungs
 from worker.media.loudness import SecondPass
 from worker.media.overlays import Frame, OverlayDrawing
 from worker.media.plan import COMMON_FLAGS, CommandPlan, LadderPackaging
+from worker.media.text_tracks import PreparedTrack, burned_in_filter
 from worker.media.timing import clip_window, input_args, seconds_arg
 
 VideoCodec = job_pb2.VideoCodec
@@ -80,8 +81,11 @@ def build_ladder_command(
     ffmpeg: str = "ffmpeg",
     loudness: SecondPass | None = None,
     overlays: OverlayDrawing | None = None,
+    text_tracks: list[PreparedTrack] | None = None,
 ) -> CommandPlan:
-    """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process."""
+    """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process.
+    A burned-in text track is drawn into each rung after its scaler (the carried ones are
+    written by finalize)."""
     container = LADDER_CONTAINERS.get(spec.type)
     if container is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not an adaptive streaming type")
@@ -116,7 +120,13 @@ def build_ladder_command(
         argv += overlays.input_args()
     if spec.clip.duration_seconds > 0:
         argv += ["-t", seconds_arg(duration)]
-    graph = ladder_filter_graph(video.index, rungs, display_aspect(video), overlays)
+    graph = ladder_filter_graph(
+        video.index,
+        rungs,
+        display_aspect(video),
+        overlays,
+        burned_in_filter(text_tracks or []),
+    )
     argv += ["-filter_complex", graph]
     for position in range(len(rungs)):
         argv += ["-map", f"[v{position}]"]
@@ -186,9 +196,11 @@ def ladder_filter_graph(
     rungs: list[LadderRung],
     aspect: str,
     overlays: OverlayDrawing | None = None,
+    burn_in: str | None = None,
 ) -> str:
     """Decode once, split into one branch per rung, and scale each to [v0], [v1], ...;
-    overlays, when given, are drawn on each rung at its own size after scaling.
+    burned-in text (`burn_in`, a subtitles filter) and then overlays, when given, are drawn
+    on each rung at its own size after scaling.
 
     setdar instead of setsar=1: even sizes cannot always keep the source aspect exactly (240p of
     16:9 is 426.67 wide), and the DASH muxer refuses an adaptation set whose representations
@@ -205,6 +217,8 @@ def ladder_filter_graph(
         # audio (and drops pictures before 0), so every rendition starts at 0 like the audio.
         steps = [f"fps={frame_rate_arg(rung.frame_rate)}:start_time=0"]
         steps += [f"scale={rung.width}:{rung.height}", f"setdar={aspect}"]
+        # Burned-in text is drawn at each rung's own size, so it stays sharp on every rung.
+        steps += [burn_in] if burn_in else []
         scaled = f"[v{position}]" if overlays is None else f"[scaled{position}]"
         branches.append(f"{inlet}{','.join(steps)}{scaled}")
     if overlays is not None:

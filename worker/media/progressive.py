@@ -18,7 +18,12 @@ from worker.media.geometry import default_stream, output_dimensions
 from worker.media.loudness import SecondPass
 from worker.media.overlays import OverlayDrawing, one_variant_video
 from worker.media.plan import COMMON_FLAGS, CommandPlan
-from worker.media.text_tracks import PreparedTrack, progressive_text_args
+from worker.media.text_tracks import (
+    PreparedTrack,
+    burned_in_filter,
+    carried,
+    progressive_text_args,
+)
 from worker.media.timing import clip_window, input_args, seconds_arg
 
 VideoCodec = job_pb2.VideoCodec
@@ -68,14 +73,14 @@ def build_progressive_command(
     width, height = output_dimensions(variant, video, index=0, notes=notes)
     output = out_dir / container.file_name
 
-    scaling = _video_filter(variant.fps, width, height)
+    scaling = _video_filter(variant.fps, width, height, burned_in_filter(text_tracks or []))
     images, video_map, video_filter = one_variant_video(
         overlays, video.index, scaling, width, height
     )
-    # The text tracks' WebVTT files are the inputs after the overlays' images.
+    # The carried text tracks' WebVTT files are the inputs after the overlays' images.
     first_text_input = 1 + images.count("-i")
     text_inputs, text_outputs = progressive_text_args(
-        text_tracks or [], spec.type, first_text_input
+        carried(text_tracks or []), spec.type, first_text_input
     )
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), *images, *text_inputs]
     argv += ["-map", video_map]
@@ -100,9 +105,11 @@ def build_progressive_command(
     return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
 
 
-def _video_filter(fps: float, width: int, height: int) -> str:
+def _video_filter(fps: float, width: int, height: int, burn_in: str | None = None) -> str:
     # fps first so frames that will be dropped are never scaled; setsar=1 makes anamorphic
-    # sources square-pixel, which is what the computed display size assumes.
+    # sources square-pixel, which is what the computed display size assumes. Burned-in text
+    # last, drawn at the output's own size.
     steps = [f"fps={fps:g}"] if fps > 0 else []
     steps += [f"scale={width}:{height}", "setsar=1"]
+    steps += [burn_in] if burn_in else []
     return ",".join(steps)

@@ -62,6 +62,8 @@ class PreparedTrack:
     cues: list[Cue]
     # The whole track as WebVTT, written by the worker (an FFmpeg input for progressive files).
     vtt: Path
+    # Drawn into the picture (burned_in_filter) instead of carried as a track.
+    burn_in: bool = False
 
     @property
     def sidecar_name(self) -> str:
@@ -71,6 +73,30 @@ class PreparedTrack:
     @property
     def rendition_folder(self) -> str:
         return f"text_{self.position}"
+
+
+# What a path may hold to be written into a filter graph unquoted: the worker's own scratch
+# paths do; anything else is refused rather than escaped through FFmpeg's two quoting levels.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._+-]+")
+
+
+def burned_in_filter(tracks: list[PreparedTrack]) -> str | None:
+    """The filter that draws the burned-in track (if any) onto a picture, at that picture's
+    size. libass renders FFmpeg's reading of the WebVTT: the escapes kiln wrote become the
+    characters they stand for, "{" and "\\" are escaped from ASS overrides, and only <b>, <i>
+    and <u> style the text, so the cue text is drawn as written."""
+    burned = [track for track in tracks if track.burn_in]
+    if not burned:
+        return None
+    path = str(burned[0].vtt)
+    if not _PLAIN_PATH.fullmatch(path):
+        raise MediaError(ENCODE_FAILED, "the scratch path cannot be named in a filter graph")
+    return f"subtitles=filename={path}"
+
+
+def carried(tracks: list[PreparedTrack]) -> list[PreparedTrack]:
+    """The tracks an output carries as tracks (not the burned-in one)."""
+    return [track for track in tracks if not track.burn_in]
 
 
 def write_track_vtt(track: PreparedTrack) -> None:

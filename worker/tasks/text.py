@@ -49,6 +49,8 @@ async def prepare_text_tracks(
         return []
     if len(spec.text_tracks) > MAX_TEXT_TRACKS:
         raise OutputSpecError(f"at most {MAX_TEXT_TRACKS} text tracks")
+    if sum(track.burn_in for track in spec.text_tracks) > 1:
+        raise OutputSpecError("at most one text track may be burned in")
     work = run.scratch / "text"
     work.mkdir(parents=True, exist_ok=True)
     start, duration = clip_window(spec.clip, info.duration_seconds)
@@ -73,6 +75,7 @@ async def prepare_text_tracks(
                 captions=track.kind == K.TEXT_TRACK_KIND_CAPTIONS,
                 cues=clip_cues(cues, start, duration),
                 vtt=work / f"{position}.vtt",
+                burn_in=track.burn_in,
             )
         )
     for each in prepared:
