@@ -183,7 +183,8 @@ def attributes(line: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def titled_job(server, auth, subtitles, subtitle_host) -> job_pb2.Job:
-    """One job: HLS fMP4, HLS TS, CMAF, an MP4 and an MP4 clipped to 1.0-3.5 s."""
+    """One job: HLS fMP4, HLS TS, CMAF, an MP4, an MP4 clipped to 1.0-3.5 s, and an MP4 with
+    the English track burned in."""
     text_tracks = tracks(subtitles, subtitle_host.url("/es.srt"))
     clipped = job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,
@@ -203,6 +204,14 @@ def titled_job(server, auth, subtitles, subtitle_host) -> job_pb2.Job:
             ladder(job_pb2.OUTPUT_TYPE_CMAF, text_tracks),
             mp4,
             clipped,
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_MP4,
+                video=[job_pb2.VideoVariant(codec=H264, resolution="320x180")],
+                text_tracks=[
+                    job_pb2.TextTrack(stream_language="eng", language="en", burn_in=True),
+                    text_tracks[1],
+                ],
+            ),
         ],
     )
     started = time.monotonic()
@@ -296,7 +305,37 @@ def test_a_clipped_output_shifts_and_cuts_its_cues(titled_job, tmp_path):
                 assert abs(start - want_start) <= FRAME and abs(end - want_end) <= FRAME, text
 
 
-def test_dash_text_adaptation_sets_follow_the_pictures(titled_job):
+def luma(source: str, at: float, *decode: str) -> bytes:
+    """The 320x180 grey picture shown at `at` seconds."""
+    argv = ["ffmpeg", "-v", "error", "-ss", f"{at}", "-i", source, *decode, "-frames:v", "1"]
+    argv += ["-vf", "scale=320:180", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
+    return subprocess.run(argv, capture_output=True, check=True).stdout
+
+
+def test_a_burned_in_track_is_in_the_picture_and_not_a_track(titled_job, subtitles):
+    """The burned English cue shows in the bottom of the picture while it is on (3.0 s), not
+    before it starts (2.2 s); the top of the picture is the source's either way. The French
+    track is still a track; the English one is not."""
+    burned = titled_job.outputs[5]
+    streams = probe(
+        burned.playback_url, "stream=codec_name:stream_tags=language", "-select_streams", "s"
+    )
+    assert streams == [["mov_text", "fra"]]
+    assert {f.path for f in burned.files} == {"output.mp4", "text_1_fr.vtt"}
+
+    def changed(at: float, rows: range) -> int:
+        source = luma(str(subtitles / "titled.mkv"), at, "-sn")
+        output = luma(burned.playback_url, at)
+        width = 320
+        return sum(
+            abs(source[row * width + column] - output[row * width + column]) > 80
+            for row in rows
+            for column in range(width)
+        )
+
+    top, bottom = range(0, 120), range(135, 180)
+    assert changed(3.0, bottom) > 150 and changed(3.0, top) < 40
+    assert changed(2.2, bottom) < 40
     """The CMAF output's MPD lists a text/vtt set per track; the sidecar's cues are period
     times, so they are as late as the dash muxer's first picture (its B-frame delay)."""
     cmaf = titled_job.outputs[2]
@@ -400,6 +439,16 @@ SIDECAR = {"url": "file://{root}/subtitles/fr.vtt", "language": "fr"}
             "at most one track may be the default",
         ),
         (_mp4([SIDECAR, SIDECAR]), "outputs[0].text_tracks[1].name", "give each its own"),
+        (
+            _mp4([{**SIDECAR, "burn_in": True}, {**SIDECAR, "name": "B", "burn_in": True}]),
+            "outputs[0].text_tracks",
+            "at most one track may be burned in",
+        ),
+        (
+            _mp4([{**SIDECAR, "burn_in": True, "default": True}]),
+            "outputs[0].text_tracks[0].default",
+            "part of the picture",
+        ),
         (_mp4([SIDECAR], "OUTPUT_TYPE_M4A"), "outputs[0].text_tracks", "not M4A"),
         (
             _mp4([{"origin_path": "subs/fr.vtt", "language": "fr"}]),

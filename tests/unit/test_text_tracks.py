@@ -3,6 +3,8 @@ a probed input's subtitle streams judged (image-based ones refused)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kiln.v1 import job_pb2
 
@@ -10,7 +12,16 @@ from common.languages import language_of, language_problem, same_language
 from server.domain.text_track_checks import input_stream_problem
 from worker.media.cues import Cue, clip_cues, parse_srt, parse_webvtt, segment_webvtt
 from worker.media.errors import MediaError
-from worker.media.text_tracks import PreparedTrack, progressive_text_args
+from worker.media.ladder import ladder_filter_graph
+from worker.media.ladder_rungs import LadderRung
+from worker.media.text_tracks import (
+    PreparedTrack,
+    burned_in_filter,
+    carried,
+    progressive_text_args,
+)
+
+H264 = job_pb2.VIDEO_CODEC_H264
 
 
 def test_font_tags_ffmpeg_writes_for_styles_are_dropped_from_converted_subrip():
@@ -118,3 +129,21 @@ def test_text_streams_pass_and_missing_ones_are_named():
     )
     assert error is not None and error.code == "INPUT_TEXT_STREAM_NOT_FOUND"
     assert "no stream 5 (its subtitle streams: 2 (subrip, fre))" in error.message
+
+
+def test_a_burned_in_track_is_drawn_after_each_rungs_scaler_and_not_carried(tmp_path):
+    burned = PreparedTrack(0, "en", "English", False, False, False, [], tmp_path / "0.vtt", True)
+    kept = PreparedTrack(1, "fr", "French", False, False, False, [], tmp_path / "1.vtt")
+    assert carried([burned, kept]) == [kept]
+    drawn = burned_in_filter([burned, kept])
+    assert drawn == f"subtitles=filename={tmp_path / '0.vtt'}"
+    rungs = [
+        LadderRung(0, job_pb2.VideoVariant(), H264, width, height, 15.0, 15)
+        for width, height in ((320, 180), (160, 90))
+    ]
+    graph = ladder_filter_graph(0, rungs, "16/9", drawn)
+    assert graph.count(f"setdar=16/9,{drawn}[v") == 2
+    assert burned_in_filter([kept]) is None
+    odd = PreparedTrack(0, "en", "E", False, False, False, [], Path("/tmp/a b:c.vtt"), True)
+    with pytest.raises(MediaError):
+        burned_in_filter([odd])
