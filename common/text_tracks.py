@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from kiln.v1 import job_pb2
 
+from common.languages import language_of
+
 F = job_pb2.TextTrackFormat
 
 MAX_TEXT_TRACKS = 16
@@ -42,6 +44,19 @@ def sidecar_format(track: job_pb2.TextTrack, location: str) -> int:
         return track.format
     path = urlsplit(location).path if "://" in location else location
     return FORMAT_BY_EXTENSION.get(PurePosixPath(path).suffix.lower(), 0)
+
+
+def display_name(track: job_pb2.TextTrack) -> str:
+    """What players list a track (with a valid language) as: its name, else its language's
+    English name, plus "(forced)" or "(CC)" so that tracks of one language keep apart."""
+    if track.name:
+        return track.name
+    name = language_of(track.language).english_name
+    if track.forced:
+        return f"{name} (forced)"
+    if track.kind == job_pb2.TEXT_TRACK_KIND_CAPTIONS:
+        return f"{name} (CC)"
+    return name
 
 
 def is_stream_track(track: job_pb2.TextTrack) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from kiln.v1 import job_pb2
 
 from common.input_policy import InputPolicy, InputRefused
-from common.languages import language_of, language_problem, same_language
+from common.languages import language_problem, same_language
 from common.output_types import VIDEO, short_name
 from common.text_tracks import (
     IMAGE_SUBTITLE_CODECS,
@@ -19,6 +19,7 @@ from common.text_tracks import (
     MAX_TEXT_TRACKS,
     TEXT_SUBTITLE_CODECS,
     choose_stream,
+    display_name,
     is_stream_track,
     sidecar_format,
 )
@@ -29,19 +30,6 @@ FORMATS = frozenset(F.values())
 KINDS = frozenset(K.values())
 MAX_URL = 8192
 MAX_STREAM_INDEX = 1000
-
-
-def display_name(track: job_pb2.TextTrack) -> str:
-    """What players list the track as: its name, else its language's English name (plus
-    "(forced)" or "(CC)" so that tracks of one language keep apart)."""
-    if track.name:
-        return track.name
-    name = language_of(track.language).english_name
-    if track.forced:
-        return f"{name} (forced)"
-    if track.kind == K.TEXT_TRACK_KIND_CAPTIONS:
-        return f"{name} (CC)"
-    return name
 
 
 def check_text_tracks(
@@ -153,9 +141,12 @@ def input_stream_problem(
         for index, track in enumerate(spec.text_tracks):
             where = f"outputs[{output_index}].text_tracks[{index}]"
             if spec.type and spec.type not in VIDEO:
+                # Only a saved preset's type can get here (Create checks inline types): the
+                # spec is at fault, not the input, so the job FAILS rather than being REJECTED.
                 return job_pb2.JobError(
-                    code="INPUT_TEXT_STREAM_NOT_FOUND",
-                    message=f"{where}: {short_name(spec.type)} outputs carry no text tracks",
+                    code="OUTPUT_SPEC_UNSUPPORTED",
+                    message=f"{where}: the preset makes {short_name(spec.type)}, which carries "
+                    "no text tracks",
                 )
             if not is_stream_track(track):
                 continue

@@ -144,6 +144,16 @@ def test_a_burned_in_track_is_drawn_after_each_rungs_scaler_and_not_carried(tmp_
     graph = ladder_filter_graph(0, rungs, "16/9", drawn)
     assert graph.count(f"setdar=16/9,{drawn}[v") == 2
     assert burned_in_filter([kept]) is None
-    odd = PreparedTrack(0, "en", "E", False, False, False, [], Path("/tmp/a b:c.vtt"), True)
-    with pytest.raises(MediaError):
-        burned_in_filter([odd])
+    # A scratch path with the graph's special characters is escaped at both levels.
+    odd = PreparedTrack(0, "en", "E", False, False, False, [], Path("/s/a b:c,d'e[f]/0.vtt"), True)
+    assert burned_in_filter([odd]) == "subtitles=filename=/s/a b\\\\:c\\,d\\\\\\'e\\[f\\]/0.vtt"
+
+
+def test_a_saved_presets_audio_type_with_text_tracks_fails_the_job_not_the_input():
+    spec = job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_M4A,
+        text_tracks=[job_pb2.TextTrack(url="file:///m/fr.vtt", language="fr")],
+    )
+    error = input_stream_problem(_info(), [spec])
+    assert error is not None and error.code == "OUTPUT_SPEC_UNSUPPORTED"
+    assert "the preset makes M4A, which carries no text tracks" in error.message

@@ -75,9 +75,12 @@ class PreparedTrack:
         return f"text_{self.position}"
 
 
-# What a path may hold to be written into a filter graph unquoted: the worker's own scratch
-# paths do; anything else is refused rather than escaped through FFmpeg's two quoting levels.
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._+-]+")
+def filter_graph_value(text: str) -> str:
+    """`text` as one filter option's value in a filter graph (-vf or -filter_complex): escaped
+    once for the filter's own argument list (quote, backslash, colon) and again for the graph
+    (quote, backslash, brackets, comma, semicolon), as FFmpeg's filtergraph syntax reads it."""
+    option = re.sub(r"([\\':])", r"\\\1", text)
+    return re.sub(r"([\\'\[\],;])", r"\\\1", option)
 
 
 def burned_in_filter(tracks: list[PreparedTrack]) -> str | None:
@@ -88,10 +91,7 @@ def burned_in_filter(tracks: list[PreparedTrack]) -> str | None:
     burned = [track for track in tracks if track.burn_in]
     if not burned:
         return None
-    path = str(burned[0].vtt)
-    if not _PLAIN_PATH.fullmatch(path):
-        raise MediaError(ENCODE_FAILED, "the scratch path cannot be named in a filter graph")
-    return f"subtitles=filename={path}"
+    return f"subtitles=filename={filter_graph_value(str(burned[0].vtt))}"
 
 
 def carried(tracks: list[PreparedTrack]) -> list[PreparedTrack]:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
-from common.languages import language_of, language_problem, same_language
+from common.languages import language_problem, same_language
 from common.text_tracks import (
     MAX_SIDECAR_BYTES,
     MAX_TEXT_TRACKS,
     TEXT_SUBTITLE_CODECS,
     choose_stream,
+    display_name,
     is_stream_track,
     sidecar_format,
 )
@@ -69,7 +70,7 @@ async def prepare_text_tracks(
             PreparedTrack(
                 position=position,
                 language=track.language,
-                name=_display_name(track),
+                name=display_name(track),
                 default=track.default,
                 forced=track.forced,
                 captions=track.kind == K.TEXT_TRACK_KIND_CAPTIONS,
@@ -81,16 +82,6 @@ async def prepare_text_tracks(
     for each in prepared:
         write_track_vtt(each)
     return prepared
-
-
-def _display_name(track: job_pb2.TextTrack) -> str:
-    # The server's display_name, repeated: the worker cannot import it (docs/architecture.md).
-    if track.name:
-        return track.name
-    name = language_of(track.language).english_name
-    if track.forced:
-        return f"{name} (forced)"
-    return f"{name} (CC)" if track.kind == K.TEXT_TRACK_KIND_CAPTIONS else name
 
 
 async def _sidecar_cues(
