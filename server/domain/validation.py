@@ -15,6 +15,7 @@ from common.output_types import SINGLE_FILE_MEDIA
 
 from .errors import FieldViolation, InvalidArgument
 from .output_validation import check_output
+from .presets import SYSTEM_PRESETS
 from .text_track_checks import check_text_tracks
 
 MAX_OUTPUTS = 10
@@ -89,7 +90,7 @@ def validate_create(
             check_text_tracks(
                 f"outputs[{index}]",
                 output,
-                0 if output.preset else checked.type,
+                _known_type(output, checked),
                 policy,
                 reads_an_origin=bool(request.input_origin_id),
                 bad=bad,
@@ -154,6 +155,15 @@ def validate_create(
 
     if violations:
         raise InvalidArgument(violations)
+
+
+def _known_type(output: job_pb2.OutputSpec, checked: job_pb2.OutputSpec) -> int:
+    """The output's type where Create can know it: inline, a recipe's, a system preset's;
+    0 for a saved preset (its type is judged after probing)."""
+    if not output.preset:
+        return checked.type
+    system = SYSTEM_PRESETS.get(output.preset)
+    return system.spec.type if system else 0
 
 
 def _check_input(path, url, policy: InputPolicy, bad, *, required: bool) -> None:

@@ -450,6 +450,7 @@ SIDECAR = {"url": "file://{root}/subtitles/fr.vtt", "language": "fr"}
             "part of the picture",
         ),
         (_mp4([SIDECAR], "OUTPUT_TYPE_M4A"), "outputs[0].text_tracks", "not M4A"),
+        ({"preset": "audio_aac", "text_tracks": [SIDECAR]}, "outputs[0].text_tracks", "not M4A"),
         (
             _mp4([{"origin_path": "subs/fr.vtt", "language": "fr"}]),
             "outputs[0].text_tracks[0].origin_path",
@@ -527,10 +528,13 @@ def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles, int
 
     def output(name: str) -> job_pb2.OutputSpec:
         url = name if name.startswith("http") else f"file://{subtitles / name}"
+        track = job_pb2.TextTrack(url=url, language="fr")
+        if name == "fr.vtt":  # the good one: beside a system preset
+            return job_pb2.OutputSpec(preset="h264_480p_economy", text_tracks=[track])
         return job_pb2.OutputSpec(
             type=job_pb2.OUTPUT_TYPE_MP4,
             video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
-            text_tracks=[job_pb2.TextTrack(url=url, language="fr")],
+            text_tracks=[track],
         )
 
     request = job_service_pb2.CreateRequest(
@@ -542,6 +546,8 @@ def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles, int
     for result, (code, fragment) in zip(job.outputs, cases.values(), strict=True):
         if not code:
             assert result.status == job_pb2.OUTPUT_STATUS_COMPLETED
+            assert result.spec.text_tracks[0].url.endswith("/fr.vtt")
+            assert "text_0_fr.vtt" in {file.path for file in result.files}
             continue
         assert result.status == job_pb2.OUTPUT_STATUS_FAILED
         assert result.error.code == code and fragment in result.error.message, result.error
