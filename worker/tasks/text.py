@@ -80,7 +80,7 @@ async def prepare_text_tracks(
             )
         )
     for each in prepared:
-        write_track_vtt(each)
+        await asyncio.to_thread(write_track_vtt, each)
     return prepared
 
 
@@ -106,7 +106,7 @@ async def _sidecar_cues(
         if not text.lstrip().startswith("[Script Info]"):
             raise MediaError(TEXT_TRACK_INVALID, f"{what}: is not ASS/SSA ([Script Info] first)")
         source = work / f"{position}.ass"
-        source.write_text(text, "utf-8")
+        await asyncio.to_thread(source.write_text, text, "utf-8")
         return await _converted_cues(run, str(source), "0", work / f"{position}.srt", what)
     raise OutputSpecError(f"{what}: the format is not given and not in the file name")
 
