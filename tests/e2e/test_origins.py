@@ -53,9 +53,11 @@ def s3_client(s3, keys):
 def buckets(seaweed_s3, media_root):
     for name in (INPUTS, RENDITIONS, PUBLIC_BUCKET):
         seaweed_s3.make_bucket(name)
-    s3_client(seaweed_s3, seaweed_s3.admin_keys).upload_file(
-        str(media_root / "clip2s.mp4"), INPUTS, "uploads/clip.mp4"
-    )
+    client = s3_client(seaweed_s3, seaweed_s3.admin_keys)
+    client.upload_file(str(media_root / "clip2s.mp4"), INPUTS, "uploads/clip.mp4")
+    # A subtitle sidecar beside it, read by a text track's origin_path.
+    subtitles = b"WEBVTT\n\n00:00.500 --> 00:01.500\nSous-titre\n"
+    client.put_object(Bucket=INPUTS, Key="uploads/clip.fr.vtt", Body=subtitles)
     return seaweed_s3
 
 
@@ -153,6 +155,8 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     )
     public_ladder = ladder()
     public_ladder.output_origin_id = cdn.id
+    subtitled = mp4_output()
+    subtitled.text_tracks.add(origin_path="uploads/clip.fr.vtt", language="fr")
     mark = buckets.log_mark()
     created = (
         server.job_stub()
@@ -162,7 +166,7 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
                 input_path="uploads/clip.mp4",
                 output_origin_id=renditions.id,
                 output_path_prefix="customers/42",
-                outputs=[ladder(), mp4_output(), thumbnail, public_ladder],
+                outputs=[ladder(), subtitled, thumbnail, public_ladder],
             ),
             metadata=auth,
         )
@@ -176,6 +180,13 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     assert reads and all(a.method in ("GET", "HEAD") and a.status in (200, 206) for a in reads)
     assert any(a.method == "GET" and a.status == 206 for a in reads), reads
     hls, mp4, thumb, public_hls = job.outputs
+    # The text track's origin path was handed to the worker presigned, like the input, and
+    # read from the same bucket; the spec still shows the path, not the signed URL.
+    subtitle_reads = [a for a in buckets.access_log(mark) if a.path.endswith("/clip.fr.vtt")]
+    assert [(a.method, a.status) for a in subtitle_reads] == [("GET", 200)]
+    assert mp4.spec.text_tracks[0].origin_path == "uploads/clip.fr.vtt"
+    assert not mp4.spec.text_tracks[0].url
+    assert "text_0_fr.vtt" in {file.path for file in mp4.files}
     assert [o.origin_id for o in job.outputs] == [renditions.id, renditions.id, thumbs.id, cdn.id]
 
     # Every file in the right bucket, under origin prefix / job prefix / job / output.
@@ -206,7 +217,7 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     frames = decoded_frames(public_hls.playback_url)
     assert frames["video"] and all(count > 0 for count in frames["video"])
     # The MP4 downloads from its presigned URL.
-    (file,) = mp4.files
+    (file,) = [each for each in mp4.files if each.path == "output.mp4"]
     response = httpx.get(file.url, timeout=30)
     assert response.status_code == 200 and len(response.content) == file.size_bytes
 
