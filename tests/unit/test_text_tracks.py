@@ -141,7 +141,7 @@ def test_a_burned_in_track_is_drawn_after_each_rungs_scaler_and_not_carried(tmp_
         LadderRung(0, job_pb2.VideoVariant(), H264, width, height, 15.0, 15)
         for width, height in ((320, 180), (160, 90))
     ]
-    graph = ladder_filter_graph(0, rungs, "16/9", drawn)
+    graph = ladder_filter_graph(0, rungs, "16/9", burn_in=drawn)
     assert graph.count(f"setdar=16/9,{drawn}[v") == 2
     assert burned_in_filter([kept]) is None
     # A scratch path with the graph's special characters is escaped at both levels.
