@@ -6,13 +6,14 @@
 //
 // HLS plays in hls.js where Media Source Extensions exist, else in the browser's own HLS
 // (Safari on iOS); DASH in dash.js; CMAF offers both manifests of its one set of segments;
-// single files in <video>, <audio> or <img>. Also a sprite scrub preview (scrub.js) and a
-// per-segment bitrate chart (bitrate.js).
+// single files in <video>, <audio> or <img>. Each video player has track menus (tracks.js);
+// the sprite scrub preview (scrub.js) and the per-segment bitrate chart (bitrate.js) sit beside.
 
 import { bitrateChart } from "./bitrate.js";
 import * as fmt from "./format.js";
 import { endsWith, fileUrl } from "./playback.js";
 import { spriteScrub } from "./scrub.js";
+import { dashTracks, fileTracks, hlsTracks } from "./tracks.js";
 
 const { h } = fmt;
 const NATIVE_HLS = "application/vnd.apple.mpegurl";
@@ -116,7 +117,8 @@ function playerShell(output, kind, node) {
   const picker = h("select", { class: "rendition", "data-testid": "rendition" }, h("option", { value: "auto" }, "auto"));
   const info = h("span", { class: "muted small player-info" });
   const errors = h("ul", { class: "error small player-errors" });
-  const wrap = h("div", { class: "player", "data-player": kind }, video, h("div", { class: "player-bar" }, h("label", { class: "small" }, "Rendition ", picker), info), errors);
+  const bar = h("div", { class: "player-bar" }, h("label", { class: "small" }, "Rendition ", picker), info);
+  const wrap = h("div", { class: "player", "data-player": kind }, video, bar, errors);
   node.append(wrap);
   const onError = (type, details, fatal) => {
     recordError(output, kind, type, details, fatal);
@@ -124,7 +126,7 @@ function playerShell(output, kind, node) {
   };
   video.addEventListener("error", () => onError("media", video.error?.message || `code ${video.error?.code}`, true));
   window.kiln.players[`${output.id}:${kind}`] = { kind, video, picker };
-  return { video, picker, info, wrap, onError };
+  return { video, picker, info, bar, wrap, onError };
 }
 
 function hlsPlayer(output, url, node, sprite) {
@@ -178,6 +180,7 @@ function hlsJs(shell, output, url) {
     // nextLevel switches at the next fragment; currentLevel would abort the one loading.
     hls.nextLevel = Number(shell.picker.value);
   });
+  hlsTracks(hls, shell);
   hls.loadSource(url);
   hls.attachMedia(shell.video);
   window.kiln.players[`${output.id}:hls`].engine = hls;
@@ -210,6 +213,7 @@ function dashPlayer(output, url, node, sprite) {
     player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: auto } } } });
     if (!auto) player.setRepresentationForTypeById("video", shell.picker.value, true);
   });
+  dashTracks(player, shell, output);
   player.initialize(shell.video, url, false);
   const scrub = sprite ? spriteScrub(sprite, shell.video, shell.wrap) : () => {};
   window.kiln.players[`${output.id}:dash`].engine = player;
@@ -222,6 +226,7 @@ function dashPlayer(output, url, node, sprite) {
 function filePlayer(output, file, node, sprite) {
   const shell = playerShell(output, "file", node);
   shell.picker.parentElement.hidden = true;
+  fileTracks(output, shell);
   shell.video.src = output.playbackUrl;
   shell.info.textContent = `${file.width || "?"}×${file.height || "?"} ${file.codec || ""}, ${fmt.bitrate(file.bitrate)}`;
   const scrub = sprite ? spriteScrub(sprite, shell.video, shell.wrap) : () => {};
