@@ -9,7 +9,10 @@ preview and both bitrate charts, cancels a running job from its page, retries an
 again, confirms a delayed-start job after reading its estimate, deletes outputs, and opens the
 operations view (queue depth and the fleet's workers from /metrics: the test's worker ACTIVE
 with its one slot, and a worker that announced a hostile host and version once, LOST, its
-strings shown as text). Screenshots are left in the test's tmp folder.
+strings shown as text). The HLS, DASH and MP4 outputs carry two sidecar text tracks (one
+named with markup): each player's Subtitles menu lists both by name and language, as text, with
+the default chosen; choosing the other makes it the player's active track, read back from the
+player, with no console error. Screenshots are left in the test's tmp folder.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ DOCS_SCREENSHOT = REPO / "docs" / "dashboard-job.png"
 # Markup, a quote ending the label value, a newline and a backslash: shown as typed or not at all.
 HOSTILE_HOST = '<img src=x onerror="document.title=1">"} kiln_forged 1\n\\'
 HOSTILE_VERSION = '9"\n<b>\\'
+FRENCH_VTT = "WEBVTT\n\n00:00:00.200 --> 00:00:03.500\nBonjour\n"
+GERMAN_SRT = "1\n00:00:00,500 --> 00:00:03,500\nGuten Tag\n"
 
 
 def announce_hostile_worker(server: ServerProcess) -> None:
@@ -60,6 +65,10 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
     short_clip = media_root / "clip4s.mp4"
     if not short_clip.exists():
         make_clip(short_clip, seconds=4)
+    subtitles = media_root / "dashboard-subtitles"
+    subtitles.mkdir(exist_ok=True)
+    (subtitles / "fr.vtt").write_text(FRENCH_VTT)
+    (subtitles / "de.srt").write_text(GERMAN_SRT)
     root = tmp_path / "cluster"
     root.mkdir()
     artifacts = tmp_path / "artifacts"
@@ -72,7 +81,8 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
         announce_hostile_worker(server)
         worker_id = f"{socket.gethostname()}-{cluster.workers[0].pid}"  # the default id
         started = time.monotonic()
-        arguments = [server.http_url, key, str(short_clip), str(long_clip), str(artifacts)]
+        arguments = [server.http_url, key, str(short_clip), str(long_clip), str(subtitles)]
+        arguments.append(str(artifacts))
         result = subprocess.run(
             ["node", str(DRIVER), *arguments],
             capture_output=True,
@@ -105,6 +115,15 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
         "host": HOSTILE_HOST,
         "version": HOSTILE_VERSION,
     }
+    # Each player's Subtitles menu: Off and both tracks by name and language (the name's markup
+    # as text), the default (German, the second) chosen; French chosen is the player's active
+    # track.
+    options = ["Off", "Français (fr)", "Deutsch <b> (de)"]
+    assert report["menus"] == {
+        kind: {"options": options, "preselected": "1", "active": 0, "markup": 0}
+        for kind in ("hls", "dash", "file")
+    }
+    assert report["consoleErrors"] == []
     assert report["injected"]["elements"] == 0 and report["injected"]["title"] != "1"
     screenshot = artifacts / "dashboard-job.png"
     assert screenshot.stat().st_size > 10_000

@@ -1,5 +1,6 @@
 // Drives the dashboard in Debian's chromium through playwright-core (no downloaded browser).
-// Usage: node dashboard_e2e.mjs BASE_URL API_KEY SHORT_CLIP LONG_CLIP OUT_DIR
+// Usage: node dashboard_e2e.mjs BASE_URL API_KEY SHORT_CLIP LONG_CLIP SUBTITLES_DIR OUT_DIR
+// (SUBTITLES_DIR holds fr.vtt and de.srt, the sidecar text tracks of the first job.)
 // Prints one JSON line of step timings; exits non-zero with a message on the first failure.
 
 import { createRequire } from "node:module";
@@ -8,9 +9,9 @@ import path from "node:path";
 const require = createRequire(new URL("../../../dashboard/package.json", import.meta.url));
 const { chromium } = require("playwright-core");
 
-const [baseUrl, apiKey, shortClip, longClip, outDir] = process.argv.slice(2);
+const [baseUrl, apiKey, shortClip, longClip, subtitlesDir, outDir] = process.argv.slice(2);
 if (!outDir) {
-  console.error("usage: dashboard_e2e.mjs BASE_URL API_KEY SHORT_CLIP LONG_CLIP OUT_DIR");
+  console.error("usage: dashboard_e2e.mjs BASE_URL API_KEY SHORT_CLIP LONG_CLIP SUBTITLES_DIR OUT_DIR");
   process.exit(2);
 }
 
@@ -40,12 +41,18 @@ const ladder = [
   { codec: "VIDEO_CODEC_H264", resolution: "360p" },
   { codec: "VIDEO_CODEC_H264", resolution: "240p" },
 ];
+// Two sidecars; the second, German, is the default (a player showing the first track by its
+// own choice is caught) and its name carries markup, to be listed as text.
+const textTracks = [
+  { url: `file://${subtitlesDir}/fr.vtt`, language: "fr", name: "Français" },
+  { url: `file://${subtitlesDir}/de.srt`, language: "de", name: "Deutsch <b>", default: true },
+];
 const mainRequest = {
   input_url: `file://${shortClip}`,
   outputs: [
-    { type: "OUTPUT_TYPE_HLS", video: ladder, segments: { duration_seconds: 1 }, hls: { segment_format: "HLS_SEGMENT_FORMAT_FMP4" } },
-    { type: "OUTPUT_TYPE_DASH", video: ladder, segments: { duration_seconds: 1 } },
-    { type: "OUTPUT_TYPE_MP4", video: [{ codec: "VIDEO_CODEC_H264", resolution: "360p" }] },
+    { type: "OUTPUT_TYPE_HLS", video: ladder, segments: { duration_seconds: 1 }, hls: { segment_format: "HLS_SEGMENT_FORMAT_FMP4" }, text_tracks: textTracks },
+    { type: "OUTPUT_TYPE_DASH", video: ladder, segments: { duration_seconds: 1 }, text_tracks: textTracks },
+    { type: "OUTPUT_TYPE_MP4", video: [{ codec: "VIDEO_CODEC_H264", resolution: "360p" }], text_tracks: textTracks },
     { type: "OUTPUT_TYPE_JPG", thumbnail: { mode: "THUMBNAIL_MODE_SPRITE", interval_seconds: 0.5, width: 160, columns: 4 } },
   ],
   metadata: { suite: "dashboard" },
@@ -56,11 +63,49 @@ const longRequest = {
   metadata: { suite: "dashboard-cancel" },
 };
 
+// Each player's Subtitles menu: its entries (as text), the one chosen once the player has
+// picked the default (German, 1), and the player's own active track after French (0) is
+// chosen, waited for.
+async function checkTrackMenus(page) {
+  await page.evaluate(() => {
+    // The active text track as the player itself reports it (-1: none), and the languages
+    // of the browser's TextTracks that are showing.
+    window.__activeText = (kind) => {
+      const entry = Object.values(window.kiln.players).find((p) => p.kind === kind);
+      const { engine, video } = entry;
+      const showing = [...video.textTracks].filter((t) => t.mode === "showing").map((t) => t.language);
+      if (kind === "hls") return { index: engine.subtitleTrack, showing };
+      if (kind === "dash") return { index: engine.isTextEnabled() ? engine.getCurrentTextTrackIndex() : -1, showing };
+      return { index: [...video.querySelectorAll("track")].findIndex((t) => t.track.mode === "showing"), showing };
+    };
+  });
+  const menus = {};
+  for (const kind of ["hls", "dash", "file"]) {
+    const menu = page.locator(`.player[data-player="${kind}"] select[data-testid=subtitles-menu]`);
+    await menu.locator("option").nth(2).waitFor({ state: "attached" });
+    // The default is chosen by the player (hls.js, the <track default>) or for it (dash.js).
+    await page.waitForFunction((k) => window.__activeText(k).index === 1, kind, { timeout: 5000 }).catch(() => {});
+    const preselected = await menu.inputValue();
+    const options = await menu.locator("option").allTextContents();
+    await menu.selectOption("0");
+    await page.waitForFunction((k) => window.__activeText(k).index === 0 && window.__activeText(k).showing.join() === "fr", kind, { timeout: 5000 }).catch(() => {});
+    const active = await page.evaluate((k) => window.__activeText(k), kind);
+    const markup = await page.locator(`.player[data-player="${kind}"] .player-bar b`).count();
+    check(active.showing.join() === "fr", `${kind}: showing ${JSON.stringify(active.showing)} after choosing French`);
+    check(!(await page.locator(`.player[data-player="${kind}"] select[data-testid=audio-menu]`).isVisible()), `${kind}: an audio menu for one audio track`);
+    menus[kind] = { options, preselected, active: active.index, markup };
+  }
+  return menus;
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.KILN_CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
 });
 const pageErrors = [];
+// Console errors while the first job's page plays its outputs and switches their tracks.
+const consoleErrors = [];
+let watchConsole = false;
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -75,6 +120,9 @@ try {
     if (pathname.startsWith("/play/") || pathname.startsWith("/files/")) fileRequests.push(pathname);
   });
   page.on("pageerror", (err) => pageErrors.push(String(err.stack || err).slice(0, 600)));
+  page.on("console", (message) => {
+    if (watchConsole && message.type() === "error") consoleErrors.push(message.text().slice(0, 300));
+  });
   page.on("dialog", (dialog) => dialog.accept());
   page.setDefaultTimeout(20000);
 
@@ -117,7 +165,8 @@ try {
   check(statuses.some((s) => ["PENDING", "PROBING", "PROCESSING"].includes(s)), `no live non-terminal state seen: ${statuses}`);
   check(between.length > 0, `no intermediate progress seen: ${JSON.stringify(live.history)}`);
 
-  // The job page: players, rendition pickers, chart, sprite.
+  // The job page: players, rendition pickers, track menus, chart, sprite.
+  watchConsole = true;
   await row.click();
   await page.waitForSelector(`#view[data-status="COMPLETED"]`);
   const hlsPlayer = page.locator('.player[data-player="hls"]');
@@ -152,6 +201,9 @@ try {
   check(unopened.length === 0, `playback URLs no player opened: ${JSON.stringify(unopened)}`);
   const downloads = fileRequests.filter((p) => p.startsWith("/files/"));
   check(downloads.length === 0, `players fetched download URLs: ${JSON.stringify(downloads.slice(0, 5))}`);
+  const menus = await checkTrackMenus(page);
+  step("tracks_switched");
+  watchConsole = false;
   const hlsRow = page.locator('.output[data-output-type="HLS"] .playback-url-row');
   await hlsRow.locator("button.copy").click();
   await hlsRow.locator("button.copy", { hasText: "Copied" }).waitFor();
@@ -245,7 +297,7 @@ try {
   await page.locator("#workers").screenshot({ path: path.join(outDir, "ops-workers.png") });
   step("ops");
   check(pageErrors.length === 0, `page errors: ${pageErrors}`);
-  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected }));
+  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected, menus, consoleErrors }));
 } catch (err) {
   console.error(`dashboard e2e failed after ${Date.now() - started} ms: ${err.stack || err}`);
   console.error(`steps: ${JSON.stringify(timings)} page errors: ${JSON.stringify(pageErrors)}`);
