@@ -253,24 +253,42 @@ class PubSubQueue:
             pause = min(pause * 2, 4.0)
 
     async def _receive(self) -> PubSubDelivery | None:
-        while True:
-            for priority in DRAIN_ORDER:
-                held = self._take_held(priority)
-                if held is not None:
-                    return held
-                found = await self._pull(priority, wait=False)
-                if found:
-                    for extra in found[1:]:
-                        await extra.nack()
-                    return found[0]
+        """A slot's next message: one this worker holds, else one a subscription has ready
+        now (PREMIUM first), else the first the waiting Pulls bring. After a wake-up what is
+        held is taken without another sweep (a Pull was waiting on every subscription, so
+        what was ready has come): a sweep would cost a round trip per task dispatched."""
+        delivery = self._take_most_urgent_held() or await self._sweep()
+        while delivery is None:
             self._waiting += 1
             try:
                 async with self._arrived:
                     self._start_polls()
-                    # Checked under the lock: a message held during the sweep above counts.
+                    # Checked under the lock: a message held during the sweep counts.
                     await self._arrived.wait_for(self._holds_any)
             finally:
                 self._waiting -= 1
+            # None when another slot of this worker took it first: wait again.
+            delivery = self._take_most_urgent_held()
+        return delivery
+
+    async def _sweep(self) -> PubSubDelivery | None:
+        for priority in DRAIN_ORDER:
+            held = self._take_held(priority)
+            if held is not None:
+                return held
+            found = await self._pull(priority, wait=False)
+            if found:
+                for extra in found[1:]:
+                    await extra.nack()
+                return found[0]
+        return None
+
+    def _take_most_urgent_held(self) -> PubSubDelivery | None:
+        for priority in DRAIN_ORDER:
+            held = self._take_held(priority)
+            if held is not None:
+                return held
+        return None
 
     def _start_polls(self) -> None:
         for priority in DRAIN_ORDER:
