@@ -39,10 +39,11 @@ from .heartbeat import TaskProgress, heartbeat_interval, keep_leased
 from .inputs import TaskInputs, stage_gs_input
 from .media.errors import MediaError
 from .metrics import WorkerMetrics
+from .pubsub_queue import PubSubQueue
 from .reporter import Reporter
 from .scratch import SWEEP_EVERY_SECONDS, full_disk_is_scratch_full, scratch_folder, sweep
 from .settings import WorkerSettings, channel_target, local_storage_warning
-from .sources import Claimed, PubSubQueue, ServerQueue, TaskSource, keep_extended
+from .sources import Claimed, ServerQueue, TaskSource, keep_extended
 from .tasks.kinds import kind_of
 from .tasks.run import TaskRun
 from .tracing import mark_failed, setup_tracing, task_span

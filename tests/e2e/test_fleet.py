@@ -244,7 +244,7 @@ def test_queued_premium_starts_before_standard_before_economy(
     dispatch, long_clip, media_root, start_fleet
 ):
     # On Pub/Sub the waits a worker leaves open while the blocker runs catch the queued
-    # probes; the worker holds them and must still start PREMIUM first (worker/sources.py).
+    # probes; the worker holds them and must still start PREMIUM first (worker/pubsub_queue.py).
     with start_fleet(dispatch) as (cluster, server, _):
         auth = auth_for(cluster, "org_priority")
         cluster.start_worker(server)

@@ -1,4 +1,4 @@
-"""How a worker takes messages from Pub/Sub (worker/sources.py PubSubQueue), against Google's
+"""How a worker takes messages from Pub/Sub (worker/pubsub_queue.py PubSubQueue), against Google's
 emulator with the real client: a Pull the worker stops waiting on must never hide a message.
 
 Every subscription here has Pub/Sub's longest ack deadline (600 s): a message hidden in a
@@ -24,7 +24,7 @@ from common.pubsub import (
     subscriber_client,
 )
 from tests.support.pubsub_emulator import PubSubEmulator
-from worker.sources import PubSubDelivery, PubSubQueue
+from worker.pubsub_queue import PubSubDelivery, PubSubQueue
 
 PREMIUM, STANDARD, ECONOMY = 3, 2, 1
 # Far below the 600 s a hidden message would take to come back.
