@@ -141,14 +141,7 @@ def pubsub_emulator(tmp_path_factory):
     prefix of its own. Without the emulator the test fails (never skips), saying what to
     install.
     """
-    from tests.support.pubsub_emulator import EmulatorMissing, PubSubEmulator
+    from tests.support.pubsub_emulator import running_emulator
 
-    try:
-        emulator = PubSubEmulator(tmp_path_factory.mktemp("pubsub-emulator"))
-    except EmulatorMissing as error:
-        pytest.fail(str(error), pytrace=False)
-    emulator.start()
-    try:
+    with running_emulator(tmp_path_factory.mktemp("pubsub-emulator")) as emulator:
         yield emulator
-    finally:
-        emulator.stop()

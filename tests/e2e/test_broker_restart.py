@@ -9,7 +9,7 @@ import pytest
 from kiln.v1 import job_pb2
 
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
-from tests.support.pubsub_emulator import EmulatorMissing, PubSubEmulator
+from tests.support.pubsub_emulator import running_emulator
 
 from .fleets import auth_for, fleet, task_rows, wait_for_progress
 from .jobs import create_job, mp4_output, run_to_end
@@ -27,15 +27,8 @@ def backend_url(postgres_available):
 @pytest.fixture
 def emulator(tmp_path):
     """An emulator of this test's own: killing it must not touch any other test's."""
-    try:
-        emulator = PubSubEmulator(tmp_path / "emulator")
-    except EmulatorMissing as error:
-        pytest.fail(str(error), pytrace=False)
-    emulator.start()
-    try:
+    with running_emulator(tmp_path / "emulator") as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.mark.slow

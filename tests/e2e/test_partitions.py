@@ -39,7 +39,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.support.netns import NetworkHost, network_hosts
 from tests.support.processes import ffmpeg_children_of, wait_until
 from tests.support.pubsub_audit import CLIENT_LOG_ENV, Audit, SubscriberCalls, kiln_topics
-from tests.support.pubsub_emulator import EmulatorMissing, PubSubEmulator
+from tests.support.pubsub_emulator import PubSubEmulator, running_emulator
 
 from .cluster import Cluster, ServerProcess
 from .jobs import create_job, mp4_output, run_to_end
@@ -63,15 +63,9 @@ def reachable_emulator(tmp_path_factory) -> Iterator[PubSubEmulator]:
     listener is (KILN_WORKER_HOST=0.0.0.0): a worker on a test host reaches it over its veth
     link, so a cut link cuts it off from Pub/Sub as from the server. One per module, started
     only when a pubsub test runs; fails (never skips) when it is not installed."""
-    try:
-        emulator = PubSubEmulator(tmp_path_factory.mktemp("pubsub-emulator"), listen_host="0.0.0.0")
-    except EmulatorMissing as error:
-        pytest.fail(str(error), pytrace=False)
-    emulator.start()
-    try:
+    root = tmp_path_factory.mktemp("pubsub-emulator")
+    with running_emulator(root, listen_host="0.0.0.0") as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @dataclass

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -242,6 +243,23 @@ class PubSubEmulator:
             process.stdout.close()
         if remove and self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_emulator(root: Path, **options: str) -> Iterator[PubSubEmulator]:
+    """An emulator started in `root` (options: PubSubEmulator's, e.g. listen_host), stopped
+    afterwards; for pytest fixtures: fails the test (never skips) when none is installed."""
+    import pytest
+
+    try:
+        emulator = PubSubEmulator(root, **options)
+    except EmulatorMissing as error:
+        pytest.fail(str(error), pytrace=False)
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
