@@ -112,6 +112,13 @@ class LoudnessNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOUDNESS_NORMALIZATION_LINEAR: _ClassVar[LoudnessNormalization]
     LOUDNESS_NORMALIZATION_DYNAMIC: _ClassVar[LoudnessNormalization]
 
+class AudioTrackRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_TRACK_ROLE_UNSPECIFIED: _ClassVar[AudioTrackRole]
+    AUDIO_TRACK_ROLE_MAIN: _ClassVar[AudioTrackRole]
+    AUDIO_TRACK_ROLE_ALTERNATE: _ClassVar[AudioTrackRole]
+    AUDIO_TRACK_ROLE_DESCRIPTION: _ClassVar[AudioTrackRole]
+
 class TextTrackFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TEXT_TRACK_FORMAT_UNSPECIFIED: _ClassVar[TextTrackFormat]
@@ -202,6 +209,10 @@ THUMBNAIL_MODE_SPRITE: ThumbnailMode
 LOUDNESS_NORMALIZATION_UNSPECIFIED: LoudnessNormalization
 LOUDNESS_NORMALIZATION_LINEAR: LoudnessNormalization
 LOUDNESS_NORMALIZATION_DYNAMIC: LoudnessNormalization
+AUDIO_TRACK_ROLE_UNSPECIFIED: AudioTrackRole
+AUDIO_TRACK_ROLE_MAIN: AudioTrackRole
+AUDIO_TRACK_ROLE_ALTERNATE: AudioTrackRole
+AUDIO_TRACK_ROLE_DESCRIPTION: AudioTrackRole
 TEXT_TRACK_FORMAT_UNSPECIFIED: TextTrackFormat
 TEXT_TRACK_FORMAT_WEBVTT: TextTrackFormat
 TEXT_TRACK_FORMAT_SRT: TextTrackFormat
@@ -354,7 +365,7 @@ class Recipe(_message.Message):
     def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
-    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id", "overlays", "text_tracks")
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id", "overlays", "text_tracks", "audio_tracks")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +380,7 @@ class OutputSpec(_message.Message):
     OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
     OVERLAYS_FIELD_NUMBER: _ClassVar[int]
     TEXT_TRACKS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_TRACKS_FIELD_NUMBER: _ClassVar[int]
     preset: str
     type: OutputType
     video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
@@ -383,7 +395,32 @@ class OutputSpec(_message.Message):
     output_origin_id: str
     overlays: _containers.RepeatedCompositeFieldContainer[Overlay]
     text_tracks: _containers.RepeatedCompositeFieldContainer[TextTrack]
-    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ..., text_tracks: _Optional[_Iterable[_Union[TextTrack, _Mapping]]] = ...) -> None: ...
+    audio_tracks: _containers.RepeatedCompositeFieldContainer[AudioTrack]
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ..., text_tracks: _Optional[_Iterable[_Union[TextTrack, _Mapping]]] = ..., audio_tracks: _Optional[_Iterable[_Union[AudioTrack, _Mapping]]] = ...) -> None: ...
+
+class AudioTrack(_message.Message):
+    __slots__ = ("url", "stream_index", "stream_language", "language", "name", "default", "role", "codec", "bitrate_kbps", "channels")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STREAM_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_KBPS_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    stream_index: int
+    stream_language: str
+    language: str
+    name: str
+    default: bool
+    role: AudioTrackRole
+    codec: AudioCodec
+    bitrate_kbps: int
+    channels: int
+    def __init__(self, url: _Optional[str] = ..., stream_index: _Optional[int] = ..., stream_language: _Optional[str] = ..., language: _Optional[str] = ..., name: _Optional[str] = ..., default: _Optional[bool] = ..., role: _Optional[_Union[AudioTrackRole, str]] = ..., codec: _Optional[_Union[AudioCodec, str]] = ..., bitrate_kbps: _Optional[int] = ..., channels: _Optional[int] = ...) -> None: ...
 
 class TextTrack(_message.Message):
     __slots__ = ("url", "origin_path", "stream_index", "stream_language", "format", "language", "name", "default", "forced", "kind", "burn_in")
