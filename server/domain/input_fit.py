@@ -14,6 +14,7 @@ from kiln.v1 import job_pb2
 
 from common.output_types import IMAGES, PROGRESSIVE
 
+from .audio_track_checks import input_audio_problem
 from .text_track_checks import input_stream_problem
 
 # Images one INTERVAL or SPRITE output may make: a film at one frame a second would
@@ -63,7 +64,7 @@ def input_problem(
                     message=f"outputs[{index}]: {count} images at one every {interval:g} s of "
                     f"this input; at most {MAX_SERIES_IMAGES}: raise interval_seconds",
                 )
-    return input_stream_problem(info, specs)
+    return input_stream_problem(info, specs) or input_audio_problem(info, specs)
 
 
 def _clip_seconds(spec: job_pb2.OutputSpec, source_seconds: float) -> float:

@@ -154,6 +154,7 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
         inline.ClearField("output_origin_id")
         # Nor are its text tracks (a job's own files), checked with the request's input policy.
         inline.ClearField("text_tracks")
+        inline.ClearField("audio_tracks")
         if inline.ByteSize():
             bad(path, "set either preset or an inline spec, not both")
         if output.preset not in known_presets:
@@ -281,6 +282,12 @@ def resolution_problem(resolution: str) -> str | None:
     if width % 2 or height % 2:
         return "width and height must be even"
     return None
+
+
+def check_audio_settings(path: str, kind: int, audio: job_pb2.AudioSpec, bad) -> None:
+    """Codec, bitrate, channels and rate of audio in an output of type `kind` (also each
+    audio track's own settings, server.domain.audio_track_checks)."""
+    _check_audio(path, kind, audio, bad)
 
 
 def _check_audio(path: str, kind: int, audio: job_pb2.AudioSpec, bad) -> None:

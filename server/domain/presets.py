@@ -101,6 +101,8 @@ def resolve(spec: job_pb2.OutputSpec, saved: dict[str, job_pb2.OutputSpec]) -> j
         resolved.output_origin_id = spec.output_origin_id  # the request's wins over a preset's
     if spec.preset and spec.text_tracks:
         resolved.text_tracks.extend(spec.text_tracks)  # a preset has none of its own
+    if spec.preset and spec.audio_tracks:
+        resolved.audio_tracks.extend(spec.audio_tracks)  # nor audio tracks
     if not resolved.HasField("recipe"):
         return resolved
     expansion = recipes.expand(resolved)

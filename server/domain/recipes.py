@@ -131,6 +131,7 @@ def _apply_overrides(
             getattr(expanded, message).MergeFrom(getattr(spec, message))
     # No recipe makes text tracks: the request's are added to what it makes.
     expanded.text_tracks.extend(spec.text_tracks)
+    expanded.audio_tracks.extend(spec.audio_tracks)
     return problems
 
 

@@ -13,6 +13,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from common.input_policy import InputPolicy, InputRefused
 from common.output_types import SINGLE_FILE_MEDIA
 
+from .audio_track_checks import check_audio_tracks
 from .errors import FieldViolation, InvalidArgument
 from .output_validation import check_output
 from .presets import SYSTEM_PRESETS
@@ -95,6 +96,9 @@ def validate_create(
                 reads_an_origin=bool(request.input_origin_id),
                 bad=bad,
             )
+            check_audio_tracks(
+                f"outputs[{index}]", output, 0 if output.preset else checked.type, policy, bad
+            )
             if output.recipe.name == "concat" and not request.concat_input_urls:
                 bad(
                     f"outputs[{index}].recipe.name",
@@ -142,6 +146,11 @@ def validate_create(
                 bad(
                     f"outputs[{index}].text_tracks",
                     "text tracks are timed against one input, not concatenated inputs",
+                )
+            if output.audio_tracks:
+                bad(
+                    f"outputs[{index}].audio_tracks",
+                    "audio tracks are aligned to one input, not concatenated inputs",
                 )
     if request.priority not in PRIORITIES:
         bad("priority", f"unknown priority {request.priority}")
@@ -239,6 +248,8 @@ def validate_preset(name: str, description: str, spec: job_pb2.OutputSpec, has_s
         bad("preset.spec.preset", "a preset cannot refer to another preset")
     elif spec.text_tracks:
         bad("preset.spec.text_tracks", "name a job's own files: give them beside the preset")
+    elif spec.audio_tracks:
+        bad("preset.spec.audio_tracks", "name a job's own streams: give them beside the preset")
     else:
         check_output("preset.spec", spec, set(), bad)
     if violations:

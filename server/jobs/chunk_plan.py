@@ -38,6 +38,9 @@ UNEVEN_FRAMES_NOTE = (
     "encoded in one pass, not in chunks: the input's frames are not evenly spaced "
     "(variable frame rate or a coarse time base), and one pass keeps every timestamp exact"
 )
+AUDIO_TRACKS_NOTE = (
+    "encoded in one pass, not in chunks: an output with several audio tracks is made in one pass"
+)
 TEXT_TRACKS_NOTE = (
     "encoded in one pass, not in chunks: an output with text tracks is made in one pass, "
     "which cuts its subtitle segments at the video's own boundaries"
@@ -85,6 +88,9 @@ def plan_chunks(
     if spec.text_tracks:
         # Text tracks are written once over the whole output, with its segment boundaries.
         return ChunkDecision([], note=TEXT_TRACKS_NOTE)
+    if spec.audio_tracks:
+        # Chunks merge one audio stream; the tracks are encoded in the one pass.
+        return ChunkDecision([], note=AUDIO_TRACKS_NOTE)
 
     if spec.type == T.OUTPUT_TYPE_HLS:
         segment = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS

@@ -1,0 +1,75 @@
+"""What both sides agree on about audio tracks: the limit, names, roles and which stream.
+
+The server checks a request against these at Create and a probed input after probing; the
+worker checks what it runs against the same rules.
+"""
+
+from __future__ import annotations
+
+from kiln.v1 import job_pb2
+
+from common.languages import language_of
+
+R = job_pb2.AudioTrackRole
+T = job_pb2.OutputType
+
+MAX_AUDIO_TRACKS = 8
+MAX_NAME = 64
+
+
+def display_name(track: job_pb2.AudioTrack) -> str:
+    """What players list a track (with a valid language) as: its name, else its language's
+    English name, plus "(description)" for audio description."""
+    if track.name:
+        return track.name
+    name = language_of(track.language).english_name
+    if track.role == R.AUDIO_TRACK_ROLE_DESCRIPTION:
+        return f"{name} (description)"
+    return name
+
+
+def default_position(tracks) -> int:
+    """The track players pick first: the one marked default, else the first."""
+    return next((i for i, track in enumerate(tracks) if track.default), 0)
+
+
+def role_of(track: job_pb2.AudioTrack, is_default: bool) -> int:
+    if track.role:
+        return track.role
+    return R.AUDIO_TRACK_ROLE_MAIN if is_default else R.AUDIO_TRACK_ROLE_ALTERNATE
+
+
+def is_stream_track(track: job_pb2.AudioTrack) -> bool:
+    return track.HasField("stream_index") or bool(track.stream_language)
+
+
+def choose_stream(
+    track: job_pb2.AudioTrack, info: job_pb2.InputInfo, same_language
+) -> job_pb2.StreamInfo | None:
+    """The input stream a stream track names: by index (of any kind, for the caller to judge),
+    or the first audio stream in the language."""
+    if track.HasField("stream_index"):
+        return next((s for s in info.streams if s.index == track.stream_index), None)
+    return next(
+        (
+            s
+            for s in info.streams
+            if s.kind == "audio" and same_language(s.language, track.stream_language)
+        ),
+        None,
+    )
+
+
+def refusal(output_type: int, spec: job_pb2.OutputSpec) -> str | None:
+    """Why this output cannot carry audio tracks (None: it can). MPEG-TS HLS keeps its audio
+    muxed into every variant for hls.js (worker.media.ladder), which leaves no place for
+    renditions of other languages: ask for fMP4 segments."""
+    if output_type == T.OUTPUT_TYPE_HLS and (
+        spec.hls.segment_format != job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    ):
+        return "MPEG-TS HLS carries one muxed audio track: set hls.segment_format to FMP4"
+    if spec.audio.disabled:
+        return "audio is disabled"
+    if spec.audio.HasField("loudness"):
+        return "loudness is normalized for one audio track, not several (yet)"
+    return None
