@@ -52,6 +52,8 @@ WORKER_ERROR_CODES = frozenset(
         # A text track's sidecar is no subtitle file (or a broken one), or is over 10 MB.
         "TEXT_TRACK_INVALID",
         "TEXT_TRACK_TOO_LARGE",
+        # An audio track's extra file has no audio stream (docs/audio-tracks.md).
+        "AUDIO_TRACK_INVALID",
     }
 )
 # Stages a running task may report.

@@ -16,6 +16,7 @@ from kiln.v1 import job_pb2
 
 from common.output_types import ADAPTIVE, ANIMATED_IMAGES, AUDIO_ONLY, PROGRESSIVE, STILL_IMAGES
 from worker.media.audio import build_audio_command
+from worker.media.audio_tracks import PreparedAudio
 from worker.media.concat import build_concat_command
 from worker.media.custom import build_custom_command
 from worker.media.errors import OutputSpecError
@@ -43,6 +44,7 @@ def build_command(
     loudness: SecondPass | None = None,
     overlays: OverlayDrawing | None = None,
     text_tracks: Sequence[PreparedTrack] = (),
+    audio_tracks: Sequence[PreparedAudio] = (),
 ) -> CommandPlan:
     """Picks the builder for spec.type.
 
@@ -53,6 +55,8 @@ def build_command(
     server takes them for progressive and adaptive outputs of one input only.
     text_tracks are the spec's text tracks, read (worker.tasks.text); the plan carries them to
     finalize, which writes them beside ladders and progressive files.
+    audio_tracks (worker.tasks.audio_tracks) replace the input's default audio stream; the
+    plan carries them to finalize, which names them in a ladder's manifests.
     """
     if overlays is not None and (
         spec.HasField("custom") or extra_inputs or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
@@ -64,9 +68,28 @@ def build_command(
         spec.HasField("custom") or extra_inputs or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
     ):
         raise OutputSpecError("text tracks go with one input's video outputs, not custom ones")
+    if audio_tracks and (
+        spec.HasField("custom")
+        or extra_inputs
+        or loudness is not None
+        or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
+    ):
+        raise OutputSpecError(
+            "audio tracks go with one input's video outputs, without loudness or custom commands"
+        )
     plan = _build(
-        input_path, spec, info, out_dir, ffmpeg, extra_inputs, loudness, overlays, text_tracks
+        input_path,
+        spec,
+        info,
+        out_dir,
+        ffmpeg,
+        extra_inputs,
+        loudness,
+        overlays,
+        text_tracks,
+        list(audio_tracks),
     )
+    plan.audio_tracks = list(audio_tracks)
     # A burned-in track is in the picture: finalize writes only the carried ones.
     plan.text_tracks = carried(list(text_tracks))
     return plan
@@ -82,6 +105,7 @@ def _build(
     loudness: SecondPass | None,
     overlays: OverlayDrawing | None,
     text_tracks: Sequence[PreparedTrack],
+    audio_tracks: list[PreparedAudio],
 ) -> CommandPlan:
     if spec.HasField("custom"):
         return build_custom_command(
@@ -92,7 +116,13 @@ def _build(
             ffmpeg=ffmpeg,
             extra_inputs=extra_inputs,
         )
-    if spec.recipe.name and not extra_inputs and overlays is None and not text_tracks:
+    if (
+        spec.recipe.name
+        and not extra_inputs
+        and overlays is None
+        and not text_tracks
+        and not audio_tracks
+    ):
         # web_ready and extract_audio remux when the input allows; else the expanded spec is
         # encoded like any other.
         copied = build_stream_copy_command(
@@ -116,6 +146,7 @@ def _build(
             loudness=loudness,
             overlays=overlays,
             text_tracks=list(text_tracks),
+            audio_tracks=audio_tracks,
         )
     if spec.type in AUDIO_ONLY:
         return build_audio_command(
@@ -136,6 +167,7 @@ def _build(
             loudness=loudness,
             overlays=overlays,
             text_tracks=list(text_tracks),
+            audio_tracks=audio_tracks,
         )
     picture_builders = (
         (STILL_IMAGES, build_thumbnail_command),

@@ -37,6 +37,8 @@ OVERLAY_INVALID: Final = "OVERLAY_INVALID"
 # (a cue ending before it starts, cues out of order); or the file is over MAX_SIDECAR_BYTES.
 TEXT_TRACK_INVALID: Final = "TEXT_TRACK_INVALID"
 TEXT_TRACK_TOO_LARGE: Final = "TEXT_TRACK_TOO_LARGE"
+# An audio track's extra file has no audio stream.
+AUDIO_TRACK_INVALID: Final = "AUDIO_TRACK_INVALID"
 
 # The codes the worker's media and storage steps raise; the server accepts each in a report
 # (tests/unit/test_worker_reports.py holds the two lists together). Input policy and the
@@ -62,6 +64,7 @@ ALL_CODES: Final = frozenset(
         OVERLAY_INVALID,
         TEXT_TRACK_INVALID,
         TEXT_TRACK_TOO_LARGE,
+        AUDIO_TRACK_INVALID,
     }
 )
 

@@ -21,6 +21,14 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from worker.media.audio_tracks import (
+    PreparedAudio,
+    dash_audio_sets,
+    encode_args,
+    extra_inputs,
+    hls_audio_entries,
+    track_maps,
+)
 from worker.media.codec_args import audio_args, video_encoder_args
 from worker.media.containers import Container
 from worker.media.encoders import VIDEO_ENCODERS
@@ -82,10 +90,12 @@ def build_ladder_command(
     loudness: SecondPass | None = None,
     overlays: OverlayDrawing | None = None,
     text_tracks: list[PreparedTrack] | None = None,
+    audio_tracks: list[PreparedAudio] | None = None,
 ) -> CommandPlan:
     """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process.
     A burned-in text track is drawn into each rung after its scaler (the carried ones are
-    written by finalize)."""
+    written by finalize). audio_tracks, when given, replace the one audio rendition with one
+    per track (fMP4 HLS, DASH and CMAF only; finalize labels them)."""
     container = LADDER_CONTAINERS.get(spec.type)
     if container is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not an adaptive streaming type")
@@ -112,12 +122,19 @@ def build_ladder_command(
     rungs = plan_rungs(spec, video, container, segment_seconds, notes)
     audio = None if spec.audio.disabled else default_stream(info, "audio")
     ts_hls = spec.type == OutputType.OUTPUT_TYPE_HLS and not fmp4_hls
+    tracks = audio_tracks or []
+    if tracks and ts_hls:
+        raise OutputSpecError("MPEG-TS HLS carries one muxed audio track: use fMP4 segments")
+    if tracks:
+        audio = None  # the tracks stand in for the default stream
     # MPEG-TS HLS carries the audio in every variant's segments (see hls_muxer_args).
     audio_copies = (len(rungs) if ts_hls else 1) if audio is not None else 0
 
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start)]
     if overlays is not None:
         argv += overlays.input_args()
+    first_audio_input = argv.count("-i")
+    argv += extra_inputs(tracks, start)
     if spec.clip.duration_seconds > 0:
         argv += ["-t", seconds_arg(duration)]
     graph = ladder_filter_graph(
@@ -131,6 +148,7 @@ def build_ladder_command(
     for position in range(len(rungs)):
         argv += ["-map", f"[v{position}]"]
     argv += ["-map", f"0:{audio.index}"] * audio_copies if audio is not None else []
+    argv += track_maps(tracks, first_audio_input)
     for position, rung in enumerate(rungs):
         argv += rung_encoder_args(rung, position, container, b_frames=not ts_hls)
     argv += [
@@ -145,6 +163,7 @@ def build_ladder_command(
         argv += audio_args(
             spec.audio, audio, container, notes, start_at_zero=True, loudness=loudness
         )
+    argv += encode_args(tracks, container, spec.type, notes, start_at_zero=True)
 
     if spec.type == OutputType.OUTPUT_TYPE_HLS:
         argv += hls_muxer_args(
@@ -153,16 +172,22 @@ def build_ladder_command(
             has_audio=audio is not None,
             segment_seconds=segment_seconds,
             fmp4=fmp4_hls,
+            audio_entries=hls_audio_entries(tracks, AUDIO_GROUP),
         )
         argv.append(str(out_dir / "%v" / "index.m3u8"))
         master = out_dir / HLS_MASTER_NAME
         outputs = [master, *(out_dir / f"v{i}" / "index.m3u8" for i in range(len(rungs)))]
         if audio is not None and fmp4_hls:
             outputs.append(out_dir / AUDIO_RENDITION_NAME / "index.m3u8")
+        outputs += [out_dir / track.rendition_folder / "index.m3u8" for track in tracks]
         packaging = LadderPackaging(hls_master=master)
     else:
         cmaf = spec.type == OutputType.OUTPUT_TYPE_CMAF
-        argv += dash_muxer_args(has_audio=audio is not None, segment_seconds=segment_seconds)
+        argv += dash_muxer_args(
+            has_audio=audio is not None,
+            segment_seconds=segment_seconds,
+            audio_sets=dash_audio_sets(tracks, len(rungs)),
+        )
         if cmaf:
             argv += cmaf_muxer_args()
         manifest = out_dir / DASH_MANIFEST_NAME
@@ -170,7 +195,7 @@ def build_ladder_command(
         outputs = [manifest]
         packaging = LadderPackaging(dash_manifest=manifest)
         if cmaf:
-            stream_count = len(rungs) + (audio is not None)
+            stream_count = len(rungs) + (audio is not None) + len(tracks)
             outputs += [out_dir / HLS_MASTER_NAME]
             outputs += [out_dir / f"media_{i}.m3u8" for i in range(stream_count)]
             packaging = LadderPackaging(
@@ -290,7 +315,13 @@ def for_video_stream(args: list[str], position: int) -> list[str]:
 
 
 def hls_muxer_args(
-    out_dir: Path, variant_count: int, *, has_audio: bool, segment_seconds: float, fmp4: bool
+    out_dir: Path,
+    variant_count: int,
+    *,
+    has_audio: bool,
+    segment_seconds: float,
+    fmp4: bool,
+    audio_entries: list[str] | None = None,
 ) -> list[str]:
     """hls muxer options; the output path to append is out_dir/%v/index.m3u8.
 
@@ -324,6 +355,10 @@ def hls_muxer_args(
         # The hls muxer would otherwise shift every rendition by the video's (negative) first
         # decode time and record it as an empty edit; the segments need no shift any more.
         args += ["-avoid_negative_ts", "disabled"]
+    if audio_entries:
+        # Several audio tracks: one rendition each, in the group every variant names.
+        entries = [f"v:{i},agroup:{AUDIO_GROUP},name:v{i}" for i in range(variant_count)]
+        return [*args, "-var_stream_map", " ".join(entries + audio_entries)]
     stream_map = var_stream_map(variant_count, has_audio=has_audio, muxed_audio=not fmp4)
     return [*args, "-var_stream_map", stream_map]
 
@@ -346,7 +381,9 @@ def var_stream_map(variant_count: int, *, has_audio: bool, muxed_audio: bool = F
     return " ".join(entries)
 
 
-def dash_muxer_args(*, has_audio: bool, segment_seconds: float) -> list[str]:
+def dash_muxer_args(
+    *, has_audio: bool, segment_seconds: float, audio_sets: list[str] | None = None
+) -> list[str]:
     """dash muxer options for fMP4 segments; the manifest path is appended after them.
 
     SegmentTimeline rather than a fixed @duration: the timeline states each segment's real
@@ -354,6 +391,9 @@ def dash_muxer_args(*, has_audio: bool, segment_seconds: float) -> list[str]:
     the last segment). The boundaries are the same for every video representation either way.
     """
     adaptation_sets = "id=0,streams=v id=1,streams=a" if has_audio else "id=0,streams=v"
+    if audio_sets:
+        # Several audio tracks: one set each (a set per language, each with its Role).
+        adaptation_sets = " ".join(["id=0,streams=v", *audio_sets])
     # Negative composition offsets: each representation's first picture is shown at its first
     # decode time, 0, where the audio starts, instead of after the B-frame reordering delay.
     return [

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from worker.media.audio_tracks import label_dash_audio, label_hls_audio
 from worker.media.dash_mpd import correct_mpd_codecs, measure_mpd_bandwidth
 from worker.media.hls_master import rewrite_hls_master, tidy_cmaf_media_playlists
 from worker.media.images import sprite_vtt
@@ -40,6 +41,11 @@ async def finalize_output(
     if isinstance(step, SpriteSheet):
         await asyncio.to_thread(step.vtt.write_text, sprite_vtt(step), "utf-8")
         return []
+    # Named before the master is measured: every variant must name the audio group first.
+    if step.hls_master is not None:
+        await label_hls_audio(step.hls_master, plan.audio_tracks)
+    if step.dash_manifest is not None:
+        await label_dash_audio(step.dash_manifest, plan.audio_tracks)
     notes = await _finalize_ladder(step)
     if step.hls_master is not None:
         await add_hls_text_renditions(step.hls_master, plan.text_tracks)

@@ -83,3 +83,6 @@ class CommandPlan:
     # beside a ladder's playlists and a progressive file. Typed loosely: this module knows
     # nothing of what they hold.
     text_tracks: list[Any] = field(default_factory=list)
+    # The output's audio tracks (worker.media.audio_tracks.PreparedAudio), which finalize names
+    # in a ladder's manifests. Typed loosely for the same reason.
+    audio_tracks: list[Any] = field(default_factory=list)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from worker.media.audio_tracks import PreparedAudio, encode_args, extra_inputs, track_maps
 from worker.media.codec_args import audio_args, video_encoder_args
 from worker.media.containers import PROGRESSIVE_CONTAINERS, Container
 from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
@@ -57,9 +58,12 @@ def build_progressive_command(
     loudness: SecondPass | None = None,
     overlays: OverlayDrawing | None = None,
     text_tracks: list[PreparedTrack] | None = None,
+    audio_tracks: list[PreparedAudio] | None = None,
 ) -> CommandPlan:
     """One video variant, (optionally) one audio track and the text tracks (each a WebVTT file
-    on the output's timeline, read as one more input) in MP4, MOV, MKV or WEBM."""
+    on the output's timeline, read as one more input) in MP4, MOV, MKV or WEBM. audio_tracks,
+    when given, replace the one audio track: every one is carried, extra files read as inputs
+    after the text tracks' files."""
     container = PROGRESSIVE_CONTAINERS.get(spec.type)
     if container is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not a progressive type")
@@ -83,8 +87,13 @@ def build_progressive_command(
         carried(text_tracks or []), spec.type, first_text_input
     )
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), *images, *text_inputs]
+    first_audio_input = argv.count("-i")
+    argv += extra_inputs(audio_tracks or [], start)
     argv += ["-map", video_map]
     audio = None if spec.audio.disabled else default_stream(info, "audio")
+    if audio_tracks:
+        audio = None  # the tracks below stand in for the default stream
+        argv += track_maps(audio_tracks, first_audio_input)
     if audio is not None:
         argv += ["-map", f"0:{audio.index}"]
     argv += text_outputs
@@ -96,11 +105,12 @@ def build_progressive_command(
         "-pix_fmt",
         "yuv420p",
     ]
-    argv += (
-        audio_args(spec.audio, audio, container, notes, loudness=loudness)
-        if audio is not None
-        else ["-an"]
-    )
+    if audio_tracks:
+        argv += encode_args(audio_tracks, container, spec.type, notes)
+    elif audio is not None:
+        argv += audio_args(spec.audio, audio, container, notes, loudness=loudness)
+    else:
+        argv += ["-an"]
     argv += [*container.muxer_args, "-f", container.muxer, str(output)]
     return CommandPlan(argv=argv, outputs=[output], notes=notes, expected_duration=duration)
 

@@ -12,6 +12,7 @@ from ..media.plan import CommandPlan
 from ..media.quality import measure_quality
 from ..overlay_images import prepare_overlays
 from ..tracing import package_span
+from .audio_tracks import prepare_audio_tracks
 from .run import TaskRun, describe_folder
 from .text import prepare_text_tracks
 
@@ -51,6 +52,7 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
             loudness=second_pass,
             overlays=await prepare_overlays(task.output_spec, run.inputs, run.scratch / "overlays"),
             text_tracks=text_tracks,
+            audio_tracks=await prepare_audio_tracks(run, task.output_spec),
         )
         if second_pass is not None:
             plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
