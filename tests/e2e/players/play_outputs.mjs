@@ -8,15 +8,20 @@
 //               "hls": URL of hls.min.js, "dash": URL of dash.all.min.js (the page's origin),
 //               "kiln": kiln's origin (its answers are recorded),
 //               "playSeconds": how far each case must play, "probeTypes": [MIME types],
-//               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"? }] }
+//               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"?,
+//                           "audioSwitch"? }] }
 // A "file" case plays a little, then seeks to half a second before the end and plays on.
 // A case with "textAt" (seconds) then turns on each of the player's text tracks in turn and
 // reads the text of the cue showing at that time from the browser's TextTrack.
+// A case with "audioSwitch" then switches to each of the player's audio tracks in turn, from
+// the start, and reports whether the player switched and buffered that track's media.
 // Prints one JSON line:
 // { "supported": { type: MediaSource.isTypeSupported(type) for config.probeTypes },
 //   "results": [{ name, starts: { mime: first buffered second }, time, duration, ended,
 //                 seekedTo, issues, responses: [{ file, status, range, contentRange, allowOrigin }],
-//                 textTracks: [{ lang, name, default, forced, text }] (cases with textAt) }] }.
+//                 textTracks: [{ lang, name, default, forced, text }] (cases with textAt),
+//                 audioTracks: [{ lang, name, default, roles, switched, buffered }]
+//                 (cases with audioSwitch) }] }.
 
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
@@ -45,6 +50,13 @@ async function playCase(spec, playSeconds) {
   let showTextTrack = () => {};
   // Whether no text is being fetched: a switch made while a fragment loads aborts that load.
   let textSettled = () => true;
+  // Lists the player's audio tracks as { lang, name, default, roles }; switches to `index`
+  // (resolving true once the player says it has), and whether it buffered that track's media.
+  let audioTrackList = () => [];
+  let switchAudio = async () => false;
+  let audioBuffered = () => false;
+  // Whether no audio is being fetched: a switch made while a fragment loads aborts that load.
+  let audioSettled = () => true;
   // Resolves once playback reaches `seconds` (or ends, or fails).
   const reached = (seconds) =>
     new Promise((resolve) => {
@@ -76,6 +88,28 @@ async function playCase(spec, playSeconds) {
     hls.on(Hls.Events.FRAG_LOADED, (_e, data) => { if (data.frag.type === "subtitle") loadingText -= 1; });
     hls.on(Hls.Events.ERROR, (_e, data) => { if (data.frag?.type === "subtitle") loadingText -= 1; });
     textSettled = () => loadingText <= 0;
+    audioTrackList = () => hls.audioTracks.map((t) => ({ lang: t.lang, name: t.name, default: t.default, roles: t.characteristics ? [t.characteristics] : [] }));
+    const bufferedAudio = new Set();
+    hls.on(Hls.Events.FRAG_BUFFERED, (_e, data) => { if (data.frag.type === "audio") bufferedAudio.add(data.frag.level); });
+    audioBuffered = (index) => bufferedAudio.has(index);
+    const loadingAudio = new Map();
+    const key = (frag) => `${frag.level}/${frag.sn}`;
+    // Media fragments only: hls.js announces an init segment's loading but not its end.
+    hls.on(Hls.Events.FRAG_LOADING, (_e, data) => { if (data.frag.type === "audio" && data.frag.sn !== "initSegment") loadingAudio.set(key(data.frag), 1); });
+    hls.on(Hls.Events.FRAG_LOADED, (_e, data) => { if (data.frag.type === "audio") loadingAudio.delete(key(data.frag)); });
+    hls.on(Hls.Events.ERROR, (_e, data) => { if (data.frag?.type === "audio") loadingAudio.delete(key(data.frag)); });
+    audioSettled = () => loadingAudio.size === 0;
+    switchAudio = (index) =>
+      new Promise((resolve) => {
+        if (hls.audioTrack === index) return resolve(true);
+        const switched = (_e, data) => {
+          if (data.id !== index) return;
+          hls.off(Hls.Events.AUDIO_TRACK_SWITCHED, switched);
+          resolve(true);
+        };
+        hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, switched);
+        hls.audioTrack = index;
+      });
   } else if (spec.player === "dash") {
     const player = dashjs.MediaPlayer().create();
     const events = dashjs.MediaPlayer.events;
@@ -93,6 +127,25 @@ async function playCase(spec, playSeconds) {
       player.enableText(true);
       player.setTextTrack(index);
     };
+    audioTrackList = () => player.getTracksFor("audio").map((t) => ({ lang: t.lang, name: (t.labels || [])[0]?.text ?? null, default: false, roles: (t.roles || []).map((r) => r.value ?? r) }));
+    // dash.js makes a track current at once and then loads its segments: switched is the
+    // former, buffered a segment of that track's AdaptationSet loaded.
+    const loadedAudio = new Set();
+    let loadingAudio = 0;
+    player.on(events.FRAGMENT_LOADING_STARTED, (e) => { if (e.request?.mediaType === "audio") loadingAudio += 1; });
+    player.on(events.FRAGMENT_LOADING_ABANDONED, (e) => { if (e.request?.mediaType === "audio") loadingAudio -= 1; });
+    player.on(events.FRAGMENT_LOADING_COMPLETED, (e) => {
+      if (e.request?.mediaType !== "audio") return;
+      loadingAudio -= 1;
+      if (e.request.type === "MediaSegment") loadedAudio.add(e.request.representation?.mediaInfo?.id);
+    });
+    audioSettled = () => loadingAudio <= 0;
+    switchAudio = async (index) => {
+      const track = player.getTracksFor("audio")[index];
+      if (player.getCurrentTrackFor("audio")?.id !== track.id) player.setCurrentTrack(track);
+      return player.getCurrentTrackFor("audio")?.id === track.id;
+    };
+    audioBuffered = (index) => loadedAudio.has(player.getTracksFor("audio")[index]?.id);
   } else {
     // A CORS request, as a page that draws the frames (canvas, WebGL) makes it: the file's
     // answers must allow this page's origin, its range answers included.
@@ -136,6 +189,22 @@ async function playCase(spec, playSeconds) {
       textTracks.push({ ...track, text });
     }
   }
+  // Each audio track in turn, paused where playback got to (a clip must not end first):
+  // switched (the player said so) and buffered (its media was loaded), each waited for within
+  // a deadline, and no load in flight when the next switch is made.
+  const audioTracks = [];
+  if (spec.audioSwitch) {
+    video.pause();
+    for (const [index, track] of audioTrackList().entries()) {
+      let until = performance.now() + 5000;
+      while (!audioSettled() && performance.now() < until) await deadline(50);
+      const switched = await Promise.race([switchAudio(index), deadline(5000).then(() => false)]);
+      until = performance.now() + 5000;
+      while (!audioBuffered(index) && performance.now() < until) await deadline(50);
+      while (!audioSettled() && performance.now() < until) await deadline(50);
+      audioTracks.push({ ...track, switched, buffered: audioBuffered(index) });
+    }
+  }
   const starts = {};
   for (const entry of window.__bufferStarts) if (!(entry.type in starts)) starts[entry.type] = entry.start;
   const result = { starts, time: video.currentTime, duration: video.duration, ended: video.ended, seekedTo, ms: Math.round(performance.now() - started) };
@@ -143,7 +212,7 @@ async function playCase(spec, playSeconds) {
   await deadline(150);
   teardown();
   video.remove();
-  return { ...result, issues, textTracks };
+  return { ...result, issues, textTracks, audioTracks };
 }
 
 const browser = await chromium.launch({
