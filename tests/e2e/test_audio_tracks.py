@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
+from tests.http_origins import Origin, send
 from tests.support.browser import require_browser
 from tests.support.players import other_origin_site, play_cases
 from tests.support.violations import violations_from_connect
@@ -319,3 +320,53 @@ def test_a_stream_the_probe_did_not_find_rejects_the_job(server, auth, media):
         assert job.error.code == "INPUT_AUDIO_STREAM_NOT_FOUND"
         assert job.error.message.startswith("outputs[0].audio_tracks[0]: "), job.error.message
         assert fragment in job.error.message and "2 (aac, deu)" in job.error.message
+
+
+@pytest.fixture
+def internal(media):
+    """A service behind the trust boundary that would answer: a leak would succeed."""
+    origin = Origin("127.0.0.1")
+    body = (media / "description_fr.m4a").read_bytes()
+    origin.routes["/dub.m4a"] = lambda handler, _: send(handler, 200, body, "audio/mp4")
+    yield origin
+    origin.close()
+
+
+def test_the_worker_refuses_what_create_could_not_judge(server, auth, media, internal):
+    """An extra file without audio fails its output with AUDIO_TRACK_INVALID; a host name that
+    resolves to a private address (Create does not resolve it) is refused by the worker's
+    egress proxy, and the service there never hears of it; the good output completes."""
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=size=64x36:rate=15:duration=1"),
+        *("-c:v", "libx264", "-preset", "ultrafast", str(media / "silent.mp4")),
+    )
+    cases = {
+        f"file://{media / 'silent.mp4'}": ("AUDIO_TRACK_INVALID", "has no audio stream"),
+        f"http://localhost:{internal.port}/dub.m4a": ("INPUT_REFUSED", "input refused: "),
+        f"file://{media / 'description_fr.m4a'}": ("", ""),
+    }
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{media / 'two_languages.mp4'}",
+        outputs=[
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_MP4,
+                video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+                audio_tracks=[
+                    job_pb2.AudioTrack(stream_index=1, language="en"),
+                    job_pb2.AudioTrack(url=url, language="fr"),
+                ],
+            )
+            for url in cases
+        ],
+    )
+    job = server.job_stub().Create(request, metadata=auth).job
+    job = run_to_end(server, auth, job.id)
+    assert job.status == job_pb2.JOB_STATUS_PARTIAL
+    for result, (code, fragment) in zip(job.outputs, cases.values(), strict=True):
+        if not code:
+            assert result.status == job_pb2.OUTPUT_STATUS_COMPLETED
+            continue
+        assert result.status == job_pb2.OUTPUT_STATUS_FAILED
+        assert result.error.code == code and fragment in result.error.message, result.error
+        assert not result.error.retryable and not result.files
+    assert internal.log == []
