@@ -1,0 +1,146 @@
+"""Audio tracks in the command builders: which streams are mapped from which input, each
+stream's own encoder options and labels, the ladders' rendition maps, and what is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kiln.v1 import job_pb2
+
+from common.loudness import resolve_target
+from worker.media.audio_tracks import PreparedAudio, for_audio_stream
+from worker.media.commands import build_command
+from worker.media.errors import OutputSpecError
+from worker.media.loudness import SecondPass
+
+H264 = job_pb2.VIDEO_CODEC_H264
+R = job_pb2.AudioTrackRole
+
+
+def stream(index: int, channels: int = 2) -> job_pb2.StreamInfo:
+    return job_pb2.StreamInfo(
+        index=index, kind="audio", codec="aac", channels=channels, sample_rate=48000
+    )
+
+
+INFO = job_pb2.InputInfo(
+    duration_seconds=10,
+    streams=[
+        job_pb2.StreamInfo(
+            index=0, kind="video", codec="h264", width=640, height=360, frame_rate=25
+        ),
+        stream(1),
+        stream(2, channels=6),
+    ],
+)
+TRACKS = [
+    PreparedAudio(0, None, stream(1), "en", "English", True, R.AUDIO_TRACK_ROLE_MAIN, job_pb2.AudioSpec()),
+    PreparedAudio(
+        1, None, stream(2, 6), "de", "Deutsch", False, R.AUDIO_TRACK_ROLE_ALTERNATE,
+        job_pb2.AudioSpec(channels=6, bitrate_kbps=256),
+    ),
+    PreparedAudio(
+        2, "/in/ad.m4a", stream(0), "fr", "Français", False, R.AUDIO_TRACK_ROLE_DESCRIPTION,
+        job_pb2.AudioSpec(bitrate_kbps=64),
+    ),
+]  # fmt: skip
+
+
+def build(spec: job_pb2.OutputSpec, **options) -> list[str]:
+    return build_command(
+        input_path="/in/source.mkv",
+        spec=spec,
+        info=INFO,
+        out_dir=Path("/work/out"),
+        audio_tracks=TRACKS,
+        **options,
+    ).argv
+
+
+def pairs(argv: list[str], prefix: str) -> list[tuple[str, str]]:
+    return [(flag, argv[i + 1]) for i, flag in enumerate(argv) if flag.startswith(prefix)]
+
+
+def progressive(output_type: job_pb2.OutputType, **fields) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=output_type, video=[job_pb2.VideoVariant(codec=H264, resolution="320x180")], **fields
+    )
+
+
+def test_a_progressive_file_maps_every_track_and_encodes_each_with_its_own_options() -> None:
+    argv = build(progressive(job_pb2.OUTPUT_TYPE_MP4))
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-i"] == [
+        "/in/source.mkv",
+        "/in/ad.m4a",
+    ]
+    assert pairs(argv, "-map") == [
+        ("-map", "0:0"),
+        ("-map", "0:1"),
+        ("-map", "0:2"),
+        ("-map", "1:0"),
+    ]
+    assert pairs(argv, "-c:a") == [("-c:a:0", "aac"), ("-c:a:1", "aac"), ("-c:a:2", "aac")]
+    assert pairs(argv, "-b:a") == [("-b:a:0", "128k"), ("-b:a:1", "256k"), ("-b:a:2", "64k")]
+    assert pairs(argv, "-ac") == [("-ac:a:0", "2"), ("-ac:a:1", "6"), ("-ac:a:2", "2")]
+    assert ("-metadata:s:a:1", "language=deu") in pairs(argv, "-metadata")
+    assert ("-metadata:s:a:2", "title=Français") in pairs(argv, "-metadata")
+    assert pairs(argv, "-disposition") == [
+        ("-disposition:a:0", "default"),
+        ("-disposition:a:1", "0"),
+        ("-disposition:a:2", "visual_impaired+descriptions"),
+    ]
+    assert "-an" not in argv and "-af" not in argv  # every option is bound to its stream
+
+
+def test_mov_takes_bibliographic_language_codes() -> None:
+    argv = build(progressive(job_pb2.OUTPUT_TYPE_MOV))
+    assert ("-metadata:s:a:1", "language=ger") in pairs(argv, "-metadata")
+
+
+def test_a_clip_cuts_an_extra_file_where_it_cuts_the_input() -> None:
+    argv = build(progressive(job_pb2.OUTPUT_TYPE_MKV, clip=job_pb2.ClipSpec(start_seconds=3)))
+    first, second = (i for i, a in enumerate(argv) if a == "-i")
+    assert argv[first - 2 : first + 2] == ["-ss", "3", "-i", "/in/source.mkv"]
+    assert argv[second - 2 : second + 2] == ["-ss", "3", "-i", "/in/ad.m4a"]
+
+
+def test_fmp4_hls_makes_one_rendition_per_track_in_the_variants_group() -> None:
+    spec = progressive(
+        job_pb2.OUTPUT_TYPE_HLS, hls=job_pb2.HlsSpec(segment_format=job_pb2.HLS_SEGMENT_FORMAT_FMP4)
+    )
+    argv = build(spec)
+    assert argv[argv.index("-var_stream_map") + 1] == (
+        "v:0,agroup:audio,name:v0 a:0,agroup:audio,name:audio_0,default:yes "
+        "a:1,agroup:audio,name:audio_1 a:2,agroup:audio,name:audio_2"
+    )
+    # Each rendition starts at 0 like the video.
+    assert [flag for flag, _ in pairs(argv, "-filter:a")] == [
+        "-filter:a:0",
+        "-filter:a:1",
+        "-filter:a:2",
+    ]
+
+
+def test_dash_and_cmaf_make_one_adaptation_set_per_track() -> None:
+    for output_type in (job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF):
+        argv = build(progressive(output_type))
+        assert argv[argv.index("-adaptation_sets") + 1] == (
+            "id=0,streams=v id=1,streams=1 id=2,streams=2 id=3,streams=3"
+        )
+
+
+def test_ts_hls_and_loudness_are_refused_with_audio_tracks() -> None:
+    with pytest.raises(OutputSpecError, match="one muxed audio track"):
+        build(progressive(job_pb2.OUTPUT_TYPE_HLS))
+    # Loudness is measured for one track (the server refuses both at Create; so does this).
+    second = SecondPass(
+        resolve_target(job_pb2.LoudnessSpec(preset="ebu_r128")), -20.0, -3.0, 5.0, -30.0, 0.0
+    )
+    with pytest.raises(OutputSpecError, match="without loudness"):
+        build(progressive(job_pb2.OUTPUT_TYPE_MP4), loudness=second)
+
+
+def test_an_option_without_a_per_stream_form_is_refused() -> None:
+    with pytest.raises(ValueError, match="-strict"):
+        for_audio_stream(["-strict", "experimental"], 0)
