@@ -284,7 +284,7 @@ class LoudnessSpec(_message.Message):
     def __init__(self, preset: _Optional[str] = ..., integrated_lufs: _Optional[float] = ..., true_peak_dbtp: _Optional[float] = ..., lra: _Optional[float] = ...) -> None: ...
 
 class AudioLoudness(_message.Message):
-    __slots__ = ("target_integrated_lufs", "target_true_peak_dbtp", "target_lra", "input_integrated_lufs", "input_true_peak_dbtp", "input_lra", "output_integrated_lufs", "output_true_peak_dbtp", "output_lra", "normalization")
+    __slots__ = ("target_integrated_lufs", "target_true_peak_dbtp", "target_lra", "input_integrated_lufs", "input_true_peak_dbtp", "input_lra", "output_integrated_lufs", "output_true_peak_dbtp", "output_lra", "normalization", "audio_track_index")
     TARGET_INTEGRATED_LUFS_FIELD_NUMBER: _ClassVar[int]
     TARGET_TRUE_PEAK_DBTP_FIELD_NUMBER: _ClassVar[int]
     TARGET_LRA_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +295,7 @@ class AudioLoudness(_message.Message):
     OUTPUT_TRUE_PEAK_DBTP_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_LRA_FIELD_NUMBER: _ClassVar[int]
     NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_TRACK_INDEX_FIELD_NUMBER: _ClassVar[int]
     target_integrated_lufs: float
     target_true_peak_dbtp: float
     target_lra: float
@@ -305,7 +306,8 @@ class AudioLoudness(_message.Message):
     output_true_peak_dbtp: float
     output_lra: float
     normalization: LoudnessNormalization
-    def __init__(self, target_integrated_lufs: _Optional[float] = ..., target_true_peak_dbtp: _Optional[float] = ..., target_lra: _Optional[float] = ..., input_integrated_lufs: _Optional[float] = ..., input_true_peak_dbtp: _Optional[float] = ..., input_lra: _Optional[float] = ..., output_integrated_lufs: _Optional[float] = ..., output_true_peak_dbtp: _Optional[float] = ..., output_lra: _Optional[float] = ..., normalization: _Optional[_Union[LoudnessNormalization, str]] = ...) -> None: ...
+    audio_track_index: int
+    def __init__(self, target_integrated_lufs: _Optional[float] = ..., target_true_peak_dbtp: _Optional[float] = ..., target_lra: _Optional[float] = ..., input_integrated_lufs: _Optional[float] = ..., input_true_peak_dbtp: _Optional[float] = ..., input_lra: _Optional[float] = ..., output_integrated_lufs: _Optional[float] = ..., output_true_peak_dbtp: _Optional[float] = ..., output_lra: _Optional[float] = ..., normalization: _Optional[_Union[LoudnessNormalization, str]] = ..., audio_track_index: _Optional[int] = ...) -> None: ...
 
 class SegmentSpec(_message.Message):
     __slots__ = ("duration_seconds",)
@@ -501,7 +503,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id", "loudness")
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id", "loudness", "track_loudness")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -518,6 +520,7 @@ class Output(_message.Message):
     PLAYBACK_BASE_URL_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_FIELD_NUMBER: _ClassVar[int]
+    TRACK_LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OutputSpec
     status: OutputStatus
@@ -534,7 +537,8 @@ class Output(_message.Message):
     playback_base_url: str
     origin_id: str
     loudness: AudioLoudness
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ..., loudness: _Optional[_Union[AudioLoudness, _Mapping]] = ...) -> None: ...
+    track_loudness: _containers.RepeatedCompositeFieldContainer[AudioLoudness]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ..., loudness: _Optional[_Union[AudioLoudness, _Mapping]] = ..., track_loudness: _Optional[_Iterable[_Union[AudioLoudness, _Mapping]]] = ...) -> None: ...
 
 class VariantPricing(_message.Message):
     __slots__ = ("index", "name", "resolution", "codec", "quality", "priced_height", "fps", "rate_per_minute", "estimated_cost", "actual_cost", "estimated_seconds", "billed_seconds", "dropped")
