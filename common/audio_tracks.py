@@ -70,6 +70,4 @@ def refusal(output_type: int, spec: job_pb2.OutputSpec) -> str | None:
         return "MPEG-TS HLS carries one muxed audio track: set hls.segment_format to FMP4"
     if spec.audio.disabled:
         return "audio is disabled"
-    if spec.audio.HasField("loudness"):
-        return "loudness is normalized for one audio track, not several (yet)"
     return None

@@ -65,3 +65,24 @@ def loudness_report_problems(
     ):
         problems.append(f"loudness normalization {loudness.normalization} is not LINEAR or DYNAMIC")
     return problems
+
+
+def track_loudness_problems(
+    reports: list[job_pb2.AudioLoudness], spec: job_pb2.OutputSpec
+) -> list[str]:
+    """Per-track figures only for an output with audio tracks (then not Output.loudness's
+    single one): each names a track of the spec once and is checked like a single report."""
+    if not reports:
+        return []
+    if not spec.audio_tracks:
+        return ["per-track loudness figures were reported for an output without audio tracks"]
+    problems: list[str] = []
+    seen: set[int] = set()
+    for report in reports[: len(spec.audio_tracks) + 1]:
+        index = report.audio_track_index
+        if not 0 <= index < len(spec.audio_tracks) or index in seen:
+            problems.append(f"loudness figures name audio track {index} wrongly or twice")
+            break
+        seen.add(index)
+        problems += loudness_report_problems(report, spec)
+    return problems

@@ -18,7 +18,7 @@ from kiln.worker.v1 import worker_service_pb2
 from common.output_types import IMAGES, MAX_VARIANTS
 from common.storage.keys import safe_relative_path
 
-from .loudness_reports import loudness_report_problems
+from .loudness_reports import loudness_report_problems, track_loudness_problems
 
 T = job_pb2.OutputType
 S = job_pb2.JobStage
@@ -185,6 +185,9 @@ def transcode_problems(
     problems += loudness_report_problems(
         result.loudness if result.HasField("loudness") else None, spec
     )
+    if result.HasField("loudness") and spec.audio_tracks:
+        problems.append("an output with audio tracks reports loudness per track")
+    problems += track_loudness_problems(list(result.track_loudness), spec)
     return problems
 
 

@@ -75,6 +75,7 @@ def output_message(output: Output | OutputRow, currency: str) -> job_pb2.Output:
         message.quality.extend(result.quality)
         if result.HasField("loudness"):
             message.loudness.CopyFrom(result.loudness)
+        message.track_loudness.extend(result.track_loudness)
         message.files.extend(result.files)
     return message
 

@@ -41,7 +41,10 @@ def ffmpeg(*args: str) -> None:
 
 
 def tone(frequency: int) -> tuple[str, ...]:
-    return ("-f", "lavfi", "-i", f"sine=frequency={frequency}:sample_rate=48000:duration=2")
+    # Faded in: a tone that starts at full level is a click AAC encodes with a peak 6 dB above
+    # the tone's, which a re-encode makes louder still; loudness is about the tone.
+    sine = f"sine=frequency={frequency}:sample_rate=48000:duration=2,afade=t=in:d=0.1"
+    return ("-f", "lavfi", "-i", sine)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,8 @@ def audio_tracks(folder: Path) -> list[job_pb2.AudioTrack]:
 
 @pytest.fixture(scope="module")
 def dubbed_job(server, auth, media) -> job_pb2.Job:
-    """One job: an MP4, a fMP4 HLS ladder of two rungs and CMAF, each with the three tracks."""
+    """One job: an MP4, a fMP4 HLS ladder of two rungs, CMAF and an MKV normalized to the
+    streaming loudness (-14 LUFS, -1 dBTP), each with the three tracks."""
     tracks = audio_tracks(media)
 
     def ladder(output_type: job_pb2.OutputType, **fields) -> job_pb2.OutputSpec:
@@ -103,6 +107,12 @@ def dubbed_job(server, auth, media) -> job_pb2.Job:
             ),
             ladder(job_pb2.OUTPUT_TYPE_HLS, hls=fmp4),
             ladder(job_pb2.OUTPUT_TYPE_CMAF),
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_MP4,
+                video=[job_pb2.VideoVariant(codec=H264, resolution="64x36")],
+                audio=job_pb2.AudioSpec(loudness=job_pb2.LoudnessSpec(preset="streaming")),
+                audio_tracks=tracks,
+            ),
         ],
     )
     started = time.monotonic()
@@ -157,7 +167,7 @@ def test_the_mp4_carries_every_track_with_its_language(dubbed_job):
 def test_ladders_list_one_audio_rendition_per_track(dubbed_job):
     """fMP4 HLS and CMAF: one EXT-X-MEDIA TYPE=AUDIO per track in one group, every variant
     naming it; the CMAF MPD one AdaptationSet per track with lang and Role."""
-    for output in dubbed_job.outputs[1:]:
+    for output in dubbed_job.outputs[1:3]:
         master = fetch(output.playback_url)
         media = [attributes(line) for line in master.splitlines() if "TYPE=AUDIO" in line]
         assert [
@@ -179,6 +189,26 @@ def test_ladders_list_one_audio_rendition_per_track(dubbed_job):
         mpd,
     )
     assert sets == [("en", "main"), ("de", "alternate"), ("fr", "description")], mpd
+
+
+def test_loudness_normalizes_every_track_on_its_own(dubbed_job):
+    """Each track of the MKV, measured here with ebur128, is within 1 LU of -14 LUFS with its
+    true peak at or below -1 dBTP; the output reports each track's figures once."""
+    mkv = dubbed_job.outputs[3]
+    reported = [(f.audio_track_index, f.target_integrated_lufs) for f in mkv.track_loudness]
+    assert reported == [(0, -14.0), (1, -14.0), (2, -14.0)]
+    assert not mkv.HasField("loudness")
+    for number, figures in enumerate(mkv.track_loudness):
+        argv = ["ffmpeg", "-hide_banner", "-nostats", "-i", mkv.playback_url]
+        argv += ["-map", f"0:a:{number}", "-af", "ebur128=peak=true", "-f", "null", "-"]
+        err = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
+        summary = err[err.rindex("Summary:") :]
+        integrated = re.search(r"I:\s+(-?[\d.]+) LUFS", summary)
+        peak = re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary)
+        assert integrated is not None and peak is not None, summary
+        assert abs(float(integrated.group(1)) + 14) <= 1, (number, summary)
+        assert float(peak.group(1)) <= -1.0, (number, summary)
+        assert abs(figures.output_integrated_lufs + 14) <= 1, figures
 
 
 @pytest.mark.slow
@@ -269,9 +299,9 @@ def _output(tracks: list[dict], kind: str = "OUTPUT_TYPE_MP4", **fields) -> dict
             "set hls.segment_format to FMP4",
         ),
         (
-            _output([STREAM], audio={"loudness": {"preset": "ebu_r128"}}),
+            _output([STREAM], audio={"disabled": True}),
             "outputs[0].audio_tracks",
-            "loudness",
+            "audio is disabled",
         ),
         (_output([STREAM], "OUTPUT_TYPE_M4A"), "outputs[0].audio_tracks", "not M4A"),
     ],

@@ -9,6 +9,7 @@ import pytest
 from kiln.v1 import job_pb2
 
 from common.loudness import resolve_target
+from server.domain.loudness_reports import track_loudness_problems
 from worker.media.audio_tracks import PreparedAudio, for_audio_stream
 from worker.media.commands import build_command
 from worker.media.errors import OutputSpecError
@@ -130,17 +131,39 @@ def test_dash_and_cmaf_make_one_adaptation_set_per_track() -> None:
         )
 
 
-def test_ts_hls_and_loudness_are_refused_with_audio_tracks() -> None:
+def test_ts_hls_and_the_outputs_one_loudness_pass_are_refused_with_audio_tracks() -> None:
     with pytest.raises(OutputSpecError, match="one muxed audio track"):
         build(progressive(job_pb2.OUTPUT_TYPE_HLS))
-    # Loudness is measured for one track (the server refuses both at Create; so does this).
+    # With audio tracks each track carries its own second pass, never the output's one.
     second = SecondPass(
         resolve_target(job_pb2.LoudnessSpec(preset="ebu_r128")), -20.0, -3.0, 5.0, -30.0, 0.0
     )
-    with pytest.raises(OutputSpecError, match="without loudness"):
+    with pytest.raises(OutputSpecError, match="normalized on its own"):
         build(progressive(job_pb2.OUTPUT_TYPE_MP4), loudness=second)
 
 
 def test_an_option_without_a_per_stream_form_is_refused() -> None:
     with pytest.raises(ValueError, match="-strict"):
         for_audio_stream(["-strict", "experimental"], 0)
+
+
+def test_the_server_takes_per_track_figures_only_for_tracks_the_spec_has() -> None:
+    target = resolve_target(job_pb2.LoudnessSpec(preset="streaming"))
+    spec = job_pb2.OutputSpec(
+        audio=job_pb2.AudioSpec(loudness=job_pb2.LoudnessSpec(preset="streaming")),
+        audio_tracks=[job_pb2.AudioTrack(stream_index=1, language="en")] * 2,
+    )
+
+    def figures(index: int) -> job_pb2.AudioLoudness:
+        return job_pb2.AudioLoudness(
+            target_integrated_lufs=target.integrated_lufs,
+            target_true_peak_dbtp=target.true_peak_dbtp,
+            target_lra=target.lra,
+            normalization=job_pb2.LOUDNESS_NORMALIZATION_LINEAR,
+            audio_track_index=index,
+        )
+
+    assert track_loudness_problems([figures(0), figures(1)], spec) == []
+    assert track_loudness_problems([figures(1), figures(1)], spec)
+    assert track_loudness_problems([figures(2)], spec)
+    assert track_loudness_problems([figures(0)], job_pb2.OutputSpec(audio=spec.audio))

@@ -24,6 +24,7 @@ from worker.media.codec_args import audio_args
 from worker.media.containers import Container
 from worker.media.errors import ENCODE_FAILED, MediaError
 from worker.media.hls_master import parse_attributes
+from worker.media.loudness import SecondPass
 from worker.media.timing import input_args
 
 R = job_pb2.AudioTrackRole
@@ -55,6 +56,8 @@ class PreparedAudio:
     role: int
     # The output's AudioSpec with this track's codec, bitrate and channels over it.
     settings: job_pb2.AudioSpec
+    # Loudness normalization's first pass over this track, when the spec asks for it.
+    loudness: SecondPass | None = None
 
     @property
     def rendition_folder(self) -> str:
@@ -99,7 +102,12 @@ def encode_args(
     args: list[str] = []
     for number, track in enumerate(tracks):
         encoder = audio_args(
-            track.settings, track.stream, container, notes, start_at_zero=start_at_zero
+            track.settings,
+            track.stream,
+            container,
+            notes,
+            start_at_zero=start_at_zero,
+            loudness=track.loudness,
         )
         args += for_audio_stream(encoder, number)
         language = language_of(track.language)
@@ -144,6 +152,11 @@ def hls_audio_entries(tracks: Sequence[PreparedAudio], group: str) -> list[str]:
 def dash_audio_sets(tracks: Sequence[PreparedAudio], first_stream: int) -> list[str]:
     """-adaptation_sets entries: one per track (ids 1, 2, ...), after the video's id 0."""
     return [f"id={1 + n},streams={first_stream + n}" for n in range(len(tracks))]
+
+
+def normalized(tracks: Sequence[PreparedAudio]) -> list[tuple[int, SecondPass]]:
+    """(position, second pass) of the tracks the encode normalizes, in output stream order."""
+    return [(t.position, t.loudness) for t in tracks if t.loudness is not None]
 
 
 async def label_hls_audio(master: Path, tracks: Sequence[PreparedAudio]) -> None:

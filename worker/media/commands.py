@@ -75,7 +75,8 @@ def build_command(
         or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
     ):
         raise OutputSpecError(
-            "audio tracks go with one input's video outputs, without loudness or custom commands"
+            "audio tracks go with one input's video outputs without custom commands, each "
+            "track normalized on its own (not by the output's one loudness pass)"
         )
     plan = _build(
         input_path,

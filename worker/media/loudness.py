@@ -108,11 +108,25 @@ def first_pass_command(
     audio = default_stream(info, "audio")
     if audio is None:
         return None
+    return stream_first_pass(input_path, audio, spec.audio, spec, info, target, ffmpeg)
+
+
+def stream_first_pass(
+    input_path: str,
+    audio: job_pb2.StreamInfo,
+    settings: job_pb2.AudioSpec,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    target: LoudnessTarget,
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """loudnorm measuring one audio stream of `input_path` as the encode takes it: the
+    output's clip window, the down-mix `settings` ask for."""
     start, duration = clip_window(spec.clip, info.duration_seconds)
     argv = [ffmpeg, *COMMON_FLAGS, *input_args(input_path, start), "-map", f"0:{audio.index}"]
     if spec.clip.duration_seconds > 0:
         argv += ["-t", seconds_arg(duration)]
-    downmix = channel_plan(spec.audio, audio, notes=[]).downmix
+    downmix = channel_plan(settings, audio, notes=[]).downmix
     measure = (
         f"loudnorm=I={target.integrated_lufs:g}:TP={target.true_peak_dbtp:g}:"
         f"LRA={target.lra:g}:print_format=json"
@@ -142,8 +156,33 @@ async def measure_input(
     )
     if argv is None:
         return None
-    await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
-    log_path = work_dir / MEASURE_LOG_NAME
+    return await run_first_pass(
+        argv,
+        spec=spec,
+        info=info,
+        target=target,
+        log_path=work_dir / MEASURE_LOG_NAME,
+        access=access,
+        cancel_event=cancel_event,
+        notes=notes,
+    )
+
+
+async def run_first_pass(
+    argv: list[str],
+    *,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    target: LoudnessTarget,
+    log_path: Path,
+    access: InputAccess,
+    cancel_event: asyncio.Event,
+    notes: list[str],
+    what: str = "audio",
+) -> SecondPass | None:
+    """Runs a first pass (its loudnorm report written to log_path); None, with a note, when
+    the audio is too quiet to measure."""
+    await asyncio.to_thread(log_path.parent.mkdir, parents=True, exist_ok=True)
     env = access.environment()
     env["FFREPORT"] = ffreport_setting(log_path)
     _, duration = clip_window(spec.clip, info.duration_seconds)
@@ -156,7 +195,7 @@ async def measure_input(
     integrated = _number(report, "input_i")
     if not integrated > QUIETEST_LUFS:
         notes.append(
-            f"audio: too quiet to measure (below {QUIETEST_LUFS:g} LUFS); loudness left as it is"
+            f"{what}: too quiet to measure (below {QUIETEST_LUFS:g} LUFS); loudness left as it is"
         )
         return None
     return SecondPass(
@@ -186,6 +225,35 @@ def output_figures(log_text: str, second: SecondPass) -> job_pb2.AudioLoudness:
     report = loudnorm_report(log_text)
     if report is None:
         raise MediaError(ENCODE_FAILED, "loudness normalization reported no figures")
+    return _figures(report, second)
+
+
+def track_figures(
+    log_text: str, seconds: list[tuple[int, SecondPass]]
+) -> list[job_pb2.AudioLoudness]:
+    """What each audio track's loudnorm reported, `seconds` being (track position, its second
+    pass) in output stream order. FFmpeg 5.1 frees each output stream's filter graph in stream
+    order, and loudnorm prints its report when freed, so the reports come in that order."""
+    reports = []
+    for match in _REPORT.finditer(log_text):
+        try:
+            document = json.loads(match.group())
+        except ValueError:
+            continue
+        reports.append({str(key): str(value) for key, value in document.items()})
+    if len(reports) != len(seconds):
+        raise MediaError(
+            ENCODE_FAILED, f"{len(seconds)} tracks were normalized, {len(reports)} reported"
+        )
+    figures = []
+    for report, (position, second) in zip(reports, seconds, strict=True):
+        figure = _figures(report, second)
+        figure.audio_track_index = position
+        figures.append(figure)
+    return figures
+
+
+def _figures(report: dict[str, str], second: SecondPass) -> job_pb2.AudioLoudness:
     mode = report.get("normalization_type", "")
     if mode not in ("linear", "dynamic"):
         raise MediaError(ENCODE_FAILED, f"loudnorm reported normalization {mode[:20]!r}")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from ..media.audio_tracks import normalized
 from ..media.commands import build_command
-from ..media.loudness import ENCODE_LOG_NAME, SecondPass, measure_input, normalized_figures
+from ..media.loudness import (
+    ENCODE_LOG_NAME,
+    SecondPass,
+    measure_input,
+    normalized_figures,
+    track_figures,
+)
 from ..media.packaging import finalize_output
 from ..media.plan import CommandPlan
 from ..media.quality import measure_quality
@@ -33,16 +42,20 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
         )
         # Text tracks first: a broken subtitle file fails the output before any encoding.
         text_tracks = await prepare_text_tracks(run, location, task.output_spec, task.input_info)
-        # Loudness normalization's first pass, once for the output (every rung shares it).
-        second_pass = await measure_input(
-            input_path=location,
-            spec=task.output_spec,
-            info=task.input_info,
-            work_dir=run.scratch / "loudness",
-            access=run.inputs.access,
-            cancel_event=run.stop,
-            notes=loudness_notes,
-        )
+        # Audio tracks each get their own loudness first pass; without them, one for the
+        # output (every rung shares it).
+        audio_tracks = await prepare_audio_tracks(run, location, task.output_spec, loudness_notes)
+        second_pass = None
+        if not audio_tracks:
+            second_pass = await measure_input(
+                input_path=location,
+                spec=task.output_spec,
+                info=task.input_info,
+                work_dir=run.scratch / "loudness",
+                access=run.inputs.access,
+                cancel_event=run.stop,
+                notes=loudness_notes,
+            )
         plan = build_command(
             input_path=location,
             spec=task.output_spec,
@@ -52,9 +65,9 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
             loudness=second_pass,
             overlays=await prepare_overlays(task.output_spec, run.inputs, run.scratch / "overlays"),
             text_tracks=text_tracks,
-            audio_tracks=await prepare_audio_tracks(run, task.output_spec),
+            audio_tracks=audio_tracks,
         )
-        if second_pass is not None:
+        if second_pass is not None or normalized(audio_tracks):
             plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
         await run.encode(plan)
         return plan, location, second_pass
@@ -62,6 +75,7 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
     plan, location, second_pass = await run.inputs.guarded(read_and_encode())
     plan.notes += loudness_notes
     loudness = await normalized_figures(plan, second_pass)
+    track_loudness = await _track_figures(plan)
     # Playlists are rewritten from the produced segments and sprite maps written
     # before anything is described.
     run.progress.stage = S.JOB_STAGE_PACKAGING
@@ -92,7 +106,17 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
         encoded_seconds=plan.expected_duration,
         quality=quality,
         loudness=loudness,
+        track_loudness=track_loudness,
     )
+
+
+async def _track_figures(plan: CommandPlan) -> list[job_pb2.AudioLoudness]:
+    """Each normalized audio track's figures, read back from the encode's report log."""
+    seconds = normalized(plan.audio_tracks)
+    if not seconds or plan.report_log is None:
+        return []
+    text = await asyncio.to_thread(plan.report_log.read_text, "utf-8", "replace")
+    return track_figures(text, seconds)
 
 
 async def _concat_inputs(run: TaskRun) -> list[tuple[str, job_pb2.InputInfo]]:
