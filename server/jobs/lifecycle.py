@@ -23,7 +23,7 @@ from ..events.hub import EventHub
 from ..events.listener import EVENTS_CHANNEL
 from ..metrics import ServerMetrics
 from ..store.models import Job, Output
-from ..store.store import JobRecord, Store, Tx, now
+from ..store.store import JobRecord, Store, Tx, now, output_row_of
 from ..tracing import stamp_tasks
 from ..webhooks import events as webhook_events
 from ..webhooks.events import EventType
@@ -114,7 +114,7 @@ class Lifecycle:
 
         `record` must be current: read under the job's lock in this transaction.
         """
-        job = views.job_message(record)
+        job = views.job_message(record.snapshot())
         await self.emit(tx, record.job.id, completed=job_service_pb2.CompletedEvent(job=job))
         await self.notify_status(tx, record, job)
 
@@ -124,14 +124,15 @@ class Lifecycle:
         """Queue the webhook event of the job's (current) status, if it has one."""
         event = webhook_events.STATUS_EVENTS.get(JobStatus(record.job.status))
         if event is not None:
-            data = webhook_events.job_data(job or views.job_message(record))
+            data = webhook_events.job_data(job or views.job_message(record.snapshot()))
             await self._queue_webhook(tx, record.job, event, data)
 
     async def notify_output(self, tx: Tx, job: Job, output: Output) -> None:
         """Queue output.completed or output.failed for an output that just ended so."""
         event = OUTPUT_EVENTS.get(OutputStatus(output.status))
         if event is not None:
-            data = webhook_events.output_data(job, views.output_message(output, job.currency))
+            message = views.output_message(output_row_of(output), job.currency)
+            data = webhook_events.output_data(job, message)
             await self._queue_webhook(tx, job, event, data)
 
     async def notify_progress(self, tx: Tx, record: JobRecord, before: float) -> None:
@@ -139,7 +140,7 @@ class Lifecycle:
         crossed = webhook_events.crossed_thresholds(before, record.job.progress)
         if not crossed:
             return
-        job = views.job_message(record)
+        job = views.job_message(record.snapshot())
         for threshold in crossed:
             data = webhook_events.progress_data(job, threshold)
             await self._queue_webhook(tx, record.job, EventType.JOB_PROGRESS, data)
@@ -159,11 +160,8 @@ class Lifecycle:
 
     async def emit_output_row(self, tx: Tx, job: Job, output: Output) -> None:
         """The output's event from a row the caller holds current (the progress hot path)."""
-        await self.emit(
-            tx,
-            job.id,
-            output=job_service_pb2.OutputEvent(output=views.output_message(output, job.currency)),
-        )
+        message = views.output_message(output_row_of(output), job.currency)
+        await self.emit(tx, job.id, output=job_service_pb2.OutputEvent(output=message))
 
     async def queue_transcodes(self, tx: Tx, record: JobRecord) -> None:
         """The tasks that make the job's outputs, dispatched once the transaction commits."""

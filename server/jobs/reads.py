@@ -38,8 +38,10 @@ class JobMessages:
     origins: Origins | None = None
 
     async def message(self, record: JobRecord | JobSnapshot) -> job_pb2.Job:
-        await self._load_origins(output.origin for output in record.outputs)
-        return views.job_message(record, self.file_url, self.playback, self._public_base_url)
+        """The answer for a job a transaction holds (its rows) or a direct read gave."""
+        snapshot = record.snapshot() if isinstance(record, JobRecord) else record
+        await self._load_origins(output.origin for output in snapshot.outputs)
+        return views.job_message(snapshot, self.file_url, self.playback, self._public_base_url)
 
     async def add_links(self, job: job_pb2.Job) -> None:
         await self._load_origins(views.output_place(job, output) for output in job.outputs)

@@ -12,8 +12,7 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
 from ..delivery.links import PlaybackLinks
-from ..store.models import Output
-from ..store.store import JobRecord, JobSnapshot, OutputRow
+from ..store.store import JobSnapshot, OutputRow
 from . import variant_costs
 
 STATUS_PREFIX = "JOB_STATUS_"
@@ -51,7 +50,7 @@ def money(micros: int | None, currency: str) -> job_pb2.Money | None:
     return job_pb2.Money(micros=micros, currency=currency)
 
 
-def output_message(output: Output | OutputRow, currency: str) -> job_pb2.Output:
+def output_message(output: OutputRow, currency: str) -> job_pb2.Output:
     message = job_pb2.Output(
         id=output.id,
         spec=job_pb2.OutputSpec.FromString(output.spec),
@@ -131,12 +130,13 @@ def add_links(
 
 
 def job_message(
-    record: JobRecord | JobSnapshot,
+    record: JobSnapshot,
     file_url: FileUrl | None = None,
     playback: PlaybackLinks | None = None,
     public_base_url: Callable[[str], str] | None = None,
 ) -> job_pb2.Job:
-    """The ORM's record (inside a transaction) or a direct read's snapshot: same fields."""
+    """The job as one read type: a direct read's snapshot, or a transaction's JobRecord
+    through its snapshot()."""
     job = record.job
     message = job_pb2.Job(
         id=job.id,

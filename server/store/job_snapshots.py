@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -78,6 +79,27 @@ class JobSnapshot:
 
     job: JobRow
     outputs: list[OutputRow]
+
+
+_JOB_FIELDS = [field.name for field in fields(JobRow)]
+_OUTPUT_FIELDS = [field.name for field in fields(OutputRow)]
+
+
+def output_row_of(output: Output) -> OutputRow:
+    """An ORM output a transaction holds, as the one read type answers are built from."""
+    return OutputRow(*(getattr(output, name) for name in _OUTPUT_FIELDS))
+
+
+def snapshot_of(job: Job, outputs: Sequence[Output]) -> JobSnapshot:
+    """ORM rows a transaction holds, as the one read type answers are built from (the same
+    values read_job gives: datetimes aware)."""
+    values = [getattr(job, name) for name in _JOB_FIELDS]
+    row = JobRow(*values)
+    for name in _JOB_FIELDS:
+        value = getattr(row, name)
+        if isinstance(value, datetime):
+            setattr(row, name, aware(value))
+    return JobSnapshot(row, [output_row_of(output) for output in outputs])
 
 
 def _row_columns(model: type, row: type) -> list[NamedColumn[Any]]:

@@ -33,6 +33,7 @@ from .database import (
     now,
     rows_changed,
 )
+from .job_snapshots import JobSnapshot, snapshot_of
 from .models import Job, Organization, Output, Task
 from .row_encoding import insert_from_json, insert_rows, json_rows, new_row
 from .task_queue import new_task_row
@@ -54,8 +55,14 @@ class IdempotencyKeyTaken(Exception):
 
 @dataclass
 class JobRecord:
+    """A job and its outputs as ORM rows of a transaction (for decisions and writes);
+    answers are built from its snapshot()."""
+
     job: Job
     outputs: list[Output]
+
+    def snapshot(self) -> JobSnapshot:
+        return snapshot_of(self.job, self.outputs)
 
 
 @dataclass(frozen=True)

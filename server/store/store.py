@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .database import Database, TxBase, async_url, now, sync_url
 from .events import EventStatements
-from .job_snapshots import JobSnapshot, OutputRow, read_job
+from .job_snapshots import JobSnapshot, OutputRow, output_row_of, read_job
 from .jobs import IdempotencyKeyTaken, JobRecord, JobStatements
 from .keys import API_KEY_PREFIX, KeyStatements
 from .origins import OriginStatements
@@ -39,6 +39,7 @@ __all__ = [
     "Tx",
     "async_url",
     "now",
+    "output_row_of",
     "sync_url",
 ]
 
