@@ -160,7 +160,7 @@ class Lifecycle:
 
     async def emit_output_row(self, tx: Tx, job: Job, output: Output) -> None:
         """The output's event from a row the caller holds current (the progress hot path)."""
-        message = views.output_message(output_row_of(output), job.currency)
+        message = views.output_message(output_row_of(output), job.currency, now())
         await self.emit(tx, job.id, output=job_service_pb2.OutputEvent(output=message))
 
     async def queue_transcodes(self, tx: Tx, record: JobRecord) -> None:

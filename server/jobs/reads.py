@@ -8,7 +8,7 @@ would give.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +20,7 @@ from ..delivery.links import PlaybackLinks
 from ..domain.errors import FieldViolation, InvalidArgument
 from ..domain.states import JobStatus
 from ..origins.directory import ServerOrigins
+from ..store.database import now
 from ..store.store import JobRecord, JobSnapshot, Store
 from . import views
 from .paging import page_limit, page_size_violation
@@ -36,12 +37,16 @@ class JobMessages:
     file_url: FileUrl
     playback: PlaybackLinks | None = None
     origins: Origins | None = None
+    # The moment a message is handed out, for the ETAs in it.
+    clock: Callable[[], datetime] = now
 
     async def message(self, record: JobRecord | JobSnapshot) -> job_pb2.Job:
         """The answer for a job a transaction holds (its rows) or a direct read gave."""
         snapshot = record.snapshot() if isinstance(record, JobRecord) else record
         await self._load_origins(output.origin for output in snapshot.outputs)
-        return views.job_message(snapshot, self.file_url, self.playback, self._public_base_url)
+        return views.job_message(
+            snapshot, self.file_url, self.playback, self._public_base_url, self.clock()
+        )
 
     async def add_links(self, job: job_pb2.Job) -> None:
         await self._load_origins(views.output_place(job, output) for output in job.outputs)

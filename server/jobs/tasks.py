@@ -22,9 +22,9 @@ from ..domain.errors import FieldViolation, InvalidArgument, StaleLease
 from ..domain.states import JobStatus, OutputStatus, TaskKind, TaskStatus
 from ..origins.directory import output_origin_of
 from ..store.models import Task
-from ..store.store import JobRecord, Tx
+from ..store.store import JobRecord, Tx, now
 from ..tracing import claim_span
-from . import outcomes
+from . import outcomes, views
 from .fleet import Fleet
 from .lifecycle import Lifecycle
 from .lost_tasks import LostTasks
@@ -147,7 +147,10 @@ class TaskService:
                         message.input_info.ParseFromString(job.input_info)
                     message.output_prefix = output_prefix(job.id, output.id)
                     message.output_origin = output_origin_of(job, output)
-                    if await tx.outputs.move_output(output.id, OutputStatus.PROCESSING):
+                    # The output's first task of the attempt: its ETA's rate counts from here.
+                    if await tx.outputs.move_output(
+                        output.id, OutputStatus.PROCESSING, running_since=now()
+                    ):
                         await self.life.emit_output_row(tx, job, output)
             log.info(
                 "task %s (%s) of job %s leased to worker %s (attempt %d)",
@@ -227,11 +230,10 @@ class TaskService:
                     stage = S.JOB_STAGE_TRANSCODING
                 await tx.jobs.update_job(record.job.id, progress=job_progress, stage=stage)
                 await self.life.notify_progress(tx, record, before)
-                await self.life.emit(
-                    tx,
-                    record.job.id,
-                    progress=job_service_pb2.ProgressEvent(progress=job_progress, stage=stage),
-                )
+                event = job_service_pb2.ProgressEvent(progress=job_progress, stage=stage)
+                if (left := views.job_eta(record, now())) is not None:
+                    event.eta_seconds = left
+                await self.life.emit(tx, record.job.id, progress=event)
         return False
 
     async def _heartbeat(self, request: worker_service_pb2.ReportProgressRequest) -> bool:

@@ -12,8 +12,9 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
 from ..delivery.links import PlaybackLinks
+from ..store.database import aware
 from ..store.store import JobSnapshot, OutputRow
-from . import variant_costs
+from . import eta, variant_costs
 
 STATUS_PREFIX = "JOB_STATUS_"
 OUTPUT_STATUS_PREFIX = "OUTPUT_STATUS_"
@@ -50,7 +51,19 @@ def money(micros: int | None, currency: str) -> job_pb2.Money | None:
     return job_pb2.Money(micros=micros, currency=currency)
 
 
-def output_message(output: OutputRow, currency: str) -> job_pb2.Output:
+def output_eta(output: OutputRow, moment: datetime) -> float | None:
+    return eta.output_eta(output.status, output.progress, aware(output.running_since), moment)
+
+
+def job_eta(record: JobSnapshot, moment: datetime) -> float | None:
+    outputs = record.outputs
+    return eta.job_eta(record.job.status, ((o.status, output_eta(o, moment)) for o in outputs))
+
+
+def output_message(
+    output: OutputRow, currency: str, moment: datetime | None = None
+) -> job_pb2.Output:
+    """With `moment` (now, as the message is handed out), a running output's ETA too."""
     message = job_pb2.Output(
         id=output.id,
         spec=job_pb2.OutputSpec.FromString(output.spec),
@@ -68,6 +81,8 @@ def output_message(output: OutputRow, currency: str) -> job_pb2.Output:
     )
     if output.error:
         message.error.ParseFromString(output.error)
+    if moment is not None and (left := output_eta(output, moment)) is not None:
+        message.eta_seconds = left
     if output.result:
         result = worker_service_pb2.TranscodeResult.FromString(output.result)
         message.notes.extend(result.notes)
@@ -134,9 +149,11 @@ def job_message(
     file_url: FileUrl | None = None,
     playback: PlaybackLinks | None = None,
     public_base_url: Callable[[str], str] | None = None,
+    moment: datetime | None = None,
 ) -> job_pb2.Job:
     """The job as one read type: a direct read's snapshot, or a transaction's JobRecord
-    through its snapshot()."""
+    through its snapshot(). With `moment` (now, as the message is handed out), the ETAs of a
+    running job too."""
     job = record.job
     message = job_pb2.Job(
         id=job.id,
@@ -147,7 +164,7 @@ def job_message(
         delayed_start=job.delayed_start,
         input_url=job.input_url,
         concat_input_urls=job.concat_input_urls,
-        outputs=[output_message(output, job.currency) for output in record.outputs],
+        outputs=[output_message(output, job.currency, moment) for output in record.outputs],
         metadata=job.job_metadata,
         webhook_url=job.webhook_url,
         attempt=job.attempt,
@@ -158,6 +175,8 @@ def job_message(
         output_origin_id=job.output_origin_id,
         output_path_prefix=job.output_path_prefix,
     )
+    if moment is not None and (left := job_eta(record, moment)) is not None:
+        message.eta_seconds = left
     if job.input_info:
         message.input_info.ParseFromString(job.input_info)
     if job.error:
@@ -166,7 +185,7 @@ def job_message(
         message.estimated_cost.CopyFrom(estimated)
     if (actual := money(job.actual_cost_micros, job.currency)) is not None:
         message.actual_cost.CopyFrom(actual)
-    for field, moment in (
+    for field, stamped_at in (
         ("create_time", job.created_at),
         ("probe_time", job.probed_at),
         ("confirm_time", job.confirmed_at),
@@ -174,7 +193,7 @@ def job_message(
         ("complete_time", job.completed_at),
         ("update_time", job.updated_at),
     ):
-        if (stamp := timestamp(moment)) is not None:
+        if (stamp := timestamp(stamped_at)) is not None:
             getattr(message, field).CopyFrom(stamp)
     add_links(message, file_url, playback, public_base_url)
     return message

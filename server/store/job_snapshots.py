@@ -71,6 +71,7 @@ class OutputRow:
     actual_cost_micros: int | None
     variant_pricing: list | None
     origin: str
+    running_since: datetime | None
 
 
 @dataclass(slots=True)
@@ -138,4 +139,6 @@ async def read_job(database: Database, organization_id: str, job_id: str) -> Job
     for index in _JOB_MOMENTS:
         values[index] = aware(values[index])
     outputs = [OutputRow(*row[_JOB_WIDTH:]) for row in rows if row[_JOB_WIDTH] is not None]
+    for output in outputs:
+        output.running_since = aware(output.running_since)
     return JobSnapshot(JobRow(*values), outputs)

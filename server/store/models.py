@@ -126,6 +126,9 @@ class Output(Base):
     # Where the output's files are: "" for the job's output_origin, else an origin of the
     # organization and the job's path prefix ("ori_…" or "ori_…/customers/42").
     origin: Mapped[str] = mapped_column(Text, default="")
+    # When the output last moved to PROCESSING (its first task of the attempt leased): the
+    # start its ETA's rate is measured from.
+    running_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Task(Base):

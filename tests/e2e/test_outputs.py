@@ -12,6 +12,9 @@ from kiln.v1 import job_pb2, job_service_pb2
 from tests.media_probe import ffprobe, streams
 
 from .connect_json import ConnectJsonClient
+
+# The ETA end to end, on this module's cluster.
+from .eta_flows import test_a_running_job_tells_its_time_left_and_stops_when_done  # noqa: F401
 from .jobs import run_to_end
 
 # Recipes end to end, on this module's cluster.

@@ -162,12 +162,14 @@ class StatusChangeEvent(_message.Message):
     def __init__(self, from_status: _Optional[_Union[_job_pb2.JobStatus, str]] = ..., to_status: _Optional[_Union[_job_pb2.JobStatus, str]] = ..., stage: _Optional[_Union[_job_pb2.JobStage, str]] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ...) -> None: ...
 
 class ProgressEvent(_message.Message):
-    __slots__ = ("progress", "stage")
+    __slots__ = ("progress", "stage", "eta_seconds")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     progress: float
     stage: _job_pb2.JobStage
-    def __init__(self, progress: _Optional[float] = ..., stage: _Optional[_Union[_job_pb2.JobStage, str]] = ...) -> None: ...
+    eta_seconds: float
+    def __init__(self, progress: _Optional[float] = ..., stage: _Optional[_Union[_job_pb2.JobStage, str]] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
 
 class OutputEvent(_message.Message):
     __slots__ = ("output",)
