@@ -8,7 +8,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from rich.table import Table
 
 from .common import stdout
-from .watching import short_enum, stage_name, status_name
+from .watching import eta_text, short_enum, stage_name, status_name
 
 
 def _money(money: job_pb2.Money) -> str:
@@ -49,7 +49,10 @@ def _time(stamp: Any) -> str:
 def show_job(job: job_pb2.Job) -> None:
     status = status_name(job.status).upper()
     stage = f" ({stage_name(job.stage)})" if job.stage else ""
-    stdout.print(f"[bold]{job.id}[/]  {status}{stage}  {job.progress:.1f}%  attempt {job.attempt}")
+    left = f"  {eta_text(job)}" if job.HasField("eta_seconds") else ""
+    stdout.print(
+        f"[bold]{job.id}[/]  {status}{stage}  {job.progress:.1f}%{left}  attempt {job.attempt}"
+    )
     if job.input_origin_id:
         stdout.print(f"  input     {job.input_origin_id} {job.input_path}", markup=False)
     else:
@@ -75,8 +78,9 @@ def show_job(job: job_pb2.Job) -> None:
         what = spec.preset or short_enum(job_pb2.OutputType, spec.type, "OUTPUT_TYPE_")
         variants = ",".join(v.resolution for v in spec.video)
         state = short_enum(job_pb2.OutputStatus, output.status, "OUTPUT_STATUS_")
+        left = f"  {eta_text(output)}" if output.HasField("eta_seconds") else ""
         stdout.print(
-            f"  output    {output.id} {what} {variants}  {state} {output.progress:.1f}%".rstrip()
+            f"  output    {output.id} {what} {variants}  {state} {output.progress:.1f}%{left}"
         )
         if output.variant_pricing:
             stdout.print(

@@ -23,7 +23,6 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -46,6 +45,19 @@ EventHandler = Callable[[dict[str, Any], job_service_pb2.WatchResponse], None]
 def short_enum(enum: Any, value: int, prefix: str) -> str:
     name = enum.Name(value) if value else ""
     return name.removeprefix(prefix).lower().replace("_", " ")
+
+
+def eta_text(message: Any) -> str:
+    """The server's estimate of a Job, Output or progress event ("about 12 s left"); ""
+    when it has none (unknown is never shown as 0)."""
+    if not message.HasField("eta_seconds"):
+        return ""
+    seconds = round(message.eta_seconds)
+    if seconds < 90:
+        return f"about {seconds} s left"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min left"
+    return f"about {seconds / 3600:.1f} h left"
 
 
 def status_name(value: int) -> str:
@@ -144,7 +156,8 @@ def _output_label(output: job_pb2.Output) -> str:
 
 
 class LiveBoard:
-    """A rich progress bar for the job and one per output: status, stage, speed, ETA."""
+    """A rich progress bar for the job and one per output: status, stage, speed, and the
+    server's ETA (not one guessed here from the bar's own speed)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -155,7 +168,7 @@ class LiveBoard:
             TextColumn("[bold]{task.fields[status]}[/]"),
             TextColumn("[dim]{task.fields[stage]}[/]"),
             SpeedColumn(),
-            TimeRemainingColumn(),
+            TextColumn("[cyan]{task.fields[eta]}[/]"),
             console=console,
             transient=False,
             refresh_per_second=8,
@@ -178,7 +191,7 @@ class LiveBoard:
     def _job_row(self, job_id: str) -> TaskID:
         if self.job_task is None:
             self.job_task = self.progress.add_task(
-                f"job {job_id}", total=100, status="", stage="", duration=0.0
+                f"job {job_id}", total=100, status="", stage="", duration=0.0, eta=""
             )
         return self.job_task
 
@@ -190,6 +203,7 @@ class LiveBoard:
                 status="",
                 stage="",
                 duration=self.duration,
+                eta="",
             )
         return self.outputs[output.id]
 
@@ -204,6 +218,7 @@ class LiveBoard:
             status=status_name(job.status),
             stage=self.stage,
             duration=self.duration,
+            eta=eta_text(job),
         )
         for output in job.outputs:
             self.show_output(output)
@@ -219,6 +234,7 @@ class LiveBoard:
             status=status,
             stage=self.stage if output.status == job_pb2.OUTPUT_STATUS_PROCESSING else "",
             duration=self.duration,
+            eta=eta_text(output),
         )
 
     def __call__(self, _payload: dict[str, Any], event: job_service_pb2.WatchResponse) -> None:
@@ -231,12 +247,17 @@ class LiveBoard:
             change = event.status_change
             self.stage = stage_name(change.stage)
             self.progress.update(
-                self.job_task, status=status_name(change.to_status), stage=self.stage
+                self.job_task, status=status_name(change.to_status), stage=self.stage, eta=""
             )
             if change.error.code:
                 self.note(f"{change.error.code}: {change.error.message}")
         elif kind == "progress" and self.job_task is not None:
             self.stage = stage_name(event.progress.stage) or self.stage
-            self.progress.update(self.job_task, completed=event.progress.progress, stage=self.stage)
+            self.progress.update(
+                self.job_task,
+                completed=event.progress.progress,
+                stage=self.stage,
+                eta=eta_text(event.progress),
+            )
         elif kind == "output":
             self.show_output(event.output.output)

@@ -14,7 +14,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from kiln_cli.client import ApiError
 from kiln_cli.download import UnsafePath, safe_destination
 from kiln_cli.specs import SpecError, load_spec, parse_metadata, parse_output
-from kiln_cli.watching import follow
+from kiln_cli.watching import eta_text, follow
 
 
 def test_output_shorthand_video_ladder_audio_image():
@@ -224,3 +224,12 @@ def test_watch_of_a_finished_job_shows_its_completed_event(tmp_path: Path):
     )
     assert result.status == job_pb2.JOB_STATUS_FAILED
     assert kinds == ["snapshot", "completed"]
+
+
+def test_eta_is_shown_in_words_and_never_as_zero_when_unknown():
+    assert eta_text(job_pb2.Job()) == ""
+    assert eta_text(job_pb2.Job(eta_seconds=0.0)) == "about 0 s left"
+    assert eta_text(job_pb2.Output(eta_seconds=12.4)) == "about 12 s left"
+    assert eta_text(job_service_pb2.ProgressEvent(eta_seconds=89.6)) == "about 2 min left"
+    assert eta_text(job_pb2.Job(eta_seconds=600)) == "about 10 min left"
+    assert eta_text(job_pb2.Job(eta_seconds=3 * 3600)) == "about 3.0 h left"
