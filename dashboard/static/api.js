@@ -135,14 +135,24 @@ export function applyEvent(job, event) {
     const change = event.statusChange;
     next.status = change.toStatus;
     next.stage = change.stage;
+    // A new status makes the last estimate stale; the next progress event brings one.
+    delete next.etaSeconds;
     if (change.error) next.error = change.error;
     else if (!TERMINAL.has(change.toStatus)) delete next.error;
   } else if (kind === "progress") {
     next.progress = event.progress.progress || 0;
+    // Absent in the event: the server no longer has an estimate, so none is shown.
+    if (event.progress.etaSeconds === undefined) delete next.etaSeconds;
+    else next.etaSeconds = event.progress.etaSeconds;
     if (event.progress.stage) next.stage = event.progress.stage;
   } else if (kind === "output") {
     const output = event.output.output;
-    next.outputs = (job.outputs || []).map((o) => (o.id === output.id ? { ...o, ...output } : o));
+    next.outputs = (job.outputs || []).map((o) => {
+      if (o.id !== output.id) return o;
+      const merged = { ...o, ...output };
+      if (output.etaSeconds === undefined) delete merged.etaSeconds;
+      return merged;
+    });
   }
   return next;
 }

@@ -54,6 +54,15 @@ export function bitrate(bps) {
   return bps >= 1e6 ? `${(bps / 1e6).toFixed(2)} Mb/s` : `${Math.round(bps / 1e3)} kb/s`;
 }
 
+// The server's ETA (Job/Output.etaSeconds): absent means unknown, shown as nothing, never 0.
+export function eta(s) {
+  if (s === undefined || s === null) return "";
+  const left = Math.round(Number(s));
+  if (left < 90) return `about ${left} s left`;
+  if (left < 90 * 60) return `about ${Math.round(left / 60)} min left`;
+  return `about ${(left / 3600).toFixed(1)} h left`;
+}
+
 export function seconds(s) {
   s = Number(s || 0);
   return s >= 60 ? `${Math.floor(s / 60)}m ${(s % 60).toFixed(0)}s` : `${s.toFixed(2)} s`;

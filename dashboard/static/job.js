@@ -45,7 +45,7 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
     root.dataset.status = fmt.status(job.status);
     header.replaceChildren(
       h("h1", {}, job.id, " ", fmt.badge(job.status)),
-      h("div", { class: "row" }, fmt.progressBar(job.progress), h("span", { class: "muted", id: "job-stage" }, job.stage ? `stage: ${fmt.stage(job.stage)}` : ""), h("span", { class: "muted" }, `attempt ${job.attempt || 1} · priority ${fmt.priority(job.priority)} · created ${fmt.time(job.createTime)}`)),
+      h("div", { class: "row" }, fmt.progressBar(job.progress), h("span", { class: "muted", id: "job-eta" }, fmt.eta(job.etaSeconds)), h("span", { class: "muted", id: "job-stage" }, job.stage ? `stage: ${fmt.stage(job.stage)}` : ""), h("span", { class: "muted" }, `attempt ${job.attempt || 1} · priority ${fmt.priority(job.priority)} · created ${fmt.time(job.createTime)}`)),
     );
     renderActions();
     if (job.error) {
@@ -166,6 +166,7 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
         { class: "card output", "data-output-id": output.id, "data-output-type": fmt.outputType(output.spec?.type), "data-output-status": fmt.outputStatus(output.status) },
         h("h3", {}, `#${index + 1} ${fmt.outputType(output.spec?.type)} `, h("span", { class: `tag o-${fmt.outputStatus(output.status).toLowerCase()}` }, fmt.outputStatus(output.status)), h("span", { class: "muted small" }, ` ${output.id}${output.spec?.preset ? ` · preset ${output.spec.preset}` : ""}`)),
         fmt.progressBar(output.progress),
+        output.etaSeconds === undefined ? null : h("p", { class: "muted small eta" }, fmt.eta(output.etaSeconds)),
         variantsLine(output),
         output.error ? h("p", { class: "error" }, h("code", {}, output.error.code), ` ${output.error.message}`) : null,
         (output.notes || []).map((n) => h("p", { class: "muted small" }, `note: ${n}`)),

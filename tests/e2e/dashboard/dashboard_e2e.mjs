@@ -169,6 +169,9 @@ try {
   watchConsole = true;
   await row.click();
   await page.waitForSelector(`#view[data-status="COMPLETED"]`);
+  // A finished job has no time left to tell: no ETA beside its progress or its outputs'.
+  const etas = await page.evaluate(() => ({ job: document.getElementById("job-eta")?.textContent, outputs: document.querySelectorAll(".output .eta").length }));
+  check(etas.job === "" && etas.outputs === 0, `a completed job shows an ETA: ${JSON.stringify(etas)}`);
   const hlsPlayer = page.locator('.player[data-player="hls"]');
   const dashPlayer = page.locator('.player[data-player="dash"]');
   await hlsPlayer.locator("select.rendition option").nth(2).waitFor({ state: "attached" });
