@@ -91,20 +91,21 @@ def main() -> None:
         finally:
             kiln.stop()
 
-    summary = []
+    # (point, n, median abs error, median relative error, median eta, median time left)
+    summary: list[tuple[float, int, float | None, float | None, float | None, float | None]] = []
     for point in POINTS:
-        found = rows[point]
-        if not found:
+        measured = rows[point]
+        if not measured:
             summary.append((point, 0, None, None, None, None))
             continue
-        absolute = statistics.median(error for *_, error in found)
-        relative = statistics.median(error / actual for _, _, actual, error in found if actual > 0)
-        eta = statistics.median(eta for _, eta, _, _ in found)
-        left = statistics.median(actual for _, _, actual, _ in found)
-        summary.append((point, len(found), absolute, relative, eta, left))
+        absolute = statistics.median(row[3] for row in measured)
+        relative = statistics.median(row[3] / row[2] for row in measured if row[2] > 0)
+        eta = statistics.median(row[1] for row in measured)
+        left = statistics.median(row[2] for row in measured)
+        summary.append((point, len(measured), absolute, relative, eta, left))
         print(
             f"at {point:.0f} %: median |error| {absolute:.2f} s = {relative * 100:.1f} % of the "
-            f"time left (median eta {eta:.1f} s, left {left:.1f} s, n={len(found)})"
+            f"time left (median eta {eta:.1f} s, left {left:.1f} s, n={len(measured)})"
         )
     record(args, totals, summary)
 
