@@ -231,7 +231,7 @@ class TaskService:
                 await tx.jobs.update_job(record.job.id, progress=job_progress, stage=stage)
                 await self.life.notify_progress(tx, record, before)
                 event = job_service_pb2.ProgressEvent(progress=job_progress, stage=stage)
-                if (left := views.job_eta(record, now())) is not None:
+                if (left := views.job_eta(record.snapshot(), now())) is not None:
                     event.eta_seconds = left
                 await self.life.emit(tx, record.job.id, progress=event)
         return False
