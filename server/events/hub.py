@@ -43,6 +43,9 @@ class _Channel:
         self.dirty = False
         self.closed = False
         self.fetching: asyncio.Task | None = None
+        # The last read of the log failed (the database away): read again at the next
+        # heartbeat, or events committed meanwhile would wait for a poke that may not come.
+        self.stale = False
 
 
 class Subscription:
@@ -233,7 +236,9 @@ class EventHub:
                 rows = await self.read_events(job_id, channel.fetched_through)
             except Exception:
                 log_round_failure(log, "reading events of %s failed", job_id)
+                channel.stale = True
                 return
+            channel.stale = False
             # Offers may have moved the channel on while the read was in flight.
             fresh = [(seq, payload) for seq, payload in rows if seq > channel.fetched_through]
             for sequence, payload in fresh:
@@ -247,7 +252,9 @@ class EventHub:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
-            for channel in self._channels.values():
+            for job_id, channel in list(self._channels.items()):
+                if channel.stale:
+                    self.poke(job_id)
                 for subscription in channel.subscriptions:
                     subscription.heartbeat_due = True
                     subscription.wake.set()

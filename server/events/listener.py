@@ -33,12 +33,18 @@ class PostgresListener:
                 await self._task
 
     async def _run(self) -> None:
+        reconnected = False
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
                     for channel in self.handlers:
                         await conn.execute(f"LISTEN {channel}")
                     self.ready.set()
+                    if reconnected:
+                        # Other processes committed while this one was not listening (the
+                        # database restarting, then this reconnect): their notifications
+                        # are gone, so every watched job's log is read again now.
+                        self._everything_may_have_changed()
                     async for notification in conn.notifies():
                         handler = self.handlers.get(notification.channel)
                         if handler:
@@ -46,14 +52,19 @@ class PostgresListener:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                # A dropped connection loses notifications, not events: streams
-                # re-read the log on the next poke or heartbeat.
+                # A dropped connection loses notifications, not events: every watched
+                # job's log is read again now and once more after the reconnect (the hub
+                # also retries, at heartbeats, a read the database refused).
                 if isinstance(error, psycopg.OperationalError):
                     # The database restarting or away: expected, and retried below.
                     log.warning("postgres listener lost its connection (%s); reconnecting", error)
                 else:
                     log.exception("postgres listener failed; reconnecting")
-                for handler_channel, handler in self.handlers.items():
-                    if handler_channel == EVENTS_CHANNEL:
-                        handler("*")
+                self._everything_may_have_changed()
+                reconnected = True
                 await asyncio.sleep(1)
+
+    def _everything_may_have_changed(self) -> None:
+        handler = self.handlers.get(EVENTS_CHANNEL)
+        if handler is not None:
+            handler("*")

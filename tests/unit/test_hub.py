@@ -338,3 +338,42 @@ async def test_joining_a_channel_behind_the_cursor_catches_up(hub, log):
     late = hub.subscribe(JOB, 3)
     assert sequences(await collect(late, 1)) == [4]
     assert sequences(await collect(first, 2)) == [3, 4]
+
+
+class RefusingLog(EventLog):
+    """The log while the database is away: reads fail until `refusing` is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusing = False
+        self.refused = 0
+        # Set at the third refused read: the poke's, then the heartbeats' retries.
+        self.refused_thrice = asyncio.Event()
+
+    async def read(self, job_id: str, after: int) -> list[tuple[int, bytes]]:
+        if self.refusing:
+            self.refused += 1
+            if self.refused >= 3:
+                self.refused_thrice.set()
+            raise ConnectionError("the database is away")
+        return await super().read(job_id, after)
+
+
+async def test_a_read_the_database_refused_is_retried_at_the_next_heartbeat():
+    # Events committed elsewhere while this replica could not read (a PostgreSQL restart):
+    # the poke that announced them was spent on the failed read, and no other may come
+    # (the job's last event). Heartbeats read again until the log answers.
+    log = RefusingLog()
+    hub = EventHub(log.read, heartbeat_seconds=0.02)
+    hub.start()
+    try:
+        subscription = hub.subscribe(JOB, 0)
+        log.refusing = True
+        log.append(JOB, 2)
+        hub.poke(JOB)
+        await asyncio.wait_for(log.refused_thrice.wait(), TIMEOUT)
+        log.refusing = False
+        received = await asyncio.wait_for(drain(subscription, 2), TIMEOUT)
+        assert [event.sequence for event in received] == [1, 2]
+    finally:
+        await hub.stop()
