@@ -37,7 +37,10 @@ class PrivatePostgres:
     """`with PrivatePostgres() as pg:` a running server; `pg.stop()`/`pg.start()` take it
     away and bring it back on the same port with the same data."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen_on: str = "") -> None:
+        """`listen_on`: one more address to listen on besides loopback (e.g. a test LAN's),
+        whose /24 is let in with trust auth too."""
+        self.listen_on = listen_on
         self.folder = Path(tempfile.mkdtemp(prefix="kiln-postgres-"))
         self.data = self.folder / "data"
         self.port = _free_port()
@@ -67,12 +70,17 @@ class PrivatePostgres:
             str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres",
             "--no-sync", "-E", "UTF8",
         )  # fmt: skip
+        if self.listen_on:
+            network = self.listen_on.rsplit(".", 1)[0] + ".0/24"
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {network} trust\n")
         self.start()
         return self
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+            f"-p {self.port} -k {self.folder} "
+            f"-c listen_addresses={','.join(filter(None, ['127.0.0.1', self.listen_on]))} "
             "-c fsync=off -c synchronous_commit=off"
         )
         log = self.folder / "postgres.log"
