@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test deps system-deps ffmpeg iproute2 fonts postgres gen check-gen lint fmt unit bench-ladder \
-	bench-dispatch soak bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
+	bench-dispatch soak soak-hosts bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
 	bench-chunked bench-quality bench-playback dashboard-deps dashboard-modules chromium \
 	bench-s3-upload pubsub-emulator
 
@@ -113,6 +113,11 @@ bench-dispatch: deps postgres pubsub-emulator
 # 1,000 jobs through 2 servers and 3 workers per backend, with a worker kill and a server restart.
 soak: deps postgres pubsub-emulator
 	$(PY) bench/soak.py
+
+# The soak across hosts (issue 21): replicas and workers in network namespaces of their own,
+# with kill -9s, partitions and a PostgreSQL restart. Needs root and iproute2's ip.
+soak-hosts: deps pubsub-emulator
+	$(PY) bench/soak.py --across-hosts
 
 # Control-plane speed (issue 11): each prints its figures beside a floor measured in the same run.
 bench-control-plane: deps postgres

@@ -35,6 +35,9 @@ At the end (figures printed, a section appended to bench/RESULTS.md):
 - wall time, from the first Create to the last job terminal.
 
 Run: .venv/bin/python bench/soak.py [--jobs 1000] [--backends db,pubsub] [--timeout 1800]
+
+`--across-hosts` (`make soak-hosts`, as root): the same jobs and watchers with every process
+on a host of its own and faults that cross the network: bench/soak_hosts.py.
 """
 
 from __future__ import annotations
@@ -270,8 +273,10 @@ class Soak:
 
     # -- clients --
 
-    def create_all(self, jobs: list[Job], media: tuple[Path, Path], client: int) -> None:
-        clip, bad = media
+    def create_all(self, jobs: list[Job], inputs: tuple[str, str], client: int) -> None:
+        """Create `jobs` (client number `client`); `inputs`: the URLs of the clip and of
+        the text file the bad jobs get."""
+        clip, bad = inputs
         for job in jobs:
             while not self.slots.acquire(timeout=1):
                 if self.remaining() < 0:
@@ -280,7 +285,7 @@ class Soak:
                 self.slots.release()
                 return
             request = job_service_pb2.CreateRequest(
-                input_url=f"file://{bad if job.kind == 'bad' else clip}",
+                input_url=bad if job.kind == "bad" else clip,
                 outputs=outputs_for(job.kind),
                 priority=(job_pb2.PRIORITY_ECONOMY, job_pb2.PRIORITY_STANDARD)[job.index % 2],
                 idempotency_key=job.key,
@@ -507,7 +512,9 @@ def run_backend(backend: str, args, root: Path, media: tuple[Path, Path]) -> Out
         chaos_thread.start()
         clients = [
             threading.Thread(
-                target=soak.create_all, args=(jobs[n :: args.clients], media, n), daemon=True
+                target=soak.create_all,
+                args=(jobs[n :: args.clients], (f"file://{media[0]}", f"file://{media[1]}"), n),
+                daemon=True,
             )
             for n in range(args.clients)
         ]
@@ -789,10 +796,19 @@ def main() -> None:
     )
     parser.add_argument("--keep-logs", default="", help="copy the processes' logs here")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--across-hosts",
+        action="store_true",
+        help="every process on a host of its own, with faults that cross the network "
+        "(bench/soak_hosts.py; needs root)",
+    )
     args = parser.parse_args()
     backends = [name for name in args.backends.split(",") if name]
     if set(backends) - {"db", "pubsub"}:
         parser.error("backends are db and pubsub")
+    if args.across_hosts:
+        across_hosts(args, backends)
+        return
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="kiln-soak-") as tmp:
         root = Path(tmp)
@@ -803,6 +819,25 @@ def main() -> None:
             outcomes.append(outcome)
     if not args.no_record:
         record(args, outcomes)
+
+
+def across_hosts(args, backends: list[str]) -> None:
+    # Imported here: those modules import this one (its jobs, watchers and checks).
+    from bench.host_report import record as record_hosts
+    from bench.host_report import report as report_hosts
+    from bench.soak_hosts import LEASE_SECONDS
+    from bench.soak_hosts import run_backend as run_across_hosts
+
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="kiln-soak-hosts-") as tmp:
+        root = Path(tmp)
+        media = make_media(root / "media")
+        for backend in backends:
+            outcome = run_across_hosts(backend, args, root, media)
+            report_hosts(outcome)
+            outcomes.append(outcome)
+    if not args.no_record:
+        record_hosts(args, outcomes, LEASE_SECONDS)
 
 
 if __name__ == "__main__":
