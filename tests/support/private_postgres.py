@@ -51,7 +51,7 @@ class PrivatePostgres:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run(self, *command: str) -> None:
+    def _run(self, *command: str, timeout: float = 60) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
         subprocess.run(
             [*prefix, *command],
@@ -59,7 +59,7 @@ class PrivatePostgres:
             check=True,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
         )
 
     def __enter__(self) -> PrivatePostgres:
@@ -87,9 +87,12 @@ class PrivatePostgres:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(log),
                   "-w", "start")  # fmt: skip
 
-    def stop(self) -> None:
-        """A fast shutdown: open sessions are terminated, as in a restart or failover."""
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast", wait_seconds: int = 60) -> None:
+        """A fast shutdown: open sessions are terminated, as in a restart or failover
+        (`mode="immediate"`: as in a crash). Not stopped within `wait_seconds`:
+        CalledProcessError, the server still running."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                  "-t", str(wait_seconds), "stop", timeout=wait_seconds + 30)  # fmt: skip
 
     def __exit__(
         self,
