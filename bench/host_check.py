@@ -84,6 +84,15 @@ class HostOutcome:
     chaos: ChaosRecord
     attempts: Counter
     log_lines: Counter = field(default_factory=Counter)
+    # Create → the watcher's `completed`, seconds, sorted.
+    latencies: list[float] = field(default_factory=list)
+
+    def latency(self) -> str:
+        if not self.latencies:
+            return "none"
+        count = len(self.latencies)
+        p50, p99 = self.latencies[count // 2], self.latencies[min(count - 1, count * 99 // 100)]
+        return f"p50 {p50:.1f} s, p99 {p99:.1f} s, max {self.latencies[-1]:.1f} s"
 
     @property
     def unexplained(self) -> list[Rerun]:

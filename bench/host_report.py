@@ -24,7 +24,7 @@ def report(o: HostOutcome) -> None:
     )
     print(f"  reruns: {len(o.reruns)}, unexplained {len(o.unexplained)}")
     print(f"  failed client calls (retried): {failed_calls(o)}")
-    print(f"  unexpected statuses: {len(o.unexpected)}")
+    print(f"  unexpected statuses: {len(o.unexpected)}; Create → completed: {o.latency()}")
     for fault in o.chaos.faults:
         print("  chaos:", fault.line())
     for skipped in o.chaos.skipped:
@@ -100,7 +100,8 @@ def record(args, outcomes: list[HostOutcome], lease_seconds: int) -> None:
             f"fault they fell in: {failed_calls(o)}; unexpected statuses "
             f"{len(o.unexpected)}"
             + (f" ({'; '.join(o.unexpected[:5])})" if o.unexpected else "")
-            + f"; out-of-order or repeated sequences {o.disorder}.",
+            + f"; out-of-order or repeated sequences {o.disorder}; Create → completed "
+            f"{o.latency()}.",
         ]
     lines.append("")
     with RESULTS.open("a") as handle:

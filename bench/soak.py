@@ -828,6 +828,9 @@ def across_hosts(args, backends: list[str]) -> None:
     from bench.soak_hosts import LEASE_SECONDS
     from bench.soak_hosts import run_backend as run_across_hosts
 
+    # A SIGTERM (a timeout, a Ctrl-C'd make) unwinds like an exception, so the processes
+    # on the hosts, the services and the namespaces are all taken down.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="kiln-soak-hosts-") as tmp:
         root = Path(tmp)

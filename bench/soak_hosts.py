@@ -196,4 +196,5 @@ def soak_on(backend, args, soak: HostSoak, fleet, services, inputs, database) ->
         chaos=chaos,
         attempts=attempts,
         log_lines=log_lines(fleet),
+        latencies=sorted(job.ended_at - job.created_at for job in jobs if job.ended_at),
     )
