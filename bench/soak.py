@@ -807,6 +807,9 @@ def main() -> None:
     if set(backends) - {"db", "pubsub"}:
         parser.error("backends are db and pubsub")
     if args.across_hosts:
+        # Imported here: that module imports this one (its jobs, watchers and checks).
+        from bench.soak_hosts import across_hosts
+
         across_hosts(args, backends)
         return
     outcomes = []
@@ -819,28 +822,6 @@ def main() -> None:
             outcomes.append(outcome)
     if not args.no_record:
         record(args, outcomes)
-
-
-def across_hosts(args, backends: list[str]) -> None:
-    # Imported here: those modules import this one (its jobs, watchers and checks).
-    from bench.host_report import record as record_hosts
-    from bench.host_report import report as report_hosts
-    from bench.soak_hosts import LEASE_SECONDS
-    from bench.soak_hosts import run_backend as run_across_hosts
-
-    # A SIGTERM (a timeout, a Ctrl-C'd make) unwinds like an exception, so the processes
-    # on the hosts, the services and the namespaces are all taken down.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    outcomes = []
-    with tempfile.TemporaryDirectory(prefix="kiln-soak-hosts-") as tmp:
-        root = Path(tmp)
-        media = make_media(root / "media")
-        for backend in backends:
-            outcome = run_across_hosts(backend, args, root, media)
-            report_hosts(outcome)
-            outcomes.append(outcome)
-    if not args.no_record:
-        record_hosts(args, outcomes, LEASE_SECONDS)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,15 @@ call is counted by method and code (INTERNAL or UNKNOWN during the database rest
 finding: they should be UNAVAILABLE).
 
 Run (as root): python bench/soak.py --across-hosts [--jobs 1000] [--backends db,pubsub]
+(`make soak-hosts`); bench/soak.py's other flags apply.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -42,7 +46,8 @@ from bench.host_fleet import (
     upload_inputs,
 )
 from bench.host_lan import lan
-from bench.soak import Job, Soak, plan
+from bench.host_report import record, report
+from bench.soak import Job, Soak, make_media, plan
 from tests.e2e.cluster import Cluster
 
 LEASE_SECONDS = 6
@@ -198,3 +203,21 @@ def soak_on(backend, args, soak: HostSoak, fleet, services, inputs, database) ->
         log_lines=log_lines(fleet),
         latencies=sorted(job.ended_at - job.created_at for job in jobs if job.ended_at),
     )
+
+
+def across_hosts(args, backends: list[str]) -> None:
+    """bench/soak.py --across-hosts: each backend in turn, its figures printed, and an
+    entry in bench/RESULTS.md."""
+    # A SIGTERM (a timeout, a Ctrl-C'd make) unwinds like an exception, so the processes
+    # on the hosts, the services and the namespaces are all taken down.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="kiln-soak-hosts-") as tmp:
+        root = Path(tmp)
+        media = make_media(root / "media")
+        for backend in backends:
+            outcome = run_backend(backend, args, root, media)
+            report(outcome)
+            outcomes.append(outcome)
+    if not args.no_record:
+        record(args, outcomes, LEASE_SECONDS)
