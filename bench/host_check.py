@@ -84,6 +84,8 @@ class HostOutcome:
     chaos: ChaosRecord
     attempts: Counter
     log_lines: Counter = field(default_factory=Counter)
+    # Watch streams found stalled (bench/soak_hosts.py's check_stalls), one line each.
+    stalls: list[str] = field(default_factory=list)
     # Create → the watcher's `completed`, seconds, sorted.
     latencies: list[float] = field(default_factory=list)
 

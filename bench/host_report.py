@@ -22,6 +22,7 @@ def report(o: HostOutcome) -> None:
         f"  watcher events missed (target 0): {len(o.missed)}; out of order/repeated: "
         f"{o.disorder}; Watch resumes: {o.resumes} {dict(o.watch_errors)}"
     )
+    print(f"  Watch streams stalled (target 0): {len(o.stalls)}")
     print(f"  reruns: {len(o.reruns)}, unexplained {len(o.unexplained)}")
     print(f"  failed client calls (retried): {failed_calls(o)}")
     print(f"  unexpected statuses: {len(o.unexpected)}; Create → completed: {o.latency()}")
@@ -34,6 +35,7 @@ def report(o: HostOutcome) -> None:
         ("unexpected", o.unexpected),
         ("duplicated", o.duplicated),
         ("missed", o.missed),
+        ("stalled", o.stalls),
         ("rerun", [rerun.line() for rerun in o.reruns]),
     ):
         for item in items[:40]:
@@ -75,8 +77,8 @@ def record(args, outcomes: list[HostOutcome], lease_seconds: int) -> None:
         "",
         "| backend | jobs | COMPLETED | CANCELED | REJECTED | other | lost (target 0) "
         "| duplicated output sets (target 0) | watcher events missed (target 0) "
-        "| Watch resumes | reruns (unexplained) | wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Watch streams stalled (target 0) | Watch resumes | reruns (unexplained) | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         other = sum(
@@ -85,13 +87,16 @@ def record(args, outcomes: list[HostOutcome], lease_seconds: int) -> None:
         lines.append(
             f"| {o.backend} | {o.jobs} | {o.statuses['COMPLETED']} | {o.statuses['CANCELED']} "
             f"| {o.statuses['REJECTED']} | {other} | {len(o.lost)} | {len(o.duplicated)} "
-            f"| {len(o.missed)} | {o.resumes} | {len(o.reruns)} ({len(o.unexplained)}) "
+            f"| {len(o.missed)} | {len(o.stalls)} | {o.resumes} "
+            f"| {len(o.reruns)} ({len(o.unexplained)}) "
             f"| {o.wall:.0f} |"
         )
     for o in outcomes:
         lines += ["", f"{o.backend} — schedule:", ""]
         lines += [f"- {fault.line()}" for fault in o.chaos.faults]
         lines += [f"- skipped: {skipped}" for skipped in o.chaos.skipped]
+        lines += ["", f"{o.backend} — Watch streams stalled (job terminal, stream silent):", ""]
+        lines += [f"- {stall}" for stall in o.stalls] or ["- none"]
         lines += ["", f"{o.backend} — every rerun:", ""]
         lines += [f"- {rerun.line()}" for rerun in o.reruns] or ["- none"]
         lines += [

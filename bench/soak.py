@@ -210,6 +210,10 @@ class Job:
     disorder_notes: list[str] = field(default_factory=list)
     watch_errors: Counter = field(default_factory=Counter)
     final: job_pb2.Job | None = None
+    # The open Watch stream and the server it is on (index into Soak.stubs): a stall
+    # check may cancel it (bench/soak_hosts.py).
+    stream: grpc.Future | None = None
+    stream_server: int = 0
 
 
 def describe(event: job_service_pb2.WatchResponse) -> tuple[int, str, str, int] | None:
@@ -323,6 +327,7 @@ class Soak:
                 stream = self.stubs[server].Watch(
                     request, metadata=self.auth, timeout=max(self.remaining(), 1)
                 )
+                job.stream, job.stream_server = stream, server
                 for event in stream:
                     kind = event.WhichOneof("event")
                     if kind == "snapshot":

@@ -24,9 +24,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from kiln.v1 import job_service_pb2
 
 from bench.host_chaos import ChaosRecord, run_schedule
 from bench.host_check import (
@@ -47,10 +49,14 @@ from bench.host_fleet import (
 )
 from bench.host_lan import lan
 from bench.host_report import record, report
-from bench.soak import Job, Soak, make_media, plan
+from bench.soak import TERMINAL, Job, Soak, make_media, plan, status_name
 from tests.e2e.cluster import Cluster
 
 LEASE_SECONDS = 6
+# A job terminal on the server this long while its watcher's stream brings nothing (Watch
+# heartbeats come every 5 s here) is a stalled stream.
+STALL_SECONDS = 20
+STALL_CHECK_SECONDS = 5
 # Codes a client retries (on the other replica); INTERNAL and UNKNOWN too, counted apart,
 # so that a server's wrong code during an outage is a figure, not a dead client thread.
 RETRIED = {
@@ -66,6 +72,7 @@ class HostSoak(Soak):
         super().__init__(*args, **kwargs)
         # (when, "Method CODE") of every failed unary call: laid at the faults' doors later.
         self.failed_calls: list[tuple[float, str]] = []
+        self.stalls: list[str] = []  # check_stalls's findings
 
     def call(self, job: Job, method: str, request, prefer: int):
         attempt = 0
@@ -124,6 +131,38 @@ def run_backend(backend: str, args, root: Path, media: tuple[Path, Path]) -> Hos
                     shutil.copy(log, kept / log.name)
 
 
+def check_stalls(soak: HostSoak, jobs: list[Job], done: threading.Event) -> None:
+    """A Watch stream whose job has been terminal on the server for STALL_SECONDS without
+    its `completed` arriving is stalled (heartbeats only): counted, with the replica it was
+    on, and cancelled so that its watcher resumes (after_sequence) on the other replica.
+    Without this a stalled watcher waits out the whole run."""
+    terminal_since: dict[int, float] = {}
+    while not done.wait(STALL_CHECK_SECONDS):
+        for job in jobs:
+            if not job.id or job.ended_at or job.stream is None:
+                continue
+            try:
+                _, response = soak.call(job, "Get", job_service_pb2.GetRequest(id=job.id), 0)
+            except grpc.RpcError:
+                continue
+            if response.job.status not in TERMINAL:
+                terminal_since.pop(job.index, None)
+                continue
+            since = terminal_since.setdefault(job.index, time.time())
+            if time.time() - since >= STALL_SECONDS and not job.ended_at:
+                replica = "ab"[job.stream_server]
+                with soak.lock:
+                    soak.stalls.append(
+                        f"{job.id} ({status_name(response.job.status)} on the server since "
+                        f"{datetime.fromtimestamp(since, UTC):%H:%M:%S} or before): stream on "
+                        f"replica {replica} silent but for heartbeats, last sequence seen "
+                        f"{max((seen[0] for seen in job.seen), default=job.snapshot)}"
+                    )
+                job.watch_errors[f"stalled on replica {replica}"] += 1
+                terminal_since.pop(job.index, None)
+                job.stream.cancel()
+
+
 def calls_by_fault(failed: list[tuple[float, str]], chaos: ChaosRecord) -> dict[str, Counter]:
     """Failed client calls by the fault they fell in (from its start to 10 s after its
     end: clients reconnect with a backoff of up to a second; the latest such fault when
@@ -161,6 +200,11 @@ def soak_on(backend, args, soak: HostSoak, fleet, services, inputs, database) ->
     ]
     for client in clients:
         client.start()
+    stall_check_done = threading.Event()
+    stall_check = threading.Thread(
+        target=check_stalls, args=(soak, jobs, stall_check_done), daemon=True
+    )
+    stall_check.start()
     last_report = time.monotonic()
     created = lambda: sum(1 for job in jobs if job.id)  # noqa: E731
     while any(client.is_alive() for client in clients) or soak.terminal < created():
@@ -175,6 +219,8 @@ def soak_on(backend, args, soak: HostSoak, fleet, services, inputs, database) ->
     wall = (max(ended) if ended else time.monotonic()) - started
     # A fault still under way (the run outpaced the schedule) ends before the counting.
     chaos_thread.join(timeout=120)
+    stall_check_done.set()
+    stall_check.join(timeout=60)
     soak.watchers.shutdown(wait=False, cancel_futures=True)
     print(f"  {backend}: all watchers done after {wall:.0f} s; checking", flush=True)
     soak.deadline = time.monotonic() + 300
@@ -201,6 +247,7 @@ def soak_on(backend, args, soak: HostSoak, fleet, services, inputs, database) ->
         chaos=chaos,
         attempts=attempts,
         log_lines=log_lines(fleet),
+        stalls=soak.stalls,
         latencies=sorted(job.ended_at - job.created_at for job in jobs if job.ended_at),
     )
 
