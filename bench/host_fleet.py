@@ -239,7 +239,7 @@ def fleet_settings(backend: str, services: Services, lease_seconds: int) -> dict
     }
     if services.pubsub is not None:
         settings |= {
-            "PUBSUB_EMULATOR_HOST": services.pubsub.reached_at(lan.services_address),
+            "PUBSUB_EMULATOR_HOST": services.pubsub.reached_at(services.pubsub.listen_host),
             "KILN_PUBSUB_PROJECT": "kiln-soak",
             "KILN_PUBSUB_PREFIX": f"soak{int(time.time())}",
         }
