@@ -39,27 +39,6 @@ def role_of(track: job_pb2.AudioTrack, is_default: bool) -> int:
     return R.AUDIO_TRACK_ROLE_MAIN if is_default else R.AUDIO_TRACK_ROLE_ALTERNATE
 
 
-def is_stream_track(track: job_pb2.AudioTrack) -> bool:
-    return track.HasField("stream_index") or bool(track.stream_language)
-
-
-def choose_stream(
-    track: job_pb2.AudioTrack, info: job_pb2.InputInfo, same_language
-) -> job_pb2.StreamInfo | None:
-    """The input stream a stream track names: by index (of any kind, for the caller to judge),
-    or the first audio stream in the language."""
-    if track.HasField("stream_index"):
-        return next((s for s in info.streams if s.index == track.stream_index), None)
-    return next(
-        (
-            s
-            for s in info.streams
-            if s.kind == "audio" and same_language(s.language, track.stream_language)
-        ),
-        None,
-    )
-
-
 def refusal(output_type: int, spec: job_pb2.OutputSpec) -> str | None:
     """Why this output cannot carry audio tracks (None: it can). MPEG-TS HLS keeps its audio
     muxed into every variant for hls.js (worker.media.ladder), which leaves no place for

@@ -57,24 +57,3 @@ def display_name(track: job_pb2.TextTrack) -> str:
     if track.kind == job_pb2.TEXT_TRACK_KIND_CAPTIONS:
         return f"{name} (CC)"
     return name
-
-
-def is_stream_track(track: job_pb2.TextTrack) -> bool:
-    return track.HasField("stream_index") or bool(track.stream_language)
-
-
-def choose_stream(
-    track: job_pb2.TextTrack, info: job_pb2.InputInfo, same_language
-) -> job_pb2.StreamInfo | None:
-    """The input stream a stream track names: by index (of any kind, for the caller to judge),
-    or the first subtitle stream in the language."""
-    if track.HasField("stream_index"):
-        return next((s for s in info.streams if s.index == track.stream_index), None)
-    return next(
-        (
-            s
-            for s in info.streams
-            if s.kind == "subtitle" and same_language(s.language, track.stream_language)
-        ),
-        None,
-    )

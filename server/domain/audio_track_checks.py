@@ -12,14 +12,13 @@ from kiln.v1 import job_pb2
 from common.audio_tracks import (
     MAX_AUDIO_TRACKS,
     MAX_NAME,
-    choose_stream,
     display_name,
-    is_stream_track,
     refusal,
 )
 from common.input_policy import InputPolicy, InputRefused
-from common.languages import language_problem, same_language
+from common.languages import language_problem
 from common.output_types import VIDEO, short_name
+from common.track_streams import AUDIO, is_stream_track, stream_of_kind
 
 from .output_validation import check_audio_settings
 
@@ -130,23 +129,5 @@ def input_audio_problem(
 def _stream_problem(
     where: str, track: job_pb2.AudioTrack, info: job_pb2.InputInfo
 ) -> job_pb2.JobError | None:
-    stream = choose_stream(track, info, same_language)
-    audio = [s for s in info.streams if s.kind == "audio"]
-    found = ", ".join(f"{s.index} ({s.codec}, {s.language or 'no language'})" for s in audio)
-    found = f"its audio streams: {found}" if found else "it has no audio streams"
-    if stream is None:
-        named = (
-            f"stream {track.stream_index}"
-            if track.HasField("stream_index")
-            else f"an audio stream in {track.stream_language!r}"
-        )
-        return job_pb2.JobError(
-            code="INPUT_AUDIO_STREAM_NOT_FOUND",
-            message=f"{where}: the input has no {named} ({found})",
-        )
-    if stream.kind != "audio":
-        return job_pb2.JobError(
-            code="INPUT_AUDIO_STREAM_NOT_FOUND",
-            message=f"{where}: stream {stream.index} is {stream.kind}, not audio ({found})",
-        )
-    return None
+    found = stream_of_kind(where, track, info, AUDIO)
+    return found if isinstance(found, job_pb2.JobError) else None

@@ -11,18 +11,17 @@ from __future__ import annotations
 from kiln.v1 import job_pb2
 
 from common.input_policy import InputPolicy, InputRefused
-from common.languages import language_problem, same_language
+from common.languages import language_problem
 from common.output_types import VIDEO, short_name
 from common.text_tracks import (
     IMAGE_SUBTITLE_CODECS,
     MAX_NAME,
     MAX_TEXT_TRACKS,
     TEXT_SUBTITLE_CODECS,
-    choose_stream,
     display_name,
-    is_stream_track,
     sidecar_format,
 )
+from common.track_streams import SUBTITLE, is_stream_track, stream_of_kind
 
 F = job_pb2.TextTrackFormat
 K = job_pb2.TextTrackKind
@@ -159,25 +158,9 @@ def input_stream_problem(
 def _stream_problem(
     where: str, track: job_pb2.TextTrack, info: job_pb2.InputInfo
 ) -> job_pb2.JobError | None:
-    stream = choose_stream(track, info, same_language)
-    subtitles = [s for s in info.streams if s.kind == "subtitle"]
-    found = ", ".join(f"{s.index} ({s.codec}, {s.language or 'no language'})" for s in subtitles)
-    found = f"its subtitle streams: {found}" if found else "it has no subtitle streams"
-    if stream is None:
-        named = (
-            f"stream {track.stream_index}"
-            if track.HasField("stream_index")
-            else f"a subtitle stream in {track.stream_language!r}"
-        )
-        return job_pb2.JobError(
-            code="INPUT_TEXT_STREAM_NOT_FOUND",
-            message=f"{where}: the input has no {named} ({found})",
-        )
-    if stream.kind != "subtitle":
-        return job_pb2.JobError(
-            code="INPUT_TEXT_STREAM_NOT_FOUND",
-            message=f"{where}: stream {stream.index} is {stream.kind}, not subtitles ({found})",
-        )
+    stream = stream_of_kind(where, track, info, SUBTITLE)
+    if isinstance(stream, job_pb2.JobError):
+        return stream
     if stream.codec in IMAGE_SUBTITLE_CODECS:
         return job_pb2.JobError(
             code="INPUT_IMAGE_SUBTITLES",

@@ -15,14 +15,13 @@ from kiln.v1 import job_pb2
 
 from common.audio_tracks import (
     MAX_AUDIO_TRACKS,
-    choose_stream,
     default_position,
     display_name,
-    is_stream_track,
     role_of,
 )
-from common.languages import language_problem, same_language
+from common.languages import language_problem
 from common.loudness import wants_loudness
+from common.track_streams import choose_stream, is_stream_track
 
 from ..media.audio_tracks import PreparedAudio
 from ..media.errors import AUDIO_TRACK_INVALID, MediaError, OutputSpecError
@@ -55,7 +54,7 @@ async def prepare_audio_tracks(
             raise OutputSpecError(f"{what}.name must not contain a double quote")
         extra: str | None = None
         if is_stream_track(track):
-            stream = choose_stream(track, run.task.input_info, same_language)
+            stream = choose_stream(track, run.task.input_info, "audio")
             if stream is None or stream.kind != "audio":
                 # The server judged this after probing; this worker will not guess another.
                 raise OutputSpecError(f"{what}: the input has no such audio stream")

@@ -14,16 +14,15 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
-from common.languages import language_problem, same_language
+from common.languages import language_problem
 from common.text_tracks import (
     MAX_SIDECAR_BYTES,
     MAX_TEXT_TRACKS,
     TEXT_SUBTITLE_CODECS,
-    choose_stream,
     display_name,
-    is_stream_track,
     sidecar_format,
 )
+from common.track_streams import choose_stream, is_stream_track
 
 from ..media.cues import Cue, clip_cues, decode_text, parse_srt, parse_webvtt
 from ..media.errors import (
@@ -119,7 +118,7 @@ async def _stream_cues(
     target: Path,
     what: str,
 ) -> list[Cue]:
-    stream = choose_stream(track, info, same_language)
+    stream = choose_stream(track, info, "subtitle")
     if stream is None or stream.kind != "subtitle" or stream.codec not in TEXT_SUBTITLE_CODECS:
         # The server judged this after probing; this worker will not guess another stream.
         raise OutputSpecError(f"{what}: the input has no text subtitle stream for this track")
