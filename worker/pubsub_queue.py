@@ -188,11 +188,13 @@ class PubSubQueue:
             pause = min(pause * 2, 4.0)
 
     async def _receive(self) -> PubSubDelivery | None:
-        """A slot's next message: one this worker holds, else one a subscription has ready
-        now (PREMIUM first), else the first the waiting Pulls bring. After a wake-up what is
+        """A slot's next message: the most urgent one this worker holds or a subscription has
+        ready now (PREMIUM first), else the first the waiting Pulls bring. After a wake-up what is
         held is taken without another sweep (a Pull was waiting on every subscription, so
         what was ready has come): a sweep would cost a round trip per task dispatched."""
-        delivery = self._take_most_urgent_held() or await self._sweep()
+        # The sweep takes held messages and subscriptions' ready ones in one priority order:
+        # a held ECONOMY message must not go before a STANDARD one waiting in its subscription.
+        delivery = await self._sweep()
         while delivery is None:
             self._waiting += 1
             try:
