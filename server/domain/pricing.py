@@ -130,6 +130,37 @@ def output_cost(
     )
 
 
+def priced_output(
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    seconds: float,
+    priority: int,
+    table: PricingTable,
+) -> tuple[int, list[VariantPrice]]:
+    """An output's micros for `seconds` of the probed input and, for video outputs, each
+    variant's share: the job's estimate after probing, its actual cost after encoding."""
+    video = next((s for s in info.streams if s.kind == "video"), None)
+    height = source_display_height(video)
+    fps = video.frame_rate if video else 30.0
+    cost = output_cost(
+        spec,
+        seconds=seconds,
+        source_height=height,
+        source_fps=fps,
+        priority=priority,
+        table=table,
+    )
+    variants = variant_prices(
+        spec,
+        seconds=seconds,
+        source_height=height,
+        source_fps=fps,
+        priority=priority,
+        table=table,
+    )
+    return cost, variants
+
+
 def shows_variants(spec: job_pb2.OutputSpec) -> bool:
     """Whether an output carries a per-variant breakdown: adaptive ladders do (Transcodely's
     variant_pricing[])."""

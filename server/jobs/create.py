@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kiln.v1 import job_pb2, job_service_pb2
@@ -34,6 +35,22 @@ from . import task_plan
 from .create_batch import AdmittedJob, CreateBatcher, TasksReady
 from .presets import PresetCatalog
 from .reads import JobMessages
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """What the checks of a request found that its job is made of."""
+
+    # The output origin: the request's, or the server's default.
+    origin: str
+    # The organization's saved presets the outputs name, by name.
+    saved: dict[str, job_pb2.OutputSpec]
+    # Where each output's files go (an origin reference, or "" for the job's output_origin).
+    places: list[str]
+
+    def specs(self, request: job_service_pb2.CreateRequest) -> list[job_pb2.OutputSpec]:
+        """Each output's spec with its preset resolved, as the job stores it."""
+        return [resolve(spec, self.saved) for spec in request.outputs]
 
 
 class Admission:
@@ -81,6 +98,14 @@ class Admission:
         fingerprint: str,
     ) -> AdmittedJob:
         """The job to write, or InvalidArgument with the violations of the first failing check."""
+        checked = await self.check(organization_id, request)
+        return _new_job(organization_id, request, key, fingerprint, checked)
+
+    async def check(
+        self, organization_id: str, request: job_service_pb2.CreateRequest
+    ) -> CheckedRequest:
+        """Every check, in order (see the class); InvalidArgument with the violations of the
+        first that fails. Writes nothing: PlanJob (plan.py) asks this too."""
         saved = await self.presets.saved_specs(
             organization_id, [output.preset for output in request.outputs if output.preset]
         )
@@ -97,7 +122,7 @@ class Admission:
             violations = await self._foreign_output_violations(organization_id, request)
         if violations:
             raise InvalidArgument(violations)
-        return _new_job(organization_id, request, key, fingerprint, origin, saved, places)
+        return CheckedRequest(origin, saved, places)
 
     async def _origin_id_violations(
         self,
@@ -247,9 +272,7 @@ class JobCreation:
     async def create(
         self, organization_id: str, request: job_service_pb2.CreateRequest, header_key: str
     ) -> job_pb2.Job:
-        key = request.idempotency_key or header_key or None
-        if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgument([FieldViolation("idempotency_key", "at most 128 characters")])
+        key = idempotency_key(request, header_key)
         # Only a keyed Create is ever compared with another: no fingerprint without a key.
         fingerprint = request_fingerprint(request) if key else ""
         if key and (first := await self._job_for_key(organization_id, key, fingerprint)):
@@ -278,14 +301,20 @@ class JobCreation:
         return await self.messages.message(existing)
 
 
+def idempotency_key(request: job_service_pb2.CreateRequest, header_key: str) -> str | None:
+    """The request's idempotency key (the field wins over the header), checked."""
+    key = request.idempotency_key or header_key or None
+    if key and len(key) > validation.MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument([FieldViolation("idempotency_key", "at most 128 characters")])
+    return key
+
+
 def _new_job(
     organization_id: str,
     request: job_service_pb2.CreateRequest,
     key: str | None,
     fingerprint: str,
-    origin: str,
-    saved: dict[str, job_pb2.OutputSpec],
-    places: list[str],
+    checked: CheckedRequest,
 ) -> AdmittedJob:
     """An admitted request's job, its outputs (each with its resolved spec) and the probe
     task that starts it."""
@@ -300,7 +329,7 @@ def _new_job(
         webhook_url=request.webhook_url,
         idempotency_key=key,
         request_hash=fingerprint or None,
-        output_origin=origin,
+        output_origin=checked.origin,
         input_origin_id=request.input_origin_id,
         input_path=request.input_path,
         output_origin_id=request.output_origin_id,
@@ -310,10 +339,10 @@ def _new_job(
             NewOutput(
                 id=ids.output_id(),
                 position=position,
-                spec=resolve(spec, saved).SerializeToString(),
-                origin=places[position],
+                spec=spec.SerializeToString(),
+                origin=checked.places[position],
             )
-            for position, spec in enumerate(request.outputs)
+            for position, spec in enumerate(checked.specs(request))
         ),
     )
     # Stamped here, in the caller's trace: the batch is written from another task.

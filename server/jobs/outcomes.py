@@ -200,26 +200,7 @@ class TaskOutcomes:
         priority: int,
     ) -> tuple[int, list[pricing.VariantPrice]]:
         """The output's micros for `seconds` and, for video outputs, each variant's share."""
-        video = next((s for s in info.streams if s.kind == "video"), None)
-        height = pricing.source_display_height(video)
-        fps = video.frame_rate if video else 30.0
-        cost = pricing.output_cost(
-            spec,
-            seconds=seconds,
-            source_height=height,
-            source_fps=fps,
-            priority=priority,
-            table=self.life.pricing,
-        )
-        variants = pricing.variant_prices(
-            spec,
-            seconds=seconds,
-            source_height=height,
-            source_fps=fps,
-            priority=priority,
-            table=self.life.pricing,
-        )
-        return cost, variants
+        return pricing.priced_output(spec, info, seconds, priority, self.life.pricing)
 
 
 async def current_output_tasks(tx: Tx, record: JobRecord, output_id: str) -> list[Task]:

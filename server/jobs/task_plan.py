@@ -12,7 +12,7 @@ from ..domain import ids
 from ..domain.new_records import NewTask
 from ..domain.states import OutputStatus, TaskKind
 from ..store.store import JobRecord, now
-from .chunk_plan import ChunkSettings, plan_chunks
+from .chunk_plan import ChunkDecision, ChunkSettings, plan_chunks
 
 
 def probe_task(job_id: str, priority: int) -> NewTask:
@@ -42,6 +42,24 @@ def output_task(
     )
 
 
+def output_pieces(
+    decision: ChunkDecision,
+) -> list[tuple[TaskKind, worker_service_pb2.ChunkRange | None]]:
+    """The tasks queued for one output once the input is probed, in claim order: its
+    TRANSCODE, or its AUDIO (when it has audio) and its CHUNKs. (A chunked output's MERGE
+    is queued once they are done.)"""
+    if not decision.chunks:
+        return [(TaskKind.TRANSCODE, None)]
+    pieces: list[tuple[TaskKind, worker_service_pb2.ChunkRange | None]] = []
+    if decision.has_audio:
+        # First: it is quick, and until it is done no player can start (the master
+        # playlist names the audio rendition).
+        pieces.append((TaskKind.AUDIO, decision.chunks[0]))
+    by_length = sorted(decision.chunks, key=lambda c: c.end_seconds - c.start_seconds, reverse=True)
+    pieces.extend((TaskKind.CHUNK, chunk) for chunk in by_length)
+    return pieces
+
+
 def transcode_tasks(record: JobRecord, chunking: ChunkSettings) -> list[NewTask]:
     """One TRANSCODE task per output still to make, or for a chunked output its AUDIO task
     and its CHUNK tasks (longest first, so the short last one does not end up alone at the
@@ -56,17 +74,7 @@ def transcode_tasks(record: JobRecord, chunking: ChunkSettings) -> list[NewTask]
         decision = plan_chunks(
             spec, info, chunking, concatenated=bool(record.job.concat_input_urls)
         )
-        if not decision.chunks:
-            planned.append((output.id, TaskKind.TRANSCODE, None))
-            continue
-        if decision.has_audio:
-            # First: it is quick, and until it is done no player can start (the master
-            # playlist names the audio rendition).
-            planned.append((output.id, TaskKind.AUDIO, decision.chunks[0]))
-        by_length = sorted(
-            decision.chunks, key=lambda c: c.end_seconds - c.start_seconds, reverse=True
-        )
-        planned.extend((output.id, TaskKind.CHUNK, chunk) for chunk in by_length)
+        planned.extend((output.id, kind, chunk) for kind, chunk in output_pieces(decision))
     base = now()
     return [
         output_task(

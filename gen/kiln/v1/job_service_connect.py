@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .job_service_pb2 import CancelRequest, CancelResponse, ConfirmRequest, ConfirmResponse, CreateRequest, CreateResponse, DeleteOutputsRequest, DeleteOutputsResponse, GetRequest, GetResponse, ListRequest, ListResponse, RetryRequest, RetryResponse, WatchRequest, WatchResponse
+from .job_service_pb2 import CancelRequest, CancelResponse, ConfirmRequest, ConfirmResponse, CreateRequest, CreateResponse, DeleteOutputsRequest, DeleteOutputsResponse, GetRequest, GetResponse, ListRequest, ListResponse, PlanJobRequest, PlanJobResponse, RetryRequest, RetryResponse, WatchRequest, WatchResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -89,6 +89,14 @@ class JobService(Protocol):
     def watch(self, request: WatchRequest, ctx: RequestContext[WatchRequest, WatchResponse], /) -> AsyncIterator[WatchResponse]:
         """
         Watch streams a snapshot, then events until the job is terminal.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def plan_job(self, request: PlanJobRequest, ctx: RequestContext[PlanJobRequest, PlanJobResponse], /) -> PlanJobResponse:
+        """
+        PlanJob validates a CreateRequest exactly as Create does (same violations, same code)
+        and answers, creating and queuing nothing, the tasks kiln would queue for it, each
+        one's FFmpeg argument lists and filter graphs, and the estimated cost (docs/plan.md).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -193,6 +201,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=svc.watch,
+                ),
+                "/kiln.v1.JobService/PlanJob": Endpoint.unary(
+                    method=MethodInfo(
+                        name="PlanJob",
+                        service_name="kiln.v1.JobService",
+                        input=PlanJobRequest,
+                        output=PlanJobResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.plan_job,
                 ),
             },
             interceptors=interceptors,
@@ -422,6 +441,31 @@ class JobServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def plan_job(
+        self,
+        request: PlanJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PlanJobResponse:
+        """
+        PlanJob validates a CreateRequest exactly as Create does (same violations, same code)
+        and answers, creating and queuing nothing, the tasks kiln would queue for it, each
+        one's FFmpeg argument lists and filter graphs, and the estimated cost (docs/plan.md).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PlanJob",
+                service_name="kiln.v1.JobService",
+                input=PlanJobRequest,
+                output=PlanJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class JobServiceSync(Protocol):
     """
@@ -475,6 +519,14 @@ class JobServiceSync(Protocol):
     def watch(self, request: WatchRequest, ctx: RequestContext[WatchRequest, WatchResponse], /) -> Iterator[WatchResponse]:
         """
         Watch streams a snapshot, then events until the job is terminal.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def plan_job(self, request: PlanJobRequest, ctx: RequestContext[PlanJobRequest, PlanJobResponse], /) -> PlanJobResponse:
+        """
+        PlanJob validates a CreateRequest exactly as Create does (same violations, same code)
+        and answers, creating and queuing nothing, the tasks kiln would queue for it, each
+        one's FFmpeg argument lists and filter graphs, and the estimated cost (docs/plan.md).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -577,6 +629,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=service.watch,
+                ),
+                "/kiln.v1.JobService/PlanJob": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="PlanJob",
+                        service_name="kiln.v1.JobService",
+                        input=PlanJobRequest,
+                        output=PlanJobResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.plan_job,
                 ),
             },
             interceptors=interceptors,
@@ -802,6 +865,31 @@ class JobServiceClientSync(ConnectClientSync):
                 output=WatchResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def plan_job(
+        self,
+        request: PlanJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PlanJobResponse:
+        """
+        PlanJob validates a CreateRequest exactly as Create does (same violations, same code)
+        and answers, creating and queuing nothing, the tasks kiln would queue for it, each
+        one's FFmpeg argument lists and filter graphs, and the estimated cost (docs/plan.md).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PlanJob",
+                service_name="kiln.v1.JobService",
+                input=PlanJobRequest,
+                output=PlanJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

@@ -3,12 +3,28 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from kiln.v1 import job_pb2 as _job_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PlanTaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLAN_TASK_KIND_UNSPECIFIED: _ClassVar[PlanTaskKind]
+    PLAN_TASK_KIND_PROBE: _ClassVar[PlanTaskKind]
+    PLAN_TASK_KIND_TRANSCODE: _ClassVar[PlanTaskKind]
+    PLAN_TASK_KIND_CHUNK: _ClassVar[PlanTaskKind]
+    PLAN_TASK_KIND_AUDIO: _ClassVar[PlanTaskKind]
+    PLAN_TASK_KIND_MERGE: _ClassVar[PlanTaskKind]
+PLAN_TASK_KIND_UNSPECIFIED: PlanTaskKind
+PLAN_TASK_KIND_PROBE: PlanTaskKind
+PLAN_TASK_KIND_TRANSCODE: PlanTaskKind
+PLAN_TASK_KIND_CHUNK: PlanTaskKind
+PLAN_TASK_KIND_AUDIO: PlanTaskKind
+PLAN_TASK_KIND_MERGE: PlanTaskKind
 
 class CreateRequest(_message.Message):
     __slots__ = ("input_url", "concat_input_urls", "outputs", "priority", "delayed_start", "metadata", "webhook_url", "idempotency_key", "output_origin", "input_origin_id", "input_path", "output_origin_id", "output_path_prefix")
@@ -206,3 +222,82 @@ class WatchResponse(_message.Message):
     heartbeat: HeartbeatEvent
     completed: CompletedEvent
     def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., snapshot: _Optional[_Union[SnapshotEvent, _Mapping]] = ..., status_change: _Optional[_Union[StatusChangeEvent, _Mapping]] = ..., progress: _Optional[_Union[ProgressEvent, _Mapping]] = ..., output: _Optional[_Union[OutputEvent, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatEvent, _Mapping]] = ..., completed: _Optional[_Union[CompletedEvent, _Mapping]] = ...) -> None: ...
+
+class PlanJobRequest(_message.Message):
+    __slots__ = ("request", "input")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    request: CreateRequest
+    input: _job_pb2.InputInfo
+    def __init__(self, request: _Optional[_Union[CreateRequest, _Mapping]] = ..., input: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ...) -> None: ...
+
+class PlanJobResponse(_message.Message):
+    __slots__ = ("input", "tasks", "outputs", "estimated_cost", "placeholders")
+    class PlaceholdersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
+    PLACEHOLDERS_FIELD_NUMBER: _ClassVar[int]
+    input: _job_pb2.InputInfo
+    tasks: _containers.RepeatedCompositeFieldContainer[PlanTask]
+    outputs: _containers.RepeatedCompositeFieldContainer[PlanOutput]
+    estimated_cost: _job_pb2.Money
+    placeholders: _containers.ScalarMap[str, str]
+    def __init__(self, input: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[PlanTask, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[PlanOutput, _Mapping]]] = ..., estimated_cost: _Optional[_Union[_job_pb2.Money, _Mapping]] = ..., placeholders: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PlanOutput(_message.Message):
+    __slots__ = ("output_index", "estimated_cost", "chunked", "notes")
+    OUTPUT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
+    CHUNKED_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    output_index: int
+    estimated_cost: _job_pb2.Money
+    chunked: bool
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, output_index: _Optional[int] = ..., estimated_cost: _Optional[_Union[_job_pb2.Money, _Mapping]] = ..., chunked: _Optional[bool] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PlanTask(_message.Message):
+    __slots__ = ("index", "kind", "output_index", "chunk", "after", "commands", "notes")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    kind: PlanTaskKind
+    output_index: int
+    chunk: PlanChunk
+    after: _containers.RepeatedScalarFieldContainer[int]
+    commands: _containers.RepeatedCompositeFieldContainer[PlanCommand]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, index: _Optional[int] = ..., kind: _Optional[_Union[PlanTaskKind, str]] = ..., output_index: _Optional[int] = ..., chunk: _Optional[_Union[PlanChunk, _Mapping]] = ..., after: _Optional[_Iterable[int]] = ..., commands: _Optional[_Iterable[_Union[PlanCommand, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PlanChunk(_message.Message):
+    __slots__ = ("index", "count", "start_seconds", "end_seconds")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    count: int
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, index: _Optional[int] = ..., count: _Optional[int] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class PlanCommand(_message.Message):
+    __slots__ = ("argv", "filter_graphs")
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    FILTER_GRAPHS_FIELD_NUMBER: _ClassVar[int]
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    filter_graphs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., filter_graphs: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -77,6 +77,11 @@ class JobServiceStub:
                 request_serializer=kiln_dot_v1_dot_job__service__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kiln_dot_v1_dot_job__service__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.PlanJob = channel.unary_unary(
+                '/kiln.v1.JobService/PlanJob',
+                request_serializer=kiln_dot_v1_dot_job__service__pb2.PlanJobRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_job__service__pb2.PlanJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -142,6 +147,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanJob(self, request, context):
+        """PlanJob validates a CreateRequest exactly as Create does (same violations, same code)
+        and answers, creating and queuing nothing, the tasks kiln would queue for it, each
+        one's FFmpeg argument lists and filter graphs, and the estimated cost (docs/plan.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +198,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kiln_dot_v1_dot_job__service__pb2.WatchRequest.FromString,
                     response_serializer=kiln_dot_v1_dot_job__service__pb2.WatchResponse.SerializeToString,
+            ),
+            'PlanJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanJob,
+                    request_deserializer=kiln_dot_v1_dot_job__service__pb2.PlanJobRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_job__service__pb2.PlanJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -405,6 +424,33 @@ class JobService:
             '/kiln.v1.JobService/Watch',
             kiln_dot_v1_dot_job__service__pb2.WatchRequest.SerializeToString,
             kiln_dot_v1_dot_job__service__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kiln.v1.JobService/PlanJob',
+            kiln_dot_v1_dot_job__service__pb2.PlanJobRequest.SerializeToString,
+            kiln_dot_v1_dot_job__service__pb2.PlanJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
