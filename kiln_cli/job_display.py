@@ -17,7 +17,7 @@ def _money(money: job_pb2.Money) -> str:
     return f"{money.micros / 1_000_000:.4f} {money.currency}"
 
 
-def _micro_money(money: job_pb2.Money) -> str:
+def micro_money(money: job_pb2.Money) -> str:
     """To the micro: variants' figures then add up to their output's exactly, as shown."""
     if not money.currency:
         return "-"
@@ -29,14 +29,14 @@ def _variant_cost_line(variant: job_pb2.VariantPricing) -> str:
     name = "dropped" if variant.dropped else variant.name
     codec = short_enum(job_pb2.VideoCodec, variant.codec, "VIDEO_CODEC_")
     quality = short_enum(job_pb2.Quality, variant.quality, "QUALITY_")
-    actual = _micro_money(variant.actual_cost)
+    actual = micro_money(variant.actual_cost)
     if variant.HasField("actual_cost"):
         actual += f" for {variant.billed_seconds:.2f}s"
     return (
         f"            variant {name} {variant.resolution or 'source'} {codec} {quality} "
         f"priced at {variant.priced_height}p {variant.fps:g}fps, "
-        f"{_micro_money(variant.rate_per_minute)}/min: "
-        f"estimated {_micro_money(variant.estimated_cost)}, actual {actual}"
+        f"{micro_money(variant.rate_per_minute)}/min: "
+        f"estimated {micro_money(variant.estimated_cost)}, actual {actual}"
     )
 
 
@@ -84,8 +84,8 @@ def show_job(job: job_pb2.Job) -> None:
         )
         if output.variant_pricing:
             stdout.print(
-                f"            cost estimated {_micro_money(output.estimated_cost)}, "
-                f"actual {_micro_money(output.actual_cost)}; per variant:",
+                f"            cost estimated {micro_money(output.estimated_cost)}, "
+                f"actual {micro_money(output.actual_cost)}; per variant:",
                 markup=False,
             )
         for variant in output.variant_pricing:

@@ -1,4 +1,5 @@
-"""`kiln jobs ...`: create, get, list, watch, cancel, retry, confirm, delete-outputs, download."""
+"""`kiln jobs ...`: create, plan, get, list, watch, cancel, retry, confirm, delete-outputs,
+download."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .common import (
     stdout,
 )
 from .job_display import show_job, show_job_page
+from .plan_display import show_plan
 from .specs import SHORTHAND_HELP, SpecError, load_spec, parse_metadata, parse_output
 from .specs import parse_priority as priority_value
 from .watching import JsonLines, LiveBoard, follow, short_enum, status_name
@@ -193,6 +195,43 @@ def create(
             show_job(job)
         if wait:
             watch_job(client, job.id, as_json)
+
+
+@app.command()
+@client_command
+def plan(
+    spec: Annotated[
+        Path,
+        typer.Option(
+            "--spec", help="The CreateRequest to explain, as JSON or YAML (as `jobs create`)."
+        ),
+    ],
+    input_facts: Annotated[
+        Path | None,
+        typer.Option(
+            "--input-facts",
+            help="What probing the input finds, an InputInfo as JSON or YAML (a job's "
+            "inputInfo); without it the plan assumes a 60 s 1080p30 input with stereo audio.",
+        ),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Explain a spec without running it: the tasks kiln would queue, each FFmpeg argument
+    list and the estimated cost. Nothing is created.
+
+    kiln jobs plan --spec job.yaml
+    """
+    request = job_service_pb2.PlanJobRequest(request=load_spec(spec, job_service_pb2.CreateRequest))
+    if input_facts:
+        request.input.CopyFrom(load_spec(input_facts, job_pb2.InputInfo))
+    with connect(url, api_key) as client:
+        payload = client.call(JOB_SERVICE, "PlanJob", request)
+    if as_json:
+        print_json(payload)
+        return
+    show_plan(parse(payload, job_service_pb2.PlanJobResponse))
 
 
 @app.command()

@@ -113,10 +113,13 @@ async def _serve(
 ) -> None:
     from server.app import build_server
     from server.gc_tuning import tune_collector
+    from worker.plan_commands import PLACEHOLDERS, explain_output
     from worker.settings import load_worker_settings
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    server = build_server(settings)
+    # PlanJob shows the argument lists the worker's own builders make: the composition root
+    # hands them to the server, which never imports the worker.
+    server = build_server(settings, explain=explain_output, placeholders=PLACEHOLDERS)
     stop = asyncio.Event()
     _install_stop(stop)
     ready = asyncio.Event()

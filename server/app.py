@@ -31,6 +31,7 @@ from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from .jobs.chunk_plan import ChunkSettings
 from .jobs.lifecycle import Lifecycle
+from .jobs.plan import ExplainOutput
 from .jobs.service import JobService
 from .jobs.tasks import TaskService
 from .metrics import ServerMetrics
@@ -160,7 +161,14 @@ PUBLIC_GRPC_OPTIONS = [
 ]
 
 
-def build_server(settings: Settings) -> Server:
+def build_server(
+    settings: Settings,
+    *,
+    explain: ExplainOutput | None = None,
+    placeholders: dict[str, str] | None = None,
+) -> Server:
+    """The server from its settings. explain: the worker's command builders for PlanJob,
+    which the composition root (kiln_cli) hands in; without them PlanJob is refused."""
     check_worker_listener(settings)
     check_dispatch(settings)
     check_webhooks(settings)
@@ -240,6 +248,8 @@ def build_server(settings: Settings) -> Server:
         origins=origins,
         default_origin=settings.default_origin,
         webhook_policy=webhook_policy,
+        explain=explain,
+        placeholders=placeholders,
     )
     webhooks = WebhookSender(
         store,

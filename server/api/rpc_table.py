@@ -149,6 +149,12 @@ async def _delete_outputs(
     return pb.DeleteOutputsResponse(job=job, deleted_files=deleted)
 
 
+async def _plan_job(
+    jobs: JobService, caller: Caller, request: pb.PlanJobRequest
+) -> pb.PlanJobResponse:
+    return await jobs.plan(caller.organization, request)
+
+
 def _watch(
     jobs: JobService, caller: Caller, request: pb.WatchRequest
 ) -> Awaitable[AsyncIterator[pb.WatchResponse]]:
@@ -166,6 +172,7 @@ JOB_SERVICE: Service[JobService] = Service(
         unary("Retry", pb.RetryRequest, pb.RetryResponse, _retry),
         unary("DeleteOutputs", pb.DeleteOutputsRequest, pb.DeleteOutputsResponse, _delete_outputs),
         server_stream("Watch", pb.WatchRequest, pb.WatchResponse, _watch, shared_responses=True),
+        unary("PlanJob", pb.PlanJobRequest, pb.PlanJobResponse, _plan_job),
     ),
 )
 

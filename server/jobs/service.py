@@ -1,10 +1,10 @@
 """The public JobService: its use cases, each built once, in one value the adapters take.
 
 The use cases live by concept: create.py (replays, admission, the insert), reads.py (Get,
-List), controls.py (Confirm, Cancel, Retry, DeleteOutputs) and watch.py. JobService builds
-each once, names the method each RPC calls, and carries them, with the PresetService's
-catalog (the one Create reads saved presets from), from the composition root to the
-adapters.
+List), controls.py (Confirm, Cancel, Retry, DeleteOutputs), watch.py and plan.py (PlanJob).
+JobService builds each once, names the method each RPC calls, and carries them, with the
+PresetService's catalog (the one Create reads saved presets from), from the composition
+root to the adapters.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..delivery.links import PlaybackLinks
 from .controls import JobControls, RemoveOutputFiles
 from .create import Admission, JobCreation
 from .lifecycle import Lifecycle
+from .plan import ExplainOutput, JobPlanning
 from .presets import PresetCatalog
 from .reads import JobMessages, JobReads
 from .views import FileUrl
@@ -37,6 +38,8 @@ class JobService:
         origins: Origins | None = None,
         default_origin: str = "",
         webhook_policy: InputPolicy | None = None,
+        explain: ExplainOutput | None = None,
+        placeholders: dict[str, str] | None = None,
     ) -> None:
         messages = JobMessages(file_url, playback, origins)
         self.presets = PresetCatalog(life.store)
@@ -49,6 +52,14 @@ class JobService:
             default_origin=default_origin,
         )
         self.creation = JobCreation(life.store, admission, messages, life.dispatch.tasks_ready)
+        self.planning = JobPlanning(
+            life.store,
+            admission,
+            chunking=life.chunking,
+            table=life.pricing,
+            explain=explain,
+            placeholders=placeholders,
+        )
         self.reads = JobReads(life.store, messages)
         self.controls = JobControls(life, messages, remove_output_files)
         self.watching = JobWatch(life.store, life.hub, messages)
@@ -63,3 +74,4 @@ class JobService:
         self.retry = self.controls.retry
         self.delete_outputs = self.controls.delete_outputs
         self.watch = self.watching.watch
+        self.plan = self.planning.plan
