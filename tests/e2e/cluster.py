@@ -269,8 +269,9 @@ def running_cluster(
         cluster.stop()
 
 
-def _wait_healthy(server: ServerProcess, timeout: float = 30.0) -> None:
-    """Readiness: poll /healthz until it answers (the process has no other signal)."""
+def _wait_healthy(server: ServerProcess, timeout: float = 90.0) -> None:
+    """Readiness: poll /healthz until it answers (the process has no other signal). The
+    ceiling is generous: on a loaded 2-core machine the imports alone took over 20 s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
