@@ -278,6 +278,15 @@ def test_bad_input_facts_are_refused_by_field(plan_cluster, auth, media_root):
         "input.streams[1].channels",
         "input.streams[1].rotation",
     }
+    # Facts the job would fail on after probing are no refusal: the plan stops at the probe.
+    body["input"] = {
+        "durationSeconds": 2,
+        "streams": [{"kind": "video", "codec": "h264", "width": 160, "height": 90}],
+    }
+    status, answer = client.call("PlanJob", body)
+    assert status == 200, answer
+    (probe,) = answer["tasks"]
+    assert "INPUT_NO_AUDIO" in probe["notes"][-1]
     # The server still serves.
     body["input"] = {"durationSeconds": 2, "streams": [{"kind": "audio", "codec": "aac"}]}
     status, answer = client.call("PlanJob", body)
@@ -286,6 +295,17 @@ def test_bad_input_facts_are_refused_by_field(plan_cluster, auth, media_root):
         "PLAN_TASK_KIND_PROBE",
         "PLAN_TASK_KIND_TRANSCODE",
     ]
+
+
+def test_plan_needs_an_api_key(plan_cluster, media_root):
+    _, server, _ = plan_cluster
+    body = {
+        "request": {"inputUrl": f"file://{media_root}/clip2s.mp4", "outputs": [{"type": "mp3"}]}
+    }
+    status, answer = ConnectJsonClient(server.http_url, None).call("PlanJob", body)
+    assert (status, answer["code"]) == (401, "unauthenticated")
+    status, answer = ConnectJsonClient(server.http_url, "kiln_sk_unknown").call("PlanJob", body)
+    assert (status, answer["code"]) == (401, "unauthenticated")
 
 
 def _row_counts(cluster) -> dict[str, int]:
