@@ -10,6 +10,12 @@ from .job_display import micro_money
 from .watching import short_enum
 
 
+def _line(text: str) -> None:
+    # Printed as is: an argument such as `-c:v:0` must not become rich markup or an emoji
+    # (`:v:` is one).
+    stdout.print(text, markup=False, emoji=False)
+
+
 def task_title(task: job_service_pb2.PlanTask) -> str:
     kind = short_enum(job_service_pb2.PlanTaskKind, task.kind, "PLAN_TASK_KIND_")
     parts = [f"task {task.index}", kind]
@@ -33,29 +39,28 @@ def show_plan(plan: job_service_pb2.PlanJobResponse) -> None:
         else f"{s.kind} {s.codec}"
         for s in info.streams
     )
-    stdout.print(f"input     {info.duration_seconds:g}s: {streams}", markup=False)
-    stdout.print(f"estimated {micro_money(plan.estimated_cost)}", markup=False)
+    _line(f"input     {info.duration_seconds:g}s: {streams}")
+    _line(f"estimated {micro_money(plan.estimated_cost)}")
     for output in plan.outputs:
         chunked = "  chunked" if output.chunked else ""
-        stdout.print(
+        _line(
             f"output {output.output_index}  {micro_money(output.estimated_cost)}{chunked}",
-            markup=False,
         )
         for note in output.notes:
-            stdout.print(f"  note: {note}", markup=False)
-    stdout.print("tasks", markup=False)
+            _line(f"  note: {note}")
+    _line("tasks")
     for task in plan.tasks:
-        stdout.print(f"  {task_title(task)}", markup=False)
+        _line(f"  {task_title(task)}")
     for task in plan.tasks:
-        stdout.print("", markup=False)
-        stdout.print(task_title(task), markup=False)
+        _line("")
+        _line(task_title(task))
         for note in task.notes:
-            stdout.print(f"  note: {note}", markup=False)
+            _line(f"  note: {note}")
         for number, command in enumerate(task.commands, start=1):
-            stdout.print(f"  command {number}:", markup=False)
+            _line(f"  command {number}:")
             for argument in command.argv:
-                stdout.print(f"    {argument}", markup=False)
+                _line(f"    {argument}")
     if plan.placeholders:
-        stdout.print("", markup=False)
+        _line("")
         for name, meaning in sorted(plan.placeholders.items()):
-            stdout.print(f"{name}  {meaning}", markup=False)
+            _line(f"{name}  {meaning}")

@@ -381,6 +381,8 @@ def test_cli_plan_prints_tasks_and_arguments(plan_cluster, media_root, tmp_path)
         "outputs:\n"
         "  - type: mp4\n"
         "    video: [{codec: h264, resolution: 240p}]\n"
+        "  - type: hls\n"
+        "    video: [{codec: h264, resolution: 240p}, {codec: h264, resolution: 160x90}]\n"
     )
     facts = tmp_path / "facts.json"
     facts.write_text(
@@ -418,13 +420,17 @@ def test_cli_plan_prints_tasks_and_arguments(plan_cluster, media_root, tmp_path)
     assert "    -i" in lines and "    {input}" in lines
     assert "    {output}/chunks/chunk_00000.mp4" in lines
     assert "    {output}/output.mp4" in lines
+    # Printed as is: `-c:v:0` is neither markup nor the emoji `:v:`.
+    assert "    -c:v:0" in lines and "    -c:v:1" in lines
 
     as_json = kiln("jobs", "plan", "--spec", str(spec), "--input-facts", str(facts), "--json")
     assert as_json.returncode == 0, as_json.stderr
     plan = json.loads(as_json.stdout)
     assert plan["input"]["durationSeconds"] == 9
     assert plan["outputs"][0]["chunked"] is True  # 9 s is past the 3 s threshold
-    assert sum(t["kind"] == "PLAN_TASK_KIND_CHUNK" for t in plan["tasks"]) == 5
+    chunks = [t for t in plan["tasks"] if t["kind"] == "PLAN_TASK_KIND_CHUNK"]
+    # 2 s chunks of the MP4; the HLS ones on whole 6 s segments.
+    assert Counter(t.get("outputIndex", 0) for t in chunks) == {0: 5, 1: 2}
 
     spec.write_text(f"input_url: file://{media_root}/clip2s.mp4\noutputs: []\n")
     refused = kiln("jobs", "plan", "--spec", str(spec))
