@@ -268,6 +268,8 @@ def stored_file_problems(
 # in the rendition folders (HLS), or the one intermediate file of a progressive chunk.
 _VIDEO_SEGMENT = re.compile(r"v([0-7])/seg_(\d{5})\.ts")
 _AUDIO_SEGMENT = re.compile(r"audio/seg_(\d{5})\.ts")
+# What the merge of an HLS output writes itself for a text track: its WebVTT segments.
+_TEXT_SEGMENT = re.compile(r"text_(\d{1,2})/seg_\d{5}\.vtt")
 _CODEC_STRING = re.compile(r"[A-Za-z0-9.]{0,64}")
 _PROGRESSIVE_AUDIO = "chunks/audio.m4a"
 MAX_SEGMENT_SECONDS = 120.0
@@ -354,6 +356,11 @@ def _piece_may_write(
     return chunk.first_segment <= int(match.group(2)) <= last
 
 
+def _text_segment(path: str, spec: job_pb2.OutputSpec) -> bool:
+    match = _TEXT_SEGMENT.fullmatch(path)
+    return match is not None and int(match.group(1)) < len(spec.text_tracks)
+
+
 def merge_problems(
     result: worker_service_pb2.TranscodeResult,
     spec: job_pb2.OutputSpec,
@@ -372,7 +379,7 @@ def merge_problems(
         if missing := sorted(made - reported):
             return [f"the merge left out {len(missing)} segments, e.g. {missing[0]!r}"]
         extra = reported - made
-        if any(not path.endswith(".m3u8") for path in extra):
+        if any(not path.endswith(".m3u8") and not _text_segment(path, spec) for path in extra):
             return ["the merge reports media files no chunk made"]
         return []
     if any(path.startswith("chunks/") for path in reported):

@@ -41,9 +41,9 @@ UNEVEN_FRAMES_NOTE = (
 AUDIO_TRACKS_NOTE = (
     "encoded in one pass, not in chunks: an output with several audio tracks is made in one pass"
 )
-TEXT_TRACKS_NOTE = (
-    "encoded in one pass, not in chunks: an output with text tracks is made in one pass, "
-    "which cuts its subtitle segments at the video's own boundaries"
+BURN_IN_NOTE = (
+    "encoded in one pass, not in chunks: an output with a burned-in text track is made in one "
+    "pass, which draws the text onto every picture"
 )
 
 
@@ -85,9 +85,10 @@ def plan_chunks(
         return one_pass
     if video.variable_frame_rate:
         return ChunkDecision([], note=UNEVEN_FRAMES_NOTE)
-    if spec.text_tracks:
-        # Text tracks are written once over the whole output, with its segment boundaries.
-        return ChunkDecision([], note=TEXT_TRACKS_NOTE)
+    if any(track.burn_in for track in spec.text_tracks):
+        # Carried text tracks do not depend on the chunks (the merge writes them once, over
+        # the joined video); a burned-in one would have to be drawn by every chunk.
+        return ChunkDecision([], note=BURN_IN_NOTE)
     if spec.audio_tracks:
         # Chunks merge one audio stream; the tracks are encoded in the one pass.
         return ChunkDecision([], note=AUDIO_TRACKS_NOTE)

@@ -24,6 +24,7 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
+from tests.support.cues import cue_times
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 from worker.media.commands import build_command
 from worker.media.probe import probe
@@ -408,3 +409,164 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
 
 def _chunk_ffmpegs(cluster) -> list[int]:
     return ffmpeg_pids_writing_to(cluster.scratch_dir)
+
+
+# --- text tracks on chunked outputs ---------------------------------------------------------------
+
+# Around the 12 s join of the chunks, and in the second chunk; the clipped output (3-23 s)
+# cuts the first French cue at its start.
+ENGLISH_SRT = """1
+00:00:01,000 --> 00:00:02,500
+Before the join
+
+2
+00:00:11,400 --> 00:00:12,600
+Across the join
+"""
+FRENCH_VTT = """WEBVTT
+
+00:00:02.000 --> 00:00:04.000
+Au début
+
+00:00:11.800 --> 00:00:13.200
+À la jointure
+
+00:00:20.000 --> 00:00:21.000
+Dans le second morceau
+"""
+TEXT_FRAME = 1 / 15
+TITLED_CUES = {
+    "en": [(1.0, 2.5), (11.4, 12.6)],
+    "fr": [(2.0, 4.0), (11.8, 13.2), (20.0, 21.0)],
+}
+
+
+@pytest.fixture(scope="module")
+def titled_source(media_root) -> Path:
+    """26 s of 160x90 at 15 fps with an English mov_text track (two 12 s chunks), and a French
+    WebVTT sidecar."""
+    folder = media_root / "chunked_text"
+    folder.mkdir(exist_ok=True)
+    (folder / "en.srt").write_text(ENGLISH_SRT)
+    (folder / "fr.vtt").write_text(FRENCH_VTT)
+    subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-y"),
+            *("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=15:duration=26"),
+            *("-f", "lavfi", "-i", "sine=sample_rate=48000:duration=26"),
+            *("-i", str(folder / "en.srt"), "-map", "0:v", "-map", "1:a", "-map", "2:s"),
+            *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-c:s", "mov_text"),
+            *("-metadata:s:s:0", "language=eng", str(folder / "titled.mp4")),
+        ],
+        check=True,
+    )
+    return folder
+
+
+def titled(spec: job_pb2.OutputSpec, folder: Path) -> job_pb2.OutputSpec:
+    del spec.video[1:]
+    spec.text_tracks.extend(
+        [
+            job_pb2.TextTrack(stream_language="eng", language="en", default=True),
+            job_pb2.TextTrack(url=f"file://{folder / 'fr.vtt'}", language="fr"),
+        ]
+    )
+    return spec
+
+
+def assert_cues(found: list[tuple[float, float]], expected: list[tuple[float, float]], what):
+    assert len(found) == len(expected), (what, found)
+    for (start, end), (want_start, want_end) in zip(found, expected, strict=True):
+        assert abs(start - want_start) <= TEXT_FRAME and abs(end - want_end) <= TEXT_FRAME, (
+            what,
+            found,
+        )
+
+
+def mp4_cues(target: Path, position: int, tmp_path: Path) -> list[tuple[float, float]]:
+    """The cue times of the MP4's subtitle track `position`, on the file's own timeline."""
+    extracted = tmp_path / f"{target.parent.name}-{position}.vtt"
+    subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-y", "-copyts", "-i", str(target)),
+            *("-map", f"0:s:{position}", str(extracted)),
+        ],
+        check=True,
+    )
+    return cue_times(extracted.read_text())
+
+
+def test_chunked_outputs_keep_their_cue_times(chunk_cluster, auth, titled_source, tmp_path):
+    """An HLS TS ladder, an MP4 and an MP4 clipped to 3-23 s, each chunked, with an embedded
+    and a sidecar text track: the merge adds the tracks to the joined output, every cue within a
+    frame of the source's (HLS: in segments cut like the video's and mapped to its first
+    timestamp; MP4: in its mov_text tracks and its .vtt sidecars)."""
+    cluster, server = chunk_cluster
+    hls_spec = titled(hls_ladder(), titled_source)
+    hls_spec.video[0].resolution = "160x90"
+    clipped = titled(mp4_spec(), titled_source)
+    clipped.clip.start_seconds, clipped.clip.duration_seconds = 3.0, 20.0
+    job = create_job(
+        server,
+        auth,
+        f"file://{titled_source / 'titled.mp4'}",
+        outputs=[hls_spec, titled(mp4_spec(), titled_source), clipped],
+    )
+    final = run_to_end(server, auth, job.id, timeout=120)
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED, [o.error for o in final.outputs]
+    kinds = [row["kind"] for row in tasks_of(cluster, job.id)]
+    assert kinds.count("CHUNK") == 6 and kinds.count("MERGE") == 3, kinds
+    assert not any("one pass" in note for o in final.outputs for note in o.notes)
+
+    # HLS: a subtitle rendition per track, every file named by a playlist and listed.
+    hls = output_dir(cluster, final)
+    stored = {p.relative_to(hls).as_posix() for p in hls.rglob("*") if p.is_file()}
+    assert stored == referenced_files(hls)
+    assert {f.path for f in final.outputs[0].files} == stored
+    master = m3u8.load(str(hls / "master.m3u8"))
+    subtitles = [m for m in master.media if m.type == "SUBTITLES"]
+    assert [(m.language, m.default) for m in subtitles] == [("en", "YES"), ("fr", "NO")]
+    assert 'SUBTITLES="subs"' in (hls / "master.m3u8").read_text()
+    video = m3u8.load(str(hls / "v0" / "index.m3u8"))
+    start = float(packets(hls / "v0" / video.segments[0].uri, "v")[0][0])
+    assert 11 < start < 12  # the chunks' 10 s lead plus the MPEG-TS muxer's delay
+    for rendition, language in zip(subtitles, ("en", "fr"), strict=True):
+        playlist = m3u8.load(str(hls / rendition.uri))
+        # Cut like the video: as many segments, as long.
+        assert [s.duration for s in playlist.segments] == pytest.approx(
+            [s.duration for s in video.segments], abs=1e-3
+        )
+        found: list[tuple[float, float]] = []
+        for segment in playlist.segments:
+            text = (hls / rendition.uri).parent.joinpath(segment.uri).read_text()
+            assert f"X-TIMESTAMP-MAP=MPEGTS:{round(start * 90000)},LOCAL:00:00:00.000" in text
+            # A cue across a segment boundary is in both segments; players drop the repeat.
+            found += [cue for cue in cue_times(text) if cue not in found]
+        assert_cues(found, TITLED_CUES[language], ("hls", language))
+
+    # MP4s: mov_text tracks and sidecars, the whole output's and the clip's (3 s earlier,
+    # cut at its start).
+    shifted = {
+        language: [(max(0.0, a - 3.0), b - 3.0) for a, b in cues if b > 3.0]
+        for language, cues in TITLED_CUES.items()
+    }
+    for output, expected in ((final.outputs[1], TITLED_CUES), (final.outputs[2], shifted)):
+        folder = cluster.storage_dir / final.id / output.id
+        assert {f.path for f in output.files} == {"output.mp4", "text_0_en.vtt", "text_1_fr.vtt"}
+        target = folder / "output.mp4"
+        video_start = min(p[0] for p in packets(target, "v"))
+        assert abs(video_start) <= Fraction(1, 1000)  # the cues' 0 is the first picture
+        languages = subprocess.run(
+            [
+                *("ffprobe", "-v", "error", "-select_streams", "s", "-show_entries"),
+                *("stream=codec_name:stream_tags=language", "-of", "csv=p=0", str(target)),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert languages == ["mov_text,eng", "mov_text,fra"]
+        for position, language in enumerate(("en", "fr")):
+            assert_cues(mp4_cues(target, position, tmp_path), expected[language], language)
+            sidecar = (folder / f"text_{position}_{language}.vtt").read_text()
+            assert_cues(cue_times(sidecar), expected[language], (language, "sidecar"))

@@ -7,7 +7,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.hls_playlists import Rendition, SegmentEntry, master_playlist, media_playlist
 from server.domain import worker_reports as reports
-from server.jobs.chunk_plan import UNEVEN_FRAMES_NOTE, ChunkSettings, plan_chunks
+from server.jobs.chunk_plan import BURN_IN_NOTE, UNEVEN_FRAMES_NOTE, ChunkSettings, plan_chunks
 
 H264 = job_pb2.VIDEO_CODEC_H264
 SETTINGS = ChunkSettings(threshold_seconds=10, chunk_seconds=12)
@@ -74,6 +74,16 @@ def test_uneven_frames_run_in_one_pass_with_a_note():
     decision = plan_chunks(MP4, info(60, vfr=True), SETTINGS)
     assert decision.chunks == [] and decision.note == UNEVEN_FRAMES_NOTE
     assert plan_chunks(MP4, info(5, vfr=True), SETTINGS).note == ""
+
+
+def test_text_tracks_are_chunked_unless_one_is_burned_in():
+    titled = job_pb2.OutputSpec()
+    titled.CopyFrom(MP4)
+    titled.text_tracks.add(url="file:///m/fr.vtt", language="fr")
+    assert len(plan_chunks(titled, info(60), SETTINGS).chunks) == 5
+    titled.text_tracks.add(url="file:///m/de.vtt", language="de", burn_in=True)
+    decision = plan_chunks(titled, info(60), SETTINGS)
+    assert decision.chunks == [] and decision.note == BURN_IN_NOTE
 
 
 def _chunk(index: int = 1) -> wpb.ChunkRange:
@@ -144,6 +154,18 @@ def test_a_merge_must_list_every_segment_and_no_foreign_media():
         files=[*complete.files, job_pb2.OutputFile(path="v0/seg_09999.ts", size_bytes=5)]
     )
     assert reports.merge_problems(foreign, hls(), plan)
+    # The merge writes an HLS output's text renditions itself: its own tracks' only.
+    titled = hls()
+    titled.text_tracks.add(url="file:///m/fr.vtt", language="fr")
+    subtitles = [
+        job_pb2.OutputFile(path="text_0/index.m3u8", size_bytes=5),
+        job_pb2.OutputFile(path="text_0/seg_00000.vtt", size_bytes=5),
+    ]
+    with_text = wpb.TranscodeResult(files=[*complete.files, *subtitles])
+    assert reports.merge_problems(with_text, titled, plan) == []
+    assert reports.merge_problems(with_text, hls(), plan)
+    with_text.files[-1].path = "text_1/seg_00000.vtt"
+    assert reports.merge_problems(with_text, titled, plan)
     leftover = wpb.TranscodeResult(
         files=[
             job_pb2.OutputFile(path="output.mp4", size_bytes=5),

@@ -8,7 +8,8 @@ Merging never re-encodes. Adaptive outputs get their playlists written over the 
 chunks produced (common.hls_playlists, measured BANDWIDTH and CODECS); progressive outputs are
 joined with the concat demuxer (stream copy), the audio muxed in and the index moved to the
 front. Each concat entry carries its exact duration (frames x frame duration), so the next
-chunk's first frame lands exactly one frame after the previous chunk's last.
+chunk's first frame lands exactly one frame after the previous chunk's last. Text tracks are
+not cut with the video: the merge adds them whole (worker.media.text_tracks).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+
+from kiln.v1 import job_pb2
 
 from common.hls_playlists import (
     MASTER_NAME,
@@ -32,6 +35,9 @@ from worker.media.errors import ENCODE_FAILED, MediaError
 from worker.media.hls_master import read_media_playlist
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.probe import ffprobe_int, run_ffprobe_json
+from worker.media.text_tracks import PreparedTrack, progressive_text_args
+
+OutputType = job_pb2.OutputType
 
 PROBE_TIMEOUT_SECONDS = 60
 CONCAT_LIST = "chunks.ffconcat"
@@ -151,9 +157,12 @@ def build_concat_merge_command(
     work_dir: Path,
     output: Path,
     ffmpeg: str = "ffmpeg",
+    text_tracks: Sequence[PreparedTrack] = (),
 ) -> CommandPlan:
-    """Joins the chunks (stream copy), muxes in the audio, moves the index to the front.
+    """Joins the chunks (stream copy), muxes in the audio and the text tracks (mov_text, from
+    the worker's WebVTT of each), moves the index to the front.
 
+    The joined video starts at 0, as the WebVTT's cues do: they are on the output's timeline.
     The list and the chunks live in `work_dir` only: the concat demuxer is told to open
     nothing but plain files named in it (`-safe 1` refuses anything with a path).
     """
@@ -161,9 +170,15 @@ def build_concat_merge_command(
     listing.write_text(concat_list(chunks), "utf-8")
     duration = float(sum((c.frames * c.frame_duration for c in chunks), Fraction(0)))
     argv = [ffmpeg, *COMMON_FLAGS, "-f", "concat", "-safe", "1", "-i", str(listing)]
+    maps = ["-map", "0:v:0"]
     if audio is not None:
-        argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"]
-    argv += ["-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(output)]
+        argv += ["-i", str(audio)]
+        maps += ["-map", "1:a:0"]
+    text_inputs, text_outputs = progressive_text_args(
+        list(text_tracks), OutputType.OUTPUT_TYPE_MP4, 2 if audio is not None else 1
+    )
+    argv += [*text_inputs, *maps, "-c", "copy", *text_outputs]
+    argv += ["-movflags", "+faststart", "-f", "mp4", str(output)]
     return CommandPlan(argv=argv, outputs=[output], expected_duration=duration)
 
 

@@ -149,8 +149,17 @@ async def add_hls_text_renditions(master: Path, tracks: list[PreparedTrack]) -> 
     video = await asyncio.to_thread(read_media_playlist, master.parent / variant_uri)
     if not video.segments:
         raise MediaError(ENCODE_FAILED, f"{variant_uri} lists no segments")
-    mpegts = await _first_timestamp(video.init_segment, video.segments[0][0])
+    mpegts = await first_timestamp(video.init_segment, video.segments[0][0])
     durations = [duration for _, duration in video.segments]
+    await name_hls_text_renditions(master, tracks, durations, mpegts)
+
+
+async def name_hls_text_renditions(
+    master: Path, tracks: list[PreparedTrack], durations: list[float], mpegts: int
+) -> None:
+    """Writes a rendition per track, cut into segments of `durations` (the video's) and mapped
+    to the video's first timestamp `mpegts` (90 kHz), and names them in `master`."""
+    lines = (await asyncio.to_thread(master.read_text, "utf-8")).splitlines()
     media_lines = []
     for track in tracks:
         await asyncio.to_thread(
@@ -176,7 +185,7 @@ def _first_variant_uri(lines: list[str], master: Path) -> str:
     raise MediaError(ENCODE_FAILED, f"{master.name} names no variant")
 
 
-async def _first_timestamp(init_segment: Path | None, segment: Path) -> int:
+async def first_timestamp(init_segment: Path | None, segment: Path) -> int:
     """Where the video's first picture is shown on the media's own clock, in 90 kHz ticks: the
     instant the text's 0 belongs to. MPEG-TS starts its timestamps later than 0 (FFmpeg's muxer
     delay); the dash muxer's CMAF shifts B-frame video by its reordering delay; HLS fMP4 starts
@@ -252,7 +261,7 @@ async def add_dash_text_sets(manifest: Path, tracks: list[PreparedTrack]) -> Non
     if not tracks:
         return
     first = await asyncio.to_thread(first_video_segment, manifest)
-    shift = 0.0 if first is None else await _first_timestamp(*first) / MPEG_TICKS
+    shift = 0.0 if first is None else await first_timestamp(*first) / MPEG_TICKS
     await write_sidecars(manifest.parent, tracks, shift)
     text = await asyncio.to_thread(manifest.read_text, "utf-8")
     sets = []

@@ -1,6 +1,8 @@
 """A merge task: joins a chunked output's pieces, encoding nothing again. Adaptive outputs get
 playlists over the segments the chunks stored; progressive ones the chunks joined by stream
-copy with the audio muxed in (MP4)."""
+copy with the audio muxed in (MP4). The output's text tracks are read here, once, and added to
+the joined output whole: WebVTT renditions cut at the joined video's segment boundaries and
+mapped to its first timestamp (HLS), mov_text tracks and .vtt sidecars (MP4)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.hls_playlists import AUDIO_RENDITION, Rendition, SegmentEntry
 
-from ..media.describe import describe_output_file
 from ..media.ffmpeg import run_ffmpeg
 from ..media.merge import (
     build_concat_merge_command,
@@ -20,17 +21,26 @@ from ..media.merge import (
     joined_renditions,
     write_hls_playlists,
 )
+from ..media.text_tracks import (
+    PreparedTrack,
+    first_timestamp,
+    name_hls_text_renditions,
+    write_sidecars,
+)
 from .run import TaskRun, describe_folder
+from .text import read_merged_text_tracks
 
 
 async def merge_pieces(run: TaskRun) -> wpb.TranscodeResult:
     merge = run.task.merge
     notes = list(dict.fromkeys(n for c in [*merge.chunks, merge.audio] for n in c.notes))
     encoded = sum(chunk.encoded_seconds for chunk in merge.chunks)
+    # Before anything is joined: a bad subtitle file fails the output without a half-merge.
+    text_tracks = await read_merged_text_tracks(run)
     if any(chunk.renditions for chunk in merge.chunks):
-        files = await _write_playlists(run)
+        files = await _write_playlists(run, text_tracks)
     else:
-        files = await _join_progressive(run)
+        files = await _join_progressive(run, text_tracks)
     result = wpb.TranscodeResult(files=files, notes=notes, encoded_seconds=encoded)
     if run.task.merge.audio.HasField("loudness"):
         # The AUDIO piece normalized the whole audio; its figures are the output's.
@@ -38,7 +48,9 @@ async def merge_pieces(run: TaskRun) -> wpb.TranscodeResult:
     return result
 
 
-async def _write_playlists(run: TaskRun) -> list[job_pb2.OutputFile]:
+async def _write_playlists(
+    run: TaskRun, text_tracks: list[PreparedTrack]
+) -> list[job_pb2.OutputFile]:
     merge = run.task.merge
     out_dir = run.output_folder()
     pieces = [*merge.chunks, *([merge.audio] if merge.has_audio else [])]
@@ -51,13 +63,25 @@ async def _write_playlists(run: TaskRun) -> list[job_pb2.OutputFile]:
         else None
     )
     segment_seconds = run.task.output_spec.segments.duration_seconds or 6.0
-    await asyncio.to_thread(
+    written = await asyncio.to_thread(
         write_hls_playlists,
         out_dir,
         list(joined.values()),
         audio,
         segment_seconds=segment_seconds,
     )
+    if text_tracks:
+        # Cut like the first variant's segments, mapped to its first picture's timestamp
+        # (the chunks' lead plus the MPEG-TS muxer's delay), read from its first segment.
+        video = next(iter(joined.values()))
+        first = video.segments[0].path
+        fetched = await _fetch_pieces(run, [first])
+        await name_hls_text_renditions(
+            written[0],
+            text_tracks,
+            [segment.duration_seconds for segment in video.segments],
+            await first_timestamp(None, fetched[first]),
+        )
     files = await describe_folder(out_dir)
     # The segments are where the chunks stored them; the result lists them too.
     files += [file for piece in pieces for file in piece.files]
@@ -65,9 +89,10 @@ async def _write_playlists(run: TaskRun) -> list[job_pb2.OutputFile]:
     return files
 
 
-async def _join_progressive(run: TaskRun) -> list[job_pb2.OutputFile]:
-    task, merge = run.task, run.task.merge
-    out_dir = run.output_folder()
+async def _fetch_pieces(run: TaskRun, wanted: list[str]) -> dict[str, Path]:
+    """Files the pieces stored under the output's prefix, downloaded into the scratch folder
+    (the folder the concat list names them in)."""
+    task = run.task
     work = run.scratch / "pieces"
     work.mkdir(parents=True, exist_ok=True)
 
@@ -76,20 +101,32 @@ async def _join_progressive(run: TaskRun) -> list[job_pb2.OutputFile]:
         run.origins.backend(task.output_origin).fetch_file(f"{task.output_prefix}/{path}", target)
         return target
 
+    if task.storage_grants:
+        return await run.fetch_granted(wanted, work)
+    return {path: await asyncio.to_thread(fetch, path) for path in wanted}
+
+
+async def _join_progressive(
+    run: TaskRun, text_tracks: list[PreparedTrack]
+) -> list[job_pb2.OutputFile]:
+    merge = run.task.merge
+    out_dir = run.output_folder()
     wanted = [chunk.files[0].path for chunk in merge.chunks]
     if merge.has_audio:
         wanted.append(merge.audio.files[0].path)
-    if task.storage_grants:
-        fetched = await run.fetch_granted(wanted, work)
-    else:
-        fetched = {path: await asyncio.to_thread(fetch, path) for path in wanted}
+    fetched = await _fetch_pieces(run, wanted)
+    work = run.scratch / "pieces"
     chunk_files = [
         await describe_chunk_file(fetched[chunk.files[0].path]) for chunk in merge.chunks
     ]
     audio_file = fetched[merge.audio.files[0].path] if merge.has_audio else None
     output = out_dir / "output.mp4"
     plan = build_concat_merge_command(
-        chunks=chunk_files, audio=audio_file, work_dir=work, output=output
+        chunks=chunk_files,
+        audio=audio_file,
+        work_dir=work,
+        output=output,
+        text_tracks=text_tracks,
     )
     await run_ffmpeg(
         plan.argv,
@@ -98,7 +135,8 @@ async def _join_progressive(run: TaskRun) -> list[job_pb2.OutputFile]:
         cancel_event=run.stop,
         min_report_interval=run.settings.progress_interval_seconds,
     )
-    files = [await describe_output_file(output, out_dir)]
+    await write_sidecars(out_dir, text_tracks)
+    files = await describe_folder(out_dir)
     # Replaces the prefix: the chunks' intermediate files go with it.
     await run.store(out_dir, files, replace=True)
     return files

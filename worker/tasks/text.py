@@ -34,7 +34,7 @@ from ..media.errors import (
 )
 from ..media.ffmpeg import run_ffmpeg
 from ..media.plan import COMMON_FLAGS
-from ..media.text_tracks import PreparedTrack, write_track_vtt
+from ..media.text_tracks import PreparedTrack, carried, write_track_vtt
 from ..media.timing import clip_window
 from .run import TaskRun
 
@@ -81,6 +81,27 @@ async def prepare_text_tracks(
     for each in prepared:
         await asyncio.to_thread(write_track_vtt, each)
     return prepared
+
+
+async def read_merged_text_tracks(run: TaskRun) -> list[PreparedTrack]:
+    """A chunked output's carried text tracks, read once by its merge: the cues do not depend
+    on where the video was cut. The input is located only for a track read from one of its
+    streams (a sidecar needs nothing of it)."""
+    task = run.task
+    if not task.output_spec.text_tracks:
+        return []
+
+    async def read() -> list[PreparedTrack]:
+        location = ""
+        if any(is_stream_track(track) for track in task.output_spec.text_tracks):
+            location, _ = await run.locate(
+                task.input_url,
+                run.scratch / "input-0",
+                known_ranges=task.input_info.supports_byte_ranges or None,
+            )
+        return await prepare_text_tracks(run, location, task.output_spec, task.input_info)
+
+    return carried(await run.inputs.guarded(read()))
 
 
 async def _sidecar_cues(
