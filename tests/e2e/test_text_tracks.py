@@ -7,6 +7,7 @@ worker, each with its own code and nothing else affected. One cluster for the mo
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import time
 import urllib.request
@@ -17,7 +18,9 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.http_origins import Origin, send
 from tests.support.browser import require_browser
+from tests.support.cues import cue_times
 from tests.support.players import other_origin_site, play_cases
+from tests.support.processes import wait_until
 from tests.support.violations import violations_from_connect
 
 from .cluster import Cluster
@@ -166,16 +169,6 @@ def probe(url: str, entries: str, *select: str) -> list[list[str]]:
     return [line.split(",") for line in out.split()]
 
 
-def cue_times(vtt: str) -> list[tuple[float, float]]:
-    def seconds(stamp: str) -> float:
-        *hours, minutes, rest = stamp.split(":")
-        return int(hours[0] if hours else 0) * 3600 + int(minutes) * 60 + float(rest)
-
-    stamp = r"((?:\d\d:)?\d\d:\d\d\.\d{3})"
-    stamps = re.findall(rf"{stamp} --> {stamp}", vtt)
-    return [(seconds(start), seconds(end)) for start, end in stamps]
-
-
 def attributes(line: str) -> dict[str, str]:
     found = re.findall(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', line.partition(":")[2])
     return {name: value.strip('"') for name, value in found}
@@ -283,6 +276,18 @@ def test_mp4_carries_mov_text_tracks_and_vtt_sidecars(titled_job):
     assert {f.path for f in mp4.files} >= {"text_1_fr.vtt", "text_2_es-419.vtt", "text_0_en.vtt"}
     sidecar = fetch(mp4.playback_base_url + "text_1_fr.vtt")
     assert "Bonjour &amp; bienvenue" in sidecar and cue_times(sidecar) == [(0.2, 1.5), (2.6, 3.8)]
+    # mov_text has no markup: the tags of the Spanish cue are stored as the characters a
+    # player draws, and <b> (kept as markup) became a style record ("styl"), not text.
+    samples = subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-i", mp4.playback_url, "-map", "0:s:2"),
+            *("-c", "copy", "-f", "data", "-"),
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert b'<script>alert("x")</script> & negrita' in samples and b"styl" in samples
+    assert b"&lt;" not in samples and b"<b>" not in samples
 
 
 def test_a_clipped_output_shifts_and_cuts_its_cues(titled_job, tmp_path):
@@ -414,6 +419,11 @@ SIDECAR = {"url": "file://{root}/subtitles/fr.vtt", "language": "fr"}
             "169.254.169.254",
         ),
         (
+            _mp4([{**SIDECAR, "url": "http://10.1.2.3/subs/fr.vtt"}]),
+            "outputs[0].text_tracks[0].url",
+            "10.1.2.3",
+        ),
+        (
             _mp4([{**SIDECAR, "url": "file:///etc/subs.srt"}]),
             "outputs[0].text_tracks[0].url",
             "outside",
@@ -504,9 +514,79 @@ def test_a_stream_the_probe_did_not_find_rejects_the_job(server, auth, subtitles
         assert fragment in job.error.message and "2 (subrip, eng)" in job.error.message
 
 
-def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles, internal):
-    """A text file that is no subtitle, SubRip with overlapping and with broken times, a file
-    over 10 MB, a host name that resolves to a private address (which Create does not resolve:
+def pgs_stream(width: int, height: int) -> bytes:
+    """A Blu-ray PGS stream (.sup), written by hand since FFmpeg encodes no PGS: a 20x10 box of
+    one colour shown at 1 s (composition, window, palette, object, end) and cleared at 2 s."""
+
+    def segment(kind: int, data: bytes, seconds: int) -> bytes:
+        return b"PG" + struct.pack(">IIBH", seconds * 90_000, 0, kind, len(data)) + data
+
+    def display_set(seconds: int, shown: bool) -> bytes:
+        state, objects = (0x80, 1) if shown else (0x00, 0)
+        composition = struct.pack(">HHBHBBBB", width, height, 0x10, seconds, state, 0, 0, objects)
+        if shown:
+            composition += struct.pack(">HBBHH", 0, 0, 0, 10, 10)
+        parts = [(0x16, composition), (0x17, struct.pack(">BBHHHH", 1, 0, 10, 10, 20, 10))]
+        if shown:
+            lines = (bytes([1]) * 20 + b"\x00\x00") * 10  # run-length: 20 pixels of colour 1
+            picture = (len(lines) + 4).to_bytes(3, "big") + struct.pack(">HH", 20, 10) + lines
+            parts += [
+                (0x14, bytes([0, 0, 1, 235, 128, 128, 255])),
+                (0x15, struct.pack(">HBB", 0, 0, 0xC0) + picture),
+            ]
+        parts.append((0x80, b""))
+        return b"".join(segment(kind, data, seconds) for kind, data in parts)
+
+    return display_set(1, True) + display_set(2, False)
+
+
+def test_image_subtitles_asked_as_text_reject_the_job(server, auth, subtitles):
+    """A PGS stream (English) and a VobSub one (German, re-encoded from it by FFmpeg's dvdsub
+    encoder): asked as a text track, by index or by language, or to be burned in, the job is
+    REJECTED with INPUT_IMAGE_SUBTITLES naming the track and the stream, never encoded without
+    it."""
+    (subtitles / "signs.sup").write_bytes(pgs_stream(160, 90))
+    ffmpeg(
+        *("-i", str(subtitles / "titled.mkv")),
+        # Each picture lasts until the next set (the clearing one), as a player shows it.
+        *("-fix_sub_duration", "-i", str(subtitles / "signs.sup")),
+        *("-map", "0:v", "-map", "1:s", "-map", "1:s", "-c:v", "copy"),
+        *("-c:s:0", "copy", "-c:s:1", "dvdsub"),
+        *("-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=deu"),
+        str(subtitles / "pictures.mkv"),
+    )
+    codecs = probe(str(subtitles / "pictures.mkv"), "stream=codec_name", "-select_streams", "s")
+    assert codecs == [["hdmv_pgs_subtitle"], ["dvd_subtitle"]]
+    for track, fragment in (
+        (job_pb2.TextTrack(stream_index=1, language="en"), "stream 1 is hdmv_pgs_subtitle"),
+        (job_pb2.TextTrack(stream_language="de", language="de"), "stream 2 is dvd_subtitle"),
+        (
+            job_pb2.TextTrack(stream_index=2, language="de", burn_in=True),
+            "stream 2 is dvd_subtitle",
+        ),
+    ):
+        request = job_service_pb2.CreateRequest(
+            input_url=f"file://{subtitles / 'pictures.mkv'}",
+            outputs=[
+                job_pb2.OutputSpec(
+                    type=job_pb2.OUTPUT_TYPE_MP4,
+                    video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+                    text_tracks=[track],
+                )
+            ],
+        )
+        job = server.job_stub().Create(request, metadata=auth).job
+        job = run_to_end(server, auth, job.id)
+        assert job.status == job_pb2.JOB_STATUS_REJECTED, job
+        assert job.error.code == "INPUT_IMAGE_SUBTITLES"
+        assert job.error.message.startswith(f"outputs[0].text_tracks[0]: {fragment}, "), job.error
+        assert "cannot become a text track" in job.error.message
+        assert not job.outputs[0].files
+
+
+def test_broken_sidecars_fail_their_own_output_only(server, cluster, auth, subtitles, internal):
+    """A text file that is no subtitle, SubRip with overlapping, backwards and malformed times,
+    a 50 MB file (over the 10 MB limit), a host name that resolves to a private address (which Create does not resolve:
     the worker's egress proxy refuses it, and the service there never hears of it): each output
     fails with its code before encoding; the good output completes."""
     (subtitles / "notes.srt").write_text("Shopping list\nmilk, eggs\n")
@@ -514,13 +594,22 @@ def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles, int
         "1\n00:00:00,000 --> 00:00:02,000\na\n\n2\n00:00:01,000 --> 00:00:03,000\nb\n"
     )
     (subtitles / "backwards.srt").write_text("1\n00:00:02,000 --> 00:00:01,000\nback\n")
+    (subtitles / "broken.srt").write_text(
+        "1\n00:00:00,500 --> 00:00:01,000\nfine\n\n2\n00:00:03,000 --> 00:61:00,000\nbad\n"
+    )
+    # 50 MB: reading stops at the 10 MB limit.
     with (subtitles / "huge.vtt").open("w") as huge:
         huge.write("WEBVTT\n\n")
-        huge.write(("00:00:00.000 --> 00:00:01.000\n" + "x" * 990 + "\n\n") * 10_600)
+        huge.write(("00:00:00.000 --> 00:00:01.000\n" + "x" * 990 + "\n\n") * 51_000)
     cases = {
         "notes.srt": ("TEXT_TRACK_INVALID", "is not SubRip: block 1 has no timing line"),
         "overlap.srt": ("TEXT_TRACK_INVALID", "cue 2 starts at 1.000 s, before cue 1 ends"),
         "backwards.srt": ("TEXT_TRACK_INVALID", "cue 1 ends (1.000 s) before it starts"),
+        "broken.srt": (
+            "TEXT_TRACK_INVALID",
+            "block 2 has no timing line (HH:MM:SS,mmm --> HH:MM:SS,mmm), "
+            "found '00:00:03,000 --> 00:61:00,000'",
+        ),
         "huge.vtt": ("TEXT_TRACK_TOO_LARGE", "larger than 10 MB"),
         f"http://localhost:{internal.port}/fr.vtt": ("INPUT_REFUSED", "input refused: "),
         "fr.vtt": ("", ""),
@@ -555,3 +644,7 @@ def test_broken_sidecars_fail_their_own_output_only(server, auth, subtitles, int
             assert result.error.message.startswith("text_tracks[0]: "), result.error
         assert not result.error.retryable and not result.files
     assert internal.log == []
+    # Nothing staged is left: the worker's task folders (and any part of a sidecar read into
+    # them) are removed once each failure is reported, which may follow the job's end.
+    wait_until(lambda: not list(cluster.scratch_dir.iterdir()), timeout=10)
+    assert server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job.id
