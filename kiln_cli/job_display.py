@@ -1,4 +1,5 @@
-"""How `kiln jobs` prints jobs: status, input, costs (per variant too), outputs and files."""
+"""How `kiln jobs` prints jobs: status, input, costs (per variant too), outputs (their audio and
+text tracks, loudness per output and per track) and files."""
 
 from __future__ import annotations
 
@@ -94,8 +95,12 @@ def show_job(job: job_pb2.Job) -> None:
             stdout.print(f"            [red]{output.error.code}[/]: {output.error.message}")
         for note in output.notes:
             stdout.print(f"            note: {note}", markup=False)
+        for line in _track_lines(spec):
+            stdout.print(line, markup=False, soft_wrap=True)
         if output.HasField("loudness"):
             stdout.print(_loudness_line(output.loudness), markup=False)
+        for figures in output.track_loudness:
+            stdout.print(_loudness_line(figures, _track_label(spec, figures)), markup=False)
         if output.playback_url:
             stdout.print(f"            play {output.playback_url}", markup=False, soft_wrap=True)
         for file in output.files:
@@ -104,12 +109,64 @@ def show_job(job: job_pb2.Job) -> None:
             )
 
 
-def _loudness_line(figures: job_pb2.AudioLoudness) -> str:
+def _track_source(track: job_pb2.AudioTrack | job_pb2.TextTrack) -> str:
+    if track.HasField("stream_index"):
+        return f"stream {track.stream_index}"
+    if track.stream_language:
+        return f"stream in {track.stream_language}"
+    return track.url or f"origin {track.origin_path}"
+
+
+def _track_lines(spec: job_pb2.OutputSpec) -> list[str]:
+    """One line per audio and text track: position, language, name, where it comes from and
+    what is special about it."""
+    lines = []
+    for position, audio in enumerate(spec.audio_tracks):
+        facts = [f"{audio.channels}ch"] if audio.channels else []
+        if audio.codec:
+            facts.insert(0, short_enum(job_pb2.AudioCodec, audio.codec, "AUDIO_CODEC_"))
+        if audio.default:
+            facts.append("default")
+        lines.append(_track_line("audio", position, audio, facts))
+    for position, text in enumerate(spec.text_tracks):
+        facts = [
+            fact
+            for fact, on in (
+                ("captions", text.kind == job_pb2.TEXT_TRACK_KIND_CAPTIONS),
+                ("default", text.default),
+                ("forced", text.forced),
+                ("burned in", text.burn_in),
+            )
+            if on
+        ]
+        lines.append(_track_line("text", position, text, facts))
+    return lines
+
+
+def _track_line(
+    kind: str, position: int, track: job_pb2.AudioTrack | job_pb2.TextTrack, facts: list[str]
+) -> str:
+    name = f' "{track.name}"' if track.name else ""
+    extra = f"  ({', '.join(facts)})" if facts else ""
+    return (
+        f"            {kind} track {position}  {track.language}{name}  "
+        f"{_track_source(track)}{extra}"
+    )
+
+
+def _track_label(spec: job_pb2.OutputSpec, figures: job_pb2.AudioLoudness) -> str:
+    index = figures.audio_track_index
+    tracks = spec.audio_tracks
+    language = f" ({tracks[index].language})" if 0 <= index < len(tracks) else ""
+    return f"audio track {index}{language} "
+
+
+def _loudness_line(figures: job_pb2.AudioLoudness, label: str = "") -> str:
     mode = short_enum(
         job_pb2.LoudnessNormalization, figures.normalization, "LOUDNESS_NORMALIZATION_"
     )
     return (
-        f"            loudness {figures.input_integrated_lufs:.1f} LUFS -> "
+        f"            {label}loudness {figures.input_integrated_lufs:.1f} LUFS -> "
         f"{figures.output_integrated_lufs:.1f} LUFS, true peak "
         f"{figures.output_true_peak_dbtp:.1f} dBTP (target {figures.target_integrated_lufs:g} "
         f"LUFS, {figures.target_true_peak_dbtp:g} dBTP; {mode})"

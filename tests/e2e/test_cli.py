@@ -4,6 +4,7 @@ subprocess with KILN_URL and KILN_API_KEY, as a person would run it."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -142,6 +143,52 @@ def test_rejected_input_exits_with_the_failure_code(cli_env, media_root):
     assert result.returncode == EXIT_NOT_COMPLETED, result.stderr
     assert "REJECTED" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+TRACKS_SPEC = """\
+input_url: file://{root}/clip2s.mp4
+outputs:
+  - type: mp4
+    video: [{{codec: h264, resolution: 160x90}}]
+    audio: {{loudness: {{preset: streaming}}}}
+    audio_tracks:
+      - {{stream_index: 1, language: en, default: true}}
+      - {{url: "file://{root}/clip2s.mp4", language: fr, name: Français}}
+    text_tracks:
+      - {{url: "file://{root}/cli-tracks/fr.vtt", language: fr, kind: captions}}
+"""
+
+
+def test_jobs_get_shows_tracks_and_loudness_per_track(cli_env, media_root, tmp_path):
+    """A spec file with two audio tracks normalized to -14 LUFS and a caption track: `jobs
+    create --wait` ends on the job's view, and `jobs get` lists each track (language, name,
+    source) and each track's measured loudness, as the JSON has them."""
+    (media_root / "cli-tracks").mkdir(exist_ok=True)
+    (media_root / "cli-tracks" / "fr.vtt").write_text(
+        "WEBVTT\n\n00:00:00.500 --> 00:00:01.500\nBonjour\n"
+    )
+    spec = tmp_path / "tracks.yaml"
+    spec.write_text(TRACKS_SPEC.format(root=media_root))
+    created = kiln(cli_env, "jobs", "create", "--spec", str(spec), "--wait", timeout=120)
+    assert created.returncode == 0, created.stderr
+    named = re.search(r"\bjob_\w+", created.stdout)  # "created job_…", then the view
+    assert named is not None, created.stdout
+    job_id = named.group(0)
+    shown = kiln(cli_env, "jobs", "get", job_id)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "audio track 0  en  stream 1  (default)" in text
+    assert f'audio track 1  fr "Français"  file://{media_root}/clip2s.mp4' in text
+    assert f"text track 0  fr  file://{media_root}/cli-tracks/fr.vtt  (captions)" in text
+    job = json.loads(kiln(cli_env, "jobs", "get", job_id, "--json").stdout)["job"]
+    figures = job["outputs"][0]["trackLoudness"]
+    assert [f.get("audioTrackIndex", 0) for f in figures] == [0, 1]
+    for index, language in enumerate(("en", "fr")):
+        measured = figures[index]["outputIntegratedLufs"]
+        assert f"audio track {index} ({language}) loudness " in text
+        assert f"-> {measured:.1f} LUFS" in text.split(f"audio track {index} ({language})")[1]
+    # The view that `create --wait` ends on is the same.
+    assert "audio track 1  fr" in created.stdout and "text track 0  fr" in created.stdout
 
 
 def test_usage_and_api_errors_have_their_codes_and_no_traceback(cli_env, tmp_path):
