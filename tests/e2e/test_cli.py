@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from kiln.v1 import job_service_pb2
 
 from server.store.migrate import migrate
 from server.store.store import Store
@@ -159,10 +160,10 @@ outputs:
 """
 
 
-def test_jobs_get_shows_tracks_and_loudness_per_track(cli_env, media_root, tmp_path):
+def test_jobs_get_shows_tracks_and_loudness_per_track(cli_cluster, cli_env, media_root, tmp_path):
     """A spec file with two audio tracks normalized to -14 LUFS and a caption track: `jobs
     create --wait` ends on the job's view, and `jobs get` lists each track (language, name,
-    source) and each track's measured loudness, as the JSON has them."""
+    source) and each track's measured loudness, as the API has them."""
     (media_root / "cli-tracks").mkdir(exist_ok=True)
     (media_root / "cli-tracks" / "fr.vtt").write_text(
         "WEBVTT\n\n00:00:00.500 --> 00:00:01.500\nBonjour\n"
@@ -180,13 +181,18 @@ def test_jobs_get_shows_tracks_and_loudness_per_track(cli_env, media_root, tmp_p
     assert "audio track 0  en  stream 1  (default)" in text
     assert f'audio track 1  fr "Français"  file://{media_root}/clip2s.mp4' in text
     assert f"text track 0  fr  file://{media_root}/cli-tracks/fr.vtt  (captions)" in text
-    job = json.loads(kiln(cli_env, "jobs", "get", job_id, "--json").stdout)["job"]
-    figures = job["outputs"][0]["trackLoudness"]
-    assert [f.get("audioTrackIndex", 0) for f in figures] == [0, 1]
+    _, server = cli_cluster
+    auth = (("authorization", f"Bearer {cli_env['KILN_API_KEY']}"),)
+    job = server.job_stub().Get(job_service_pb2.GetRequest(id=job_id), metadata=auth).job
+    figures = job.outputs[0].track_loudness
+    assert [f.audio_track_index for f in figures] == [0, 1]
+    lines = {line.strip().partition(" loudness ")[0]: line for line in text.splitlines()}
     for index, language in enumerate(("en", "fr")):
-        measured = figures[index]["outputIntegratedLufs"]
-        assert f"audio track {index} ({language}) loudness " in text
-        assert f"-> {measured:.1f} LUFS" in text.split(f"audio track {index} ({language})")[1]
+        line = lines[f"audio track {index} ({language})"]
+        measured = figures[index]
+        assert f" {measured.input_integrated_lufs:.1f} LUFS -> " in line, line
+        assert f"-> {measured.output_integrated_lufs:.1f} LUFS, true peak " in line, line
+        assert "(target -14 LUFS, -1 dBTP;" in line, line
     # The view that `create --wait` ends on is the same.
     assert "audio track 1  fr" in created.stdout and "text track 0  fr" in created.stdout
 
