@@ -506,6 +506,9 @@ def test_chunked_outputs_keep_their_cue_times(chunk_cluster, auth, titled_source
     hls_spec.video[0].resolution = "160x90"
     clipped = titled(mp4_spec(), titled_source)
     clipped.clip.start_seconds, clipped.clip.duration_seconds = 3.0, 20.0
+    # Audio only where the merge muxes it beside the text (the whole MP4): fewer pieces.
+    for silent in (hls_spec, clipped):
+        silent.audio.CopyFrom(job_pb2.AudioSpec(disabled=True))
     job = create_job(
         server,
         auth,
@@ -516,6 +519,7 @@ def test_chunked_outputs_keep_their_cue_times(chunk_cluster, auth, titled_source
     assert final.status == job_pb2.JOB_STATUS_COMPLETED, [o.error for o in final.outputs]
     kinds = [row["kind"] for row in tasks_of(cluster, job.id)]
     assert kinds.count("CHUNK") == 6 and kinds.count("MERGE") == 3, kinds
+    assert kinds.count("AUDIO") == 1, kinds
     assert not any("one pass" in note for o in final.outputs for note in o.notes)
 
     # HLS: a subtitle rendition per track, every file named by a playlist and listed.
