@@ -413,8 +413,8 @@ def _chunk_ffmpegs(cluster) -> list[int]:
 
 # --- text tracks on chunked outputs ---------------------------------------------------------------
 
-# Around the 12 s join of the chunks, and in the second chunk; the clipped output (3-23 s)
-# cuts the first French cue at its start.
+# Around the 12 s join of the chunks, and in the second chunk; the clipped output (3-23 s,
+# its chunks joined at 15 s of the source) cuts the first French cue at its start.
 ENGLISH_SRT = """1
 00:00:01,000 --> 00:00:02,500
 Before the join
@@ -431,13 +431,16 @@ Au début
 00:00:11.800 --> 00:00:13.200
 À la jointure
 
+00:00:14.600 --> 00:00:15.400
+À la jointure du clip
+
 00:00:20.000 --> 00:00:21.000
 Dans le second morceau
 """
 TEXT_FRAME = 1 / 15
 TITLED_CUES = {
     "en": [(1.0, 2.5), (11.4, 12.6)],
-    "fr": [(2.0, 4.0), (11.8, 13.2), (20.0, 21.0)],
+    "fr": [(2.0, 4.0), (11.8, 13.2), (14.6, 15.4), (20.0, 21.0)],
 }
 
 
@@ -497,28 +500,27 @@ def mp4_cues(target: Path, position: int, tmp_path: Path) -> list[tuple[float, f
 
 
 def test_chunked_outputs_keep_their_cue_times(chunk_cluster, auth, titled_source, tmp_path):
-    """An HLS TS ladder, an MP4 and an MP4 clipped to 3-23 s, each chunked, with an embedded
-    and a sidecar text track: the merge adds the tracks to the joined output, every cue within a
+    """An HLS TS ladder and an MP4 clipped to 3-23 s, each chunked, with an embedded and a
+    sidecar text track: the merge adds the tracks to the joined output, every cue within a
     frame of the source's (HLS: in segments cut like the video's and mapped to its first
-    timestamp; MP4: in its mov_text tracks and its .vtt sidecars)."""
+    timestamp; MP4: in its mov_text tracks, beside its audio, and in its .vtt sidecars)."""
     cluster, server = chunk_cluster
     hls_spec = titled(hls_ladder(), titled_source)
     hls_spec.video[0].resolution = "160x90"
     clipped = titled(mp4_spec(), titled_source)
     clipped.clip.start_seconds, clipped.clip.duration_seconds = 3.0, 20.0
-    # Audio only where the merge muxes it beside the text (the whole MP4): fewer pieces.
-    for silent in (hls_spec, clipped):
-        silent.audio.CopyFrom(job_pb2.AudioSpec(disabled=True))
+    # Audio only where the merge muxes it beside the text (the MP4): one piece fewer.
+    hls_spec.audio.CopyFrom(job_pb2.AudioSpec(disabled=True))
     job = create_job(
         server,
         auth,
         f"file://{titled_source / 'titled.mp4'}",
-        outputs=[hls_spec, titled(mp4_spec(), titled_source), clipped],
+        outputs=[hls_spec, clipped],
     )
     final = run_to_end(server, auth, job.id, timeout=120)
     assert final.status == job_pb2.JOB_STATUS_COMPLETED, [o.error for o in final.outputs]
     kinds = [row["kind"] for row in tasks_of(cluster, job.id)]
-    assert kinds.count("CHUNK") == 6 and kinds.count("MERGE") == 3, kinds
+    assert kinds.count("CHUNK") == 4 and kinds.count("MERGE") == 2, kinds
     assert kinds.count("AUDIO") == 1, kinds
     assert not any("one pass" in note for o in final.outputs for note in o.notes)
 
@@ -548,13 +550,12 @@ def test_chunked_outputs_keep_their_cue_times(chunk_cluster, auth, titled_source
             found += [cue for cue in cue_times(text) if cue not in found]
         assert_cues(found, TITLED_CUES[language], ("hls", language))
 
-    # MP4s: mov_text tracks and sidecars, the whole output's and the clip's (3 s earlier,
-    # cut at its start).
-    shifted = {
+    # The MP4: mov_text tracks and sidecars, the cues 3 s earlier and cut at the clip's start.
+    expected = {
         language: [(max(0.0, a - 3.0), b - 3.0) for a, b in cues if b > 3.0]
         for language, cues in TITLED_CUES.items()
     }
-    for output, expected in ((final.outputs[1], TITLED_CUES), (final.outputs[2], shifted)):
+    for output in final.outputs[1:]:
         folder = cluster.storage_dir / final.id / output.id
         assert {f.path for f in output.files} == {"output.mp4", "text_0_en.vtt", "text_1_fr.vtt"}
         target = folder / "output.mp4"
