@@ -112,6 +112,12 @@ class LoudnessNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOUDNESS_NORMALIZATION_LINEAR: _ClassVar[LoudnessNormalization]
     LOUDNESS_NORMALIZATION_DYNAMIC: _ClassVar[LoudnessNormalization]
 
+class EncryptionScheme(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENCRYPTION_SCHEME_UNSPECIFIED: _ClassVar[EncryptionScheme]
+    ENCRYPTION_SCHEME_AES_128: _ClassVar[EncryptionScheme]
+    ENCRYPTION_SCHEME_CENC: _ClassVar[EncryptionScheme]
+
 class AudioTrackRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AUDIO_TRACK_ROLE_UNSPECIFIED: _ClassVar[AudioTrackRole]
@@ -209,6 +215,9 @@ THUMBNAIL_MODE_SPRITE: ThumbnailMode
 LOUDNESS_NORMALIZATION_UNSPECIFIED: LoudnessNormalization
 LOUDNESS_NORMALIZATION_LINEAR: LoudnessNormalization
 LOUDNESS_NORMALIZATION_DYNAMIC: LoudnessNormalization
+ENCRYPTION_SCHEME_UNSPECIFIED: EncryptionScheme
+ENCRYPTION_SCHEME_AES_128: EncryptionScheme
+ENCRYPTION_SCHEME_CENC: EncryptionScheme
 AUDIO_TRACK_ROLE_UNSPECIFIED: AudioTrackRole
 AUDIO_TRACK_ROLE_MAIN: AudioTrackRole
 AUDIO_TRACK_ROLE_ALTERNATE: AudioTrackRole
@@ -367,7 +376,7 @@ class Recipe(_message.Message):
     def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
-    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id", "overlays", "text_tracks", "audio_tracks")
+    __slots__ = ("preset", "type", "video", "audio", "segments", "hls", "clip", "thumbnail", "custom", "recipe", "measure_quality", "output_origin_id", "overlays", "text_tracks", "audio_tracks", "encryption")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
@@ -383,6 +392,7 @@ class OutputSpec(_message.Message):
     OVERLAYS_FIELD_NUMBER: _ClassVar[int]
     TEXT_TRACKS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_TRACKS_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
     preset: str
     type: OutputType
     video: _containers.RepeatedCompositeFieldContainer[VideoVariant]
@@ -398,7 +408,26 @@ class OutputSpec(_message.Message):
     overlays: _containers.RepeatedCompositeFieldContainer[Overlay]
     text_tracks: _containers.RepeatedCompositeFieldContainer[TextTrack]
     audio_tracks: _containers.RepeatedCompositeFieldContainer[AudioTrack]
-    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ..., text_tracks: _Optional[_Iterable[_Union[TextTrack, _Mapping]]] = ..., audio_tracks: _Optional[_Iterable[_Union[AudioTrack, _Mapping]]] = ...) -> None: ...
+    encryption: Encryption
+    def __init__(self, preset: _Optional[str] = ..., type: _Optional[_Union[OutputType, str]] = ..., video: _Optional[_Iterable[_Union[VideoVariant, _Mapping]]] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., segments: _Optional[_Union[SegmentSpec, _Mapping]] = ..., hls: _Optional[_Union[HlsSpec, _Mapping]] = ..., clip: _Optional[_Union[ClipSpec, _Mapping]] = ..., thumbnail: _Optional[_Union[ThumbnailSpec, _Mapping]] = ..., custom: _Optional[_Union[CustomCommand, _Mapping]] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., measure_quality: _Optional[bool] = ..., output_origin_id: _Optional[str] = ..., overlays: _Optional[_Iterable[_Union[Overlay, _Mapping]]] = ..., text_tracks: _Optional[_Iterable[_Union[TextTrack, _Mapping]]] = ..., audio_tracks: _Optional[_Iterable[_Union[AudioTrack, _Mapping]]] = ..., encryption: _Optional[_Union[Encryption, _Mapping]] = ...) -> None: ...
+
+class Encryption(_message.Message):
+    __slots__ = ("scheme", "rotate_every_segments")
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_EVERY_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    scheme: EncryptionScheme
+    rotate_every_segments: int
+    def __init__(self, scheme: _Optional[_Union[EncryptionScheme, str]] = ..., rotate_every_segments: _Optional[int] = ...) -> None: ...
+
+class OutputEncryption(_message.Message):
+    __slots__ = ("scheme", "rotate_every_segments", "key_ids")
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_EVERY_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    KEY_IDS_FIELD_NUMBER: _ClassVar[int]
+    scheme: EncryptionScheme
+    rotate_every_segments: int
+    key_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scheme: _Optional[_Union[EncryptionScheme, str]] = ..., rotate_every_segments: _Optional[int] = ..., key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AudioTrack(_message.Message):
     __slots__ = ("url", "stream_index", "stream_language", "language", "name", "default", "role", "codec", "bitrate_kbps", "channels")
@@ -503,7 +532,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id", "loudness", "track_loudness", "eta_seconds")
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id", "loudness", "track_loudness", "eta_seconds", "encryption")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -522,6 +551,7 @@ class Output(_message.Message):
     LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     TRACK_LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OutputSpec
     status: OutputStatus
@@ -540,7 +570,8 @@ class Output(_message.Message):
     loudness: AudioLoudness
     track_loudness: _containers.RepeatedCompositeFieldContainer[AudioLoudness]
     eta_seconds: float
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ..., loudness: _Optional[_Union[AudioLoudness, _Mapping]] = ..., track_loudness: _Optional[_Iterable[_Union[AudioLoudness, _Mapping]]] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+    encryption: OutputEncryption
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ..., loudness: _Optional[_Union[AudioLoudness, _Mapping]] = ..., track_loudness: _Optional[_Iterable[_Union[AudioLoudness, _Mapping]]] = ..., eta_seconds: _Optional[float] = ..., encryption: _Optional[_Union[OutputEncryption, _Mapping]] = ...) -> None: ...
 
 class VariantPricing(_message.Message):
     __slots__ = ("index", "name", "resolution", "codec", "quality", "priced_height", "fps", "rate_per_minute", "estimated_cost", "actual_cost", "estimated_seconds", "billed_seconds", "dropped")

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .job_service_pb2 import CancelRequest, CancelResponse, ConfirmRequest, ConfirmResponse, CreateRequest, CreateResponse, DeleteOutputsRequest, DeleteOutputsResponse, GetRequest, GetResponse, ListRequest, ListResponse, PlanJobRequest, PlanJobResponse, RetryRequest, RetryResponse, WatchRequest, WatchResponse
+from .job_service_pb2 import CancelRequest, CancelResponse, ConfirmRequest, ConfirmResponse, CreatePlaybackGrantRequest, CreatePlaybackGrantResponse, CreateRequest, CreateResponse, DeleteOutputsRequest, DeleteOutputsResponse, GetRequest, GetResponse, ListRequest, ListResponse, PlanJobRequest, PlanJobResponse, RetryRequest, RetryResponse, WatchRequest, WatchResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -97,6 +97,13 @@ class JobService(Protocol):
         PlanJob validates a CreateRequest exactly as Create does (same violations, same code)
         and answers, creating and queuing nothing, the tasks kiln would queue for it, each
         one's FFmpeg argument lists and filter graphs, and the estimated cost (docs/plan.md).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def create_playback_grant(self, request: CreatePlaybackGrantRequest, ctx: RequestContext[CreatePlaybackGrantRequest, CreatePlaybackGrantResponse], /) -> CreatePlaybackGrantResponse:
+        """
+        CreatePlaybackGrant mints what one viewer needs to play a job's outputs: the
+        playback URL and, for encrypted outputs, a key token that expires soon.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -212,6 +219,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.plan_job,
+                ),
+                "/kiln.v1.JobService/CreatePlaybackGrant": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CreatePlaybackGrant",
+                        service_name="kiln.v1.JobService",
+                        input=CreatePlaybackGrantRequest,
+                        output=CreatePlaybackGrantResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.create_playback_grant,
                 ),
             },
             interceptors=interceptors,
@@ -466,6 +484,30 @@ class JobServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def create_playback_grant(
+        self,
+        request: CreatePlaybackGrantRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CreatePlaybackGrantResponse:
+        """
+        CreatePlaybackGrant mints what one viewer needs to play a job's outputs: the
+        playback URL and, for encrypted outputs, a key token that expires soon.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CreatePlaybackGrant",
+                service_name="kiln.v1.JobService",
+                input=CreatePlaybackGrantRequest,
+                output=CreatePlaybackGrantResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class JobServiceSync(Protocol):
     """
@@ -527,6 +569,13 @@ class JobServiceSync(Protocol):
         PlanJob validates a CreateRequest exactly as Create does (same violations, same code)
         and answers, creating and queuing nothing, the tasks kiln would queue for it, each
         one's FFmpeg argument lists and filter graphs, and the estimated cost (docs/plan.md).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def create_playback_grant(self, request: CreatePlaybackGrantRequest, ctx: RequestContext[CreatePlaybackGrantRequest, CreatePlaybackGrantResponse], /) -> CreatePlaybackGrantResponse:
+        """
+        CreatePlaybackGrant mints what one viewer needs to play a job's outputs: the
+        playback URL and, for encrypted outputs, a key token that expires soon.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -640,6 +689,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.plan_job,
+                ),
+                "/kiln.v1.JobService/CreatePlaybackGrant": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CreatePlaybackGrant",
+                        service_name="kiln.v1.JobService",
+                        input=CreatePlaybackGrantRequest,
+                        output=CreatePlaybackGrantResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.create_playback_grant,
                 ),
             },
             interceptors=interceptors,
@@ -888,6 +948,30 @@ class JobServiceClientSync(ConnectClientSync):
                 service_name="kiln.v1.JobService",
                 input=PlanJobRequest,
                 output=PlanJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def create_playback_grant(
+        self,
+        request: CreatePlaybackGrantRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CreatePlaybackGrantResponse:
+        """
+        CreatePlaybackGrant mints what one viewer needs to play a job's outputs: the
+        playback URL and, for encrypted outputs, a key token that expires soon.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CreatePlaybackGrant",
+                service_name="kiln.v1.JobService",
+                input=CreatePlaybackGrantRequest,
+                output=CreatePlaybackGrantResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from kiln.v1 import job_pb2 as _job_pb2
 from google.protobuf.internal import containers as _containers
@@ -301,3 +302,41 @@ class PlanCommand(_message.Message):
     argv: _containers.RepeatedScalarFieldContainer[str]
     filter_graphs: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, argv: _Optional[_Iterable[str]] = ..., filter_graphs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreatePlaybackGrantRequest(_message.Message):
+    __slots__ = ("id", "output_id", "ttl", "expire_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    output_id: str
+    ttl: _duration_pb2.Duration
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., output_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PlaybackGrant(_message.Message):
+    __slots__ = ("output_id", "playback_url", "playback_url_expire_time", "key_token", "key_token_expire_time", "key_url_prefix", "clearkey_license_url", "encryption")
+    OUTPUT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYBACK_URL_FIELD_NUMBER: _ClassVar[int]
+    PLAYBACK_URL_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KEY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KEY_TOKEN_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KEY_URL_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CLEARKEY_LICENSE_URL_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
+    output_id: str
+    playback_url: str
+    playback_url_expire_time: _timestamp_pb2.Timestamp
+    key_token: str
+    key_token_expire_time: _timestamp_pb2.Timestamp
+    key_url_prefix: str
+    clearkey_license_url: str
+    encryption: _job_pb2.OutputEncryption
+    def __init__(self, output_id: _Optional[str] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_token: _Optional[str] = ..., key_token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_url_prefix: _Optional[str] = ..., clearkey_license_url: _Optional[str] = ..., encryption: _Optional[_Union[_job_pb2.OutputEncryption, _Mapping]] = ...) -> None: ...
+
+class CreatePlaybackGrantResponse(_message.Message):
+    __slots__ = ("grants",)
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[PlaybackGrant]
+    def __init__(self, grants: _Optional[_Iterable[_Union[PlaybackGrant, _Mapping]]] = ...) -> None: ...

@@ -82,6 +82,11 @@ class JobServiceStub:
                 request_serializer=kiln_dot_v1_dot_job__service__pb2.PlanJobRequest.SerializeToString,
                 response_deserializer=kiln_dot_v1_dot_job__service__pb2.PlanJobResponse.FromString,
                 _registered_method=True)
+        self.CreatePlaybackGrant = channel.unary_unary(
+                '/kiln.v1.JobService/CreatePlaybackGrant',
+                request_serializer=kiln_dot_v1_dot_job__service__pb2.CreatePlaybackGrantRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_job__service__pb2.CreatePlaybackGrantResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -156,6 +161,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePlaybackGrant(self, request, context):
+        """CreatePlaybackGrant mints what one viewer needs to play a job's outputs: the
+        playback URL and, for encrypted outputs, a key token that expires soon.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +216,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.PlanJob,
                     request_deserializer=kiln_dot_v1_dot_job__service__pb2.PlanJobRequest.FromString,
                     response_serializer=kiln_dot_v1_dot_job__service__pb2.PlanJobResponse.SerializeToString,
+            ),
+            'CreatePlaybackGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePlaybackGrant,
+                    request_deserializer=kiln_dot_v1_dot_job__service__pb2.CreatePlaybackGrantRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_job__service__pb2.CreatePlaybackGrantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +469,33 @@ class JobService:
             '/kiln.v1.JobService/PlanJob',
             kiln_dot_v1_dot_job__service__pb2.PlanJobRequest.SerializeToString,
             kiln_dot_v1_dot_job__service__pb2.PlanJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePlaybackGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kiln.v1.JobService/CreatePlaybackGrant',
+            kiln_dot_v1_dot_job__service__pb2.CreatePlaybackGrantRequest.SerializeToString,
+            kiln_dot_v1_dot_job__service__pb2.CreatePlaybackGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,

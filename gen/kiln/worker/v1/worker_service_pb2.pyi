@@ -36,7 +36,7 @@ WORKER_STATE_ACTIVE: WorkerState
 WORKER_STATE_DRAINING: WorkerState
 
 class Task(_message.Message):
-    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent", "chunk", "merge", "storage_grants")
+    __slots__ = ("id", "kind", "job_id", "output_id", "input_url", "concat_input_urls", "output_spec", "input_info", "lease_token", "lease_seconds", "output_prefix", "output_origin", "traceparent", "chunk", "merge", "storage_grants", "encryption")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class Task(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     MERGE_FIELD_NUMBER: _ClassVar[int]
     STORAGE_GRANTS_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: TaskKind
     job_id: str
@@ -69,7 +70,30 @@ class Task(_message.Message):
     chunk: ChunkRange
     merge: MergePlan
     storage_grants: bool
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ..., traceparent: _Optional[str] = ..., chunk: _Optional[_Union[ChunkRange, _Mapping]] = ..., merge: _Optional[_Union[MergePlan, _Mapping]] = ..., storage_grants: _Optional[bool] = ...) -> None: ...
+    encryption: TaskEncryption
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., job_id: _Optional[str] = ..., output_id: _Optional[str] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., output_spec: _Optional[_Union[_job_pb2.OutputSpec, _Mapping]] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., output_prefix: _Optional[str] = ..., output_origin: _Optional[str] = ..., traceparent: _Optional[str] = ..., chunk: _Optional[_Union[ChunkRange, _Mapping]] = ..., merge: _Optional[_Union[MergePlan, _Mapping]] = ..., storage_grants: _Optional[bool] = ..., encryption: _Optional[_Union[TaskEncryption, _Mapping]] = ...) -> None: ...
+
+class TaskEncryption(_message.Message):
+    __slots__ = ("scheme", "rotate_every_segments", "keys")
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_EVERY_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    scheme: _job_pb2.EncryptionScheme
+    rotate_every_segments: int
+    keys: _containers.RepeatedCompositeFieldContainer[ContentKey]
+    def __init__(self, scheme: _Optional[_Union[_job_pb2.EncryptionScheme, str]] = ..., rotate_every_segments: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[ContentKey, _Mapping]]] = ...) -> None: ...
+
+class ContentKey(_message.Message):
+    __slots__ = ("key_id", "key", "uri", "first_segment")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    key: bytes
+    uri: str
+    first_segment: int
+    def __init__(self, key_id: _Optional[bytes] = ..., key: _Optional[bytes] = ..., uri: _Optional[str] = ..., first_segment: _Optional[int] = ...) -> None: ...
 
 class ChunkRange(_message.Message):
     __slots__ = ("index", "count", "start_seconds", "end_seconds", "first_segment", "timestamp_offset_seconds")
