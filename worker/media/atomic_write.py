@@ -10,3 +10,10 @@ def replace_text(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text, "utf-8")
     temporary.replace(path)
+
+
+def replace_bytes(path: Path, content: bytes) -> None:
+    """replace_text for a segment rewritten whole (encrypted)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(content)
+    temporary.replace(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from common.content_keys import OutputEncryption
 from common.output_types import ADAPTIVE, ANIMATED_IMAGES, AUDIO_ONLY, PROGRESSIVE, STILL_IMAGES
 from worker.media.audio import build_audio_command
 from worker.media.audio_tracks import PreparedAudio
@@ -45,6 +46,7 @@ def build_command(
     overlays: OverlayDrawing | None = None,
     text_tracks: Sequence[PreparedTrack] = (),
     audio_tracks: Sequence[PreparedAudio] = (),
+    encryption: OutputEncryption | None = None,
 ) -> CommandPlan:
     """Picks the builder for spec.type.
 
@@ -57,6 +59,7 @@ def build_command(
     finalize, which writes them beside ladders and progressive files.
     audio_tracks (worker.tasks.audio_tracks) replace the input's default audio stream; the
     plan carries them to finalize, which names them in a ladder's manifests.
+    encryption (the task's keys) is for ladders of one input (worker.media.encryption).
     """
     if overlays is not None and (
         spec.HasField("custom") or extra_inputs or spec.type not in (*PROGRESSIVE, *ADAPTIVE)
@@ -78,6 +81,13 @@ def build_command(
             "audio tracks go with one input's video outputs without custom commands, each "
             "track normalized on its own (not by the output's one loudness pass)"
         )
+    if encryption is not None and (
+        spec.HasField("custom") or extra_inputs or spec.type not in ADAPTIVE
+    ):
+        raise OutputSpecError(
+            f"encryption: {OutputType.Name(spec.type)} outputs cannot be encrypted "
+            "(HLS, DASH and CMAF ladders of one input can)"
+        )
     plan = _build(
         input_path,
         spec,
@@ -89,6 +99,7 @@ def build_command(
         overlays,
         text_tracks,
         list(audio_tracks),
+        encryption,
     )
     plan.audio_tracks = list(audio_tracks)
     # A burned-in track is in the picture: finalize writes only the carried ones.
@@ -107,6 +118,7 @@ def _build(
     overlays: OverlayDrawing | None,
     text_tracks: Sequence[PreparedTrack],
     audio_tracks: list[PreparedAudio],
+    encryption: OutputEncryption | None = None,
 ) -> CommandPlan:
     if spec.HasField("custom"):
         return build_custom_command(
@@ -169,6 +181,7 @@ def _build(
             overlays=overlays,
             text_tracks=list(text_tracks),
             audio_tracks=audio_tracks,
+            encryption=encryption,
         )
     picture_builders = (
         (STILL_IMAGES, build_thumbnail_command),

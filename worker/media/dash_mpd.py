@@ -1,15 +1,18 @@
 """The DASH manifest, corrected after FFmpeg wrote it: codec strings and bandwidths measured
-from the produced segments."""
+from the produced segments, and the ContentProtection of an encrypted output."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from pathlib import Path
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 from worker.media.atomic_write import replace_text
 from worker.media.codec_strings import codec_string, probe_first_stream
+from worker.media.errors import ENCODE_FAILED, MediaError
 
 _MPD_NAMESPACE = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
 _NUMBER_TEMPLATE = re.compile(r"\$Number(?:%0(\d+)d)?\$")
@@ -128,3 +131,75 @@ def _first_dash_segment(
         template.get("media", ""), representation_id, start_number
     )
     return init_segment, first_segment
+
+
+def representation_files(manifest: Path) -> list[tuple[Path, list[Path]]]:
+    """(init segment, media segments in order) of every audio and video representation."""
+    root = ElementTree.fromstring(manifest.read_text("utf-8"))
+    found: list[tuple[Path, list[Path]]] = []
+    for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
+        if adaptation_set.get("contentType") not in ("video", "audio"):
+            continue
+        shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+        for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
+            template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+            template = template if template is not None else shared_template
+            if template is None:
+                continue
+            representation_id = representation.get("id", "")
+            init_segment, _ = _first_dash_segment(manifest.parent, template, representation_id)
+            found.append(
+                (init_segment, _timeline_segments(manifest.parent, template, representation_id))
+            )
+    return found
+
+
+def _timeline_segments(
+    folder: Path, template: ElementTree.Element, representation_id: str
+) -> list[Path]:
+    timeline = template.find("mpd:SegmentTimeline", _MPD_NAMESPACE)
+    count = sum(
+        int(entry.get("r", "0")) + 1
+        for entry in (timeline.iterfind("mpd:S", _MPD_NAMESPACE) if timeline is not None else [])
+    )
+    number = int(template.get("startNumber", "1"))
+    media = template.get("media", "")
+    return [
+        folder / _expand_template(media, representation_id, number + offset)
+        for offset in range(count)
+    ]
+
+
+# The DASH-IF signalling of common encryption: the scheme with the default key id, and the
+# W3C Clear Key system (which dash.js and browsers' EME pick for a key given as clear bytes).
+_CENC_NAMESPACE = "urn:mpeg:cenc:2013"
+_DASHIF_NAMESPACE = "https://dashif.org/CPS"
+CLEARKEY_SYSTEM_ID = "e2719d58-a985-b3c9-781a-b030af78d30e"
+
+
+def add_content_protection(manifest: Path, key_id: bytes, license_url: str = "") -> None:
+    """Puts ContentProtection elements in every audio and video AdaptationSet: mp4protection
+    'cenc' with cenc:default_KID, and Clear Key (with its license URL when one is known)."""
+    text = manifest.read_text("utf-8")
+    kid = str(uuid.UUID(bytes=key_id))
+    laurl = f"<dashif:Laurl>{escape(license_url)}</dashif:Laurl>" if license_url else ""
+    elements = (
+        '<ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cenc" '
+        f'cenc:default_KID="{kid}"/>'
+        f'<ContentProtection schemeIdUri="urn:uuid:{CLEARKEY_SYSTEM_ID}" value="ClearKey1.0">'
+        f"{laurl}</ContentProtection>"
+    )
+    text, sets = re.subn(
+        r'(<AdaptationSet\b[^>]*\bcontentType="(?:video|audio)"[^>]*>)',
+        lambda match: match.group(1) + elements,
+        text,
+    )
+    if not sets:
+        raise MediaError(ENCODE_FAILED, f"{manifest.name} has no audio or video to protect")
+    text = re.sub(
+        r"<MPD\b",
+        f'<MPD xmlns:cenc="{_CENC_NAMESPACE}" xmlns:dashif="{_DASHIF_NAMESPACE}"',
+        text,
+        count=1,
+    )
+    replace_text(manifest, text)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from common.content_keys import OutputEncryption
 from worker.media.audio_tracks import (
     PreparedAudio,
     dash_audio_sets,
@@ -32,6 +33,7 @@ from worker.media.audio_tracks import (
 from worker.media.codec_args import audio_args, video_encoder_args
 from worker.media.containers import Container
 from worker.media.encoders import VIDEO_ENCODERS
+from worker.media.encryption import check_ladder_encryption
 from worker.media.errors import INPUT_NO_VIDEO, MediaError, OutputSpecError
 from worker.media.geometry import default_stream, display_size
 from worker.media.ladder_rungs import LadderRung, plan_rungs
@@ -91,11 +93,14 @@ def build_ladder_command(
     overlays: OverlayDrawing | None = None,
     text_tracks: list[PreparedTrack] | None = None,
     audio_tracks: list[PreparedAudio] | None = None,
+    encryption: OutputEncryption | None = None,
 ) -> CommandPlan:
     """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process.
     A burned-in text track is drawn into each rung after its scaler (the carried ones are
     written by finalize). audio_tracks, when given, replace the one audio rendition with one
-    per track (fMP4 HLS, DASH and CMAF only; finalize labels them)."""
+    per track (fMP4 HLS, DASH and CMAF only; finalize labels them). encryption, when given,
+    is checked here and carried to worker.media.encryption.encrypt_ladder, which encrypts the
+    finished files (ffmpeg itself writes them in clear and never sees a key)."""
     container = LADDER_CONTAINERS.get(spec.type)
     if container is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not an adaptive streaming type")
@@ -120,6 +125,8 @@ def build_ladder_command(
     notes: list[str] = []
     start, duration = clip_window(spec.clip, info.duration_seconds)
     rungs = plan_rungs(spec, video, container, segment_seconds, notes)
+    if encryption is not None:
+        check_ladder_encryption(encryption, spec.type, [rung.codec for rung in rungs])
     audio = None if spec.audio.disabled else default_stream(info, "audio")
     ts_hls = spec.type == OutputType.OUTPUT_TYPE_HLS and not fmp4_hls
     tracks = audio_tracks or []
@@ -180,7 +187,7 @@ def build_ladder_command(
         if audio is not None and fmp4_hls:
             outputs.append(out_dir / AUDIO_RENDITION_NAME / "index.m3u8")
         outputs += [out_dir / track.rendition_folder / "index.m3u8" for track in tracks]
-        packaging = LadderPackaging(hls_master=master)
+        packaging = LadderPackaging(hls_master=master, encryption=encryption)
     else:
         cmaf = spec.type == OutputType.OUTPUT_TYPE_CMAF
         argv += dash_muxer_args(
@@ -193,13 +200,15 @@ def build_ladder_command(
         manifest = out_dir / DASH_MANIFEST_NAME
         argv.append(str(manifest))
         outputs = [manifest]
-        packaging = LadderPackaging(dash_manifest=manifest)
+        packaging = LadderPackaging(dash_manifest=manifest, encryption=encryption)
         if cmaf:
             stream_count = len(rungs) + (audio is not None) + len(tracks)
             outputs += [out_dir / HLS_MASTER_NAME]
             outputs += [out_dir / f"media_{i}.m3u8" for i in range(stream_count)]
             packaging = LadderPackaging(
-                hls_master=out_dir / HLS_MASTER_NAME, dash_manifest=manifest
+                hls_master=out_dir / HLS_MASTER_NAME,
+                dash_manifest=manifest,
+                encryption=encryption,
             )
     return CommandPlan(
         argv=argv,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.content_keys import OutputEncryption
+
 COMMON_FLAGS: tuple[str, ...] = (
     "-hide_banner",
     "-nostdin",
@@ -37,6 +39,9 @@ class LadderPackaging:
     hls_master: Path | None = None
     # manifest.mpd of a DASH or CMAF output.
     dash_manifest: Path | None = None
+    # The keys to encrypt the finished ladder with (worker.media.encryption.encrypt_ladder);
+    # None for a clear output.
+    encryption: OutputEncryption | None = None
 
 
 @dataclass(frozen=True)
