@@ -21,6 +21,7 @@ from common.output_types import (
 )
 
 from . import recipes
+from .encryption_validation import check_encryption
 from .overlay_validation import check_overlays
 
 T = job_pb2.OutputType
@@ -177,6 +178,7 @@ def _check_inline(path: str, output: job_pb2.OutputSpec, known_presets: set[str]
             f"quality is measured for MP4, WEBM, MOV, MKV, HLS, DASH and CMAF outputs, not {what}",
         )
     check_overlays(path, output, bad)
+    check_encryption(path, output, bad)
 
     if output.HasField("custom"):
         _check_custom(path, type_name, output, bad)

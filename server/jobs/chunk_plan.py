@@ -45,6 +45,10 @@ BURN_IN_NOTE = (
     "encoded in one pass, not in chunks: an output with a burned-in text track is made in one "
     "pass, which draws the text onto every picture"
 )
+ENCRYPTION_NOTE = (
+    "encoded in one pass, not in chunks: an encrypted output is made in one pass, which "
+    "applies its keys (and their rotation) across all its segments"
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ def plan_chunks(
     if spec.audio_tracks:
         # Chunks merge one audio stream; the tracks are encoded in the one pass.
         return ChunkDecision([], note=AUDIO_TRACKS_NOTE)
+    if spec.HasField("encryption"):
+        # The keys (and a rotation's key boundaries) are applied by the one process that
+        # segments the output; chunks would each start the key schedule again.
+        return ChunkDecision([], note=ENCRYPTION_NOTE)
 
     if spec.type == T.OUTPUT_TYPE_HLS:
         segment = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
