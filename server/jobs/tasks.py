@@ -21,10 +21,11 @@ from ..domain import worker_reports
 from ..domain.errors import FieldViolation, InvalidArgument, StaleLease
 from ..domain.states import JobStatus, OutputStatus, TaskKind, TaskStatus
 from ..origins.directory import output_origin_of
-from ..store.models import Task
+from ..store.models import Job, Output, Task
 from ..store.store import JobRecord, Tx, now
 from ..tracing import claim_span
 from . import outcomes, views
+from .content_keys import OutputKeys
 from .fleet import Fleet
 from .lifecycle import Lifecycle
 from .lost_tasks import LostTasks
@@ -56,8 +57,11 @@ class TaskService:
         stored_sizes: StoredSizes | None = None,
         progress_events_per_second: float = 2.0,
         files: Origins | None = None,
+        content_keys: OutputKeys | None = None,
     ) -> None:
         self.life = life
+        # Encrypted outputs' keys (None in wiring that makes none: such a task fails).
+        self.content_keys = content_keys
         self.outcomes = outcomes.TaskOutcomes(life)
         self.store = life.store
         self.lease_seconds = lease_seconds
@@ -146,6 +150,12 @@ class TaskService:
                     if job.input_info:
                         message.input_info.ParseFromString(job.input_info)
                     message.output_prefix = output_prefix(job.id, output.id)
+                    if task.kind == TaskKind.TRANSCODE and message.output_spec.HasField(
+                        "encryption"
+                    ):
+                        message.encryption.CopyFrom(
+                            await self._encryption(tx, job, output, message)
+                        )
                     message.output_origin = output_origin_of(job, output)
                     # The output's first task of the attempt: its ETA's rate counts from here.
                     if await tx.outputs.move_output(
@@ -162,6 +172,15 @@ class TaskService:
             )
         await self.transfers.hand_out(message, *input_origin)
         return message
+
+    async def _encryption(
+        self, tx: Tx, job: Job, output: Output, message: worker_service_pb2.Task
+    ) -> worker_service_pb2.TaskEncryption:
+        if self.content_keys is None:
+            raise RuntimeError("this server has no content keys: an encrypted output cannot run")
+        return await self.content_keys.task_encryption(
+            tx, job, output, message.output_spec, message.input_info
+        )
 
     async def grant_transfers(
         self, request: worker_service_pb2.GrantTransfersRequest

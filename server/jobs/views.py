@@ -79,6 +79,11 @@ def output_message(
     message.variant_pricing.extend(
         variant_costs.variant_messages(output.variant_pricing, message.spec, currency)
     )
+    if message.spec.HasField("encryption"):
+        requested = message.spec.encryption
+        message.encryption.scheme = requested.scheme
+        message.encryption.rotate_every_segments = requested.rotate_every_segments
+        message.encryption.key_ids.extend(output.content_key_ids or ())
     if output.error:
         message.error.ParseFromString(output.error)
     if moment is not None and (left := output_eta(output, moment)) is not None:
@@ -134,7 +139,13 @@ def add_links(
             continue
         public = public_base_url(output_place(job, output)) if public_base_url else ""
         link = playback.link(
-            job.id, output.id, job.attempt, [file.path for file in output.files], public
+            job.id,
+            output.id,
+            job.attempt,
+            [file.path for file in output.files],
+            public,
+            # An encrypted output's playlists are rewritten per viewer, by kiln.
+            through_kiln=output.spec.HasField("encryption"),
         )
         if link is None:
             continue

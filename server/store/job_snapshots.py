@@ -72,6 +72,7 @@ class OutputRow:
     variant_pricing: list | None
     origin: str
     running_since: datetime | None
+    content_key_ids: list | None
 
 
 @dataclass(slots=True)

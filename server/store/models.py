@@ -129,6 +129,9 @@ class Output(Base):
     # When the output last moved to PROCESSING (its first task of the attempt leased): the
     # start its ETA's rate is measured from.
     running_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Encrypted outputs: the ids (hex) of the current attempt's content keys, in order of
+    # use. Public (the CENC KID is in the MPD); the keys themselves are in content_keys.
+    content_key_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class Task(Base):
@@ -271,6 +274,28 @@ class Origin(Base):
     public_base_url: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ContentKey(Base):
+    """A key an encrypted output is made with, for one attempt of its job (`generation`).
+
+    The key is sealed with the secrets keyring (server.secrets_keyring), bound to its output,
+    generation and key id: never in clear in a column. A retried job gets new keys.
+    """
+
+    __tablename__ = "content_keys"
+    __table_args__ = (
+        UniqueConstraint("output_id", "generation", "key_id", name="uq_content_keys_output_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    output_id: Mapped[str] = mapped_column(ForeignKey("outputs.id", ondelete="CASCADE"))
+    generation: Mapped[int] = mapped_column(Integer)
+    # 32 hex digits: public, the name of the key in key URLs and the CENC KID.
+    key_id: Mapped[str] = mapped_column(String(32))
+    first_segment: Mapped[int] = mapped_column(Integer)
+    sealed_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Worker(Base):

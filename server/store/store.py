@@ -1,12 +1,12 @@
 """The store: one transaction type assembled from each aggregate's statements.
 
 SQL is issued only in this package, one module per aggregate (jobs, outputs, events,
-task_queue, task_outbox, webhook_outbox, webhook_settings, presets, origins, keys, workers) over
-the unit of work in database.py; a transaction holds each as a repository (`tx.jobs.get_job(...)`,
-`tx.tasks.claim_ready_task(...)`), all on its one session. Status writes are guarded in the
-statement itself (`... WHERE status IN (allowed sources)`, the sources coming from the one
-transition table in domain.states); no row changed means the transition lost a race or was
-never allowed, and the caller gets a domain error.
+task_queue, task_outbox, webhook_outbox, webhook_settings, presets, origins, keys, workers,
+content_keys) over the unit of work in database.py; a transaction holds each as a repository
+(`tx.jobs.get_job(...)`, `tx.tasks.claim_ready_task(...)`), all on its one session. Status
+writes are guarded in the statement itself (`... WHERE status IN (allowed sources)`, the
+sources coming from the one transition table in domain.states); no row changed means the
+transition lost a race or was never allowed, and the caller gets a domain error.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .content_keys import ContentKeyStatements
 from .database import Database, TxBase, async_url, now, sync_url
 from .events import EventStatements
 from .job_snapshots import JobSnapshot, OutputRow, output_row_of, read_job
@@ -60,6 +61,7 @@ class Tx(TxBase):
         self.origins = OriginStatements(self)
         self.keys = KeyStatements(self)
         self.workers = WorkerStatements(self)
+        self.content_keys = ContentKeyStatements(self)
 
 
 class Store(Database):
