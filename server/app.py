@@ -22,16 +22,19 @@ from .api.http_routes import HttpApp
 from .config import Settings, check_dispatch, check_webhooks, check_worker_listener
 from .delivery.bucket_relay import BucketRelay
 from .delivery.file_server import OutputFileServer
+from .delivery.key_server import KeyServer
 from .delivery.links import PlaybackLinks
-from .delivery.tokens import PlaybackTokens
+from .delivery.tokens import KEY_PURPOSE, PlaybackTokens
 from .dispatch import Dispatch
 from .dispatch.pubsub import PubSubDispatch
 from .dispatch.queue import QueueDispatch
 from .events.hub import EventHub
 from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from .jobs.chunk_plan import ChunkSettings
+from .jobs.content_keys import OutputKeys
 from .jobs.lifecycle import Lifecycle
 from .jobs.plan import ExplainOutput
+from .jobs.playback_grants import GrantSettings
 from .jobs.service import JobService
 from .jobs.tasks import TaskService
 from .metrics import ServerMetrics
@@ -213,13 +216,23 @@ def build_server(
         [key.encode() for key in settings.previous_signing_keys],
         ttl_seconds=settings.playback_url_ttl_seconds,
     )
+    # Viewers' key tokens: the same signing keys (and rotation), another purpose.
+    key_tokens = PlaybackTokens(
+        signing_secret(settings),
+        [key.encode() for key in settings.previous_signing_keys],
+        ttl_seconds=settings.key_token_ttl_seconds,
+        purpose=KEY_PURPOSE,
+    )
     output_files = OutputFileServer(
         tokens,
         storage,
         output_origin,
         BucketRelay(origins),
         allowed_origins=settings.playback_allowed_origins,
+        key_tokens=key_tokens,
     )
+    content_keys = OutputKeys(store, keyring)
+    key_server = KeyServer(key_tokens, content_keys.key, output_files)
     dispatch: Dispatch = (
         PubSubDispatch(store, settings.pubsub) if settings.dispatch == "pubsub" else QueueDispatch()
     )
@@ -250,6 +263,11 @@ def build_server(
         webhook_policy=webhook_policy,
         explain=explain,
         placeholders=placeholders,
+        grant_settings=GrantSettings(
+            key_tokens,
+            default_ttl_seconds=settings.key_token_ttl_seconds,
+            max_ttl_seconds=settings.key_token_max_ttl_seconds,
+        ),
     )
     webhooks = WebhookSender(
         store,
@@ -275,6 +293,7 @@ def build_server(
         stored_sizes=origins.stored_sizes,
         progress_events_per_second=settings.progress_events_per_second,
         files=origins,
+        content_keys=content_keys,
     )
     auth = Authenticator(store)
     origin_catalog = OriginCatalog(
@@ -299,6 +318,7 @@ def build_server(
         signer,
         output_files,
         metrics=lambda: metrics.render(store),
+        keys=key_server,
     )
     http_server = uvicorn.Server(
         uvicorn.Config(

@@ -45,6 +45,10 @@ class Settings:
     playback_url_ttl_seconds: int = 21600
     previous_signing_keys: list[str] = field(default_factory=list)
     playback_allowed_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Key tokens of encrypted outputs (CreatePlaybackGrant): how long one lasts when the
+    # caller names no TTL, and the longest a caller may ask for.
+    key_token_ttl_seconds: int = 600
+    key_token_max_ttl_seconds: int = 86400
     # A CDN or public bucket in front of the output storage: playback URLs become
     # {public_base_url}/{job_id}/{output_id}/… (no token) when set.
     public_base_url: str = ""
@@ -185,6 +189,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         playback_url_ttl_seconds=env_int(env, "KILN_PLAYBACK_URL_TTL_SECONDS", 21600, minimum=1),
         previous_signing_keys=comma_list(env.get("KILN_SIGNING_KEYS_PREVIOUS", "")),
         playback_allowed_origins=comma_list(env.get("KILN_PLAYBACK_ALLOWED_ORIGINS", "*")) or ["*"],
+        key_token_ttl_seconds=env_int(env, "KILN_KEY_TOKEN_TTL_SECONDS", 600, minimum=1),
+        key_token_max_ttl_seconds=env_int(env, "KILN_KEY_TOKEN_MAX_TTL_SECONDS", 86400, minimum=1),
         public_base_url=env.get("KILN_PUBLIC_BASE_URL", "").strip().rstrip("/"),
         heartbeat_seconds=env_float(env, "KILN_HEARTBEAT_SECONDS", 30, positive=True),
         input_roots=comma_list(env.get("KILN_INPUT_ROOTS", str(data_dir / "inputs"))),

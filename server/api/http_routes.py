@@ -1,5 +1,6 @@
 """The HTTP listener: /healthz, /metrics, output files (/play/… for players, signed /files/…
-for downloads), the dashboard (/ui/), the rest to Connect."""
+for downloads), encrypted outputs' keys (/keys/…), the dashboard (/ui/), the rest to
+Connect."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import anyio
 from common.storage.signing import UrlSigner
 
 from ..delivery.file_server import FILES_PREFIX, OutputFileServer, split_output_path
+from ..delivery.key_playlists import KEYS_PREFIX
+from ..delivery.key_server import KeyServer
 from ..delivery.links import PLAY_PREFIX
 from .dashboard_files import PREFIX as DASHBOARD_PREFIX
 from .dashboard_files import DashboardFiles
@@ -29,6 +32,7 @@ class HttpApp:
         files: OutputFileServer,
         *,
         metrics: Callable[[], Awaitable[bytes]] | None = None,
+        keys: KeyServer | None = None,
     ) -> None:
         # Each Connect application serves the paths under its service name ("/kiln.v1.JobService").
         self.connect_apps = {app.path: app for app in connect_apps}
@@ -37,6 +41,8 @@ class HttpApp:
         # Renders the Prometheus text (server/metrics.py); None: no /metrics route.
         self.metrics = metrics
         self.dashboard = DashboardFiles()
+        # Encrypted outputs' keys for viewers with a key token; None: no /keys/ route.
+        self.keys = keys
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -46,6 +52,9 @@ class HttpApp:
                 return
             if path == "/metrics" and self.metrics is not None and scope["method"] == "GET":
                 await _respond(send, 200, await self.metrics(), METRICS_CONTENT_TYPE)
+                return
+            if path.startswith(KEYS_PREFIX) and self.keys is not None:
+                await self.keys(scope, receive, send)
                 return
             if path.startswith((PLAY_PREFIX, FILES_PREFIX)):
                 if scope["method"] == "OPTIONS":

@@ -155,6 +155,12 @@ async def _plan_job(
     return await jobs.plan(caller.organization, request)
 
 
+async def _create_playback_grant(
+    jobs: JobService, caller: Caller, request: pb.CreatePlaybackGrantRequest
+) -> pb.CreatePlaybackGrantResponse:
+    return await jobs.create_playback_grant(caller.organization, request)
+
+
 def _watch(
     jobs: JobService, caller: Caller, request: pb.WatchRequest
 ) -> Awaitable[AsyncIterator[pb.WatchResponse]]:
@@ -171,6 +177,12 @@ JOB_SERVICE: Service[JobService] = Service(
         unary("Cancel", pb.CancelRequest, pb.CancelResponse, _cancel),
         unary("Retry", pb.RetryRequest, pb.RetryResponse, _retry),
         unary("DeleteOutputs", pb.DeleteOutputsRequest, pb.DeleteOutputsResponse, _delete_outputs),
+        unary(
+            "CreatePlaybackGrant",
+            pb.CreatePlaybackGrantRequest,
+            pb.CreatePlaybackGrantResponse,
+            _create_playback_grant,
+        ),
         server_stream("Watch", pb.WatchRequest, pb.WatchResponse, _watch, shared_responses=True),
         unary("PlanJob", pb.PlanJobRequest, pb.PlanJobResponse, _plan_job),
     ),

@@ -18,6 +18,8 @@ kiln's own:
   (live playlists grow while a chunked job runs);
 - CORS for players on other sites (`KILN_PLAYBACK_ALLOWED_ORIGINS`, `*` by default: the
   token is the credential, not a cookie), with preflight for `Range`;
+- an encrypted output's playlists, asked for with a viewer's key token (`?kt=`), are
+  rewritten for that viewer (delivery.key_playlists); its segments never are;
 - a file that vanishes (DeleteOutputs while a page plays it) is a 404, or, once opened, is
   sent whole; never a traceback.
 """
@@ -32,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import anyio
 from starlette.datastructures import Headers
@@ -44,6 +46,7 @@ from common.storage.keys import safe_relative_path
 from common.storage.local import LocalStorage
 from common.storage.media_types import mime_type_for
 
+from .key_playlists import KEY_TOKEN_QUERY, rewrite_playlist
 from .links import PLAY_PREFIX
 from .tokens import PlaybackTokens
 
@@ -53,6 +56,12 @@ _OUTPUT_ID = re.compile(r"out_[0-9a-z]{26}")
 MANIFEST_SUFFIXES = (".m3u8", ".mpd")
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
+VIEWER_PLAYLIST_CACHE = "private, no-store"
+# A playlist rewritten for one viewer is read whole: its stored validators and ranges do
+# not describe what is sent.
+CONDITIONAL_REQUEST_HEADERS = frozenset(
+    {b"range", b"if-range", b"if-none-match", b"if-modified-since"}
+)
 # Request headers a player's script may send cross-origin, and response headers it may read.
 CORS_REQUEST_HEADERS = "Range, If-None-Match, If-Modified-Since, If-Range"
 CORS_EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified"
@@ -169,8 +178,11 @@ class OutputFileServer:
         relay_from_bucket: BucketRelay | None = None,
         *,
         allowed_origins: Sequence[str] = ("*",),
+        key_tokens: PlaybackTokens | None = None,
     ) -> None:
         self.tokens = tokens
+        # Verifies the key tokens of encrypted outputs' viewers (None: no playlist rewrites).
+        self.key_tokens = key_tokens
         self.storage = storage
         self.origin_of = origin_of
         self.relay_from_bucket = relay_from_bucket
@@ -179,25 +191,85 @@ class OutputFileServer:
 
     async def play(self, scope: Scope, receive: Receive, send: Send) -> None:
         """GET/HEAD /play/{token}/{job_id}/{output_id}/{path}: any file of the output."""
-        send = self._with_cors(scope, send)
+        send = self.with_cors(scope, send)
         rest = _raw_path(scope)[len(PLAY_PREFIX) :]
         token, _, folder_and_path = rest.partition("/")
         parsed = split_output_path(folder_and_path)
         if parsed is None:
-            await _plain(send, 403, "forbidden: not a file of an output\n")
+            await plain(send, 403, "forbidden: not a file of an output\n")
             return
         job_id, output_id, path = parsed
         if not self.tokens.verify(token, job_id, output_id):
-            await _plain(send, 403, "playback token invalid or expired\n")
+            await plain(send, 403, "playback token invalid or expired\n")
             return
+        key_token = _key_token(scope) if path.endswith(".m3u8") else None
+        if key_token is not None:
+            if self.key_tokens is None or not self.key_tokens.verify(key_token, job_id, output_id):
+                await plain(send, 403, "key token invalid or expired\n")
+                return
+            await self._viewer_playlist(scope, receive, send, job_id, output_id, path, key_token)
+            return
+        await self._serve(scope, receive, send, job_id, output_id, path)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, job_id: str, output_id: str, path: str
+    ) -> None:
         origin = await self._origin(job_id, output_id)
         if origin is None:
-            await _plain(send, 404, "not found\n")
+            await plain(send, 404, "not found\n")
             return
         if origin:
             await self._from_bucket(origin, f"{job_id}/{output_id}/{path}", scope, send)
             return
         await self.serve_local(scope, receive, send, job_id, output_id, path)
+
+    async def _viewer_playlist(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        job_id: str,
+        output_id: str,
+        path: str,
+        key_token: str,
+    ) -> None:
+        """A playlist rewritten for the viewer holding `key_token` (delivery.key_playlists):
+        read whole from wherever it is stored, then sent as a per-viewer answer."""
+        whole = {
+            **scope,
+            "method": "GET",
+            "headers": [
+                (name, value)
+                for name, value in scope.get("headers", [])
+                if name not in CONDITIONAL_REQUEST_HEADERS
+            ],
+        }
+        captured = _CapturedResponse()
+        await self._serve(whole, receive, captured.send, job_id, output_id, path)
+        if captured.status != 200 or len(captured.body) > READ_WHOLE_MAX_BYTES:
+            await plain(send, captured.status if captured.status != 200 else 502, "unavailable\n")
+            return
+        try:
+            text = bytes(captured.body).decode("utf-8")
+        except UnicodeDecodeError:
+            await plain(send, 502, "playlist is not text\n")
+            return
+        body = rewrite_playlist(text, key_token, job_id, output_id).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", mime_type_for(path).encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    # One viewer's token is in it: no shared cache may keep or hand it on.
+                    (b"cache-control", VIEWER_PLAYLIST_CACHE.encode()),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
 
     async def serve_local(
         self, scope: Scope, receive: Receive, send: Send, job_id: str, output_id: str, path: str
@@ -209,7 +281,7 @@ class OutputFileServer:
         names = [job_id, output_id, *path.split("/")]
         opened = await anyio.to_thread.run_sync(_open_file, self.storage.root, names, read_whole)
         if opened is None:
-            await _plain(send, 404, "not found\n")
+            await plain(send, 404, "not found\n")
             return
         if opened.content is not None:
             response = file_response(path, path, opened.stat, scope)
@@ -232,7 +304,7 @@ class OutputFileServer:
 
     def preflight(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
         """The answer headers to a CORS preflight, or None if the Origin is not allowed."""
-        allow = self._allow_origin(scope)
+        allow = self.allow_origin(scope)
         if allow is None:
             return None
         return [
@@ -242,7 +314,7 @@ class OutputFileServer:
             (b"access-control-max-age", b"86400"),
         ]
 
-    def _allow_origin(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+    def allow_origin(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
         if "*" in self.allowed_origins:
             return [(b"access-control-allow-origin", b"*")]
         origin = Headers(scope=scope).get("origin")
@@ -250,8 +322,8 @@ class OutputFileServer:
             return None
         return [(b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin")]
 
-    def _with_cors(self, scope: Scope, send: Send) -> Send:
-        allow = self._allow_origin(scope)
+    def with_cors(self, scope: Scope, send: Send) -> Send:
+        allow = self.allow_origin(scope)
         if allow is None:
             return send
         headers = [*allow, (b"access-control-expose-headers", CORS_EXPOSED_HEADERS.encode())]
@@ -276,7 +348,7 @@ class OutputFileServer:
 
     async def _from_bucket(self, origin: str, key: str, scope: Scope, send: Send) -> None:
         if self.relay_from_bucket is None:
-            await _plain(send, 404, "not found\n")
+            await plain(send, 404, "not found\n")
             return
         headers = [
             (b"content-type", mime_type_for(key).encode()),
@@ -285,7 +357,27 @@ class OutputFileServer:
         try:
             await self.relay_from_bucket(origin, key, scope, send, headers)
         except FileNotFoundError:
-            await _plain(send, 404, "not found\n")
+            await plain(send, 404, "not found\n")
+
+
+class _CapturedResponse:
+    """An answer kept in memory instead of sent (a playlist to rewrite before sending)."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.body = bytearray()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        else:
+            self.body.extend(message.get("body", b""))
+
+
+def _key_token(scope: Scope) -> str | None:
+    """The request's `kt` query value (a viewer's key token), or None without one."""
+    values = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1")).get(KEY_TOKEN_QUERY)
+    return values[0] if values else None
 
 
 def _raw_path(scope: Scope) -> str:
@@ -297,7 +389,7 @@ def _raw_path(scope: Scope) -> str:
     return bytes(raw).split(b"?", 1)[0].decode("latin-1")
 
 
-async def _plain(send: Send, status: int, text: str) -> None:
+async def plain(send: Send, status: int, text: str) -> None:
     body = text.encode()
     await send(
         {

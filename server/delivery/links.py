@@ -47,15 +47,19 @@ class PlaybackLinks:
         generation: int,
         paths: Sequence[str],
         origin_public_url: str = "",
+        *,
+        through_kiln: bool = False,
     ) -> PlaybackLink | None:
         """The output's playback link: under the origin's own public URL (a CDN in front of
         the organization's bucket) when it has one, else KILN_PUBLIC_BASE_URL, else kiln's
-        signed /play/ route."""
+        signed /play/ route. `through_kiln`: always the /play/ route (an encrypted output's
+        playlists, which kiln rewrites for each viewer)."""
         entry = entry_point([path for path in paths if safe_relative_path(path)])
         if entry is None:
             return None
         folder = f"{quote(job_id)}/{quote(output_id)}/"
-        if public := (origin_public_url or self.public_base_url):
+        public = "" if through_kiln else (origin_public_url or self.public_base_url)
+        if public:
             base = f"{public.rstrip('/')}/{folder}"
             return PlaybackLink(base + quote(entry), base, None)
         token = self.tokens.mint(job_id, output_id, generation)

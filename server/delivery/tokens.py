@@ -13,6 +13,9 @@ player open a ladder from one URL.
 - The generation (the job's attempt) makes a retried job's URLs differ from the first
   attempt's, so a CDN that cached the first attempt's segments as immutable never serves
   them for the second's.
+- The purpose is signed too: key tokens (server/delivery/key_server.py) are made by the
+  same class and keys with the purpose "kiln-key", so a segment token never opens a key
+  and a key token never serves a segment.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+PLAYBACK_PURPOSE = "kiln-playback"
+KEY_PURPOSE = "kiln-key"
 # The window expiries are rounded up to: at most an hour, at most the TTL itself.
 MAX_EXPIRY_WINDOW_SECONDS = 3600
 _TOKEN = re.compile(
@@ -53,6 +58,7 @@ class PlaybackTokens:
         *,
         ttl_seconds: int = 21600,
         clock: Callable[[], float] = time.time,
+        purpose: str = PLAYBACK_PURPOSE,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
@@ -62,33 +68,54 @@ class PlaybackTokens:
         self.ttl_seconds = ttl_seconds
         self.window = min(ttl_seconds, MAX_EXPIRY_WINDOW_SECONDS)
         self.clock = clock
+        self.purpose = purpose
 
     def mint(self, job_id: str, output_id: str, generation: int) -> Token:
         """A token for every file under `{job_id}/{output_id}/`, valid at least ttl_seconds."""
         expires = math.ceil((self.clock() + self.ttl_seconds) / self.window) * self.window
+        return self.mint_until(job_id, output_id, generation, expires)
+
+    def mint_until(self, job_id: str, output_id: str, generation: int, expires: int) -> Token:
+        """A token for the folder that expires exactly at `expires` (Unix seconds)."""
         key = self.keys[self.current_id]
-        signature = _signature(key, self.current_id, job_id, output_id, expires, generation)
+        signature = _signature(
+            key, self.purpose, self.current_id, job_id, output_id, expires, generation
+        )
         return Token(f"{self.current_id}.{expires}.{generation}.{signature}", expires)
 
     def verify(self, token: str, job_id: str, output_id: str) -> bool:
         """True only for an unexpired token that a known key signed for exactly this folder."""
+        return self.verified_generation(token, job_id, output_id) is not None
+
+    def verified_generation(self, token: str, job_id: str, output_id: str) -> int | None:
+        """The generation an unexpired token, signed by a known key for exactly this folder,
+        was made for; None for any other token."""
         match = _TOKEN.fullmatch(token)
         if match is None:
-            return False
+            return None
         key = self.keys.get(match["kid"])
         expires = int(match["expires"])
         if key is None or expires < self.clock():
-            return False
+            return None
+        generation = int(match["generation"])
         expected = _signature(
-            key, match["kid"], job_id, output_id, expires, int(match["generation"])
+            key, self.purpose, match["kid"], job_id, output_id, expires, generation
         )
         # Bytes: compare_digest is constant-time over ASCII and the regex admitted only that.
-        return hmac.compare_digest(expected.encode(), match["sig"].encode())
+        if not hmac.compare_digest(expected.encode(), match["sig"].encode()):
+            return None
+        return generation
 
 
 def _signature(
-    key: bytes, kid: str, job_id: str, output_id: str, expires: int, generation: int
+    key: bytes,
+    purpose: str,
+    kid: str,
+    job_id: str,
+    output_id: str,
+    expires: int,
+    generation: int,
 ) -> str:
-    message = f"kiln-playback\n{kid}\n{job_id}/{output_id}/\n{expires}\n{generation}".encode()
+    message = f"{purpose}\n{kid}\n{job_id}/{output_id}/\n{expires}\n{generation}".encode()
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -1,22 +1,26 @@
 """The public JobService: its use cases, each built once, in one value the adapters take.
 
 The use cases live by concept: create.py (replays, admission, the insert), reads.py (Get,
-List), controls.py (Confirm, Cancel, Retry, DeleteOutputs), watch.py and plan.py (PlanJob).
-JobService builds each once, names the method each RPC calls, and carries them, with the
-PresetService's catalog (the one Create reads saved presets from), from the composition
-root to the adapters.
+List), controls.py (Confirm, Cancel, Retry, DeleteOutputs), watch.py, plan.py (PlanJob) and
+playback_grants.py (CreatePlaybackGrant). JobService builds each once, names the method each
+RPC calls, and carries them, with the PresetService's catalog (the one Create reads saved
+presets from), from the composition root to the adapters.
 """
 
 from __future__ import annotations
+
+from kiln.v1 import job_service_pb2
 
 from common.input_policy import InputPolicy
 from common.storage.origins import Origins
 
 from ..delivery.links import PlaybackLinks
+from ..domain.errors import FailedPrecondition
 from .controls import JobControls, RemoveOutputFiles
 from .create import Admission, JobCreation
 from .lifecycle import Lifecycle
 from .plan import ExplainOutput, JobPlanning
+from .playback_grants import GrantSettings, PlaybackGrants
 from .presets import PresetCatalog
 from .reads import JobMessages, JobReads
 from .views import FileUrl
@@ -40,6 +44,7 @@ class JobService:
         webhook_policy: InputPolicy | None = None,
         explain: ExplainOutput | None = None,
         placeholders: dict[str, str] | None = None,
+        grant_settings: GrantSettings | None = None,
     ) -> None:
         messages = JobMessages(file_url, playback, origins)
         self.presets = PresetCatalog(life.store)
@@ -63,6 +68,9 @@ class JobService:
         self.reads = JobReads(life.store, messages)
         self.controls = JobControls(life, messages, remove_output_files)
         self.watching = JobWatch(life.store, life.hub, messages)
+        self.grants = None
+        if grant_settings is not None and playback is not None:
+            self.grants = PlaybackGrants(self.reads, grant_settings, playback.server_url)
         # The RPCs by name, as rpc_table.py and in-process callers (the integration tests,
         # without a transport) call them: the use cases' own methods, not wrappers, so the
         # routing is these lines and nothing runs in between.
@@ -75,3 +83,10 @@ class JobService:
         self.delete_outputs = self.controls.delete_outputs
         self.watch = self.watching.watch
         self.plan = self.planning.plan
+        self.create_playback_grant = self.grants.create if self.grants is not None else _no_grants
+
+
+async def _no_grants(
+    organization_id: str, request: job_service_pb2.CreatePlaybackGrantRequest
+) -> job_service_pb2.CreatePlaybackGrantResponse:
+    raise FailedPrecondition("this server makes no playback grants (no playback URLs)")
