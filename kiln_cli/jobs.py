@@ -3,6 +3,7 @@ download."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -344,10 +345,33 @@ _simple(
 )
 
 
+# --ttl: a number of seconds, or with a unit (90s, 10m, 2h).
+_TTL = re.compile(r"(?P<number>[0-9]+)(?P<unit>[smh]?)")
+_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def _ttl_seconds(text: str) -> int:
+    found = _TTL.fullmatch(text.strip())
+    if found is None:
+        raise SpecError(f"--ttl {text!r}: a number of seconds, or with s, m or h (10m)")
+    return int(found["number"]) * _TTL_UNITS[found["unit"]]
+
+
 @app.command("play")
 @client_command
 def play(
     job_id: JobId,
+    output_id: Annotated[
+        str | None, typer.Option("--output", help="Only this output (out_...).")
+    ] = None,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            "--ttl",
+            help="How long an encrypted output's key token lasts (90s, 10m, 2h); "
+            "the server's default (KILN_KEY_TOKEN_TTL_SECONDS) when unset.",
+        ),
+    ] = None,
     open_page: Annotated[
         bool,
         typer.Option(
@@ -359,8 +383,12 @@ def play(
     as_json: JsonOption = False,
 ) -> None:
     """Print each output's playback URL: the one URL any player opens (HLS master, MPD, or
-    the file), e.g. `ffplay "$(kiln jobs play latest | head -1 | cut -f3)"`. JOB_ID may be
-    `latest`: the organization's newest job."""
+    the file), e.g. `ffplay "$(kiln jobs play latest | head -1 | cut -f3)"`. An encrypted
+    output's URL carries a key token (CreatePlaybackGrant) that expires after --ttl. JOB_ID
+    may be `latest`: the organization's newest job."""
+    request = job_service_pb2.CreatePlaybackGrantRequest(output_id=output_id or "")
+    if ttl is not None:
+        request.ttl.seconds = _ttl_seconds(ttl)
     with connect(url, api_key) as client:
         if job_id == "latest":
             newest = parse(
@@ -374,17 +402,14 @@ def play(
             client.call(JOB_SERVICE, "Get", job_service_pb2.GetRequest(id=job_id)),
             job_service_pb2.GetResponse,
         ).job
+        request.id = job.id
+        grants = parse(
+            client.call(JOB_SERVICE, "CreatePlaybackGrant", request),
+            job_service_pb2.CreatePlaybackGrantResponse,
+        ).grants
         page = f"{client.base_url}/ui/#/jobs/{job.id}"
-    links = [
-        {
-            "output_id": output.id,
-            "type": short_enum(job_pb2.OutputType, output.spec.type, "OUTPUT_TYPE_"),
-            "playback_url": output.playback_url,
-            "playback_base_url": output.playback_base_url,
-        }
-        for output in job.outputs
-        if output.playback_url
-    ]
+    outputs = {output.id: output for output in job.outputs}
+    links = [_play_link(grant, outputs[grant.output_id]) for grant in grants]
     if as_json:
         print_json({"job_id": job.id, "outputs": links, "dashboard": page})
     else:
@@ -398,6 +423,21 @@ def play(
 
         if not webbrowser.open(page):
             stderr.print(f"no browser to open here; the dashboard page is {page}", markup=False)
+
+
+def _play_link(grant: job_service_pb2.PlaybackGrant, output: job_pb2.Output) -> dict[str, Any]:
+    link: dict[str, Any] = {
+        "output_id": grant.output_id,
+        "type": short_enum(job_pb2.OutputType, output.spec.type, "OUTPUT_TYPE_"),
+        "playback_url": grant.playback_url,
+        "playback_base_url": output.playback_base_url,
+    }
+    if grant.key_token:
+        link["key_token_expire_time"] = grant.key_token_expire_time.ToJsonString()
+        link["key_url_prefix"] = grant.key_url_prefix
+        if grant.clearkey_license_url:
+            link["clearkey_license_url"] = grant.clearkey_license_url
+    return link
 
 
 @app.command("download")
