@@ -9,7 +9,10 @@
 //               "kiln": kiln's origin (its answers are recorded),
 //               "playSeconds": how far each case must play, "probeTypes": [MIME types],
 //               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"?,
-//                           "audioSwitch"? }] }
+//                           "audioSwitch"?, "hlsConfig"?, "protection"? }] }
+// "hlsConfig" is merged into hls.js's config (emeEnabled, drmSystems for encrypted outputs);
+// "protection" is dash.js's protection data (setProtectionData: a key system's clearkeys or
+// serverURL).
 // A "file" case plays a little, then seeks to half a second before the end and plays on.
 // A case with "textAt" (seconds) then turns on each of the player's text tracks in turn and
 // reads the text of the cue showing at that time from the browser's TextTrack.
@@ -73,7 +76,7 @@ async function playCase(spec, playSeconds) {
     // A logger object receives hls.js's own warnings (the console stays quiet otherwise).
     const quiet = () => {};
     const debug = { trace: quiet, debug: quiet, log: quiet, info: quiet, warn: (...a) => note("hls.js", "warn", a.join(" ")), error: (...a) => note("hls.js", "error", a.join(" ")) };
-    const hls = new Hls({ debug });
+    const hls = new Hls({ debug, ...(spec.hlsConfig || {}) });
     hls.on(Hls.Events.ERROR, (_e, data) => note("hls.js", `ERROR${data.fatal ? " fatal" : ""}`, `${data.type} ${data.details}${data.reason ? " " + data.reason : ""}`));
     hls.loadSource(spec.url);
     hls.attachMedia(video);
@@ -120,6 +123,7 @@ async function playCase(spec, playSeconds) {
     });
     player.on(events.ERROR, (e) => note("dash.js", "ERROR", e.error ? `${e.error.code} ${e.error.message}` : JSON.stringify(e)));
     player.on(events.PLAYBACK_ERROR, (e) => note("dash.js", "PLAYBACK_ERROR", e.error?.message || "playback error"));
+    if (spec.protection) player.setProtectionData(spec.protection);
     player.initialize(video, spec.url, true);
     teardown = () => player.destroy();
     textTrackList = () => player.getTracksFor("text").map((t) => ({ lang: t.lang, name: (t.labels || [])[0]?.text ?? null, default: false, forced: false }));
