@@ -9,6 +9,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from ..media.audio_tracks import normalized
 from ..media.commands import build_command
+from ..media.encryption import encrypt_ladder
 from ..media.loudness import (
     ENCODE_LOG_NAME,
     SecondPass,
@@ -17,12 +18,13 @@ from ..media.loudness import (
     track_figures,
 )
 from ..media.packaging import finalize_output
-from ..media.plan import CommandPlan
+from ..media.plan import CommandPlan, LadderPackaging
 from ..media.quality import measure_quality
 from ..overlay_images import prepare_overlays
 from ..tracing import package_span
 from .audio_tracks import prepare_audio_tracks
 from .run import TaskRun, describe_folder
+from .task_keys import task_encryption
 from .text import prepare_text_tracks
 
 S = job_pb2.JobStage
@@ -66,6 +68,7 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
             overlays=await prepare_overlays(task.output_spec, run.inputs, run.scratch / "overlays"),
             text_tracks=text_tracks,
             audio_tracks=audio_tracks,
+            encryption=task_encryption(task),
         )
         if second_pass is not None or normalized(audio_tracks):
             plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
@@ -81,8 +84,8 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
     run.progress.stage = S.JOB_STAGE_PACKAGING
     with package_span(task.output_spec):
         plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
-        files = await describe_folder(out_dir)
         quality: list[job_pb2.VariantQuality] = []
+        quality_file: job_pb2.OutputFile | None = None
         if task.output_spec.measure_quality:
             # A second pass over the source and the written output (worker.media.quality).
             quality, quality_file = await run.inputs.guarded(
@@ -96,7 +99,13 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
                     cancel_event=run.stop,
                 )
             )
-            files.append(quality_file)
+        # Encrypted last: the manifests and the quality pass read the clear segments, and
+        # what is described (sizes) and stored is what players get.
+        if isinstance(plan.finalize, LadderPackaging):
+            await encrypt_ladder(plan.finalize)
+        files = await describe_folder(out_dir)
+        if quality_file is not None:
+            files = [each for each in files if each.path != quality_file.path] + [quality_file]
     # The heartbeat keeps running: a long upload still extends the lease.
     run.progress.stage = S.JOB_STAGE_UPLOADING
     await run.store(out_dir, files, replace=True)
