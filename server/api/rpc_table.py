@@ -177,14 +177,14 @@ JOB_SERVICE: Service[JobService] = Service(
         unary("Cancel", pb.CancelRequest, pb.CancelResponse, _cancel),
         unary("Retry", pb.RetryRequest, pb.RetryResponse, _retry),
         unary("DeleteOutputs", pb.DeleteOutputsRequest, pb.DeleteOutputsResponse, _delete_outputs),
+        server_stream("Watch", pb.WatchRequest, pb.WatchResponse, _watch, shared_responses=True),
+        unary("PlanJob", pb.PlanJobRequest, pb.PlanJobResponse, _plan_job),
         unary(
             "CreatePlaybackGrant",
             pb.CreatePlaybackGrantRequest,
             pb.CreatePlaybackGrantResponse,
             _create_playback_grant,
         ),
-        server_stream("Watch", pb.WatchRequest, pb.WatchResponse, _watch, shared_responses=True),
-        unary("PlanJob", pb.PlanJobRequest, pb.PlanJobResponse, _plan_job),
     ),
 )
 
