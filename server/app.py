@@ -230,6 +230,7 @@ def build_server(
         BucketRelay(origins),
         allowed_origins=settings.playback_allowed_origins,
         key_tokens=key_tokens,
+        public_url=settings.effective_public_url,
     )
     content_keys = OutputKeys(store, keyring)
     key_server = KeyServer(key_tokens, content_keys.key, output_files)

@@ -18,7 +18,7 @@ kiln's own:
   (live playlists grow while a chunked job runs);
 - CORS for players on other sites (`KILN_PLAYBACK_ALLOWED_ORIGINS`, `*` by default: the
   token is the credential, not a cookie), with preflight for `Range`;
-- an encrypted output's playlists, asked for with a viewer's key token (`?kt=`), are
+- an encrypted output's playlists and MPD, asked for with a viewer's key token (`?kt=`), are
   rewritten for that viewer (delivery.key_playlists); its segments never are;
 - a file that vanishes (DeleteOutputs while a page plays it) is a 404, or, once opened, is
   sent whole; never a traceback.
@@ -46,7 +46,7 @@ from common.storage.keys import safe_relative_path
 from common.storage.local import LocalStorage
 from common.storage.media_types import mime_type_for
 
-from .key_playlists import KEY_TOKEN_QUERY, rewrite_playlist
+from .key_playlists import KEY_TOKEN_QUERY, rewrite_manifest
 from .links import PLAY_PREFIX
 from .tokens import PlaybackTokens
 
@@ -179,10 +179,13 @@ class OutputFileServer:
         *,
         allowed_origins: Sequence[str] = ("*",),
         key_tokens: PlaybackTokens | None = None,
+        public_url: str = "",
     ) -> None:
         self.tokens = tokens
         # Verifies the key tokens of encrypted outputs' viewers (None: no playlist rewrites).
         self.key_tokens = key_tokens
+        # kiln's own base URL (KILN_PUBLIC_URL): an MPD's license URL must be absolute.
+        self.public_url = public_url.rstrip("/")
         self.storage = storage
         self.origin_of = origin_of
         self.relay_from_bucket = relay_from_bucket
@@ -202,12 +205,12 @@ class OutputFileServer:
         if not self.tokens.verify(token, job_id, output_id):
             await plain(send, 403, "playback token invalid or expired\n")
             return
-        key_token = _key_token(scope) if path.endswith(".m3u8") else None
+        key_token = _key_token(scope) if path.endswith(MANIFEST_SUFFIXES) else None
         if key_token is not None:
             if self.key_tokens is None or not self.key_tokens.verify(key_token, job_id, output_id):
                 await plain(send, 403, "key token invalid or expired\n")
                 return
-            await self._viewer_playlist(scope, receive, send, job_id, output_id, path, key_token)
+            await self._viewer_manifest(scope, receive, send, job_id, output_id, path, key_token)
             return
         await self._serve(scope, receive, send, job_id, output_id, path)
 
@@ -223,7 +226,7 @@ class OutputFileServer:
             return
         await self.serve_local(scope, receive, send, job_id, output_id, path)
 
-    async def _viewer_playlist(
+    async def _viewer_manifest(
         self,
         scope: Scope,
         receive: Receive,
@@ -233,7 +236,7 @@ class OutputFileServer:
         path: str,
         key_token: str,
     ) -> None:
-        """A playlist rewritten for the viewer holding `key_token` (delivery.key_playlists):
+        """A playlist or MPD rewritten for the viewer holding `key_token` (key_playlists):
         read whole from wherever it is stored, then sent as a per-viewer answer."""
         whole = {
             **scope,
@@ -246,15 +249,18 @@ class OutputFileServer:
         }
         captured = _CapturedResponse()
         await self._serve(whole, receive, captured.send, job_id, output_id, path)
+        if captured.status == 404:
+            await plain(send, 404, "not found\n")
+            return
         if captured.status != 200 or len(captured.body) > READ_WHOLE_MAX_BYTES:
-            await plain(send, captured.status if captured.status != 200 else 502, "unavailable\n")
+            await plain(send, 502, "playlist unavailable\n")
             return
         try:
             text = bytes(captured.body).decode("utf-8")
         except UnicodeDecodeError:
             await plain(send, 502, "playlist is not text\n")
             return
-        body = rewrite_playlist(text, key_token, job_id, output_id).encode()
+        body = rewrite_manifest(text, key_token, job_id, output_id, self.public_url).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -10,6 +10,11 @@ from CreatePlaybackGrant), kiln rewrites each playlist as it serves it:
 - in a media playlist, every placeholder becomes the key URL
   `/keys/<token>/<job>/<output>/<key id>` (root-relative: the host that served the playlist).
 
+An MPD (DASH, CMAF) names its Clear Key license server in `<dashif:Laurl>`, written as the
+same placeholder; kiln makes it the output's license URL for the viewer's token, absolute
+(a player resolves it against the page, not the MPD), so dash.js needs nothing but the
+playback URL.
+
 Segment URIs are left alone: every viewer fetches the same segment URLs, which a CDN may
 cache, and a segment alone is useless without its key. Only these small playlists differ
 per viewer, and they are sent `private, no-store`.
@@ -26,6 +31,7 @@ KEY_TOKEN_QUERY = "kt"
 CLEARKEY_NAME = "clearkey"
 _KEY_PLACEHOLDER = re.compile(r'URI="kiln-key:(?P<key_id>[0-9a-f]{32})"')
 _URI_ATTRIBUTE = re.compile(r'URI="(?P<uri>[^"]+\.m3u8)"')
+_LICENSE_PLACEHOLDER = re.compile(r">kiln-key:[0-9a-f]{32}<")
 
 
 def key_uri(key_id: bytes) -> str:
@@ -48,6 +54,16 @@ def rewrite_playlist(text: str, key_token: str, job_id: str, output_id: str) -> 
     """The playlist `text` as one viewer holding `key_token` gets it (see the module doc)."""
     keys = key_url_prefix(key_token, job_id, output_id)
     return "\n".join(_rewrite_line(line, keys, key_token) for line in text.splitlines()) + "\n"
+
+
+def rewrite_manifest(
+    text: str, key_token: str, job_id: str, output_id: str, server_url: str
+) -> str:
+    """A playlist or MPD (by its first line) as one viewer holding `key_token` gets it."""
+    if text.lstrip().startswith("#EXTM3U"):
+        return rewrite_playlist(text, key_token, job_id, output_id)
+    license_url = server_url + key_url_prefix(key_token, job_id, output_id) + CLEARKEY_NAME
+    return _LICENSE_PLACEHOLDER.sub(f">{license_url}<", text)
 
 
 def _rewrite_line(line: str, keys: str, key_token: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.delivery.key_playlists import key_uri, rewrite_playlist
+from server.delivery.key_playlists import key_uri, rewrite_manifest, rewrite_playlist
 
 TOKEN = "0123abcd.1800000000.1.sig"
 KEY_ID = bytes(range(16))
@@ -48,3 +48,19 @@ def test_media_playlist_points_its_key_at_the_key_endpoint_and_leaves_segments()
 def test_a_clear_playlist_is_unchanged_but_for_its_child_playlists():
     clear = "#EXTM3U\n#EXTINF:1.0,\nseg_00000.ts\n#EXT-X-ENDLIST\n"
     assert rewrite_playlist(clear, TOKEN, JOB, OUTPUT) == clear
+
+
+def test_an_mpd_gets_the_viewers_absolute_license_url():
+    mpd = (
+        '<?xml version="1.0"?>\n<MPD><ContentProtection schemeIdUri="urn:uuid:e2719d58">'
+        f"<dashif:Laurl>{key_uri(KEY_ID)}</dashif:Laurl></ContentProtection>"
+        '<SegmentTemplate media="seg-$Number$.m4s"/></MPD>\n'
+    )
+    rewritten = rewrite_manifest(mpd, TOKEN, JOB, OUTPUT, "https://kiln.example")
+    license_url = f"https://kiln.example/keys/{TOKEN}/{JOB}/{OUTPUT}/clearkey"
+    assert f"<dashif:Laurl>{license_url}</dashif:Laurl>" in rewritten
+    assert 'media="seg-$Number$.m4s"' in rewritten and rewritten.count(TOKEN) == 1
+    # A playlist is told apart by its first line and rewritten as one.
+    assert rewrite_manifest(MEDIA, TOKEN, JOB, OUTPUT, "") == rewrite_playlist(
+        MEDIA, TOKEN, JOB, OUTPUT
+    )
