@@ -271,7 +271,7 @@ def running_cluster(
 
 def _wait_healthy(server: ServerProcess, timeout: float = 90.0) -> None:
     """Readiness: poll /healthz until it answers (the process has no other signal). The
-    ceiling is generous: on a loaded 2-core machine the imports alone took over 20 s."""
+    ceiling is generous: on two shared cores a server's imports and migrations took 39 s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

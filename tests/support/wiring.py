@@ -19,10 +19,12 @@ from common.storage.origins import Origins
 from common.storage.signing import UrlSigner
 from server.dispatch.queue import QueueDispatch
 from server.events.hub import EventHub, EventReader
+from server.jobs.content_keys import OutputKeys
 from server.jobs.lifecycle import Lifecycle
 from server.jobs.service import JobService
 from server.jobs.tasks import TaskService
 from server.jobs.views import FileUrl
+from server.secrets_keyring import SecretsKey, SecretsKeyring
 from server.store.store import Store
 
 from . import ORG
@@ -66,12 +68,15 @@ class Services:
         self.jobs = JobService(
             self.life, InputPolicy.from_lists([str(inputs)], []), file_url=file_url
         )
+        # Encrypted outputs' keys, sealed with a fixed test key.
+        self.content_keys = OutputKeys(store, SecretsKeyring(SecretsKey("test", bytes(32))))
         self.tasks = TaskService(
             self.life,
             lease_seconds=lease_seconds,
             max_task_attempts=attempts,
             stored_sizes=origins.stored_sizes,
             progress_events_per_second=progress_events_per_second,
+            content_keys=self.content_keys,
         )
 
     async def create(self) -> job_pb2.Job:
