@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -364,7 +365,9 @@ def test_cenc_manifests_signal_the_key_id_and_clear_key(name, request):
         cenc = schemes["urn:mpeg:dash:mp4protection:2011"]
         assert cenc.get("value") == "cenc"
         assert cenc.get(CENC_KID_ATTRIBUTE).replace("-", "") == key.key_id.hex()
-        assert CLEARKEY_SCHEME in schemes
+        clear_key = schemes[CLEARKEY_SCHEME]
+        laurl = clear_key.find("{https://dashif.org/CPS}Laurl")
+        assert laurl is not None and laurl.text == key.uri
     # Every init segment names the key id (tenc, and the pssh a browser's EME reads).
     for init in ("init-0.mp4", "init-1.mp4"):
         data = (ladder.folder / init).read_bytes()
@@ -444,6 +447,23 @@ def test_requests_the_output_cannot_carry_are_refused(source: Path):
         video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_VP9, resolution="180p")],
     )
     assert "video[0]: VIDEO_CODEC_VP9 cannot be CENC-encrypted" in refused(vp9, cenc, source)
+
+
+def test_a_key_uri_that_is_no_url_stays_out_of_the_mpd(dash: Ladder, tmp_path):
+    """The server's placeholder URI (kiln-key:<id>, rewritten only in HLS playlists) is no
+    license server: the MPD then names none, and still signals the key id."""
+    folder = tmp_path / "ladder"
+    shutil.copytree(dash.clear, folder)
+    key = dash.encryption.keys[0]
+    placeholder = ContentKey(key.key_id, key.key, f"kiln-key:{key.key_id.hex()}")
+    step = LadderPackaging(
+        dash_manifest=folder / "manifest.mpd",
+        encryption=OutputEncryption(EncryptionScheme.CENC, (placeholder,)),
+    )
+    asyncio.run(encrypt_ladder(step))
+    text = (folder / "manifest.mpd").read_text()
+    assert "kiln-key" not in text and "Laurl" not in text
+    assert text.count(str(uuid.UUID(bytes=key.key_id))) == 2
 
 
 def test_a_rotation_without_a_key_for_every_period_fails_the_output(hls_ts: Ladder, tmp_path):

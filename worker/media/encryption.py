@@ -88,7 +88,10 @@ def encrypt_dash_ladder(manifest: Path, encryption: OutputEncryption) -> None:
         for segment in segments:
             replace_bytes(segment, protect_segment(segment.read_bytes(), key.key, tracks))
         replace_bytes(init_segment, protected_init)
-    add_content_protection(manifest, key.key_id, key.uri)
+    # A key URI that is not a URL (the server's placeholder, rewritten only in HLS playlists
+    # it serves) would mislead a player looking for a license server in the MPD.
+    license_url = key.uri if key.uri.startswith(("https://", "http://")) else ""
+    add_content_protection(manifest, key.key_id, license_url)
 
 
 def add_cmaf_key_tags(folder: Path, encryption: OutputEncryption) -> None:
