@@ -8,6 +8,7 @@
 //               "hls": URL of hls.min.js, "dash": URL of dash.all.min.js (the page's origin),
 //               "kiln": kiln's origin (its answers are recorded),
 //               "playSeconds": how far each case must play, "probeTypes": [MIME types],
+//               "reachSeconds": how long an adaptive case may take to get there (8 s),
 //               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"?,
 //                           "audioSwitch"?, "hlsConfig"?, "protection"? }] }
 // "hlsConfig" is merged into hls.js's config (emeEnabled, drmSystems for encrypted outputs);
@@ -35,9 +36,11 @@ const { chromium } = require("playwright-core");
 const config = JSON.parse(readFileSync(process.argv[2], "utf-8"));
 // Playback must reach this far into each clip to count as advancing.
 const PLAY_SECONDS = config.playSeconds ?? 2.0;
+// How long an adaptive case may take to get there ("reachSeconds"; a ceiling, not a wait).
+const REACH_MS = (config.reachSeconds ?? 8) * 1000;
 
 // Runs inside the page: plays one case, resolves with what happened.
-async function playCase(spec, playSeconds) {
+async function playCase(spec, playSeconds, reachMs) {
   const issues = [];
   const note = (source, kind, detail) => issues.push({ source, kind: String(kind), detail: String(detail).slice(0, 300) });
   // Where each SourceBuffer's media starts once appended: the players' view of the start.
@@ -170,7 +173,7 @@ async function playCase(spec, playSeconds) {
       await Promise.race([seeked.then(() => reached(seekedTo + 0.1)), deadline(8000)]);
     }
   } else {
-    await Promise.race([reached(playSeconds), deadline(8000)]);
+    await Promise.race([reached(playSeconds), deadline(reachMs)]);
   }
   // Each text track in turn: the text of its cue at textAt, read once the player has loaded
   // it into the browser's TextTrack (waited for, within a deadline).
@@ -286,7 +289,7 @@ try {
         const index = next++;
         const spec = config.cases[index];
         const before = { issues: consoleIssues.length, responses: responses.length };
-        const result = await page.evaluate(([s, seconds]) => window.playCase(s, seconds), [spec, PLAY_SECONDS]);
+        const result = await page.evaluate(([s, seconds, ms]) => window.playCase(s, seconds, ms), [spec, PLAY_SECONDS, REACH_MS]);
         await settled();
         result.issues.push(...consoleIssues.slice(before.issues).map((text) => ({ source: "console", kind: "console", detail: text })));
         results[index] = { name: spec.name, ...result, responses: responses.slice(before.responses) };
