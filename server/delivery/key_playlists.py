@@ -10,10 +10,10 @@ from CreatePlaybackGrant), kiln rewrites each playlist as it serves it:
 - in a media playlist, every placeholder becomes the key URL
   `/keys/<token>/<job>/<output>/<key id>` (root-relative: the host that served the playlist).
 
-An MPD (DASH, CMAF) names its Clear Key license server in `<dashif:Laurl>`, written as the
-same placeholder; kiln makes it the output's license URL for the viewer's token, absolute
-(a player resolves it against the page, not the MPD), so dash.js needs nothing but the
-playback URL.
+An MPD (DASH, CMAF) signals W3C Clear Key in a ContentProtection element; kiln gives that
+element the output's license URL for the viewer's token as its `<dashif:Laurl>` (replacing
+a placeholder there, or adding one), absolute (a player resolves it against the page, not the
+MPD), so dash.js needs nothing but the playback URL.
 
 Segment URIs are left alone: every viewer fetches the same segment URLs, which a CDN may
 cache, and a segment alone is useless without its key. Only these small playlists differ
@@ -32,6 +32,13 @@ CLEARKEY_NAME = "clearkey"
 _KEY_PLACEHOLDER = re.compile(r'URI="kiln-key:(?P<key_id>[0-9a-f]{32})"')
 _URI_ATTRIBUTE = re.compile(r'URI="(?P<uri>[^"]+\.m3u8)"')
 _LICENSE_PLACEHOLDER = re.compile(r">kiln-key:[0-9a-f]{32}<")
+CLEARKEY_SCHEME = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"
+# A Clear Key ContentProtection that names no license server: empty or self-closing.
+_CLEARKEY_WITHOUT_URL = re.compile(
+    rf'(?P<open><ContentProtection\b[^>]*schemeIdUri="{CLEARKEY_SCHEME}"[^>]*?)'
+    r"(?:\s*/>|>\s*</ContentProtection>)"
+)
+DASHIF_NAMESPACE = "https://dashif.org/CPS"
 
 
 def key_uri(key_id: bytes) -> str:
@@ -63,7 +70,11 @@ def rewrite_manifest(
     if text.lstrip().startswith("#EXTM3U"):
         return rewrite_playlist(text, key_token, job_id, output_id)
     license_url = server_url + key_url_prefix(key_token, job_id, output_id) + CLEARKEY_NAME
-    return _LICENSE_PLACEHOLDER.sub(f">{license_url}<", text)
+    with_url = _LICENSE_PLACEHOLDER.sub(f">{license_url}<", text)
+    laurl = f'<dashif:Laurl xmlns:dashif="{DASHIF_NAMESPACE}">{license_url}</dashif:Laurl>'
+    return _CLEARKEY_WITHOUT_URL.sub(
+        lambda found: f"{found['open']}>{laurl}</ContentProtection>", with_url
+    )
 
 
 def _rewrite_line(line: str, keys: str, key_token: str) -> str:

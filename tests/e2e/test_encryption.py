@@ -180,12 +180,12 @@ def test_dash_decodes_with_the_clearkey_license(encrypted, tmp_path):
     assert jwk["kty"] == "oct" and key == key_of(grant)
     mpd = httpx.get(grant.playback_url).text
     # The MPD names the key by its id, never the key, and the viewer's license URL; the
-    # stored one (no key token) only a placeholder.
+    # stored one (asked for without a key token) names no license server.
     default_kid = str(uuid.UUID(bytes=key_id))
     assert f'cenc:default_kid="{default_kid}"' in mpd.lower(), mpd
     assert f">{grant.clearkey_license_url}</dashif:Laurl>" in mpd, mpd
     stored = httpx.get(output_named(job, "dash").playback_url).text
-    assert f">kiln-key:{key_id.hex()}</dashif:Laurl>" in stored, stored
+    assert "/keys/" not in stored and "clearkey</" not in stored, stored
     # FFmpeg 5.1 keeps CENC's sample info only for a file's first fragment, so each segment
     # is decoded with its init segment on its own (the browser test plays them in a row).
     output = output_named(job, "dash")
@@ -495,6 +495,8 @@ def test_players_play_with_a_grant(encrypted, tmp_path):
             {
                 "kiln": server.http_url,
                 "playSeconds": PLAY_SECONDS,
+                # A ceiling, not a wait: on loaded shared cores a player took over 8 s to start.
+                "reachSeconds": 45,
                 "probeTypes": [],
                 "cases": cases,
             },

@@ -64,3 +64,20 @@ def test_an_mpd_gets_the_viewers_absolute_license_url():
     assert rewrite_manifest(MEDIA, TOKEN, JOB, OUTPUT, "") == rewrite_playlist(
         MEDIA, TOKEN, JOB, OUTPUT
     )
+
+
+def test_an_mpd_without_a_license_url_gets_one():
+    clear_key = (
+        '<ContentProtection schemeIdUri="urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e" '
+        'value="ClearKey1.0">'
+    )
+    cenc = '<ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cenc"/>'
+    for empty in (f"{clear_key}</ContentProtection>", clear_key[:-1] + "/>"):
+        mpd = f"<MPD><AdaptationSet>{cenc}{empty}</AdaptationSet></MPD>\n"
+        rewritten = rewrite_manifest(mpd, TOKEN, JOB, OUTPUT, "https://kiln.example")
+        license_url = f"https://kiln.example/keys/{TOKEN}/{JOB}/{OUTPUT}/clearkey"
+        assert (
+            f'{clear_key}<dashif:Laurl xmlns:dashif="https://dashif.org/CPS">{license_url}'
+            "</dashif:Laurl></ContentProtection>"
+        ) in rewritten, rewritten
+        assert cenc in rewritten
