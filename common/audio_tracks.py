@@ -11,7 +11,6 @@ from kiln.v1 import job_pb2
 from common.languages import language_of
 
 R = job_pb2.AudioTrackRole
-T = job_pb2.OutputType
 
 MAX_AUDIO_TRACKS = 8
 MAX_NAME = 64
@@ -39,14 +38,10 @@ def role_of(track: job_pb2.AudioTrack, is_default: bool) -> int:
     return R.AUDIO_TRACK_ROLE_MAIN if is_default else R.AUDIO_TRACK_ROLE_ALTERNATE
 
 
-def refusal(output_type: int, spec: job_pb2.OutputSpec) -> str | None:
-    """Why this output cannot carry audio tracks (None: it can). MPEG-TS HLS keeps its audio
-    muxed into every variant for hls.js (worker.media.ladder), which leaves no place for
-    renditions of other languages: ask for fMP4 segments."""
-    if output_type == T.OUTPUT_TYPE_HLS and (
-        spec.hls.segment_format != job_pb2.HLS_SEGMENT_FORMAT_FMP4
-    ):
-        return "MPEG-TS HLS carries one muxed audio track: set hls.segment_format to FMP4"
+def refusal(spec: job_pb2.OutputSpec) -> str | None:
+    """Why this video output cannot carry audio tracks (None: it can). Every video type can,
+    MPEG-TS HLS included (its default track muxed into the variants, the others alternate
+    renditions: worker.media.audio_tracks)."""
     if spec.audio.disabled:
         return "audio is disabled"
     return None

@@ -42,10 +42,10 @@ def check_audio_tracks(
     elif output_type and output_type not in VIDEO:
         bad(
             f"{path}.audio_tracks",
-            f"audio tracks go with video outputs (MP4, MOV, MKV, WEBM, fMP4 HLS, DASH, CMAF), "
+            f"audio tracks go with video outputs (MP4, MOV, MKV, WEBM, HLS, DASH, CMAF), "
             f"not {short_name(output_type)}",
         )
-    elif output_type and (problem := refusal(output_type, output)):
+    elif output_type and (problem := refusal(output)):
         bad(f"{path}.audio_tracks", problem)
     if sum(track.default for track in tracks) > 1:
         bad(f"{path}.audio_tracks", "at most one track may be the default")
@@ -111,10 +111,10 @@ def input_audio_problem(
         if not spec.audio_tracks:
             continue
         where = f"outputs[{output_index}].audio_tracks"
-        if spec.type and (spec.type not in VIDEO or refusal(spec.type, spec)):
+        if spec.type and (spec.type not in VIDEO or refusal(spec)):
             # Only a saved preset's settings get here (Create checks inline ones): the spec is
             # at fault, not the input, so the job FAILS rather than being REJECTED.
-            why = refusal(spec.type, spec) or f"{short_name(spec.type)} carries no audio tracks"
+            why = refusal(spec) or f"{short_name(spec.type)} carries no audio tracks"
             return job_pb2.JobError(
                 code="OUTPUT_SPEC_UNSUPPORTED", message=f"{where}: with the preset, {why}"
             )

@@ -131,9 +131,38 @@ def test_dash_and_cmaf_make_one_adaptation_set_per_track() -> None:
         )
 
 
-def test_ts_hls_and_the_outputs_one_loudness_pass_are_refused_with_audio_tracks() -> None:
-    with pytest.raises(OutputSpecError, match="one muxed audio track"):
-        build(progressive(job_pb2.OUTPUT_TYPE_HLS))
+def test_ts_hls_muxes_the_default_into_every_variant_and_makes_the_others_renditions() -> None:
+    spec = progressive(job_pb2.OUTPUT_TYPE_HLS)
+    spec.video.append(job_pb2.VideoVariant(codec=H264, resolution="160x90"))
+    plan = build_command(
+        input_path="/in/source.mkv",
+        spec=spec,
+        info=INFO,
+        out_dir=Path("/work/out"),
+        audio_tracks=TRACKS,
+    )
+    argv = plan.argv
+    assert argv[argv.index("-var_stream_map") + 1] == (
+        "v:0,a:0,agroup:audio,name:v0 v:1,a:1,agroup:audio,name:v1 "
+        "a:2,agroup:audio,name:audio_1,default:no a:3,agroup:audio,name:audio_2,default:no"
+    )
+    # Output audio streams: English (the default) once per variant, German, the extra file.
+    assert [argv[i + 1] for i, flag in enumerate(argv) if flag == "-map"][2:] == [
+        "0:1",
+        "0:1",
+        "0:2",
+        "1:0",
+    ]
+    channels = [("-ac:a:0", "2"), ("-ac:a:1", "2"), ("-ac:a:2", "6"), ("-ac:a:3", "2")]
+    assert pairs(argv, "-ac:a") == channels
+    languages = [value for flag, value in pairs(argv, "-metadata:s:a") if "language" in value]
+    assert languages == ["language=eng", "language=eng", "language=deu", "language=fra"]
+    # No rendition folder for the muxed default.
+    folders = {path.parent.name for path in plan.outputs}
+    assert {"audio_1", "audio_2"} <= folders and "audio_0" not in folders
+
+
+def test_the_outputs_one_loudness_pass_is_refused_with_audio_tracks() -> None:
     # With audio tracks each track carries its own second pass, never the output's one.
     second = SecondPass(
         resolve_target(job_pb2.LoudnessSpec(preset="ebu_r128")), -20.0, -3.0, 5.0, -30.0, 0.0

@@ -3,8 +3,11 @@ the manifest entries that name them once FFmpeg has written a ladder.
 
 A progressive file carries every track with its language, title and default disposition. A
 fMP4 HLS or CMAF ladder gets one EXT-X-MEDIA TYPE=AUDIO rendition per track in one group that
-every variant names; a DASH or CMAF MPD one AdaptationSet per track with lang and Role. The
-MPEG-TS ladder keeps its one muxed track (worker.media.ladder): the server refuses tracks there.
+every variant names; a DASH or CMAF MPD one AdaptationSet per track with lang and Role. An
+MPEG-TS ladder keeps the default track muxed into every variant, as its one track always was
+(worker.media.ladder), and carries each other track as an alternate rendition of its own: the
+group lists the default without a URI, which RFC 8216 section 4.3.4.1 defines as "in the
+variant's own segments" (ts_audio_streams).
 """
 
 from __future__ import annotations
@@ -76,17 +79,30 @@ def extra_inputs(tracks: Sequence[PreparedAudio], start: float) -> list[str]:
     return args
 
 
-def track_maps(tracks: Sequence[PreparedAudio], first_input: int) -> list[str]:
-    """One -map per track, in order; the extra files are inputs first_input, first_input+1..."""
-    maps: list[str] = []
-    extra = first_input
+def track_maps(
+    tracks: Sequence[PreparedAudio],
+    first_input: int,
+    streams: Sequence[PreparedAudio] | None = None,
+) -> list[str]:
+    """One -map per output audio stream, in order: `streams` (each a track, a track possibly
+    more than once), or else each track once. The extra files are inputs first_input,
+    first_input+1... in the order of `tracks`."""
+    inputs: dict[int, int] = {}
     for track in tracks:
-        if track.location is None:
-            maps += ["-map", f"0:{track.stream.index}"]
-        else:
-            maps += ["-map", f"{extra}:{track.stream.index}"]
-            extra += 1
+        if track.location is not None:
+            inputs[track.position] = first_input + len(inputs)
+    maps: list[str] = []
+    for track in tracks if streams is None else streams:
+        maps += ["-map", f"{inputs.get(track.position, 0)}:{track.stream.index}"]
     return maps
+
+
+def ts_audio_streams(tracks: Sequence[PreparedAudio], variant_count: int) -> list[PreparedAudio]:
+    """An MPEG-TS ladder's output audio streams: the default track once per variant (muxed into
+    it, so hls.js plays the default with no alternate chosen exactly as a one-track TS ladder),
+    then each other track once, as an alternate rendition."""
+    default = next(track for track in tracks if track.default)
+    return [default] * variant_count + [track for track in tracks if not track.default]
 
 
 def encode_args(
@@ -149,6 +165,19 @@ def hls_audio_entries(tracks: Sequence[PreparedAudio], group: str) -> list[str]:
     return entries
 
 
+def ts_hls_entries(tracks: Sequence[PreparedAudio], group: str, variant_count: int) -> list[str]:
+    """An MPEG-TS ladder's var_stream_map (streams as ts_audio_streams orders them): variant i
+    with video i and its muxed copy of the default track, then one entry per alternate.
+
+    Every alternate says default:no: ffmpeg also writes an EXT-X-STREAM-INF (an audio-only
+    variant) for each audio rendition of a group in which none says default."""
+    entries = [f"v:{i},a:{i},agroup:{group},name:v{i}" for i in range(variant_count)]
+    alternates = [track for track in tracks if not track.default]
+    for number, track in enumerate(alternates, start=variant_count):
+        entries.append(f"a:{number},agroup:{group},name:{track.rendition_folder},default:no")
+    return entries
+
+
 def dash_audio_sets(tracks: Sequence[PreparedAudio], first_stream: int) -> list[str]:
     """-adaptation_sets entries: one per track (ids 1, 2, ...), after the video's id 0."""
     return [f"id={1 + n},streams={first_stream + n}" for n in range(len(tracks))]
@@ -159,32 +188,43 @@ def normalized(tracks: Sequence[PreparedAudio]) -> list[tuple[int, SecondPass]]:
     return [(t.position, t.loudness) for t in tracks if t.loudness is not None]
 
 
-async def label_hls_audio(master: Path, tracks: Sequence[PreparedAudio]) -> None:
-    """Rewrites the master's AUDIO renditions (in FFmpeg's order, the tracks' order) with each
-    track's NAME, LANGUAGE (BCP 47), DEFAULT, AUTOSELECT, CHANNELS and CHARACTERISTICS."""
+async def label_hls_audio(master: Path, tracks: Sequence[PreparedAudio], group: str) -> None:
+    """Replaces the master's AUDIO renditions with one line per track, in the tracks' order:
+    NAME, LANGUAGE (BCP 47), DEFAULT, AUTOSELECT, CHANNELS, CHARACTERISTICS and the URI of the
+    track's rendition, found by its folder. A track with no rendition of its own is the default
+    muxed into an MPEG-TS ladder's variants: its line has no URI. Every variant names the group
+    (`group` unless ffmpeg named it otherwise)."""
     if not tracks:
         return
     lines = (await asyncio.to_thread(master.read_text, "utf-8")).splitlines()
-    rewritten: list[str] = []
-    remaining = list(tracks)
-    group = ""
+    uris: dict[str, str] = {}
     for line in lines:
         attributes = parse_attributes(line.partition(":")[2])
         if line.startswith("#EXT-X-MEDIA:") and attributes.get("TYPE") == "AUDIO":
-            if not remaining:
-                raise MediaError(ENCODE_FAILED, f"{master.name} has more audio than tracks")
-            group = attributes.get("GROUP-ID", "")
-            rewritten.append(_media_line(remaining.pop(0), group, attributes.get("URI", "")))
-        elif line.startswith("#EXT-X-STREAM-INF:") and group and "AUDIO=" not in line:
-            rewritten.append(f'{line},AUDIO="{group}"')
+            group = attributes.get("GROUP-ID", group)
+            uri = attributes.get("URI", "")
+            uris[uri.partition("/")[0]] = uri
+    missing = [track for track in tracks if track.rendition_folder not in uris]
+    if len(uris) + len(missing) != len(tracks) or any(not track.default for track in missing):
+        raise MediaError(
+            ENCODE_FAILED, f"{master.name}: its audio renditions are not the tracks' renditions"
+        )
+    media = [_media_line(track, group, uris.get(track.rendition_folder)) for track in tracks]
+    rewritten: list[str] = []
+    for line in lines:
+        attributes = parse_attributes(line.partition(":")[2])
+        if line.startswith("#EXT-X-MEDIA:") and attributes.get("TYPE") == "AUDIO":
+            continue
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            rewritten += media
+            media = []
+            rewritten.append(line if "AUDIO=" in line else f'{line},AUDIO="{group}"')
         else:
             rewritten.append(line)
-    if remaining:
-        raise MediaError(ENCODE_FAILED, f"{master.name} lists fewer audio renditions than tracks")
     await asyncio.to_thread(replace_text, master, "\n".join(rewritten) + "\n")
 
 
-def _media_line(track: PreparedAudio, group: str, uri: str) -> str:
+def _media_line(track: PreparedAudio, group: str, uri: str | None) -> str:
     attributes = [
         ("TYPE", "AUDIO"),
         ("GROUP-ID", f'"{group}"'),
@@ -198,7 +238,8 @@ def _media_line(track: PreparedAudio, group: str, uri: str) -> str:
     ]
     if characteristics := HLS_ROLE_CHARACTERISTICS.get(track.role):
         attributes.append(("CHARACTERISTICS", f'"{characteristics}"'))
-    attributes.append(("URI", f'"{uri}"'))
+    if uri is not None:
+        attributes.append(("URI", f'"{uri}"'))
     return "#EXT-X-MEDIA:" + ",".join(f"{name}={value}" for name, value in attributes)
 
 

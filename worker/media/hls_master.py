@@ -158,7 +158,10 @@ def _stream_inf(
 ) -> str:
     peak = video.peak_bitrate + (audio.peak_bitrate if audio else 0)
     average = video.average_bitrate + (audio.average_bitrate if audio else 0)
-    codecs = [video.codec, *([audio.codec] if audio else [])]
+    codecs = [video.codec]
+    # An MPEG-TS variant's own codecs already name the audio muxed into it: named once.
+    if audio and not (audio.codec and audio.codec in video.codec.split(",")):
+        codecs.append(audio.codec)
     measured: dict[str, str] = {
         "BANDWIDTH": str(peak),
         "AVERAGE-BANDWIDTH": str(average),

@@ -2,7 +2,8 @@
 
 One process, because the source is then decoded once and `split` feeds every variant's scaler
 and encoder (docs/architecture.md: 81.5 s against 116.6 s for one process per variant). Audio
-is encoded once and shared by all variants as its own rendition.
+is encoded once and shared by all variants as its own rendition, except in MPEG-TS HLS, where
+the (default) audio is muxed into every variant (var_stream_map).
 
 A player switches variants only at segment boundaries, so every variant must cut its segments at
 the same instants. Each encoder therefore gets a fixed GOP of segment duration x frame rate with
@@ -29,6 +30,8 @@ from worker.media.audio_tracks import (
     extra_inputs,
     hls_audio_entries,
     track_maps,
+    ts_audio_streams,
+    ts_hls_entries,
 )
 from worker.media.codec_args import audio_args, video_encoder_args
 from worker.media.containers import Container
@@ -98,9 +101,10 @@ def build_ladder_command(
     """HLS (TS or fMP4 segments), DASH or CMAF: every variant and the audio in one process.
     A burned-in text track is drawn into each rung after its scaler (the carried ones are
     written by finalize). audio_tracks, when given, replace the one audio rendition with one
-    per track (fMP4 HLS, DASH and CMAF only; finalize labels them). encryption, when given,
-    is checked here and carried to worker.media.encryption.encrypt_ladder, which encrypts the
-    finished files (ffmpeg itself writes them in clear and never sees a key)."""
+    per track (in MPEG-TS HLS the default track stays muxed into every variant and each other
+    track is a rendition; finalize labels them). encryption, when given, is checked here and
+    carried to worker.media.encryption.encrypt_ladder, which encrypts the finished files
+    (ffmpeg itself writes them in clear and never sees a key)."""
     container = LADDER_CONTAINERS.get(spec.type)
     if container is None:
         raise OutputSpecError(f"{OutputType.Name(spec.type)} is not an adaptive streaming type")
@@ -130,10 +134,11 @@ def build_ladder_command(
     audio = None if spec.audio.disabled else default_stream(info, "audio")
     ts_hls = spec.type == OutputType.OUTPUT_TYPE_HLS and not fmp4_hls
     tracks = audio_tracks or []
-    if tracks and ts_hls:
-        raise OutputSpecError("MPEG-TS HLS carries one muxed audio track: use fMP4 segments")
     if tracks:
         audio = None  # the tracks stand in for the default stream
+    # The output's audio streams, in order: each track once, or in MPEG-TS HLS the default
+    # track once per variant and then the alternates.
+    audio_streams = ts_audio_streams(tracks, len(rungs)) if tracks and ts_hls else tracks
     # MPEG-TS HLS carries the audio in every variant's segments (see hls_muxer_args).
     audio_copies = (len(rungs) if ts_hls else 1) if audio is not None else 0
 
@@ -155,7 +160,7 @@ def build_ladder_command(
     for position in range(len(rungs)):
         argv += ["-map", f"[v{position}]"]
     argv += ["-map", f"0:{audio.index}"] * audio_copies if audio is not None else []
-    argv += track_maps(tracks, first_audio_input)
+    argv += track_maps(tracks, first_audio_input, audio_streams)
     for position, rung in enumerate(rungs):
         argv += rung_encoder_args(rung, position, container, b_frames=not ts_hls)
     argv += [
@@ -170,7 +175,7 @@ def build_ladder_command(
         argv += audio_args(
             spec.audio, audio, container, notes, start_at_zero=True, loudness=loudness
         )
-    argv += encode_args(tracks, container, spec.type, notes, start_at_zero=True)
+    argv += encode_args(audio_streams, container, spec.type, notes, start_at_zero=True)
 
     if spec.type == OutputType.OUTPUT_TYPE_HLS:
         argv += hls_muxer_args(
@@ -179,14 +184,22 @@ def build_ladder_command(
             has_audio=audio is not None,
             segment_seconds=segment_seconds,
             fmp4=fmp4_hls,
-            audio_entries=hls_audio_entries(tracks, AUDIO_GROUP),
+            audio_entries=(
+                ts_hls_entries(tracks, AUDIO_GROUP, len(rungs))
+                if ts_hls
+                else hls_audio_entries(tracks, AUDIO_GROUP)
+            ),
         )
         argv.append(str(out_dir / "%v" / "index.m3u8"))
         master = out_dir / HLS_MASTER_NAME
         outputs = [master, *(out_dir / f"v{i}" / "index.m3u8" for i in range(len(rungs)))]
         if audio is not None and fmp4_hls:
             outputs.append(out_dir / AUDIO_RENDITION_NAME / "index.m3u8")
-        outputs += [out_dir / track.rendition_folder / "index.m3u8" for track in tracks]
+        outputs += [
+            out_dir / track.rendition_folder / "index.m3u8"
+            for track in tracks
+            if not (ts_hls and track.default)  # muxed into the variants
+        ]
         packaging = LadderPackaging(hls_master=master, encryption=encryption)
     else:
         cmaf = spec.type == OutputType.OUTPUT_TYPE_CMAF
@@ -364,6 +377,9 @@ def hls_muxer_args(
         # The hls muxer would otherwise shift every rendition by the video's (negative) first
         # decode time and record it as an empty edit; the segments need no shift any more.
         args += ["-avoid_negative_ts", "disabled"]
+    if audio_entries and not fmp4:
+        # Audio tracks in MPEG-TS: the entries name the variants too (audio_tracks.ts_hls_entries).
+        return [*args, "-var_stream_map", " ".join(audio_entries)]
     if audio_entries:
         # Several audio tracks: one rendition each, in the group every variant names.
         entries = [f"v:{i},agroup:{AUDIO_GROUP},name:v{i}" for i in range(variant_count)]
@@ -380,6 +396,8 @@ def var_stream_map(variant_count: int, *, has_audio: bool, muxed_audio: bool = F
     (MPEG-TS) puts audio stream i into variant i instead: hls.js 1.7 reports a separate TS
     audio rendition's first segment as appended "without buffered range growth"
     (bufferAppendNoProgress) although it plays, and muxed TS is what players have always had.
+    (The first segment of the rendition a player starts on: one switched to later, once the
+    player's buffers exist, is taken without a fault; see docs/audio-tracks.md.)
     """
     if has_audio and muxed_audio:
         return " ".join(f"v:{i},a:{i},name:v{i}" for i in range(variant_count))

@@ -16,6 +16,7 @@ from worker.media.audio_tracks import label_dash_audio, label_hls_audio
 from worker.media.dash_mpd import correct_mpd_codecs, measure_mpd_bandwidth
 from worker.media.hls_master import rewrite_hls_master, tidy_cmaf_media_playlists
 from worker.media.images import sprite_vtt
+from worker.media.ladder import AUDIO_GROUP
 from worker.media.plan import CommandPlan, LadderPackaging, SpriteSheet
 from worker.media.text_tracks import add_dash_text_sets, add_hls_text_renditions, write_sidecars
 
@@ -43,7 +44,7 @@ async def finalize_output(
         return []
     # Named before the master is measured: every variant must name the audio group first.
     if step.hls_master is not None:
-        await label_hls_audio(step.hls_master, plan.audio_tracks)
+        await label_hls_audio(step.hls_master, plan.audio_tracks, f"group_{AUDIO_GROUP}")
     if step.dash_manifest is not None:
         await label_dash_audio(step.dash_manifest, plan.audio_tracks)
     notes = await _finalize_ladder(step)
