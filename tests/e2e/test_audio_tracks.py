@@ -1,8 +1,9 @@
 """Several audio tracks through a running server: a 2 s clip with English and German audio
 streams (different tones) plus a French audio-description file, made into an MP4, a fMP4 HLS
-ladder and CMAF, checked from what the server serves (ffprobe, master playlists, the MPD) and
-switched through by hls.js and dash.js in Chromium; bad audio tracks refused at Create or
-after probing, nothing else affected. One cluster for the module."""
+ladder and CMAF, checked from what the server serves (ffprobe, master playlists, the MPD); bad
+audio tracks refused at Create or after probing, nothing else affected. One cluster for the
+module. The players' view of audio tracks (hls.js on fMP4 and MPEG-TS HLS, dash.js) is
+tests/e2e/test_tracks_in_players.py."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.http_origins import Origin, send
-from tests.support.browser import require_browser
-from tests.support.players import other_origin_site, play_cases
 from tests.support.violations import violations_from_connect
 
 from .connect_json import ConnectJsonClient
@@ -211,35 +210,6 @@ def test_loudness_normalizes_every_track_on_its_own(dubbed_job):
         assert abs(figures.output_integrated_lufs + 14) <= 1, figures
 
 
-@pytest.mark.slow
-def test_players_list_the_audio_tracks_and_switch_to_each(dubbed_job, server, tmp_path):
-    require_browser("audio tracks")
-    cmaf_mpd = dubbed_job.outputs[2].playback_base_url + "manifest.mpd"
-    cases = [
-        {"name": "hls-fmp4", "player": "hls", "url": dubbed_job.outputs[1].playback_url},
-        {"name": "cmaf-dash", "player": "dash", "url": cmaf_mpd},
-    ]
-    with other_origin_site(tmp_path / "site") as site:
-        report = play_cases(
-            {
-                "kiln": server.http_url,
-                "playSeconds": 0.5,
-                "cases": [{**case, "audioSwitch": True} for case in cases],
-            },
-            tmp_path / "cases.json",
-            site,
-        )
-    for entry in report["results"]:
-        print(entry["name"], entry["audioTracks"], entry["issues"])
-        assert entry["issues"] == [], entry
-        found = [(t["lang"], t["switched"], t["buffered"]) for t in entry["audioTracks"]]
-        assert found == [("en", True, True), ("de", True, True), ("fr", True, True)], entry
-    hls = report["results"][0]["audioTracks"]
-    assert [t["name"] for t in hls] == ["English", "Deutsch", "French (description)"]
-    assert [t["default"] for t in hls] == [True, False, False]
-    assert report["results"][1]["audioTracks"][2]["roles"] == ["description"]
-
-
 # Bad audio tracks.
 
 
@@ -292,11 +262,6 @@ def _output(tracks: list[dict], kind: str = "OUTPUT_TYPE_MP4", **fields) -> dict
             _output([{**STREAM, "channels": 3}]),
             "outputs[0].audio_tracks[0].channels",
             "must be 1, 2 or 6",
-        ),
-        (
-            _output([STREAM], "OUTPUT_TYPE_HLS", segments={"duration_seconds": 1}),
-            "outputs[0].audio_tracks",
-            "set hls.segment_format to FMP4",
         ),
         (
             _output([STREAM], audio={"disabled": True}),

@@ -1,8 +1,10 @@
 """Subtitles and captions through a running server: a 4 s clip with an embedded SubRip track plus
 a French WebVTT and a Spanish SubRip sidecar, made into HLS fMP4 and TS ladders, CMAF (HLS and
-DASH over one set of segments) and MP4s (one clipped), checked from what the server serves (playlists, segments, ffprobe) and played by
-hls.js and dash.js in Chromium; bad text tracks refused at Create, after probing, or by the
-worker, each with its own code and nothing else affected. One cluster for the module."""
+DASH over one set of segments) and MP4s (one clipped), checked from what the server serves
+(playlists, segments, ffprobe); bad text tracks refused at Create, after probing, or by the
+worker, each with its own code and nothing else affected. One cluster for the module. The
+players' view of text tracks (hls.js on both HLS ladders, dash.js) is
+tests/e2e/test_tracks_in_players.py."""
 
 from __future__ import annotations
 
@@ -17,9 +19,7 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.http_origins import Origin, send
-from tests.support.browser import require_browser
 from tests.support.cues import cue_times
-from tests.support.players import other_origin_site, play_cases
 from tests.support.processes import wait_until
 from tests.support.violations import violations_from_connect
 
@@ -352,39 +352,6 @@ def test_a_burned_in_track_is_in_the_picture_and_not_a_track(titled_job, subtitl
     french = cue_times(fetch(cmaf.playback_base_url + "text_1_fr.vtt"))
     for (start, end), (want_start, want_end) in zip(french, [(0.2, 1.5), (2.6, 3.8)], strict=True):
         assert abs(start - want_start - delay) < 0.002 and abs(end - want_end - delay) < 0.002
-
-
-@pytest.mark.slow
-def test_players_list_the_tracks_and_show_the_cue_at_three_seconds(titled_job, server, tmp_path):
-    require_browser("text tracks")
-    cases = [
-        {"name": name, "player": player, "url": output.playback_url, "textAt": 3.0}
-        for name, player, output in (
-            ("hls-fmp4", "hls", titled_job.outputs[0]),
-            ("hls-ts", "hls", titled_job.outputs[1]),
-        )
-    ]
-    cmaf_mpd = titled_job.outputs[2].playback_base_url + "manifest.mpd"
-    cases.append({"name": "cmaf-dash", "player": "dash", "url": cmaf_mpd, "textAt": 3.0})
-    with other_origin_site(tmp_path / "site") as site:
-        report = play_cases(
-            {"kiln": server.http_url, "playSeconds": 1.0, "cases": cases},
-            tmp_path / "cases.json",
-            site,
-        )
-    expected = [
-        ("en", "English at three seconds"),
-        ("fr", "Trois secondes"),
-        ("es-419", "Tres segundos"),
-    ]
-    for entry in report["results"]:
-        print(entry["name"], entry["textTracks"], entry["issues"])
-        assert entry["issues"] == [], entry
-        found = [(track["lang"], track["text"]) for track in entry["textTracks"]]
-        assert found == expected, entry["name"]
-        if entry["name"].startswith("hls"):
-            names = [track["name"] for track in entry["textTracks"]]
-            assert names == ["English", "Français", "Spanish (CC)"]
 
 
 # Bad text tracks.

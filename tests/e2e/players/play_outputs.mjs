@@ -15,16 +15,19 @@
 // "protection" is dash.js's protection data (setProtectionData: a key system's clearkeys or
 // serverURL).
 // A "file" case plays a little, then seeks to half a second before the end and plays on.
-// A case with "textAt" (seconds) then turns on each of the player's text tracks in turn and
-// reads the text of the cue showing at that time from the browser's TextTrack.
 // A case with "audioSwitch" then switches to each of the player's audio tracks in turn, from
-// the start, and reports whether the player switched and buffered that track's media.
+// where playback got to (paused), and reports whether the player switched and buffered that
+// track's media; then back to the first track, and plays on from there.
+// A case with "textAt" (seconds) then turns on each of the player's text tracks in turn and
+// reads the text of the cue showing at that time from the browser's TextTrack (and lists
+// the track's cues as [start, end, text]).
 // Prints one JSON line:
 // { "supported": { type: MediaSource.isTypeSupported(type) for config.probeTypes },
 //   "results": [{ name, starts: { mime: first buffered second }, time, duration, ended,
 //                 seekedTo, issues, responses: [{ file, status, range, contentRange, allowOrigin }],
-//                 textTracks: [{ lang, name, default, forced, text }] (cases with textAt),
-//                 audioTracks: [{ lang, name, default, roles, switched, buffered }]
+//                 textTracks: [{ lang, name, default, forced, text, cues }] (cases with textAt),
+//                 audioTracks: [{ lang, name, default, roles, switched, buffered }],
+//                 audioBack: { lang, switched, buffered, played } | null
 //                 (cases with audioSwitch) }] }.
 
 import { createRequire } from "node:module";
@@ -95,19 +98,28 @@ async function playCase(spec, playSeconds, reachMs) {
     hls.on(Hls.Events.ERROR, (_e, data) => { if (data.frag?.type === "subtitle") loadingText -= 1; });
     textSettled = () => loadingText <= 0;
     audioTrackList = () => hls.audioTracks.map((t) => ({ lang: t.lang, name: t.name, default: t.default, roles: t.characteristics ? [t.characteristics] : [] }));
+    // An alternate rendition's media comes in "audio" fragments; a track without a URI is the
+    // audio muxed into the variants (MPEG-TS), buffered with the "main" fragments while no
+    // alternate is chosen.
     const bufferedAudio = new Set();
-    hls.on(Hls.Events.FRAG_BUFFERED, (_e, data) => { if (data.frag.type === "audio") bufferedAudio.add(data.frag.level); });
+    hls.on(Hls.Events.FRAG_BUFFERED, (_e, data) => {
+      if (data.frag.type === "audio") bufferedAudio.add(data.frag.level);
+      const muxed = hls.audioTracks.findIndex((t) => !t.url);
+      if (data.frag.type === "main" && data.frag.elementaryStreams.audio && muxed >= 0 && hls.audioTrack === muxed) bufferedAudio.add(muxed);
+    });
     audioBuffered = (index) => bufferedAudio.has(index);
     const loadingAudio = new Map();
     const key = (frag) => `${frag.level}/${frag.sn}`;
     // Media fragments only: hls.js announces an init segment's loading but not its end.
     hls.on(Hls.Events.FRAG_LOADING, (_e, data) => { if (data.frag.type === "audio" && data.frag.sn !== "initSegment") loadingAudio.set(key(data.frag), 1); });
-    hls.on(Hls.Events.FRAG_LOADED, (_e, data) => { if (data.frag.type === "audio") loadingAudio.delete(key(data.frag)); });
+    // Settled once appended: a switch while a loaded fragment is being appended aborts it too.
+    hls.on(Hls.Events.FRAG_BUFFERED, (_e, data) => { if (data.frag.type === "audio") loadingAudio.delete(key(data.frag)); });
     hls.on(Hls.Events.ERROR, (_e, data) => { if (data.frag?.type === "audio") loadingAudio.delete(key(data.frag)); });
     audioSettled = () => loadingAudio.size === 0;
     switchAudio = (index) =>
       new Promise((resolve) => {
         if (hls.audioTrack === index) return resolve(true);
+        bufferedAudio.delete(index);
         const switched = (_e, data) => {
           if (data.id !== index) return;
           hls.off(Hls.Events.AUDIO_TRACK_SWITCHED, switched);
@@ -138,6 +150,7 @@ async function playCase(spec, playSeconds, reachMs) {
     // dash.js makes a track current at once and then loads its segments: switched is the
     // former, buffered a segment of that track's AdaptationSet loaded.
     const loadedAudio = new Set();
+    const trackId = (index) => player.getTracksFor("audio")[index]?.id;
     let loadingAudio = 0;
     player.on(events.FRAGMENT_LOADING_STARTED, (e) => { if (e.request?.mediaType === "audio") loadingAudio += 1; });
     player.on(events.FRAGMENT_LOADING_ABANDONED, (e) => { if (e.request?.mediaType === "audio") loadingAudio -= 1; });
@@ -149,10 +162,13 @@ async function playCase(spec, playSeconds, reachMs) {
     audioSettled = () => loadingAudio <= 0;
     switchAudio = async (index) => {
       const track = player.getTracksFor("audio")[index];
-      if (player.getCurrentTrackFor("audio")?.id !== track.id) player.setCurrentTrack(track);
+      if (player.getCurrentTrackFor("audio")?.id !== track.id) {
+        loadedAudio.delete(track.id);
+        player.setCurrentTrack(track);
+      }
       return player.getCurrentTrackFor("audio")?.id === track.id;
     };
-    audioBuffered = (index) => loadedAudio.has(player.getTracksFor("audio")[index]?.id);
+    audioBuffered = (index) => loadedAudio.has(trackId(index));
   } else {
     // A CORS request, as a page that draws the frames (canvas, WebGL) makes it: the file's
     // answers must allow this page's origin, its range answers included.
@@ -175,6 +191,33 @@ async function playCase(spec, playSeconds, reachMs) {
   } else {
     await Promise.race([reached(playSeconds), deadline(reachMs)]);
   }
+  // Each audio track in turn, paused where playback got to (a clip must not end first):
+  // switched (the player said so) and buffered (its media was loaded), each waited for within
+  // a deadline, and no load in flight when the next switch is made.
+  const audioTracks = [];
+  let audioBack = null;
+  if (spec.audioSwitch) {
+    video.pause();
+    const switchTo = async (index) => {
+      let until = performance.now() + 5000;
+      while (!audioSettled() && performance.now() < until) await deadline(50);
+      const switched = await Promise.race([switchAudio(index), deadline(5000).then(() => false)]);
+      until = performance.now() + 5000;
+      while (!audioBuffered(index) && performance.now() < until) await deadline(50);
+      while (!audioSettled() && performance.now() < until) await deadline(50);
+      return { switched, buffered: audioBuffered(index) };
+    };
+    const listed = audioTrackList();
+    for (const [index, track] of listed.entries()) audioTracks.push({ ...track, ...(await switchTo(index)) });
+    // Back to the first track, then playing on: a fault of the way back shows here.
+    if (listed.length > 1) {
+      audioBack = { lang: listed[0].lang, ...(await switchTo(0)) };
+      const from = video.currentTime;
+      video.play();
+      await Promise.race([reached(from + 0.5), deadline(8000)]);
+      audioBack.played = video.ended || video.currentTime >= from + 0.5;
+    }
+  }
   // Each text track in turn: the text of its cue at textAt, read once the player has loaded
   // it into the browser's TextTrack (waited for, within a deadline).
   const textTracks = [];
@@ -183,33 +226,19 @@ async function playCase(spec, playSeconds, reachMs) {
     for (const [index, track] of listed.entries()) {
       showTextTrack(index);
       let text = null;
+      let cues = [];
       const until = performance.now() + 5000;
       while (text === null && performance.now() < until) {
         for (const native of video.textTracks) {
           if (native.language !== track.lang || native.mode === "disabled" || !native.cues) continue;
+          cues = [...native.cues].map((c) => [Math.round(c.startTime * 1000) / 1000, Math.round(c.endTime * 1000) / 1000, c.text]);
           const cue = [...native.cues].find((c) => c.startTime <= spec.textAt && c.endTime > spec.textAt);
           if (cue) text = cue.text;
         }
         if (text === null) await deadline(50);
       }
       while (!textSettled() && performance.now() < until) await deadline(50);
-      textTracks.push({ ...track, text });
-    }
-  }
-  // Each audio track in turn, paused where playback got to (a clip must not end first):
-  // switched (the player said so) and buffered (its media was loaded), each waited for within
-  // a deadline, and no load in flight when the next switch is made.
-  const audioTracks = [];
-  if (spec.audioSwitch) {
-    video.pause();
-    for (const [index, track] of audioTrackList().entries()) {
-      let until = performance.now() + 5000;
-      while (!audioSettled() && performance.now() < until) await deadline(50);
-      const switched = await Promise.race([switchAudio(index), deadline(5000).then(() => false)]);
-      until = performance.now() + 5000;
-      while (!audioBuffered(index) && performance.now() < until) await deadline(50);
-      while (!audioSettled() && performance.now() < until) await deadline(50);
-      audioTracks.push({ ...track, switched, buffered: audioBuffered(index) });
+      textTracks.push({ ...track, text, cues });
     }
   }
   const starts = {};
@@ -219,7 +248,7 @@ async function playCase(spec, playSeconds, reachMs) {
   await deadline(150);
   teardown();
   video.remove();
-  return { ...result, issues, textTracks, audioTracks };
+  return { ...result, issues, textTracks, audioTracks, audioBack };
 }
 
 const browser = await chromium.launch({
