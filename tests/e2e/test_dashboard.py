@@ -12,7 +12,10 @@ with its one slot, and a worker that announced a hostile host and version once, 
 strings shown as text). The HLS, DASH and MP4 outputs carry two sidecar text tracks (one
 named with markup): each player's Subtitles menu lists both by name and language, as text, with
 the default chosen; choosing the other makes it the player's active track, read back from the
-player, with no console error. Screenshots are left in the test's tmp folder.
+player, with no console error. The HLS and DASH ladders carry two audio tracks: each player's
+Audio menu lists both by name and language with the default chosen, and choosing German
+makes it the player's active audio track (the MP4, with one track, has no Audio menu).
+Screenshots are left in the test's tmp folder.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
             ["node", str(DRIVER), *arguments],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=240,
             check=False,
         )
         elapsed = time.monotonic() - started
@@ -122,6 +125,18 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
     assert report["menus"] == {
         kind: {"options": options, "preselected": "1", "active": 0, "markup": 0}
         for kind in ("hls", "dash", "file")
+    }
+    # Each ladder player's Audio menu: both tracks, English (the default) chosen and playing;
+    # German chosen is the player's active audio track, and the menu shows it.
+    assert report["audioMenus"] == {
+        kind: {
+            "options": ["English (en)", "Deutsch (de)"],
+            "preselected": "0",
+            "before": "en",
+            "after": "de",
+            "marked": "1",
+        }
+        for kind in ("hls", "dash")
     }
     assert report["consoleErrors"] == []
     assert report["injected"]["elements"] == 0 and report["injected"]["title"] != "1"

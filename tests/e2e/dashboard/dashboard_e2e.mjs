@@ -47,11 +47,17 @@ const textTracks = [
   { url: `file://${subtitlesDir}/fr.vtt`, language: "fr", name: "Français" },
   { url: `file://${subtitlesDir}/de.srt`, language: "de", name: "Deutsch <b>", default: true },
 ];
+// Two audio tracks on the ladders (the clip's one audio stream, labelled twice): each player
+// gets an Audio menu. The MP4 keeps its one track, and no Audio menu.
+const audioTracks = [
+  { stream_index: 1, language: "en", default: true },
+  { stream_index: 1, language: "de", name: "Deutsch" },
+];
 const mainRequest = {
   input_url: `file://${shortClip}`,
   outputs: [
-    { type: "OUTPUT_TYPE_HLS", video: ladder, segments: { duration_seconds: 1 }, hls: { segment_format: "HLS_SEGMENT_FORMAT_FMP4" }, text_tracks: textTracks },
-    { type: "OUTPUT_TYPE_DASH", video: ladder, segments: { duration_seconds: 1 }, text_tracks: textTracks },
+    { type: "OUTPUT_TYPE_HLS", video: ladder, segments: { duration_seconds: 1 }, hls: { segment_format: "HLS_SEGMENT_FORMAT_FMP4" }, text_tracks: textTracks, audio_tracks: audioTracks },
+    { type: "OUTPUT_TYPE_DASH", video: ladder, segments: { duration_seconds: 1 }, text_tracks: textTracks, audio_tracks: audioTracks },
     { type: "OUTPUT_TYPE_MP4", video: [{ codec: "VIDEO_CODEC_H264", resolution: "360p" }], text_tracks: textTracks },
     { type: "OUTPUT_TYPE_JPG", thumbnail: { mode: "THUMBNAIL_MODE_SPRITE", interval_seconds: 0.5, width: 160, columns: 4 } },
   ],
@@ -92,8 +98,39 @@ async function checkTrackMenus(page) {
     const active = await page.evaluate((k) => window.__activeText(k), kind);
     const markup = await page.locator(`.player[data-player="${kind}"] .player-bar b`).count();
     check(active.showing.join() === "fr", `${kind}: showing ${JSON.stringify(active.showing)} after choosing French`);
-    check(!(await page.locator(`.player[data-player="${kind}"] select[data-testid=audio-menu]`).isVisible()), `${kind}: an audio menu for one audio track`);
     menus[kind] = { options, preselected, active: active.index, markup };
+  }
+  check(!(await page.locator(`.player[data-player="file"] select[data-testid=audio-menu]`).isVisible()), "file: an audio menu for one audio track");
+  return menus;
+}
+
+// Each ladder player's Audio menu (two tracks): its entries, the one chosen at first (the
+// default, English, 0), and the player's own active audio track once German (1) is chosen,
+// waited for: hls.js audioTrack, dash.js getCurrentTrackFor("audio").
+async function checkAudioMenus(page) {
+  await page.evaluate(() => {
+    window.__activeAudio = (kind) => {
+      const { engine } = Object.values(window.kiln.players).find((p) => p.kind === kind);
+      if (kind === "hls") return { index: engine.audioTrack, lang: engine.audioTracks[engine.audioTrack]?.lang };
+      const current = engine.getCurrentTrackFor("audio");
+      return { index: engine.getTracksFor("audio").indexOf(current), lang: current?.lang };
+    };
+  });
+  const menus = {};
+  for (const kind of ["hls", "dash"]) {
+    const menu = page.locator(`.player[data-player="${kind}"] select[data-testid=audio-menu]`);
+    await menu.locator("option").nth(1).waitFor({ state: "attached" });
+    check(await menu.isVisible(), `${kind}: no audio menu for two audio tracks`);
+    const preselected = await menu.inputValue();
+    const options = await menu.locator("option").allTextContents();
+    const before = await page.evaluate((k) => window.__activeAudio(k), kind);
+    await menu.selectOption("1");
+    const switched = (k) => window.__activeAudio(k).index === 1 && document.querySelector(`.player[data-player="${k}"]`).dataset.audioTrack === "1";
+    await page.waitForFunction(switched, kind, { timeout: 5000 }).catch(() => {});
+    const after = await page.evaluate((k) => window.__activeAudio(k), kind);
+    // The menu follows the player's switch (AUDIO_TRACK_SWITCHED, TRACK_CHANGE_RENDERED).
+    const marked = await page.locator(`.player[data-player="${kind}"]`).evaluate((p) => p.dataset.audioTrack);
+    menus[kind] = { options, preselected, before: before.lang, after: after.lang, marked };
   }
   return menus;
 }
@@ -155,7 +192,7 @@ try {
   const jobId = await createFromForm(page, mainRequest);
   const row = page.locator(`#job-rows tr[data-job-id="${jobId}"]`);
   step("created");
-  await page.waitForSelector(`#job-rows tr[data-job-id="${jobId}"][data-status="COMPLETED"]`, { timeout: 45000 });
+  await page.waitForSelector(`#job-rows tr[data-job-id="${jobId}"][data-status="COMPLETED"]`, { timeout: 90000 });
   step("completed_in_list");
   const live = await page.evaluate((id) => ({ same: window.__sameDocument === true, history: window.__rowHistory.filter((e) => e.id === id), watchEvents: window.kiln.watchEvents }), jobId);
   check(live.same, "the page reloaded");
@@ -205,6 +242,7 @@ try {
   const downloads = fileRequests.filter((p) => p.startsWith("/files/"));
   check(downloads.length === 0, `players fetched download URLs: ${JSON.stringify(downloads.slice(0, 5))}`);
   const menus = await checkTrackMenus(page);
+  const audioMenus = await checkAudioMenus(page);
   step("tracks_switched");
   watchConsole = false;
   const hlsRow = page.locator('.output[data-output-type="HLS"] .playback-url-row');
@@ -300,7 +338,7 @@ try {
   await page.locator("#workers").screenshot({ path: path.join(outDir, "ops-workers.png") });
   step("ops");
   check(pageErrors.length === 0, `page errors: ${pageErrors}`);
-  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected, menus, consoleErrors }));
+  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected, menus, audioMenus, consoleErrors }));
 } catch (err) {
   console.error(`dashboard e2e failed after ${Date.now() - started} ms: ${err.stack || err}`);
   console.error(`steps: ${JSON.stringify(timings)} page errors: ${JSON.stringify(pageErrors)}`);

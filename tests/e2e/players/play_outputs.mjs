@@ -82,7 +82,7 @@ async function playCase(spec, playSeconds, reachMs) {
     // A logger object receives hls.js's own warnings (the console stays quiet otherwise).
     const quiet = () => {};
     const debug = { trace: quiet, debug: quiet, log: quiet, info: quiet, warn: (...a) => note("hls.js", "warn", a.join(" ")), error: (...a) => note("hls.js", "error", a.join(" ")) };
-    const hls = new Hls({ debug, ...(spec.hlsConfig || {}) });
+    const hls = new Hls({ debug });
     hls.on(Hls.Events.ERROR, (_e, data) => note("hls.js", `ERROR${data.fatal ? " fatal" : ""}`, `${data.type} ${data.details}${data.reason ? " " + data.reason : ""}`));
     hls.loadSource(spec.url);
     hls.attachMedia(video);
