@@ -10,9 +10,14 @@ from kiln.v1 import job_pb2
 
 from common.loudness import resolve_target
 from server.domain.loudness_reports import track_loudness_problems
-from worker.media.audio_tracks import PreparedAudio, for_audio_stream
+from worker.media.audio_tracks import (
+    PreparedAudio,
+    audio_renditions,
+    for_audio_stream,
+    label_hls_audio,
+)
 from worker.media.commands import build_command
-from worker.media.errors import OutputSpecError
+from worker.media.errors import MediaError, OutputSpecError
 from worker.media.loudness import SecondPass
 
 H264 = job_pb2.VIDEO_CODEC_H264
@@ -196,3 +201,61 @@ def test_the_server_takes_per_track_figures_only_for_tracks_the_spec_has() -> No
     assert track_loudness_problems([figures(1), figures(1)], spec)
     assert track_loudness_problems([figures(2)], spec)
     assert track_loudness_problems([figures(0)], job_pb2.OutputSpec(audio=spec.audio))
+
+
+FFMPEG_MASTERS = {
+    # fMP4 HLS: one rendition folder per track.
+    "fmp4": (
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="group_audio",NAME="audio_0",DEFAULT=YES,'
+        'URI="audio_0/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="group_audio",NAME="audio_1",DEFAULT=NO,'
+        'URI="audio_1/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="group_audio",NAME="audio_2",DEFAULT=NO,'
+        'URI="audio_2/index.m3u8"',
+    ),
+    # CMAF: the dash muxer's flat playlist names.
+    "cmaf": tuple(
+        f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="group_A1",NAME="audio_{n}",URI="media_{n + 1}.m3u8"'
+        for n in range(3)
+    ),
+    # MPEG-TS: the default muxed into the variants, a rendition for each other track.
+    "ts": (
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="group_audio",NAME="audio_3",DEFAULT=NO,'
+        'URI="audio_1/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="group_audio",NAME="audio_4",DEFAULT=NO,'
+        'URI="audio_2/index.m3u8"',
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", FFMPEG_MASTERS)
+async def test_the_master_lists_every_track_in_order_with_its_own_rendition(
+    shape: str, tmp_path: Path
+) -> None:
+    master = tmp_path / "master.m3u8"
+    variant = '#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="avc1.64000c,mp4a.40.2"'
+    master.write_text("\n".join(["#EXTM3U", *FFMPEG_MASTERS[shape], variant, "v0.m3u8"]) + "\n")
+    await label_hls_audio(master, TRACKS, "group_audio")
+    lines = master.read_text().splitlines()
+    media = [audio_renditions(line)[0] for line in lines if "TYPE=AUDIO" in line]
+    uris = [m.get("URI") for m in media]
+    assert [(m["NAME"], m["DEFAULT"]) for m in media] == [
+        ("English", "YES"),
+        ("Deutsch", "NO"),
+        ("Français", "NO"),
+    ]
+    if shape == "cmaf":
+        assert uris == ["media_1.m3u8", "media_2.m3u8", "media_3.m3u8"]
+    else:
+        first = None if shape == "ts" else "audio_0/index.m3u8"
+        assert uris == [first, "audio_1/index.m3u8", "audio_2/index.m3u8"]
+    group = media[0]["GROUP-ID"]
+    assert all(m["GROUP-ID"] == group for m in media)
+    assert lines[-2].endswith(f'AUDIO="{group}"') and lines[-1] == "v0.m3u8"
+
+
+async def test_a_master_with_renditions_missing_is_refused(tmp_path: Path) -> None:
+    master = tmp_path / "master.m3u8"
+    master.write_text("#EXTM3U\n" + FFMPEG_MASTERS["ts"][0] + "\n")
+    with pytest.raises(MediaError, match="1 audio renditions for 3"):
+        await label_hls_audio(master, TRACKS, "group_audio")

@@ -191,25 +191,27 @@ def normalized(tracks: Sequence[PreparedAudio]) -> list[tuple[int, SecondPass]]:
 async def label_hls_audio(master: Path, tracks: Sequence[PreparedAudio], group: str) -> None:
     """Replaces the master's AUDIO renditions with one line per track, in the tracks' order:
     NAME, LANGUAGE (BCP 47), DEFAULT, AUTOSELECT, CHANNELS, CHARACTERISTICS and the URI of the
-    track's rendition, found by its folder. A track with no rendition of its own is the default
-    muxed into an MPEG-TS ladder's variants: its line has no URI. Every variant names the group
-    (`group` unless ffmpeg named it otherwise)."""
+    track's rendition (ffmpeg lists them in the tracks' order). One rendition fewer than tracks
+    means an MPEG-TS ladder's default track muxed into the variants: its line has no URI.
+    Every variant names the group (`group` unless ffmpeg named it otherwise)."""
     if not tracks:
         return
     lines = (await asyncio.to_thread(master.read_text, "utf-8")).splitlines()
-    uris: dict[str, str] = {}
+    uris: list[str] = []
     for line in lines:
         attributes = parse_attributes(line.partition(":")[2])
         if line.startswith("#EXT-X-MEDIA:") and attributes.get("TYPE") == "AUDIO":
             group = attributes.get("GROUP-ID", group)
-            uri = attributes.get("URI", "")
-            uris[uri.partition("/")[0]] = uri
-    missing = [track for track in tracks if track.rendition_folder not in uris]
-    if len(uris) + len(missing) != len(tracks) or any(not track.default for track in missing):
+            uris.append(attributes.get("URI", ""))
+    muxed = len(uris) == len(tracks) - 1
+    if len(uris) != len(tracks) and not muxed:
         raise MediaError(
-            ENCODE_FAILED, f"{master.name}: its audio renditions are not the tracks' renditions"
+            ENCODE_FAILED, f"{master.name} lists {len(uris)} audio renditions for {len(tracks)}"
         )
-    media = [_media_line(track, group, uris.get(track.rendition_folder)) for track in tracks]
+    media = [
+        _media_line(track, group, None if muxed and track.default else uris.pop(0))
+        for track in tracks
+    ]
     rewritten: list[str] = []
     for line in lines:
         attributes = parse_attributes(line.partition(":")[2])
