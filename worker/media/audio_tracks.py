@@ -6,8 +6,8 @@ fMP4 HLS or CMAF ladder gets one EXT-X-MEDIA TYPE=AUDIO rendition per track in o
 every variant names; a DASH or CMAF MPD one AdaptationSet per track with lang and Role. An
 MPEG-TS ladder keeps the default track muxed into every variant, as its one track always was
 (worker.media.ladder), and carries each other track as an alternate rendition of its own: the
-group lists the default without a URI, which RFC 8216 section 4.3.4.1 defines as "in the
-variant's own segments" (ts_audio_streams).
+group lists the default without a URI, which RFC 8216 section 4.3.4.1 reads as media carried
+in the variants' own segments (ts_audio_streams).
 """
 
 from __future__ import annotations

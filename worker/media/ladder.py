@@ -175,20 +175,26 @@ def build_ladder_command(
         argv += audio_args(
             spec.audio, audio, container, notes, start_at_zero=True, loudness=loudness
         )
-    argv += encode_args(audio_streams, container, spec.type, notes, start_at_zero=True)
+    # A TS ladder encodes its default track once per variant: its notes are said once.
+    track_notes: list[str] = []
+    argv += encode_args(audio_streams, container, spec.type, track_notes, start_at_zero=True)
+    notes += dict.fromkeys(track_notes)
 
     if spec.type == OutputType.OUTPUT_TYPE_HLS:
+        audio_entries = None
+        if tracks:
+            audio_entries = (
+                ts_hls_entries(tracks, AUDIO_GROUP, len(rungs))
+                if ts_hls
+                else hls_audio_entries(tracks, AUDIO_GROUP)
+            )
         argv += hls_muxer_args(
             out_dir,
             len(rungs),
             has_audio=audio is not None,
             segment_seconds=segment_seconds,
             fmp4=fmp4_hls,
-            audio_entries=(
-                ts_hls_entries(tracks, AUDIO_GROUP, len(rungs))
-                if ts_hls
-                else hls_audio_entries(tracks, AUDIO_GROUP)
-            ),
+            audio_entries=audio_entries,
         )
         argv.append(str(out_dir / "%v" / "index.m3u8"))
         master = out_dir / HLS_MASTER_NAME
