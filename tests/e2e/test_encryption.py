@@ -484,11 +484,17 @@ def test_players_play_with_a_grant(encrypted, tmp_path):
     grants = {name: grant_for(server, auth, job, name) for name in ("hls-ts", "hls-fmp4")}
     grant_key_ids = {name: grant.encryption.key_ids for name, grant in grants.items()}
     cases = [
-        {"name": name, "player": "hls", "url": grant.playback_url} for name, grant in grants.items()
+        {"name": name, "player": "hls", "url": grant.playback_url, "bufferFirst": True}
+        for name, grant in grants.items()
     ]
     # dash.js finds the license URL in the MPD kiln served this viewer (dashif:Laurl).
     cases.append(
-        {"name": "dash", "player": "dash", "url": grant_for(server, auth, job, "dash").playback_url}
+        {
+            "name": "dash",
+            "player": "dash",
+            "url": grant_for(server, auth, job, "dash").playback_url,
+            "bufferFirst": True,
+        }
     )
     with other_origin_site(tmp_path / "site") as site:
         report = play_cases(

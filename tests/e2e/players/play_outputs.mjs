@@ -10,10 +10,10 @@
 //               "playSeconds": how far each case must play, "probeTypes": [MIME types],
 //               "reachSeconds": how long an adaptive case may take to get there (8 s),
 //               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"?,
-//                           "audioSwitch"?, "hlsConfig"?, "protection"? }] }
+//                           "audioSwitch"?, "hlsConfig"?, "protection"?, "bufferFirst"? }] }
 // "hlsConfig" is merged into hls.js's config (emeEnabled, drmSystems for encrypted outputs);
 // "protection" is dash.js's protection data (setProtectionData: a key system's clearkeys or
-// serverURL).
+// serverURL). "bufferFirst": the case plays only once what it must play is buffered.
 // A "file" case plays a little, then seeks to half a second before the end and plays on.
 // A case with "audioSwitch" then switches to each of the player's audio tracks in turn, from
 // where playback got to (paused), and reports whether the player switched and buffered that
@@ -50,7 +50,10 @@ async function playCase(spec, playSeconds, reachMs) {
   window.__bufferStarts = [];
   const video = document.createElement("video");
   video.muted = true;
-  video.autoplay = true;
+  // "bufferFirst": the case starts playing only once the player has buffered what it must
+  // play (within reachSeconds), so a loaded machine's slow fetches or decryption cannot
+  // stall it: what is tested is that it plays, not how fast this machine fetches.
+  video.autoplay = !spec.bufferFirst;
   document.body.append(video);
   video.addEventListener("error", () => note("video", "error", video.error?.message || video.error?.code));
   let teardown = () => {};
@@ -82,7 +85,7 @@ async function playCase(spec, playSeconds, reachMs) {
     // A logger object receives hls.js's own warnings (the console stays quiet otherwise).
     const quiet = () => {};
     const debug = { trace: quiet, debug: quiet, log: quiet, info: quiet, warn: (...a) => note("hls.js", "warn", a.join(" ")), error: (...a) => note("hls.js", "error", a.join(" ")) };
-    const hls = new Hls({ debug });
+    const hls = new Hls({ debug, ...(spec.hlsConfig || {}) });
     hls.on(Hls.Events.ERROR, (_e, data) => note("hls.js", `ERROR${data.fatal ? " fatal" : ""}`, `${data.type} ${data.details}${data.reason ? " " + data.reason : ""}`));
     hls.loadSource(spec.url);
     hls.attachMedia(video);
@@ -189,6 +192,16 @@ async function playCase(spec, playSeconds, reachMs) {
       await Promise.race([seeked.then(() => reached(seekedTo + 0.1)), deadline(8000)]);
     }
   } else {
+    if (spec.bufferFirst) {
+      const until = performance.now() + reachMs;
+      const enough = () => {
+        const b = video.buffered;
+        const want = Math.min(playSeconds + 0.5, video.duration || Infinity);
+        return b.length > 0 && b.start(0) <= 0.2 && b.end(0) >= want;
+      };
+      while (!enough() && !video.error && performance.now() < until) await deadline(50);
+      video.play().catch((e) => note("video", "play", e));
+    }
     await Promise.race([reached(playSeconds), deadline(reachMs)]);
   }
   // Each audio track in turn, paused where playback got to (a clip must not end first):
