@@ -27,6 +27,7 @@ from worker.media.codec_strings import probe_streams
 from worker.media.cues import Cue, segment_webvtt, webvtt_text
 from worker.media.dash_mpd import first_video_segment
 from worker.media.errors import ENCODE_FAILED, MediaError
+from worker.media.fmp4_timing import first_presentation
 from worker.media.hls_master import parse_attributes, read_media_playlist
 from worker.media.probe import ffprobe_float
 
@@ -188,11 +189,18 @@ def _first_variant_uri(lines: list[str], master: Path) -> str:
 async def first_timestamp(init_segment: Path | None, segment: Path) -> int:
     """Where the video's first picture is shown on the media's own clock, in 90 kHz ticks: the
     instant the text's 0 belongs to. MPEG-TS starts its timestamps later than 0 (FFmpeg's muxer
-    delay); the dash muxer's CMAF shifts B-frame video by its reordering delay; HLS fMP4 starts
-    at 0."""
+    delay, 1.4 s); fMP4 ladders (HLS, DASH, CMAF) show their first picture at 0, which is read
+    from the boxes: ffprobe would say a reordering delay later (worker.media.fmp4_timing)."""
+    if init_segment is not None:
+        init, media = await asyncio.to_thread(_read_both, init_segment, segment)
+        return max(0, round(first_presentation(init, media) * MPEG_TICKS))
     streams = await probe_streams(init_segment, segment)
     video = [each for each in streams if each.get("codec_type") == "video"] or streams
     return max(0, round(ffprobe_float(video[0].get("start_time")) * MPEG_TICKS))
+
+
+def _read_both(init_segment: Path, segment: Path) -> tuple[bytes, bytes]:
+    return init_segment.read_bytes(), segment.read_bytes()
 
 
 def _write_rendition(
@@ -255,9 +263,9 @@ async def add_dash_text_sets(manifest: Path, tracks: list[PreparedTrack]) -> Non
     """One text AdaptationSet per track in the MPD's period: the whole track as a WebVTT
     sidecar (dash.js and Shaka read text/vtt this way), written beside the manifest.
 
-    A sidecar's cue times are period times, and the dash muxer shifts B-frame video so its
-    first decode time is 0: its first picture shows a reordering delay later. The cues are
-    shifted by that same delay, so they stay with the pictures they belong to."""
+    A sidecar's cue times are period times, so they are shifted by the time the video's first
+    picture is shown at: 0 in kiln's fMP4 segments (negative composition offsets), read from
+    the boxes rather than assumed, so the cues stay with the pictures they belong to."""
     if not tracks:
         return
     first = await asyncio.to_thread(first_video_segment, manifest)
