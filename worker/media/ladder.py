@@ -354,8 +354,10 @@ def hls_muxer_args(
     """hls muxer options; the output path to append is out_dir/%v/index.m3u8.
 
     fMP4 segments get negative composition offsets, so a variant's first picture is shown at
-    its first decode time (0) rather than after the B-frame reordering delay: hls.js ignores
-    the edit list that would otherwise say so, and would start the video after the audio.
+    its first decode time (0), where the audio starts, rather than after the B-frame reordering
+    delay. An edit list would say the same to Chromium (measured: docs/playback.md), but the
+    dash muxer's CMAF writes none, and one method serves every fMP4 ladder. (ffprobe reads
+    such segments a reordering delay late: worker.media.fmp4_timing reads them as players do.)
     """
     extension = "m4s" if fmp4 else "ts"
     args = [
