@@ -20,6 +20,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.http_origins import Origin, send
 from tests.support.cues import cue_times
+from tests.support.fmp4_boxes import fmp4_first_presentation
 from tests.support.processes import wait_until
 from tests.support.violations import violations_from_connect
 
@@ -215,28 +216,27 @@ def titled_job(server, auth, subtitles, subtitle_host) -> job_pb2.Job:
     return job
 
 
-def first_video_timestamp(base_url: str, playlist: str, folder: str) -> float:
-    """Where the video's first picture shows on the media's clock, read by ffprobe from the
-    first segment of `playlist` (joined to its init segment for fMP4)."""
+def first_video_timestamp(base_url: str, playlist: str, folder: str, scratch: Path) -> float:
+    """Where the video's first picture shows on the media's clock as players read it, from the
+    first segment of `playlist`: ffprobe's start time for MPEG-TS, the boxes for fMP4 (which
+    ffprobe reads a B-frame reordering delay late: docs/playback.md)."""
     text = fetch(base_url + playlist)
     first = next(line for line in text.splitlines() if not line.startswith("#"))
     init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', text)
     segment = base_url + folder + first
     if init:
-        joined = Path(f"/tmp/kiln-text-{abs(hash(base_url))}.mp4")
-        with (
-            urllib.request.urlopen(base_url + folder + init.group(1)) as head,
-            urllib.request.urlopen(segment) as body,
-        ):
-            joined.write_bytes(head.read() + body.read())
-        segment = str(joined)
+        head, body = scratch / "init.mp4", scratch / "segment.m4s"
+        for url, path in ((base_url + folder + init.group(1), head), (segment, body)):
+            with urllib.request.urlopen(url) as answer:
+                path.write_bytes(answer.read())
+        return fmp4_first_presentation(head, body)
     # MPEG-TS lists its video stream twice (in its program too).
     starts = {row[0] for row in probe(segment, "stream=start_time", "-select_streams", "v")}
     assert len(starts) == 1, (playlist, starts)
     return float(starts.pop())
 
 
-def test_hls_ladders_carry_subtitle_renditions_aligned_to_the_video(titled_job):
+def test_hls_ladders_carry_subtitle_renditions_aligned_to_the_video(titled_job, tmp_path):
     for output, playlist in zip(
         titled_job.outputs[:3], ("v0/index.m3u8", "v0/index.m3u8", "media_0.m3u8"), strict=True
     ):
@@ -253,7 +253,7 @@ def test_hls_ladders_carry_subtitle_renditions_aligned_to_the_video(titled_job):
 
         # The video's own first timestamp, measured here, is what the map ties LOCAL 0 to.
         folder = playlist.rpartition("/")[0] + "/" if "/" in playlist else ""
-        start = first_video_timestamp(output.playback_base_url, playlist, folder)
+        start = first_video_timestamp(output.playback_base_url, playlist, folder, tmp_path)
         french = fetch(output.playback_base_url + media[1]["URI"])
         names = [line for line in french.splitlines() if line.endswith(".vtt")]
         assert len(names) == 4  # the video's four 1 s segments
@@ -341,14 +341,18 @@ def test_a_burned_in_track_is_in_the_picture_and_not_a_track(titled_job, subtitl
     top, bottom = range(0, 120), range(135, 180)
     assert changed(3.0, bottom) > 150 and changed(3.0, top) < 40
     assert changed(2.2, bottom) < 40
+
+
+def test_the_cmaf_mpd_lists_sidecars_timed_like_the_pictures(titled_job, tmp_path):
     """The CMAF output's MPD lists a text/vtt set per track; the sidecar's cues are period
-    times, so they are as late as the dash muxer's first picture (its B-frame delay)."""
+    times, so they are shifted by the time the first picture shows at: 0, as the players read
+    its negative composition offsets (ffprobe would say a reordering delay later)."""
     cmaf = titled_job.outputs[2]
     mpd = fetch(cmaf.playback_base_url + "manifest.mpd")
     sets = re.findall(r'<AdaptationSet[^>]*mimeType="text/vtt"[^>]*lang="([^"]+)"', mpd)
     assert sets == ["en", "fr", "es-419"]
-    delay = first_video_timestamp(cmaf.playback_base_url, "media_0.m3u8", "")
-    assert 0 < delay < 0.5
+    delay = first_video_timestamp(cmaf.playback_base_url, "media_0.m3u8", "", tmp_path)
+    assert delay == 0
     french = cue_times(fetch(cmaf.playback_base_url + "text_1_fr.vtt"))
     for (start, end), (want_start, want_end) in zip(french, [(0.2, 1.5), (2.6, 3.8)], strict=True):
         assert abs(start - want_start - delay) < 0.002 and abs(end - want_end - delay) < 0.002

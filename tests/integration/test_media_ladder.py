@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,14 @@ import pytest
 from kiln.v1 import job_pb2
 from mpegdash.parser import MPEGDASHParser
 
+from tests.support.fmp4_boxes import fmp4_first_presentation
 from worker.media.commands import build_command
 from worker.media.describe import describe_output_file
 from worker.media.ffmpeg import run_ffmpeg
 from worker.media.packaging import finalize_output
 from worker.media.plan import CommandPlan
 from worker.media.probe import probe
+from worker.media.text_tracks import first_timestamp
 
 SOURCE_SECONDS = 7.0
 FRAME_RATE = 30
@@ -302,72 +303,6 @@ def first_packet_times(path: Path) -> dict[str, float]:
     return firsts
 
 
-def fmp4_first_presentation(init: Path, segment: Path) -> float:
-    """Seconds at which an fMP4 rendition's first sample is shown, as MSE computes it.
-
-    tfdt (first decode time) plus the first sample's composition offset from trun, which may be
-    negative in a version 1 trun. ffprobe cannot say this: its mov demuxer adds the largest
-    negative offset to every pts. hls.js ignores edit lists, so none may shift the start.
-    """
-    init_boxes = mp4_boxes(init.read_bytes())
-    assert all(media_time == 0 for media_time in edit_media_times(init_boxes[b"elst"]))
-    mdhd = init_boxes[b"mdhd"]
-    timescale = struct.unpack(">I", mdhd[12:16] if mdhd[0] == 0 else mdhd[20:24])[0]
-    boxes = mp4_boxes(segment.read_bytes())
-    tfdt = boxes[b"tfdt"]
-    decode_time = (
-        struct.unpack(">Q", tfdt[4:12])[0] if tfdt[0] else struct.unpack(">I", tfdt[4:8])[0]
-    )
-    return (decode_time + first_composition_offset(boxes[b"trun"])) / timescale
-
-
-_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"edts", b"moof", b"traf"}
-
-
-def mp4_boxes(data: bytes) -> dict[bytes, bytes]:
-    """The body of the first box of each type, descending into the containers that matter."""
-    found: dict[bytes, bytes] = {}
-    stack = [(0, len(data))]
-    while stack:
-        offset, end = stack.pop()
-        while offset + 8 <= end:
-            size, kind = struct.unpack(">I4s", data[offset : offset + 8])
-            header = 8
-            if size == 1:
-                size, header = struct.unpack(">Q", data[offset + 8 : offset + 16])[0], 16
-            size = size or end - offset
-            if kind in _CONTAINER_BOXES:
-                stack.append((offset + header, offset + size))
-            found.setdefault(kind, data[offset + header : offset + size])
-            offset += size
-    found.setdefault(b"elst", b"")
-    return found
-
-
-def edit_media_times(elst: bytes) -> list[int]:
-    """media_time of each edit: where in the track the edit starts showing it (-1 = empty)."""
-    if not elst:
-        return []
-    version, count = elst[0], struct.unpack(">I", elst[4:8])[0]
-    # version 0: duration u32, media_time i32, rate; version 1: u64, i64, rate.
-    entry_size, duration_size, media_format = (20, 8, ">q") if version == 1 else (12, 4, ">i")
-    media_size = struct.calcsize(media_format)
-    times = []
-    for index in range(count):
-        at = 8 + index * entry_size + duration_size
-        times.append(struct.unpack(media_format, elst[at : at + media_size])[0])
-    return times
-
-
-def first_composition_offset(trun: bytes) -> int:
-    version, flags = trun[0], int.from_bytes(trun[1:4], "big")
-    position = 8 + 4 * bool(flags & 0x1) + 4 * bool(flags & 0x4)
-    position += 4 * sum(bool(flags & bit) for bit in (0x100, 0x200, 0x400))
-    if not flags & 0x800:
-        return 0
-    return struct.unpack(">i" if version else ">I", trun[position : position + 4])[0]
-
-
 def hls_fmp4_renditions(out_dir: Path) -> dict[str, tuple[Path, Path]]:
     return {
         folder.name: (next(folder.glob("init_*.mp4")), folder / "seg_00000.m4s")
@@ -402,6 +337,35 @@ def test_fmp4_renditions_all_start_at_zero(
 
     assert len(starts) == 4  # three video renditions (H.264, H.265/VP9, AV1) and the audio
     assert all(start == pytest.approx(0, abs=1e-9) for start in starts.values()), starts
+
+
+@pytest.mark.parametrize("ladder_name", ["hls_ts", "hls_fmp4", "dash", "cmaf"])
+def test_text_is_mapped_to_the_first_picture_players_show(
+    ladder_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The 90 kHz instant a WebVTT X-TIMESTAMP-MAP (and a DASH sidecar's shift) ties the text's
+    0 to is the first video picture's time as players read it: the TS muxer's 1.4 s, and in
+    fMP4 the boxes' 0. ffprobe reads an fMP4 B-frame rendition's first picture a reordering
+    delay later (its mov demuxer adds the largest negative composition offset to every time):
+    text mapped to that showed 67 ms (two frames at 30 fps) after its pictures."""
+    ladder: Ladder = request.getfixturevalue(ladder_name)
+    init: Path | None = None
+    if ladder_name == "hls_ts":
+        segment = ladder.out_dir / "v0" / "seg_00000.ts"
+        shown = first_packet_times(segment)["video"]
+    else:
+        if ladder_name == "hls_fmp4":
+            init, segment = hls_fmp4_renditions(ladder.out_dir)["v0"]
+        else:
+            init, segment = dash_files(ladder.out_dir / "manifest.mpd")["0"][:2]
+        shown = fmp4_first_presentation(init, segment)
+        joined = tmp_path / "joined.mp4"
+        joined.write_bytes(init.read_bytes() + segment.read_bytes())
+        assert first_packet_times(joined)["video"] >= shown + ONE_FRAME  # B-frames, read late
+
+    mapped = asyncio.run(first_timestamp(init, segment))
+
+    assert mapped == round(shown * 90_000)
 
 
 def test_ts_segments_of_every_variant_start_at_the_same_timestamp(hls_ts: Ladder) -> None:
