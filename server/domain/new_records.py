@@ -48,6 +48,12 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class KeptPiece:
+    task_id: str
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class NewTask:
     id: str
     job_id: str
@@ -58,6 +64,11 @@ class NewTask:
     # CHUNK and AUDIO tasks: their kiln.worker.v1.ChunkRange (serialized) and its position.
     chunk_index: int | None = None
     chunk: bytes | None = field(default=None, repr=False)
+    # CHUNK and AUDIO tasks: what their bytes depend on (jobs.chunk_reuse.piece_key).
+    reuse_key: str | None = None
+    # A piece kept from an earlier attempt: that task's id and its accepted result (a
+    # kiln.worker.v1.ChunkResult); the task starts DONE with it and is never queued.
+    kept: KeptPiece | None = field(default=None, repr=False)
     # The W3C traceparent of the request that made it (tracing.stamp_tasks).
     traceparent: str | None = None
 

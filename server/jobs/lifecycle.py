@@ -29,6 +29,7 @@ from ..webhooks import events as webhook_events
 from ..webhooks.events import EventType
 from . import task_plan, views
 from .chunk_plan import ChunkSettings
+from .chunk_reuse import KeptPieces
 from .job_machine import JobMachine
 
 S = job_pb2.JobStage
@@ -87,7 +88,8 @@ class Lifecycle:
     async def queue_tasks(self, tx: Tx, tasks: list[NewTask]) -> None:
         """New tasks, in the current trace, dispatched once the caller's transaction commits."""
         rows = await tx.tasks.insert_new_tasks(stamp_tasks(tasks))
-        await self.dispatch.tasks_ready(tx, rows)
+        # A piece kept from an earlier attempt starts DONE: nothing for a worker to claim.
+        await self.dispatch.tasks_ready(tx, [row for row in rows if row.reused_from is None])
 
     async def emit(self, tx: Tx, job_id: str, **event: Any) -> int:
         """Log one Watch event; once committed, this process's watchers get it directly."""
@@ -163,9 +165,12 @@ class Lifecycle:
         message = views.output_message(output_row_of(output), job.currency, now())
         await self.emit(tx, job.id, output=job_service_pb2.OutputEvent(output=message))
 
-    async def queue_transcodes(self, tx: Tx, record: JobRecord) -> None:
-        """The tasks that make the job's outputs, dispatched once the transaction commits."""
-        await self.queue_tasks(tx, task_plan.transcode_tasks(record, self.chunking))
+    async def queue_transcodes(
+        self, tx: Tx, record: JobRecord, kept: KeptPieces | None = None
+    ) -> None:
+        """The tasks that make the job's outputs, dispatched once the transaction commits;
+        pieces in `kept` (a retry's, chunk_reuse) start DONE instead."""
+        await self.queue_tasks(tx, task_plan.transcode_tasks(record, self.chunking, kept))
 
 
 def events_notification(job_id: str, sequence: int, replica_id: str) -> str:

@@ -27,6 +27,7 @@ from ..store.models import Output, Task
 from ..store.store import JobRecord, Tx, now
 from . import task_plan, variant_costs
 from .chunk_plan import output_seconds, plan_chunks
+from .chunk_reuse import KeptPieces, reuse_note
 from .lifecycle import Lifecycle
 from .live_playlists import live_playlists
 
@@ -41,8 +42,15 @@ class TaskOutcomes:
     def __init__(self, life: Lifecycle) -> None:
         self.life = life
 
-    async def probed(self, tx: Tx, record: JobRecord, info: job_pb2.InputInfo) -> bool:
-        """Record the input's facts and estimate; True when transcode tasks were queued."""
+    async def probed(
+        self,
+        tx: Tx,
+        record: JobRecord,
+        info: job_pb2.InputInfo,
+        kept: KeptPieces | None = None,
+    ) -> bool:
+        """Record the input's facts and estimate; True when transcode tasks were queued.
+        `kept`: a retried job's finished pieces (chunk_reuse), which are not encoded again."""
         job = record.job
         specs = [job_pb2.OutputSpec.FromString(output.spec) for output in record.outputs]
         if (problem := input_problem(info, specs)) is not None:
@@ -78,7 +86,13 @@ class TaskOutcomes:
             started_at=now(),
             **values,
         )
-        await self.life.queue_transcodes(tx, record)
+        await self.life.queue_transcodes(tx, record, kept)
+        if kept:
+            # An output whose pieces were all kept (its merge was what failed) merges now.
+            for output in record.outputs:
+                if output.status == OutputStatus.PENDING:
+                    tasks = await current_output_tasks(tx, record, output.id)
+                    await self._merge_when_pieces_done(tx, record, output.id, tasks)
         return True
 
     async def output_done(
@@ -98,6 +112,16 @@ class TaskOutcomes:
         if decision.note and decision.note not in result.notes:
             # Long enough to chunk, but encoded in one pass: say why.
             result.notes.append(decision.note)
+        if decision.chunks and job.attempt > 1:
+            # A retry: how many chunks it kept from the earlier attempts (chunk_reuse).
+            chunks = [
+                t
+                for t in await current_output_tasks(tx, record, output_id)
+                if t.kind == TaskKind.CHUNK
+            ]
+            reused = sum(t.reused_from is not None for t in chunks)
+            if chunks:
+                result.notes.append(reuse_note(reused, len(chunks)))
         cost, variants = self._priced(spec, info, result.encoded_seconds, job.priority)
         actual: dict[str, Any] = {"actual_cost_micros": cost}
         if pricing.shows_variants(spec):
@@ -133,20 +157,7 @@ class TaskOutcomes:
         output = _output(record, output_id)
         if OutputStatus(output.status) in OUTPUT_TERMINAL:
             return None
-        if all(t.status == TaskStatus.DONE for t in pieces) and not any(
-            t.kind == TaskKind.MERGE for t in tasks
-        ):
-            merge = task_plan.output_task(job.id, job.priority, output_id, TaskKind.MERGE)
-            await self.life.queue_tasks(tx, [merge])
-            if job.stage != S.JOB_STAGE_MERGING:
-                await tx.jobs.update_job(job.id, stage=S.JOB_STAGE_MERGING)
-                await self.life.emit(
-                    tx,
-                    job.id,
-                    progress=job_service_pb2.ProgressEvent(
-                        progress=job.progress, stage=S.JOB_STAGE_MERGING
-                    ),
-                )
+        await self._merge_when_pieces_done(tx, record, output_id, tasks)
         spec = job_pb2.OutputSpec.FromString(output.spec)
         if spec.type != job_pb2.OUTPUT_TYPE_HLS:
             return None
@@ -163,6 +174,28 @@ class TaskOutcomes:
         output.result = live.SerializeToString()
         await self.life.emit_output_row(tx, job, output)
         return texts, live
+
+    async def _merge_when_pieces_done(
+        self, tx: Tx, record: JobRecord, output_id: str, tasks: list[Task]
+    ) -> None:
+        """Queue the output's MERGE once every piece of this run is done (and none is yet)."""
+        job = record.job
+        pieces = [t for t in tasks if t.kind in PIECE_KINDS]
+        if not pieces or any(t.status != TaskStatus.DONE for t in pieces):
+            return
+        if any(t.kind == TaskKind.MERGE for t in tasks):
+            return
+        merge = task_plan.output_task(job.id, job.priority, output_id, TaskKind.MERGE)
+        await self.life.queue_tasks(tx, [merge])
+        if job.stage != S.JOB_STAGE_MERGING:
+            await tx.jobs.update_job(job.id, stage=S.JOB_STAGE_MERGING)
+            await self.life.emit(
+                tx,
+                job.id,
+                progress=job_service_pb2.ProgressEvent(
+                    progress=job.progress, stage=S.JOB_STAGE_MERGING
+                ),
+            )
 
     async def output_failed(
         self, tx: Tx, record: JobRecord, output_id: str, error: job_pb2.JobError

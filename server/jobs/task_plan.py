@@ -9,10 +9,11 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
 from ..domain import ids
-from ..domain.new_records import NewTask
-from ..domain.states import OutputStatus, TaskKind
+from ..domain.new_records import KeptPiece, NewTask
+from ..domain.states import PIECE_KINDS, OutputStatus, TaskKind
 from ..store.store import JobRecord, now
 from .chunk_plan import ChunkDecision, ChunkSettings, plan_chunks
+from .chunk_reuse import KeptPieces, piece_key
 
 
 def probe_task(job_id: str, priority: int) -> NewTask:
@@ -29,6 +30,8 @@ def output_task(
     *,
     created_at: datetime | None = None,
     chunk: worker_service_pb2.ChunkRange | None = None,
+    reuse_key: str | None = None,
+    kept: KeptPiece | None = None,
 ) -> NewTask:
     return NewTask(
         id=ids.task_id(),
@@ -39,6 +42,8 @@ def output_task(
         output_id=output_id,
         chunk_index=chunk.index if chunk is not None and kind == TaskKind.CHUNK else None,
         chunk=chunk.SerializeToString() if chunk is not None else None,
+        reuse_key=reuse_key,
+        kept=kept,
     )
 
 
@@ -60,30 +65,39 @@ def output_pieces(
     return pieces
 
 
-def transcode_tasks(record: JobRecord, chunking: ChunkSettings) -> list[NewTask]:
+def transcode_tasks(
+    record: JobRecord, chunking: ChunkSettings, kept: KeptPieces | None = None
+) -> list[NewTask]:
     """One TRANSCODE task per output still to make, or for a chunked output its AUDIO task
     and its CHUNK tasks (longest first, so the short last one does not end up alone at the
-    end); created one microsecond apart so they are claimed in this order."""
-    info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
-    # (output, kind, chunk) in the order they are to be claimed.
-    planned: list[tuple[str, TaskKind, worker_service_pb2.ChunkRange | None]] = []
+    end); created one microsecond apart so they are claimed in this order. A piece found in
+    `kept` (a retry's finished pieces, chunk_reuse) starts DONE with its earlier result."""
+    job = record.job
+    info = job_pb2.InputInfo.FromString(job.input_info or b"")
+    kept = kept or {}
+    # (output, kind, chunk, reuse key) in the order they are to be claimed.
+    planned: list[tuple[str, TaskKind, worker_service_pb2.ChunkRange | None, str | None]] = []
     for output in record.outputs:
         if output.status != OutputStatus.PENDING:
             continue  # a retried PARTIAL job keeps its completed ones
         spec = job_pb2.OutputSpec.FromString(output.spec)
-        decision = plan_chunks(
-            spec, info, chunking, concatenated=bool(record.job.concat_input_urls)
-        )
-        planned.extend((output.id, kind, chunk) for kind, chunk in output_pieces(decision))
+        decision = plan_chunks(spec, info, chunking, concatenated=bool(job.concat_input_urls))
+        for kind, chunk in output_pieces(decision):
+            key = None
+            if kind in PIECE_KINDS and chunk is not None:
+                key = piece_key(job, info, output.spec, kind, chunk)
+            planned.append((output.id, kind, chunk, key))
     base = now()
     return [
         output_task(
-            record.job.id,
-            record.job.priority,
+            job.id,
+            job.priority,
             output_id,
             kind,
             created_at=base + timedelta(microseconds=position),
             chunk=chunk,
+            reuse_key=key,
+            kept=kept.get((output_id, key)) if key is not None else None,
         )
-        for position, (output_id, kind, chunk) in enumerate(planned)
+        for position, (output_id, kind, chunk, key) in enumerate(planned)
     ]

@@ -25,6 +25,7 @@ from ..store.models import Job, Output, Task
 from ..store.store import JobRecord, Tx, now
 from ..tracing import claim_span
 from . import outcomes, views
+from .chunk_reuse import KeptPieces, PieceKeeper
 from .content_keys import OutputKeys
 from .fleet import Fleet
 from .lifecycle import Lifecycle
@@ -72,6 +73,7 @@ class TaskService:
         self.files = files
         self.transfers = OriginTransfers(self.store, files)
         self.checks = ResultChecks(self.store, stored_sizes, files)
+        self.keeper = PieceKeeper(self.store, stored_sizes, files)
         self.lost = LostTasks(life, self.outcomes, max_task_attempts)
         self.fleet = Fleet(self.store)
 
@@ -292,13 +294,17 @@ class TaskService:
         if files_reported and (problems := await self.checks.problems(request)):
             await self._refuse(request, problems)
             raise InvalidArgument([FieldViolation("result", "; ".join(problems))])
+        kept: KeptPieces = {}
+        if request.WhichOneof("result") == "input_info":
+            # A retried job's finished pieces, their files checked in storage now.
+            kept = await self.keeper.kept_pieces(request.task_id)
         problems = []
         async with self.store.transaction() as tx:
             task, record = await self._lock_leased(tx, request.task_id, request.lease_token)
             if not files_reported:
                 problems = plain_problems(task, request) or []
             if not problems:
-                await self._record(tx, task, record, request)
+                await self._record(tx, task, record, request, kept)
         if problems:
             await self._refuse(request, problems)
             raise InvalidArgument([FieldViolation("result", "; ".join(problems))])
@@ -309,6 +315,7 @@ class TaskService:
         task: Task,
         record: JobRecord,
         request: worker_service_pb2.CompleteTaskRequest,
+        kept: KeptPieces,
     ) -> None:
         """Apply an accepted result to the task and its job, under the job's lock."""
         if task.status != TaskStatus.LEASED:
@@ -318,7 +325,7 @@ class TaskService:
         kind = request.WhichOneof("result")
         if task.kind == TaskKind.PROBE:
             if kind == "input_info":
-                await self.outcomes.probed(tx, record, request.input_info)
+                await self.outcomes.probed(tx, record, request.input_info, kept)
             else:
                 await self.life.jobs.probe_failed(tx, record, request.error)
         elif kind == "chunk":

@@ -165,6 +165,11 @@ class Task(Base):
     # kiln.worker.v1.ChunkResult of a finished piece, as the server accepted it: the merge
     # is planned from these.
     result: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # CHUNK and AUDIO: a digest of everything the piece's bytes depend on (jobs.chunk_reuse);
+    # a retry of the job keeps a finished piece whose key is unchanged.
+    reuse_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A piece that started DONE with the result of this earlier task of its output.
+    reused_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # 0-100 of a running piece (an output's progress is the encoded fraction over its chunks).
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -49,14 +49,16 @@ def _as_moment(value: datetime | str | None) -> datetime | None:
 
 
 def new_task_row(new: NewTask) -> Task:
-    """A new task's row: QUEUED, never leased, nothing done yet."""
+    """A new task's row: QUEUED, never leased, nothing done yet; or a piece kept from an
+    earlier attempt of its output, DONE with that attempt's result (never leased either)."""
+    kept = new.kept
     return new_row(
         Task,
         id=new.id,
         job_id=new.job_id,
         output_id=new.output_id,
         kind=str(new.kind),
-        status=str(TaskStatus.QUEUED),
+        status=str(TaskStatus.QUEUED if kept is None else TaskStatus.DONE),
         priority=new.priority,
         attempts=0,
         lease_token=0,
@@ -65,7 +67,11 @@ def new_task_row(new: NewTask) -> Task:
         traceparent=new.traceparent,
         chunk_index=new.chunk_index,
         chunk=new.chunk,
-        progress=0.0,
+        reuse_key=new.reuse_key,
+        reused_from=None if kept is None else kept.task_id,
+        result=None if kept is None else kept.result,
+        progress=0.0 if kept is None else 100.0,
+        finished_at=None if kept is None else new.created_at,
     )
 
 
@@ -218,6 +224,24 @@ class TaskQueue(Statements):
                 Task.status.in_(states.task_sources(TaskStatus.CANCELED)),
             )
             .values(status=str(TaskStatus.CANCELED))
+        )
+
+    async def finished_pieces(self, job_id: str) -> list[Task]:
+        """The job's DONE pieces that have a reuse key and a result, newest first: what a
+        retry may keep."""
+        return list(
+            (
+                await self.session.scalars(
+                    select(Task)
+                    .where(
+                        Task.job_id == job_id,
+                        Task.status == str(TaskStatus.DONE),
+                        Task.reuse_key.is_not(None),
+                        Task.result.is_not(None),
+                    )
+                    .order_by(Task.created_at.desc(), Task.id)
+                )
+            ).all()
         )
 
     async def output_tasks(self, output_id: str) -> list[Task]:

@@ -1,0 +1,270 @@
+"""Retry keeps finished work: a chunked job whose last chunk failed re-encodes that chunk only.
+
+One cluster (SQLite, worker token set) cuts a 30 s source into chunks of 12, 12 and 6 s. The
+test plays a worker through the internal API for the probe (reporting what the real ffprobe
+says) and for the last chunk, which it reports as failed; a real worker encodes the rest, and
+after Retry the retry itself. The tasks' rows say which pieces ran in each attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import sqlite3
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from kiln.v1 import job_pb2, job_service_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from tests.conftest import make_clip
+from tests.support.processes import wait_until
+from worker.media.probe import probe
+
+from .cluster import running_cluster
+from .jobs import create_job, run_to_end
+from .test_chunked import CHEAP_AUDIO, H264, single_pass, video_facts
+from .test_forged_reports import AUTH, TOKEN, PlayedWorker
+
+SETTINGS = {
+    "KILN_WORKER_TOKEN": TOKEN,
+    "KILN_CHUNK_THRESHOLD_SECONDS": "10",
+    "KILN_CHUNK_SECONDS": "12",
+}
+CHUNKS = 3
+FRAME = Fraction(1, 30)
+
+
+@pytest.fixture(scope="module")
+def reuse_cluster(sqlite_backend_url, tmp_path_factory, media_root):
+    root = tmp_path_factory.mktemp("chunk-reuse")
+    with running_cluster(sqlite_backend_url, root, media_root, settings=SETTINGS) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def org_auth(reuse_cluster):
+    cluster, _ = reuse_cluster
+    return (("authorization", f"Bearer {cluster.create_key('org_reuse')}"),)
+
+
+@pytest.fixture(scope="module")
+def source30(media_root) -> Path:
+    return make_clip(media_root / "reuse30_160x90.mp4", seconds=30, size="160x90")
+
+
+def hls_spec(bitrate_kbps: int = 0) -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_HLS,
+        video=[job_pb2.VideoVariant(codec=H264, resolution="160x90", bitrate_kbps=bitrate_kbps)],
+        segments=job_pb2.SegmentSpec(duration_seconds=2),
+        audio=CHEAP_AUDIO,
+    )
+
+
+def mp4_spec() -> job_pb2.OutputSpec:
+    return job_pb2.OutputSpec(
+        type=job_pb2.OUTPUT_TYPE_MP4,
+        video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+        audio=CHEAP_AUDIO,
+    )
+
+
+# --- the played worker ---------------------------------------------------------------------------
+
+
+class ChunkHolder(PlayedWorker):
+    """The played worker of test_forged_reports, which also holds a chosen task."""
+
+    def __init__(self, server) -> None:
+        super().__init__(server)
+        # When each held task's lease was last renewed.
+        self.heartbeats: dict[str, float] = {}
+
+    def hold(self, task_id: str) -> wpb.Task:
+        request = wpb.ClaimTaskRequest(worker_id="played", task_id=task_id)
+        task = self.stub.ClaimTask(request, metadata=AUTH).task
+        assert task.id == task_id, f"task {task_id} was not handed out"
+        return task
+
+    def probe_honestly(self, job_id: str, source: Path) -> None:
+        task = self.claim()
+        assert task.job_id == job_id and task.kind == wpb.TASK_KIND_PROBE, task
+        self.complete(task, input_info=asyncio.run(probe(str(source))))
+
+    def heartbeat(self, task: wpb.Task) -> None:
+        """Keep the lease, at most every 2 s (it lasts 30)."""
+        if time.monotonic() - self.heartbeats.get(task.id, 0.0) < 2:
+            return
+        self.heartbeats[task.id] = time.monotonic()
+        request = wpb.ReportProgressRequest(
+            task_id=task.id, lease_token=task.lease_token, stage=job_pb2.JOB_STAGE_TRANSCODING
+        )
+        self.stub.ReportProgress(request, metadata=AUTH)
+
+
+def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
+    database = cluster.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        connection.row_factory = sqlite3.Row
+        return connection.execute(
+            "SELECT id, output_id, kind, chunk_index, status, attempts, worker_id, reused_from "
+            "FROM tasks WHERE job_id = ? ORDER BY created_at, id",
+            (job_id,),
+        ).fetchall()
+
+
+def stored_segments(folder: Path) -> dict[str, tuple[str, int]]:
+    """{path: (sha256, mtime in ns)} of every segment under an output's folder (the
+    playlists are the server's and the merge's to rewrite)."""
+    return {
+        p.relative_to(folder).as_posix(): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
+        for p in folder.rglob("*.ts")
+    }
+
+
+def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Job:
+    """A job whose audio and first chunks a real worker encodes, and whose last chunks fail
+    (the played worker holds them, then reports an encoder error): FAILED, no worker left."""
+    played = ChunkHolder(server)
+    job = create_job(server, auth, f"file://{source}", outputs=outputs)
+    played.probe_honestly(job.id, source)
+    held = [
+        played.hold(row["id"])
+        for row in tasks_of(cluster, job.id)
+        if row["chunk_index"] == CHUNKS - 1
+    ]
+    assert len(held) == len(outputs)
+    worker = cluster.start_worker(server, concurrency=2)
+
+    def others_done() -> bool:
+        for task in held:
+            played.heartbeat(task)
+        pieces = [r for r in tasks_of(cluster, job.id) if r["kind"] in ("CHUNK", "AUDIO")]
+        return all(r["status"] == "DONE" for r in pieces if r["id"] not in {t.id for t in held})
+
+    wait_until(others_done, timeout=120)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+    for task in held:
+        error = job_pb2.JobError(code="ENCODE_FAILED", message="the test's encoder gave up")
+        played.complete(task, error=error)
+    failed = run_to_end(server, auth, job.id)
+    assert failed.status == job_pb2.JOB_STATUS_FAILED, failed
+    return failed
+
+
+def retry(cluster, server, auth, job_id: str) -> job_pb2.Job:
+    """Retry with a real worker, to the end; the worker is stopped again after."""
+    server.job_stub().Retry(job_service_pb2.RetryRequest(id=job_id), metadata=auth)
+    worker = cluster.start_worker(server, concurrency=2)
+    try:
+        return run_to_end(server, auth, job_id, timeout=120)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def retried_chunks(cluster, job_id: str, output_id: str) -> list[sqlite3.Row]:
+    """The output's CHUNK rows of the last attempt (each attempt makes its own rows)."""
+    chunks = [
+        row
+        for row in tasks_of(cluster, job_id)
+        if row["kind"] == "CHUNK" and row["output_id"] == output_id
+    ]
+    return chunks[-CHUNKS:]
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retried(reuse_cluster, org_auth, source30):
+    """One job, an HLS and an MP4 output, both failed at their last chunk; the MP4's first
+    chunk file then grows in storage (changed after it was recorded); then Retry. Returns
+    the HLS output's segments before the retry, and the retried job."""
+    cluster, server = reuse_cluster
+    failed = fail_last_chunks(cluster, server, org_auth, source30, [hls_spec(), mp4_spec()])
+    hls, mp4 = (cluster.storage_dir / failed.id / output.id for output in failed.outputs)
+    before = stored_segments(hls)
+    with (mp4 / "chunks" / "chunk_00000.mp4").open("ab") as tampered:
+        tampered.write(b"\0" * 16)
+    done = retry(cluster, server, org_auth, failed.id)
+    assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
+    return before, done
+
+
+def test_retry_encodes_only_the_failed_chunk(reuse_cluster, retried, source30, tmp_path):
+    cluster, _ = reuse_cluster
+    before, done = retried
+    output = done.outputs[0]
+    # The first two chunks' segments (6 of 2 s each) were stored; not the last's.
+    assert len([p for p in before if p.startswith("v0/")]) == 12
+
+    # One CHUNK task ran again; the others (and the audio) were kept, run by no worker.
+    chunks = retried_chunks(cluster, done.id, output.id)
+    ran = [row for row in chunks if row["reused_from"] is None]
+    assert [row["chunk_index"] for row in ran] == [CHUNKS - 1]
+    assert ran[0]["worker_id"] and ran[0]["attempts"] == 1
+    kept = [row for row in chunks if row["reused_from"] is not None]
+    assert all(row["status"] == "DONE" and row["attempts"] == 0 for row in kept)
+    audio = [
+        row
+        for row in tasks_of(cluster, done.id)
+        if row["kind"] == "AUDIO" and row["output_id"] == output.id
+    ]
+    assert len(audio) == 2 and audio[-1]["reused_from"] == audio[0]["id"]
+    assert "chunks reused: 2 of 3" in output.notes
+
+    # The kept segments are the same files, never written again; the output plays whole.
+    folder = cluster.storage_dir / done.id / output.id
+    after = stored_segments(folder)
+    assert {path: after[path] for path in before} == before
+    assert len(after) > len(before)
+    reference = single_pass(source30, hls_spec(), tmp_path / "single")
+    chunked = video_facts(folder / "v0" / "index.m3u8", FRAME)
+    single = video_facts(reference / "v0" / "index.m3u8", FRAME)
+    assert chunked[0] == single[0] == 900
+    assert abs(chunked[1] - single[1]) <= FRAME
+
+
+def test_a_changed_chunk_file_is_encoded_again(reuse_cluster, retried, source30, tmp_path):
+    """The MP4's first chunk file grew after it was recorded: it is not trusted."""
+    cluster, _ = reuse_cluster
+    _, done = retried
+    output = done.outputs[1]
+    chunks = retried_chunks(cluster, done.id, output.id)
+    assert sorted(r["chunk_index"] for r in chunks if r["reused_from"] is None) == [0, 2]
+    assert "chunks reused: 1 of 3" in output.notes
+    joined = cluster.storage_dir / done.id / output.id / "output.mp4"
+    reference = single_pass(source30, mp4_spec(), tmp_path / "single") / "output.mp4"
+    assert video_facts(joined, FRAME)[0] == video_facts(reference, FRAME)[0] == 900
+
+
+def test_other_spec_or_organization_encodes_every_chunk(reuse_cluster, org_auth, source30):
+    """New jobs on the same input (another bitrate; another organization, same spec) keep
+    nothing of another job's pieces: every chunk is encoded."""
+    cluster, server = reuse_cluster
+    other_org = (("authorization", f"Bearer {cluster.create_key('org_reuse_other')}"),)
+    jobs = [
+        (create_job(server, org_auth, f"file://{source30}", outputs=[hls_spec(300)]), org_auth),
+        (create_job(server, other_org, f"file://{source30}", outputs=[hls_spec()]), other_org),
+    ]
+    worker = cluster.start_worker(server, concurrency=2)
+    try:
+        for job, auth in jobs:
+            done = run_to_end(server, auth, job.id, timeout=120)
+            assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
+            chunks = [r for r in tasks_of(cluster, job.id) if r["kind"] == "CHUNK"]
+            assert len(chunks) == CHUNKS
+            assert all(r["reused_from"] is None and r["worker_id"] for r in chunks)
+            assert not any("chunks reused" in note for note in done.outputs[0].notes)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
