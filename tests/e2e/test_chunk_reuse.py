@@ -1,6 +1,6 @@
 """Retry keeps finished work: a chunked job whose last chunk failed re-encodes that chunk only.
 
-One cluster (SQLite, worker token set) cuts a 30 s source into chunks of 12, 12 and 6 s. The
+One cluster (SQLite, worker token set) cuts a 12 s source into three chunks of 4 s. The
 test plays a worker through the internal API for the probe (reporting what the real ffprobe
 says) and for the last chunk, which it reports as failed; a real worker encodes the rest, and
 after Retry the retry itself. The tasks' rows say which pieces ran in each attempt.
@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import signal
 import sqlite3
+import subprocess
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -24,15 +25,15 @@ from tests.conftest import make_clip
 from tests.support.processes import wait_until
 from worker.media.probe import probe
 
-from .cluster import running_cluster
+from .cluster import kiln_command, running_cluster
 from .jobs import create_job, run_to_end
 from .test_chunked import CHEAP_AUDIO, H264, single_pass, video_facts
 from .test_forged_reports import AUTH, TOKEN, PlayedWorker
 
 SETTINGS = {
     "KILN_WORKER_TOKEN": TOKEN,
-    "KILN_CHUNK_THRESHOLD_SECONDS": "10",
-    "KILN_CHUNK_SECONDS": "12",
+    "KILN_CHUNK_THRESHOLD_SECONDS": "5",
+    "KILN_CHUNK_SECONDS": "4",
 }
 CHUNKS = 3
 FRAME = Fraction(1, 30)
@@ -46,14 +47,19 @@ def reuse_cluster(sqlite_backend_url, tmp_path_factory, media_root):
 
 
 @pytest.fixture(scope="module")
-def org_auth(reuse_cluster):
+def org_key(reuse_cluster) -> str:
     cluster, _ = reuse_cluster
-    return (("authorization", f"Bearer {cluster.create_key('org_reuse')}"),)
+    return cluster.create_key("org_reuse")
 
 
 @pytest.fixture(scope="module")
-def source30(media_root) -> Path:
-    return make_clip(media_root / "reuse30_160x90.mp4", seconds=30, size="160x90")
+def org_auth(org_key):
+    return (("authorization", f"Bearer {org_key}"),)
+
+
+@pytest.fixture(scope="module")
+def source12(media_root) -> Path:
+    return make_clip(media_root / "reuse12_160x90.mp4", seconds=12, size="160x90")
 
 
 def hls_spec(bitrate_kbps: int = 0) -> job_pb2.OutputSpec:
@@ -160,15 +166,19 @@ def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Jo
     return failed
 
 
-def retry(cluster, server, auth, job_id: str) -> job_pb2.Job:
-    """Retry with a real worker, to the end; the worker is stopped again after."""
+def retry(cluster, server, auth, job_id: str) -> tuple[job_pb2.Job, list[str]]:
+    """Retry with a real worker, watched to the end: the job, and every note its outputs'
+    Watch events carried. The worker is stopped again after."""
     server.job_stub().Retry(job_service_pb2.RetryRequest(id=job_id), metadata=auth)
     worker = cluster.start_worker(server, concurrency=2)
     try:
-        return run_to_end(server, auth, job_id, timeout=120)
+        watch = job_service_pb2.WatchRequest(id=job_id)
+        events = list(server.job_stub().Watch(watch, metadata=auth, timeout=120))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
+    notes = [note for e in events if e.HasField("output") for note in e.output.output.notes]
+    return events[-1].completed.job, notes
 
 
 def retried_chunks(cluster, job_id: str, output_id: str) -> list[sqlite3.Row]:
@@ -185,27 +195,29 @@ def retried_chunks(cluster, job_id: str, output_id: str) -> list[sqlite3.Row]:
 
 
 @pytest.fixture(scope="module")
-def retried(reuse_cluster, org_auth, source30):
+def retried(reuse_cluster, org_auth, source12):
     """One job, an HLS and an MP4 output, both failed at their last chunk; the MP4's first
     chunk file then grows in storage (changed after it was recorded); then Retry. Returns
     the HLS output's segments before the retry, and the retried job."""
     cluster, server = reuse_cluster
-    failed = fail_last_chunks(cluster, server, org_auth, source30, [hls_spec(), mp4_spec()])
+    failed = fail_last_chunks(cluster, server, org_auth, source12, [hls_spec(), mp4_spec()])
     hls, mp4 = (cluster.storage_dir / failed.id / output.id for output in failed.outputs)
     before = stored_segments(hls)
     with (mp4 / "chunks" / "chunk_00000.mp4").open("ab") as tampered:
         tampered.write(b"\0" * 16)
-    done = retry(cluster, server, org_auth, failed.id)
+    done, watched_notes = retry(cluster, server, org_auth, failed.id)
     assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
+    # Watch's output events carry it too.
+    assert {"chunks reused: 2 of 3", "chunks reused: 1 of 3"} <= set(watched_notes)
     return before, done
 
 
-def test_retry_encodes_only_the_failed_chunk(reuse_cluster, retried, source30, tmp_path):
-    cluster, _ = reuse_cluster
+def test_retry_encodes_only_the_failed_chunk(reuse_cluster, org_key, retried, source12, tmp_path):
+    cluster, server = reuse_cluster
     before, done = retried
     output = done.outputs[0]
-    # The first two chunks' segments (6 of 2 s each) were stored; not the last's.
-    assert len([p for p in before if p.startswith("v0/")]) == 12
+    # The first two chunks' segments (2 of 2 s each) were stored; not the last's.
+    assert len([p for p in before if p.startswith("v0/")]) == 4
 
     # One CHUNK task ran again; the others (and the audio) were kept, run by no worker.
     chunks = retried_chunks(cluster, done.id, output.id)
@@ -221,20 +233,29 @@ def test_retry_encodes_only_the_failed_chunk(reuse_cluster, retried, source30, t
     ]
     assert len(audio) == 2 and audio[-1]["reused_from"] == audio[0]["id"]
     assert "chunks reused: 2 of 3" in output.notes
+    shown = subprocess.run(
+        kiln_command("jobs", "get", done.id),
+        env=cluster.env(KILN_URL=server.http_url, KILN_API_KEY=org_key),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "note: chunks reused: 2 of 3" in shown, shown
 
     # The kept segments are the same files, never written again; the output plays whole.
     folder = cluster.storage_dir / done.id / output.id
     after = stored_segments(folder)
     assert {path: after[path] for path in before} == before
     assert len(after) > len(before)
-    reference = single_pass(source30, hls_spec(), tmp_path / "single")
+    reference = single_pass(source12, hls_spec(), tmp_path / "single")
     chunked = video_facts(folder / "v0" / "index.m3u8", FRAME)
     single = video_facts(reference / "v0" / "index.m3u8", FRAME)
-    assert chunked[0] == single[0] == 900
+    assert chunked[0] == single[0] == 360
     assert abs(chunked[1] - single[1]) <= FRAME
 
 
-def test_a_changed_chunk_file_is_encoded_again(reuse_cluster, retried, source30, tmp_path):
+def test_a_changed_chunk_file_is_encoded_again(reuse_cluster, retried, source12, tmp_path):
     """The MP4's first chunk file grew after it was recorded: it is not trusted."""
     cluster, _ = reuse_cluster
     _, done = retried
@@ -243,18 +264,18 @@ def test_a_changed_chunk_file_is_encoded_again(reuse_cluster, retried, source30,
     assert sorted(r["chunk_index"] for r in chunks if r["reused_from"] is None) == [0, 2]
     assert "chunks reused: 1 of 3" in output.notes
     joined = cluster.storage_dir / done.id / output.id / "output.mp4"
-    reference = single_pass(source30, mp4_spec(), tmp_path / "single") / "output.mp4"
-    assert video_facts(joined, FRAME)[0] == video_facts(reference, FRAME)[0] == 900
+    reference = single_pass(source12, mp4_spec(), tmp_path / "single") / "output.mp4"
+    assert video_facts(joined, FRAME)[0] == video_facts(reference, FRAME)[0] == 360
 
 
-def test_other_spec_or_organization_encodes_every_chunk(reuse_cluster, org_auth, source30):
+def test_other_spec_or_organization_encodes_every_chunk(reuse_cluster, org_auth, source12):
     """New jobs on the same input (another bitrate; another organization, same spec) keep
     nothing of another job's pieces: every chunk is encoded."""
     cluster, server = reuse_cluster
     other_org = (("authorization", f"Bearer {cluster.create_key('org_reuse_other')}"),)
     jobs = [
-        (create_job(server, org_auth, f"file://{source30}", outputs=[hls_spec(300)]), org_auth),
-        (create_job(server, other_org, f"file://{source30}", outputs=[hls_spec()]), other_org),
+        (create_job(server, org_auth, f"file://{source12}", outputs=[hls_spec(300)]), org_auth),
+        (create_job(server, other_org, f"file://{source12}", outputs=[hls_spec()]), other_org),
     ]
     worker = cluster.start_worker(server, concurrency=2)
     try:
