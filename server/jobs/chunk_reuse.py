@@ -89,10 +89,11 @@ class PieceKeeper:
             return {}
         async with self.store.reading() as tx:
             probe = await tx.tasks.task(probe_task_id)
-            record = await tx.jobs.get_job(None, probe.job_id)
-            if record.job.attempt <= 1:
+            finished = await tx.tasks.finished_pieces(probe.job_id)
+            if not finished:
+                # A first attempt (pieces are made after the probe): the job is not read.
                 return {}
-            finished = await tx.tasks.finished_pieces(record.job.id)
+            record = await tx.jobs.get_job(None, probe.job_id)
         kept: KeptPieces = {}
         for output in record.outputs:
             if output.status == OutputStatus.COMPLETED:
