@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
 import sqlite3
 import subprocess
 import time
@@ -22,13 +21,13 @@ from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from tests.conftest import make_clip
+from tests.support.media_facts import single_pass, video_facts
+from tests.support.played_worker import AUTH, TOKEN, PlayedWorker
 from tests.support.processes import wait_until
 from worker.media.probe import probe
 
 from .cluster import kiln_command, running_cluster
 from .jobs import create_job, run_to_end
-from .test_chunked import CHEAP_AUDIO, H264, single_pass, video_facts
-from .test_forged_reports import AUTH, TOKEN, PlayedWorker
 
 SETTINGS = {
     "KILN_WORKER_TOKEN": TOKEN,
@@ -36,6 +35,8 @@ SETTINGS = {
     "KILN_CHUNK_SECONDS": "4",
 }
 CHUNKS = 3
+H264 = job_pb2.VIDEO_CODEC_H264
+CHEAP_AUDIO = job_pb2.AudioSpec(sample_rate=48000, channels=1, bitrate_kbps=64)
 FRAME = Fraction(1, 30)
 
 
@@ -83,7 +84,7 @@ def mp4_spec() -> job_pb2.OutputSpec:
 
 
 class ChunkHolder(PlayedWorker):
-    """The played worker of test_forged_reports, which also holds a chosen task."""
+    """The played worker, which also holds a chosen task."""
 
     def __init__(self, server) -> None:
         super().__init__(server)
@@ -137,7 +138,7 @@ def stored_segments(folder: Path) -> dict[str, tuple[str, int]]:
 
 def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Job:
     """A job whose audio and first chunks a real worker encodes, and whose last chunks fail
-    (the played worker holds them, then reports an encoder error): FAILED, no worker left."""
+    (the played worker holds them, then reports an encoder error): FAILED."""
     played = ChunkHolder(server)
     job = create_job(server, auth, f"file://{source}", outputs=outputs)
     played.probe_honestly(job.id, source)
@@ -147,7 +148,8 @@ def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Jo
         if row["chunk_index"] == CHUNKS - 1
     ]
     assert len(held) == len(outputs)
-    worker = cluster.start_worker(server, concurrency=2)
+    # From here on a real worker runs every task (it stays for the retry and later tests).
+    cluster.start_worker(server, concurrency=2)
 
     def others_done() -> bool:
         for task in held:
@@ -156,8 +158,6 @@ def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Jo
         return all(r["status"] == "DONE" for r in pieces if r["id"] not in {t.id for t in held})
 
     wait_until(others_done, timeout=120)
-    worker.send_signal(signal.SIGTERM)
-    worker.wait(timeout=30)
     for task in held:
         error = job_pb2.JobError(code="ENCODE_FAILED", message="the test's encoder gave up")
         played.complete(task, error=error)
@@ -166,17 +166,11 @@ def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Jo
     return failed
 
 
-def retry(cluster, server, auth, job_id: str) -> tuple[job_pb2.Job, list[str]]:
-    """Retry with a real worker, watched to the end: the job, and every note its outputs'
-    Watch events carried. The worker is stopped again after."""
+def retry(server, auth, job_id: str) -> tuple[job_pb2.Job, list[str]]:
+    """Retry, watched to the end: the job, and every note its outputs' Watch events carried."""
     server.job_stub().Retry(job_service_pb2.RetryRequest(id=job_id), metadata=auth)
-    worker = cluster.start_worker(server, concurrency=2)
-    try:
-        watch = job_service_pb2.WatchRequest(id=job_id)
-        events = list(server.job_stub().Watch(watch, metadata=auth, timeout=120))
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+    watch = job_service_pb2.WatchRequest(id=job_id)
+    events = list(server.job_stub().Watch(watch, metadata=auth, timeout=120))
     notes = [note for e in events if e.HasField("output") for note in e.output.output.notes]
     return events[-1].completed.job, notes
 
@@ -205,7 +199,7 @@ def retried(reuse_cluster, org_auth, source12):
     before = stored_segments(hls)
     with (mp4 / "chunks" / "chunk_00000.mp4").open("ab") as tampered:
         tampered.write(b"\0" * 16)
-    done, watched_notes = retry(cluster, server, org_auth, failed.id)
+    done, watched_notes = retry(server, org_auth, failed.id)
     assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
     # Watch's output events carry it too.
     assert {"chunks reused: 2 of 3", "chunks reused: 1 of 3"} <= set(watched_notes)
@@ -277,15 +271,12 @@ def test_other_spec_or_organization_encodes_every_chunk(reuse_cluster, org_auth,
         (create_job(server, org_auth, f"file://{source12}", outputs=[hls_spec(300)]), org_auth),
         (create_job(server, other_org, f"file://{source12}", outputs=[hls_spec()]), other_org),
     ]
-    worker = cluster.start_worker(server, concurrency=2)
-    try:
-        for job, auth in jobs:
-            done = run_to_end(server, auth, job.id, timeout=120)
-            assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
-            chunks = [r for r in tasks_of(cluster, job.id) if r["kind"] == "CHUNK"]
-            assert len(chunks) == CHUNKS
-            assert all(r["reused_from"] is None and r["worker_id"] for r in chunks)
-            assert not any("chunks reused" in note for note in done.outputs[0].notes)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+    if not any(worker.poll() is None for worker in cluster.workers):
+        cluster.start_worker(server, concurrency=2)  # this test alone
+    for job, auth in jobs:
+        done = run_to_end(server, auth, job.id, timeout=120)
+        assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
+        chunks = [r for r in tasks_of(cluster, job.id) if r["kind"] == "CHUNK"]
+        assert len(chunks) == CHUNKS
+        assert all(r["reused_from"] is None and r["worker_id"] for r in chunks)
+        assert not any("chunks reused" in note for note in done.outputs[0].notes)

@@ -7,9 +7,6 @@ so a 60 s source of 160x90 is cut into 12 s chunks and every run stays short.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
 import signal
 import socket
 import sqlite3
@@ -25,9 +22,8 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
 from tests.support.cues import cue_times
+from tests.support.media_facts import audio_span, packets, single_pass, video_facts
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
-from worker.media.commands import build_command
-from worker.media.probe import probe
 
 from .cluster import running_cluster
 from .jobs import create_job, run_to_end
@@ -99,54 +95,6 @@ def mp4_spec() -> job_pb2.OutputSpec:
 
 
 # --- reading media -------------------------------------------------------------------------------
-
-
-def packets(target: Path, stream: str) -> list[tuple[Fraction, Fraction, Fraction]]:
-    """(pts, dts, duration) of every packet of the first `stream` ("v" or "a"), in seconds."""
-    result = subprocess.run(
-        [
-            *("ffprobe", "-v", "error", "-select_streams", f"{stream}:0", "-show_entries"),
-            *("packet=pts,dts,duration:stream=time_base", "-of", "json", str(target)),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    parsed = json.loads(result.stdout)
-    base = Fraction(parsed["streams"][0]["time_base"])
-    return [
-        (int(p["pts"]) * base, int(p["dts"]) * base, int(p.get("duration", 0)) * base)
-        for p in parsed["packets"]
-    ]
-
-
-def video_facts(target: Path, frame: Fraction) -> tuple[int, Fraction, Fraction, Fraction]:
-    """(frames, duration, start, end) with DTS strictly increasing and PTS on one grid."""
-    video = packets(target, "v")
-    dts = [p[1] for p in video]
-    assert all(b > a for a, b in itertools.pairwise(dts)), f"DTS not monotonic: {target}"
-    pts = sorted(p[0] for p in video)
-    steps = {b - a for a, b in itertools.pairwise(pts)}
-    assert max(steps) - min(steps) <= Fraction(1, 1000), f"PTS jump at a join: {steps}"
-    start, end = pts[0], pts[-1] + frame
-    return len(video), end - start, start, end
-
-
-def audio_span(target: Path) -> tuple[Fraction, Fraction]:
-    audio = packets(target, "a")
-    return audio[0][0], audio[-1][0] + audio[-1][2]
-
-
-def single_pass(source: Path, spec: job_pb2.OutputSpec, out_dir: Path) -> Path:
-    """The same output's video encoded in one pass by the worker's own command builder (the
-    comparisons are of video; leaving the audio out saves seconds of AAC encoding)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec = job_pb2.OutputSpec.FromString(spec.SerializeToString())
-    spec.audio.disabled = True
-    info = asyncio.run(probe(str(source)))
-    plan = build_command(input_path=str(source), spec=spec, info=info, out_dir=out_dir)
-    subprocess.run(plan.argv, check=True, capture_output=True)
-    return out_dir
 
 
 def output_dir(cluster, job: job_pb2.Job) -> Path:

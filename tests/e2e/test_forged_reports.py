@@ -16,12 +16,11 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
 from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.support.played_worker import AUTH, TOKEN, PlayedWorker
 
 from .cluster import Cluster, running_cluster
 from .jobs import create_job, mp4_output
 
-TOKEN = "forgery-test-token"
-AUTH = (("authorization", f"Bearer {TOKEN}"),)
 CLIP_SECONDS = 2.0
 
 
@@ -55,35 +54,6 @@ def probe_info() -> job_pb2.InputInfo:
                                sample_rate=48000, is_default=True),
         ],
     )  # fmt: skip
-
-
-class PlayedWorker:
-    """The test's side of the WorkerService."""
-
-    def __init__(self, server) -> None:
-        self.stub = worker_service_pb2_grpc.WorkerServiceStub(
-            grpc.insecure_channel(server.worker_target)
-        )
-
-    def claim(self) -> wpb.Task:
-        task = self.stub.ClaimTask(
-            wpb.ClaimTaskRequest(worker_id="played", wait_seconds=5), metadata=AUTH
-        ).task
-        assert task.id, "no task was handed out"
-        return task
-
-    def complete(self, task: wpb.Task, **result) -> None:
-        self.stub.CompleteTask(
-            wpb.CompleteTaskRequest(task_id=task.id, lease_token=task.lease_token, **result),
-            metadata=AUTH,
-        )
-
-    def refused(self, task: wpb.Task, **result) -> str:
-        """Report a forged result; it must be refused. Returns the refusal message."""
-        with pytest.raises(grpc.RpcError) as caught:
-            self.complete(task, **result)
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
-        return caught.value.details()
 
 
 def store_file(cluster, job_id: str, output_id: str, name: str, size: int) -> None:
