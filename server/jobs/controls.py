@@ -112,7 +112,8 @@ class JobControls:
         return await self.messages.message(record)
 
     async def delete_outputs(self, organization_id: str, job_id: str) -> tuple[job_pb2.Job, int]:
-        """Remove a terminal job's stored files for good; the job record stays."""
+        """Remove a terminal job's stored files and content keys for good; the job record
+        stays."""
         async with self.store.transaction() as tx:
             record = await tx.jobs.get_job(organization_id, job_id, lock=True)
             if JobStatus(record.job.status) not in TERMINAL:
@@ -127,6 +128,10 @@ class JobControls:
                     if self.messages.origins is not None:
                         await self.messages.origins.ensure([place])
                     deleted += await asyncio.to_thread(self.remove_output_files, place, job_id)
+            # The sealed content keys of encrypted outputs go too: without the segments they
+            # decrypt nothing, and a secret kept for nothing is still a secret to leak. The
+            # key endpoint then answers 404 for any token, as it does for any unknown key.
+            await tx.content_keys.delete_keys_of([output.id for output in record.outputs])
             for output in record.outputs:
                 if output.result:
                     result = worker_service_pb2.TranscodeResult.FromString(output.result)

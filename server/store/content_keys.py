@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from .database import Statements
+from .database import Statements, rows_changed
 from .models import ContentKey, Output
 
 
@@ -56,6 +56,16 @@ class ContentKeyStatements(Statements):
         if output is not None:
             output.content_key_ids = [key.key_id for key in keys]
         await self.session.flush()
+
+    async def delete_keys_of(self, output_ids: Sequence[str]) -> int:
+        """Delete every key of these outputs, whatever the attempt; answers how many went."""
+        if not output_ids:
+            return 0
+        return rows_changed(
+            await self.session.execute(
+                delete(ContentKey).where(ContentKey.output_id.in_(list(output_ids)))
+            )
+        )
 
     async def sealed_key(
         self, job_id: str, output_id: str, generation: int, key_id: str

@@ -378,6 +378,57 @@ def test_create_refuses_what_cannot_be_encrypted(encrypted):
     assert len(listed) == 1  # nothing written for the refused request
 
 
+def test_delete_outputs_deletes_the_keys(encrypted):
+    """DeleteOutputs takes an encrypted output's sealed keys with its files: the key URL and
+    the Clear Key license of a grant made before answer 404, and the keys' table has no row
+    of the job's outputs left. Its own job (one rung of each scheme, in another organization)
+    so the module's job stays whole for the other checks."""
+    cluster, server, _auth, _job, clip = encrypted
+    auth = (("authorization", f"Bearer {cluster.create_key('org_encryption_delete')}"),)
+    stub = server.job_stub()
+    rung = [job_pb2.VideoVariant(codec=H264, resolution="160x90", quality=job_pb2.QUALITY_ECONOMY)]
+    outputs = [
+        job_pb2.OutputSpec(
+            type=kind, video=rung, segments=ONE_SECOND, encryption=job_pb2.Encryption(scheme=scheme)
+        )
+        for kind, scheme in ((job_pb2.OUTPUT_TYPE_HLS, AES_128), (job_pb2.OUTPUT_TYPE_DASH, CENC))
+    ]
+    created = stub.Create(
+        job_service_pb2.CreateRequest(input_url=f"file://{clip}", outputs=outputs), metadata=auth
+    ).job
+    watch = job_service_pb2.WatchRequest(id=created.id)
+    job = list(stub.Watch(watch, metadata=auth, timeout=120))[-1].completed.job
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
+    grants = stub.CreatePlaybackGrant(
+        job_service_pb2.CreatePlaybackGrantRequest(id=job.id), metadata=auth
+    ).grants
+    hls, dash = grants
+    kid = base64.urlsafe_b64encode(bytes.fromhex(dash.encryption.key_ids[0])).rstrip(b"=")
+    license_request = {"kids": [kid.decode()]}
+    assert key_of(hls)
+    assert httpx.post(dash.clearkey_license_url, json=license_request).status_code == 200
+    assert len(stored_key_rows(cluster.root / "kiln.db", job)) == 2
+
+    stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
+    gone = httpx.get(hls.key_url_prefix + hls.encryption.key_ids[0])
+    assert gone.status_code == 404, gone.text
+    assert gone.headers["cache-control"] == "no-store"
+    refused = httpx.post(dash.clearkey_license_url, json=license_request)
+    assert refused.status_code == 404, refused.text
+    assert stored_key_rows(cluster.root / "kiln.db", job) == []
+    # The module's job keeps its keys, and the server still serves them.
+    assert key_of(grant_for(server, _auth, _job, "hls-ts"))
+
+
+def stored_key_rows(database: Path, job: job_pb2.Job) -> list[tuple[str, str]]:
+    """(output id, key id) of every sealed key the database holds for the job's outputs."""
+    outputs = [output.id for output in job.outputs]
+    marks = ", ".join("?" * len(outputs))
+    with sqlite3.connect(database) as connection:
+        query = f"SELECT output_id, key_id FROM content_keys WHERE output_id IN ({marks})"
+        return list(connection.execute(query, outputs))
+
+
 def spellings(key: bytes) -> list[bytes]:
     """Every way a key could be written down: raw, hex (both cases), base64 and base64url."""
     forms = [key, key.hex().encode(), key.hex().upper().encode()]

@@ -86,3 +86,20 @@ async def test_keys_are_made_once_per_attempt_sealed_and_new_after_retry(service
     assert await service.content_keys.key(job_id, output_id, 1, first.key_id.hex()) is None
     shown = (await service.jobs.get(ORG, job_id)).outputs[0].encryption
     assert list(shown.key_ids) == [key.key_id.hex() for key in renewed]
+
+
+async def test_delete_outputs_deletes_the_outputs_keys(service: Services):
+    """DeleteOutputs takes the job's sealed keys with its files (another job's stay), and the
+    key endpoint's lookup then finds none."""
+    job_id, task = await encrypted_transcode(service)
+    _, kept = await encrypted_transcode(service)
+    first = task.encryption.keys[0]
+    await service.tasks.complete_task(service.finished(task))
+    assert await service.content_keys.key(job_id, task.output_id, 1, first.key_id.hex())
+    job, _ = await service.jobs.delete_outputs(ORG, job_id)
+    assert job.status == job_pb2.JOB_STATUS_COMPLETED
+    assert await service.content_keys.key(job_id, task.output_id, 1, first.key_id.hex()) is None
+    left = await stored_keys(service)
+    assert [key_id for _, key_id, _ in left] == [key.key_id.hex() for key in kept.encryption.keys]
+    async with service.store.transaction() as tx:
+        assert await tx.content_keys.delete_keys_of([task.output_id]) == 0
