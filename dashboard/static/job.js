@@ -180,7 +180,7 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
         if (!media || media.key !== key) {
           media?.dispose();
           const node = h("div", { class: "media" });
-          media = { key, node, dispose: renderOutputMedia(output, node, { sprite, errorText }) };
+          media = { key, node, dispose: renderOutputMedia(output, node, { sprite, errorText, mintGrant }) };
           mounted.set(output.id, media);
         }
         card.append(media.node, filesTable(output));
@@ -191,6 +191,12 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
       return card;
     });
     outputsBox.replaceChildren(...cards);
+  }
+
+  // A playback grant for one encrypted output (its key token), for the signed-in key.
+  async function mintGrant(outputId) {
+    const answer = await api.call("CreatePlaybackGrant", { id, outputId });
+    return answer.grants[0];
   }
 
   function variantsLine(output) {

@@ -8,15 +8,20 @@
 // (Safari on iOS); DASH in dash.js; CMAF offers both manifests of its one set of segments;
 // single files in <video>, <audio> or <img>. Each video player has track menus (tracks.js);
 // the sprite scrub preview (scrub.js) and the per-segment bitrate chart (bitrate.js) sit beside.
+// An encrypted output plays from a playback grant instead (grants.js): the same players, opened
+// from the grant's URL, rebuilt from a new grant when one reports a key or license error.
 
 import { bitrateChart } from "./bitrate.js";
 import * as fmt from "./format.js";
+import { encryptionLabel, grantExpiry, grantedManifests, grantedPlayers } from "./grants.js";
 import { endsWith, fileUrl } from "./playback.js";
 import { spriteScrub } from "./scrub.js";
 import { dashTracks, fileTracks, hlsTracks } from "./tracks.js";
 
 const { h } = fmt;
 const NATIVE_HLS = "application/vnd.apple.mpegurl";
+// dash.js's protection errors (ProtectionErrors: key system, key session, license request).
+const DASH_KEY_ERRORS = { first: 100, last: 114 };
 
 function recordError(output, player, type, details, fatal) {
   const entry = { outputId: output.id, player, type: String(type), details: String(details), fatal: Boolean(fatal), time: Date.now() };
@@ -24,7 +29,8 @@ function recordError(output, player, type, details, fatal) {
   return entry;
 }
 
-export function renderOutputMedia(output, node, { sprite }) {
+// `mintGrant(outputId)` asks CreatePlaybackGrant (an encrypted output's players need a grant).
+export function renderOutputMedia(output, node, { sprite, mintGrant }) {
   const type = fmt.outputType(output.spec?.type);
   const files = output.files || [];
   const url = output.playbackUrl;
@@ -32,26 +38,21 @@ export function renderOutputMedia(output, node, { sprite }) {
   const hlsUrl = endsWith(url, ".m3u8") ? url : null;
   // A CMAF output's playback URL is its HLS master playlist; its MPD is in the same folder.
   const mpdUrl = endsWith(url, ".mpd") ? url : type === "CMAF" ? fileUrl(output, "manifest.mpd") : null;
-  node.append(playbackUrls(output, hlsUrl && mpdUrl ? [["HLS", hlsUrl], ["DASH", mpdUrl]] : [["Playback URL", url]]));
+  const urlEntries = (manifests) => (manifests.hlsUrl && manifests.mpdUrl ? [["HLS", manifests.hlsUrl], ["DASH", manifests.mpdUrl]] : [["Playback URL", manifests.hlsUrl || manifests.mpdUrl || url]]);
+  const encrypted = Boolean((hlsUrl || mpdUrl) && output.encryption);
+  // An encrypted output's URLs are its grant's, shown once it has one.
+  if (!encrypted) node.append(playbackUrls(output, urlEntries({ hlsUrl, mpdUrl })));
 
-  if (hlsUrl && mpdUrl) {
-    // One set of segments, two manifests: play either.
-    const holder = h("div");
-    let current = () => {};
-    const pick = h("select", { class: "protocol" }, h("option", { value: "hls" }, "HLS"), h("option", { value: "dash" }, "DASH (dash.js)"));
-    const mount = () => {
-      current();
-      holder.replaceChildren();
-      current = pick.value === "hls" ? hlsPlayer(output, hlsUrl, holder, sprite) : dashPlayer(output, mpdUrl, holder, sprite);
+  if (encrypted) {
+    node.append(h("p", { class: "small" }, encryptionLabel(output)));
+    const mount = (grant, holder, hooks) => {
+      const manifests = grantedManifests(output, grant, type);
+      holder.append(playbackUrls(output, urlEntries(manifests), grantExpiry(grant)));
+      return ladderPlayers(output, holder, sprite, manifests, hooks);
     };
-    pick.addEventListener("change", mount);
-    node.append(h("label", { class: "small" }, "Manifest ", pick), holder);
-    mount();
-    disposers.push(() => current());
-  } else if (hlsUrl) {
-    disposers.push(hlsPlayer(output, hlsUrl, node, sprite));
-  } else if (mpdUrl) {
-    disposers.push(dashPlayer(output, mpdUrl, node, sprite));
+    disposers.push(grantedPlayers(output, node, { mint: () => mintGrant(output.id), mount }));
+  } else if (hlsUrl || mpdUrl) {
+    disposers.push(ladderPlayers(output, node, sprite, { hlsUrl, mpdUrl }));
   } else if (["MP4", "WEBM", "MOV", "MKV"].includes(type)) {
     disposers.push(filePlayer(output, files[0], node, sprite));
   } else if (["MP3", "M4A", "OPUS", "WAV"].includes(type)) {
@@ -84,9 +85,30 @@ export function renderOutputMedia(output, node, { sprite }) {
   return () => disposers.forEach((d) => d());
 }
 
+// The players of an HLS, DASH or CMAF output, from its manifests; `hooks` are a grant's
+// (grants.js): where to start, and what to do on a key error.
+function ladderPlayers(output, node, sprite, { hlsUrl, mpdUrl, hlsConfig }, hooks = {}) {
+  if (!(hlsUrl && mpdUrl)) {
+    return hlsUrl ? hlsPlayer(output, hlsUrl, node, sprite, { ...hooks, hlsConfig }) : dashPlayer(output, mpdUrl, node, sprite, hooks);
+  }
+  // One set of segments, two manifests: play either.
+  const holder = h("div");
+  let current = () => {};
+  const pick = h("select", { class: "protocol" }, h("option", { value: "hls" }, "HLS"), h("option", { value: "dash" }, "DASH (dash.js)"));
+  const mount = () => {
+    current();
+    holder.replaceChildren();
+    current = pick.value === "hls" ? hlsPlayer(output, hlsUrl, holder, sprite, { ...hooks, hlsConfig }) : dashPlayer(output, mpdUrl, holder, sprite, hooks);
+  };
+  pick.addEventListener("change", mount);
+  node.append(h("label", { class: "small" }, "Manifest ", pick), holder);
+  mount();
+  return () => current();
+}
+
 // The URLs to hand to any player, each with a copy button, and when they stop working.
-function playbackUrls(output, entries) {
-  const expires = output.playbackUrlExpireTime ? `works until ${fmt.time(output.playbackUrlExpireTime)}` : "does not expire";
+function playbackUrls(output, entries, keyExpiry = "") {
+  const expires = [output.playbackUrlExpireTime ? `works until ${fmt.time(output.playbackUrlExpireTime)}` : "does not expire", keyExpiry].filter(Boolean).join("; ");
   return h(
     "div",
     { class: "playback-urls small" },
@@ -111,7 +133,7 @@ async function copyField(field, button) {
   }
 }
 
-function playerShell(output, kind, node) {
+function playerShell(output, kind, node, hooks = {}) {
   const video = h("video", { controls: true, muted: true, playsInline: true, preload: "auto", "data-player": kind });
   video.muted = true;
   const picker = h("select", { class: "rendition", "data-testid": "rendition" }, h("option", { value: "auto" }, "auto"));
@@ -125,15 +147,19 @@ function playerShell(output, kind, node) {
     errors.append(h("li", {}, `${kind} ${fatal ? "fatal " : ""}error: ${type} ${details}`));
   };
   video.addEventListener("error", () => onError("media", video.error?.message || `code ${video.error?.code}`, true));
+  if (hooks.onPlaying) video.addEventListener("playing", hooks.onPlaying);
+  // A key or license error a grant can answer (a new key token) is not shown as a failure.
+  const keyError = (details) => Boolean(hooks.onKeyError?.(kind, details, video));
   window.kiln.players[`${output.id}:${kind}`] = { kind, video, picker };
-  return { video, picker, info, bar, wrap, onError };
+  return { video, picker, info, bar, wrap, onError, keyError };
 }
 
-function hlsPlayer(output, url, node, sprite) {
-  const shell = playerShell(output, "hls", node);
+// `hooks`: { hlsConfig, startAt, autoplay, onKeyError, onPlaying } (grants.js), all optional.
+function hlsPlayer(output, url, node, sprite, hooks = {}) {
+  const shell = playerShell(output, "hls", node, hooks);
   let stop;
   if (window.Hls?.isSupported()) {
-    const hls = hlsJs(shell, output, url);
+    const hls = hlsJs(shell, output, url, hooks);
     stop = () => hls.destroy();
   } else if (shell.video.canPlayType(NATIVE_HLS)) {
     // The browser's own HLS (Safari on iOS has no MSE): it picks renditions itself.
@@ -156,9 +182,11 @@ function hlsPlayer(output, url, node, sprite) {
   };
 }
 
-function hlsJs(shell, output, url) {
-  const hls = new Hls();
+function hlsJs(shell, output, url, { hlsConfig = {}, startAt, autoplay } = {}) {
+  const hls = new Hls({ ...hlsConfig, startPosition: startAt ?? -1 });
+  const keyDetails = new Set([Hls.ErrorDetails.KEY_LOAD_ERROR, Hls.ErrorDetails.KEY_LOAD_TIMEOUT]);
   hls.on(Hls.Events.ERROR, (_event, data) => {
+    if ((keyDetails.has(data.details) || data.type === Hls.ErrorTypes.KEY_SYSTEM_ERROR) && shell.keyError(data.details)) return;
     // "aborted" is hls.js cancelling its own fragment load (a rendition switch, a seek): kept
     // in the error record, but shown as a note rather than a failure.
     if (data.details === Hls.ErrorDetails.INTERNAL_ABORTED && !data.fatal) {
@@ -169,6 +197,7 @@ function hlsJs(shell, output, url) {
     shell.onError(data.type, data.details, data.fatal);
   });
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
+    if (autoplay) shell.video.play().catch(() => {});
     shell.picker.replaceChildren(h("option", { value: "-1" }, "auto"), ...hls.levels.map((level, i) => h("option", { value: String(i) }, `${level.height || "?"}p · ${Math.round(level.bitrate / 1000)} kb/s`)));
   });
   hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => {
@@ -187,8 +216,8 @@ function hlsJs(shell, output, url) {
   return hls;
 }
 
-function dashPlayer(output, url, node, sprite) {
-  const shell = playerShell(output, "dash", node);
+function dashPlayer(output, url, node, sprite, hooks = {}) {
+  const shell = playerShell(output, "dash", node, hooks);
   if (!window.dashjs) {
     shell.onError("setup", "dash.js is not installed (make dashboard-deps)", true);
     return () => {};
@@ -196,7 +225,11 @@ function dashPlayer(output, url, node, sprite) {
   const events = dashjs.MediaPlayer.events;
   const player = dashjs.MediaPlayer().create();
   player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
-  player.on(events.ERROR, (e) => shell.onError("error", e.error ? `${e.error.code} ${e.error.message}` : JSON.stringify(e), true));
+  player.on(events.ERROR, (e) => {
+    const code = Number(e.error?.code);
+    if (code >= DASH_KEY_ERRORS.first && code <= DASH_KEY_ERRORS.last && shell.keyError(`${code} ${e.error.message}`)) return;
+    shell.onError("error", e.error ? `${e.error.code} ${e.error.message}` : JSON.stringify(e), true);
+  });
   player.on(events.PLAYBACK_ERROR, (e) => shell.onError("playbackError", e.error?.message || "playback error", true));
   player.on(events.STREAM_INITIALIZED, () => {
     const reps = player.getRepresentationsByType("video") || [];
@@ -214,7 +247,7 @@ function dashPlayer(output, url, node, sprite) {
     if (!auto) player.setRepresentationForTypeById("video", shell.picker.value, true);
   });
   dashTracks(player, shell, output);
-  player.initialize(shell.video, url, false);
+  player.initialize(shell.video, url, Boolean(hooks.autoplay), hooks.startAt ?? NaN);
   const scrub = sprite ? spriteScrub(sprite, shell.video, shell.wrap) : () => {};
   window.kiln.players[`${output.id}:dash`].engine = player;
   return () => {

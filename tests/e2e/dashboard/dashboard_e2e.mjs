@@ -26,7 +26,8 @@ function check(condition, message) {
 // Creates a job from the list page's JSON form; returns the id of the row that appears.
 async function createFromForm(page, request) {
   const before = await page.$$eval("#job-rows tr[data-job-id]", (rows) => rows.map((r) => r.dataset.jobId));
-  await page.click("#create-panel summary");
+  // The panel stays open after a job is created: a second job from the same page reuses it.
+  if (!(await page.locator("#create-panel").evaluate((panel) => panel.open))) await page.click("#create-panel summary");
   await page.check("#mode-json");
   await page.fill("#create-json", JSON.stringify(request, null, 2));
   await page.click("#create-submit");
@@ -62,6 +63,17 @@ const mainRequest = {
     { type: "OUTPUT_TYPE_JPG", thumbnail: { mode: "THUMBNAIL_MODE_SPRITE", interval_seconds: 0.5, width: 160, columns: 4 } },
   ],
   metadata: { suite: "dashboard" },
+};
+// Encrypted outputs, one small rung each: AES-128 HLS (TS, a new key every 2 segments: 2
+// keys for the 4 s clip) and CENC DASH. The page plays them from playback grants.
+const rung = [{ codec: "VIDEO_CODEC_H264", resolution: "240p" }];
+const encryptedRequest = {
+  input_url: `file://${shortClip}`,
+  outputs: [
+    { type: "OUTPUT_TYPE_HLS", video: rung, segments: { duration_seconds: 1 }, encryption: { scheme: "ENCRYPTION_SCHEME_AES_128", rotate_every_segments: 2 } },
+    { type: "OUTPUT_TYPE_DASH", video: rung, segments: { duration_seconds: 1 }, encryption: { scheme: "ENCRYPTION_SCHEME_CENC" } },
+  ],
+  metadata: { suite: "dashboard-encrypted" },
 };
 const longRequest = {
   input_url: `file://${longClip}`,
@@ -135,6 +147,50 @@ async function checkAudioMenus(page) {
   return menus;
 }
 
+// Opens the encrypted job's page afresh and plays both outputs past 2 s. With `expireFirst`,
+// every key request made with the first key token the page got for an output is refused as
+// kiln refuses an expired token (403): each player must mint a new grant, once, and play on.
+// Answers what the page showed and did: labels, URLs, key answers, renewals, errors.
+async function playEncrypted(page, jobId, expireFirst) {
+  const keyAnswers = [];
+  const firstTokens = new Map();
+  const onResponse = (response) => {
+    const { pathname } = new URL(response.url());
+    if (pathname.startsWith("/keys/")) keyAnswers.push({ status: response.status(), name: pathname.split("/")[5] });
+  };
+  page.on("response", onResponse);
+  const expire = (route) => {
+    const [, , token, , outputId] = new URL(route.request().url()).pathname.split("/");
+    if (!firstTokens.has(outputId)) firstTokens.set(outputId, token);
+    if (firstTokens.get(outputId) !== token) return route.continue();
+    return route.fulfill({ status: 403, contentType: "text/plain", body: "key token invalid or expired\n" });
+  };
+  if (expireFirst) await page.route(/\/keys\//, expire);
+  try {
+    await page.goto(`${baseUrl}/ui/#/jobs/${jobId}`);
+    await page.reload();
+    await page.waitForSelector(`#view[data-status="COMPLETED"]`);
+    const videos = '.output[data-output-type="HLS"] .player video, .output[data-output-type="DASH"] .player video';
+    if (expireFirst) {
+      // dash.js tries a license 3 times, a second apart, before it reports the error.
+      await page.waitForFunction(() => (window.kiln.grantRenewals || []).length === 2, null, { timeout: 30000 });
+    }
+    await page.waitForFunction((selector) => document.querySelectorAll(selector).length === 2, videos);
+    await page.evaluate((selector) => Promise.all([...document.querySelectorAll(selector)].map((v) => v.play())), videos);
+    await page.waitForFunction((selector) => [...document.querySelectorAll(selector)].every((v) => v.currentTime >= 2), videos, { timeout: 30000 });
+    return await page.evaluate(() => ({
+      labels: [...document.querySelectorAll(".output [data-testid=encryption]")].map((e) => e.textContent),
+      urls: [...document.querySelectorAll(".output input.playback-url")].map((f) => f.value),
+      players: [...document.querySelectorAll(".output .player")].map((p) => ({ kind: p.dataset.player, time: p.querySelector("video").currentTime })),
+      renewals: (window.kiln.grantRenewals || []).map((r) => r.player),
+      errors: window.kiln.playerErrors,
+    })).then((shown) => ({ ...shown, keyAnswers }));
+  } finally {
+    page.off("response", onResponse);
+    if (expireFirst) await page.unroute(/\/keys\//, expire);
+  }
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.KILN_CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
@@ -189,6 +245,9 @@ try {
     };
     new MutationObserver(record).observe(document.getElementById("view"), { childList: true, subtree: true, attributes: true });
   });
+  // The encrypted job first: the one worker encodes it before the main job, so no encode
+  // runs while the main job's players are checked.
+  const encryptedId = await createFromForm(page, encryptedRequest);
   const jobId = await createFromForm(page, mainRequest);
   const row = page.locator(`#job-rows tr[data-job-id="${jobId}"]`);
   step("created");
@@ -272,6 +331,15 @@ try {
   await page.screenshot({ path: path.join(outDir, "dashboard-job.png"), fullPage: true });
   step("job_page_checked");
 
+  // The encrypted job: played from playback grants as minted (console watched), then with
+  // each output's first key token refused as an expired one.
+  watchConsole = true;
+  const encrypted = { minted: await playEncrypted(page, encryptedId, false) };
+  watchConsole = false;
+  step("encrypted_played");
+  encrypted.renewed = await playEncrypted(page, encryptedId, true);
+  step("encrypted_renewed");
+
   // Cancel a running job from its page.
   await page.click("a[href='#/jobs']");
   await page.waitForSelector("#job-rows");
@@ -338,7 +406,7 @@ try {
   await page.locator("#workers").screenshot({ path: path.join(outDir, "ops-workers.png") });
   step("ops");
   check(pageErrors.length === 0, `page errors: ${pageErrors}`);
-  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected, menus, audioMenus, consoleErrors }));
+  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected, menus, audioMenus, consoleErrors, encrypted }));
 } catch (err) {
   console.error(`dashboard e2e failed after ${Date.now() - started} ms: ${err.stack || err}`);
   console.error(`steps: ${JSON.stringify(timings)} page errors: ${JSON.stringify(pageErrors)}`);
