@@ -17,7 +17,8 @@ Audio menu lists both by name and language with the default chosen, and choosing
 makes it the player's active audio track (the MP4, with one track, has no Audio menu).
 A second job has encrypted outputs (AES-128 HLS with key rotation, CENC DASH): labelled, they
 play past 2 s from playback grants with no player error; with each output's first key token
-refused (403, as kiln refuses an expired one), each player mints a new grant once and plays on.
+refused (403, as kiln refuses an expired one), each player mints a new grant once and plays on;
+with every AES-128 key refused, the HLS player renews once and then shows the error.
 Screenshots are left in the test's tmp folder.
 """
 
@@ -163,6 +164,13 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
     assert sorted(renewed["renewals"]) == ["dash", "hls"], renewed
     statuses = {answer["status"] for answer in renewed["keyAnswers"]}
     assert statuses == {200, 403}, renewed["keyAnswers"]
+    # Every AES-128 key refused, whatever the token: one renewal, then the error is shown
+    # (no loop of grants); the DASH output is untouched.
+    refused = report["encrypted"]["refused"]
+    assert refused["renewals"] == ["hls"], refused
+    assert refused["errors"] and {error["player"] for error in refused["errors"]} == {"hls"}
+    assert all(error["details"] == "keyLoadError" for error in refused["errors"]), refused
+    assert "keyLoadError" in refused["shown"]
     assert report["injected"]["elements"] == 0 and report["injected"]["title"] != "1"
     screenshot = artifacts / "dashboard-job.png"
     assert screenshot.stat().st_size > 10_000

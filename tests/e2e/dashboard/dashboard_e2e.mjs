@@ -175,7 +175,9 @@ async function playEncrypted(page, jobId, expireFirst) {
       // dash.js tries a license 3 times, a second apart, before it reports the error.
       await page.waitForFunction(() => (window.kiln.grantRenewals || []).length === 2, null, { timeout: 30000 });
     }
-    await page.waitForFunction((selector) => document.querySelectorAll(selector).length === 2, videos);
+    // Both players built (after a renewal, the rebuilt ones) and their first frames decoded:
+    // a play() before the player has set its source is interrupted by that load.
+    await page.waitForFunction((selector) => [...document.querySelectorAll(selector)].filter((v) => v.readyState >= 2).length === 2, videos, { timeout: 30000 });
     await page.evaluate((selector) => Promise.all([...document.querySelectorAll(selector)].map((v) => v.play())), videos);
     await page.waitForFunction((selector) => [...document.querySelectorAll(selector)].every((v) => v.currentTime >= 2), videos, { timeout: 30000 });
     return await page.evaluate(() => ({
@@ -188,6 +190,27 @@ async function playEncrypted(page, jobId, expireFirst) {
   } finally {
     page.off("response", onResponse);
     if (expireFirst) await page.unroute(/\/keys\//, expire);
+  }
+}
+
+// Opens the encrypted job's page afresh with every AES-128 key request refused (403), a
+// refusal no new grant cures: the HLS player asks for a new grant once, then shows the error
+// rather than asking again. Answers the renewals and errors the page recorded.
+async function refuseEveryKey(page, jobId) {
+  const aesKey = /\/keys\/[^/]+\/[^/]+\/[^/]+\/[0-9a-f]{32}$/;
+  const refuse = (route) => route.fulfill({ status: 403, contentType: "text/plain", body: "key token invalid or expired\n" });
+  await page.route(aesKey, refuse);
+  try {
+    await page.goto(`${baseUrl}/ui/#/jobs/${jobId}`);
+    await page.reload();
+    await page.waitForFunction(() => window.kiln.playerErrors.some((e) => e.player === "hls"), null, { timeout: 30000 });
+    return await page.evaluate(() => ({
+      renewals: window.kiln.grantRenewals.map((r) => r.player),
+      errors: window.kiln.playerErrors.map((e) => ({ player: e.player, details: e.details })),
+      shown: document.querySelector('.output[data-output-type="HLS"] .player-errors').textContent,
+    }));
+  } finally {
+    await page.unroute(aesKey, refuse);
   }
 }
 
@@ -339,6 +362,8 @@ try {
   step("encrypted_played");
   encrypted.renewed = await playEncrypted(page, encryptedId, true);
   step("encrypted_renewed");
+  encrypted.refused = await refuseEveryKey(page, encryptedId);
+  step("encrypted_refused");
 
   // Cancel a running job from its page.
   await page.click("a[href='#/jobs']");
