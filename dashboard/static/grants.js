@@ -39,9 +39,9 @@ export function grantedManifests(output, grant, type) {
 }
 
 // Builds an encrypted output's players from a grant, and from a new one after a key error.
-// `mint()` asks CreatePlaybackGrant for this output; `mount(grant, resume)` builds the players
-// into a fresh node with hooks { onKeyError, onPlaying, startAt, autoplay } and returns its
-// disposer. Returns this output's disposer.
+// `mint()` asks CreatePlaybackGrant for this output; `mount(grant, holder, hooks)` builds the
+// players into `holder` with hooks { onKeyError, onPlaying, startAt, autoplay } and returns
+// their disposer. Returns this output's disposer.
 export function grantedPlayers(output, node, { mint, mount }) {
   const state = { disposed: false, renewable: true, dispose: () => {} };
   const holder = h("div", { class: "granted-media" });
@@ -64,7 +64,8 @@ export function grantedPlayers(output, node, { mint, mount }) {
         state.renewable = false;
         window.kiln.grantRenewals.push({ outputId: output.id, player, details: String(details), time: Date.now() });
         const where = { startAt: video.currentTime, autoplay: !video.paused };
-        // The failed player goes now, before it reports anything more.
+        // The failed player goes as soon as the player's error handler has returned (not from
+        // inside it); what it reports meanwhile is swallowed above.
         queueMicrotask(() => {
           state.dispose();
           state.dispose = () => {};
@@ -76,13 +77,14 @@ export function grantedPlayers(output, node, { mint, mount }) {
     });
   };
   const obtain = (resume) =>
-    mint()
-      .then((grant) => state.disposed || build(grant, resume))
-      .catch((err) => {
+    mint().then(
+      (grant) => state.disposed || build(grant, resume),
+      (err) => {
         if (state.disposed) return;
         window.kiln.playerErrors.push({ outputId: output.id, player: "grant", type: "CreatePlaybackGrant", details: String(err.message || err), fatal: true, time: Date.now() });
         holder.replaceChildren(h("p", { class: "error small" }, `No playback grant: ${err.message || err}`));
-      });
+      },
+    );
   obtain({});
   return () => {
     state.disposed = true;
