@@ -165,7 +165,21 @@ async function playEncrypted(page, jobId, expireFirst) {
     if (firstTokens.get(outputId) !== token) return route.continue();
     return route.fulfill({ status: 403, contentType: "text/plain", body: "key token invalid or expired\n" });
   };
-  if (expireFirst) await page.route(/\/keys\//, expire);
+  // The first grant of each output is asked for a second shorter than the server's default
+  // TTL: the renewal's token, minted later for the default, is always another token (a token
+  // is its output, attempt and expiry second, signed), even when minted in the same second.
+  const grantsSeen = new Set();
+  const shorten = (route) => {
+    const body = route.request().postDataJSON();
+    if (grantsSeen.has(body.outputId)) return route.continue();
+    grantsSeen.add(body.outputId);
+    return route.continue({ postData: JSON.stringify({ ...body, ttl: "599s" }) });
+  };
+  const grantCalls = "**/kiln.v1.JobService/CreatePlaybackGrant";
+  if (expireFirst) {
+    await page.route(grantCalls, shorten);
+    await page.route(/\/keys\//, expire);
+  }
   try {
     await page.goto(`${baseUrl}/ui/#/jobs/${jobId}`);
     await page.reload();
@@ -189,7 +203,10 @@ async function playEncrypted(page, jobId, expireFirst) {
     })).then((shown) => ({ ...shown, keyAnswers }));
   } finally {
     page.off("response", onResponse);
-    if (expireFirst) await page.unroute(/\/keys\//, expire);
+    if (expireFirst) {
+      await page.unroute(grantCalls, shorten);
+      await page.unroute(/\/keys\//, expire);
+    }
   }
 }
 
