@@ -28,7 +28,6 @@ from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from .media.chunks import (
-    ChunkWindow,
     build_audio_command,
     build_video_chunk_command,
     is_adaptive,
@@ -38,6 +37,7 @@ from .media.errors import MediaError
 from .media.input_access import InputAccess
 from .media.merge import ChunkFile, build_concat_merge_command
 from .media.overlays import OverlayDrawing
+from .tasks.chunk import chunk_window
 
 INPUT = "{input}"
 OUTPUT = "{output}"
@@ -164,14 +164,7 @@ def _explain_encode(
                     spec=spec,
                     info=info,
                     out_dir=out_dir,
-                    window=ChunkWindow(
-                        index=chunk.index,
-                        count=chunk.count,
-                        start=chunk.start_seconds,
-                        end=chunk.end_seconds,
-                        first_segment=chunk.first_segment,
-                        timestamp_offset=chunk.timestamp_offset_seconds,
-                    ),
+                    window=chunk_window(chunk),
                     overlays=overlays,
                 )
                 argv, made = command.plan.argv, _relative(command.file, out_dir)

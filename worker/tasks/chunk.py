@@ -97,15 +97,21 @@ def _piece_command(
         spec=task.output_spec,
         info=task.input_info,
         out_dir=out_dir,
-        window=ChunkWindow(
-            index=chunk.index,
-            count=chunk.count,
-            start=chunk.start_seconds,
-            end=chunk.end_seconds,
-            first_segment=chunk.first_segment,
-            timestamp_offset=chunk.timestamp_offset_seconds,
-        ),
+        window=chunk_window(chunk),
         overlays=overlays,
+    )
+
+
+def chunk_window(chunk: wpb.ChunkRange) -> ChunkWindow:
+    """The media builders' view of the chunk range a CHUNK task carries (PlanJob shows the
+    same command from the same conversion)."""
+    return ChunkWindow(
+        index=chunk.index,
+        count=chunk.count,
+        start=chunk.start_seconds,
+        end=chunk.end_seconds,
+        first_segment=chunk.first_segment,
+        timestamp_offset=chunk.timestamp_offset_seconds,
     )
 
 
