@@ -138,6 +138,19 @@ class TextTrackKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TEXT_TRACK_KIND_SUBTITLES: _ClassVar[TextTrackKind]
     TEXT_TRACK_KIND_CAPTIONS: _ClassVar[TextTrackKind]
 
+class QcPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QC_POLICY_UNSPECIFIED: _ClassVar[QcPolicy]
+    QC_POLICY_REPORT: _ClassVar[QcPolicy]
+    QC_POLICY_FAIL: _ClassVar[QcPolicy]
+
+class QcVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QC_VERDICT_UNSPECIFIED: _ClassVar[QcVerdict]
+    QC_VERDICT_PASS: _ClassVar[QcVerdict]
+    QC_VERDICT_WARN: _ClassVar[QcVerdict]
+    QC_VERDICT_FAIL: _ClassVar[QcVerdict]
+
 class OverlayPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OVERLAY_POSITION_UNSPECIFIED: _ClassVar[OverlayPosition]
@@ -229,6 +242,13 @@ TEXT_TRACK_FORMAT_ASS: TextTrackFormat
 TEXT_TRACK_KIND_UNSPECIFIED: TextTrackKind
 TEXT_TRACK_KIND_SUBTITLES: TextTrackKind
 TEXT_TRACK_KIND_CAPTIONS: TextTrackKind
+QC_POLICY_UNSPECIFIED: QcPolicy
+QC_POLICY_REPORT: QcPolicy
+QC_POLICY_FAIL: QcPolicy
+QC_VERDICT_UNSPECIFIED: QcVerdict
+QC_VERDICT_PASS: QcVerdict
+QC_VERDICT_WARN: QcVerdict
+QC_VERDICT_FAIL: QcVerdict
 OVERLAY_POSITION_UNSPECIFIED: OverlayPosition
 OVERLAY_POSITION_TOP_LEFT: OverlayPosition
 OVERLAY_POSITION_TOP_RIGHT: OverlayPosition
@@ -532,7 +552,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id", "loudness", "track_loudness", "eta_seconds", "encryption")
+    __slots__ = ("id", "spec", "status", "progress", "estimated_cost", "actual_cost", "error", "files", "notes", "quality", "variant_pricing", "playback_url", "playback_url_expire_time", "playback_base_url", "origin_id", "loudness", "track_loudness", "eta_seconds", "encryption", "qc")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -552,6 +572,7 @@ class Output(_message.Message):
     TRACK_LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
+    QC_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OutputSpec
     status: OutputStatus
@@ -571,7 +592,34 @@ class Output(_message.Message):
     track_loudness: _containers.RepeatedCompositeFieldContainer[AudioLoudness]
     eta_seconds: float
     encryption: OutputEncryption
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ..., loudness: _Optional[_Union[AudioLoudness, _Mapping]] = ..., track_loudness: _Optional[_Iterable[_Union[AudioLoudness, _Mapping]]] = ..., eta_seconds: _Optional[float] = ..., encryption: _Optional[_Union[OutputEncryption, _Mapping]] = ...) -> None: ...
+    qc: QcReport
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OutputSpec, _Mapping]] = ..., status: _Optional[_Union[OutputStatus, str]] = ..., progress: _Optional[float] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., quality: _Optional[_Iterable[_Union[VariantQuality, _Mapping]]] = ..., variant_pricing: _Optional[_Iterable[_Union[VariantPricing, _Mapping]]] = ..., playback_url: _Optional[str] = ..., playback_url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., playback_base_url: _Optional[str] = ..., origin_id: _Optional[str] = ..., loudness: _Optional[_Union[AudioLoudness, _Mapping]] = ..., track_loudness: _Optional[_Iterable[_Union[AudioLoudness, _Mapping]]] = ..., eta_seconds: _Optional[float] = ..., encryption: _Optional[_Union[OutputEncryption, _Mapping]] = ..., qc: _Optional[_Union[QcReport, _Mapping]] = ...) -> None: ...
+
+class QcCheck(_message.Message):
+    __slots__ = ("name", "value", "unit", "threshold", "verdict", "source_value", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: float
+    unit: str
+    threshold: float
+    verdict: QcVerdict
+    source_value: float
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., threshold: _Optional[float] = ..., verdict: _Optional[_Union[QcVerdict, str]] = ..., source_value: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class QcReport(_message.Message):
+    __slots__ = ("verdict", "checks")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    verdict: QcVerdict
+    checks: _containers.RepeatedCompositeFieldContainer[QcCheck]
+    def __init__(self, verdict: _Optional[_Union[QcVerdict, str]] = ..., checks: _Optional[_Iterable[_Union[QcCheck, _Mapping]]] = ...) -> None: ...
 
 class VariantPricing(_message.Message):
     __slots__ = ("index", "name", "resolution", "codec", "quality", "priced_height", "fps", "rate_per_minute", "estimated_cost", "actual_cost", "estimated_seconds", "billed_seconds", "dropped")
@@ -652,7 +700,7 @@ class InputInfo(_message.Message):
     def __init__(self, container: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., size_bytes: _Optional[int] = ..., bitrate: _Optional[int] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., supports_byte_ranges: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "status", "stage", "progress", "priority", "delayed_start", "input_url", "concat_input_urls", "outputs", "input_info", "estimated_cost", "actual_cost", "metadata", "webhook_url", "error", "attempt", "idempotency_key", "output_origin", "create_time", "probe_time", "confirm_time", "start_time", "complete_time", "update_time", "input_origin_id", "input_path", "output_origin_id", "output_path_prefix", "eta_seconds")
+    __slots__ = ("id", "status", "stage", "progress", "priority", "delayed_start", "input_url", "concat_input_urls", "outputs", "input_info", "estimated_cost", "actual_cost", "metadata", "webhook_url", "error", "attempt", "idempotency_key", "output_origin", "create_time", "probe_time", "confirm_time", "start_time", "complete_time", "update_time", "input_origin_id", "input_path", "output_origin_id", "output_path_prefix", "eta_seconds", "qc_policy")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -689,6 +737,7 @@ class Job(_message.Message):
     OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QC_POLICY_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: JobStatus
     stage: JobStage
@@ -718,7 +767,8 @@ class Job(_message.Message):
     output_origin_id: str
     output_path_prefix: str
     eta_seconds: float
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[float] = ..., priority: _Optional[_Union[Priority, str]] = ..., delayed_start: _Optional[bool] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., input_info: _Optional[_Union[InputInfo, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirm_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_origin_id: _Optional[str] = ..., input_path: _Optional[str] = ..., output_origin_id: _Optional[str] = ..., output_path_prefix: _Optional[str] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+    qc_policy: QcPolicy
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[float] = ..., priority: _Optional[_Union[Priority, str]] = ..., delayed_start: _Optional[bool] = ..., input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., input_info: _Optional[_Union[InputInfo, _Mapping]] = ..., estimated_cost: _Optional[_Union[Money, _Mapping]] = ..., actual_cost: _Optional[_Union[Money, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirm_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_origin_id: _Optional[str] = ..., input_path: _Optional[str] = ..., output_origin_id: _Optional[str] = ..., output_path_prefix: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., qc_policy: _Optional[_Union[QcPolicy, str]] = ...) -> None: ...
 
 class Overlay(_message.Message):
     __slots__ = ("image", "text", "position", "margin", "x", "y", "opacity", "start_seconds", "end_seconds")

@@ -28,7 +28,7 @@ PLAN_TASK_KIND_AUDIO: PlanTaskKind
 PLAN_TASK_KIND_MERGE: PlanTaskKind
 
 class CreateRequest(_message.Message):
-    __slots__ = ("input_url", "concat_input_urls", "outputs", "priority", "delayed_start", "metadata", "webhook_url", "idempotency_key", "output_origin", "input_origin_id", "input_path", "output_origin_id", "output_path_prefix")
+    __slots__ = ("input_url", "concat_input_urls", "outputs", "priority", "delayed_start", "metadata", "webhook_url", "idempotency_key", "output_origin", "input_origin_id", "input_path", "output_origin_id", "output_path_prefix", "qc_policy")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class CreateRequest(_message.Message):
     INPUT_PATH_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ORIGIN_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    QC_POLICY_FIELD_NUMBER: _ClassVar[int]
     input_url: str
     concat_input_urls: _containers.RepeatedScalarFieldContainer[str]
     outputs: _containers.RepeatedCompositeFieldContainer[_job_pb2.OutputSpec]
@@ -62,7 +63,8 @@ class CreateRequest(_message.Message):
     input_path: str
     output_origin_id: str
     output_path_prefix: str
-    def __init__(self, input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[_job_pb2.OutputSpec, _Mapping]]] = ..., priority: _Optional[_Union[_job_pb2.Priority, str]] = ..., delayed_start: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., input_origin_id: _Optional[str] = ..., input_path: _Optional[str] = ..., output_origin_id: _Optional[str] = ..., output_path_prefix: _Optional[str] = ...) -> None: ...
+    qc_policy: _job_pb2.QcPolicy
+    def __init__(self, input_url: _Optional[str] = ..., concat_input_urls: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[_job_pb2.OutputSpec, _Mapping]]] = ..., priority: _Optional[_Union[_job_pb2.Priority, str]] = ..., delayed_start: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., output_origin: _Optional[str] = ..., input_origin_id: _Optional[str] = ..., input_path: _Optional[str] = ..., output_origin_id: _Optional[str] = ..., output_path_prefix: _Optional[str] = ..., qc_policy: _Optional[_Union[_job_pb2.QcPolicy, str]] = ...) -> None: ...
 
 class CreateResponse(_message.Message):
     __slots__ = ("job",)

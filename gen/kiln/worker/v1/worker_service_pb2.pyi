@@ -214,20 +214,22 @@ class CompleteTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., input_info: _Optional[_Union[_job_pb2.InputInfo, _Mapping]] = ..., transcode: _Optional[_Union[TranscodeResult, _Mapping]] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ..., chunk: _Optional[_Union[ChunkResult, _Mapping]] = ...) -> None: ...
 
 class TranscodeResult(_message.Message):
-    __slots__ = ("files", "notes", "encoded_seconds", "quality", "loudness", "track_loudness")
+    __slots__ = ("files", "notes", "encoded_seconds", "quality", "loudness", "track_loudness", "qc")
     FILES_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     ENCODED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     TRACK_LOUDNESS_FIELD_NUMBER: _ClassVar[int]
+    QC_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[_job_pb2.OutputFile]
     notes: _containers.RepeatedScalarFieldContainer[str]
     encoded_seconds: float
     quality: _containers.RepeatedCompositeFieldContainer[_job_pb2.VariantQuality]
     loudness: _job_pb2.AudioLoudness
     track_loudness: _containers.RepeatedCompositeFieldContainer[_job_pb2.AudioLoudness]
-    def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., encoded_seconds: _Optional[float] = ..., quality: _Optional[_Iterable[_Union[_job_pb2.VariantQuality, _Mapping]]] = ..., loudness: _Optional[_Union[_job_pb2.AudioLoudness, _Mapping]] = ..., track_loudness: _Optional[_Iterable[_Union[_job_pb2.AudioLoudness, _Mapping]]] = ...) -> None: ...
+    qc: _job_pb2.QcReport
+    def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., encoded_seconds: _Optional[float] = ..., quality: _Optional[_Iterable[_Union[_job_pb2.VariantQuality, _Mapping]]] = ..., loudness: _Optional[_Union[_job_pb2.AudioLoudness, _Mapping]] = ..., track_loudness: _Optional[_Iterable[_Union[_job_pb2.AudioLoudness, _Mapping]]] = ..., qc: _Optional[_Union[_job_pb2.QcReport, _Mapping]] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
     __slots__ = ()
