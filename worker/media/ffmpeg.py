@@ -227,10 +227,10 @@ def _encode_failure(returncode: int, stderr_tail: deque[str]) -> MediaError:
     return MediaError(ENCODE_FAILED, f"ffmpeg exited with code {returncode}")
 
 
-def ffreport_setting(log_path: Path) -> str:
-    """The FFREPORT value that writes an info-level log to log_path, while stderr stays at the
-    error level of COMMON_FLAGS: for filters that report their figures at info (ssim, psnr,
-    loudnorm)."""
+def ffreport_setting(log_path: Path, level: int = 32) -> str:
+    """The FFREPORT value that writes an info-level (32; verbose: 40) log to log_path, while
+    stderr stays at the error level of COMMON_FLAGS: for filters that report their figures at
+    info (ssim, psnr, loudnorm)."""
     # FFREPORT is a ':'-separated key=value list; ':' and '\' in the path must be escaped.
     escaped = re.sub(r"([:\\'])", r"\\\1", str(log_path))
-    return f"file={escaped}:level=32"
+    return f"file={escaped}:level={level}"

@@ -220,7 +220,7 @@ async def measure_quality(
     await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
     encoded = [
         await asyncio.to_thread(
-            _decodable, encoded_location(spec, v.position, out_dir), work_dir, v.position
+            decodable, encoded_location(spec, v.position, out_dir), work_dir, v.position
         )
         for v in variants
     ]
@@ -293,7 +293,7 @@ def quality_json(results: list[job_pb2.VariantQuality]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def _decodable(parts: list[Path], work_dir: Path, position: int) -> Path:
+def decodable(parts: list[Path], work_dir: Path, position: int) -> Path:
     """One path FFmpeg can open: the file itself, or the fragments joined in work_dir."""
     if len(parts) == 1:
         return parts[0]

@@ -7,6 +7,8 @@ import asyncio
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common import qc
+
 from ..media.audio_tracks import normalized
 from ..media.commands import build_command
 from ..media.encryption import encrypt_ladder
@@ -19,6 +21,7 @@ from ..media.loudness import (
 )
 from ..media.packaging import finalize_output
 from ..media.plan import CommandPlan, LadderPackaging
+from ..media.qc import check_output
 from ..media.quality import measure_quality
 from ..overlay_images import prepare_overlays
 from ..tracing import package_span
@@ -99,13 +102,30 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
                     cancel_event=run.stop,
                 )
             )
-        # Encrypted last: the manifests and the quality pass read the clear segments, and
+        report: job_pb2.QcReport | None = None
+        qc_file: job_pb2.OutputFile | None = None
+        if qc.is_checked(task.output_spec):
+            # The output read back once (worker.media.qc); the source only on a finding.
+            report, qc_file = await run.inputs.guarded(
+                check_output(
+                    input_path=None if task.concat_input_urls else location,
+                    spec=task.output_spec,
+                    info=task.input_info,
+                    expected_seconds=plan.expected_duration,
+                    out_dir=out_dir,
+                    work_dir=run.scratch / "qc",
+                    access=run.inputs.access,
+                    cancel_event=run.stop,
+                )
+            )
+        # Encrypted last: the manifests, the quality pass and QC read the clear segments, and
         # what is described (sizes) and stored is what players get.
         if isinstance(plan.finalize, LadderPackaging):
             await encrypt_ladder(plan.finalize)
         files = await describe_folder(out_dir)
-        if quality_file is not None:
-            files = [each for each in files if each.path != quality_file.path] + [quality_file]
+        for measured in (quality_file, qc_file):
+            if measured is not None:
+                files = [each for each in files if each.path != measured.path] + [measured]
     # The heartbeat keeps running: a long upload still extends the lease.
     run.progress.stage = S.JOB_STAGE_UPLOADING
     await run.store(out_dir, files, replace=True)
@@ -116,6 +136,7 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
         quality=quality,
         loudness=loudness,
         track_loudness=track_loudness,
+        qc=report,
     )
 
 
