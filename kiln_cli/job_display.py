@@ -101,6 +101,8 @@ def show_job(job: job_pb2.Job) -> None:
             stdout.print(_loudness_line(output.loudness), markup=False)
         for figures in output.track_loudness:
             stdout.print(_loudness_line(figures, _track_label(spec, figures)), markup=False)
+        if output.HasField("qc"):
+            stdout.print(qc_line(output.qc), markup=False)
         if output.playback_url:
             stdout.print(f"            play {output.playback_url}", markup=False, soft_wrap=True)
         for file in output.files:
@@ -159,6 +161,20 @@ def _track_label(spec: job_pb2.OutputSpec, figures: job_pb2.AudioLoudness) -> st
     tracks = spec.audio_tracks
     language = f" ({tracks[index].language})" if 0 <= index < len(tracks) else ""
     return f"audio track {index}{language} "
+
+
+def qc_line(report: job_pb2.QcReport) -> str:
+    """ "qc pass", or "qc fail: duration 1.2 s (threshold 1.5); black 2.1 s (threshold 2)" naming
+    every check that did not pass."""
+    verdict = short_enum(job_pb2.QcVerdict, report.verdict, "QC_VERDICT_")
+    flagged = [
+        f"{short_enum(job_pb2.QcVerdict, check.verdict, 'QC_VERDICT_')} {check.name} "
+        f"{check.value:g} {check.unit}"
+        + (f" (threshold {check.threshold:g})" if check.HasField("threshold") else "")
+        for check in report.checks
+        if check.verdict != job_pb2.QC_VERDICT_PASS
+    ]
+    return f"            qc {verdict}" + (": " + "; ".join(flagged) if flagged else "")
 
 
 def _loudness_line(figures: job_pb2.AudioLoudness, label: str = "") -> str:

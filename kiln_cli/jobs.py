@@ -31,6 +31,7 @@ from .job_display import show_job, show_job_page
 from .plan_display import show_plan
 from .specs import SHORTHAND_HELP, SpecError, load_spec, parse_metadata, parse_output
 from .specs import parse_priority as priority_value
+from .specs import parse_qc_policy as qc_policy_value
 from .watching import JsonLines, LiveBoard, follow, short_enum, status_name
 
 app = typer.Typer(
@@ -121,6 +122,12 @@ def create(
     delayed_start: Annotated[
         bool, typer.Option("--delayed-start", help="Wait for `kiln jobs confirm` after probing.")
     ] = False,
+    qc_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--qc-policy", help="report (the default) or fail: a failed QC check fails its output."
+        ),
+    ] = None,
     metadata: Annotated[
         list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE (repeatable).")
     ] = None,
@@ -170,6 +177,8 @@ def create(
         request.priority = priority_value(priority)
     if delayed_start:
         request.delayed_start = True
+    if qc_policy:
+        request.qc_policy = qc_policy_value(qc_policy)
     request.metadata.update(parse_metadata(metadata or []))
     if webhook_url:
         request.webhook_url = webhook_url

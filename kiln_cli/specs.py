@@ -83,6 +83,12 @@ def parse_priority(name: str) -> job_pb2.Priority:
     return job_pb2.Priority.Value("PRIORITY_" + name.upper())
 
 
+def parse_qc_policy(name: str) -> job_pb2.QcPolicy:
+    if name.lower() not in ("report", "fail"):
+        raise SpecError(f"--qc-policy {name!r}: report or fail")
+    return job_pb2.QcPolicy.Value("QC_POLICY_" + name.upper())
+
+
 def parse_metadata(pairs: list[str]) -> dict[str, str]:
     metadata: dict[str, str] = {}
     for pair in pairs:

@@ -168,6 +168,7 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
         fmt.progressBar(output.progress),
         output.etaSeconds === undefined ? null : h("p", { class: "muted small eta" }, fmt.eta(output.etaSeconds)),
         variantsLine(output),
+        qcRow(output),
         output.error ? h("p", { class: "error" }, h("code", {}, output.error.code), ` ${output.error.message}`) : null,
         (output.notes || []).map((n) => h("p", { class: "muted small" }, `note: ${n}`)),
       );
@@ -197,6 +198,16 @@ export function renderJobPage(api, id, root, { toast, errorText }) {
   async function mintGrant(outputId) {
     const answer = await api.call("CreatePlaybackGrant", { id, outputId });
     return answer.grants[0];
+  }
+
+  // The quality-control report (docs/qc.md): a verdict badge, then every check that did not pass.
+  function qcRow(output) {
+    const report = output.qc;
+    if (!report) return null;
+    const word = (v) => fmt.short(v, "QC_VERDICT_").toLowerCase();
+    const flagged = (report.checks || []).filter((c) => c.verdict !== "QC_VERDICT_PASS");
+    const checks = flagged.map((c) => h("span", { class: `tag qc-${word(c.verdict)}`, "data-check": c.name, title: c.detail || "" }, `${c.name} ${Number(c.value || 0)} ${c.unit}${c.threshold === undefined ? "" : ` (threshold ${c.threshold})`}`));
+    return h("p", { class: "qc small", "data-qc-verdict": word(report.verdict) }, "QC ", h("span", { class: `badge qc-${word(report.verdict)}` }, word(report.verdict)), " ", checks);
   }
 
   function variantsLine(output) {

@@ -44,6 +44,8 @@ class NewJob:
     output_origin_id: str
     output_path_prefix: str
     created_at: datetime
+    # kiln.v1.QcPolicy as requested.
+    qc_policy: int
     outputs: tuple[NewOutput, ...]
 
 

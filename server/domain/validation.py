@@ -34,6 +34,7 @@ MAX_WEBHOOK_URL = 2048
 T = job_pb2.OutputType
 # Each enum's known values, built once: EnumTypeWrapper.values() builds a list per call.
 PRIORITIES = frozenset(job_pb2.Priority.values())
+QC_POLICIES = frozenset(job_pb2.QcPolicy.values())
 
 
 def validate_create(
@@ -154,6 +155,8 @@ def validate_create(
                 )
     if request.priority not in PRIORITIES:
         bad("priority", f"unknown priority {request.priority}")
+    if request.qc_policy not in QC_POLICIES:
+        bad("qc_policy", f"unknown qc_policy {request.qc_policy}: REPORT or FAIL")
     _check_metadata(request.metadata, bad)
     if len(request.webhook_url) > MAX_WEBHOOK_URL:
         bad("webhook_url", f"at most {MAX_WEBHOOK_URL} characters")

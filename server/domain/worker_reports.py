@@ -19,6 +19,7 @@ from common.output_types import IMAGES, MAX_VARIANTS
 from common.storage.keys import safe_relative_path
 
 from .loudness_reports import loudness_report_problems, track_loudness_problems
+from .qc_reports import qc_report_problems
 
 T = job_pb2.OutputType
 S = job_pb2.JobStage
@@ -149,12 +150,14 @@ def transcode_problems(
     spec: job_pb2.OutputSpec,
     *,
     expected_seconds: float | None,
+    qc_required: bool = False,
 ) -> list[str]:
     """Everything about a TRANSCODE result that can be judged without reading storage.
 
     `expected_seconds` is the output's duration from the spec and the probed input, or None
     when the server cannot know it (concatenated inputs it never probed): then only a
-    ceiling applies.
+    ceiling applies. `qc_required`: the task reads its output back (a TRANSCODE), so a
+    video or audio output must come with a quality-control report.
     """
     problems = []
     if not result.files:
@@ -188,6 +191,7 @@ def transcode_problems(
     if result.HasField("loudness") and spec.audio_tracks:
         problems.append("an output with audio tracks reports loudness per track")
     problems += track_loudness_problems(list(result.track_loudness), spec)
+    problems += qc_report_problems(result, spec, required=qc_required)
     return problems
 
 

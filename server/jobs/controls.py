@@ -92,6 +92,7 @@ class JobControls:
                         progress=0.0,
                         error=None,
                         result=None,
+                        qc=None,
                         actual_cost_micros=None,
                         variant_pricing=variant_costs.unbilled_entries(output.variant_pricing),
                     )

@@ -335,6 +335,7 @@ def _new_job(
         output_origin_id=request.output_origin_id,
         output_path_prefix=request.output_path_prefix.strip("/"),
         created_at=now(),
+        qc_policy=request.qc_policy,
         outputs=tuple(
             NewOutput(
                 id=ids.output_id(),

@@ -11,7 +11,7 @@ from typing import Any
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
 
-from ..domain import pricing
+from ..domain import pricing, qc_reports
 from ..domain.input_fit import input_problem
 from ..domain.states import (
     OUTPUT_TERMINAL,
@@ -122,6 +122,23 @@ class TaskOutcomes:
             reused = sum(t.reused_from is not None for t in chunks)
             if chunks:
                 result.notes.append(reuse_note(reused, len(chunks)))
+        if result.HasField("qc"):
+            expected = (
+                result.encoded_seconds
+                if job.concat_input_urls
+                else output_seconds(spec, info.duration_seconds)
+            )
+            report = qc_reports.judged_report(result, spec, expected)
+            # The judged report is kept in its own column (a QC failure keeps it too).
+            result.ClearField("qc")
+            await tx.outputs.update_output(output_id, qc=report.SerializeToString())
+            output.qc = report.SerializeToString()
+            if (
+                job.qc_policy == job_pb2.QC_POLICY_FAIL
+                and report.verdict == job_pb2.QC_VERDICT_FAIL
+            ):
+                await self.output_failed(tx, record, output_id, qc_reports.qc_failure(report))
+                return
         cost, variants = self._priced(spec, info, result.encoded_seconds, job.priority)
         actual: dict[str, Any] = {"actual_cost_micros": cost}
         if pricing.shows_variants(spec):

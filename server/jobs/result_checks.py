@@ -65,7 +65,10 @@ class ResultChecks:
             else outcomes.output_seconds(spec, info.duration_seconds)
         )
         problems = worker_reports.transcode_problems(
-            request.transcode, spec, expected_seconds=expected
+            request.transcode,
+            spec,
+            expected_seconds=expected,
+            qc_required=task.kind == TaskKind.TRANSCODE,
         )
         if task.kind == TaskKind.MERGE and not problems:
             async with self.store.transaction() as tx:

@@ -88,6 +88,8 @@ def output_message(
         message.error.ParseFromString(output.error)
     if moment is not None and (left := output_eta(output, moment)) is not None:
         message.eta_seconds = left
+    if output.qc:
+        message.qc.ParseFromString(output.qc)
     if output.result:
         result = worker_service_pb2.TranscodeResult.FromString(output.result)
         message.notes.extend(result.notes)
@@ -185,6 +187,7 @@ def job_message(
         input_path=job.input_path,
         output_origin_id=job.output_origin_id,
         output_path_prefix=job.output_path_prefix,
+        qc_policy=cast(job_pb2.QcPolicy, job.qc_policy or job_pb2.QC_POLICY_REPORT),
     )
     if moment is not None and (left := job_eta(record, moment)) is not None:
         message.eta_seconds = left

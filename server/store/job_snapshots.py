@@ -40,6 +40,7 @@ class JobRow:
     input_path: str
     output_origin_id: str
     output_path_prefix: str
+    qc_policy: int
     input_info: bytes | None
     error: bytes | None
     estimated_cost_micros: int | None
@@ -73,6 +74,7 @@ class OutputRow:
     origin: str
     running_since: datetime | None
     content_key_ids: list | None
+    qc: bytes | None
 
 
 @dataclass(slots=True)

@@ -96,6 +96,7 @@ def _new_job_record(new: NewJob) -> JobRecord:
         input_path=new.input_path,
         output_origin_id=new.output_origin_id,
         output_path_prefix=new.output_path_prefix,
+        qc_policy=new.qc_policy,
         currency="USD",  # the organization's, set as the job is inserted
         attempt=1,
         last_sequence=0,

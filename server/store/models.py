@@ -86,6 +86,8 @@ class Job(Base):
     input_path: Mapped[str] = mapped_column(Text, default="")
     output_origin_id: Mapped[str] = mapped_column(String(64), default="")
     output_path_prefix: Mapped[str] = mapped_column(Text, default="")
+    # kiln.v1.QcPolicy as requested (0, unset, means REPORT).
+    qc_policy: Mapped[int] = mapped_column(Integer, default=0)
     # kiln.v1.InputInfo, serialized: it is only ever read whole.
     input_info: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # kiln.v1.JobError, serialized; NULL unless FAILED or REJECTED.
@@ -132,6 +134,9 @@ class Output(Base):
     # Encrypted outputs: the ids (hex) of the current attempt's content keys, in order of
     # use. Public (the CENC KID is in the MPD); the keys themselves are in content_keys.
     content_key_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # kiln.v1.QcReport as the server judged it, serialized; kept apart from result because
+    # an output that QC_POLICY_FAIL failed keeps its report and has no result.
+    qc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Task(Base):
