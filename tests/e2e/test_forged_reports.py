@@ -18,6 +18,8 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.support.played_worker import AUTH, TOKEN, PlayedWorker
 
+from tests.support.qc_reports import QC_JSON, QC_JSON_SIZE, measured_qc, qc_file
+
 from .cluster import Cluster, running_cluster
 from .jobs import create_job, mp4_output
 
@@ -62,10 +64,17 @@ def store_file(cluster, job_id: str, output_id: str, name: str, size: int) -> No
     path.write_bytes(b"\0" * size)
 
 
+def store_output(cluster, job_id: str, output_id: str, name: str, size: int) -> None:
+    """The output's media file and its qc.json, as a worker stores them."""
+    store_file(cluster, job_id, output_id, name, size)
+    store_file(cluster, job_id, output_id, QC_JSON, QC_JSON_SIZE)
+
+
 def transcode(name: str, size: int, seconds: float = CLIP_SECONDS) -> wpb.TranscodeResult:
     return wpb.TranscodeResult(
-        files=[job_pb2.OutputFile(path=name, size_bytes=size, mime_type="video/mp4")],
+        files=[job_pb2.OutputFile(path=name, size_bytes=size, mime_type="video/mp4"), qc_file()],
         encoded_seconds=seconds,
+        qc=measured_qc(seconds),
     )
 
 
@@ -79,7 +88,7 @@ def run_honestly(cluster, server, worker: PlayedWorker, auth, clip) -> job_pb2.J
     assert probe.job_id == job.id
     worker.complete(probe, input_info=probe_info())
     task = worker.claim()
-    store_file(cluster, job.id, task.output_id, "output.mp4", 4096)
+    store_output(cluster, job.id, task.output_id, "output.mp4", 4096)
     worker.complete(task, transcode=transcode("output.mp4", 4096))
     done = get(server, auth, job.id)
     assert done.status == job_pb2.JOB_STATUS_COMPLETED
@@ -132,7 +141,7 @@ def test_forged_results_are_refused_and_the_job_still_completes(lone, media_root
         first, transcode=transcode("output.mp4", 4096)
     )
     # A file whose size is not what storage holds.
-    store_file(cluster, job.id, first.output_id, "output.mp4", 2048)
+    store_output(cluster, job.id, first.output_id, "output.mp4", 2048)
     first = worker.claim()
     assert "2048 bytes in storage" in worker.refused(first, transcode=transcode("output.mp4", 4096))
     # Encoded seconds that would zero or inflate the cost.
@@ -147,7 +156,7 @@ def test_forged_results_are_refused_and_the_job_still_completes(lone, media_root
     assert all(o.status != job_pb2.OUTPUT_STATUS_FAILED for o in running.outputs)
 
     # The other output completes while the forged one is retried; then honest results win.
-    store_file(cluster, job.id, second.output_id, "output.mp4", 1024)
+    store_output(cluster, job.id, second.output_id, "output.mp4", 1024)
     worker.complete(second, transcode=transcode("output.mp4", 1024))
     first = worker.claim()
     worker.complete(first, transcode=transcode("output.mp4", 2048))
@@ -155,9 +164,9 @@ def test_forged_results_are_refused_and_the_job_still_completes(lone, media_root
     done = get(server, auth, job.id)
     assert done.status == job_pb2.JOB_STATUS_COMPLETED
     for output in done.outputs:
-        assert [f.path for f in output.files] == ["output.mp4"]
+        assert [f.path for f in output.files] == ["output.mp4", QC_JSON]
         for file in output.files:
-            assert f"/files/{job.id}/{output.id}/output.mp4?" in file.url
+            assert f"/files/{job.id}/{output.id}/{file.path}?" in file.url
     # Price from honest durations only.
     assert done.actual_cost.micros > 0
     # The victim's job and files are untouched.
@@ -215,7 +224,7 @@ def test_forged_quality_figures_are_refused(lone, media_root):
     assert probe.job_id == job.id
     worker.complete(probe, input_info=probe_info())
     task = worker.claim()
-    store_file(cluster, job.id, task.output_id, "output.mp4", 4096)
+    store_output(cluster, job.id, task.output_id, "output.mp4", 4096)
     store_file(cluster, job.id, task.output_id, "quality.json", 100)
 
     def result(ssim: float, psnr_db: float) -> wpb.TranscodeResult:
@@ -257,7 +266,7 @@ def test_forged_loudness_figures_are_refused(lone, media_root):
     worker = PlayedWorker(server)
     worker.complete(worker.claim(), input_info=probe_info())
     task = worker.claim()
-    store_file(cluster, job.id, task.output_id, "output.m4a", 4096)
+    store_output(cluster, job.id, task.output_id, "output.m4a", 4096)
 
     def result(
         normalization: int = job_pb2.LOUDNESS_NORMALIZATION_LINEAR, **changes: float
@@ -298,3 +307,88 @@ def test_forged_loudness_figures_are_refused(lone, media_root):
     done = get(server, auth, job.id)
     assert done.status == job_pb2.JOB_STATUS_COMPLETED
     assert done.outputs[0].loudness.output_integrated_lufs == -16.1
+
+
+def truncated_result() -> wpb.TranscodeResult:
+    """An MP4 of the 2 s clip that ffprobe described as 1 s long, while the forged read-back
+    claims the full 2 s and every verdict PASS."""
+    result = transcode("output.mp4", 4096)
+    result.files[0].duration_seconds = 1.0
+    return result
+
+
+def test_forged_qc_reports_are_refused(lone, media_root):
+    cluster, server = lone
+    auth = (("authorization", f"Bearer {cluster.create_key('org_qc_forged')}"),)
+    job = create_job(server, auth, f"file://{media_root / 'clip2s.mp4'}")
+    worker = PlayedWorker(server)
+    worker.complete(worker.claim(), input_info=probe_info())
+    task = worker.claim()
+    store_output(cluster, job.id, task.output_id, "output.mp4", 4096)
+
+    unreported = transcode("output.mp4", 4096)
+    unreported.ClearField("qc")
+    assert "must report its quality-control report" in worker.refused(task, transcode=unreported)
+    task = worker.claim()
+    not_a_number = transcode("output.mp4", 4096)
+    not_a_number.qc.checks[0].value = math.nan
+    assert "check 'duration': value nan" in worker.refused(task, transcode=not_a_number)
+    task = worker.claim()
+    invented = transcode("output.mp4", 4096)
+    invented.qc.checks.add(name="vibes", value=1.0)
+    assert "'vibes' is not a check kiln makes" in worker.refused(task, transcode=invented)
+    task = worker.claim()
+    without_file = transcode("output.mp4", 4096)
+    del without_file.files[1]
+    assert "qc.json is not among the reported files" in worker.refused(task, transcode=without_file)
+    assert get(server, auth, job.id).status == job_pb2.JOB_STATUS_PROCESSING
+
+    worker.complete(worker.claim(), transcode=transcode("output.mp4", 4096))
+    done = get(server, auth, job.id)
+    assert done.status == job_pb2.JOB_STATUS_COMPLETED
+    assert done.outputs[0].qc.verdict == job_pb2.QC_VERDICT_PASS
+
+
+@pytest.mark.parametrize("policy", [job_pb2.QC_POLICY_REPORT, job_pb2.QC_POLICY_FAIL])
+def test_a_truncated_output_fails_the_duration_check_whatever_the_worker_says(
+    lone, media_root, policy
+):
+    cluster, server = lone
+    auth = (("authorization", f"Bearer {cluster.create_key('org_qc_truncated')}"),)
+    clip = f"file://{media_root / 'clip2s.mp4'}"
+    job = create_job(server, auth, clip, qc_policy=policy)
+    worker = PlayedWorker(server)
+    worker.complete(worker.claim(), input_info=probe_info())
+    task = worker.claim()
+    assert task.job_id == job.id
+    store_output(cluster, job.id, task.output_id, "output.mp4", 4096)
+    result = truncated_result()
+    # 2.5 s of black claimed as passing: the server judges the value, not the verdict.
+    result.qc.checks.add(name="black", value=2.5, verdict=job_pb2.QC_VERDICT_PASS)
+    worker.complete(task, transcode=result)
+
+    done = get(server, auth, job.id)
+    [output] = done.outputs
+    checks = {check.name: check for check in output.qc.checks}
+    assert list(checks) == ["duration", "decode", "black"]
+    assert checks["duration"].value == 1.0
+    assert checks["duration"].threshold == 1.5  # 2 s less max(0.5 s, 2 %)
+    assert "output.mp4 is 1 s as described" in checks["duration"].detail
+    assert checks["duration"].verdict == job_pb2.QC_VERDICT_FAIL
+    assert checks["black"].verdict == job_pb2.QC_VERDICT_FAIL
+    assert checks["decode"].verdict == job_pb2.QC_VERDICT_PASS
+    assert output.qc.verdict == job_pb2.QC_VERDICT_FAIL
+    if policy == job_pb2.QC_POLICY_REPORT:
+        assert done.qc_policy == job_pb2.QC_POLICY_REPORT
+        assert done.status == job_pb2.JOB_STATUS_COMPLETED
+        assert output.status == job_pb2.OUTPUT_STATUS_COMPLETED
+        assert [f.path for f in output.files] == ["output.mp4", QC_JSON]
+    else:
+        assert done.qc_policy == job_pb2.QC_POLICY_FAIL
+        assert done.status == job_pb2.JOB_STATUS_FAILED
+        assert output.status == job_pb2.OUTPUT_STATUS_FAILED
+        assert output.error.code == "QC_FAILED"
+        assert output.error.message == (
+            "quality control failed: duration (1 s, threshold 1.5), black (2.5 s, threshold 2)"
+        )
+        assert not output.files

@@ -29,6 +29,7 @@ from server.store.store import Store
 
 from . import ORG
 from .events import event_reader
+from .qc_reports import QC_JSON, QC_JSON_SIZE, measured_qc, qc_file
 from .specs import mp4_request
 
 
@@ -110,14 +111,18 @@ class Services:
         )
 
     def finished(self, task: wpb.Task) -> wpb.CompleteTaskRequest:
-        """The transcode's result, its one file written where the worker would put it."""
+        """The transcode's result, its file and QC report written where the worker would put
+        them."""
         path = self.storage.path_for(f"{task.output_prefix}/output.mp4")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"\0" * 512)
+        path.with_name(QC_JSON).write_bytes(b"\0" * QC_JSON_SIZE)
         return wpb.CompleteTaskRequest(
             task_id=task.id,
             lease_token=task.lease_token,
             transcode=wpb.TranscodeResult(
-                files=[job_pb2.OutputFile(path="output.mp4", size_bytes=512)], encoded_seconds=2.0
+                files=[job_pb2.OutputFile(path="output.mp4", size_bytes=512), qc_file()],
+                encoded_seconds=2.0,
+                qc=measured_qc(2.0),
             ),
         )
