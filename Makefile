@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test deps system-deps ffmpeg iproute2 fonts postgres gen check-gen lint fmt unit bench-ladder \
 	bench-dispatch soak soak-hosts bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
-	bench-chunked bench-quality bench-playback dashboard-deps dashboard-modules chromium \
+	bench-chunked bench-quality bench-qc bench-playback dashboard-deps dashboard-modules chromium \
 	bench-s3-upload pubsub-emulator
 
 run: deps dashboard-modules
@@ -139,6 +139,10 @@ bench-chunked: deps
 # What measure_quality adds to a ladder's encode.
 bench-quality: deps
 	$(PY) bench/quality_cost.py
+
+# The quality-control read-back on the same ladder: its cost against the 15 % budget (docs/qc.md).
+bench-qc: deps
+	$(PY) bench/qc_cost.py
 
 # Segment serving through /play/… against nginx on the same folder (issue 16), and Get
 # latency while it runs. nginx and wrk (the load generator) are Debian's, installed here.
