@@ -11,7 +11,16 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 from common import qc
 from server.domain.qc_reports import judged_report, qc_failure, qc_report_problems
 from tests.support.qc_reports import measured_qc, qc_file
-from worker.media.qc_readback import Reading, outside, parse_readback_log, readback_command
+from worker.media.qc import Plan, measurements
+from worker.media.qc_readback import (
+    Findings,
+    InputTiming,
+    Reading,
+    StreamTiming,
+    outside,
+    parse_readback_log,
+    readback_command,
+)
 
 V = job_pb2.QcVerdict
 MP4 = job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP4)
@@ -157,3 +166,23 @@ def test_a_report_is_required_exactly_of_checked_outputs():
     assert qc_report_problems(result(measured_qc(2.0)), image, required=True) == [
         "a quality-control report was reported for an output that has none"
     ]
+
+
+def test_a_truncated_rung_shortens_the_output_even_while_the_others_run_on():
+    findings = Findings(
+        timings={
+            0: InputTiming(video=StreamTiming(0.0, 10.0)),
+            1: InputTiming(video=StreamTiming(0.0, 7.0)),
+            2: InputTiming(audio=StreamTiming(0.0, 10.02)),
+        }
+    )
+    readings = [Reading("v0", True, False), Reading("v1", False, False), Reading("a", None, True)]
+    plan = Plan(readings, renditions=[0, 1], detector=0, audio=2)
+    value, detail = measurements(findings, plan)["duration"]
+    assert value == 7.02
+    assert "rendition 1 ends 3.00 s before the longest" in detail
+    whole = Findings(timings={**findings.timings, 1: InputTiming(video=StreamTiming(0.0, 10.0))})
+    assert measurements(whole, plan)["duration"][0] == 10.02
+    # A rung that decoded nothing is an output of no length.
+    empty = Findings(timings={0: findings.timings[0], 2: findings.timings[2]})
+    assert measurements(empty, plan)["duration"] == (0.0, "rendition 1 decoded no video")

@@ -38,7 +38,9 @@ from worker.media.input_access import InputAccess
 from worker.media.ladder import AUDIO_RENDITION_NAME
 from worker.media.qc_readback import (
     Findings,
+    InputTiming,
     Reading,
+    StreamTiming,
     clip_options,
     longest,
     outside,
@@ -219,18 +221,7 @@ def measurements(findings: Findings, plan: Plan) -> dict[str, tuple[float, str]]
     timings = findings.timings
     audio = timings[plan.audio].audio if plan.audio is not None and plan.audio in timings else None
     result: dict[str, tuple[float, str]] = {}
-    lengths = []
-    for index in plan.renditions if plan.detector is not None else []:
-        video = timings[index].video if index in timings else None
-        streams = [s for s in (video, audio) if s is not None]
-        lengths.append(
-            (max(s.end for s in streams) - min(s.start for s in streams) if video else 0.0, index)
-        )
-    if not lengths and audio is not None:
-        lengths.append((audio.end - audio.start, plan.audio or 0))
-    shortest, which = min(lengths, default=(0.0, 0))
-    where = f" (rendition {which}, the shortest)" if len(lengths) > 1 else ""
-    result["duration"] = (round(shortest, 3), f"{shortest:.2f} s{where}")
+    result["duration"] = _duration(timings, plan, audio)
     result["decode"] = (
         float(findings.decode_errors),
         f"first: {findings.first_error}" if findings.decode_errors else "",
@@ -255,6 +246,34 @@ def measurements(findings: Findings, plan: Plan) -> dict[str, tuple[float, str]]
         if findings.true_peak_dbtp is not None:
             result["true_peak"] = (qc.finite_level(findings.true_peak_dbtp), "")
     return result
+
+
+def _duration(
+    timings: dict[int, InputTiming], plan: Plan, audio: StreamTiming | None
+) -> tuple[float, str]:
+    """How long the output plays: from its first frame to the end of its longest stream, less
+    how far its shortest video rendition falls short of its longest (a truncated rung is a
+    truncated output, even while the audio and the other rungs run on). An output that
+    decoded nothing has length 0."""
+    videos: dict[int, StreamTiming] = {}
+    for index in plan.renditions if plan.detector is not None else []:
+        video = timings[index].video if index in timings else None
+        if video is None:
+            return 0.0, f"rendition {index} decoded no video"
+        videos[index] = video
+    streams = [*videos.values(), *([audio] if audio is not None else [])]
+    if not streams:
+        return 0.0, "nothing decoded"
+    length = max(s.end for s in streams) - min(s.start for s in streams)
+    detail = f"{length:.2f} s"
+    if len(videos) > 1:
+        ends = {index: video.end for index, video in videos.items()}
+        shortest = min(ends, key=lambda index: ends[index])
+        short_by = max(ends.values()) - ends[shortest]
+        if short_by > 0:
+            length -= short_by
+            detail += f" (rendition {shortest} ends {short_by:.2f} s before the longest)"
+    return round(length, 3), detail
 
 
 def _segment(segments, stream_start: float, stream_end: float) -> tuple[float, str]:
