@@ -49,6 +49,10 @@ VOLATILE_FIELDS = {
     "progress",
     "ssim",
     "psnrDb",
+    # A quality-control check's measurements (docs/qc.md); its name, threshold and verdict stay.
+    "value",
+    "sourceValue",
+    "detail",
 }
 VOLATILE_ENDINGS = ("Time", "Url", "Cost")
 # Fields whose very presence depends on timing: an ETA appears only once an output has run
