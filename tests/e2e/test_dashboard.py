@@ -107,6 +107,8 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
     assert {player["kind"] for player in report["players"]} == {"hls", "dash", "file"}
     assert all(player["time"] >= 2 for player in report["players"])
     assert [len(series) for series in report["chart"]] == [2, 2]  # HLS and DASH ladders
+    # A QC badge on every video output of the clean clip, none on the sprite (docs/qc.md).
+    assert report["qc"] == {"HLS": "pass", "DASH": "pass", "MP4": "pass", "JPG": None}
     # The operations view: the test's worker ACTIVE with its one slot, the silent one LOST
     # with what it said shown as text (no element made of it).
     workers = {row["id"]: row for row in report["workers"]}

@@ -308,6 +308,8 @@ try {
   // A finished job has no time left to tell: no ETA beside its progress or its outputs'.
   const etas = await page.evaluate(() => ({ job: document.getElementById("job-eta")?.textContent, outputs: document.querySelectorAll(".output .eta").length }));
   check(etas.job === "" && etas.outputs === 0, `a completed job shows an ETA: ${JSON.stringify(etas)}`);
+  // Each output card's quality-control badge (the sprite, a picture, has none).
+  const qc = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll(".output")].map((o) => [o.dataset.outputType, o.querySelector(".qc")?.dataset.qcVerdict ?? null])));
   const hlsPlayer = page.locator('.player[data-player="hls"]');
   const dashPlayer = page.locator('.player[data-player="dash"]');
   await hlsPlayer.locator("select.rendition option").nth(2).waitFor({ state: "attached" });
@@ -448,7 +450,7 @@ try {
   await page.locator("#workers").screenshot({ path: path.join(outDir, "ops-workers.png") });
   step("ops");
   check(pageErrors.length === 0, `page errors: ${pageErrors}`);
-  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected, menus, audioMenus, consoleErrors, encrypted }));
+  console.log(JSON.stringify({ ok: true, jobId, longId, delayedId, estimate, statuses, timings, players, chart, opsSource, workers, injected, menus, audioMenus, qc, consoleErrors, encrypted }));
 } catch (err) {
   console.error(`dashboard e2e failed after ${Date.now() - started} ms: ${err.stack || err}`);
   console.error(`steps: ${JSON.stringify(timings)} page errors: ${JSON.stringify(pageErrors)}`);
