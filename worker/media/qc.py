@@ -3,10 +3,10 @@
 What is read (worker.media.qc_readback builds the one FFmpeg run):
 - a single-file output: the file, every detector on its video and audio;
 - a ladder: every rung decoded (each rung's start and end, so a truncated rung shows, and its
-  decode errors), the detectors on the top rung only, and the audio once (inside the top rung
-  for MPEG-TS HLS, which muxes it into every variant; else its own rendition). Lower rungs
+  decode errors), the detectors on the smallest rung only, and the audio once (inside that
+  rung for MPEG-TS HLS, which muxes it into every variant; else its own rendition). The rungs
   are scaled copies of the same pictures: black or frozen in one is black or frozen in all, so
-  running the detectors on each would cost a decode's worth of filtering per rung for nothing.
+  the detectors run where they cost least (a 360p rung has a quarter of a 720p's pixels).
 
 When the output alone fails a check the source could excuse (common.qc.SOURCE_COMPARED: black,
 frozen, silence, drift, true peak), the source's clip window is read back the same way, once,
@@ -87,7 +87,7 @@ def readback_plan(
         )
         return Plan([reading], [0], 0 if has_video else None, 0 if has_audio else None)
     variants = measured_variants(spec, info)
-    top = max(range(len(variants)), key=lambda i: variants[i].width * variants[i].height)
+    smallest = min(range(len(variants)), key=lambda i: variants[i].width * variants[i].height)
     ts_hls = (
         spec.type == T.OUTPUT_TYPE_HLS
         and spec.hls.segment_format != job_pb2.HLS_SEGMENT_FORMAT_FMP4
@@ -97,18 +97,18 @@ def readback_plan(
     readings = [
         Reading(
             str(decodable(encoded_location(spec, v.position, out_dir), work_dir, v.position)),
-            video_detectors=position == top,
-            audio=has_audio and ts_hls and position == top,
+            video_detectors=position == smallest,
+            audio=has_audio and ts_hls and position == smallest,
         )
         for position, v in enumerate(variants)
     ]
-    audio = top if has_audio and ts_hls else None
+    audio = smallest if has_audio and ts_hls else None
     if separate_audio:
         audio = len(readings)
         readings.append(
             Reading(str(_audio_location(spec, len(variants), out_dir, work_dir)), None, True)
         )
-    return Plan(readings, list(range(len(variants))), top, audio)
+    return Plan(readings, list(range(len(variants))), smallest, audio)
 
 
 def _audio_location(spec: job_pb2.OutputSpec, position: int, out_dir: Path, work_dir: Path) -> Path:
