@@ -98,7 +98,7 @@ LOG = """\
 
 
 def test_the_log_parser_reads_every_figure():
-    findings = parse_readback_log(LOG, fallback_frame_rate=25.0)
+    findings = parse_readback_log(LOG, [Reading("out.mp4", True, True)], fallback_frame_rate=25.0)
     timing = findings.timings[0]
     assert timing.video is not None and timing.audio is not None
     assert (timing.video.start, timing.video.end) == (0.5, 7.5)  # 210 frames at 30 fps
@@ -119,7 +119,13 @@ def test_one_run_names_each_reading():
     )
     graph = argv[argv.index("-filter_complex") + 1]
     assert graph.startswith("[0:v:0]blackdetect=")
-    assert "[1:v:0]select=eq(n\\,0),showinfo@v1[v1]" in graph
+    assert "[1:" not in graph  # the second rung is demuxed, not decoded
+    assert argv[argv.index("1:v:0") - 1 : argv.index("1:v:0") + 3] == [
+        "-map",
+        "1:v:0",
+        "-c:2",
+        "copy",
+    ]
     assert "ebur128@a0=peak=true" in graph
     assert argv[-3:] == ["-f", "null", "-"]
     assert "level+error" in argv
@@ -186,3 +192,11 @@ def test_a_truncated_rung_shortens_the_output_even_while_the_others_run_on():
     # A rung that decoded nothing is an output of no length.
     empty = Findings(timings={0: findings.timings[0], 2: findings.timings[2]})
     assert measurements(empty, plan)["duration"] == (0.0, "rendition 1 decoded no video")
+
+
+def test_a_demuxed_rung_is_as_long_as_its_packets_from_where_the_decoded_one_starts():
+    log = LOG + "[verbose]   Input stream #1:0 (video): 150 packets read (12345 bytes);\n"
+    readings = [Reading("v0", True, True), Reading("v1", False, False, frame_rate=30.0)]
+    timing = parse_readback_log(log, readings, fallback_frame_rate=25.0).timings[1]
+    assert timing.video is not None
+    assert (timing.video.start, timing.video.end) == (0.5, 5.5)

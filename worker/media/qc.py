@@ -2,11 +2,14 @@
 
 What is read (worker.media.qc_readback builds the one FFmpeg run):
 - a single-file output: the file, every detector on its video and audio;
-- a ladder: every rung decoded (each rung's start and end, so a truncated rung shows, and its
-  decode errors), the detectors on the smallest rung only, and the audio once (inside that
-  rung for MPEG-TS HLS, which muxes it into every variant; else its own rendition). The rungs
-  are scaled copies of the same pictures: black or frozen in one is black or frozen in all, so
-  the detectors run where they cost least (a 360p rung has a quarter of a 720p's pixels).
+- a ladder: its smallest rung decoded with the detectors (and its decode errors), every other
+  rung demuxed (each packet read, so a truncated rung or a missing segment shows, but not
+  decoded), and the audio once (inside that rung for MPEG-TS HLS, which muxes it into every
+  variant; else its own rendition). The rungs are scaled copies of the same pictures from one
+  encode: black or frozen in one is black or frozen in all, so the detectors run where they
+  cost least (a 360p rung has a quarter of a 720p's pixels); decoding every rung as well cost
+  as much again as the rest of the pass on the benchmark's ladder (bench/qc_cost.py), which put
+  the pass over its budget of 15 % of the encode.
 
 When the output alone fails a check the source could excuse (common.qc.SOURCE_COMPARED: black,
 frozen, silence, drift, true peak), the source's clip window is read back the same way, once,
@@ -99,6 +102,7 @@ def readback_plan(
             str(decodable(encoded_location(spec, v.position, out_dir), work_dir, v.position)),
             video_detectors=position == smallest,
             audio=has_audio and ts_hls and position == smallest,
+            frame_rate=v.frame_rate,
         )
         for position, v in enumerate(variants)
     ]
@@ -137,7 +141,7 @@ async def check_output(
     video = default_stream(info, "video")
     rate = video.frame_rate if video is not None else 0.0
     findings = await _read_back(
-        readback_command(plan.readings, ffmpeg), work_dir / OUTPUT_LOG, rate, access, cancel_event
+        plan.readings, work_dir / OUTPUT_LOG, rate, access, cancel_event, ffmpeg
     )
     measured = measurements(findings, plan)
     context = qc.Context(expected_seconds, qc.loudness_target(spec))
@@ -148,11 +152,7 @@ async def check_output(
     if wanted and input_path is not None:
         source_plan = _source_plan(input_path, spec, info, plan)
         source_findings = await _read_back(
-            readback_command(source_plan.readings, ffmpeg),
-            work_dir / SOURCE_LOG,
-            rate,
-            access,
-            cancel_event,
+            source_plan.readings, work_dir / SOURCE_LOG, rate, access, cancel_event, ffmpeg
         )
         figures = measurements(source_findings, source_plan)
         source = {name: figures[name][0] for name in wanted if name in figures}
@@ -183,11 +183,12 @@ def _source_plan(
 
 
 async def _read_back(
-    argv: list[str],
+    readings: list[Reading],
     log_path: Path,
     frame_rate: float,
     access: InputAccess,
     cancel_event: asyncio.Event,
+    ffmpeg: str,
 ) -> Findings:
     """Runs a read-back; a run FFmpeg gives up on is a decode error, not a worker failure."""
     env = access.environment()
@@ -195,14 +196,18 @@ async def _read_back(
     failure = ""
     try:
         await run_ffmpeg(
-            access.apply(argv), env=env, duration=1.0, on_progress=None, cancel_event=cancel_event
+            access.apply(readback_command(readings, ffmpeg)),
+            env=env,
+            duration=1.0,
+            on_progress=None,
+            cancel_event=cancel_event,
         )
     except MediaError as error:
         if error.code == CANCELED:
             raise
         failure = error.message
     text = await asyncio.to_thread(_read_log, log_path)
-    findings = parse_readback_log(text, frame_rate)
+    findings = parse_readback_log(text, readings, frame_rate)
     if failure:
         findings.decode_errors = max(findings.decode_errors, 1)
         findings.first_error = findings.first_error or failure[:200]

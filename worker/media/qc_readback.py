@@ -45,8 +45,9 @@ class Reading:
     """One input of the read-back and what is measured in it."""
 
     path: str
-    # Detectors on its first video stream (False: decoded, start and end only); None: no video
-    # is read from it. At most one reading of a run has them.
+    # Its first video stream decoded with the detectors (True), or only demuxed (False: its
+    # packets counted, not decoded); None: no video is read from it. At most one reading of
+    # a run has the detectors.
     video_detectors: bool | None
     # Whether its first audio stream is read (with every audio detector): at most one reading.
     audio: bool
@@ -55,10 +56,13 @@ class Reading:
     # Which stream of the input: its first of each kind, or a source's default by index.
     video_stream: str = "v:0"
     audio_stream: str = "a:0"
+    # Frames per second of a demuxed video stream, whose length is its packets at this rate.
+    frame_rate: float = 0.0
 
 
 def readback_command(readings: list[Reading], ffmpeg: str = "ffmpeg") -> list[str]:
-    """One ffmpeg run: every reading in, every chain into the null muxer."""
+    """One ffmpeg run: every reading in, every chain (and every demuxed stream, copied) into
+    the null muxer."""
     flags = [("level+error" if flag == "error" else flag) for flag in COMMON_FLAGS]
     argv = [ffmpeg, *flags]
     for reading in readings:
@@ -67,6 +71,9 @@ def readback_command(readings: list[Reading], ffmpeg: str = "ffmpeg") -> list[st
     argv += ["-filter_complex", chains]
     for label in labels:
         argv += ["-map", f"[{label}]"]
+    copied = [i for i, r in enumerate(readings) if r.video_detectors is False]
+    for position, i in enumerate(copied, start=len(labels)):
+        argv += ["-map", f"{i}:{readings[i].video_stream}", f"-c:{position}", "copy"]
     return [*argv, "-f", "null", "-"]
 
 
@@ -76,9 +83,8 @@ def readback_graph(readings: list[Reading]) -> tuple[str, list[str]]:
     chains = []
     labels = []
     for i, reading in enumerate(readings):
-        if reading.video_detectors is not None:
-            steps = [BLACK, FROZEN] if reading.video_detectors else []
-            steps += ["select=eq(n\\,0)", f"showinfo@v{i}"]
+        if reading.video_detectors:
+            steps = [BLACK, FROZEN, "select=eq(n\\,0)", f"showinfo@v{i}"]
             chains.append(f"[{i}:{reading.video_stream}]{','.join(steps)}[v{i}]")
             labels.append(f"v{i}")
         if reading.audio:
@@ -143,6 +149,7 @@ _FREEZE = re.compile(
     _DETECTOR + r"lavfi\.freezedetect\.freeze_(?P<what>start|end): (?P<t>[-\d.e]+)"
 )
 _SILENCE = re.compile(_DETECTOR + r"silence_(?P<what>start|end): (?P<t>[-\d.e]+)")
+_DEMUXED = re.compile(r"Input stream #(?P<input>\d+):\d+ \(video\): (?P<packets>\d+) packets read")
 _DECODED = re.compile(
     r"Input stream #(?P<input>\d+):\d+ \((?P<kind>video|audio)\): .*?(?P<frames>\d+) frames "
     r"decoded(?: \((?P<samples>\d+) samples\))?"
@@ -153,8 +160,9 @@ _PEAK = re.compile(r"^\s+Peak:\s+(?P<value>[-\w.]+) dBFS", re.MULTILINE)
 _ERROR = re.compile(r"\[error\] (?P<message>.*)")
 
 
-def parse_readback_log(text: str, fallback_frame_rate: float) -> Findings:
-    """The findings of one run; `fallback_frame_rate` is used where showinfo had no rate."""
+def parse_readback_log(text: str, readings: list[Reading], fallback_frame_rate: float) -> Findings:
+    """The findings of the run of `readings`; `fallback_frame_rate` is used where showinfo had
+    no rate. A demuxed stream starts where the decoded video does (the rungs of one encode)."""
     findings = Findings()
     starts: dict[tuple[str, int], float] = {}
     rates: dict[tuple[str, int], float] = {}
@@ -181,6 +189,15 @@ def parse_readback_log(text: str, fallback_frame_rate: float) -> Findings:
             samples = int(match.group("samples") or 0)
             length = samples / sample_rate if sample_rate > 0 else 0.0
             timing.audio = StreamTiming(start, start + length)
+    decoded = [t.video for t in findings.timings.values() if t.video is not None]
+    start = decoded[0].start if decoded else 0.0
+    for match in _DEMUXED.finditer(text):
+        number = int(match.group("input"))
+        if number < len(readings) and readings[number].video_detectors is False:
+            rate = readings[number].frame_rate or fallback_frame_rate
+            length = int(match.group("packets")) / rate if rate > 0 else 0.0
+            timing = findings.timings.setdefault(number, InputTiming())
+            timing.video = StreamTiming(start, start + length)
     findings.black = [
         (float(m.group("start")), float(m.group("end"))) for m in _BLACK.finditer(text)
     ]
