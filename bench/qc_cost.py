@@ -8,11 +8,11 @@ command builder (its source and encode are reused from there).
 Measured in one run, interleaved (the order of the two read-backs alternates), at least 3 rounds:
   (a) encode: the ladder's ffmpeg run and packaging, as the worker does it;
   (b) kiln's QC pass (worker.media.qc.check_output) over that output: one process decoding
-      every rung once, detectors on the smallest rung, the audio once; the source is not read
-      (a clean source: nothing to excuse);
+      the smallest rung with the detectors, demuxing the others, the audio once; the source is
+      not read (a clean source: nothing to excuse);
   (c) raw: the usual hand-written way, one ffmpeg per detector (blackdetect, freezedetect,
-      silencedetect, ebur128 peak=true) on the same rung and one `-f null` decode per rung
-      for errors and durations.
+      silencedetect, ebur128 peak=true) on the same rung, and one `-f null` run per reading
+      for errors and durations (decoding what kiln decodes, demuxing what it demuxes).
 Prints medians, the overhead (b)/(a) against the 15 % budget, and (c)/(b); appends them to
 bench/RESULTS.md.
 
@@ -107,7 +107,9 @@ def raw_qc(info, out_dir, work_dir) -> None:
         subprocess.run([*base, "-i", detected, "-af", audio, "-vn", "-f", "null", "-"],
                        check=True, capture_output=True)  # fmt: skip
     for reading in plan.readings:
-        subprocess.run([*base, "-i", reading.path, "-f", "null", "-"],
+        # What kiln reads of each: decoded (the detected rung, the audio) or demuxed.
+        copy = ["-c", "copy"] if reading.video_detectors is False else []
+        subprocess.run([*base, "-i", reading.path, *copy, "-f", "null", "-"],
                        check=True, capture_output=True)  # fmt: skip
 
 
@@ -190,9 +192,10 @@ STANDARD (x264 veryfast), 2 s segments; {len(wall["encode"])} rounds.
 |---|---|---|---|
 {rows}
 
-- encode = the ladder's ffmpeg run + packaging; kiln = `check_output` (one process: every rung
-  decoded once, blackdetect + freezedetect on the smallest rung, silencedetect + ebur128
-  peak=true on the audio); raw = one ffmpeg per detector on that rung plus one decode per rung.
+- encode = the ladder's ffmpeg run + packaging; kiln = `check_output` (one process: the
+  smallest rung decoded with blackdetect + freezedetect, silencedetect + ebur128 peak=true on
+  the audio, the other rungs demuxed); raw = one ffmpeg per detector on that rung
+  plus one `-f null` run per reading (decoding or demuxing as kiln does).
 - QC pass / encode per round: {" / ".join(f"{r:.1%}" for r in ratios)}. Median: \
 **{figures["wall"]:.1%} of the encode's wall time** ({within} the {BUDGET:.0%} budget), \
 {figures["cpu"]:.1%} of its CPU time. The raw way takes {figures["raw"]:.2f}x kiln's pass.
