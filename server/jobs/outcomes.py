@@ -122,23 +122,8 @@ class TaskOutcomes:
             reused = sum(t.reused_from is not None for t in chunks)
             if chunks:
                 result.notes.append(reuse_note(reused, len(chunks)))
-        if result.HasField("qc"):
-            expected = (
-                result.encoded_seconds
-                if job.concat_input_urls
-                else output_seconds(spec, info.duration_seconds)
-            )
-            report = qc_reports.judged_report(result, spec, expected)
-            # The judged report is kept in its own column (a QC failure keeps it too).
-            result.ClearField("qc")
-            await tx.outputs.update_output(output_id, qc=report.SerializeToString())
-            output.qc = report.SerializeToString()
-            if (
-                job.qc_policy == job_pb2.QC_POLICY_FAIL
-                and report.verdict == job_pb2.QC_VERDICT_FAIL
-            ):
-                await self.output_failed(tx, record, output_id, qc_reports.qc_failure(report))
-                return
+        if result.HasField("qc") and await self._failed_qc(tx, record, output, spec, result):
+            return
         cost, variants = self._priced(spec, info, result.encoded_seconds, job.priority)
         actual: dict[str, Any] = {"actual_cost_micros": cost}
         if pricing.shows_variants(spec):
@@ -155,6 +140,33 @@ class TaskOutcomes:
         await self.life.emit_output_row(tx, job, output)
         await self.life.notify_output(tx, job, output)
         await self.life.jobs.finish_if_done(tx, record)
+
+    async def _failed_qc(
+        self,
+        tx: Tx,
+        record: JobRecord,
+        output: Output,
+        spec: job_pb2.OutputSpec,
+        result: worker_service_pb2.TranscodeResult,
+    ) -> bool:
+        """Records the server's judgement of the result's QC report (docs/qc.md), in a column
+        of its own since an output QC fails keeps it; True when QC_POLICY_FAIL failed the
+        output for it."""
+        job = record.job
+        info = job_pb2.InputInfo.FromString(job.input_info or b"")
+        expected = (
+            result.encoded_seconds
+            if job.concat_input_urls
+            else output_seconds(spec, info.duration_seconds)
+        )
+        report = qc_reports.judged_report(result, spec, expected)
+        result.ClearField("qc")
+        await tx.outputs.update_output(output.id, qc=report.SerializeToString())
+        output.qc = report.SerializeToString()
+        if job.qc_policy != job_pb2.QC_POLICY_FAIL or report.verdict != job_pb2.QC_VERDICT_FAIL:
+            return False
+        await self.output_failed(tx, record, output.id, qc_reports.qc_failure(report))
+        return True
 
     async def piece_done(
         self,
