@@ -14,6 +14,14 @@ def mp4_output(
     )
 
 
+QC_JSON = "qc.json"
+
+
+def media_files(output: job_pb2.Output) -> list[job_pb2.OutputFile]:
+    """An output's files but its qc.json, which every video and audio output has (docs/qc.md)."""
+    return [file for file in output.files if file.path != QC_JSON]
+
+
 def create_job(server, auth, input_url: str, outputs=None, **fields) -> job_pb2.Job:
     """Create over gRPC; one 240p H.264 MP4 output unless `outputs` says otherwise."""
     request = job_service_pb2.CreateRequest(

@@ -20,6 +20,7 @@ from tests.support.violations import violations_from_connect
 
 from .cluster import kiln_command
 from .connect_json import ConnectJsonClient
+from .jobs import media_files
 
 
 def recipe(name: str, type: job_pb2.OutputType | None = None, **params: str) -> job_pb2.OutputSpec:
@@ -75,28 +76,28 @@ def test_several_recipes_and_a_recipe_preset_in_one_job(server, api_key, media_r
     assert job.status == job_pb2.JOB_STATUS_COMPLETED, [o.error for o in job.outputs]
     web_ready, audio, thumbnail, trim, small_out, proxy = job.outputs
 
-    (file,) = web_ready.files
+    (file,) = media_files(web_ready)
     copy = download(file, tmp_path, "web_ready.mp4")
     assert video_md5(copy) == video_md5(source)
     assert any("stream copy" in note for note in web_ready.notes)
 
-    (file,) = audio.files
+    (file,) = media_files(audio)
     assert (file.mime_type, file.codec) == ("audio/mp4", "aac")
     assert any("stream copy" in note for note in audio.notes)
 
     (file,) = thumbnail.files
     assert (file.mime_type, file.width, file.height) == ("image/jpeg", 160, 90)
 
-    (file,) = trim.files
+    (file,) = media_files(trim)
     assert abs(file.duration_seconds - 1.0) < 0.1
 
-    (file,) = small_out.files
+    (file,) = media_files(small_out)
     info = ffprobe(download(file, tmp_path, "small.mp4"))
     (sound,) = streams(info, "audio")
     assert int(sound["bit_rate"]) < 80_000  # the preset's 64 kbit/s override
     assert small_out.spec.video[0].crf == 35
 
-    (file,) = proxy.files
+    (file,) = media_files(proxy)
     assert (file.codec, file.height) == ("h264", 360)  # 720p asked, never upscaled
     assert job.actual_cost.micros == sum(o.actual_cost.micros for o in job.outputs)
 

@@ -13,7 +13,7 @@ from tests.gcs_emulator import EmulatorLog
 from tests.media_probe import decoded_frames, ffprobe, streams
 
 from .cluster import Cluster
-from .jobs import create_job, mp4_output, run_to_end
+from .jobs import create_job, media_files, mp4_output, run_to_end
 
 
 # Storage, not the database, is under test: one database kind is enough.
@@ -75,7 +75,7 @@ def test_gcs_round_trip(gcs_cluster, emulator, tmp_path):
     name = f"renditions/{job.id}/{output.id}/output.mp4"
     blob = client.bucket(OUTPUTS).get_blob(name)
     assert blob is not None and blob.content_type == "video/mp4"
-    (file,) = output.files
+    (file,) = media_files(output)
     target = tmp_path / "from-gcs.mp4"
     response = httpx.get(file.url, timeout=30)
     assert response.status_code == 200

@@ -13,6 +13,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from tests.media_probe import ffprobe, streams
 
 from .connect_json import ConnectJsonClient
+from .jobs import QC_JSON, media_files
 
 ORDER = [
     "JOB_STATUS_PENDING",
@@ -109,7 +110,7 @@ def test_mp4_over_grpc(server, api_key, media_root, tmp_path):
     assert final.progress == 100.0
     (output,) = final.outputs
     assert output.status == job_pb2.OUTPUT_STATUS_COMPLETED
-    (file,) = output.files
+    (file,) = media_files(output)
     assert (file.width, file.height, file.codec) == (320, 180, "h264")
     download_and_check(file.url, tmp_path, 320, 180)
     # Sequences of logged events increase by one with no gap.
@@ -156,7 +157,7 @@ def test_mp4_over_connect_json(server, api_key, media_root, tmp_path):
         events.append((kind, message[kind]))
     final = check_event_stream(events)
     assert final["status"] == "JOB_STATUS_COMPLETED"
-    (file,) = final["outputs"][0]["files"]
+    (file,) = [f for f in final["outputs"][0]["files"] if f["path"] != QC_JSON]
     # 640x360 at 240p keeps 16:9 with even dimensions.
     assert (file["width"], file["height"]) == (426, 240)
     download_and_check(file["url"], tmp_path, 426, 240)

@@ -442,7 +442,7 @@ def test_a_preset_names_the_origin_and_postgres_holds_no_secret_in_clear(
         stored = s3_client(buckets, buckets.admin_keys).list_objects_v2(
             Bucket=RENDITIONS, Prefix=f"pg/{job.id}/{output.id}/"
         )
-        assert stored.get("KeyCount", 0) == len(output.files) == 1
+        assert stored.get("KeyCount", 0) == len(output.files) == 2  # output.mp4 and qc.json
         secret = buckets.admin_keys.secret_access_key
         text = _postgres_text(url)
         assert renditions.id in text  # the scan reads the origin's row

@@ -15,7 +15,7 @@ from .connect_json import ConnectJsonClient
 
 # The ETA end to end, on this module's cluster.
 from .eta_flows import test_a_running_job_tells_its_time_left_and_stops_when_done  # noqa: F401
-from .jobs import run_to_end
+from .jobs import media_files, run_to_end
 
 # Recipes end to end, on this module's cluster.
 from .recipe_flows import (  # noqa: F401
@@ -70,7 +70,7 @@ def test_mixed_outputs_each_checked_with_ffprobe(server, api_key, media_root, tm
     ]
     for output, (mime, codec, size, audio_codec) in zip(job.outputs, expected, strict=True):
         assert output.status == job_pb2.OUTPUT_STATUS_COMPLETED
-        (file,) = output.files
+        (file,) = media_files(output)
         assert (file.mime_type, file.codec, (file.width, file.height)) == (mime, codec, size)
         target = tmp_path / file.path
         target.write_bytes(httpx.get(file.url, timeout=30).content)
@@ -160,7 +160,7 @@ def test_concat_of_two_inputs(server, api_key, media_root, tmp_path):
     )
     job = run(server, api_key, request)
     assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
-    (file,) = job.outputs[0].files
+    (file,) = media_files(job.outputs[0])
     assert abs(file.duration_seconds - 4.0) <= 0.1
 
 
@@ -270,7 +270,7 @@ def test_measured_outputs_report_figures_and_a_quality_file(cluster, server, api
         assert downloaded.json() == written
 
     assert "quality" not in unmeasured
-    assert [f["path"] for f in unmeasured["files"]] == ["output.mp4"]
+    assert [f["path"] for f in unmeasured["files"]] == ["output.mp4", "qc.json"]
     assert not (cluster.storage_dir / job_id / unmeasured["id"] / "quality.json").exists()
 
 

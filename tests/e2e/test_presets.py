@@ -9,7 +9,7 @@ from kiln.v1 import job_pb2, preset_service_pb2, preset_service_pb2_grpc
 from server.domain.presets import SYSTEM_PRESETS
 
 from .connect_json import ConnectJsonClient
-from .jobs import create_job, run_to_end
+from .jobs import create_job, media_files, run_to_end
 
 
 def preset_stub(server) -> preset_service_pb2_grpc.PresetServiceStub:
@@ -61,7 +61,7 @@ def test_saved_preset_drives_a_job_and_stays_in_its_organization(
     )
     final = run_to_end(server, mine, job.id)
     assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
-    (file,) = final.outputs[0].files
+    (file,) = media_files(final.outputs[0])
     assert (file.codec, file.height, file.mime_type) == ("vp9", 240, "video/webm")
     assert final.outputs[0].spec.type == job_pb2.OUTPUT_TYPE_WEBM  # stored resolved
 

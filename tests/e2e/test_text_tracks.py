@@ -326,7 +326,7 @@ def test_a_burned_in_track_is_in_the_picture_and_not_a_track(titled_job, subtitl
         burned.playback_url, "stream=codec_name:stream_tags=language", "-select_streams", "s"
     )
     assert streams == [["mov_text", "fra"]]
-    assert {f.path for f in burned.files} == {"output.mp4", "text_1_fr.vtt"}
+    assert {f.path for f in burned.files} == {"output.mp4", "text_1_fr.vtt", "qc.json"}
 
     def changed(at: float, rows: range) -> int:
         source = luma(str(subtitles / "titled.mkv"), at, "-sn")
