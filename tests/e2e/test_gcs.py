@@ -98,7 +98,7 @@ def test_gcs_round_trip(gcs_cluster, emulator, tmp_path):
     deleted = server.job_stub().DeleteOutputs(
         job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth
     )
-    assert deleted.deleted_files == 1
+    assert deleted.deleted_files == 2  # output.mp4 and qc.json
     assert client.bucket(OUTPUTS).get_blob(name) is None
 
 

@@ -72,7 +72,7 @@ def test_delete_outputs_removes_files_keeps_record(server, auth, media_root, clu
     url = final.outputs[0].files[0].url
     assert httpx.get(url, timeout=30).status_code == 200
     response = stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
-    assert response.deleted_files == 1
+    assert response.deleted_files == 2  # output.mp4 and qc.json
     assert list(response.job.outputs[0].files) == []
     assert response.job.status == job_pb2.JOB_STATUS_COMPLETED
     assert httpx.get(url, timeout=30).status_code == 404
