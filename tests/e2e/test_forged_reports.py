@@ -17,7 +17,6 @@ from kiln.worker.v1 import worker_service_pb2_grpc
 
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.support.played_worker import AUTH, TOKEN, PlayedWorker
-
 from tests.support.qc_reports import QC_JSON, QC_JSON_SIZE, measured_qc, qc_file
 
 from .cluster import Cluster, running_cluster
