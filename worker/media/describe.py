@@ -17,8 +17,9 @@ from worker.media.probe import ffprobe_float, ffprobe_int, run_ffprobe_json
 # every segment they reference; their size and MIME type are all an OutputFile needs. Fragmented
 # MP4 segments (.m4s) cannot be read without their init segment at all.
 # MPEG-TS segments could be probed, but at ~0.2 s each a long ladder would spend minutes on
-# them; like .m4s they are described by size and MIME type only.
-_NOT_PROBED = frozenset({".m3u8", ".mpd", ".vtt", ".m4s", ".ts"})
+# them; like .m4s they are described by size and MIME type only. JSON files are the reports kiln
+# writes beside the media (quality.json, qc.json): not media, so not probed.
+_NOT_PROBED = frozenset({".m3u8", ".mpd", ".vtt", ".m4s", ".ts", ".json"})
 
 
 async def describe_output_file(
