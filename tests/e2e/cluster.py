@@ -27,6 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 SIGNING_KEY = "e2e-signing-key"
 # Tries at starting a server on free ports (see Cluster.start_server).
 PORT_ATTEMPTS = 3
+# Settings of a cluster that reads inputs from a test origin on loopback (the `held_input`
+# fixture): the input policy refuses private addresses unless allowed, as a self-hoster
+# allows an internal origin.
+LOOPBACK_INPUTS = {"KILN_INPUT_ALLOW_HOSTS": "127.0.0.1"}
 
 
 def free_port() -> int:
