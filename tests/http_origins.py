@@ -10,6 +10,7 @@ import http.server
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -115,25 +116,101 @@ def send(
         handler.wfile.write(body)
 
 
+def requested_range(
+    handler: http.server.BaseHTTPRequestHandler, size: int
+) -> tuple[int, int] | None:
+    """(first, last) byte of a single-range request for `size` bytes; None: no Range."""
+    match = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range", ""))
+    if not match:
+        return None
+    return int(match[1]), min(int(match[2]) if match[2] else size - 1, size - 1)
+
+
+def range_headers(first: int, last: int, size: int) -> dict[str, str]:
+    return {"Accept-Ranges": "bytes", "Content-Range": f"bytes {first}-{last}/{size}"}
+
+
 def static(data: bytes, content_type: str = "video/mp4") -> Route:
     """Serves `data`, honouring single byte ranges (206) like a CDN."""
 
     def route(handler: http.server.BaseHTTPRequestHandler, origin: Origin) -> None:
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range", ""))
-        if not match:
+        wanted = requested_range(handler, len(data))
+        if wanted is None:
             send(handler, 200, data, content_type, {"Accept-Ranges": "bytes"})
             return
-        start = int(match[1])
-        end = min(int(match[2]) if match[2] else len(data) - 1, len(data) - 1)
+        first, last = wanted
         send(
             handler,
             206,
-            data[start : end + 1],
+            data[first : last + 1],
             content_type,
-            {"Accept-Ranges": "bytes", "Content-Range": f"bytes {start}-{end}/{len(data)}"},
+            range_headers(first, last, len(data)),
         )
 
     return route
+
+
+@dataclass
+class HeldMedia:
+    """A media file served with byte ranges that stops partway until the test releases it:
+    an encode reading it stays mid-way for as long as the test needs, however short the
+    clip (a long clip only made that likely, at the price of encoding all of it).
+
+    A read that starts before `hold_at` (a fraction of the bytes) gets the bytes up to it
+    spread over `lead_in_seconds`, then waits for `release()`; a read that starts after it
+    (the index at the end of a non-faststart MP4) is answered at once. The lead-in is
+    there because FFmpeg reports progress twice a second and not while a read blocks: a
+    clip read up to the hold within half a second would leave its job at 0 % progress.
+    """
+
+    data: bytes
+    # Where an origin serves it.
+    url: str = ""
+    hold_at: float = 0.5
+    lead_in_seconds: float = 1.5
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+    def route(self, handler: http.server.BaseHTTPRequestHandler, origin: Origin) -> None:
+        size = len(self.data)
+        wanted = requested_range(handler, size)
+        first, last = wanted or (0, size - 1)
+        handler.send_response(200 if wanted is None else 206)
+        handler.send_header("Content-Type", "video/mp4")
+        handler.send_header("Content-Length", str(last - first + 1))
+        headers = {"Accept-Ranges": "bytes"} if wanted is None else range_headers(*wanted, size)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if handler.command == "HEAD":
+            return
+        hold = int(size * self.hold_at)
+        try:
+            sent = first
+            if first < hold <= last:
+                sent = self._lead_in(handler, first, hold)
+                self.released.wait()
+            handler.wfile.write(self.data[sent : last + 1])
+        except OSError:
+            pass  # the reader went away (it seeked elsewhere, or its FFmpeg was stopped)
+
+    def _lead_in(self, handler: http.server.BaseHTTPRequestHandler, first: int, hold: int) -> int:
+        """Sends bytes from `first` towards `hold` at the lead-in's pace, all at once when
+        released meanwhile; returns where it stopped."""
+        steps = 15
+        sent = first
+        for step in range(1, steps + 1):
+            if self.released.is_set():
+                break
+            end = first + (hold - first) * step // steps
+            handler.wfile.write(self.data[sent:end])
+            handler.wfile.flush()
+            sent = end
+            # The origin's pace (a slow start), not synchronisation: nothing waits on it.
+            time.sleep(self.lead_in_seconds / steps)
+        return sent
 
 
 def redirect(location: str, status: int = 302) -> Route:
@@ -158,3 +235,11 @@ def slow_for_ffmpeg(route: Route, seconds: float, requests: int) -> Route:
         route(handler, origin)
 
     return slow
+
+
+def hold_on(origin: Origin, data: bytes) -> HeldMedia:
+    """`data` served held (HeldMedia) at a path of its own on `origin`."""
+    path = f"/held-{uuid.uuid4().hex[:12]}.mp4"
+    held = HeldMedia(data, url=origin.url(path))
+    origin.routes[path] = held.route
+    return held

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
+from tests.http_origins import HeldMedia, Origin, hold_on
 
 from .cluster import Cluster
 
@@ -84,3 +87,27 @@ def other_api_key(cluster):
 def long_clip(media_root):
     """20 s of 720p: long enough that an encode is still running when a test interrupts it."""
     return make_clip(media_root / "clip20s_720p.mp4", seconds=20, size="1280x720")
+
+
+@pytest.fixture(scope="session")
+def held_clip(media_root) -> bytes:
+    """4 s of 480p, for `held_input`."""
+    return make_clip(media_root / "held4s_480p.mp4", seconds=4, size="854x480").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def media_origin() -> Iterator[Origin]:
+    origin = Origin()
+    yield origin
+    origin.close()
+
+
+@pytest.fixture
+def held_input(media_origin, held_clip) -> Iterator[HeldMedia]:
+    """A short clip an origin serves halfway, then holds until the test calls `release()`
+    (tests/http_origins.py): a transcode of it is mid-encode, with progress reported, for
+    as long as the test needs, where a long clip only made that likely and cost its whole
+    encode. Read at `.url` by a cluster with LOOPBACK_INPUTS; released at teardown."""
+    held = hold_on(media_origin, held_clip)
+    yield held
+    held.release()
