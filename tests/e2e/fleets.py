@@ -94,5 +94,15 @@ def task_rows(backend_url: str, job_id: str) -> list[dict]:
         engine.dispose()
 
 
+def worker_states(database_url: str) -> list[str]:
+    """The state each worker last announced (ACTIVE, DRAINING), as the workers view shows."""
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT state FROM workers")).scalars())
+    finally:
+        engine.dispose()
+
+
 def auth_for(cluster: Cluster, organization: str) -> tuple:
     return (("authorization", f"Bearer {cluster.create_key(organization)}"),)

@@ -23,7 +23,7 @@ from server.dispatch.pubsub import DELIVERY_COUNT_ATTRIBUTE
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
 from tests.support.processes import ffmpeg_pids_writing_to, wait_until
 
-from .cluster import Cluster
+from .cluster import LOOPBACK_INPUTS, Cluster
 from .fleets import (
     all_acked,
     auth_for,
@@ -32,6 +32,7 @@ from .fleets import (
     task_rows,
     wait_for_progress,
     worker_calls,
+    worker_states,
 )
 from .jobs import create_job, mp4_output, run_to_end
 
@@ -50,17 +51,20 @@ def backend_url(postgres_available):
 
 @pytest.fixture(scope="module")
 def long_clip(media_root):
-    """12 s of 480p: an encode that is still running when a test interrupts it, but short."""
+    """12 s of 480p: an encode still running when the cancel test stops it. Tests that
+    interrupt an encode and then let it finish read a `held_input` instead."""
     return make_clip(media_root / "fleet12s_480p.mp4", seconds=12, size="854x480")
 
 
 @pytest.fixture
 def start_fleet(request, backend_url, tmp_path, media_root):
     """fleet(dispatch, **settings) on this test's folder and the module's database; a pubsub
-    fleet on the module's emulator (started when a test first asks for it)."""
+    fleet on the module's emulator (started when a test first asks for it). Its inputs may
+    be `held_input`s."""
 
     def start(dispatch: str, **settings: str):
         emulator = request.getfixturevalue("pubsub_emulator") if dispatch == "pubsub" else None
+        settings = {**LOOPBACK_INPUTS, **settings}
         return fleet(backend_url, tmp_path, media_root, dispatch, emulator, **settings)
 
     return start
@@ -142,16 +146,17 @@ def fleet_clip(media_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dispatch", BACKENDS)
-def test_killed_worker_loses_nothing_and_duplicates_nothing(dispatch, long_clip, start_fleet):
+def test_killed_worker_loses_nothing_and_duplicates_nothing(dispatch, held_input, start_fleet):
     with start_fleet(dispatch) as (cluster, server, _):
         auth = auth_for(cluster, "org_kill")
         doomed = cluster.start_worker(server)
-        job = create_job(server, auth, f"file://{long_clip}", outputs=[hls_output()])
+        job = create_job(server, auth, held_input.url, outputs=[hls_output()])
         stub = server.job_stub()
         wait_for_progress(stub, auth, job.id)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
         cluster.start_worker(server)
+        held_input.release()
         final = run_to_end(server, auth, job.id, timeout=180)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
         transcode = [t for t in task_rows(cluster.database_url, job.id) if t["kind"] == "TRANSCODE"]
@@ -160,13 +165,14 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(dispatch, long_clip,
 
 
 @pytest.mark.slow
-def test_redelivered_message_does_not_start_a_second_encode(long_clip, start_fleet):
-    # A 1 s ack deadline: the 20 s encode outlives it many times over.
+def test_redelivered_message_does_not_start_a_second_encode(held_input, start_fleet):
+    # A 1 s ack deadline: the encode, held until the duplicate is settled, outlives it
+    # many times over.
     with start_fleet("pubsub", KILN_PUBSUB_ACK_DEADLINE_SECONDS="1") as (cluster, server, audit):
         auth = auth_for(cluster, "org_redeliver")
         cluster.start_worker(server)
         cluster.start_worker(server)
-        job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("360p")])
+        job = create_job(server, auth, held_input.url, outputs=[mp4_output("360p")])
         settings = pubsub_settings(cluster)
         topic = settings.topic(job_pb2.PRIORITY_STANDARD)
         stub = server.job_stub()
@@ -190,6 +196,7 @@ def test_redelivered_message_does_not_start_a_second_encode(long_clip, start_fle
             return duplicate_id in calls.acked_message_ids() and calls.pending_acks == 0
 
         wait_until(duplicate_acked, timeout=20)
+        held_input.release()
         final = run_to_end(server, auth, job.id, timeout=180)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
         transcode = [t for t in task_rows(cluster.database_url, job.id) if t["kind"] == "TRANSCODE"]
@@ -241,15 +248,16 @@ def test_a_message_no_worker_can_take_is_dead_lettered_and_fails_the_job(start_f
 @pytest.mark.slow
 @pytest.mark.parametrize("dispatch", BACKENDS)
 def test_queued_premium_starts_before_standard_before_economy(
-    dispatch, long_clip, media_root, start_fleet
+    dispatch, held_input, media_root, start_fleet
 ):
     # On Pub/Sub the waits a worker leaves open while the blocker runs catch the queued
     # probes; the worker holds them and must still start PREMIUM first (worker/pubsub_queue.py).
-    with start_fleet(dispatch) as (cluster, server, _):
+    # The blocker's input is held until all three are queued (and published).
+    with start_fleet(dispatch) as (cluster, server, audit):
         auth = auth_for(cluster, "org_priority")
         cluster.start_worker(server)
         stub = server.job_stub()
-        blocker = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("360p")])
+        blocker = create_job(server, auth, held_input.url, outputs=[mp4_output("360p")])
         wait_until(
             lambda: (
                 stub.Get(job_service_pb2.GetRequest(id=blocker.id), metadata=auth).job.status
@@ -266,6 +274,11 @@ def test_queued_premium_starts_before_standard_before_economy(
                 job_pb2.PRIORITY_PREMIUM,
             )
         }
+        if audit is not None:
+            settings = pubsub_settings(cluster)
+            for priority in queued:
+                audit.wait_for(settings.topic(priority), 1)
+        held_input.release()
         finished = {
             priority: run_to_end(server, auth, job_id, timeout=180)
             for priority, job_id in queued.items()
@@ -281,7 +294,7 @@ def test_queued_premium_starts_before_standard_before_economy(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dispatch", BACKENDS)
-def test_sigterm_on_a_busy_worker_releases_its_task_at_once(dispatch, long_clip, start_fleet):
+def test_sigterm_on_a_busy_worker_releases_its_task_at_once(dispatch, held_input, start_fleet):
     # A 60 s lease: if the job waited for it to expire, the bound below would fail.
     with start_fleet(dispatch, KILN_LEASE_SECONDS="60", KILN_WORKER_DRAIN_SECONDS="0.5") as (
         cluster,
@@ -290,12 +303,13 @@ def test_sigterm_on_a_busy_worker_releases_its_task_at_once(dispatch, long_clip,
     ):
         auth = auth_for(cluster, "org_drain")
         draining = cluster.start_worker(server)
-        job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("360p")])
+        job = create_job(server, auth, held_input.url, outputs=[mp4_output("360p")])
         stub = server.job_stub()
         wait_for_progress(stub, auth, job.id)
         draining.send_signal(signal.SIGTERM)
         assert draining.wait(timeout=20) == 0
         cluster.start_worker(server)
+        held_input.release()
         final = run_to_end(server, auth, job.id, timeout=45)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
         transcode = [t for t in task_rows(cluster.database_url, job.id) if t["kind"] == "TRANSCODE"]
@@ -304,14 +318,17 @@ def test_sigterm_on_a_busy_worker_releases_its_task_at_once(dispatch, long_clip,
 
 
 @pytest.mark.slow
-def test_sigterm_on_a_busy_worker_with_time_to_finish_completes_the_task(long_clip, start_fleet):
+def test_sigterm_on_a_busy_worker_with_time_to_finish_completes_the_task(held_input, start_fleet):
     with start_fleet("pubsub", KILN_WORKER_DRAIN_SECONDS="120") as (cluster, server, _):
         auth = auth_for(cluster, "org_finish")
         worker = cluster.start_worker(server)
-        job = create_job(server, auth, f"file://{long_clip}")
+        job = create_job(server, auth, held_input.url)
         stub = server.job_stub()
         wait_for_progress(stub, auth, job.id)
         worker.send_signal(signal.SIGTERM)
+        # The rest of the input once the worker has taken the signal (it says DRAINING).
+        wait_until(lambda: "DRAINING" in worker_states(cluster.database_url), timeout=20)
+        held_input.release()
         # It takes no new work, finishes this task, reports it, and exits cleanly.
         assert worker.wait(timeout=120) == 0
         final = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
@@ -325,12 +342,12 @@ def test_sigterm_on_a_busy_worker_with_time_to_finish_completes_the_task(long_cl
     ids=["kill9-db", "kill9-pubsub", "sigterm-pubsub"],
 )
 def test_server_restarted_mid_job_and_a_resuming_watcher_misses_nothing(
-    stop, dispatch, long_clip, start_fleet
+    stop, dispatch, held_input, start_fleet
 ):
     with start_fleet(dispatch) as (cluster, server, _):
         auth = auth_for(cluster, "org_restart")
         cluster.start_worker(server)
-        job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("360p")])
+        job = create_job(server, auth, held_input.url, outputs=[mp4_output("360p")])
         seen: list[job_service_pb2.WatchResponse] = []
         stream = server.job_stub().Watch(
             job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=120
@@ -350,6 +367,7 @@ def test_server_restarted_mid_job_and_a_resuming_watcher_misses_nothing(
             assert server.process.wait(timeout=20) == -signal.SIGKILL
         cursor = seen[-1].sequence
         restarted = cluster.restart_server(server)
+        held_input.release()  # the encode finishes with the new server up
         resumed = list(
             restarted.job_stub().Watch(
                 job_service_pb2.WatchRequest(id=job.id, after_sequence=cursor),
@@ -380,6 +398,8 @@ def test_server_restarted_mid_job_and_a_resuming_watcher_misses_nothing(
 
 @pytest.mark.slow
 def test_cancel_reaches_a_pubsub_dispatched_worker_within_a_second(long_clip, start_fleet):
+    # A clip that encodes for a while rather than a held one: FFmpeg blocked in a read
+    # ignores the SIGTERM a cancel sends (only the SIGKILL after it would stop it).
     with start_fleet("pubsub") as (cluster, server, audit):
         auth = auth_for(cluster, "org_cancel")
         cluster.start_worker(server)
