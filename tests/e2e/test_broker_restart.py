@@ -11,6 +11,7 @@ from kiln.v1 import job_pb2
 from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
 from tests.support.pubsub_emulator import running_emulator
 
+from .cluster import LOOPBACK_INPUTS
 from .fleets import auth_for, fleet, task_rows, wait_for_progress
 from .jobs import create_job, mp4_output, run_to_end
 
@@ -32,17 +33,20 @@ def emulator(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_restarted_emulator_loses_no_task(backend_url, emulator, tmp_path, media_root):
-    running_clip = make_clip(media_root / "broker_10s_480p.mp4", seconds=10, size="854x480")
+def test_a_restarted_emulator_loses_no_task(
+    backend_url, emulator, tmp_path, media_root, held_input
+):
     short_clip = make_clip(media_root / "broker_1s.mp4", seconds=1)
-    with fleet(backend_url, tmp_path, media_root, "pubsub", emulator, KILN_LEASE_SECONDS="5") as (
+    settings = {"KILN_LEASE_SECONDS": "5", **LOOPBACK_INPUTS}
+    with fleet(backend_url, tmp_path, media_root, "pubsub", emulator, **settings) as (
         cluster,
         server,
         _,
     ):
         auth = auth_for(cluster, "org_broker")
         cluster.start_worker(server, concurrency=1)
-        running = create_job(server, auth, f"file://{running_clip}", outputs=[mp4_output("360p")])
+        # Held mid-encode until the emulator is back.
+        running = create_job(server, auth, held_input.url, outputs=[mp4_output("360p")])
         wait_for_progress(server.job_stub(), auth, running.id, above=1)
         # The one slot is busy: this probe's message waits in the emulator (or in the
         # worker's hands, held for a free slot) when the emulator dies with it.
@@ -52,6 +56,7 @@ def test_a_restarted_emulator_loses_no_task(backend_url, emulator, tmp_path, med
         # Made ready while the broker is down: its message waits in the outbox.
         made_during = create_job(server, auth, f"file://{short_clip}")
         emulator.start_again()
+        held_input.release()
 
         finals = {
             job.id: run_to_end(server, auth, job.id, timeout=90)

@@ -19,7 +19,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.support.private_postgres import PrivatePostgres
 
-from .cluster import Cluster, ServerProcess, running_cluster
+from .cluster import LOOPBACK_INPUTS, Cluster, ServerProcess, running_cluster
 from .jobs import mp4_output, run_to_end
 
 Auth = tuple[tuple[str, str], ...]
@@ -33,7 +33,9 @@ def postgres() -> Iterator[PrivatePostgres]:
 
 @pytest.fixture
 def outage_cluster(postgres, tmp_path, media_root) -> Iterator[tuple[Cluster, ServerProcess]]:
-    with running_cluster(postgres.url, tmp_path, media_root, workers=1) as running:
+    with running_cluster(
+        postgres.url, tmp_path, media_root, settings=LOOPBACK_INPUTS, workers=1
+    ) as running:
         yield running
 
 
@@ -62,20 +64,19 @@ def _grpc_code(call) -> grpc.StatusCode:
 
 
 def test_a_postgres_restart_mid_job_answers_unavailable_and_loses_nothing(
-    postgres, outage_cluster, long_clip
+    postgres, outage_cluster, held_input, media_root
 ):
     cluster, server = outage_cluster
     key = cluster.create_key("org_outage")
     auth: Auth = (("authorization", f"Bearer {key}"),)
     stub = server.job_stub()
     job = stub.Create(
-        job_service_pb2.CreateRequest(
-            input_url=f"file://{long_clip}", outputs=[mp4_output("480p")]
-        ),
+        job_service_pb2.CreateRequest(input_url=held_input.url, outputs=[mp4_output("480p")]),
         metadata=auth,
     ).job
     events = _watch_in_background(server, auth, job.id)
-    # Encoding: the worker holds a lease and reports progress.
+    # Encoding (held mid-way until the database is back): the worker holds a lease and
+    # reports progress.
     seen = []
     while (event := events.get(timeout=120)) is not None:
         seen.append(event)
@@ -93,9 +94,8 @@ def test_a_postgres_restart_mid_job_answers_unavailable_and_loses_nothing(
         _grpc_code(lambda: stub.List(job_service_pb2.ListRequest(), metadata=auth, timeout=30))
         == grpc.StatusCode.UNAVAILABLE
     )
-    refused_create = job_service_pb2.CreateRequest(
-        input_url=f"file://{long_clip}", outputs=[mp4_output()]
-    )
+    short_clip = f"file://{media_root / 'clip2s.mp4'}"
+    refused_create = job_service_pb2.CreateRequest(input_url=short_clip, outputs=[mp4_output()])
     assert (
         _grpc_code(lambda: stub.Create(refused_create, metadata=auth, timeout=30))
         == grpc.StatusCode.UNAVAILABLE
@@ -115,9 +115,10 @@ def test_a_postgres_restart_mid_job_answers_unavailable_and_loses_nothing(
     # Back at once: the first call after the restart succeeds.
     assert stub.Get(get, metadata=auth, timeout=30).job.id == job.id
     second = stub.Create(
-        job_service_pb2.CreateRequest(input_url=f"file://{long_clip}", outputs=[mp4_output()]),
+        job_service_pb2.CreateRequest(input_url=short_clip, outputs=[mp4_output()]),
         metadata=auth,
     ).job
+    held_input.release()
 
     while (event := events.get(timeout=180)) is not None:
         seen.append(event)

@@ -12,14 +12,14 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import create_postgres_database, drop_postgres_database
 
-from .cluster import Cluster
+from .cluster import LOOPBACK_INPUTS, Cluster
 from .jobs import create_job, mp4_output
 
 
 @pytest.fixture
 def replicas(postgres_available, tmp_path, media_root):
     url = create_postgres_database()
-    cluster = Cluster(url, tmp_path, media_root)
+    cluster = Cluster(url, tmp_path, media_root, settings=LOOPBACK_INPUTS)
     try:
         first = cluster.start_server()
         second = cluster.start_server()
@@ -62,16 +62,16 @@ def test_watcher_on_other_replica_sees_every_event(replicas, media_root):
 
 
 @pytest.mark.slow
-def test_a_worker_moves_to_the_live_replica_when_its_own_is_killed(replicas, long_clip):
+def test_a_worker_moves_to_the_live_replica_when_its_own_is_killed(replicas, held_input):
     """KILN_SERVER_ADDRESS lists both replicas; the one the worker is attached to (the
-    first) is killed with SIGKILL mid-encode."""
+    first) is killed with SIGKILL mid-encode (its input held until then)."""
     cluster, first, second = replicas
     auth = (("authorization", f"Bearer {cluster.create_key('org_failover')}"),)
     worker = cluster.start_worker(
         first,
         extra_env={"KILN_SERVER_ADDRESS": f"{first.worker_target},{second.worker_target}"},
     )
-    job = create_job(first, auth, f"file://{long_clip}", outputs=[mp4_output("480p")])
+    job = create_job(first, auth, held_input.url, outputs=[mp4_output("480p")])
     stream = first.job_stub().Watch(
         job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=120
     )
@@ -86,6 +86,7 @@ def test_a_worker_moves_to_the_live_replica_when_its_own_is_killed(replicas, lon
     with pytest.raises(grpc.RpcError) as ended:
         seen.extend(stream)
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    held_input.release()
 
     # The watcher resumes on the live replica from the last sequence it saw.
     resumed = list(

@@ -12,13 +12,18 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
-from .cluster import Cluster
+from .cluster import LOOPBACK_INPUTS, Cluster
 from .jobs import create_job, mp4_output
 
 
 @pytest.fixture
 def short_lease_cluster(backend_url, tmp_path, media_root):
-    cluster = Cluster(backend_url, tmp_path, media_root, settings=dict(KILN_LEASE_SECONDS="2"))
+    cluster = Cluster(
+        backend_url,
+        tmp_path,
+        media_root,
+        settings=dict(KILN_LEASE_SECONDS="2", **LOOPBACK_INPUTS),
+    )
     try:
         yield cluster, cluster.start_server()
     finally:
@@ -26,14 +31,14 @@ def short_lease_cluster(backend_url, tmp_path, media_root):
 
 
 @pytest.mark.slow
-def test_killed_worker_task_runs_again_elsewhere(short_lease_cluster, long_clip):
+def test_killed_worker_task_runs_again_elsewhere(short_lease_cluster, held_input):
     cluster, server = short_lease_cluster
     auth = (("authorization", f"Bearer {cluster.create_key('org_loss')}"),)
     stub = server.job_stub()
     doomed = cluster.start_worker(server)
     job = stub.Create(
         job_service_pb2.CreateRequest(
-            input_url=f"file://{long_clip}",
+            input_url=held_input.url,
             outputs=[
                 job_pb2.OutputSpec(
                     type=job_pb2.OUTPUT_TYPE_MP4,
@@ -58,6 +63,7 @@ def test_killed_worker_task_runs_again_elsewhere(short_lease_cluster, long_clip)
     wait_until(lambda: not ffmpeg_pids_writing_to(cluster.scratch_dir), timeout=2.0)
 
     cluster.start_worker(server)
+    held_input.release()
     for event in stream:
         if event.WhichOneof("event") == "progress":
             progress_seen.append(event.progress.progress)
@@ -78,7 +84,7 @@ def shared_scratch_cluster(sqlite_backend_url, tmp_path, media_root):
         tmp_path,
         media_root,
         # No drain at the end: the survivor's long encode is given back at once.
-        settings=dict(KILN_LEASE_SECONDS="2", KILN_WORKER_DRAIN_SECONDS="0"),
+        settings=dict(KILN_LEASE_SECONDS="2", KILN_WORKER_DRAIN_SECONDS="0", **LOOPBACK_INPUTS),
     )
     try:
         yield cluster, cluster.start_server()
@@ -98,26 +104,22 @@ def _scratch_folder_of(worker_pid: int, scratch: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_killed_workers_scratch_is_swept_and_a_running_workers_is_kept(
-    shared_scratch_cluster, long_clip
+    shared_scratch_cluster, held_input
 ):
     cluster, server = shared_scratch_cluster
     auth = (("authorization", f"Bearer {cluster.create_key('org_sweep')}"),)
     scratch = cluster.scratch_dir
 
     def encoding(worker: subprocess.Popen, codec: job_pb2.VideoCodec) -> Path:
-        create_job(
-            server,
-            auth,
-            f"file://{long_clip}",
-            outputs=[mp4_output("720p", codec)],
-        )
+        create_job(server, auth, held_input.url, outputs=[mp4_output("480p", codec)])
         wait_until(lambda: ffmpeg_children_of(worker.pid), timeout=60)
         return _scratch_folder_of(worker.pid, scratch)
 
     doomed = cluster.start_worker(server)
     doomed_folder = encoding(doomed, job_pb2.VIDEO_CODEC_H264)
     survivor = cluster.start_worker(server)
-    # H.265 of 20 s of 720p: still encoding long after the sweep below.
+    # Both inputs are held (never released here): the survivor is still encoding after the
+    # sweep below, whatever the machine's speed.
     survivor_folder = encoding(survivor, job_pb2.VIDEO_CODEC_H265)
     assert doomed_folder != survivor_folder
 

@@ -21,7 +21,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.support.processes import ffmpeg_children_of, wait_until
 from tests.support.violations import violations_from_grpc
 
-from .cluster import Cluster, ServerProcess, kiln_command
+from .cluster import LOOPBACK_INPUTS, Cluster, ServerProcess, kiln_command
 from .jobs import create_job, mp4_output
 
 
@@ -30,7 +30,9 @@ def fleet_cluster(
     postgres_available, tmp_path, media_root
 ) -> Iterator[tuple[Cluster, ServerProcess]]:
     url = create_postgres_database()
-    cluster = Cluster(url, tmp_path, media_root, settings=dict(KILN_LEASE_SECONDS="3"))
+    cluster = Cluster(
+        url, tmp_path, media_root, settings=dict(KILN_LEASE_SECONDS="3", **LOOPBACK_INPUTS)
+    )
     try:
         yield cluster, cluster.start_server()
     except Exception:
@@ -65,7 +67,9 @@ def announced(cluster: Cluster) -> dict[str, tuple[str, float]]:
     return {worker_id: (state, float(silent)) for worker_id, state, silent in rows}
 
 
-def test_workers_announce_and_operators_see_them_active_draining_and_lost(fleet_cluster, long_clip):
+def test_workers_announce_and_operators_see_them_active_draining_and_lost(
+    fleet_cluster, held_input
+):
     cluster, server = fleet_cluster
     busy = cluster.start_worker(
         server,
@@ -75,10 +79,8 @@ def test_workers_announce_and_operators_see_them_active_draining_and_lost(fleet_
     )
     # A running task shows against the worker that holds it.
     auth = (("authorization", f"Bearer {cluster.create_key('org_view')}"),)
-    # H.265 of 20 s of 720p: still encoding through the listings below.
-    create_job(
-        server, auth, f"file://{long_clip}", outputs=[mp4_output("720p", job_pb2.VIDEO_CODEC_H265)]
-    )
+    # Held mid-encode (never released): still encoding through the listings below.
+    create_job(server, auth, held_input.url, outputs=[mp4_output("480p", job_pb2.VIDEO_CODEC_H265)])
     wait_until(lambda: ffmpeg_children_of(busy.pid), timeout=60)
     assert listed(cluster)["busy-1"]["running_tasks"] == 1
     idle = cluster.start_worker(server, extra_env={"KILN_WORKER_ID": "idle-1"})
