@@ -60,10 +60,11 @@ def hosts() -> Iterator[list[NetworkHost]]:
 
 @pytest.fixture
 def held_input(hosts, held_clip) -> Iterator[HeldMedia]:
-    """The e2e `held_input`, on an origin every test host reaches: this machine's end of the
-    last host's link (tests/support/netns.py). The encode it feeds stays mid-way until the
-    test releases it, so a cut always lands on a running FFmpeg."""
-    origin = Origin(hosts[-1].server_address)
+    """The e2e `held_input`, on an origin at this machine's end of the first host's link:
+    the encode it feeds stays mid-way until the test releases it, so the cut always lands
+    on a running FFmpeg. (The longer partition keeps a local clip: there the cut-off
+    worker's input must stay readable, as a shared disk is, for it to report late.)"""
+    origin = Origin(hosts[0].server_address)
     held = hold_on(origin, held_clip)
     try:
         yield held
@@ -140,7 +141,7 @@ def partition_cluster(
             # Reached over the veth links, so not on loopback: a token is required.
             KILN_WORKER_HOST="0.0.0.0",
             KILN_WORKER_TOKEN=TOKEN,
-            # The held inputs' origin is on a test host's link.
+            # The held input's origin is on a test host's link.
             KILN_INPUT_ALLOW_HOSTS="10.77.0.0/16",
             **(dispatch.settings if dispatch else {}),
         ),
@@ -302,7 +303,7 @@ def test_a_partition_shorter_than_the_lease_costs_no_rerun(
 
 @pytest.mark.parametrize("dispatch", ["db", "pubsub"], indirect=True)
 def test_a_partition_longer_than_the_lease_reruns_once_and_refuses_the_late_worker(
-    dispatch, hosts, database_url, tmp_path, media_root, held_input
+    dispatch, hosts, database_url, tmp_path, media_root, long_clip
 ):
     cluster, server = partition_cluster(
         database_url, tmp_path, media_root, lease_seconds=3, dispatch=dispatch
@@ -311,7 +312,7 @@ def test_a_partition_longer_than_the_lease_reruns_once_and_refuses_the_late_work
         near, far = hosts
         auth = (("authorization", f"Bearer {cluster.create_key('org_partition')}"),)
         cut_off = worker_on(cluster, server, near, "cut-off", dispatch)
-        job = create_job(server, auth, held_input.url, outputs=[mp4_output("480p")])
+        job = create_job(server, auth, f"file://{long_clip}", outputs=[mp4_output("480p")])
         wait_until(lambda: ffmpeg_children_of(cut_off.pid), timeout=60)
         # Idle on another host: the only task is leased. Two slots: while one runs the
         # rerun, the other keeps pulling, so a message that comes back reaches a worker.
@@ -333,7 +334,6 @@ def test_a_partition_longer_than_the_lease_reruns_once_and_refuses_the_late_work
         if still_encoding:
             # Its next heartbeat is refused: it stops its FFmpeg rather than work for nobody.
             wait_until(lambda: not ffmpeg_children_of(cut_off.pid), timeout=20)
-        held_input.release()  # the rerun finishes
         final = run_to_end(server, auth, job.id, timeout=120)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
         assert task_attempts(database_url, job.id) == {"PROBE": 1, "TRANSCODE": 2}

@@ -2,10 +2,7 @@
 reaches the server over a link the test can cut (a partition), as on another machine.
 
 Each `NetworkHost` is a namespace with its own loopback and one veth pair: the host's end
-(`10.77.N.2`) inside the namespace, the server's end (`10.77.N.1`) here. A host reaches this
-machine's end of any host's link over its own link (10.77.0.0/16 routes there), as machines
-behind one switch reach one origin: a service here bound to one such address serves every
-host, and a cut link cuts only its own host off. A process started
+(`10.77.N.2`) inside the namespace, the server's end (`10.77.N.1`) here. A process started
 with `host.command(...)` runs inside; it shares the file system (scratch, storage, inputs)
 but not the network. `host.cut()` takes the link down — packets are dropped, TCP connections
 hang, as in a real partition — and `host.mend()` brings it back.
@@ -61,8 +58,6 @@ class NetworkHost:
         _ip(*inside, "addr", "add", f"{self.address}/30", "dev", self.inner_link)
         _ip(*inside, "link", "set", self.inner_link, "up")
         _ip(*inside, "link", "set", "lo", "up")
-        # This machine answers for each of its own addresses on any link (Linux's default).
-        _ip(*inside, "route", "add", "10.77.0.0/16", "dev", self.inner_link)
 
     def down(self) -> None:
         # Deleting the namespace deletes its end of the pair, and with it ours.
