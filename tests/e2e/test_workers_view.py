@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import grpc
 import psycopg
 import pytest
-from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 from kiln.worker.v1 import worker_service_pb2_grpc
 
@@ -74,13 +73,14 @@ def test_workers_announce_and_operators_see_them_active_draining_and_lost(
     busy = cluster.start_worker(
         server,
         concurrency=2,
-        # On SIGTERM its encode gets 3 s, then is given back (a shorter test, same states).
-        extra_env={"KILN_WORKER_ID": "busy-1", "KILN_WORKER_DRAIN_SECONDS": "3"},
+        # On SIGTERM it finishes its task: DRAINING for as long as its input is held.
+        extra_env={"KILN_WORKER_ID": "busy-1", "KILN_WORKER_DRAIN_SECONDS": "120"},
     )
     # A running task shows against the worker that holds it.
     auth = (("authorization", f"Bearer {cluster.create_key('org_view')}"),)
-    # Held mid-encode (never released): still encoding through the listings below.
-    create_job(server, auth, held_input.url, outputs=[mp4_output("480p", job_pb2.VIDEO_CODEC_H265)])
+    # Held mid-encode: still encoding through the listings below, whatever their speed (a
+    # drain that ran out first would show the worker gone).
+    create_job(server, auth, held_input.url, outputs=[mp4_output("480p")])
     wait_until(lambda: ffmpeg_children_of(busy.pid), timeout=60)
     assert listed(cluster)["busy-1"]["running_tasks"] == 1
     idle = cluster.start_worker(server, extra_env={"KILN_WORKER_ID": "idle-1"})
@@ -97,6 +97,7 @@ def test_workers_announce_and_operators_see_them_active_draining_and_lost(
     busy.send_signal(signal.SIGTERM)
     wait_until(lambda: announced(cluster)["busy-1"][0] == "DRAINING", timeout=15)
     assert listed(cluster)["busy-1"]["state"] == "DRAINING"
+    held_input.release()
     assert busy.wait(timeout=60) == 0
 
     # Killed outright: LOST once silent for a whole lease (3 s here).
