@@ -43,9 +43,12 @@ def test_a_running_job_tells_its_time_left_and_stops_when_done(server, api_key, 
     )
     assert len(job_etas) >= 2, f"too few estimates: {job_etas}"
     assert len(output_etas) >= 2, f"too few output estimates: {output_etas}"
+    # Shrinking: an estimate from the speed so far may rise a little when the machine slows
+    # (47.2 s then 52.8 s was seen at load average 20), never by much, and by the end it has
+    # fallen well below where it started.
     for earlier, later in pairwise(job_etas):
-        assert later <= earlier + 1.0, f"the ETA went up: {job_etas}"
-    assert job_etas[-1] < job_etas[0]
+        assert later <= earlier * 1.25 + 1.0, f"the ETA went up: {job_etas}"
+    assert job_etas[-1] < job_etas[0] / 2, f"the ETA did not shrink: {job_etas}"
     assert all(eta >= 0 for eta in job_etas + output_etas)
     # Get tells it too while the job runs (the job's is its one output's).
     assert got_while_running is not None
