@@ -27,6 +27,8 @@ from pathlib import Path
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common import qc
+
 from .media.chunks import (
     build_audio_command,
     build_video_chunk_command,
@@ -37,6 +39,8 @@ from .media.errors import MediaError
 from .media.input_access import InputAccess
 from .media.merge import ChunkFile, build_concat_merge_command
 from .media.overlays import OverlayDrawing
+from .media.qc import readback_plan
+from .media.qc_readback import readback_command
 from .tasks.chunk import chunk_window
 
 INPUT = "{input}"
@@ -67,6 +71,16 @@ IMAGE_OVERLAY_NOTE = (
     "the command is not shown"
 )
 QUALITY_NOTE = "then measures the output against the source (measure_quality)"
+QC_NOTE = (
+    "then reads the written output back for its quality-control report (docs/qc.md); the "
+    "source's clip window is read the same way only when a finding could be the source's"
+)
+QC_FRAGMENTS_NOTE = (
+    "the read-back joins each rung's init and segments into one file first, so its command "
+    "is known only once they are written: not shown"
+)
+# Ladders whose rungs are fMP4 fragments with no playlist FFmpeg reads (DASH, CMAF).
+FRAGMENTED_RUNGS = frozenset({job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF})
 HLS_MERGE_NOTE = "writes the playlists over the chunks' segments; runs no FFmpeg"
 
 Piece = tuple[wpb.TaskKind, wpb.ChunkRange | None]
@@ -172,7 +186,29 @@ def _explain_encode(
             task.notes.append(f"the task would fail: {error.code}: {error.message}")
             return ""
         task.commands.append(_command(LOCAL_ACCESS.apply(argv), scratch))
+        if kind == wpb.TASK_KIND_TRANSCODE and qc.is_checked(spec):
+            _explain_qc(task, spec, info, scratch, out_dir)
     return made
+
+
+def _explain_qc(
+    task: job_service_pb2.PlanTask,
+    spec: job_pb2.OutputSpec,
+    info: job_pb2.InputInfo,
+    scratch: Path,
+    out_dir: Path,
+) -> None:
+    """The quality-control read-back the task runs once the output is written
+    (worker.media.qc), from the same plan; the source's read only happens on a finding."""
+    task.notes.append(QC_NOTE)
+    if spec.type in FRAGMENTED_RUNGS:
+        # Each rung is read from its init and segments joined, which only exist once written.
+        task.notes.append(QC_FRAGMENTS_NOTE)
+        return
+    work_dir = scratch / "qc"
+    work_dir.mkdir()
+    plan = readback_plan(spec, info, out_dir, work_dir)
+    task.commands.append(_command(LOCAL_ACCESS.apply(readback_command(plan.readings)), scratch))
 
 
 def _explain_merge(
