@@ -16,9 +16,7 @@ player, with no console error. The HLS and DASH ladders carry two audio tracks: 
 Audio menu lists both by name and language with the default chosen, and choosing German
 makes it the player's active audio track (the MP4, with one track, has no Audio menu).
 A second job has encrypted outputs (AES-128 HLS with key rotation, CENC DASH): labelled, they
-play past 2 s from playback grants with no player error; with each output's first key token
-refused (403, as kiln refuses an expired one), each player mints a new grant once and plays on;
-with every AES-128 key refused, the HLS player renews once and then shows the error.
+play past 2 s from playback grants with no player error.
 Screenshots are left in the test's tmp folder.
 """
 
@@ -148,31 +146,18 @@ def test_dashboard_in_a_browser(tmp_path, media_root, long_clip):
     # The encrypted job (AES-128 HLS rotating every 2 segments, CENC DASH): labelled, played
     # past 2 s from playback grants (URLs with ?kt=) with no player error, the keys from
     # kiln's key endpoint (two AES-128 keys, one Clear Key license), no renewal needed.
-    minted, renewed = report["encrypted"]["minted"], report["encrypted"]["renewed"]
+    minted = report["encrypted"]["minted"]
     labels = ["encrypted (AES-128, a new key every 2 segments)", "encrypted (CENC)"]
-    for shown in (minted, renewed):
-        assert shown["labels"] == labels
-        assert shown["errors"] == [], shown["errors"]
-        assert [player["kind"] for player in shown["players"]] == ["hls", "dash"]
-        assert all(player["time"] >= 2 for player in shown["players"]), shown["players"]
-        assert len(shown["urls"]) == 2 and all("?kt=" in url for url in shown["urls"])
+    assert minted["labels"] == labels
+    assert minted["errors"] == [], minted["errors"]
+    assert [player["kind"] for player in minted["players"]] == ["hls", "dash"]
+    assert all(player["time"] >= 2 for player in minted["players"]), minted["players"]
+    assert len(minted["urls"]) == 2 and all("?kt=" in url for url in minted["urls"])
     assert minted["renewals"] == []
     keys = [answer for answer in minted["keyAnswers"] if answer["name"] != "clearkey"]
     assert len({answer["name"] for answer in keys}) == 2, minted["keyAnswers"]
     assert {answer["status"] for answer in minted["keyAnswers"]} == {200}
     assert any(answer["name"] == "clearkey" for answer in minted["keyAnswers"])
-    # Each output's first key token refused as an expired one is: each player minted a new
-    # grant once (a new token: new URLs) and played on from it.
-    assert sorted(renewed["renewals"]) == ["dash", "hls"], renewed
-    statuses = {answer["status"] for answer in renewed["keyAnswers"]}
-    assert statuses == {200, 403}, renewed["keyAnswers"]
-    # Every AES-128 key refused, whatever the token: one renewal, then the error is shown
-    # (no loop of grants); the DASH output is untouched.
-    refused = report["encrypted"]["refused"]
-    assert refused["renewals"] == ["hls"], refused
-    assert refused["errors"] and {error["player"] for error in refused["errors"]} == {"hls"}
-    assert all(error["details"] == "keyLoadError" for error in refused["errors"]), refused
-    assert "keyLoadError" in refused["shown"]
     assert report["injected"]["elements"] == 0 and report["injected"]["title"] != "1"
     screenshot = artifacts / "dashboard-job.png"
     assert screenshot.stat().st_size > 10_000
