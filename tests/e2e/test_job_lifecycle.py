@@ -222,16 +222,25 @@ def test_fresh_watch_of_terminal_job_is_snapshot_then_completed(server, api_key,
 
 
 def test_watch_sends_heartbeats_while_idle(server, api_key, media_root):
-    """A job waiting for confirmation is idle: the stream carries heartbeats (1 s in tests)."""
+    """A job waiting for confirmation is idle: the stream carries heartbeats (1 s in tests).
+    Counted once the job is waiting: before that it is probing (which took over 2 s on a
+    loaded machine), and the job must still be waiting after them."""
     stub = server.job_stub()
     auth = (("authorization", f"Bearer {api_key}"),)
     request = mp4_request(media_root, "320x180")
     request.delayed_start = True
     job = stub.Create(request, metadata=auth).job
+    waiting = job_pb2.JOB_STATUS_AWAITING_CONFIRMATION
+    idle = False
     heartbeats = 0
-    stream = stub.Watch(job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=30)
+    stream = stub.Watch(job_service_pb2.WatchRequest(id=job.id), metadata=auth, timeout=60)
     for event in stream:
-        if event.WhichOneof("event") == "heartbeat":
+        kind = event.WhichOneof("event")
+        if kind == "snapshot" and event.snapshot.job.status == waiting:
+            idle = True
+        elif kind == "status_change":
+            idle = event.status_change.to_status == waiting
+        elif kind == "heartbeat" and idle:
             heartbeats += 1
             if heartbeats == 2:
                 break
