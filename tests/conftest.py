@@ -15,21 +15,32 @@ POSTGRES_ADMIN = os.environ.get(
 )
 
 
-# The longest modules, started first (see pytest_collection_modifyitems).
-LONGEST_MODULES = ("tests/e2e/test_fleet.py",)
+# The longest modules (measured: summed test time per module), started first in this order
+# (see pytest_collection_modifyitems).
+LONGEST_MODULES = (
+    "tests/e2e/test_fleet.py",
+    "tests/e2e/test_partitions.py",
+    "tests/e2e/test_dashboard.py",
+    "tests/e2e/test_players.py",
+    "tests/e2e/test_chunked.py",
+    "tests/e2e/test_outputs.py",
+    "tests/e2e/test_first_minutes.py",
+    "tests/e2e/test_broker_restart.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long modules first, short ones last. `make test` runs two processes that each take
+    """Long modules first, short ones last. `make test` runs several processes that each take
     whole modules in collection order (`--dist loadfile`): a long module collected late ran
-    alone at the end while the other process sat idle. End-to-end modules go first (the
-    fleet's, the longest, before all), then integration, then the unit tests, which fill
+    alone at the end while the other processes sat idle. End-to-end modules go first (the
+    longest, LONGEST_MODULES, before all), then integration, then the unit tests, which fill
     the gaps at the end. The order inside a module is kept (the sort is stable)."""
 
     def weight(item: pytest.Item) -> tuple[int, int]:
         path = item.path.as_posix()
         layer = 0 if "/tests/e2e/" in path else 1 if "/tests/integration/" in path else 2
-        return (layer, 0 if path.endswith(LONGEST_MODULES) else 1)
+        longest = [i for i, module in enumerate(LONGEST_MODULES) if path.endswith(module)]
+        return (layer, longest[0] if longest else len(LONGEST_MODULES))
 
     items.sort(key=weight)
 
