@@ -247,7 +247,11 @@ def build_server(
         dispatch,
         metrics,
         pricing=settings.pricing,
-        chunking=ChunkSettings(settings.chunk_threshold_seconds, settings.chunk_seconds),
+        chunking=ChunkSettings(
+            settings.chunk_threshold_seconds,
+            settings.chunk_seconds,
+            settings.first_chunk_seconds,
+        ),
         webhook_queued=webhook_queued,
     )
     # One policy for webhook destinations: Create checks a job's webhook_url with the one

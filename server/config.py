@@ -102,6 +102,8 @@ class Settings:
     # chunks of about chunk_seconds that workers encode in parallel (0: never).
     chunk_threshold_seconds: float = 600.0
     chunk_seconds: float = 60.0
+    # HLS: the first chunk's length, short so a player can start early (0: like the rest).
+    first_chunk_seconds: float = 2.0
     # Net allocations between the garbage collector's young passes (server.gc_tuning);
     # 0 keeps Python's defaults.
     gc_gen0_threshold: int = 50_000
@@ -221,6 +223,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         progress_events_per_second=env_float(env, "KILN_PROGRESS_EVENTS_PER_SECOND", 2),
         chunk_threshold_seconds=env_float(env, "KILN_CHUNK_THRESHOLD_SECONDS", 600),
         chunk_seconds=env_float(env, "KILN_CHUNK_SECONDS", 60, positive=True),
+        first_chunk_seconds=env_float(env, "KILN_FIRST_CHUNK_SECONDS", 2),
         gc_gen0_threshold=env_int(env, "KILN_GC_GEN0_THRESHOLD", 50000),
     )
 

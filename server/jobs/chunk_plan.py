@@ -5,6 +5,11 @@ ranges of about KILN_CHUNK_SECONDS (adaptive outputs on segment boundaries, so e
 makes whole segments), each encoded by a CHUNK task; the audio is encoded once, whole, by an
 AUDIO task; a MERGE task joins them. What is not chunked runs in one pass as before.
 
+An HLS output's first chunk is short (KILN_FIRST_CHUNK_SECONDS: one segment, shorter than the
+others when that is less than a segment), so a player can start once it and the audio's first
+segment are done rather than after a whole chunk; the later chunks follow on the segment grid
+from its end.
+
 Chunking is exact only where frames are evenly spaced: a cut at time t then splits the frames
 the same way in every process. Input whose real and average frame rates differ (variable
 frame rate, or timestamps rounded to a coarse time base) runs in one pass, with a note.
@@ -56,6 +61,9 @@ class ChunkSettings:
     # Inputs (clips) longer than this are chunked; 0 turns chunking off.
     threshold_seconds: float = 600.0
     chunk_seconds: float = 60.0
+    # HLS: the first chunk's length (play while encoding starts once it is done); below a
+    # segment it is one short segment, else rounded to whole segments; 0: as long as the rest.
+    first_chunk_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -104,27 +112,57 @@ def plan_chunks(
     if spec.type == T.OUTPUT_TYPE_HLS:
         segment = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
         length = segment * max(1, round(settings.chunk_seconds / segment))
+        first = _first_chunk_seconds(settings.first_chunk_seconds, segment, length)
     else:
         segment = 0.0
         length = settings.chunk_seconds
-    count = max(1, math.ceil(duration / length - 1e-9))
-    if count > 1 and duration - (count - 1) * length < length * SHORTEST_LAST_CHUNK:
-        count -= 1
+        first = length
+    starts = [0.0, *_grid(first, length, duration)]
+    if len(starts) > 1 and duration - starts[-1] < length * SHORTEST_LAST_CHUNK:
+        starts.pop()  # a short tail joins the chunk before it
+    count = len(starts)
     if count < 2:
         return one_pass
+    ends = [*starts[1:], duration]
     chunks = [
         worker_service_pb2.ChunkRange(
             index=index,
             count=count,
-            start_seconds=index * length,
-            end_seconds=duration if index == count - 1 else (index + 1) * length,
-            first_segment=round(index * length / segment) if segment else 0,
+            start_seconds=start,
+            end_seconds=end,
+            first_segment=_segment_number(start, first, segment),
             timestamp_offset_seconds=TIMESTAMP_LEAD_SECONDS,
         )
-        for index in range(count)
+        for index, (start, end) in enumerate(zip(starts, ends, strict=True))
     ]
     audio = next((s for s in info.streams if s.kind == "audio"), None)
     return ChunkDecision(chunks, has_audio=audio is not None and not spec.audio.disabled)
+
+
+def _first_chunk_seconds(wanted: float, segment: float, length: float) -> float:
+    """The HLS first chunk's length: one segment of `wanted` seconds when that is less than a
+    segment (its only segment is then shorter than the others, which HLS allows), else whole
+    segments; never longer than the other chunks."""
+    if wanted <= 0:
+        return length
+    if wanted < segment:
+        return wanted
+    return min(length, segment * round(wanted / segment))
+
+
+def _grid(first: float, length: float, duration: float) -> list[float]:
+    """Where the chunks after the first start: at `first`, then every `length` seconds."""
+    count = max(0, math.ceil((duration - first) / length - 1e-9))
+    return [first + position * length for position in range(count)]
+
+
+def _segment_number(start: float, first: float, segment: float) -> int:
+    """The number of the output segment a chunk starting at `start` begins with: the first
+    chunk's segments, then one every `segment` seconds (numbered across the output)."""
+    if not segment or start <= 0:
+        return 0
+    first_count = max(1, round(first / segment))
+    return first_count + round((start - first) / segment)
 
 
 def _chunkable_type(spec: job_pb2.OutputSpec) -> bool:

@@ -60,7 +60,11 @@ def output_pieces(
         # First: it is quick, and until it is done no player can start (the master
         # playlist names the audio rendition).
         pieces.append((TaskKind.AUDIO, decision.chunks[0]))
-    by_length = sorted(decision.chunks, key=lambda c: c.end_seconds - c.start_seconds, reverse=True)
+    # Then the first chunk (an HLS output's is short): with the audio, all a player needs to
+    # start. The rest longest first, so the short last one does not end up alone at the end.
+    first, *rest = decision.chunks
+    pieces.append((TaskKind.CHUNK, first))
+    by_length = sorted(rest, key=lambda c: c.end_seconds - c.start_seconds, reverse=True)
     pieces.extend((TaskKind.CHUNK, chunk) for chunk in by_length)
     return pieces
 
@@ -69,9 +73,9 @@ def transcode_tasks(
     record: JobRecord, chunking: ChunkSettings, kept: KeptPieces | None = None
 ) -> list[NewTask]:
     """One TRANSCODE task per output still to make, or for a chunked output its AUDIO task
-    and its CHUNK tasks (longest first, so the short last one does not end up alone at the
-    end); created one microsecond apart so they are claimed in this order. A piece found in
-    `kept` (a retry's finished pieces, chunk_reuse) starts DONE with its earlier result."""
+    and its CHUNK tasks (in output_pieces' order); created one microsecond apart so they are
+    claimed in this order. A piece found in `kept` (a retry's finished pieces, chunk_reuse)
+    starts DONE with its earlier result."""
     job = record.job
     info = job_pb2.InputInfo.FromString(job.input_info or b"")
     kept = kept or {}

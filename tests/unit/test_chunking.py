@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.hls_playlists import Rendition, SegmentEntry, master_playlist, media_playlist
 from server.domain import worker_reports as reports
+from server.domain.states import TaskKind
 from server.jobs.chunk_plan import BURN_IN_NOTE, UNEVEN_FRAMES_NOTE, ChunkSettings, plan_chunks
+from server.jobs.task_plan import output_pieces
+from worker.media.chunks import ChunkWindow, build_video_chunk_command
 
 H264 = job_pb2.VIDEO_CODEC_H264
-SETTINGS = ChunkSettings(threshold_seconds=10, chunk_seconds=12)
+# Every chunk as long as the others (the first chunk's own length is tested on its own).
+SETTINGS = ChunkSettings(threshold_seconds=10, chunk_seconds=12, first_chunk_seconds=0)
 
 
 def info(seconds: float = 60, vfr: bool = False, audio: bool = True) -> job_pb2.InputInfo:
@@ -53,6 +59,57 @@ def test_hls_chunks_start_on_segment_boundaries():
     ]
     assert [c.first_segment for c in decision.chunks] == [0, 2, 4, 6, 8, 10]
     assert decision.has_audio and all(c.count == 6 for c in decision.chunks)
+
+
+def test_the_first_hls_chunk_is_short_and_the_grid_follows_it():
+    settings = ChunkSettings(threshold_seconds=10, chunk_seconds=12)  # first chunk: 2 s
+    decision = plan_chunks(hls(segment=5), info(61), settings)
+    # One short first segment (0-2 s), then 10 s chunks of two 5 s segments from 2 s on.
+    assert [(c.start_seconds, c.end_seconds, c.first_segment) for c in decision.chunks] == [
+        (0, 2, 0),
+        (2, 12, 1),
+        (12, 22, 3),
+        (22, 32, 5),
+        (32, 42, 7),
+        (42, 52, 9),
+        (52, 61, 11),
+    ]
+    # At least a segment: whole segments, never longer than the other chunks.
+    two = ChunkSettings(threshold_seconds=10, chunk_seconds=12, first_chunk_seconds=9)
+    starts = [(c.start_seconds, c.first_segment) for c in plan_chunks(hls(5), info(61), two).chunks]
+    assert starts[:3] == [(0, 0), (10, 2), (20, 4)]
+    longer = ChunkSettings(threshold_seconds=10, chunk_seconds=12, first_chunk_seconds=60)
+    assert plan_chunks(hls(5), info(61), longer).chunks[1].start_seconds == 10
+    # A progressive output has nothing to play early: its chunks stay equal.
+    assert [c.start_seconds for c in plan_chunks(MP4, info(60), settings).chunks][:2] == [0, 12]
+
+
+def test_the_audio_and_the_first_chunk_are_claimed_first():
+    decision = plan_chunks(hls(segment=5), info(61), ChunkSettings(10, 12))
+    pieces = output_pieces(decision)
+    order = [(kind, chunk.index if chunk else None) for kind, chunk in pieces]
+    assert order[:2] == [(TaskKind.AUDIO, 0), (TaskKind.CHUNK, 0)]
+    # Then longest first: the 9 s last chunk after the 10 s ones.
+    assert [index for _, index in order[2:]] == [1, 2, 3, 4, 5, 6]
+    # An MP4's 62 s: the first chunk, then the 14 s last one (its 2 s tail joined it).
+    mp4 = [c for _, c in output_pieces(plan_chunks(MP4, info(62), SETTINGS)) if c]
+    assert [(c.index, c.end_seconds - c.start_seconds) for c in mp4[1:3]] == [(0, 12), (4, 14)]
+
+
+def test_ts_chunks_are_encoded_without_b_frames():
+    spec = hls(segment=2)
+    spec.video.add(codec=H264, resolution="160x90")
+    command = build_video_chunk_command(
+        input_path="in.mp4",
+        spec=spec,
+        info=info(60),
+        out_dir=Path("/tmp/out"),
+        window=ChunkWindow(index=1, count=5, start=2, end=14, first_segment=1, timestamp_offset=10),
+    )
+    argv = command.plan.argv
+    # As in one pass: hls.js starts a TS timeline at the video's first decode time.
+    assert [argv[argv.index(f"-bf:v:{n}") + 1] for n in (0, 1)] == ["0", "0"]
+    assert argv[argv.index("-start_number") + 1] == "1"
 
 
 def test_what_is_not_chunked():

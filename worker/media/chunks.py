@@ -117,7 +117,9 @@ def build_video_chunk_command(
         for position in range(len(rungs)):
             argv += ["-map", f"[v{position}]"]
         for position, rung in enumerate(rungs):
-            argv += rung_encoder_args(rung, position, container)
+            # No B-frames in MPEG-TS, as in one pass (ladder.py): hls.js starts a TS timeline
+            # at the video's first decode time, which B-frames put before its first picture.
+            argv += rung_encoder_args(rung, position, container, b_frames=container.is_iso_bmff)
         names = [f"v{position}" for position in range(len(rungs))]
         argv += [
             "-pix_fmt",
