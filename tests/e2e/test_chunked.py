@@ -21,17 +21,20 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
+from tests.http_origins import Origin, hold_on
 from tests.support.cues import cue_times
 from tests.support.media_facts import audio_span, packets, single_pass, video_facts
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
-from .cluster import running_cluster
+from .cluster import LOOPBACK_INPUTS, running_cluster
 from .jobs import create_job, run_to_end
 
 SETTINGS = {
     "KILN_CHUNK_THRESHOLD_SECONDS": "10",
     "KILN_CHUNK_SECONDS": "12",
     "KILN_LEASE_SECONDS": "3",
+    # The first chunk's test reads its source from a held origin on this machine.
+    **LOOPBACK_INPUTS,
 }
 H264 = job_pb2.VIDEO_CODEC_H264
 # 48 kHz: AAC priming (1024 samples, 21 ms) stays within a frame of the video's start.
@@ -300,6 +303,72 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
     assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
 
 
+def test_the_short_first_chunk_is_live_before_the_later_chunks_finish(
+    chunk_cluster, auth, source60
+):
+    """The first chunk (KILN_FIRST_CHUNK_SECONDS: 2 s, one segment) is published on its own:
+    the second chunk's input is held, the chunks after it finish, and the live playlist lists
+    the first chunk's segment alone (no gap) until the held chunk is released."""
+    cluster, server = chunk_cluster
+    origin = Origin()
+    # Held from 10 % (6 s) of the file on: the first chunk (0-2 s) reads before the hold, the
+    # second (2-14 s) reads across it, the later ones start past it.
+    held = hold_on(origin, source60.read_bytes())
+    held.hold_at = 0.1
+    try:
+        spec = hls_ladder()
+        del spec.video[0]
+        # Without audio the master needs only the video's first segment.
+        spec.audio.CopyFrom(job_pb2.AudioSpec(disabled=True))
+        job = create_job(server, auth, held.url, outputs=[spec])
+
+        def later_chunks_done() -> bool:
+            rows = [r for r in tasks_of(cluster, job.id) if r["kind"] == "CHUNK"]
+            return len(rows) == 6 and all(
+                r["status"] == "DONE" for r in rows if r["chunk_index"] != 1
+            )
+
+        wait_until(later_chunks_done, timeout=90)
+        rows = {r["chunk_index"]: r for r in tasks_of(cluster, job.id) if r["kind"] == "CHUNK"}
+        assert rows[1]["status"] == "LEASED"
+        live = server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+        base = live.outputs[0].playback_base_url
+        master = m3u8.loads(httpx.get(base + "master.m3u8").text)
+        assert [p.uri for p in master.playlists] == ["v0/index.m3u8"]
+        media = m3u8.loads(httpx.get(base + "v0/index.m3u8").text)
+        assert media.playlist_type == "event" and not media.is_endlist
+        # The first chunk's one 2 s segment, and none of the later chunks' (a gap would stall).
+        assert [(s.uri, s.duration) for s in media.segments] == [("seg_00000.ts", 2.0)]
+        first = httpx.get(base + "v0/seg_00000.ts")
+        assert first.status_code == 200 and packets_in(first.content) == 60
+        held.release()
+        final = run_to_end(server, auth, job.id, timeout=120)
+        assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+        folder = output_dir(cluster, final)
+        ended = m3u8.load(str(folder / "v0" / "index.m3u8"))
+        # 2 s, then 2 s segments on the grid from there: 30 segments, 60 s, every frame.
+        assert len(ended.segments) == 30 and ended.segments[0].duration == 2.0
+        assert video_facts(folder / "v0" / "index.m3u8", Fraction(1, 30))[0] == 1800
+    finally:
+        held.release()
+        origin.close()
+
+
+def packets_in(segment: bytes) -> int:
+    """Video frames in an MPEG-TS segment, counted by ffprobe."""
+    answer = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-select_streams", "v", "-count_packets"),
+            *("-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", "-"),
+        ],
+        input=segment,
+        capture_output=True,
+        check=True,
+    )
+    # A TS stream is listed under its program and on its own: the same count twice.
+    return int(answer.stdout.split()[0])
+
+
 def test_cancel_stops_every_chunk(chunk_cluster, auth, slow_source):
     cluster, server = chunk_cluster
     stub = server.job_stub()
@@ -469,7 +538,9 @@ def test_chunked_outputs_keep_their_cue_times(chunk_cluster, auth, titled_source
     final = run_to_end(server, auth, job.id, timeout=120)
     assert final.status == job_pb2.JOB_STATUS_COMPLETED, [o.error for o in final.outputs]
     kinds = [row["kind"] for row in tasks_of(cluster, job.id)]
-    assert kinds.count("CHUNK") == 4 and kinds.count("MERGE") == 2, kinds
+    # HLS: its 2 s first chunk (the English cue at 1-2.5 s crosses its join), then 12 s
+    # chunks from 2 s on (3); the MP4: two.
+    assert kinds.count("CHUNK") == 5 and kinds.count("MERGE") == 2, kinds
     assert kinds.count("AUDIO") == 1, kinds
     assert not any("one pass" in note for o in final.outputs for note in o.notes)
 
