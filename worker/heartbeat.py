@@ -33,6 +33,9 @@ class TaskProgress:
 
     percent: float = 0.0
     stage: job_pb2.JobStage = job_pb2.JobStage.JOB_STAGE_TRANSCODING
+    # AUDIO of a chunked HLS output: its segments stored so far (worker.tasks.live_audio),
+    # sent once by the next report after each change.
+    audio_so_far: wpb.RenditionPart | None = None
 
     async def update(self, percent: float) -> None:
         # Awaitable because run_ffmpeg awaits its progress callback.
@@ -69,16 +72,20 @@ async def keep_leased(
     while True:
         await asyncio.sleep(interval)
         try:
+            audio = progress.audio_so_far
             response = await stub.ReportProgress(
                 wpb.ReportProgressRequest(
                     task_id=task.id,
                     lease_token=task.lease_token,
                     progress=progress.percent,
                     stage=progress.stage,
+                    audio_so_far=audio,
                 ),
                 metadata=rpc_metadata(metadata, task),
                 timeout=10,
             )
+            if audio is not None and progress.audio_so_far is audio:
+                progress.audio_so_far = None  # delivered; a newer list replaces it
             if response.canceled:
                 stop.set()
                 return

@@ -338,6 +338,33 @@ def chunk_problems(
     return problems
 
 
+def audio_so_far_problems(
+    part: worker_service_pb2.RenditionPart, spec: job_pb2.OutputSpec
+) -> list[str]:
+    """The segments a running AUDIO piece of an HLS output says it has stored: the audio
+    rendition's, numbered from 0 without a gap, each with a size and a possible duration."""
+    if spec.type != T.OUTPUT_TYPE_HLS:
+        return ["only an HLS output's audio is reported while it encodes"]
+    problems = []
+    if part.name != "audio":
+        problems.append(f"rendition {part.name[:20]!r} is not the audio rendition")
+    if not _CODEC_STRING.fullmatch(part.codec) or not part.codec:
+        problems.append(f"codec string {part.codec[:80]!r} is not an RFC 6381 string")
+    if part.width or part.height or part.frame_rate:
+        problems.append("the audio rendition has no picture")
+    if not part.segments or len(part.segments) > MAX_FILES:
+        problems.append(f"{len(part.segments)} segments is not 1 to {MAX_FILES}")
+    longest = max(MAX_SEGMENT_SECONDS, 2 * (spec.segments.duration_seconds or 6.0))
+    for number, segment in enumerate(part.segments[:MAX_FILES]):
+        if segment.path != f"audio/seg_{number:05d}.ts":
+            problems.append(f"segment {segment.path[:100]!r} is not audio segment {number}")
+            break
+        if segment.size_bytes <= 0 or not _finite(segment.duration_seconds, 1e-3, longest):
+            problems.append(f"segment {segment.path!r} has an impossible size or duration")
+            break
+    return problems
+
+
 def _piece_may_write(
     path: str,
     spec: job_pb2.OutputSpec,

@@ -178,7 +178,6 @@ class TaskOutcomes:
         """A chunk or the audio of a chunked output is done: keep its result, queue the merge
         once every piece is done, and for HLS return the playlists to publish now (play while
         encoding) with the output's files so far."""
-        job = record.job
         output_id = task_output_id(task)
         await tx.tasks.record_task_result(task.id, result.SerializeToString())
         tasks = await current_output_tasks(tx, record, output_id)
@@ -187,6 +186,26 @@ class TaskOutcomes:
         if OutputStatus(output.status) in OUTPUT_TERMINAL:
             return None
         await self._merge_when_pieces_done(tx, record, output_id, tasks)
+        texts = await self._live_playlists(tx, record, output, pieces)
+        if texts is None:
+            return None
+        return texts, worker_service_pb2.TranscodeResult.FromString(output.result or b"")
+
+    async def live_output(self, tx: Tx, record: JobRecord, task: Task) -> dict[str, str] | None:
+        """The live playlists of a running piece's HLS output (the AUDIO's segments so far
+        were just kept), the output's files so far recorded; None when there are none."""
+        output = _output(record, task_output_id(task))
+        if OutputStatus(output.status) in OUTPUT_TERMINAL:
+            return None
+        tasks = await current_output_tasks(tx, record, output.id)
+        pieces = [t for t in tasks if t.kind in PIECE_KINDS]
+        return await self._live_playlists(tx, record, output, pieces)
+
+    async def _live_playlists(
+        self, tx: Tx, record: JobRecord, output: Output, pieces: list[Task]
+    ) -> dict[str, str] | None:
+        """For HLS, the playlists to publish now (play while encoding), the output's files so
+        far recorded and announced; None for other types."""
         spec = job_pb2.OutputSpec.FromString(output.spec)
         if spec.type != job_pb2.OUTPUT_TYPE_HLS:
             return None
@@ -195,14 +214,14 @@ class TaskOutcomes:
         texts, files = live_playlists(
             spec,
             [_piece_result(t) for t in chunks],
-            _piece_result(audio_task) if audio_task is not None else None,
+            _audio_so_far(audio_task) if audio_task is not None else None,
             has_audio=audio_task is not None,
         )
         live = worker_service_pb2.TranscodeResult(files=files)
-        await tx.outputs.update_output(output_id, result=live.SerializeToString())
+        await tx.outputs.update_output(output.id, result=live.SerializeToString())
         output.result = live.SerializeToString()
-        await self.life.emit_output_row(tx, job, output)
-        return texts, live
+        await self.life.emit_output_row(tx, record.job, output)
+        return texts
 
     async def _merge_when_pieces_done(
         self, tx: Tx, record: JobRecord, output_id: str, tasks: list[Task]
@@ -294,6 +313,14 @@ def _chunk_position(task: Task) -> int:
 
 def _piece_result(task: Task) -> worker_service_pb2.ChunkResult | None:
     if task.status != TaskStatus.DONE or not task.result:
+        return None
+    return worker_service_pb2.ChunkResult.FromString(task.result)
+
+
+def _audio_so_far(task: Task) -> worker_service_pb2.ChunkResult | None:
+    """The AUDIO piece's result, or while it runs the segments it has stored so far (which
+    its result repeats): either way a list of complete segments from the first."""
+    if not task.result:
         return None
     return worker_service_pb2.ChunkResult.FromString(task.result)
 

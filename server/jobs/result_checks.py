@@ -84,6 +84,13 @@ class ResultChecks:
             replace=True,
         )
 
+    async def stored_problems(
+        self, origin: str, job_id: str, output_id: str, files: list[job_pb2.OutputFile]
+    ) -> list[str]:
+        """Each file is in the output's storage with the size given (a running AUDIO piece's
+        segments so far)."""
+        return await self._stored_problems(origin, job_id, output_id, files)
+
     async def _stored_problems(
         self, origin: str, job_id: str, output_id: str, files, *, replace: bool = False
     ) -> list[str]:

@@ -29,6 +29,7 @@ from .chunk_reuse import KeptPieces, PieceKeeper
 from .content_keys import OutputKeys
 from .fleet import Fleet
 from .lifecycle import Lifecycle
+from .live_audio import LiveAudio
 from .lost_tasks import LostTasks
 from .progress_gate import ProgressGate
 from .result_checks import FILE_RESULTS, ResultChecks, StoredSizes, plain_problems
@@ -75,6 +76,9 @@ class TaskService:
         self.checks = ResultChecks(self.store, stored_sizes, files)
         self.keeper = PieceKeeper(self.store, stored_sizes, files)
         self.lost = LostTasks(life, self.outcomes, max_task_attempts)
+        self.live_audio = LiveAudio(
+            self.store, self.checks, self.outcomes, self._lock_leased, self._publish
+        )
         self.fleet = Fleet(self.store)
 
     async def claim(
@@ -213,6 +217,8 @@ class TaskService:
         if problem := worker_reports.progress_problem(request):
             log.warning("progress report for task %s refused: %s", request.task_id, problem)
             raise InvalidArgument([FieldViolation("progress", problem)])
+        if request.HasField("audio_so_far"):
+            await self.live_audio.reported(request)
         if not self.progress_gate.due(request.task_id, request.stage):
             return await self._heartbeat(request)
         async with self.store.transaction() as tx:

@@ -272,6 +272,20 @@ class TaskQueue(Statements):
             .values(result=result, progress=100.0, finished_at=now())
         )
 
+    async def record_audio_so_far(self, task_id: str, token: int, result: bytes) -> bool:
+        """What a running AUDIO piece has stored so far (live playlists list it), under its
+        lease; its final result replaces it."""
+        outcome = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status == str(TaskStatus.LEASED),
+                Task.lease_token == token,
+            )
+            .values(result=result)
+        )
+        return rows_changed(outcome) == 1
+
     async def cancel_output_tasks(self, output_id: str) -> list[str]:
         """Cancel the open tasks of one output (a failed chunk ends its siblings); running
         workers learn it from their next heartbeat."""

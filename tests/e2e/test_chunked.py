@@ -354,6 +354,54 @@ def test_the_short_first_chunk_is_live_before_the_later_chunks_finish(
         origin.close()
 
 
+def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
+    """The AUDIO piece stores and reports its segments as it makes them: with its input held
+    halfway, the live master names the audio rendition, whose EVENT playlist lists the
+    segments made so far (each stored), while the AUDIO task is still running."""
+    cluster, server = chunk_cluster
+    origin = Origin()
+    held = hold_on(origin, source60.read_bytes())  # held from 30 s of the 60 on
+    try:
+        spec = hls_ladder()
+        del spec.video[0]
+        job = create_job(server, auth, held.url, outputs=[spec])
+        stub = server.job_stub()
+
+        def master_listed() -> bool:
+            current = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+            return "master.m3u8" in {f.path for f in current.outputs[0].files}
+
+        wait_until(master_listed, timeout=90)
+        audio = [r for r in tasks_of(cluster, job.id) if r["kind"] == "AUDIO"]
+        assert [r["status"] for r in audio] == ["LEASED"]  # it cannot end before the release
+        live = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+        base = live.outputs[0].playback_base_url
+        master = m3u8.loads(httpx.get(base + "master.m3u8").text)
+        assert [m.uri for m in master.media] == ["audio/index.m3u8"]
+        media = m3u8.loads(httpx.get(base + "audio/index.m3u8").text)
+        assert media.playlist_type == "event" and not media.is_endlist
+        names = [s.uri for s in media.segments]
+        assert names and names == [f"seg_{n:05d}.ts" for n in range(len(names))]
+        # The list may have grown since `live` was read: a Get made after reading it lists
+        # every segment it names.
+        now = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+        sizes = {f.path: f.size_bytes for f in now.outputs[0].files}
+        for name in names:
+            answer = httpx.get(base + "audio/" + name)
+            assert answer.status_code == 200 and len(answer.content) == sizes[f"audio/{name}"]
+        held.release()
+        final = run_to_end(server, auth, job.id, timeout=120)
+        assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+        ended = m3u8.load(str(output_dir(cluster, final) / "audio" / "index.m3u8"))
+        # The live list was the start of the final one: the same segments, the same lengths.
+        assert [(s.uri, s.duration) for s in ended.segments[: len(names)]] == [
+            (s.uri, s.duration) for s in media.segments
+        ]
+    finally:
+        held.release()
+        origin.close()
+
+
 def packets_in(segment: bytes) -> int:
     """Video frames in an MPEG-TS segment, counted by ffprobe."""
     answer = subprocess.run(

@@ -194,6 +194,10 @@ def build_audio_command(
         argv += audio_args(spec.audio, audio, container, notes, loudness=loudness)
         argv += [
             *_hls_args(out_dir, segment_seconds, 0, rendition=AUDIO_RENDITION_NAME),
+            # EVENT overrides VOD: FFmpeg then rewrites the playlist after every segment (VOD:
+            # only at the end), so the worker stores and reports them as they are made.
+            "-hls_playlist_type",
+            "event",
             "-output_ts_offset",
             seconds_arg(timestamp_offset),
             str(out_dir / AUDIO_RENDITION_NAME / CHUNK_PLAYLIST),

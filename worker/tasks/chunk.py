@@ -15,6 +15,7 @@ from ..media.loudness import ENCODE_LOG_NAME, SecondPass, measure_input, normali
 from ..media.merge import describe_chunk_file, measure_chunk_renditions
 from ..media.overlays import OverlayDrawing
 from ..overlay_images import prepare_overlays
+from .live_audio import audio_reported_while_encoding
 from .run import TaskRun, describe_folder
 
 S = job_pb2.JobStage
@@ -53,7 +54,13 @@ async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
         command = _piece_command(task, location, out_dir, second_pass, overlays)
         if second_pass is not None:
             command.plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
-        await run.encode(command.plan)
+        if task.kind == wpb.TASK_KIND_AUDIO and command.playlists:
+            # An HLS output's audio: its segments are stored and reported as they are made.
+            [(name, playlist)] = command.playlists.items()
+            async with audio_reported_while_encoding(run, out_dir, playlist, name):
+                await run.encode(command.plan)
+        else:
+            await run.encode(command.plan)
         return command, second_pass
 
     command, second_pass = await run.inputs.guarded(read_and_encode())

@@ -180,16 +180,18 @@ class ClaimTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class ReportProgressRequest(_message.Message):
-    __slots__ = ("task_id", "lease_token", "progress", "stage")
+    __slots__ = ("task_id", "lease_token", "progress", "stage", "audio_so_far")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SO_FAR_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     lease_token: int
     progress: float
     stage: _job_pb2.JobStage
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., progress: _Optional[float] = ..., stage: _Optional[_Union[_job_pb2.JobStage, str]] = ...) -> None: ...
+    audio_so_far: RenditionPart
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., progress: _Optional[float] = ..., stage: _Optional[_Union[_job_pb2.JobStage, str]] = ..., audio_so_far: _Optional[_Union[RenditionPart, _Mapping]] = ...) -> None: ...
 
 class ReportProgressResponse(_message.Message):
     __slots__ = ("canceled",)

@@ -1,0 +1,89 @@
+"""The AUDIO piece of a chunked HLS output, stored and reported segment by segment while it
+encodes: the server lists those segments in the live playlists, so a player can start once
+the first video chunk is done instead of waiting for the whole audio (a long input's audio
+takes tens of seconds to encode on its own).
+
+FFmpeg rewrites the rendition's EVENT playlist after each segment it closes, so every segment
+the playlist names is complete. Each new one is stored beside the others (the same file the
+piece's final upload stores again, unchanged) and the heartbeat carries the list so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from kiln.v1 import job_pb2
+from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from ..media.codec_strings import codec_string, probe_first_stream
+from ..media.hls_master import read_media_playlist
+from .run import TaskRun
+
+# How often the playlist is looked at: a segment of audio is encoded in a fraction of this.
+LOOK_SECONDS = 0.25
+
+
+@contextlib.asynccontextmanager
+async def audio_reported_while_encoding(
+    run: TaskRun, out_dir: Path, playlist: Path, name: str
+) -> AsyncIterator[None]:
+    """Stores and reports the audio's new segments beside the body (the encode); the piece's
+    result, sent when it ends, lists them all."""
+    state = _LiveAudio(run, out_dir, playlist, name)
+    looking = asyncio.create_task(state.keep_looking())
+    try:
+        yield
+    finally:
+        looking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await looking
+
+
+class _LiveAudio:
+    def __init__(self, run: TaskRun, out_dir: Path, playlist: Path, name: str) -> None:
+        self.run = run
+        self.out_dir = out_dir
+        self.playlist = playlist
+        self.part = wpb.RenditionPart(name=name)
+        self.staged = 0
+
+    async def keep_looking(self) -> None:
+        while True:
+            await asyncio.sleep(LOOK_SECONDS)
+            await self.store_new_segments()
+
+    async def store_new_segments(self) -> None:
+        if not self.playlist.exists():
+            return
+        segments = (await asyncio.to_thread(read_media_playlist, self.playlist)).segments
+        new = segments[len(self.part.segments) :]
+        if not new:
+            return
+        if not self.part.codec:
+            self.part.codec = codec_string(await probe_first_stream(None, new[0][0]))
+        # Linked into a folder of their own, which is uploaded as it is: only the new files.
+        staging = self.run.scratch / f"live-audio-{len(self.part.segments):05d}"
+        files = []
+        for path, _ in new:
+            target = staging / path.relative_to(self.out_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(os.link, path, target)
+            # Sizes only: an ffprobe per segment would cost more than encoding it, and the
+            # piece's result describes every file when it ends.
+            size = (await asyncio.to_thread(target.stat)).st_size
+            relative = target.relative_to(staging).as_posix()
+            files.append(job_pb2.OutputFile(path=relative, size_bytes=size))
+        await self.run.store(staging, files, replace=False)
+        for (path, duration), file in zip(new, files, strict=True):
+            self.part.segments.add(
+                path=path.relative_to(self.out_dir).as_posix(),
+                duration_seconds=duration,
+                size_bytes=file.size_bytes,
+            )
+        report = wpb.RenditionPart()
+        report.CopyFrom(self.part)
+        self.run.progress.audio_so_far = report
