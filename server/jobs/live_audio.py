@@ -82,9 +82,14 @@ class LiveAudio:
             if not await tx.tasks.record_audio_so_far(task.id, task.lease_token, serialized):
                 return
             task.result = serialized
+            if await self.outcomes.live_output(tx, record, task) is None:
+                return
+        # Published once committed, so that a Get lists every file a playlist names; from
+        # what is committed then, under the job's lock, so that lists publish in order.
+        async with self.store.transaction() as tx:
+            task, record = await self.lock_leased(tx, request.task_id, request.lease_token)
             live = await self.outcomes.live_output(tx, record, task)
             if live is not None:
-                # Under the job's lock, like a finished piece's: playlists publish in order.
                 await self.publish(origin, task, live)
 
     def _refuse(self, task: Task, problems: list[str]) -> None:

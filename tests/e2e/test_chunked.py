@@ -22,8 +22,10 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
 from tests.http_origins import Origin, hold_on
+from tests.support.browser import require_browser
 from tests.support.cues import cue_times
 from tests.support.media_facts import audio_span, packets, single_pass, video_facts
+from tests.support.players import other_origin_site, play_cases
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
 from .cluster import LOOPBACK_INPUTS, running_cluster
@@ -400,6 +402,70 @@ def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
     finally:
         held.release()
         origin.close()
+
+
+@pytest.mark.slow
+def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, tmp_path):
+    """hls.js in headless Chromium plays a chunked TS ladder (video without B-frames in every
+    chunk, the audio a separate rendition) from its playback URL, across the join at 2 s
+    (the end of the short first chunk)."""
+    require_browser("player")
+    cluster, server = chunk_cluster
+    job = create_job(server, auth, f"file://{source60}", outputs=[hls_ladder()])
+    final = run_to_end(server, auth, job.id, timeout=120)
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+    folder = output_dir(cluster, final)
+    for variant in ("v0", "v1"):
+        # No B-frames: every frame's decode time is its presentation time.
+        first = folder / variant / "seg_00001.ts"
+        timing = subprocess.run(
+            [
+                *("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries"),
+                *("packet=pts,dts", "-of", "csv=p=0", str(first)),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        pairs = [line.strip(",").split(",") for line in timing]
+        assert pairs and all(pts == dts for pts, dts in pairs), variant
+    case = {
+        "name": "chunked-ts",
+        "player": "hls",
+        "url": final.outputs[0].playback_url,
+        "bufferFirst": True,
+    }
+    with other_origin_site(tmp_path / "site") as site:
+        report = play_cases(
+            {
+                "kiln": server.http_url,
+                "playSeconds": 4.0,
+                # A ceiling, not a wait: loaded shared cores start players slowly.
+                "reachSeconds": 45,
+                "probeTypes": [],
+                "cases": [case],
+            },
+            tmp_path / "cases.json",
+            site,
+            timeout=180,
+        )
+    [entry] = report["results"]
+    print(entry["starts"], entry["time"], entry["issues"])
+    # Played past the join, audio and video starting together at 0.
+    assert entry["time"] >= 4.0, entry
+    assert entry["starts"] == {"video/mp4": 0, "audio/mp4": 0}, entry["starts"]
+    # What hls.js 1.7 says of any separate TS audio rendition (docs/audio-tracks.md): its
+    # first segment appended "without buffered range growth", a non-fatal error it plays on
+    # from. Nothing else, and nothing at a join.
+    issues = [(issue["kind"], issue["detail"]) for issue in entry["issues"]]
+    assert issues == [
+        (
+            "warn",
+            "[buffer-controller]: Fragment 0 of audio playlist 0 appended 1 time without "
+            "buffered range growth",
+        ),
+        ("ERROR", "mediaError bufferAppendNoProgress"),
+    ], issues
 
 
 def packets_in(segment: bytes) -> int:

@@ -191,7 +191,11 @@ def build_audio_command(
     if is_adaptive(spec):
         container = LADDER_CONTAINERS[spec.type]
         segment_seconds = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
-        argv += audio_args(spec.audio, audio, container, notes, loudness=loudness)
+        # Its first packet at the video's first picture, as in one pass: hls.js reports the
+        # encoder's priming (21 ms of AAC before it) as audio overlapping the video's start.
+        argv += audio_args(
+            spec.audio, audio, container, notes, loudness=loudness, start_at_zero=True
+        )
         argv += [
             *_hls_args(out_dir, segment_seconds, 0, rendition=AUDIO_RENDITION_NAME),
             # EVENT overrides VOD: FFmpeg then rewrites the playlist after every segment (VOD:
