@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test deps system-deps ffmpeg iproute2 fonts postgres gen check-gen lint fmt unit bench-ladder \
 	bench-dispatch soak soak-hosts bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
-	bench-chunked bench-quality bench-qc bench-playback dashboard-deps dashboard-modules chromium \
+	bench-chunked bench-first-segment bench-quality bench-qc bench-playback dashboard-deps dashboard-modules chromium \
 	bench-s3-upload pubsub-emulator
 
 run: deps dashboard-modules
@@ -138,6 +138,10 @@ bench-list-scale: deps postgres
 # 120 s 1080p30 HLS ladder: single pass against chunked on 1 and 2 pinned workers.
 bench-chunked: deps
 	$(PY) bench/chunked.py
+
+# Create -> first playable segment of a chunked HLS ladder, 2/10/60 min 1080p sources, W=2.
+bench-first-segment: deps
+	$(PY) bench/first_segment.py
 
 # What measure_quality adds to a ladder's encode.
 bench-quality: deps

@@ -33,6 +33,8 @@ SETTINGS = {
     "KILN_WORKER_TOKEN": TOKEN,
     "KILN_CHUNK_THRESHOLD_SECONDS": "5",
     "KILN_CHUNK_SECONDS": "4",
+    # Every chunk 4 s, the HLS output's first too (its short first chunk: test_chunked.py).
+    "KILN_FIRST_CHUNK_SECONDS": "0",
 }
 CHUNKS = 3
 H264 = job_pb2.VIDEO_CODEC_H264
