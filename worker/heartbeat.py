@@ -100,4 +100,11 @@ async def keep_leased(
                 )
                 stop.set()  # stop working for nobody
                 return
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT and audio is not None:
+                # The server refused the audio's segments: the next reports go without
+                # them (the lease must still be renewed); the task's result lists them all.
+                log.warning("task %s: audio segments refused: %s", task.id, error.details())
+                if progress.audio_so_far is audio:
+                    progress.audio_so_far = None
+                continue
             log.warning("heartbeat for task %s failed: %s", task.id, error.code().name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import grpc
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from worker.heartbeat import TaskProgress
@@ -63,3 +64,40 @@ async def test_a_task_shorter_than_an_interval_sends_no_report(tmp_path: Path) -
     await asyncio.gather(heartbeat, return_exceptions=True)
 
     assert server.times == []
+
+
+class RefusingAudioServer(RecordingServer):
+    """Refuses every report that carries audio segments (INVALID_ARGUMENT), as the server does
+    a list it cannot trust; records what each report carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.carried: list[int] = []
+
+    async def ReportProgress(self, request, **_options) -> wpb.ReportProgressResponse:  # noqa: N802
+        self.carried.append(len(request.audio_so_far.segments))
+        if request.HasField("audio_so_far"):
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="segment 'audio/seg_00000.ts' is not in storage",
+            )
+        return await super().ReportProgress(request)
+
+
+async def test_refused_audio_segments_are_not_sent_again(tmp_path: Path) -> None:
+    """The lease must still be renewed: the next reports go without the refused list."""
+    worker = Worker(WorkerSettings(storage_dir=tmp_path, progress_interval_seconds=INTERVAL))
+    server = RefusingAudioServer()
+    worker._stub = server  # type: ignore[assignment]
+    task = wpb.Task(id="tsk_3", kind=wpb.TASK_KIND_AUDIO, lease_token=7, lease_seconds=30)
+    progress = TaskProgress()
+    progress.audio_so_far = wpb.RenditionPart(
+        name="audio", codec="mp4a.40.2", segments=[wpb.Segment(path="audio/seg_00000.ts")]
+    )
+
+    await worker._heartbeat(task, progress, asyncio.Event())
+
+    assert server.carried == [1] + [0] * REPORTS
+    assert progress.audio_so_far is None

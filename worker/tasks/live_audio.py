@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 from ..media.codec_strings import codec_string, probe_first_stream
 from ..media.hls_master import read_media_playlist
 from .run import TaskRun
+
+log = logging.getLogger(__name__)
 
 # How often the playlist is looked at: a segment of audio is encoded in a fraction of this.
 LOOK_SECONDS = 0.25
@@ -49,12 +52,17 @@ class _LiveAudio:
         self.out_dir = out_dir
         self.playlist = playlist
         self.part = wpb.RenditionPart(name=name)
-        self.staged = 0
 
     async def keep_looking(self) -> None:
         while True:
             await asyncio.sleep(LOOK_SECONDS)
-            await self.store_new_segments()
+            try:
+                await self.store_new_segments()
+            except Exception as error:
+                # Playing while encoding is a convenience: the piece goes on, and its result
+                # (stored and checked when it ends) lists every segment.
+                log.warning("task %s: audio segments not stored early: %s", self.run.task.id, error)
+                return
 
     async def store_new_segments(self) -> None:
         if not self.playlist.exists():
