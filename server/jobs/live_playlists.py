@@ -37,7 +37,7 @@ def live_playlists(
     has_audio: bool,
 ) -> tuple[dict[str, str], list[job_pb2.OutputFile]]:
     """({path: text} to publish, the output's files so far) from the chunks done, in order
-    (None for a chunk not done yet)."""
+    (None for a chunk not done yet), and the audio's segments so far."""
     segment_seconds = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
     done: list[worker_service_pb2.ChunkResult] = []
     for chunk in chunks:
@@ -62,8 +62,8 @@ def live_playlists(
         part = audio.renditions[0]
         entries = [SegmentEntry(s.path, s.duration_seconds, s.size_bytes) for s in part.segments]
         audio_rendition = _rendition(part, entries)
-        # The audio is encoded whole: its playlist is complete at once, but it says EVENT
-        # until the merge, like the others, so players keep polling the master's variants.
+        # The audio's segments so far (reported while its task runs, all of them once it is
+        # done): EVENT until the merge, like the others, so players keep polling.
         texts[playlist_path(part.name)] = media_playlist(
             entries, target_seconds=segment_seconds, ended=False
         )
