@@ -12,7 +12,17 @@ storage, KILN_CHUNK_THRESHOLD_SECONDS=30, KILN_CHUNK_SECONDS=30 by default):
 Also the time to the first playable segment (a Get lists master.m3u8) against the total.
 Prints `chunked … speedup X.XX` (b/c) and the W=1 cost of chunking (b/a).
 
-Run: .venv/bin/python bench/chunked.py [--seconds 120] [--chunk-seconds 30]
+(a) is ffmpeg alone, (b) and (c) the whole service: the probe task, each chunk's claim, its
+ffmpeg run (seeking to the chunk: -ss before -i decodes from the keyframe at or before the
+start), the ffprobe of each rendition's first segment and the store, the AUDIO task (which
+demuxes the whole source) and the merge (playlists only). A chunked output gets no QC read-back;
+a single pass through kiln does (bench/ladder_after.py), so (a) is the fair reference here.
+CPU time besides wall: of ffmpeg for (a) (os.wait4), and of the worker processes with the
+children they reaped plus the server's, from /proc/<pid>/stat, for (b) and (c). With --rounds
+above 1, (a) and (b) alternate which goes first and the medians are quoted.
+
+Run: .venv/bin/python bench/chunked.py [--seconds 120] [--chunk-seconds 30] [--rounds 1]
+     [--skip-two-workers] [--threshold 30] [--unpinned]
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,26 +72,47 @@ def make_source(path: Path, seconds: int) -> None:
     )
 
 
-def single_pass(source: Path, out_dir: Path) -> float:
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of the children it has reaped (utime, stime, cutime, cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def pinned(core: int | None) -> list[str]:
+    """taskset in front of a command, or nothing when runs are not pinned (--unpinned)."""
+    return [] if core is None else ["taskset", "-c", str(core)]
+
+
+def single_pass(source: Path, out_dir: Path, core: int | None = 0) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of kiln's one-process command, pinned to `core`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     info = asyncio.run(probe(str(source)))
     plan = build_command(input_path=str(source), spec=ladder(), info=info, out_dir=out_dir)
     started = time.monotonic()
-    subprocess.run(["taskset", "-c", "0", *plan.argv], check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
+    process = subprocess.Popen([*pinned(core), *plan.argv], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"ffmpeg exited {process.returncode}")
+    return time.monotonic() - started, usage.ru_utime + usage.ru_stime
 
 
 def chunked(
-    source: Path, root: Path, cores: list[int], chunk_seconds: float
-) -> tuple[float, float]:
-    """(total seconds, seconds to the first playable segment) with one worker per core."""
+    source: Path,
+    root: Path,
+    cores: list[int | None],
+    chunk_seconds: float,
+    threshold_seconds: float = 30,
+) -> tuple[float, float, float]:
+    """(total seconds, seconds to the first playable segment, CPU seconds of the workers and
+    the server) with one worker per core."""
     root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
         f"sqlite:///{root / 'kiln.db'}",
         root,
         source.parent,
         settings={
-            "KILN_CHUNK_THRESHOLD_SECONDS": "30",
+            "KILN_CHUNK_THRESHOLD_SECONDS": f"{threshold_seconds:g}",
             "KILN_CHUNK_SECONDS": str(chunk_seconds),
             "KILN_LEASE_SECONDS": "30",
         },
@@ -91,7 +123,7 @@ def chunked(
             log = root / f"worker-{core}.log"
             cluster.workers.append(
                 subprocess.Popen(
-                    ["taskset", "-c", str(core), *kiln_command("worker")],
+                    [*pinned(core), *kiln_command("worker")],
                     env=cluster.env(
                         KILN_SERVER_ADDRESS=server.worker_target,
                         KILN_WORKER_CONCURRENCY="1",
@@ -104,6 +136,8 @@ def chunked(
             )
         auth = (("authorization", f"Bearer {cluster.create_key('org_bench')}"),)
         stub = server.job_stub()
+        pids = [server.process.pid, *(worker.pid for worker in cluster.workers)]
+        cpu = sum(process_cpu_seconds(pid) for pid in pids)
         started = time.monotonic()
         job = stub.Create(
             job_service_pb2.CreateRequest(input_url=f"file://{source}", outputs=[ladder()]),
@@ -125,9 +159,10 @@ def chunked(
                 break
             time.sleep(0.2)
         total = time.monotonic() - started
+        cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu
         if current.status != job_pb2.JOB_STATUS_COMPLETED:
             raise RuntimeError(f"job ended {current.status}: {current.error}")
-        return total, first_playable
+        return total, first_playable, cpu
     finally:
         cluster.stop()
 
@@ -136,25 +171,67 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--chunk-seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--skip-two-workers", action="store_true")
+    # A shorter source (a quicker run on a busy machine) needs a lower threshold to be chunked.
+    parser.add_argument("--threshold", type=float, default=30.0)
+    # Under heavy load from other work a pinned run waits for its one core; the CPU figures
+    # compare the same work either way.
+    parser.add_argument("--unpinned", action="store_true")
     args = parser.parse_args()
     load_before = os.getloadavg()
+    # (wall, CPU) of each single pass; (wall, first playable, CPU) of each chunked run.
+    singles: list[tuple[float, float]] = []
+    ones: list[tuple[float, float, float]] = []
+    twos: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="kiln-bench-chunked-") as folder:
         root = Path(folder)
         source = root / "media" / "source.mp4"
         source.parent.mkdir()
         make_source(source, args.seconds)
-        reference = single_pass(source, root / "single")
-        print(f"single pass: {reference:.1f} s", flush=True)
-        one, one_first = chunked(source, root / "w1", [0], args.chunk_seconds)
-        print(f"W=1: {one:.1f} s", flush=True)
-        two, two_first = chunked(source, root / "w2", [0, 1], args.chunk_seconds)
+        core = None if args.unpinned else 0
+        for index in range(args.rounds):
+            single_first = index % 2 == 0
+            if single_first:
+                singles.append(single_pass(source, root / f"single-{index}", core))
+            ones.append(
+                chunked(source, root / f"w1-{index}", [core], args.chunk_seconds, args.threshold)
+            )
+            if not single_first:
+                singles.append(single_pass(source, root / f"single-{index}", core))
+            print(
+                f"round {index + 1}: single pass {singles[-1][0]:.1f} s ({singles[-1][1]:.1f} s "
+                f"CPU), W=1 {ones[-1][0]:.1f} s ({ones[-1][2]:.1f} s CPU)",
+                flush=True,
+            )
+        if not args.skip_two_workers:
+            cores: list[int | None] = [None, None] if args.unpinned else [0, 1]
+            twos.append(chunked(source, root / "w2", cores, args.chunk_seconds, args.threshold))
     load_after = os.getloadavg()
+    single_wall = statistics.median(run[0] for run in singles)
+    single_cpu = statistics.median(run[1] for run in singles)
+    one_wall = statistics.median(run[0] for run in ones)
+    one_first = statistics.median(run[1] for run in ones)
+    one_cpu = statistics.median(run[2] for run in ones)
+    # Paired: each round's W=1 against that round's single pass.
+    paired_wall = statistics.median(o[0] / s[0] for o, s in zip(ones, singles, strict=True))
+    paired_cpu = statistics.median(o[2] / s[1] for o, s in zip(ones, singles, strict=True))
     lines = [
-        f"single pass, 1 core: {reference:.1f} s",
-        f"chunked W=1 (1 core): {one:.1f} s, first playable segment after {one_first:.1f} s",
-        f"chunked W=2 (2 cores): {two:.1f} s, first playable segment after {two_first:.1f} s",
-        f"chunked 2 workers vs 1 worker speedup {one / two:.2f}",
-        f"chunked W=1 vs single pass {one / reference:.2f}x (cost of chunking)",
+        f"single pass, 1 core: {single_wall:.1f} s, {single_cpu:.1f} s CPU",
+        f"chunked W=1 (1 core): {one_wall:.1f} s, {one_cpu:.1f} s CPU, first playable segment "
+        f"after {one_first:.1f} s",
+    ]
+    if twos:
+        two_wall, two_first, two_cpu = twos[0]
+        lines += [
+            f"chunked W=2 (2 cores): {two_wall:.1f} s, {two_cpu:.1f} s CPU, first playable "
+            f"segment after {two_first:.1f} s",
+            f"chunked 2 workers vs 1 worker speedup {one_wall / two_wall:.2f}",
+        ]
+    lines += [
+        f"chunked W=1 vs single pass {one_wall / single_wall:.2f}x wall, "
+        f"{one_cpu / single_cpu:.2f}x CPU (cost of chunking; paired by round "
+        f"{paired_wall:.2f}x wall, {paired_cpu:.2f}x CPU; {len(ones)} rounds)",
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}",
     ]
     print("\n".join(lines))
@@ -164,7 +241,9 @@ def main() -> None:
         results.write(
             f"\n## chunked — {stamp}\n\nMachine: {machine}, Python {platform.python_version()}. "
             f"{args.seconds} s 1080p30 source, HLS 1080/720/480 x264 veryfast, 6 s TS "
-            f"segments, {args.chunk_seconds:g} s chunks.\n\n"
+            f"segments, {args.chunk_seconds:g} s chunks"
+            + (", unpinned" if args.unpinned else "")
+            + ".\n\n"
             + "\n".join(f"- {line}" for line in lines)
             + "\n"
         )

@@ -4,14 +4,21 @@ Source: 60 s of 1080p30 synthetic video with motion and noise (about 16 Mb/s, 2 
 tone. Ladder: 1080p / 720p / 480p, x264 veryfast (kiln's STANDARD tier), 6 s fMP4 segments.
 
 Measured in one run, interleaved (the order rotates each round), at least 3 rounds:
-  (a) kiln: Create -> the Watch `completed` event, server and worker as real processes;
+  (a) kiln: Create -> the Watch `completed` event, server and worker as real processes. This
+      holds the probe task, the encode and what the transcode task runs after ffmpeg exits:
+      finalize (playlists from the segments), the quality-control read-back, describe and the
+      store (bench/ladder_after.py prices each);
   (b) raw: the single FFmpeg command with split + var_stream_map producing the same ladder
       (kiln's own command builder prints it, so both encode with identical settings);
   (c) three separate FFmpeg processes, one per rendition (each decodes the source again).
+Wall time and CPU time (user + system): of the ffmpeg children for (b) and (c) (os.wait4), and
+of the `kiln up` process with the children it reaped (ffmpeg, ffprobe) for (a), read from
+/proc/<pid>/stat before and after the job. On a shared machine the CPU figures are the steadier.
 Prints medians and the ratios kiln/raw (target <= 1.05) and three-process/kiln (target >= 1.3),
 and appends them to bench/RESULTS.md.
 
-Run: .venv/bin/python bench/ladder.py [--rounds 3] [--seconds 60]
+Run: .venv/bin/python bench/ladder.py [--rounds 3] [--seconds 60] [--only kiln,raw]
+     [--kiln-env KILN_PROGRESS_INTERVAL_SECONDS=1]  (settings for `kiln up`, repeatable)
 """
 
 from __future__ import annotations
@@ -122,10 +129,29 @@ def raw_argv(source: Path, info, out_dir: Path, rungs=RUNGS) -> list[str]:
     return plan.argv
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process) of one run."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"ffmpeg exited {process.returncode}")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """(CPU seconds of a process itself, of the children it has reaped), user + system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime..cstime are fields 14..17.
+    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (utime + stime) / tick, (cutime + cstime) / tick
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of the children it has reaped."""
+    return sum(process_cpu_split(pid))
 
 
 def free_port() -> int:
@@ -137,7 +163,7 @@ def free_port() -> int:
 class Kiln:
     """`kiln up` (server + one worker slot) in a scratch folder, on SQLite."""
 
-    def __init__(self, root: Path, media: Path) -> None:
+    def __init__(self, root: Path, media: Path, settings: dict[str, str] | None = None) -> None:
         self.http_port, self.grpc_port = free_port(), free_port()
         env = dict(os.environ)
         env.update(
@@ -149,6 +175,7 @@ class Kiln:
             KILN_WORKER_PORT=str(free_port()),
             KILN_LOG_LEVEL="WARNING",
         )
+        env.update(settings or {})
         root.mkdir(parents=True, exist_ok=True)
         self.log = (root / "kiln.log").open("w")
         self.process = subprocess.Popen(
@@ -158,7 +185,8 @@ class Kiln:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        # Generous: on a shared 2-core machine at load 20+ the imports alone take a minute.
+        deadline = time.monotonic() + 300
         while True:
             try:
                 if (
@@ -168,17 +196,20 @@ class Kiln:
                     break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("kiln did not start") from None
+                    self.stop()
+                    raise RuntimeError(f"kiln did not start (log: {root / 'kiln.log'})") from None
             time.sleep(0.2)
         key_file = root / "var" / "dev_api_key"
         while not key_file.exists():
             time.sleep(0.1)
+        self.own_cpu: list[float] = []
         self.auth = (("authorization", f"Bearer {key_file.read_text().strip()}"),)
         self.stub = job_service_pb2_grpc.JobServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
         )
 
-    def run_ladder(self, source: Path) -> float:
+    def run_ladder(self, source: Path) -> tuple[float, float]:
+        own, children = process_cpu_split(self.process.pid)
         start = time.perf_counter()
         job = self.stub.Create(
             job_service_pb2.CreateRequest(input_url=f"file://{source}", outputs=[ladder_spec()]),
@@ -191,99 +222,140 @@ class Kiln:
                 elapsed = time.perf_counter() - start
                 if event.completed.job.status != job_pb2.JOB_STATUS_COMPLETED:
                     raise RuntimeError(f"kiln job ended {event.completed.job}")
-                return elapsed
+                # The worker stores and reports before `completed`; its children are reaped.
+                own_after, children_after = process_cpu_split(self.process.pid)
+                # kiln's own Python (server and worker) apart from ffmpeg and ffprobe.
+                self.own_cpu.append(own_after - own)
+                return elapsed, own_after - own + children_after - children
         raise RuntimeError("stream closed without completed")
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+
+RUNS = {
+    "kiln": "(a) kiln, Create → completed",
+    "raw": "(b) raw FFmpeg, one process",
+    "three": "(c) three FFmpeg processes",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--only", default=",".join(RUNS), help="runs to make, e.g. kiln,raw")
+    parser.add_argument(
+        "--kiln-env", action="append", default=[], help="KEY=VALUE for kiln up (repeatable)"
+    )
     args = parser.parse_args()
+    names = [name for name in RUNS if name in args.only.split(",")]
 
     source = make_source(args.seconds)
     info = asyncio.run(probe(str(source)))
-    results: dict[str, list[float]] = {"kiln": [], "raw": [], "three": []}
+    # (wall seconds, CPU seconds) of each run.
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
         root = Path(tmp)
-        kiln = Kiln(root / "kiln", source.parent)
+        settings = dict(setting.split("=", 1) for setting in args.kiln_env)
+        kiln = Kiln(root / "kiln", source.parent, settings)
         try:
 
-            def run_kiln() -> float:
+            def run_kiln() -> tuple[float, float]:
                 return kiln.run_ladder(source)
 
-            def run_raw() -> float:
+            def run_raw() -> tuple[float, float]:
                 out = root / "raw"
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
                 return timed(raw_argv(source, info, out))
 
-            def run_three() -> float:
-                total = 0.0
+            def run_three() -> tuple[float, float]:
+                wall = cpu = 0.0
                 for rung in RUNGS:
                     out = root / f"single_{rung}"
                     shutil.rmtree(out, ignore_errors=True)
                     out.mkdir()
-                    total += timed(raw_argv(source, info, out, (rung,)))
-                return total
+                    one_wall, one_cpu = timed(raw_argv(source, info, out, (rung,)))
+                    wall, cpu = wall + one_wall, cpu + one_cpu
+                return wall, cpu
 
             print("raw command:", " ".join(raw_argv(source, info, root / "raw")), flush=True)
-            order = [("kiln", run_kiln), ("raw", run_raw), ("three", run_three)]
+            runs = {"kiln": run_kiln, "raw": run_raw, "three": run_three}
+            order = [(name, runs[name]) for name in names]
             for round_index in range(args.rounds):
-                rotated = order[round_index % 3 :] + order[: round_index % 3]
-                for name, run in rotated:
-                    seconds = run()
-                    results[name].append(seconds)
-                    print(f"round {round_index + 1} {name:5s} {seconds:7.2f} s", flush=True)
+                shift = round_index % len(order)
+                for name, run in order[shift:] + order[:shift]:
+                    wall, cpu = run()
+                    results[name].append((wall, cpu))
+                    print(
+                        f"round {round_index + 1} {name:5s} {wall:7.2f} s ({cpu:.2f} s CPU)",
+                        flush=True,
+                    )
         finally:
             kiln.stop()
 
-    medians = {name: statistics.median(values) for name, values in results.items()}
-    kiln_raw = medians["kiln"] / medians["raw"]
-    three_kiln = medians["three"] / medians["kiln"]
-    print(
-        f"median kiln {medians['kiln']:.2f} s, raw {medians['raw']:.2f} s, "
-        f"three {medians['three']:.2f} s"
-    )
-    print(f"kiln/raw = {kiln_raw:.2f}")
-    print(f"three-process/kiln = {three_kiln:.2f}")
-    record(args, medians, results, kiln_raw, three_kiln)
+    medians = {
+        name: tuple(statistics.median(run[i] for run in values) for i in (0, 1))
+        for name, values in results.items()
+    }
+    ratios = []
+    if "kiln" in medians and "raw" in medians:
+        # Paired: each round's kiln against that round's raw, then the median of the rounds.
+        paired = [
+            statistics.median(
+                k[i] / r[i] for k, r in zip(results["kiln"], results["raw"], strict=True)
+            )
+            for i in (0, 1)
+        ]
+        ratios.append(
+            f"kiln/raw = {medians['kiln'][0] / medians['raw'][0]:.2f} wall, "
+            f"{medians['kiln'][1] / medians['raw'][1]:.2f} CPU "
+            f"(paired by round: {paired[0]:.2f} wall, {paired[1]:.2f} CPU)"
+        )
+    if "kiln" in medians and "three" in medians:
+        ratios.append(
+            f"three-process/kiln = {medians['three'][0] / medians['kiln'][0]:.2f} wall, "
+            f"{medians['three'][1] / medians['kiln'][1]:.2f} CPU"
+        )
+    if kiln.own_cpu:
+        ratios.append(
+            "of kiln's CPU, its own Python (server and worker, not ffmpeg or ffprobe): median "
+            f"{statistics.median(kiln.own_cpu):.2f} s ("
+            + " / ".join(f"{value:.2f}" for value in kiln.own_cpu)
+            + ")"
+        )
+    for name, (wall, cpu) in medians.items():
+        print(f"median {name}: {wall:.2f} s wall, {cpu:.2f} s CPU")
+    print("\n".join(ratios))
+    record(args, medians, results, ratios)
 
 
-def record(args, medians, results, kiln_raw, three_kiln) -> None:
+def record(args, medians, results, ratios) -> None:
     ffmpeg_version = subprocess.run(
         ["ffmpeg", "-version"], capture_output=True, text=True, check=True
     ).stdout.splitlines()[0]
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [
         "",
         f"## ladder — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.machine()}, "
-        f"Python {platform.python_version()}, {ffmpeg_version}.",
+        f"Python {platform.python_version()}, {ffmpeg_version}; load average at the end {load}.",
         f"Source {args.seconds} s 1080p30 (~16 Mb/s, 2 s GOP, noise); HLS fMP4 ladder "
         "1080p/720p/480p, x264 veryfast, 6 s segments; "
-        f"{args.rounds} interleaved rounds.",
+        f"{args.rounds} interleaved rounds"
+        + (f"; kiln up with {', '.join(args.kiln_env)}." if args.kiln_env else "."),
         "",
-        "| run | median wall (s) | all runs (s) |",
-        "|---|---|---|",
+        "| run | median wall (s) | median CPU (s) | all runs: wall s (CPU s) |",
+        "|---|---|---|---|",
     ]
-    for name, label in (
-        ("kiln", "(a) kiln, Create → completed"),
-        ("raw", "(b) raw FFmpeg, one process"),
-        ("three", "(c) three FFmpeg processes"),
-    ):
-        runs = ", ".join(f"{v:.2f}" for v in results[name])
-        lines.append(f"| {label} | {medians[name]:.2f} | {runs} |")
-    lines += ["", f"kiln/raw = {kiln_raw:.2f}", "", f"three-process/kiln = {three_kiln:.2f}", ""]
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# Benchmark results\n\n"
-            "Newest last. Medians of interleaved runs on a shared, noisy machine.\n"
-        )
+    for name, (wall, cpu) in medians.items():
+        runs = " / ".join(f"{w:.2f} ({c:.2f})" for w, c in results[name])
+        lines.append(f"| {RUNS[name]} | {wall:.2f} | {cpu:.2f} | {runs} |")
+    lines += ["", *(f"{ratio}\n" for ratio in ratios)]
     with RESULTS.open("a") as handle:
         handle.write("\n".join(lines))
 
