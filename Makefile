@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test deps system-deps ffmpeg iproute2 fonts postgres gen check-gen lint fmt unit bench-ladder \
 	bench-dispatch soak soak-hosts bench-control-plane bench-job-overhead bench-watch-fanout bench-list-scale \
-	bench-chunked bench-first-segment bench-quality bench-qc bench-playback dashboard-deps dashboard-modules chromium \
+	bench-chunked bench-first-segment bench-quality bench-qc bench-playback bench-ladder-parts dashboard-deps dashboard-modules chromium \
 	bench-s3-upload pubsub-emulator
 
 run: deps dashboard-modules
@@ -108,6 +108,13 @@ unit: deps
 
 bench-ladder: deps
 	$(PY) bench/ladder.py
+
+# Where the ladder's time goes (issue 22): kiln's argv with one difference taken out at a time,
+# the steps the transcode task runs after ffmpeg, and the chunked commands without the service.
+bench-ladder-parts: deps
+	$(PY) bench/ladder_toggles.py
+	$(PY) bench/ladder_after.py
+	$(PY) bench/chunk_parts.py
 
 # Create → worker starts the probe, per dispatch backend, against raw NOTIFY and Pub/Sub.
 bench-dispatch: deps postgres pubsub-emulator

@@ -216,15 +216,16 @@ def main() -> None:
     # Paired: each round's W=1 against that round's single pass.
     paired_wall = statistics.median(o[0] / s[0] for o, s in zip(ones, singles, strict=True))
     paired_cpu = statistics.median(o[2] / s[1] for o, s in zip(ones, singles, strict=True))
+    one_core, two_cores = ("unpinned", "unpinned") if args.unpinned else ("1 core", "2 cores")
     lines = [
-        f"single pass, 1 core: {single_wall:.1f} s, {single_cpu:.1f} s CPU",
-        f"chunked W=1 (1 core): {one_wall:.1f} s, {one_cpu:.1f} s CPU, first playable segment "
+        f"single pass, {one_core}: {single_wall:.1f} s, {single_cpu:.1f} s CPU",
+        f"chunked W=1 ({one_core}): {one_wall:.1f} s, {one_cpu:.1f} s CPU, first playable segment "
         f"after {one_first:.1f} s",
     ]
     if twos:
         two_wall, two_first, two_cpu = twos[0]
         lines += [
-            f"chunked W=2 (2 cores): {two_wall:.1f} s, {two_cpu:.1f} s CPU, first playable "
+            f"chunked W=2 ({two_cores}): {two_wall:.1f} s, {two_cpu:.1f} s CPU, first playable "
             f"segment after {two_first:.1f} s",
             f"chunked 2 workers vs 1 worker speedup {one_wall / two_wall:.2f}",
         ]
