@@ -56,6 +56,8 @@ def _as_json(member: FleetMember) -> dict[str, Any]:
         "running_tasks": record.running_tasks,
         "task_kinds": record.task_kinds,
         "encoders": record.encoders,
+        # Media seconds per wall second of its recent tasks, per kind of output (the ETA's).
+        "speeds": record.speeds,
         "start_time": record.started_at.isoformat(),
         "last_contact_time": record.last_contact_at.isoformat(),
     }

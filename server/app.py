@@ -275,6 +275,7 @@ def build_server(
             default_ttl_seconds=settings.key_token_ttl_seconds,
             max_ttl_seconds=settings.key_token_max_ttl_seconds,
         ),
+        lease_seconds=settings.lease_seconds,
     )
     webhooks = WebhookSender(
         store,

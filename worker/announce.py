@@ -15,7 +15,7 @@ import importlib.metadata
 import logging
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import grpc
@@ -65,7 +65,12 @@ def ffmpeg_encoders() -> tuple[str, ...]:
     return tuple(sorted(encoders))
 
 
-def announcement(worker_id: str, capacity: int, draining: bool) -> wpb.AnnounceWorkerRequest:
+def announcement(
+    worker_id: str,
+    capacity: int,
+    draining: bool,
+    speeds: Sequence[wpb.EncodeSpeed] = (),
+) -> wpb.AnnounceWorkerRequest:
     return wpb.AnnounceWorkerRequest(
         worker_id=worker_id,
         host=socket.gethostname()[:255],
@@ -74,6 +79,7 @@ def announcement(worker_id: str, capacity: int, draining: bool) -> wpb.AnnounceW
         task_kinds=TASK_KINDS,
         encoders=list(ffmpeg_encoders()),
         state=wpb.WORKER_STATE_DRAINING if draining else wpb.WORKER_STATE_ACTIVE,
+        speeds=speeds,
     )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,10 +39,11 @@ from .heartbeat import TaskProgress, heartbeat_interval, keep_leased
 from .inputs import TaskInputs, stage_gs_input
 from .media.errors import MediaError
 from .metrics import WorkerMetrics
-from .reporter import Reporter
+from .reporter import Reporter, TaskResult
 from .scratch import SWEEP_EVERY_SECONDS, full_disk_is_scratch_full, scratch_folder, sweep
 from .settings import WorkerSettings, channel_target, local_storage_warning
 from .sources import Claimed, ServerQueue, TaskSource, keep_extended
+from .speeds import SpeedBook
 from .tasks.kinds import kind_of
 from .tasks.run import TaskRun
 from .tracing import mark_failed, setup_tracing, task_span
@@ -63,6 +65,8 @@ class Worker:
         self._stub: worker_service_pb2_grpc.WorkerServiceStub | None = None
         self._source: TaskSource | None = None
         self._reporter: Reporter | None = None
+        self.speeds = SpeedBook()
+        self._describe: Callable[[], wpb.AnnounceWorkerRequest] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Works until `stop`, then drains: no new work is taken, running tasks get
@@ -90,7 +94,11 @@ class Worker:
         await asyncio.to_thread(ffmpeg_encoders)
 
         def describe() -> wpb.AnnounceWorkerRequest:
-            return announcement(self.worker_id, capacity, draining=stop.is_set())
+            return announcement(
+                self.worker_id, capacity, draining=stop.is_set(), speeds=self.speeds.speeds()
+            )
+
+        self._describe = describe
 
         background: list[asyncio.Task] = []
         slots: list[asyncio.Task] = []
@@ -252,8 +260,10 @@ class Worker:
                         origins=self.origins,
                         grants=self._reporter.grant_transfers,
                     )
+                    started = time.monotonic()
                     result = await kind.run(run)
             await _stopped(heartbeat)
+            await self._note_speed(task, result, time.monotonic() - started)
             await self._reporter.complete(task, result)
             outcome = "completed"
         except MediaError as error:
@@ -299,6 +309,23 @@ class Worker:
             if abandoning is not None:
                 await _stopped(abandoning)
             folders.close()
+
+    async def _note_speed(self, task: wpb.Task, result: TaskResult, wall_seconds: float) -> None:
+        """Records the finished task's speed and announces it before the result: a client
+        that sees the job complete sees a fleet that knows the speed too."""
+        media_seconds = 0.0
+        if isinstance(result, wpb.TranscodeResult | wpb.ChunkResult):
+            media_seconds = result.encoded_seconds
+        try:
+            measured = self.speeds.record(task, media_seconds, wall_seconds)
+        except ValueError:
+            # A figure for ETAs only: a spec it cannot class must not fail a finished encode.
+            log.exception("task %s: its speed was not recorded", task.id)
+            return
+        if not measured:
+            return
+        if self._stub is not None and self._describe is not None:
+            await announce_once(self._stub, self.metadata, self._describe())
 
     async def _heartbeat(self, task: wpb.Task, progress: TaskProgress, stop: asyncio.Event) -> None:
         """The task's heartbeat (worker.heartbeat), over this worker's connection."""

@@ -7,10 +7,11 @@ over the time since; what is left takes what is left at that rate. The first rep
 noise (the input opened, the encoder's lookahead filled), so below MIN_PROGRESS or before
 MIN_ELAPSED there is no estimate rather than a wild one.
 
-A job's outputs run side by side, so the job has as long as its slowest unfinished output;
-an unfinished output without an estimate (still queued, or just started) leaves the job
-without one. Queue position and the fleet's speed, which would estimate queued work, are
-not counted yet: absent says "unknown", never 0.
+An output without a rate of its own yet (still queued, or just started) is estimated from
+the queue ahead of it and the fleet's measured speed instead (queue_eta.py), when the fleet
+has measured its kind of output. A job's outputs run side by side, so the job has as long as
+its slowest unfinished output; an unfinished output with no estimate either way leaves the
+job without one: absent says "unknown", never 0.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ def output_eta(
         return None
     left = max(0.0, 100.0 - progress)
     return round(elapsed * left / progress, 1)
+
+
+def needs_queue(job_status: str, outputs: Iterable[tuple[str, float | None]]) -> bool:
+    """Whether a running job has an unfinished output its own rate cannot estimate: only
+    then is the queue worth reading."""
+    return job_status == JobStatus.PROCESSING and any(
+        status in UNFINISHED and eta is None for status, eta in outputs
+    )
 
 
 def job_eta(job_status: str, outputs: Iterable[tuple[str, float | None]]) -> float | None:

@@ -8,10 +8,14 @@ whole lease is LOST: by then the reaper is taking its tasks back too.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kiln.worker.v1 import worker_service_pb2 as wpb
+
+from common.speed_classes import known_classes
 
 from ..domain.errors import FieldViolation, InvalidArgument
 from ..domain.states import WorkerState
@@ -31,6 +35,12 @@ MAX_VERSION_LENGTH = 64
 MAX_CAPACITY = 1024
 MAX_ENCODERS = 500
 MAX_ENCODER_NAME_LENGTH = 64
+MAX_SPEEDS = 64
+# Media seconds per wall second. Even a thumbnail of a long input is not a thousand times
+# faster than real time; a figure above this (or not above 0) is a broken clock or a lie,
+# and one such figure would make every ETA of that kind of output wrong.
+MAX_REALTIME_FACTOR = 1000.0
+MAX_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ def announcement_from(request: wpb.AnnounceWorkerRequest) -> Announcement:
         text(f"encoders[{index}]", encoder, MAX_ENCODER_NAME_LENGTH)
     if request.state not in ANNOUNCED_STATES:
         violations.append(FieldViolation("state", "ACTIVE or DRAINING"))
+    speeds = speeds_from(request.speeds, violations)
     if violations:
         raise InvalidArgument(violations)
     return Announcement(
@@ -80,7 +91,36 @@ def announcement_from(request: wpb.AnnounceWorkerRequest) -> Announcement:
         task_kinds=sorted(set(kinds)),
         encoders=sorted(set(request.encoders)),
         state=ANNOUNCED_STATES[request.state],
+        speeds=speeds,
     )
+
+
+def speeds_from(
+    reported: Sequence[wpb.EncodeSpeed], violations: list[FieldViolation]
+) -> dict[str, float]:
+    """{speed class: realtime factor}; each bad entry adds a violation instead."""
+    if len(reported) > MAX_SPEEDS:
+        violations.append(FieldViolation("speeds", f"at most {MAX_SPEEDS} speeds"))
+        return {}
+    classes = known_classes()
+    speeds: dict[str, float] = {}
+    for index, speed in enumerate(reported):
+        where = f"speeds[{index}]"
+        factor = speed.realtime_factor
+        if speed.speed_class not in classes:
+            violations.append(FieldViolation(f"{where}.speed_class", "not a speed class"))
+        elif speed.speed_class in speeds:
+            violations.append(FieldViolation(f"{where}.speed_class", "given twice"))
+        if not (math.isfinite(factor) and 0 < factor <= MAX_REALTIME_FACTOR):
+            violations.append(
+                FieldViolation(
+                    f"{where}.realtime_factor", f"above 0 and at most {MAX_REALTIME_FACTOR:g}"
+                )
+            )
+        if not 1 <= speed.samples <= MAX_SAMPLES:
+            violations.append(FieldViolation(f"{where}.samples", f"between 1 and {MAX_SAMPLES}"))
+        speeds[speed.speed_class] = factor
+    return speeds
 
 
 class Fleet:

@@ -24,6 +24,7 @@ from ..store.database import now
 from ..store.store import JobRecord, JobSnapshot, Store
 from . import views
 from .paging import page_limit, page_size_violation
+from .queue_eta import QueueEta
 from .views import FileUrl
 
 DEFAULT_PAGE_SIZE = 20
@@ -39,13 +40,19 @@ class JobMessages:
     origins: Origins | None = None
     # The moment a message is handed out, for the ETAs in it.
     clock: Callable[[], datetime] = now
+    # Estimates of outputs that wait (None: from their own rate only).
+    queue_eta: QueueEta | None = None
 
     async def message(self, record: JobRecord | JobSnapshot) -> job_pb2.Job:
         """The answer for a job a transaction holds (its rows) or a direct read gave."""
         snapshot = record.snapshot() if isinstance(record, JobRecord) else record
         await self._load_origins(output.origin for output in snapshot.outputs)
+        moment = self.clock()
+        queued = None
+        if self.queue_eta is not None and views.needs_queue(snapshot, moment):
+            queued = await self.queue_eta.estimates(moment)
         return views.job_message(
-            snapshot, self.file_url, self.playback, self._public_base_url, self.clock()
+            snapshot, self.file_url, self.playback, self._public_base_url, moment, queued
         )
 
     async def add_links(self, job: job_pb2.Job) -> None:

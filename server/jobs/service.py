@@ -22,6 +22,7 @@ from .lifecycle import Lifecycle
 from .plan import ExplainOutput, JobPlanning
 from .playback_grants import GrantSettings, PlaybackGrants
 from .presets import PresetCatalog
+from .queue_eta import QueueEta
 from .reads import JobMessages, JobReads
 from .views import FileUrl
 from .watch import JobWatch
@@ -45,8 +46,11 @@ class JobService:
         explain: ExplainOutput | None = None,
         placeholders: dict[str, str] | None = None,
         grant_settings: GrantSettings | None = None,
+        lease_seconds: float = 30.0,  # KILN_LEASE_SECONDS's default
     ) -> None:
-        messages = JobMessages(file_url, playback, origins)
+        # A worker silent for a lease is lost: its slots and speeds no longer count.
+        queue_eta = QueueEta(life.store, lease_seconds)
+        messages = JobMessages(file_url, playback, origins, queue_eta=queue_eta)
         self.presets = PresetCatalog(life.store)
         admission = Admission(
             life.store,

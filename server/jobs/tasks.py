@@ -32,6 +32,7 @@ from .lifecycle import Lifecycle
 from .live_audio import LiveAudio
 from .lost_tasks import LostTasks
 from .progress_gate import ProgressGate
+from .queue_eta import QueueEta
 from .result_checks import FILE_RESULTS, ResultChecks, StoredSizes, plain_problems
 from .transfers import OriginTransfers, output_prefix
 
@@ -80,6 +81,7 @@ class TaskService:
             self.store, self.checks, self.outcomes, self._lock_leased, self._publish
         )
         self.fleet = Fleet(self.store)
+        self.queue_eta = QueueEta(self.store, lease_seconds)
 
     async def claim(
         self, worker_id: str, wait_seconds: float, task_id: str = ""
@@ -258,7 +260,12 @@ class TaskService:
                 await tx.jobs.update_job(record.job.id, progress=job_progress, stage=stage)
                 await self.life.notify_progress(tx, record, before)
                 event = job_service_pb2.ProgressEvent(progress=job_progress, stage=stage)
-                if (left := views.job_eta(record.snapshot(), now())) is not None:
+                moment, snapshot = now(), record.snapshot()
+                # An output still queued (or just started) is told from the queue ahead.
+                queued = None
+                if views.needs_queue(snapshot, moment):
+                    queued = await self.queue_eta.estimates(moment, tx)
+                if (left := views.job_eta(snapshot, moment, queued)) is not None:
                     event.eta_seconds = left
                 await self.life.emit(tx, record.job.id, progress=event)
         return False

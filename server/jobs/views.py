@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import cast
 
@@ -51,19 +51,42 @@ def money(micros: int | None, currency: str) -> job_pb2.Money | None:
     return job_pb2.Money(micros=micros, currency=currency)
 
 
-def output_eta(output: OutputRow, moment: datetime) -> float | None:
-    return eta.output_eta(output.status, output.progress, aware(output.running_since), moment)
+# {output id: seconds left} told from the queue and the fleet's speed (queue_eta.py).
+QueueEstimates = Mapping[str, float | None]
 
 
-def job_eta(record: JobSnapshot, moment: datetime) -> float | None:
+def output_eta(
+    output: OutputRow, moment: datetime, queued: QueueEstimates | None = None
+) -> float | None:
+    """From the output's own rate once it has one, else from the queue's estimates."""
+    own = eta.output_eta(output.status, output.progress, aware(output.running_since), moment)
+    if own is not None or queued is None or output.status not in eta.UNFINISHED:
+        return own
+    return queued.get(output.id)
+
+
+def job_eta(
+    record: JobSnapshot, moment: datetime, queued: QueueEstimates | None = None
+) -> float | None:
     outputs = record.outputs
-    return eta.job_eta(record.job.status, ((o.status, output_eta(o, moment)) for o in outputs))
+    return eta.job_eta(
+        record.job.status, ((o.status, output_eta(o, moment, queued)) for o in outputs)
+    )
+
+
+def needs_queue(record: JobSnapshot, moment: datetime) -> bool:
+    outputs = record.outputs
+    return eta.needs_queue(record.job.status, ((o.status, output_eta(o, moment)) for o in outputs))
 
 
 def output_message(
-    output: OutputRow, currency: str, moment: datetime | None = None
+    output: OutputRow,
+    currency: str,
+    moment: datetime | None = None,
+    queued: QueueEstimates | None = None,
 ) -> job_pb2.Output:
-    """With `moment` (now, as the message is handed out), a running output's ETA too."""
+    """With `moment` (now, as the message is handed out), an unfinished output's ETA too
+    (with `queued`, also one still waiting or just started)."""
     message = job_pb2.Output(
         id=output.id,
         spec=job_pb2.OutputSpec.FromString(output.spec),
@@ -86,7 +109,7 @@ def output_message(
         message.encryption.key_ids.extend(output.content_key_ids or ())
     if output.error:
         message.error.ParseFromString(output.error)
-    if moment is not None and (left := output_eta(output, moment)) is not None:
+    if moment is not None and (left := output_eta(output, moment, queued)) is not None:
         message.eta_seconds = left
     if output.qc:
         message.qc.ParseFromString(output.qc)
@@ -163,10 +186,11 @@ def job_message(
     playback: PlaybackLinks | None = None,
     public_base_url: Callable[[str], str] | None = None,
     moment: datetime | None = None,
+    queued: QueueEstimates | None = None,
 ) -> job_pb2.Job:
     """The job as one read type: a direct read's snapshot, or a transaction's JobRecord
     through its snapshot(). With `moment` (now, as the message is handed out), the ETAs of a
-    running job too."""
+    running job too, and with `queued` those of its outputs that wait."""
     job = record.job
     message = job_pb2.Job(
         id=job.id,
@@ -177,7 +201,7 @@ def job_message(
         delayed_start=job.delayed_start,
         input_url=job.input_url,
         concat_input_urls=job.concat_input_urls,
-        outputs=[output_message(output, job.currency, moment) for output in record.outputs],
+        outputs=[output_message(output, job.currency, moment, queued) for output in record.outputs],
         metadata=job.job_metadata,
         webhook_url=job.webhook_url,
         attempt=job.attempt,
@@ -189,7 +213,7 @@ def job_message(
         output_path_prefix=job.output_path_prefix,
         qc_policy=cast(job_pb2.QcPolicy, job.qc_policy or job_pb2.QC_POLICY_REPORT),
     )
-    if moment is not None and (left := job_eta(record, moment)) is not None:
+    if moment is not None and (left := job_eta(record, moment, queued)) is not None:
         message.eta_seconds = left
     if job.input_info:
         message.input_info.ParseFromString(job.input_info)

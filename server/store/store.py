@@ -2,11 +2,12 @@
 
 SQL is issued only in this package, one module per aggregate (jobs, outputs, events,
 task_queue, task_outbox, webhook_outbox, webhook_settings, presets, origins, keys, workers,
-content_keys) over the unit of work in database.py; a transaction holds each as a repository
-(`tx.jobs.get_job(...)`, `tx.tasks.claim_ready_task(...)`), all on its one session. Status
-writes are guarded in the statement itself (`... WHERE status IN (allowed sources)`, the
-sources coming from the one transition table in domain.states); no row changed means the
-transition lost a race or was never allowed, and the caller gets a domain error.
+content_keys, queue_outlook) over the unit of work in database.py; a transaction holds each
+as a repository (`tx.jobs.get_job(...)`, `tx.tasks.claim_ready_task(...)`), all on its one
+session. Status writes are guarded in the statement itself (`... WHERE status IN (allowed
+sources)`, the sources coming from the one transition table in domain.states); no row
+changed means the transition lost a race or was never allowed, and the caller gets a domain
+error.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .keys import API_KEY_PREFIX, KeyStatements
 from .origins import OriginStatements
 from .outputs import OutputStatements
 from .presets import PresetStatements
+from .queue_outlook import QueueOutlook
 from .task_outbox import TaskOutboxQueries
 from .task_queue import TaskQueue
 from .webhook_outbox import WebhookOutbox
@@ -61,6 +63,7 @@ class Tx(TxBase):
         self.origins = OriginStatements(self)
         self.keys = KeyStatements(self)
         self.workers = WorkerStatements(self)
+        self.queue_outlook = QueueOutlook(self)
         self.content_keys = ContentKeyStatements(self)
 
 

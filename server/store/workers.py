@@ -3,7 +3,7 @@ announcement, and the tasks each one holds now."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -24,6 +24,8 @@ class Announcement:
     task_kinds: list[str]
     encoders: list[str]
     state: WorkerState  # ACTIVE or DRAINING: what a worker says of itself
+    # {speed class: media seconds per wall second} of its recent encodes (checked).
+    speeds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class WorkerRecord:
     started_at: datetime
     last_contact_at: datetime
     running_tasks: int
+    speeds: dict[str, float] = field(default_factory=dict)
 
 
 class WorkerStatements(Statements):
@@ -56,6 +59,7 @@ class WorkerStatements(Statements):
         row.task_kinds = list(announcement.task_kinds)
         row.encoders = list(announcement.encoders)
         row.state = announcement.state
+        row.speeds = dict(announcement.speeds)
         row.last_contact_at = moment
 
     async def list_workers(self) -> list[WorkerRecord]:
@@ -87,6 +91,7 @@ class WorkerStatements(Statements):
                 started_at=aware(worker.started_at) or worker.started_at,
                 last_contact_at=aware(worker.last_contact_at) or worker.last_contact_at,
                 running_tasks=running.get(worker.id, 0),
+                speeds=dict(worker.speeds or {}),
             )
             for worker in workers
         ]

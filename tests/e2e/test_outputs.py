@@ -14,7 +14,10 @@ from tests.media_probe import ffprobe, streams
 from .connect_json import ConnectJsonClient
 
 # The ETA end to end, on this module's cluster.
-from .eta_flows import test_a_running_job_tells_its_time_left_and_stops_when_done  # noqa: F401
+from .eta_flows import (  # noqa: F401
+    test_a_running_job_tells_its_time_left_and_stops_when_done,
+    test_queued_outputs_are_told_from_the_fleets_speed_once_it_is_known,
+)
 from .jobs import media_files, run_to_end
 
 # Recipes end to end, on this module's cluster.

@@ -5,6 +5,7 @@ bad announcement is refused by field and stores nothing."""
 from __future__ import annotations
 
 import json
+import math
 import signal
 import socket
 import subprocess
@@ -126,6 +127,12 @@ def test_a_worker_pointed_at_the_public_port_stops_with_one_line(fleet_cluster):
     assert "claiming a task failed" not in result.stderr
 
 
+def speed(kind: str, factor: float, samples: int = 3) -> wpb.EncodeSpeed:
+    return wpb.EncodeSpeed(speed_class=kind, realtime_factor=factor, samples=samples)
+
+
+ABSURD = [-1.0, 0.0, math.nan, math.inf, 1e9]
+
 BAD_ANNOUNCEMENTS = [
     ({"worker_id": ""}, "worker_id"),
     ({"worker_id": "w" * 201}, "worker_id"),
@@ -138,6 +145,12 @@ BAD_ANNOUNCEMENTS = [
     ({"task_kinds": [99]}, "task_kinds[0]"),
     ({"encoders": ["x" * 65]}, "encoders[0]"),
     ({"encoders": [f"e{i}" for i in range(501)]}, "encoders"),
+    # A forged or broken speed would skew every ETA of its kind of output.
+    *[({"speeds": [speed("h264/720", factor)]}, "speeds[0].realtime_factor") for factor in ABSURD],
+    ({"speeds": [speed("h264/721", 1.0)]}, "speeds[0].speed_class"),
+    ({"speeds": [speed("audio", 1.0), speed("audio", 2.0)]}, "speeds[1].speed_class"),
+    ({"speeds": [speed("audio", 1.0, samples=0)]}, "speeds[0].samples"),
+    ({"speeds": [speed("audio", 1.0)] * 65}, "speeds"),
 ]
 
 
@@ -167,8 +180,13 @@ def test_a_bad_announcement_is_refused_by_field_and_stores_nothing(fleet_cluster
     # CLI would judge "good" LOST if its own start took longer than the 3 s lease.)
     stub.AnnounceWorker(
         wpb.AnnounceWorkerRequest(
-            worker_id="good", host="h", capacity=1, state=wpb.WORKER_STATE_ACTIVE
+            worker_id="good",
+            host="h",
+            capacity=1,
+            state=wpb.WORKER_STATE_ACTIVE,
+            speeds=[speed("h264/720", 2.5)],
         ),
         timeout=10,
     )
     assert announced(cluster)["good"][0] == "ACTIVE"
+    assert listed(cluster)["good"]["speeds"] == {"h264/720": 2.5}

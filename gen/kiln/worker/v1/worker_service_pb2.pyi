@@ -293,7 +293,7 @@ class GrantTransfersResponse(_message.Message):
     def __init__(self, puts: _Optional[_Iterable[_Union[TransferGrant, _Mapping]]] = ..., gets: _Optional[_Iterable[_Union[TransferGrant, _Mapping]]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AnnounceWorkerRequest(_message.Message):
-    __slots__ = ("worker_id", "host", "version", "capacity", "task_kinds", "encoders", "state")
+    __slots__ = ("worker_id", "host", "version", "capacity", "task_kinds", "encoders", "state", "speeds")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -301,6 +301,7 @@ class AnnounceWorkerRequest(_message.Message):
     TASK_KINDS_FIELD_NUMBER: _ClassVar[int]
     ENCODERS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    SPEEDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     host: str
     version: str
@@ -308,7 +309,18 @@ class AnnounceWorkerRequest(_message.Message):
     task_kinds: _containers.RepeatedScalarFieldContainer[TaskKind]
     encoders: _containers.RepeatedScalarFieldContainer[str]
     state: WorkerState
-    def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., version: _Optional[str] = ..., capacity: _Optional[int] = ..., task_kinds: _Optional[_Iterable[_Union[TaskKind, str]]] = ..., encoders: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[WorkerState, str]] = ...) -> None: ...
+    speeds: _containers.RepeatedCompositeFieldContainer[EncodeSpeed]
+    def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., version: _Optional[str] = ..., capacity: _Optional[int] = ..., task_kinds: _Optional[_Iterable[_Union[TaskKind, str]]] = ..., encoders: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., speeds: _Optional[_Iterable[_Union[EncodeSpeed, _Mapping]]] = ...) -> None: ...
+
+class EncodeSpeed(_message.Message):
+    __slots__ = ("speed_class", "realtime_factor", "samples")
+    SPEED_CLASS_FIELD_NUMBER: _ClassVar[int]
+    REALTIME_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    speed_class: str
+    realtime_factor: float
+    samples: int
+    def __init__(self, speed_class: _Optional[str] = ..., realtime_factor: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
 
 class AnnounceWorkerResponse(_message.Message):
     __slots__ = ()

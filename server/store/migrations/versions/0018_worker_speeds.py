@@ -1,0 +1,27 @@
+"""worker speeds: each worker's measured encode speed per kind of output, for ETAs
+
+Revision ID: 0018
+Revises: 0016
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+# 0017 is another branch's; whichever lands second points its down_revision at the other.
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Nullable: a worker announced before this has measured nothing yet.
+    with op.batch_alter_table("workers") as batch:
+        batch.add_column(sa.Column("speeds", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("workers") as batch:
+        batch.drop_column("speeds")
