@@ -33,7 +33,9 @@ def source(width: int = 1920, height: int = 1080, rotation: int = 0, seconds: fl
     )
 
 
-def mp4(*resolutions: str, codec: int = H264, upscale: bool = False) -> job_pb2.OutputSpec:
+def mp4(
+    *resolutions: str, codec: job_pb2.VideoCodec = H264, upscale: bool = False
+) -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,
         video=[
