@@ -324,7 +324,7 @@ class Worker(Base):
     state: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_contact_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # {speed class: realtime factor} of its recent encodes (null before migration 0018).
+    # {speed class: realtime factor} of its recent encodes (null before migration 0017).
     speeds: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 

@@ -1,6 +1,6 @@
 """worker speeds: each worker's measured encode speed per kind of output, for ETAs
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-# 0017 is another branch's; whichever lands second points its down_revision at the other.
+revision = "0017"
 down_revision = "0016"
 branch_labels = None
 depends_on = None
