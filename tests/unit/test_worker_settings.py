@@ -34,7 +34,7 @@ def test_defaults_match_the_embedded_server() -> None:
     assert settings.input_roots == server.input_roots == ["var/inputs"]
     assert settings.lease_seconds == server.lease_seconds == 30.0
     assert settings.concurrency == 1
-    assert settings.progress_interval_seconds == 0.25
+    assert settings.progress_interval_seconds == 0.5
     assert settings.token == settings.worker_id == settings.gcs_bucket == ""
     assert settings.log_level == "INFO"
 
