@@ -25,6 +25,9 @@ class SegmentEntry:
     path: str
     duration_seconds: float
     size_bytes: int
+    # fMP4: first decode time (tfdt) and summed sample durations, in the rendition's timescale.
+    decode_time: int = 0
+    decode_duration: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Rendition:
     height: int
     frame_rate: float
     segments: Sequence[SegmentEntry]
+    # fMP4: the init segment ("v0/init_0.mp4"), the hex SHA-256 of the bytes the chunk wrote
+    # there, and the track's timescale (ticks per second of the segments' decode times).
+    init_path: str = ""
+    init_sha256: str = ""
+    timescale: int = 0
 
     @property
     def peak_bitrate(self) -> int:
@@ -62,8 +70,11 @@ def playlist_path(rendition: str) -> str:
     return f"{rendition}/{MEDIA_PLAYLIST_NAME}"
 
 
-def media_playlist(segments: Sequence[SegmentEntry], *, target_seconds: float, ended: bool) -> str:
-    """A media playlist over `segments` (all in one rendition folder).
+def media_playlist(
+    segments: Sequence[SegmentEntry], *, target_seconds: float, ended: bool, init_path: str = ""
+) -> str:
+    """A media playlist over `segments` (all in one rendition folder, with the init segment
+    `init_path` for fMP4: EXT-X-MAP, which needs version 6; 7 as FFmpeg writes).
 
     Unended, it is an EVENT playlist: players poll it and only ever see segments appended.
     TARGETDURATION must not change between polls, so it comes from the planned segment
@@ -73,12 +84,14 @@ def media_playlist(segments: Sequence[SegmentEntry], *, target_seconds: float, e
     target = max(math.ceil(target_seconds - 1e-3), round(longest), 1)
     lines = [
         "#EXTM3U",
-        "#EXT-X-VERSION:3",
+        f"#EXT-X-VERSION:{7 if init_path else 3}",
         f"#EXT-X-TARGETDURATION:{target}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
+    if init_path:
+        lines.append(f'#EXT-X-MAP:URI="{init_path.rsplit("/", 1)[-1]}"')
     for segment in segments:
         lines += [f"#EXTINF:{segment.duration_seconds:.6f},", segment.path.rsplit("/", 1)[-1]]
     if ended:
@@ -93,7 +106,8 @@ def master_playlist(variants: Sequence[Rendition], audio: Rendition | None) -> s
     peaks need not coincide), AVERAGE-BANDWIDTH the two averages summed: measured from the
     segments, as the single-pass packaging does.
     """
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    fmp4 = any(rendition.init_path for rendition in variants)
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{7 if fmp4 else 3}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     if audio is not None:
         lines.append(
             f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP_ID}",NAME="{audio.name}",'

@@ -47,3 +47,12 @@ MAX_VARIANTS = 8
 def short_name(kind: int) -> str:
     """The name users write and read: "MP4" for OUTPUT_TYPE_MP4 (ValueError if unknown)."""
     return T.Name(kind).removeprefix("OUTPUT_TYPE_")
+
+
+def has_fmp4_segments(spec: job_pb2.OutputSpec) -> bool:
+    """An adaptive output whose segments are fragmented MP4 behind init segments: DASH, CMAF,
+    and HLS asked for fMP4 (MPEG-TS HLS segments carry their own timestamps and no init)."""
+    return spec.type in (T.OUTPUT_TYPE_DASH, T.OUTPUT_TYPE_CMAF) or (
+        spec.type == T.OUTPUT_TYPE_HLS
+        and spec.hls.segment_format == job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    )

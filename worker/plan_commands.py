@@ -82,6 +82,14 @@ QC_FRAGMENTS_NOTE = (
 # Ladders whose rungs are fMP4 fragments with no playlist FFmpeg reads (DASH, CMAF).
 FRAGMENTED_RUNGS = frozenset({job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF})
 HLS_MERGE_NOTE = "writes the playlists over the chunks' segments; runs no FFmpeg"
+MPD_MERGE_NOTE = (
+    "writes the MPD over the chunks' fMP4 segments (SegmentTimeline from their boxes) and "
+    "checks every chunk wrote the same init segment; runs no FFmpeg"
+)
+CMAF_MERGE_NOTE = (
+    "writes the HLS playlists and the MPD over the chunks' fMP4 segments (SegmentTimeline "
+    "from their boxes) and checks every chunk wrote the same init segment; runs no FFmpeg"
+)
 
 Piece = tuple[wpb.TaskKind, wpb.ChunkRange | None]
 
@@ -217,7 +225,11 @@ def _explain_merge(
     """A progressive output's merge joins the pieces fetched into {scratch}/pieces, as
     worker.tasks.merge does (run without input access: it reads only its own files)."""
     if is_adaptive(spec):
-        task.notes.append(HLS_MERGE_NOTE)
+        notes = {
+            job_pb2.OUTPUT_TYPE_DASH: MPD_MERGE_NOTE,
+            job_pb2.OUTPUT_TYPE_CMAF: CMAF_MERGE_NOTE,
+        }
+        task.notes.append(notes.get(spec.type, HLS_MERGE_NOTE))
         return
     if not pieces:
         return

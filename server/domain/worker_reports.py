@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
-from common.output_types import IMAGES, MAX_VARIANTS
+from common.output_types import ADAPTIVE, IMAGES, MAX_VARIANTS, has_fmp4_segments
 from common.storage.keys import safe_relative_path
 
+from . import fmp4_pieces
 from .loudness_reports import loudness_report_problems, track_loudness_problems
 from .qc_reports import qc_report_problems
 
@@ -270,8 +271,9 @@ def stored_file_problems(
 
 # What the pieces of a chunked output may write, relative to the output's folder: segments
 # in the rendition folders (HLS), or the one intermediate file of a progressive chunk.
-_VIDEO_SEGMENT = re.compile(r"v([0-7])/seg_(\d{5})\.ts")
-_AUDIO_SEGMENT = re.compile(r"audio/seg_(\d{5})\.ts")
+_VIDEO_SEGMENT = re.compile(r"v([0-7])/seg_(\d{5})\.(ts|m4s)")
+_AUDIO_SEGMENT = re.compile(r"audio/seg_(\d{5})\.(ts|m4s)")
+
 # What the merge of an HLS output writes itself for a text track: its WebVTT segments.
 _TEXT_SEGMENT = re.compile(r"text_(\d{1,2})/seg_\d{5}\.vtt")
 _CODEC_STRING = re.compile(r"[A-Za-z0-9.]{0,64}")
@@ -302,16 +304,20 @@ def chunk_problems(
             if audio
             else ["a video chunk reported loudness figures"]
         )
-    adaptive = spec.type == T.OUTPUT_TYPE_HLS
+    adaptive = spec.type in ADAPTIVE
+    fmp4 = has_fmp4_segments(spec)
     segment_seconds = spec.segments.duration_seconds or 6.0
     for file in result.files[:MAX_FILES]:
         if not _piece_may_write(file.path, spec, chunk, audio=audio, adaptive=adaptive):
             problems.append(f"file {file.path[:100]!r} is not one this piece may write")
             break
     if not result.renditions and adaptive:
-        problems.append("an HLS piece must report its renditions' segments")
+        problems.append("an HLS, DASH or CMAF piece must report its renditions' segments")
     sizes = {file.path: file.size_bytes for file in result.files}
     for rendition in result.renditions[: MAX_VARIANTS + 1]:
+        problems += fmp4_pieces.rendition_problems(
+            rendition, fmp4=fmp4, stores_init=audio or chunk.index == 0, sizes=sizes
+        )
         if not _CODEC_STRING.fullmatch(rendition.codec):
             problems.append(f"codec string {rendition.codec[:80]!r} is not an RFC 6381 string")
         if rendition.name != ("audio" if audio else rendition.name) or not re.fullmatch(
@@ -375,16 +381,44 @@ def _piece_may_write(
 ) -> bool:
     if not adaptive:
         return path == (_PROGRESSIVE_AUDIO if audio else f"chunks/chunk_{chunk.index:05d}.mp4")
+    extension = "m4s" if has_fmp4_segments(spec) else "ts"
+    # The output's one init segment per rendition is the first chunk's (and the audio's).
+    first_piece = audio or chunk.index == 0
+    if first_piece and has_fmp4_segments(spec):
+        return fmp4_pieces.init_path_allowed(path, audio=audio, variants=len(spec.video)) or (
+            _segment_may_be(path, spec, chunk, audio=audio, extension=extension)
+        )
+    return _segment_may_be(path, spec, chunk, audio=audio, extension=extension)
+
+
+def _segment_may_be(
+    path: str,
+    spec: job_pb2.OutputSpec,
+    chunk: worker_service_pb2.ChunkRange,
+    *,
+    audio: bool,
+    extension: str,
+) -> bool:
     if audio:
-        return _AUDIO_SEGMENT.fullmatch(path) is not None
+        found = _AUDIO_SEGMENT.fullmatch(path)
+        return found is not None and found.group(2) == extension
     match = _VIDEO_SEGMENT.fullmatch(path)
-    if match is None or int(match.group(1)) >= len(spec.video):
+    if match is None or int(match.group(1)) >= len(spec.video) or match.group(3) != extension:
         return False
     segment_seconds = spec.segments.duration_seconds or 6.0
     last = chunk.first_segment + math.ceil(
         (chunk.end_seconds - chunk.start_seconds) / segment_seconds + 1e-6
     )
     return chunk.first_segment <= int(match.group(2)) <= last
+
+
+def _merge_writes(path: str, spec: job_pb2.OutputSpec) -> bool:
+    """What a merge writes itself: playlists (HLS, CMAF), the MPD (DASH, CMAF), WebVTT."""
+    if path == fmp4_pieces.MPD_NAME:
+        return spec.type in (T.OUTPUT_TYPE_DASH, T.OUTPUT_TYPE_CMAF)
+    if path.endswith(".m3u8"):
+        return spec.type in (T.OUTPUT_TYPE_HLS, T.OUTPUT_TYPE_CMAF)
+    return _text_segment(path, spec)
 
 
 def _text_segment(path: str, spec: job_pb2.OutputSpec) -> bool:
@@ -404,13 +438,13 @@ def merge_problems(
         not plan.audio.HasField("loudness") or result.loudness != plan.audio.loudness
     ):
         return ["the merge reports loudness figures its audio piece did not"]
-    if spec.type == T.OUTPUT_TYPE_HLS:
+    if spec.type in ADAPTIVE:
         pieces = [*plan.chunks, *([plan.audio] if plan.has_audio else [])]
         made = {file.path for piece in pieces for file in piece.files}
         if missing := sorted(made - reported):
             return [f"the merge left out {len(missing)} segments, e.g. {missing[0]!r}"]
         extra = reported - made
-        if any(not path.endswith(".m3u8") and not _text_segment(path, spec) for path in extra):
+        if any(not _merge_writes(path, spec) for path in extra):
             return ["the merge reports media files no chunk made"]
         return []
     if any(path.startswith("chunks/") for path in reported):

@@ -24,12 +24,13 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
 from common.custom_command import covered_seconds
+from common.output_types import ADAPTIVE, has_fmp4_segments
 
 T = job_pb2.OutputType
 VideoCodec = job_pb2.VideoCodec
 
 DEFAULT_SEGMENT_SECONDS = 6.0
-# Every chunk and the audio shift their timestamps by this much, so no process writes a
+# Every MPEG-TS chunk and the audio shift their timestamps by this much, so no process writes a
 # negative one (B-frame delay, AAC priming): a muxer would shift such a stream by an amount
 # that depends on where it starts, which differs between the first chunk and the others.
 TIMESTAMP_LEAD_SECONDS = 10.0
@@ -49,6 +50,14 @@ AUDIO_TRACKS_NOTE = (
 BURN_IN_NOTE = (
     "encoded in one pass, not in chunks: an output with a burned-in text track is made in one "
     "pass, which draws the text onto every picture"
+)
+FMP4_TEXT_NOTE = (
+    "encoded in one pass, not in chunks: text tracks are carried by chunked MPEG-TS HLS "
+    "and MP4 only; an fMP4 HLS, DASH or CMAF output with text tracks is made in one pass"
+)
+OPUS_NOTE = (
+    "encoded in one pass, not in chunks: a chunked DASH output's audio is AAC; "
+    "Opus audio is made in one pass"
 )
 ENCRYPTION_NOTE = (
     "encoded in one pass, not in chunks: an encrypted output is made in one pass, which "
@@ -108,8 +117,16 @@ def plan_chunks(
         # The keys (and a rotation's key boundaries) are applied by the one process that
         # segments the output; chunks would each start the key schedule again.
         return ChunkDecision([], note=ENCRYPTION_NOTE)
+    fmp4 = has_fmp4_segments(spec)
+    if fmp4 and spec.text_tracks:
+        # The merge cuts WebVTT renditions against MPEG-TS timestamps only; DASH text sets
+        # and fMP4 HLS subtitle renditions are written by the single pass's packaging.
+        return ChunkDecision([], note=FMP4_TEXT_NOTE)
+    if fmp4 and spec.audio.codec == job_pb2.AUDIO_CODEC_OPUS and not spec.audio.disabled:
+        # The audio piece is cut by the hls muxer, like every fMP4 piece, and HLS is AAC.
+        return ChunkDecision([], note=OPUS_NOTE)
 
-    if spec.type == T.OUTPUT_TYPE_HLS:
+    if spec.type in ADAPTIVE:
         segment = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
         length = segment * max(1, round(settings.chunk_seconds / segment))
         first = _first_chunk_seconds(settings.first_chunk_seconds, segment, length)
@@ -131,7 +148,8 @@ def plan_chunks(
             start_seconds=start,
             end_seconds=end,
             first_segment=_segment_number(start, first, segment),
-            timestamp_offset_seconds=TIMESTAMP_LEAD_SECONDS,
+            # fMP4 needs no lead: its decode times are set exactly (worker.media.chunks).
+            timestamp_offset_seconds=0.0 if fmp4 else TIMESTAMP_LEAD_SECONDS,
         )
         for index, (start, end) in enumerate(zip(starts, ends, strict=True))
     ]
@@ -169,10 +187,9 @@ def _chunkable_type(spec: job_pb2.OutputSpec) -> bool:
     if spec.type == T.OUTPUT_TYPE_MP4:
         return len(spec.video) == 1
     # HLS with MPEG-TS segments: every segment carries its own timestamps, so segments made
-    # by different processes play as one stream.
-    return spec.type == T.OUTPUT_TYPE_HLS and (
-        spec.hls.segment_format != job_pb2.HLS_SEGMENT_FORMAT_FMP4
-    )
+    # by different processes play as one stream. fMP4 (HLS, DASH, CMAF): every segment
+    # carries its decode time (tfdt), and the chunks' init segments are the same bytes.
+    return spec.type in ADAPTIVE
 
 
 def output_seconds(spec: job_pb2.OutputSpec, source_seconds: float) -> float:

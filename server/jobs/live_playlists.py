@@ -1,4 +1,5 @@
-"""Play while encoding: the playlists of a chunked HLS output while its chunks finish.
+"""Play while encoding: the playlists of a chunked HLS output (MPEG-TS or fMP4 segments) while
+its chunks finish.
 
 After each chunk, the server (which alone knows which chunks are done) writes EVENT media
 playlists listing the segments of the chunks done so far from the start (a gap would make a
@@ -26,7 +27,15 @@ from .chunk_plan import DEFAULT_SEGMENT_SECONDS
 
 
 def _rendition(part: worker_service_pb2.RenditionPart, segments: list[SegmentEntry]) -> Rendition:
-    return Rendition(part.name, part.codec, part.width, part.height, part.frame_rate, segments)
+    return Rendition(
+        part.name,
+        part.codec,
+        part.width,
+        part.height,
+        part.frame_rate,
+        segments,
+        init_path=part.init_path,
+    )
 
 
 def live_playlists(
@@ -54,8 +63,9 @@ def live_playlists(
             )
     texts: dict[str, str] = {}
     for name, entries in segments.items():
+        # fMP4: the first chunk (always among those done) stored the init segment.
         texts[playlist_path(name)] = media_playlist(
-            entries, target_seconds=segment_seconds, ended=False
+            entries, target_seconds=segment_seconds, ended=False, init_path=first[name].init_path
         )
     audio_rendition = None
     if audio is not None and audio.renditions:
@@ -65,7 +75,7 @@ def live_playlists(
         # The audio's segments so far (reported while its task runs, all of them once it is
         # done): EVENT until the merge, like the others, so players keep polling.
         texts[playlist_path(part.name)] = media_playlist(
-            entries, target_seconds=segment_seconds, ended=False
+            entries, target_seconds=segment_seconds, ended=False, init_path=part.init_path
         )
     if segments and (audio_rendition is not None or not has_audio):
         variants = [_rendition(first[name], entries) for name, entries in segments.items()]

@@ -114,7 +114,6 @@ def test_ts_chunks_are_encoded_without_b_frames():
 
 def test_what_is_not_chunked():
     assert plan_chunks(MP4, info(9), SETTINGS).chunks == []  # short
-    assert plan_chunks(hls(fmp4=True), info(60), SETTINGS).chunks == []
     assert plan_chunks(MP4, info(60), SETTINGS, concatenated=True).chunks == []
     assert plan_chunks(MP4, info(60), ChunkSettings(0, 12)).chunks == []
     fps = job_pb2.OutputSpec()

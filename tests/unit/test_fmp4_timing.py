@@ -1,5 +1,6 @@
 """worker.media.fmp4_timing on hand-built init and media segments: the composition offsets of a
-version-1 trun, the edit list, and a segment that cannot be read."""
+version-1 trun, the edit list, a segment's decode span (a chunked MPD's t and d), and a segment
+that cannot be read."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from worker.media.errors import ENCODE_FAILED, MediaError
-from worker.media.fmp4_timing import first_presentation
+from worker.media.fmp4_timing import decode_span, first_presentation, media_timescale
 from worker.media.mp4_boxes import make_box, make_full_box
 
 MOVIE_SCALE, MEDIA_SCALE = 1000, 15360
@@ -93,3 +94,21 @@ def test_a_segment_that_cannot_be_read_is_an_encode_failure(init, segment, missi
         first_presentation(init, segment)
     assert raised.value.code == ENCODE_FAILED
     assert missing in str(raised.value)
+
+
+def test_a_segments_decode_span_is_its_tfdt_and_summed_durations():
+    assert media_timescale(init_segment()) == MEDIA_SCALE
+    assert decode_span(media_segment(30 * FRAME, NEGATIVE)) == (30 * FRAME, 4 * FRAME)
+    # Two fragments in one segment: the span covers both.
+    second = media_segment(34 * FRAME, [0, 0])
+    both = media_segment(30 * FRAME, NEGATIVE) + second[second.index(b"moof") - 4 :]
+    assert decode_span(both) == (30 * FRAME, 6 * FRAME)
+
+
+def test_fragments_with_a_gap_between_them_are_an_encode_failure():
+    second = media_segment(40 * FRAME, [0, 0])
+    gapped = media_segment(30 * FRAME, NEGATIVE) + second[second.index(b"moof") - 4 :]
+    with pytest.raises(MediaError, match="not contiguous"):
+        decode_span(gapped)
+    with pytest.raises(MediaError, match="no moof"):
+        decode_span(make_box(b"styp", b"msdh"))

@@ -9,10 +9,20 @@ every chunk and the audio) that keeps every timestamp positive, since a muxer sh
 stream with negative timestamps (B-frame delay, AAC priming) by an amount that depends on
 where it starts, which would differ between the first chunk and the others.
 
-Adaptive outputs (HLS with MPEG-TS segments) start every chunk on a segment boundary, force
-keyframes on the same grid as a single pass, and number segments across the whole output, so
-the chunks' segments are the output's segments. Progressive outputs write one MP4 per chunk,
-joined later by worker.media.merge.
+Adaptive outputs (HLS, DASH, CMAF) start every chunk on a segment boundary, force keyframes on
+the same grid as a single pass, and number segments across the whole output, so the chunks'
+segments are the output's segments. Progressive outputs write one MP4 per chunk, joined later
+by worker.media.merge.
+
+fMP4 outputs (fMP4 HLS, DASH, CMAF) are cut by the hls muxer into one init segment and fMP4
+segments per rendition whatever the type (the merge writes the HLS playlists and/or the MPD
+over them). Their chunks need no lead: with the mp4 muxer's frag_discont flag the first
+fragment's decode time (tfdt) is the first packet's, so -output_ts_offset puts a chunk's
+segments exactly where a single pass puts them (the first chunk's first picture at 0), while
+the init segment stays byte-identical to a single pass's (without the flag the muxer writes
+tfdt 0 and an empty edit of the offset into the init instead: measured with FFmpeg 5.1).
+Negative composition offsets show each fragment's first picture at its decode time, as in
+the single-pass ladder (worker.media.ladder.hls_muxer_args).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from pathlib import Path
 
 from kiln.v1 import job_pb2
 
+from common.output_types import ADAPTIVE, has_fmp4_segments
 from worker.media.codec_args import audio_args, video_encoder_args
 from worker.media.containers import PROGRESSIVE_CONTAINERS
 from worker.media.errors import INPUT_NO_AUDIO, INPUT_NO_VIDEO, MediaError, OutputSpecError
@@ -30,8 +41,9 @@ from worker.media.geometry import default_stream, output_dimensions
 from worker.media.ladder import (
     AUDIO_RENDITION_NAME,
     DEFAULT_SEGMENT_SECONDS,
-    LADDER_CONTAINERS,
+    NEGATIVE_CTS_MOVFLAGS,
     display_aspect,
+    ladder_container,
     ladder_filter_graph,
     rung_encoder_args,
 )
@@ -77,7 +89,7 @@ class ChunkCommand:
 
 
 def is_adaptive(spec: job_pb2.OutputSpec) -> bool:
-    return spec.type == OutputType.OUTPUT_TYPE_HLS
+    return spec.type in ADAPTIVE
 
 
 def build_video_chunk_command(
@@ -109,7 +121,7 @@ def build_video_chunk_command(
     length = min(window.end, clip_length) - window.start
 
     if is_adaptive(spec):
-        container = LADDER_CONTAINERS[spec.type]
+        container = ladder_container(spec)
         segment_seconds = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
         rungs = plan_rungs(spec, video, container, segment_seconds, notes)
         graph = ladder_filter_graph(video.index, rungs, display_aspect(video), overlays)
@@ -128,7 +140,7 @@ def build_video_chunk_command(
             "-force_key_frames:v",
             f"expr:gte(t,n_forced*{seconds_arg(segment_seconds)})",
             "-an",
-            *_hls_args(out_dir, segment_seconds, window.first_segment),
+            *_hls_args(spec, out_dir, segment_seconds, window.first_segment),
             "-output_ts_offset",
             seconds_arg(window.timestamp_offset + window.start),
             "-var_stream_map",
@@ -189,7 +201,7 @@ def build_audio_command(
         argv += ["-t", seconds_arg(clip_length)]
     argv += ["-map", f"0:{audio.index}", "-vn"]
     if is_adaptive(spec):
-        container = LADDER_CONTAINERS[spec.type]
+        container = ladder_container(spec)
         segment_seconds = spec.segments.duration_seconds or DEFAULT_SEGMENT_SECONDS
         # Its first packet at the video's first picture, as in one pass: hls.js reports the
         # encoder's priming (21 ms of AAC before it) as audio overlapping the video's start.
@@ -197,7 +209,7 @@ def build_audio_command(
             spec.audio, audio, container, notes, loudness=loudness, start_at_zero=True
         )
         argv += [
-            *_hls_args(out_dir, segment_seconds, 0, rendition=AUDIO_RENDITION_NAME),
+            *_hls_args(spec, out_dir, segment_seconds, 0, rendition=AUDIO_RENDITION_NAME),
             # EVENT overrides VOD: FFmpeg then rewrites the playlist after every segment (VOD:
             # only at the end), so the worker stores and reports them as they are made.
             "-hls_playlist_type",
@@ -223,9 +235,14 @@ def build_audio_command(
 
 
 def _hls_args(
-    out_dir: Path, segment_seconds: float, first_segment: int, rendition: str = "%v"
+    spec: job_pb2.OutputSpec,
+    out_dir: Path,
+    segment_seconds: float,
+    first_segment: int,
+    rendition: str = "%v",
 ) -> list[str]:
-    return [
+    fmp4 = has_fmp4_segments(spec)
+    args = [
         "-f",
         "hls",
         "-hls_time",
@@ -233,11 +250,24 @@ def _hls_args(
         "-hls_playlist_type",
         "vod",
         "-hls_segment_type",
-        "mpegts",
+        "fmp4" if fmp4 else "mpegts",
         "-hls_flags",
         "independent_segments",
         "-start_number",
         str(first_segment),
         "-hls_segment_filename",
-        str(out_dir / rendition / "seg_%05d.ts"),
+        str(out_dir / rendition / f"seg_%05d.{'m4s' if fmp4 else 'ts'}"),
     ]
+    if fmp4:
+        # +cmaf brands CMAF's fragments as the single-pass dash muxer does (cmfc).
+        cmaf = "+cmaf" if spec.type == OutputType.OUTPUT_TYPE_CMAF else ""
+        args += [
+            # With var_stream_map the muxer appends the stream number: v0/init_0.mp4.
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+            "-hls_segment_options",
+            f"movflags={cmaf}{NEGATIVE_CTS_MOVFLAGS}+frag_discont",
+            "-avoid_negative_ts",
+            "disabled",
+        ]
+    return args

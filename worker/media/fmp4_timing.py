@@ -52,6 +52,35 @@ def first_presentation(init: bytes, segment: bytes) -> Fraction:
     return Fraction(min(shown) - media_time, media_scale) + Fraction(empty, movie_scale)
 
 
+def media_timescale(init: bytes) -> int:
+    """Ticks per second of the init segment's (first) track: the unit of tfdt and trun."""
+    moov = _only(init, b"moov", "init segment")
+    trak = _descend(init, moov, b"trak")
+    return _timescale(init, _descend(init, trak, b"mdia", b"mdhd"), "mdhd")
+
+
+def decode_span(segment: bytes) -> tuple[int, int]:
+    """(first decode time, summed sample durations) of a media segment's fragments, in the
+    track's timescale: where the segment sits on a DASH SegmentTimeline (t, d)."""
+    start: int | None = None
+    total = 0
+    for moof in (box for box in boxes(segment) if box.type == b"moof"):
+        traf = _descend(segment, moof, b"traf")
+        found = children(segment, traf)
+        tfdt, trun, tfhd = first(found, b"tfdt"), first(found, b"trun"), first(found, b"tfhd")
+        if tfdt is None or trun is None or tfhd is None:
+            raise MediaError(ENCODE_FAILED, "a media segment's traf lacks tfdt, tfhd or trun")
+        decode = _decode_time(segment, tfdt)
+        if start is None:
+            start = decode
+        elif decode != start + total:
+            raise MediaError(ENCODE_FAILED, "a media segment's fragments are not contiguous")
+        total += _trun_total(segment, trun, _default_duration(segment, tfhd))
+    if start is None:
+        raise MediaError(ENCODE_FAILED, "a media segment has no moof box")
+    return start, total
+
+
 def _only(data: bytes, kind: bytes, what: str) -> Box:
     box = first(list(boxes(data)), kind)
     if box is None:
@@ -90,6 +119,17 @@ def _default_duration(data: bytes, tfhd: Box) -> int:
     at = tfhd.payload_start + 8  # version/flags, track_ID
     at += 8 * bool(flags & _BASE_OFFSET) + 4 * bool(flags & _DESCRIPTION_INDEX)
     return int(struct.unpack_from(">I", data, at)[0])
+
+
+def _trun_total(data: bytes, trun: Box, default_duration: int) -> int:
+    """The summed durations of a trun's samples."""
+    _, flags = full_box_header(data, trun)
+    (count,) = struct.unpack_from(">I", data, trun.payload_start + 4)
+    if not flags & _DURATION:
+        return count * default_duration
+    at = trun.payload_start + 8 + 4 * bool(flags & _DATA_OFFSET) + 4 * bool(flags & _FIRST_FLAGS)
+    step = 4 * sum(bool(flags & bit) for bit in (_DURATION, _SIZE, _FLAGS, _COMPOSITION))
+    return sum(int(struct.unpack_from(">I", data, at + i * step)[0]) for i in range(count))
 
 
 def _sample_times(data: bytes, trun: Box, default_duration: int) -> list[tuple[int, int]]:

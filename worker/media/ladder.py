@@ -105,16 +105,8 @@ def build_ladder_command(
     track is a rendition; finalize labels them). encryption, when given, is checked here and
     carried to worker.media.encryption.encrypt_ladder, which encrypts the finished files
     (ffmpeg itself writes them in clear and never sees a key)."""
-    container = LADDER_CONTAINERS.get(spec.type)
-    if container is None:
-        raise OutputSpecError(f"{OutputType.Name(spec.type)} is not an adaptive streaming type")
-    fmp4_hls = spec.hls.segment_format == job_pb2.HLS_SEGMENT_FORMAT_FMP4
-    if spec.type == OutputType.OUTPUT_TYPE_HLS and fmp4_hls:
-        container = dataclasses.replace(container, is_iso_bmff=True)
-    elif spec.type == OutputType.OUTPUT_TYPE_HLS:
-        container = dataclasses.replace(
-            container, video_codecs=tuple(c for c in container.video_codecs if c != _AV1)
-        )
+    container = ladder_container(spec)
+    fmp4_hls = is_fmp4_hls(spec)
     if not 1 <= len(spec.video) <= MAX_VARIANTS:
         raise OutputSpecError(
             f"an adaptive output takes 1 to {MAX_VARIANTS} video variants, got {len(spec.video)}"
@@ -236,6 +228,28 @@ def build_ladder_command(
         expected_duration=duration,
         finalize=packaging,
     )
+
+
+def is_fmp4_hls(spec: job_pb2.OutputSpec) -> bool:
+    return (
+        spec.type == OutputType.OUTPUT_TYPE_HLS
+        and spec.hls.segment_format == job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    )
+
+
+def ladder_container(spec: job_pb2.OutputSpec) -> Container:
+    """The package an adaptive output's segments go into, with the codecs it may carry:
+    fMP4 HLS is ISO BMFF; MPEG-TS HLS carries no AV1."""
+    container = LADDER_CONTAINERS.get(spec.type)
+    if container is None:
+        raise OutputSpecError(f"{OutputType.Name(spec.type)} is not an adaptive streaming type")
+    if is_fmp4_hls(spec):
+        return dataclasses.replace(container, is_iso_bmff=True)
+    if spec.type == OutputType.OUTPUT_TYPE_HLS:
+        return dataclasses.replace(
+            container, video_codecs=tuple(c for c in container.video_codecs if c != _AV1)
+        )
+    return container
 
 
 def display_aspect(video: job_pb2.StreamInfo) -> str:

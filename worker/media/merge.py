@@ -2,7 +2,14 @@
 
 measure_chunk_renditions reads what one chunk (or the audio task) of an adaptive output wrote:
 each rendition's segments from ffmpeg's playlist (then deleted: the output's playlists are
-written over all chunks), and the codec string and picture size from its first segment.
+written over all chunks), and the codec string and picture size from its first segment; for
+fMP4, also the init segment's digest and timescale and each segment's decode time and length,
+read from its boxes (worker.media.fmp4_timing).
+
+An fMP4 rendition keeps ONE init segment, the first chunk's: every chunk's init must be the
+same bytes (they are: the same encoder settings, and frag_discont leaves the init untouched by
+-output_ts_offset), which joined_renditions checks by digest before anything is written, as it
+checks that each chunk's first decode time is where the previous chunk's last segment ends.
 
 Merging never re-encodes. Adaptive outputs get their playlists written over the segments the
 chunks produced (common.hls_playlists, measured BANDWIDTH and CODECS); progressive outputs are
@@ -15,10 +22,13 @@ not cut with the video: the merge adds them whole (worker.media.text_tracks).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from kiln.v1 import job_pb2
 
@@ -32,6 +42,7 @@ from common.hls_playlists import (
 )
 from worker.media.codec_strings import codec_string, probe_first_stream
 from worker.media.errors import ENCODE_FAILED, MediaError
+from worker.media.fmp4_timing import decode_span, media_timescale
 from worker.media.hls_master import read_media_playlist
 from worker.media.plan import COMMON_FLAGS, CommandPlan
 from worker.media.probe import ffprobe_int, run_ffprobe_json
@@ -50,15 +61,22 @@ async def measure_chunk_renditions(out_dir: Path, playlists: dict[str, Path]) ->
         playlist = await asyncio.to_thread(read_media_playlist, playlist_file)
         if not playlist.segments:
             raise MediaError(ENCODE_FAILED, f"the chunk wrote no {name} segments")
-        segments = [
-            SegmentEntry(
-                path=path.relative_to(out_dir).as_posix(),
-                duration_seconds=duration,
-                size_bytes=path.stat().st_size,
+        init = playlist.init_segment
+        if init is None:
+            segments = [
+                SegmentEntry(
+                    path=path.relative_to(out_dir).as_posix(),
+                    duration_seconds=duration,
+                    size_bytes=path.stat().st_size,
+                )
+                for path, duration in playlist.segments
+            ]
+            fmp4: dict[str, Any] = {}
+        else:
+            segments, fmp4 = await asyncio.to_thread(
+                _fmp4_segments, out_dir, init, [path for path, _ in playlist.segments]
             )
-            for path, duration in playlist.segments
-        ]
-        stream = await probe_first_stream(None, playlist.segments[0][0])
+        stream = await probe_first_stream(init, playlist.segments[0][0])
         renditions.append(
             Rendition(
                 name=name,
@@ -67,30 +85,75 @@ async def measure_chunk_renditions(out_dir: Path, playlists: dict[str, Path]) ->
                 height=ffprobe_int(stream.get("height")),
                 frame_rate=_rate(str(stream.get("avg_frame_rate") or "")),
                 segments=segments,
+                **fmp4,
             )
         )
         await asyncio.to_thread(playlist_file.unlink)
     return renditions
 
 
+def _fmp4_segments(
+    out_dir: Path, init: Path, paths: list[Path]
+) -> tuple[list[SegmentEntry], dict[str, Any]]:
+    """The segments with their exact times from the boxes (the playlist's EXTINF is rounded
+    to microseconds), and the init segment's path, digest and timescale."""
+    init_bytes = init.read_bytes()
+    timescale = media_timescale(init_bytes)
+    segments = []
+    for path in paths:
+        data = path.read_bytes()
+        start, length = decode_span(data)
+        segments.append(
+            SegmentEntry(
+                path=path.relative_to(out_dir).as_posix(),
+                duration_seconds=length / timescale,
+                size_bytes=len(data),
+                decode_time=start,
+                decode_duration=length,
+            )
+        )
+    facts = {
+        "init_path": init.relative_to(out_dir).as_posix(),
+        "init_sha256": hashlib.sha256(init_bytes).hexdigest(),
+        "timescale": timescale,
+    }
+    return segments, facts
+
+
 def joined_renditions(chunks: Sequence[Sequence[Rendition]]) -> dict[str, Rendition]:
-    """Every rendition over the chunks in order: picture and codec from the first chunk."""
+    """Every rendition over the chunks in order: picture, codec and init segment from the
+    first chunk. fMP4: raises MediaError(ENCODE_FAILED) when a chunk wrote another init
+    segment than the first chunk (it would need its own, which one playlist or MPD
+    Representation cannot name) or its decode times do not continue the previous chunk's."""
     joined: dict[str, Rendition] = {}
     for renditions in chunks:
         for rendition in renditions:
             first = joined.get(rendition.name)
             if first is None:
                 joined[rendition.name] = rendition
-            else:
-                joined[rendition.name] = Rendition(
-                    first.name,
-                    first.codec,
-                    first.width,
-                    first.height,
-                    first.frame_rate,
-                    [*first.segments, *rendition.segments],
-                )
+                continue
+            _check_fmp4_join(first, rendition)
+            joined[rendition.name] = dataclasses.replace(
+                first, segments=[*first.segments, *rendition.segments]
+            )
     return joined
+
+
+def _check_fmp4_join(before: Rendition, after: Rendition) -> None:
+    if not before.init_sha256 and not after.init_sha256:
+        return
+    name = before.name
+    if after.init_sha256 != before.init_sha256 or after.timescale != before.timescale:
+        raise MediaError(
+            ENCODE_FAILED, f"{name}: a chunk wrote another init segment than the first chunk"
+        )
+    last, following = before.segments[-1], after.segments[0]
+    if following.decode_time != last.decode_time + last.decode_duration:
+        raise MediaError(
+            ENCODE_FAILED,
+            f"{name}: {following.path} starts at decode time {following.decode_time}, "
+            f"not where {last.path} ends ({last.decode_time + last.decode_duration})",
+        )
 
 
 def write_hls_playlists(
@@ -107,7 +170,12 @@ def write_hls_playlists(
         path = out_dir / playlist_path(rendition.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            media_playlist(rendition.segments, target_seconds=segment_seconds, ended=ended),
+            media_playlist(
+                rendition.segments,
+                target_seconds=segment_seconds,
+                ended=ended,
+                init_path=rendition.init_path,
+            ),
             "utf-8",
         )
         written.append(path)

@@ -67,6 +67,12 @@ async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
     loudness = await normalized_figures(command.plan, second_pass)
     run.progress.stage = S.JOB_STAGE_PACKAGING
     renditions = await measure_chunk_renditions(out_dir, command.playlists)
+    if task.kind == wpb.TASK_KIND_CHUNK and task.chunk.index > 0:
+        # fMP4: the output keeps the first chunk's init segment; this chunk's, the same bytes
+        # (its digest is reported for the merge to check), is not stored.
+        for rendition in renditions:
+            if rendition.init_path:
+                (out_dir / rendition.init_path).unlink()
     video_file = command.file if task.kind == wpb.TASK_KIND_CHUNK else None
     frames = (await describe_chunk_file(video_file)).frames if video_file else 0
     files = await describe_folder(out_dir)
@@ -133,4 +139,11 @@ def _rendition_message(rendition: Rendition) -> wpb.RenditionPart:
             wpb.Segment(path=s.path, duration_seconds=s.duration_seconds, size_bytes=s.size_bytes)
             for s in rendition.segments
         ],
+        init_path=rendition.init_path,
+        init_sha256=rendition.init_sha256,
+        timescale=rendition.timescale,
+        decode_times=[s.decode_time for s in rendition.segments] if rendition.init_path else [],
+        decode_durations=(
+            [s.decode_duration for s in rendition.segments] if rendition.init_path else []
+        ),
     )

@@ -1,5 +1,6 @@
 """A merge task: joins a chunked output's pieces, encoding nothing again. Adaptive outputs get
-playlists over the segments the chunks stored; progressive ones the chunks joined by stream
+playlists over the segments the chunks stored (HLS, fMP4 HLS; CMAF also gets the MPD, DASH
+only the MPD); progressive ones the chunks joined by stream
 copy with the audio muxed in (MP4). The output's text tracks are read here, once, and added to
 the joined output whole: WebVTT renditions cut at the joined video's segment boundaries and
 mapped to its first timestamp (HLS), mov_text tracks and .vtt sidecars (MP4)."""
@@ -14,6 +15,7 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.hls_playlists import AUDIO_RENDITION, Rendition, SegmentEntry
 
+from ..media.chunk_mpd import MPD_NAME, chunked_mpd
 from ..media.ffmpeg import run_ffmpeg
 from ..media.merge import (
     build_concat_merge_command,
@@ -62,15 +64,23 @@ async def _write_playlists(
         if merge.has_audio and merge.audio.renditions
         else None
     )
-    segment_seconds = run.task.output_spec.segments.duration_seconds or 6.0
-    written = await asyncio.to_thread(
-        write_hls_playlists,
-        out_dir,
-        list(joined.values()),
-        audio,
-        segment_seconds=segment_seconds,
-    )
+    spec = run.task.output_spec
+    segment_seconds = spec.segments.duration_seconds or 6.0
+    written: list[Path] = []
+    if spec.type in (job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF):
+        manifest = out_dir / MPD_NAME
+        text = chunked_mpd(list(joined.values()), audio, segment_seconds=segment_seconds)
+        await asyncio.to_thread(manifest.write_text, text, "utf-8")
+    if spec.type in (job_pb2.OUTPUT_TYPE_HLS, job_pb2.OUTPUT_TYPE_CMAF):
+        written = await asyncio.to_thread(
+            write_hls_playlists,
+            out_dir,
+            list(joined.values()),
+            audio,
+            segment_seconds=segment_seconds,
+        )
     if text_tracks:
+        # MPEG-TS HLS only: outputs in fMP4 with text tracks are not chunked (chunk_plan).
         # Cut like the first variant's segments, mapped to its first picture's timestamp
         # (the chunks' lead plus the MPEG-TS muxer's delay), read from its first segment.
         video = next(iter(joined.values()))
@@ -143,11 +153,20 @@ async def _join_progressive(
 
 
 def _rendition(message: wpb.RenditionPart) -> Rendition:
+    # The decode times are lists beside the segments (fMP4 only; empty for MPEG-TS).
+    times = list(message.decode_times) or [0] * len(message.segments)
+    lengths = list(message.decode_durations) or [0] * len(message.segments)
     return Rendition(
         name=message.name or AUDIO_RENDITION,
         codec=message.codec,
         width=message.width,
         height=message.height,
         frame_rate=message.frame_rate,
-        segments=[SegmentEntry(s.path, s.duration_seconds, s.size_bytes) for s in message.segments],
+        segments=[
+            SegmentEntry(s.path, s.duration_seconds, s.size_bytes, time, length)
+            for s, time, length in zip(message.segments, times, lengths, strict=True)
+        ],
+        init_path=message.init_path,
+        init_sha256=message.init_sha256,
+        timescale=message.timescale,
     )

@@ -138,20 +138,30 @@ class ChunkResult(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., encoded_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[RenditionPart, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., frame_count: _Optional[int] = ..., loudness: _Optional[_Union[_job_pb2.AudioLoudness, _Mapping]] = ...) -> None: ...
 
 class RenditionPart(_message.Message):
-    __slots__ = ("name", "codec", "width", "height", "frame_rate", "segments")
+    __slots__ = ("name", "codec", "width", "height", "frame_rate", "segments", "init_path", "init_sha256", "timescale", "decode_times", "decode_durations")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    INIT_PATH_FIELD_NUMBER: _ClassVar[int]
+    INIT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    TIMESCALE_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TIMES_FIELD_NUMBER: _ClassVar[int]
+    DECODE_DURATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     codec: str
     width: int
     height: int
     frame_rate: float
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
-    def __init__(self, name: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
+    init_path: str
+    init_sha256: str
+    timescale: int
+    decode_times: _containers.RepeatedScalarFieldContainer[int]
+    decode_durations: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., init_path: _Optional[str] = ..., init_sha256: _Optional[str] = ..., timescale: _Optional[int] = ..., decode_times: _Optional[_Iterable[int]] = ..., decode_durations: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("path", "duration_seconds", "size_bytes")

@@ -1,0 +1,118 @@
+"""The DASH manifest of a chunked DASH or CMAF output, written from the renditions' segments
+rather than by FFmpeg's dash muxer (which never sees the output whole).
+
+Each Representation names its own init segment and segments (the layout the chunks wrote:
+v0/init_0.mp4, v0/seg_00000.m4s, ...) and states every segment's exact decode time and length
+(SegmentTimeline t and d, in the track's timescale) as read from the segments' boxes, so the
+timeline is the segments' own: no rounding, and a gap or overlap at a join cannot hide.
+codecs is the measured RFC 6381 string and bandwidth the peak segment bit rate, as the
+single-pass packaging corrects them to (worker.media.dash_mpd).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from fractions import Fraction
+from xml.sax.saxutils import quoteattr
+
+from common.hls_playlists import Rendition, SegmentEntry
+
+MPD_NAME = "manifest.mpd"
+_SEGMENT_NAME = re.compile(r"seg_(\d{5})\.m4s")
+_PROFILE = "urn:mpeg:dash:profile:isoff-live:2011"
+
+
+def chunked_mpd(
+    video: Sequence[Rendition], audio: Rendition | None, *, segment_seconds: float
+) -> str:
+    """A static MPD: one video AdaptationSet with every variant, and one for the audio."""
+    duration = max(_seconds(r) for r in [*video, *([audio] if audio else [])])
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
+        f'profiles="{_PROFILE}" mediaPresentationDuration="{_iso_duration(duration)}" '
+        f'minBufferTime="{_iso_duration(Fraction(segment_seconds))}">',
+        '  <Period id="0" start="PT0S">',
+        '    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" '
+        f'segmentAlignment="true" startWithSAP="1" maxWidth="{max(r.width for r in video)}" '
+        f'maxHeight="{max(r.height for r in video)}">',
+    ]
+    for rendition in video:
+        rate = Fraction(rendition.frame_rate).limit_denominator(1001)
+        lines.append(
+            f"      <Representation id={quoteattr(rendition.name)} "
+            f'codecs={quoteattr(rendition.codec)} bandwidth="{rendition.peak_bitrate}" '
+            f'width="{rendition.width}" height="{rendition.height}" '
+            f'frameRate="{rate.numerator}/{rate.denominator}">'
+        )
+        lines += _segment_template(rendition)
+        lines.append("      </Representation>")
+    lines.append("    </AdaptationSet>")
+    if audio is not None:
+        lines += [
+            '    <AdaptationSet id="1" contentType="audio" mimeType="audio/mp4" '
+            'segmentAlignment="true" startWithSAP="1">',
+            f"      <Representation id={quoteattr(audio.name)} codecs={quoteattr(audio.codec)} "
+            f'bandwidth="{audio.peak_bitrate}">',
+            *_segment_template(audio),
+            "      </Representation>",
+            "    </AdaptationSet>",
+        ]
+    lines += ["  </Period>", "</MPD>"]
+    return "\n".join(lines) + "\n"
+
+
+def _segment_template(rendition: Rendition) -> list[str]:
+    folder, _, first_name = rendition.segments[0].path.rpartition("/")
+    start_number = _segment_number(first_name)
+    prefix = f"{folder}/" if folder else ""
+    return [
+        f'        <SegmentTemplate timescale="{rendition.timescale}" '
+        f"initialization={quoteattr(rendition.init_path)} "
+        f'media={quoteattr(prefix + "seg_$Number%05d$.m4s")} startNumber="{start_number}">',
+        "          <SegmentTimeline>",
+        *(f"            {entry}" for entry in timeline_entries(rendition.segments)),
+        "          </SegmentTimeline>",
+        "        </SegmentTemplate>",
+    ]
+
+
+def timeline_entries(segments: Sequence[SegmentEntry]) -> list[str]:
+    """<S> elements over the segments: t where a run starts (and wherever a segment does not
+    start where the previous one ends), d, and r for the repeats of the same d."""
+    runs: list[list[int]] = []  # [t, d, r]
+    expected: int | None = None
+    for segment in segments:
+        run = runs[-1] if runs else None
+        contiguous = expected == segment.decode_time
+        if run is not None and contiguous and run[1] == segment.decode_duration:
+            run[2] += 1
+        else:
+            runs.append([segment.decode_time, segment.decode_duration, 0])
+        expected = segment.decode_time + segment.decode_duration
+    entries = []
+    previous_end: int | None = None
+    for t, d, r in runs:
+        time = "" if previous_end == t else f't="{t}" '
+        repeat = f' r="{r}"' if r else ""
+        entries.append(f'<S {time}d="{d}"{repeat}/>')
+        previous_end = t + d * (r + 1)
+    return entries
+
+
+def _segment_number(name: str) -> int:
+    match = _SEGMENT_NAME.fullmatch(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a chunk's segment (seg_NNNNN.m4s)")
+    return int(match.group(1))
+
+
+def _seconds(rendition: Rendition) -> Fraction:
+    first, last = rendition.segments[0], rendition.segments[-1]
+    ticks = last.decode_time + last.decode_duration - first.decode_time
+    return Fraction(ticks, rendition.timescale)
+
+
+def _iso_duration(seconds: Fraction) -> str:
+    return f"PT{float(seconds):.3f}S"
