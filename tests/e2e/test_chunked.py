@@ -1,5 +1,6 @@
-"""Chunked parallel encoding through the running server: the result against a single pass, a
-worker lost mid-chunk, uneven frame timing, Cancel, and HLS playable while chunks finish.
+"""Chunked parallel encoding through the running server: the result against a single pass (MP4,
+MPEG-TS HLS, and fMP4 HLS, DASH and CMAF, played past a join by hls.js and dash.js), a worker
+lost mid-chunk, uneven frame timing, Cancel, and HLS playable while chunks finish.
 
 One cluster (SQLite: the database kind changes nothing here) with a low chunking threshold,
 so a 60 s source of 160x90 is cut into 12 s chunks and every run stays short.
@@ -7,6 +8,7 @@ so a 60 s source of 160x90 is cut into 12 s chunks and every run stays short.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import sqlite3
@@ -14,6 +16,7 @@ import subprocess
 import time
 from fractions import Fraction
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import m3u8
@@ -24,6 +27,7 @@ from tests.conftest import make_clip
 from tests.http_origins import Origin, hold_on
 from tests.support.browser import require_browser
 from tests.support.cues import cue_times
+from tests.support.fmp4_boxes import fmp4_first_presentation, fmp4_timescale, fragment_span
 from tests.support.media_facts import audio_span, packets, single_pass, video_facts
 from tests.support.players import other_origin_site, play_cases
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
@@ -541,6 +545,188 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
 
 def _chunk_ffmpegs(cluster) -> list[int]:
     return ffmpeg_pids_writing_to(cluster.scratch_dir)
+
+
+# --- fMP4: HLS, DASH and CMAF ---------------------------------------------------------------------
+
+MPD_NS = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
+FMP4_KINDS = ("hls-fmp4", "dash", "cmaf")
+# The first 26 s of source60: two chunks (12 s, and 14 s as a 2 s tail joins the last), so
+# one join per output and a third of the pieces of the whole source.
+FMP4_CLIP = 26
+FIRST_JOIN = 12.0
+
+
+def fmp4_ladder(kind: str) -> job_pb2.OutputSpec:
+    spec = hls_ladder()
+    spec.clip.duration_seconds = FMP4_CLIP
+    if kind == "hls-fmp4":
+        spec.hls.segment_format = job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    else:
+        spec.type = job_pb2.OUTPUT_TYPE_DASH if kind == "dash" else job_pb2.OUTPUT_TYPE_CMAF
+    return spec
+
+
+Renditions = dict[str, tuple[Path, list[Path]]]
+
+
+def hls_renditions(folder: Path, seconds: Fraction) -> tuple[set[str], Renditions]:
+    """Every file the master and its media playlists name (all must parse, each playlist
+    naming its init segment and lasting `seconds` within a frame), and each rendition's
+    (init, segments)."""
+    names = referenced_files(folder)
+    found: Renditions = {}
+    master = m3u8.load(str(folder / "master.m3u8"))
+    for uri in [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]:
+        media = m3u8.load(str(folder / uri))
+        rendition = uri.rsplit("/", 1)[0]
+        assert len(media.segment_map) == 1, uri
+        names.add(f"{rendition}/{media.segment_map[0].uri}")
+        listed = sum(Fraction(segment.duration) for segment in media.segments)
+        assert abs(listed - seconds) <= Fraction(1, 30), (uri, listed)
+        found[rendition] = (
+            folder / rendition / media.segment_map[0].uri,
+            [folder / rendition / segment.uri for segment in media.segments],
+        )
+    return names, found
+
+
+def mpd_renditions(folder: Path, seconds: Fraction) -> tuple[set[str], Renditions]:
+    """The MPD, and what each Representation names: its SegmentTimeline must run without a
+    gap from 0 and sum to `seconds` within a frame."""
+    root = ElementTree.parse(folder / "manifest.mpd").getroot()
+    assert root.get("type") == "static"
+    names, found = {"manifest.mpd"}, {}
+    for representation in root.iterfind(".//mpd:Representation", MPD_NS):
+        name = representation.get("id", "")
+        template = representation.find("mpd:SegmentTemplate", MPD_NS)
+        assert template is not None, name
+        scale, number = int(template.get("timescale", "1")), int(template.get("startNumber", "1"))
+        elapsed = 0
+        for entry in template.iterfind("mpd:SegmentTimeline/mpd:S", MPD_NS):
+            assert int(entry.get("t", elapsed)) == elapsed, (name, "gap in the timeline")
+            elapsed += int(entry.get("d", "0")) * (int(entry.get("r", "0")) + 1)
+        assert abs(Fraction(elapsed, scale) - seconds) <= Fraction(1, 30), (name, elapsed)
+        init = template.get("initialization", "")
+        count = sum(
+            int(s.get("r", "0")) + 1 for s in template.iterfind("mpd:SegmentTimeline/mpd:S", MPD_NS)
+        )
+        media = template.get("media", "")
+        segments = [
+            media.replace("$Number%05d$", f"{n:05d}") for n in range(number, number + count)
+        ]
+        names.update([init, *segments])
+        found[name] = (folder / init, [folder / segment for segment in segments])
+    return names, found
+
+
+def joined_file(target: Path, init: Path, segments: list[Path]) -> Path:
+    """A rendition as one fragmented MP4 (init then segments), for ffprobe."""
+    target.write_bytes(init.read_bytes() + b"".join(s.read_bytes() for s in segments))
+    return target
+
+
+def decode_timeline(init: Path, segments: list[Path]) -> tuple[Fraction, Fraction]:
+    """(first shown, last decoded end) in seconds, asserting every segment starts where the one
+    before it ends (across every join of chunks too)."""
+    spans = [fragment_span(segment) for segment in segments]
+    for (start, length), (following, _) in itertools.pairwise(spans):
+        assert following == start + length, (init.parent.name, start, length, following)
+    scale = fmp4_timescale(init)
+    end = Fraction(spans[-1][0] + spans[-1][1], scale)
+    return Fraction(fmp4_first_presentation(init, segments[0])), end
+
+
+@pytest.fixture(scope="module")
+def fmp4_job(chunk_cluster, auth, source60):
+    """One job, an fMP4 HLS, a DASH and a CMAF ladder of source60's first 26 s, each chunked."""
+    _, server = chunk_cluster
+    outputs = [fmp4_ladder(kind) for kind in FMP4_KINDS]
+    job = create_job(server, auth, f"file://{source60}", outputs=outputs)
+    final = run_to_end(server, auth, job.id, timeout=120)
+    assert final.status == job_pb2.JOB_STATUS_COMPLETED, [o.error for o in final.outputs]
+    return final
+
+
+def test_chunked_fmp4_hls_dash_and_cmaf_match_a_single_pass(
+    chunk_cluster, fmp4_job, source60, tmp_path
+):
+    cluster, _ = chunk_cluster
+    kinds = [row["kind"] for row in tasks_of(cluster, fmp4_job.id)]
+    assert kinds.count("CHUNK") == 6 and kinds.count("AUDIO") == 3, kinds
+    assert kinds.count("MERGE") == 3, kinds
+    assert not any("one pass" in note for o in fmp4_job.outputs for note in o.notes)
+    frame = Fraction(1, 30)
+    # Video only, as the one-pass fMP4 HLS encodes it: the same frames whatever the package.
+    reference = single_pass(source60, fmp4_ladder("hls-fmp4"), tmp_path / "single")
+    seconds = Fraction(FMP4_CLIP)
+    for kind, output in zip(FMP4_KINDS, fmp4_job.outputs, strict=True):
+        folder = cluster.storage_dir / fmp4_job.id / output.id
+        stored = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        referenced: set[str] = set()
+        views: list[Renditions] = []
+        if kind in ("hls-fmp4", "cmaf"):
+            names, found = hls_renditions(folder, seconds)
+            referenced |= names
+            views.append(found)
+            master = (folder / "master.m3u8").read_text()
+            assert 'CODECS="avc1.' in master and "AVERAGE-BANDWIDTH=" in master
+        if kind in ("dash", "cmaf"):
+            names, found = mpd_renditions(folder, seconds)
+            referenced |= names
+            views.append(found)
+        # CMAF: the playlists and the MPD name the very same files.
+        assert all(view == views[0] for view in views), kind
+        assert stored == referenced, (kind, sorted(stored ^ referenced))
+        assert {f.path for f in output.files} == stored, kind
+        renditions = views[0]
+        assert sorted(renditions) == ["audio", "v0", "v1"], kind
+        audio_start, audio_end = decode_timeline(*renditions["audio"])
+        for name in ("v0", "v1"):
+            init, segments = renditions[name]
+            joined = joined_file(tmp_path / f"{kind}-{name}.mp4", init, segments)
+            chunked = video_facts(joined, frame)
+            single = video_facts(reference / name / "index.m3u8", frame)
+            assert chunked[0] == single[0] == FMP4_CLIP * 30, (kind, name)
+            assert abs(chunked[1] - single[1]) <= frame, (kind, name)
+            # The first picture at 0, as in a single pass; the audio with it at both ends.
+            start, end = decode_timeline(init, segments)
+            assert start == 0, (kind, name, start)
+            assert abs(audio_start - start) <= frame and abs(audio_end - end) <= frame, kind
+
+
+def test_chunked_fmp4_outputs_play_past_a_join(chunk_cluster, fmp4_job, tmp_path):
+    """hls.js and dash.js play each output from its start, then from a second before the first
+    join of chunks to a second and a half after it, without an error or a warning."""
+    require_browser("chunked fMP4 player")
+    _, server = chunk_cluster
+    cases = []
+    for kind, output in zip(FMP4_KINDS, fmp4_job.outputs, strict=True):
+        players = {"hls-fmp4": ("hls",), "dash": ("dash",), "cmaf": ("hls", "dash")}[kind]
+        for player in players:
+            entry = "manifest.mpd" if player == "dash" else "master.m3u8"
+            cases.append(
+                {
+                    "name": f"{kind}/{player}",
+                    "player": player,
+                    "url": output.playback_base_url + entry,
+                    "seekTo": FIRST_JOIN - 1,
+                }
+            )
+    with other_origin_site(tmp_path / "site") as site:
+        report = play_cases(
+            {"kiln": server.http_url, "playSeconds": 2.5, "cases": cases},
+            tmp_path / "cases.json",
+            site,
+        )
+    results = {entry["name"]: entry for entry in report["results"]}
+    assert list(results) == [case["name"] for case in cases]
+    assert {name: entry["issues"] for name, entry in results.items() if entry["issues"]} == {}
+    for name, entry in results.items():
+        assert entry["seekedTo"] == FIRST_JOIN - 1, (name, entry)
+        assert entry["time"] >= FIRST_JOIN + 1.5, (name, entry)
+        assert set(entry["starts"]) == {"video/mp4", "audio/mp4"}, (name, entry)
+        assert all(abs(start) < 1 / 30 for start in entry["starts"].values()), (name, entry)
 
 
 # --- text tracks on chunked outputs ---------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The first presentation time of a kiln fMP4 rendition, read from its boxes as MSE reads
-them, for assertions: independent of worker.media.fmp4_timing, which it checks."""
+"""The first presentation time of a kiln fMP4 rendition, its timescale and each segment's decode
+span, read from its boxes as MSE reads them, for assertions: independent of
+worker.media.fmp4_timing, which it checks."""
 
 from __future__ import annotations
 
@@ -72,3 +73,46 @@ def first_composition_offset(trun: bytes) -> int:
     if not flags & 0x800:
         return 0
     return struct.unpack(">i" if version else ">I", trun[position : position + 4])[0]
+
+
+def fmp4_timescale(init: Path) -> int:
+    """Ticks per second of an init segment's track (mdhd): the unit of tfdt and trun."""
+    mdhd = mp4_boxes(init.read_bytes())[b"mdhd"]
+    return int(struct.unpack(">I", mdhd[12:16] if mdhd[0] == 0 else mdhd[20:24])[0])
+
+
+def fragment_span(segment: Path) -> tuple[int, int]:
+    """(tfdt of the first fragment, summed sample durations of every fragment) of a media
+    segment, in its track's timescale: where it sits on the rendition's decode timeline."""
+    data = segment.read_bytes()
+    start: int | None = None
+    total = offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        if kind == b"moof":
+            found = mp4_boxes(data[offset : offset + size])
+            tfdt = found[b"tfdt"]
+            decode = (
+                struct.unpack(">Q", tfdt[4:12])[0] if tfdt[0] else struct.unpack(">I", tfdt[4:8])[0]
+            )
+            start = decode if start is None else start
+            total += _trun_duration(found[b"trun"], found[b"tfhd"])
+        offset += size
+    assert start is not None, f"{segment} has no moof"
+    return start, total
+
+
+def _trun_duration(trun: bytes, tfhd: bytes) -> int:
+    flags, count = int.from_bytes(trun[1:4], "big"), struct.unpack(">I", trun[4:8])[0]
+    if not flags & 0x100:
+        # Every sample lasts tfhd's default-sample-duration (after track_ID and the optional
+        # base data offset and sample description index).
+        tfhd_flags = int.from_bytes(tfhd[1:4], "big")
+        at = 8 + 8 * bool(tfhd_flags & 0x1) + 4 * bool(tfhd_flags & 0x2)
+        return count * struct.unpack(">I", tfhd[at : at + 4])[0]
+    position = 8 + 4 * bool(flags & 0x1) + 4 * bool(flags & 0x4)
+    step = 4 * sum(bool(flags & bit) for bit in (0x100, 0x200, 0x400, 0x800))
+    return sum(
+        struct.unpack(">I", trun[position + i * step : position + i * step + 4])[0]
+        for i in range(count)
+    )

@@ -10,11 +10,14 @@
 //               "playSeconds": how far each case must play, "probeTypes": [MIME types],
 //               "reachSeconds": how long an adaptive case may take to get there (8 s),
 //               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"?,
-//                           "audioSwitch"?, "hlsConfig"?, "protection"?, "bufferFirst"? }] }
+//                           "audioSwitch"?, "hlsConfig"?, "protection"?, "bufferFirst"?,
+//                           "seekTo"? }] }
 // "hlsConfig" is merged into hls.js's config (emeEnabled, drmSystems for encrypted outputs);
 // "protection" is dash.js's protection data (setProtectionData: a key system's clearkeys or
 // serverURL). "bufferFirst": the case plays only once what it must play is buffered.
 // A "file" case plays a little, then seeks to half a second before the end and plays on.
+// An adaptive case with "seekTo" (seconds) plays a little, seeks there and plays on for
+// playSeconds from there ("time" then says how far it got, "seekedTo" where it went).
 // A case with "audioSwitch" then switches to each of the player's audio tracks in turn, from
 // where playback got to (paused), and reports whether the player switched and buffered that
 // track's media; then back to the first track, and plays on from there.
@@ -202,7 +205,16 @@ async function playCase(spec, playSeconds, reachMs) {
       while (!enough() && !video.error && performance.now() < until) await deadline(50);
       video.play().catch((e) => note("video", "play", e));
     }
-    await Promise.race([reached(playSeconds), deadline(reachMs)]);
+    if (spec.seekTo !== undefined) {
+      // "seekTo": from the start, a seek to seekTo, then on to seekTo + playSeconds (past a
+      // chunked output's join, say, without playing all the way to it in real time).
+      await Promise.race([reached(0.3), deadline(reachMs)]);
+      seekedTo = spec.seekTo;
+      video.currentTime = seekedTo;
+      await Promise.race([reached(seekedTo + playSeconds), deadline(reachMs)]);
+    } else {
+      await Promise.race([reached(playSeconds), deadline(reachMs)]);
+    }
   }
   // Each audio track in turn, paused where playback got to (a clip must not end first):
   // switched (the player said so) and buffered (its media was loaded), each waited for within
