@@ -13,12 +13,16 @@ import re
 
 from kiln.worker.v1 import worker_service_pb2
 
+from common.output_types import MAX_VARIANTS
+
 MPD_NAME = "manifest.mpd"
 # mdhd timescales FFmpeg writes are the stream's time base (15360 for 30 fps video, the
 # sample rate for audio); a bound keeps a worker's figure from being absurd.
 MAX_TIMESCALE = 10_000_000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_VIDEO_INIT = re.compile(r"v([0-7])/init_([0-7])\.mp4")
+# The hls muxer names a rendition's init v0/init_0.mp4, v1/init_1.mp4, ... with several
+# variants, and v0/init.mp4 when there is one.
+_VIDEO_INIT = re.compile(r"v([0-7])/init(?:_([0-7]))?\.mp4")
 _AUDIO_INIT = "audio/init.mp4"
 # A segment's length from its boxes against the seconds it reports (EXTINF, the MPD's d).
 _SECONDS_SLACK = 1e-3
@@ -28,7 +32,9 @@ def init_path_allowed(path: str, *, audio: bool, variants: int) -> bool:
     if audio:
         return path == _AUDIO_INIT
     match = _VIDEO_INIT.fullmatch(path)
-    return match is not None and match.group(1) == match.group(2) and int(match.group(1)) < variants
+    if match is None or int(match.group(1)) >= variants:
+        return False
+    return match.group(2) in (None, match.group(1))
 
 
 def rendition_problems(
@@ -46,8 +52,11 @@ def rendition_problems(
         if rendition.init_path or rendition.init_sha256 or times or lengths or rendition.timescale:
             return [f"rendition {name!r} reports fMP4 facts for MPEG-TS segments"]
         return []
-    expected_init = _AUDIO_INIT if name == "audio" else f"{name}/init_{name[1:]}.mp4"
-    if rendition.init_path != expected_init:
+    audio = name == "audio"
+    if not (
+        rendition.init_path.startswith(f"{name}/")
+        and init_path_allowed(rendition.init_path, audio=audio, variants=MAX_VARIANTS)
+    ):
         return [f"rendition {name!r} names init segment {rendition.init_path[:100]!r}"]
     if stores_init and rendition.init_path not in sizes:
         return [f"init segment {rendition.init_path!r} is not a reported file"]

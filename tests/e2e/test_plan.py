@@ -191,6 +191,31 @@ def test_a_chunked_outputs_pieces_and_merge_are_planned(plan_cluster, auth, clip
     assert chunks == [(0, 2), (2, 4), (4, 5)]
 
 
+def test_a_chunked_dash_outputs_fmp4_pieces_are_planned(plan_cluster, auth, clip5):
+    """The fMP4 chunks and audio, run as planned; the merge, which writes the MPD from the
+    segments' boxes, runs no FFmpeg and says so."""
+    request = job_service_pb2.CreateRequest(
+        input_url=f"file://{clip5}",
+        outputs=[
+            job_pb2.OutputSpec(
+                type=job_pb2.OUTPUT_TYPE_DASH,
+                video=[job_pb2.VideoVariant(codec=H264, resolution="160x90")],
+                segments=job_pb2.SegmentSpec(duration_seconds=1),
+            )
+        ],
+    )
+    job = encoded_exactly_as_planned(plan_cluster, auth, request, [clip5])
+    _, server, _ = plan_cluster
+    plan = plan_for(server, auth, request, job.input_info)
+    kinds = [job_service_pb2.PlanTaskKind.Name(t.kind) for t in plan.tasks]
+    assert kinds.count("PLAN_TASK_KIND_CHUNK") == 3 and kinds[-1] == "PLAN_TASK_KIND_MERGE"
+    chunk = next(t for t in plan.tasks if t.kind == job_service_pb2.PLAN_TASK_KIND_CHUNK)
+    argv = list(chunk.commands[0].argv)
+    assert argv[argv.index("-hls_segment_options") + 1].endswith("+frag_discont")
+    merge = plan.tasks[-1]
+    assert not merge.commands and any("MPD" in note for note in merge.notes)
+
+
 def _probed_like() -> job_pb2.InputInfo:
     """Input facts as a caller would state them (not the job's own)."""
     return job_pb2.InputInfo(

@@ -155,7 +155,10 @@ def test_only_the_first_chunk_may_store_an_init_segment():
     missing = _piece(0)
     del missing.files[-1]
     assert any("not a reported file" in p for p in _problems(missing, index=0))
-    for bad in ("v0/init_1.mp4", "v1/init_1.mp4", "../init_0.mp4", ""):
+    one = _piece(0)
+    one.files[-1].path = one.renditions[0].init_path = "v0/init.mp4"  # one variant's name
+    assert _problems(one, index=0) == []
+    for bad in ("v0/init_1.mp4", "v1/init_1.mp4", "v9/init.mp4", "../init_0.mp4", ""):
         wrong = _piece(1)
         wrong.renditions[0].init_path = bad
         assert any("names init segment" in p for p in _problems(wrong)), bad
