@@ -59,6 +59,10 @@ OPUS_NOTE = (
     "encoded in one pass, not in chunks: a chunked DASH output's audio is AAC; "
     "Opus audio is made in one pass"
 )
+FMP4_FRAME_GRID_NOTE = (
+    "encoded in one pass, not in chunks: the chunks of an fMP4 HLS, DASH or CMAF output must "
+    "start on a frame, and at this frame rate a chunk of whole segments does not"
+)
 ENCRYPTION_NOTE = (
     "encoded in one pass, not in chunks: an encrypted output is made in one pass, which "
     "applies its keys (and their rotation) across all its segments"
@@ -134,6 +138,13 @@ def plan_chunks(
         segment = 0.0
         length = settings.chunk_seconds
         first = length
+    if fmp4 and not (
+        _whole_frames(length, video.frame_rate) and _whole_frames(first, video.frame_rate)
+    ):
+        # A chunk's first frame is at its start (the ladder's fps filter counts frames from
+        # there): a start between two frames (12 s at 23.976 fps) would overlap the previous
+        # chunk's last frame, which fMP4 decode times cannot hold (the merge refuses them).
+        return ChunkDecision([], note=FMP4_FRAME_GRID_NOTE)
     starts = [0.0, *_grid(first, length, duration)]
     if len(starts) > 1 and duration - starts[-1] < length * SHORTEST_LAST_CHUNK:
         starts.pop()  # a short tail joins the chunk before it
@@ -190,6 +201,11 @@ def _chunkable_type(spec: job_pb2.OutputSpec) -> bool:
     # by different processes play as one stream. fMP4 (HLS, DASH, CMAF): every segment
     # carries its decode time (tfdt), and the chunks' init segments are the same bytes.
     return spec.type in ADAPTIVE
+
+
+def _whole_frames(seconds: float, frame_rate: float) -> bool:
+    frames = seconds * frame_rate
+    return abs(frames - round(frames)) < 1e-3
 
 
 def output_seconds(spec: job_pb2.OutputSpec, source_seconds: float) -> float:

@@ -13,7 +13,13 @@ from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.hls_playlists import Rendition, SegmentEntry, media_playlist
 from server.domain import worker_reports as reports
-from server.jobs.chunk_plan import FMP4_TEXT_NOTE, OPUS_NOTE, ChunkSettings, plan_chunks
+from server.jobs.chunk_plan import (
+    FMP4_FRAME_GRID_NOTE,
+    FMP4_TEXT_NOTE,
+    OPUS_NOTE,
+    ChunkSettings,
+    plan_chunks,
+)
 from server.jobs.live_playlists import live_playlists
 from worker.media.chunk_mpd import chunked_mpd, timeline_entries
 from worker.media.chunks import ChunkWindow, build_audio_command, build_video_chunk_command
@@ -28,11 +34,11 @@ DIGEST = "ab" * 32
 MPD = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
 
 
-def info(seconds: float = 60) -> job_pb2.InputInfo:
+def info(seconds: float = 60, frame_rate: float = 30) -> job_pb2.InputInfo:
     return job_pb2.InputInfo(
         duration_seconds=seconds,
         streams=[
-            job_pb2.StreamInfo(kind="video", width=320, height=180, frame_rate=30),
+            job_pb2.StreamInfo(kind="video", width=320, height=180, frame_rate=frame_rate),
             job_pb2.StreamInfo(index=1, kind="audio", channels=1, sample_rate=48000),
         ],
     )
@@ -74,7 +80,7 @@ def test_fmp4_ladders_are_chunked_on_segment_boundaries_without_a_lead(kind):
     assert ts.chunks[0].timestamp_offset_seconds == 10.0
 
 
-def test_fmp4_ladders_with_text_tracks_or_opus_run_in_one_pass_with_a_note():
+def test_fmp4_ladders_with_text_opus_or_chunks_between_frames_run_in_one_pass():
     titled = ladder("dash")
     titled.text_tracks.add(url="file:///m/fr.vtt", language="fr")
     decision = plan_chunks(titled, info(60), SETTINGS)
@@ -83,6 +89,10 @@ def test_fmp4_ladders_with_text_tracks_or_opus_run_in_one_pass_with_a_note():
     opus.audio.codec = job_pb2.AUDIO_CODEC_OPUS
     decision = plan_chunks(opus, info(60), SETTINGS)
     assert decision.chunks == [] and decision.note == OPUS_NOTE
+    # 12 s is 287.7 frames at 23.976 fps: a chunk would start between two frames.
+    decision = plan_chunks(ladder("cmaf"), info(60, frame_rate=24000 / 1001), SETTINGS)
+    assert decision.chunks == [] and decision.note == FMP4_FRAME_GRID_NOTE
+    assert len(plan_chunks(ladder("cmaf"), info(60, frame_rate=25), SETTINGS).chunks) == 5
     # MPEG-TS HLS keeps chunking its text tracks (the merge cuts them).
     ts = ladder("ts")
     ts.text_tracks.add(url="file:///m/fr.vtt", language="fr")
