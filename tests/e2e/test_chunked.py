@@ -261,10 +261,16 @@ def test_odd_frame_rates_keep_frames_and_sync(chunk_cluster, auth, media_root, k
         video_facts(output, frame)
 
 
-def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_source):
+@pytest.mark.parametrize("segment_format", ["mpegts", "fmp4"])
+def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_source, segment_format):
+    """MPEG-TS or fMP4 segments: an fMP4 playlist names the first chunk's init segment, which
+    is stored by then."""
     _, server = chunk_cluster
     stub = server.job_stub()
-    job = create_job(server, auth, f"file://{slow_source}", outputs=[slow_ladder()])
+    spec = slow_ladder()
+    if segment_format == "fmp4":
+        spec.hls.segment_format = job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    job = create_job(server, auth, f"file://{slow_source}", outputs=[spec])
     live = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -302,6 +308,13 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
         assert listed and all(path in files for path in listed), (listed, sorted(files))
         first = httpx.get(base + listed[0])
         assert first.status_code == 200 and len(first.content) == files[listed[0]].size_bytes
+        if segment_format == "fmp4":
+            assert len(media.segment_map) == 1, uri
+            init = f"{rendition}/{media.segment_map[0].uri}"
+            fetched = httpx.get(base + init)
+            assert fetched.status_code == 200 and len(fetched.content) == files[init].size_bytes
+        else:
+            assert not media.segment_map
     # ... all of it before the job completed.
     still = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
     assert still.status == job_pb2.JOB_STATUS_PROCESSING
