@@ -143,7 +143,9 @@ def plan_chunks(
     ):
         # A chunk's first frame is at its start (the ladder's fps filter counts frames from
         # there): a start between two frames (12 s at 23.976 fps) would overlap the previous
-        # chunk's last frame, which fMP4 decode times cannot hold (the merge refuses them).
+        # chunk's last frame, which fMP4 decode times cannot hold (the merge refuses them;
+        # measured at 23.976 fps: the first chunk ends at 288288/24000 s, the next starts at
+        # 288000/24000 s).
         return ChunkDecision([], note=FMP4_FRAME_GRID_NOTE)
     starts = [0.0, *_grid(first, length, duration)]
     if len(starts) > 1 and duration - starts[-1] < length * SHORTEST_LAST_CHUNK:
