@@ -27,7 +27,8 @@ from worker.media.errors import ENCODE_FAILED, MediaError
 from worker.media.merge import joined_renditions
 
 H264 = job_pb2.VIDEO_CODEC_H264
-SETTINGS = ChunkSettings(threshold_seconds=10, chunk_seconds=12)
+# First chunk as long as the others: the grid alone (the short first chunk is tested below).
+SETTINGS = ChunkSettings(threshold_seconds=10, chunk_seconds=12, first_chunk_seconds=0)
 SCALE = 15360
 TWO_SECONDS = 2 * SCALE
 DIGEST = "ab" * 32
@@ -78,6 +79,21 @@ def test_fmp4_ladders_are_chunked_on_segment_boundaries_without_a_lead(kind):
     # MPEG-TS chunks keep their lead (ladder("ts") is MPEG-TS HLS).
     ts = plan_chunks(ladder("ts"), info(60), SETTINGS)
     assert ts.chunks[0].timestamp_offset_seconds == 10.0
+
+
+@pytest.mark.parametrize("kind", ["hls", "dash", "cmaf"])
+def test_fmp4_ladders_start_with_a_short_first_chunk(kind):
+    """The default first chunk (one 2 s segment here): playable early, then the grid from it."""
+    settings = ChunkSettings(threshold_seconds=10, chunk_seconds=12, first_chunk_seconds=2)
+    decision = plan_chunks(ladder(kind), info(60), settings)
+    assert [(c.start_seconds, c.first_segment) for c in decision.chunks] == [
+        (0, 0),
+        (2, 1),
+        (14, 7),
+        (26, 13),
+        (38, 19),
+        (50, 25),
+    ]
 
 
 def test_fmp4_ladders_with_text_opus_or_chunks_between_frames_run_in_one_pass():
