@@ -1,7 +1,9 @@
-"""Benchmark: chunked parallel encoding of an HLS ladder, 1 worker against 2, and single pass.
+"""Benchmark: chunked parallel encoding of a ladder, 1 worker against 2, and single pass.
 
 Source: 120 s of 1080p30 synthetic video (testsrc2 with noise, 2 s GOP) and a tone. Output: HLS
-1080p / 720p / 480p H.264 (STANDARD: x264 veryfast), 6 s segments, MPEG-TS.
+1080p / 720p / 480p H.264 (STANDARD: x264 veryfast), 6 s segments, MPEG-TS. --type hls-fmp4 or
+dash encodes the same ladder as fMP4 HLS or DASH; --size and --resolutions make the source and
+the ladder smaller (a quicker run).
 
 Measured (Create -> Watch `completed`, server and workers as real processes, SQLite, local
 storage, KILN_CHUNK_THRESHOLD_SECONDS=30, KILN_CHUNK_SECONDS=30 by default):
@@ -9,7 +11,8 @@ storage, KILN_CHUNK_THRESHOLD_SECONDS=30, KILN_CHUNK_SECONDS=30 by default):
       taskset (the reference);
   (b) chunked, W=1: one worker (concurrency 1) pinned to core 0;
   (c) chunked, W=2: two workers (concurrency 1), pinned to cores 0 and 1.
-Also the time to the first playable segment (a Get lists master.m3u8) against the total.
+Also the time to the first playable segment (a Get lists master.m3u8) against the total; not
+for DASH, whose manifest is published only when the job completes.
 Prints `chunked … speedup X.XX` (b/c) and the W=1 cost of chunking (b/a).
 
 (a) is ffmpeg alone, (b) and (c) the whole service: the probe task, each chunk's claim, its
@@ -22,7 +25,8 @@ children they reaped plus the server's, from /proc/<pid>/stat, for (b) and (c). 
 above 1, (a) and (b) alternate which goes first and the medians are quoted.
 
 Run: .venv/bin/python bench/chunked.py [--seconds 120] [--chunk-seconds 30] [--rounds 1]
-     [--skip-two-workers] [--threshold 30] [--unpinned]
+     [--type hls-ts|hls-fmp4|dash] [--size 1920x1080] [--resolutions 1080p,720p,480p]
+     [--skip-two-workers | --workers 1|2] [--threshold 30] [--unpinned]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -44,26 +49,55 @@ sys.path[:0] = [str(REPO), str(REPO / "gen")]
 
 from kiln.v1 import job_pb2, job_service_pb2  # noqa: E402
 
+from server.domain.output_validation import NAMED_RESOLUTIONS  # noqa: E402
 from tests.e2e.cluster import Cluster, kiln_command  # noqa: E402
 from worker.media.commands import build_command  # noqa: E402
 from worker.media.probe import probe  # noqa: E402
 
 H264 = job_pb2.VIDEO_CODEC_H264
+# --type: the output type, and for HLS the segment container.
+OUTPUT_TYPES = {
+    "hls-ts": job_pb2.OUTPUT_TYPE_HLS,
+    "hls-fmp4": job_pb2.OUTPUT_TYPE_HLS,
+    "dash": job_pb2.OUTPUT_TYPE_DASH,
+}
+FRAME_SIZE = re.compile(r"^[1-9]\d{1,4}x[1-9]\d{1,4}$")
 
 
-def ladder() -> job_pb2.OutputSpec:
-    return job_pb2.OutputSpec(
-        type=job_pb2.OUTPUT_TYPE_HLS,
-        video=[job_pb2.VideoVariant(codec=H264, resolution=r) for r in ("1080p", "720p", "480p")],
+def frame_size(text: str) -> str:
+    """--size: WIDTHxHEIGHT, as testsrc2 takes it."""
+    if not FRAME_SIZE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x720")
+    return text
+
+
+def resolution_list(text: str) -> list[str]:
+    """--resolutions: comma-separated named rungs; refused here rather than by Create after the
+    single pass has already run."""
+    rungs = [rung.strip() for rung in text.split(",")]
+    unknown = [rung for rung in rungs if rung not in NAMED_RESOLUTIONS]
+    if unknown:
+        known = ", ".join(sorted(NAMED_RESOLUTIONS, key=lambda name: int(name[:-1])))
+        raise argparse.ArgumentTypeError(f"unknown resolution(s) {unknown}; known: {known}")
+    return rungs
+
+
+def ladder(output_type: str, resolutions: list[str]) -> job_pb2.OutputSpec:
+    spec = job_pb2.OutputSpec(
+        type=OUTPUT_TYPES[output_type],
+        video=[job_pb2.VideoVariant(codec=H264, resolution=r) for r in resolutions],
         segments=job_pb2.SegmentSpec(duration_seconds=6),
     )
+    if output_type == "hls-fmp4":
+        spec.hls.segment_format = job_pb2.HLS_SEGMENT_FORMAT_FMP4
+    return spec
 
 
-def make_source(path: Path, seconds: int) -> None:
+def make_source(path: Path, seconds: int, size: str) -> None:
     subprocess.run(
         [
             *("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"),
-            "testsrc2=size=1920x1080:rate=30,noise=alls=12:allf=t",
+            f"testsrc2=size={size}:rate=30,noise=alls=12:allf=t",
             *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds)),
             *("-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-b:v", "16M"),
             *("-pix_fmt", "yuv420p", "-c:a", "aac", str(path)),
@@ -83,11 +117,13 @@ def pinned(core: int | None) -> list[str]:
     return [] if core is None else ["taskset", "-c", str(core)]
 
 
-def single_pass(source: Path, out_dir: Path, core: int | None = 0) -> tuple[float, float]:
+def single_pass(
+    source: Path, spec: job_pb2.OutputSpec, out_dir: Path, core: int | None = 0
+) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of kiln's one-process command, pinned to `core`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     info = asyncio.run(probe(str(source)))
-    plan = build_command(input_path=str(source), spec=ladder(), info=info, out_dir=out_dir)
+    plan = build_command(input_path=str(source), spec=spec, info=info, out_dir=out_dir)
     started = time.monotonic()
     process = subprocess.Popen([*pinned(core), *plan.argv], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
@@ -99,13 +135,15 @@ def single_pass(source: Path, out_dir: Path, core: int | None = 0) -> tuple[floa
 
 def chunked(
     source: Path,
+    spec: job_pb2.OutputSpec,
     root: Path,
     cores: list[int | None],
     chunk_seconds: float,
     threshold_seconds: float = 30,
-) -> tuple[float, float, float]:
+) -> tuple[float, float | None, float]:
     """(total seconds, seconds to the first playable segment, CPU seconds of the workers and
-    the server) with one worker per core."""
+    the server) with one worker per core. The first playable segment is None for DASH: its
+    manifest is written by the merge, so nothing is playable before the job completes."""
     root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
         f"sqlite:///{root / 'kiln.db'}",
@@ -140,14 +178,17 @@ def chunked(
         cpu = sum(process_cpu_seconds(pid) for pid in pids)
         started = time.monotonic()
         job = stub.Create(
-            job_service_pb2.CreateRequest(input_url=f"file://{source}", outputs=[ladder()]),
+            job_service_pb2.CreateRequest(input_url=f"file://{source}", outputs=[spec]),
             metadata=auth,
         ).job
-        first_playable = 0.0
+        watch_playlist = spec.type == job_pb2.OUTPUT_TYPE_HLS
+        first_playable: float | None = None
         while True:
             current = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
-            if not first_playable and any(
-                f.path == "master.m3u8" for f in current.outputs[0].files
+            if (
+                watch_playlist
+                and first_playable is None
+                and any(f.path == "master.m3u8" for f in current.outputs[0].files)
             ):
                 first_playable = time.monotonic() - started
             if current.status in (
@@ -167,51 +208,69 @@ def chunked(
         cluster.stop()
 
 
+def first_playable_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "first playable segment not measured (DASH publishes its manifest at the end)"
+    return f"first playable segment after {seconds:.1f} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--chunk-seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--skip-two-workers", action="store_true")
+    parser.add_argument("--type", choices=list(OUTPUT_TYPES), default="hls-ts")
+    parser.add_argument("--size", type=frame_size, default="1920x1080")
+    parser.add_argument("--resolutions", type=resolution_list, default="1080p,720p,480p")
+    # --workers 1 is the spelling the 2026-12-07 fMP4/DASH entries in bench/RESULTS.md quote.
+    workers = parser.add_mutually_exclusive_group()
+    workers.add_argument("--skip-two-workers", action="store_true")
+    workers.add_argument("--workers", type=int, choices=(1, 2), default=2)
     # A shorter source (a quicker run on a busy machine) needs a lower threshold to be chunked.
     parser.add_argument("--threshold", type=float, default=30.0)
     # Under heavy load from other work a pinned run waits for its one core; the CPU figures
     # compare the same work either way.
     parser.add_argument("--unpinned", action="store_true")
     args = parser.parse_args()
+    spec = ladder(args.type, args.resolutions)
     load_before = os.getloadavg()
     # (wall, CPU) of each single pass; (wall, first playable, CPU) of each chunked run.
     singles: list[tuple[float, float]] = []
-    ones: list[tuple[float, float, float]] = []
-    twos: list[tuple[float, float, float]] = []
+    ones: list[tuple[float, float | None, float]] = []
+    twos: list[tuple[float, float | None, float]] = []
     with tempfile.TemporaryDirectory(prefix="kiln-bench-chunked-") as folder:
         root = Path(folder)
         source = root / "media" / "source.mp4"
         source.parent.mkdir()
-        make_source(source, args.seconds)
+        make_source(source, args.seconds, args.size)
         core = None if args.unpinned else 0
         for index in range(args.rounds):
             single_first = index % 2 == 0
             if single_first:
-                singles.append(single_pass(source, root / f"single-{index}", core))
+                singles.append(single_pass(source, spec, root / f"single-{index}", core))
             ones.append(
-                chunked(source, root / f"w1-{index}", [core], args.chunk_seconds, args.threshold)
+                chunked(
+                    source, spec, root / f"w1-{index}", [core], args.chunk_seconds, args.threshold
+                )
             )
             if not single_first:
-                singles.append(single_pass(source, root / f"single-{index}", core))
+                singles.append(single_pass(source, spec, root / f"single-{index}", core))
             print(
                 f"round {index + 1}: single pass {singles[-1][0]:.1f} s ({singles[-1][1]:.1f} s "
                 f"CPU), W=1 {ones[-1][0]:.1f} s ({ones[-1][2]:.1f} s CPU)",
                 flush=True,
             )
-        if not args.skip_two_workers:
+        if not args.skip_two_workers and args.workers == 2:
             cores: list[int | None] = [None, None] if args.unpinned else [0, 1]
-            twos.append(chunked(source, root / "w2", cores, args.chunk_seconds, args.threshold))
+            twos.append(
+                chunked(source, spec, root / "w2", cores, args.chunk_seconds, args.threshold)
+            )
     load_after = os.getloadavg()
     single_wall = statistics.median(run[0] for run in singles)
     single_cpu = statistics.median(run[1] for run in singles)
     one_wall = statistics.median(run[0] for run in ones)
-    one_first = statistics.median(run[1] for run in ones)
+    firsts = [run[1] for run in ones if run[1] is not None]
+    one_first = statistics.median(firsts) if firsts else None
     one_cpu = statistics.median(run[2] for run in ones)
     # Paired: each round's W=1 against that round's single pass.
     paired_wall = statistics.median(o[0] / s[0] for o, s in zip(ones, singles, strict=True))
@@ -219,14 +278,14 @@ def main() -> None:
     one_core, two_cores = ("unpinned", "unpinned") if args.unpinned else ("1 core", "2 cores")
     lines = [
         f"single pass, {one_core}: {single_wall:.1f} s, {single_cpu:.1f} s CPU",
-        f"chunked W=1 ({one_core}): {one_wall:.1f} s, {one_cpu:.1f} s CPU, first playable segment "
-        f"after {one_first:.1f} s",
+        f"chunked W=1 ({one_core}): {one_wall:.1f} s, {one_cpu:.1f} s CPU, "
+        f"{first_playable_text(one_first)}",
     ]
     if twos:
         two_wall, two_first, two_cpu = twos[0]
         lines += [
-            f"chunked W=2 ({two_cores}): {two_wall:.1f} s, {two_cpu:.1f} s CPU, first playable "
-            f"segment after {two_first:.1f} s",
+            f"chunked W=2 ({two_cores}): {two_wall:.1f} s, {two_cpu:.1f} s CPU, "
+            f"{first_playable_text(two_first)}",
             f"chunked 2 workers vs 1 worker speedup {one_wall / two_wall:.2f}",
         ]
     lines += [
@@ -241,8 +300,9 @@ def main() -> None:
     with (REPO / "bench" / "RESULTS.md").open("a") as results:
         results.write(
             f"\n## chunked — {stamp}\n\nMachine: {machine}, Python {platform.python_version()}. "
-            f"{args.seconds} s 1080p30 source, HLS 1080/720/480 x264 veryfast, 6 s TS "
-            f"segments, {args.chunk_seconds:g} s chunks"
+            f"{args.seconds} s {args.size} 30 fps source, {args.type} "
+            f"{'/'.join(args.resolutions)} x264 veryfast, 6 s segments, "
+            f"{args.chunk_seconds:g} s chunks"
             + (", unpinned" if args.unpinned else "")
             + ".\n\n"
             + "\n".join(f"- {line}" for line in lines)
