@@ -564,10 +564,11 @@ def _chunk_ffmpegs(cluster) -> list[int]:
 
 MPD_NS = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
 FMP4_KINDS = ("hls-fmp4", "dash", "cmaf")
-# The first 26 s of source60: two chunks (12 s, and 14 s as a 2 s tail joins the last), so
-# one join per output and a third of the pieces of the whole source.
+# The first 26 s of source60: three chunks (the short first chunk of 2 s, then 12 s and 12 s),
+# so two joins per output. The players start at 0 (through the 2 s join) and are sent to a
+# second before the join of two whole chunks.
 FMP4_CLIP = 26
-FIRST_JOIN = 12.0
+FIRST_JOIN = 14.0
 
 
 def fmp4_ladder(kind: str) -> job_pb2.OutputSpec:
@@ -666,7 +667,7 @@ def test_chunked_fmp4_hls_dash_and_cmaf_match_a_single_pass(
 ):
     cluster, _ = chunk_cluster
     kinds = [row["kind"] for row in tasks_of(cluster, fmp4_job.id)]
-    assert kinds.count("CHUNK") == 6 and kinds.count("AUDIO") == 3, kinds
+    assert kinds.count("CHUNK") == 9 and kinds.count("AUDIO") == 3, kinds
     assert kinds.count("MERGE") == 3, kinds
     assert not any("one pass" in note for o in fmp4_job.outputs for note in o.notes)
     frame = Fraction(1, 30)
