@@ -41,13 +41,16 @@ from worker.media.chunks import (  # noqa: E402
 from worker.media.commands import build_command  # noqa: E402
 from worker.media.probe import probe  # noqa: E402
 
+# The ladder of bench/chunked.py's default run: MPEG-TS HLS 1080p / 720p / 480p.
+LADDER = ("hls-ts", ["1080p", "720p", "480p"])
+
 # server.jobs.chunk_plan's lead: every chunk and the audio are shifted by it.
 TIMESTAMP_LEAD_SECONDS = 10.0
 
 
 def chunk_argvs(source: Path, info, out_dir: Path, chunk_seconds: float) -> list[Argv]:
     """Every chunk's command and the audio's, as the CHUNK and AUDIO tasks build them."""
-    spec = ladder()
+    spec = ladder(*LADDER)
     count = max(1, math.ceil(info.duration_seconds / chunk_seconds - 1e-9))
     argvs = []
     for index in range(count):
@@ -92,7 +95,7 @@ def main() -> None:
             if name == "single":
                 return [
                     build_command(
-                        input_path=str(source), spec=ladder(), info=info, out_dir=out
+                        input_path=str(source), spec=ladder(*LADDER), info=info, out_dir=out
                     ).argv
                 ]
             argvs = chunk_argvs(source, info, out, args.chunk_seconds)
