@@ -35,12 +35,7 @@ def first_presentation(init: bytes, segment: bytes) -> Fraction:
     movie_scale = _timescale(init, _descend(init, moov, b"mvhd"), "mvhd")
     trak = _descend(init, moov, b"trak")
     media_scale = _timescale(init, _descend(init, trak, b"mdia", b"mdhd"), "mdhd")
-    moof = _only(segment, b"moof", "media segment")
-    traf = _descend(segment, moof, b"traf")
-    found = children(segment, traf)
-    tfdt, trun, tfhd = first(found, b"tfdt"), first(found, b"trun"), first(found, b"tfhd")
-    if tfdt is None or trun is None or tfhd is None:
-        raise MediaError(ENCODE_FAILED, "a media segment's traf lacks tfdt, tfhd or trun")
+    tfdt, trun, tfhd = _fragment_boxes(segment, _only(segment, b"moof", "media segment"))
     decode = _decode_time(segment, tfdt)
     shown = [
         decode + before + offset
@@ -65,11 +60,7 @@ def decode_span(segment: bytes) -> tuple[int, int]:
     start: int | None = None
     total = 0
     for moof in (box for box in boxes(segment) if box.type == b"moof"):
-        traf = _descend(segment, moof, b"traf")
-        found = children(segment, traf)
-        tfdt, trun, tfhd = first(found, b"tfdt"), first(found, b"trun"), first(found, b"tfhd")
-        if tfdt is None or trun is None or tfhd is None:
-            raise MediaError(ENCODE_FAILED, "a media segment's traf lacks tfdt, tfhd or trun")
+        tfdt, trun, tfhd = _fragment_boxes(segment, moof)
         decode = _decode_time(segment, tfdt)
         if start is None:
             start = decode
@@ -79,6 +70,15 @@ def decode_span(segment: bytes) -> tuple[int, int]:
     if start is None:
         raise MediaError(ENCODE_FAILED, "a media segment has no moof box")
     return start, total
+
+
+def _fragment_boxes(segment: bytes, moof: Box) -> tuple[Box, Box, Box]:
+    """(tfdt, trun, tfhd) of a fragment's (first) track."""
+    found = children(segment, _descend(segment, moof, b"traf"))
+    tfdt, trun, tfhd = first(found, b"tfdt"), first(found, b"trun"), first(found, b"tfhd")
+    if tfdt is None or trun is None or tfhd is None:
+        raise MediaError(ENCODE_FAILED, "a media segment's traf lacks tfdt, tfhd or trun")
+    return tfdt, trun, tfhd
 
 
 def _only(data: bytes, kind: bytes, what: str) -> Box:
