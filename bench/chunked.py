@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,7 +51,7 @@ sys.path[:0] = [str(REPO), str(REPO / "gen")]
 from kiln.v1 import job_pb2, job_service_pb2  # noqa: E402
 
 from server.domain.output_validation import NAMED_RESOLUTIONS  # noqa: E402
-from tests.e2e.cluster import Cluster, kiln_command  # noqa: E402
+from tests.e2e.cluster import Cluster  # noqa: E402
 from worker.media.commands import build_command  # noqa: E402
 from worker.media.probe import probe  # noqa: E402
 
@@ -62,6 +63,15 @@ OUTPUT_TYPES = {
     "dash": job_pb2.OUTPUT_TYPE_DASH,
 }
 FRAME_SIZE = re.compile(r"^[1-9]\d{1,4}x[1-9]\d{1,4}$")
+
+
+def on_core(core: int | None) -> Callable[[list[str]], list[str]]:
+    """A worker's command run on one core (taskset), for Cluster.start_worker."""
+
+    def wrapped(command: list[str]) -> list[str]:
+        return [*pinned(core), *command]
+
+    return wrapped
 
 
 def frame_size(text: str) -> str:
@@ -158,19 +168,10 @@ def chunked(
     try:
         server = cluster.start_server()
         for core in cores:
-            log = root / f"worker-{core}.log"
-            cluster.workers.append(
-                subprocess.Popen(
-                    [*pinned(core), *kiln_command("worker")],
-                    env=cluster.env(
-                        KILN_SERVER_ADDRESS=server.worker_target,
-                        KILN_WORKER_CONCURRENCY="1",
-                        KILN_SCRATCH_DIR=str(root / f"scratch-{core}"),
-                    ),
-                    cwd=root,
-                    stdout=log.open("w"),
-                    stderr=subprocess.STDOUT,
-                )
+            cluster.start_worker(
+                server,
+                extra_env={"KILN_SCRATCH_DIR": str(root / f"scratch-{core}")},
+                inside=on_core(core),
             )
         auth = (("authorization", f"Bearer {cluster.create_key('org_bench')}"),)
         stub = server.job_stub()

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +45,7 @@ sys.path[:0] = [str(REPO), str(REPO / "gen")]
 
 from kiln.v1 import job_pb2, job_service_pb2  # noqa: E402
 
-from tests.e2e.cluster import Cluster, kiln_command  # noqa: E402
+from tests.e2e.cluster import Cluster  # noqa: E402
 from worker.media.commands import build_command  # noqa: E402
 from worker.media.probe import probe  # noqa: E402
 
@@ -57,6 +58,15 @@ ENDED = (
     job_pb2.JOB_STATUS_PARTIAL,
     job_pb2.JOB_STATUS_CANCELED,
 )
+
+
+def on_core(core: int) -> Callable[[list[str]], list[str]]:
+    """A worker's command run on one core (taskset), for Cluster.start_worker."""
+
+    def wrapped(command: list[str]) -> list[str]:
+        return ["taskset", "-c", str(core), *command]
+
+    return wrapped
 
 
 def ladder() -> job_pb2.OutputSpec:
@@ -130,19 +140,10 @@ def through_kiln(
     try:
         server = cluster.start_server()
         for core in (0, 1):
-            log = root / f"worker-{core}.log"
-            cluster.workers.append(
-                subprocess.Popen(
-                    ["taskset", "-c", str(core), *kiln_command("worker")],
-                    env=cluster.env(
-                        KILN_SERVER_ADDRESS=server.worker_target,
-                        KILN_WORKER_CONCURRENCY="1",
-                        KILN_SCRATCH_DIR=str(root / f"scratch-{core}"),
-                    ),
-                    cwd=root,
-                    stdout=log.open("w"),
-                    stderr=subprocess.STDOUT,
-                )
+            cluster.start_worker(
+                server,
+                extra_env={"KILN_SCRATCH_DIR": str(root / f"scratch-{core}")},
+                inside=on_core(core),
             )
         auth = (("authorization", f"Bearer {cluster.create_key('org_bench')}"),)
         stub = server.job_stub()
