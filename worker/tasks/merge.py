@@ -13,9 +13,9 @@ from pathlib import Path
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.chunk_mpd import MPD_NAME, chunked_mpd
 from common.hls_playlists import AUDIO_RENDITION, Rendition, SegmentEntry
 
-from ..media.chunk_mpd import MPD_NAME, chunked_mpd
 from ..media.ffmpeg import run_ffmpeg
 from ..media.merge import (
     build_concat_merge_command,
