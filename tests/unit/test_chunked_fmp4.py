@@ -341,6 +341,9 @@ def test_fmp4_playlists_name_the_init_segment_live_and_at_the_end():
     texts, _ = live_manifests(ladder("hls"), [_piece(0), None], None, has_audio=False, live=LIVE)
     assert '#EXT-X-MAP:URI="init_0.mp4"' in texts["v0/index.m3u8"]
     assert "#EXT-X-ENDLIST" not in texts["v0/index.m3u8"]
+    # Live, players are told to start at the beginning; the final playlist needs not say so.
+    assert "#EXT-X-START:TIME-OFFSET=0" in texts["v0/index.m3u8"]
+    assert "EXT-X-START" not in final
 
 
 # --- play while encoding: the dynamic MPD and the audio so far -----------------------------------
