@@ -117,21 +117,18 @@ def live_timelines(text: str) -> dict[str, tuple[str, list[str], list[tuple[int,
 
 
 def check_live_mpd(
-    base: str, files: dict[str, int], scratch: Path
+    base: str, text: str, files: dict[str, int], scratch: Path
 ) -> dict[str, tuple[int, list[tuple[int, int]]]]:
-    """The live MPD: dynamic, every file it names stored at the size Get lists (read after the
-    MPD), its timelines from 0 without a gap, each segment's t and d its own boxes'. Each
-    Representation's (timescale, (t, d) per segment)."""
-    answer = httpx.get(base + "manifest.mpd")
-    assert answer.status_code == 200
-    assert answer.headers["cache-control"] == "no-cache"
-    root = ElementTree.fromstring(answer.text)
+    """The live MPD `text`: dynamic, every file it names stored at the size Get lists (read
+    after the MPD), its timelines from 0 without a gap, each segment's t and d its own boxes'.
+    Each Representation's (timescale, (t, d) per segment)."""
+    root = ElementTree.fromstring(text)
     assert root.get("type") == "dynamic" and root.get("mediaPresentationDuration") is None
     assert root.get("availabilityStartTime") and root.get("publishTime")
     assert root.get("minimumUpdatePeriod") == "PT2.000S"
     assert root.get("profiles") == "urn:mpeg:dash:profile:isoff-live:2011"
     timelines = {}
-    for name, (init, paths, spans) in live_timelines(answer.text).items():
+    for name, (init, paths, spans) in live_timelines(text).items():
         assert spans and spans[0][0] == 0, (name, spans[:1])
         for (start, length), (following, _) in itertools.pairwise(spans):
             assert following == start + length, (name, "gap in the timeline")
@@ -176,9 +173,12 @@ def test_fmp4_outputs_are_live_while_their_pieces_run(live_cluster, auth, source
         base = live.outputs[0].playback_base_url
         # Read after the manifests: what they name was listed (and stored) by then.
         if kind in ("dash", "cmaf"):
-            httpx.get(base + "manifest.mpd")
+            answer = httpx.get(base + "manifest.mpd")
+            assert answer.status_code == 200
+            # The MPD changes as segments arrive: a CDN must revalidate it every time.
+            assert answer.headers["cache-control"] == "no-cache"
             files = {f.path: f.size_bytes for f in get(server, auth, job.id).outputs[0].files}
-            timelines = check_live_mpd(base, files, tmp_path)
+            timelines = check_live_mpd(base, answer.text, files, tmp_path)
             # The first chunk's one 2 s segment: not the third chunk's, which is done.
             scale, spans = timelines["v0"]
             assert spans == [(0, 2 * scale)]
