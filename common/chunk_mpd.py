@@ -27,6 +27,9 @@ from xml.sax.saxutils import quoteattr
 from common.hls_playlists import Rendition, SegmentEntry
 
 MPD_NAME = "manifest.mpd"
+# How much longer than minimumUpdatePeriod the static MPD waits (see static_after_seconds):
+# a player's refresh comes that period after its last fetch ended, plus its own latency.
+_REFRESH_SLACK_SECONDS = 1.0
 _SEGMENT_NAME = re.compile(r"seg_(\d{5})\.m4s")
 _PROFILE = "urn:mpeg:dash:profile:isoff-live:2011"
 
@@ -50,6 +53,15 @@ class LiveMpd:
     availability_start: datetime
     published: datetime
     delay_seconds: float
+
+
+def static_after_seconds(segment_seconds: float) -> float:
+    """How long after the last dynamic MPD (published when the last piece ended, before the
+    merge was queued) the merge writes the static one: a refresh of every player that plays
+    the dynamic one. dash.js takes the turn to static as the end of every segment list (DASH-IF
+    IOP 4.3, 4.6.4): a segment that only the static MPD lists would never be requested, so
+    every player must have read the dynamic MPD that lists them all first."""
+    return segment_seconds + _REFRESH_SLACK_SECONDS
 
 
 def chunked_mpd(

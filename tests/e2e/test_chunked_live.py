@@ -279,6 +279,7 @@ def test_a_player_started_mid_job_plays_to_the_end(
             )
         [result] = report["results"]
         print(result["starts"], result["time"], result["ms"], result["issues"])
+        print("RESPONSES", [(r["file"], r["status"]) for r in result["responses"]])
         assert held.released.is_set(), "the page never released the input"
         assert result["liveAtStart"] is True, result
         assert result["issues"] == [], result["issues"]
