@@ -223,7 +223,7 @@ class TaskOutcomes:
             [_piece_result(t) for t in chunks],
             _audio_so_far(audio_task) if audio_task is not None else None,
             has_audio=audio_task is not None,
-            live=_live_mpd(record, spec),
+            live=_live_mpd(record, spec, complete=all(t.status == TaskStatus.DONE for t in pieces)),
         )
         live = worker_service_pb2.TranscodeResult(files=files)
         await tx.outputs.update_output(output.id, result=live.SerializeToString())
@@ -315,7 +315,7 @@ def merge_plan(tasks: list[Task]) -> worker_service_pb2.MergePlan:
     return plan
 
 
-def _live_mpd(record: JobRecord, spec: job_pb2.OutputSpec) -> LiveMpd:
+def _live_mpd(record: JobRecord, spec: job_pb2.OutputSpec, *, complete: bool) -> LiveMpd:
     """A dynamic MPD's clock: media time 0 at the job's start (the same in every update), and
     a presentation delay of everything since then plus the whole output, so a player going by
     it starts at 0 (common.chunk_mpd.LiveMpd)."""
@@ -327,6 +327,7 @@ def _live_mpd(record: JobRecord, spec: job_pb2.OutputSpec) -> LiveMpd:
         availability_start=started,
         published=published,
         delay_seconds=elapsed + output_seconds(spec, info.duration_seconds),
+        complete=complete,
     )
 
 

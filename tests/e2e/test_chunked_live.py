@@ -279,15 +279,15 @@ def test_a_player_started_mid_job_plays_to_the_end(
             )
         [result] = report["results"]
         print(result["starts"], result["time"], result["ms"], result["issues"])
-        print("RESPONSES", [(r["file"], r["status"]) for r in result["responses"]])
         assert held.released.is_set(), "the page never released the input"
         assert result["liveAtStart"] is True, result
         assert result["issues"] == [], result["issues"]
         assert set(result["starts"]) == {"video/mp4", "audio/mp4"}, result["starts"]
         assert all(abs(start) < 1 / 30 for start in result["starts"].values()), result["starts"]
         # To the end, which it only knew of once the job completed.
-        assert result["time"] >= CLIP - 0.1, result
-        assert result["liveAtEnd"] is False, result
+        state = {key: result[key] for key in ("time", "duration", "ended", "liveAtEnd", "ms")}
+        assert result["time"] >= CLIP - 0.1, state
+        assert result["liveAtEnd"] is False, state
         final = run_to_end(server, auth, job.id, timeout=60)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
     finally:

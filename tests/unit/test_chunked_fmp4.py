@@ -438,6 +438,11 @@ def test_the_live_mpd_waits_for_audio_and_never_shows_a_gap():
     other.renditions[0].init_sha256 = "cd" * 32
     texts, _ = live_manifests(ladder("dash"), [_piece(0), other], audio, has_audio=True, live=LIVE)
     assert len(_timelines(texts["manifest.mpd"])["v0"]) == 6
+    # Every piece done (the merge not yet): still dynamic, and it says where it ends.
+    ended = dataclasses.replace(LIVE, complete=True)
+    texts, _ = live_manifests(ladder("dash"), [_piece(0)], audio, has_audio=True, live=ended)
+    root = ElementTree.fromstring(texts["manifest.mpd"])
+    assert root.get("type") == "dynamic" and root.get("mediaPresentationDuration") == "PT12.000S"
     # Without audio, the first chunk is enough; an HLS output gets no MPD.
     texts, _ = live_manifests(ladder("dash"), [_piece(0)], None, has_audio=False, live=LIVE)
     assert list(texts) == ["manifest.mpd"]
