@@ -54,8 +54,8 @@ class LiveMpd:
     published: datetime
     delay_seconds: float
     # Every piece is done, the merge not yet: the MPD lists every segment and says where the
-    # presentation ends (mediaPresentationDuration), so that a player ends there as it would
-    # on the static MPD (dash.js otherwise stalled half a second before the end, 2 runs in 9).
+    # presentation ends (mediaPresentationDuration, which a dynamic MPD may carry), so that a
+    # player knows the end before the static MPD replaces this one.
     complete: bool = False
 
 
