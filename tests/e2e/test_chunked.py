@@ -18,13 +18,13 @@ from fractions import Fraction
 from pathlib import Path
 from xml.etree import ElementTree
 
-import httpx
 import m3u8
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
 from tests.http_origins import Origin, hold_on
+from tests.support import plain_http
 from tests.support.browser import require_browser
 from tests.support.cues import cue_times
 from tests.support.fmp4_boxes import fmp4_first_presentation, fmp4_timescale, fragment_span
@@ -290,14 +290,14 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
     # A player opens the playback URL and follows relative entries from there.
     base = live.outputs[0].playback_base_url
     assert live.outputs[0].playback_url == base + "master.m3u8"
-    answer = httpx.get(live.outputs[0].playback_url)
+    answer = plain_http.get(live.outputs[0].playback_url)
     # The playlists grow while the job runs: a CDN must revalidate them every time.
     assert answer.headers["cache-control"] == "no-cache"
     master = m3u8.loads(answer.text)
     assert live.status == job_pb2.JOB_STATUS_PROCESSING
     assert len(master.playlists) == 1
     for uri in [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]:
-        media = m3u8.loads(httpx.get(base + uri).text)
+        media = m3u8.loads(plain_http.get(base + uri).text)
         assert not media.is_endlist and media.playlist_type == "event"
         rendition = uri.rsplit("/", 1)[0]
         listed = [f"{rendition}/{segment.uri}" for segment in media.segments]
@@ -306,12 +306,12 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
         now = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         files = {f.path: f for f in now.outputs[0].files}
         assert listed and all(path in files for path in listed), (listed, sorted(files))
-        first = httpx.get(base + listed[0])
+        first = plain_http.get(base + listed[0])
         assert first.status_code == 200 and len(first.content) == files[listed[0]].size_bytes
         if segment_format == "fmp4":
             assert len(media.segment_map) == 1, uri
             init = f"{rendition}/{media.segment_map[0].uri}"
-            fetched = httpx.get(base + init)
+            fetched = plain_http.get(base + init)
             assert fetched.status_code == 200 and len(fetched.content) == files[init].size_bytes
         else:
             assert not media.segment_map
@@ -352,13 +352,13 @@ def test_the_short_first_chunk_is_live_before_the_later_chunks_finish(
         assert rows[1]["status"] == "LEASED"
         live = server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         base = live.outputs[0].playback_base_url
-        master = m3u8.loads(httpx.get(base + "master.m3u8").text)
+        master = m3u8.loads(plain_http.get(base + "master.m3u8").text)
         assert [p.uri for p in master.playlists] == ["v0/index.m3u8"]
-        media = m3u8.loads(httpx.get(base + "v0/index.m3u8").text)
+        media = m3u8.loads(plain_http.get(base + "v0/index.m3u8").text)
         assert media.playlist_type == "event" and not media.is_endlist
         # The first chunk's one 2 s segment, and none of the later chunks' (a gap would stall).
         assert [(s.uri, s.duration) for s in media.segments] == [("seg_00000.ts", 2.0)]
-        first = httpx.get(base + "v0/seg_00000.ts")
+        first = plain_http.get(base + "v0/seg_00000.ts")
         assert first.status_code == 200 and packets_in(first.content) == 60
         held.release()
         final = run_to_end(server, auth, job.id, timeout=120)
@@ -395,9 +395,9 @@ def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
         assert [r["status"] for r in audio] == ["LEASED"]  # it cannot end before the release
         live = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         base = live.outputs[0].playback_base_url
-        master = m3u8.loads(httpx.get(base + "master.m3u8").text)
+        master = m3u8.loads(plain_http.get(base + "master.m3u8").text)
         assert [m.uri for m in master.media] == ["audio/index.m3u8"]
-        media = m3u8.loads(httpx.get(base + "audio/index.m3u8").text)
+        media = m3u8.loads(plain_http.get(base + "audio/index.m3u8").text)
         assert media.playlist_type == "event" and not media.is_endlist
         names = [s.uri for s in media.segments]
         assert names and names == [f"seg_{n:05d}.ts" for n in range(len(names))]
@@ -406,7 +406,7 @@ def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
         now = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         sizes = {f.path: f.size_bytes for f in now.outputs[0].files}
         for name in names:
-            answer = httpx.get(base + "audio/" + name)
+            answer = plain_http.get(base + "audio/" + name)
             assert answer.status_code == 200 and len(answer.content) == sizes[f"audio/{name}"]
         held.release()
         final = run_to_end(server, auth, job.id, timeout=120)
