@@ -14,9 +14,9 @@ import grpc
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.storage.failures import StorageRefused, StorageUnavailable
 from common.storage.grants import TransferGrant, download_with_grants, upload_with_grants
 from common.storage.origins import Origins
-from common.storage.s3_errors import StorageRefused, StorageUnavailable
 
 from ..heartbeat import TaskProgress
 from ..inputs import TaskInputs
