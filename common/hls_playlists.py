@@ -66,6 +66,14 @@ class Rendition:
         return round(sum(s.size_bytes for s in self.segments) * 8 / seconds) if seconds else 0
 
 
+def muxed_segment_path(segment_path: str) -> str:
+    """Where the merge of a chunked MPEG-TS ladder puts a video segment muxed with the audio
+    of its time span ("v0/seg_00004.ts" -> "v0/muxed_00004.ts"): a name of its own, since
+    segments are served as immutable and the video-only one was live under its name."""
+    folder, _, name = segment_path.rpartition("/")
+    return f"{folder}/{name.replace('seg_', 'muxed_', 1)}"
+
+
 def playlist_path(rendition: str) -> str:
     return f"{rendition}/{MEDIA_PLAYLIST_NAME}"
 

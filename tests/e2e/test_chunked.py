@@ -121,6 +121,14 @@ def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
         ).fetchall()
 
 
+def live_audio(folder: Path) -> set[str]:
+    """A chunked MPEG-TS ladder's audio rendition, which its final master does not name
+    (the variants carry the audio): its playlist, ended, and its segments."""
+    media = m3u8.load(str(folder / "audio" / "index.m3u8"))
+    assert media.is_endlist and media.playlist_type == "vod"
+    return {"audio/index.m3u8", *(f"audio/{segment.uri}" for segment in media.segments)}
+
+
 # --- tests ---------------------------------------------------------------------------------------
 
 
@@ -152,17 +160,38 @@ def test_chunked_hls_and_mp4_match_a_single_pass(chunk_cluster, auth, source60, 
     hls, mp4 = output_dir(cluster, final), cluster.storage_dir / final.id / final.outputs[1].id
     reference = single_pass(source60, hls_ladder(), tmp_path / "hls")
     stored = {p.relative_to(hls).as_posix() for p in hls.rglob("*") if p.is_file()}
-    assert stored == referenced_files(hls), "files that no playlist names, or missing ones"
+    # The final master names the variants alone, the audio muxed into their segments; the
+    # audio rendition stays, ended, for players that started on the live master.
+    assert stored == referenced_files(hls) | live_audio(hls), "files named nowhere, or missing"
     assert {f.path for f in final.outputs[0].files} == stored
+    assert not any(p.startswith("v") and "/seg_" in p for p in stored), "video-only segments"
+    audio_alone = audio_span(hls / "audio" / "index.m3u8")
     for variant in ("v0", "v1"):
-        chunked = video_facts(hls / variant / "index.m3u8", frame)
+        playlist = hls / variant / "index.m3u8"
+        chunked = video_facts(playlist, frame)
         single = video_facts(reference / variant / "index.m3u8", frame)
         assert chunked[0] == single[0] == 1800
         assert abs(chunked[1] - single[1]) <= frame
-        audio_start, audio_end = audio_span(hls / "audio" / "index.m3u8")
+        # Every audio packet of the audio piece, in order, muxed in: together at both ends,
+        # decode times rising across every join.
+        assert audio_span(playlist) == audio_alone
+        audio_start, audio_end = audio_alone
         assert abs(audio_start - chunked[2]) <= frame and abs(audio_end - chunked[3]) <= frame
-    master = (hls / "master.m3u8").read_text()
-    assert "CODECS=" in master and "AVERAGE-BANDWIDTH=" in master
+        audio_dts = [p[1] for p in packets(playlist, "a")]
+        assert all(b > a for a, b in itertools.pairwise(audio_dts)), variant
+        assert len(audio_dts) == len(packets(hls / "audio" / "index.m3u8", "a"))
+        for segment in m3u8.load(str(playlist)).segments:
+            assert segment.uri.startswith("muxed_"), segment.uri
+            media = hls / variant / segment.uri
+            video, audio = packets(media, "v"), packets(media, "a")
+            # Each segment holds the audio of its own span, starting within a frame of its
+            # first picture.
+            assert audio and abs(audio[0][0] - video[0][0]) <= frame, (variant, segment.uri)
+    master = m3u8.load(str(hls / "master.m3u8"))
+    assert not master.media, "an audio rendition in the final master"
+    for variant in master.playlists:
+        assert variant.stream_info.codecs.endswith(",mp4a.40.2"), variant.stream_info.codecs
+        assert variant.stream_info.average_bandwidth > 0
 
     # MP4: one file, joined by stream copy, the audio muxed in.
     assert [f.path for f in final.outputs[1].files] == ["output.mp4"]
@@ -409,8 +438,9 @@ def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
 @pytest.mark.slow
 def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, tmp_path):
     """hls.js in headless Chromium plays a chunked TS ladder (video without B-frames in every
-    chunk, the audio a separate rendition) from its playback URL, across the join at 2 s
-    (the end of the short first chunk)."""
+    chunk, the audio muxed into every variant by the merge, as one pass does) from its
+    playback URL, across the join at 2 s (the end of the short first chunk), without an
+    error or a warning."""
     require_browser("player")
     cluster, server = chunk_cluster
     job = create_job(server, auth, f"file://{source60}", outputs=[hls_ladder()])
@@ -419,7 +449,7 @@ def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, t
     folder = output_dir(cluster, final)
     for variant in ("v0", "v1"):
         # No B-frames: every frame's decode time is its presentation time.
-        first = folder / variant / "seg_00001.ts"
+        first = folder / variant / "muxed_00001.ts"
         timing = subprocess.run(
             [
                 *("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries"),
@@ -453,21 +483,13 @@ def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, t
         )
     [entry] = report["results"]
     print(entry["starts"], entry["time"], entry["issues"])
-    # Played past the join, audio and video starting together at 0.
+    # Played past the join, audio and video starting together at 0, with nothing to say.
     assert entry["time"] >= 4.0, entry
     assert entry["starts"] == {"video/mp4": 0, "audio/mp4": 0}, entry["starts"]
-    # What hls.js 1.7 says of any separate TS audio rendition (docs/audio-tracks.md): its
-    # first segment appended "without buffered range growth", a non-fatal error it plays on
-    # from. Nothing else, and nothing at a join.
-    issues = [(issue["kind"], issue["detail"]) for issue in entry["issues"]]
-    assert issues == [
-        (
-            "warn",
-            "[buffer-controller]: Fragment 0 of audio playlist 0 appended 1 time without "
-            "buffered range growth",
-        ),
-        ("ERROR", "mediaError bufferAppendNoProgress"),
-    ], issues
+    assert entry["issues"] == [], entry["issues"]
+    # The muxed segments only: the final master names no audio rendition.
+    fetched = {response["file"].rsplit("/", 1)[-1] for response in entry["responses"]}
+    assert "index.m3u8" in fetched and not any(name.startswith("seg_") for name in fetched)
 
 
 def packets_in(segment: bytes) -> int:
@@ -538,7 +560,7 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
     assert len(rerun) == 1 and rerun[0]["kind"] == "CHUNK" and rerun[0]["id"] in held
     folder = output_dir(cluster, final)
     stored = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert stored == referenced_files(folder)
+    assert stored == referenced_files(folder) | live_audio(folder)
 
 
 def _chunk_ffmpegs(cluster) -> list[int]:

@@ -163,8 +163,12 @@ def write_hls_playlists(
     *,
     segment_seconds: float,
     ended: bool = True,
+    audio_in_variants: bool = False,
 ) -> list[Path]:
-    """The media playlists and the master over the segments; returns the files written."""
+    """The media playlists and the master over the segments; returns the files written (the
+    master first). `audio_in_variants`: the video segments carry the audio (chunked MPEG-TS
+    after the merge's remux), so the master names no audio rendition; the audio's own
+    playlist is still written, ended, for players that started on the live master."""
     written = []
     for rendition in [*video, *([audio] if audio else [])]:
         path = out_dir / playlist_path(rendition.name)
@@ -180,7 +184,7 @@ def write_hls_playlists(
         )
         written.append(path)
     master = out_dir / MASTER_NAME
-    master.write_text(master_playlist(video, audio), "utf-8")
+    master.write_text(master_playlist(video, None if audio_in_variants else audio), "utf-8")
     return [master, *written]
 
 
