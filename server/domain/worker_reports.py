@@ -439,7 +439,7 @@ def merge_problems(
     plan: worker_service_pb2.MergePlan,
 ) -> list[str]:
     """A MERGE result names the output's final files: for HLS every segment the pieces made
-    (MPEG-TS with audio: each video segment's muxed copy instead) plus the playlists, for a
+    (MPEG-TS with audio: and each video segment's muxed copy) plus the playlists, for a
     progressive output the one joined file."""
     reported = {file.path for file in result.files}
     if result.HasField("loudness") and (
@@ -450,10 +450,9 @@ def merge_problems(
         pieces = [*plan.chunks, *([plan.audio] if plan.has_audio else [])]
         made = {file.path for piece in pieces for file in piece.files}
         if plan.has_audio and muxes_audio_into_variants(spec):
-            # The chunks' video segments, each replaced by its copy with the audio muxed in
-            # (the audio's own segments stay, for players that started on the live ones).
-            video = {file.path for chunk in plan.chunks for file in chunk.files}
-            made = (made - video) | {muxed_segment_path(path) for path in video}
+            # And each chunk's video segment with the audio muxed in (the pieces' own
+            # segments stay, for players that started on the live playlists).
+            made |= {muxed_segment_path(f.path) for chunk in plan.chunks for f in chunk.files}
         if missing := sorted(made - reported):
             return [f"the merge left out {len(missing)} segments, e.g. {missing[0]!r}"]
         extra = reported - made

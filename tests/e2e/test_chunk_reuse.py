@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import sqlite3
 import subprocess
 import time
@@ -21,6 +22,7 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.hls_playlists import muxed_segment_path
 from tests.conftest import make_clip
 from tests.support.fmp4_boxes import fmp4_timescale, fragment_span
 from tests.support.manifests import hls_renditions, mpd_renditions
@@ -151,6 +153,20 @@ def stored_segments(folder: Path) -> dict[str, tuple[str, int]]:
     }
 
 
+def video_packets(segment: Path) -> list[dict]:
+    """Each video packet of an MPEG-TS segment: its timestamps, flags and bytes' digest."""
+    shown = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-select_streams", "v", "-show_data_hash", "SHA256"),
+            *("-show_entries", "packet=pts,dts,flags,data_hash", "-of", "json", str(segment)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(shown)["packets"]
+
+
 def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Job:
     """A job whose audio and first chunks a real worker encodes, and whose last chunks fail
     (the played worker holds them, then reports an encoder error): FAILED."""
@@ -213,6 +229,9 @@ def retried(reuse_cluster, org_auth, source12):
     failed = fail_last_chunks(cluster, server, org_auth, source12, outputs)
     hls, mp4, cmaf = (cluster.storage_dir / failed.id / output.id for output in failed.outputs)
     before = stored_segments(hls)
+    # The HLS merge copies the video segments with the audio muxed in: their video packets
+    # are compared with these bytes.
+    video_only = {path: (hls / path).read_bytes() for path in before if path.startswith("v0/")}
     with (mp4 / "chunks" / "chunk_00000.mp4").open("ab") as tampered:
         tampered.write(b"\0" * 16)
     before_cmaf = stored_segments(cmaf)
@@ -220,12 +239,12 @@ def retried(reuse_cluster, org_auth, source12):
     assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
     # Watch's output events carry it too.
     assert {"chunks reused: 2 of 3", "chunks reused: 1 of 3"} <= set(watched_notes)
-    return before, done, before_cmaf
+    return before, done, before_cmaf, video_only
 
 
 def test_retry_encodes_only_the_failed_chunk(reuse_cluster, org_key, retried, source12, tmp_path):
     cluster, server = reuse_cluster
-    before, done, _ = retried
+    before, done, _, video_only = retried
     output = done.outputs[0]
     # The first two chunks' segments (2 of 2 s each) were stored; not the last's.
     assert len([p for p in before if p.startswith("v0/")]) == 4
@@ -254,13 +273,23 @@ def test_retry_encodes_only_the_failed_chunk(reuse_cluster, org_key, retried, so
     ).stdout
     assert "note: chunks reused: 2 of 3" in shown, shown
 
-    # The kept segments are the same files, never written again; the output plays whole.
+    # The kept segments are the same files, never written again; the kept chunks' video is
+    # in the merge's muxed segments packet for packet. The output plays whole.
     folder = cluster.storage_dir / done.id / output.id
     after = stored_segments(folder)
     assert {path: after[path] for path in before} == before
-    assert len(after) > len(before)
+    assert sorted(video_only) == [f"v0/seg_0000{n}.ts" for n in range(4)]
+    for path, data in video_only.items():
+        kept = tmp_path / path.replace("/", "-")
+        kept.write_bytes(data)
+        muxed = folder / muxed_segment_path(path)
+        expected = video_packets(kept)
+        assert len(expected) == 60 and video_packets(muxed) == expected, path
+    assert sorted(p for p in after if p.startswith("v0/muxed")) == [
+        f"v0/muxed_0000{n}.ts" for n in range(6)
+    ]
     reference = single_pass(source12, hls_spec(), tmp_path / "single")
-    chunked = video_facts(folder / "v0" / "index.m3u8", FRAME)
+    chunked = video_facts(folder / "v0" / "muxed.m3u8", FRAME)
     single = video_facts(reference / "v0" / "index.m3u8", FRAME)
     assert chunked[0] == single[0] == 360
     assert abs(chunked[1] - single[1]) <= FRAME
@@ -269,7 +298,7 @@ def test_retry_encodes_only_the_failed_chunk(reuse_cluster, org_key, retried, so
 def test_a_changed_chunk_file_is_encoded_again(reuse_cluster, retried, source12, tmp_path):
     """The MP4's first chunk file grew after it was recorded: it is not trusted."""
     cluster, _ = reuse_cluster
-    _, done, _ = retried
+    _, done, _, _ = retried
     output = done.outputs[1]
     chunks = retried_chunks(cluster, done.id, output.id)
     assert sorted(r["chunk_index"] for r in chunks if r["reused_from"] is None) == [0, 2]
@@ -284,7 +313,7 @@ def test_a_cmaf_retry_keeps_the_first_chunks_and_their_init(reuse_cluster, retri
     the last chunk only; the kept chunks' segments and the init segments are the same files,
     and both manifests (the HLS playlists and the MPD) name every stored file."""
     cluster, _ = reuse_cluster
-    _, done, before = retried
+    _, done, before, _ = retried
     output = done.outputs[2]
     chunks = retried_chunks(cluster, done.id, output.id)
     assert [r["chunk_index"] for r in chunks if r["reused_from"] is None] == [CHUNKS - 1]

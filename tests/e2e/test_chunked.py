@@ -13,6 +13,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.support.cues import cue_times
 from tests.support.fmp4_boxes import fmp4_first_presentation, fmp4_timescale, fragment_span
 from tests.support.manifests import Renditions, hls_renditions, mpd_renditions, referenced_files
 from tests.support.media_facts import audio_span, packets, single_pass, video_facts
-from tests.support.players import other_origin_site, play_cases
+from tests.support.players import other_origin_site, play_cases, recording_relay
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
 from .cluster import LOOPBACK_INPUTS, running_cluster
@@ -121,12 +122,17 @@ def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
         ).fetchall()
 
 
-def live_audio(folder: Path) -> set[str]:
-    """A chunked MPEG-TS ladder's audio rendition, which its final master does not name
-    (the variants carry the audio): its playlist, ended, and its segments."""
-    media = m3u8.load(str(folder / "audio" / "index.m3u8"))
-    assert media.is_endlist and media.playlist_type == "vod"
-    return {"audio/index.m3u8", *(f"audio/{segment.uri}" for segment in media.segments)}
+def live_view(folder: Path) -> set[str]:
+    """What a chunked MPEG-TS ladder with audio keeps for players that started on its live
+    master, which its final master does not name (its variants' playlists are muxed.m3u8,
+    the audio in their segments): each rendition's index.m3u8, ended, and its segments."""
+    names = set()
+    for rendition in sorted(p.parent.name for p in folder.glob("*/index.m3u8")):
+        media = m3u8.load(str(folder / rendition / "index.m3u8"))
+        assert media.is_endlist and media.playlist_type == "vod", rendition
+        names |= {f"{rendition}/index.m3u8", *(f"{rendition}/{s.uri}" for s in media.segments)}
+    assert "audio/index.m3u8" in names
+    return names
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -161,37 +167,39 @@ def test_chunked_hls_and_mp4_match_a_single_pass(chunk_cluster, auth, source60, 
     reference = single_pass(source60, hls_ladder(), tmp_path / "hls")
     stored = {p.relative_to(hls).as_posix() for p in hls.rglob("*") if p.is_file()}
     # The final master names the variants alone, the audio muxed into their segments; the
-    # audio rendition stays, ended, for players that started on the live master.
-    assert stored == referenced_files(hls) | live_audio(hls), "files named nowhere, or missing"
+    # live playlists stay, ended, for players that started on the live master.
+    assert stored == referenced_files(hls) | live_view(hls), "files named nowhere, or missing"
     assert {f.path for f in final.outputs[0].files} == stored
-    assert not any(p.startswith("v") and "/seg_" in p for p in stored), "video-only segments"
+    master = m3u8.load(str(hls / "master.m3u8"))
+    assert not master.media, "an audio rendition in the final master"
+    assert [p.uri for p in master.playlists] == ["v0/muxed.m3u8", "v1/muxed.m3u8"]
     audio_alone = audio_span(hls / "audio" / "index.m3u8")
-    for variant in ("v0", "v1"):
-        playlist = hls / variant / "index.m3u8"
+    for variant in master.playlists:
+        assert variant.stream_info.codecs.endswith(",mp4a.40.2"), variant.stream_info.codecs
+        assert variant.stream_info.average_bandwidth > 0
+        name = variant.uri.split("/")[0]
+        playlist = hls / variant.uri
         chunked = video_facts(playlist, frame)
-        single = video_facts(reference / variant / "index.m3u8", frame)
+        single = video_facts(reference / name / "index.m3u8", frame)
         assert chunked[0] == single[0] == 1800
         assert abs(chunked[1] - single[1]) <= frame
+        # The live playlist's video-only segments hold the very same frames.
+        assert video_facts(hls / name / "index.m3u8", frame) == chunked
         # Every audio packet of the audio piece, in order, muxed in: together at both ends,
         # decode times rising across every join.
         assert audio_span(playlist) == audio_alone
         audio_start, audio_end = audio_alone
         assert abs(audio_start - chunked[2]) <= frame and abs(audio_end - chunked[3]) <= frame
         audio_dts = [p[1] for p in packets(playlist, "a")]
-        assert all(b > a for a, b in itertools.pairwise(audio_dts)), variant
+        assert all(b > a for a, b in itertools.pairwise(audio_dts)), name
         assert len(audio_dts) == len(packets(hls / "audio" / "index.m3u8", "a"))
         for segment in m3u8.load(str(playlist)).segments:
             assert segment.uri.startswith("muxed_"), segment.uri
-            media = hls / variant / segment.uri
+            media = hls / name / segment.uri
             video, audio = packets(media, "v"), packets(media, "a")
             # Each segment holds the audio of its own span, starting within a frame of its
             # first picture.
-            assert audio and abs(audio[0][0] - video[0][0]) <= frame, (variant, segment.uri)
-    master = m3u8.load(str(hls / "master.m3u8"))
-    assert not master.media, "an audio rendition in the final master"
-    for variant in master.playlists:
-        assert variant.stream_info.codecs.endswith(",mp4a.40.2"), variant.stream_info.codecs
-        assert variant.stream_info.average_bandwidth > 0
+            assert audio and abs(audio[0][0] - video[0][0]) <= frame, (name, segment.uri)
 
     # MP4: one file, joined by stream copy, the audio muxed in.
     assert [f.path for f in final.outputs[1].files] == ["output.mp4"]
@@ -489,7 +497,76 @@ def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, t
     assert entry["issues"] == [], entry["issues"]
     # The muxed segments only: the final master names no audio rendition.
     fetched = {response["file"].rsplit("/", 1)[-1] for response in entry["responses"]}
-    assert "index.m3u8" in fetched and not any(name.startswith("seg_") for name in fetched)
+    assert "muxed.m3u8" in fetched and not any(name.startswith("seg_") for name in fetched)
+
+
+@pytest.mark.slow
+def test_hls_js_started_mid_job_plays_through_the_merge(chunk_cluster, auth, media_root, tmp_path):
+    """A player that started on the live master (video-only segments, the separate audio
+    rendition) while chunks ran: the merge ends the live playlists over the same segments
+    (hls.js 1.7 fails fatally on a live playlist whose segment at a media sequence number
+    changes its URI) and names the muxed ones in new playlists, so it plays on through the
+    end of the output; a player starting after the merge gets the muxed ones."""
+    require_browser("player")
+    _, server = chunk_cluster
+    source = make_clip(media_root / "chunk16_160x90.mp4", seconds=16, size="160x90")
+    origin = Origin()
+    # Held from 40 % of the file on: the first chunk (0-2 s) and the audio's first segments
+    # are made, the second chunk (2-14 s) and the rest of the audio wait for the release.
+    held = hold_on(origin, source.read_bytes())
+    held.hold_at = 0.4
+    result: dict = {}
+    try:
+        spec = hls_ladder()
+        del spec.video[0]
+        job = create_job(server, auth, held.url, outputs=[spec])
+        stub = server.job_stub()
+
+        def live() -> job_pb2.Job | None:
+            current = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+            return current if "master.m3u8" in {f.path for f in current.outputs[0].files} else None
+
+        wait_until(lambda: live() is not None, timeout=90)
+        playing = live()
+        assert playing is not None and playing.status == job_pb2.JOB_STATUS_PROCESSING
+        with (
+            recording_relay(server.http_url) as (relay, seen),
+            other_origin_site(tmp_path / "site") as site,
+        ):
+            url = playing.outputs[0].playback_url.replace(server.http_url, relay)
+            case = {"name": "mid-job", "player": "hls", "url": url}
+            config = {
+                "kiln": relay,
+                # The whole output, in real time: through the merge's switch to its end.
+                "playSeconds": 15.9,
+                "reachSeconds": 120,
+                "cases": [case],
+            }
+
+            def play() -> None:
+                result.update(play_cases(config, tmp_path / "cases.json", site, timeout=240))
+
+            player = threading.Thread(target=play)
+            player.start()
+            # Released once the player has the live playlists and the first chunk's segment.
+            wait_until(lambda: any(p.endswith("/v0/seg_00000.ts") for p in seen), timeout=120)
+            still = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+            assert still.status == job_pb2.JOB_STATUS_PROCESSING
+            held.release()
+            final = run_to_end(server, auth, job.id, timeout=120)
+            assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+            player.join(timeout=300)
+            assert not player.is_alive()
+    finally:
+        held.release()
+        origin.close()
+    [entry] = result["results"]
+    print(entry["time"], entry["ended"], entry["issues"], [p.rsplit("/", 1)[-1] for p in seen])
+    assert entry["ended"] or entry["time"] >= 15.9, entry
+    assert not [issue for issue in entry["issues"] if "fatal" in issue["kind"]], entry["issues"]
+    # On the live segments from start to end: the last one is the last chunk's.
+    names = [path.rsplit("/", 1)[-1] for path in seen]
+    assert "seg_00007.ts" in names and not any(n.startswith("muxed") for n in names), names
 
 
 def packets_in(segment: bytes) -> int:
@@ -560,7 +637,7 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
     assert len(rerun) == 1 and rerun[0]["kind"] == "CHUNK" and rerun[0]["id"] in held
     folder = output_dir(cluster, final)
     stored = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert stored == referenced_files(folder) | live_audio(folder)
+    assert stored == referenced_files(folder) | live_view(folder)
 
 
 def _chunk_ffmpegs(cluster) -> list[int]:

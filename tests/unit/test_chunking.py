@@ -202,34 +202,29 @@ def test_progressive_pieces_write_one_named_file():
 
 
 def test_a_ts_merge_with_audio_reports_muxed_copies_of_the_video_segments():
-    """MPEG-TS HLS with audio: each chunk's video segment is replaced by its muxed copy; the
-    audio's segments stay (players that started on the live playlists still read them)."""
+    """MPEG-TS HLS with audio: each chunk's video segment gets its copy with the audio muxed
+    in; the pieces' own segments stay (players that started on the live playlists read them
+    to the end)."""
     video = wpb.ChunkResult(files=[job_pb2.OutputFile(path="v0/seg_00000.ts", size_bytes=5)])
     audio = wpb.ChunkResult(files=[job_pb2.OutputFile(path="audio/seg_00000.ts", size_bytes=5)])
     plan = wpb.MergePlan(chunks=[video], audio=audio, has_audio=True)
     master = job_pb2.OutputFile(path="master.m3u8", size_bytes=5)
     muxed = job_pb2.OutputFile(path="v0/muxed_00000.ts", size_bytes=9)
-    assert (
-        reports.merge_problems(
-            wpb.TranscodeResult(files=[master, muxed, *audio.files]), hls(), plan
-        )
-        == []
-    )
-    # The video-only segment instead of its muxed copy; the audio left out.
-    assert (
-        "left out"
-        in reports.merge_problems(
-            wpb.TranscodeResult(files=[master, *video.files, *audio.files]), hls(), plan
-        )[0]
-    )
-    assert (
-        "left out"
-        in reports.merge_problems(wpb.TranscodeResult(files=[master, muxed]), hls(), plan)[0]
-    )
+    pieces = [*video.files, *audio.files]
+    result = wpb.TranscodeResult(files=[master, muxed, *pieces])
+    assert reports.merge_problems(result, hls(), plan) == []
+    # The muxed copy left out; a piece's segment left out.
+    without_muxed = wpb.TranscodeResult(files=[master, *pieces])
+    assert "left out" in reports.merge_problems(without_muxed, hls(), plan)[0]
+    without_audio = wpb.TranscodeResult(files=[master, muxed, *video.files])
+    assert "left out" in reports.merge_problems(without_audio, hls(), plan)[0]
     # A muxed segment no chunk's video stands for.
     foreign = job_pb2.OutputFile(path="v0/muxed_00001.ts", size_bytes=9)
+    assert reports.merge_problems(wpb.TranscodeResult(files=[*result.files, foreign]), hls(), plan)
+    # Without audio nothing is muxed: a muxed segment is foreign there.
+    silent = wpb.MergePlan(chunks=[video])
     assert reports.merge_problems(
-        wpb.TranscodeResult(files=[master, muxed, foreign, *audio.files]), hls(), plan
+        wpb.TranscodeResult(files=[master, muxed, *video.files]), hls(), silent
     )
     # fMP4 HLS keeps the chunks' segments as they are.
     fmp4_plan = wpb.MergePlan(

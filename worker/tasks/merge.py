@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
 from pathlib import Path
 
 from kiln.v1 import job_pb2
@@ -77,13 +76,11 @@ async def _write_playlists(
     spec = run.task.output_spec
     segment_seconds = spec.segments.duration_seconds or 6.0
     variants = list(joined.values())
-    kept = [file for piece in pieces for file in piece.files]
-    muxed: list[job_pb2.OutputFile] = []
+    muxed: list[Rendition] = []
+    muxed_files: list[job_pb2.OutputFile] = []
     if audio is not None and muxes_audio_into_variants(spec):
-        # Stored before any playlist names them: a player on the live playlists may reload
-        # them at any time.
-        variants, muxed = await _mux_audio_into_variants(run, variants, audio)
-        kept = list(merge.audio.files)
+        # Stored before any playlist names them.
+        muxed, muxed_files = await _mux_audio_into_variants(run, variants, audio)
     written: list[Path] = []
     if spec.type in (job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF):
         manifest = out_dir / MPD_NAME
@@ -96,26 +93,24 @@ async def _write_playlists(
             variants,
             audio,
             segment_seconds=segment_seconds,
-            audio_in_variants=bool(muxed),
+            muxed=muxed,
         )
     if text_tracks:
         # MPEG-TS HLS only: outputs in fMP4 with text tracks are not chunked (chunk_plan).
         # Cut like the first variant's segments, mapped to its first picture's timestamp
         # (the chunks' lead plus the MPEG-TS muxer's delay), read from its first segment.
-        first = variants[0].segments[0].path
+        first = (muxed or variants)[0].segments[0].path
         fetched = await _fetch_pieces(run, [first], run.scratch / "text-timing")
         await name_hls_text_renditions(
             written[0],
             text_tracks,
-            [segment.duration_seconds for segment in variants[0].segments],
+            [segment.duration_seconds for segment in (muxed or variants)[0].segments],
             await first_timestamp(None, fetched[first]),
         )
-    files = muxed + await describe_folder(out_dir)
-    # The segments are where the pieces (or the remux) stored them; the result lists them too.
-    files += kept
+    files = muxed_files + await describe_folder(out_dir)
+    # The segments are where the pieces (and the remux) stored them; the result lists them.
+    files += [file for piece in pieces for file in piece.files]
     await run.store(out_dir, files, replace=False)
-    if muxed:
-        await _remove_video_only_segments(run, joined.values())
     return files
 
 
@@ -176,17 +171,6 @@ async def _mux_audio_into_variants(
         for variant in variants
     ]
     return muxed, files
-
-
-async def _remove_video_only_segments(run: TaskRun, variants: Iterable[Rendition]) -> None:
-    """The chunks' video-only segments, which nothing names once the final playlists are
-    stored. On an organization's origin the server removes them when it accepts the result
-    (what a merge does not report is stale there); the worker cannot delete there."""
-    if run.task.storage_grants:
-        return
-    stale = [segment.path for variant in variants for segment in variant.segments]
-    backend = run.origins.backend(run.task.output_origin)
-    await asyncio.to_thread(backend.delete_files, run.task.output_prefix, stale)
 
 
 async def _fetch_pieces(run: TaskRun, wanted: list[str], work: Path) -> dict[str, Path]:
