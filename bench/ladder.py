@@ -236,6 +236,10 @@ class Kiln:
             if event.HasField("progress"):
                 stage = job_pb2.JobStage.Name(event.progress.stage)
                 seen.setdefault(stage, time.perf_counter() - start)
+                # The stage's change alone is no progress event: the encode's end is the
+                # first report of 100 % (made at ffmpeg's `progress=end`).
+                if event.progress.progress >= 99.5:
+                    seen.setdefault("encoded", time.perf_counter() - start)
             if event.HasField("completed"):
                 elapsed = time.perf_counter() - start
                 self.phases.append(phases(seen, elapsed))
@@ -259,11 +263,12 @@ PHASES = ("before the encode", "encode", "after the encode")
 
 def phases(seen: dict[str, float], elapsed: float) -> dict[str, float]:
     """A kiln run's wall time in three: Create to the first transcoding report (the probe
-    task, two dispatches, reading the input), to the first packaging report (the encode), and
-    to `completed` (finalize, the read-backs, describe, store, the result's report)."""
+    task, two dispatches, reading the input), to the first report of 100 % (the encode), and
+    to `completed` (finalize, the read-backs, describe, store, the result's report). Reports
+    come every KILN_PROGRESS_INTERVAL_SECONDS (0.5 s): each boundary is late by up to that."""
     encoding = seen.get("JOB_STAGE_TRANSCODING", 0.0)
-    packaging = seen.get("JOB_STAGE_PACKAGING", seen.get("JOB_STAGE_UPLOADING", elapsed))
-    return dict(zip(PHASES, (encoding, packaging - encoding, elapsed - packaging), strict=True))
+    encoded = seen.get("encoded", seen.get("JOB_STAGE_PACKAGING", elapsed))
+    return dict(zip(PHASES, (encoding, encoded - encoding, elapsed - encoded), strict=True))
 
 
 RUNS = {
