@@ -236,9 +236,10 @@ class Kiln:
             if event.HasField("progress"):
                 stage = job_pb2.JobStage.Name(event.progress.stage)
                 seen.setdefault(stage, time.perf_counter() - start)
-                # The stage's change alone is no progress event: the encode's end is the
-                # first report of 100 % (made at ffmpeg's `progress=end`).
-                if event.progress.progress >= 99.5:
+                # The stage's change alone is no progress event, and a running job's progress
+                # stops at 99 % (server.jobs.tasks.RUNNING_PROGRESS_CAP): the encode's end is
+                # the first report at that cap (ffmpeg past 99 % of the clip).
+                if event.progress.progress >= 99.0:
                     seen.setdefault("encoded", time.perf_counter() - start)
             if event.HasField("completed"):
                 elapsed = time.perf_counter() - start
@@ -263,7 +264,7 @@ PHASES = ("before the encode", "encode", "after the encode")
 
 def phases(seen: dict[str, float], elapsed: float) -> dict[str, float]:
     """A kiln run's wall time in three: Create to the first transcoding report (the probe
-    task, two dispatches, reading the input), to the first report of 100 % (the encode), and
+    task, two dispatches, reading the input), to the first report of 99 % (the encode), and
     to `completed` (finalize, the read-backs, describe, store, the result's report). Reports
     come every KILN_PROGRESS_INTERVAL_SECONDS (0.5 s): each boundary is late by up to that."""
     encoding = seen.get("JOB_STAGE_TRANSCODING", 0.0)
