@@ -15,10 +15,14 @@ Wall time and CPU time (user + system): of the ffmpeg children for (b) and (c) (
 of the `kiln up` process with the children it reaped (ffmpeg, ffprobe) for (a), read from
 /proc/<pid>/stat before and after the job. On a shared machine the CPU figures are the steadier.
 Prints medians and the ratios kiln/raw (target <= 1.05) and three-process/kiln (target >= 1.3),
-and appends them to bench/RESULTS.md.
+and appends them to bench/RESULTS.md. For (a) it also splits the wall time where its watcher
+first saw each stage: before the encode (probe task, dispatch), the encode, and after it.
+With --baseline another checkout of kiln (say main's, before a change) runs as (a') in the
+same rounds, so a change is measured against what it replaces under the same load.
 
 Run: .venv/bin/python bench/ladder.py [--rounds 3] [--seconds 60] [--only kiln,raw]
      [--kiln-env KILN_PROGRESS_INTERVAL_SECONDS=1]  (settings for `kiln up`, repeatable)
+     [--baseline /path/to/another/checkout]
 """
 
 from __future__ import annotations
@@ -163,11 +167,18 @@ def free_port() -> int:
 class Kiln:
     """`kiln up` (server + one worker slot) in a scratch folder, on SQLite."""
 
-    def __init__(self, root: Path, media: Path, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        media: Path,
+        settings: dict[str, str] | None = None,
+        repo: Path = REPO,
+    ) -> None:
         self.http_port, self.grpc_port = free_port(), free_port()
         env = dict(os.environ)
         env.update(
-            PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'gen'}",
+            # Ahead of this checkout's editable install: `repo` may be another checkout.
+            PYTHONPATH=f"{repo}{os.pathsep}{repo / 'gen'}",
             KILN_DATA_DIR=str(root / "var"),
             KILN_INPUT_ROOTS=str(media),
             KILN_HTTP_PORT=str(self.http_port),
@@ -203,6 +214,7 @@ class Kiln:
         while not key_file.exists():
             time.sleep(0.1)
         self.own_cpu: list[float] = []
+        self.phases: list[dict[str, float]] = []
         self.auth = (("authorization", f"Bearer {key_file.read_text().strip()}"),)
         self.stub = job_service_pb2_grpc.JobServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
@@ -215,11 +227,23 @@ class Kiln:
             job_service_pb2.CreateRequest(input_url=f"file://{source}", outputs=[ladder_spec()]),
             metadata=self.auth,
         ).job
+        # When the watcher first saw each stage (progress is reported every 0.5 s by default,
+        # so each is late by up to that much): where the job's wall time goes.
+        seen: dict[str, float] = {}
         for event in self.stub.Watch(
             job_service_pb2.WatchRequest(id=job.id), metadata=self.auth, timeout=3600
         ):
+            if event.HasField("progress"):
+                stage = job_pb2.JobStage.Name(event.progress.stage)
+                seen.setdefault(stage, time.perf_counter() - start)
+                # The stage's change alone is no progress event, and a running job's progress
+                # stops at 99 % (server.jobs.tasks.RUNNING_PROGRESS_CAP): the encode's end is
+                # the first report at that cap (ffmpeg past 99 % of the clip).
+                if event.progress.progress >= 99.0:
+                    seen.setdefault("encoded", time.perf_counter() - start)
             if event.HasField("completed"):
                 elapsed = time.perf_counter() - start
+                self.phases.append(phases(seen, elapsed))
                 if event.completed.job.status != job_pb2.JOB_STATUS_COMPLETED:
                     raise RuntimeError(f"kiln job ended {event.completed.job}")
                 # The worker stores and reports before `completed`; its children are reaped.
@@ -235,8 +259,22 @@ class Kiln:
             self.process.wait(timeout=60)
 
 
+PHASES = ("before the encode", "encode", "after the encode")
+
+
+def phases(seen: dict[str, float], elapsed: float) -> dict[str, float]:
+    """A kiln run's wall time in three: Create to the first transcoding report (the probe
+    task, two dispatches, reading the input), to the first report of 99 % (the encode), and
+    to `completed` (finalize, the read-backs, describe, store, the result's report). Reports
+    come every KILN_PROGRESS_INTERVAL_SECONDS (0.5 s): each boundary is late by up to that."""
+    encoding = seen.get("JOB_STAGE_TRANSCODING", 0.0)
+    encoded = seen.get("encoded", seen.get("JOB_STAGE_PACKAGING", elapsed))
+    return dict(zip(PHASES, (encoding, encoded - encoding, elapsed - encoded), strict=True))
+
+
 RUNS = {
     "kiln": "(a) kiln, Create → completed",
+    "base": "(a') kiln at --baseline, Create → completed",
     "raw": "(b) raw FFmpeg, one process",
     "three": "(c) three FFmpeg processes",
 }
@@ -250,8 +288,17 @@ def main() -> None:
     parser.add_argument(
         "--kiln-env", action="append", default=[], help="KEY=VALUE for kiln up (repeatable)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of kiln (e.g. main's worktree) run as (a') in the same rounds",
+    )
     args = parser.parse_args()
     names = [name for name in RUNS if name in args.only.split(",")]
+    if args.baseline is not None and "base" not in names:
+        names.insert(1, "base")
+    if args.baseline is None and "base" in names:
+        parser.error("--only base needs --baseline")
 
     source = make_source(args.seconds)
     info = asyncio.run(probe(str(source)))
@@ -261,10 +308,17 @@ def main() -> None:
         root = Path(tmp)
         settings = dict(setting.split("=", 1) for setting in args.kiln_env)
         kiln = Kiln(root / "kiln", source.parent, settings)
+        base = (
+            Kiln(root / "base", source.parent, settings, args.baseline) if "base" in names else None
+        )
         try:
 
             def run_kiln() -> tuple[float, float]:
                 return kiln.run_ladder(source)
+
+            def run_base() -> tuple[float, float]:
+                assert base is not None
+                return base.run_ladder(source)
 
             def run_raw() -> tuple[float, float]:
                 out = root / "raw"
@@ -283,7 +337,7 @@ def main() -> None:
                 return wall, cpu
 
             print("raw command:", " ".join(raw_argv(source, info, root / "raw")), flush=True)
-            runs = {"kiln": run_kiln, "raw": run_raw, "three": run_three}
+            runs = {"kiln": run_kiln, "base": run_base, "raw": run_raw, "three": run_three}
             order = [(name, runs[name]) for name in names]
             for round_index in range(args.rounds):
                 shift = round_index % len(order)
@@ -296,23 +350,28 @@ def main() -> None:
                     )
         finally:
             kiln.stop()
+            if base is not None:
+                base.stop()
 
     medians = {
         name: tuple(statistics.median(run[i] for run in values) for i in (0, 1))
         for name, values in results.items()
     }
     ratios = []
-    if "kiln" in medians and "raw" in medians:
+    kilns = {"kiln": kiln, "base": base}
+    for name in ("kiln", "base"):
+        if name not in medians or "raw" not in medians:
+            continue
         # Paired: each round's kiln against that round's raw, then the median of the rounds.
         paired = [
             statistics.median(
-                k[i] / r[i] for k, r in zip(results["kiln"], results["raw"], strict=True)
+                k[i] / r[i] for k, r in zip(results[name], results["raw"], strict=True)
             )
             for i in (0, 1)
         ]
         ratios.append(
-            f"kiln/raw = {medians['kiln'][0] / medians['raw'][0]:.2f} wall, "
-            f"{medians['kiln'][1] / medians['raw'][1]:.2f} CPU "
+            f"{name}/raw = {medians[name][0] / medians['raw'][0]:.2f} wall, "
+            f"{medians[name][1] / medians['raw'][1]:.2f} CPU "
             f"(paired by round: {paired[0]:.2f} wall, {paired[1]:.2f} CPU)"
         )
     if "kiln" in medians and "three" in medians:
@@ -320,11 +379,23 @@ def main() -> None:
             f"three-process/kiln = {medians['three'][0] / medians['kiln'][0]:.2f} wall, "
             f"{medians['three'][1] / medians['kiln'][1]:.2f} CPU"
         )
-    if kiln.own_cpu:
+    for name, each in kilns.items():
+        if each is None or not each.own_cpu:
+            continue
         ratios.append(
-            "of kiln's CPU, its own Python (server and worker, not ffmpeg or ffprobe): median "
-            f"{statistics.median(kiln.own_cpu):.2f} s ("
-            + " / ".join(f"{value:.2f}" for value in kiln.own_cpu)
+            f"of {name}'s CPU, its own Python (server and worker, not ffmpeg or ffprobe): median "
+            f"{statistics.median(each.own_cpu):.2f} s ("
+            + " / ".join(f"{value:.2f}" for value in each.own_cpu)
+            + ")"
+        )
+        ratios.append(
+            f"{name}'s wall by phase, as its watcher saw the stages (medians, s): "
+            + ", ".join(
+                f"{phase} {statistics.median(run[phase] for run in each.phases):.2f}"
+                for phase in PHASES
+            )
+            + " (after the encode per round: "
+            + " / ".join(f"{run[PHASES[2]]:.2f}" for run in each.phases)
             + ")"
         )
     for name, (wall, cpu) in medians.items():
@@ -347,7 +418,9 @@ def record(args, medians, results, ratios) -> None:
         f"Source {args.seconds} s 1080p30 (~16 Mb/s, 2 s GOP, noise); HLS fMP4 ladder "
         "1080p/720p/480p, x264 veryfast, 6 s segments; "
         f"{args.rounds} interleaved rounds"
-        + (f"; kiln up with {', '.join(args.kiln_env)}." if args.kiln_env else "."),
+        + (f"; kiln up with {', '.join(args.kiln_env)}" if args.kiln_env else "")
+        + (f"; (a') is the checkout at {args.baseline}" if args.baseline else "")
+        + ".",
         "",
         "| run | median wall (s) | median CPU (s) | all runs: wall s (CPU s) |",
         "|---|---|---|---|",

@@ -9,7 +9,11 @@ bench/ladder.py's ladder, and prices each against the encode of the same round:
   finalize  finalize_output: playlists rewritten from the produced segments (ffprobe per
             rendition for CODECS, BANDWIDTH from the segment sizes);
   qc        check_output: the quality-control read-back (on by default; one ffmpeg process);
-  describe  describe_folder: an OutputFile per file (ffprobe for each init segment).
+  describe  describe_folder: an OutputFile per file (ffprobe for each init segment);
+  at once   the three as the transcode task runs them since 2026-12-07: finalize then describe,
+            beside the QC read-back (worker.media.together.both), timed as one step against
+            the sum of the three above. Run on the same output again (finalize rewrites the
+            master from the segments, which it leaves as they are; QC rewrites qc.json).
 Storing on local storage is a rename of the folder (not measured); dispatch of the two tasks is
 bench/dispatch_latency.py's (~20-30 ms each).
 
@@ -35,15 +39,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "gen")]
 
 from bench.ladder import ladder_spec, make_source  # noqa: E402
+from common.qc import QC_FILE_NAME  # noqa: E402
 from worker.media.commands import build_command  # noqa: E402
 from worker.media.ffmpeg import run_ffmpeg  # noqa: E402
 from worker.media.input_access import InputAccess  # noqa: E402
 from worker.media.packaging import finalize_output  # noqa: E402
 from worker.media.probe import probe  # noqa: E402
 from worker.media.qc import check_output  # noqa: E402
+from worker.media.together import both  # noqa: E402
 from worker.tasks.run import describe_folder  # noqa: E402
 
-STEPS = ("probe", "encode", "finalize", "qc", "describe")
+STEPS = ("probe", "encode", "finalize", "qc", "describe", "at once")
 
 
 def cpu_seconds() -> float:
@@ -86,12 +92,17 @@ async def one_round(source: Path, folder: Path) -> dict[str, tuple[float, float]
             cancel_event=asyncio.Event(),
         )
 
+    async def finalize_and_describe() -> None:
+        await finalize_output(spec, info, out_dir, plan)
+        await describe_folder(out_dir, leave_out=(QC_FILE_NAME,))
+
     steps: dict[str, Callable[[], Awaitable[object]]] = {
         "probe": lambda: probe(str(source)),
         "encode": encode,
         "finalize": lambda: finalize_output(spec, info, out_dir, plan),
         "qc": qc,
         "describe": lambda: describe_folder(out_dir),
+        "at once": lambda: both(finalize_and_describe(), qc()),
     }
     return {name: await measured(steps[name]) for name in STEPS}
 
@@ -113,6 +124,16 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}")
     print("| step | median wall (s) | median CPU (s) | wall / encode | CPU / encode |")
     print("|---|---|---|---|---|")
+    serial = [sum(r[n][0] for n in ("finalize", "qc", "describe")) for r in rounds]
+    at_once = [r["at once"][0] for r in rounds]
+    print(
+        "after the encode, wall: one after another (sum) "
+        + " / ".join(f"{w:.2f}" for w in serial)
+        + " s; at once "
+        + " / ".join(f"{w:.2f}" for w in at_once)
+        + " s; paired ratio median "
+        + f"{statistics.median(a / b for a, b in zip(at_once, serial, strict=True)):.2f}"
+    )
     for name in STEPS:
         # Each step against the encode of its own round (the load drifts between rounds).
         wall = statistics.median(r[name][0] for r in rounds)

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 MASTER_NAME = "master.m3u8"
 MEDIA_PLAYLIST_NAME = "index.m3u8"
+# A chunked MPEG-TS variant's final playlist, over its segments with the audio muxed in; its
+# index.m3u8 is the live one (video only), which players that started mid-job keep reading.
+MUXED_PLAYLIST_NAME = "muxed.m3u8"
 AUDIO_RENDITION = "audio"
 # ffmpeg's name for the group of the ladder's one audio rendition (single-pass outputs).
 AUDIO_GROUP_ID = "group_audio"
@@ -66,8 +69,17 @@ class Rendition:
         return round(sum(s.size_bytes for s in self.segments) * 8 / seconds) if seconds else 0
 
 
-def playlist_path(rendition: str) -> str:
-    return f"{rendition}/{MEDIA_PLAYLIST_NAME}"
+def muxed_segment_path(segment_path: str) -> str:
+    """Where the merge of a chunked MPEG-TS ladder puts a video segment muxed with the audio
+    of its time span ("v0/seg_00004.ts" -> "v0/muxed_00004.ts"): a name of its own, since
+    segments are served as immutable and the video-only one stays, named by the live
+    playlist (a player on it needs the same URI at every media sequence number)."""
+    folder, _, name = segment_path.rpartition("/")
+    return f"{folder}/{name.replace('seg_', 'muxed_', 1)}"
+
+
+def playlist_path(rendition: str, name: str = MEDIA_PLAYLIST_NAME) -> str:
+    return f"{rendition}/{name}"
 
 
 def media_playlist(
@@ -104,8 +116,14 @@ def media_playlist(
     return "\n".join(lines) + "\n"
 
 
-def master_playlist(variants: Sequence[Rendition], audio: Rendition | None) -> str:
-    """The multivariant playlist: every video rendition, and the one audio rendition group.
+def master_playlist(
+    variants: Sequence[Rendition],
+    audio: Rendition | None,
+    *,
+    variant_playlist: str = MEDIA_PLAYLIST_NAME,
+) -> str:
+    """The multivariant playlist: every video rendition (its playlist `variant_playlist` in
+    its folder), and the one audio rendition group.
 
     BANDWIDTH is the variant's peak segment bit rate plus the audio's (an upper bound, as
     peaks need not coincide), AVERAGE-BANDWIDTH the two averages summed: measured from the
@@ -131,5 +149,6 @@ def master_playlist(variants: Sequence[Rendition], audio: Rendition | None) -> s
             attributes.append(f"FRAME-RATE={variant.frame_rate:.3f}")
         if audio is not None:
             attributes.append(f'AUDIO="{AUDIO_GROUP_ID}"')
-        lines += ["#EXT-X-STREAM-INF:" + ",".join(attributes), playlist_path(variant.name)]
+        stream = "#EXT-X-STREAM-INF:" + ",".join(attributes)
+        lines += [stream, playlist_path(variant.name, variant_playlist)]
     return "\n".join(lines) + "\n"

@@ -56,3 +56,10 @@ def has_fmp4_segments(spec: job_pb2.OutputSpec) -> bool:
         spec.type == T.OUTPUT_TYPE_HLS
         and spec.hls.segment_format == job_pb2.HLS_SEGMENT_FORMAT_FMP4
     )
+
+
+def muxes_audio_into_variants(spec: job_pb2.OutputSpec) -> bool:
+    """A chunked output whose merge muxes its audio (when it has some) into every variant's
+    segments, as one pass does: MPEG-TS HLS. Its chunks are video only and its AUDIO piece a
+    separate rendition, which the live playlists name while the chunks run."""
+    return spec.type == T.OUTPUT_TYPE_HLS and not has_fmp4_segments(spec)

@@ -66,6 +66,15 @@ def create_postgres_database() -> str:
     return f"{_postgres_base()}/{name}"
 
 
+def migrated(database_url: str) -> str:
+    """`database_url`, its new empty database given the migrated schema (tests/support/
+    template_db.py: a copy, not the migrations run again)."""
+    from tests.support.template_db import make_migrated
+
+    make_migrated(database_url, POSTGRES_ADMIN)
+    return database_url
+
+
 def drop_postgres_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from common.storage.s3_errors import StorageRefused, StorageUnavailable, requests_failure_reason
+from common.storage.failures import StorageRefused, StorageUnavailable, requests_failure_reason
 
 DEFAULT_CONCURRENCY = 8
 # (connect, read): a read waits for the store's answer after the whole body went out, which

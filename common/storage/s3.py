@@ -27,6 +27,8 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from common.storage.failures import requests_failure_reason
+
 # One rule for object keys in every bucket backend (dot segments, empty segments, '?', '#',
 # control characters): presigned URLs meet the same HTTP normalisation as GCS's signed ones.
 from common.storage.gcs import _check_key as check_object_key
@@ -35,7 +37,6 @@ from common.storage.s3_errors import (
     OriginUnusable,
     StorageUnavailable,
     refused_deletes,
-    requests_failure_reason,
     status_of,
     transfer_error,
     unusable,

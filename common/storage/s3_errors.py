@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import requests
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -21,24 +20,29 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from common.storage.failures import (
+    OriginUnusable,
+    StorageRefused,
+    StorageUnavailable,
+    connection_failure,
+)
+
+__all__ = [
+    "OriginUnusable",
+    "StorageRefused",
+    "StorageUnavailable",
+    "refused_deletes",
+    "status_of",
+    "transfer_error",
+    "unusable",
+]
+
 # An S3 error code as it may appear in our messages; anything else the endpoint sends back is
 # replaced, so a hostile endpoint cannot write text of its choosing into our logs.
 _ERROR_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RETRYABLE_CODES = frozenset(
     {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
 )
-
-
-class OriginUnusable(Exception):
-    """The origin's bucket cannot be used with these keys; the message says which step failed."""
-
-
-class StorageUnavailable(Exception):
-    """The bucket did not answer usefully (unreachable, timed out, 5xx): worth trying again."""
-
-
-class StorageRefused(Exception):
-    """The bucket answered no (403, 404, a bad signature): trying again will not help."""
 
 
 def unusable(
@@ -101,31 +105,7 @@ def _reach_failure(error: BotoCoreError | ClientError) -> str | None:
     if isinstance(error, SSLError):
         return "TLS handshake failed"
     if isinstance(error, EndpointConnectionError):
-        return _connection_failure(str(error.kwargs.get("error", "")))
+        return connection_failure(str(error.kwargs.get("error", "")))
     if isinstance(error, BotoConnectionError | HTTPClientError | IncompleteReadError):
         return "connection lost"
     return None
-
-
-def _connection_failure(text: str) -> str:
-    lowered = text.lower()
-    if "refused" in lowered:
-        return "connection refused"
-    if "name or service not known" in lowered or "name resolution" in lowered:
-        return "host name not found"
-    if "unreachable" in lowered:
-        return "network unreachable"
-    return "connection failed"
-
-
-def requests_failure_reason(error: requests.RequestException) -> str:
-    """What kind of failure a requests exception is, without its text (which holds the URL)."""
-    if isinstance(error, requests.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(error, requests.Timeout):
-        return "no answer in time"
-    if isinstance(error, requests.exceptions.SSLError):
-        return "TLS handshake failed"
-    if isinstance(error, requests.ConnectionError):
-        return _connection_failure(str(error))
-    return type(error).__name__

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
 
-from common.output_types import ADAPTIVE, IMAGES, MAX_VARIANTS, has_fmp4_segments
+from common.hls_playlists import muxed_segment_path
+from common.output_types import (
+    ADAPTIVE,
+    IMAGES,
+    MAX_VARIANTS,
+    has_fmp4_segments,
+    muxes_audio_into_variants,
+)
 from common.storage.keys import safe_relative_path
 
 from . import fmp4_pieces
@@ -449,7 +456,8 @@ def merge_problems(
     plan: worker_service_pb2.MergePlan,
 ) -> list[str]:
     """A MERGE result names the output's final files: for HLS every segment the pieces made
-    plus the playlists, for a progressive output the one joined file."""
+    (MPEG-TS with audio: and each video segment's muxed copy) plus the playlists, for a
+    progressive output the one joined file."""
     reported = {file.path for file in result.files}
     if result.HasField("loudness") and (
         not plan.audio.HasField("loudness") or result.loudness != plan.audio.loudness
@@ -458,6 +466,10 @@ def merge_problems(
     if spec.type in ADAPTIVE:
         pieces = [*plan.chunks, *([plan.audio] if plan.has_audio else [])]
         made = {file.path for piece in pieces for file in piece.files}
+        if plan.has_audio and muxes_audio_into_variants(spec):
+            # And each chunk's video segment with the audio muxed in (the pieces' own
+            # segments stay, for players that started on the live playlists).
+            made |= {muxed_segment_path(f.path) for chunk in plan.chunks for f in chunk.files}
         if missing := sorted(made - reported):
             return [f"the merge left out {len(missing)} segments, e.g. {missing[0]!r}"]
         extra = reported - made

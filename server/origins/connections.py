@@ -10,13 +10,10 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
-from google.api_core import exceptions as google_exceptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage as gcs
 
 from common.storage import s3, s3_errors
 from common.storage.gcs import GcsStorage, client_from_environment
@@ -24,6 +21,12 @@ from common.storage.grants import TransferGrant
 from common.storage.media_types import mime_type_for
 
 from .kinds import HttpSettings, KindSettings, S3Settings
+
+if TYPE_CHECKING:
+    from google.cloud import storage as gcs
+
+# Google's libraries are imported where a GCS origin is used (as in common/storage/gcs.py):
+# a server with no GCS origin never pays for them.
 
 PROBE_TIMEOUT_SECONDS = (5.0, 10.0)
 
@@ -109,6 +112,8 @@ def grant_expiry(ttl_seconds: int) -> datetime:
 def _gcs_upload_grant(
     storage: GcsStorage, key: str, path: str, content_type: str, ttl_seconds: int
 ) -> TransferGrant:
+    from google.auth.credentials import AnonymousCredentials
+
     name = storage.object_name(key)
     credentials = storage.client._credentials
     if isinstance(credentials, AnonymousCredentials):
@@ -133,6 +138,7 @@ def _gcs_upload_grant(
 def _gcs_client(service_account_key_json: str) -> gcs.Client:
     if not service_account_key_json:
         return _server_gcs_client()
+    from google.cloud import storage as gcs
     from google.oauth2 import service_account
 
     info: dict[str, Any] = json.loads(service_account_key_json)
@@ -156,6 +162,8 @@ def _server_gcs_client() -> gcs.Client:
 
 
 def _check_gcs(storage: GcsStorage, bucket: str) -> None:
+    from google.api_core import exceptions as google_exceptions
+
     key = f".kiln-probe-{secrets.token_hex(8)}"
     body = secrets.token_bytes(32)
     blob = storage.bucket.blob(storage.object_name(key))

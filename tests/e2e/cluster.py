@@ -21,6 +21,7 @@ from kiln.v1 import job_service_pb2_grpc, origin_service_pb2_grpc
 
 from kiln_cli.keys import create_api_key
 from server.config import load_settings
+from tests.support import plain_http
 from tests.support.pubsub_audit import without_client_calls
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,7 +282,7 @@ def _wait_healthy(server: ServerProcess, timeout: float = 90.0) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log.read_text()}")
         try:
-            if httpx.get(f"{server.http_url}/healthz", timeout=1).status_code == 200:
+            if plain_http.get(f"{server.http_url}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import create_postgres_database, drop_postgres_database, make_clip
+from tests.conftest import create_postgres_database, drop_postgres_database, make_clip, migrated
 from tests.http_origins import HeldMedia, Origin, hold_on
 
 from .cluster import Cluster
@@ -35,12 +35,12 @@ def _clusters_of(item) -> list[Cluster]:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def backend_url(request, tmp_path_factory):
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kiln.db'}"
+        yield migrated(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kiln.db'}")
         return
     request.getfixturevalue("postgres_available")
     url = create_postgres_database()
     try:
-        yield url
+        yield migrated(url)
     finally:
         drop_postgres_database(url)
 
@@ -50,7 +50,7 @@ def sqlite_backend_url(tmp_path_factory):
     """For modules whose checks do not depend on the database kind (request screening at the
     edge, the worker's input policy, media output): they override `backend_url` with this
     one, which keeps `make test` under its time budget."""
-    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kiln.db'}"
+    return migrated(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kiln.db'}")
 
 
 @pytest.fixture(scope="module")

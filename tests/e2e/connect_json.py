@@ -6,7 +6,7 @@ import json
 import struct
 from collections.abc import Iterator
 
-import httpx
+from tests.support import plain_http
 
 END_STREAM_FLAG = 0x02
 
@@ -20,7 +20,7 @@ class ConnectJsonClient:
 
     def call_service(self, service: str, method: str, body: dict) -> dict:
         """A unary call that must succeed; returns the JSON answer."""
-        response = httpx.post(
+        response = plain_http.post(
             f"{self.base_url}/{service}/{method}",
             json=body,
             headers={**self.headers, "Content-Type": "application/json"},
@@ -30,7 +30,7 @@ class ConnectJsonClient:
         return response.json()
 
     def call(self, method: str, body: dict) -> tuple[int, dict]:
-        response = httpx.post(
+        response = plain_http.post(
             f"{self.base_url}/kiln.v1.JobService/{method}",
             json=body,
             headers={**self.headers, "Content-Type": "application/json"},
@@ -42,7 +42,7 @@ class ConnectJsonClient:
         """Server-streaming Watch: enveloped JSON frames; the end frame has flag 2."""
         payload = json.dumps(body).encode()
         envelope = struct.pack(">BI", 0, len(payload)) + payload
-        with httpx.stream(
+        with plain_http.stream(
             "POST",
             f"{self.base_url}/kiln.v1.JobService/Watch",
             content=envelope,

@@ -12,10 +12,10 @@ import subprocess
 from pathlib import Path
 
 import grpc
-import httpx
 from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
 
 from tests.media_probe import ffprobe, streams
+from tests.support import plain_http
 from tests.support.violations import violations_from_connect
 
 from .cluster import kiln_command
@@ -38,7 +38,7 @@ def video_md5(path: Path) -> str:
 
 def download(file: job_pb2.OutputFile, folder: Path, name: str) -> Path:
     target = folder / name
-    target.write_bytes(httpx.get(file.url, timeout=30).content)
+    target.write_bytes(plain_http.get(file.url, timeout=30).content)
     return target
 
 

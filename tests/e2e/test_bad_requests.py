@@ -7,10 +7,10 @@ import hmac
 import time
 
 import grpc
-import httpx
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
+from tests.support import plain_http
 from tests.support.violations import violations_from_connect, violations_from_grpc
 
 from .cluster import SIGNING_KEY
@@ -215,22 +215,22 @@ def test_cancel_of_terminal_job_is_failed_precondition(server, api_key, media_ro
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "COMPLETED" in caught.value.details()
     url = events[-1].completed.job.outputs[0].files[0].url
-    assert httpx.get(url, timeout=30).status_code == 200
+    assert plain_http.get(url, timeout=30).status_code == 200
 
     # A signed URL that was tampered with, or that expired, is refused.
     tampered = url.replace("sig=", "sig=0")
-    assert httpx.get(tampered, timeout=10).status_code == 403
+    assert plain_http.get(tampered, timeout=10).status_code == 403
     other_file = url.replace("output.mp4", "other.mp4")
-    assert httpx.get(other_file, timeout=10).status_code == 403
+    assert plain_http.get(other_file, timeout=10).status_code == 403
     key = f"{job.id}/{job.outputs[0].id}/output.mp4"
     expired_at = int(time.time()) - 5
     signature = hmac.new(
         SIGNING_KEY.encode(), f"{key}\n{expired_at}".encode(), hashlib.sha256
     ).hexdigest()
     expired = f"{server.http_url}/files/{key}?expires={expired_at}&sig={signature}"
-    assert httpx.get(expired, timeout=10).status_code == 403
+    assert plain_http.get(expired, timeout=10).status_code == 403
     escape = f"{server.http_url}/files/../../etc/passwd?expires={expired_at + 100}&sig=x"
-    assert httpx.get(escape, timeout=10).status_code in (403, 404)
+    assert plain_http.get(escape, timeout=10).status_code in (403, 404)
 
 
 def test_watch_after_unknown_sequence_is_invalid(server, api_key, media_root):
@@ -245,12 +245,12 @@ def test_watch_after_unknown_sequence_is_invalid(server, api_key, media_root):
 
 
 def test_server_still_serving_after_bad_input(server, api_key):
-    assert httpx.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
+    assert plain_http.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
     client = ConnectJsonClient(server.http_url, api_key)
     status, _ = client.call("List", {})
     assert status == 200
     # Garbage bodies are refused cleanly too.
-    response = httpx.post(
+    response = plain_http.post(
         f"{server.http_url}/kiln.v1.JobService/Create",
         content=b"{not json",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
@@ -261,4 +261,7 @@ def test_server_still_serving_after_bad_input(server, api_key):
 
 
 def test_unknown_service_path_is_404(server):
-    assert httpx.post(f"{server.http_url}/kiln.v1.Nope/Do", json={}, timeout=10).status_code == 404
+    assert (
+        plain_http.post(f"{server.http_url}/kiln.v1.Nope/Do", json={}, timeout=10).status_code
+        == 404
+    )

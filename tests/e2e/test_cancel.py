@@ -11,6 +11,12 @@ from kiln.v1 import job_pb2, job_service_pb2
 from tests.support.processes import ffmpeg_pids_writing_to, wait_until
 
 
+# What Cancel does to FFmpeg and the files does not depend on the database kind: one is enough.
+@pytest.fixture(scope="module")
+def backend_url(sqlite_backend_url):
+    return sqlite_backend_url
+
+
 @pytest.mark.slow
 def test_cancel_running_job_stops_ffmpeg_and_removes_partial_files(
     cluster, server, api_key, long_clip

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import json
 import sqlite3
 import subprocess
 import time
@@ -20,7 +22,10 @@ import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.hls_playlists import muxed_segment_path
 from tests.conftest import make_clip
+from tests.support.fmp4_boxes import fmp4_timescale, fragment_span
+from tests.support.manifests import hls_renditions, mpd_renditions
 from tests.support.media_facts import single_pass, video_facts
 from tests.support.played_worker import AUTH, TOKEN, PlayedWorker
 from tests.support.processes import wait_until
@@ -72,6 +77,14 @@ def hls_spec(bitrate_kbps: int = 0) -> job_pb2.OutputSpec:
         segments=job_pb2.SegmentSpec(duration_seconds=2),
         audio=CHEAP_AUDIO,
     )
+
+
+def cmaf_spec() -> job_pb2.OutputSpec:
+    """fMP4 segments behind both an HLS master and an MPD; one init segment per rendition,
+    stored by the first chunk only."""
+    spec = hls_spec()
+    spec.type = job_pb2.OUTPUT_TYPE_CMAF
+    return spec
 
 
 def mp4_spec() -> job_pb2.OutputSpec:
@@ -127,15 +140,31 @@ def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
 
 
 def stored_segments(folder: Path) -> dict[str, tuple[str, int]]:
-    """{path: (sha256, mtime in ns)} of every segment under an output's folder (the
-    playlists are the server's and the merge's to rewrite)."""
+    """{path: (sha256, mtime in ns)} of every segment under an output's folder, MPEG-TS or
+    fMP4 with its init segments (the playlists and the MPD are the server's and the merge's
+    to rewrite)."""
     return {
         p.relative_to(folder).as_posix(): (
             hashlib.sha256(p.read_bytes()).hexdigest(),
             p.stat().st_mtime_ns,
         )
-        for p in folder.rglob("*.ts")
+        for p in folder.rglob("*")
+        if p.suffix in (".ts", ".m4s") or (p.suffix == ".mp4" and p.parent != folder)
     }
+
+
+def video_packets(segment: Path) -> list[dict]:
+    """Each video packet of an MPEG-TS segment: its timestamps, flags and bytes' digest."""
+    shown = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-select_streams", "v", "-show_data_hash", "SHA256"),
+            *("-show_entries", "packet=pts,dts,flags,data_hash", "-of", "json", str(segment)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(shown)["packets"]
 
 
 def fail_last_chunks(cluster, server, auth, source: Path, outputs) -> job_pb2.Job:
@@ -192,25 +221,30 @@ def retried_chunks(cluster, job_id: str, output_id: str) -> list[sqlite3.Row]:
 
 @pytest.fixture(scope="module")
 def retried(reuse_cluster, org_auth, source12):
-    """One job, an HLS and an MP4 output, both failed at their last chunk; the MP4's first
-    chunk file then grows in storage (changed after it was recorded); then Retry. Returns
-    the HLS output's segments before the retry, and the retried job."""
+    """One job, an HLS, an MP4 and a CMAF output, all failed at their last chunk; the MP4's
+    first chunk file then grows in storage (changed after it was recorded); then Retry.
+    Returns the HLS and the CMAF output's segments before the retry, and the retried job."""
     cluster, server = reuse_cluster
-    failed = fail_last_chunks(cluster, server, org_auth, source12, [hls_spec(), mp4_spec()])
-    hls, mp4 = (cluster.storage_dir / failed.id / output.id for output in failed.outputs)
+    outputs = [hls_spec(), mp4_spec(), cmaf_spec()]
+    failed = fail_last_chunks(cluster, server, org_auth, source12, outputs)
+    hls, mp4, cmaf = (cluster.storage_dir / failed.id / output.id for output in failed.outputs)
     before = stored_segments(hls)
+    # The HLS merge copies the video segments with the audio muxed in: their video packets
+    # are compared with these bytes.
+    video_only = {path: (hls / path).read_bytes() for path in before if path.startswith("v0/")}
     with (mp4 / "chunks" / "chunk_00000.mp4").open("ab") as tampered:
         tampered.write(b"\0" * 16)
+    before_cmaf = stored_segments(cmaf)
     done, watched_notes = retry(server, org_auth, failed.id)
     assert done.status == job_pb2.JOB_STATUS_COMPLETED, done
     # Watch's output events carry it too.
     assert {"chunks reused: 2 of 3", "chunks reused: 1 of 3"} <= set(watched_notes)
-    return before, done
+    return before, done, before_cmaf, video_only
 
 
 def test_retry_encodes_only_the_failed_chunk(reuse_cluster, org_key, retried, source12, tmp_path):
     cluster, server = reuse_cluster
-    before, done = retried
+    before, done, _, video_only = retried
     output = done.outputs[0]
     # The first two chunks' segments (2 of 2 s each) were stored; not the last's.
     assert len([p for p in before if p.startswith("v0/")]) == 4
@@ -239,13 +273,23 @@ def test_retry_encodes_only_the_failed_chunk(reuse_cluster, org_key, retried, so
     ).stdout
     assert "note: chunks reused: 2 of 3" in shown, shown
 
-    # The kept segments are the same files, never written again; the output plays whole.
+    # The kept segments are the same files, never written again; the kept chunks' video is
+    # in the merge's muxed segments packet for packet. The output plays whole.
     folder = cluster.storage_dir / done.id / output.id
     after = stored_segments(folder)
     assert {path: after[path] for path in before} == before
-    assert len(after) > len(before)
+    assert sorted(video_only) == [f"v0/seg_0000{n}.ts" for n in range(4)]
+    for path, data in video_only.items():
+        kept = tmp_path / path.replace("/", "-")
+        kept.write_bytes(data)
+        muxed = folder / muxed_segment_path(path)
+        expected = video_packets(kept)
+        assert len(expected) == 60 and video_packets(muxed) == expected, path
+    assert sorted(p for p in after if p.startswith("v0/muxed")) == [
+        f"v0/muxed_0000{n}.ts" for n in range(6)
+    ]
     reference = single_pass(source12, hls_spec(), tmp_path / "single")
-    chunked = video_facts(folder / "v0" / "index.m3u8", FRAME)
+    chunked = video_facts(folder / "v0" / "muxed.m3u8", FRAME)
     single = video_facts(reference / "v0" / "index.m3u8", FRAME)
     assert chunked[0] == single[0] == 360
     assert abs(chunked[1] - single[1]) <= FRAME
@@ -254,7 +298,7 @@ def test_retry_encodes_only_the_failed_chunk(reuse_cluster, org_key, retried, so
 def test_a_changed_chunk_file_is_encoded_again(reuse_cluster, retried, source12, tmp_path):
     """The MP4's first chunk file grew after it was recorded: it is not trusted."""
     cluster, _ = reuse_cluster
-    _, done = retried
+    _, done, _, _ = retried
     output = done.outputs[1]
     chunks = retried_chunks(cluster, done.id, output.id)
     assert sorted(r["chunk_index"] for r in chunks if r["reused_from"] is None) == [0, 2]
@@ -262,6 +306,46 @@ def test_a_changed_chunk_file_is_encoded_again(reuse_cluster, retried, source12,
     joined = cluster.storage_dir / done.id / output.id / "output.mp4"
     reference = single_pass(source12, mp4_spec(), tmp_path / "single") / "output.mp4"
     assert video_facts(joined, FRAME)[0] == video_facts(reference, FRAME)[0] == 360
+
+
+def test_a_cmaf_retry_keeps_the_first_chunks_and_their_init(reuse_cluster, retried, source12):
+    """CMAF: the first chunk alone stores each rendition's init segment. The retry re-encodes
+    the last chunk only; the kept chunks' segments and the init segments are the same files,
+    and both manifests (the HLS playlists and the MPD) name every stored file."""
+    cluster, _ = reuse_cluster
+    _, done, before, _ = retried
+    output = done.outputs[2]
+    chunks = retried_chunks(cluster, done.id, output.id)
+    assert [r["chunk_index"] for r in chunks if r["reused_from"] is None] == [CHUNKS - 1]
+    assert "chunks reused: 2 of 3" in output.notes
+    # The first two chunks' 2 s segments and the init segment, of the variant and the audio.
+    assert sorted(p for p in before if p.startswith("v0/")) == [
+        "v0/init.mp4",
+        "v0/seg_00000.m4s",
+        "v0/seg_00001.m4s",
+        "v0/seg_00002.m4s",
+        "v0/seg_00003.m4s",
+    ]
+    assert "audio/init.mp4" in before
+    folder = cluster.storage_dir / done.id / output.id
+    after = stored_segments(folder)
+    assert {path: after[path] for path in before} == before
+    assert sorted(set(after) - set(before)) == ["v0/seg_00004.m4s", "v0/seg_00005.m4s"]
+
+    seconds = Fraction(12)
+    hls_names, hls_view = hls_renditions(folder, seconds)
+    mpd_names, mpd_view = mpd_renditions(folder, seconds)
+    assert hls_view == mpd_view and sorted(hls_view) == ["audio", "v0"]
+    stored = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert stored == hls_names | mpd_names, sorted(stored ^ (hls_names | mpd_names))
+    assert {f.path for f in output.files} == stored
+    # The retried chunk's segments continue the kept ones' decode times, from the kept init.
+    init, segments = hls_view["v0"]
+    spans = [fragment_span(segment) for segment in segments]
+    assert spans[0][0] == 0
+    for (start, length), (following, _) in itertools.pairwise(spans):
+        assert following == start + length, (start, length, following)
+    assert sum(length for _, length in spans) == 12 * fmp4_timescale(init)
 
 
 def test_other_spec_or_organization_encodes_every_chunk(reuse_cluster, org_auth, source12):

@@ -13,23 +13,24 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from xml.etree import ElementTree
 
-import httpx
 import m3u8
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
 from tests.http_origins import Origin, hold_on
+from tests.support import plain_http
 from tests.support.browser import require_browser
 from tests.support.cues import cue_times
 from tests.support.fmp4_boxes import fmp4_first_presentation, fmp4_timescale, fragment_span
+from tests.support.manifests import Renditions, hls_renditions, mpd_renditions, referenced_files
 from tests.support.media_facts import audio_span, packets, single_pass, video_facts
-from tests.support.players import other_origin_site, play_cases
+from tests.support.players import other_origin_site, play_cases, recording_relay
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
 from .cluster import LOOPBACK_INPUTS, running_cluster
@@ -121,18 +122,16 @@ def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
         ).fetchall()
 
 
-def referenced_files(folder: Path) -> set[str]:
-    """The master, every playlist it names and every segment those name; all must parse."""
-    master = m3u8.load(str(folder / "master.m3u8"))
-    assert master.is_variant
-    names = {"master.m3u8"}
-    playlists = [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]
-    for uri in playlists:
-        names.add(uri)
-        media = m3u8.load(str(folder / uri))
-        assert media.is_endlist and media.playlist_type == "vod"
-        rendition = uri.rsplit("/", 1)[0]
-        names.update(f"{rendition}/{segment.uri}" for segment in media.segments)
+def live_view(folder: Path) -> set[str]:
+    """What a chunked MPEG-TS ladder with audio keeps for players that started on its live
+    master, which its final master does not name (its variants' playlists are muxed.m3u8,
+    the audio in their segments): each rendition's index.m3u8, ended, and its segments."""
+    names = set()
+    for rendition in sorted(p.parent.name for p in folder.glob("*/index.m3u8")):
+        media = m3u8.load(str(folder / rendition / "index.m3u8"))
+        assert media.is_endlist and media.playlist_type == "vod", rendition
+        names |= {f"{rendition}/index.m3u8", *(f"{rendition}/{s.uri}" for s in media.segments)}
+    assert "audio/index.m3u8" in names
     return names
 
 
@@ -167,17 +166,40 @@ def test_chunked_hls_and_mp4_match_a_single_pass(chunk_cluster, auth, source60, 
     hls, mp4 = output_dir(cluster, final), cluster.storage_dir / final.id / final.outputs[1].id
     reference = single_pass(source60, hls_ladder(), tmp_path / "hls")
     stored = {p.relative_to(hls).as_posix() for p in hls.rglob("*") if p.is_file()}
-    assert stored == referenced_files(hls), "files that no playlist names, or missing ones"
+    # The final master names the variants alone, the audio muxed into their segments; the
+    # live playlists stay, ended, for players that started on the live master.
+    assert stored == referenced_files(hls) | live_view(hls), "files named nowhere, or missing"
     assert {f.path for f in final.outputs[0].files} == stored
-    for variant in ("v0", "v1"):
-        chunked = video_facts(hls / variant / "index.m3u8", frame)
-        single = video_facts(reference / variant / "index.m3u8", frame)
+    master = m3u8.load(str(hls / "master.m3u8"))
+    assert not master.media, "an audio rendition in the final master"
+    assert [p.uri for p in master.playlists] == ["v0/muxed.m3u8", "v1/muxed.m3u8"]
+    audio_alone = audio_span(hls / "audio" / "index.m3u8")
+    for variant in master.playlists:
+        assert variant.stream_info.codecs.endswith(",mp4a.40.2"), variant.stream_info.codecs
+        assert variant.stream_info.average_bandwidth > 0
+        name = variant.uri.split("/")[0]
+        playlist = hls / variant.uri
+        chunked = video_facts(playlist, frame)
+        single = video_facts(reference / name / "index.m3u8", frame)
         assert chunked[0] == single[0] == 1800
         assert abs(chunked[1] - single[1]) <= frame
-        audio_start, audio_end = audio_span(hls / "audio" / "index.m3u8")
+        # The live playlist's video-only segments hold the very same frames.
+        assert video_facts(hls / name / "index.m3u8", frame) == chunked
+        # Every audio packet of the audio piece, in order, muxed in: together at both ends,
+        # decode times rising across every join.
+        assert audio_span(playlist) == audio_alone
+        audio_start, audio_end = audio_alone
         assert abs(audio_start - chunked[2]) <= frame and abs(audio_end - chunked[3]) <= frame
-    master = (hls / "master.m3u8").read_text()
-    assert "CODECS=" in master and "AVERAGE-BANDWIDTH=" in master
+        audio_dts = [p[1] for p in packets(playlist, "a")]
+        assert all(b > a for a, b in itertools.pairwise(audio_dts)), name
+        assert len(audio_dts) == len(packets(hls / "audio" / "index.m3u8", "a"))
+        for segment in m3u8.load(str(playlist)).segments:
+            assert segment.uri.startswith("muxed_"), segment.uri
+            media = hls / name / segment.uri
+            video, audio = packets(media, "v"), packets(media, "a")
+            # Each segment holds the audio of its own span, starting within a frame of its
+            # first picture.
+            assert audio and abs(audio[0][0] - video[0][0]) <= frame, (name, segment.uri)
 
     # MP4: one file, joined by stream copy, the audio muxed in.
     assert [f.path for f in final.outputs[1].files] == ["output.mp4"]
@@ -290,14 +312,14 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
     # A player opens the playback URL and follows relative entries from there.
     base = live.outputs[0].playback_base_url
     assert live.outputs[0].playback_url == base + "master.m3u8"
-    answer = httpx.get(live.outputs[0].playback_url)
+    answer = plain_http.get(live.outputs[0].playback_url)
     # The playlists grow while the job runs: a CDN must revalidate them every time.
     assert answer.headers["cache-control"] == "no-cache"
     master = m3u8.loads(answer.text)
     assert live.status == job_pb2.JOB_STATUS_PROCESSING
     assert len(master.playlists) == 1
     for uri in [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]:
-        media = m3u8.loads(httpx.get(base + uri).text)
+        media = m3u8.loads(plain_http.get(base + uri).text)
         assert not media.is_endlist and media.playlist_type == "event"
         rendition = uri.rsplit("/", 1)[0]
         listed = [f"{rendition}/{segment.uri}" for segment in media.segments]
@@ -306,12 +328,12 @@ def test_playlists_are_playable_while_chunks_run(chunk_cluster, auth, slow_sourc
         now = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         files = {f.path: f for f in now.outputs[0].files}
         assert listed and all(path in files for path in listed), (listed, sorted(files))
-        first = httpx.get(base + listed[0])
+        first = plain_http.get(base + listed[0])
         assert first.status_code == 200 and len(first.content) == files[listed[0]].size_bytes
         if segment_format == "fmp4":
             assert len(media.segment_map) == 1, uri
             init = f"{rendition}/{media.segment_map[0].uri}"
-            fetched = httpx.get(base + init)
+            fetched = plain_http.get(base + init)
             assert fetched.status_code == 200 and len(fetched.content) == files[init].size_bytes
         else:
             assert not media.segment_map
@@ -352,13 +374,13 @@ def test_the_short_first_chunk_is_live_before_the_later_chunks_finish(
         assert rows[1]["status"] == "LEASED"
         live = server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         base = live.outputs[0].playback_base_url
-        master = m3u8.loads(httpx.get(base + "master.m3u8").text)
+        master = m3u8.loads(plain_http.get(base + "master.m3u8").text)
         assert [p.uri for p in master.playlists] == ["v0/index.m3u8"]
-        media = m3u8.loads(httpx.get(base + "v0/index.m3u8").text)
+        media = m3u8.loads(plain_http.get(base + "v0/index.m3u8").text)
         assert media.playlist_type == "event" and not media.is_endlist
         # The first chunk's one 2 s segment, and none of the later chunks' (a gap would stall).
         assert [(s.uri, s.duration) for s in media.segments] == [("seg_00000.ts", 2.0)]
-        first = httpx.get(base + "v0/seg_00000.ts")
+        first = plain_http.get(base + "v0/seg_00000.ts")
         assert first.status_code == 200 and packets_in(first.content) == 60
         held.release()
         final = run_to_end(server, auth, job.id, timeout=120)
@@ -395,9 +417,9 @@ def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
         assert [r["status"] for r in audio] == ["LEASED"]  # it cannot end before the release
         live = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         base = live.outputs[0].playback_base_url
-        master = m3u8.loads(httpx.get(base + "master.m3u8").text)
+        master = m3u8.loads(plain_http.get(base + "master.m3u8").text)
         assert [m.uri for m in master.media] == ["audio/index.m3u8"]
-        media = m3u8.loads(httpx.get(base + "audio/index.m3u8").text)
+        media = m3u8.loads(plain_http.get(base + "audio/index.m3u8").text)
         assert media.playlist_type == "event" and not media.is_endlist
         names = [s.uri for s in media.segments]
         assert names and names == [f"seg_{n:05d}.ts" for n in range(len(names))]
@@ -406,7 +428,7 @@ def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
         now = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
         sizes = {f.path: f.size_bytes for f in now.outputs[0].files}
         for name in names:
-            answer = httpx.get(base + "audio/" + name)
+            answer = plain_http.get(base + "audio/" + name)
             assert answer.status_code == 200 and len(answer.content) == sizes[f"audio/{name}"]
         held.release()
         final = run_to_end(server, auth, job.id, timeout=120)
@@ -424,8 +446,9 @@ def test_the_audio_is_live_while_it_encodes(chunk_cluster, auth, source60):
 @pytest.mark.slow
 def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, tmp_path):
     """hls.js in headless Chromium plays a chunked TS ladder (video without B-frames in every
-    chunk, the audio a separate rendition) from its playback URL, across the join at 2 s
-    (the end of the short first chunk)."""
+    chunk, the audio muxed into every variant by the merge, as one pass does) from its
+    playback URL, across the join at 2 s (the end of the short first chunk), without an
+    error or a warning."""
     require_browser("player")
     cluster, server = chunk_cluster
     job = create_job(server, auth, f"file://{source60}", outputs=[hls_ladder()])
@@ -434,7 +457,7 @@ def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, t
     folder = output_dir(cluster, final)
     for variant in ("v0", "v1"):
         # No B-frames: every frame's decode time is its presentation time.
-        first = folder / variant / "seg_00001.ts"
+        first = folder / variant / "muxed_00001.ts"
         timing = subprocess.run(
             [
                 *("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries"),
@@ -468,21 +491,82 @@ def test_hls_js_plays_chunked_ts_past_its_joins(chunk_cluster, auth, source60, t
         )
     [entry] = report["results"]
     print(entry["starts"], entry["time"], entry["issues"])
-    # Played past the join, audio and video starting together at 0.
+    # Played past the join, audio and video starting together at 0, with nothing to say.
     assert entry["time"] >= 4.0, entry
     assert entry["starts"] == {"video/mp4": 0, "audio/mp4": 0}, entry["starts"]
-    # What hls.js 1.7 says of any separate TS audio rendition (docs/audio-tracks.md): its
-    # first segment appended "without buffered range growth", a non-fatal error it plays on
-    # from. Nothing else, and nothing at a join.
-    issues = [(issue["kind"], issue["detail"]) for issue in entry["issues"]]
-    assert issues == [
-        (
-            "warn",
-            "[buffer-controller]: Fragment 0 of audio playlist 0 appended 1 time without "
-            "buffered range growth",
-        ),
-        ("ERROR", "mediaError bufferAppendNoProgress"),
-    ], issues
+    assert entry["issues"] == [], entry["issues"]
+    # The muxed segments only: the final master names no audio rendition.
+    fetched = {response["file"].rsplit("/", 1)[-1] for response in entry["responses"]}
+    assert "muxed.m3u8" in fetched and not any(name.startswith("seg_") for name in fetched)
+
+
+@pytest.mark.slow
+def test_hls_js_started_mid_job_plays_through_the_merge(chunk_cluster, auth, media_root, tmp_path):
+    """A player that started on the live master (video-only segments, the separate audio
+    rendition) while chunks ran: the merge ends the live playlists over the same segments
+    (hls.js 1.7 fails fatally on a live playlist whose segment at a media sequence number
+    changes its URI) and names the muxed ones in new playlists, so it plays on through the
+    end of the output; a player starting after the merge gets the muxed ones."""
+    require_browser("player")
+    _, server = chunk_cluster
+    source = make_clip(media_root / "chunk16_160x90.mp4", seconds=16, size="160x90")
+    origin = Origin()
+    # Held from 40 % of the file on: the first chunk (0-2 s) and the audio's first segments
+    # are made, the second chunk (2-14 s) and the rest of the audio wait for the release.
+    held = hold_on(origin, source.read_bytes())
+    held.hold_at = 0.4
+    result: dict = {}
+    try:
+        spec = hls_ladder()
+        del spec.video[0]
+        job = create_job(server, auth, held.url, outputs=[spec])
+        stub = server.job_stub()
+
+        def live() -> job_pb2.Job | None:
+            current = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+            return current if "master.m3u8" in {f.path for f in current.outputs[0].files} else None
+
+        wait_until(lambda: live() is not None, timeout=90)
+        playing = live()
+        assert playing is not None and playing.status == job_pb2.JOB_STATUS_PROCESSING
+        with (
+            recording_relay(server.http_url) as (relay, seen),
+            other_origin_site(tmp_path / "site") as site,
+        ):
+            url = playing.outputs[0].playback_url.replace(server.http_url, relay)
+            case = {"name": "mid-job", "player": "hls", "url": url}
+            config = {
+                "kiln": relay,
+                # The whole output, in real time: through the merge's switch to its end.
+                "playSeconds": 15.9,
+                "reachSeconds": 120,
+                "cases": [case],
+            }
+
+            def play() -> None:
+                result.update(play_cases(config, tmp_path / "cases.json", site, timeout=240))
+
+            player = threading.Thread(target=play)
+            player.start()
+            # Released once the player has the live playlists and the first chunk's segment.
+            wait_until(lambda: any(p.endswith("/v0/seg_00000.ts") for p in seen), timeout=120)
+            still = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+            assert still.status == job_pb2.JOB_STATUS_PROCESSING
+            held.release()
+            final = run_to_end(server, auth, job.id, timeout=120)
+            assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+            player.join(timeout=300)
+            assert not player.is_alive()
+    finally:
+        held.release()
+        origin.close()
+    [entry] = result["results"]
+    print(entry["time"], entry["ended"], entry["issues"], [p.rsplit("/", 1)[-1] for p in seen])
+    assert entry["ended"] or entry["time"] >= 15.9, entry
+    assert not [issue for issue in entry["issues"] if "fatal" in issue["kind"]], entry["issues"]
+    # On the live segments from start to end: the last one is the last chunk's.
+    names = [path.rsplit("/", 1)[-1] for path in seen]
+    assert "seg_00007.ts" in names and not any(n.startswith("muxed") for n in names), names
 
 
 def packets_in(segment: bytes) -> int:
@@ -553,7 +637,7 @@ def test_killed_worker_reruns_only_its_chunk(chunk_cluster, auth, slow_source):
     assert len(rerun) == 1 and rerun[0]["kind"] == "CHUNK" and rerun[0]["id"] in held
     folder = output_dir(cluster, final)
     stored = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert stored == referenced_files(folder)
+    assert stored == referenced_files(folder) | live_view(folder)
 
 
 def _chunk_ffmpegs(cluster) -> list[int]:
@@ -562,7 +646,6 @@ def _chunk_ffmpegs(cluster) -> list[int]:
 
 # --- fMP4: HLS, DASH and CMAF ---------------------------------------------------------------------
 
-MPD_NS = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
 FMP4_KINDS = ("hls-fmp4", "dash", "cmaf")
 # The first 26 s of source60: three chunks (the short first chunk of 2 s, then 12 s and 12 s),
 # so two joins per output. The players start at 0 (through the 2 s join) and are sent to a
@@ -579,59 +662,6 @@ def fmp4_ladder(kind: str) -> job_pb2.OutputSpec:
     else:
         spec.type = job_pb2.OUTPUT_TYPE_DASH if kind == "dash" else job_pb2.OUTPUT_TYPE_CMAF
     return spec
-
-
-Renditions = dict[str, tuple[Path, list[Path]]]
-
-
-def hls_renditions(folder: Path, seconds: Fraction) -> tuple[set[str], Renditions]:
-    """Every file the master and its media playlists name (all must parse, each playlist
-    naming its init segment and lasting `seconds` within a frame), and each rendition's
-    (init, segments)."""
-    names = referenced_files(folder)
-    found: Renditions = {}
-    master = m3u8.load(str(folder / "master.m3u8"))
-    for uri in [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]:
-        media = m3u8.load(str(folder / uri))
-        rendition = uri.rsplit("/", 1)[0]
-        assert len(media.segment_map) == 1, uri
-        names.add(f"{rendition}/{media.segment_map[0].uri}")
-        listed = sum(Fraction(segment.duration) for segment in media.segments)
-        assert abs(listed - seconds) <= Fraction(1, 30), (uri, listed)
-        found[rendition] = (
-            folder / rendition / media.segment_map[0].uri,
-            [folder / rendition / segment.uri for segment in media.segments],
-        )
-    return names, found
-
-
-def mpd_renditions(folder: Path, seconds: Fraction) -> tuple[set[str], Renditions]:
-    """The MPD, and what each Representation names: its SegmentTimeline must run without a
-    gap from 0 and sum to `seconds` within a frame."""
-    root = ElementTree.parse(folder / "manifest.mpd").getroot()
-    assert root.get("type") == "static"
-    names, found = {"manifest.mpd"}, {}
-    for representation in root.iterfind(".//mpd:Representation", MPD_NS):
-        name = representation.get("id", "")
-        template = representation.find("mpd:SegmentTemplate", MPD_NS)
-        assert template is not None, name
-        scale, number = int(template.get("timescale", "1")), int(template.get("startNumber", "1"))
-        elapsed = 0
-        for entry in template.iterfind("mpd:SegmentTimeline/mpd:S", MPD_NS):
-            assert int(entry.get("t", elapsed)) == elapsed, (name, "gap in the timeline")
-            elapsed += int(entry.get("d", "0")) * (int(entry.get("r", "0")) + 1)
-        assert abs(Fraction(elapsed, scale) - seconds) <= Fraction(1, 30), (name, elapsed)
-        init = template.get("initialization", "")
-        count = sum(
-            int(s.get("r", "0")) + 1 for s in template.iterfind("mpd:SegmentTimeline/mpd:S", MPD_NS)
-        )
-        media = template.get("media", "")
-        segments = [
-            media.replace("$Number%05d$", f"{n:05d}") for n in range(number, number + count)
-        ]
-        names.update([init, *segments])
-        found[name] = (folder / init, [folder / segment for segment in segments])
-    return names, found
 
 
 def joined_file(target: Path, init: Path, segments: list[Path]) -> Path:

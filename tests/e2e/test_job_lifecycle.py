@@ -6,11 +6,11 @@ import threading
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.media_probe import ffprobe, streams
+from tests.support import plain_http
 
 from .connect_json import ConnectJsonClient
 from .jobs import QC_JSON, media_files
@@ -62,7 +62,7 @@ def check_event_stream(kinds_and_events: list[tuple[str, dict]]) -> dict:
 
 def download_and_check(url: str, tmp_path: Path, width: int, height: int) -> None:
     target = tmp_path / "download.mp4"
-    response = httpx.get(url, timeout=30)
+    response = plain_http.get(url, timeout=30)
     assert response.status_code == 200
     target.write_bytes(response.content)
     info = ffprobe(target)

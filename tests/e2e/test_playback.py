@@ -21,6 +21,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from server.delivery.tokens import PlaybackTokens
 from tests.media_probe import decoded_frames
+from tests.support import plain_http
 
 from .cluster import Cluster
 from .jobs import create_job, run_to_end
@@ -141,7 +142,7 @@ def test_ffmpeg_decodes_every_frame_of_every_variant_from_the_playback_url(
 
 
 def fetch(url: str, **headers: str) -> httpx.Response:
-    return httpx.get(url, headers=headers, timeout=30)
+    return plain_http.get(url, headers=headers, timeout=30)
 
 
 def test_ranges_are_answered_206_with_content_range(played):
@@ -171,7 +172,7 @@ def test_ranges_are_answered_206_with_content_range(played):
 def test_head_validators_and_if_range(played):
     _, _, _, job = played
     url = output_named(job, "mp4").playback_url
-    head = httpx.head(url, timeout=30)
+    head = plain_http.head(url, timeout=30)
     whole = fetch(url)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(len(whole.content))
@@ -207,7 +208,7 @@ def test_cross_origin_players_may_read_and_preflight(played):
     answer = fetch(url, origin="https://player.example", range="bytes=0-1")
     assert answer.headers["access-control-allow-origin"] == "*"
     assert "Content-Range" in answer.headers["access-control-expose-headers"]
-    preflight = httpx.options(
+    preflight = plain_http.options(
         url,
         headers={
             "origin": "https://player.example",
@@ -342,7 +343,7 @@ def test_a_file_deleted_mid_response_is_served_whole_and_then_404(played):
     content = os.urandom(8 * 1024 * 1024)
     big.write_bytes(content)
     received = bytearray()
-    with httpx.stream("GET", output.playback_base_url + "big.mp4", timeout=30) as answer:
+    with plain_http.stream("GET", output.playback_base_url + "big.mp4", timeout=30) as answer:
         assert answer.status_code == 200
         chunks = answer.iter_bytes()
         received += next(chunks)

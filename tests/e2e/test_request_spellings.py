@@ -16,6 +16,7 @@ from google.rpc import error_details_pb2
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.v1.job_service_connect import JobServiceClientSync
 
+from tests.support import plain_http
 from tests.support.specs import transcodely_body
 
 from .cluster import running_cluster
@@ -69,7 +70,7 @@ def violations_of(error: dict) -> dict[str, str]:
 
 
 def post(server, api_key: str, service: str, method: str, body: dict) -> httpx.Response:
-    return httpx.post(
+    return plain_http.post(
         f"{server.http_url}/{service}/{method}",
         json=body,
         headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},

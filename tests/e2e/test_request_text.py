@@ -6,10 +6,10 @@ import json
 import socket
 
 import grpc
-import httpx
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2, preset_service_pb2, preset_service_pb2_grpc
 
+from tests.support import plain_http
 from tests.support.violations import violations_from_connect, violations_from_grpc
 
 from .connect_json import ConnectJsonClient, ConnectStreamError
@@ -153,7 +153,7 @@ def test_watch_id_over_connect_and_grpc(server, api_key):
 
 def test_preset_service_fields(server, api_key):
     client = ConnectJsonClient(server.http_url, api_key)
-    response = httpx.post(
+    response = plain_http.post(
         f"{server.http_url}/kiln.v1.PresetService/CreatePreset",
         json={"preset": {"name": "pre\x00views", "description": "ok\n", "spec": MP4}},
         headers={**client.headers, "Content-Type": "application/json"},

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from kiln.v1 import job_pb2
 
+from tests.support import plain_http
 from tests.support.pubsub_emulator import PubSubEmulator
 
 from .cluster import Cluster
@@ -149,7 +149,7 @@ MP4_240P = {
 
 
 def connect_create(server, key: str, clip: str, traceparent: str) -> str:
-    answer = httpx.post(
+    answer = plain_http.post(
         f"{server.http_url}/kiln.v1.JobService/Create",
         json={"input_url": clip, "outputs": [MP4_240P]},
         headers={"Authorization": f"Bearer {key}", "traceparent": traceparent},

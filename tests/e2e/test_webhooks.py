@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from server.store.store import Store
 from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.support import plain_http
 
 from .cluster import kiln_command, running_cluster
 from .jobs import create_job, run_to_end
@@ -149,7 +150,7 @@ def webhook_stub(server) -> webhook_service_pb2_grpc.WebhookServiceStub:
 
 def connect_call(server, auth, method: str, body: dict) -> httpx.Response:
     """Connect JSON, as curl speaks it."""
-    return httpx.post(
+    return plain_http.post(
         f"{server.http_url}/{SERVICE}/{method}",
         json=body,
         headers={"Authorization": auth[0][1], "Content-Type": "application/json"},
@@ -385,6 +386,6 @@ def test_bad_overlaps_and_missing_keys_are_refused(hook_cluster):
     )
     assert [s.id for s in settings.settings.signing_secrets] == ["server"]  # nothing rotated
     for method in ("GetWebhookSettings", "RotateWebhookSecret"):
-        anonymous = httpx.post(f"{server.http_url}/{SERVICE}/{method}", json={}, timeout=30)
+        anonymous = plain_http.post(f"{server.http_url}/{SERVICE}/{method}", json={}, timeout=30)
         assert anonymous.status_code == 401
         assert anonymous.json()["code"] == "unauthenticated"

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from server.store.migrate import migrate
 from server.store.store import Store
+from tests.conftest import migrated
 from tests.support import ORG
 from tests.support.webhooks import failing_receiver as failing_receiver_url
 from tests.support.wiring import Services
@@ -15,8 +15,7 @@ from tests.support.wiring import Services
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
-    migrate(database_url)
-    store = Store(database_url)
+    store = Store(migrated(database_url))
     yield store
     await store.close()
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -29,6 +28,7 @@ from common.storage.gcs import (
 )
 from common.storage.local import UnsafeKey
 from tests.gcs_emulator import EmulatorLog
+from tests.support import plain_http
 
 BUCKET = "kiln-test-outputs"
 MiB = 1024 * 1024
@@ -171,7 +171,7 @@ def test_signed_url_in_emulator_form_downloads_the_object(
 
     assert url.startswith(f"{emulator}/download/storage/v1/b/{BUCKET}/o/")
     assert url.endswith("?alt=media")
-    response = httpx.get(url)
+    response = plain_http.get(url)
     assert response.status_code == 200
     assert response.content == data
     assert response.headers["content-type"] == "video/mp2t"
@@ -250,7 +250,7 @@ def test_signed_url_with_a_service_account_is_a_verifiable_v4_signature(
     # The emulator serves path-style /bucket/object URLs only under its public host
     # (storage.googleapis.com) and ignores signatures: asked that way, it proves the signed
     # path names the uploaded object. (It is also why signed_url returns media URLs there.)
-    response = httpx.get(url, headers={"Host": "storage.googleapis.com"})
+    response = plain_http.get(url, headers={"Host": "storage.googleapis.com"})
     assert response.status_code == 200
     assert response.content == data
 

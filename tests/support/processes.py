@@ -42,15 +42,20 @@ def ffmpeg_children_of(parent: int) -> list[int]:
     return found
 
 
+POLL_SECONDS = 0.1
+
+
 def wait_until(condition: Callable[[], object], timeout: float) -> float:
     """Poll a condition on real processes/files; returns the seconds it took.
 
     Polling is the only way here: another process's exit or file removal sends this test
-    no signal to wait on.
+    no signal to wait on. Ten looks a second: a condition can cost milliseconds (a scan of
+    /proc, a database query), and the suite spends minutes in these waits on two shared
+    cores, so a tighter poll took CPU from the processes the test waits on.
     """
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
             raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
+        time.sleep(POLL_SECONDS)
     return time.monotonic() - start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
@@ -13,6 +14,7 @@ from server.domain.states import TaskKind
 from server.jobs.chunk_plan import BURN_IN_NOTE, UNEVEN_FRAMES_NOTE, ChunkSettings, plan_chunks
 from server.jobs.task_plan import output_pieces
 from worker.media.chunks import ChunkWindow, build_video_chunk_command
+from worker.media.ts_mux import VariantToMux, build_mux_command, concat_listing, cut_times
 
 H264 = job_pb2.VIDEO_CODEC_H264
 # Every chunk as long as the others (the first chunk's own length is tested on its own).
@@ -197,6 +199,81 @@ def test_progressive_pieces_write_one_named_file():
         files=[job_pb2.OutputFile(path="chunks/audio.m4a", size_bytes=9)], encoded_seconds=60
     )
     assert reports.chunk_problems(audio, MP4, chunk, audio=True, output_seconds=60) == []
+
+
+def test_a_ts_merge_with_audio_reports_muxed_copies_of_the_video_segments():
+    """MPEG-TS HLS with audio: each chunk's video segment gets its copy with the audio muxed
+    in; the pieces' own segments stay (players that started on the live playlists read them
+    to the end)."""
+    video = wpb.ChunkResult(files=[job_pb2.OutputFile(path="v0/seg_00000.ts", size_bytes=5)])
+    audio = wpb.ChunkResult(files=[job_pb2.OutputFile(path="audio/seg_00000.ts", size_bytes=5)])
+    plan = wpb.MergePlan(chunks=[video], audio=audio, has_audio=True)
+    master = job_pb2.OutputFile(path="master.m3u8", size_bytes=5)
+    muxed = job_pb2.OutputFile(path="v0/muxed_00000.ts", size_bytes=9)
+    pieces = [*video.files, *audio.files]
+    result = wpb.TranscodeResult(files=[master, muxed, *pieces])
+    assert reports.merge_problems(result, hls(), plan) == []
+    # The muxed copy left out; a piece's segment left out.
+    without_muxed = wpb.TranscodeResult(files=[master, *pieces])
+    assert "left out" in reports.merge_problems(without_muxed, hls(), plan)[0]
+    without_audio = wpb.TranscodeResult(files=[master, muxed, *video.files])
+    assert "left out" in reports.merge_problems(without_audio, hls(), plan)[0]
+    # A muxed segment no chunk's video stands for.
+    foreign = job_pb2.OutputFile(path="v0/muxed_00001.ts", size_bytes=9)
+    assert reports.merge_problems(wpb.TranscodeResult(files=[*result.files, foreign]), hls(), plan)
+    # Without audio nothing is muxed: a muxed segment is foreign there.
+    silent = wpb.MergePlan(chunks=[video])
+    assert reports.merge_problems(
+        wpb.TranscodeResult(files=[master, muxed, *video.files]), hls(), silent
+    )
+    # fMP4 HLS keeps the chunks' segments as they are.
+    fmp4_plan = wpb.MergePlan(
+        chunks=[wpb.ChunkResult(files=[job_pb2.OutputFile(path="v0/seg_00000.m4s")])],
+        audio=wpb.ChunkResult(files=[job_pb2.OutputFile(path="audio/seg_00000.m4s")]),
+        has_audio=True,
+    )
+    kept = [*fmp4_plan.chunks[0].files, *fmp4_plan.audio.files]
+    assert (
+        reports.merge_problems(
+            wpb.TranscodeResult(files=[master, *kept]), hls(fmp4=True), fmp4_plan
+        )
+        == []
+    )
+
+
+def test_the_audio_remux_cuts_at_each_video_segment_boundary(tmp_path):
+    """The short first chunk: boundaries 2 s, then 6 s apart, from the first picture's
+    timestamp (the 10 s lead and the 1.4 s muxer delay, in 90 kHz ticks)."""
+    durations = [2.0, 6.0, 6.0, 3.5]
+    rendition = Rendition(
+        "v0",
+        "avc1.64000d",
+        160,
+        90,
+        30.0,
+        [SegmentEntry(f"v0/seg_{n:05d}.ts", d, 100) for n, d in enumerate(durations)],
+    )
+    files = [tmp_path / "v0" / f"seg_{n:05d}.ts" for n in range(len(durations))]
+    variant = VariantToMux(rendition, files, first_ticks=1026000)
+    assert cut_times(variant) == ["13.400000", "19.400000", "25.400000"]
+    plan = build_mux_command(
+        variants=[variant],
+        audio_files=[tmp_path / "audio" / "seg_00000.ts"],
+        work_dir=tmp_path / "lists",
+        out_dir=tmp_path / "out",
+    )
+    argv = plan.argv
+    assert argv[argv.index("-segment_times") + 1] == "13.400000,19.400000,25.400000"
+    assert (tmp_path / "lists" / "v0-segments.txt").read_text() == "".join(
+        f"{file}\n" for file in files
+    )
+    assert [p.name for p in plan.outputs] == [f"muxed_{n:05d}.ts" for n in range(4)]
+    assert plan.expected_duration == sum(durations)
+    # A list entry is one line: a path with a line break (or a relative one) is refused.
+    with pytest.raises(ValueError):
+        concat_listing([tmp_path / "a\nb.ts"])
+    with pytest.raises(ValueError):
+        concat_listing([Path("v0/seg_00000.ts")])
 
 
 def test_a_merge_must_list_every_segment_and_no_foreign_media():

@@ -17,6 +17,7 @@ from worker.media.atomic_write import replace_text
 from worker.media.codec_strings import codec_string, probe_streams
 from worker.media.errors import ENCODE_FAILED, MediaError
 from worker.media.probe import ffprobe_float, ffprobe_int
+from worker.media.together import each
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class RenditionMeasure:
     height: int
     frame_rate: float
 
+
+# ffprobe runs measuring one master's renditions at a time.
+MEASURE_AT_ONCE = 4
 
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
@@ -114,11 +118,34 @@ async def rewrite_hls_master(master: Path) -> list[str]:
                 group = audio_groups.setdefault(attributes.get("GROUP-ID", ""), [])
                 group.append(master.parent / attributes["URI"])
 
+    variant_playlists: dict[int, Path] = {}
+    for index, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            uri = next(
+                (later for later in lines[index + 1 :] if later and not later.startswith("#")),
+                None,
+            )
+            if uri is None:
+                raise MediaError(ENCODE_FAILED, f"{master.name}: a variant has no playlist")
+            variant_playlists[index] = master.parent / uri
+    # Every rendition measured at once: each is an ffprobe run, mostly its start-up.
+    audio_playlists = [(group, path) for group, paths in audio_groups.items() for path in paths]
+    measures = await each(
+        (
+            measure_rendition(path)
+            for path in [*(path for _, path in audio_playlists), *variant_playlists.values()]
+        ),
+        at_once=MEASURE_AT_ONCE,
+    )
     audio_measures: dict[str, RenditionMeasure] = {}
-    for group_id, playlists in audio_groups.items():
-        measures = [await measure_rendition(playlist) for playlist in playlists]
+    for (group_id, _), measure in zip(
+        audio_playlists, measures[: len(audio_playlists)], strict=True
+    ):
         # Renditions of a group are alternatives: the variant must allow for the largest.
-        audio_measures[group_id] = max(measures, key=lambda measure: measure.peak_bitrate)
+        known = audio_measures.get(group_id)
+        if known is None or measure.peak_bitrate > known.peak_bitrate:
+            audio_measures[group_id] = measure
+    video_measures = dict(zip(variant_playlists, measures[len(audio_playlists) :], strict=True))
 
     rewritten: list[str] = []
     variant_position = 0
@@ -126,13 +153,8 @@ async def rewrite_hls_master(master: Path) -> list[str]:
         if not line.startswith("#EXT-X-STREAM-INF:"):
             rewritten.append(line)
             continue
-        uri = next(
-            (later for later in lines[index + 1 :] if later and not later.startswith("#")), None
-        )
-        if uri is None:
-            raise MediaError(ENCODE_FAILED, f"{master.name}: a variant has no playlist")
         attributes = parse_attributes(line.partition(":")[2])
-        video = await measure_rendition(master.parent / uri)
+        video = video_measures[index]
         audio = audio_measures.get(attributes.get("AUDIO", ""))
         rewritten.append(
             "#EXT-X-STREAM-INF:" + _stream_inf(attributes, video, audio, variant_position, notes)

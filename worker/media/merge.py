@@ -34,6 +34,8 @@ from kiln.v1 import job_pb2
 
 from common.hls_playlists import (
     MASTER_NAME,
+    MEDIA_PLAYLIST_NAME,
+    MUXED_PLAYLIST_NAME,
     Rendition,
     SegmentEntry,
     master_playlist,
@@ -163,25 +165,59 @@ def write_hls_playlists(
     *,
     segment_seconds: float,
     ended: bool = True,
+    muxed: Sequence[Rendition] = (),
 ) -> list[Path]:
-    """The media playlists and the master over the segments; returns the files written."""
+    """The media playlists and the master over the segments; returns the files written (the
+    master first). `muxed`: the variants with the audio in their segments (chunked MPEG-TS
+    after the merge's remux), each with its own playlist (MUXED_PLAYLIST_NAME), which the
+    master names, without an audio rendition. The video-only and audio playlists are still
+    written, ended: players that started on the live master read them to the end."""
     written = []
     for rendition in [*video, *([audio] if audio else [])]:
-        path = out_dir / playlist_path(rendition.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            media_playlist(
-                rendition.segments,
-                target_seconds=segment_seconds,
+        written.append(
+            _write_media_playlist(
+                out_dir,
+                rendition,
+                MEDIA_PLAYLIST_NAME,
                 ended=ended,
-                init_path=rendition.init_path,
-            ),
-            "utf-8",
+                segment_seconds=segment_seconds,
+            )
         )
-        written.append(path)
+    for rendition in muxed:
+        written.append(
+            _write_media_playlist(
+                out_dir,
+                rendition,
+                MUXED_PLAYLIST_NAME,
+                ended=ended,
+                segment_seconds=segment_seconds,
+            )
+        )
     master = out_dir / MASTER_NAME
-    master.write_text(master_playlist(video, audio), "utf-8")
+    text = (
+        master_playlist(muxed, None, variant_playlist=MUXED_PLAYLIST_NAME)
+        if muxed
+        else master_playlist(video, audio)
+    )
+    master.write_text(text, "utf-8")
     return [master, *written]
+
+
+def _write_media_playlist(
+    out_dir: Path, rendition: Rendition, name: str, *, ended: bool, segment_seconds: float
+) -> Path:
+    path = out_dir / playlist_path(rendition.name, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        media_playlist(
+            rendition.segments,
+            target_seconds=segment_seconds,
+            ended=ended,
+            init_path=rendition.init_path,
+        ),
+        "utf-8",
+    )
+    return path
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 
@@ -16,8 +17,15 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.chunk_mpd import MPD_NAME, chunked_mpd, static_after_seconds
-from common.hls_playlists import AUDIO_RENDITION, Rendition, SegmentEntry
+from common.hls_playlists import (
+    AUDIO_RENDITION,
+    Rendition,
+    SegmentEntry,
+    muxed_segment_path,
+)
+from common.output_types import muxes_audio_into_variants
 
+from ..media.errors import ENCODE_FAILED, MediaError
 from ..media.ffmpeg import run_ffmpeg
 from ..media.merge import (
     build_concat_merge_command,
@@ -31,6 +39,7 @@ from ..media.text_tracks import (
     name_hls_text_renditions,
     write_sidecars,
 )
+from ..media.ts_mux import VariantToMux, build_mux_command
 from .run import TaskRun, describe_folder
 from .text import read_merged_text_tracks
 
@@ -69,10 +78,16 @@ async def _write_playlists(
     )
     spec = run.task.output_spec
     segment_seconds = spec.segments.duration_seconds or 6.0
+    variants = list(joined.values())
+    muxed: list[Rendition] = []
+    muxed_files: list[job_pb2.OutputFile] = []
+    if audio is not None and muxes_audio_into_variants(spec):
+        # Stored before any playlist names them.
+        muxed, muxed_files = await _mux_audio_into_variants(run, variants, audio)
     written: list[Path] = []
     if spec.type in (job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF):
         manifest = out_dir / MPD_NAME
-        text = chunked_mpd(list(joined.values()), audio, segment_seconds=segment_seconds)
+        text = chunked_mpd(variants, audio, segment_seconds=segment_seconds)
         # The server published the dynamic MPD listing every segment before this task could
         # be claimed: the static one replaces it once every player has read that one.
         wait = static_after_seconds(segment_seconds) - (time.monotonic() - started)
@@ -83,36 +98,94 @@ async def _write_playlists(
         written = await asyncio.to_thread(
             write_hls_playlists,
             out_dir,
-            list(joined.values()),
+            variants,
             audio,
             segment_seconds=segment_seconds,
+            muxed=muxed,
         )
     if text_tracks:
         # MPEG-TS HLS only: outputs in fMP4 with text tracks are not chunked (chunk_plan).
         # Cut like the first variant's segments, mapped to its first picture's timestamp
         # (the chunks' lead plus the MPEG-TS muxer's delay), read from its first segment.
-        video = next(iter(joined.values()))
-        first = video.segments[0].path
-        fetched = await _fetch_pieces(run, [first])
+        first = (muxed or variants)[0].segments[0].path
+        fetched = await _fetch_pieces(run, [first], run.scratch / "text-timing")
         await name_hls_text_renditions(
             written[0],
             text_tracks,
-            [segment.duration_seconds for segment in video.segments],
+            [segment.duration_seconds for segment in (muxed or variants)[0].segments],
             await first_timestamp(None, fetched[first]),
         )
-    files = await describe_folder(out_dir)
-    # The segments are where the chunks stored them; the result lists them too.
+    files = muxed_files + await describe_folder(out_dir)
+    # The segments are where the pieces (and the remux) stored them; the result lists them.
     files += [file for piece in pieces for file in piece.files]
     await run.store(out_dir, files, replace=False)
     return files
 
 
-async def _fetch_pieces(run: TaskRun, wanted: list[str]) -> dict[str, Path]:
-    """Files the pieces stored under the output's prefix, downloaded into the scratch folder
-    (the folder the concat list names them in)."""
+async def _mux_audio_into_variants(
+    run: TaskRun, variants: list[Rendition], audio: Rendition
+) -> tuple[list[Rendition], list[job_pb2.OutputFile]]:
+    """Every variant's segments with the audio of their span muxed in (stream copy), stored;
+    returns the variants as the final playlists name them, and the files stored."""
+    pieces = run.scratch / "pieces"
+    audio_files = await _fetch_pieces(run, [s.path for s in audio.segments], pieces / "audio")
+    to_mux = []
+    for variant in variants:
+        paths = [segment.path for segment in variant.segments]
+        fetched = await _fetch_pieces(run, paths, pieces / variant.name)
+        first = await first_timestamp(None, fetched[paths[0]])
+        to_mux.append(VariantToMux(variant, [fetched[path] for path in paths], first))
+    out_dir = run.scratch / "muxed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = build_mux_command(
+        variants=to_mux,
+        audio_files=[audio_files[s.path] for s in audio.segments],
+        work_dir=pieces,
+        out_dir=out_dir,
+    )
+    await run_ffmpeg(
+        plan.argv,
+        duration=plan.expected_duration,
+        on_progress=run.progress.update,
+        cancel_event=run.stop,
+        min_report_interval=run.settings.progress_interval_seconds,
+    )
+    made = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()}
+    wanted = {p.relative_to(out_dir).as_posix() for p in plan.outputs}
+    if made != wanted:
+        # A cut off the segment grid (a keyframe missing where a segment starts) would
+        # shift every following segment against the playlists.
+        raise MediaError(
+            ENCODE_FAILED,
+            f"the audio remux made {len(made)} segments where the video has {len(wanted)}",
+        )
+    files = await describe_folder(out_dir)
+    await run.store(out_dir, files, replace=False)
+    sizes = {file.path: file.size_bytes for file in files}
+    codecs = f",{audio.codec}" if audio.codec else ""
+    muxed = [
+        dataclasses.replace(
+            variant,
+            codec=f"{variant.codec}{codecs}" if variant.codec else "",
+            segments=[
+                SegmentEntry(
+                    muxed_segment_path(s.path),
+                    s.duration_seconds,
+                    sizes[muxed_segment_path(s.path)],
+                )
+                for s in variant.segments
+            ],
+        )
+        for variant in variants
+    ]
+    return muxed, files
+
+
+async def _fetch_pieces(run: TaskRun, wanted: list[str], work: Path) -> dict[str, Path]:
+    """Files the pieces stored under the output's prefix, downloaded into `work` by name
+    (one folder per rendition: every rendition names its segments alike)."""
     task = run.task
-    work = run.scratch / "pieces"
-    work.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
 
     def fetch(path: str) -> Path:
         target = work / Path(path).name
@@ -132,8 +205,8 @@ async def _join_progressive(
     wanted = [chunk.files[0].path for chunk in merge.chunks]
     if merge.has_audio:
         wanted.append(merge.audio.files[0].path)
-    fetched = await _fetch_pieces(run, wanted)
     work = run.scratch / "pieces"
+    fetched = await _fetch_pieces(run, wanted, work)
     chunk_files = [
         await describe_chunk_file(fetched[chunk.files[0].path]) for chunk in merge.chunks
     ]

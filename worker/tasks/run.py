@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,9 @@ import grpc
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.storage.failures import StorageRefused, StorageUnavailable
 from common.storage.grants import TransferGrant, download_with_grants, upload_with_grants
 from common.storage.origins import Origins
-from common.storage.s3_errors import StorageRefused, StorageUnavailable
 
 from ..heartbeat import TaskProgress
 from ..inputs import TaskInputs
@@ -24,9 +24,13 @@ from ..media.describe import describe_output_file
 from ..media.errors import STORAGE_REFUSED, STORAGE_UNAVAILABLE, MediaError
 from ..media.ffmpeg import ffreport_setting, run_ffmpeg
 from ..media.plan import CommandPlan
+from ..media.together import each
 from ..metrics import WorkerMetrics
 from ..settings import WorkerSettings
 from ..tracing import encode_span, located, probe_span, probed, stage_in_span, upload_span
+
+# ffprobe runs describing one output's files at a time (describe_folder).
+DESCRIBE_AT_ONCE = 4
 
 
 @dataclass
@@ -144,15 +148,22 @@ async def _transfer(move: Callable[[Any], None], pairs: Any) -> None:
         raise MediaError(STORAGE_REFUSED, str(error), retryable=False) from None
 
 
-async def describe_folder(out_dir: Path) -> list[job_pb2.OutputFile]:
-    """Every file under out_dir, described in path order."""
+async def describe_folder(
+    out_dir: Path, *, leave_out: Collection[str] = ()
+) -> list[job_pb2.OutputFile]:
+    """Every file under out_dir, described in path order, but the relative paths in
+    `leave_out` (reports a read-back writes and describes itself, maybe while this runs)."""
     # Walked on the event loop, as the worker always has: one task's output folder is small
-    # next to the ffprobe runs that describe it.
-    return [
-        await describe_output_file(path, out_dir)
+    # next to the ffprobe runs that describe it. Those run a few at a time: each is mostly
+    # process start-up on one core, and a ladder has one per init segment.
+    paths = [
+        path
         for path in sorted(out_dir.rglob("*"))  # noqa: ASYNC240
-        if path.is_file()
+        if path.is_file() and path.relative_to(out_dir).as_posix() not in leave_out
     ]
+    return await each(
+        (describe_output_file(path, out_dir) for path in paths), at_once=DESCRIBE_AT_ONCE
+    )
 
 
 def _files_by_name(out_dir: Path) -> dict[str, Path]:

@@ -22,7 +22,8 @@ from ..media.loudness import (
 from ..media.packaging import finalize_output
 from ..media.plan import CommandPlan, LadderPackaging
 from ..media.qc import check_output
-from ..media.quality import measure_quality
+from ..media.quality import QUALITY_FILE_NAME, measure_quality
+from ..media.together import both
 from ..overlay_images import prepare_overlays
 from ..tracing import package_span
 from .audio_tracks import prepare_audio_tracks
@@ -31,6 +32,9 @@ from .task_keys import task_encryption
 from .text import prepare_text_tracks
 
 S = job_pb2.JobStage
+# What the quality pass and QC give back (None: not run): figures or report, and the file.
+Measured = tuple[list[job_pb2.VariantQuality], job_pb2.OutputFile | None]
+Checked = tuple[job_pb2.QcReport | None, job_pb2.OutputFile | None]
 
 
 async def transcode(run: TaskRun) -> wpb.TranscodeResult:
@@ -82,19 +86,36 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
     plan.notes += loudness_notes
     loudness = await normalized_figures(plan, second_pass)
     track_loudness = await _track_figures(plan)
-    # Playlists are rewritten from the produced segments and sprite maps written
-    # before anything is described.
     run.progress.stage = S.JOB_STAGE_PACKAGING
-    with package_span(task.output_spec):
-        plan.notes += await finalize_output(task.output_spec, task.input_info, out_dir, plan)
-        quality: list[job_pb2.VariantQuality] = []
-        quality_file: job_pb2.OutputFile | None = None
-        if task.output_spec.measure_quality:
+    spec = task.output_spec
+    encrypted = isinstance(plan.finalize, LadderPackaging) and plan.finalize.encryption is not None
+    # Reports the read-backs write into out_dir and describe themselves.
+    reports = [
+        name
+        for name, wanted in (
+            (QUALITY_FILE_NAME, spec.measure_quality),
+            (qc.QC_FILE_NAME, qc.is_checked(spec)),
+        )
+        if wanted
+    ]
+
+    async def finalize_and_describe() -> list[job_pb2.OutputFile] | None:
+        # Playlists are rewritten from the produced segments and sprite maps written before
+        # anything is described; an encrypted ladder is described once it is encrypted.
+        plan.notes += await finalize_output(spec, task.input_info, out_dir, plan)
+        return None if encrypted else await describe_folder(out_dir, leave_out=reports)
+
+    async def read_back() -> tuple[Measured, Checked]:
+        # The read-backs decode the media files and finalize rewrites only manifests, master
+        # playlists and sidecars beside them: the two run at once, so the ffprobe runs of
+        # finalize and describe take no wall time of their own on a machine with two cores.
+        quality: Measured = ([], None)
+        if spec.measure_quality:
             # A second pass over the source and the written output (worker.media.quality).
-            quality, quality_file = await run.inputs.guarded(
+            quality = await run.inputs.guarded(
                 measure_quality(
                     input_path=location,
-                    spec=task.output_spec,
+                    spec=spec,
                     info=task.input_info,
                     out_dir=out_dir,
                     work_dir=run.scratch / "quality",
@@ -102,14 +123,13 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
                     cancel_event=run.stop,
                 )
             )
-        report: job_pb2.QcReport | None = None
-        qc_file: job_pb2.OutputFile | None = None
-        if qc.is_checked(task.output_spec):
+        checked: Checked = (None, None)
+        if qc.is_checked(spec):
             # The output read back once (worker.media.qc); the source only on a finding.
-            report, qc_file = await run.inputs.guarded(
+            checked = await run.inputs.guarded(
                 check_output(
                     input_path=None if task.concat_input_urls else location,
-                    spec=task.output_spec,
+                    spec=spec,
                     info=task.input_info,
                     expected_seconds=plan.expected_duration,
                     out_dir=out_dir,
@@ -118,14 +138,19 @@ async def transcode(run: TaskRun) -> wpb.TranscodeResult:
                     cancel_event=run.stop,
                 )
             )
-        # Encrypted last: the manifests, the quality pass and QC read the clear segments, and
-        # what is described (sizes) and stored is what players get.
-        if isinstance(plan.finalize, LadderPackaging):
-            await encrypt_ladder(plan.finalize)
-        files = await describe_folder(out_dir)
-        for measured in (quality_file, qc_file):
-            if measured is not None:
-                files = [each for each in files if each.path != measured.path] + [measured]
+        return quality, checked
+
+    with package_span(spec):
+        described, ((quality, quality_file), (report, qc_file)) = await both(
+            finalize_and_describe(), read_back()
+        )
+        if described is None:
+            # Encrypted last: the manifests, the quality pass and QC read the clear segments,
+            # and what is described (sizes) and stored is what players get.
+            if isinstance(plan.finalize, LadderPackaging):
+                await encrypt_ladder(plan.finalize)
+            described = await describe_folder(out_dir, leave_out=reports)
+        files = described + [file for file in (quality_file, qc_file) if file is not None]
     # The heartbeat keeps running: a long upload still extends the lease.
     run.progress.stage = S.JOB_STAGE_UPLOADING
     await run.store(out_dir, files, replace=True)
