@@ -91,6 +91,9 @@ def media_playlist(
     Unended, it is an EVENT playlist: players poll it and only ever see segments appended.
     TARGETDURATION must not change between polls, so it comes from the planned segment
     length (and the longest segment, which a forced keyframe keeps within a frame of it).
+    It says to start at its beginning (EXT-X-START, TIME-OFFSET=0): what is being encoded is
+    a whole presentation, which players would otherwise start near the live edge (hls.js:
+    three target durations before it), as the dynamic MPD says with its presentation delay.
     """
     longest = max((s.duration_seconds for s in segments), default=0.0)
     target = max(math.ceil(target_seconds - 1e-3), round(longest), 1)
@@ -102,6 +105,8 @@ def media_playlist(
         f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
+    if not ended:
+        lines.append("#EXT-X-START:TIME-OFFSET=0")
     if init_path:
         lines.append(f'#EXT-X-MAP:URI="{init_path.rsplit("/", 1)[-1]}"')
     for segment in segments:

@@ -13,9 +13,11 @@ import re
 
 from kiln.worker.v1 import worker_service_pb2
 
+from common.chunk_mpd import MPD_NAME
 from common.output_types import MAX_VARIANTS
 
-MPD_NAME = "manifest.mpd"
+__all__ = ["MPD_NAME", "init_path_allowed", "rendition_problems"]
+
 # mdhd timescales FFmpeg writes are the stream's time base (15360 for 30 fps video, the
 # sample rate for audio); a bound keeps a worker's figure from being absurd.
 MAX_TIMESCALE = 10_000_000

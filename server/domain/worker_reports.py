@@ -354,10 +354,12 @@ def chunk_problems(
 def audio_so_far_problems(
     part: worker_service_pb2.RenditionPart, spec: job_pb2.OutputSpec
 ) -> list[str]:
-    """The segments a running AUDIO piece of an HLS output says it has stored: the audio
-    rendition's, numbered from 0 without a gap, each with a size and a possible duration."""
-    if spec.type != T.OUTPUT_TYPE_HLS:
-        return ["only an HLS output's audio is reported while it encodes"]
+    """The segments a running AUDIO piece of an adaptive output says it has stored: the audio
+    rendition's, numbered from 0 without a gap, each with a size and a possible duration;
+    fMP4 (fMP4 HLS, DASH, CMAF): with its init segment and contiguous decode times that agree
+    with the durations, as a chunk reports them (fmp4_pieces)."""
+    if spec.type not in ADAPTIVE:
+        return ["only an HLS, DASH or CMAF output's audio is reported while it encodes"]
     problems = []
     if part.name != "audio":
         problems.append(f"rendition {part.name[:20]!r} is not the audio rendition")
@@ -367,15 +369,30 @@ def audio_so_far_problems(
         problems.append("the audio rendition has no picture")
     if not part.segments or len(part.segments) > MAX_FILES:
         problems.append(f"{len(part.segments)} segments is not 1 to {MAX_FILES}")
+    fmp4 = has_fmp4_segments(spec)
+    extension = "m4s" if fmp4 else "ts"
     longest = max(MAX_SEGMENT_SECONDS, 2 * (spec.segments.duration_seconds or 6.0))
     for number, segment in enumerate(part.segments[:MAX_FILES]):
-        if segment.path != f"audio/seg_{number:05d}.ts":
+        if segment.path != f"audio/seg_{number:05d}.{extension}":
             problems.append(f"segment {segment.path[:100]!r} is not audio segment {number}")
             break
         if segment.size_bytes <= 0 or not _finite(segment.duration_seconds, 1e-3, longest):
             problems.append(f"segment {segment.path!r} has an impossible size or duration")
             break
-    return problems
+    if not fmp4:
+        if part.init_size_bytes:
+            problems.append("MPEG-TS audio has no init segment")
+        return problems + fmp4_pieces.rendition_problems(
+            part, fmp4=False, stores_init=False, sizes={}
+        )
+    if problems:
+        return problems
+    if part.init_size_bytes <= 0:
+        return [f"init segment {part.init_path[:100]!r} has size {part.init_size_bytes}"]
+    # The init segment is stored with the first segments: it must be named with its size.
+    return fmp4_pieces.rendition_problems(
+        part, fmp4=True, stores_init=True, sizes={part.init_path: part.init_size_bytes}
+    )
 
 
 def _piece_may_write(

@@ -3,8 +3,11 @@ checked like a result (the shape here, the files in storage), kept on the task, 
 playlists published again with them, so a player can start before the whole audio is done.
 
 A list is taken only when it extends the one kept (the same segments first, at least one
-more): the live playlists never lose an entry, and a rerun of the piece (its lease lost),
-which stores the same segments again from the first, changes nothing until it gets further.
+more, and for fMP4 the same init segment and decode times): the live playlists and the
+dynamic MPD never lose an entry, and a rerun of the piece (its lease lost), which stores the
+same segments again from the first, changes nothing until it gets further. An fMP4 list's
+init segment is checked in storage with its first segments, so it is there before any
+segment is listed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2
+
+from common.storage.media_types import mime_type_for
 
 from ..domain import worker_reports
 from ..domain.errors import FieldViolation, InvalidArgument
@@ -57,24 +62,29 @@ class LiveAudio:
         spec = job_pb2.OutputSpec.FromString(output.spec)
         if problems := worker_reports.audio_so_far_problems(part, spec):
             self._refuse(task, problems)
-        kept = _kept_segments(task)
+        kept = _kept(task)
         if not _extends(kept, part):
             return
         new = [
             job_pb2.OutputFile(path=s.path, size_bytes=s.size_bytes)
-            for s in part.segments[len(kept) :]
+            for s in part.segments[len(kept.segments) :]
         ]
+        if part.init_path and not kept.segments:
+            new.insert(0, job_pb2.OutputFile(path=part.init_path, size_bytes=part.init_size_bytes))
         origin = output_origin_of(record.job, output)
         if problems := await self.checks.stored_problems(origin, task.job_id, output.id, new):
             self._refuse(task, problems)
         async with self.store.transaction() as tx:
             task, record = await self.lock_leased(tx, request.task_id, request.lease_token)
-            if task.status != TaskStatus.LEASED or not _extends(_kept_segments(task), part):
+            if task.status != TaskStatus.LEASED or not _extends(_kept(task), part):
                 return  # ended meanwhile, or a newer list was taken first
+            stored = [(s.path, s.size_bytes) for s in part.segments]
+            if part.init_path:
+                stored.insert(0, (part.init_path, part.init_size_bytes))
             so_far = worker_service_pb2.ChunkResult(
                 files=[
-                    job_pb2.OutputFile(path=s.path, size_bytes=s.size_bytes, mime_type="video/mp2t")
-                    for s in part.segments
+                    job_pb2.OutputFile(path=path, size_bytes=size, mime_type=mime_type_for(path))
+                    for path, size in stored
                 ],
                 renditions=[part],
             )
@@ -103,14 +113,31 @@ class LiveAudio:
         raise InvalidArgument([FieldViolation("audio_so_far", "; ".join(problems))])
 
 
-def _kept_segments(task: Task) -> list[worker_service_pb2.Segment]:
+def _kept(task: Task) -> worker_service_pb2.RenditionPart:
     if not task.result:
-        return []
+        return worker_service_pb2.RenditionPart()
     result = worker_service_pb2.ChunkResult.FromString(task.result)
-    return list(result.renditions[0].segments) if result.renditions else []
+    return result.renditions[0] if result.renditions else worker_service_pb2.RenditionPart()
 
 
 def _extends(
-    kept: list[worker_service_pb2.Segment], part: worker_service_pb2.RenditionPart
+    kept: worker_service_pb2.RenditionPart, part: worker_service_pb2.RenditionPart
 ) -> bool:
-    return len(part.segments) > len(kept) and list(part.segments[: len(kept)]) == kept
+    """`part` lists more segments than `kept`, and begins with them: the same files, and for
+    fMP4 the same init segment and decode times (a rerun's segments are the same bytes)."""
+    count = len(kept.segments)
+    if len(part.segments) <= count or list(part.segments[:count]) != list(kept.segments):
+        return False
+    if not count:
+        return True
+    same_init = (part.init_path, part.init_sha256, part.init_size_bytes, part.timescale) == (
+        kept.init_path,
+        kept.init_sha256,
+        kept.init_size_bytes,
+        kept.timescale,
+    )
+    return (
+        same_init
+        and list(part.decode_times[:count]) == list(kept.decode_times)
+        and list(part.decode_durations[:count]) == list(kept.decode_durations)
+    )

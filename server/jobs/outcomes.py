@@ -6,10 +6,13 @@ Each step takes the JobRecord its caller read under the job's lock and keeps it 
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from kiln.v1 import job_pb2, job_service_pb2
 from kiln.worker.v1 import worker_service_pb2
+
+from common.chunk_mpd import LiveMpd
 
 from ..domain import pricing, qc_reports
 from ..domain.input_fit import input_problem
@@ -29,7 +32,7 @@ from . import task_plan, variant_costs
 from .chunk_plan import output_seconds, plan_chunks
 from .chunk_reuse import KeptPieces, reuse_note
 from .lifecycle import Lifecycle
-from .live_playlists import live_playlists
+from .live_playlists import live_manifests
 
 __all__ = ["output_seconds"]
 
@@ -176,8 +179,8 @@ class TaskOutcomes:
         result: worker_service_pb2.ChunkResult,
     ) -> tuple[dict[str, str], worker_service_pb2.TranscodeResult] | None:
         """A chunk or the audio of a chunked output is done: keep its result, queue the merge
-        once every piece is done, and for HLS return the playlists to publish now (play while
-        encoding) with the output's files so far."""
+        once every piece is done, and for HLS, DASH and CMAF return the manifests to publish
+        now (play while encoding) with the output's files so far."""
         output_id = task_output_id(task)
         await tx.tasks.record_task_result(task.id, result.SerializeToString())
         tasks = await current_output_tasks(tx, record, output_id)
@@ -204,18 +207,23 @@ class TaskOutcomes:
     async def _live_playlists(
         self, tx: Tx, record: JobRecord, output: Output, pieces: list[Task]
     ) -> dict[str, str] | None:
-        """For HLS, the playlists to publish now (play while encoding), the output's files so
-        far recorded and announced; None for other types."""
+        """For HLS, DASH and CMAF, the playlists and the dynamic MPD to publish now (play while
+        encoding), the output's files so far recorded and announced; None for other types."""
         spec = job_pb2.OutputSpec.FromString(output.spec)
-        if spec.type != job_pb2.OUTPUT_TYPE_HLS:
+        if spec.type not in (
+            job_pb2.OUTPUT_TYPE_HLS,
+            job_pb2.OUTPUT_TYPE_DASH,
+            job_pb2.OUTPUT_TYPE_CMAF,
+        ):
             return None
         chunks = sorted((t for t in pieces if t.kind == TaskKind.CHUNK), key=_chunk_position)
         audio_task = next((t for t in pieces if t.kind == TaskKind.AUDIO), None)
-        texts, files = live_playlists(
+        texts, files = live_manifests(
             spec,
             [_piece_result(t) for t in chunks],
             _audio_so_far(audio_task) if audio_task is not None else None,
             has_audio=audio_task is not None,
+            live=_live_mpd(record, spec, complete=all(t.status == TaskStatus.DONE for t in pieces)),
         )
         live = worker_service_pb2.TranscodeResult(files=files)
         await tx.outputs.update_output(output.id, result=live.SerializeToString())
@@ -305,6 +313,22 @@ def merge_plan(tasks: list[Task]) -> worker_service_pb2.MergePlan:
         plan.has_audio = True
         plan.audio.ParseFromString(audio.result or b"")
     return plan
+
+
+def _live_mpd(record: JobRecord, spec: job_pb2.OutputSpec, *, complete: bool) -> LiveMpd:
+    """A dynamic MPD's clock: media time 0 at the job's start (the same in every update), and
+    a presentation delay of everything since then plus the whole output, so a player going by
+    it starts at 0 (common.chunk_mpd.LiveMpd)."""
+    published = now().astimezone(UTC)
+    started = aware(record.job.started_at) or published
+    info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
+    elapsed = max((published - started).total_seconds(), 0.0)
+    return LiveMpd(
+        availability_start=started,
+        published=published,
+        delay_seconds=elapsed + output_seconds(spec, info.duration_seconds),
+        complete=complete,
+    )
 
 
 def _chunk_position(task: Task) -> int:

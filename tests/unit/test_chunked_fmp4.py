@@ -4,6 +4,7 @@ the checks on what a piece reports, the merge's join checks and the MPD and play
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -11,6 +12,7 @@ import pytest
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.chunk_mpd import LiveMpd, chunked_mpd, timeline_entries
 from common.hls_playlists import Rendition, SegmentEntry, media_playlist
 from server.domain import worker_reports as reports
 from server.jobs.chunk_plan import (
@@ -20,8 +22,7 @@ from server.jobs.chunk_plan import (
     ChunkSettings,
     plan_chunks,
 )
-from server.jobs.live_playlists import live_playlists
-from worker.media.chunk_mpd import chunked_mpd, timeline_entries
+from server.jobs.live_playlists import live_manifests
 from worker.media.chunks import ChunkWindow, build_audio_command, build_video_chunk_command
 from worker.media.errors import ENCODE_FAILED, MediaError
 from worker.media.merge import joined_renditions
@@ -33,6 +34,8 @@ SCALE = 15360
 TWO_SECONDS = 2 * SCALE
 DIGEST = "ab" * 32
 MPD = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
+STARTED = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+LIVE = LiveMpd(STARTED, STARTED + timedelta(seconds=9.5), delay_seconds=69.5)
 
 
 def info(seconds: float = 60, frame_rate: float = 30) -> job_pb2.InputInfo:
@@ -335,6 +338,167 @@ def test_fmp4_playlists_name_the_init_segment_live_and_at_the_end():
     assert '#EXT-X-MAP:URI="init_0.mp4"' in final and "#EXT-X-VERSION:7" in final
     ts = media_playlist(segments, target_seconds=2, ended=True)
     assert "EXT-X-MAP" not in ts and "#EXT-X-VERSION:3" in ts
-    texts, _ = live_playlists(ladder("hls"), [_piece(0), None], None, has_audio=False)
+    texts, _ = live_manifests(ladder("hls"), [_piece(0), None], None, has_audio=False, live=LIVE)
     assert '#EXT-X-MAP:URI="init_0.mp4"' in texts["v0/index.m3u8"]
     assert "#EXT-X-ENDLIST" not in texts["v0/index.m3u8"]
+    # Live, players are told to start at the beginning; the final playlist needs not say so.
+    assert "#EXT-X-START:TIME-OFFSET=0" in texts["v0/index.m3u8"]
+    assert "EXT-X-START" not in final
+
+
+# --- play while encoding: the dynamic MPD and the audio so far -----------------------------------
+
+
+def _audio_so_far(count: int, *, start: int = 0) -> wpb.RenditionPart:
+    """An fMP4 AUDIO piece's report while it runs: `count` 2 s segments of 48 kHz."""
+    length = 2 * 48000
+    return wpb.RenditionPart(
+        name="audio",
+        codec="mp4a.40.2",
+        segments=[
+            wpb.Segment(path=f"audio/seg_{n:05d}.m4s", duration_seconds=2, size_bytes=300)
+            for n in range(count)
+        ],
+        init_path="audio/init.mp4",
+        init_sha256=DIGEST,
+        init_size_bytes=600,
+        timescale=48000,
+        decode_times=[start + n * length for n in range(count)],
+        decode_durations=[length] * count,
+    )
+
+
+def _timelines(text: str) -> dict[str, list[tuple[int, int]]]:
+    """Each Representation's (t, d) per segment, t filled in where the MPD leaves it out."""
+    root = ElementTree.fromstring(text)
+    found = {}
+    for representation in root.iterfind(".//mpd:Representation", MPD):
+        spans, at = [], 0
+        for entry in representation.iterfind(".//mpd:S", MPD):
+            at = int(entry.get("t", at))
+            for _ in range(int(entry.get("r", "0")) + 1):
+                spans.append((at, int(entry.get("d", "0"))))
+                at += int(entry.get("d", "0"))
+        found[representation.get("id", "")] = spans
+    return found
+
+
+def test_the_live_mpd_is_dynamic_and_lists_the_chunks_done_from_the_start():
+    audio = wpb.ChunkResult(renditions=[_audio_so_far(3)])
+    chunks = [_piece(0, ("v0", "v1")), None, _piece(2, ("v0", "v1"))]
+    texts, files = live_manifests(ladder("dash"), chunks, audio, has_audio=True, live=LIVE)
+    # DASH: no playlists, only the MPD.
+    assert list(texts) == ["manifest.mpd"]
+    root = ElementTree.fromstring(texts["manifest.mpd"])
+    assert root.get("type") == "dynamic"
+    assert root.get("availabilityStartTime") == "2026-12-07T12:00:00.000Z"
+    assert root.get("publishTime") == "2026-12-07T12:00:09.500Z"
+    assert root.get("minimumUpdatePeriod") == "PT2.000S"
+    assert root.get("suggestedPresentationDelay") == "PT70S"
+    assert (
+        root.get("mediaPresentationDuration") is None and root.get("timeShiftBufferDepth") is None
+    )
+    assert root.get("profiles") == "urn:mpeg:dash:profile:isoff-live:2011"
+    timing = root.find("mpd:UTCTiming", MPD)
+    assert timing is not None and timing.get("value") == "2026-12-07T12:00:09.500Z"
+    templates = root.findall(".//mpd:SegmentTemplate", MPD)
+    assert {t.get("availabilityTimeOffset") for t in templates} == {"INF"}
+    # The first chunk's six segments (the third chunk waits for the second), and the audio's
+    # three so far.
+    expected = [(n * TWO_SECONDS, TWO_SECONDS) for n in range(6)]
+    assert _timelines(texts["manifest.mpd"]) == {
+        "v0": expected,
+        "v1": expected,
+        "audio": [(n * 96000, 96000) for n in range(3)],
+    }
+    listed = {f.path for f in files}
+    assert "manifest.mpd" in listed and "audio/init.mp4" not in listed  # the audio lists none
+    assert "v0/seg_00005.m4s" in listed and "v0/seg_00012.m4s" not in listed
+    assert next(f for f in files if f.path == "manifest.mpd").mime_type == "application/dash+xml"
+
+
+def test_the_live_mpd_waits_for_audio_and_never_shows_a_gap():
+    chunks = [_piece(0), _piece(1)]
+    texts, _ = live_manifests(ladder("cmaf"), chunks, None, has_audio=True, live=LIVE)
+    # CMAF: the live playlists too; neither the master nor the MPD before the audio has one.
+    assert "v0/index.m3u8" in texts and "master.m3u8" not in texts
+    assert "manifest.mpd" not in texts
+    audio = wpb.ChunkResult(renditions=[_audio_so_far(1)])
+    texts, _ = live_manifests(ladder("cmaf"), chunks, audio, has_audio=True, live=LIVE)
+    assert {"master.m3u8", "audio/index.m3u8", "manifest.mpd"} <= set(texts)
+    assert len(_timelines(texts["manifest.mpd"])["v0"]) == 12
+    # A chunk that does not start where the one before ends (the merge fails that output)
+    # is left out of the live lists, and so is everything after it.
+    gap = _piece(1)
+    gap.renditions[0].decode_times[:] = [t + 512 for t in gap.renditions[0].decode_times]
+    texts, _ = live_manifests(ladder("cmaf"), [_piece(0), gap], audio, has_audio=True, live=LIVE)
+    assert len(_timelines(texts["manifest.mpd"])["v0"]) == 6
+    assert texts["v0/index.m3u8"].count("#EXTINF") == 6
+    other = _piece(1)
+    other.renditions[0].init_sha256 = "cd" * 32
+    texts, _ = live_manifests(ladder("dash"), [_piece(0), other], audio, has_audio=True, live=LIVE)
+    assert len(_timelines(texts["manifest.mpd"])["v0"]) == 6
+    # Every piece done (the merge not yet): still dynamic, and it says where it ends.
+    ended = dataclasses.replace(LIVE, complete=True)
+    texts, _ = live_manifests(ladder("dash"), [_piece(0)], audio, has_audio=True, live=ended)
+    root = ElementTree.fromstring(texts["manifest.mpd"])
+    assert root.get("type") == "dynamic" and root.get("mediaPresentationDuration") == "PT12.000S"
+    # Without audio, the first chunk is enough; an HLS output gets no MPD.
+    texts, _ = live_manifests(ladder("dash"), [_piece(0)], None, has_audio=False, live=LIVE)
+    assert list(texts) == ["manifest.mpd"]
+    texts, _ = live_manifests(ladder("hls"), [_piece(0)], audio, has_audio=True, live=LIVE)
+    assert "manifest.mpd" not in texts and "master.m3u8" in texts
+
+
+def test_the_static_mpd_has_no_live_timing():
+    root = ElementTree.fromstring(chunked_mpd([rendition("v0", 0, 3)], None, segment_seconds=2))
+    assert root.get("type") == "static" and root.get("mediaPresentationDuration") == "PT6.000S"
+    assert root.get("availabilityStartTime") is None and root.find("mpd:UTCTiming", MPD) is None
+    template = root.find(".//mpd:SegmentTemplate", MPD)
+    assert template is not None and template.get("availabilityTimeOffset") is None
+
+
+@pytest.mark.parametrize("kind", ["hls", "dash", "cmaf"])
+def test_fmp4_audio_so_far_is_taken_with_its_init_segment(kind):
+    assert reports.audio_so_far_problems(_audio_so_far(3), ladder(kind)) == []
+
+
+def _forged(change) -> wpb.RenditionPart:
+    part = _audio_so_far(3)
+    change(part)
+    return part
+
+
+FORGED_AUDIO = {
+    "a gap in decode times": lambda p: p.decode_times.__setitem__(2, p.decode_times[2] + 1),
+    "no init segment": lambda p: p.ClearField("init_path"),
+    "no init size": lambda p: p.ClearField("init_size_bytes"),
+    "no init digest": lambda p: p.ClearField("init_sha256"),
+    "an init outside the rendition": lambda p: setattr(p, "init_path", "v0/init_0.mp4"),
+    "an init outside the output": lambda p: setattr(p, "init_path", "audio/../../x/init.mp4"),
+    "a segment outside the output": lambda p: setattr(p.segments[0], "path", "../seg_00000.m4s"),
+    "an MPEG-TS name": lambda p: setattr(p.segments[1], "path", "audio/seg_00001.ts"),
+    "a decode time per segment missing": lambda p: p.decode_durations.pop(),
+    "a length its duration disagrees with": lambda p: setattr(p.segments[0], "duration_seconds", 3),
+    "no timescale": lambda p: p.ClearField("timescale"),
+}
+
+
+@pytest.mark.parametrize("what", list(FORGED_AUDIO))
+def test_fmp4_audio_so_far_that_cannot_be_is_refused(what):
+    assert reports.audio_so_far_problems(_forged(FORGED_AUDIO[what]), ladder("dash")), what
+
+
+def test_ts_audio_so_far_reports_no_fmp4_facts_and_mp4_none_at_all():
+    ts = wpb.RenditionPart(
+        name="audio",
+        codec="mp4a.40.2",
+        segments=[wpb.Segment(path="audio/seg_00000.ts", duration_seconds=2, size_bytes=300)],
+    )
+    assert reports.audio_so_far_problems(ts, ladder("ts")) == []
+    ts.init_size_bytes = 600
+    assert reports.audio_so_far_problems(ts, ladder("ts"))
+    # fMP4 segments on an MPEG-TS ladder, and the other way round.
+    assert reports.audio_so_far_problems(_audio_so_far(1), ladder("ts"))
+    mp4 = job_pb2.OutputSpec(type=job_pb2.OUTPUT_TYPE_MP4, video=ladder("ts").video)
+    assert reports.audio_so_far_problems(_audio_so_far(1), mp4)

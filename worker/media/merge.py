@@ -76,7 +76,7 @@ async def measure_chunk_renditions(out_dir: Path, playlists: dict[str, Path]) ->
             fmp4: dict[str, Any] = {}
         else:
             segments, fmp4 = await asyncio.to_thread(
-                _fmp4_segments, out_dir, init, [path for path, _ in playlist.segments]
+                fmp4_segments, out_dir, init, [path for path, _ in playlist.segments]
             )
         stream = await probe_first_stream(init, playlist.segments[0][0])
         renditions.append(
@@ -94,7 +94,7 @@ async def measure_chunk_renditions(out_dir: Path, playlists: dict[str, Path]) ->
     return renditions
 
 
-def _fmp4_segments(
+def fmp4_segments(
     out_dir: Path, init: Path, paths: list[Path]
 ) -> tuple[list[SegmentEntry], dict[str, Any]]:
     """The segments with their exact times from the boxes (the playlist's EXTINF is rounded

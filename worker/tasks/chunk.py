@@ -9,7 +9,6 @@ from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
 from common.hls_playlists import Rendition
-from common.output_types import has_fmp4_segments
 
 from ..media.chunks import ChunkCommand, ChunkWindow, build_audio_command, build_video_chunk_command
 from ..media.loudness import ENCODE_LOG_NAME, SecondPass, measure_input, normalized_figures
@@ -55,11 +54,9 @@ async def encode_piece(run: TaskRun) -> wpb.ChunkResult:
         command = _piece_command(task, location, out_dir, second_pass, overlays)
         if second_pass is not None:
             command.plan.report_log = run.scratch / "loudness" / ENCODE_LOG_NAME
-        live = command.playlists and not has_fmp4_segments(task.output_spec)
-        if task.kind == wpb.TASK_KIND_AUDIO and live:
-            # An MPEG-TS ladder's audio: its segments are stored and reported as they are made.
-            # (fMP4 audio is published with the piece's result: reporting it early would need
-            # its init segment stored first and the server's check to take .m4s segments.)
+        if task.kind == wpb.TASK_KIND_AUDIO and command.playlists:
+            # An adaptive output's audio (MPEG-TS or fMP4): its segments are stored and
+            # reported as they are made.
             [(name, playlist)] = command.playlists.items()
             async with audio_reported_while_encoding(run, out_dir, playlist, name):
                 await run.encode(command.plan)

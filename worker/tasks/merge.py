@@ -8,12 +8,15 @@ mapped to its first timestamp (HLS), mov_text tracks and .vtt sidecars (MP4)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import time
 from pathlib import Path
 
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
+from common.chunk_mpd import MPD_NAME, chunked_mpd, static_after_seconds
 from common.hls_playlists import (
     AUDIO_RENDITION,
     Rendition,
@@ -22,7 +25,6 @@ from common.hls_playlists import (
 )
 from common.output_types import muxes_audio_into_variants
 
-from ..media.chunk_mpd import MPD_NAME, chunked_mpd
 from ..media.errors import ENCODE_FAILED, MediaError
 from ..media.ffmpeg import run_ffmpeg
 from ..media.merge import (
@@ -43,13 +45,14 @@ from .text import read_merged_text_tracks
 
 
 async def merge_pieces(run: TaskRun) -> wpb.TranscodeResult:
+    started = time.monotonic()
     merge = run.task.merge
     notes = list(dict.fromkeys(n for c in [*merge.chunks, merge.audio] for n in c.notes))
     encoded = sum(chunk.encoded_seconds for chunk in merge.chunks)
     # Before anything is joined: a bad subtitle file fails the output without a half-merge.
     text_tracks = await read_merged_text_tracks(run)
     if any(chunk.renditions for chunk in merge.chunks):
-        files = await _write_playlists(run, text_tracks)
+        files = await _write_playlists(run, text_tracks, started)
     else:
         files = await _join_progressive(run, text_tracks)
     result = wpb.TranscodeResult(files=files, notes=notes, encoded_seconds=encoded)
@@ -60,7 +63,7 @@ async def merge_pieces(run: TaskRun) -> wpb.TranscodeResult:
 
 
 async def _write_playlists(
-    run: TaskRun, text_tracks: list[PreparedTrack]
+    run: TaskRun, text_tracks: list[PreparedTrack], started: float
 ) -> list[job_pb2.OutputFile]:
     merge = run.task.merge
     out_dir = run.output_folder()
@@ -85,6 +88,11 @@ async def _write_playlists(
     if spec.type in (job_pb2.OUTPUT_TYPE_DASH, job_pb2.OUTPUT_TYPE_CMAF):
         manifest = out_dir / MPD_NAME
         text = chunked_mpd(variants, audio, segment_seconds=segment_seconds)
+        # The server published the dynamic MPD listing every segment before this task could
+        # be claimed: the static one replaces it once every player has read that one.
+        wait = static_after_seconds(segment_seconds) - (time.monotonic() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.stop.wait(), timeout=max(wait, 0.0))
         await asyncio.to_thread(manifest.write_text, text, "utf-8")
     if spec.type in (job_pb2.OUTPUT_TYPE_HLS, job_pb2.OUTPUT_TYPE_CMAF):
         written = await asyncio.to_thread(

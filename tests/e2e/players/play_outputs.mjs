@@ -11,13 +11,17 @@
 //               "reachSeconds": how long an adaptive case may take to get there (8 s),
 //               "cases": [{ "name", "player": "hls" | "dash" | "file", "url", "textAt"?,
 //                           "audioSwitch"?, "hlsConfig"?, "protection"?, "bufferFirst"?,
-//                           "seekTo"? }] }
+//                           "seekTo"?, "release"? }] }
 // "hlsConfig" is merged into hls.js's config (emeEnabled, drmSystems for encrypted outputs);
 // "protection" is dash.js's protection data (setProtectionData: a key system's clearkeys or
 // serverURL). "bufferFirst": the case plays only once what it must play is buffered.
 // A "file" case plays a little, then seeks to half a second before the end and plays on.
 // An adaptive case with "seekTo" (seconds) plays a little, seeks there and plays on for
 // playSeconds from there ("time" then says how far it got, "seekedTo" where it went).
+// A case with "release" (a URL) is a live one: once playback has advanced, the page notes
+// whether the player took the stream for live ("liveAtStart": dash.js's isDynamic(), hls.js's
+// playlist without ENDLIST), then fetches that URL (the test lets the encode finish on it) and
+// plays on to playSeconds; "liveAtEnd" says the same once there.
 // A case with "audioSwitch" then switches to each of the player's audio tracks in turn, from
 // where playback got to (paused), and reports whether the player switched and buffered that
 // track's media; then back to the first track, and plays on from there.
@@ -27,7 +31,7 @@
 // Prints one JSON line:
 // { "supported": { type: MediaSource.isTypeSupported(type) for config.probeTypes },
 //   "results": [{ name, starts: { mime: first buffered second }, time, duration, ended,
-//                 seekedTo, issues, responses: [{ file, status, range, contentRange, allowOrigin }],
+//                 seekedTo, liveAtStart, liveAtEnd, issues, responses: [{ file, status, range, contentRange, allowOrigin }],
 //                 textTracks: [{ lang, name, default, forced, text, cues }] (cases with textAt),
 //                 audioTracks: [{ lang, name, default, roles, switched, buffered }],
 //                 audioBack: { lang, switched, buffered, played } | null
@@ -72,6 +76,8 @@ async function playCase(spec, playSeconds, reachMs) {
   let audioBuffered = () => false;
   // Whether no audio is being fetched: a switch made while a fragment loads aborts that load.
   let audioSettled = () => true;
+  // Whether the player takes the stream for live now (a "release" case reports it).
+  let isLive = () => null;
   // Resolves once playback reaches `seconds` (or ends, or fails).
   const reached = (seconds) =>
     new Promise((resolve) => {
@@ -93,6 +99,7 @@ async function playCase(spec, playSeconds, reachMs) {
     hls.loadSource(spec.url);
     hls.attachMedia(video);
     teardown = () => hls.destroy();
+    isLive = () => hls.levels[Math.max(hls.currentLevel, 0)]?.details?.live ?? null;
     textTrackList = () => hls.subtitleTracks.map((t) => ({ lang: t.lang, name: t.name, default: t.default, forced: t.forced }));
     showTextTrack = (index) => {
       hls.subtitleTrack = index;
@@ -147,6 +154,7 @@ async function playCase(spec, playSeconds, reachMs) {
     if (spec.protection) player.setProtectionData(spec.protection);
     player.initialize(video, spec.url, true);
     teardown = () => player.destroy();
+    isLive = () => player.isDynamic();
     textTrackList = () => player.getTracksFor("text").map((t) => ({ lang: t.lang, name: (t.labels || [])[0]?.text ?? null, default: false, forced: false }));
     showTextTrack = (index) => {
       player.enableText(true);
@@ -184,6 +192,7 @@ async function playCase(spec, playSeconds, reachMs) {
 
   const started = performance.now();
   let seekedTo = null;
+  let liveAtStart = null;
   if (spec.player === "file") {
     // Advancing from the start, then a seek near the end: the media stack asks for the bytes
     // it has not got with Range requests.
@@ -212,6 +221,11 @@ async function playCase(spec, playSeconds, reachMs) {
       seekedTo = spec.seekTo;
       video.currentTime = seekedTo;
       await Promise.race([reached(seekedTo + playSeconds), deadline(reachMs)]);
+    } else if (spec.release !== undefined) {
+      await Promise.race([reached(0.3), deadline(reachMs)]);
+      liveAtStart = isLive();
+      await fetch(spec.release, { mode: "no-cors" }).catch((e) => note("page", "release", e));
+      await Promise.race([reached(playSeconds), deadline(reachMs)]);
     } else {
       await Promise.race([reached(playSeconds), deadline(reachMs)]);
     }
@@ -268,7 +282,7 @@ async function playCase(spec, playSeconds, reachMs) {
   }
   const starts = {};
   for (const entry of window.__bufferStarts) if (!(entry.type in starts)) starts[entry.type] = entry.start;
-  const result = { starts, time: video.currentTime, duration: video.duration, ended: video.ended, seekedTo, ms: Math.round(performance.now() - started) };
+  const result = { starts, time: video.currentTime, duration: video.duration, ended: video.ended, seekedTo, liveAtStart, liveAtEnd: isLive(), ms: Math.round(performance.now() - started) };
   // Warnings can trail the moment playback advanced (a gap found at the next buffer check).
   await deadline(150);
   teardown();

@@ -138,7 +138,7 @@ class ChunkResult(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[_job_pb2.OutputFile, _Mapping]]] = ..., encoded_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[RenditionPart, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., frame_count: _Optional[int] = ..., loudness: _Optional[_Union[_job_pb2.AudioLoudness, _Mapping]] = ...) -> None: ...
 
 class RenditionPart(_message.Message):
-    __slots__ = ("name", "codec", "width", "height", "frame_rate", "segments", "init_path", "init_sha256", "timescale", "decode_times", "decode_durations")
+    __slots__ = ("name", "codec", "width", "height", "frame_rate", "segments", "init_path", "init_sha256", "timescale", "decode_times", "decode_durations", "init_size_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,7 @@ class RenditionPart(_message.Message):
     TIMESCALE_FIELD_NUMBER: _ClassVar[int]
     DECODE_TIMES_FIELD_NUMBER: _ClassVar[int]
     DECODE_DURATIONS_FIELD_NUMBER: _ClassVar[int]
+    INIT_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     codec: str
     width: int
@@ -161,7 +162,8 @@ class RenditionPart(_message.Message):
     timescale: int
     decode_times: _containers.RepeatedScalarFieldContainer[int]
     decode_durations: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., init_path: _Optional[str] = ..., init_sha256: _Optional[str] = ..., timescale: _Optional[int] = ..., decode_times: _Optional[_Iterable[int]] = ..., decode_durations: _Optional[_Iterable[int]] = ...) -> None: ...
+    init_size_bytes: int
+    def __init__(self, name: _Optional[str] = ..., codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., init_path: _Optional[str] = ..., init_sha256: _Optional[str] = ..., timescale: _Optional[int] = ..., decode_times: _Optional[_Iterable[int]] = ..., decode_durations: _Optional[_Iterable[int]] = ..., init_size_bytes: _Optional[int] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("path", "duration_seconds", "size_bytes")

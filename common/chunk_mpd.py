@@ -7,37 +7,99 @@ v0/init_0.mp4, v0/seg_00000.m4s, ...) and states every segment's exact decode ti
 timeline is the segments' own: no rounding, and a gap or overlap at a join cannot hide.
 codecs is the measured RFC 6381 string and bandwidth the peak segment bit rate, as the
 single-pass packaging corrects them to (worker.media.dash_mpd).
+
+The server writes the same MPD while the chunks finish, dynamic (play while encoding, see
+LiveMpd), and the merge writes it static: both list segments the same way, so a player that
+started on the dynamic one finds every segment where it was when the MPD turns static
+(DASH-IF IOP 4.3, 4.6.4: the type may change from dynamic to static at an update).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 from xml.sax.saxutils import quoteattr
 
 from common.hls_playlists import Rendition, SegmentEntry
 
 MPD_NAME = "manifest.mpd"
+# How much longer than minimumUpdatePeriod the static MPD waits (see static_after_seconds):
+# a player's refresh comes that period after its last fetch ended, plus its own latency.
+_REFRESH_SLACK_SECONDS = 1.0
 _SEGMENT_NAME = re.compile(r"seg_(\d{5})\.m4s")
 _PROFILE = "urn:mpeg:dash:profile:isoff-live:2011"
 
 
+@dataclass(frozen=True)
+class LiveMpd:
+    """What makes the MPD dynamic while the output is still being encoded.
+
+    Media time 0 is at `availability_start` (the job's start), in the past. Every Segment-
+    Template says availabilityTimeOffset="INF": a segment is available as soon as the MPD
+    lists it (the server lists only segments stored), not when the wall clock reaches its end,
+    so a player is never held back by an encode that runs ahead of real time. There is no
+    timeShiftBufferDepth: the whole presentation stays available, as it does once static, and
+    `delay_seconds` (suggestedPresentationDelay) is at least the time since the start, so a
+    player going by it starts at 0 rather than at the live edge. UTCTiming gives the server's
+    clock directly (no time server: players such as dash.js would otherwise ask one on the
+    internet); minimumUpdatePeriod is a segment, the time a new one takes to appear at most
+    often.
+    """
+
+    availability_start: datetime
+    published: datetime
+    delay_seconds: float
+    # Every piece is done, the merge not yet: the MPD lists every segment and says where the
+    # presentation ends (mediaPresentationDuration, which a dynamic MPD may carry), so that a
+    # player knows the end before the static MPD replaces this one.
+    complete: bool = False
+
+
+def static_after_seconds(segment_seconds: float) -> float:
+    """How long after the last dynamic MPD (published when the last piece ended, before the
+    merge was queued) the merge writes the static one: a refresh of every player that plays
+    the dynamic one. dash.js takes the turn to static as the end of every segment list (DASH-IF
+    IOP 4.3, 4.6.4): a segment that only the static MPD lists would never be requested, so
+    every player must have read the dynamic MPD that lists them all first."""
+    return segment_seconds + _REFRESH_SLACK_SECONDS
+
+
 def chunked_mpd(
-    video: Sequence[Rendition], audio: Rendition | None, *, segment_seconds: float
+    video: Sequence[Rendition],
+    audio: Rendition | None,
+    *,
+    segment_seconds: float,
+    live: LiveMpd | None = None,
 ) -> str:
-    """A static MPD: one video AdaptationSet with every variant, and one for the audio."""
+    """One video AdaptationSet with every variant, and one for the audio: static, or dynamic
+    while the output is encoded (`live`)."""
     duration = max(_seconds(r) for r in [*video, *([audio] if audio else [])])
+    if live is None:
+        timing = f'type="static" mediaPresentationDuration="{_iso_duration(duration)}" '
+    else:
+        ends = f'mediaPresentationDuration="{_iso_duration(duration)}" ' if live.complete else ""
+        timing = (
+            f'type="dynamic" availabilityStartTime="{_xs_datetime(live.availability_start)}" '
+            f"{ends}"
+            f'publishTime="{_xs_datetime(live.published)}" '
+            f'minimumUpdatePeriod="{_iso_duration(Fraction(segment_seconds))}" '
+            f'suggestedPresentationDelay="PT{math.ceil(live.delay_seconds)}S" '
+        )
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
-        '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
-        f'profiles="{_PROFILE}" mediaPresentationDuration="{_iso_duration(duration)}" '
+        '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" '
+        f'{timing}profiles="{_PROFILE}" '
         f'minBufferTime="{_iso_duration(Fraction(segment_seconds))}">',
         '  <Period id="0" start="PT0S">',
         '    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" '
         f'segmentAlignment="true" startWithSAP="1" maxWidth="{max(r.width for r in video)}" '
         f'maxHeight="{max(r.height for r in video)}">',
     ]
+    live_template = live is not None
     for rendition in video:
         rate = Fraction(rendition.frame_rate).limit_denominator(1001)
         lines.append(
@@ -46,7 +108,7 @@ def chunked_mpd(
             f'width="{rendition.width}" height="{rendition.height}" '
             f'frameRate="{rate.numerator}/{rate.denominator}">'
         )
-        lines += _segment_template(rendition)
+        lines += _segment_template(rendition, live=live_template)
         lines.append("      </Representation>")
     lines.append("    </AdaptationSet>")
     if audio is not None:
@@ -55,22 +117,30 @@ def chunked_mpd(
             'segmentAlignment="true" startWithSAP="1">',
             f"      <Representation id={quoteattr(audio.name)} codecs={quoteattr(audio.codec)} "
             f'bandwidth="{audio.peak_bitrate}">',
-            *_segment_template(audio),
+            *_segment_template(audio, live=live_template),
             "      </Representation>",
             "    </AdaptationSet>",
         ]
-    lines += ["  </Period>", "</MPD>"]
+    lines.append("  </Period>")
+    if live is not None:
+        lines.append(
+            '  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" '
+            f'value="{_xs_datetime(live.published)}"/>'
+        )
+    lines.append("</MPD>")
     return "\n".join(lines) + "\n"
 
 
-def _segment_template(rendition: Rendition) -> list[str]:
+def _segment_template(rendition: Rendition, *, live: bool) -> list[str]:
     folder, _, first_name = rendition.segments[0].path.rpartition("/")
     start_number = _segment_number(first_name)
     prefix = f"{folder}/" if folder else ""
+    available = ' availabilityTimeOffset="INF"' if live else ""
     return [
         f'        <SegmentTemplate timescale="{rendition.timescale}" '
         f"initialization={quoteattr(rendition.init_path)} "
-        f'media={quoteattr(prefix + "seg_$Number%05d$.m4s")} startNumber="{start_number}">',
+        f'media={quoteattr(prefix + "seg_$Number%05d$.m4s")} startNumber="{start_number}"'
+        f"{available}>",
         "          <SegmentTimeline>",
         *(f"            {entry}" for entry in timeline_entries(rendition.segments)),
         "          </SegmentTimeline>",
@@ -116,3 +186,10 @@ def _seconds(rendition: Rendition) -> Fraction:
 
 def _iso_duration(seconds: Fraction) -> str:
     return f"PT{float(seconds):.3f}S"
+
+
+def _xs_datetime(moment: datetime) -> str:
+    """xs:dateTime in UTC to the millisecond ("2026-12-07T12:41:33.123Z")."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
