@@ -16,13 +16,13 @@ from fractions import Fraction
 from pathlib import Path
 from xml.etree import ElementTree
 
-import httpx
 import m3u8
 import pytest
 from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.conftest import make_clip
 from tests.http_origins import HeldMedia, Origin, hold_on, send
+from tests.support import plain_http
 from tests.support.browser import require_browser
 from tests.support.fmp4_boxes import fmp4_timescale, fragment_span
 from tests.support.manifests import MPD_NS, hls_renditions, mpd_renditions
@@ -126,7 +126,7 @@ def check_live_mpd(
         for (start, length), (following, _) in itertools.pairwise(spans):
             assert following == start + length, (name, "gap in the timeline")
         for path in [init, *paths]:
-            fetched = httpx.get(base + path)
+            fetched = plain_http.get(base + path)
             assert fetched.status_code == 200 and len(fetched.content) == files[path], path
             (scratch / path).parent.mkdir(parents=True, exist_ok=True)
             (scratch / path).write_bytes(fetched.content)
@@ -166,7 +166,7 @@ def test_fmp4_outputs_are_live_while_their_pieces_run(live_cluster, auth, source
         base = live.outputs[0].playback_base_url
         # Read after the manifests: what they name was listed (and stored) by then.
         if kind in ("dash", "cmaf"):
-            answer = httpx.get(base + "manifest.mpd")
+            answer = plain_http.get(base + "manifest.mpd")
             assert answer.status_code == 200
             # The MPD changes as segments arrive: a CDN must revalidate it every time.
             assert answer.headers["cache-control"] == "no-cache"
@@ -177,10 +177,10 @@ def test_fmp4_outputs_are_live_while_their_pieces_run(live_cluster, auth, source
             assert spans == [(0, 2 * scale)]
             assert len(timelines["audio"][1]) >= 2
         if kind in ("hls-fmp4", "cmaf"):
-            master = m3u8.loads(httpx.get(base + "master.m3u8").text)
+            master = m3u8.loads(plain_http.get(base + "master.m3u8").text)
             assert [m.uri for m in master.media] == ["audio/index.m3u8"]
-            audio = m3u8.loads(httpx.get(base + "audio/index.m3u8").text)
-            video = m3u8.loads(httpx.get(base + "v0/index.m3u8").text)
+            audio = m3u8.loads(plain_http.get(base + "audio/index.m3u8").text)
+            video = m3u8.loads(plain_http.get(base + "v0/index.m3u8").text)
             files = {f.path: f.size_bytes for f in get(server, auth, job.id).outputs[0].files}
             for rendition, media in (("audio", audio), ("v0", video)):
                 assert media.playlist_type == "event" and not media.is_endlist
@@ -188,7 +188,7 @@ def test_fmp4_outputs_are_live_while_their_pieces_run(live_cluster, auth, source
                 names = [s.uri for s in media.segments]
                 assert names == [f"seg_{n:05d}.m4s" for n in range(len(names))], rendition
                 for name in [media.segment_map[0].uri, *names]:
-                    answer = httpx.get(f"{base}{rendition}/{name}")
+                    answer = plain_http.get(f"{base}{rendition}/{name}")
                     assert answer.status_code == 200, name
                     assert len(answer.content) == files[f"{rendition}/{name}"], name
             assert [s.uri for s in video.segments] == ["seg_00000.m4s"]

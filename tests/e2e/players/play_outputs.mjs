@@ -305,7 +305,14 @@ async function openPage() {
     if (["warning", "error"].includes(message.type())) consoleIssues.push(`${message.type()}: ${message.text().slice(0, 300)}`);
   });
   page.on("pageerror", (error) => consoleIssues.push(`pageerror: ${String(error).slice(0, 300)}`));
-  page.on("requestfailed", (request) => consoleIssues.push(`request failed: ${request.url().split("/").pop()} ${request.failure()?.errorText}`));
+  // A request the player cancels itself (net::ERR_ABORTED: dash.js drops a segment in flight
+  // when it seeks or switches) is not a failure of the stream; a server that refuses, resets or
+  // hangs gives another error text, and a player that gets nothing still fails to play on.
+  page.on("requestfailed", (request) => {
+    const reason = request.failure()?.errorText;
+    if (reason === "net::ERR_ABORTED") return;
+    consoleIssues.push(`request failed: ${request.url().split("/").pop()} ${reason}`);
+  });
   // kiln's answers, as the page saw them (status, range, CORS). The request's own headers
   // are read from the wire (allHeaders), where the media stack's Range header shows.
   const responses = [];
