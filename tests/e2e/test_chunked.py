@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import signal
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -33,19 +32,18 @@ from tests.support.media_facts import audio_span, packets, single_pass, video_fa
 from tests.support.players import other_origin_site, play_cases, recording_relay
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
-from .cluster import LOOPBACK_INPUTS, running_cluster
+from .chunked_jobs import (
+    CHEAP_AUDIO,
+    FMP4_CLIP,
+    H264,
+    SETTINGS,
+    fmp4_ladder,
+    hls_ladder,
+    output_dir,
+    tasks_of,
+)
+from .cluster import running_cluster
 from .jobs import create_job, run_to_end
-
-SETTINGS = {
-    "KILN_CHUNK_THRESHOLD_SECONDS": "10",
-    "KILN_CHUNK_SECONDS": "12",
-    "KILN_LEASE_SECONDS": "3",
-    # The first chunk's test reads its source from a held origin on this machine.
-    **LOOPBACK_INPUTS,
-}
-H264 = job_pb2.VIDEO_CODEC_H264
-# 48 kHz: AAC priming (1024 samples, 21 ms) stays within a frame of the video's start.
-CHEAP_AUDIO = job_pb2.AudioSpec(sample_rate=48000, channels=1, bitrate_kbps=64)
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +82,6 @@ def slow_ladder() -> job_pb2.OutputSpec:
     return spec
 
 
-def hls_ladder(quality: job_pb2.Quality = job_pb2.QUALITY_STANDARD) -> job_pb2.OutputSpec:
-    return job_pb2.OutputSpec(
-        type=job_pb2.OUTPUT_TYPE_HLS,
-        video=[
-            job_pb2.VideoVariant(codec=H264, resolution="96x54", quality=quality),
-            job_pb2.VideoVariant(codec=H264, resolution="160x90", quality=quality),
-        ],
-        segments=job_pb2.SegmentSpec(duration_seconds=2),
-        audio=CHEAP_AUDIO,
-    )
-
-
 def mp4_spec() -> job_pb2.OutputSpec:
     return job_pb2.OutputSpec(
         type=job_pb2.OUTPUT_TYPE_MP4,
@@ -105,21 +91,6 @@ def mp4_spec() -> job_pb2.OutputSpec:
 
 
 # --- reading media -------------------------------------------------------------------------------
-
-
-def output_dir(cluster, job: job_pb2.Job) -> Path:
-    return cluster.storage_dir / job.id / job.outputs[0].id
-
-
-def tasks_of(cluster, job_id: str) -> list[sqlite3.Row]:
-    database = cluster.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(database) as connection:
-        connection.row_factory = sqlite3.Row
-        return connection.execute(
-            "SELECT id, kind, chunk_index, status, attempts, finished_at, worker_id FROM tasks "
-            "WHERE job_id = ? ORDER BY kind, chunk_index",
-            (job_id,),
-        ).fetchall()
 
 
 def live_view(folder: Path) -> set[str]:
@@ -647,21 +618,9 @@ def _chunk_ffmpegs(cluster) -> list[int]:
 # --- fMP4: HLS, DASH and CMAF ---------------------------------------------------------------------
 
 FMP4_KINDS = ("hls-fmp4", "dash", "cmaf")
-# The first 26 s of source60: three chunks (the short first chunk of 2 s, then 12 s and 12 s),
-# so two joins per output. The players start at 0 (through the 2 s join) and are sent to a
-# second before the join of two whole chunks.
-FMP4_CLIP = 26
+# FMP4_CLIP's three chunks make two joins per output. The players start at 0 (through the 2 s
+# join) and are sent to a second before the join of two whole chunks.
 FIRST_JOIN = 14.0
-
-
-def fmp4_ladder(kind: str) -> job_pb2.OutputSpec:
-    spec = hls_ladder()
-    spec.clip.duration_seconds = FMP4_CLIP
-    if kind == "hls-fmp4":
-        spec.hls.segment_format = job_pb2.HLS_SEGMENT_FORMAT_FMP4
-    else:
-        spec.type = job_pb2.OUTPUT_TYPE_DASH if kind == "dash" else job_pb2.OUTPUT_TYPE_CMAF
-    return spec
 
 
 def joined_file(target: Path, init: Path, segments: list[Path]) -> Path:

@@ -29,9 +29,9 @@ from tests.support.manifests import MPD_NS, hls_renditions, mpd_renditions
 from tests.support.players import other_origin_site, play_cases
 from tests.support.processes import wait_until
 
+from .chunked_jobs import SETTINGS, fmp4_ladder, output_dir, tasks_of
 from .cluster import running_cluster
 from .jobs import create_job, run_to_end
-from .test_chunked import SETTINGS, fmp4_ladder, output_dir, tasks_of
 
 # 26 s of the 60 s source: chunks of 0-2, 2-14 and 14-26 s. The input is held at 10 % of
 # its bytes (6 s): the AUDIO piece and the 2-14 s chunk wait there, the first chunk and the
