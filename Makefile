@@ -14,7 +14,10 @@ STAMP := $(VENV)/.installed-stamp
 run: deps dashboard-modules
 	$(BIN)/kiln up
 
-# Four pytest processes, one test module each at a time (module-scoped clusters stay whole).
+# Four pytest processes, one test module each at a time (module-scoped clusters stay whole),
+# taken in collection order (--no-loadscope-reorder: pytest-xdist otherwise hands out the
+# modules with the most tests first — the unit tests — and the long end-to-end modules,
+# which tests/conftest.py orders first, ran last with the other processes idle).
 # Most e2e time is waiting on servers, leases and FFmpeg: measured per module, the suite's
 # processes used its CPU 37 % of their wall time with two (about 800 CPU-seconds in a
 # 960 s run on two cores), so four keep both cores busy where two left them idle.
@@ -25,7 +28,7 @@ TEST_PROCESSES ?= 4
 # leave free. Its output is printed after the tests'; either failing fails `make test`.
 test: deps postgres pubsub-emulator dashboard-deps check-gen
 	@$(MAKE) --no-print-directory lint > .lint.log 2>&1 & linting=$$!; \
-	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --durations=15; tests=$$?; \
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder --durations=15; tests=$$?; \
 	wait $$linting; linted=$$?; \
 	echo "--- make lint (run beside the tests):"; cat .lint.log; \
 	if [ $$linted -ne 0 ]; then echo "make lint failed"; fi; \

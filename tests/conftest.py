@@ -23,6 +23,7 @@ LONGEST_MODULES = (
     "tests/e2e/test_dashboard.py",
     "tests/e2e/test_players.py",
     "tests/e2e/test_chunked.py",
+    "tests/e2e/test_chunked_live.py",
     "tests/e2e/test_outputs.py",
     "tests/e2e/test_first_minutes.py",
     "tests/e2e/test_broker_restart.py",
