@@ -12,9 +12,9 @@ What varies is normalised away before comparing, so the test never flakes:
 - the job's own events (status changes, progress, completed) and each output's events are
   compared as separate sequences, since two workers' slots interleave outputs freely;
 - runs of equal events (progress ticks, once their values are placeholders) are collapsed into
-  one, since how many ticks FFmpeg reports is a matter of timing; so is the stage a job's
-  progress tick names while it is PROCESSING (that of whichever output is furthest behind), so
-  it is a placeholder there too.
+  one, since how many ticks FFmpeg reports is a matter of timing; whether the job ticks at all
+  while it is PROCESSING is timing too (a short encode can end before the first report), so
+  its ticks there are left out.
 
 To record the file again after an intended change to what clients see, run this test with
 KILN_RECORD_EVENT_LOG=1 and commit the file with the change; review its diff.
@@ -130,7 +130,10 @@ def log_shape(replay: list[job_service_pb2.WatchResponse], positions: dict[str, 
         if kind == "status_change":
             status = event.status_change.to_status
         elif kind == "progress" and status == job_pb2.JOB_STATUS_PROCESSING:
-            payload["stage"] = "<stage>"
+            # Whether the job ticks at all while it processes is timing too: on a quiet machine
+            # the 2 s clip's encodes can end before a worker's first report (every 0.5 s), and
+            # the job goes from PROCESSING to COMPLETED with no tick between (seen in CI).
+            continue
         job_events.append([kind, payload])
     return {
         "job": collapsed(job_events),
