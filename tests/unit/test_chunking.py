@@ -322,3 +322,22 @@ def test_live_playlists_are_event_until_the_end():
     audio = Rendition("audio", "mp4a.40.2", 0, 0, 0.0, [SegmentEntry("audio/seg_00000.ts", 2, 100)])
     master = master_playlist([video], audio)
     assert 'CODECS="avc1.64000d,mp4a.40.2"' in master and "BANDWIDTH=4400" in master
+
+
+def test_the_audio_remux_lists_absolute_paths_from_a_relative_scratch_folder(tmp_path, monkeypatch):
+    """`kiln up`'s scratch folder is var/scratch, relative: the lists FFmpeg reads must still
+    name the files where they are (found through `kiln up`: the merge failed on it)."""
+    monkeypatch.chdir(tmp_path)
+    rendition = Rendition(
+        "v0", "avc1.64000d", 160, 90, 30.0, [SegmentEntry("v0/seg_00000.ts", 2.0, 100)]
+    )
+    variant = VariantToMux(rendition, [Path("scratch/v0/seg_00000.ts")], first_ticks=0)
+    build_mux_command(
+        variants=[variant],
+        audio_files=[Path("scratch/audio/seg_00000.ts")],
+        work_dir=Path("scratch/lists"),
+        out_dir=Path("scratch/out"),
+    )
+    lists = tmp_path / "scratch" / "lists"
+    assert (lists / "v0-segments.txt").read_text() == f"{tmp_path}/scratch/v0/seg_00000.ts\n"
+    assert (lists / "audio-segments.txt").read_text() == f"{tmp_path}/scratch/audio/seg_00000.ts\n"

@@ -45,6 +45,12 @@ def concat_listing(files: Sequence[Path]) -> str:
     return "".join(f"{file}\n" for file in files)
 
 
+def _absolute(files: Sequence[Path]) -> list[Path]:
+    # concatf reads a relative entry against the list's own folder, and a worker's scratch
+    # folder is relative under `kiln up` (var/scratch): the entries name where the files are.
+    return [file.absolute() for file in files]
+
+
 def cut_times(variant: VariantToMux) -> list[str]:
     """Where each segment after the first starts, in seconds on the media's own clock."""
     start = Fraction(variant.first_ticks, 90000)
@@ -69,10 +75,10 @@ def build_mux_command(
     argv = [ffmpeg, *COMMON_FLAGS, "-copyts"]
     for position, variant in enumerate(variants):
         listing = work_dir / f"v{position}-{SEGMENT_LIST}"
-        listing.write_text(concat_listing(variant.segment_files), "utf-8")
+        listing.write_text(concat_listing(_absolute(variant.segment_files)), "utf-8")
         argv += ["-i", f"concatf:{listing}"]
     audio_listing = work_dir / f"audio-{SEGMENT_LIST}"
-    audio_listing.write_text(concat_listing(audio_files), "utf-8")
+    audio_listing.write_text(concat_listing(_absolute(audio_files)), "utf-8")
     argv += ["-i", f"concatf:{audio_listing}"]
     outputs = []
     duration = 0.0

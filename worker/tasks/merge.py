@@ -26,7 +26,6 @@ from common.hls_playlists import (
 from common.output_types import muxes_audio_into_variants
 
 from ..media.errors import ENCODE_FAILED, MediaError
-from ..media.ffmpeg import run_ffmpeg
 from ..media.merge import (
     build_concat_merge_command,
     describe_chunk_file,
@@ -143,13 +142,7 @@ async def _mux_audio_into_variants(
         work_dir=pieces,
         out_dir=out_dir,
     )
-    await run_ffmpeg(
-        plan.argv,
-        duration=plan.expected_duration,
-        on_progress=run.progress.update,
-        cancel_event=run.stop,
-        min_report_interval=run.settings.progress_interval_seconds,
-    )
+    await run.run_on_pieces(plan)
     made = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()}
     wanted = {p.relative_to(out_dir).as_posix() for p in plan.outputs}
     if made != wanted:
@@ -219,13 +212,7 @@ async def _join_progressive(
         output=output,
         text_tracks=text_tracks,
     )
-    await run_ffmpeg(
-        plan.argv,
-        duration=plan.expected_duration,
-        on_progress=run.progress.update,
-        cancel_event=run.stop,
-        min_report_interval=run.settings.progress_interval_seconds,
-    )
+    await run.run_on_pieces(plan)
     await write_sidecars(out_dir, text_tracks)
     files = await describe_folder(out_dir)
     # Replaces the prefix: the chunks' intermediate files go with it.

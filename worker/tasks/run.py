@@ -90,6 +90,17 @@ class TaskRun:
             )
         self.metrics.encoded(plan.expected_duration, time.monotonic() - started)
 
+    async def run_on_pieces(self, plan: CommandPlan) -> None:
+        """One FFmpeg run over files this task already fetched (a merge's concat or remux):
+        no input access to apply, and not an encode for the realtime-factor metric."""
+        await run_ffmpeg(
+            plan.argv,
+            duration=plan.expected_duration,
+            on_progress=self.progress.update,
+            cancel_event=self.stop,
+            min_report_interval=self.settings.progress_interval_seconds,
+        )
+
     async def store(self, out_dir: Path, files: list[job_pb2.OutputFile], *, replace: bool) -> None:
         """Uploads out_dir under the task's output prefix: replacing what is there, or adding
         beside it (a chunk's files join those of the other pieces)."""
