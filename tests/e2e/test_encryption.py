@@ -207,12 +207,19 @@ def test_dash_decodes_with_the_clearkey_license(encrypted, tmp_path):
     assert not {h for each in with_key for h in each} & {h for each in without_key for h in each}
 
 
-def frame_hashes(sources: list[Path], key: bytes | None = None) -> list[list[str]]:
+def frame_hashes(
+    sources: list[Path], key: bytes | None = None, container: str | None = None
+) -> list[list[str]]:
     """The hash of every video frame FFmpeg decodes from each source (none where it cannot),
-    in one FFmpeg run; `key` is each input's CENC -decryption_key."""
+    in one FFmpeg run; `key` is each input's CENC -decryption_key, `container` the demuxer
+    each is read with (FFmpeg probes for one otherwise)."""
     command = list(FFMPEG)
     for source in sources:
-        command += [*(("-decryption_key", key.hex()) if key else ()), "-i", str(source)]
+        command += [
+            *(("-decryption_key", key.hex()) if key else ()),
+            *(("-f", container) if container else ()),
+        ]
+        command += ["-i", str(source)]
     folder = sources[0].parent / "hashes"
     folder.mkdir(exist_ok=True)
     targets = [folder / f"{index}-{bool(key)}.md5" for index in range(len(sources))]
@@ -233,7 +240,10 @@ def frame_hashes(sources: list[Path], key: bytes | None = None) -> list[list[str
 
 def test_a_segment_alone_does_not_decode(encrypted, tmp_path):
     _cluster, _server, _auth, job, _clip = encrypted
-    for name, suffix in (("hls-ts", ".ts"), ("hls-fmp4", ".m4s")):
+    # Read as what a player reads it as: probed, an AES-128 segment's random-looking bytes
+    # were once taken for another format that yielded one garbage picture (CI, 1 run in
+    # many; the MPEG-TS demuxer finds no programme in them, its tables being CRC-checked).
+    for name, suffix, container in (("hls-ts", ".ts", "mpegts"), ("hls-fmp4", ".m4s", "mp4")):
         output = output_named(job, name)
         path = segment_path(output, suffix)
         # No key token: segment URLs are the same for every viewer.
@@ -250,7 +260,7 @@ def test_a_segment_alone_does_not_decode(encrypted, tmp_path):
             body = plain_http.get(output.playback_base_url + init).content + body
         sample = tmp_path / f"{name}{suffix}"
         sample.write_bytes(body)
-        assert frame_hashes([sample]) == [[]], name
+        assert frame_hashes([sample], container=container) == [[]], name
 
 
 def test_key_urls_refuse_all_but_their_own_token(encrypted):
