@@ -36,6 +36,7 @@ import asyncio
 import os
 import platform
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -170,7 +171,11 @@ def chunked(
         for core in cores:
             cluster.start_worker(
                 server,
-                extra_env={"KILN_SCRATCH_DIR": str(root / f"scratch-{core}")},
+                # INFO: the worker logs each task it claims (the timeline's start times).
+                extra_env={
+                    "KILN_SCRATCH_DIR": str(root / f"scratch-{core}"),
+                    "KILN_LOG_LEVEL": "INFO",
+                },
                 inside=on_core(core),
             )
         auth = (("authorization", f"Bearer {cluster.create_key('org_bench')}"),)
@@ -204,9 +209,50 @@ def chunked(
         cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu
         if current.status != job_pb2.JOB_STATUS_COMPLETED:
             raise RuntimeError(f"job ended {current.status}: {current.error}")
+        print(timeline(root, job.id, total), flush=True)
         return total, first_playable, cpu
     finally:
         cluster.stop()
+
+
+CLAIM_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO worker\.loop: task (tsk_\w+) \((\w+)\)"
+)
+
+
+def timeline(root: Path, job_id: str, total: float) -> str:
+    """Each worker's tasks from claim (its log) to finish (the store), in seconds after
+    Create, and how long each worker sat idle before the job's end: where a W=2 run loses
+    to twice W=1's speed."""
+    with sqlite3.connect(root / "kiln.db") as db:
+        (created_at,) = db.execute("SELECT created_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        rows = db.execute(
+            "SELECT id, kind, chunk_index, finished_at FROM tasks WHERE job_id = ?", (job_id,)
+        ).fetchall()
+    created = _utc(created_at)
+    finished = {
+        task_id: (kind, index, _utc(end)) for task_id, kind, index, end in rows if end is not None
+    }
+    lines = [f"  task timeline (s after Create; job done at {total:.1f}):"]
+    for log in sorted(root.glob("worker-*.log")):
+        spans, busy = [], 0.0
+        for line in log.read_text().splitlines():
+            match = CLAIM_LINE.match(line)
+            if not match or match.group(2) not in finished:
+                continue
+            kind, index, end = finished[match.group(2)]
+            claimed = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+            start, stop = (claimed - created).total_seconds(), (end - created).total_seconds()
+            busy += stop - start
+            spans.append(f"{kind.lower()}{'' if index is None else index} {start:.1f}-{stop:.1f}")
+        lines.append(f"  {log.stem}: {', '.join(spans)}; idle {total - busy:.1f} s")
+    return "\n".join(lines)
+
+
+def _utc(value: str) -> datetime:
+    """A datetime as the SQLite store keeps it (ISO text, UTC), aware."""
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def first_playable_text(seconds: float | None) -> str:
