@@ -77,11 +77,11 @@ def chunked_mpd(
 ) -> str:
     """One video AdaptationSet with every variant, and one for the audio: static, or dynamic
     while the output is encoded (`live`)."""
-    duration = max(_seconds(r) for r in [*video, *([audio] if audio else [])])
+    ends_at = presentation_end(max(_seconds(r) for r in [*video, *([audio] if audio else [])]))
     if live is None:
-        timing = f'type="static" mediaPresentationDuration="{_iso_duration(duration)}" '
+        timing = f'type="static" mediaPresentationDuration="{_iso_duration(ends_at)}" '
     else:
-        ends = f'mediaPresentationDuration="{_iso_duration(duration)}" ' if live.complete else ""
+        ends = f'mediaPresentationDuration="{_iso_duration(ends_at)}" ' if live.complete else ""
         timing = (
             f'type="dynamic" availabilityStartTime="{_xs_datetime(live.availability_start)}" '
             f"{ends}"
@@ -129,6 +129,21 @@ def chunked_mpd(
         )
     lines.append("</MPD>")
     return "\n".join(lines) + "\n"
+
+
+def presentation_end(media_seconds: Fraction) -> Fraction:
+    """mediaPresentationDuration: the first whole millisecond after the media's last sample
+    (an xs:duration to the millisecond), never on it nor before it.
+
+    dash.js 5.2 checks every 200 ms whether the playhead has reached the Period's end, and if
+    the video element has not fired `ended` yet, seeks there itself; a seek to the end of a
+    static presentation it moves back by `seekDurationBackoff` (0.5 s), and pauses. The
+    playhead rests at the media's end (the MediaSource's duration once ended) for a moment
+    before `ended` fires: with a Period ending on or before that point (26.005 s rounded from
+    26.005333), a check landing in that moment stopped playback 0.5 s short of the end, in 2
+    of 5 runs of tests/e2e/test_chunked_live.py. A Period that ends after the last sample is
+    never reached by the playhead, so `ended` is the browser's own, which dash.js follows."""
+    return Fraction(math.floor(media_seconds * 1000) + 1, 1000)
 
 
 def _segment_template(rendition: Rendition, *, live: bool) -> list[str]:

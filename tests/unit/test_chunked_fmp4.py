@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -12,7 +13,7 @@ import pytest
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
-from common.chunk_mpd import LiveMpd, chunked_mpd, timeline_entries
+from common.chunk_mpd import LiveMpd, chunked_mpd, presentation_end, timeline_entries
 from common.hls_playlists import Rendition, SegmentEntry, media_playlist
 from server.domain import worker_reports as reports
 from server.jobs.chunk_plan import (
@@ -442,7 +443,7 @@ def test_the_live_mpd_waits_for_audio_and_never_shows_a_gap():
     ended = dataclasses.replace(LIVE, complete=True)
     texts, _ = live_manifests(ladder("dash"), [_piece(0)], audio, has_audio=True, live=ended)
     root = ElementTree.fromstring(texts["manifest.mpd"])
-    assert root.get("type") == "dynamic" and root.get("mediaPresentationDuration") == "PT12.000S"
+    assert root.get("type") == "dynamic" and root.get("mediaPresentationDuration") == "PT12.001S"
     # Without audio, the first chunk is enough; an HLS output gets no MPD.
     texts, _ = live_manifests(ladder("dash"), [_piece(0)], None, has_audio=False, live=LIVE)
     assert list(texts) == ["manifest.mpd"]
@@ -450,9 +451,20 @@ def test_the_live_mpd_waits_for_audio_and_never_shows_a_gap():
     assert "manifest.mpd" not in texts and "master.m3u8" in texts
 
 
+def test_the_presentation_ends_after_the_last_sample():
+    # The 26 s clip's audio ends at 1248256 / 48000 = 26.005333 s: 26.005 would end the
+    # Period inside its last packet, where the playhead rests before `ended`.
+    assert presentation_end(Fraction(1248256, 48000)) == Fraction(26006, 1000)
+    # On a whole millisecond: the next one, not the same.
+    assert presentation_end(Fraction(6)) == Fraction(6001, 1000)
+    for ticks in (1, 511, 512, 30720 * 13, 30720 * 13 + 1):
+        media = Fraction(ticks, 15360)
+        assert media < presentation_end(media) <= media + Fraction(1, 1000), ticks
+
+
 def test_the_static_mpd_has_no_live_timing():
     root = ElementTree.fromstring(chunked_mpd([rendition("v0", 0, 3)], None, segment_seconds=2))
-    assert root.get("type") == "static" and root.get("mediaPresentationDuration") == "PT6.000S"
+    assert root.get("type") == "static" and root.get("mediaPresentationDuration") == "PT6.001S"
     assert root.get("availabilityStartTime") is None and root.find("mpd:UTCTiming", MPD) is None
     template = root.find(".//mpd:SegmentTemplate", MPD)
     assert template is not None and template.get("availabilityTimeOffset") is None
