@@ -28,7 +28,13 @@ from tests.support.browser import require_browser
 from tests.support.cues import cue_times
 from tests.support.fmp4_boxes import fmp4_first_presentation, fmp4_timescale, fragment_span
 from tests.support.manifests import Renditions, hls_renditions, mpd_renditions, referenced_files
-from tests.support.media_facts import audio_span, packets, single_pass, video_facts
+from tests.support.media_facts import (
+    audio_span,
+    frames_read,
+    packets,
+    single_pass,
+    video_facts,
+)
 from tests.support.players import other_origin_site, play_cases, recording_relay
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
@@ -696,6 +702,36 @@ def test_chunked_fmp4_hls_dash_and_cmaf_match_a_single_pass(
             start, end = decode_timeline(init, segments)
             assert start == 0, (kind, name, start)
             assert abs(audio_start - start) <= frame and abs(audio_end - end) <= frame, kind
+
+
+def test_every_stored_frame_is_reachable_through_the_mpd(
+    chunk_cluster, fmp4_job, source60, tmp_path
+):
+    """ffprobe on the playback URL of a chunked DASH and CMAF output (the MPD; each segment
+    fetched from kiln at the URL its SegmentTimeline gives) decodes every frame each video
+    rendition stores, as many as through a single pass's MPD, and every stored audio packet."""
+    cluster, _ = chunk_cluster
+    # The single pass's own MPD and segments (video only, as single_pass encodes them).
+    reference = single_pass(source60, fmp4_ladder("dash"), tmp_path / "single") / "manifest.mpd"
+    seconds = Fraction(FMP4_CLIP)
+    checked = 0
+    for kind, output in zip(FMP4_KINDS, fmp4_job.outputs, strict=True):
+        if kind == "hls-fmp4":
+            continue
+        url = output.playback_base_url + "manifest.mpd"
+        _, renditions = mpd_renditions(cluster.storage_dir / fmp4_job.id / output.id, seconds)
+        for index, name in enumerate(("v0", "v1")):
+            joined = joined_file(tmp_path / f"{kind}-{name}.mp4", *renditions[name])
+            _, stored = frames_read(joined, "v:0")
+            assert frames_read(url, f"v:{index}") == (name, stored), (kind, name)
+            assert frames_read(reference, f"v:{index}") == (str(index), stored), (kind, name)
+            assert stored == FMP4_CLIP * 30, (kind, name)
+            checked += 1
+        audio = joined_file(tmp_path / f"{kind}-audio.mp4", *renditions["audio"])
+        through = len(packets(url, "a"))
+        # AAC: 1024 samples a packet, at 48 kHz; the audio covers the clip.
+        assert through == len(packets(audio, "a")) and through * 1024 >= FMP4_CLIP * 48000, kind
+    assert checked == 4
 
 
 def test_chunked_fmp4_outputs_play_past_a_join(chunk_cluster, fmp4_job, tmp_path):

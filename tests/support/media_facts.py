@@ -35,6 +35,26 @@ def packets(target: Path, stream: str) -> list[tuple[Fraction, Fraction, Fractio
     ]
 
 
+def frames_read(target: Path | str, stream: str) -> tuple[str | None, int]:
+    """(its `id` tag, frames decoded) of the one stream `stream` ("v:1") of `target`, a file or
+    a URL (an MPD), read alone. Alone, because FFmpeg's DASH demuxer (libavformat/dashdec.c,
+    dash_read_packet, 5.1 as on master) reads next from the representation with the lowest
+    timestamp and ends the whole input as soon as that one runs out: read all at once, the
+    renditions that end later lose their last frames (779 of 780, a single pass's MPD too)."""
+    result = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-count_frames", "-select_streams", stream),
+            *("-show_entries", "stream=nb_read_frames:stream_tags=id", "-of", "json"),
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [found] = json.loads(result.stdout)["streams"]
+    return found.get("tags", {}).get("id"), int(found["nb_read_frames"])
+
+
 def video_facts(target: Path, frame: Fraction) -> tuple[int, Fraction, Fraction, Fraction]:
     """(frames, duration, start, end) with DTS strictly increasing and PTS on one grid."""
     video = packets(target, "v")
