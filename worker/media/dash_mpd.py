@@ -1,15 +1,18 @@
 """The DASH manifest, corrected after FFmpeg wrote it: codec strings and bandwidths measured
-from the produced segments, and the ContentProtection of an encrypted output."""
+from the produced segments, where the presentation ends, and the ContentProtection of an
+encrypted output."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import uuid
+from fractions import Fraction
 from pathlib import Path
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from common.chunk_mpd import presentation_end
 from worker.media.atomic_write import replace_text
 from worker.media.codec_strings import codec_string, probe_first_stream
 from worker.media.errors import ENCODE_FAILED, MediaError
@@ -77,6 +80,56 @@ def measure_mpd_bandwidth(manifest: Path) -> None:
                     text,
                 )
     replace_text(manifest, text)
+
+
+def end_after_the_media(manifest: Path) -> None:
+    """Sets a static MPD's mediaPresentationDuration to the first whole millisecond after the
+    last sample of its audio and video, as a chunked output's MPD states it
+    (common.chunk_mpd.presentation_end: dash.js 5.2 stops 0.5 s short of a Period end that
+    the playhead reaches). The dash muxer writes the video's length (PT26.0S), on the video's
+    last sample and before the audio's (26.005333 s).
+
+    Left as it is when a video or audio Representation has no SegmentTimeline to read the
+    end from, or when the MPD is not static."""
+    text = manifest.read_text("utf-8")
+    root = ElementTree.fromstring(text)
+    if root.get("type", "static") != "static":
+        return
+    ends: list[Fraction] = []
+    for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
+        if adaptation_set.get("contentType") not in ("video", "audio"):
+            continue
+        shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+        for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
+            template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
+            template = template if template is not None else shared_template
+            end = _timeline_end(template) if template is not None else None
+            if end is None:
+                return
+            ends.append(end)
+    if not ends:
+        return
+    seconds = presentation_end(max(ends))
+    text, count = re.subn(
+        r'(<MPD\b[^>]*?mediaPresentationDuration=")[^"]*"',
+        rf'\g<1>PT{float(seconds):.3f}S"',
+        text,
+        count=1,
+    )
+    if count:
+        replace_text(manifest, text)
+
+
+def _timeline_end(template: ElementTree.Element) -> Fraction | None:
+    """Where the template's SegmentTimeline ends, in seconds of presentation time."""
+    timeline = template.find("mpd:SegmentTimeline", _MPD_NAMESPACE)
+    if timeline is None:
+        return None
+    at = 0
+    for entry in timeline.iterfind("mpd:S", _MPD_NAMESPACE):
+        at = int(entry.get("t", at)) + int(entry.get("d", "0")) * (int(entry.get("r", "0")) + 1)
+    offset = int(template.get("presentationTimeOffset", "0"))
+    return Fraction(at - offset, int(template.get("timescale", "1")))
 
 
 def peak_segment_bitrate(

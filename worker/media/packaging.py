@@ -13,7 +13,7 @@ from pathlib import Path
 from kiln.v1 import job_pb2
 
 from worker.media.audio_tracks import label_dash_audio, label_hls_audio
-from worker.media.dash_mpd import correct_mpd_codecs, measure_mpd_bandwidth
+from worker.media.dash_mpd import correct_mpd_codecs, end_after_the_media, measure_mpd_bandwidth
 from worker.media.hls_master import rewrite_hls_master, tidy_cmaf_media_playlists
 from worker.media.images import sprite_vtt
 from worker.media.ladder import AUDIO_GROUP
@@ -60,6 +60,7 @@ async def _finalize_ladder(step: LadderPackaging) -> list[str]:
     if step.dash_manifest is not None:
         notes += await correct_mpd_codecs(step.dash_manifest)
         await asyncio.to_thread(measure_mpd_bandwidth, step.dash_manifest)
+        await asyncio.to_thread(end_after_the_media, step.dash_manifest)
     if step.hls_master is not None:
         if step.dash_manifest is not None:
             # CMAF: the dash muxer's HLS playlists lack what a VOD playlist says about itself.
