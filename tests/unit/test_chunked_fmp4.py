@@ -13,7 +13,13 @@ import pytest
 from kiln.v1 import job_pb2
 from kiln.worker.v1 import worker_service_pb2 as wpb
 
-from common.chunk_mpd import LiveMpd, chunked_mpd, presentation_end, timeline_entries
+from common.chunk_mpd import (
+    LiveMpd,
+    chunked_mpd,
+    presentation_end,
+    static_after_seconds,
+    timeline_entries,
+)
 from common.hls_playlists import Rendition, SegmentEntry, media_playlist
 from server.domain import worker_reports as reports
 from server.jobs.chunk_plan import (
@@ -416,6 +422,20 @@ def test_the_live_mpd_is_dynamic_and_lists_the_chunks_done_from_the_start():
     assert "manifest.mpd" in listed and "audio/init.mp4" not in listed  # the audio lists none
     assert "v0/seg_00005.m4s" in listed and "v0/seg_00012.m4s" not in listed
     assert next(f for f in files if f.path == "manifest.mpd").mime_type == "application/dash+xml"
+
+
+def test_the_live_mpd_is_read_again_every_two_seconds_at_most():
+    # 6 s segments: players refresh every 2 s, and the merge's static MPD waits 3 s, not 7.
+    spec = ladder("dash")
+    spec.segments.duration_seconds = 6
+    audio = wpb.ChunkResult(renditions=[_audio_so_far(3)])
+    chunks = [_piece(0, ("v0", "v1")), None, None]
+    texts, _ = live_manifests(spec, chunks, audio, has_audio=True, live=LIVE)
+    root = ElementTree.fromstring(texts["manifest.mpd"])
+    assert root.get("minimumUpdatePeriod") == "PT2.000S"
+    assert static_after_seconds(6) == 3.0
+    # Shorter segments: one segment, as before.
+    assert static_after_seconds(1.5) == 2.5
 
 
 def test_the_live_mpd_waits_for_audio_and_never_shows_a_gap():
