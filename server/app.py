@@ -32,6 +32,7 @@ from .events.listener import EVENTS_CHANNEL, TASKS_CHANNEL, PostgresListener
 from .jobs.chunk_plan import ChunkSettings
 from .jobs.content_keys import OutputKeys
 from .jobs.lifecycle import Lifecycle
+from .jobs.live_copies import LiveCopies
 from .jobs.plan import ExplainOutput
 from .jobs.playback_grants import GrantSettings
 from .jobs.service import JobService
@@ -79,6 +80,8 @@ class Server:
     # What GET /metrics shows; `kiln up` includes its embedded worker's registry.
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     keyring: SecretsKeyring | None = None
+    # Chunked MPEG-TS ladders' live copies, removed by the sweep once due.
+    live_copies: LiveCopies | None = None
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         # Refuse to start with a secrets key that cannot open the stored origin secrets:
@@ -90,7 +93,7 @@ class Server:
         await self.dispatch.start(self.tasks.lost.dead_lettered)
         await self.grpc_server.start()
         await self.worker_server.start()
-        reaper = asyncio.create_task(self._reap_leases(), name="lease-reaper")
+        reaper = asyncio.create_task(self._sweep(), name="sweeper")
         self.webhooks.start()
         # Start uvicorn in steps (not serve()) so the socket is bound before we say
         # ready, and so signals stay with the CLI's handlers.
@@ -142,7 +145,10 @@ class Server:
             self.grpc_server.stop(grace=self.settings.shutdown_grace_seconds)
         )
 
-    async def _reap_leases(self) -> None:
+    async def _sweep(self) -> None:
+        """The server's one periodic loop: expired leases taken back, then the live copies
+        that are due removed. Every replica sweeps; each step decides under the job's lock
+        (and a removal done twice deletes nothing the second time)."""
         interval = max(self.settings.lease_seconds / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
@@ -151,6 +157,13 @@ class Server:
             except Exception:
                 # Logged, never swallowed silently: a reaper that stops reaping strands jobs.
                 log_round_failure(log, "lease reaper round failed")
+            if self.live_copies is None:
+                continue
+            try:
+                await self.live_copies.remove_due()
+            except Exception:
+                # The time stays in the store: the next round tries again.
+                log_round_failure(log, "live copies round failed")
 
 
 # grpc core cancels calls that have arrived but that the server has not yet taken up past
@@ -253,6 +266,7 @@ def build_server(
             settings.first_chunk_seconds,
         ),
         webhook_queued=webhook_queued,
+        live_copies_grace=settings.live_copies_grace_seconds,
     )
     # One policy for webhook destinations: Create checks a job's webhook_url with the one
     # the sender and the settings use.
@@ -359,4 +373,5 @@ def build_server(
         dispatch,
         metrics=metrics,
         keyring=keyring,
+        live_copies=LiveCopies(store, origins, settings.live_copies_grace_seconds),
     )

@@ -104,6 +104,10 @@ class Settings:
     chunk_seconds: float = 60.0
     # HLS: the first chunk's length, short so a player can start early (0: like the rest).
     first_chunk_seconds: float = 2.0
+    # Chunked MPEG-TS HLS with audio: how long after its job completed the live copies (the
+    # video-only segments and audio rendition of the live playlists) stay. None: the larger
+    # of 10 minutes and twice the output's duration (server.jobs.live_copies); 0: for ever.
+    live_copies_grace_seconds: float | None = None
     # Net allocations between the garbage collector's young passes (server.gc_tuning);
     # 0 keeps Python's defaults.
     gc_gen0_threshold: int = 50_000
@@ -169,6 +173,14 @@ def check_webhooks(settings: Settings) -> None:
         )
 
 
+def _optional_seconds(env: dict[str, str], name: str) -> float | None:
+    """A number of seconds, or None when unset or blank: the default depends on more than
+    the setting (see its field)."""
+    if not env.get(name, "").strip():
+        return None
+    return env_float(env, name, 0)
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read KILN_* variables; anything unset keeps the embedded default."""
     env = dict(os.environ if env is None else env)
@@ -224,6 +236,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         chunk_threshold_seconds=env_float(env, "KILN_CHUNK_THRESHOLD_SECONDS", 600),
         chunk_seconds=env_float(env, "KILN_CHUNK_SECONDS", 60, positive=True),
         first_chunk_seconds=env_float(env, "KILN_FIRST_CHUNK_SECONDS", 2),
+        live_copies_grace_seconds=_optional_seconds(env, "KILN_LIVE_COPIES_GRACE_SECONDS"),
         gc_gen0_threshold=env_int(env, "KILN_GC_GEN0_THRESHOLD", 50000),
     )
 

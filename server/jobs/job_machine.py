@@ -17,6 +17,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 from ..domain.states import OUTPUT_TERMINAL, TERMINAL, JobStatus, OutputStatus, final_status
 from ..store.models import Job
 from ..store.store import JobRecord, Tx, now
+from . import live_copies
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
@@ -80,6 +81,11 @@ class JobMachine:
         values: dict[str, Any] = {"completed_at": now()}
         if target == JobStatus.COMPLETED:
             values["progress"] = 100.0
+            # A COMPLETED job is never run again: its chunked MPEG-TS ladders' live copies
+            # are needed only by players that started mid-job, for a while.
+            await live_copies.schedule_removal(
+                tx, record, values["completed_at"], self.life.live_copies_grace
+            )
         await self.move(tx, record.job, target, error=error, **values)
         if target == JobStatus.COMPLETED:
             # 100 is reported only once the job is COMPLETED.

@@ -50,6 +50,7 @@ class Lifecycle:
         *,
         chunking: ChunkSettings | None = None,
         webhook_queued: asyncio.Event | None = None,
+        live_copies_grace: float | None = None,
     ) -> None:
         self.store = store
         # The table estimates and actual costs are priced with (checked at start).
@@ -65,6 +66,9 @@ class Lifecycle:
         self.echoes_skipped = 0
         # When outputs are cut into chunks (KILN_CHUNK_*).
         self.chunking = chunking or ChunkSettings()
+        # KILN_LIVE_COPIES_GRACE_SECONDS: how long a completed chunked MPEG-TS ladder keeps
+        # its live copies (None: the default, by the output's length; 0: for ever).
+        self.live_copies_grace = live_copies_grace
         # Every status change and ending of a job.
         self.jobs = JobMachine(self)
 

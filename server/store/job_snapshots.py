@@ -75,6 +75,7 @@ class OutputRow:
     running_since: datetime | None
     content_key_ids: list | None
     qc: bytes | None
+    live_copies_due_at: datetime | None
 
 
 @dataclass(slots=True)
@@ -144,4 +145,5 @@ async def read_job(database: Database, organization_id: str, job_id: str) -> Job
     outputs = [OutputRow(*row[_JOB_WIDTH:]) for row in rows if row[_JOB_WIDTH] is not None]
     for output in outputs:
         output.running_since = aware(output.running_since)
+        output.live_copies_due_at = aware(output.live_copies_due_at)
     return JobSnapshot(JobRow(*values), outputs)

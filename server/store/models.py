@@ -108,7 +108,11 @@ class Job(Base):
 
 class Output(Base):
     __tablename__ = "outputs"
-    __table_args__ = (CheckConstraint(_one_of("status", OutputStatus), name="ck_outputs_status"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("status", OutputStatus), name="ck_outputs_status"),
+        # The periodic sweep's due-removal query (outputs.live_copies_due).
+        Index("ix_outputs_live_copies_due_at", "live_copies_due_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -137,6 +141,12 @@ class Output(Base):
     # kiln.v1.QcReport as the server judged it, serialized; kept apart from result because
     # an output that QC_POLICY_FAIL failed keeps its report and has no result.
     qc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # A chunked MPEG-TS ladder with audio: when its live copies (the video-only segments and
+    # the audio rendition behind the live playlists) may be removed, set as its job completes
+    # (jobs.live_copies); NULL when there are none to remove, or once they are gone.
+    live_copies_due_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class Task(Base):

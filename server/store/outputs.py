@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select, update
 
 from ..domain import states
-from ..domain.states import OutputStatus
+from ..domain.states import JobStatus, OutputStatus
 from .database import KEEP_HELD_ROWS_CURRENT, Statements, rows_changed
 from .models import Job, Output
 
@@ -57,3 +59,24 @@ class OutputStatements(Statements):
             .execution_options(**KEEP_HELD_ROWS_CURRENT)
         )
         return list(ids)
+
+    async def live_copies_due(self, moment: datetime, limit: int) -> list[tuple[str, str]]:
+        """(job id, output id) of the outputs whose live copies are due for removal at
+        `moment`, those due longest first, at most `limit`. Only a COMPLETED job's: the time
+        is set as the job completes, and a job that is no longer COMPLETED (none can leave
+        it today) keeps its files until it is again."""
+        rows = await self.session.execute(
+            select(Output.job_id, Output.id)
+            .join(Job, Job.id == Output.job_id)
+            .where(
+                Output.live_copies_due_at <= moment,
+                Job.status == str(JobStatus.COMPLETED),
+            )
+            .order_by(Output.live_copies_due_at, Output.id)
+            .limit(limit)
+        )
+        return [(job_id, output_id) for job_id, output_id in rows.all()]
+
+    async def live_copies_removed(self, output_id: str) -> None:
+        """The output's live copies are gone: it is due for nothing any more."""
+        await self.update_output(output_id, live_copies_due_at=None)
