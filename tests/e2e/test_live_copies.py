@@ -1,0 +1,170 @@
+"""A chunked MPEG-TS ladder's live copies through the running server: kept while a player that
+started mid-job may still read them, then removed by the server's sweep (storage, Get, the
+playback URLs), across a restart of the server; kept for ever with
+KILN_LIVE_COPIES_GRACE_SECONDS=0 (server.jobs.live_copies, docs/chunking.md#live-copies)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+
+import m3u8
+from kiln.v1 import job_pb2, job_service_pb2
+
+from tests.conftest import make_clip
+from tests.support import plain_http
+from tests.support.manifests import referenced_files
+from tests.support.processes import wait_until
+
+from .chunked_jobs import SETTINGS, hls_ladder, output_dir
+from .cluster import running_cluster
+from .jobs import create_job, run_to_end
+
+GRACE = "KILN_LIVE_COPIES_GRACE_SECONDS"
+# Long enough that the server is stopped before it ends (the restart is then what removes
+# them), short enough to wait for: the sweep runs every lease/3 = 1 s here.
+SHORT_GRACE_SECONDS = 15
+# The live ladder: each rendition's live playlist and the video-only and audio segments.
+LIVE_NAMES = ("index.m3u8", "seg_")
+
+
+def is_live_copy(path: str) -> bool:
+    return path.rsplit("/", 1)[-1].startswith(LIVE_NAMES)
+
+
+def stored_sizes(cluster, job: job_pb2.Job) -> dict[str, int]:
+    folder = output_dir(cluster, job)
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def due_at(cluster, output_id: str) -> str | None:
+    database = cluster.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        [(due,)] = connection.execute(
+            "SELECT live_copies_due_at FROM outputs WHERE id = ?", (output_id,)
+        ).fetchall()
+    return due
+
+
+def stream_packets(url: str, stream: str) -> int:
+    """Packets of a playlist's first `stream` ("v", "a"), read by ffprobe over HTTP."""
+    answer = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-select_streams", f"{stream}:0", "-count_packets"),
+            *("-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", url),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(answer.stdout.split()[0])
+
+
+def played(output: job_pb2.Output) -> dict[str, tuple[int, int]]:
+    """{variant playlist: (video, audio packets)} of the ladder the playback URL's master
+    names, each read through the playback URLs as a player reads it."""
+    base = output.playback_base_url
+    master = m3u8.loads(plain_http.get(output.playback_url).text)
+    return {
+        p.uri: (stream_packets(base + p.uri, "v"), stream_packets(base + p.uri, "a"))
+        for p in master.playlists
+    }
+
+
+def stop(server) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+
+
+def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_path, media_root):
+    source = make_clip(media_root / "live16_160x90.mp4", seconds=16, size="160x90")
+    # First with the grace 0: the live copies are kept for ever.
+    settings = {**SETTINGS, GRACE: "0"}
+    with running_cluster(sqlite_backend_url, tmp_path, media_root, settings=settings) as (
+        cluster,
+        first,
+    ):
+        server = first
+        cluster.start_worker(server, concurrency=2)
+        auth = (("authorization", f"Bearer {cluster.create_key('org_live_copies')}"),)
+        kept = run_to_end(
+            server, auth, create_job(server, auth, f"file://{source}", [hls_ladder()]).id, 120
+        )
+        assert kept.status == job_pb2.JOB_STATUS_COMPLETED, kept.error
+        kept_files = {f.path: f.size_bytes for f in kept.outputs[0].files}
+        assert kept_files == stored_sizes(cluster, kept)
+        assert {"v0/index.m3u8", "v1/index.m3u8", "audio/index.m3u8"} <= kept_files.keys()
+        # Given no time to go: the next configuration does not remove them either.
+        assert due_at(cluster, kept.outputs[0].id) is None
+
+        # Then with a short grace, across a restart of the server during it.
+        stop(first)
+        cluster.settings[GRACE] = str(SHORT_GRACE_SECONDS)
+        server = cluster.restart_server(first)
+        job = create_job(server, auth, f"file://{source}", [hls_ladder()])
+        final = run_to_end(server, auth, job.id, timeout=120)
+        stub = server.job_stub()
+        base = (
+            stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth)
+            .job.outputs[0]
+            .playback_base_url
+        )
+        assert plain_http.get(base + "v0/index.m3u8").status_code == 200
+        stop(server)
+        assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+        before = stored_sizes(cluster, final)
+        output = final.outputs[0]
+        # At its completion the output lists both ladders, every file stored at its size.
+        assert {f.path: f.size_bytes for f in output.files} == before
+        live = {path for path in before if is_live_copy(path)}
+        folder = output_dir(cluster, final)
+        final_ladder = referenced_files(folder)
+        assert live and not live & final_ladder and set(before) == live | final_ladder
+        assert due_at(cluster, output.id) is not None
+        print("bytes at completion:", sum(before.values()), "in", len(before), "files")
+        ladder_before = {
+            uri: (stream_packets(str(folder / uri), "v"), stream_packets(str(folder / uri), "a"))
+            for uri in ("v0/muxed.m3u8", "v1/muxed.m3u8")
+        }
+
+        server = cluster.restart_server(server)
+        stub = server.job_stub()
+
+        def current() -> job_pb2.Job:
+            return stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+
+        wait_until(
+            lambda: not any(is_live_copy(f.path) for f in current().outputs[0].files),
+            timeout=120,
+        )
+        after = current()
+        files = {f.path: f.size_bytes for f in after.outputs[0].files}
+        # Gone from storage and from Get alike; what stays is what the final master names.
+        assert files == stored_sizes(cluster, after)
+        assert set(files) == final_ladder == referenced_files(output_dir(cluster, after))
+        assert sum(files.values()) == sum(before.values()) - sum(before[p] for p in live)
+        assert any(note.startswith("live copies removed") for note in after.outputs[0].notes)
+        assert due_at(cluster, output.id) is None
+        print("bytes after the grace:", sum(files.values()), "in", len(files), "files")
+        # The removed files answer 404 at their playback URLs; the final ladder still plays
+        # in full (every frame and audio packet of each variant).
+        base = after.outputs[0].playback_base_url
+        for path in ("v0/index.m3u8", "v0/seg_00000.ts", "audio/index.m3u8", "audio/seg_00000.ts"):
+            assert plain_http.get(base + path).status_code == 404, path
+        assert plain_http.get(base + "v0/muxed_00000.ts").status_code == 200
+        ladder_after = played(after.outputs[0])
+        assert ladder_after == ladder_before
+        assert all(video == 16 * 30 and audio > 0 for video, audio in ladder_after.values())
+
+        # The output with the grace 0 still has everything.
+        again = stub.Get(job_service_pb2.GetRequest(id=kept.id), metadata=auth).job
+        assert {f.path: f.size_bytes for f in again.outputs[0].files} == kept_files
+        assert stored_sizes(cluster, again) == kept_files
+
+        # DeleteOutputs removes what is left, as for any job.
+        deleted = stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
+        assert deleted.deleted_files == len(files)
+        assert not deleted.job.outputs[0].files and not output_dir(cluster, after).exists()
