@@ -139,5 +139,8 @@ class JobControls:
                     del result.files[:]
                     result.notes.append("output files deleted")
                     await tx.outputs.update_output(output.id, result=result.SerializeToString())
+                if output.live_copies_due_at is not None:
+                    # Gone with the rest: nothing is left for the sweep (jobs.live_copies).
+                    await tx.outputs.live_copies_removed(output.id)
             record = await tx.jobs.get_job(organization_id, job_id)
         return await self.messages.message(record), deleted

@@ -231,3 +231,15 @@ async def test_a_removal_cut_short_is_finished_by_the_next_round(store, tmp_path
     assert stored(storage, job, output) == set(FINAL)
     paths, notes, left = await listed(store, output)
     assert paths == FINAL and notes == [] and left is None
+
+
+async def test_delete_outputs_leaves_nothing_due(store, service):
+    """DeleteOutputs removes every file: the output's time goes with them."""
+    job, output = await add_job(
+        store, JobStatus.COMPLETED, due=now() + timedelta(hours=1), result=FINAL + LIVE
+    )
+    assert await due_now(store, now() + timedelta(hours=2)) == [output.id]
+    await service.jobs.delete_outputs(job.organization_id, job.id)
+    paths, notes, left = await listed(store, output)
+    assert paths == [] and notes == ["output files deleted"] and left is None
+    assert await due_now(store, now() + timedelta(hours=2)) == []
