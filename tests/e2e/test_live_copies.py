@@ -145,10 +145,8 @@ def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_
         def current() -> job_pb2.Job:
             return stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
 
-        wait_until(
-            lambda: not any(is_live_copy(f.path) for f in current().outputs[0].files),
-            timeout=120,
-        )
+        # Its time cleared: the last step of a removal, after the result and the storage.
+        wait_until(lambda: due_at(cluster, output.id) is None, timeout=120)
         after = current()
         files = {f.path: f.size_bytes for f in after.outputs[0].files}
         # Gone from storage and from Get alike; what stays is what the final master names.
@@ -156,7 +154,6 @@ def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_
         assert set(files) == final_ladder == referenced_files(output_dir(cluster, after))
         assert sum(files.values()) == sum(before.values()) - sum(before[p] for p in live)
         assert any(note.startswith("live copies removed") for note in after.outputs[0].notes)
-        assert due_at(cluster, output.id) is None
         print("bytes after the grace:", sum(files.values()), "in", len(files), "files")
         # The removed files answer 404 at their playback URLs; the final ladder still plays
         # in full (every frame and audio packet of each variant).
@@ -267,10 +264,9 @@ def test_live_copies_go_from_s3_and_gcs_origins(
         def current() -> job_pb2.Job:
             return server.job_stub().Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
 
+        # Each time cleared: the last step of a removal, after the result and the storage.
         wait_until(
-            lambda: (
-                not any(is_live_copy(f.path) for output in current().outputs for f in output.files)
-            ),
+            lambda: all(due_at(cluster, output.id) is None for output in final.outputs),
             timeout=120,
         )
         after = current()
