@@ -32,8 +32,13 @@ from .jobs import create_job, run_to_end
 
 GRACE = "KILN_LIVE_COPIES_GRACE_SECONDS"
 # Long enough that the server is stopped before it ends (the restart is then what removes
-# them), short enough to wait for: the sweep runs every lease/3 = 1 s here.
-SHORT_GRACE_SECONDS = 15
+# them) on a loaded machine, short enough to wait for.
+SHORT_GRACE_SECONDS = 30
+# The chunked tests' settings with the default test lease (10 s: the sweep every 3.3 s):
+# their 3 s lease was lost by workers starved of CPU on a loaded machine, the chunks run again.
+CHUNKED = {**SETTINGS, "KILN_LEASE_SECONDS": "10"}
+# A job of this module on two shared, busy cores.
+JOB_SECONDS = 300
 # The live ladder: each rendition's live playlist and the video-only and audio segments.
 LIVE_NAMES = ("index.m3u8", "seg_")
 
@@ -59,7 +64,7 @@ def due_at(cluster, output_id: str) -> str | None:
 
 
 def stream_packets(url: str, stream: str) -> int:
-    """Packets of a playlist's first `stream` ("v", "a"), read by ffprobe over HTTP."""
+    """Packets of a playlist's first `stream` ("v", "a"), read by ffprobe (a path or a URL)."""
     answer = subprocess.run(
         [
             *("ffprobe", "-v", "error", "-select_streams", f"{stream}:0", "-count_packets"),
@@ -91,7 +96,7 @@ def stop(server) -> None:
 def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_path, media_root):
     source = make_clip(media_root / "live16_160x90.mp4", seconds=16, size="160x90")
     # First with the grace 0: the live copies are kept for ever.
-    settings = {**SETTINGS, GRACE: "0"}
+    settings = {**CHUNKED, GRACE: "0"}
     with running_cluster(sqlite_backend_url, tmp_path, media_root, settings=settings) as (
         cluster,
         first,
@@ -100,7 +105,10 @@ def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_
         cluster.start_worker(server, concurrency=2)
         auth = (("authorization", f"Bearer {cluster.create_key('org_live_copies')}"),)
         kept = run_to_end(
-            server, auth, create_job(server, auth, f"file://{source}", [hls_ladder()]).id, 120
+            server,
+            auth,
+            create_job(server, auth, f"file://{source}", [hls_ladder()]).id,
+            JOB_SECONDS,
         )
         assert kept.status == job_pb2.JOB_STATUS_COMPLETED, kept.error
         kept_files = {f.path: f.size_bytes for f in kept.outputs[0].files}
@@ -114,7 +122,7 @@ def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_
         cluster.settings[GRACE] = str(SHORT_GRACE_SECONDS)
         server = cluster.restart_server(first)
         job = create_job(server, auth, f"file://{source}", [hls_ladder()])
-        final = run_to_end(server, auth, job.id, timeout=120)
+        final = run_to_end(server, auth, job.id, timeout=JOB_SECONDS)
         stub = server.job_stub()
         base = (
             stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth)
@@ -146,7 +154,7 @@ def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_
             return stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
 
         # Its time cleared: the last step of a removal, after the result and the storage.
-        wait_until(lambda: due_at(cluster, output.id) is None, timeout=120)
+        wait_until(lambda: due_at(cluster, output.id) is None, timeout=JOB_SECONDS)
         after = current()
         files = {f.path: f.size_bytes for f in after.outputs[0].files}
         # Gone from storage and from Get alike; what stays is what the final master names.
@@ -207,7 +215,7 @@ def test_live_copies_go_from_s3_and_gcs_origins(
     seaweed_s3.make_bucket(S3_BUCKET)
     emulator_url, gcs_client = gcs_emulator
     settings = {
-        **SETTINGS,
+        **CHUNKED,
         GRACE: "1",
         "STORAGE_EMULATOR_HOST": emulator_url,
         "KILN_SECRETS_KEY": generate_secrets_key("live"),
@@ -238,7 +246,7 @@ def test_live_copies_go_from_s3_and_gcs_origins(
         job = create_job(
             server, auth, f"file://{source}", [single_rung(o.origin.id) for o in origins]
         )
-        final = run_to_end(server, auth, job.id, timeout=120)
+        final = run_to_end(server, auth, job.id, timeout=JOB_SECONDS)
         assert final.status == job_pb2.JOB_STATUS_COMPLETED, final.error
         s3_client = boto3.client(
             "s3",
@@ -267,7 +275,7 @@ def test_live_copies_go_from_s3_and_gcs_origins(
         # Each time cleared: the last step of a removal, after the result and the storage.
         wait_until(
             lambda: all(due_at(cluster, output.id) is None for output in final.outputs),
-            timeout=120,
+            timeout=JOB_SECONDS,
         )
         after = current()
         for output, before in zip(after.outputs, final.outputs, strict=True):
