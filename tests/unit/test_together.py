@@ -101,3 +101,32 @@ async def test_steps_cancelled_before_their_turn_never_warn_of_an_unawaited_coro
 
 async def test_no_steps_is_no_results() -> None:
     assert await each([], at_once=4) == []
+
+
+async def test_a_cancelled_caller_waits_for_each_step_to_finish_its_clean_up() -> None:
+    # A step whose clean-up waits (run_ffmpeg reaping its killed process) beside one that ends
+    # at once when cancelled: the caller's cancel reaches both, and the second step's quick end
+    # must not get the first cancelled again, which would cut its clean-up short.
+    started = asyncio.Event()
+    cleaning = asyncio.Event()
+    reaped = asyncio.Event()
+    cleaned_up = False
+
+    async def step() -> None:
+        nonlocal cleaned_up
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never set: only a cancel ends it
+        finally:
+            cleaning.set()
+            await asyncio.shield(reaped.wait())
+            cleaned_up = True
+
+    caller = asyncio.ensure_future(both(step(), asyncio.Event().wait()))
+    await started.wait()
+    caller.cancel()
+    await cleaning.wait()
+    reaped.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert cleaned_up

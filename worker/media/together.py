@@ -51,7 +51,11 @@ async def _all_or_none(tasks: Sequence[asyncio.Future]) -> None:
         await asyncio.gather(*tasks)
     except BaseException:
         for task in tasks:
-            task.cancel()
+            # Not twice: when the caller is cancelled, gather has cancelled every step already,
+            # and a second cancel would cut short a step's clean-up (run_ffmpeg waiting for its
+            # killed process to be reaped), leaving the process to outlive this call.
+            if not (isinstance(task, asyncio.Task) and task.cancelling()):
+                task.cancel()
         await asyncio.wait(tasks)
         for task in tasks:
             if not task.cancelled():
