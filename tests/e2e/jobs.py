@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 from kiln.v1 import job_pb2, job_service_pb2
 
 
@@ -31,10 +32,34 @@ def create_job(server, auth, input_url: str, outputs=None, **fields) -> job_pb2.
 
 
 def run_to_end(server, auth, job_id: str, timeout: float = 60) -> job_pb2.Job:
-    """Watch the job to its `completed` event and return the terminal job."""
-    events = list(
-        server.job_stub().Watch(
-            job_service_pb2.WatchRequest(id=job_id), metadata=auth, timeout=timeout
+    """Watch the job to its `completed` event and return the terminal job.
+
+    A Watch that runs out of time fails with what Get says of the job then: a job still
+    running (slow, or a task run again) and a finished job whose stream never ended are
+    different bugs, and a bare DEADLINE_EXCEEDED told them apart in neither case."""
+    try:
+        events = list(
+            server.job_stub().Watch(
+                job_service_pb2.WatchRequest(id=job_id), metadata=auth, timeout=timeout
+            )
         )
-    )
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+        raise AssertionError(
+            f"Watch of {job_id} ended by its {timeout:g} s deadline; Get says: "
+            f"{job_summary(server, auth, job_id)}"
+        ) from error
     return events[-1].completed.job
+
+
+def job_summary(server, auth, job_id: str) -> str:
+    """The job's status, stage, progress and each output's status, for a failure message."""
+    job = (
+        server.job_stub().Get(job_service_pb2.GetRequest(id=job_id), metadata=auth, timeout=10).job
+    )
+    outputs = ", ".join(
+        f"{output.id} {job_pb2.OutputStatus.Name(output.status)}" for output in job.outputs
+    )
+    status, stage = job_pb2.JobStatus.Name(job.status), job_pb2.JobStage.Name(job.stage)
+    return f"{status} ({stage}) at {job.progress:.0f} % (outputs: {outputs})"
