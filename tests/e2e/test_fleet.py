@@ -112,6 +112,9 @@ def test_a_job_runs_through_pubsub_with_server_and_worker_apart(start_fleet, med
     with start_fleet("pubsub", KILN_LEASE_SECONDS="10") as (cluster, server, audit):
         auth = auth_for(cluster, "org_fleet")
         cluster.start_worker(server, concurrency=2)
+        # The job's 60 s are for the job: a worker process that took most of them to start
+        # (its imports on a starved machine) failed the Watch with the job still at 0 %.
+        wait_until(lambda: worker_states(cluster.database_url) == ["ACTIVE"], timeout=120)
         job = create_job(
             server,
             auth,
