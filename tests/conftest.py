@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,18 @@ import pytest
 POSTGRES_ADMIN = os.environ.get(
     "KILN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+# The suite starts hundreds of Python processes (servers, workers, `kiln` commands). Under
+# PYTHONDONTWRITEBYTECODE (set in many CI images and shells to keep __pycache__ out of the
+# tree) each of them compiled kiln's ~250 modules from source again: measured, 0.39 of a
+# server start's 2.16 CPU-seconds and 0.15 of a worker's 0.86. Those processes inherit this
+# environment: they write and reuse bytecode in a folder of its own outside the tree instead
+# (keyed by each source's full path and checked against its size and time, so worktrees and
+# concurrent sessions share it safely; files are replaced atomically).
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ.setdefault(
+        "PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "kiln-tests-pycache")
+    )
 
 
 # The longest modules (measured: summed test time per module), started first in this order
