@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from xml.etree import ElementTree
@@ -96,17 +97,11 @@ def end_after_the_media(manifest: Path) -> None:
     if root.get("type", "static") != "static":
         return
     ends: list[Fraction] = []
-    for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
-        if adaptation_set.get("contentType") not in ("video", "audio"):
-            continue
-        shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
-        for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
-            template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
-            template = template if template is not None else shared_template
-            end = _timeline_end(template) if template is not None else None
-            if end is None:
-                return
-            ends.append(end)
+    for _, template in _media_representations(root):
+        end = _timeline_end(template) if template is not None else None
+        if end is None:
+            return
+        ends.append(end)
     if not ends:
         return
     seconds = presentation_end(max(ends))
@@ -190,21 +185,29 @@ def representation_files(manifest: Path) -> list[tuple[Path, list[Path]]]:
     """(init segment, media segments in order) of every audio and video representation."""
     root = ElementTree.fromstring(manifest.read_text("utf-8"))
     found: list[tuple[Path, list[Path]]] = []
+    for representation, template in _media_representations(root):
+        if template is None:
+            continue
+        representation_id = representation.get("id", "")
+        init_segment, _ = _first_dash_segment(manifest.parent, template, representation_id)
+        found.append(
+            (init_segment, _timeline_segments(manifest.parent, template, representation_id))
+        )
+    return found
+
+
+def _media_representations(
+    root: ElementTree.Element,
+) -> Iterator[tuple[ElementTree.Element, ElementTree.Element | None]]:
+    """Every audio and video Representation with the SegmentTemplate that applies to it (its
+    own, else its AdaptationSet's; None when neither has one). Text sets are left out."""
     for adaptation_set in root.iterfind(".//mpd:AdaptationSet", _MPD_NAMESPACE):
         if adaptation_set.get("contentType") not in ("video", "audio"):
             continue
         shared_template = adaptation_set.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
         for representation in adaptation_set.iterfind("mpd:Representation", _MPD_NAMESPACE):
             template = representation.find("mpd:SegmentTemplate", _MPD_NAMESPACE)
-            template = template if template is not None else shared_template
-            if template is None:
-                continue
-            representation_id = representation.get("id", "")
-            init_segment, _ = _first_dash_segment(manifest.parent, template, representation_id)
-            found.append(
-                (init_segment, _timeline_segments(manifest.parent, template, representation_id))
-            )
-    return found
+            yield representation, template if template is not None else shared_template
 
 
 def _timeline_segments(
