@@ -256,7 +256,12 @@ class JobStatements(Statements):
         if organization_id is not None:
             query = query.where(Job.organization_id == organization_id)
         if lock and self.is_postgres:
-            query = query.with_for_update(of=Job)
+            # The lock first, in a statement of its own, then the read: a join that waits for
+            # the job's lock re-reads only the locked row once it has it (PostgreSQL, READ
+            # COMMITTED), and returned the outputs as they were before the wait. Two outputs
+            # completing at once then each saw the other still running, and neither ended the
+            # job (seen: a job held at 99 % with every output COMPLETED).
+            await self.session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
         rows = (await self.session.execute(query)).all()
         if not rows:
             raise NotFound(f"job {job_id!r} not found")

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from server.domain import ids
 from server.domain.errors import FailedPrecondition, NotFound, StaleLease
-from server.domain.states import JobStatus, TaskStatus
+from server.domain.states import JobStatus, OutputStatus, TaskStatus
 from server.store.models import ApiKey, Job, Task
 from server.store.store import API_KEY_PREFIX, IdempotencyKeyTaken, Store
 from tests.support import ORG
@@ -233,6 +233,39 @@ async def test_blocked_transition_loses_after_the_winner_commits(store, second_s
     assert isinstance(error, FailedPrecondition)
     assert "CANCELED" in error.message
     assert await status_of(store, job.id) == JobStatus.COMPLETED
+
+
+@POSTGRES_ONLY
+async def test_a_locked_read_after_a_wait_sees_what_the_holder_committed(store, second_store):
+    """Two outputs completing at once: the second transaction, which waited for the job's
+    lock, must see the first's output COMPLETED, or neither ends the job (a job was held at
+    99 % with every output COMPLETED in CI: the join re-read only the locked job row)."""
+    job = await add_job(store, make_job(status=JobStatus.PROCESSING), outputs=2)
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> str:
+        async with store.transaction() as tx:
+            record = await tx.jobs.get_job(None, job.id, lock=True)
+            first = record.outputs[0].id
+            await tx.outputs.update_output(first, status=str(OutputStatus.COMPLETED))
+            holding.set()
+            await release.wait()
+        return first
+
+    async def waiter() -> dict[str, str]:
+        await holding.wait()
+        async with second_store.transaction() as tx:
+            record = await tx.jobs.get_job(None, job.id, lock=True)
+            return {output.id: output.status for output in record.outputs}
+
+    async def referee() -> None:
+        await holding.wait()
+        await _wait_for_lock_waiter(store)
+        release.set()
+
+    first, seen, _ = await asyncio.wait_for(asyncio.gather(holder(), waiter(), referee()), TIMEOUT)
+    assert seen[first] == OutputStatus.COMPLETED, seen
 
 
 # -- events ---------------------------------------------------------------------------
