@@ -1,11 +1,11 @@
 """Telling the server who this worker is (WorkerService/AnnounceWorker).
 
-The first announcement, made before any slot claims, doubles as a check that
-KILN_SERVER_ADDRESS names a worker listener: the public gRPC port answers UNIMPLEMENTED to
-WorkerService calls, and a worker pointed there would otherwise warn about failed claims
-once a second forever. It stops at once instead, saying what to change. A server that is
-down or restarting (UNAVAILABLE) does not hold the worker back: it starts, and announces
-itself once the server answers.
+Every announcement doubles as a check that KILN_SERVER_ADDRESS names a worker listener: the
+public gRPC port answers UNIMPLEMENTED to WorkerService calls, and a worker pointed there
+would otherwise warn about failed claims once a second forever. It stops instead, saying what
+to change — at the first announcement, or at the first one that gets an answer when the
+server was unreachable at start. A server that is down or restarting (UNAVAILABLE) does not
+hold the worker back: it starts, and announces itself once the server answers.
 """
 
 from __future__ import annotations
@@ -93,29 +93,23 @@ async def announce_first(
     unreachable (a server restarting: the worker starts anyway and holds what it pulls, and
     `keep_announcing` tries again). A listener that is not a WorkerService raises
     NotAWorkerListener."""
-    try:
-        await stub.AnnounceWorker(request, metadata=metadata, timeout=10)
+    code = await _announce(stub, metadata, request)
+    if code == grpc.StatusCode.OK:
         return True
-    except grpc.aio.AioRpcError as error:
-        code = error.code()
-        if code == grpc.StatusCode.UNIMPLEMENTED:
-            raise NotAWorkerListener(
-                f"KILN_SERVER_ADDRESS={address} answers, but not as kiln's worker "
-                "listener (UNIMPLEMENTED): point it at the server's worker port "
-                "(KILN_WORKER_PORT, 50052 by default), not its public gRPC port"
-            ) from None
-        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            # Said once, loudly; the worker goes on so that its refused claims take the
-            # documented path (Pub/Sub messages handed back, then dead-lettered and their
-            # jobs failed) rather than leaving them to wait unseen.
-            log.error(
-                "the server at %s refused this worker (%s): KILN_WORKER_TOKEN must be the server's",
-                address,
-                code.name,
-            )
-            return True
-        log.warning("server at %s unreachable (%s) at start", address, code.name)
-        return False
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        raise not_a_worker_listener(address)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        # Said once, loudly; the worker goes on so that its refused claims take the
+        # documented path (Pub/Sub messages handed back, then dead-lettered and their
+        # jobs failed) rather than leaving them to wait unseen.
+        log.error(
+            "the server at %s refused this worker (%s): KILN_WORKER_TOKEN must be the server's",
+            address,
+            code.name,
+        )
+        return True
+    log.warning("server at %s unreachable (%s) at start", address, code.name)
+    return False
 
 
 async def keep_announcing(
@@ -124,13 +118,21 @@ async def keep_announcing(
     current: Callable[[], wpb.AnnounceWorkerRequest],
     every_seconds: float,
     announced: bool,
+    address: str,
 ) -> None:
     """Announces `current()` every `every_seconds` until cancelled (sooner, every second,
     while the first announcement has not got through); a missed one is only logged: the
-    server judges a worker lost after a whole lease of silence."""
+    server judges a worker lost after a whole lease of silence. Raises NotAWorkerListener
+    when the address answers as something else (the worker loop stops on it)."""
     while True:
         await asyncio.sleep(every_seconds if announced else min(every_seconds, 1.0))
-        announced = await announce_once(stub, metadata, current()) or announced
+        code = await _announce(stub, metadata, current())
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            raise not_a_worker_listener(address)
+        if code == grpc.StatusCode.OK:
+            announced = True
+        else:
+            log.warning("announcing this worker failed: %s", code.name)
 
 
 async def announce_once(
@@ -138,9 +140,29 @@ async def announce_once(
     metadata: tuple,
     request: wpb.AnnounceWorkerRequest,
 ) -> bool:
+    """One announcement outside the steady round (a new speed, draining): a failure is
+    only logged; the announcer's next round says it again."""
+    code = await _announce(stub, metadata, request)
+    if code != grpc.StatusCode.OK:
+        log.warning("announcing this worker failed: %s", code.name)
+    return code == grpc.StatusCode.OK
+
+
+def not_a_worker_listener(address: str) -> NotAWorkerListener:
+    return NotAWorkerListener(
+        f"KILN_SERVER_ADDRESS={address} answers, but not as kiln's worker "
+        "listener (UNIMPLEMENTED): point it at the server's worker port "
+        "(KILN_WORKER_PORT, 50052 by default), not its public gRPC port"
+    )
+
+
+async def _announce(
+    stub: worker_service_pb2_grpc.WorkerServiceStub,
+    metadata: tuple,
+    request: wpb.AnnounceWorkerRequest,
+) -> grpc.StatusCode:
     try:
         await stub.AnnounceWorker(request, metadata=metadata, timeout=10)
-        return True
     except grpc.aio.AioRpcError as error:
-        log.warning("announcing this worker failed: %s", error.code().name)
-        return False
+        return error.code()
+    return grpc.StatusCode.OK

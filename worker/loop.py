@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from kiln.v1 import job_pb2
@@ -115,25 +116,34 @@ class Worker:
                 return
             announced = announcing.result()  # a listener that is not a WorkerService stops here
             await self._sweep_scratch()
+            announcer = asyncio.create_task(
+                keep_announcing(
+                    self._stub,
+                    self.metadata,
+                    describe,
+                    self.settings.lease_seconds / 3,
+                    announced,
+                    self.settings.server_address,
+                ),
+                name="announcer",
+            )
             background += [
                 asyncio.create_task(self._keep_sweeping(), name="scratch-sweeper"),
-                asyncio.create_task(
-                    keep_announcing(
-                        self._stub,
-                        self.metadata,
-                        describe,
-                        self.settings.lease_seconds / 3,
-                        announced,
-                    ),
-                    name="announcer",
-                ),
+                announcer,
                 asyncio.create_task(self._announce_draining(stop, describe), name="drain-note"),
             ]
             slots = [
                 asyncio.create_task(self._slot(stop, index), name=f"worker-slot-{index}")
                 for index in range(capacity)
             ]
-            await asyncio.gather(*slots)
+            every_slot = asyncio.gather(*slots)
+            # The announcer ends only by raising (an address that is not a worker listener,
+            # found when the first announcement could not reach it): that stops the worker.
+            either: list[asyncio.Future[Any]] = [every_slot, announcer]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if announcer.done():
+                announcer.result()
+            await every_slot
         finally:
             for task in [*slots, *background]:
                 task.cancel()

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from typing import IO
 
 import grpc
 import psycopg
@@ -125,6 +128,50 @@ def test_a_worker_pointed_at_the_public_port_stops_with_one_line(fleet_cluster):
     assert f"KILN_SERVER_ADDRESS={server.grpc_target}" in said[0]
     assert "worker port" in said[0]
     assert "claiming a task failed" not in result.stderr
+
+
+def test_a_worker_that_could_not_reach_the_public_port_at_start_still_stops(fleet_cluster):
+    """The first announcement fails for another reason (the server is down), so the worker
+    starts; when the server is back, the address answers UNIMPLEMENTED (its public port) and
+    the worker stops with the same line instead of warning about failed claims for ever."""
+    cluster, server = fleet_cluster
+    server.process.terminate()
+    assert server.process.wait(timeout=20) == 0
+    worker = subprocess.Popen(
+        kiln_command("worker"),
+        env=cluster.env(KILN_SERVER_ADDRESS=server.grpc_target),
+        cwd=cluster.root,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    said: list[str] = []
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_lines_to, args=(worker.stderr, lines), daemon=True).start()
+    try:
+        # The worker logs the failed first announcement, then runs.
+        while not any("unreachable" in line and "at start" in line for line in said):
+            line = lines.get(timeout=60)
+            assert line is not None, f"the worker ended before announcing: {said}"
+            said.append(line)
+        cluster.restart_server(server)
+        assert worker.wait(timeout=60) == 2, "".join(said)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+    while (line := lines.get(timeout=10)) is not None:
+        said.append(line)
+    refusals = [line for line in said if "refusing to start" in line]
+    assert len(refusals) == 1, "".join(said)
+    assert f"KILN_SERVER_ADDRESS={server.grpc_target}" in refusals[0]
+    assert "worker port" in refusals[0]
+
+
+def _lines_to(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
+    assert stream is not None
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
 
 
 def speed(kind: str, factor: float, samples: int = 3) -> wpb.EncodeSpeed:
