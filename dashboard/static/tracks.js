@@ -82,7 +82,13 @@ export function dashTracks(player, shell, output) {
   player.on(events.TRACK_CHANGE_RENDERED, (e) => {
     if (e.mediaType === "audio") audio.mark(activeAudio());
   });
-  audio.onChoose((index) => player.setCurrentTrack(audioInfos()[index]));
+  // dash.js takes a chosen track at once (getCurrentTrackFor) but says TRACK_CHANGE_RENDERED
+  // only once the playhead reaches a segment of it, never while paused or ended: the menu
+  // shows the player's current track as soon as it has taken the choice.
+  audio.onChoose((index) => {
+    player.setCurrentTrack(audioInfos()[index]);
+    audio.mark(activeAudio());
+  });
 }
 
 // The carried text tracks of the spec in order (a burned-in one is in no manifest), and the
