@@ -81,11 +81,12 @@ class JobMachine:
         values: dict[str, Any] = {"completed_at": now()}
         if target == JobStatus.COMPLETED:
             values["progress"] = 100.0
-            # A COMPLETED job is never run again: its chunked MPEG-TS ladders' live copies
-            # are needed only by players that started mid-job, for a while.
-            await live_copies.schedule_removal(
-                tx, record, values["completed_at"], self.life.live_copies_grace
-            )
+        # A COMPLETED output is never run again (a Retry runs the others): its chunked
+        # MPEG-TS ladder's live copies are needed only by players that started mid-job, for
+        # a while, whatever the rest of the job did.
+        await live_copies.schedule_removal(
+            tx, record, values["completed_at"], self.life.live_copies_grace
+        )
         await self.move(tx, record.job, target, error=error, **values)
         if target == JobStatus.COMPLETED:
             # 100 is reported only once the job is COMPLETED.

@@ -7,7 +7,7 @@ variant's segments (`v0/muxed_N.ts` behind `v0/muxed.m3u8`), which the final mas
 and ends the live playlists without removing them: a player that started mid-job reads them
 to their end (docs/chunking.md, *In players*). Kept for ever, they double the output's bytes.
 
-So when the job completes, each such output is given a time in the store
+So when the job ends, each such output that COMPLETED is given a time in the store
 (`Output.live_copies_due_at`): the completion plus a grace in which a player that started
 mid-job can finish, by default the larger of 10 minutes and twice the output's duration
 (`KILN_LIVE_COPIES_GRACE_SECONDS` sets it; 0 keeps them). The server's periodic sweep
@@ -35,7 +35,7 @@ from common.log_setup import job_log_context
 from common.output_types import muxes_audio_into_variants
 from common.storage.origins import Origins
 
-from ..domain.states import PIECE_KINDS, JobStatus, TaskStatus
+from ..domain.states import PIECE_KINDS, OutputStatus, TaskStatus
 from ..origins.directory import output_origin_of
 from ..store.database import aware
 from ..store.outage import log_round_failure
@@ -62,9 +62,13 @@ def grace_seconds(setting: float | None, seconds: float) -> float | None:
 
 def has_live_copies(spec: job_pb2.OutputSpec, result: worker_service_pb2.TranscodeResult) -> bool:
     """The output's merge wrote a muxed ladder beside the live one (a chunked MPEG-TS ladder
-    with audio: its final playlists are muxed.m3u8)."""
-    return muxes_audio_into_variants(spec) and any(
-        file.path.rsplit("/", 1)[-1] == MUXED_PLAYLIST_NAME for file in result.files
+    with audio: its final playlists are muxed.m3u8), and the live one is still listed (its
+    audio rendition's live playlist: gone once removed)."""
+    paths = {file.path for file in result.files}
+    return (
+        muxes_audio_into_variants(spec)
+        and any(path.rsplit("/", 1)[-1] == MUXED_PLAYLIST_NAME for path in paths)
+        and playlist_path(AUDIO_RENDITION) in paths
     )
 
 
@@ -88,10 +92,16 @@ def _in_final_ladder(path: str) -> bool:
 async def schedule_removal(
     tx: Tx, record: JobRecord, completed_at: datetime, setting: float | None
 ) -> None:
-    """The job completes: give each of its outputs with live copies the time they go."""
+    """The job ends (COMPLETED, PARTIAL, FAILED or CANCELED): give each of its COMPLETED
+    outputs with live copies the time they go. One given a time by an earlier end (a Retry of
+    a PARTIAL job ends again) keeps it: the grace counts from the output's first end."""
     info = job_pb2.InputInfo.FromString(record.job.input_info or b"")
     for output in record.outputs:
-        if not output.result:
+        if (
+            not output.result
+            or output.status != OutputStatus.COMPLETED
+            or output.live_copies_due_at is not None
+        ):
             continue
         spec = job_pb2.OutputSpec.FromString(output.spec)
         result = worker_service_pb2.TranscodeResult.FromString(output.result)
@@ -142,7 +152,7 @@ class LiveCopies:
             moment = now()
             if (
                 output is None
-                or record.job.status != JobStatus.COMPLETED
+                or output.status != OutputStatus.COMPLETED
                 or (due := aware(output.live_copies_due_at)) is None
                 or due > moment
             ):

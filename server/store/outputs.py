@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from ..domain import states
-from ..domain.states import JobStatus, OutputStatus
+from ..domain.states import OutputStatus
 from .database import KEEP_HELD_ROWS_CURRENT, Statements, rows_changed
 from .models import Job, Output
 
@@ -62,15 +62,14 @@ class OutputStatements(Statements):
 
     async def live_copies_due(self, moment: datetime, limit: int) -> list[tuple[str, str]]:
         """(job id, output id) of the outputs whose live copies are due for removal at
-        `moment`, those due longest first, at most `limit`. Only a COMPLETED job's: the time
-        is set as the job completes, and a job that is no longer COMPLETED (none can leave
-        it today) keeps its files until it is again."""
+        `moment`, those due longest first, at most `limit`. Only COMPLETED outputs: the time
+        is set as their job ends, and a COMPLETED output is final whatever its job does next
+        (a Retry of a PARTIAL job runs its other outputs again, never this one)."""
         rows = await self.session.execute(
             select(Output.job_id, Output.id)
-            .join(Job, Job.id == Output.job_id)
             .where(
                 Output.live_copies_due_at <= moment,
-                Job.status == str(JobStatus.COMPLETED),
+                Output.status == str(OutputStatus.COMPLETED),
             )
             .order_by(Output.live_copies_due_at, Output.id)
             .limit(limit)

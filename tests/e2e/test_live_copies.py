@@ -184,6 +184,56 @@ def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_
         assert not deleted.job.outputs[0].files and not output_dir(cluster, after).exists()
 
 
+def test_a_partial_jobs_completed_ladder_loses_its_live_copies_too(
+    sqlite_backend_url, tmp_path, media_root
+):
+    """One output failing makes the job PARTIAL; its COMPLETED ladder is final all the same (a
+    Retry runs the failed output only), so its live copies go after the grace as well."""
+    source = make_clip(media_root / "live16_160x90.mp4", seconds=16, size="160x90")
+    settings = {**CHUNKED, GRACE: "1"}
+    with running_cluster(sqlite_backend_url, tmp_path, media_root, settings=settings) as (
+        cluster,
+        server,
+    ):
+        cluster.start_worker(server, concurrency=2)
+        auth = (("authorization", f"Bearer {cluster.create_key('org_live_copies')}"),)
+        # Valid on its face, impossible for this input: the clip starts after its end.
+        impossible = job_pb2.OutputSpec(
+            type=job_pb2.OUTPUT_TYPE_MP4,
+            video=[job_pb2.VideoVariant(codec=job_pb2.VIDEO_CODEC_H264, resolution="160x90")],
+            clip=job_pb2.ClipSpec(start_seconds=30),
+        )
+        job = create_job(server, auth, f"file://{source}", [hls_ladder(), impossible])
+        final = run_to_end(server, auth, job.id, JOB_SECONDS)
+        assert final.status == job_pb2.JOB_STATUS_PARTIAL, final.error
+        ladder, failed = final.outputs
+        assert ladder.status == job_pb2.OUTPUT_STATUS_COMPLETED
+        assert failed.status == job_pb2.OUTPUT_STATUS_FAILED
+        live = {f.path for f in ladder.files if is_live_copy(f.path)}
+        assert {"v0/index.m3u8", "audio/index.m3u8"} <= live
+
+        stub = server.job_stub()
+
+        def removed() -> job_pb2.Output:
+            got = stub.Get(job_service_pb2.GetRequest(id=job.id), metadata=auth).job
+            return got.outputs[0]
+
+        # A grace of 1 s, the sweep every 3.3 s (a third of the 10 s lease).
+        wait_until(
+            lambda: any(n.startswith("live copies removed") for n in removed().notes),
+            timeout=60,
+        )
+        wait_until(lambda: due_at(cluster, ladder.id) is None, timeout=60)
+        after = removed()
+        files = {f.path: f.size_bytes for f in after.files}
+        folder = output_dir(cluster, final)
+        assert files == stored_sizes(cluster, final)
+        assert set(files) == referenced_files(folder) and not live & set(files)
+        for path in ("v0/index.m3u8", "audio/seg_00000.ts"):
+            assert plain_http.get(after.playback_base_url + path).status_code == 404, path
+        assert plain_http.get(after.playback_url).status_code == 200
+
+
 # --- on an organization's S3 and GCS origins -------------------------------------------------
 
 S3_BUCKET, GCS_BUCKET = "kiln-live-copies", "kiln-live-copies-gcs"

@@ -79,13 +79,14 @@ async def add_job(
     spec: job_pb2.OutputSpec | None = None,
     result: list[str] | None = None,
     input_seconds: float = 60.0,
+    output_status: OutputStatus = OutputStatus.COMPLETED,
 ) -> tuple[Job, Output]:
     """A job of one output, with the pieces of a chunked ladder when it lists files."""
     job = make_job(status=status)
     job.input_info = job_pb2.InputInfo(duration_seconds=input_seconds).SerializeToString()
     [output] = make_outputs(job, 1)
     output.spec = (spec or ts_ladder()).SerializeToString()
-    output.status = str(OutputStatus.COMPLETED)
+    output.status = str(output_status)
     output.live_copies_due_at = due
     if result is not None:
         output.result = wpb.TranscodeResult(files=files(result)).SerializeToString()
@@ -114,23 +115,30 @@ async def due_now(store: Store, moment: datetime, limit: int = 10) -> list[str]:
         return [output_id for _, output_id in await tx.outputs.live_copies_due(moment, limit)]
 
 
-async def test_the_due_query_lists_completed_jobs_outputs_due_longest_first(store):
+async def test_the_due_query_lists_completed_outputs_due_longest_first(store):
     _, earlier = await add_job(store, JobStatus.COMPLETED, due=BASE_TIME - timedelta(minutes=2))
     _, later = await add_job(store, JobStatus.COMPLETED, due=BASE_TIME - timedelta(minutes=1))
     _, exactly = await add_job(store, JobStatus.COMPLETED, due=BASE_TIME)
-    # Not yet due, given no time, or of a job that is not COMPLETED: never listed.
+    # A COMPLETED output of a PARTIAL job, and of one a Retry runs again (its other outputs):
+    # final all the same.
+    _, of_partial = await add_job(store, JobStatus.PARTIAL, due=BASE_TIME - timedelta(hours=1))
+    _, retried = await add_job(store, JobStatus.PROCESSING, due=BASE_TIME - timedelta(minutes=30))
+    # Not yet due, given no time, or an output that is not COMPLETED: never listed.
     await add_job(store, JobStatus.COMPLETED, due=BASE_TIME + timedelta(seconds=1))
     await add_job(store, JobStatus.COMPLETED, due=None)
-    await add_job(store, JobStatus.PARTIAL, due=BASE_TIME - timedelta(hours=1))
-    await add_job(store, JobStatus.PROCESSING, due=BASE_TIME - timedelta(hours=1))
+    for status in (OutputStatus.FAILED, OutputStatus.PENDING, OutputStatus.CANCELED):
+        await add_job(
+            store, JobStatus.PARTIAL, due=BASE_TIME - timedelta(hours=2), output_status=status
+        )
 
-    assert await due_now(store, BASE_TIME) == [earlier.id, later.id, exactly.id]
-    assert await due_now(store, BASE_TIME, limit=2) == [earlier.id, later.id]
-    assert await due_now(store, BASE_TIME - timedelta(minutes=3)) == []
+    every = [of_partial.id, retried.id, earlier.id, later.id, exactly.id]
+    assert await due_now(store, BASE_TIME) == every
+    assert await due_now(store, BASE_TIME, limit=2) == every[:2]
+    assert await due_now(store, BASE_TIME - timedelta(hours=3)) == []
 
     async with store.transaction() as tx:
-        await tx.outputs.live_copies_removed(earlier.id)
-    assert await due_now(store, BASE_TIME) == [later.id, exactly.id]
+        await tx.outputs.live_copies_removed(of_partial.id)
+    assert await due_now(store, BASE_TIME) == every[1:]
 
 
 @pytest.mark.parametrize(
@@ -166,6 +174,36 @@ async def test_a_completing_job_gives_its_live_copies_their_time(
     expected = None if grace is None else moment + timedelta(seconds=grace)
     assert aware(stored.live_copies_due_at) == expected
     assert untouched.live_copies_due_at is None
+
+
+async def test_an_ending_job_gives_only_its_completed_outputs_a_time(store):
+    """Whatever the job's end, a COMPLETED output is final (a Retry runs the others): its live
+    copies get their time; an output that did not complete keeps its pieces for the Retry.
+    (That every end schedules: tests/e2e/test_live_copies.py, through a PARTIAL job.)"""
+    every = FINAL + LIVE
+    job, completed = await add_job(store, JobStatus.PROCESSING, result=every)
+    _, failed = await add_job(
+        store, JobStatus.PROCESSING, result=every, output_status=OutputStatus.FAILED
+    )
+    # Given a time by an earlier end (a PARTIAL job retried): the grace counts from then.
+    earlier = BASE_TIME - timedelta(hours=1)
+    _, kept_time = await add_job(store, JobStatus.PROCESSING, due=earlier, result=every)
+    # Its live copies already removed (the live playlists gone from its files): no new time.
+    _, removed = await add_job(store, JobStatus.PROCESSING, result=FINAL)
+    async with store.transaction() as tx:
+        for each in (job.id, failed.job_id, kept_time.job_id, removed.job_id):
+            record = await tx.jobs.get_job(None, each, lock=True)
+            await live_copies.schedule_removal(tx, record, BASE_TIME, None)
+
+    async def due_of(output: Output) -> datetime | None:
+        async with store.reading() as tx:
+            [row] = (await tx.jobs.get_job(None, output.job_id)).outputs
+        return aware(row.live_copies_due_at)
+
+    assert await due_of(completed) == BASE_TIME + timedelta(seconds=600)
+    assert await due_of(failed) is None
+    assert await due_of(kept_time) == earlier
+    assert await due_of(removed) is None
 
 
 def write_files(storage: LocalStorage, job: Job, output: Output, paths: list[str]) -> None:
