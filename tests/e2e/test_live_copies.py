@@ -34,9 +34,6 @@ GRACE = "KILN_LIVE_COPIES_GRACE_SECONDS"
 # Long enough that the server is stopped before it ends (the restart is then what removes
 # them) on a loaded machine, short enough to wait for.
 SHORT_GRACE_SECONDS = 30
-# The chunked tests' settings with the default test lease (10 s: the sweep every 3.3 s):
-# their 3 s lease was lost by workers starved of CPU on a loaded machine, the chunks run again.
-CHUNKED = {**SETTINGS, "KILN_LEASE_SECONDS": "10"}
 # A job of this module on two shared, busy cores.
 JOB_SECONDS = 300
 # The live ladder: each rendition's live playlist and the video-only and audio segments.
@@ -96,7 +93,7 @@ def stop(server) -> None:
 def test_live_copies_go_after_the_grace_and_stay_with_0(sqlite_backend_url, tmp_path, media_root):
     source = make_clip(media_root / "live16_160x90.mp4", seconds=16, size="160x90")
     # First with the grace 0: the live copies are kept for ever.
-    settings = {**CHUNKED, GRACE: "0"}
+    settings = {**SETTINGS, GRACE: "0"}
     with running_cluster(sqlite_backend_url, tmp_path, media_root, settings=settings) as (
         cluster,
         first,
@@ -190,7 +187,7 @@ def test_a_partial_jobs_completed_ladder_loses_its_live_copies_too(
     """One output failing makes the job PARTIAL; its COMPLETED ladder is final all the same (a
     Retry runs the failed output only), so its live copies go after the grace as well."""
     source = make_clip(media_root / "live16_160x90.mp4", seconds=16, size="160x90")
-    settings = {**CHUNKED, GRACE: "1"}
+    settings = {**SETTINGS, GRACE: "1"}
     with running_cluster(sqlite_backend_url, tmp_path, media_root, settings=settings) as (
         cluster,
         server,
@@ -265,7 +262,7 @@ def test_live_copies_go_from_s3_and_gcs_origins(
     seaweed_s3.make_bucket(S3_BUCKET)
     emulator_url, gcs_client = gcs_emulator
     settings = {
-        **CHUNKED,
+        **SETTINGS,
         GRACE: "1",
         "STORAGE_EMULATOR_HOST": emulator_url,
         "KILN_SECRETS_KEY": generate_secrets_key("live"),
