@@ -8,7 +8,7 @@ and ends the live playlists without removing them: a player that started mid-job
 to their end (docs/chunking.md, *In players*). Kept for ever, they double the output's bytes.
 
 So when the job ends, each such output that COMPLETED is given a time in the store
-(`Output.live_copies_due_at`): the completion plus a grace in which a player that started
+(`Output.live_copies_due_at`): the job's end plus a grace in which a player that started
 mid-job can finish, by default the larger of 10 minutes and twice the output's duration
 (`KILN_LIVE_COPIES_GRACE_SECONDS` sets it; 0 keeps them). The server's periodic sweep
 (server/app.py, beside the lease reaper) removes what is due: the files the pieces reported
