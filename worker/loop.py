@@ -103,6 +103,7 @@ class Worker:
 
         background: list[asyncio.Task] = []
         slots: list[asyncio.Task] = []
+        waiting: list[asyncio.Future[Any]] = []
         try:
             announcing = asyncio.create_task(
                 announce_first(self._stub, self.metadata, describe(), self.settings.server_address)
@@ -137,6 +138,7 @@ class Worker:
                 for index in range(capacity)
             ]
             every_slot = asyncio.gather(*slots)
+            waiting.append(every_slot)
             # The announcer ends only by raising (an address that is not a worker listener,
             # found when the first announcement could not reach it): that stops the worker.
             either: list[asyncio.Future[Any]] = [every_slot, announcer]
@@ -147,7 +149,9 @@ class Worker:
         finally:
             for task in [*slots, *background]:
                 task.cancel()
-            await asyncio.gather(*slots, *background, return_exceptions=True)
+            # The slots' gather too: stopped by the announcer, it ends with the slots'
+            # cancellation, which asyncio would otherwise log as never retrieved.
+            await asyncio.gather(*slots, *background, *waiting, return_exceptions=True)
             if self._source is not None:
                 await self._source.close()
             await self._channel.close()

@@ -165,6 +165,8 @@ def test_a_worker_that_could_not_reach_the_public_port_at_start_still_stops(flee
     assert len(refusals) == 1, "".join(said)
     assert f"KILN_SERVER_ADDRESS={server.grpc_target}" in refusals[0]
     assert "worker port" in refusals[0]
+    # One line, not a line and a traceback of the slots it stopped.
+    assert not any("Traceback" in line or "ERROR" in line for line in said), "".join(said)
 
 
 def _lines_to(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
