@@ -21,10 +21,13 @@ from kiln.v1 import job_service_pb2_grpc, origin_service_pb2_grpc
 
 from kiln_cli.keys import create_api_key
 from server.config import load_settings
-from tests.support import plain_http
+from tests.support import plain_http, warm_start
 from tests.support.pubsub_audit import without_client_calls
 
 REPO = Path(__file__).resolve().parents[2]
+# A kiln server or worker: forked from the warm-start launcher (tests/support/warm_start.py)
+# unless started on another test host.
+KilnProcess = subprocess.Popen | warm_start.WarmProcess
 SIGNING_KEY = "e2e-signing-key"
 # Tries at starting a server on free ports (see Cluster.start_server).
 PORT_ATTEMPTS = 3
@@ -64,7 +67,7 @@ def base_env(database_url: str, data_dir: Path, media_root: Path) -> dict[str, s
 
 @dataclass
 class ServerProcess:
-    process: subprocess.Popen
+    process: KilnProcess
     http_port: int
     grpc_port: int
     worker_port: int
@@ -100,7 +103,7 @@ class Cluster:
     # Settings every process of this cluster gets on top of the test defaults.
     settings: dict[str, str] = field(default_factory=dict)
     servers: list[ServerProcess] = field(default_factory=list)
-    workers: list[subprocess.Popen] = field(default_factory=list)
+    workers: list[KilnProcess] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -148,8 +151,8 @@ class Cluster:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             http_port, grpc_port, worker_port = free_port(), free_port(), free_port()
             log = self.root / f"server-{len(self.servers)}.log"
-            process = subprocess.Popen(
-                kiln_command("serve"),
+            process = warm_start.start(
+                ["serve"],
                 env=self.env(
                     KILN_HTTP_PORT=str(http_port),
                     KILN_GRPC_PORT=str(grpc_port),
@@ -157,8 +160,7 @@ class Cluster:
                     **settings,
                 ),
                 cwd=self.root,
-                stdout=log.open("w"),
-                stderr=subprocess.STDOUT,
+                log=log,
             )
             server = ServerProcess(process, http_port, grpc_port, worker_port, log)
             self.servers.append(server)
@@ -180,16 +182,15 @@ class Cluster:
         """A new server process on the stopped one's ports (its workers reconnect)."""
         assert server.process.poll() is not None, "stop the server first"
         log = self.root / f"server-{len(self.servers)}.log"
-        process = subprocess.Popen(
-            kiln_command("serve"),
+        process = warm_start.start(
+            ["serve"],
             env=self.env(
                 KILN_HTTP_PORT=str(server.http_port),
                 KILN_GRPC_PORT=str(server.grpc_port),
                 KILN_WORKER_PORT=str(server.worker_port),
             ),
             cwd=self.root,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
+            log=log,
         )
         restarted = ServerProcess(
             process, server.http_port, server.grpc_port, server.worker_port, log
@@ -204,25 +205,30 @@ class Cluster:
         concurrency: int = 1,
         extra_env: dict[str, str] | None = None,
         inside: Callable[[list[str]], list[str]] | None = None,
-    ) -> subprocess.Popen:
+    ) -> KilnProcess:
         """A worker process; `inside` wraps its command (e.g. to run it on a test host of
         its own network namespace, tests/support/netns.py)."""
         log = self.root / f"worker-{len(self.workers)}.log"
-        command = kiln_command("worker")
-        process = subprocess.Popen(
-            inside(command) if inside else command,
-            env=self.env(
-                **{
-                    "KILN_SERVER_ADDRESS": server.worker_target,
-                    "KILN_WORKER_CONCURRENCY": str(concurrency),
-                    "KILN_SCRATCH_DIR": str(self.scratch_dir),
-                    **(extra_env or {}),
-                }
-            ),
-            cwd=self.root,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
+        env = self.env(
+            **{
+                "KILN_SERVER_ADDRESS": server.worker_target,
+                "KILN_WORKER_CONCURRENCY": str(concurrency),
+                "KILN_SCRATCH_DIR": str(self.scratch_dir),
+                **(extra_env or {}),
+            }
         )
+        process: KilnProcess
+        if inside is None:
+            process = warm_start.start(["worker"], env=env, cwd=self.root, log=log)
+        else:
+            # Another host's process: exec'd there, not forked from this host's launcher.
+            process = subprocess.Popen(
+                inside(kiln_command("worker")),
+                env=env,
+                cwd=self.root,
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
         self.workers.append(process)
         return process
 

@@ -23,7 +23,6 @@ backends.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ from tests.support.processes import ffmpeg_children_of, wait_until
 from tests.support.pubsub_audit import CLIENT_LOG_ENV, Audit, SubscriberCalls, kiln_topics
 from tests.support.pubsub_emulator import PubSubEmulator, running_emulator
 
-from .cluster import Cluster, ServerProcess
+from .cluster import Cluster, KilnProcess, ServerProcess
 from .jobs import create_job, mp4_output, run_to_end
 
 TOKEN = "partition-test-token"
@@ -165,7 +164,7 @@ def worker_on(
     name: str,
     dispatch: Dispatch | None = None,
     concurrency: int = 1,
-) -> subprocess.Popen:
+) -> KilnProcess:
     return cluster.start_worker(
         server,
         concurrency,
@@ -192,12 +191,12 @@ def hold_partition(seconds: float) -> None:
     time.sleep(max(seconds, 0))
 
 
-def worker_log_path(cluster: Cluster, worker: subprocess.Popen) -> Path:
+def worker_log_path(cluster: Cluster, worker: KilnProcess) -> Path:
     """The cluster names logs by start order."""
     return cluster.root / f"worker-{cluster.workers.index(worker)}.log"
 
 
-def worker_log(cluster: Cluster, worker: subprocess.Popen) -> Callable[[], str]:
+def worker_log(cluster: Cluster, worker: KilnProcess) -> Callable[[], str]:
     """Reads the worker's log as it is now."""
     return worker_log_path(cluster, worker).read_text
 
@@ -241,7 +240,7 @@ def settled(calls: SubscriberCalls, message_id: str) -> bool:
 
 
 def assert_redeliveries_harmless(
-    dispatch: Dispatch, cluster: Cluster, job_id: str, cut_off: subprocess.Popen
+    dispatch: Dispatch, cluster: Cluster, job_id: str, cut_off: KilnProcess
 ) -> None:
     """On Pub/Sub: the reaper published the task again; the message the cut-off worker
     held expired and came back; every copy was claimed by task id (one ran it, the others

@@ -4,7 +4,6 @@ finishes, and the files it left in scratch are swept by the next worker to start
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from kiln.v1 import job_pb2, job_service_pb2
 
 from tests.support.processes import ffmpeg_children_of, ffmpeg_pids_writing_to, wait_until
 
-from .cluster import LOOPBACK_INPUTS, Cluster
+from .cluster import LOOPBACK_INPUTS, Cluster, KilnProcess
 from .jobs import create_job, mp4_output
 
 
@@ -110,7 +109,7 @@ def test_a_killed_workers_scratch_is_swept_and_a_running_workers_is_kept(
     auth = (("authorization", f"Bearer {cluster.create_key('org_sweep')}"),)
     scratch = cluster.scratch_dir
 
-    def encoding(worker: subprocess.Popen, codec: job_pb2.VideoCodec) -> Path:
+    def encoding(worker: KilnProcess, codec: job_pb2.VideoCodec) -> Path:
         create_job(server, auth, held_input.url, outputs=[mp4_output("480p", codec)])
         wait_until(lambda: ffmpeg_children_of(worker.pid), timeout=60)
         return _scratch_folder_of(worker.pid, scratch)
@@ -129,8 +128,10 @@ def test_a_killed_workers_scratch_is_swept_and_a_running_workers_is_kept(
     assert any(doomed_folder.iterdir()), "the killed worker left its files behind"
 
     cluster.start_worker(server)  # sweeps the shared scratch at start
-    wait_until(lambda: not doomed_folder.exists(), timeout=30)
+    # Its log line comes after the sweep: waiting for the folder alone raced the line.
+    sweeper_log = cluster.root / "worker-2.log"
+    wait_until(lambda: "swept 1 scratch folder" in sweeper_log.read_text(), timeout=30)
 
+    assert not doomed_folder.exists()
     assert ffmpeg_children_of(survivor.pid), "the survivor's encode ended before the sweep"
     assert survivor_folder.exists()
-    assert "swept 1 scratch folder" in (cluster.root / "worker-2.log").read_text()
