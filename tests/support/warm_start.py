@@ -3,18 +3,19 @@ has already imported kiln.
 
 Why: a kiln server spends about 1 CPU-second of its ~1.4 s start importing its libraries
 (SQLAlchemy, gRPC, Connect, OpenTelemetry...), a worker about 0.4 s of its 0.55, and the
-suite starts some two hundred of them on two cores: ~140 CPU-seconds, about a seventh of
-`make test` (bench/RESULTS.md, "make test — where the suite's CPU goes").
+suite starts some two hundred of them on two cores. Measured on one machine, the whole suite:
+902 → 688 CPU-seconds, 528 → 396 s (bench/RESULTS.md, "make test — servers and workers
+started warm").
 
 How: one launcher process per pytest process (started at its first use) imports what
 `kiln serve` and `kiln worker` import, then forks a child per start. The child is set up as
 `subprocess.Popen` would set up `python -m kiln_cli ARGS` — its own environment, working
 directory, stdin from /dev/null, stdout and stderr into the log file, a new interpreter's
-signal dispositions — and runs the very `kiln_cli.main.main` the `kiln` script runs, then Python's
-own exit steps (non-daemon threads joined, atexit handlers, streams flushed). What differs
-from an exec'd interpreter: the modules are already imported (a module reading its
-environment at import time would read the launcher's: kiln has none, tests/e2e/test_
-warm_start.py checks it), and the hash seed is the launcher's.
+signal dispositions — and runs the very `kiln_cli.main.main` the `kiln` script runs, then
+Python's own exit steps (non-daemon threads joined, atexit handlers, streams flushed). What
+differs from an exec'd interpreter: the modules are already imported (a module reading its
+environment at import time would read the launcher's: kiln has none, and
+tests/integration/test_warm_start.py keeps it so), and the hash seed is the launcher's.
 
 The servers and workers are real processes the tests signal (SIGTERM, SIGKILL) by pid;
 `WarmProcess` answers like a `subprocess.Popen` (poll, wait, returncode, send_signal, kill).
