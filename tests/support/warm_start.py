@@ -165,15 +165,15 @@ def _serve_requests() -> None:
 
     for module in PRELOADED:
         importlib.import_module(module)
+    # Answers go to a descriptor of their own: a child's fd 1 becomes its log.
+    answers = os.dup(sys.stdout.fileno())
     # Forking is safe only from a single thread: none of the imports may have started one.
     if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
-        _reply({"ready": False, "why": "an import started a thread"})
+        _reply({"ready": False, "why": "an import started a thread"}, answers)
         return
-    requests = sys.stdin
-    answers = os.dup(sys.stdout.fileno())
     ended: dict[int, int] = {}
     _reply({"ready": True}, answers)
-    for line in requests:
+    for line in sys.stdin:
         request = json.loads(line)
         if "start" in request:
             _reply({"pid": _fork_child(request, answers)}, answers)
@@ -186,8 +186,8 @@ def _serve_requests() -> None:
             _reply({"returncode": ended.get(pid)}, answers)
 
 
-def _reply(answer: dict, fd: int | None = None) -> None:
-    os.write(sys.stdout.fileno() if fd is None else fd, (json.dumps(answer) + "\n").encode())
+def _reply(answer: dict, answers: int) -> None:
+    os.write(answers, (json.dumps(answer) + "\n").encode())
 
 
 def _fork_child(request: dict, answers: int) -> int:
